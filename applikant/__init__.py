@@ -1,0 +1,1 @@
+"""Applikant: a self-hosted git platform for small teams."""

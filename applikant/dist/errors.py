@@ -21,11 +21,13 @@ class RemoteProtocolError(ProtocolError):
 
 
 class HandshakeRefused(RemoteProtocolError):
-    """The peer refused the handshake, or we refused it; `reason` says why in words."""
+    """The peer refused the handshake, or we refused it; `reason` says why in words,
+    `code` for programs (protocol.REFUSE_*)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "refused") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class DistError(Exception):
@@ -92,3 +94,44 @@ class Forbidden(ServiceError):
 
 class Unavailable(ServiceError):
     kind = "unavailable"
+
+
+# Error kinds on the wire for the node layer's own failures.
+KIND_NO_SUCH_NAME = "no_such_name"
+KIND_NODE_DOWN = "node_down"
+KIND_TIMEOUT = "timeout"
+KIND_INTERNAL = "internal"
+
+
+def error_from_reply(kind: str, message: str) -> DistError:
+    """The caller-side exception for an error reply (both drivers use this)."""
+    if kind == KIND_NO_SUCH_NAME:
+        return NoSuchName(message)
+    if kind == KIND_NODE_DOWN:
+        return NodeDown(message)
+    if kind == KIND_TIMEOUT:
+        return CallTimeout(message)
+    return RemoteError(kind, message)
+
+
+def reply_from_error(exc: BaseException) -> tuple[str, str] | None:
+    """(kind, message) to answer a caller with, or None for an unexpected exception."""
+    if isinstance(exc, ServiceError):
+        return exc.kind, exc.message
+    if isinstance(exc, RemoteError):
+        return exc.kind, exc.message
+    if isinstance(exc, NoSuchName):
+        return KIND_NO_SUCH_NAME, str(exc)
+    if isinstance(exc, NodeDown):
+        return KIND_NODE_DOWN, str(exc)
+    if isinstance(exc, CallTimeout):
+        return KIND_TIMEOUT, str(exc)
+    return None
+
+
+class NameTaken(DistError):
+    """A global name is already registered by another node."""
+
+
+class NodeStartError(DistError):
+    """A node cannot start: no portmapper, its name taken, no free port in the range."""

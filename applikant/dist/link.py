@@ -1,0 +1,132 @@
+"""One established node link, driven by trio: a locked, batching send and pending calls.
+
+The reader task lives in node.py; this holds what the reader and the callers
+share. Frames queued while a write is in progress go out together in the next
+write, which is how many concurrent callers share one socket cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from .errors import CallTimeout, NodeDown, error_from_reply
+from .protocol import Call, Cancel, Connection, Event
+
+
+class Pending:
+    """A call waiting for its reply; filled in by the reader or by link failure."""
+
+    __slots__ = ("done", "value", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class Link:
+    def __init__(self, stream: trio.abc.Stream, proto: Connection, peer: str, hidden: bool,
+                 address: str) -> None:
+        self.stream = stream
+        self.proto = proto
+        self.peer = peer
+        self.hidden = hidden
+        self.address = address
+        self.pending: dict[int, Pending] = {}
+        self.handlers: dict[int, trio.CancelScope] = {}
+        self.last_recv = trio.current_time()
+        self.closed = False
+        self.down_reason = "connection closed"
+        self.scope: trio.CancelScope | None = None  # the reader's and handlers' scope
+        self._out: list[bytes] = []
+        self._writing = False
+        self._next_id = 0
+
+    # ---- sending ----------------------------------------------------------
+
+    async def send_event(self, event: Event) -> None:
+        await self.send_bytes(self.proto.send(event))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Queue data; write it now unless another task is writing (it will take ours).
+
+        The write is shielded: a half-written frame would corrupt the link for
+        everyone. A peer that stops reading is cut off by the heartbeat, which
+        closes the stream and so ends a blocked write.
+        """
+        if self.closed:
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})")
+        self._out.append(data)
+        if self._writing:
+            return
+        self._writing = True
+        try:
+            with trio.CancelScope(shield=True):
+                while self._out:
+                    chunk = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+                    self._out.clear()
+                    await self.stream.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.close(f"write failed: {exc or type(exc).__name__}")
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
+        finally:
+            self._writing = False
+
+    def writing(self) -> bool:
+        return self._writing
+
+    # ---- calls ------------------------------------------------------------
+
+    async def call(self, node: str | None, target: str, method: str, args: Any,
+                   timeout: float) -> Any:
+        """Send a call and wait for its reply; a caller that gives up sends Cancel."""
+        self._next_id += 1
+        req_id = self._next_id
+        pending = Pending()
+        self.pending[req_id] = pending
+        try:
+            await self.send_event(Call(req_id, node, target, method, args))
+            with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
+                await pending.done.wait()
+        finally:
+            if self.pending.pop(req_id, None) is not None and not self.closed:
+                # We stopped waiting (timeout or cancellation): tell the handler.
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    try:
+                        await self.send_event(Cancel(req_id))
+                    except NodeDown:
+                        pass
+        if scope.cancelled_caught and not pending.done.is_set():
+            raise CallTimeout(f"{target}.{method} on {self.peer} did not answer within {timeout} s")
+        if pending.error is not None:
+            raise pending.error
+        return pending.value
+
+    def resolve(self, req_id: int, value: Any = None, kind: str | None = None,
+                message: str = "") -> None:
+        pending = self.pending.pop(req_id, None)
+        if pending is None:
+            return  # the caller gave up already
+        if kind is not None:
+            pending.error = error_from_reply(kind, message)
+        else:
+            pending.value = value
+        pending.done.set()
+
+    # ---- closing ----------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Mark the link down: fail pending calls, stop the reader and the handlers."""
+        if self.closed:
+            return
+        self.closed = True
+        self.down_reason = reason
+        for pending in self.pending.values():
+            pending.error = NodeDown(f"{self.peer} went down ({reason})")
+            pending.done.set()
+        self.pending.clear()
+        if self.scope is not None:
+            self.scope.cancel()

@@ -1,0 +1,51 @@
+"""Talking to a portmapper with plain blocking sockets (ephemeral nodes, the CLI).
+
+The trio side (node.py) speaks the same requests through `request_frames`.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from .errors import NodeDown
+from .protocol import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
+
+MAX_FRAME = 1024 * 1024  # a names listing can be long
+
+
+def parse_answer(answer: Any, what: str) -> dict[str, Any]:
+    """Check an answer's shape; raise NodeDown with the portmapper's words when not ok."""
+    if type(answer) is not dict:
+        raise NodeDown(f"{what}: the portmapper sent a malformed answer")
+    if not answer.get("ok"):
+        raise NodeDown(f"{what}: {answer.get('error', 'refused')}")
+    return answer
+
+
+def request(host: str, port: int, req: dict[str, Any], timeout: float = 3.0) -> dict[str, Any]:
+    """One request on a fresh connection; NodeDown when no portmapper answers."""
+    what = f"portmapper at {host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(encode_frame(req))
+            decoder = FrameDecoder(MAX_FRAME)
+            while True:
+                answer = decoder.next_frame()
+                if answer is not NEED_DATA:
+                    break
+                decoder.feed(sock.recv(65536))
+    except OSError as exc:
+        raise NodeDown(f"no portmapper answers at {host}:{port} ({exc.strerror or exc})") from exc
+    if isinstance(answer, ConnectionClosed):
+        raise NodeDown(f"{what} closed the connection")
+    return parse_answer(answer, what)
+
+
+def lookup(host: str, name: str, port: int, timeout: float = 3.0) -> int:
+    """The listening port of node `name` on `host`; NodeDown if not registered."""
+    return int(request(host, port, {"op": "lookup", "name": name}, timeout)["port"])
+
+
+def names(host: str, port: int, timeout: float = 3.0) -> dict[str, int]:
+    return dict(request(host, port, {"op": "names"}, timeout)["names"])

@@ -1,0 +1,509 @@
+"""The distribution protocol as a sans-IO core: bytes in, events out.
+
+Nothing here touches a socket or a clock. A driver feeds received bytes with
+`receive_data` (b"" for end of file), pulls events with `next_event` until it
+returns NEED_DATA, writes out `data_to_send()` after the handshake steps and the
+bytes returned by `send(event)` afterwards. The trio driver (node.py) and the
+blocking driver (blocking.py) share this one object.
+
+Wire format: every frame is a 4-byte big-endian length and a msgpack body. The
+handshake frames are small maps and limited to HANDSHAKE_MAX_FRAME bytes; after it,
+frames are lists `[kind, ...]` limited to the connection's `max_frame`.
+
+Handshake (client C connects to server S), each side proving the cookie without
+sending it, over the other's fresh challenge and both names:
+
+    C -> S  hello     {v, name, hidden, challenge_c}
+    S -> C  challenge {v, name, challenge_s}           or refuse {reason}
+    C -> S  proof     {digest: HMAC(cookie, "c" | challenge_s | C | S)}
+    S -> C  welcome   {digest: HMAC(cookie, "s" | challenge_c | C | S)}  or refuse
+
+The server decides whether to take the peer (name clash, name kinds) between
+hello and challenge: `next_event` hands it a PeerHello and the driver answers
+with `accept()` or `refuse(reason)`. Deadlines are the driver's business.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from . import names
+from .errors import LocalProtocolError, RemoteProtocolError
+
+VERSION = 1
+HANDSHAKE_MAX_FRAME = 1024
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+CHALLENGE_BYTES = 32
+
+_LEN = struct.Struct(">I")
+
+# Why a handshake was refused, for programs; the reason in words goes beside it.
+REFUSE_COOKIE = "cookie"
+REFUSE_NAME_IN_USE = "name_in_use"
+REFUSE_SIMULTANEOUS = "simultaneous"
+REFUSE_MIXED_NAMES = "mixed_names"
+REFUSE_OTHER = "refused"
+
+# Message kinds after the handshake (first element of every frame list).
+K_CALL, K_REPLY, K_ERROR, K_CAST, K_CANCEL, K_TICK, K_REGISTRY, K_PEERS = range(1, 9)
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+    ERROR = "error"
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Any = _NeedData()
+
+
+# ---- events ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHello:
+    """Server side: a peer says who it is; answer with accept() or refuse()."""
+
+    peer: str
+    hidden: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeDone:
+    peer: str
+    hidden: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeFailed:
+    """The handshake ended in a refusal: `by_peer` tells who refused.
+
+    `code` is for programs (one of the REFUSE_* constants), `reason` for people.
+    """
+
+    reason: str
+    by_peer: bool
+    code: str = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request. `node` None means `target` is a global name; else a local name there."""
+
+    req_id: int
+    node: str | None
+    target: str
+    method: str
+    args: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    req_id: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """A typed failure: `kind` one of no_such_name, node_down, timeout or a service kind."""
+
+    req_id: int
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    node: str | None
+    target: str
+    method: str
+    args: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The caller gave up on req_id: the handler should be cancelled."""
+
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Heartbeat: proves the peer is alive when nothing else is said."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Global registry traffic; op and data are interpreted by registry.py."""
+
+    op: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """The sender's long-lived peers, so that the receiver completes the mesh."""
+
+    nodes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer closed the connection cleanly (between frames)."""
+
+
+Event = (
+    PeerHello | HandshakeDone | HandshakeFailed | Call | Reply | ErrorReply | Cast
+    | Cancel | Tick | Registry | Peers | ConnectionClosed
+)
+
+TICK = Tick()
+
+
+def _digest(cookie: bytes, tag: bytes, challenge: bytes, client: str, server: str) -> bytes:
+    c, s = client.encode(), server.encode()
+    msg = b"".join((tag, challenge, _LEN.pack(len(c)), c, _LEN.pack(len(s)), s))
+    return hmac.new(cookie, msg, hashlib.sha256).digest()
+
+
+def encode_frame(obj: Any) -> bytes:
+    """One frame: length prefix and msgpack body."""
+    body = msgpack.packb(obj, use_bin_type=True)
+    return _LEN.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Splits a byte stream into msgpack frames, enforcing a size limit per frame."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+        self._pos = 0
+        self.eof = False
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._buf += data
+        else:
+            self.eof = True
+
+    def next_frame(self) -> Any:
+        """Return the next decoded object, NEED_DATA, or raise RemoteProtocolError.
+
+        At end of file with nothing buffered, returns ConnectionClosed.
+        """
+        buf, pos = self._buf, self._pos
+        avail = len(buf) - pos
+        if avail >= 4:
+            (length,) = _LEN.unpack_from(buf, pos)
+            if length > self.max_frame:
+                raise RemoteProtocolError(
+                    f"frame of {length} bytes exceeds the limit of {self.max_frame}"
+                )
+            if avail >= 4 + length:
+                start = pos + 4
+                end = start + length
+                try:
+                    obj = msgpack.unpackb(
+                        memoryview(buf)[start:end], raw=False, strict_map_key=True
+                    )
+                except Exception as exc:
+                    raise RemoteProtocolError(f"undecodable frame: {exc}") from exc
+                if end == len(buf):
+                    buf.clear()
+                    self._pos = 0
+                elif end > 65536:
+                    del buf[:end]
+                    self._pos = 0
+                else:
+                    self._pos = end
+                return obj
+        if self.eof:
+            if avail:
+                raise RemoteProtocolError("connection closed in the middle of a frame")
+            return ConnectionClosed()
+        return NEED_DATA
+
+
+class Connection:
+    """One end of one node link, from first byte to close."""
+
+    def __init__(
+        self,
+        role: Role,
+        our_name: str,
+        cookie: bytes,
+        *,
+        hidden: bool = False,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        names.split(our_name)
+        if not cookie:
+            raise LocalProtocolError("the cookie must not be empty")
+        self.role = role
+        self.our_name = our_name
+        self.hidden = hidden
+        self.peer: str | None = None
+        self.peer_hidden = False
+        self.state = State.HANDSHAKE
+        self._cookie = cookie
+        self._max_frame = max_frame
+        self._decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
+        self._outbox = bytearray()
+        self._challenge = os.urandom(CHALLENGE_BYTES)
+        self._peer_challenge = b""
+        # Handshake steps; each value is what we wait for next.
+        self._step = "hello" if role is Role.SERVER else "not_started"
+
+    # ---- outgoing ---------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes produced by handshake steps; empty when there are none."""
+        out = bytes(self._outbox)
+        self._outbox.clear()
+        return out
+
+    def initiate(self) -> None:
+        """Client: queue the hello."""
+        if self.role is not Role.CLIENT or self._step != "not_started":
+            raise LocalProtocolError("initiate() is for a client, once")
+        self._put({"t": "hello", "v": VERSION, "name": self.our_name,
+                   "hidden": self.hidden, "challenge": self._challenge})
+        self._step = "challenge"
+
+    def accept(self) -> None:
+        """Server: take the peer announced by PeerHello; the cookie check follows."""
+        if self._step != "decide":
+            raise LocalProtocolError("accept() only answers a PeerHello")
+        self._put({"t": "challenge", "v": VERSION, "name": self.our_name,
+                   "challenge": self._challenge})
+        self._step = "proof"
+
+    def refuse(self, reason: str, code: str = REFUSE_OTHER) -> HandshakeFailed:
+        """Server: turn the peer away with a reason it will show its user."""
+        if self.state is not State.HANDSHAKE or self.role is not Role.SERVER:
+            raise LocalProtocolError("refuse() is for a server during the handshake")
+        self._put({"t": "refuse", "reason": reason[:400], "code": code})
+        self.state = State.CLOSED
+        return HandshakeFailed(reason, by_peer=False, code=code)
+
+    def send(self, event: Event) -> bytes:
+        """Bytes for one message after the handshake."""
+        if self.state is not State.CONNECTED:
+            raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state.name}")
+        t = type(event)
+        if t is Call:
+            obj = [K_CALL, event.req_id, event.node, event.target, event.method, event.args]
+        elif t is Reply:
+            obj = [K_REPLY, event.req_id, event.value]
+        elif t is ErrorReply:
+            obj = [K_ERROR, event.req_id, event.kind, event.message]
+        elif t is Cast:
+            obj = [K_CAST, event.node, event.target, event.method, event.args]
+        elif t is Tick:
+            return _TICK_FRAME
+        elif t is Cancel:
+            obj = [K_CANCEL, event.req_id]
+        elif t is Registry:
+            obj = [K_REGISTRY, event.op, event.data]
+        elif t is Peers:
+            obj = [K_PEERS, list(event.nodes)]
+        else:
+            raise LocalProtocolError(f"{t.__name__} is not a message")
+        try:
+            frame = encode_frame(obj)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise LocalProtocolError(f"cannot encode {t.__name__}: {exc}") from exc
+        if len(frame) - 4 > self._max_frame:
+            raise LocalProtocolError(
+                f"{t.__name__} of {len(frame) - 4} bytes exceeds the frame limit of {self._max_frame}"
+            )
+        return frame
+
+    def _put(self, obj: dict[str, Any]) -> None:
+        self._outbox += encode_frame(obj)
+
+    # ---- incoming ---------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; b"" means end of file."""
+        self._decoder.feed(data)
+
+    def next_event(self) -> Any:
+        """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
+        if self.state in (State.CLOSED, State.ERROR):
+            return ConnectionClosed()
+        try:
+            obj = self._decoder.next_frame()
+            if obj is NEED_DATA:
+                return NEED_DATA
+            if type(obj) is ConnectionClosed:
+                if self.state is State.HANDSHAKE:
+                    raise RemoteProtocolError("the peer closed the connection during the handshake")
+                self.state = State.CLOSED
+                return obj
+            if self.state is State.HANDSHAKE:
+                return self._handshake(obj)
+            return self._message(obj)
+        except RemoteProtocolError:
+            self.state = State.ERROR
+            raise
+
+    def _message(self, obj: Any) -> Event:
+        if type(obj) is not list or not obj:
+            raise RemoteProtocolError("a message must be a non-empty list")
+        kind = obj[0]
+        n = len(obj)
+        try:
+            if kind == K_CALL and n == 6:
+                _, req_id, node, target, method, args = obj
+                _check_call(req_id, node, target, method)
+                return Call(req_id, node, target, method, args)
+            if kind == K_REPLY and n == 3:
+                _check_id(obj[1])
+                return Reply(obj[1], obj[2])
+            if kind == K_ERROR and n == 4:
+                _check_id(obj[1])
+                if type(obj[2]) is not str or type(obj[3]) is not str:
+                    raise RemoteProtocolError("an error reply carries a kind and a message")
+                return ErrorReply(obj[1], obj[2], obj[3])
+            if kind == K_CAST and n == 5:
+                _, node, target, method, args = obj
+                _check_call(0, node, target, method)
+                return Cast(node, target, method, args)
+            if kind == K_TICK and n == 1:
+                return TICK
+            if kind == K_CANCEL and n == 2:
+                _check_id(obj[1])
+                return Cancel(obj[1])
+            if kind == K_REGISTRY and n == 3 and type(obj[1]) is str:
+                return Registry(obj[1], obj[2])
+            if kind == K_PEERS and n == 2 and type(obj[1]) is list:
+                if not all(type(x) is str for x in obj[1]):
+                    raise RemoteProtocolError("peers must be node names")
+                return Peers(obj[1])
+        except TypeError as exc:  # unhashable or odd shapes
+            raise RemoteProtocolError(f"malformed message: {exc}") from exc
+        raise RemoteProtocolError(f"unknown message kind {kind!r} with {n} fields")
+
+    def _handshake(self, obj: Any) -> Event:
+        if type(obj) is not dict or type(obj.get("t")) is not str:
+            raise RemoteProtocolError("garbage during the handshake")
+        t = obj["t"]
+        if t == "refuse" and self.role is Role.CLIENT:
+            self.state = State.CLOSED
+            return HandshakeFailed(str(obj.get("reason", "refused"))[:400], by_peer=True,
+                                   code=str(obj.get("code", REFUSE_OTHER)))
+        expected = {"hello": "hello", "challenge": "challenge", "proof": "proof",
+                    "welcome": "welcome"}.get(self._step)
+        if t != expected:
+            raise RemoteProtocolError(f"unexpected {t!r} during the handshake")
+        if t == "hello":
+            return self._on_hello(obj)
+        if t == "challenge":
+            return self._on_challenge(obj)
+        if t == "proof":
+            return self._on_proof(obj)
+        return self._on_welcome(obj)
+
+    def _peer_fields(self, obj: dict[str, Any]) -> str:
+        if obj.get("v") != VERSION:
+            raise RemoteProtocolError(
+                f"protocol version {obj.get('v')!r} is not supported (this node speaks {VERSION})"
+            )
+        peer = obj.get("name")
+        if type(peer) is not str:
+            raise RemoteProtocolError("the peer sent no node name")
+        try:
+            names.split(peer)
+        except names.BadNodeName as exc:
+            raise RemoteProtocolError(str(exc)) from exc
+        challenge = obj.get("challenge")
+        if type(challenge) is not bytes or len(challenge) != CHALLENGE_BYTES:
+            raise RemoteProtocolError("the peer sent no valid challenge")
+        self._peer_challenge = challenge
+        return peer
+
+    def _on_hello(self, obj: dict[str, Any]) -> Event:
+        peer = self._peer_fields(obj)
+        self.peer = peer
+        self.peer_hidden = bool(obj.get("hidden", False))
+        self._step = "decide"
+        mixed = names.check_same_kind(self.our_name, peer)
+        if mixed:
+            return self.refuse(mixed, REFUSE_MIXED_NAMES)
+        if peer == self.our_name:
+            return self.refuse(f"{peer} is this node's own name: node names must be unique",
+                               REFUSE_NAME_IN_USE)
+        return PeerHello(peer, self.peer_hidden)
+
+    def _on_challenge(self, obj: dict[str, Any]) -> Event | Any:
+        peer = self._peer_fields(obj)
+        self.peer = peer
+        digest = _digest(self._cookie, b"c", self._peer_challenge, self.our_name, peer)
+        self._put({"t": "proof", "digest": digest})
+        self._step = "welcome"
+        return self.next_event()
+
+    def _on_proof(self, obj: dict[str, Any]) -> Event:
+        assert self.peer is not None
+        expected = _digest(self._cookie, b"c", self._challenge, self.peer, self.our_name)
+        got = obj.get("digest")
+        if type(got) is not bytes or not hmac.compare_digest(expected, got):
+            return self.refuse("wrong cookie", REFUSE_COOKIE)
+        digest = _digest(self._cookie, b"s", self._peer_challenge, self.peer, self.our_name)
+        self._put({"t": "welcome", "digest": digest})
+        return self._done()
+
+    def _on_welcome(self, obj: dict[str, Any]) -> Event:
+        assert self.peer is not None
+        expected = _digest(self._cookie, b"s", self._challenge, self.our_name, self.peer)
+        got = obj.get("digest")
+        if type(got) is not bytes or not hmac.compare_digest(expected, got):
+            self.state = State.CLOSED
+            return HandshakeFailed(
+                f"{self.peer} could not prove it knows the cookie", by_peer=False,
+                code=REFUSE_COOKIE,
+            )
+        return self._done()
+
+    def _done(self) -> HandshakeDone:
+        self.state = State.CONNECTED
+        self._step = "done"
+        self._decoder.max_frame = self._max_frame
+        assert self.peer is not None
+        return HandshakeDone(self.peer, self.peer_hidden)
+
+
+def _check_id(req_id: Any) -> None:
+    if type(req_id) is not int or req_id < 0:
+        raise RemoteProtocolError("a request id must be a non-negative integer")
+
+
+def _check_call(req_id: Any, node: Any, target: Any, method: Any) -> None:
+    _check_id(req_id)
+    if (node is not None and type(node) is not str) or type(target) is not str \
+            or type(method) is not str:
+        raise RemoteProtocolError("a call names its node, target and method as strings")
+
+
+_TICK_FRAME = encode_frame([K_TICK])

@@ -1,0 +1,1 @@
+"""Test harnesses that drive real programs (OpenSSH's sshd, git) on loopback."""

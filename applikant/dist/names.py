@@ -7,10 +7,14 @@ uses one kind only: mixing them is refused at the handshake.
 
 from __future__ import annotations
 
-import re
+# No `re` here: this module is on the start-up path of `as` and `ah`.
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_PART_CHARS = _ALNUM | frozenset("-")
+_HOST_CHARS = _ALNUM | frozenset("-.:[]")
 
-_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}\Z")
-_HOST = re.compile(r"[A-Za-z0-9_:\[\]][A-Za-z0-9_.\-:\[\]]{0,252}\Z")
+
+def _ok(s: str, chars: frozenset[str], max_len: int) -> bool:
+    return 0 < len(s) <= max_len and s[0] not in "-." and all(c in chars for c in s)
 
 
 class BadNodeName(ValueError):
@@ -20,7 +24,7 @@ class BadNodeName(ValueError):
 def split(node: str) -> tuple[str, str]:
     """Return (name, host) of a node name, or raise BadNodeName."""
     name, sep, host = node.partition("@")
-    if not sep or not _PART.match(name) or "." in name or not _HOST.match(host):
+    if not sep or not _ok(name, _PART_CHARS, 63) or not _ok(host, _HOST_CHARS, 253):
         raise BadNodeName(
             f"{node!r} is not a node name: expected name@host, e.g. am@localhost"
         )

@@ -25,13 +25,10 @@ with `accept()` or `refuse(reason)`. Deadlines are the driver's business.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import os
 import struct
-from dataclasses import dataclass
-from typing import Any
 
 import msgpack
 
@@ -56,12 +53,12 @@ REFUSE_OTHER = "refused"
 K_CALL, K_REPLY, K_ERROR, K_CAST, K_CANCEL, K_TICK, K_REGISTRY, K_PEERS = range(1, 9)
 
 
-class Role(enum.Enum):
+class Role:
     CLIENT = "client"
     SERVER = "server"
 
 
-class State(enum.Enum):
+class State:
     HANDSHAKE = "handshake"
     CONNECTED = "connected"
     CLOSED = "closed"
@@ -76,99 +73,122 @@ class _NeedData:
 NEED_DATA: Any = _NeedData()
 
 
+class _Event:
+    """Immutable, slotted, compared by value: a frozen dataclass without the
+    import cost of dataclasses (this module is on `as`'s start-up path)."""
+
+    __slots__ = ()
+    _defaults: dict[str, Any] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fields = self.__slots__
+        if not kwargs and len(args) == len(fields):  # the hot path
+            for name, value in zip(fields, args):
+                object.__setattr__(self, name, value)
+            return
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__} takes {len(fields)} fields")
+        values = dict(zip(fields, args))
+        values.update(kwargs)
+        for name in fields:
+            if name in values:
+                value = values.pop(name)
+            elif name in self._defaults:
+                value = self._defaults[name]
+            else:
+                raise TypeError(f"{type(self).__name__} needs {name}")
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__} has no field {next(iter(values))}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+
 # ---- events ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PeerHello:
+class PeerHello(_Event):
     """Server side: a peer says who it is; answer with accept() or refuse()."""
 
-    peer: str
-    hidden: bool
+    __slots__ = ('peer', 'hidden')
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeDone:
-    peer: str
-    hidden: bool
+class HandshakeDone(_Event):
+    __slots__ = ('peer', 'hidden')
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeFailed:
+class HandshakeFailed(_Event):
     """The handshake ended in a refusal: `by_peer` tells who refused.
 
     `code` is for programs (one of the REFUSE_* constants), `reason` for people.
     """
 
-    reason: str
-    by_peer: bool
-    code: str = "refused"
+    __slots__ = ('reason', 'by_peer', 'code')
+    _defaults = {'code': "refused"}
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(_Event):
     """A request. `node` None means `target` is a global name; else a local name there."""
 
-    req_id: int
-    node: str | None
-    target: str
-    method: str
-    args: Any
+    __slots__ = ('req_id', 'node', 'target', 'method', 'args')
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    req_id: int
-    value: Any
+class Reply(_Event):
+    __slots__ = ('req_id', 'value')
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
+class ErrorReply(_Event):
     """A typed failure: `kind` one of no_such_name, node_down, timeout or a service kind."""
 
-    req_id: int
-    kind: str
-    message: str
+    __slots__ = ('req_id', 'kind', 'message')
 
 
-@dataclass(frozen=True, slots=True)
-class Cast:
-    node: str | None
-    target: str
-    method: str
-    args: Any
+class Cast(_Event):
+    __slots__ = ('node', 'target', 'method', 'args')
 
 
-@dataclass(frozen=True, slots=True)
-class Cancel:
+class Cancel(_Event):
     """The caller gave up on req_id: the handler should be cancelled."""
 
-    req_id: int
+    __slots__ = ('req_id',)
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(_Event):
     """Heartbeat: proves the peer is alive when nothing else is said."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Registry:
+
+class Registry(_Event):
     """Global registry traffic; op and data are interpreted by registry.py."""
 
-    op: str
-    data: Any
+    __slots__ = ('op', 'data')
 
 
-@dataclass(frozen=True, slots=True)
-class Peers:
+class Peers(_Event):
     """The sender's long-lived peers, so that the receiver completes the mesh."""
 
-    nodes: list[str]
+    __slots__ = ('nodes',)
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
+class ConnectionClosed(_Event):
     """The peer closed the connection cleanly (between frames)."""
+
+    __slots__ = ()
 
 
 Event = (

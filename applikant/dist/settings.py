@@ -1,68 +1,89 @@
-"""The node layer's settings: a plain dataclass, cheap to import for `as` and `ah`.
+"""The node layer's settings: plain classes, cheap to import for `as` and `ah`
+(no dataclasses, no pydantic: those cost more than the call itself).
 
-The daemons get it inside the pydantic config (config.py); the ephemeral CLIs read
-the same TOML table with `from_mapping`, so both agree on every default.
+The daemons get them inside the pydantic config (config.py), which validates the
+`[dist]` table through `DistSettings.from_mapping`; the ephemeral CLIs call the same,
+so both agree on every default.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
-class TlsSettings:
+class _Settings:
+    """Defaults are class attributes; keyword arguments override, checked by type."""
+
+    _section = ""
+
+    def __init__(self, **values: Any) -> None:
+        for key, value in values.items():
+            default = getattr(type(self), key, None)
+            if key.startswith("_") or default is None or callable(default):
+                raise ValueError(f"unknown setting {self._section}.{key}")
+            if isinstance(default, _Settings):
+                if isinstance(value, dict):
+                    value = type(default)(**value)
+                elif not isinstance(value, type(default)):
+                    raise ValueError(f"{self._section}.{key} must be a table")
+            else:
+                if isinstance(default, float) and type(value) is int:
+                    value = float(value)
+                if type(value) is not type(default):
+                    raise ValueError(f"{self._section}.{key} must be a {type(default).__name__}, "
+                                     f"not {value!r}")
+            setattr(self, key, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {}
+        for key in dir(type(self)):
+            value = getattr(self, key)
+            if not key.startswith("_") and not callable(value):
+                out[key] = value.as_dict() if isinstance(value, _Settings) else value
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.as_dict()!r})"
+
+
+class TlsSettings(_Settings):
     """Mutual TLS on node links: every node presents a certificate signed by `ca`."""
 
-    enabled: bool = False
-    ca: str = ""
-    cert: str = ""
-    key: str = ""
+    _section = "dist.tls"
+    enabled = False
+    ca = ""
+    cert = ""
+    key = ""
 
 
-@dataclass
-class DistSettings:
-    portmapper_host: str = "127.0.0.1"
-    portmapper_port: int = 4370
-    # Address the node listens on; the portmapper is asked at the peer's host.
-    bind_host: str = "127.0.0.1"
-    listen_min: int = 9100
-    listen_max: int = 9200
+class DistSettings(_Settings):
+    _section = "dist"
+    portmapper_host = "127.0.0.1"
+    portmapper_port = 4370
+    # Address the node listens on; peers are found through their host's portmapper.
+    bind_host = "127.0.0.1"
+    listen_min = 9100
+    listen_max = 9200
     # A peer silent for this long is down (Erlang's net_ticktime, shorter by default).
-    tick_time: float = 10.0
-    connect_timeout: float = 5.0
-    handshake_timeout: float = 5.0
-    call_timeout: float = 10.0
+    tick_time = 10.0
+    connect_timeout = 5.0
+    handshake_timeout = 5.0
+    call_timeout = 10.0
     # How long a starting node waits for its portmapper before giving up.
-    portmapper_wait: float = 10.0
-    max_frame: int = 16 * 1024 * 1024
-    tls: TlsSettings = field(default_factory=TlsSettings)
+    portmapper_wait = 10.0
+    max_frame = 16 * 1024 * 1024
+    tls = TlsSettings()
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if "tls" not in values:
+            self.tls = TlsSettings()
+        if not 0 < self.listen_min <= self.listen_max < 65536:
+            raise ValueError("dist.listen_min and dist.listen_max must be a port range")
+        if self.tick_time <= 0:
+            raise ValueError("dist.tick_time must be positive")
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> "DistSettings":
         """Build from a TOML table, refusing unknown keys and wrong types in words."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in known:
-                raise ValueError(f"unknown setting dist.{key}")
-            if key == "tls":
-                if not isinstance(value, dict):
-                    raise ValueError("dist.tls must be a table")
-                tls_known = {f.name for f in dataclasses.fields(TlsSettings)}
-                bad = set(value) - tls_known
-                if bad:
-                    raise ValueError(f"unknown setting dist.tls.{sorted(bad)[0]}")
-                kwargs[key] = TlsSettings(**value)
-                continue
-            default = getattr(cls(), key)
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value) is not type(default):
-                raise ValueError(f"dist.{key} must be a {type(default).__name__}, not {value!r}")
-            kwargs[key] = value
-        settings = cls(**kwargs)
-        if not 0 < settings.listen_min <= settings.listen_max < 65536:
-            raise ValueError("dist.listen_min and dist.listen_max must be a port range")
-        return settings
+        return cls(**data)

@@ -1,0 +1,188 @@
+"""The database schema, as numbered migrations, and how a connection is opened.
+
+`MIGRATIONS[i]` takes the schema from version i to i+1; the version lives in
+`PRAGMA user_version`. Each migration runs in its own IMMEDIATE transaction
+together with the version bump, so a crash leaves the database at a whole version.
+Migrations are only ever appended: a released one is never edited.
+
+Shape of the data (version 1):
+- `owners` is the one namespace of logins and group names (both own repositories),
+  unique case-insensitively. A user's or group's id is its owner id, so grants can
+  name either through one foreign key.
+- `repo_perms` holds explicit grants (1 read, 2 write, 3 admin) to owners.
+- `audit_log` refuses UPDATE and DELETE through triggers: append-only.
+
+Every lookup on the hot path (check_access, key by fingerprint) has an index;
+tests check the query plans.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from applikant.manager.errors import SchemaTooNew
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+_V1 = """
+CREATE TABLE owners (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'group'))
+);
+
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY REFERENCES owners(id) ON DELETE CASCADE,
+    display_name TEXT NOT NULL DEFAULT '',
+    email TEXT NOT NULL DEFAULT '',
+    password_hash TEXT,
+    is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),
+    disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY REFERENCES owners(id) ON DELETE CASCADE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE group_members (
+    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX group_members_by_user ON group_members(user_id, group_id);
+
+CREATE TABLE ssh_keys (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    bits INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    public_key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT
+);
+CREATE INDEX ssh_keys_by_user ON ssh_keys(user_id);
+
+CREATE TABLE repos (
+    id INTEGER PRIMARY KEY,
+    owner_id INTEGER NOT NULL REFERENCES owners(id),
+    name TEXT NOT NULL COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT '',
+    is_public INTEGER NOT NULL DEFAULT 0 CHECK (is_public IN (0, 1)),
+    default_branch TEXT NOT NULL DEFAULT 'main',
+    created_at TEXT NOT NULL,
+    UNIQUE (owner_id, name)
+);
+
+CREATE TABLE repo_perms (
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    grantee_id INTEGER NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+    level INTEGER NOT NULL CHECK (level IN (1, 2, 3)),
+    PRIMARY KEY (repo_id, grantee_id)
+) WITHOUT ROWID;
+CREATE INDEX repo_perms_by_grantee ON repo_perms(grantee_id, repo_id);
+
+CREATE TABLE protected_branches (
+    id INTEGER PRIMARY KEY,
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    pattern TEXT NOT NULL,
+    admins_only INTEGER NOT NULL DEFAULT 0 CHECK (admins_only IN (0, 1)),
+    created_at TEXT NOT NULL,
+    UNIQUE (repo_id, pattern)
+);
+
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    node TEXT,
+    action TEXT NOT NULL,
+    repo TEXT,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_by_time ON audit_log(time);
+CREATE INDEX audit_by_actor ON audit_log(actor, id);
+CREATE INDEX audit_by_action ON audit_log(action, id);
+CREATE INDEX audit_by_repo ON audit_log(repo, id);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+MIGRATIONS: list[Migration] = [_V1]
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open `path` in autocommit mode with the pragmas durability depends on.
+
+    WAL lets readers run beside the writer; synchronous=FULL makes every commit
+    reach the disk before it returns, so an acknowledged change survives SIGKILL
+    and power loss. Transactions are begun explicitly by the store.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version the database is at (0 for a new, empty file)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the database up to `len(migrations)`; return the version reached.
+
+    Raises SchemaTooNew when the file is newer than this code knows, rather than
+    guessing at a schema it has never seen. The version is re-read inside each
+    transaction, so two processes opening the same new file do not both migrate.
+    """
+    target = len(migrations)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema_version(conn)
+            if version > target:
+                raise SchemaTooNew(
+                    f"the database is at schema version {version}, but this am knows only "
+                    f"up to {target}; upgrade applikant or restore a matching backup"
+                )
+            if version == target:
+                conn.execute("COMMIT")
+                return version
+            step = migrations[version]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in _statements(step):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (executescript would commit on its own)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {current.strip()[:60]!r}")
+    return statements

@@ -1,0 +1,47 @@
+"""Fixtures for the manager tests: a store on a real SQLite file, and real SSH keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from applikant.manager.base import Event
+from applikant.manager.passwords import Passwords
+from applikant.manager.store import SYSTEM, Store
+from tests.manager.helpers import RealKeys
+
+FAST = Passwords(fast=True)
+
+
+@pytest.fixture
+def events() -> list[Event]:
+    return []
+
+
+@pytest.fixture
+def store(tmp_path: Path, events: list[Event]) -> Iterator[Store]:
+    s = Store(str(tmp_path / "am.sqlite3"), on_change=events.append, passwords=FAST)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def real_keys(tmp_path_factory: pytest.TempPathFactory) -> RealKeys:
+    return RealKeys(tmp_path_factory.mktemp("sshkeys"))
+
+
+@pytest.fixture
+def alice(store: Store) -> str:
+    return store.add_user("alice", actor=SYSTEM, password="alice-password").id
+
+
+@pytest.fixture
+def bob(store: Store) -> str:
+    return store.add_user("bob", actor=SYSTEM).id
+
+
+@pytest.fixture
+def root(store: Store) -> str:
+    return store.add_user("root", actor=SYSTEM, is_admin=True).id

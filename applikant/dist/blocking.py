@@ -9,10 +9,9 @@ would cost more than the whole call.
 from __future__ import annotations
 
 import os
-import socket
 import time
 
-from . import names, pmclient, protocol
+from . import names, pmclient, protocol, rawsock
 from .errors import CallTimeout, HandshakeRefused, NodeDown, Refused, error_from_reply
 from .protocol import NEED_DATA, ConnectionClosed, ErrorReply, Reply, Role
 from .settings import DistSettings
@@ -21,10 +20,9 @@ from .settings import DistSettings
 def ephemeral_name(prefix: str, peer: str) -> str:
     """`<prefix>_<pid>@<this host>`, of the same kind (short/long) as `peer`."""
     peer_long = names.is_long(peer)
-    host = socket.gethostname()
+    host = rawsock.gethostname()
     if peer_long and "." not in host:
-        fqdn = socket.getfqdn()
-        host = fqdn if "." in fqdn else names.host_of(peer)
+        host = names.host_of(peer)  # an ephemeral name is a label only; keep the kind
     elif not peer_long:
         host = host.split(".")[0]
     return f"{prefix}_{os.getpid()}@{host}"
@@ -50,14 +48,16 @@ class EphemeralNode:
         except NodeDown as exc:
             raise NodeDown(f"{peer} is not reachable: {exc}") from None
         try:
-            sock = socket.create_connection((host, port), timeout=_left(deadline, peer))
+            sock = rawsock.connect(host, port, _left(deadline, peer))
         except OSError as exc:
             raise NodeDown(f"{peer} is not reachable at {host}:{port} ({exc.strerror or exc})") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if s.tls.enabled:
+            import socket
+
             from . import tls
 
             try:
+                sock = socket.socket(fileno=sock.detach())
                 sock = tls.client_context(s.tls).wrap_socket(sock, server_hostname=host)
             except OSError as exc:
                 sock.close()
@@ -129,7 +129,7 @@ class EphemeralNode:
                     sock.settimeout(min(left, tick_every))
                     try:
                         data = sock.recv(262144)
-                    except socket.timeout:
+                    except TimeoutError:
                         sock.sendall(proto.send(protocol.TICK))
                         continue
                     proto.receive_data(data)

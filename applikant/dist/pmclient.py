@@ -5,9 +5,7 @@ The trio side (node.py) speaks the same requests through `request_frames`.
 
 from __future__ import annotations
 
-import socket
-from typing import Any
-
+from . import rawsock
 from .errors import NodeDown
 from .protocol import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 
@@ -27,7 +25,8 @@ def request(host: str, port: int, req: dict[str, Any], timeout: float = 3.0) -> 
     """One request on a fresh connection; NodeDown when no portmapper answers."""
     what = f"portmapper at {host}:{port}"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock = rawsock.connect(host, port, timeout)
+        try:
             sock.sendall(encode_frame(req))
             decoder = FrameDecoder(MAX_FRAME)
             while True:
@@ -35,6 +34,8 @@ def request(host: str, port: int, req: dict[str, Any], timeout: float = 3.0) -> 
                 if answer is not NEED_DATA:
                     break
                 decoder.feed(sock.recv(65536))
+        finally:
+            sock.close()
     except OSError as exc:
         raise NodeDown(f"no portmapper answers at {host}:{port} ({exc.strerror or exc})") from exc
     if isinstance(answer, ConnectionClosed):

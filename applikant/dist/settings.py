@@ -8,8 +8,6 @@ so both agree on every default.
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class _Settings:
     """Defaults are class attributes; keyword arguments override, checked by type."""

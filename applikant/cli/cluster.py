@@ -1,0 +1,90 @@
+"""Cluster commands: the portmapper daemon and what nodes see of each other."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import envconfig
+from ..dist import pmclient
+from ..dist.errors import NodeDown
+from . import common
+
+app = typer.Typer(no_args_is_help=True)
+
+NodeOpt = Annotated[Optional[str], typer.Option("--node", "-n",
+                    help="node to ask (default: am on this host)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
+
+
+@app.command()
+def portmapper(
+    host: Annotated[Optional[str], typer.Option(help="address to listen on")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default 4370)")] = None,
+) -> None:
+    """Run this host's portmapper (maps node names to ports)."""
+    import trio
+
+    from .. import logs
+    from ..dist import portmapper as pm
+
+    raw = common.raw_config()
+    settings = envconfig.dist_settings(raw)
+    logs.setup()
+    logs.set_node("portmapper")
+    bind = host or settings.portmapper_host
+    try:
+        trio.run(pm.serve, bind, port or settings.portmapper_port)
+    except OSError as exc:
+        common.fail(f"cannot listen on {bind}:{port or settings.portmapper_port}: {exc.strerror}")
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def names(
+    host: Annotated[Optional[str], typer.Argument(help="host (default: this one)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Names registered at a host's portmapper, with their ports."""
+    raw = common.raw_config()
+    settings = envconfig.dist_settings(raw)
+    host = host or settings.portmapper_host
+    try:
+        found = pmclient.names(host, settings.portmapper_port)
+    except NodeDown as exc:
+        common.fail(f"{exc} (start it with `applikant portmapper`)")
+    if json_out:
+        common.emit_json(found)
+    else:
+        common.table(sorted(found.items()), ["name", "port"])
+
+
+@app.command()
+def ping(node: Annotated[str, typer.Argument(help="node, e.g. am@localhost")]) -> None:
+    """Check that a node answers (pong) or say why not."""
+    common.call("node", "ping", peer=node, node=node)
+    typer.echo(f"pong from {node}")
+
+
+@app.command()
+def nodes(node: NodeOpt = None, json_out: JsonOpt = False) -> None:
+    """The long-lived nodes a node is connected to."""
+    peer = node or envconfig.am_node(common.raw_config())
+    found = common.call("node", "nodes", peer=peer, node=peer)
+    if json_out:
+        common.emit_json({"node": peer, "nodes": found})
+    else:
+        common.table([[peer, "this node"]] + [[n, "connected"] for n in found], ["node", "state"])
+
+
+@app.command("global-names")
+def global_names(node: NodeOpt = None, json_out: JsonOpt = False) -> None:
+    """The cluster's global names as a node sees them."""
+    peer = node or envconfig.am_node(common.raw_config())
+    found = common.call("node", "global_names", peer=peer, node=peer)
+    if json_out:
+        common.emit_json(found)
+    else:
+        common.table(sorted(found.items()), ["name", "node"])

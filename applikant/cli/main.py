@@ -1,0 +1,37 @@
+"""The admin command line, `applikant`: thin commands, each one call through an
+ephemeral node (or a daemon started in the foreground)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import cluster, common
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Applikant: a self-hosted git platform for small teams.",
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    config: Annotated[Optional[str], typer.Option("--config", "-c", envvar="APPLIKANT_CONFIG",
+                      help="config file (default /etc/applikant/applikant.toml)")] = None,
+) -> None:
+    common.set_config(config)
+
+
+for command in cluster.app.registered_commands:
+    app.registered_commands.append(command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

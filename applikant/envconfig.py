@@ -1,0 +1,113 @@
+"""What every process needs before anything else: the config file's raw table,
+the cookie, this host's node names. Stdlib only, for the ephemeral CLIs.
+
+Order of precedence, as in the reference: environment (`APPLIKANT_CONFIG`,
+`APPLIKANT_COOKIE`, `APPLIKANT_AF_NODE`, `APPLIKANT_AM_NODE`), then the TOML file,
+then defaults that work on one host. The daemons validate the same table in full
+with pydantic (config.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .dist import rawsock
+from .dist.settings import DistSettings
+
+DEFAULT_CONFIG = "/etc/applikant/applikant.toml"
+# The example cookie in etc/applikant.toml: accepted in development mode only.
+EXAMPLE_COOKIE = "change-me-example-cookie"
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or wrong; the message says how to fix it."""
+
+
+def config_path() -> str | None:
+    path = os.environ.get("APPLIKANT_CONFIG")
+    if path:
+        return path
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+
+
+def load_raw(path: str | None = None) -> dict:
+    """The TOML file as a dict ({} when there is none and none was asked for)."""
+    path = path or config_path()
+    if path is None:
+        return {}
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (APPLIKANT_CONFIG or "
+                          f"{DEFAULT_CONFIG})") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def section(raw: dict, name: str) -> dict:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def node_host(raw: dict) -> str:
+    """The host part of this machine's node names: [node].host or the short hostname."""
+    return section(raw, "node").get("host") or rawsock.gethostname().split(".")[0]
+
+
+def data_dir(raw: dict) -> str:
+    return section(raw, "node").get("data_dir") or "/var/lib/applikant"
+
+
+def dev_mode(raw: dict) -> bool:
+    return bool(section(raw, "node").get("dev_mode", False))
+
+
+def cookie_file(raw: dict) -> str:
+    return section(raw, "node").get("cookie_file") or os.path.join(data_dir(raw), "cookie")
+
+
+def cookie(raw: dict) -> bytes:
+    """The cluster cookie: APPLIKANT_COOKIE, else the cookie file."""
+    value = os.environ.get("APPLIKANT_COOKIE")
+    if not value:
+        path = cookie_file(raw)
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the cookie file {path} ({exc.strerror}); "
+                              "set APPLIKANT_COOKIE or run `applikant init`") from None
+    if not value:
+        raise ConfigError("the cookie is empty; run `applikant init` to make one")
+    if value == EXAMPLE_COOKIE and not dev_mode(raw):
+        raise ConfigError("the example cookie is refused outside development mode; "
+                          "run `applikant init` to make a strong one")
+    return value.encode()
+
+
+def dist_settings(raw: dict) -> DistSettings:
+    try:
+        return DistSettings.from_mapping(section(raw, "dist"))
+    except ValueError as exc:
+        raise ConfigError(f"in [dist]: {exc}") from None
+
+
+def node_name(raw: dict, component: str, env: str | None = None) -> str:
+    """The full node name of a component: env override, [component].node, or name@host."""
+    if env and os.environ.get(env):
+        return os.environ[env]
+    name = section(raw, component).get("node") or component
+    return name if "@" in name else f"{name}@{node_host(raw)}"
+
+
+def am_node(raw: dict) -> str:
+    return node_name(raw, "am", "APPLIKANT_AM_NODE")
+
+
+def af_node(raw: dict) -> str:
+    return node_name(raw, "af", "APPLIKANT_AF_NODE")

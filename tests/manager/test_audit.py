@@ -1,0 +1,133 @@
+"""The audit log: same-transaction writes, append-only, queries, dashboard counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from applikant.manager.base import Event
+from applikant.manager.errors import BadRequest, Conflict, NotFound
+from applikant.manager.models import RefUpdate
+from applikant.manager.passwords import Passwords
+from applikant.manager.store import SYSTEM, Store
+from tests.manager.helpers import random_ed25519_line
+
+A, B, Z = "a" * 40, "b" * 40, "0" * 40
+
+
+def _break_audit(store: Store) -> None:
+    """Make every audit insert fail, as a constraint would half-way through a change."""
+    store._conn.execute(
+        "CREATE TEMP TRIGGER fail_audit BEFORE INSERT ON audit_log"
+        " BEGIN SELECT RAISE(ABORT, 'audit insert failed'); END"
+    )
+
+
+def test_change_and_audit_entry_commit_together(store: Store, alice: str, events: list[Event]) -> None:
+    events.clear()
+    _break_audit(store)
+    with pytest.raises(Conflict, match="audit insert failed"):
+        store.add_user("bob", actor=SYSTEM)
+    with pytest.raises(Conflict):
+        store.add_key(alice, random_ed25519_line(), actor=SYSTEM)
+    with pytest.raises(Conflict):
+        store.create_repo("alice/app", actor=SYSTEM)
+    with pytest.raises(Conflict):
+        store.disable_user(alice, actor=SYSTEM)
+    store._conn.execute("DROP TRIGGER temp.fail_audit")
+    assert [u.login for u in store.list_users()] == ["alice"]
+    assert not store.get_user(alice).disabled
+    assert store.list_keys(alice) == [] and store.list_repos() == []
+    assert [e.action for e in store.query_audit()] == ["user.add"]
+    assert events == []  # nothing is announced that was not committed
+    assert not store._conn.in_transaction
+
+
+def test_audit_is_append_only(store: Store, alice: str) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store._conn.execute("UPDATE audit_log SET actor = 'someone else'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store._conn.execute("DELETE FROM audit_log")
+    assert len(store.query_audit()) == 1
+    assert not [name for name in dir(store) if name.startswith(("delete_audit", "update_audit"))]
+
+
+def test_entries(store: Store, alice: str) -> None:
+    store.create_repo("alice/app", actor=alice, node="aw@web")
+    (entry,) = store.query_audit(action="repo.create")
+    assert (entry.actor, entry.node, entry.repo) == (alice, "aw@web", "alice/app")
+    assert entry.details == {"id": "repo-1", "is_public": False}
+    assert entry.time.tzinfo is not None
+    dumped = entry.model_dump(mode="json")
+    assert dumped["time"].endswith("Z") and dumped["details"]["id"] == "repo-1"
+
+
+def test_push_and_denials(store: Store, alice: str, events: list[Event]) -> None:
+    store.create_repo("alice/app", actor=SYSTEM)
+    events.clear()
+    updates = [RefUpdate(refname="refs/heads/main", old=A, new=B),
+               {"refname": "refs/tags/v1", "old": Z, "new": A}]
+    entry = store.record_push("alice/app.git", updates, actor=alice, node="af@git")
+    assert entry.action == "push" and entry.repo == "alice/app"
+    assert entry.details["refs"] == [{"ref": "refs/heads/main", "old": A, "new": B},
+                                     {"ref": "refs/tags/v1", "old": Z, "new": A}]
+    assert events[0]["kind"] == "repo.pushed" and events[0]["repo"] == "alice/app"
+    store.record("push.denied", actor=alice, node="af@git", repo="alice/app",
+                 details={"ref": "refs/heads/main", "reason": "force-push refused"})
+    store.record("access.denied", actor="user-99", repo="ghost/../x", details={"reason": "no"})
+    assert [e.action for e in store.query_audit(action="push")] == ["push.denied", "push"]
+    assert store.recent_pushes() == [entry]
+    with pytest.raises(NotFound):
+        store.record_push("alice/ghost", updates, actor=alice)
+    with pytest.raises(BadRequest):
+        store.record("Bad Action", actor=alice)
+    with pytest.raises(BadRequest):
+        store.record("x.y", actor=alice, details={"x": object()})
+    with pytest.raises(BadRequest):
+        store.record("x.y", actor="")
+
+
+def test_query_filters(tmp_path) -> None:
+    now = [datetime(2030, 1, 1, tzinfo=timezone.utc)]
+
+    def clock() -> datetime:
+        now[0] += timedelta(hours=1)
+        return now[0]
+
+    with Store(str(tmp_path / "am.sqlite3"), passwords=Passwords(fast=True), clock=clock) as store:
+        alice = store.add_user("alice", actor=SYSTEM).id            # 01:00
+        store.create_repo("alice/app", actor=alice)                 # 02:00
+        store.create_repo("alice/lib", actor=alice)                 # 03:00
+        store.record("pushy", actor=alice)                          # 04:00
+        store.grant("alice/app", "alice", "read", actor=SYSTEM)     # 05:00
+        assert [e.action for e in store.query_audit(actor=alice)] == ["pushy", "repo.create", "repo.create"]
+        assert [e.action for e in store.query_audit(action="repo")] == ["repo.create"] * 2
+        assert store.query_audit(action="push") == []  # not "pushy"
+        assert [e.action for e in store.query_audit(repo="alice/app.git")] == ["perm.grant", "repo.create"]
+        since = store.query_audit(since="2030-01-01T03:00:00Z")
+        assert [e.action for e in since] == ["perm.grant", "pushy", "repo.create"]
+        window = store.query_audit(since=datetime(2030, 1, 1, 2, tzinfo=timezone.utc),
+                                   until="2030-01-01T04:00:00+00:00")
+        assert [e.repo for e in window] == ["alice/lib", "alice/app"]
+        assert len(store.query_audit(limit=2)) == 2
+        for bad in ({"limit": 0}, {"limit": 10**6}, {"since": "yesterday"},
+                    {"until": datetime(2030, 1, 1)}, {"action": "a b"}):
+            with pytest.raises(BadRequest):
+                store.query_audit(**bad)  # type: ignore[arg-type]
+
+
+def test_counts(store: Store, alice: str, bob: str) -> None:
+    store.add_key(alice, random_ed25519_line(), actor=SYSTEM)
+    store.create_group("team", actor=SYSTEM)
+    store.create_repo("team/app", actor=SYSTEM)
+    counts = store.counts()
+    assert (counts.users, counts.repos, counts.keys, counts.groups) == (2, 1, 1, 1)
+
+
+def test_query_by_action_uses_an_index(store: Store) -> None:
+    plan = [row["detail"] for row in store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE (action = ? OR (action > ? AND action < ?))"
+        " ORDER BY id DESC LIMIT 10", ("push", "push.", "push/"))]
+    assert any("audit_by_action" in d for d in plan), plan

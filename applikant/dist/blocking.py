@@ -12,7 +12,15 @@ import os
 import time
 
 from . import names, pmclient, protocol, rawsock
-from .errors import CallTimeout, HandshakeRefused, NodeDown, Refused, error_from_reply
+from .errors import (
+    CallTimeout,
+    HandshakeRefused,
+    NodeDown,
+    ProtocolError,
+    Refused,
+    RemoteProtocolError,
+    error_from_reply,
+)
 from .protocol import NEED_DATA, ConnectionClosed, ErrorReply, Reply, Role
 from .settings import DistSettings
 
@@ -88,10 +96,10 @@ class EphemeralNode:
         proto.initiate()
         try:
             while True:
+                event = proto.next_event()
                 out = proto.data_to_send()
                 if out:
                     self._sock.sendall(out)
-                event = proto.next_event()
                 if event is NEED_DATA:
                     self._sock.settimeout(_left(deadline, self.peer))
                     proto.receive_data(self._sock.recv(4096))
@@ -101,7 +109,7 @@ class EphemeralNode:
                     return
         except HandshakeRefused as exc:
             raise Refused(f"{self.peer} refused the connection: {exc.reason}") from None
-        except (OSError, protocol.ProtocolError) as exc:
+        except (OSError, ProtocolError) as exc:
             raise NodeDown(f"handshake with {self.peer} failed: {exc or 'timed out'}") from None
 
     def call(self, target: str, method: str, args: object = None, *,
@@ -144,7 +152,7 @@ class EphemeralNode:
                                                        f"{self.name} serves nothing")))
                 elif t is ConnectionClosed:
                     raise NodeDown(f"{self.peer} closed the connection during {target}.{method}")
-        except (OSError, protocol.RemoteProtocolError) as exc:
+        except (OSError, RemoteProtocolError) as exc:
             raise NodeDown(f"lost {self.peer} during {target}.{method}: {exc}") from None
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from applikant.manager.base import REPO_SELECT, StoreBase, parse_id
 from applikant.manager.errors import BadRequest, NotFound, ServiceError
 from applikant.manager.models import AccessDecision, AccessLevel, PermissionGrant
-from applikant.manager.names import ACCESS_LEVELS, check_access_level, parse_repo_path
+from applikant.manager.names import check_access_level, parse_repo_path
 
 LEVEL_NUMBER = {"read": 1, "write": 2, "admin": 3}
 LEVEL_NAME: dict[int, AccessLevel] = {1: "read", 2: "write", 3: "admin"}
@@ -202,4 +202,4 @@ class AccessMixin(StoreBase):
         ]
 
 
-__all__ = ["ACCESS_LEVELS", "ACCESS_SQL", "AccessMixin", "Resolved"]
+__all__ = ["ACCESS_SQL", "LEVEL_NAME", "LEVEL_NUMBER", "AccessMixin", "Resolved"]

@@ -33,7 +33,6 @@ RESERVED_OWNERS = frozenset(
 )
 
 ACCESS_LEVELS = ("read", "write", "admin")
-ZERO_ID_40 = "0" * 40
 _OBJECT_ID_RE = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
 # The characters git's check-ref-format refuses, plus space and DEL.
 _REF_BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 AccessLevel = Literal["read", "write", "admin"]
 OwnerKind = Literal["user", "group"]
@@ -134,6 +134,80 @@ class RefUpdate(_Model):
     old: str
     new: str
     is_fast_forward: bool | None = None
+
+
+# Inputs. Field names equal the keyword arguments of the store method named in
+# each docstring, so the service can call `store.add_user(**req.model_dump(),
+# actor=..., node=...)`. The store validates again: these only shape the request.
+
+
+class NewUser(_Model):
+    """Arguments of Store.add_user."""
+
+    login: str
+    display_name: str = ""
+    email: str = ""
+    password: str | None = Field(default=None, repr=False)
+    is_admin: bool = False
+
+
+class UserChanges(_Model):
+    """Arguments of Store.update_user (besides the user); None leaves a field."""
+
+    display_name: str | None = None
+    email: str | None = None
+
+
+class NewKey(_Model):
+    """Arguments of Store.add_key."""
+
+    user: str
+    key: str
+    title: str | None = None
+
+
+class NewRepo(_Model):
+    """Arguments of Store.create_repo."""
+
+    path: str
+    description: str = ""
+    is_public: bool = False
+    default_branch: str = "main"
+
+
+class RepoChanges(_Model):
+    """Arguments of Store.update_repo (besides the path); None leaves a field."""
+
+    description: str | None = None
+    is_public: bool | None = None
+    default_branch: str | None = None
+
+
+class GrantRequest(_Model):
+    """Arguments of Store.grant."""
+
+    repo: str
+    grantee: str
+    level: AccessLevel
+
+
+class BranchRule(_Model):
+    """Arguments of Store.protect_branch."""
+
+    repo: str
+    pattern: str
+    admins_only: bool = False
+
+
+class AuditQuery(_Model):
+    """Arguments of Store.query_audit."""
+
+    actor: str | None = None
+    action: str | None = None
+    repo: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
 
 
 class Counts(_Model):

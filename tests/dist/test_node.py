@@ -1,0 +1,237 @@
+"""The trio node runtime over real TCP on loopback, several nodes in one process."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from applikant.dist import blocking, certs, portmapper
+from applikant.dist.errors import NameTaken, NodeDown, NodeStartError, Refused, RemoteError
+from applikant.dist.node import CallContext, NameLost, NodeDownEvent, NodeUp, open_node
+from applikant.dist.settings import DistSettings, TlsSettings
+
+COOKIE = b"cookie"
+
+
+@asynccontextmanager
+async def running_portmapper() -> AsyncIterator[DistSettings]:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(portmapper.serve, "127.0.0.1", 0)
+        yield DistSettings(portmapper_port=port, listen_min=30000 + port % 20000,
+                           listen_max=30099 + port % 20000, handshake_timeout=2.0)
+        nursery.cancel_scope.cancel()
+
+
+async def echo(ctx: CallContext, args: object) -> object:
+    return args
+
+
+async def test_nodeup_nodedown_events_and_sync() -> None:
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a:
+            events = a.monitor()
+            async with open_node("b@localhost", COOKIE, s) as b:
+                await b.register_global("svc", {"echo": echo})
+                await b.connect("a@localhost")
+                assert await events.receive() == NodeUp("b@localhost")
+                await a.sync()
+                assert a.global_names() == {"svc": "b@localhost"}
+                assert await a.call("svc", "echo", [1, 2]) == [1, 2]
+            down = await events.receive()
+            assert isinstance(down, NodeDownEvent) and down.node == "b@localhost"
+            assert a.global_names() == {}
+
+
+async def test_short_and_long_names_never_mix() -> None:
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@127.0.0.1", COOKIE, s) as b:
+            with pytest.raises(Refused, match="never mixed"):
+                await a.connect("b@127.0.0.1")
+            with pytest.raises(Refused, match="never mixed"):
+                await b.connect("a@localhost")
+            assert a.nodes() == [] and b.nodes() == []
+
+
+async def test_simultaneous_dials_end_in_one_link() -> None:
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            async with trio.open_nursery() as n:
+                n.start_soon(a.connect, "b@localhost")
+                n.start_soon(b.connect, "a@localhost")
+            assert a.nodes() == ["b@localhost"] and b.nodes() == ["a@localhost"]
+            assert await a.call("node", "ping", node="b@localhost") == "pong"
+
+
+async def test_register_twice_and_name_taken() -> None:
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            await a.register_global("x", {"echo": echo})
+            await b.connect("a@localhost")
+            await b.sync()
+            with pytest.raises(NameTaken, match="a@localhost"):
+                await b.register_global("x", {"echo": echo})
+            await a.unregister_global("x")
+            await b.sync()
+            await b.register_global("x", {"echo": echo})
+            await a.sync()
+            assert a.global_names() == {"x": "b@localhost"}
+
+
+async def test_healed_partition_tells_the_loser() -> None:
+    lost: list[tuple[str, str]] = []
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            events = b.monitor()
+            await a.register_global("dup", {"echo": echo})
+            await b.register_global("dup", {"echo": echo}, on_lost=lambda n, w: lost.append((n, w)))
+            await b.connect("a@localhost")
+            assert await events.receive() == NodeUp("a@localhost")
+            assert await events.receive() == NameLost("dup", "a@localhost")
+            assert lost == [("dup", "a@localhost")]
+            await a.sync()
+            await b.sync()
+            assert a.global_names() == b.global_names() == {"dup": "a@localhost"}
+
+
+async def test_handler_is_cancelled_when_its_caller_goes_down() -> None:
+    started, cancelled = trio.Event(), trio.Event()
+
+    async def wait_forever(ctx: CallContext, args: object) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a:
+            await a.register_global("w", {"wait": wait_forever})
+
+            def caller() -> None:
+                eph = blocking.EphemeralNode("a@localhost", COOKIE, settings=s)
+                try:
+                    eph.call("w", "wait", timeout=0.5)
+                except Exception:
+                    pass
+                eph.close()  # the caller's node goes away
+
+            await trio.to_thread.run_sync(caller)
+            with trio.fail_after(5):
+                await started.wait()
+                await cancelled.wait()
+
+
+async def test_call_timeout_cancels_the_remote_handler() -> None:
+    cancelled = trio.Event()
+
+    async def slow(ctx: CallContext, args: object) -> None:
+        try:
+            await trio.sleep(30)
+        finally:
+            cancelled.set()
+
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            await a.register_global("slow", {"slow": slow})
+            await b.connect("a@localhost")
+            await b.sync()
+            from applikant.dist.errors import CallTimeout
+            with pytest.raises(CallTimeout):
+                await b.call("slow", "slow", timeout=0.3)
+            with trio.fail_after(5):
+                await cancelled.wait()
+
+
+async def test_portmapper_missing_or_name_taken_stops_a_start(tmp_path: Path) -> None:
+    s = DistSettings(portmapper_port=1, portmapper_wait=0.3)
+    with pytest.raises(NodeStartError, match="no portmapper"):
+        async with open_node("a@localhost", COOKIE, s):
+            pass
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s):
+            with pytest.raises(NodeStartError, match="already registered"):
+                async with open_node("a@localhost", COOKIE, s):
+                    pass
+
+
+def test_portmapper_takes_registrations_from_loopback_only() -> None:
+    pm = portmapper.Portmapper()
+    owned: set[str] = set()
+    answer = pm.answer({"op": "register", "name": "a", "port": 9100}, "10.1.2.3", owned)
+    assert answer == {"ok": False, "error": "registrations are accepted from loopback only"}
+    assert pm.answer({"op": "register", "name": "a", "port": 9100}, "::1", owned) == {"ok": True}
+    assert pm.answer({"op": "lookup", "name": "a"}, "10.1.2.3", set()) == {"ok": True, "port": 9100}
+    assert pm.answer({"op": "bogus"}, "127.0.0.1", set())["ok"] is False
+    assert pm.answer({"op": "register", "name": "../x", "port": 1}, "127.0.0.1", set())["ok"] is False
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, TlsSettings]:
+    certs.make_ca(tmp_path / "ca")
+    cert, key = certs.make_cert(tmp_path / "ca", "localhost", tmp_path / "node")
+    other_ca = tmp_path / "other"
+    certs.make_ca(other_ca)
+    bad_cert, bad_key = certs.make_cert(other_ca, "localhost", tmp_path / "bad")
+    ca = str(tmp_path / "ca" / "ca.pem")
+    return {
+        "good": TlsSettings(enabled=True, ca=ca, cert=str(cert), key=str(key)),
+        "foreign": TlsSettings(enabled=True, ca=ca, cert=str(bad_cert), key=str(bad_key)),
+    }
+
+
+async def test_tls_links_with_the_cluster_ca(pki: dict[str, TlsSettings]) -> None:
+    async with running_portmapper() as plain:
+        s = DistSettings(**{**plain.as_dict(), "tls": pki["good"].as_dict()})
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            await a.register_global("svc", {"echo": echo})
+            await b.connect("a@localhost")
+            await b.sync()
+            assert await b.call("svc", "echo", b"x" * 70000) == b"x" * 70000
+
+            def ephemeral(tls: TlsSettings | None, cookie: bytes) -> object:
+                es = DistSettings(**{**plain.as_dict(), "tls": (tls or TlsSettings()).as_dict()})
+                return blocking.call("a@localhost", cookie, "svc", "echo", "hi", settings=es)
+
+            assert await trio.to_thread.run_sync(ephemeral, pki["good"], COOKIE) == "hi"
+            # the cookie check still runs inside TLS
+            with pytest.raises(Refused, match="wrong cookie"):
+                await trio.to_thread.run_sync(ephemeral, pki["good"], b"wrong")
+            # a certificate from another CA, or none at all: refused
+            with pytest.raises((Refused, NodeDown)):
+                await trio.to_thread.run_sync(ephemeral, pki["foreign"], COOKIE)
+            with pytest.raises((Refused, NodeDown)):
+                await trio.to_thread.run_sync(ephemeral, None, COOKIE)
+            assert await b.call("svc", "echo", 1) == 1
+
+
+async def test_remote_error_kinds_survive_forwarding() -> None:
+    async def deny(ctx: CallContext, args: object) -> None:
+        from applikant.dist.errors import Forbidden
+        raise Forbidden("no write access to team/project")
+
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            await b.register_global("svc", {"deny": deny})
+            await a.connect("b@localhost")
+            await a.sync()
+
+            def via_a() -> object:
+                return blocking.call("a@localhost", COOKIE, "svc", "deny", settings=s)
+
+            with pytest.raises(RemoteError) as info:
+                await trio.to_thread.run_sync(via_a)
+            assert (info.value.kind, info.value.message) == ("forbidden",
+                                                            "no write access to team/project")

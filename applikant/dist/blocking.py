@@ -33,7 +33,15 @@ def ephemeral_name(prefix: str, peer: str) -> str:
         host = names.host_of(peer)  # an ephemeral name is a label only; keep the kind
     elif not peer_long:
         host = host.split(".")[0]
-    return f"{prefix}_{os.getpid()}@{host}"
+    global _made
+    _made += 1
+    # A process that opens several ephemeral links in a row (tests, benchmarks)
+    # must not meet its previous link, not yet gone, under the same name.
+    suffix = f"_{_made}" if _made > 1 else ""
+    return f"{prefix}_{os.getpid()}{suffix}@{host}"
+
+
+_made = 0
 
 
 class EphemeralNode:

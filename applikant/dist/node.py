@@ -38,6 +38,7 @@ from .errors import (
     error_from_reply,
     reply_from_error,
 )
+from .faststream import FastSocketStream
 from .link import Link
 from .pmclient import MAX_FRAME as PM_MAX_FRAME
 from .pmclient import parse_answer
@@ -62,7 +63,8 @@ from .settings import DistSettings
 
 log = EventLog("dist")
 
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 65536
+SWEEP_EVERY = 0.02
 _DEFAULT: Any = object()
 
 Handler = Callable[["CallContext", Any], Awaitable[Any]]
@@ -190,12 +192,15 @@ class Node:
             if not ok:
                 raise error_from_reply(*value)
             return value
-        deadline = trio.current_time() + timeout
-        with trio.move_on_at(deadline):
-            link = await self.connect(owner)
-        if trio.current_time() >= deadline:
-            raise CallTimeout(f"could not reach {owner} within {timeout} s")
-        return await link.call(node, target, method, args, deadline - trio.current_time())
+        link = self.links.get(owner)
+        if link is None:
+            deadline = trio.current_time() + timeout
+            with trio.move_on_at(deadline):
+                link = await self.connect(owner)
+            if link is None:
+                raise CallTimeout(f"could not reach {owner} within {timeout} s")
+            timeout = deadline - trio.current_time()
+        return await link.call(node, target, method, args, timeout)
 
     async def cast(self, target: str, method: str, args: Any = None, *,
                    node: str | None = None) -> None:
@@ -270,7 +275,8 @@ class Node:
         try:
             with trio.fail_after(s.connect_timeout):
                 port = await self._pm_lookup(host, name)
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                stream: trio.abc.Stream = FastSocketStream.from_trio(
+                    await trio.open_tcp_stream(host, port))
         except (OSError, trio.TooSlowError) as exc:
             raise NodeDown(f"cannot reach {peer}: {exc or 'timed out'}") from exc
         if self._ssl_client is not None:
@@ -281,9 +287,12 @@ class Node:
             done = await self._handshake(stream, proto, f"{host}:{port}")
         except HandshakeRefused as exc:
             await trio.aclose_forcefully(stream)
-            if exc.code == protocol.REFUSE_SIMULTANEOUS:
-                return await self._wait_for_link(peer)
-            raise Refused(f"{peer} refused the connection: {exc.reason}") from exc
+            refused = Refused(f"{peer} refused the connection: {exc.reason}")
+            if exc.code in (protocol.REFUSE_SIMULTANEOUS, protocol.REFUSE_NAME_IN_USE):
+                # The peer dialled us at the same moment and its link won; or a
+                # node with our name is really connected there (then none comes).
+                return await self._wait_for_link(peer, refused)
+            raise refused from exc
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
             await trio.aclose_forcefully(stream)
             raise NodeDown(f"handshake with {peer} failed: {exc or 'timed out'}") from exc
@@ -295,12 +304,15 @@ class Node:
         await self._nursery.start(self._serve_link, link)
         return link
 
-    async def _wait_for_link(self, peer: str) -> Link:
-        """The peer dials us at the same moment and its connection wins: wait for it."""
+    async def _wait_for_link(self, peer: str, otherwise: DistError) -> Link:
+        """Wait for the peer's own connection to us; raise `otherwise` if none comes."""
         with trio.move_on_after(self.settings.handshake_timeout):
             while peer not in self.links:
                 await self._links_changed.wait()
-        return self._existing(peer)
+        link = self.links.get(peer)
+        if link is None:
+            raise otherwise
+        return link
 
     async def _pm_lookup(self, host: str, name: str) -> int:
         stream = await trio.open_tcp_stream(host, self.settings.portmapper_port)
@@ -311,7 +323,8 @@ class Node:
         except NodeDown as exc:
             raise OSError(str(exc)) from exc
 
-    async def _accept(self, stream: trio.abc.Stream) -> None:
+    async def _accept(self, accepted: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = FastSocketStream.from_trio(accepted)
         address = _peer_address(stream)
         if self._ssl_server is not None:
             stream = trio.SSLStream(stream, self._ssl_server, server_side=True)
@@ -574,6 +587,15 @@ class Node:
                 elif not link.writing():
                     self._spawn(_send_quietly, link, frame)
 
+    async def _sweep_loop(self) -> None:
+        """Time out calls whose deadline passed (to within SWEEP_EVERY seconds)."""
+        while True:
+            await trio.sleep(SWEEP_EVERY)
+            now = trio.current_time()
+            for link in list(self.links.values()):
+                for req_id in link.expired(now):
+                    self._spawn(link._send_cancel, req_id)
+
     async def _keep_registered(self, task_status: trio.TaskStatus[None]) -> None:
         """Hold our portmapper registration; register again as soon as it comes back."""
         s = self.settings
@@ -686,7 +708,7 @@ async def _pm_request(stream: trio.abc.Stream, req: dict[str, Any]) -> Any:
 
 def _peer_address(stream: trio.abc.Stream) -> str:
     try:
-        host, port = stream.socket.getpeername()[:2]  # type: ignore[attr-defined]
+        host, port = stream.getpeername()[:2]  # type: ignore[attr-defined]
         return f"{host}:{port}"
     except (AttributeError, OSError):
         return "?"
@@ -719,6 +741,7 @@ async def open_node(name: str, cookie: bytes, settings: DistSettings | None = No
             node._nursery = nursery
             await nursery.start(node._keep_registered)
             nursery.start_soon(node._tick_loop)
+            nursery.start_soon(node._sweep_loop)
             nursery.start_soon(trio.serve_listeners, node._accept, [listener], )
             log.info("node_started", port=node.port)
             try:

@@ -43,6 +43,7 @@ VERSION = 1
 HANDSHAKE_MAX_FRAME = 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 CHALLENGE_BYTES = 32
+MAX_REASON_BYTES = 400
 
 _LEN = struct.Struct(">I")
 
@@ -339,14 +340,16 @@ class Connection:
         """Server: turn the peer away with a reason it will show its user."""
         if self.state is not State.HANDSHAKE or self.role is not Role.SERVER:
             raise LocalProtocolError("refuse() is for a server during the handshake")
-        self._put({"t": "refuse", "reason": reason[:400], "code": code})
+        # Bounded in bytes, not characters: the frame must fit HANDSHAKE_MAX_FRAME.
+        short = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+        self._put({"t": "refuse", "reason": short, "code": code[:32]})
         self.state = State.CLOSED
         return HandshakeFailed(reason, by_peer=False, code=code)
 
     def send(self, event: Event) -> bytes:
         """Bytes for one message after the handshake."""
         if self.state is not State.CONNECTED:
-            raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state.name}")
+            raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state}")
         t = type(event)
         if t is Call:
             obj = [K_CALL, event.req_id, event.node, event.target, event.method, event.args]
@@ -448,7 +451,7 @@ class Connection:
         t = obj["t"]
         if t == "refuse" and self.role is Role.CLIENT:
             self.state = State.CLOSED
-            return HandshakeFailed(str(obj.get("reason", "refused"))[:400], by_peer=True,
+            return HandshakeFailed(str(obj.get("reason", "refused"))[:MAX_REASON_BYTES], by_peer=True,
                                    code=str(obj.get("code", REFUSE_OTHER)))
         expected = {"hello": "hello", "challenge": "challenge", "proof": "proof",
                     "welcome": "welcome"}.get(self._step)

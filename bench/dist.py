@@ -1,0 +1,123 @@
+"""Calls per second between two long-lived node processes over loopback:
+sequential, 16 concurrent callers, 1 KB and 64 KB payloads (and MB/s); with
+--tls, the same over TLS in the same run and the TLS/plain ratio at 1 KB."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import trio
+
+from applikant import procs
+
+from . import common
+
+SECONDS = 2.0  # per measurement
+
+
+async def _measure(node, payload: bytes, callers: int) -> float:
+    """Calls per second of `callers` tasks calling echo for SECONDS."""
+    count = 0
+    deadline = trio.current_time() + SECONDS
+
+    async def caller() -> None:
+        nonlocal count
+        while trio.current_time() < deadline:
+            await node.call("echo", "echo", payload)
+            count += 1
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(callers):
+            nursery.start_soon(caller)
+    return count / (time.perf_counter() - start)
+
+
+async def client(name: str) -> None:
+    """Runs in its own process: a node that calls the echo node and prints results."""
+    from applikant import envconfig
+    from applikant.dist.node import open_node
+
+    raw = envconfig.load_raw()
+    async with open_node(name, envconfig.cookie(raw), envconfig.dist_settings(raw)) as node:
+        await node.connect("server@localhost")
+        await node.sync()
+        await _measure(node, b"x", 4)  # warm up
+        result = {
+            "seq_calls_per_s": await _measure(node, b"x" * 10, 1),
+            "conc16_calls_per_s": await _measure(node, b"x" * 10, 16),
+            "calls_per_s_1k": await _measure(node, b"x" * 1024, 1),
+            "conc16_calls_per_s_1k": await _measure(node, b"x" * 1024, 16),
+        }
+        calls_64k = await _measure(node, b"x" * 65536, 1)
+        result["calls_per_s_64k"] = calls_64k
+        result["mb_per_s_64k"] = calls_64k * 65536 / 1e6
+        print(json.dumps(result), flush=True)
+
+
+def run_pair(tls_dir: str | None) -> dict[str, float]:
+    extra = ""
+    if tls_dir:
+        extra = (f'\n[dist.tls]\nenabled = true\nca = "{tls_dir}/ca/ca.pem"\n'
+                 f'cert = "{tls_dir}/localhost.pem"\nkey = "{tls_dir}/localhost.key"\n')
+    with common.cluster_dir(extra) as (d, env, pm_port), common.portmapper(d, env, pm_port):
+        server = procs.Proc(procs.python_module("applikant.dist.echo", "server@localhost"),
+                            env=env, log_path=str(d / "server.log"), stdout=subprocess.PIPE)
+        with server:
+            assert server.popen.stdout is not None
+            server.popen.stdout.readline()  # READY
+            out = subprocess.run([sys.executable, "-m", "bench.dist", "--client", "client@localhost"],
+                                 env={**__import__("os").environ, **env}, capture_output=True,
+                                 text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = common.parser(__doc__ or "")
+    p.add_argument("--tls", action="store_true", help="also measure over TLS")
+    p.add_argument("--client", help=argparse_hidden())
+    args = p.parse_args()
+    if args.client:
+        trio.run(client, args.client)
+        return
+    plain = run_pair(None)
+    result = {k: round(v, 1) for k, v in plain.items()}
+    rows = [
+        ("sequential calls/s", f"{plain['seq_calls_per_s']:,.0f}  (target >= 7,000; OTP 25: 14,500)"),
+        ("16 concurrent calls/s", f"{plain['conc16_calls_per_s']:,.0f}  (target >= 20,000; OTP 25: 30,600)"),
+        ("sequential 1 KB calls/s", f"{plain['calls_per_s_1k']:,.0f}"),
+        ("16 concurrent 1 KB calls/s", f"{plain['conc16_calls_per_s_1k']:,.0f}"),
+        ("sequential 64 KB MB/s", f"{plain['mb_per_s_64k']:,.0f}  (target >= 300; OTP 25: 460)"),
+    ]
+    if args.tls:
+        import tempfile
+
+        from applikant.dist import certs
+
+        with tempfile.TemporaryDirectory() as tmp:
+            certs.make_ca(f"{tmp}/ca")
+            certs.make_cert(f"{tmp}/ca", "localhost", tmp)
+            tls = run_pair(tmp)
+        for k, v in tls.items():
+            result[f"tls_{k}"] = round(v, 1)
+        result["tls_ratio_1k"] = round(tls["calls_per_s_1k"] / plain["calls_per_s_1k"], 3)
+        rows += [
+            ("TLS sequential 1 KB calls/s", f"{tls['calls_per_s_1k']:,.0f}"),
+            ("TLS 16 concurrent calls/s", f"{tls['conc16_calls_per_s']:,.0f}"),
+            ("TLS 64 KB MB/s", f"{tls['mb_per_s_64k']:,.0f}"),
+            ("TLS / plain at 1 KB", f"{result['tls_ratio_1k']:.2f}  (target >= 0.70)"),
+        ]
+    common.report(rows, result, args.json)
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    main()

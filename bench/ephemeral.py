@@ -1,0 +1,65 @@
+"""End to end, what `as` and `ah` pay on every push: a fresh process starts an
+ephemeral node, connects to a running node, resolves a global name through it,
+calls it and exits. Beside `python -c pass` in the same run, interleaved."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from applikant import procs
+
+from . import common
+
+CALL = (
+    "from applikant.dist.blocking import call\n"
+    "from applikant.dist.settings import DistSettings\n"
+    "assert call('bench@localhost', b'{cookie}', 'echo', 'echo', 'hi', prefix='as',"
+    " settings=DistSettings(portmapper_port={port})) == 'hi'\n"
+)
+
+
+def run_once(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    p = common.parser(__doc__ or "")
+    p.add_argument("--runs", type=int, default=60)
+    args = p.parse_args()
+    with common.cluster_dir() as (d, env, pm_port), common.portmapper(d, env, pm_port):
+        node = procs.Proc(procs.python_module("applikant.dist.echo", "bench@localhost"),
+                          env=env, log_path=str(d / "node.log"), stdout=subprocess.PIPE)
+        with node:
+            assert node.popen.stdout is not None
+            node.popen.stdout.readline()  # READY
+            code = CALL.format(cookie=common.COOKIE, port=pm_port)
+            call_argv = [sys.executable, "-c", code]
+            pass_argv = [sys.executable, "-c", "pass"]
+            for _ in range(3):  # warm the page cache
+                run_once(call_argv), run_once(pass_argv)
+            calls, passes = [], []
+            for _ in range(args.runs):
+                calls.append(run_once(call_argv))
+                passes.append(run_once(pass_argv))
+    result = {
+        "runs": args.runs,
+        "p50_ms": round(common.percentile(calls, 0.5), 2),
+        "p90_ms": round(common.percentile(calls, 0.9), 2),
+        "python_p50_ms": round(common.percentile(passes, 0.5), 2),
+    }
+    result["ratio_to_python"] = round(result["p50_ms"] / result["python_p50_ms"], 2)
+    common.report([
+        ("runs", str(args.runs)),
+        ("ephemeral call p50", f"{result['p50_ms']:.1f} ms"),
+        ("ephemeral call p90", f"{result['p90_ms']:.1f} ms"),
+        ("python -c pass p50", f"{result['python_p50_ms']:.1f} ms"),
+        ("ratio p50 / python", f"{result['ratio_to_python']:.2f}x  (target <= 3x, <= 30 ms)"),
+    ], result, args.json)
+
+
+if __name__ == "__main__":
+    main()

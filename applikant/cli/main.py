@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import cluster, common
+from . import cluster, common, start
+
+ADMIN_GROUPS: list = []  # modules with `app` and `NAME`, appended below
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -25,8 +27,11 @@ def _root(
     common.set_config(config)
 
 
-for command in cluster.app.registered_commands:
-    app.registered_commands.append(command)
+for sub in (cluster.app, start.app):
+    app.registered_commands.extend(sub.registered_commands)
+# Command groups of the admin CLI (user, key, repo, ...) register themselves here:
+for group in ADMIN_GROUPS:
+    app.add_typer(group.app, name=group.NAME, help=group.__doc__)
 
 
 def main() -> None:

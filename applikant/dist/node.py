@@ -215,6 +215,15 @@ class Node:
             link = await self.connect(owner)
         await link.send_event(Cast(node, target, method, args))
 
+    async def retire(self, grace: float) -> None:
+        """Before stopping: withdraw our global names, let running calls finish
+        for up to `grace` seconds."""
+        for name in list(self._global):
+            await self.unregister_global(name)
+        with trio.move_on_after(grace):
+            while any(link.handlers for link in self.links.values()):
+                await trio.sleep(0.05)
+
     def monitor(self, buffer: int = 1000) -> trio.MemoryReceiveChannel[MonitorEvent]:
         """Subscribe to NodeUp / NodeDownEvent / NameLost; close the channel to stop."""
         send, recv = trio.open_memory_channel[MonitorEvent](buffer)

@@ -1,0 +1,100 @@
+"""The daemons' configuration: the TOML file read into pydantic models.
+
+Every key has a default that works on one host; `etc/applikant.toml` documents
+them all. Paths left empty are derived from `[node].data_dir`. The ephemeral CLIs
+read the same file through envconfig.py (stdlib only) and agree on the defaults
+because both take them from the same places.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import envconfig
+from .dist.settings import DistSettings
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeSection(Section):
+    host: str = ""  # host part of node names; empty: this machine's short hostname
+    data_dir: str = "/var/lib/applikant"
+    cookie_file: str = ""  # empty: <data_dir>/cookie
+    dev_mode: bool = False  # accepts the example cookie; never in production
+    log_level: str = "info"
+
+
+class AmSection(Section):
+    node: str = "am"
+    db: str = ""  # empty: <data_dir>/am.sqlite3
+
+
+class AfSection(Section):
+    node: str = "af"
+    repo_root: str = ""  # empty: <data_dir>/repos
+    # "file": af keeps authorized_keys; "command": sshd asks `applikant keys-for`.
+    keys_mode: str = "file"
+    authorized_keys: str = ""  # empty: <data_dir>/.ssh/authorized_keys
+    as_command: str = ""  # the forced command; empty: applikant-as beside this Python
+    hook_program: str = ""  # what every hook links to; empty: applikant-ah beside this Python
+    spool_dir: str = ""  # empty: <data_dir>/spool
+    am_retry: float = 1.0  # seconds between attempts to reach am
+
+
+class AwSection(Section):
+    node: str = "aw"
+    listen: str = "127.0.0.1:8008"
+    public_url: str = ""  # empty: http://<listen>
+    ssh_url: str = ""  # e.g. ssh://git@host:2222; shown as clone URL
+    session_secret_file: str = ""  # empty: <data_dir>/session.key
+
+
+class Config(Section):
+    node: NodeSection = Field(default_factory=NodeSection)
+    dist: Any = Field(default_factory=DistSettings)
+    am: AmSection = Field(default_factory=AmSection)
+    af: AfSection = Field(default_factory=AfSection)
+    aw: AwSection = Field(default_factory=AwSection)
+    # Tables of later components are kept as given until their issue defines them.
+    builder: dict[str, Any] = Field(default_factory=dict)
+    webhooks: dict[str, Any] = Field(default_factory=dict)
+
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("dist", mode="before")
+    @classmethod
+    def _dist(cls, value: Any) -> DistSettings:
+        if isinstance(value, DistSettings):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("[dist] must be a table")
+        return DistSettings.from_mapping(value)
+
+    # ---- derived values ---------------------------------------------------
+
+    def path(self, value: str, default_name: str) -> str:
+        return value or os.path.join(self.node.data_dir, default_name)
+
+    def node_name(self, component: str) -> str:
+        return envconfig.node_name(self.raw, component)
+
+    def cookie(self) -> bytes:
+        return envconfig.cookie(self.raw)
+
+
+def load(path: str | None = None) -> Config:
+    """Read and validate the config file; ConfigError with the key at fault."""
+    raw = envconfig.load_raw(path)
+    try:
+        config = Config.model_validate({k: v for k, v in raw.items()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise envconfig.ConfigError(f"in the config file, {where}: {first['msg']}") from None
+    config.raw = raw
+    return config

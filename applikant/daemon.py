@@ -1,0 +1,67 @@
+"""Running a component as a daemon: config, logs, its node, readiness, shutdown.
+
+A component gives `run_daemon` a `setup(node, config, nursery)` coroutine that
+registers its services and starts its tasks; once setup returns, the daemon tells
+systemd READY=1 (and any test waiting on NOTIFY_SOCKET). SIGTERM or SIGINT:
+STOPPING=1, global names withdrawn, running handlers get `grace` seconds, then
+everything is cancelled.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from . import config as config_mod
+from . import envconfig, logs, sdnotify
+from .dist.errors import DistError
+from .dist.node import Node, open_node
+
+Setup = Callable[[Node, config_mod.Config, trio.Nursery], Awaitable[None]]
+
+log = logs.EventLog("daemon")
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await trio.sleep(interval)
+
+
+async def serve(component: str, cfg: config_mod.Config, setup: Setup, grace: float = 2.0) -> None:
+    name = cfg.node_name(component)
+    logs.set_node(name)
+    async with open_node(name, cfg.cookie(), cfg.dist) as node:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                await setup(node, cfg, nursery)
+                interval = sdnotify.watchdog_interval()
+                if interval:
+                    nursery.start_soon(_watchdog, interval)
+                sdnotify.notify(f"READY=1\nSTATUS={component} serving as {name}")
+                log.info("ready", component=component, port=node.port)
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    sdnotify.notify("STOPPING=1")
+                    await node.retire(grace)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+def run_daemon(component: str, setup: Setup, config_path: str | None = None) -> None:
+    """Entry point of a daemon process; exits 1 with one clear line on a start error."""
+    try:
+        cfg = config_mod.load(config_path)
+    except envconfig.ConfigError as exc:
+        print(f"applikant {component}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    logs.setup(cfg.node.log_level)
+    try:
+        trio.run(serve, component, cfg, setup)
+    except (DistError, envconfig.ConfigError, OSError) as exc:
+        log.error("start_failed", component=component, reason=str(exc))
+        print(f"applikant {component}: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -344,6 +344,7 @@ class Connection:
         short = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
         self._put({"t": "refuse", "reason": short, "code": code[:32]})
         self.state = State.CLOSED
+        self._step = "done"
         return HandshakeFailed(reason, by_peer=False, code=code)
 
     def send(self, event: Event) -> bytes:
@@ -369,6 +370,8 @@ class Connection:
             obj = [K_PEERS, list(event.nodes)]
         else:
             raise LocalProtocolError(f"{t.__name__} is not a message")
+        if t is not Tick and t is not Cancel:
+            _check_keys(obj)
         try:
             frame = encode_frame(obj)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -532,6 +535,24 @@ class Connection:
         self._decoder.max_frame = self._max_frame
         assert self.peer is not None
         return HandshakeDone(self.peer, self.peer_hidden)
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def _check_keys(obj: Any) -> None:
+    """Map keys must be str or bytes: the peer decodes strictly, and a frame it
+    refuses would take the whole link down with every call on it."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if type(key) is not str and type(key) is not bytes:
+                raise LocalProtocolError(f"map key {key!r} is not a string: cannot be sent")
+            if isinstance(value, _CONTAINERS):
+                _check_keys(value)
+    else:
+        for value in obj:
+            if isinstance(value, _CONTAINERS):
+                _check_keys(value)
 
 
 def _check_id(req_id: Any) -> None:

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PREFIX ?= /opt/applikant
 DESTDIR ?=
 # Debian packages the tests drive for real (installed when missing and we are root).
-DEB_PACKAGES := git openssh-server openssh-client iproute2
+DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium
 
 .PHONY: venv deps run test bench clean
 

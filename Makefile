@@ -7,7 +7,7 @@ DESTDIR ?=
 # Debian packages the tests drive for real (installed when missing and we are root).
 DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium
 
-.PHONY: venv deps run test bench clean
+.PHONY: venv deps compile run test bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,15 +28,20 @@ deps:
 	  else echo "missing Debian packages (run as root to install):$$missing"; fi; \
 	fi
 
-run: venv
+# Bytecode is written explicitly: PYTHONDONTWRITEBYTECODE may be set, and `as`/`ah`
+# would then compile their imports on every git fetch.
+compile:
+	@$(PY) -m compileall -q applikant bench
+
+run: venv compile
 	$(PY) -m applikant.cli.devrun
 
-test: venv deps
+test: venv deps compile
 	$(PY) -m pytest -q
 
-bench: venv
+bench: venv compile
 	$(PY) -m bench.ephemeral
-	$(PY) -m bench.dist
+	$(PY) -m bench.dist --tls
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

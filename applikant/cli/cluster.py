@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated, Optional
 
 import typer
@@ -34,8 +35,20 @@ def portmapper(
     logs.setup()
     logs.set_node("portmapper")
     bind = host or settings.portmapper_host
+
+    async def serve() -> None:
+        from .. import sdnotify
+
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(pm.serve, bind, port or settings.portmapper_port)
+            sdnotify.notify(f"READY=1\nSTATUS=portmapper on {bind}:{bound}")
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    sdnotify.notify("STOPPING=1")
+                    nursery.cancel_scope.cancel()
+
     try:
-        trio.run(pm.serve, bind, port or settings.portmapper_port)
+        trio.run(serve)
     except OSError as exc:
         common.fail(f"cannot listen on {bind}:{port or settings.portmapper_port}: {exc.strerror}")
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ class FastSocketStream(trio.abc.Stream):
         self.socket = sock
         self._closed = False
         self._eager = 0
+        self._drained = False
 
     @classmethod
     def from_trio(cls, stream: trio.SocketStream) -> "FastSocketStream":
@@ -77,13 +78,22 @@ class FastSocketStream(trio.abc.Stream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         self._check_open()
         size = max_bytes or 65536
-        self._eager += 1
-        if self._eager >= FAIR_EVERY:
+        if self._drained:
+            # The last read took less than it could: the buffer was empty then, and
+            # most likely still is. Wait first instead of paying for an EAGAIN.
             self._eager = 0
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.wait_readable(self.socket)
+            self._check_open()
+        else:
+            self._eager += 1
+            if self._eager >= FAIR_EVERY:
+                self._eager = 0
+                await trio.lowlevel.checkpoint()
         while True:
             try:
-                return self.socket.recv(size)
+                data = self.socket.recv(size)
+                self._drained = 0 < len(data) < size
+                return data
             except BlockingIOError:
                 self._eager = 0
                 await trio.lowlevel.wait_readable(self.socket)

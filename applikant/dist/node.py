@@ -441,7 +441,7 @@ class Node:
             while True:
                 event = proto.next_event()
                 if event is NEED_DATA:
-                    data = await stream.receive_some(RECV_SIZE)
+                    data = await stream.receive_some(max(RECV_SIZE, proto.bytes_wanted()))
                     link.last_recv = trio.current_time()
                     proto.receive_data(data)
                     continue

@@ -244,6 +244,15 @@ class FrameDecoder:
         else:
             self.eof = True
 
+    def wanted(self) -> int:
+        """Bytes still missing from the frame being received (0 if none is started):
+        lets a driver read a large frame in one go."""
+        avail = len(self._buf) - self._pos
+        if avail < 4:
+            return 0
+        (length,) = _LEN.unpack_from(self._buf, self._pos)
+        return max(0, min(length, self.max_frame) + 4 - avail)
+
     def next_frame(self) -> Any:
         """Return the next decoded object, NEED_DATA, or raise RemoteProtocolError.
 
@@ -390,6 +399,9 @@ class Connection:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer; b"" means end of file."""
         self._decoder.feed(data)
+
+    def bytes_wanted(self) -> int:
+        return self._decoder.wanted()
 
     def next_event(self) -> Any:
         """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""

@@ -4,10 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PREFIX ?= /opt/applikant
 DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= /etc/systemd/system
+SYSCONFDIR ?= /etc/applikant
+DATADIR ?= /var/lib/applikant
+SERVICE_USER ?= git
 # Debian packages the tests drive for real (installed when missing and we are root).
 DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium
 
-.PHONY: venv deps compile run test bench clean
+.PHONY: venv deps compile run test bench clean install install-units
 
 venv: $(VENV)/.installed
 
@@ -42,6 +47,31 @@ test: venv deps compile
 bench: venv compile
 	$(PY) -m bench.ephemeral
 	$(PY) -m bench.dist --tls
+
+# The package in its own venv under PREFIX, units, the example config. A venv
+# built under DESTDIR gets its paths rewritten to PREFIX (for packaging).
+install:
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	$(DESTDIR)$(PREFIX)/bin/python -m pip install -q --upgrade pip
+	$(DESTDIR)$(PREFIX)/bin/python -m pip install -q .
+	@if [ -n "$(DESTDIR)" ]; then \
+	  grep -rlI --null "$(DESTDIR)$(PREFIX)" $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/pyvenv.cfg \
+	    | xargs -0 -r sed -i "s|$(DESTDIR)$(PREFIX)|$(PREFIX)|g"; fi
+	$(DESTDIR)$(PREFIX)/bin/python -m compileall -q $(DESTDIR)$(PREFIX)/lib
+	install -d $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(PREFIX)/share/doc/applikant
+	install -m 0644 etc/applikant.toml $(DESTDIR)$(SYSCONFDIR)/applikant.toml.example
+	install -m 0644 etc/sshd_applikant.conf $(DESTDIR)$(SYSCONFDIR)/sshd_applikant.conf.example
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/applikant/README.md
+	$(MAKE) install-units
+
+# systemd units with this installation's paths filled in.
+install-units:
+	install -d $(DESTDIR)$(UNITDIR)
+	for unit in systemd/*.service systemd/*.target; do \
+	  sed -e "s|@PREFIX@|$(PREFIX)|g" -e "s|@BINDIR@|$(BINDIR)|g" \
+	      -e "s|@CONFIG@|$(SYSCONFDIR)/applikant.toml|g" -e "s|@DATADIR@|$(DATADIR)|g" \
+	      -e "s|@USER@|$(SERVICE_USER)|g" $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit); \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

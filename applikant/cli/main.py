@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import cluster, common, start
+from . import cluster, common, ops, start
 
 ADMIN_GROUPS: list = []  # modules with `app` and `NAME`, appended below
 
@@ -27,7 +27,7 @@ def _root(
     common.set_config(config)
 
 
-for sub in (cluster.app, start.app):
+for sub in (cluster.app, start.app, ops.app):
     app.registered_commands.extend(sub.registered_commands)
 # Command groups of the admin CLI (user, key, repo, ...) register themselves here:
 for group in ADMIN_GROUPS:

@@ -1,0 +1,51 @@
+"""Operator commands: init (and, beside it, doctor, backup, restore, status)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import envconfig
+from . import common
+
+app = typer.Typer()
+
+
+@app.command()
+def init(
+    data_dir: Annotated[Path, typer.Option(help="state directory")] = Path("/var/lib/applikant"),
+    admin: Annotated[str, typer.Option(help="login of the first admin")] = "root",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                              help="read the admin's password from stdin")] = False,
+    host: Annotated[str, typer.Option(help="host part of node names (default: short hostname)")] = "",
+    user: Annotated[Optional[str], typer.Option(help="service user owning the files")] = None,
+    force: Annotated[bool, typer.Option(help="rewrite config and cookie of an existing install")] = False,
+    dev: Annotated[bool, typer.Option(help="development mode (never in production)")] = False,
+) -> None:
+    """Set up this host: data dir, repo root, cookie, config file, first admin."""
+    from ..ops.init import InitError, initialize
+
+    config_file = Path(os.environ.get("APPLIKANT_CONFIG") or envconfig.DEFAULT_CONFIG)
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        result = initialize(config_file, data_dir.resolve(), admin=admin, password=password,
+                            host=host, service_user=user, force=force, dev_mode=dev)
+    except InitError as exc:
+        common.fail(str(exc))
+    except Exception as exc:  # a store error (e.g. a bad admin login) in words
+        common.fail(getattr(exc, "message", str(exc)))
+    typer.echo(f"config file   {result.config_file}")
+    typer.echo(f"data dir      {result.data_dir}")
+    typer.echo(f"cookie        {result.cookie_file} (mode 0400)")
+    typer.echo(f"database      {result.db}")
+    if result.password:
+        typer.echo(f"admin         {result.admin}  password: {result.password}  (shown once)")
+    else:
+        typer.echo(f"admin         {result.admin}")
+    typer.echo("next: systemctl enable --now applikant.target")

@@ -49,3 +49,42 @@ def init(
     else:
         typer.echo(f"admin         {result.admin}")
     typer.echo("next: systemctl enable --now applikant.target")
+
+
+def _paths() -> tuple[Path, Path, str]:
+    from .. import config as config_mod
+
+    try:
+        cfg = config_mod.load()
+    except envconfig.ConfigError as exc:
+        common.fail(str(exc))
+    hook = cfg.af.hook_program or os.path.join(os.path.dirname(sys.executable), "applikant-ah")
+    return Path(cfg.path(cfg.am.db, "am.sqlite3")), Path(cfg.path(cfg.af.repo_root, "repos")), hook
+
+
+@app.command()
+def backup(dest: Annotated[Path, typer.Argument(help="new directory for the backup")]) -> None:
+    """Back up am's database and every repository, while everything runs."""
+    from ..ops.backup import BackupError
+    from ..ops.backup import backup as make_backup
+
+    db, root, _ = _paths()
+    try:
+        manifest = make_backup(db, root, dest.resolve())
+    except BackupError as exc:
+        common.fail(str(exc))
+    typer.echo(f"backup in {dest}: database and {len(manifest['repos'])} repositories")
+
+
+@app.command()
+def restore(src: Annotated[Path, typer.Argument(help="a directory made by applikant backup")]) -> None:
+    """Restore a backup onto an empty installation (stop the daemons first)."""
+    from ..ops.backup import BackupError
+    from ..ops.backup import restore as do_restore
+
+    db, root, hook = _paths()
+    try:
+        manifest = do_restore(src.resolve(), db, root, hook)
+    except BackupError as exc:
+        common.fail(str(exc))
+    typer.echo(f"restored the database and {len(manifest['repos'])} repositories from {src}")

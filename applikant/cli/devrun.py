@@ -1,0 +1,170 @@
+"""`make run`: the whole suite on one host with embedded defaults, data under ./var.
+
+Starts the portmapper, am, af and aw (and a private sshd on 127.0.0.1:2222 when
+OpenSSH's server is installed), creates the first admin on the first run, prints
+how to log in, add a key, create a repo, push and clone; Ctrl-C stops everything
+it started, by PID.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import procs
+from ..dist import blocking
+from ..dist.errors import DistError
+from ..dist.settings import DistSettings
+
+VAR = Path("var").resolve()
+WEB_PORT = 8008
+SSH_PORT = 2222
+COMPONENTS = ("am", "af", "aw")
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def write_config(var: Path, ssh_user: str) -> Path:
+    config = var / "applikant.toml"
+    config.write_text(
+        "# Written by `make run`: development settings, one host.\n"
+        f'[node]\nhost = "localhost"\ndata_dir = "{var}"\ndev_mode = true\n\n'
+        f'[af]\nauthorized_keys = "{var}/ssh/authorized_keys"\n\n'
+        f'[aw]\nlisten = "127.0.0.1:{WEB_PORT}"\n'
+        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n'
+    )
+    return config
+
+
+def fresh_cookie(var: Path) -> None:
+    cookie = var / "cookie"
+    cookie.unlink(missing_ok=True)
+    fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+
+
+def admin_password(var: Path) -> str:
+    """Create the first admin (`root`) or give it a new password: printed below."""
+    from ..manager.passwords import Passwords
+    from ..manager.store import SYSTEM, Store
+
+    password = secrets.token_urlsafe(12)
+    with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
+        try:
+            store.get_user("root")
+            store.set_password("root", password, actor=SYSTEM, node="make-run")
+        except Exception:
+            store.add_user("root", actor=SYSTEM, node="make-run", password=password,
+                           is_admin=True, display_name="Administrator")
+    return password
+
+
+def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{name} exited; see {proc.log_path}:\n{proc.log_text()[-2000:]}")
+        try:
+            blocking.call(f"{name}@localhost", cookie, "node", "ping", node=f"{name}@localhost",
+                          settings=DistSettings(), timeout=1)
+            return
+        except DistError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer within {timeout:g} s; see {proc.log_path}")
+
+
+def main() -> None:
+    (VAR / "log").mkdir(parents=True, exist_ok=True)
+    (VAR / "ssh").mkdir(parents=True, exist_ok=True)
+    os.chmod(VAR / "ssh", 0o700)
+    ssh_user = getpass.getuser()
+    config = write_config(VAR, ssh_user)
+    fresh_cookie(VAR)
+    password = admin_password(VAR)
+    env = {"APPLIKANT_CONFIG": str(config)}
+    for var in ("APPLIKANT_COOKIE", "APPLIKANT_AM_NODE", "APPLIKANT_AF_NODE"):
+        os.environ.pop(var, None)
+    cookie = (VAR / "cookie").read_text().strip().encode()
+    started: list[procs.Proc] = []
+
+    def start(label: str, *argv: str) -> procs.Proc:
+        proc = procs.Proc(procs.python_module("applikant.cli.main", *argv), env=env,
+                          log_path=str(VAR / "log" / f"{label}.log"))
+        started.append(proc)
+        return proc
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    code = 0
+    try:
+        pm = start("portmapper", "start", "portmapper")
+        procs.wait_port("127.0.0.1", 4370, proc=pm.popen)
+        for name in COMPONENTS:
+            wait_node(name, start(name, "start", name), cookie)
+        procs.wait_port("127.0.0.1", WEB_PORT, timeout=20)
+        sshd = start_sshd(VAR, started)
+        print_welcome(config, password, ssh_user, sshd)
+        while all(p.alive() for p in started):
+            time.sleep(0.5)
+        dead = [p for p in started if not p.alive()]
+        say(f"\n{dead[0].argv[-1]} stopped unexpectedly; see {dead[0].log_path}")
+        code = 1
+    except KeyboardInterrupt:
+        say("\nstopping...")
+    except (RuntimeError, OSError) as exc:
+        say(f"make run: {exc}")
+        code = 1
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        say("stopped everything make run started")
+    sys.exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def start_sshd(var: Path, started: list[procs.Proc]) -> bool:
+    """A private sshd on 127.0.0.1:2222 using af's authorized_keys, when installed."""
+    if not os.path.exists("/usr/sbin/sshd"):
+        say("(OpenSSH's server is not installed: git over SSH is off; "
+            "`apt-get install openssh-server` and run again)")
+        return False
+    from ..ops.sshd import SshServer
+
+    server = SshServer(var / "ssh", port=SSH_PORT, authorized_keys=var / "ssh" / "authorized_keys")
+    server.start()
+    started.append(server.proc)
+    return True
+
+
+def print_welcome(config: Path, password: str, ssh_user: str, sshd: bool) -> None:
+    cli = f"APPLIKANT_CONFIG={config} .venv/bin/applikant"
+    say()
+    say("Applikant is running (logs in var/log/). Ctrl-C stops it.")
+    say()
+    say(f"  web UI      http://127.0.0.1:{WEB_PORT}/   login: root   password: {password}")
+    say()
+    say("Try it, in another terminal, from this directory:")
+    say()
+    say(f"  {cli} key add root ~/.ssh/id_ed25519.pub")
+    say(f"  {cli} repo create root/demo --public")
+    if sshd:
+        url = f"ssh://{ssh_user}@127.0.0.1:{SSH_PORT}/root/demo.git"
+        say(f"  git clone {url}")
+        say("  cd demo && echo hello > README.md && git add README.md && git commit -m hello && git push origin HEAD:main")
+    say(f"  git clone http://127.0.0.1:{WEB_PORT}/root/demo.git demo-http")
+    say()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""One call to af from a fresh process: what ``as``, ``ah`` and ``keys-for`` share.
+
+Stdlib, msgpack and the blocking driver only (no trio, pydantic or typer): these
+programs run on every fetch, push and SSH login.
+
+The call goes to af's *local* service names on af's node (``node=af``), not to
+the global names: a git host answers for its own repositories, and a second git
+host with its own af needs no name of its own in the cluster.
+
+Guarantees: :func:`call_af` returns af's reply or raises :class:`Unreachable`
+(with one line fit for the user) within ``connect + call`` seconds; it never
+raises anything else for a network or configuration problem.
+"""
+
+from __future__ import annotations
+
+import os
+
+from applikant import envconfig
+from applikant.dist import blocking
+from applikant.dist.errors import DistError, RemoteError
+
+__all__ = ["Client", "Unreachable", "CONNECT_TIMEOUT", "parse_config_option"]
+
+#: Seconds to reach af (portmapper lookup, TCP, handshake). af is on this host.
+CONNECT_TIMEOUT = 2.0
+
+
+class Unreachable(Exception):
+    """af could not be asked, or answered with an error; ``str()`` is one line for users."""
+
+
+class Client:
+    """The config, cookie and af's node name, read once; :meth:`call` asks af.
+
+    ``config_path`` of ``None`` means ``APPLIKANT_CONFIG`` or the default file.
+    Raises :class:`Unreachable` when the config or cookie cannot be read.
+    """
+
+    def __init__(self, config_path: str | None = None) -> None:
+        try:
+            self.raw = envconfig.load_raw(config_path)
+            self.cookie = envconfig.cookie(self.raw)
+            self.settings = envconfig.dist_settings(self.raw)
+            self.af_node = envconfig.af_node(self.raw)
+        except envconfig.ConfigError as exc:
+            raise Unreachable(f"configuration problem on the server: {exc}") from None
+        self.config_path = config_path or envconfig.config_path()
+
+    def call(self, service: str, method: str, args: object, *, prefix: str,
+             timeout: float) -> object:
+        """Call ``service.method`` on af's node; af's reply, or :class:`Unreachable`."""
+        try:
+            with blocking.EphemeralNode(self.af_node, self.cookie, prefix=prefix,
+                                        settings=self.settings,
+                                        timeout=CONNECT_TIMEOUT) as eph:
+                return eph.call(service, method, args, node=self.af_node, timeout=timeout)
+        except RemoteError as exc:
+            raise Unreachable(f"the git service failed ({exc.kind}): {exc.message}") from None
+        except DistError as exc:
+            raise Unreachable(f"the git service (af) cannot be reached: {_first_line(exc)}") from None
+        except OSError as exc:  # belt and braces: the driver converts these already
+            raise Unreachable(f"the git service (af) cannot be reached: {exc}") from None
+
+    def af_section(self) -> dict:
+        try:
+            return envconfig.section(self.raw, "af")
+        except envconfig.ConfigError:
+            return {}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def parse_config_option(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Take a leading ``--config PATH`` (or ``-c PATH``) off ``argv``; (path, rest).
+
+    sshd gives forced commands and AuthorizedKeysCommand a bare environment, so
+    a non-default config file travels on the command line.
+    """
+    if len(argv) >= 2 and argv[0] in ("--config", "-c"):
+        return argv[1], argv[2:]
+    if argv and argv[0].startswith("--config="):
+        return argv[0][len("--config="):], argv[1:]
+    return None, argv
+
+
+def environ_with_config(env: dict[str, str], config_path: str | None) -> dict[str, str]:
+    """``env`` plus ``APPLIKANT_CONFIG`` when a config file was named explicitly,
+    so hooks (``ah``) started by git find the same cluster as ``as``."""
+    if config_path:
+        env["APPLIKANT_CONFIG"] = os.path.abspath(config_path)
+    return env

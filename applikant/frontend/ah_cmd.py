@@ -1,0 +1,134 @@
+"""``ah``, the one program every hook of every managed repository links to.
+
+git runs it as ``hooks/<name>`` with the repository as its working directory;
+the hook's name is ``argv[0]``'s basename. It sends af (``af_hook_server``,
+local name on af's node) the hook name, its arguments, its stdin, the
+environment variables that matter (``GIT_*``, ``APPLIKANT_*``, ``PWD``) and the
+working directory; prints the messages am answers with on stderr (git shows
+them to the pusher as ``remote: ...``) and exits with am's verdict.
+
+Which hooks a push needs (each one is a Python process, ~20 ms to start):
+
+* ``pre-receive``: the decision for all refs of the push at once. When af or
+  am cannot be reached the push is refused (fails closed) and nothing changes.
+* ``post-receive``: records the push (audit log, builds, webhooks). It cannot
+  undo anything, so it never fails the push: when af cannot be reached, ``ah``
+  spools the event itself (:mod:`applikant.frontend.spool`) for af to deliver
+  when it is back; af does the same when am cannot be reached.
+* ``update`` and ``post-update`` are not installed by af (pre-receive already
+  sees every ref; post-update only serves dumb HTTP). If a repo still links
+  them here, they exit 0 at once without asking anyone.
+
+Imports neither trio, pydantic nor typer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["main", "HOOKS", "collect_env", "new_event_id"]
+
+#: Hooks that are forwarded to af; any other name exits 0 at once.
+HOOKS = ("pre-receive", "post-receive")
+_PASSTHROUGH = ("update", "post-update")
+
+#: Seconds af has to answer. A pre-receive answer includes am's decision and a
+#: git call per branch, so it gets longer than the interactive calls of ``as``.
+TIMEOUTS = {"pre-receive": 20.0, "post-receive": 10.0}
+
+MAX_STDIN = 8 * 1024 * 1024  # ~60,000 refs; a push of more is refused
+
+
+def _say(message: str) -> None:
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def collect_env(environ: dict[str, str]) -> dict[str, str]:
+    """The variables af needs (quarantine paths, the pusher, the config)."""
+    return {k: v for k, v in environ.items() if k.startswith(("GIT_", "APPLIKANT_")) or k == "PWD"}
+
+
+def new_event_id() -> str:
+    """A random UUID (version 4) as text, without importing ``uuid``."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _read_stdin() -> str | None:
+    data = sys.stdin.buffer.read(MAX_STDIN + 1)
+    if len(data) > MAX_STDIN:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def _spool_locally(client: object | None, request: dict) -> str | None:
+    """Write the event to af's spool ourselves; the path, or None when impossible."""
+    from applikant import envconfig
+    from applikant.frontend import spool
+
+    try:
+        raw = client.raw if client is not None else envconfig.load_raw()  # type: ignore[attr-defined]
+        af = envconfig.section(raw, "af")
+        directory = af.get("spool_dir") or os.path.join(envconfig.data_dir(raw), "spool")
+        return spool.write(directory, request["event_id"], {"request": request, "spooled_by": "ah"})
+    except (OSError, ValueError, envconfig.ConfigError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the hook named by ``argv[0]``; returns the exit status."""
+    argv = list(sys.argv if argv is None else argv)
+    hook = os.path.basename(argv[0]) if argv else ""
+    if hook in _PASSTHROUGH:
+        return 0
+    if hook not in HOOKS:
+        _say(f"applikant: ah does not handle the {hook or '?'} hook; nothing done")
+        return 0 if hook.startswith("post-") else 1
+
+    from applikant.frontend.afclient import Client, Unreachable
+
+    stdin = _read_stdin()
+    if stdin is None:
+        _say("applikant: push refused: too many refs in one push")
+        return 1
+    request = {
+        "hook": hook,
+        "args": argv[1:],
+        "stdin": stdin,
+        "env": collect_env(dict(os.environ)),
+        "cwd": os.getcwd(),
+        "event_id": new_event_id(),
+    }
+    client = None
+    try:
+        client = Client()
+        reply = client.call("af_hook_server", "handle_hook", request, prefix="ah",
+                            timeout=TIMEOUTS[hook])
+    except Unreachable as exc:
+        if hook == "pre-receive":
+            _say(f"applikant: push refused, nothing changed: {exc}")
+            return 1
+        if _spool_locally(client, request):
+            _say("applikant: the push is done; it will be recorded when the git service is back")
+        else:
+            _say(f"applikant: the push is done but could not be recorded: {exc}")
+        return 0
+    ok = isinstance(reply, dict) and reply.get("ok") is True
+    messages = reply.get("messages", []) if isinstance(reply, dict) else []
+    for message in messages if isinstance(messages, list) else []:
+        _say(str(message))
+    if hook == "pre-receive" and not ok and not messages:
+        _say("applikant: push refused")
+    return 0 if ok or hook == "post-receive" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""``as``, the sshd forced command: ``applikant-as [--config PATH] user-42``.
+
+sshd runs it for every SSH login with a key af put in authorized_keys (or that
+``keys-for`` printed), whatever the client asked to run; the client's wish is in
+``SSH_ORIGINAL_COMMAND``. ``as``:
+
+1. parses that wish (:mod:`applikant.frontend.sshcommand`: a closed list of
+   verbs and one ``owner/name``; anything else is refused here, before any
+   network call);
+2. asks af (``af_auth.check_access``, on af's node, which asks am) whether the
+   user may read or write the repo, and where it lives;
+3. on yes, replaces itself with ``git-upload-pack`` / ``git-receive-pack`` /
+   ``git-upload-archive`` and the absolute repo path as one argv element (no
+   shell), with ``APPLIKANT_USER`` and ``APPLIKANT_REPO`` set for the hooks;
+4. on no, prints one line on stderr (``applikant: <reason>``) and exits 1.
+
+``info`` lists the repos the user can read, with the access they have.
+
+When af or am cannot be reached: one line within 5 seconds, exit 1, nothing
+executed. Imports neither trio, pydantic nor typer: it starts on every fetch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from applikant.frontend.sshcommand import VERBS, CommandRefused, parse
+
+__all__ = ["main", "git_environ", "CALL_TIMEOUT"]
+
+#: Seconds af has to answer (it asks am with a shorter deadline of its own).
+CALL_TIMEOUT = 2.5
+
+_DIGITS = frozenset("0123456789")
+
+
+def _say(message: str) -> None:
+    try:
+        sys.stderr.write(f"applikant: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _valid_user(user: str) -> bool:
+    rest = user[5:] if user.startswith("user-") else ""
+    return 0 < len(rest) <= 20 and all(c in _DIGITS for c in rest)
+
+
+def git_environ(environ: dict[str, str], user: str, repo: str,
+                config_path: str | None) -> dict[str, str]:
+    """The environment git (and through it ``ah``) runs with.
+
+    sshd passes almost nothing on; of ``GIT_*`` only ``GIT_PROTOCOL`` (protocol
+    v2, ``AcceptEnv``) is kept, so no variable can redirect git to another
+    repository or object store.
+    """
+    env = {k: v for k, v in environ.items() if not k.startswith(("GIT_", "APPLIKANT_"))}
+    if "GIT_PROTOCOL" in environ:
+        env["GIT_PROTOCOL"] = environ["GIT_PROTOCOL"]
+    env["APPLIKANT_USER"] = user
+    env["APPLIKANT_REPO"] = repo
+    if config_path:
+        env["APPLIKANT_CONFIG"] = os.path.abspath(config_path)
+    return env
+
+
+def _info(client: object, user: str) -> int:
+    from applikant.frontend.afclient import Unreachable
+
+    try:
+        reply = client.call("af_auth", "info", {"user": user}, prefix="as",  # type: ignore[attr-defined]
+                            timeout=CALL_TIMEOUT)
+    except Unreachable as exc:
+        _say(str(exc))
+        return 1
+    repos = reply.get("repos", []) if isinstance(reply, dict) else []
+    lines = [f"hello {reply.get('login') or user}, this is applikant on {reply.get('host', '?')}", ""]
+    for entry in repos:
+        level = str(entry.get("level", "read"))
+        flags = {"read": " R  ", "write": " R W", "admin": " R W A"}.get(level, " R  ")
+        lines.append(f"{flags:<7} {entry.get('repo')}")
+    if not repos:
+        lines.append(" (no repositories)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``as``; returns the exit status, or never returns (exec) on success."""
+    from applikant.frontend.afclient import Client, Unreachable, parse_config_option
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    config_path, args = parse_config_option(args)
+    if len(args) != 1 or not _valid_user(args[0]):
+        _say("misconfigured forced command: expected `applikant-as [--config PATH] user-N`")
+        return 1
+    user = args[0]
+    try:
+        request = parse(os.environ.get("SSH_ORIGINAL_COMMAND"))
+    except CommandRefused as exc:
+        _say(exc.message)
+        return 1
+    try:
+        client = Client(config_path)
+    except Unreachable as exc:
+        _say(str(exc))
+        return 1
+    if request.verb == "info":
+        return _info(client, user)
+
+    try:
+        reply = client.call("af_auth", "check_access",
+                            {"user": user, "repo": request.repo, "access": request.access,
+                             "verb": request.verb},
+                            prefix="as", timeout=CALL_TIMEOUT)
+    except Unreachable as exc:
+        _say(str(exc))
+        return 1
+    if not isinstance(reply, dict) or reply.get("allowed") is not True:
+        reason = reply.get("reason") if isinstance(reply, dict) else None
+        _say(str(reason or f"{user} has no {request.access} access to {request.repo}"))
+        return 1
+    path = reply.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or request.verb not in VERBS:
+        _say("the git service gave no repository path; nothing was run")
+        return 1
+    env = git_environ(dict(os.environ), user, request.repo or "", config_path)
+    try:
+        sys.stderr.flush()
+        os.execvpe(request.verb, [request.verb, path], env)
+    except OSError as exc:
+        _say(f"cannot run {request.verb}: {exc.strerror}")
+        return 1
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""af, the daemon on the git host: ``applikant start af`` runs :func:`setup`.
+
+What it starts (each part has its own module):
+
+* :class:`~applikant.frontend.amlink.AmLink`: the link to am, re-opened when
+  am comes back; each time it runs the callbacks below.
+* :class:`~applikant.frontend.mirror.Mirror`: am's change events and full
+  snapshots applied to sshd's keys and the repos on disk.
+* :class:`~applikant.frontend.hookserver.HookServer`: ``af_hook_server`` and
+  the delivery of spooled post-receive events.
+* :class:`~applikant.frontend.services.Auth` and ``RepoManager``:
+  ``af_auth`` and ``af_repo_manager``.
+
+Names: every service is registered under a *local* name on af's node, which is
+what ``as``, ``ah`` and ``keys-for`` call (they know af's node, and a second git
+host with its own af needs nothing else). The same services are also claimed as
+global names (the contract in DESIGN.md) when free; a second af finds them taken,
+logs it and serves its own host through the local names.
+
+Files, from ``[af]`` (empty means under ``[node].data_dir``): ``repo_root``
+(``repos``), ``authorized_keys`` (``.ssh/authorized_keys``), ``spool_dir``
+(``spool``); ``hook_program`` and ``as_command`` default to ``applikant-ah`` and
+``applikant-as`` beside this Python, with ``--config PATH`` added to the latter
+when af was started with a config file other than the default one (sshd gives
+forced commands an empty environment).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import trio
+
+from applikant import envconfig
+from applikant.config import Config
+from applikant.dist.errors import NameTaken
+from applikant.dist.node import Node
+from applikant.frontend.amlink import AmLink
+from applikant.frontend.hookserver import HookServer
+from applikant.frontend.mirror import EVENTS_SERVICE, Mirror
+from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
+from applikant.frontend.services import Auth, RepoManager
+from applikant.logs import EventLog
+
+__all__ = ["setup", "Frontend", "default_as_command", "default_program"]
+
+log = EventLog("af")
+
+
+def default_program(name: str) -> str:
+    """``name`` in the directory of this Python (the venv's bin when installed in one)."""
+    return os.path.join(os.path.dirname(os.path.abspath(sys.executable)), name)
+
+
+def default_as_command() -> str:
+    """``applikant-as`` beside this Python, plus ``--config`` for a non-default config."""
+    command = default_program("applikant-as")
+    path = envconfig.config_path()
+    if path and os.path.abspath(path) != envconfig.DEFAULT_CONFIG:
+        command += f" --config {os.path.abspath(path)}"
+    return command
+
+
+class Frontend:
+    """All of af's parts, wired together; :meth:`start` runs them."""
+
+    def __init__(self, node: Node, config: Config) -> None:
+        af = config.af
+        self.node = node
+        self.repo_root = config.path(af.repo_root, "repos")
+        self.keys_file = config.path(af.authorized_keys, os.path.join(".ssh", "authorized_keys"))
+        self.spool_dir = config.path(af.spool_dir, "spool")
+        self.as_command = af.as_command or default_as_command()
+        hook_program = af.hook_program or default_program("applikant-ah")
+        # pre-receive and post-receive only: see ah_cmd.py for why.
+        self.disk = RepoDisk(self.repo_root, hook_program, hooks=ESSENTIAL_HOOKS)
+        self.link = AmLink(node, config.node_name("am"), af.am_retry)
+        self.mirror = Mirror(self.link, self.disk, keys_mode=af.keys_mode, keys_file=self.keys_file,
+                             as_command=self.as_command)
+        self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
+        host = node.name.split("@", 1)[1]
+        self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)
+        self.repos = RepoManager(self.disk, self.mirror)
+        self.link.on_connect(self.mirror.on_connect)
+        self.link.on_connect(self.hooks.on_connect)
+
+    def services(self) -> dict[str, dict]:
+        return {
+            "af_auth": self.auth.handlers(),
+            "af_hook_server": {"handle_hook": self.hooks.handle_hook},
+            "af_repo_manager": self.repos.handlers(),
+        }
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Register the services and start the tasks; returns once they run."""
+        await trio.to_thread.run_sync(self.disk.purge_trash)
+        self.node.register_local(EVENTS_SERVICE, {"changed": self.mirror.changed})
+        for name, handlers in self.services().items():
+            self.node.register_local(name, handlers)
+            try:
+                await self.node.register_global(name, handlers)
+            except NameTaken as exc:
+                log.warning("global_name_taken", name=name, reason=str(exc),
+                            note="serving this host through the local name only")
+        nursery.start_soon(self.mirror.run)
+        nursery.start_soon(self.hooks.run_spool)
+        await nursery.start(self.link.run)
+        log.info("af_started", repo_root=self.repo_root, keys_file=self.keys_file,
+                 as_command=self.as_command, spool_dir=self.spool_dir)
+
+
+async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:
+    """``applikant start af``: build af and start it on ``node``."""
+    frontend = Frontend(node, config)
+    await frontend.start(nursery)

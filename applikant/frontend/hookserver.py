@@ -1,0 +1,296 @@
+"""``af_hook_server``: a hook call from ``ah``, checked, enriched and forwarded to am.
+
+``ah`` sends what git gave it: the hook name, its stdin, the ``GIT_*`` /
+``APPLIKANT_*`` environment and the working directory (the repository).
+af turns that into am's hook data (``am_hook_api.handle_hook``)::
+
+    {"hook", "repo": "owner/name", "user": "user-42", "node": <af's node>,
+     "event_id", "refs": [{"ref", "old", "new", "ff"}], "git_dir"}
+
+* The repository is the working directory, which must be a repo under the root;
+  ``APPLIKANT_REPO`` (set by ``as``) must name that same repo.
+* ``ff`` (pre-receive, branch updates) is found with git on this host, inside
+  the push's quarantine (``GIT_OBJECT_DIRECTORY``,
+  ``GIT_ALTERNATE_OBJECT_DIRECTORIES``, confined to the repo): the new objects
+  are not in the repository yet when pre-receive runs.
+* pre-receive fails closed: am unreachable means the push is refused.
+* post-receive cannot fail a push that already happened. When am cannot be
+  reached the event is spooled durably (:mod:`applikant.frontend.spool`) and
+  delivered, with its ``event_id`` so that am records it once, when am is back.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import trio
+
+from applikant.dist.errors import RemoteError
+from applikant.dist.node import CallContext
+from applikant.frontend import spool
+from applikant.frontend.amlink import AmLink, AmUnavailable
+from applikant.frontend.repodisk import CommandRefused, RepoDisk
+from applikant.logs import EventLog
+
+__all__ = ["HookServer", "HookRefused", "parse_refs", "ZERO_IDS"]
+
+log = EventLog("af")
+
+AM_TIMEOUT = {"pre-receive": 15.0, "post-receive": 5.0}
+ZERO_IDS = frozenset({"0" * 40, "0" * 64})
+_HEX = frozenset("0123456789abcdef")
+_QUARANTINE_VARS = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")
+_DIGITS = frozenset("0123456789")
+GIT_TIMEOUT = 30.0
+
+
+class HookRefused(Exception):
+    """The hook call cannot be acted on; ``str()`` is one line for the pusher."""
+
+
+def _is_oid(value: str) -> bool:
+    return len(value) in (40, 64) and all(c in _HEX for c in value)
+
+
+def parse_refs(stdin: str) -> list[dict[str, Any]]:
+    """``<old> <new> <ref>`` lines (pre-/post-receive stdin) as ref updates.
+
+    Raises :class:`HookRefused` on a malformed line. ``ff`` is None until
+    filled in.
+    """
+    refs = []
+    for line in stdin.splitlines():
+        if not line:
+            continue
+        parts = line.split(" ")
+        if len(parts) != 3 or not _is_oid(parts[0]) or not _is_oid(parts[1]) or not parts[2].startswith("refs/"):
+            raise HookRefused("malformed ref update from git")
+        refs.append({"ref": parts[2], "old": parts[0], "new": parts[1], "ff": None})
+    return refs
+
+
+def _valid_user(user: object) -> bool:
+    rest = user[5:] if isinstance(user, str) and user.startswith("user-") else ""
+    return 0 < len(rest) <= 20 and all(c in _DIGITS for c in rest)
+
+
+def _inside(path: str, directory: str) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(directory)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+class HookServer:
+    """Serves ``handle_hook`` and delivers the spool; see the module docstring."""
+
+    def __init__(self, link: AmLink, disk: RepoDisk, spool_dir: str, node_name: str) -> None:
+        self.link = link
+        self.disk = disk
+        self.spool_dir = spool_dir
+        self.node_name = node_name
+        self.delivered = 0  # spooled events delivered (tests, logs)
+        self._wake = trio.Event()
+
+    # ---- the service ------------------------------------------------------
+
+    async def handle_hook(self, ctx: CallContext, request: Any) -> dict[str, Any]:
+        """``af_hook_server.handle_hook``: ``{"ok": bool, "messages": [str]}``."""
+        hook = request.get("hook") if isinstance(request, dict) else None
+        if hook not in AM_TIMEOUT:
+            return {"ok": hook is not None and str(hook).startswith("post-"),
+                    "messages": [f"applikant: af does not handle the {hook!r} hook"]}
+        try:
+            data = self.build(request)
+            if hook == "pre-receive":
+                await self._fill_ff(data, request.get("env") or {})
+        except HookRefused as exc:
+            log.warning("hook_refused", hook=hook, reason=str(exc))
+            return {"ok": hook == "post-receive", "messages": [f"applikant: {exc}"]}
+        if hook == "pre-receive":
+            return await self._pre_receive(data)
+        return await self._post_receive(request, data)
+
+    async def _pre_receive(self, data: dict[str, Any]) -> dict[str, Any]:
+        if not self.link.up:
+            return _refused("the manager (am) cannot be reached")
+        try:
+            reply = await self.link.call("am_hook_api", "handle_hook", data,
+                                         timeout=AM_TIMEOUT["pre-receive"])
+        except AmUnavailable as exc:
+            return _refused(str(exc))
+        except RemoteError as exc:
+            log.error("pre_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message)
+            return _refused(f"the manager refused the request ({exc.kind}): {exc.message}")
+        return _verdict(reply)
+
+    async def _post_receive(self, request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        if self.link.up:
+            try:
+                reply = await self.link.call("am_hook_api", "handle_hook", data,
+                                             timeout=AM_TIMEOUT["post-receive"])
+                verdict = _verdict(reply)
+                return {"ok": True, "messages": verdict["messages"]}
+            except AmUnavailable as exc:
+                reason = str(exc)
+            except RemoteError as exc:
+                log.error("post_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message)
+                return {"ok": True, "messages": [f"applikant: the push was not recorded: {exc.message}"]}
+        else:
+            reason = "the manager (am) cannot be reached"
+        try:
+            await trio.to_thread.run_sync(spool.write, self.spool_dir, data["event_id"],
+                                          {"request": request, "spooled_by": "af"})
+        except (OSError, ValueError) as exc:
+            log.error("spool_failed", repo=data["repo"], event_id=data["event_id"], reason=str(exc))
+            return {"ok": True, "messages": [f"applikant: the push is done but could not be recorded: {exc}"]}
+        log.warning("post_receive_spooled", repo=data["repo"], event_id=data["event_id"], reason=reason)
+        self.wake()
+        return {"ok": True, "messages": ["applikant: the push is done; it will be recorded when "
+                                         "the manager is back"]}
+
+    # ---- building am's hook data -----------------------------------------------
+
+    def build(self, request: dict[str, Any]) -> dict[str, Any]:
+        """am's hook data from ``ah``'s request; :class:`HookRefused` if it does not hold."""
+        env = request.get("env")
+        cwd = request.get("cwd")
+        stdin = request.get("stdin")
+        if not isinstance(env, dict) or not isinstance(cwd, str) or not isinstance(stdin, str):
+            raise HookRefused("malformed hook call")
+        if not os.path.isabs(cwd):
+            raise HookRefused("the hook ran outside a repository")
+        repo = env.get("APPLIKANT_REPO")
+        if not isinstance(repo, str) or not repo:
+            repo = self._repo_of(cwd)
+        try:
+            git_dir = self.disk.path(repo)
+        except CommandRefused as exc:
+            raise HookRefused(exc.message) from None
+        if os.path.realpath(git_dir) != os.path.realpath(cwd):
+            raise HookRefused(f"the hook ran in a different repository than {repo}")
+        user = env.get("APPLIKANT_USER")
+        if not _valid_user(user):
+            raise HookRefused("pushes to managed repositories go through Applikant (no user given)")
+        event_id = request.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            raise HookRefused("malformed hook call (no event id)")
+        return {
+            "hook": request["hook"],
+            "repo": repo,
+            "user": user,
+            "node": self.node_name,
+            "event_id": event_id,
+            "refs": parse_refs(stdin),
+            "git_dir": git_dir,
+        }
+
+    def _repo_of(self, cwd: str) -> str:
+        rel = os.path.relpath(os.path.realpath(cwd), os.path.realpath(self.disk.root))
+        parts = rel.split(os.sep)
+        if len(parts) != 2 or not parts[1].endswith(".git"):
+            raise HookRefused("the hook ran outside the repository root")
+        return f"{parts[0]}/{parts[1][:-4]}"
+
+    async def _fill_ff(self, data: dict[str, Any], env: dict[str, Any]) -> None:
+        """Set ``ff`` on branch updates (neither side zero), with the quarantine env."""
+        git_dir = data["git_dir"]
+        git_env = self._quarantine_env(env, git_dir)
+        for ref in data["refs"]:
+            if ref["old"] in ZERO_IDS or ref["new"] in ZERO_IDS:
+                continue
+            ref["ff"] = await is_fast_forward(git_dir, ref["old"], ref["new"], git_env)
+
+    def _quarantine_env(self, env: dict[str, Any], git_dir: str) -> dict[str, str]:
+        out = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        for var in _QUARANTINE_VARS:
+            value = env.get(var)
+            if not isinstance(value, str) or not value:
+                continue
+            paths = [os.path.join(git_dir, p) for p in value.split(":")] if var == "GIT_ALTERNATE_OBJECT_DIRECTORIES" \
+                else [os.path.join(git_dir, value)]
+            if not all(_inside(p, git_dir) for p in paths):
+                raise HookRefused("object directories outside the repository")
+            out[var] = ":".join(paths)
+        return out
+
+    # ---- the spool ------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_spool(self) -> None:
+        """Deliver spooled events whenever am is up; forever."""
+        while True:
+            with trio.move_on_after(max(self.link.retry, 0.2)):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            if self.link.up:
+                await self.deliver_spool()
+
+    async def on_connect(self) -> None:
+        """AmLink callback: deliver what waited for am (in the background)."""
+        self.wake()
+
+    async def deliver_spool(self) -> int:
+        """Deliver every spooled event, oldest first; how many were delivered."""
+        done = 0
+        for path in await trio.to_thread.run_sync(spool.pending, self.spool_dir):
+            try:
+                record = await trio.to_thread.run_sync(spool.read, path)
+                data = self.build(record["request"])
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError, HookRefused) as exc:
+                await trio.to_thread.run_sync(spool.park, path, f"unreadable: {exc}")
+                log.error("spool_parked", path=path, reason=str(exc))
+                continue
+            try:
+                await self.link.call("am_hook_api", "handle_hook", data,
+                                     timeout=AM_TIMEOUT["post-receive"])
+            except AmUnavailable:
+                return done
+            except RemoteError as exc:
+                await trio.to_thread.run_sync(spool.park, path, f"{exc.kind}: {exc.message}")
+                log.error("spool_parked", event_id=data["event_id"], kind=exc.kind, reason=exc.message)
+                continue
+            await trio.to_thread.run_sync(spool.remove, path)
+            done += 1
+            self.delivered += 1
+            log.info("spool_delivered", repo=data["repo"], event_id=data["event_id"])
+        return done
+
+
+def _refused(reason: str) -> dict[str, Any]:
+    return {"ok": False, "messages": [f"applikant: push refused, nothing changed: {reason}"]}
+
+
+def _verdict(reply: Any) -> dict[str, Any]:
+    if not isinstance(reply, dict):
+        return _refused("the manager gave no verdict")
+    messages = reply.get("messages")
+    messages = [str(m) for m in messages] if isinstance(messages, list) else []
+    return {"ok": reply.get("ok") is True, "messages": messages}
+
+
+async def is_fast_forward(git_dir: str, old: str, new: str, env: dict[str, str]) -> bool | None:
+    """Whether ``old`` is an ancestor of ``new``; None when git cannot tell (missing object).
+
+    Uses :func:`applikant.gitops.is_fast_forward` (in a worker thread) when it
+    exists, else ``git merge-base --is-ancestor`` directly.
+    """
+    try:
+        from applikant import gitops  # written alongside am; optional until it lands
+    except ImportError:
+        gitops = None
+    if gitops is not None and hasattr(gitops, "is_fast_forward"):
+        try:
+            return await trio.to_thread.run_sync(lambda: gitops.is_fast_forward(git_dir, old, new, env=env))
+        except Exception as exc:  # noqa: BLE001 -- a failed check must refuse, not crash af
+            log.warning("ff_check_failed", git_dir=git_dir, reason=str(exc))
+            return None
+    with trio.move_on_after(GIT_TIMEOUT):
+        proc = await trio.run_process(
+            ["git", "--git-dir", git_dir, "merge-base", "--is-ancestor", old, new],
+            env=env, check=False, capture_stdout=True, capture_stderr=True, stdin=b"")
+        return {0: True, 1: False}.get(proc.returncode)
+    return None

@@ -65,6 +65,8 @@ log = EventLog("dist")
 
 RECV_SIZE = 65536
 SWEEP_EVERY = 0.02
+RECONNECT_FIRST = 0.25
+RECONNECT_MAX = 5.0
 _DEFAULT: Any = object()
 
 Handler = Callable[["CallContext", Any], Awaitable[Any]]
@@ -124,6 +126,7 @@ class Node:
         self._local: dict[str, Service] = {}
         self._dialing: dict[str, trio.Event] = {}
         self._reserved: set[str] = set()
+        self._departed: set[str] = set()  # peers that said goodbye: not redialled
         self._links_changed = trio.Event()
         self._monitors: list[trio.MemorySendChannel[MonitorEvent]] = []
         self._sync_waiters: dict[int, tuple[str, trio.Event]] = {}
@@ -216,10 +219,11 @@ class Node:
         await link.send_event(Cast(node, target, method, args))
 
     async def retire(self, grace: float) -> None:
-        """Before stopping: withdraw our global names, let running calls finish
-        for up to `grace` seconds."""
+        """Before stopping: withdraw our global names, tell peers not to wait for
+        us, let running calls finish for up to `grace` seconds."""
         for name in list(self._global):
             await self.unregister_global(name)
+        await self._broadcast(Registry("bye", None))
         with trio.move_on_after(grace):
             while any(link.handlers for link in self.links.values()):
                 await trio.sleep(0.05)
@@ -406,6 +410,7 @@ class Node:
             return
         self.links[peer] = link
         self._changed()
+        self._departed.discard(peer)
         if not link.hidden:
             log.info("nodeup", peer=peer, address=link.address)
             self._emit(NodeUp(peer))
@@ -434,6 +439,8 @@ class Node:
                 log.info("nodedown", peer=peer, reason=link.down_reason)
                 self.registry.node_down(peer)
                 self._emit(NodeDownEvent(peer, link.down_reason))
+                if peer not in self._departed and self._nursery is not None:
+                    self._spawn(self._reconnect, peer)
 
     async def _read_loop(self, link: Link, nursery: trio.Nursery) -> None:
         proto, stream = link.proto, link.stream
@@ -548,6 +555,8 @@ class Node:
                 self.registry.withdraw(str(data), peer)
             elif op == "sync":
                 await link.send_event(Registry("sync_ack", data))
+            elif op == "bye":
+                self._departed.add(peer)  # a clean stop: no reconnecting to it
             elif op == "sync_ack":
                 waiter = self._sync_waiters.pop(data, None)
                 if waiter is not None:
@@ -573,6 +582,26 @@ class Node:
                     await link.send_event(msg)
                 except NodeDown:
                     pass
+
+    async def _reconnect(self, peer: str) -> None:
+        """A peer lost without a goodbye (crash, partition): dial it again, backing
+        off to RECONNECT_MAX seconds, until it is back or says goodbye, so that a
+        healed partition heals the mesh and the registry by itself."""
+        delay = RECONNECT_FIRST
+        failures = 0
+        while peer not in self.links and peer not in self._departed:
+            await trio.sleep(delay)
+            if peer in self.links or peer in self._departed:
+                return
+            try:
+                await self.connect(peer)
+                log.info("reconnected", peer=peer, attempts=failures + 1)
+                return
+            except (DistError, names.BadNodeName) as exc:
+                if failures == 0:
+                    log.info("reconnect_pending", peer=peer, reason=str(exc))
+                failures += 1
+                delay = min(delay * 2, RECONNECT_MAX)
 
     async def _try_connect(self, peer: str) -> None:
         try:

@@ -235,3 +235,27 @@ async def test_remote_error_kinds_survive_forwarding() -> None:
                 await trio.to_thread.run_sync(via_a)
             assert (info.value.kind, info.value.message) == ("forbidden",
                                                             "no write access to team/project")
+
+
+async def test_a_lost_peer_is_dialled_again_but_not_one_that_said_goodbye() -> None:
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            await b.register_global("svc", {"echo": echo})
+            await a.connect("b@localhost")
+            await a.sync()
+            events = a.monitor()
+            a.links["b@localhost"].close("simulated partition")  # no goodbye
+            assert isinstance(await events.receive(), NodeDownEvent)
+            with trio.fail_after(5):
+                assert await events.receive() == NodeUp("b@localhost")
+            await a.sync()
+            assert a.global_names() == {"svc": "b@localhost"}
+            async with open_node("c@localhost", COOKIE, s) as c:
+                await c.connect("a@localhost")
+                assert await events.receive() == NodeUp("c@localhost")
+                await c.retire(0)  # a clean stop says goodbye
+            assert await events.receive() == NodeDownEvent("c@localhost", "connection closed")
+            await trio.sleep(1.0)
+            assert "c@localhost" not in a.nodes()
+            assert "c@localhost" not in a._dialing

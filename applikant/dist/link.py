@@ -45,6 +45,8 @@ class Link:
         self.closed = False
         self.down_reason = "connection closed"
         self.scope: trio.CancelScope | None = None  # the reader's and handlers' scope
+        # Casts wait here for the link's cast task, which runs them in order.
+        self.casts, self.cast_inbox = trio.open_memory_channel[Any](math.inf)
         self._out: list[bytes] = []
         self._writing = False
         self._next_id = 0

@@ -130,6 +130,7 @@ class Node:
         self._links_changed = trio.Event()
         self._monitors: list[trio.MemorySendChannel[MonitorEvent]] = []
         self._sync_waiters: dict[int, tuple[str, trio.Event]] = {}
+        self._local_casts, self._local_inbox = trio.open_memory_channel[Cast](math.inf)
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
         self._ssl_server = self._ssl_client = None
@@ -212,7 +213,7 @@ class Node:
         if owner is None:
             raise NoSuchName(f"no service is registered as {target}")
         if owner == self.name:
-            self._spawn(self._invoke, self.name, node, target, method, args)
+            self._local_casts.send_nowait(Cast(node, target, method, args))
             return
         with trio.fail_after(self.settings.connect_timeout):
             link = await self.connect(owner)
@@ -418,6 +419,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 link.scope = nursery.cancel_scope
                 nursery.start_soon(self._read_loop, link, nursery)
+                nursery.start_soon(self._run_casts, link.peer, link.cast_inbox)
                 task_status.started()
                 if not link.hidden:
                     others = [p for p in self.nodes() if p != peer]
@@ -460,8 +462,7 @@ class Node:
                 elif t is Call:
                     nursery.start_soon(self._serve_call, link, event)
                 elif t is Cast:
-                    nursery.start_soon(self._invoke, link.peer, event.node, event.target,
-                                       event.method, event.args)
+                    link.casts.send_nowait(event)
                 elif t is Cancel:
                     scope = link.handlers.get(event.req_id)
                     if scope is not None:
@@ -483,6 +484,13 @@ class Node:
             link.close(f"protocol error: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             link.close(f"connection lost: {exc or type(exc).__name__}")
+
+    async def _run_casts(self, caller: str, inbox: trio.MemoryReceiveChannel[Cast]) -> None:
+        """Casts from one sender are handled one after the other, in the order
+        sent (Erlang's guarantee between two processes): a key removed after it
+        was added is never seen the other way round."""
+        async for cast in inbox:
+            await self._invoke(caller, cast.node, cast.target, cast.method, cast.args)
 
     async def _serve_call(self, link: Link, call: Call) -> None:
         with trio.CancelScope() as scope:
@@ -780,6 +788,7 @@ async def open_node(name: str, cookie: bytes, settings: DistSettings | None = No
             await nursery.start(node._keep_registered)
             nursery.start_soon(node._tick_loop)
             nursery.start_soon(node._sweep_loop)
+            nursery.start_soon(node._run_casts, node.name, node._local_inbox)
             nursery.start_soon(trio.serve_listeners, node._accept, [listener], )
             log.info("node_started", port=node.port)
             try:

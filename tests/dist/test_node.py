@@ -11,7 +11,14 @@ import pytest
 import trio
 
 from applikant.dist import blocking, certs, portmapper
-from applikant.dist.errors import NameTaken, NodeDown, NodeStartError, Refused, RemoteError
+from applikant.dist.errors import (
+    NameTaken,
+    NodeDown,
+    NodeStartError,
+    NoSuchName,
+    Refused,
+    RemoteError,
+)
 from applikant.dist.node import CallContext, NameLost, NodeDownEvent, NodeUp, open_node
 from applikant.dist.settings import DistSettings, TlsSettings
 
@@ -259,3 +266,25 @@ async def test_a_lost_peer_is_dialled_again_but_not_one_that_said_goodbye() -> N
             await trio.sleep(1.0)
             assert "c@localhost" not in a.nodes()
             assert "c@localhost" not in a._dialing
+
+
+async def test_casts_arrive_in_order_without_a_reply() -> None:
+    got: list[object] = []
+    done = trio.Event()
+
+    async def note(ctx: CallContext, args: object) -> None:
+        got.append((ctx.caller, args))
+        if len(got) == 50:
+            done.set()
+
+    async with running_portmapper() as s:
+        async with open_node("a@localhost", COOKIE, s) as a, \
+                open_node("b@localhost", COOKIE, s) as b:
+            b.register_local("inbox", {"note": note})
+            for i in range(50):
+                await a.cast("inbox", "note", i, node="b@localhost")
+            with trio.fail_after(5):
+                await done.wait()
+            assert got == [("a@localhost", i) for i in range(50)]
+            with pytest.raises(NoSuchName):
+                await a.cast("nowhere", "note", 1)

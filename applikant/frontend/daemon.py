@@ -85,6 +85,12 @@ class Frontend:
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.on_connect)
 
+    async def status(self, ctx: object, args: object) -> dict:
+        """``af_status.status`` (local): the link to am and the mirror's progress."""
+        return {"am_up": self.link.up, "connects": self.link.connects, "synced": self.mirror.synced,
+                "applied": self.mirror.applied, "keys": len(self.mirror.keys),
+                "spool_delivered": self.hooks.delivered, "keys_mode": self.mirror.keys_mode}
+
     def services(self) -> dict[str, dict]:
         return {
             "af_auth": self.auth.handlers(),
@@ -96,6 +102,7 @@ class Frontend:
         """Register the services and start the tasks; returns once they run."""
         await trio.to_thread.run_sync(self.disk.purge_trash)
         self.node.register_local(EVENTS_SERVICE, {"changed": self.mirror.changed})
+        self.node.register_local("af_status", {"status": self.status})
         for name, handlers in self.services().items():
             self.node.register_local(name, handlers)
             try:

@@ -1,0 +1,277 @@
+"""A whole git host on loopback for tests and benchmarks: portmapper, am, af and a
+real OpenSSH sshd reading af's authorized_keys, plus git clients with their own keys.
+
+    with GitSite(tmp_path) as site:
+        alice = site.add_user("alice")              # a user with a fresh key
+        site.create_repo("alice/project")
+        site.clone(alice, "alice/project", tmp_path / "w")
+
+Every process is started by this harness and stopped by PID when the block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from applikant import procs
+from applikant.dist import blocking
+from applikant.dist.errors import DistError
+from applikant.dist.settings import DistSettings
+from tests.harness.cluster import Cluster
+from tests.harness.notify import NotifySocket
+from tests.harness.sshd import SshServer, make_client_key
+
+__all__ = ["GitSite", "User", "git_env", "wait_for"]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+             every: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def git_env(home: Path, **extra: str) -> dict[str, str]:
+    """A git client environment: no GIT_* of the caller, no user or system config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "APPLIKANT_", "SSH_"))}
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="t",
+               GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org", GIT_TERMINAL_PROMPT="0")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class User:
+    login: str
+    id: str
+    key: str  # private key path
+    pub: str  # public key line
+    key_id: str = ""
+
+
+class GitSite:
+    """See the module docstring. ``keys_mode`` is af's ("file" or "command")."""
+
+    def __init__(self, tmp: Path, *, keys_mode: str = "file", am: str = "real",
+                 af_toml: str = "") -> None:
+        self.tmp = Path(tmp)
+        self.keys_mode = keys_mode
+        self.am_kind = am
+        self.keys_file = self.tmp / "ssh" / "authorized_keys"
+        self.repo_root = self.tmp / "repos"
+        self.spool_dir = self.tmp / "spool"
+        extra = (f'\n[af]\nrepo_root = "{self.repo_root}"\nauthorized_keys = "{self.keys_file}"\n'
+                 f'spool_dir = "{self.spool_dir}"\nkeys_mode = "{keys_mode}"\nam_retry = 0.2\n{af_toml}')
+        self.cluster = Cluster(self.tmp, tick_time=5.0, extra_toml=extra)
+        self.env = dict(self.cluster.env)
+        self.settings = DistSettings(portmapper_port=self.cluster.pm_port, call_timeout=30.0)
+        self.cookie = self.cluster.cookie.encode()
+        self.am_node = self.cluster.node("am")
+        self.af_node = self.cluster.node("af")
+        self.am_proc: procs.Proc | None = None
+        self.af_proc: procs.Proc | None = None
+        self.home = self.tmp / "home"
+        self.home.mkdir(exist_ok=True)
+        self.keys_dir = self.tmp / "keys"
+        self.keys_dir.mkdir(exist_ok=True)
+        bindir = os.path.dirname(os.path.abspath(sys.executable))
+        sshd_extra = ""
+        if keys_mode == "command":
+            keys_for = f"{bindir}/applikant-keys-for"
+            if not os.path.exists(keys_for):  # until the script is installed
+                keys_for = f"{sys.executable} -m applikant.frontend.keys_for"
+            sshd_extra = (f"AuthorizedKeysCommand {keys_for} --config {self.cluster.config} %u %f\n"
+                          "AuthorizedKeysCommandUser root\n")
+        self.sshd = SshServer(self.tmp, authorized_keys=self.keys_file if keys_mode == "file" else None,
+                              extra_config=sshd_extra)
+        self._n = 0
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def __enter__(self) -> GitSite:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.cluster.start_portmapper()
+        self.start_am()
+        self.start_af()
+        self.sshd.start()
+        self.wait_synced()
+
+    def stop(self) -> None:
+        self.sshd.stop()
+        self.cluster.stop()
+
+    def _daemon(self, component: str, argv: list[str]) -> procs.Proc:
+        self._n += 1
+        where = self.tmp / f"n{self._n}"  # a short path: AF_UNIX names are limited to 107 bytes
+        where.mkdir(exist_ok=True)
+        notify = NotifySocket(where)
+        try:
+            proc = procs.Proc(argv, env={**self.env, "NOTIFY_SOCKET": notify.path},
+                              log_path=str(self.tmp / f"{component}-{self._n}.log"))
+            self.cluster.procs.append(proc)
+            try:
+                notify.wait_for("READY=1", timeout=20)
+            except AssertionError:
+                raise AssertionError(f"{component} did not start:\n{proc.log_text()}") from None
+        finally:
+            notify.close()
+            os.unlink(notify.path)
+        return proc
+
+    def start_am(self) -> None:
+        if self.am_kind == "real":
+            argv = [sys.executable, "-m", "applikant.cli.main", "start", "am"]
+            self.am_proc = self._daemon("am", argv)
+        else:
+            argv = [sys.executable, "-m", "tests.frontend.standin_am", self.am_node, str(self.tmp / "am.sqlite3")]
+            self.am_proc = self.cluster._spawn(argv, "am", stdout=subprocess.PIPE)
+            self.cluster.read_line(self.am_proc, "READY")
+
+    def kill_am(self, sig: int = signal.SIGKILL) -> None:
+        assert self.am_proc is not None
+        self.am_proc.signal(sig)
+        self.am_proc.popen.wait(10)
+        self.am_proc.stop()
+
+    def start_af(self) -> None:
+        self.af_proc = self._daemon("af", [sys.executable, "-m", "applikant.cli.main", "start", "af"])
+
+    def stop_af(self, sig: int = signal.SIGTERM) -> None:
+        assert self.af_proc is not None
+        self.af_proc.signal(sig)
+        self.af_proc.popen.wait(10)
+        self.af_proc.stop()
+
+    def status(self) -> dict[str, Any]:
+        return self.call_af("af_status", "status", None)
+
+    def wait_synced(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait until af is linked to am and has applied a full snapshot."""
+        def ok() -> Any:
+            try:
+                s = self.status()
+            except DistError:
+                return None
+            return s if s["am_up"] and s["synced"] else None
+        return wait_for(ok, timeout, "af to sync with am")
+
+    # ---- calls ------------------------------------------------------------------
+
+    def call_am(self, service: str, method: str, args: Any = None, timeout: float = 15.0) -> Any:
+        return blocking.call(self.am_node, self.cookie, service, method, args, prefix="test",
+                             settings=self.settings, timeout=timeout)
+
+    def call_af(self, service: str, method: str, args: Any = None, timeout: float = 15.0) -> Any:
+        return blocking.call(self.af_node, self.cookie, service, method, args, prefix="test",
+                             node=self.af_node, settings=self.settings, timeout=timeout)
+
+    def admin(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A store method run in am (users, keys, repos, grants, protection, audit)."""
+        return self.call_am("am_user_db", "admin", {"method": method, "args": list(args), "kwargs": kwargs})
+
+    # ---- people, repos ----------------------------------------------------------
+
+    def add_user(self, login: str, *, with_key: bool = True, wait: bool = True) -> User:
+        user = self.admin("add_user", login)
+        key, pub = make_client_key(self.keys_dir, name=f"id_{login}")
+        u = User(login, user["id"], key, pub)
+        if with_key:
+            self.add_key(u, wait=wait)
+        return u
+
+    def add_key(self, user: User, *, wait: bool = True) -> None:
+        key = self.admin("add_key", user.id, user.pub)
+        user.key_id = key["id"]
+        if wait and self.keys_mode == "file":
+            blob = user.pub.split()[1]
+            wait_for(lambda: blob in self.keys_file.read_text(), 5, f"{user.login}'s key in authorized_keys")
+
+    def remove_key(self, user: User) -> None:
+        self.admin("remove_key", user.key_id)
+
+    def create_repo(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        repo = self.admin("create_repo", path, **kwargs)
+        git_dir = self.repo_root / (path + ".git")
+        wait_for(lambda: (git_dir / "HEAD").exists(), 5, f"{path} on disk")
+        return repo
+
+    def grant(self, repo: str, grantee: str, level: str) -> None:
+        self.admin("grant", repo, grantee, level)
+
+    def protect(self, repo: str, pattern: str, **kwargs: Any) -> None:
+        self.admin("protect_branch", repo, pattern, **kwargs)
+
+    def pushes(self, repo: str) -> list[dict[str, Any]]:
+        """Audit entries of accepted pushes to ``repo``, oldest first."""
+        entries = self.admin("query_audit", action="push", repo=repo, limit=10000)
+        return sorted(entries, key=lambda e: e["id"])
+
+    # ---- git ----------------------------------------------------------------------
+
+    def ssh(self, user: User, command: str) -> subprocess.CompletedProcess[str]:
+        return self.sshd.run(user.key, command)
+
+    def url(self, repo: str) -> str:
+        return self.sshd.url(f"{repo}.git")
+
+    def git(self, user: User | None, *args: str, cwd: Path | None = None, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        extra = {"GIT_SSH_COMMAND": self.sshd.ssh_command(user.key)} if user else {}
+        proc = subprocess.run(["git", *args], cwd=cwd, env=git_env(self.home, **extra),
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def clone(self, user: User, repo: str, dest: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.git(user, "clone", "-q", self.url(repo), str(dest), check=check)
+
+    def commit(self, work: Path, message: str = "change", branch: str = "main") -> str:
+        """A new commit on ``branch`` in the working copy ``work``; its id."""
+        if not (work / ".git").exists():
+            self.git(None, "init", "-q", "-b", branch, str(work))
+        name = f"f{time.monotonic_ns()}"
+        (work / name).write_text(message + "\n")
+        self.git(None, "add", name, cwd=work)
+        self.git(None, "commit", "-q", "-m", message, cwd=work)
+        return self.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
+
+    def push(self, user: User, work: Path, *refspecs: str, check: bool = True,
+             force: bool = False) -> subprocess.CompletedProcess[str]:
+        args = ["push", "--porcelain"] + (["--force"] if force else [])
+        return self.git(user, *args, self.url_of(work), *(refspecs or ("HEAD:refs/heads/main",)),
+                        cwd=work, check=check)
+
+    def url_of(self, work: Path) -> str:
+        return self.git(None, "config", "remote.origin.url", cwd=work, check=False).stdout.strip() or "origin"
+
+    def head(self, repo: str, ref: str = "refs/heads/main") -> str | None:
+        proc = subprocess.run(["git", "--git-dir", str(self.repo_root / f"{repo}.git"), "rev-parse",
+                               "--verify", "-q", ref], capture_output=True, text=True,
+                              env=git_env(self.home))
+        return proc.stdout.strip() or None

@@ -49,10 +49,21 @@ def _time_bound(value: datetime | str | None, what: str) -> str | None:
     return format_time(value)
 
 
+_EVENT_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}\Z")
+
+
+def _check_event_id(value: object) -> str:
+    if not isinstance(value, str) or not _EVENT_ID_RE.match(value):
+        raise BadRequest("event_id must be 1 to 64 letters, digits, dashes (a UUID)")
+    return value
+
+
 def entry_from_row(row: sqlite3.Row) -> AuditEntry:
+    keys = row.keys()
     return AuditEntry(
         id=row["id"], time=row["time"], actor=row["actor"], node=row["node"],
         action=row["action"], repo=row["repo"], details=json.loads(row["details"]),
+        event_id=row["event_id"] if "event_id" in keys else None,
     )
 
 
@@ -94,22 +105,43 @@ class AuditMixin(StoreBase):
         *,
         actor: str,
         node: str | None = None,
+        event_id: str | None = None,
     ) -> AuditEntry:
         """Record an accepted push (post-receive): one entry with old/new ids per ref.
 
         Emits a `repo.pushed` event so that builds and webhooks can follow.
+        With `event_id` (the hook call's UUID) the push is recorded once however
+        often it is delivered: a repeat returns the first entry and emits nothing.
         Raises NotFound for an unknown repository.
         """
         refs = [
             {"ref": u.refname, "old": u.old, "new": u.new}
             for u in (as_ref_update(update) for update in updates)
         ]
+        if event_id is not None:
+            _check_event_id(event_id)
         with self._write(actor, node) as tx:
+            if event_id is not None:
+                seen = tx.conn.execute(
+                    "SELECT * FROM audit_log WHERE event_id = ?", (event_id,)
+                ).fetchone()
+                if seen is not None:
+                    return entry_from_row(seen)
             rrow = self._repo_row(tx.conn, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
-            entry_id = tx.audit("push", full, refs=refs)
-            tx.event("repo.pushed", repo=full, id=f"repo-{rrow['id']}", actor=actor, refs=refs)
-            row = tx.conn.execute("SELECT * FROM audit_log WHERE id = ?", (entry_id,)).fetchone()
+            cur = tx.conn.execute(
+                "INSERT INTO audit_log (time, actor, node, action, repo, details, event_id)"
+                " VALUES (?, ?, ?, 'push', ?, ?, ?)",
+                (tx.now, actor, node, full,
+                 json.dumps({"refs": refs}, sort_keys=True, separators=(",", ":")), event_id),
+            )
+            event: dict[str, Any] = {"repo": full, "id": f"repo-{rrow['id']}", "actor": actor,
+                                     "refs": refs}
+            if event_id is not None:
+                event["event_id"] = event_id
+            tx.event("repo.pushed", **event)
+            row = tx.conn.execute("SELECT * FROM audit_log WHERE id = ?",
+                                  (cur.lastrowid,)).fetchone()
             return entry_from_row(row)
 
     def query_audit(

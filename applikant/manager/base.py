@@ -88,6 +88,7 @@ class StoreBase:
         passwords: Passwords | None = None,
         clock: Callable[[], datetime] | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
+        read_only: bool = False,
     ) -> None:
         self.path = str(path)
         self._on_change = on_change
@@ -98,6 +99,10 @@ class StoreBase:
         self._conn.row_factory = sqlite3.Row
         try:
             self.schema_version = migrate(self._conn, migrations)
+            if read_only:
+                # A second connection for lookups beside the writer (WAL): it
+                # can never write, so it never waits for the writer's lock.
+                self._conn.execute("PRAGMA query_only = ON")
         except BaseException:
             self._conn.close()
             raise

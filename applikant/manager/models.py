@@ -110,6 +110,7 @@ class AuditEntry(_Model):
     action: str
     repo: str | None
     details: dict[str, Any]
+    event_id: str | None = None
 
 
 class AccessDecision(_Model):

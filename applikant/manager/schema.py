@@ -12,6 +12,8 @@ Shape of the data (version 1):
 - `repo_perms` holds explicit grants (1 read, 2 write, 3 admin) to owners.
 - `audit_log` refuses UPDATE and DELETE through triggers: append-only.
 
+Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
+
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
 """
@@ -115,7 +117,14 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
-MIGRATIONS: list[Migration] = [_V1]
+# Version 2: a push delivered twice (a spooled post-receive event whose answer was
+# lost) is recorded once: the hook's event id is unique among audit entries.
+_V2 = """
+ALTER TABLE audit_log ADD COLUMN event_id TEXT;
+CREATE UNIQUE INDEX audit_by_event ON audit_log(event_id) WHERE event_id IS NOT NULL;
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2]
 
 
 def connect(path: str) -> sqlite3.Connection:

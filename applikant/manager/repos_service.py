@@ -1,0 +1,203 @@
+"""`am_repo_db`: repositories, permissions, protected branches, access decisions,
+the audit log and the dashboard's figures.
+
+Methods (args is one map; `actor` as in am_user_db):
+
+| method | args | result | who |
+|---|---|---|---|
+| check_access | user (None: anonymous), repo, access | {allowed, reason, level} | system, or the user asking for themself |
+| list_readable | user (None: anonymous) | [{repo, level, is_public, description, default_branch}] | system, the user |
+| create_repo | repo, description?, is_public?, default_branch? | Repo | admins; users under their login or their groups |
+| get_repo | repo | Repo | readers (others: not found) |
+| list_repos | owner?, public_only? | [Repo] | admins all; users what they can read |
+| update_repo | repo, description?, is_public?, default_branch? | Repo | repo admins |
+| rename_repo | repo, new_name | Repo | repo admins, who may also create under the new owner |
+| delete_repo | repo | Repo | repo admins |
+| grant | repo, grantee, level | PermissionGrant | repo admins |
+| revoke | repo, grantee | None | repo admins |
+| list_grants | repo | [PermissionGrant] | repo admins |
+| protect_branch | repo, pattern, admins_only? | ProtectedBranch | repo admins |
+| unprotect_branch | repo, pattern | None | repo admins |
+| list_protected | repo | [ProtectedBranch] | readers |
+| query_audit | query: {actor?, action?, repo?, since?, until?, limit?} | [AuditEntry] | admins; repo admins with query.repo |
+| recent_pushes | limit? | [AuditEntry] | anyone (only pushes to repos they can read) |
+| counts | - | Counts | anyone |
+
+check_access answers on the trio thread from the read-only connection: it is
+the call every clone and push waits for, and it is benchmarked (bench.manager).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from applikant.dist.node import CallContext
+from applikant.manager import requests as rq
+from applikant.manager.base import SYSTEM
+from applikant.manager.errors import BadRequest, Forbidden
+from applikant.manager.models import AccessDecision
+from applikant.manager.service import Service, dump
+from applikant.manager.store import Store
+
+
+def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
+    """The repositories `user` can read, with the level they have (bulk thread)."""
+    if user is None:
+        repos = store.list_repos(public_only=True)
+    else:
+        repos = store.list_repos(visible_to=user)
+    out = []
+    for repo in repos:
+        decision = store.check_access(user, repo.full_name, "read")
+        if decision.allowed:
+            out.append({"repo": repo.full_name, "level": decision.level,
+                        "is_public": repo.is_public, "description": repo.description,
+                        "default_branch": repo.default_branch})
+    return out
+
+
+class RepoDb(Service):
+    NAME = "am_repo_db"
+    METHODS = (
+        "check_access", "list_readable", "create_repo", "get_repo", "list_repos",
+        "update_repo", "rename_repo", "delete_repo", "grant", "revoke", "list_grants",
+        "protect_branch", "unprotect_branch", "list_protected", "query_audit",
+        "recent_pushes", "counts",
+    )
+
+    # ---- decisions ----------------------------------------------------------
+
+    async def check_access(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.CheckAccess, args, self.where(ctx))
+        if req.actor != SYSTEM:
+            actor = self.m.actor(req.actor)
+            if not actor.is_admin and req.user != actor.id:
+                raise Forbidden(f"{actor.login} may ask about their own access only")
+        decision: AccessDecision = self.m.reader.check_access(req.user, req.repo, req.access)
+        return {"allowed": decision.allowed, "reason": decision.reason, "level": decision.level}
+
+    async def list_readable(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.ListReadable, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        if not actor.is_admin and req.user != actor.id:
+            raise Forbidden(f"{actor.login} may list their own repositories only")
+        return await self.m.bulk_read(_readable, self.m.bulk, req.user)
+
+    # ---- repositories -------------------------------------------------------
+
+    async def create_repo(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.CreateRepo, args, self.where(ctx))
+        self.m.require_namespace(self.m.actor(req.actor), req.repo)
+        repo, _ = await self.m.write(
+            self.m.writer.create_repo, req.repo, actor=req.actor, node=ctx.caller,
+            description=req.description, is_public=req.is_public,
+            default_branch=req.default_branch)
+        return dump(repo)
+
+    async def get_repo(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RepoRef, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "read")
+        return dump(self.m.reader.get_repo(req.repo))
+
+    async def list_repos(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.ListRepos, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        visible_to = None if actor.is_admin else actor.id
+        repos = await self.m.bulk_read(self.m.bulk.list_repos, owner=req.owner,
+                                       visible_to=visible_to, public_only=req.public_only)
+        return dump(repos)
+
+    async def update_repo(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UpdateRepo, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        repo, _ = await self.m.write(
+            self.m.writer.update_repo, req.repo, actor=req.actor, node=ctx.caller,
+            description=req.description, is_public=req.is_public,
+            default_branch=req.default_branch)
+        return dump(repo)
+
+    async def rename_repo(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RenameRepo, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        self.m.require_repo(actor, req.repo, "admin")
+        self.m.require_namespace(actor, req.new_name)
+        repo, _ = await self.m.write(self.m.writer.rename_repo, req.repo, req.new_name,
+                                     actor=req.actor, node=ctx.caller)
+        return dump(repo)
+
+    async def delete_repo(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.DeleteRepo, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        repo, _ = await self.m.write(self.m.writer.delete_repo, req.repo, actor=req.actor,
+                                     node=ctx.caller)
+        return dump(repo)
+
+    # ---- permissions and protection -----------------------------------------
+
+    async def grant(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Grant, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        grant, _ = await self.m.write(self.m.writer.grant, req.repo, req.grantee, req.level,
+                                      actor=req.actor, node=ctx.caller)
+        return dump(grant)
+
+    async def revoke(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Revoke, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        await self.m.write(self.m.writer.revoke, req.repo, req.grantee, actor=req.actor,
+                           node=ctx.caller)
+        return None
+
+    async def list_grants(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RepoRef, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        return dump(self.m.reader.list_grants(req.repo))
+
+    async def protect_branch(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Protect, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        rule, _ = await self.m.write(self.m.writer.protect_branch, req.repo, req.pattern,
+                                     actor=req.actor, node=ctx.caller,
+                                     admins_only=req.admins_only)
+        return dump(rule)
+
+    async def unprotect_branch(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Unprotect, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
+        await self.m.write(self.m.writer.unprotect_branch, req.repo, req.pattern,
+                           actor=req.actor, node=ctx.caller)
+        return None
+
+    async def list_protected(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RepoRef, args, self.where(ctx))
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "read")
+        return dump(self.m.reader.list_protected(req.repo))
+
+    # ---- audit and figures --------------------------------------------------
+
+    async def query_audit(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.QueryAudit, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        if not actor.is_admin:
+            if req.query.repo is None:
+                raise Forbidden(f"{actor.login} may read the audit log of repositories "
+                                "they administer only (give a repository)")
+            self.m.require_repo(actor, req.query.repo, "admin")
+        if req.query.limit < 1:
+            raise BadRequest(f"{self.where(ctx)}: field 'query.limit' must be at least 1")
+        entries = await self.m.bulk_read(self.m.bulk.query_audit, **req.query.model_dump())
+        return dump(entries)
+
+    async def recent_pushes(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RecentPushes, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        entries = self.m.reader.recent_pushes(req.limit)
+        if not actor.is_admin:
+            entries = [e for e in entries if e.repo is not None and
+                       self.m.reader.check_access(actor.id, e.repo, "read").allowed]
+        return dump(entries)
+
+    async def counts(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Read, args, self.where(ctx))
+        self.m.actor(req.actor)
+        return dump(self.m.reader.counts())

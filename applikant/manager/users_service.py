@@ -1,0 +1,218 @@
+"""`am_user_db`: users, SSH keys, groups, password checks, change subscriptions.
+
+Methods (args is one map; `actor` is `system` or `user-42`, required by the
+methods that change something, `system` by default for reads):
+
+| method | args | result | who |
+|---|---|---|---|
+| add_user | login, display_name?, email?, password?, is_admin? | User | admins |
+| get_user | user | User | anyone (email only to admins and the user) |
+| list_users | include_disabled? | [User] | admins all; others enabled users, no emails |
+| update_user | user, display_name?, email? | User | admins, the user |
+| disable_user / enable_user | user | User | admins |
+| set_admin | user, is_admin | User | admins |
+| set_password | user, password (None removes it) | None | admins, the user |
+| verify_password | login, password | User or None | system (aw's login) |
+| add_key | user, key, title? | SshKey | admins, the user |
+| list_keys | user | [SshKey] | admins, the user |
+| remove_key | key (key-7 or SHA256:...), user? | SshKey | admins, the key's owner |
+| find_key | fingerprint, include_disabled? | SshKey or None | admins (af, sshd) |
+| all_keys | include_disabled? | [SshKey] | admins (af) |
+| touch_key | fingerprint | None | admins (af, on login) |
+| create_group | name, description? | Group | admins |
+| delete_group | group | None | admins |
+| get_group / list_groups | group / - | Group / [Group] | anyone |
+| add_member / remove_member | group, user | Group | admins |
+| groups_of | user | [str] | anyone |
+| subscribe / unsubscribe | service | {"subscribed": bool} | the calling node |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from applikant.dist.node import CallContext
+from applikant.manager import requests as rq
+from applikant.manager.errors import Forbidden
+from applikant.manager.models import User
+from applikant.manager.runtime import Actor
+from applikant.manager.service import Service, dump
+
+
+class UserDb(Service):
+    NAME = "am_user_db"
+    METHODS = (
+        "add_user", "get_user", "list_users", "update_user", "disable_user", "enable_user",
+        "set_admin", "set_password", "verify_password",
+        "add_key", "list_keys", "remove_key", "find_key", "all_keys", "touch_key",
+        "create_group", "delete_group", "get_group", "list_groups", "add_member",
+        "remove_member", "groups_of", "subscribe", "unsubscribe",
+    )
+
+    def _shown(self, actor: Actor, user: User) -> dict[str, Any]:
+        data = user.model_dump(mode="json")
+        if not actor.is_admin and user.id != actor.id:
+            data["email"] = ""
+        return data
+
+    # ---- users ------------------------------------------------------------
+
+    async def add_user(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.AddUser, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "add users")
+        fields = req.model_dump(exclude={"actor", "login"})
+        user, _ = await self.m.write(self.m.writer.add_user, req.login, actor=req.actor,
+                                     node=ctx.caller, **fields)
+        return dump(user)
+
+    async def get_user(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UserRef, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        return self._shown(actor, self.m.reader.get_user(req.user))
+
+    async def list_users(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.ListUsers, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        include = req.include_disabled and actor.is_admin
+        users = await self.m.bulk_read(self.m.bulk.list_users, include_disabled=include)
+        return [self._shown(actor, u) for u in users]
+
+    async def update_user(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UpdateUser, args, self.where(ctx))
+        self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "change the details")
+        user, _ = await self.m.write(self.m.writer.update_user, req.user, actor=req.actor,
+                                     node=ctx.caller, display_name=req.display_name,
+                                     email=req.email)
+        return dump(user)
+
+    async def disable_user(self, ctx: CallContext, args: Any) -> Any:
+        return await self._flag(ctx, args, self.m.writer.disable_user, "disable accounts")
+
+    async def enable_user(self, ctx: CallContext, args: Any) -> Any:
+        return await self._flag(ctx, args, self.m.writer.enable_user, "enable accounts")
+
+    async def _flag(self, ctx: CallContext, args: Any, fn: Any, what: str) -> Any:
+        req = rq.parse(rq.UserAction, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), what)
+        user, _ = await self.m.write(fn, req.user, actor=req.actor, node=ctx.caller)
+        return dump(user)
+
+    async def set_admin(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.SetAdmin, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "grant or take site admin rights")
+        user, _ = await self.m.write(self.m.writer.set_admin, req.user, req.is_admin,
+                                     actor=req.actor, node=ctx.caller)
+        return dump(user)
+
+    async def set_password(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.SetPassword, args, self.where(ctx))
+        self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "set the password")
+        await self.m.write(self.m.writer.set_password, req.user, req.password,
+                           actor=req.actor, node=ctx.caller)
+        return None
+
+    async def verify_password(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.VerifyPassword, args, self.where(ctx))
+        if not self.m.actor(req.actor).is_system:
+            raise Forbidden("only the cluster's own services verify passwords")
+        user = await self.m.hash_work(self.m.writer.verify_password, req.login, req.password)
+        return dump(user)
+
+    # ---- keys -------------------------------------------------------------
+
+    async def add_key(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.AddKey, args, self.where(ctx))
+        self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "add keys")
+        key, _ = await self.m.write(self.m.writer.add_key, req.user, req.key, actor=req.actor,
+                                    node=ctx.caller, title=req.title)
+        return dump(key)
+
+    async def list_keys(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UserRef, args, self.where(ctx))
+        self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "list the keys")
+        return dump(self.m.reader.list_keys(req.user))
+
+    async def remove_key(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RemoveKey, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        owner = req.user
+        if not actor.is_admin:
+            if owner is not None and not self.m.is_self(actor, owner):
+                raise Forbidden(f"{actor.login} may remove their own keys only")
+            owner = actor.id  # someone else's key is then "not found"
+        key, _ = await self.m.write(self.m.writer.remove_key, req.key, actor=req.actor,
+                                    node=ctx.caller, user=owner)
+        return dump(key)
+
+    async def find_key(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.FindKey, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "look keys up by fingerprint")
+        return dump(self.m.reader.find_key_by_fingerprint(
+            req.fingerprint, include_disabled=req.include_disabled))
+
+    async def all_keys(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.AllKeys, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "list every key")
+        keys = await self.m.bulk_read(self.m.bulk.all_keys, include_disabled=req.include_disabled)
+        return dump(keys)
+
+    async def touch_key(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.TouchKey, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "record key use")
+        await self.m.write(self.m.writer.touch_key, req.fingerprint)
+        return None
+
+    # ---- groups -----------------------------------------------------------
+
+    async def create_group(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.CreateGroup, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "create groups")
+        group, _ = await self.m.write(self.m.writer.create_group, req.name, actor=req.actor,
+                                      node=ctx.caller, description=req.description)
+        return dump(group)
+
+    async def delete_group(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.DeleteGroup, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "delete groups")
+        await self.m.write(self.m.writer.delete_group, req.group, actor=req.actor,
+                           node=ctx.caller)
+        return None
+
+    async def get_group(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.GroupRef, args, self.where(ctx))
+        self.m.actor(req.actor)
+        return dump(self.m.reader.get_group(req.group))
+
+    async def list_groups(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Read, args, self.where(ctx))
+        self.m.actor(req.actor)
+        return dump(await self.m.bulk_read(self.m.bulk.list_groups))
+
+    async def add_member(self, ctx: CallContext, args: Any) -> Any:
+        return await self._membership(ctx, args, self.m.writer.add_member)
+
+    async def remove_member(self, ctx: CallContext, args: Any) -> Any:
+        return await self._membership(ctx, args, self.m.writer.remove_member)
+
+    async def _membership(self, ctx: CallContext, args: Any, fn: Any) -> Any:
+        req = rq.parse(rq.Membership, args, self.where(ctx))
+        self.m.require_admin(self.m.actor(req.actor), "change group membership")
+        group, _ = await self.m.write(fn, req.group, req.user, actor=req.actor, node=ctx.caller)
+        return dump(group)
+
+    async def groups_of(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UserRef, args, self.where(ctx))
+        self.m.actor(req.actor)
+        return self.m.reader.groups_of(req.user)
+
+    # ---- change notifications ---------------------------------------------
+
+    async def subscribe(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Subscribe, args, self.where(ctx))
+        self.m.subscribers.add(ctx.caller, req.service)
+        return {"subscribed": True}
+
+    async def unsubscribe(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.Subscribe, args, self.where(ctx))
+        ended = self.m.subscribers.remove(ctx.caller, req.service, reason="unsubscribed")
+        return {"subscribed": False, "ended": ended}

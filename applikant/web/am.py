@@ -1,0 +1,284 @@
+"""aw's only door to am: every call to am's services goes through `Am`.
+
+The names and arguments of am's methods live here and nowhere else, and so does
+the mapping of failures to HTTP: a typed refusal from am (RemoteError) becomes
+`AmError` with the status it deserves (`STATUS`), and am being down, not yet
+registered or too slow becomes `AmError(503)` with a message that says so.
+Nothing else escapes: pages and the API catch one exception type.
+
+Results are plain dicts (am's models as JSON), as they came over the wire.
+
+`Am.run` keeps a link to am's node open (dialling it every `retry` seconds
+while it is away and waiting for its global names), so that the first request
+after a restart of either side finds am without a delay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from ..dist.errors import CallTimeout, DistError, NodeDown, NoSuchName, RemoteError
+from ..dist.node import Node, NodeDownEvent
+from ..logs import EventLog
+
+__all__ = ["Am", "AmError", "STATUS"]
+
+log = EventLog("aw")
+
+USERS = "am_user_db"
+REPOS = "am_repo_db"
+OBSERVER = "am_observer"
+
+#: am's error kinds and the HTTP status each one means.
+STATUS = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "unavailable": 503,
+    "no_such_method": 501,
+}
+
+
+class AmError(Exception):
+    """am refused or could not answer; `status` for HTTP, `message` for people."""
+
+    def __init__(self, status: int, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+
+def _clean(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if v is not None}
+
+
+class Am:
+    """Calls to am on behalf of aw; `actor` is `user-N` of the logged-in user."""
+
+    def __init__(self, node: Node, am_node: str, *, timeout: float = 10.0,
+                 retry: float = 1.0) -> None:
+        self.node = node
+        self.am_node = am_node
+        self.timeout = timeout
+        self.retry = retry
+
+    # ---- plumbing -----------------------------------------------------------
+
+    async def call(self, service: str, method: str, args: dict[str, Any] | None = None,
+                   *, timeout: float | None = None) -> Any:
+        """am's reply; AmError for every failure (see the module docstring)."""
+        limit = self.timeout if timeout is None else timeout
+        try:
+            try:
+                return await self.node.call(service, method, args or {}, timeout=limit)
+            except NoSuchName:
+                # Perhaps only our registry is behind: dial am once and ask again.
+                with trio.move_on_after(min(limit, 2.0)):
+                    await self.node.connect(self.am_node)
+                    await self.node.sync(timeout=1.0)
+                return await self.node.call(service, method, args or {}, timeout=limit)
+        except RemoteError as exc:
+            status = STATUS.get(exc.kind, 500)
+            if status == 500:
+                log.warning("am_error", service=service, method=method, kind=exc.kind,
+                            message=exc.message)
+            return _raise(status, exc.message, exc.kind)
+        except NoSuchName:
+            return _raise(503, "the manager (am) is not running, so this cannot be answered "
+                               "right now; try again in a moment", "unavailable")
+        except CallTimeout:
+            return _raise(503, f"the manager (am) did not answer within {limit:g} s; "
+                               "try again in a moment", "unavailable")
+        except (NodeDown, DistError, trio.TooSlowError) as exc:
+            return _raise(503, f"the manager (am) cannot be reached ({_first_line(exc)}); "
+                               "try again in a moment", "unavailable")
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Forever: keep a link to am's node, re-dialling while it is away."""
+        events = self.node.monitor()
+        down = trio.Event()
+
+        async def watch() -> None:
+            nonlocal down
+            async for event in events:
+                if isinstance(event, NodeDownEvent) and event.node == self.am_node:
+                    down.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            task_status.started()
+            while True:
+                down = trio.Event()
+                try:
+                    with trio.fail_after(self.node.settings.connect_timeout
+                                         + self.node.settings.handshake_timeout):
+                        await self.node.connect(self.am_node)
+                    await self.node.sync(timeout=self.node.settings.handshake_timeout)
+                except (DistError, trio.TooSlowError, OSError) as exc:
+                    log.debug("am_unreachable", am=self.am_node, reason=_first_line(exc))
+                    await trio.sleep(self.retry)
+                    continue
+                log.info("am_connected", am=self.am_node)
+                await down.wait()
+                log.warning("am_down", am=self.am_node)
+
+    # ---- users --------------------------------------------------------------
+
+    async def verify_password(self, login: str, password: str) -> dict | None:
+        return await self.call(USERS, "verify_password", {"login": login, "password": password})
+
+    async def get_user(self, user: str) -> dict:
+        return await self.call(USERS, "get_user", {"user": user})
+
+    async def list_users(self) -> list[dict]:
+        return await self.call(USERS, "list_users", {})
+
+    async def add_user(self, actor: str, **fields: Any) -> dict:
+        return await self.call(USERS, "add_user", {**_clean(fields), "actor": actor})
+
+    async def update_user(self, actor: str, user: str, **fields: Any) -> dict:
+        return await self.call(USERS, "update_user", {**_clean(fields), "user": user,
+                                                       "actor": actor})
+
+    async def set_disabled(self, actor: str, user: str, disabled: bool) -> dict:
+        method = "disable_user" if disabled else "enable_user"
+        return await self.call(USERS, method, {"user": user, "actor": actor})
+
+    async def set_admin(self, actor: str, user: str, is_admin: bool) -> dict:
+        return await self.call(USERS, "set_admin", {"user": user, "is_admin": is_admin,
+                                                    "actor": actor})
+
+    async def set_password(self, actor: str, user: str, password: str | None) -> None:
+        await self.call(USERS, "set_password", {"user": user, "password": password,
+                                                "actor": actor})
+
+    # ---- keys ---------------------------------------------------------------
+
+    async def list_keys(self, user: str) -> list[dict]:
+        return await self.call(USERS, "list_keys", {"user": user})
+
+    async def get_key(self, key: str) -> dict:
+        return await self.call(USERS, "get_key", {"key": key})
+
+    async def add_key(self, actor: str, user: str, key: str, title: str | None) -> dict:
+        return await self.call(USERS, "add_key", _clean({"user": user, "key": key,
+                                                         "title": title, "actor": actor}))
+
+    async def remove_key(self, actor: str, key: str) -> dict | None:
+        return await self.call(USERS, "remove_key", {"key": key, "actor": actor})
+
+    # ---- API tokens ---------------------------------------------------------
+
+    async def create_token(self, actor: str, user: str, title: str) -> dict:
+        return await self.call(USERS, "create_token", {"user": user, "title": title,
+                                                       "actor": actor})
+
+    async def list_tokens(self, user: str) -> list[dict]:
+        return await self.call(USERS, "list_tokens", {"user": user})
+
+    async def revoke_token(self, actor: str, token_id: str) -> None:
+        await self.call(USERS, "revoke_token", {"token": token_id, "actor": actor})
+
+    async def verify_token(self, token: str) -> dict | None:
+        return await self.call(USERS, "verify_token", {"token": token})
+
+    # ---- groups -------------------------------------------------------------
+
+    async def list_groups(self) -> list[dict]:
+        return await self.call(USERS, "list_groups", {})
+
+    async def get_group(self, group: str) -> dict:
+        return await self.call(USERS, "get_group", {"group": group})
+
+    async def create_group(self, actor: str, name: str, description: str = "") -> dict:
+        return await self.call(USERS, "create_group", {"name": name, "description": description,
+                                                       "actor": actor})
+
+    async def delete_group(self, actor: str, group: str) -> None:
+        await self.call(USERS, "delete_group", {"group": group, "actor": actor})
+
+    async def add_member(self, actor: str, group: str, user: str) -> dict:
+        return await self.call(USERS, "add_member", {"group": group, "user": user,
+                                                     "actor": actor})
+
+    async def remove_member(self, actor: str, group: str, user: str) -> dict:
+        return await self.call(USERS, "remove_member", {"group": group, "user": user,
+                                                        "actor": actor})
+
+    # ---- repositories -------------------------------------------------------
+
+    async def list_repos(self, *, visible_to: str | None = None, public_only: bool = False,
+                         owner: str | None = None) -> list[dict]:
+        return await self.call(REPOS, "list_repos", _clean({
+            "visible_to": visible_to, "public_only": public_only or None, "owner": owner}))
+
+    async def get_repo(self, repo: str) -> dict:
+        return await self.call(REPOS, "get_repo", {"repo": repo})
+
+    async def create_repo(self, actor: str, path: str, **fields: Any) -> dict:
+        return await self.call(REPOS, "create_repo", {**_clean(fields), "path": path,
+                                                      "actor": actor})
+
+    async def update_repo(self, actor: str, repo: str, **fields: Any) -> dict:
+        return await self.call(REPOS, "update_repo", {**_clean(fields), "repo": repo,
+                                                      "actor": actor})
+
+    async def rename_repo(self, actor: str, repo: str, new_path: str) -> dict:
+        return await self.call(REPOS, "rename_repo", {"repo": repo, "new_path": new_path,
+                                                      "actor": actor})
+
+    async def delete_repo(self, actor: str, repo: str) -> dict:
+        return await self.call(REPOS, "delete_repo", {"repo": repo, "actor": actor})
+
+    async def check_access(self, user: str | None, repo: str, access: str) -> dict:
+        return await self.call(REPOS, "check_access", {"user": user, "repo": repo,
+                                                       "access": access})
+
+    async def list_grants(self, repo: str) -> list[dict]:
+        return await self.call(REPOS, "list_grants", {"repo": repo})
+
+    async def grant(self, actor: str, repo: str, grantee: str, level: str) -> dict:
+        return await self.call(REPOS, "grant", {"repo": repo, "grantee": grantee, "level": level,
+                                                "actor": actor})
+
+    async def revoke(self, actor: str, repo: str, grantee: str) -> None:
+        await self.call(REPOS, "revoke", {"repo": repo, "grantee": grantee, "actor": actor})
+
+    async def list_protected(self, repo: str) -> list[dict]:
+        return await self.call(REPOS, "list_protected", {"repo": repo})
+
+    async def protect_branch(self, actor: str, repo: str, pattern: str,
+                             admins_only: bool) -> dict:
+        return await self.call(REPOS, "protect_branch", {
+            "repo": repo, "pattern": pattern, "admins_only": admins_only, "actor": actor})
+
+    async def unprotect_branch(self, actor: str, repo: str, pattern: str) -> None:
+        await self.call(REPOS, "unprotect_branch", {"repo": repo, "pattern": pattern,
+                                                    "actor": actor})
+
+    # ---- audit, dashboard, cluster -------------------------------------------
+
+    async def query_audit(self, actor: str, **filters: Any) -> list[dict]:
+        return await self.call(REPOS, "query_audit", {**_clean(filters), "as_user": actor})
+
+    async def recent_pushes(self, limit: int = 10) -> list[dict]:
+        return await self.call(REPOS, "recent_pushes", {"limit": limit})
+
+    async def counts(self) -> dict:
+        return await self.call(REPOS, "counts", {})
+
+    async def cluster(self) -> list[dict]:
+        return await self.call(OBSERVER, "cluster", {})
+
+
+def _raise(status: int, message: str, kind: str) -> Any:
+    raise AmError(status, message, kind)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

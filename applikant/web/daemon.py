@@ -1,0 +1,64 @@
+"""aw's daemon: `applikant start aw` runs `setup` inside `run_daemon`.
+
+It serves the ASGI app with Hypercorn's trio worker in the daemon's nursery;
+`nursery.start` returns once the HTTP port listens, so READY=1 (systemd, tests)
+means "you can connect now". A task keeps the link to am (see am.Am.run).
+aw keeps no state of its own beyond the session key (and, until am keeps API
+tokens, their hashes: see tokens.py).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+
+from .. import envconfig
+from ..config import Config
+from ..dist.node import Node
+from ..logs import EventLog
+from .am import Am
+from .app import Site, Web, build
+from .auth import Auth
+from .security import Throttle, load_secret
+from .tokens import LocalTokens, Tokens
+
+__all__ = ["setup", "make_web"]
+
+log = EventLog("aw")
+
+
+def make_web(node: Node, config: Config) -> Web:
+    """The app's state from the config: the am client, auth, site URLs, the repo root."""
+    data_dir = config.node.data_dir
+    secret = load_secret(config.path(config.aw.session_secret_file, "session.key"))
+    am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
+    tokens = Tokens(am, LocalTokens(os.path.join(data_dir, "aw-tokens.sqlite3")))
+    public_url = config.aw.public_url or f"http://{config.aw.listen}"
+    return Web(am=am, auth=Auth(am, tokens, Throttle()),
+               site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
+               repo_root=config.path(config.af.repo_root, "repos"), session_secret=secret)
+
+
+def hypercorn_config(listen: str) -> HyperConfig:
+    hc = HyperConfig()
+    hc.bind = [listen]
+    hc.accesslog = None
+    hc.keep_alive_timeout = 75
+    hc.graceful_timeout = 2
+    hc.include_server_header = False
+    return hc
+
+
+async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:
+    web = make_web(node, config)
+    app = build(web)
+    nursery.start_soon(web.am.run)
+    # An explicit trigger keeps Hypercorn from installing signal handlers of its
+    # own: the daemon runner owns SIGTERM and cancels this nursery.
+    binds = await nursery.start(partial(serve, app, hypercorn_config(config.aw.listen),
+                                        shutdown_trigger=trio.sleep_forever))
+    log.info("http_listening", binds=",".join(binds or []), public_url=web.site.public_url)

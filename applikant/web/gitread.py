@@ -1,0 +1,245 @@
+"""Reading bare repositories for the web pages, with git plumbing only.
+
+Every function runs one git command (`for-each-ref`, `log`, `ls-tree`,
+`cat-file`) as a trio subprocess on a repository path that the caller got from
+`repo_path` (a name am knows, joined under the repo root and checked to stay
+there). Refs and paths typed by visitors pass `check_ref` and `check_path`
+first: no option-looking refs, no `..`, no absolute paths, no NUL.
+
+Errors: `GitReadError(status, message)`; 404 for an unknown ref or path, 400
+for a refused one. Output sizes are bounded (a file view shows at most
+`BLOB_LIMIT` bytes), so no page holds a whole large blob in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import trio
+
+__all__ = [
+    "GitReadError", "Ref", "Commit", "TreeEntry", "Blob", "repo_path", "check_ref",
+    "check_path", "refs", "log", "resolve", "ls_tree", "read_blob", "find_readme",
+    "git_env",
+]
+
+BLOB_LIMIT = 512 * 1024
+PATH_MAX = 4096
+_REF_OK = re.compile(r"[A-Za-z0-9._/@+-]{1,255}\Z")
+_README = re.compile(r"readme(\.(md|markdown|txt|rst))?\Z", re.IGNORECASE)
+
+
+class GitReadError(Exception):
+    """A read could not be answered; `status` is the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str  # short name: main, v1.0
+    kind: str  # branch or tag
+    target: str
+    date: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    id: str
+    author: str
+    email: str
+    date: str
+    subject: str
+
+    @property
+    def short(self) -> str:
+        return self.id[:10]
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    kind: str  # blob, tree or commit (a submodule)
+    id: str
+    size: int | None
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Blob:
+    path: str
+    size: int
+    data: bytes  # at most BLOB_LIMIT bytes
+    truncated: bool
+
+    @property
+    def binary(self) -> bool:
+        return b"\x00" in self.data[:8000]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def git_env() -> dict[str, str]:
+    """The environment for git commands: no user or system config, no prompts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", HOME=env.get("HOME", "/"),
+               LC_ALL="C")
+    return env
+
+
+def repo_path(root: str, full_name: str) -> str:
+    """`<root>/<owner>/<name>.git` for a name am returned; ValueError if it escapes root."""
+    owner, _, name = full_name.partition("/")
+    if not owner or not name or "/" in name or ".." in full_name or "\x00" in full_name:
+        raise ValueError(f"not a repository name: {full_name!r}")
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, owner, name + ".git"))
+    if os.path.dirname(os.path.dirname(path)) != base:
+        raise ValueError(f"{full_name!r} leaves the repository root")
+    return path
+
+
+def check_ref(ref: str) -> str:
+    """A ref typed by a visitor: branch, tag or object id; GitReadError(400) if refused."""
+    if not _REF_OK.match(ref) or ref.startswith(("-", "/")) or ".." in ref or "@{" in ref:
+        raise GitReadError(400, f"{ref[:80]!r} is not a branch, tag or commit name")
+    return ref
+
+
+def check_path(path: str) -> str:
+    """A path inside a tree, normalised ('' is the root); GitReadError(400) if refused."""
+    if len(path) > PATH_MAX or "\x00" in path or "\\" in path:
+        raise GitReadError(400, "that file path is not allowed")
+    parts = [p for p in path.split("/") if p != ""]
+    if path.startswith("/") or any(p in (".", "..") for p in parts):
+        raise GitReadError(400, "file paths must stay inside the repository ('..' is refused)")
+    return "/".join(parts)
+
+
+async def _git(path: str, *args: str, limit: int = 8 * 1024 * 1024, ok_codes=(0,)) -> bytes:
+    """Run `git --git-dir=path args`; stdout (at most `limit` bytes)."""
+    if not os.path.isdir(path):
+        raise GitReadError(404, "the repository has no data on this server yet")
+    argv = ["git", f"--git-dir={path}", *args]
+    result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False,
+                                    stdin=b"", env=git_env())
+    if result.returncode not in ok_codes:
+        raise GitReadError(404, "not found in this repository")
+    return result.stdout[:limit]
+
+
+async def refs(path: str) -> list[Ref]:
+    """Branches and tags, newest first."""
+    fmt = "%(refname)%00%(objectname)%00%(creatordate:iso-strict)%00%(contents:subject)"
+    out = await _git(path, "for-each-ref", "--sort=-creatordate", f"--format={fmt}",
+                     "refs/heads", "refs/tags")
+    result = []
+    for line in out.decode("utf-8", "replace").splitlines():
+        name, target, date, subject = (line.split("\x00") + ["", "", ""])[:4]
+        kind = "branch" if name.startswith("refs/heads/") else "tag"
+        short = name.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        result.append(Ref(short, kind, target, date, subject))
+    return result
+
+
+async def resolve(path: str, ref: str) -> str:
+    """The commit id that `ref` names; GitReadError(404) if none."""
+    check_ref(ref)
+    out = await _git(path, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                     f"{ref}^{{commit}}", ok_codes=(0, 1))
+    commit = out.decode().strip()
+    if not commit:
+        raise GitReadError(404, f"no branch, tag or commit {ref!r} in this repository")
+    return commit
+
+
+async def log(path: str, commit: str, limit: int = 20, subpath: str = "") -> list[Commit]:
+    """The last `limit` commits reachable from `commit` (touching `subpath` if given)."""
+    args = ["log", f"-n{int(limit)}", "--format=%H%x00%an%x00%ae%x00%aI%x00%s", commit, "--"]
+    if subpath:
+        args.append(check_path(subpath))
+    out = await _git(path, *args)
+    commits = []
+    for line in out.decode("utf-8", "replace").splitlines():
+        parts = line.split("\x00")
+        if len(parts) == 5:
+            commits.append(Commit(*parts))
+    return commits
+
+
+async def object_kind(path: str, commit: str, subpath: str) -> str | None:
+    """blob, tree or None for `subpath` in `commit` ('' is the root tree)."""
+    out = await _git(path, "cat-file", "-t", "--end-of-options", f"{commit}:{subpath}",
+                     ok_codes=(0, 128))
+    return out.decode().strip() or None
+
+
+async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
+    """Entries of the tree at `subpath` in `commit`, directories first."""
+    subpath = check_path(subpath)
+    kind = await object_kind(path, commit, subpath)
+    if kind != "tree":
+        raise GitReadError(404, f"no directory {subpath or '/'!r} at this commit")
+    out = await _git(path, "ls-tree", "-z", "-l", "--end-of-options", f"{commit}:{subpath}")
+    entries = []
+    for record in out.split(b"\x00"):
+        if not record:
+            continue
+        meta, _, name = record.decode("utf-8", "replace").partition("\t")
+        mode, kind, oid, size = meta.split(maxsplit=3)
+        entries.append(TreeEntry(mode, kind, oid, int(size) if size.strip().isdigit() else None,
+                                 name, f"{subpath}/{name}" if subpath else name))
+    entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
+    return entries
+
+
+async def read_blob(path: str, commit: str, subpath: str, limit: int = BLOB_LIMIT) -> Blob:
+    """At most `limit` bytes of the file `subpath` in `commit`; GitReadError(404) if none."""
+    subpath = check_path(subpath)
+    if not subpath or await object_kind(path, commit, subpath) != "blob":
+        raise GitReadError(404, f"no file {subpath!r} at this commit")
+    spec = f"{commit}:{subpath}"
+    size = int((await _git(path, "cat-file", "-s", "--end-of-options", spec)).decode())
+    data = b""
+    if size:
+        # Stream and stop at the limit: a huge file is never read whole.
+        argv = ["git", f"--git-dir={path}", "cat-file", "blob", "--end-of-options", spec]
+        proc = await trio.lowlevel.open_process(argv, stdout=-1, stderr=-3, stdin=-3,
+                                                env=git_env())
+        chunks = []
+        got = 0
+        try:
+            assert proc.stdout is not None
+            while got < limit:
+                chunk = await proc.stdout.receive_some(min(65536, limit - got))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+        data = b"".join(chunks)
+    return Blob(subpath, size, data, size > len(data))
+
+
+async def find_readme(path: str, commit: str) -> Blob | None:
+    """The README at the root of `commit`, if there is one."""
+    try:
+        entries = await ls_tree(path, commit, "")
+    except GitReadError:
+        return None
+    names = sorted((e for e in entries if e.kind == "blob" and _README.match(e.name)),
+                   key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name))
+    if not names:
+        return None
+    return await read_blob(path, commit, names[0].path, limit=256 * 1024)

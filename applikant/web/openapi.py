@@ -1,0 +1,84 @@
+"""/api/openapi.json: an OpenAPI 3.1 document made from the API's route table.
+
+Schemas come from the pydantic models themselves (request models in api.py,
+answers from applikant.manager.models), so the document cannot drift from
+what the handlers validate and return.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+REF = "#/components/schemas/{model}"
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=REF)
+    for name, sub in schema.pop("$defs", {}).items():
+        components[name] = sub
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def document(routes: list[Any]) -> dict[str, Any]:
+    return _document(tuple(routes))
+
+
+@lru_cache(maxsize=1)
+def _document(routes: tuple[Any, ...]) -> dict[str, Any]:
+    from .api import ErrorOut
+
+    components: dict[str, Any] = {}
+    error_ref = _schema(ErrorOut, components)
+    paths: dict[str, Any] = {}
+    for r in routes:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": f"{r.method.lower()}"
+                              f"{re.sub(r'[^A-Za-z0-9]+', '_', r.path)}".rstrip("_")}
+        params = re.findall(r"{(\w+)}", r.path)
+        if params:
+            op["parameters"] = [{"name": p, "in": "path", "required": True,
+                                 "schema": {"type": "string"}} for p in params]
+        if r.body is not None:
+            op["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": _schema(r.body, components)}}}
+        responses: dict[str, Any] = {}
+        if r.status == 204 or r.answer is None:
+            responses[str(r.status)] = {"description": "done"}
+        else:
+            if isinstance(r.answer, list):
+                schema = {"type": "array", "items": _schema(r.answer[0], components)}
+            else:
+                schema = _schema(r.answer, components)
+            responses[str(r.status)] = {"description": "success",
+                                        "content": {"application/json": {"schema": schema}}}
+        for code, text in (("400", "bad input"), ("401", "authentication required"),
+                           ("403", "not allowed"), ("404", "not found"),
+                           ("409", "conflict"), ("422", "invalid body"),
+                           ("503", "the manager (am) is unavailable")):
+            responses[code] = {"description": text,
+                               "content": {"application/json": {"schema": error_ref}}}
+        op["responses"] = responses
+        if r.auth != "none":
+            op["security"] = [{"bearer": []}, {"basic": []}, {"session": []}]
+        paths.setdefault("/api" + r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Applikant REST API", "version": "1",
+                 "description": "Users, SSH keys, groups, repositories, permissions and "
+                                "the audit log. Errors are {status, message}."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "a personal API token user-N.xxxx"},
+                "basic": {"type": "http", "scheme": "basic"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "applikant_session",
+                            "description": "changes also need the X-CSRF-Token header"},
+            },
+        },
+    }

@@ -1,0 +1,233 @@
+"""Repository pages: the list, creation, the code browser, and settings.
+
+    /repos                       list with search (?q=)
+    /repos/new                   create
+    /{owner}/{name}              summary: clone URLs, README, root tree, last commits
+    /{owner}/{name}/tree?ref=&path=     a directory at any branch, tag or commit
+    /{owner}/{name}/blob?ref=&path=     a file
+    /{owner}/{name}/commits?ref=        history
+    /{owner}/{name}/settings     permissions, protected branches, rename, delete
+
+Refs and paths come in the query string, so branch names with slashes are never
+ambiguous; both are checked (gitread.check_ref / check_path) before git runs.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import gitread
+from .am import AmError
+from .common import readable_repo, require_login, viewer_of, web_of
+from .render import field, flash, markdown, read_form, redirect, render
+
+
+async def repos(request: Request) -> Response:
+    viewer = await viewer_of(request)
+    q = request.query_params.get("q", "").strip().lower()[:100]
+    am = web_of(request).am
+    found = await (am.list_repos(visible_to=viewer.id) if viewer.user
+                   else am.list_repos(public_only=True))
+    if q:
+        found = [r for r in found if q in r["full_name"].lower() or q in r["description"].lower()]
+    total = len(found)
+    page = max(1, min(int(request.query_params.get("page", "1") or 1)
+                      if request.query_params.get("page", "1").isdigit() else 1, 10_000))
+    per = 100
+    shown = found[(page - 1) * per: page * per]
+    return render(request, "repos.html", repos=shown, q=q, total=total, page=page,
+                  pages=max(1, (total + per - 1) // per))
+
+
+async def owners_for(request: Request, viewer) -> list[str]:
+    if viewer.is_admin:
+        names = [u["login"] for u in await web_of(request).am.list_users() if not u["disabled"]]
+        names += [g["name"] for g in await web_of(request).am.list_groups()]
+        return sorted(set(names), key=str.lower)
+    groups = [g["name"] for g in await web_of(request).am.list_groups()
+              if viewer.login in g["members"]]
+    return [viewer.login, *groups]
+
+
+async def repo_new(request: Request) -> Response:
+    viewer = await require_login(request)
+    return render(request, "repo_new.html", owners=await owners_for(request, viewer),
+                  values={"owner": viewer.login}, error="")
+
+
+async def repo_create(request: Request) -> Response:
+    viewer = await require_login(request)
+    form = await read_form(request)
+    values = {"owner": field(form, "owner", 64).strip() or viewer.login,
+              "name": field(form, "name", 100).strip(),
+              "description": field(form, "description", 1024),
+              "is_public": form.get("is_public") == "on",
+              "default_branch": field(form, "default_branch", 255).strip() or "main"}
+    try:
+        repo = await web_of(request).am.create_repo(
+            viewer.id, f"{values['owner']}/{values['name']}", description=values["description"],
+            is_public=values["is_public"], default_branch=values["default_branch"])
+    except AmError as exc:
+        if exc.status not in (400, 403, 404, 409):
+            raise
+        return render(request, "repo_new.html", status=exc.status,
+                      owners=await owners_for(request, viewer), values=values, error=exc.message)
+    flash(request, f"repository {repo['full_name']} created")
+    return redirect(f"/{repo['full_name']}")
+
+
+async def _open(request: Request, access: str = "read"):
+    web = web_of(request)
+    viewer = await viewer_of(request)
+    repo, decision = await readable_repo(web, viewer, request.path_params["owner"],
+                                         request.path_params["name"], access)
+    path = gitread.repo_path(web.repo_root, repo["full_name"])
+    return web, viewer, repo, decision, path
+
+
+async def _ref_and_commit(request: Request, repo: dict, path: str,
+                          refs: list[gitread.Ref]) -> tuple[str, str | None]:
+    ref = request.query_params.get("ref", "")
+    if not ref:
+        names = [r.name for r in refs if r.kind == "branch"]
+        ref = repo["default_branch"] if repo["default_branch"] in names or not names \
+            else names[0]
+        if not refs:
+            return ref, None
+    return ref, await gitread.resolve(path, gitread.check_ref(ref))
+
+
+async def repo_home(request: Request) -> Response:
+    return await _browse(request, "tree")
+
+
+async def repo_tree(request: Request) -> Response:
+    return await _browse(request, "tree")
+
+
+async def repo_blob(request: Request) -> Response:
+    return await _browse(request, "blob")
+
+
+async def _browse(request: Request, view: str) -> Response:
+    web, viewer, repo, decision, path = await _open(request)
+    subpath = gitread.check_path(request.query_params.get("path", ""))
+    try:
+        refs = await gitread.refs(path)
+    except gitread.GitReadError:
+        refs = []
+    ref, commit = await _ref_and_commit(request, repo, path, refs)
+    context = dict(repo=repo, decision=decision, refs=refs, ref=ref, commit=commit,
+                   subpath=subpath, crumbs=_crumbs(subpath), parent=subpath.rpartition("/")[0], entries=[], blob=None,
+                   readme_html="", commits=[], view=view,
+                   http_url=web.site.http_clone(repo["full_name"]),
+                   ssh_url=web.site.ssh_clone(repo["full_name"]))
+    if commit is not None:
+        if view == "tree":
+            context["entries"] = await gitread.ls_tree(path, commit, subpath)
+            context["commits"] = await gitread.log(path, commit, 10, subpath)
+            if not subpath:
+                readme = await gitread.find_readme(path, commit)
+                if readme is not None and not readme.binary:
+                    text = readme.text()
+                    context["readme_html"] = markdown(text) if readme.path.lower().endswith(
+                        (".md", ".markdown")) else None
+                    context["readme_text"] = text
+                    context["readme_name"] = readme.path
+        else:
+            context["blob"] = await gitread.read_blob(path, commit, subpath)
+            context["commits"] = await gitread.log(path, commit, 1, subpath)
+    context.setdefault("readme_text", "")
+    context.setdefault("readme_name", "")
+    return render(request, "repo.html", **context)
+
+
+def _crumbs(subpath: str) -> list[tuple[str, str]]:
+    parts = subpath.split("/") if subpath else []
+    return [(p, "/".join(parts[: i + 1])) for i, p in enumerate(parts)]
+
+
+async def repo_commits(request: Request) -> Response:
+    web, viewer, repo, decision, path = await _open(request)
+    refs = await gitread.refs(path)
+    ref, commit = await _ref_and_commit(request, repo, path, refs)
+    commits = await gitread.log(path, commit, 100) if commit else []
+    return render(request, "commits.html", repo=repo, refs=refs, ref=ref, commits=commits,
+                  decision=decision)
+
+
+async def repo_settings(request: Request) -> Response:
+    web, viewer, repo, decision, path = await _open(request, "admin")
+    am = web.am
+    grants = await am.list_grants(repo["full_name"])
+    protected = await am.list_protected(repo["full_name"])
+    return render(request, "repo_settings.html", repo=repo, grants=grants, protected=protected,
+                  decision=decision)
+
+
+async def repo_settings_post(request: Request) -> Response:
+    web, viewer, repo, decision, path = await _open(request, "admin")
+    form = await read_form(request)
+    am, full = web.am, repo["full_name"]
+    action = field(form, "action", 30)
+    where = f"/{full}/settings"
+    try:
+        if action == "update":
+            await am.update_repo(viewer.id, full, description=field(form, "description", 1024),
+                                 is_public=form.get("is_public") == "on",
+                                 default_branch=field(form, "default_branch", 255).strip()
+                                 or None)
+            flash(request, "settings saved")
+        elif action == "grant":
+            grantee = field(form, "grantee", 64).strip()
+            level = field(form, "level", 10)
+            await am.grant(viewer.id, full, grantee, level)
+            flash(request, f"{grantee} now has {level} access")
+        elif action == "revoke":
+            grantee = field(form, "grantee", 64)
+            await am.revoke(viewer.id, full, grantee)
+            flash(request, f"access of {grantee} revoked")
+        elif action == "protect":
+            pattern = field(form, "pattern", 255).strip()
+            await am.protect_branch(viewer.id, full, pattern, form.get("admins_only") == "on")
+            flash(request, f"branches matching {pattern} are protected")
+        elif action == "unprotect":
+            pattern = field(form, "pattern", 255)
+            await am.unprotect_branch(viewer.id, full, pattern)
+            flash(request, f"protection of {pattern} removed")
+        elif action == "rename":
+            new = field(form, "new_path", 140).strip()
+            renamed = await am.rename_repo(viewer.id, full, new)
+            flash(request, f"renamed to {renamed['full_name']}")
+            return redirect(f"/{renamed['full_name']}/settings")
+        elif action == "delete":
+            if field(form, "confirm", 140) != full:
+                flash(request, f"type {full} to confirm the deletion", "error")
+                return redirect(where)
+            await am.delete_repo(viewer.id, full)
+            flash(request, f"repository {full} deleted")
+            return redirect("/repos")
+        else:
+            raise HTTPException(400, "unknown action")
+    except AmError as exc:
+        if exc.status not in (400, 404, 409):
+            raise
+        flash(request, exc.message, "error")
+    return redirect(where)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/repos", repos),
+        Route("/repos/new", repo_new, methods=["GET"]),
+        Route("/repos/new", repo_create, methods=["POST"]),
+        Route("/{owner}/{name}", repo_home),
+        Route("/{owner}/{name}/tree", repo_tree),
+        Route("/{owner}/{name}/blob", repo_blob),
+        Route("/{owner}/{name}/commits", repo_commits),
+        Route("/{owner}/{name}/settings", repo_settings, methods=["GET"]),
+        Route("/{owner}/{name}/settings", repo_settings_post, methods=["POST"]),
+    ]

@@ -1,0 +1,197 @@
+"""Pages for users, their SSH keys, and groups.
+
+Everyone logged in may look; site admins create and change accounts and groups;
+a user manages their own keys. am checks the same rules again for every change.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .am import AmError
+from .common import require_admin, require_login, web_of
+from .render import field, flash, read_form, redirect, render
+
+
+def _may_manage(viewer, user: dict) -> bool:
+    return viewer.is_admin or viewer.id == user["id"]
+
+
+async def users(request: Request) -> Response:
+    await require_login(request)
+    q = request.query_params.get("q", "").strip().lower()[:100]
+    found = await web_of(request).am.list_users()
+    if q:
+        found = [u for u in found if q in u["login"].lower() or q in u["display_name"].lower()]
+    return render(request, "users.html", users=found, q=q)
+
+
+async def user_new(request: Request) -> Response:
+    await require_admin(request)
+    return render(request, "user_new.html", values={}, error="")
+
+
+async def user_create(request: Request) -> Response:
+    viewer = await require_admin(request)
+    form = await read_form(request)
+    values = {"login": field(form, "login", 64).strip(),
+              "display_name": field(form, "display_name", 128),
+              "email": field(form, "email", 254).strip(),
+              "password": field(form, "password", 1024) or None,
+              "is_admin": form.get("is_admin") == "on"}
+    try:
+        user = await web_of(request).am.add_user(viewer.id, **values)
+    except AmError as exc:
+        if exc.status not in (400, 409):
+            raise
+        values.pop("password")
+        return render(request, "user_new.html", status=exc.status, values=values,
+                      error=exc.message)
+    flash(request, f"user {user['login']} created")
+    return redirect(f"/users/{user['login']}")
+
+
+async def user_detail(request: Request) -> Response:
+    viewer = await require_login(request)
+    am = web_of(request).am
+    user = await am.get_user(request.path_params["login"])
+    keys = await am.list_keys(user["id"]) if _may_manage(viewer, user) else []
+    groups = [g for g in await am.list_groups() if user["login"] in g["members"]]
+    repos = await am.list_repos(owner=user["login"], visible_to=viewer.id)
+    return render(request, "user.html", user=user, keys=keys, groups=groups, repos=repos,
+                  manage=_may_manage(viewer, user), key_error="", key_values={})
+
+
+async def _user_for_change(request: Request):
+    viewer = await require_login(request)
+    user = await web_of(request).am.get_user(request.path_params["login"])
+    if not _may_manage(viewer, user):
+        raise HTTPException(403, "you may only change your own keys")
+    return viewer, user
+
+
+async def key_add(request: Request) -> Response:
+    viewer, user = await _user_for_change(request)
+    form = await read_form(request)
+    key, title = field(form, "key", 16384).strip(), field(form, "title", 200).strip()
+    am = web_of(request).am
+    try:
+        added = await am.add_key(viewer.id, user["id"], key, title or None)
+    except AmError as exc:
+        if exc.status not in (400, 409):
+            raise
+        keys = await am.list_keys(user["id"])
+        groups = [g for g in await am.list_groups() if user["login"] in g["members"]]
+        repos = await am.list_repos(owner=user["login"], visible_to=viewer.id)
+        return render(request, "user.html", status=exc.status, user=user, keys=keys,
+                      groups=groups, repos=repos, manage=True, key_error=exc.message,
+                      key_values={"key": key, "title": title})
+    flash(request, f"key {added['fingerprint']} added")
+    return redirect(f"/users/{user['login']}")
+
+
+async def key_remove(request: Request) -> Response:
+    viewer, user = await _user_for_change(request)
+    form = await read_form(request)
+    am = web_of(request).am
+    kid = field(form, "id", 64)
+    key = await am.get_key(kid)
+    if key["user"] != user["id"]:
+        raise AmError(404, f"{user['login']} has no key {kid!r}", "not_found")
+    await am.remove_key(viewer.id, kid)
+    flash(request, f"key {key['fingerprint']} removed")
+    return redirect(f"/users/{user['login']}")
+
+
+async def user_admin(request: Request) -> Response:
+    viewer = await require_admin(request)
+    form = await read_form(request)
+    am = web_of(request).am
+    user = await am.get_user(request.path_params["login"])
+    action = field(form, "action", 20)
+    if action in ("disable", "enable"):
+        if user["id"] == viewer.id:
+            raise HTTPException(400, "you cannot disable your own account")
+        await am.set_disabled(viewer.id, user["id"], action == "disable")
+    elif action in ("make_admin", "drop_admin"):
+        await am.set_admin(viewer.id, user["id"], action == "make_admin")
+    elif action == "password":
+        password = field(form, "password", 1024)
+        await am.set_password(viewer.id, user["id"], password or None)
+    else:
+        raise HTTPException(400, "unknown action")
+    flash(request, f"user {user['login']} updated")
+    return redirect(f"/users/{user['login']}")
+
+
+async def groups(request: Request) -> Response:
+    await require_login(request)
+    return render(request, "groups.html", groups=await web_of(request).am.list_groups(),
+                  error="", values={})
+
+
+async def group_create(request: Request) -> Response:
+    viewer = await require_admin(request)
+    form = await read_form(request)
+    name, description = field(form, "name", 64).strip(), field(form, "description", 1024)
+    am = web_of(request).am
+    try:
+        group = await am.create_group(viewer.id, name, description)
+    except AmError as exc:
+        if exc.status not in (400, 409):
+            raise
+        return render(request, "groups.html", status=exc.status, groups=await am.list_groups(),
+                      error=exc.message, values={"name": name, "description": description})
+    flash(request, f"group {group['name']} created")
+    return redirect(f"/groups/{group['name']}")
+
+
+async def group_detail(request: Request) -> Response:
+    viewer = await require_login(request)
+    am = web_of(request).am
+    group = await am.get_group(request.path_params["name"])
+    repos = await am.list_repos(owner=group["name"], visible_to=viewer.id)
+    return render(request, "group.html", group=group, repos=repos)
+
+
+async def group_change(request: Request) -> Response:
+    viewer = await require_admin(request)
+    form = await read_form(request)
+    am = web_of(request).am
+    group = await am.get_group(request.path_params["name"])
+    action, login = field(form, "action", 20), field(form, "login", 64).strip()
+    if action == "add":
+        await am.add_member(viewer.id, group["name"], login)
+        flash(request, f"{login} added to {group['name']}")
+    elif action == "remove":
+        await am.remove_member(viewer.id, group["name"], login)
+        flash(request, f"{login} removed from {group['name']}")
+    elif action == "delete":
+        if field(form, "confirm", 64) != group["name"]:
+            flash(request, "type the group's name to confirm its deletion", "error")
+            return redirect(f"/groups/{group['name']}")
+        await am.delete_group(viewer.id, group["name"])
+        flash(request, f"group {group['name']} deleted")
+        return redirect("/groups")
+    else:
+        raise HTTPException(400, "unknown action")
+    return redirect(f"/groups/{group['name']}")
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/users", users),
+        Route("/users/new", user_new, methods=["GET"]),
+        Route("/users/new", user_create, methods=["POST"]),
+        Route("/users/{login}", user_detail),
+        Route("/users/{login}/keys", key_add, methods=["POST"]),
+        Route("/users/{login}/keys/remove", key_remove, methods=["POST"]),
+        Route("/users/{login}/admin", user_admin, methods=["POST"]),
+        Route("/groups", groups, methods=["GET"]),
+        Route("/groups", group_create, methods=["POST"]),
+        Route("/groups/{name}", group_detail, methods=["GET"]),
+        Route("/groups/{name}", group_change, methods=["POST"]),
+    ]

@@ -22,10 +22,12 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Any
 
 import trio
 
+from applikant import gitops
 from applikant.dist.errors import RemoteError
 from applikant.dist.node import CallContext
 from applikant.frontend import spool
@@ -40,7 +42,7 @@ log = EventLog("af")
 AM_TIMEOUT = {"pre-receive": 15.0, "post-receive": 5.0}
 ZERO_IDS = frozenset({"0" * 40, "0" * 64})
 _HEX = frozenset("0123456789abcdef")
-_QUARANTINE_VARS = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")
+GIT_PARALLEL = 8  # git processes at once for one push
 _DIGITS = frozenset("0123456789")
 GIT_TIMEOUT = 30.0
 
@@ -192,17 +194,29 @@ class HookServer:
         return f"{parts[0]}/{parts[1][:-4]}"
 
     async def _fill_ff(self, data: dict[str, Any], env: dict[str, Any]) -> None:
-        """Set ``ff`` on branch updates (neither side zero), with the quarantine env."""
+        """Set ``ff`` on updates of existing refs, inside the push's quarantine.
+
+        The quarantine variables go to am too (``env``), so that am, when it
+        shares this file system, can ask git itself.
+        """
         git_dir = data["git_dir"]
-        git_env = self._quarantine_env(env, git_dir)
-        for ref in data["refs"]:
-            if ref["old"] in ZERO_IDS or ref["new"] in ZERO_IDS:
-                continue
-            ref["ff"] = await is_fast_forward(git_dir, ref["old"], ref["new"], git_env)
+        quarantine = self._quarantine_env(env, git_dir)
+        data["env"] = quarantine
+        wanted = [r for r in data["refs"] if r["old"] not in ZERO_IDS and r["new"] not in ZERO_IDS]
+        limiter = trio.CapacityLimiter(GIT_PARALLEL)
+
+        async def fill(ref: dict[str, Any]) -> None:
+            async with limiter:
+                ref["ff"] = await is_fast_forward(git_dir, ref["old"], ref["new"], quarantine)
+
+        async with trio.open_nursery() as nursery:
+            for ref in wanted:
+                nursery.start_soon(fill, ref)
 
     def _quarantine_env(self, env: dict[str, Any], git_dir: str) -> dict[str, str]:
-        out = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        for var in _QUARANTINE_VARS:
+        """The quarantine variables of the hook, made absolute and confined to the repo."""
+        out: dict[str, str] = {}
+        for var in gitops.QUARANTINE_VARS:
             value = env.get(var)
             if not isinstance(value, str) or not value:
                 continue
@@ -269,28 +283,25 @@ def _verdict(reply: Any) -> dict[str, Any]:
         return _refused("the manager gave no verdict")
     messages = reply.get("messages")
     messages = [str(m) for m in messages] if isinstance(messages, list) else []
+    messages = [m if m.startswith("applikant:") else f"applikant: {m}" for m in messages]
     return {"ok": reply.get("ok") is True, "messages": messages}
 
 
 async def is_fast_forward(git_dir: str, old: str, new: str, env: dict[str, str]) -> bool | None:
-    """Whether ``old`` is an ancestor of ``new``; None when git cannot tell (missing object).
+    """Whether ``old`` is an ancestor of ``new`` (:mod:`applikant.gitops`'s question,
+    asked without blocking af's loop); None when git cannot tell.
 
-    Uses :func:`applikant.gitops.is_fast_forward` (in a worker thread) when it
-    exists, else ``git merge-base --is-ancestor`` directly.
+    ``env`` holds the quarantine variables only; the git process dies with the
+    task when the hook call is cancelled (``ah`` gave up).
     """
-    try:
-        from applikant import gitops  # written alongside am; optional until it lands
-    except ImportError:
-        gitops = None
-    if gitops is not None and hasattr(gitops, "is_fast_forward"):
-        try:
-            return await trio.to_thread.run_sync(lambda: gitops.is_fast_forward(git_dir, old, new, env=env))
-        except Exception as exc:  # noqa: BLE001 -- a failed check must refuse, not crash af
-            log.warning("ff_check_failed", git_dir=git_dir, reason=str(exc))
-            return None
+    argv = gitops.ancestor_argv(git_dir, old, new)
+    if argv is None:
+        return None
     with trio.move_on_after(GIT_TIMEOUT):
-        proc = await trio.run_process(
-            ["git", "--git-dir", git_dir, "merge-base", "--is-ancestor", old, new],
-            env=env, check=False, capture_stdout=True, capture_stderr=True, stdin=b"")
-        return {0: True, 1: False}.get(proc.returncode)
+        try:
+            done = await trio.run_process(argv, env=gitops.git_env(env), check=False, stdin=b"",
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            return None
+        return gitops.interpret_ancestor(done.returncode)
     return None

@@ -114,14 +114,16 @@ class Auth:
             repos = await self.link.call("am_repo_db", "list_readable", {"user": user}, timeout=AM_TIMEOUT)
         except AmUnavailable as exc:
             raise ServiceError(f"{exc}; try again in a moment", kind="unavailable") from None
-        out = []
         login = None
+        try:
+            found = await self.link.call("am_user_db", "get_user", {"user": user}, timeout=AM_TIMEOUT)
+            login = found.get("login") if isinstance(found, dict) else None
+        except (AmUnavailable, RemoteError):
+            pass  # the greeting falls back to the id
+        out = []
         for entry in repos if isinstance(repos, list) else []:
-            if not isinstance(entry, dict):
-                continue
-            name = entry.get("repo") or entry.get("full_name")
-            out.append({"repo": name, "level": entry.get("level") or entry.get("access") or "read"})
-            login = login or entry.get("login")
+            if isinstance(entry, dict):
+                out.append({"repo": entry.get("repo"), "level": entry.get("level") or "read"})
         return {"host": self.host, "login": login, "repos": out}
 
     async def keys_for(self, ctx: CallContext, args: Any) -> dict[str, str]:

@@ -67,11 +67,10 @@ class User:
 class GitSite:
     """See the module docstring. ``keys_mode`` is af's ("file" or "command")."""
 
-    def __init__(self, tmp: Path, *, keys_mode: str = "file", am: str = "real",
-                 af_toml: str = "") -> None:
+    def __init__(self, tmp: Path, *, keys_mode: str = "file", af_toml: str = "") -> None:
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.keys_mode = keys_mode
-        self.am_kind = am
         self.keys_file = self.tmp / "ssh" / "authorized_keys"
         self.repo_root = self.tmp / "repos"
         self.spool_dir = self.tmp / "spool"
@@ -144,13 +143,7 @@ class GitSite:
         return proc
 
     def start_am(self) -> None:
-        if self.am_kind == "real":
-            argv = [sys.executable, "-m", "applikant.cli.main", "start", "am"]
-            self.am_proc = self._daemon("am", argv)
-        else:
-            argv = [sys.executable, "-m", "tests.frontend.standin_am", self.am_node, str(self.tmp / "am.sqlite3")]
-            self.am_proc = self.cluster._spawn(argv, "am", stdout=subprocess.PIPE)
-            self.cluster.read_line(self.am_proc, "READY")
+        self.am_proc = self._daemon("am", [sys.executable, "-m", "applikant.cli.main", "start", "am"])
 
     def kill_am(self, sig: int = signal.SIGKILL) -> None:
         assert self.am_proc is not None
@@ -183,6 +176,9 @@ class GitSite:
     # ---- calls ------------------------------------------------------------------
 
     def call_am(self, service: str, method: str, args: Any = None, timeout: float = 15.0) -> Any:
+        """A call to am as the cluster itself (``actor = "system"``, a site admin)."""
+        if isinstance(args, dict):
+            args = {"actor": "system", **args}
         return blocking.call(self.am_node, self.cookie, service, method, args, prefix="test",
                              settings=self.settings, timeout=timeout)
 
@@ -190,14 +186,10 @@ class GitSite:
         return blocking.call(self.af_node, self.cookie, service, method, args, prefix="test",
                              node=self.af_node, settings=self.settings, timeout=timeout)
 
-    def admin(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """A store method run in am (users, keys, repos, grants, protection, audit)."""
-        return self.call_am("am_user_db", "admin", {"method": method, "args": list(args), "kwargs": kwargs})
-
-    # ---- people, repos ----------------------------------------------------------
+    # ---- people, repos (as the site admin, through am's services) ------------------
 
     def add_user(self, login: str, *, with_key: bool = True, wait: bool = True) -> User:
-        user = self.admin("add_user", login)
+        user = self.call_am("am_user_db", "add_user", {"login": login})
         key, pub = make_client_key(self.keys_dir, name=f"id_{login}")
         u = User(login, user["id"], key, pub)
         if with_key:
@@ -205,31 +197,33 @@ class GitSite:
         return u
 
     def add_key(self, user: User, *, wait: bool = True) -> None:
-        key = self.admin("add_key", user.id, user.pub)
+        key = self.call_am("am_user_db", "add_key", {"user": user.id, "key": user.pub})
         user.key_id = key["id"]
         if wait and self.keys_mode == "file":
             blob = user.pub.split()[1]
             wait_for(lambda: blob in self.keys_file.read_text(), 5, f"{user.login}'s key in authorized_keys")
 
     def remove_key(self, user: User) -> None:
-        self.admin("remove_key", user.key_id)
+        self.call_am("am_user_db", "remove_key", {"key": user.key_id})
 
-    def create_repo(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        repo = self.admin("create_repo", path, **kwargs)
+    def create_repo(self, path: str, *, wait: bool = True, **kwargs: Any) -> dict[str, Any]:
+        repo = self.call_am("am_repo_db", "create_repo", {"path": path, **kwargs})
         git_dir = self.repo_root / (path + ".git")
-        wait_for(lambda: (git_dir / "HEAD").exists(), 5, f"{path} on disk")
+        if wait:
+            wait_for(lambda: (git_dir / "HEAD").exists(), 5, f"{path} on disk")
         return repo
 
     def grant(self, repo: str, grantee: str, level: str) -> None:
-        self.admin("grant", repo, grantee, level)
+        self.call_am("am_repo_db", "grant", {"repo": repo, "grantee": grantee, "level": level})
 
     def protect(self, repo: str, pattern: str, **kwargs: Any) -> None:
-        self.admin("protect_branch", repo, pattern, **kwargs)
+        self.call_am("am_repo_db", "protect_branch", {"repo": repo, "pattern": pattern, **kwargs})
 
     def pushes(self, repo: str) -> list[dict[str, Any]]:
         """Audit entries of accepted pushes to ``repo``, oldest first."""
-        entries = self.admin("query_audit", action="push", repo=repo, limit=10000)
-        return sorted(entries, key=lambda e: e["id"])
+        entries = self.call_am("am_repo_db", "query_audit",
+                               {"query": {"action": "push", "repo": repo, "limit": 10000}})
+        return sorted((e for e in entries if e["action"] == "push"), key=lambda e: e["id"])
 
     # ---- git ----------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ import typer
 
 from . import cluster, common, ops, start
 
-ADMIN_GROUPS: list = []  # modules with `app` and `NAME`, appended below
+from . import admin_audit, admin_branch, admin_group, admin_key, admin_perm, admin_repo, admin_user
+
+ADMIN_GROUPS: list = [admin_user, admin_key, admin_group, admin_repo, admin_perm, admin_branch,
+                      admin_audit]  # modules with `app` and `NAME`, appended below
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -7,11 +7,11 @@ Methods (args is one map; `actor` as in am_user_db):
 |---|---|---|---|
 | check_access | user (None: anonymous), repo, access | {allowed, reason, level} | system, or the user asking for themself |
 | list_readable | user (None: anonymous) | [{repo, level, is_public, description, default_branch}] | system, the user |
-| create_repo | repo, description?, is_public?, default_branch? | Repo | admins; users under their login or their groups |
+| create_repo | path, description?, is_public?, default_branch? | Repo | admins; users under their login or their groups |
 | get_repo | repo | Repo | readers (others: not found) |
-| list_repos | owner?, public_only? | [Repo] | admins all; users what they can read |
+| list_repos | owner?, visible_to?, public_only? | [Repo] | admins all (or what visible_to can read); users what they can read |
 | update_repo | repo, description?, is_public?, default_branch? | Repo | repo admins |
-| rename_repo | repo, new_name | Repo | repo admins, who may also create under the new owner |
+| rename_repo | repo, new_path | Repo | repo admins, who may also create under the new owner |
 | delete_repo | repo | Repo | repo admins |
 | grant | repo, grantee, level | PermissionGrant | repo admins |
 | revoke | repo, grantee | None | repo admins |
@@ -87,9 +87,9 @@ class RepoDb(Service):
 
     async def create_repo(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.CreateRepo, args, self.where(ctx))
-        self.m.require_namespace(self.m.actor(req.actor), req.repo)
+        self.m.require_namespace(self.m.actor(req.actor), req.path)
         repo, _ = await self.m.write(
-            self.m.writer.create_repo, req.repo, actor=req.actor, node=ctx.caller,
+            self.m.writer.create_repo, req.path, actor=req.actor, node=ctx.caller,
             description=req.description, is_public=req.is_public,
             default_branch=req.default_branch)
         return dump(repo)
@@ -102,7 +102,7 @@ class RepoDb(Service):
     async def list_repos(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.ListRepos, args, self.where(ctx))
         actor = self.m.actor(req.actor)
-        visible_to = None if actor.is_admin else actor.id
+        visible_to = req.visible_to if actor.is_admin else actor.id
         repos = await self.m.bulk_read(self.m.bulk.list_repos, owner=req.owner,
                                        visible_to=visible_to, public_only=req.public_only)
         return dump(repos)
@@ -120,8 +120,8 @@ class RepoDb(Service):
         req = rq.parse(rq.RenameRepo, args, self.where(ctx))
         actor = self.m.actor(req.actor)
         self.m.require_repo(actor, req.repo, "admin")
-        self.m.require_namespace(actor, req.new_name)
-        repo, _ = await self.m.write(self.m.writer.rename_repo, req.repo, req.new_name,
+        self.m.require_namespace(actor, req.new_path)
+        repo, _ = await self.m.write(self.m.writer.rename_repo, req.repo, req.new_path,
                                      actor=req.actor, node=ctx.caller)
         return dump(repo)
 

@@ -129,6 +129,10 @@ class RemoveKey(Mutation):
     user: str | None = None
 
 
+class KeyRef(Read):
+    key: str
+
+
 class FindKey(Read):
     fingerprint: str
     include_disabled: bool = False
@@ -168,7 +172,7 @@ class Subscribe(Req):
 
 
 class CreateRepo(Mutation):
-    repo: str
+    path: str
     description: str = ""
     is_public: bool = False
     default_branch: str = "main"
@@ -180,6 +184,7 @@ class RepoRef(Read):
 
 class ListRepos(Read):
     owner: str | None = None
+    visible_to: str | None = None
     public_only: bool = False
 
 
@@ -196,7 +201,7 @@ class UpdateRepo(Mutation):
 
 class RenameRepo(Mutation):
     repo: str
-    new_name: str
+    new_path: str
 
 
 class DeleteRepo(Mutation):

@@ -14,6 +14,7 @@ methods that change something, `system` by default for reads):
 | set_password | user, password (None removes it) | None | admins, the user |
 | verify_password | login, password | User or None | system (aw's login) |
 | add_key | user, key, title? | SshKey | admins, the user |
+| get_key | key (key-7 or SHA256:...) | SshKey | admins, the key's owner |
 | list_keys | user | [SshKey] | admins, the user |
 | remove_key | key (key-7 or SHA256:...), user? | SshKey | admins, the key's owner |
 | find_key | fingerprint, include_disabled? | SshKey or None | admins (af, sshd) |
@@ -33,7 +34,7 @@ from typing import Any
 
 from applikant.dist.node import CallContext
 from applikant.manager import requests as rq
-from applikant.manager.errors import Forbidden
+from applikant.manager.errors import Forbidden, NotFound
 from applikant.manager.models import User
 from applikant.manager.runtime import Actor
 from applikant.manager.service import Service, dump
@@ -44,7 +45,7 @@ class UserDb(Service):
     METHODS = (
         "add_user", "get_user", "list_users", "update_user", "disable_user", "enable_user",
         "set_admin", "set_password", "verify_password",
-        "add_key", "list_keys", "remove_key", "find_key", "all_keys", "touch_key",
+        "add_key", "get_key", "list_keys", "remove_key", "find_key", "all_keys", "touch_key",
         "create_group", "delete_group", "get_group", "list_groups", "add_member",
         "remove_member", "groups_of", "subscribe", "unsubscribe",
     )
@@ -125,6 +126,14 @@ class UserDb(Service):
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "add keys")
         key, _ = await self.m.write(self.m.writer.add_key, req.user, req.key, actor=req.actor,
                                     node=ctx.caller, title=req.title)
+        return dump(key)
+
+    async def get_key(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.KeyRef, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        key = self.m.reader.get_key(req.key)
+        if not actor.is_admin and key.user != actor.id:
+            raise NotFound(f"{actor.login} has no key {req.key}")
         return dump(key)
 
     async def list_keys(self, ctx: CallContext, args: Any) -> Any:

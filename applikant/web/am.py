@@ -30,6 +30,7 @@ log = EventLog("aw")
 USERS = "am_user_db"
 REPOS = "am_repo_db"
 OBSERVER = "am_observer"
+SYSTEM = "system"
 
 #: am's error kinds and the HTTP status each one means.
 STATUS = {
@@ -128,15 +129,18 @@ class Am:
                 log.warning("am_down", am=self.am_node)
 
     # ---- users --------------------------------------------------------------
+    # Every call names its actor: the logged-in user (`user-42`), whose rights am
+    # checks, or `system` for aw's own questions (logins, access decisions) and
+    # for anonymous visitors' reads of public data.
 
     async def verify_password(self, login: str, password: str) -> dict | None:
         return await self.call(USERS, "verify_password", {"login": login, "password": password})
 
-    async def get_user(self, user: str) -> dict:
-        return await self.call(USERS, "get_user", {"user": user})
+    async def get_user(self, actor: str | None, user: str) -> dict:
+        return await self.call(USERS, "get_user", {"user": user, "actor": _who(actor)})
 
-    async def list_users(self) -> list[dict]:
-        return await self.call(USERS, "list_users", {})
+    async def list_users(self, actor: str | None) -> list[dict]:
+        return await self.call(USERS, "list_users", {"actor": _who(actor)})
 
     async def add_user(self, actor: str, **fields: Any) -> dict:
         return await self.call(USERS, "add_user", {**_clean(fields), "actor": actor})
@@ -159,41 +163,43 @@ class Am:
 
     # ---- keys ---------------------------------------------------------------
 
-    async def list_keys(self, user: str) -> list[dict]:
-        return await self.call(USERS, "list_keys", {"user": user})
+    async def list_keys(self, actor: str, user: str) -> list[dict]:
+        return await self.call(USERS, "list_keys", {"user": user, "actor": actor})
 
-    async def get_key(self, key: str) -> dict:
-        return await self.call(USERS, "get_key", {"key": key})
+    async def get_key(self, actor: str, key: str) -> dict:
+        return await self.call(USERS, "get_key", {"key": key, "actor": actor})
 
     async def add_key(self, actor: str, user: str, key: str, title: str | None) -> dict:
         return await self.call(USERS, "add_key", _clean({"user": user, "key": key,
                                                          "title": title, "actor": actor}))
 
-    async def remove_key(self, actor: str, key: str) -> dict | None:
-        return await self.call(USERS, "remove_key", {"key": key, "actor": actor})
+    async def remove_key(self, actor: str, key: str, user: str) -> dict | None:
+        """Remove `key` only if it belongs to `user` (am checks both)."""
+        return await self.call(USERS, "remove_key", {"key": key, "user": user, "actor": actor})
 
-    # ---- API tokens ---------------------------------------------------------
+    # ---- API tokens (am does not keep them yet: tokens.py falls back) --------
 
     async def create_token(self, actor: str, user: str, title: str) -> dict:
         return await self.call(USERS, "create_token", {"user": user, "title": title,
                                                        "actor": actor})
 
-    async def list_tokens(self, user: str) -> list[dict]:
-        return await self.call(USERS, "list_tokens", {"user": user})
+    async def list_tokens(self, actor: str, user: str) -> list[dict]:
+        return await self.call(USERS, "list_tokens", {"user": user, "actor": actor})
 
-    async def revoke_token(self, actor: str, token_id: str) -> None:
-        await self.call(USERS, "revoke_token", {"token": token_id, "actor": actor})
+    async def revoke_token(self, actor: str, user: str, token_id: str) -> None:
+        await self.call(USERS, "revoke_token", {"token": token_id, "user": user,
+                                                "actor": actor})
 
     async def verify_token(self, token: str) -> dict | None:
         return await self.call(USERS, "verify_token", {"token": token})
 
     # ---- groups -------------------------------------------------------------
 
-    async def list_groups(self) -> list[dict]:
-        return await self.call(USERS, "list_groups", {})
+    async def list_groups(self, actor: str | None) -> list[dict]:
+        return await self.call(USERS, "list_groups", {"actor": _who(actor)})
 
-    async def get_group(self, group: str) -> dict:
-        return await self.call(USERS, "get_group", {"group": group})
+    async def get_group(self, actor: str | None, group: str) -> dict:
+        return await self.call(USERS, "get_group", {"group": group, "actor": _who(actor)})
 
     async def create_group(self, actor: str, name: str, description: str = "") -> dict:
         return await self.call(USERS, "create_group", {"name": name, "description": description,
@@ -212,13 +218,16 @@ class Am:
 
     # ---- repositories -------------------------------------------------------
 
-    async def list_repos(self, *, visible_to: str | None = None, public_only: bool = False,
-                         owner: str | None = None) -> list[dict]:
-        return await self.call(REPOS, "list_repos", _clean({
-            "visible_to": visible_to, "public_only": public_only or None, "owner": owner}))
+    async def list_repos(self, actor: str | None, *, owner: str | None = None) -> list[dict]:
+        """What `actor` may read (anonymous: the public ones), by full name."""
+        if actor is None:
+            args = {"public_only": True, "owner": owner, "actor": SYSTEM}
+        else:
+            args = {"visible_to": actor, "owner": owner, "actor": actor}
+        return await self.call(REPOS, "list_repos", _clean(args))
 
-    async def get_repo(self, repo: str) -> dict:
-        return await self.call(REPOS, "get_repo", {"repo": repo})
+    async def get_repo(self, actor: str | None, repo: str) -> dict:
+        return await self.call(REPOS, "get_repo", {"repo": repo, "actor": _who(actor)})
 
     async def create_repo(self, actor: str, path: str, **fields: Any) -> dict:
         return await self.call(REPOS, "create_repo", {**_clean(fields), "path": path,
@@ -239,8 +248,8 @@ class Am:
         return await self.call(REPOS, "check_access", {"user": user, "repo": repo,
                                                        "access": access})
 
-    async def list_grants(self, repo: str) -> list[dict]:
-        return await self.call(REPOS, "list_grants", {"repo": repo})
+    async def list_grants(self, actor: str, repo: str) -> list[dict]:
+        return await self.call(REPOS, "list_grants", {"repo": repo, "actor": actor})
 
     async def grant(self, actor: str, repo: str, grantee: str, level: str) -> dict:
         return await self.call(REPOS, "grant", {"repo": repo, "grantee": grantee, "level": level,
@@ -249,8 +258,8 @@ class Am:
     async def revoke(self, actor: str, repo: str, grantee: str) -> None:
         await self.call(REPOS, "revoke", {"repo": repo, "grantee": grantee, "actor": actor})
 
-    async def list_protected(self, repo: str) -> list[dict]:
-        return await self.call(REPOS, "list_protected", {"repo": repo})
+    async def list_protected(self, actor: str | None, repo: str) -> list[dict]:
+        return await self.call(REPOS, "list_protected", {"repo": repo, "actor": _who(actor)})
 
     async def protect_branch(self, actor: str, repo: str, pattern: str,
                              admins_only: bool) -> dict:
@@ -264,16 +273,23 @@ class Am:
     # ---- audit, dashboard, cluster -------------------------------------------
 
     async def query_audit(self, actor: str, **filters: Any) -> list[dict]:
-        return await self.call(REPOS, "query_audit", {**_clean(filters), "as_user": actor})
+        return await self.call(REPOS, "query_audit", {"query": _clean(filters), "actor": actor})
 
-    async def recent_pushes(self, limit: int = 10) -> list[dict]:
-        return await self.call(REPOS, "recent_pushes", {"limit": limit})
+    async def recent_pushes(self, actor: str, limit: int = 10) -> list[dict]:
+        return await self.call(REPOS, "recent_pushes", {"limit": limit, "actor": actor})
 
-    async def counts(self) -> dict:
-        return await self.call(REPOS, "counts", {})
+    async def counts(self, actor: str) -> dict:
+        return await self.call(REPOS, "counts", {"actor": actor})
 
     async def cluster(self) -> list[dict]:
-        return await self.call(OBSERVER, "cluster", {})
+        """The nodes am has seen: [{node, up, state, since, errors...}], am first."""
+        found = await self.call(OBSERVER, "cluster", {})
+        nodes = found.get("nodes", []) if isinstance(found, dict) else list(found or [])
+        return [{**n, "up": n.get("state") == "up" or n.get("up") is True} for n in nodes]
+
+
+def _who(actor: str | None) -> str:
+    return actor or SYSTEM
 
 
 def _raise(status: int, message: str, kind: str) -> Any:

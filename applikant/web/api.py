@@ -200,12 +200,12 @@ async def repo_with(request: Request, who: Viewer, access: str) -> dict:
     if not decision["allowed"]:
         status = 403 if access != "read" and decision.get("level") else 404
         raise ApiError(status, decision["reason"])
-    return await am.get_repo(repo_path(request))
+    return await am.get_repo(who.id, repo_path(request))
 
 
 async def user_for(request: Request, who: Viewer) -> dict:
     """The user in the path, if the caller may manage them (self or admin)."""
-    user = await web_of(request).am.get_user(request.path_params["id"])
+    user = await web_of(request).am.get_user(who.id, request.path_params["id"])
     if not (who.is_admin or who.id == user["id"]):
         raise ApiError(403, "you may only manage your own account")
     return user
@@ -221,8 +221,7 @@ async def me(request: Request) -> Response:
 async def repos_list(request: Request) -> Response:
     who = await viewer(request)
     am = web_of(request).am
-    found = await (am.list_repos(visible_to=who.id) if who.user
-                   else am.list_repos(public_only=True))
+    found = await am.list_repos(who.id)
     q = request.query_params.get("q", "").lower()[:100]
     if q:
         found = [r for r in found if q in r["full_name"].lower()]
@@ -266,7 +265,7 @@ async def repo_delete(request: Request) -> Response:
 async def perms_list(request: Request) -> Response:
     who = await logged_in(request)
     repo = await repo_with(request, who, "admin")
-    return ok(await web_of(request).am.list_grants(repo["full_name"]))
+    return ok(await web_of(request).am.list_grants(who.id, repo["full_name"]))
 
 
 async def perm_put(request: Request) -> Response:
@@ -294,7 +293,7 @@ async def access_get(request: Request) -> Response:
 async def branches_list(request: Request) -> Response:
     who = await logged_in(request)
     repo = await repo_with(request, who, "admin")
-    return ok(await web_of(request).am.list_protected(repo["full_name"]))
+    return ok(await web_of(request).am.list_protected(who.id, repo["full_name"]))
 
 
 async def branches_add(request: Request) -> Response:
@@ -316,8 +315,8 @@ async def branches_delete(request: Request) -> Response:
 
 
 async def users_list(request: Request) -> Response:
-    await logged_in(request)
-    return ok(await web_of(request).am.list_users())
+    who = await logged_in(request)
+    return ok(await web_of(request).am.list_users(who.id))
 
 
 async def users_create(request: Request) -> Response:
@@ -327,8 +326,8 @@ async def users_create(request: Request) -> Response:
 
 
 async def user_get(request: Request) -> Response:
-    await logged_in(request)
-    return ok(await web_of(request).am.get_user(request.path_params["id"]))
+    who = await logged_in(request)
+    return ok(await web_of(request).am.get_user(who.id, request.path_params["id"]))
 
 
 async def user_patch(request: Request) -> Response:
@@ -349,13 +348,13 @@ async def user_patch(request: Request) -> Response:
         user = await am.set_disabled(who.id, user["id"], req.disabled)
     if req.is_admin is not None:
         user = await am.set_admin(who.id, user["id"], req.is_admin)
-    return ok(await am.get_user(user["id"]))
+    return ok(await am.get_user(who.id, user["id"]))
 
 
 async def keys_list(request: Request) -> Response:
     who = await logged_in(request)
     user = await user_for(request, who)
-    return ok(await web_of(request).am.list_keys(user["id"]))
+    return ok(await web_of(request).am.list_keys(who.id, user["id"]))
 
 
 async def keys_add(request: Request) -> Response:
@@ -369,7 +368,7 @@ async def _own_key(request: Request, who: Viewer) -> tuple[dict, dict]:
     user = await user_for(request, who)
     kid = request.path_params["kid"]
     try:
-        key = await web_of(request).am.get_key(kid)
+        key = await web_of(request).am.get_key(who.id, kid)
     except AmError as exc:
         if exc.status in (400, 404):
             raise ApiError(404, f"{user['login']} has no key {kid!r}") from None
@@ -394,7 +393,7 @@ async def key_put(request: Request) -> Response:
             (req.title is None or req.title == key["title"]):
         return ok(key)
     # Remove first: the same key material may come back with another title.
-    await am.remove_key(who.id, key["id"])
+    await am.remove_key(who.id, key["id"], user["id"])
     try:
         return ok(await am.add_key(who.id, user["id"], req.key, req.title or key["title"]))
     except AmError:
@@ -404,15 +403,15 @@ async def key_put(request: Request) -> Response:
 
 async def key_delete(request: Request) -> Response:
     who = await logged_in(request, write=True)
-    _, key = await _own_key(request, who)
-    await web_of(request).am.remove_key(who.id, key["id"])
+    user, key = await _own_key(request, who)
+    await web_of(request).am.remove_key(who.id, key["id"], user["id"])
     return no_content()
 
 
 async def tokens_list(request: Request) -> Response:
     who = await logged_in(request)
     user = await user_for(request, who)
-    return ok(await web_of(request).tokens.list(user["id"]))
+    return ok(await web_of(request).tokens.list(who.id, user["id"]))
 
 
 async def tokens_create(request: Request) -> Response:
@@ -430,8 +429,8 @@ async def token_delete(request: Request) -> Response:
 
 
 async def groups_list(request: Request) -> Response:
-    await logged_in(request)
-    return ok(await web_of(request).am.list_groups())
+    who = await logged_in(request)
+    return ok(await web_of(request).am.list_groups(who.id))
 
 
 async def groups_create(request: Request) -> Response:
@@ -441,8 +440,8 @@ async def groups_create(request: Request) -> Response:
 
 
 async def group_get(request: Request) -> Response:
-    await logged_in(request)
-    return ok(await web_of(request).am.get_group(request.path_params["name"]))
+    who = await logged_in(request)
+    return ok(await web_of(request).am.get_group(who.id, request.path_params["name"]))
 
 
 async def group_delete(request: Request) -> Response:
@@ -480,8 +479,8 @@ async def cluster(request: Request) -> Response:
 
 
 async def counts(request: Request) -> Response:
-    await logged_in(request)
-    return ok(await web_of(request).am.counts())
+    who = await logged_in(request)
+    return ok(await web_of(request).am.counts(who.id))
 
 
 async def openapi(request: Request) -> Response:

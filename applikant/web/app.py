@@ -186,7 +186,7 @@ async def git_authorize(web: Web, owner: str, name: str, headers: dict[str, str]
                 raise GitDenied(401, "authentication required: log in with your login and "
                                      "password or an API token", challenge=True)
             raise GitDenied(404, decision["reason"])
-        repo = await web.am.get_repo(path)
+        repo = await web.am.get_repo(viewer.id, path)
     except AuthError as exc:
         raise GitDenied(exc.status, exc.message, challenge=exc.status == 401) from None
     except AmError as exc:

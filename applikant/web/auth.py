@@ -111,7 +111,7 @@ class Auth:
         if not isinstance(uid, str):
             return ANONYMOUS
         try:
-            user = await self.am.get_user(uid)
+            user = await self.am.get_user(uid, uid)
         except AmError as exc:
             if exc.status == 404:
                 session.clear()

@@ -62,4 +62,4 @@ async def readable_repo(web: Any, viewer: Viewer, owner: str, name: str,
         if access != "read" and decision.get("level"):
             raise AmError(403, decision["reason"], "forbidden")
         raise AmError(404, decision["reason"], "not_found")
-    return await web.am.get_repo(path), decision
+    return await web.am.get_repo(viewer.id, path), decision

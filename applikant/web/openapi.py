@@ -8,7 +8,6 @@ what the handlers validate and return.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,12 +23,18 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
     return {"$ref": REF.format(model=model.__name__)}
 
 
+_cache: dict[int, dict[str, Any]] = {}
+
+
 def document(routes: list[Any]) -> dict[str, Any]:
-    return _document(tuple(routes))
+    """The document for `routes` (made once per route table)."""
+    key = id(routes)
+    if key not in _cache:
+        _cache[key] = _document(routes)
+    return _cache[key]
 
 
-@lru_cache(maxsize=1)
-def _document(routes: tuple[Any, ...]) -> dict[str, Any]:
+def _document(routes: list[Any]) -> dict[str, Any]:
     from .api import ErrorOut
 
     components: dict[str, Any] = {}

@@ -62,14 +62,14 @@ async def dashboard(request: Request) -> Response:
     if viewer.user is None:
         return redirect("/repos")
     am = web_of(request).am
-    counts = await am.counts()
-    pushes = await am.recent_pushes(10)
+    counts = await am.counts(viewer.id)
+    pushes = await am.recent_pushes(viewer.id, 10)
     try:
         nodes = await am.cluster()
         cluster_error = ""
     except AmError as exc:
         nodes, cluster_error = [], exc.message
-    repos = await am.list_repos(visible_to=viewer.id)
+    repos = await am.list_repos(viewer.id)
     mine = [r for r in repos if r["owner"] == viewer.login][:10]
     return render(request, "dashboard.html", counts=counts, pushes=pushes, nodes=nodes,
                   cluster_error=cluster_error, mine=mine)
@@ -77,7 +77,7 @@ async def dashboard(request: Request) -> Response:
 
 async def tokens_page(request: Request) -> Response:
     viewer = await require_login(request)
-    tokens = await web_of(request).tokens.list(viewer.id)
+    tokens = await web_of(request).tokens.list(viewer.id, viewer.id)
     fresh = request.session.pop("new_token", None)
     return render(request, "tokens.html", tokens=tokens, fresh=fresh)
 

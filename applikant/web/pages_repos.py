@@ -29,8 +29,7 @@ async def repos(request: Request) -> Response:
     viewer = await viewer_of(request)
     q = request.query_params.get("q", "").strip().lower()[:100]
     am = web_of(request).am
-    found = await (am.list_repos(visible_to=viewer.id) if viewer.user
-                   else am.list_repos(public_only=True))
+    found = await am.list_repos(viewer.id)
     if q:
         found = [r for r in found if q in r["full_name"].lower() or q in r["description"].lower()]
     total = len(found)
@@ -44,10 +43,11 @@ async def repos(request: Request) -> Response:
 
 async def owners_for(request: Request, viewer) -> list[str]:
     if viewer.is_admin:
-        names = [u["login"] for u in await web_of(request).am.list_users() if not u["disabled"]]
-        names += [g["name"] for g in await web_of(request).am.list_groups()]
+        names = [u["login"] for u in await web_of(request).am.list_users(viewer.id)
+                 if not u["disabled"]]
+        names += [g["name"] for g in await web_of(request).am.list_groups(viewer.id)]
         return sorted(set(names), key=str.lower)
-    groups = [g["name"] for g in await web_of(request).am.list_groups()
+    groups = [g["name"] for g in await web_of(request).am.list_groups(viewer.id)
               if viewer.login in g["members"]]
     return [viewer.login, *groups]
 
@@ -162,8 +162,8 @@ async def repo_commits(request: Request) -> Response:
 async def repo_settings(request: Request) -> Response:
     web, viewer, repo, decision, path = await _open(request, "admin")
     am = web.am
-    grants = await am.list_grants(repo["full_name"])
-    protected = await am.list_protected(repo["full_name"])
+    grants = await am.list_grants(viewer.id, repo["full_name"])
+    protected = await am.list_protected(viewer.id, repo["full_name"])
     return render(request, "repo_settings.html", repo=repo, grants=grants, protected=protected,
                   decision=decision)
 

@@ -21,9 +21,9 @@ def _may_manage(viewer, user: dict) -> bool:
 
 
 async def users(request: Request) -> Response:
-    await require_login(request)
+    viewer = await require_login(request)
     q = request.query_params.get("q", "").strip().lower()[:100]
-    found = await web_of(request).am.list_users()
+    found = await web_of(request).am.list_users(viewer.id)
     if q:
         found = [u for u in found if q in u["login"].lower() or q in u["display_name"].lower()]
     return render(request, "users.html", users=found, q=q)
@@ -57,17 +57,17 @@ async def user_create(request: Request) -> Response:
 async def user_detail(request: Request) -> Response:
     viewer = await require_login(request)
     am = web_of(request).am
-    user = await am.get_user(request.path_params["login"])
-    keys = await am.list_keys(user["id"]) if _may_manage(viewer, user) else []
-    groups = [g for g in await am.list_groups() if user["login"] in g["members"]]
-    repos = await am.list_repos(owner=user["login"], visible_to=viewer.id)
+    user = await am.get_user(viewer.id, request.path_params["login"])
+    keys = await am.list_keys(viewer.id, user["id"]) if _may_manage(viewer, user) else []
+    groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
+    repos = await am.list_repos(viewer.id, owner=user["login"])
     return render(request, "user.html", user=user, keys=keys, groups=groups, repos=repos,
                   manage=_may_manage(viewer, user), key_error="", key_values={})
 
 
 async def _user_for_change(request: Request):
     viewer = await require_login(request)
-    user = await web_of(request).am.get_user(request.path_params["login"])
+    user = await web_of(request).am.get_user(viewer.id, request.path_params["login"])
     if not _may_manage(viewer, user):
         raise HTTPException(403, "you may only change your own keys")
     return viewer, user
@@ -83,9 +83,9 @@ async def key_add(request: Request) -> Response:
     except AmError as exc:
         if exc.status not in (400, 409):
             raise
-        keys = await am.list_keys(user["id"])
-        groups = [g for g in await am.list_groups() if user["login"] in g["members"]]
-        repos = await am.list_repos(owner=user["login"], visible_to=viewer.id)
+        keys = await am.list_keys(viewer.id, user["id"])
+        groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
+        repos = await am.list_repos(viewer.id, owner=user["login"])
         return render(request, "user.html", status=exc.status, user=user, keys=keys,
                       groups=groups, repos=repos, manage=True, key_error=exc.message,
                       key_values={"key": key, "title": title})
@@ -98,10 +98,10 @@ async def key_remove(request: Request) -> Response:
     form = await read_form(request)
     am = web_of(request).am
     kid = field(form, "id", 64)
-    key = await am.get_key(kid)
+    key = await am.get_key(viewer.id, kid)
     if key["user"] != user["id"]:
         raise AmError(404, f"{user['login']} has no key {kid!r}", "not_found")
-    await am.remove_key(viewer.id, kid)
+    await am.remove_key(viewer.id, kid, user["id"])
     flash(request, f"key {key['fingerprint']} removed")
     return redirect(f"/users/{user['login']}")
 
@@ -110,7 +110,7 @@ async def user_admin(request: Request) -> Response:
     viewer = await require_admin(request)
     form = await read_form(request)
     am = web_of(request).am
-    user = await am.get_user(request.path_params["login"])
+    user = await am.get_user(viewer.id, request.path_params["login"])
     action = field(form, "action", 20)
     if action in ("disable", "enable"):
         if user["id"] == viewer.id:
@@ -128,8 +128,8 @@ async def user_admin(request: Request) -> Response:
 
 
 async def groups(request: Request) -> Response:
-    await require_login(request)
-    return render(request, "groups.html", groups=await web_of(request).am.list_groups(),
+    viewer = await require_login(request)
+    return render(request, "groups.html", groups=await web_of(request).am.list_groups(viewer.id),
                   error="", values={})
 
 
@@ -143,7 +143,7 @@ async def group_create(request: Request) -> Response:
     except AmError as exc:
         if exc.status not in (400, 409):
             raise
-        return render(request, "groups.html", status=exc.status, groups=await am.list_groups(),
+        return render(request, "groups.html", status=exc.status, groups=await am.list_groups(viewer.id),
                       error=exc.message, values={"name": name, "description": description})
     flash(request, f"group {group['name']} created")
     return redirect(f"/groups/{group['name']}")
@@ -152,8 +152,8 @@ async def group_create(request: Request) -> Response:
 async def group_detail(request: Request) -> Response:
     viewer = await require_login(request)
     am = web_of(request).am
-    group = await am.get_group(request.path_params["name"])
-    repos = await am.list_repos(owner=group["name"], visible_to=viewer.id)
+    group = await am.get_group(viewer.id, request.path_params["name"])
+    repos = await am.list_repos(viewer.id, owner=group["name"])
     return render(request, "group.html", group=group, repos=repos)
 
 
@@ -161,7 +161,7 @@ async def group_change(request: Request) -> Response:
     viewer = await require_admin(request)
     form = await read_form(request)
     am = web_of(request).am
-    group = await am.get_group(request.path_params["name"])
+    group = await am.get_group(viewer.id, request.path_params["name"])
     action, login = field(form, "action", 20), field(form, "login", 64).strip()
     if action == "add":
         await am.add_member(viewer.id, group["name"], login)

@@ -108,12 +108,12 @@ class Tokens:
         ok, value = await self._am("create_token", actor, user, title)
         return value if ok else self.local.create(user, title)  # type: ignore[return-value]
 
-    async def list(self, user: str) -> list[dict]:
-        ok, value = await self._am("list_tokens", user)
+    async def list(self, actor: str, user: str) -> list[dict]:
+        ok, value = await self._am("list_tokens", actor, user)
         return value if ok else self.local.list(user)  # type: ignore[return-value]
 
     async def revoke(self, actor: str, user: str, token_id: str) -> None:
-        ok, _ = await self._am("revoke_token", actor, token_id)
+        ok, _ = await self._am("revoke_token", actor, user, token_id)
         if not ok:
             if self.local.owner(token_id) != user:
                 raise AmError(404, f"no token {token_id[:40]!r} for this user", "not_found")
@@ -128,7 +128,7 @@ class Tokens:
         if user_id is None:
             return None
         try:
-            user = await self.am.get_user(user_id)
+            user = await self.am.get_user(None, user_id)
         except AmError as exc:
             if exc.status == 404:
                 return None

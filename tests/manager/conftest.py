@@ -10,6 +10,8 @@ import pytest
 from applikant.manager.base import Event
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Store
+from tests.harness.cluster import Cluster
+from tests.manager.amharness import Am
 from tests.manager.helpers import RealKeys
 
 FAST = Passwords(fast=True)
@@ -45,3 +47,28 @@ def bob(store: Store) -> str:
 @pytest.fixture
 def root(store: Store) -> str:
     return store.add_user("root", actor=SYSTEM, is_admin=True).id
+
+
+# ---- am as a real process (service, hook and CLI tests) ----------------------
+
+
+@pytest.fixture(scope="module")
+def am_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster (config, portmapper) shared by one test module."""
+    c = Cluster(tmp_path_factory.mktemp("amcluster"))
+    try:
+        c.start_portmapper()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def am(am_cluster: Cluster) -> Iterator[Am]:
+    """am running on a real SQLite file, shared by one test module: tests use
+    names of their own."""
+    daemon = Am(am_cluster).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()

@@ -1,0 +1,201 @@
+"""am_user_db through a real am process: users, keys, groups, who may do what,
+and bad input answered with a typed error that changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.manager.amharness import Am, add_user
+from tests.manager.helpers import RealKeys, random_ed25519_line
+
+
+def snapshot(am: Am) -> tuple[Any, int]:
+    """What a refused call must leave as it was: the counts and the audit log."""
+    last = am.repos("query_audit", query={"limit": 1})
+    return am.repos("counts"), (last[0]["id"] if last else 0)
+
+
+def test_user_lifecycle(am: Am) -> None:
+    user = add_user(am, "ulife", display_name="U Life", email="u@example.org",
+                    password="a-good-password")
+    assert user["login"] == "ulife" and user["id"].startswith("user-")
+    assert user["has_password"] and not user["is_admin"] and not user["disabled"]
+    assert am.users("get_user", user="ulife")["id"] == user["id"]
+    assert am.users("get_user", user=user["id"])["email"] == "u@example.org"
+    assert "ulife" in [u["login"] for u in am.users("list_users")]
+
+    changed = am.users("update_user", actor="system", user="ulife", display_name="Renamed")
+    assert changed["display_name"] == "Renamed" and changed["email"] == "u@example.org"
+
+    ok = am.users("verify_password", login="ulife", password="a-good-password")
+    assert ok is not None and ok["id"] == user["id"]
+    assert am.users("verify_password", login="ulife", password="wrong-password") is None
+    assert am.users("verify_password", login="nobody-here", password="x") is None
+
+    assert am.users("disable_user", actor="system", user="ulife")["disabled"] is True
+    assert am.users("verify_password", login="ulife", password="a-good-password") is None
+    assert am.users("enable_user", actor="system", user="ulife")["disabled"] is False
+    assert am.users("set_admin", actor="system", user="ulife", is_admin=True)["is_admin"]
+    am.users("set_password", actor="system", user="ulife", password="another-password-2")
+    assert am.users("verify_password", login="ulife", password="another-password-2")
+
+    actions = [e["action"] for e in am.repos("query_audit", query={"actor": "system",
+                                                                   "limit": 20})]
+    for action in ("user.add", "user.update", "user.disable", "user.enable", "user.admin",
+                   "user.passwd"):
+        assert action in actions
+
+
+def test_keys_and_groups(am: Am, real_keys: RealKeys) -> None:
+    owner = add_user(am, "kowner")
+    line = real_keys.public("svc_ed", "ed25519")
+    key = am.users("add_key", actor="system", user="kowner", key=line)
+    bits, fingerprint, _ = real_keys.keygen_fingerprint("svc_ed")
+    assert key["fingerprint"] == fingerprint and key["bits"] == bits
+    assert key["user"] == owner["id"] and key["title"] == "svc_ed@test"
+    assert am.users("find_key", fingerprint=fingerprint)["id"] == key["id"]
+    assert am.users("find_key", fingerprint="SHA256:nope") is None
+    assert am.users("get_key", key=key["id"])["fingerprint"] == fingerprint
+    assert fingerprint in {k["fingerprint"] for k in am.users("all_keys")}
+    assert [k["id"] for k in am.users("list_keys", user="kowner")] == [key["id"]]
+
+    # A disabled user's keys vanish from what sshd is given, and come back.
+    am.users("disable_user", actor="system", user="kowner")
+    assert am.users("find_key", fingerprint=fingerprint) is None
+    assert fingerprint not in {k["fingerprint"] for k in am.users("all_keys")}
+    am.users("enable_user", actor="system", user="kowner")
+    assert am.users("find_key", fingerprint=fingerprint) is not None
+
+    removed = am.users("remove_key", actor="system", key=fingerprint)
+    assert removed["id"] == key["id"]
+    assert am.users("list_keys", user="kowner") == []
+
+    group = am.users("create_group", actor="system", name="kteam", description="Team K")
+    assert group["members"] == []
+    assert am.users("add_member", actor="system", group="kteam", user="kowner")["members"] == [
+        "kowner"]
+    assert am.users("groups_of", user="kowner") == ["kteam"]
+    assert "kteam" in [g["name"] for g in am.users("list_groups")]
+    assert am.users("remove_member", actor="system", group="kteam", user="kowner")["members"] == []
+    am.users("delete_group", actor="system", group="kteam")
+    assert am.error("am_user_db", "get_group", {"group": "kteam"}).kind == "not_found"
+
+
+def test_users_act_for_themselves_only(am: Am) -> None:
+    me = add_user(am, "selfie", password="my-password-1")
+    other = add_user(am, "otherone")
+    mine = am.users("add_key", actor=me["id"], user="selfie", key=random_ed25519_line())
+    theirs = am.users("add_key", actor="system", user="otherone", key=random_ed25519_line())
+    assert am.users("list_keys", actor=me["id"], user=me["id"])[0]["id"] == mine["id"]
+    before = snapshot(am)
+    for method, args in [
+        ("add_key", {"user": "otherone", "key": random_ed25519_line()}),
+        ("list_keys", {"user": "otherone"}),
+        ("add_user", {"login": "sneaky"}),
+        ("disable_user", {"user": "otherone"}),
+        ("set_admin", {"user": "selfie", "is_admin": True}),
+        ("set_password", {"user": "otherone", "password": "taken-over-1"}),
+        ("create_group", {"name": "myteam"}),
+        ("all_keys", {}),
+        ("find_key", {"fingerprint": theirs["fingerprint"]}),
+        ("verify_password", {"login": "otherone", "password": "x"}),
+    ]:
+        err = am.error("am_user_db", method, {**args, "actor": me["id"]})
+        assert err.kind == "forbidden", (method, err)
+    # Someone else's key is "not found", which tells nothing about it.
+    err = am.error("am_user_db", "remove_key", {"actor": me["id"], "key": theirs["id"]})
+    assert err.kind == "not_found"
+    assert am.error("am_user_db", "get_key", {"actor": me["id"], "key": theirs["id"]}).kind == "not_found"
+    assert snapshot(am) == before
+    # Others' emails are hidden from users; their own is not.
+    assert am.users("get_user", actor=me["id"], user=other["id"])["email"] == ""
+    am.users("set_password", actor=me["id"], user="selfie", password="my-new-password")
+    am.users("remove_key", actor=me["id"], key=mine["id"])
+    # A disabled or unknown actor may do nothing at all.
+    am.users("disable_user", actor="system", user="selfie")
+    assert am.error("am_user_db", "list_keys", {"actor": me["id"], "user": me["id"]}).kind == "forbidden"
+    assert am.error("am_user_db", "get_user", {"actor": "user-99999", "user": "otherone"}).kind == "forbidden"
+    assert am.error("am_user_db", "get_user", {"actor": "root", "user": "otherone"}).kind == "forbidden"
+
+
+BAD_USER_CALLS = [
+    ("add_user", {"actor": "system"}, "bad_request", "'login' is required"),
+    ("add_user", {"login": "nobody1"}, "bad_request", "'actor' is required"),
+    ("add_user", {"actor": "system", "login": 42}, "bad_request", "'login' must be a string"),
+    ("add_user", {"actor": "system", "login": "ok1", "is_admin": "yes"}, "bad_request",
+     "'is_admin' must be true or false"),
+    ("add_user", {"actor": "system", "login": "ok2", "shoe_size": 44}, "bad_request",
+     "unknown field 'shoe_size'"),
+    ("add_user", ["system", "ok3"], "bad_request", "must be a map"),
+    ("add_user", {"actor": "system", "login": "../etc"}, "bad_request", "login"),
+    ("add_user", {"actor": "system", "login": "-dash"}, "bad_request", "login"),
+    ("add_user", {"actor": "system", "login": "x" * 65}, "bad_request", "login"),
+    ("add_user", {"actor": "system", "login": "user-12"}, "bad_request", "login"),
+    ("add_user", {"actor": "system", "login": "admin"}, "bad_request", "reserved"),
+    ("add_user", {"actor": "system", "login": "ok4", "email": "not-an-email"}, "bad_request",
+     "email"),
+    ("add_user", {"actor": "system", "login": "ok5", "password": "short"}, "bad_request",
+     "password"),
+    ("add_user", {"actor": "system", "login": "taken"}, "conflict", "already taken"),
+    ("add_user", {"actor": "user-99999", "login": "ok6"}, "forbidden", "no account"),
+    ("add_user", {"actor": "nobody", "login": "ok7"}, "forbidden", "neither system"),
+    ("get_user", {"user": "ghost"}, "not_found", "ghost"),
+    ("get_user", {"user": None}, "bad_request", "'user' must be a string"),
+    ("disable_user", {"actor": "system", "user": "user-424242"}, "not_found", "user-424242"),
+    ("set_admin", {"actor": "system", "user": "taken", "is_admin": 1}, "bad_request",
+     "'is_admin' must be true or false"),
+    ("add_key", {"actor": "system", "user": "taken", "key": "garbage"}, "bad_request", "key"),
+    ("add_key", {"actor": "system", "user": "taken", "key": "ssh-ed25519 AAAA"},
+     "bad_request", "key"),
+    ("add_key", {"actor": "system", "user": "taken", "key": b"ssh-ed25519 AAAA"},
+     "bad_request", "'key' must be a string"),
+    ("add_key", {"actor": "system", "user": "ghost", "key": random_ed25519_line()},
+     "not_found", "ghost"),
+    ("add_key", {"actor": "system", "user": "taken"}, "bad_request", "'key' is required"),
+    ("remove_key", {"actor": "system", "key": "key-999999"}, "not_found", "key-999999"),
+    ("remove_key", {"actor": "system", "key": "rubbish"}, "bad_request", "fingerprint"),
+    ("create_group", {"actor": "system", "name": "taken"}, "conflict", "already taken"),
+    ("create_group", {"actor": "system", "name": "bad/name"}, "bad_request", "group name"),
+    ("add_member", {"actor": "system", "group": "nogroup", "user": "taken"}, "not_found",
+     "nogroup"),
+    ("subscribe", {"service": 5}, "bad_request", "'service' must be a string"),
+    ("no_such_method", {}, "no_such_method", "no_such_method"),
+]
+
+
+@pytest.mark.parametrize("method,args,kind,words", BAD_USER_CALLS,
+                         ids=[f"{m}-{i}" for i, (m, *_) in enumerate(BAD_USER_CALLS)])
+def test_bad_input_is_refused_and_changes_nothing(am: Am, method: str, args: Any, kind: str,
+                                                  words: str) -> None:
+    try:
+        add_user(am, "taken")
+    except Exception:
+        pass  # made by an earlier case
+    before = snapshot(am)
+    err = am.error("am_user_db", method, args)
+    assert err.kind == kind, err
+    assert words in err.message, err.message
+    assert "Traceback" not in err.message
+    assert snapshot(am) == before
+
+
+def test_weak_and_duplicate_keys(am: Am, real_keys: RealKeys) -> None:
+    add_user(am, "keyholder")
+    add_user(am, "keythief")
+    before = snapshot(am)
+    weak = real_keys.public("weak_rsa", "rsa", 1024)
+    err = am.error("am_user_db", "add_key", {"actor": "system", "user": "keyholder", "key": weak})
+    assert err.kind == "bad_request" and "2048" in err.message
+    assert snapshot(am) == before
+    line = real_keys.public("dup_ed", "ed25519")
+    am.users("add_key", actor="system", user="keyholder", key=line)
+    before = snapshot(am)
+    # Admins are told whose key it is; the user is not.
+    err = am.error("am_user_db", "add_key", {"actor": "system", "user": "keythief", "key": line})
+    assert err.kind == "conflict" and "keyholder" in err.message
+    thief = am.users("get_user", user="keythief")["id"]
+    err = am.error("am_user_db", "add_key", {"actor": thief, "user": thief, "key": line})
+    assert err.kind == "conflict" and "keyholder" not in err.message
+    assert snapshot(am) == before

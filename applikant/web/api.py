@@ -43,7 +43,7 @@ class ApiError(Exception):
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=16384)
+    model_config = ConfigDict(extra="forbid", strict=True, str_max_length=16384)
 
 
 class RepoCreate(_In):

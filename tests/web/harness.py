@@ -34,6 +34,11 @@ class WebSite(GitSite):
         super().__init__(tmp, af_toml=aw, **kwargs)
         self.aw_proc: procs.Proc | None = None
         self.admin_id = ""
+        self._clients: list[httpx.Client] = []
+
+    def stop(self) -> None:
+        self.close_clients()
+        super().stop()
 
     def start(self) -> None:
         super().start()
@@ -52,7 +57,14 @@ class WebSite(GitSite):
     # ---- clients ------------------------------------------------------------------
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=30, follow_redirects=False, **kwargs)
+        """An httpx client for aw; closed by `close_clients` (after each test)."""
+        c = httpx.Client(base_url=self.base, timeout=30, follow_redirects=False, **kwargs)
+        self._clients.append(c)
+        return c
+
+    def close_clients(self) -> None:
+        while self._clients:
+            self._clients.pop().close()
 
     def login(self, login: str, password: str) -> httpx.Client:
         """A client with a logged-in session; AssertionError if the login fails."""

@@ -1,0 +1,35 @@
+"""One running suite (portmapper, am, af, sshd, aw) shared by aw's end-to-end tests.
+
+Starting it costs about two seconds; the tests use names of their own so that
+they do not depend on each other's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.web.harness import WebSite
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebSite]:
+    with WebSite(tmp_path_factory.mktemp("web")) as s:
+        yield s
+
+
+@pytest.fixture
+def name() -> str:
+    """A fresh name for users, groups and repositories of one test."""
+    return f"t{next(_names)}x"
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "site" in request.fixturenames:
+        request.getfixturevalue("site").close_clients()

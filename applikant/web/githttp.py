@@ -41,6 +41,9 @@ CHUNK = 256 * 1024
 #: Largest (decompressed) negotiation a client may send; real ones are far smaller.
 MAX_REQUEST = 256 * 1024 * 1024
 _PROTOCOL_OK = re.compile(r"[A-Za-z0-9=:._-]{1,256}\Z")
+# am's name rules (manager/names.py), checked here too so that a path that can
+# never name a repository is answered 404 without asking anyone.
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -94,6 +97,10 @@ class GitHttp:
         if action == "info/refs" and service != "git-upload-pack":
             await _text(send, 403, "this server speaks git's smart HTTP protocol only; "
                                    "use git 1.6.6 or newer\n")
+            return
+        if not (_NAME_OK.match(m["owner"]) and _NAME_OK.match(m["name"])) \
+                or ".." in m["owner"] + m["name"]:
+            await _text(send, 404, "repository not found\n")
             return
         client = (scope.get("client") or ("", 0))[0]
         try:

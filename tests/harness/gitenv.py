@@ -67,7 +67,8 @@ class User:
 class GitSite:
     """See the module docstring. ``keys_mode`` is af's ("file" or "command")."""
 
-    def __init__(self, tmp: Path, *, keys_mode: str = "file", af_toml: str = "") -> None:
+    def __init__(self, tmp: Path, *, keys_mode: str = "file", af_toml: str = "",
+                 extra_keys_files: tuple[Path, ...] = ()) -> None:
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.keys_mode = keys_mode
@@ -97,7 +98,7 @@ class GitSite:
             sshd_extra = (f"AuthorizedKeysCommand {keys_for} --config {self.cluster.config} %u %f\n"
                           "AuthorizedKeysCommandUser root\n")
         self.sshd = SshServer(self.tmp, authorized_keys=self.keys_file if keys_mode == "file" else None,
-                              extra_config=sshd_extra)
+                              extra_config=sshd_extra, extra_keys_files=extra_keys_files)
         self._n = 0
 
     # ---- lifecycle -------------------------------------------------------------

@@ -108,7 +108,8 @@ class SshServer:
     created empty), ``log_path``, ``config_path``, ``host_key``.
 
     ``extra_config`` is appended to sshd_config (e.g. ``AuthorizedKeysCommand``
-    lines). With ``port=None`` a free port is chosen, and another one tried if
+    lines). ``extra_keys_files`` are read after ``authorized_keys`` (a file
+    af does not rewrite, e.g. for a plain key in benchmarks). With ``port=None`` a free port is chosen, and another one tried if
     it was taken in between.
     """
 
@@ -120,12 +121,14 @@ class SshServer:
         user: str | None = None,
         authorized_keys: str | os.PathLike[str] | None = None,
         extra_config: str = "",
+        extra_keys_files: tuple[str | os.PathLike[str], ...] = (),
     ) -> None:
         self.dir = Path(tmp_dir).absolute() / "sshd"
         self.requested_port = port
         self.user = user or pwd.getpwuid(os.geteuid()).pw_name
         self.authorized_keys = Path(authorized_keys) if authorized_keys else self.dir / "authorized_keys"
         self.extra_config = extra_config
+        self.extra_keys_files = [Path(p) for p in extra_keys_files]
         self.config_path = self.dir / "sshd_config"
         self.log_path = self.dir / "sshd.log"
         self.pid_path = self.dir / "sshd.pid"
@@ -228,7 +231,7 @@ ListenAddress 127.0.0.1
 Port {self.port}
 HostKey {self.host_key}
 PidFile {self.pid_path}
-AuthorizedKeysFile {self.authorized_keys}
+AuthorizedKeysFile {" ".join(str(p) for p in [self.authorized_keys, *self.extra_keys_files])}
 AllowUsers {self.user}
 PermitRootLogin {root_login}
 StrictModes no

@@ -5,8 +5,8 @@
 - CSRF: one random token per session, put into every form as a hidden field
   and compared in constant time on every POST (`check_csrf`).
 - `Throttle`: failed logins counted per login name and per client address;
-  after `free` failures each further attempt must wait twice as long as the
-  last (capped), and the wait is shown to the user. A success clears the
+  after `free` failures (5 per login, 30 per address) each further attempt
+  must wait twice as long as the last (capped), and the wait is shown to the user. A success clears the
   login's count, not the address's.
 """
 
@@ -90,18 +90,28 @@ class Throttle:
     """Slows down repeated failed logins; see the module docstring."""
 
     def __init__(self, free: int = 5, base: float = 1.0, cap: float = 300.0,
-                 forget: float = 3600.0, clock=time.monotonic) -> None:
+                 forget: float = 3600.0, clock=time.monotonic,
+                 free_by_prefix: dict[str, int] | None = None) -> None:
         self.free = free
+        # An address (a NAT, an office) is shared by many people: it gets more slack.
+        self.free_by_prefix = free_by_prefix if free_by_prefix is not None else {"addr:": 30}
         self.base = base
         self.cap = cap
         self.forget = forget
         self.clock = clock
         self._seen: dict[str, _Failures] = {}
 
-    def _delay(self, f: _Failures) -> float:
-        if f.count < self.free:
+    def _free(self, key: str) -> int:
+        for prefix, free in self.free_by_prefix.items():
+            if key.startswith(prefix):
+                return free
+        return self.free
+
+    def _delay(self, key: str, f: _Failures) -> float:
+        free = self._free(key)
+        if f.count < free:
             return 0.0
-        return min(self.base * 2 ** (f.count - self.free), self.cap)
+        return min(self.base * 2 ** (f.count - free), self.cap)
 
     def wait(self, *keys: str) -> float:
         """Seconds before another attempt for these keys is allowed (0: go ahead)."""
@@ -114,7 +124,7 @@ class Throttle:
             if now - f.last > self.forget:
                 del self._seen[key]
                 continue
-            longest = max(longest, f.last + self._delay(f) - now)
+            longest = max(longest, f.last + self._delay(key, f) - now)
         return max(longest, 0.0)
 
     def failed(self, *keys: str) -> None:

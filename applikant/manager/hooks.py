@@ -65,6 +65,16 @@ async def fast_forward(git_dir: str, old: str, new: str, env: dict[str, str] | N
     return None
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    """Cancelled, or a group of nothing but (a nursery's way of passing it on)."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return False
+
+
 class HookApi(Service):
     NAME = "am_hook_api"
     METHODS = ("handle_hook", "stats")
@@ -91,9 +101,11 @@ class HookApi(Service):
             if req.hook == "post-receive":
                 return await self._record(req, node)
             return {"ok": True, "messages": []}
-        except trio.Cancelled:
-            self.cancelled += 1
-            log.info("hook_cancelled", hook=req.hook, repo=req.repo, user=req.user, peer=node)
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                self.cancelled += 1
+                log.info("hook_cancelled", hook=req.hook, repo=req.repo, user=req.user,
+                         peer=node)
             raise
         finally:
             self.in_flight -= 1

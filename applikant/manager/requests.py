@@ -57,6 +57,8 @@ def _describe(error: Any) -> str:
         return f"field {loc!r} is required"
     if kind == "extra_forbidden":
         return f"unknown field {loc!r}"
+    if kind == "literal_error":
+        return f"field {loc!r} must be {error['ctx']['expected']}"
     if kind in _TYPE_WORDS:
         return f"field {loc!r} must be {_TYPE_WORDS[kind]}"
     return f"field {loc!r}: {error['msg']}"

@@ -71,8 +71,9 @@ async def dashboard(request: Request) -> Response:
         nodes, cluster_error = [], exc.message
     repos = await am.list_repos(viewer.id)
     mine = [r for r in repos if r["owner"] == viewer.login][:10]
+    logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
     return render(request, "dashboard.html", counts=counts, pushes=pushes, nodes=nodes,
-                  cluster_error=cluster_error, mine=mine)
+                  cluster_error=cluster_error, mine=mine, logins=logins)
 
 
 async def tokens_page(request: Request) -> Response:
@@ -140,7 +141,9 @@ async def audit(request: Request) -> Response:
         if exc.status != 400:
             raise
         error = exc.message
-    return render(request, "audit.html", entries=entries, filters=filters, error=error)
+    logins = {u["id"]: u["login"] for u in await web_of(request).am.list_users(viewer.id)}
+    return render(request, "audit.html", entries=entries, filters=filters, error=error,
+                  logins=logins)
 
 
 async def login_redirect(request: Request) -> Response:

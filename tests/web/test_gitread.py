@@ -1,0 +1,78 @@
+"""gitread on a real bare repository: refs, log, trees, blobs, refused refs and paths."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from applikant.web import gitread
+from tests.harness.gitenv import git_env
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> str:
+    env = git_env(tmp_path)
+    work = tmp_path / "w"
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+
+    work.mkdir()
+    git("init", "-q", "-b", "main")
+    (work / "README.md").write_text("# Title\n")
+    (work / "dir").mkdir()
+    (work / "dir" / "a.txt").write_text("a\n")
+    (work / "bin.dat").write_bytes(b"\x00\x01" * 10)
+    (work / "big.txt").write_text("x" * 1000)
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    git("tag", "v1")
+    git("checkout", "-q", "-b", "feature/x")
+    git("commit", "-q", "--allow-empty", "-m", "two")
+    root = tmp_path / "root"
+    (root / "o").mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "o" / "r.git")],
+                   env=env, check=True)
+    return str(root)
+
+
+async def test_refs_log_tree_blob(bare: str) -> None:
+    path = gitread.repo_path(bare, "o/r")
+    refs = {r.name: r.kind for r in await gitread.refs(path)}
+    assert refs == {"main": "branch", "feature/x": "branch", "v1": "tag"}
+    commit = await gitread.resolve(path, "feature/x")
+    assert [c.subject for c in await gitread.log(path, commit)] == ["two", "one"]
+    entries = await gitread.ls_tree(path, commit)
+    assert [e.name for e in entries][0] == "dir"
+    assert [e.name for e in await gitread.ls_tree(path, commit, "dir/")] == ["a.txt"]
+    blob = await gitread.read_blob(path, commit, "dir/a.txt")
+    assert blob.text() == "a\n" and not blob.binary
+    assert (await gitread.read_blob(path, commit, "bin.dat")).binary
+    part = await gitread.read_blob(path, commit, "big.txt", limit=100)
+    assert part.truncated and len(part.data) == 100 and part.size == 1000
+    readme = await gitread.find_readme(path, commit)
+    assert readme is not None and readme.path == "README.md"
+
+
+async def test_refusals(bare: str) -> None:
+    path = gitread.repo_path(bare, "o/r")
+    commit = await gitread.resolve(path, "main")
+    for bad in ("../x", "/etc/passwd", "dir/../../x", "a\x00b", "a\\b"):
+        with pytest.raises(gitread.GitReadError) as e:
+            await gitread.read_blob(path, commit, bad)
+        assert e.value.status == 400
+    for ref in ("--upload-pack=x", "main..v1", "a@{1}", "x" * 300, "a b"):
+        with pytest.raises(gitread.GitReadError) as e:
+            await gitread.resolve(path, ref)
+        assert e.value.status == 400
+    with pytest.raises(gitread.GitReadError) as e:
+        await gitread.resolve(path, "nope")
+    assert e.value.status == 404
+    with pytest.raises(gitread.GitReadError) as e:
+        await gitread.ls_tree(path, commit, "README.md")
+    assert e.value.status == 404
+    for name in ("../x", "o/../../x", "o", "o/r/s"):
+        with pytest.raises(ValueError):
+            gitread.repo_path(bare, name)

@@ -310,6 +310,9 @@ class Node:
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
             await trio.aclose_forcefully(stream)
             raise NodeDown(f"handshake with {peer} failed: {exc or 'timed out'}") from exc
+        except BaseException:  # cancelled mid-handshake: the socket must not leak
+            await trio.aclose_forcefully(stream)
+            raise
         if done.peer != peer:
             await trio.aclose_forcefully(stream)
             raise NodeDown(f"{host}:{port} answered as {done.peer}, not {peer}")
@@ -356,6 +359,9 @@ class Node:
                         reason=str(exc) or "no handshake within the deadline")
             await trio.aclose_forcefully(stream)
             return
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
         finally:
             if proto.peer is not None:
                 self._reserved.discard(proto.peer)

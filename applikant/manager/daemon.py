@@ -89,5 +89,6 @@ async def setup(node: Node, config: config_mod.Config, nursery: trio.Nursery) ->
         manager = open_manager(path, node)
     except (SchemaTooNew, sqlite3.Error) as exc:
         # run_daemon prints a ConfigError as one plain line and exits 1.
+        log.error("start_failed", db=path, reason=str(exc))
         raise envconfig.ConfigError(f"cannot open the database {path}: {exc}") from None
     await nursery.start(_serve, node, manager)

@@ -18,7 +18,7 @@ import os
 
 from applikant import envconfig
 from applikant.dist import blocking
-from applikant.dist.errors import DistError, RemoteError
+from applikant.dist.errors import CallTimeout, DistError, RemoteError
 from applikant.frontend import quicktoml
 
 __all__ = ["Client", "Unreachable", "CONNECT_TIMEOUT", "parse_config_option"]
@@ -47,21 +47,37 @@ class Client:
         except envconfig.ConfigError as exc:
             raise Unreachable(f"configuration problem on the server: {exc}") from None
         self.config_path = config_path or envconfig.config_path()
+        self._eph: blocking.EphemeralNode | None = None
 
     def call(self, service: str, method: str, args: object, *, prefix: str,
              timeout: float) -> object:
-        """Call ``service.method`` on af's node; af's reply, or :class:`Unreachable`."""
-        try:
-            with blocking.EphemeralNode(self.af_node, self.cookie, prefix=prefix,
-                                        settings=self.settings,
-                                        timeout=CONNECT_TIMEOUT) as eph:
-                return eph.call(service, method, args, node=self.af_node, timeout=timeout)
-        except RemoteError as exc:
-            raise Unreachable(f"the git service failed ({exc.kind}): {exc.message}") from None
-        except DistError as exc:
-            raise Unreachable(f"the git service (af) cannot be reached: {_first_line(exc)}") from None
-        except OSError as exc:  # belt and braces: the driver converts these already
-            raise Unreachable(f"the git service (af) cannot be reached: {exc}") from None
+        """Call ``service.method`` on af's node; af's reply, or :class:`Unreachable`.
+
+        The link stays open for the next call until :meth:`close` (``as`` makes
+        several during a push). A link af dropped meanwhile (it declares a
+        silent hidden node down after its tick time) is re-opened once; every
+        call af serves may be repeated (hook calls carry their event id).
+        """
+        for attempt in (1, 2):
+            fresh = self._eph is None
+            try:
+                if self._eph is None:
+                    self._eph = blocking.EphemeralNode(self.af_node, self.cookie, prefix=prefix,
+                                                       settings=self.settings, timeout=CONNECT_TIMEOUT)
+                return self._eph.call(service, method, args, node=self.af_node, timeout=timeout)
+            except RemoteError as exc:
+                raise Unreachable(f"the git service failed ({exc.kind}): {exc.message}") from None
+            except (DistError, OSError) as exc:
+                self.close()
+                if fresh or attempt == 2 or isinstance(exc, CallTimeout):
+                    raise Unreachable(f"the git service (af) cannot be reached: {_first_line(exc)}") from None
+        raise AssertionError("not reached")
+
+    def close(self) -> None:
+        """Close the link to af, if open."""
+        eph, self._eph = self._eph, None
+        if eph is not None:
+            eph.close()
 
     def af_section(self) -> dict:
         try:

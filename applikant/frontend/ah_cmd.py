@@ -69,16 +69,21 @@ def _read_stdin() -> str | None:
     return data.decode("utf-8", "replace")
 
 
-def _spool_locally(client: object | None, request: dict) -> str | None:
-    """Write the event to af's spool ourselves; the path, or None when impossible."""
+def spool_locally(raw: dict | None, request: dict) -> str | None:
+    """Write the event to af's spool ourselves; the path, or None when impossible.
+
+    ``raw`` is the config table when already read.
+    """
     from applikant import envconfig
     from applikant.frontend import spool
+    from applikant.frontend.afclient import load_raw
 
     try:
-        raw = client.raw if client is not None else envconfig.load_raw()  # type: ignore[attr-defined]
+        raw = raw if raw is not None else load_raw()
         af = envconfig.section(raw, "af")
         directory = af.get("spool_dir") or os.path.join(envconfig.data_dir(raw), "spool")
-        return spool.write(directory, request["event_id"], {"request": request, "spooled_by": "ah"})
+        by = "as" if "APPLIKANT_HOOK_PIPE" in os.environ else "ah"
+        return spool.write(directory, request["event_id"], {"request": request, "spooled_by": by})
     except (OSError, ValueError, envconfig.ConfigError):
         return None
 
@@ -87,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the hook named by ``argv[0]``; returns the exit status."""
     argv = list(sys.argv if argv is None else argv)
     hook = os.path.basename(argv[0]) if argv else ""
+    if hook not in HOOKS and hook not in _PASSTHROUGH:
+        # run by the hook wrapper script (hookpipe.py), which names the hook
+        hook = os.environ.get("APPLIKANT_HOOK", hook)
     if hook in _PASSTHROUGH:
         return 0
     if hook not in HOOKS:
@@ -112,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         client = Client()
         reply = client.call("af_hook_server", "handle_hook", request, prefix="ah",
                             timeout=TIMEOUTS[hook])
+        client.close()
     except Unreachable as exc:
         if hook == "pre-receive":
             _say(f"applikant: push refused, nothing changed: {exc}")
             return 1
-        if _spool_locally(client, request):
+        if spool_locally(client.raw if client is not None else None, request):
             _say("applikant: the push is done; it will be recorded when the git service is back")
         else:
             _say(f"applikant: the push is done but could not be recorded: {exc}")

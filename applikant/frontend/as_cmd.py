@@ -27,6 +27,12 @@ import sys
 
 from applikant.frontend.sshcommand import VERBS, CommandRefused, parse
 
+TYPE_CHECKING = False  # typing itself costs 2 ms to import, on every fetch
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from applikant.frontend.afclient import Client
+
 __all__ = ["main", "git_environ", "CALL_TIMEOUT"]
 
 #: Seconds af has to answer (it asks am with a shorter deadline of its own).
@@ -66,12 +72,11 @@ def git_environ(environ: dict[str, str], user: str, repo: str,
     return env
 
 
-def _info(client: object, user: str) -> int:
+def _info(client: Client, user: str) -> int:
     from applikant.frontend.afclient import Unreachable
 
     try:
-        reply = client.call("af_auth", "info", {"user": user}, prefix="as",  # type: ignore[attr-defined]
-                            timeout=CALL_TIMEOUT)
+        reply = client.call("af_auth", "info", {"user": user}, prefix="as", timeout=CALL_TIMEOUT)
     except Unreachable as exc:
         _say(str(exc))
         return 1
@@ -128,13 +133,55 @@ def main(argv: list[str] | None = None) -> int:
         _say("the git service gave no repository path; nothing was run")
         return 1
     env = git_environ(dict(os.environ), user, request.repo or "", config_path)
+    sys.stderr.flush()
+    if request.verb == "git-receive-pack":
+        # as stays the parent and answers the hooks itself (hookpipe.py).
+        from applikant.frontend import hookpipe
+
+        try:
+            return hookpipe.run_with_hooks([request.verb, path], env,
+                                           _hook_server(client, user, request.repo or "", path))
+        finally:
+            client.close()
+    client.close()
     try:
-        sys.stderr.flush()
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; git must not
         os.execvpe(request.verb, [request.verb, path], env)
     except OSError as exc:
         _say(f"cannot run {request.verb}: {exc.strerror}")
         return 1
     return 1  # not reached
+
+
+def _hook_server(client: Client, user: str, repo: str, path: str) -> Callable[[str, dict[str, str], str], tuple[bool, list[str]]]:
+    """What answers the hooks of one push: the same request ``ah`` would send,
+    over the link to af this process already has."""
+    from applikant.frontend.afclient import Unreachable
+    from applikant.frontend.ah_cmd import TIMEOUTS, new_event_id, spool_locally
+
+    def serve(hook: str, env: dict[str, str], stdin: str) -> tuple[bool, list[str]]:
+        request = {"hook": hook, "args": [], "stdin": stdin,
+                   "env": {**env, "APPLIKANT_USER": user, "APPLIKANT_REPO": repo},
+                   "cwd": path, "event_id": new_event_id()}
+        try:
+            reply = client.call("af_hook_server", "handle_hook", request, prefix="as",
+                                timeout=TIMEOUTS[hook])
+        except Unreachable as exc:
+            if hook == "pre-receive":
+                return False, [f"applikant: push refused, nothing changed: {exc}"]
+            if spool_locally(client.raw, request):
+                return True, ["applikant: the push is done; it will be recorded when the git service is back"]
+            return True, [f"applikant: the push is done but could not be recorded: {exc}"]
+        ok = isinstance(reply, dict) and reply.get("ok") is True
+        messages = reply.get("messages") if isinstance(reply, dict) else None
+        messages = [str(m) for m in messages] if isinstance(messages, list) else []
+        if hook == "pre-receive" and not ok and not messages:
+            messages = ["applikant: push refused"]
+        return ok or hook == "post-receive", messages
+
+    return serve
 
 
 if __name__ == "__main__":

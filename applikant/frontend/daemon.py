@@ -19,10 +19,13 @@ logs it and serves its own host through the local names.
 
 Files, from ``[af]`` (empty means under ``[node].data_dir``): ``repo_root``
 (``repos``), ``authorized_keys`` (``.ssh/authorized_keys``), ``spool_dir``
-(``spool``); ``hook_program`` and ``as_command`` default to ``applikant-ah`` and
-``applikant-as`` beside this Python, with ``--config PATH`` added to the latter
-when af was started with a config file other than the default one (sshd gives
-forced commands an empty environment).
+(``spool``); ``hook_program`` (the Python ``ah``) and ``as_command`` default to
+``applikant-ah`` and ``applikant-as`` beside this Python, with ``--config PATH``
+added to the latter when af was started with a config file other than the
+default one (sshd gives forced commands an empty environment). Hooks link to
+``<repo_root>/.applikant-hook``, a shell script af writes at start: ``as``
+answers it over pipes during SSH pushes, anything else runs ``ah`` through it
+(see hookpipe.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from applikant import envconfig
 from applikant.config import Config
 from applikant.dist.errors import NameTaken
 from applikant.dist.node import Node
+from applikant.frontend import authkeys, hookpipe
 from applikant.frontend.amlink import AmLink
 from applikant.frontend.hookserver import HookServer
 from applikant.frontend.mirror import EVENTS_SERVICE, Mirror
@@ -46,6 +50,9 @@ from applikant.logs import EventLog
 __all__ = ["setup", "Frontend", "default_as_command", "default_program"]
 
 log = EventLog("af")
+
+#: The script every hook links to, in the repo root (a name no repo can have).
+HOOK_SCRIPT = ".applikant-hook"
 
 
 def default_program(name: str) -> str:
@@ -72,9 +79,11 @@ class Frontend:
         self.keys_file = config.path(af.authorized_keys, os.path.join(".ssh", "authorized_keys"))
         self.spool_dir = config.path(af.spool_dir, "spool")
         self.as_command = af.as_command or default_as_command()
-        hook_program = af.hook_program or default_program("applikant-ah")
-        # pre-receive and post-receive only: see ah_cmd.py for why.
-        self.disk = RepoDisk(self.repo_root, hook_program, hooks=ESSENTIAL_HOOKS)
+        self.ah_program = af.hook_program or default_program("applikant-ah")
+        # Every hook links to a shell script that `as` answers over pipes, or
+        # that runs ah (hookpipe.py); pre-receive and post-receive only (ah_cmd.py).
+        self.hook_script = os.path.join(self.repo_root, HOOK_SCRIPT)
+        self.disk = RepoDisk(self.repo_root, self.hook_script, hooks=ESSENTIAL_HOOKS)
         self.link = AmLink(node, config.node_name("am"), af.am_retry)
         self.mirror = Mirror(self.link, self.disk, keys_mode=af.keys_mode, keys_file=self.keys_file,
                              as_command=self.as_command)
@@ -84,6 +93,16 @@ class Frontend:
         self.repos = RepoManager(self.disk, self.mirror)
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.on_connect)
+
+    def _write_hook_script(self) -> None:
+        content = hookpipe.wrapper_script(self.ah_program)
+        try:
+            with open(self.hook_script, encoding="utf-8") as f:
+                if f.read() == content and os.access(self.hook_script, os.X_OK):
+                    return
+        except OSError:
+            pass
+        authkeys.write_atomic(self.hook_script, content, mode=0o755)
 
     async def status(self, ctx: object, args: object) -> dict:
         """``af_status.status`` (local): the link to am and the mirror's progress."""
@@ -101,6 +120,7 @@ class Frontend:
     async def start(self, nursery: trio.Nursery) -> None:
         """Register the services and start the tasks; returns once they run."""
         await trio.to_thread.run_sync(self.disk.purge_trash)
+        await trio.to_thread.run_sync(self._write_hook_script)
         self.node.register_local(EVENTS_SERVICE, {"changed": self.mirror.changed})
         self.node.register_local("af_status", {"status": self.status})
         for name, handlers in self.services().items():

@@ -39,10 +39,11 @@ def portmapper(
     async def serve() -> None:
         from .. import sdnotify
 
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(pm.serve, bind, port or settings.portmapper_port)
-            sdnotify.notify(f"READY=1\nSTATUS=portmapper on {bind}:{bound}")
-            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        # The signal receiver first: a SIGTERM right after READY must stop us cleanly.
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(pm.serve, bind, port or settings.portmapper_port)
+                sdnotify.notify(f"READY=1\nSTATUS=portmapper on {bind}:{bound}")
                 async for _ in signals:
                     sdnotify.notify("STOPPING=1")
                     nursery.cancel_scope.cancel()

@@ -52,6 +52,7 @@ class AwSection(Section):
     public_url: str = ""  # empty: http://<listen>
     ssh_url: str = ""  # e.g. ssh://git@host:2222; shown as clone URL
     session_secret_file: str = ""  # empty: <data_dir>/session.key
+    repo_root: str = ""  # where aw reads repositories; empty: [af].repo_root (one host)
 
 
 class Config(Section):

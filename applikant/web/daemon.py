@@ -40,7 +40,8 @@ def make_web(node: Node, config: Config) -> Web:
     public_url = config.aw.public_url or f"http://{config.aw.listen}"
     return Web(am=am, auth=Auth(am, tokens, Throttle()),
                site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
-               repo_root=config.path(config.af.repo_root, "repos"), session_secret=secret)
+               repo_root=config.aw.repo_root or config.path(config.af.repo_root, "repos"),
+               session_secret=secret)
 
 
 def hypercorn_config(listen: str) -> HyperConfig:

@@ -1,23 +1,29 @@
-"""``ah``, the one program every hook of every managed repository links to.
+"""``ah``, the universal hook, in Python: for pushes that do not come through ``as``.
 
-git runs it as ``hooks/<name>`` with the repository as its working directory;
-the hook's name is ``argv[0]``'s basename. It sends af (``af_hook_server``,
-local name on af's node) the hook name, its arguments, its stdin, the
-environment variables that matter (``GIT_*``, ``APPLIKANT_*``, ``PWD``) and the
-working directory; prints the messages am answers with on stderr (git shows
-them to the pusher as ``remote: ...``) and exits with am's verdict.
+Every hook of every managed repository links to a shell script af writes
+(:mod:`applikant.frontend.hookpipe`). During a push over SSH, ``as`` answers
+that script itself over two pipes, and no Python starts for any hook. Anywhere
+else (a push made on the git host, another program running receive-pack) the
+script runs this program with the hook's name in ``APPLIKANT_HOOK`` (or git
+runs it directly when a hook links here: the name is then ``argv[0]``).
 
-Which hooks a push needs (each one is a Python process, ~20 ms to start):
+It sends af (``af_hook_server``, local name on af's node) the hook name, its
+arguments, its stdin, the environment variables that matter (``GIT_*``,
+``APPLIKANT_*``, ``PWD``) and the working directory; prints the messages am
+answers with on stderr (git shows them to the pusher as ``remote: ...``) and
+exits with am's verdict. ``as`` sends the very same request.
+
+Which hooks a push needs:
 
 * ``pre-receive``: the decision for all refs of the push at once. When af or
   am cannot be reached the push is refused (fails closed) and nothing changes.
 * ``post-receive``: records the push (audit log, builds, webhooks). It cannot
-  undo anything, so it never fails the push: when af cannot be reached, ``ah``
-  spools the event itself (:mod:`applikant.frontend.spool`) for af to deliver
+  undo anything, so it never fails the push: when af cannot be reached, the
+  event is spooled here (:mod:`applikant.frontend.spool`) for af to deliver
   when it is back; af does the same when am cannot be reached.
 * ``update`` and ``post-update`` are not installed by af (pre-receive already
-  sees every ref; post-update only serves dumb HTTP). If a repo still links
-  them here, they exit 0 at once without asking anyone.
+  sees every ref, one process per ref would be pure cost; post-update only
+  serves dumb HTTP). If a repo still links them here, they exit 0 at once.
 
 Imports neither trio, pydantic nor typer.
 """

@@ -1,0 +1,122 @@
+"""The hook wrapper script and as's side of the pipes, with a real /bin/sh and a
+stand-in for git-receive-pack that runs the hooks the way git does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from applikant.frontend import hookpipe
+
+OLD, NEW = "1" * 40, "2" * 40
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A directory with hooks linked to the wrapper, whose fallback ah logs its call."""
+    fake_ah = tmp_path / "fake-ah"
+    fake_ah.write_text('#!/bin/sh\necho "ah $APPLIKANT_HOOK $*" >&2\ncat >/dev/null\nexit 3\n')
+    fake_ah.chmod(0o755)
+    wrapper = tmp_path / "hook.sh"
+    wrapper.write_text(hookpipe.wrapper_script(str(fake_ah)))
+    wrapper.chmod(0o755)
+    hooks = tmp_path / "repo" / "hooks"
+    hooks.mkdir(parents=True)
+    for name in ("pre-receive", "post-receive", "update"):
+        (hooks / name).symlink_to(wrapper)
+    # receive-pack's stand-in: pre-receive, and post-receive only if that passed
+    fake_rp = tmp_path / "fake-receive-pack"
+    fake_rp.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "{OLD} {NEW} refs/heads/main" | GIT_QUARANTINE_PATH=./objects/q hooks/pre-receive || exit 1\n'
+        'hooks/update refs/heads/main x y || exit 9\n'
+        f'printf "%s\\n" "{OLD} {NEW} refs/heads/main" | hooks/post-receive\n'
+        "echo done\n"
+    )
+    fake_rp.chmod(0o755)
+    return tmp_path
+
+
+def _run(repo: Path, verdicts: dict[str, tuple[bool, list[str]]],
+         monkeypatch: pytest.MonkeyPatch) -> tuple[int, list, str]:
+    seen: list = []
+
+    def serve(hook: str, env: dict[str, str], stdin: str) -> tuple[bool, list[str]]:
+        seen.append((hook, env, stdin))
+        return verdicts[hook]
+
+    # the child's output goes to a file: the test process's stdout is pytest's
+    out = repo / "out.txt"
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        monkeypatch.chdir(repo / "repo")  # git runs hooks in the repository
+        code = hookpipe.run_with_hooks([str(repo / "fake-receive-pack")], dict(os.environ), serve)
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+    return code, seen, out.read_text()
+
+
+def test_push_accepted(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, seen, out = _run(repo, {"pre-receive": (True, ["applikant: fine"]),
+                                  "post-receive": (True, ["applikant: recorded", "."])}, monkeypatch)
+    assert code == 0
+    assert [s[0] for s in seen] == ["pre-receive", "post-receive"]
+    assert seen[0][1] == {"GIT_QUARANTINE_PATH": "./objects/q"}
+    assert seen[0][2] == f"{OLD} {NEW} refs/heads/main\n"
+    assert out == "applikant: fine\napplikant: recorded\napplikant:\ndone\n"
+
+
+def test_push_refused(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, seen, out = _run(repo, {"pre-receive": (False, ["applikant: no way", "second line"])}, monkeypatch)
+    assert code == 1
+    assert [s[0] for s in seen] == ["pre-receive"]
+    assert out == "applikant: no way\nsecond line\n"
+
+
+def test_without_as_the_wrapper_runs_ah(repo: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != hookpipe.MARKER}
+    r = subprocess.run([str(repo / "repo" / "hooks" / "pre-receive"), "arg"], input="x\n", env=env,
+                       capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (3, "ah pre-receive arg\n")
+    r = subprocess.run([str(repo / "repo" / "hooks" / "update")], env=env, capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_a_hook_without_as_behind_the_pipes_fails(repo: Path) -> None:
+    """APPLIKANT_HOOK_PIPE set but no fd 7: the hook fails, so pre-receive refuses."""
+    r = subprocess.run([str(repo / "repo" / "hooks" / "pre-receive")], input="x\n",
+                       env={**os.environ, hookpipe.MARKER: "1"}, capture_output=True, text=True)
+    assert r.returncode != 0
+
+
+def test_exit_status_of_a_killed_child(tmp_path: Path) -> None:
+    prog = tmp_path / "suicide"
+    prog.write_text("#!/bin/sh\nkill -TERM $$\n")
+    prog.chmod(0o755)
+    assert hookpipe.run_with_hooks([str(prog)], dict(os.environ), lambda *a: (True, [])) == 128 + 15
+
+
+def test_parse_request() -> None:
+    hook, env, stdin = hookpipe.parse_request(
+        "hook post-receive\nenv GIT_OBJECT_DIRECTORY /x\nenv GIT_QUARANTINE_PATH \n"
+        f"{OLD} {NEW} refs/heads/a\n{OLD} {NEW} refs/tags/b")
+    assert (hook, env) == ("post-receive", {"GIT_OBJECT_DIRECTORY": "/x"})
+    assert stdin == f"{OLD} {NEW} refs/heads/a\n{OLD} {NEW} refs/tags/b\n"
+    for bad in ("", "hook update", "hook pre-receive\nenv PATH /bin", "nonsense"):
+        with pytest.raises(ValueError):
+            hookpipe.parse_request(bad)
+
+
+def test_wrapper_refuses_odd_ah_paths() -> None:
+    for bad in ("relative/ah", "/a'b", "/a\nb"):
+        with pytest.raises(ValueError):
+            hookpipe.wrapper_script(bad)

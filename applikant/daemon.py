@@ -42,7 +42,7 @@ async def serve(component: str, cfg: config_mod.Config, setup: Setup, grace: flo
                 if interval:
                     nursery.start_soon(_watchdog, interval)
                 sdnotify.notify(f"READY=1\nSTATUS={component} serving as {name}")
-                log.info("ready", component=component, port=node.port)
+                log.info("ready", daemon=component, port=node.port)
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     sdnotify.notify("STOPPING=1")
@@ -60,8 +60,13 @@ def run_daemon(component: str, setup: Setup, config_path: str | None = None) -> 
         sys.exit(1)
     logs.setup(cfg.node.log_level)
     try:
-        trio.run(serve, component, cfg, setup)
+        try:
+            trio.run(serve, component, cfg, setup)
+        except BaseExceptionGroup as group:  # a lone start error, not a group of them
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
     except (DistError, envconfig.ConfigError, OSError) as exc:
-        log.error("start_failed", component=component, reason=str(exc))
+        log.error("start_failed", daemon=component, reason=str(exc))
         print(f"applikant {component}: {exc}", file=sys.stderr)
         sys.exit(1)

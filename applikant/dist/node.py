@@ -660,7 +660,7 @@ class Node:
             except OSError as exc:
                 if first and trio.current_time() > give_up:
                     raise NodeStartError(
-                        f"no portmapper at {s.portmapper_host}:{s.portmapper_port} ({exc.strerror}); "
+                        f"no portmapper at {s.portmapper_host}:{s.portmapper_port} ({exc.strerror or exc}); "
                         "start one with `applikant portmapper`") from exc
                 await trio.sleep(0.1)
                 continue

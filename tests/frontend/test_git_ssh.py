@@ -146,6 +146,30 @@ def test_key_added_then_removed(site: GitSite, alice: User) -> None:
     assert carol.pub.split()[1] not in site.keys_file.read_text()
 
 
+def test_repo_renamed_and_deleted_in_am_follow_on_disk(site: GitSite, alice: User, tmp_path: Path) -> None:
+    site.create_repo("alice/before")
+    work = tmp_path / "w"
+    site.clone(alice, "alice/before", work)
+    tip = site.commit(work)
+    site.push(alice, work)
+    site.call_am("am_repo_db", "rename_repo", {"repo": "alice/before", "new_path": "alice/after"})
+    wait_for(lambda: site.head("alice/after") == tip, 2, "the rename on disk")
+    assert not (site.repo_root / "alice/before.git").exists()
+    assert tip in site.git(alice, "ls-remote", site.url("alice/after")).stdout
+    site.call_am("am_repo_db", "delete_repo", {"repo": "alice/after"})
+    wait_for(lambda: not (site.repo_root / "alice/after.git").exists(), 2, "the deletion on disk")
+    assert not [p for p in site.repo_root.iterdir() if p.name.startswith(".trash")]
+
+
+def test_disabled_user_locked_out_at_once(site: GitSite) -> None:
+    hal = site.add_user("hal")
+    assert site.ssh(hal, "info").returncode == 0
+    site.call_am("am_user_db", "disable_user", {"user": hal.id})
+    wait_for(lambda: site.ssh(hal, "info").returncode == 255, 1.0, "the disabled user's key to stop working")
+    site.call_am("am_user_db", "enable_user", {"user": hal.id})
+    wait_for(lambda: site.ssh(hal, "info").returncode == 0, 1.0, "the key to work again")
+
+
 def test_twenty_concurrent_pushes_from_five_users(site: GitSite, alice: User, tmp_path: Path) -> None:
     site.create_repo("alice/busy")
     users = [alice] + [site.add_user(f"pusher{i}") for i in range(4)]
@@ -282,6 +306,9 @@ def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) 
                                                 or "am" in r.stderr), r.stderr
     # nothing the user was told was refused landed in the repository
     assert site.head("dave/stream") == ok[-1]
+    # af subscribed again: a key added now works at once
+    ivy = site.add_user("ivy", wait=False)
+    wait_for(lambda: site.ssh(ivy, "info").returncode == 0, 1.0, "a key added after am's return")
 
 
 def test_af_restarted(own_site: GitSite, tmp_path: Path) -> None:

@@ -102,3 +102,43 @@ def global_names(node: NodeOpt = None, json_out: JsonOpt = False) -> None:
         common.emit_json(found)
     else:
         common.table(sorted(found.items()), ["name", "node"])
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+@app.command()
+def status(json_out: JsonOpt = False) -> None:
+    """One screen: every node am knows, up or down, its uptime, names and last errors."""
+    raw = common.raw_config()
+    am = envconfig.am_node(raw)
+    cluster = common.call("am_observer", "cluster", {}, peer=am)
+    rows, report = [], []
+    nodes = [{"node": am, "state": "up", "errors": []}] + list(cluster.get("nodes", []))
+    for entry in nodes:
+        name = entry["node"]
+        info: dict = {}
+        if entry.get("state") == "up":
+            try:
+                info = common.call_quietly("node", "info", peer=name, node=name) or {}
+            except common.CallFailed as exc:
+                info = {"error": str(exc)}
+        errors = entry.get("errors") or []
+        last_error = errors[-1]["error"] if errors else (entry.get("last_down_reason") or "")
+        rows.append([name, entry.get("state", "?"),
+                     _uptime(info["uptime_s"]) if "uptime_s" in info else "-",
+                     ", ".join(info.get("own_names", [])) or "-", last_error[:60]])
+        report.append({**entry, "info": info})
+    if json_out:
+        common.emit_json({"am": am, "nodes": report})
+    else:
+        common.table(rows, ["node", "state", "uptime", "global names", "last error"])

@@ -56,22 +56,36 @@ def explain(exc: DistError, peer: str) -> str:
     return str(exc)
 
 
-def call(target: str, method: str, args: Any = None, *, peer: str | None = None,
-         node: str | None = None, timeout: float | None = None) -> Any:
-    """One call through an ephemeral node connected to `peer` (am by default)."""
+class CallFailed(Exception):
+    """A call did not succeed; the message is already explained for people."""
+
+
+def call_quietly(target: str, method: str, args: Any = None, *, peer: str | None = None,
+                 node: str | None = None, timeout: float | None = None) -> Any:
+    """One call through an ephemeral node connected to `peer` (am by default);
+    CallFailed with a plain message when it does not succeed."""
     raw = raw_config()
     try:
         cookie = envconfig.cookie(raw)
         settings = envconfig.dist_settings(raw)
         peer = peer or envconfig.am_node(raw)
     except envconfig.ConfigError as exc:
-        fail(str(exc))
+        raise CallFailed(str(exc)) from None
     try:
         return blocking.call(peer, cookie, target, method, args, node=node,
                              settings=settings, timeout=timeout, prefix="cli")
     except DistError as exc:
-        fail(explain(exc, peer))
+        raise CallFailed(explain(exc, peer)) from None
     except ValueError as exc:  # a bad node name
+        raise CallFailed(str(exc)) from None
+
+
+def call(target: str, method: str, args: Any = None, *, peer: str | None = None,
+         node: str | None = None, timeout: float | None = None) -> Any:
+    """call_quietly, or one line on stderr and exit 1."""
+    try:
+        return call_quietly(target, method, args, peer=peer, node=node, timeout=timeout)
+    except CallFailed as exc:
         fail(str(exc))
 
 

@@ -88,3 +88,26 @@ def restore(src: Annotated[Path, typer.Argument(help="a directory made by applik
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(f"restored the database and {len(manifest['repos'])} repositories from {src}")
+
+
+@app.command()
+def doctor(json_out: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False
+           ) -> None:
+    """Check what operators get wrong, and say how to fix each."""
+    from .. import config as config_mod
+    from ..ops.doctor import run_checks
+
+    try:
+        cfg = config_mod.load()
+    except envconfig.ConfigError as exc:
+        common.fail(f"{exc} (fix the config file first)")
+    checks = run_checks(cfg)
+    if json_out:
+        common.emit_json([c.as_dict() for c in checks])
+    else:
+        for c in checks:
+            typer.echo(f"{c.status.upper():5} {c.name}: {c.found}")
+            if c.fix and c.status in ("fail", "warn"):
+                typer.echo(f"      fix: {c.fix}")
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)

@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return hookpipe.run_with_hooks([request.verb, path], env,
-                                           _hook_server(client, user, request.repo or "", path))
+                                           _hook_server(client, user, request.repo or "", path),
+                                           on_idle=client.close)
         finally:
             client.close()
     client.close()

@@ -116,13 +116,16 @@ def _high(fd: int) -> int:
 
 
 def run_with_hooks(argv: list[str], env: dict[str, str],
-                   serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]]) -> int:
+                   serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]],
+                   on_idle: Callable[[], None] | None = None, idle_after: float = 2.0) -> int:
     """Run ``argv`` (git-receive-pack) as a child with the hook pipes; answer each
     hook request with ``serve(hook, env, stdin) -> (ok, messages)``; return the
     child's exit status (128 + signal number when killed).
 
-    The child keeps stdin, stdout and stderr: the SSH channel. The loop ends when
-    the child exits (not at end-of-file on the pipe: a ``git gc --auto`` it
+    ``on_idle`` is called when no hook request came for ``idle_after`` seconds
+    (``as`` closes its link to af then, rather than let af see a silent peer
+    during a long upload). The child keeps stdin, stdout and stderr: the SSH
+    channel. The loop ends when the child exits (not at end-of-file on the pipe: a ``git gc --auto`` it
     leaves running in the background may hold the pipe open much longer).
     """
     env = dict(env)
@@ -151,7 +154,9 @@ def run_with_hooks(argv: list[str], env: dict[str, str],
     pipe_open = True
     try:
         while True:
-            ready = {fd for fd, _ in poller.poll()}
+            ready = {fd for fd, _ in poller.poll(int(idle_after * 1000))}
+            if not ready and on_idle is not None:
+                on_idle()
             if req_r in ready and pipe_open:
                 data = os.read(req_r, 65536)
                 if not data:

@@ -120,3 +120,13 @@ def test_wrapper_refuses_odd_ah_paths() -> None:
     for bad in ("relative/ah", "/a'b", "/a\nb"):
         with pytest.raises(ValueError):
             hookpipe.wrapper_script(bad)
+
+
+def test_on_idle_while_the_child_works(tmp_path: Path) -> None:
+    prog = tmp_path / "slow"
+    prog.write_text("#!/bin/sh\nsleep 0.35\n")
+    prog.chmod(0o755)
+    calls: list[int] = []
+    code = hookpipe.run_with_hooks([str(prog)], dict(os.environ), lambda *a: (True, []),
+                                   on_idle=lambda: calls.append(1), idle_after=0.1)
+    assert code == 0 and len(calls) >= 2

@@ -65,7 +65,13 @@ def default_as_command() -> str:
     command = default_program("applikant-as")
     path = envconfig.config_path()
     if path and os.path.abspath(path) != envconfig.DEFAULT_CONFIG:
-        command += f" --config {os.path.abspath(path)}"
+        path = os.path.abspath(path)
+        if any(c not in authkeys._COMMAND_CHARS for c in path):
+            # sshd runs the forced command through a shell, and it is one word here
+            raise envconfig.ConfigError(
+                f"the config file's path {path!r} cannot go into a forced command (use letters, "
+                "digits and /._+- only), or set [af] as_command")
+        command += f" --config {path}"
     return command
 
 
@@ -85,8 +91,12 @@ class Frontend:
         self.hook_script = os.path.join(self.repo_root, HOOK_SCRIPT)
         self.disk = RepoDisk(self.repo_root, self.hook_script, hooks=ESSENTIAL_HOOKS)
         self.link = AmLink(node, config.node_name("am"), af.am_retry)
-        self.mirror = Mirror(self.link, self.disk, keys_mode=af.keys_mode, keys_file=self.keys_file,
-                             as_command=self.as_command)
+        try:
+            self.mirror = Mirror(self.link, self.disk, keys_mode=af.keys_mode,
+                                 keys_file=self.keys_file, as_command=self.as_command)
+        except ValueError as exc:  # authkeys.InvalidKey included
+            raise envconfig.ConfigError(
+                f"[af] as_command {self.as_command!r} or keys_mode {af.keys_mode!r}: {exc}") from None
         self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
         host = node.name.split("@", 1)[1]
         self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)

@@ -111,6 +111,7 @@ class _Run:
         self.cap = LogCap(settings.log_limit, settings.max_line)
         self.workdir: str | None = None
         self.stopped: BuildStatus | None = None  # TIMED_OUT or CANCELLED, once stopping
+        self.sink_error: Exception | None = None  # what on_line raised
 
     async def note(self, text: str) -> None:
         await self.emit(self.cap.note(text))
@@ -182,13 +183,18 @@ class _Run:
         report: dict[str, Any] = {}
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_log, proc)
+                nursery.start_soon(self._read_log, proc, nursery.cancel_scope)
                 if proc.stderr is not None:
                     nursery.start_soon(self._read_report, proc, report)
                 await self._wait(proc)
+                # Everything the build started is gone, so the pipes are at their
+                # end; should one still be held open, do not wait for it forever.
+                nursery.cancel_scope.deadline = trio.current_time() + STOP_SLACK
         finally:
             with trio.CancelScope(shield=True):
                 await self._stop(proc)
+        if self.sink_error is not None:
+            raise self.sink_error
         if s.backend == "docker":
             rc = proc.returncode
             if rc == 125 and self.stopped is None:
@@ -248,14 +254,19 @@ class _Run:
                                    stdin=b"", capture_stdout=True, capture_stderr=True,
                                    check=False)
 
-    async def _read_log(self, proc: trio.Process) -> None:
+    async def _read_log(self, proc: trio.Process, scope: trio.CancelScope) -> None:
         assert proc.stdout is not None
-        async with proc.stdout:
-            while chunk := await proc.stdout.receive_some(65536):
-                for line in self.cap.feed(chunk):
-                    await self.emit(line)
-        for line in self.cap.close():
-            await self.emit(line)
+        try:
+            async with proc.stdout:
+                while chunk := await proc.stdout.receive_some(65536):
+                    for line in self.cap.feed(chunk):
+                        await self.emit(line)
+            for line in self.cap.close():
+                await self.emit(line)
+        except Exception as exc:
+            # Raised again, bare, once the build is stopped (not in a group).
+            self.sink_error = exc
+            scope.cancel()
 
     async def _read_report(self, proc: trio.Process, report: dict[str, Any]) -> None:
         assert proc.stderr is not None

@@ -240,11 +240,13 @@ class _Run:
             await proc.wait()
         if proc.returncode is None:
             proc.kill()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
             await proc.wait()
+        # Whatever the client (or a dead supervisor) left in its process group
+        # would hold the log pipe open.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
         if proc.stdin is not None:
             await proc.stdin.aclose()
 

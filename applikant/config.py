@@ -41,7 +41,7 @@ class AfSection(Section):
     keys_mode: str = "file"
     authorized_keys: str = ""  # empty: <data_dir>/.ssh/authorized_keys
     as_command: str = ""  # the forced command; empty: applikant-as beside this Python
-    hook_program: str = ""  # what every hook links to; empty: applikant-ah beside this Python
+    hook_program: str = ""  # the Python ah the hook script falls back to; empty: applikant-ah beside this Python
     spool_dir: str = ""  # empty: <data_dir>/spool
     am_retry: float = 1.0  # seconds between attempts to reach am
 

@@ -37,7 +37,7 @@ def install(base: Path) -> Path:
     data = base / "data"
     data.mkdir(parents=True)
     config = base / "applikant.toml"
-    config.write_text(f'[node]\ndata_dir = "{data}"\n\n[af]\nhook_program = "/bin/true"\n')
+    config.write_text(f'[node]\ndata_dir = "{data}"\n')
     return config
 
 
@@ -51,7 +51,7 @@ def test_backup_during_pushes_and_restore(tmp_path: Path) -> None:
         store.create_repo("alice/project", actor=alice.id)
         store.create_repo("alice/empty", actor=alice.id)
         store.grant("alice/project", "bob", "write", actor=alice.id)
-    disk = RepoDisk(str(data / "repos"), "/bin/true")
+    disk = RepoDisk(str(data / "repos"), "/bin/true")  # plain local pushes, no policy
     disk.create("alice/project")
     disk.create("alice/empty")
     work = tmp_path / "work"
@@ -94,7 +94,9 @@ def test_backup_during_pushes_and_restore(tmp_path: Path) -> None:
     restored = new / "repos" / "alice" / "project.git"
     for commit in before:  # acknowledged before the backup: all there
         run("git", "cat-file", "-e", f"{commit}^{{commit}}", cwd=restored)
-    assert (restored / "hooks" / "pre-receive").is_symlink()
+    hook = restored / "hooks" / "pre-receive"
+    assert hook.is_symlink() and os.readlink(hook).endswith(".applikant-hook")  # af's layout
+    assert os.access(hook, os.X_OK)
     assert (new / "repos" / "alice" / "empty.git").is_dir()
     with Store(str(new / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
         assert store.verify_password("alice", "alice-password") is not None

@@ -33,7 +33,7 @@ def test_doctor_on_a_running_site_and_after_breaking_it(tmp_path: Path) -> None:
         checks = doctor(site)
         assert checks["cookie"]["status"] == "fail" and "chmod 0400" in checks["cookie"]["fix"]
         assert checks["repo root"]["status"] == "fail"
-        assert "alice/project: pre-receive" in checks["repo root"]["found"]
+        assert "alice/project: hook pre-receive is missing" in checks["repo root"]["found"]
         assert checks["authorized_keys"]["status"] == "fail"
         assert "restart af" in checks["authorized_keys"]["fix"]
         text = site.cluster.cli("doctor")

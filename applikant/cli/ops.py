@@ -51,15 +51,13 @@ def init(
     typer.echo("next: systemctl enable --now applikant.target")
 
 
-def _paths() -> tuple[Path, Path, str]:
+def _config():  # type: ignore[no-untyped-def]
     from .. import config as config_mod
 
     try:
-        cfg = config_mod.load()
+        return config_mod.load()
     except envconfig.ConfigError as exc:
         common.fail(str(exc))
-    hook = cfg.af.hook_program or os.path.join(os.path.dirname(sys.executable), "applikant-ah")
-    return Path(cfg.path(cfg.am.db, "am.sqlite3")), Path(cfg.path(cfg.af.repo_root, "repos")), hook
 
 
 @app.command()
@@ -68,7 +66,8 @@ def backup(dest: Annotated[Path, typer.Argument(help="new directory for the back
     from ..ops.backup import BackupError
     from ..ops.backup import backup as make_backup
 
-    db, root, _ = _paths()
+    cfg = _config()
+    db, root = Path(cfg.path(cfg.am.db, "am.sqlite3")), Path(cfg.path(cfg.af.repo_root, "repos"))
     try:
         manifest = make_backup(db, root, dest.resolve())
     except BackupError as exc:
@@ -82,9 +81,12 @@ def restore(src: Annotated[Path, typer.Argument(help="a directory made by applik
     from ..ops.backup import BackupError
     from ..ops.backup import restore as do_restore
 
-    db, root, hook = _paths()
+    from ..frontend.daemon import repo_disk, write_hook_script
+
+    cfg = _config()
     try:
-        manifest = do_restore(src.resolve(), db, root, hook)
+        write_hook_script(cfg)
+        manifest = do_restore(src.resolve(), Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg))
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(f"restored the database and {len(manifest['repos'])} repositories from {src}")

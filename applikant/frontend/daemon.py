@@ -75,6 +75,28 @@ def default_as_command() -> str:
     return command
 
 
+def repo_disk(config: Config) -> RepoDisk:
+    """The repositories of this git host as af lays them out (also used by
+    `applikant restore` and `doctor`): every hook a link to the hook script."""
+    repo_root = config.path(config.af.repo_root, "repos")
+    return RepoDisk(repo_root, os.path.join(repo_root, HOOK_SCRIPT), hooks=ESSENTIAL_HOOKS)
+
+
+def write_hook_script(config: Config) -> None:
+    """The script every hook links to: `as` answers it over pipes, else it runs ah."""
+    ah_program = config.af.hook_program or default_program("applikant-ah")
+    path = os.path.join(config.path(config.af.repo_root, "repos"), HOOK_SCRIPT)
+    content = hookpipe.wrapper_script(ah_program)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == content and os.access(path, os.X_OK):
+                return
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    authkeys.write_atomic(path, content, mode=0o755)
+
+
 class Frontend:
     """All of af's parts, wired together; :meth:`start` runs them."""
 
@@ -85,11 +107,10 @@ class Frontend:
         self.keys_file = config.path(af.authorized_keys, os.path.join(".ssh", "authorized_keys"))
         self.spool_dir = config.path(af.spool_dir, "spool")
         self.as_command = af.as_command or default_as_command()
-        self.ah_program = af.hook_program or default_program("applikant-ah")
+        self.config = config
         # Every hook links to a shell script that `as` answers over pipes, or
         # that runs ah (hookpipe.py); pre-receive and post-receive only (ah_cmd.py).
-        self.hook_script = os.path.join(self.repo_root, HOOK_SCRIPT)
-        self.disk = RepoDisk(self.repo_root, self.hook_script, hooks=ESSENTIAL_HOOKS)
+        self.disk = repo_disk(config)
         self.link = AmLink(node, config.node_name("am"), af.am_retry)
         try:
             self.mirror = Mirror(self.link, self.disk, keys_mode=af.keys_mode,
@@ -103,16 +124,6 @@ class Frontend:
         self.repos = RepoManager(self.disk, self.mirror)
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.on_connect)
-
-    def _write_hook_script(self) -> None:
-        content = hookpipe.wrapper_script(self.ah_program)
-        try:
-            with open(self.hook_script, encoding="utf-8") as f:
-                if f.read() == content and os.access(self.hook_script, os.X_OK):
-                    return
-        except OSError:
-            pass
-        authkeys.write_atomic(self.hook_script, content, mode=0o755)
 
     async def status(self, ctx: object, args: object) -> dict:
         """``af_status.status`` (local): the link to am and the mirror's progress."""
@@ -130,7 +141,7 @@ class Frontend:
     async def start(self, nursery: trio.Nursery) -> None:
         """Register the services and start the tasks; returns once they run."""
         await trio.to_thread.run_sync(self.disk.purge_trash)
-        await trio.to_thread.run_sync(self._write_hook_script)
+        await trio.to_thread.run_sync(write_hook_script, self.config)
         self.node.register_local(EVENTS_SERVICE, {"changed": self.mirror.changed})
         self.node.register_local("af_status", {"status": self.status})
         for name, handlers in self.services().items():

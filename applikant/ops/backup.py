@@ -27,7 +27,10 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..frontend.repodisk import RepoDisk
 
 FORMAT = 1
 
@@ -126,16 +129,15 @@ def verify(src: Path) -> dict[str, Any]:
     return manifest
 
 
-def restore(src: Path, db: Path, repo_root: Path, hook_program: str) -> dict[str, Any]:
-    """Restore a verified backup onto an empty installation."""
-    from ..frontend.repodisk import RepoDisk
-
+def restore(src: Path, db: Path, disk: "RepoDisk") -> dict[str, Any]:
+    """Restore a verified backup onto an empty installation; repositories are
+    created through `disk` (af's layout: hooks included)."""
     manifest = verify(src)
+    repo_root = Path(disk.root)
     if db.exists():
         raise BackupError(f"{db} exists: restore goes onto an empty installation only")
     if repos_on_disk(repo_root):
         raise BackupError(f"{repo_root} holds repositories: restore onto an empty one")
-    disk = RepoDisk(str(repo_root), hook_program)
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp_db = db.with_name(f".{db.name}.restoring")
     shutil.copyfile(src / manifest["database"], tmp_db)

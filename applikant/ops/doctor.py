@@ -12,7 +12,6 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .. import envconfig
@@ -108,22 +107,18 @@ def check_daemons(cfg: Config, cookie: bytes, registered: dict[str, int]) -> lis
 
 
 def check_repos(cfg: Config) -> Check:
-    from .backup import repos_on_disk
+    from ..frontend.daemon import repo_disk
 
-    root = Path(cfg.path(cfg.af.repo_root, "repos"))
-    if not root.is_dir():
+    root = cfg.path(cfg.af.repo_root, "repos")
+    if not os.path.isdir(root):
         return Check("repo root", "fail", f"{root} does not exist", "run `applikant init`")
-    problems = []
-    for repo in repos_on_disk(root):
-        hooks = root / f"{repo}.git" / "hooks"
-        for hook in ("pre-receive", "post-receive"):
-            target = hooks / hook
-            if not os.access(target, os.X_OK):
-                problems.append(f"{repo}: {hook} missing or not executable")
+    disk = repo_disk(cfg)
+    repos = disk.list()
+    problems = [problem for repo in repos for problem in disk.check_hooks(repo)]
     if problems:
         return Check("repo root", "fail", "; ".join(problems[:5]),
                      "restart af: it repairs the hooks of every repository it knows")
-    return Check("repo root", "ok", f"{root}, {len(repos_on_disk(root))} repositories, hooks in place")
+    return Check("repo root", "ok", f"{disk.root}, {len(repos)} repositories, hooks in place")
 
 
 def check_sshd() -> list[Check]:

@@ -104,10 +104,14 @@ async def attempt(client: httpx.AsyncClient, delivery: PendingDelivery, *,
             async with client.stream("POST", delivery.url, content=body,
                                      headers=headers) as response:
                 snippet = bytearray()
-                async for chunk in response.aiter_bytes():
-                    snippet += chunk
-                    if len(snippet) >= settings.max_response:
-                        break
+                # Enough is read: stop by cancelling rather than by `break`, so
+                # that Cancelled runs through httpx's generators and ends them
+                # (a generator left half-way is reported when it is collected).
+                with trio.CancelScope() as enough:
+                    async for chunk in response.aiter_bytes():
+                        snippet += chunk
+                        if len(snippet) >= settings.max_response:
+                            enough.cancel()
     except (trio.TooSlowError, httpx.TimeoutException) as exc:
         what = "the whole attempt" if isinstance(exc, trio.TooSlowError) else type(exc).__name__
         return done(Outcome.TIMEOUT, error=f"timed out ({what})")

@@ -14,7 +14,7 @@ from applikant.builder import BuilderSettings, BuildStatus, Limits, run_build
 from applikant.builder.logcap import MARKER_PREFIX
 from applikant.builder.runner import build_env
 
-from .conftest import Lines, Repo, alive
+from .conftest import Lines, Repo, alive, git
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds switch users only as root")
 
@@ -62,7 +62,6 @@ async def test_exactly_the_pushed_commit_even_after_the_branch_moved(
     assert result.status is BuildStatus.SUCCEEDED and lines.lines == ["one"]
     lost = repo.build_sh("echo lost\n")
     repo.commit({"x": "z"})
-    from .conftest import git
     git("reset", "-q", "--hard", first, cwd=repo.work)
     git("push", "-q", "-f", str(repo.git_dir), "HEAD:refs/heads/main", cwd=repo.work)
     lines.lines.clear()

@@ -16,15 +16,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import procs
 from ..dist import blocking
 from ..dist.errors import DistError
 from ..dist.settings import DistSettings
 
-VAR = Path("var").resolve()
-WEB_PORT = 8008
-SSH_PORT = 2222
+if TYPE_CHECKING:
+    from ..ops.sshd import SshServer
+
+# The defaults of DESIGN.md; the environment may move them (the make-run test
+# does, to free ports and a temporary directory).
+VAR = Path(os.environ.get("APPLIKANT_RUN_DIR", "var")).resolve()
+WEB_PORT = int(os.environ.get("APPLIKANT_RUN_WEB_PORT", "8008"))
+SSH_PORT = int(os.environ.get("APPLIKANT_RUN_SSH_PORT", "2222"))
+PM_PORT = int(os.environ.get("APPLIKANT_RUN_PORTMAPPER_PORT", "4370"))
 COMPONENTS = ("am", "af", "aw")
 
 
@@ -37,6 +44,7 @@ def write_config(var: Path, ssh_user: str) -> Path:
     config.write_text(
         "# Written by `make run`: development settings, one host.\n"
         f'[node]\nhost = "localhost"\ndata_dir = "{var}"\ndev_mode = true\n\n'
+        f"[dist]\nportmapper_port = {PM_PORT}\n\n"
         f'[af]\nauthorized_keys = "{var}/ssh/authorized_keys"\n\n'
         f'[aw]\nlisten = "127.0.0.1:{WEB_PORT}"\n'
         f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n'
@@ -75,7 +83,7 @@ def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0)
             raise RuntimeError(f"{name} exited; see {proc.log_path}:\n{proc.log_text()[-2000:]}")
         try:
             blocking.call(f"{name}@localhost", cookie, "node", "ping", node=f"{name}@localhost",
-                          settings=DistSettings(), timeout=1)
+                          settings=DistSettings(portmapper_port=PM_PORT), timeout=1)
             return
         except DistError:
             time.sleep(0.2)
@@ -104,14 +112,15 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0
+    sshd = None
     try:
         pm = start("portmapper", "start", "portmapper")
-        procs.wait_port("127.0.0.1", 4370, proc=pm.popen)
+        procs.wait_port("127.0.0.1", PM_PORT, proc=pm.popen)
         for name in COMPONENTS:
             wait_node(name, start(name, "start", name), cookie)
         procs.wait_port("127.0.0.1", WEB_PORT, timeout=20)
-        sshd = start_sshd(VAR, started)
-        print_welcome(config, password, ssh_user, sshd)
+        sshd = start_sshd(VAR)
+        print_welcome(config, password, ssh_user, sshd is not None)
         while all(p.alive() for p in started):
             time.sleep(0.5)
         dead = [p for p in started if not p.alive()]
@@ -123,6 +132,8 @@ def main() -> None:
         say(f"make run: {exc}")
         code = 1
     finally:
+        if sshd is not None:
+            sshd.stop()
         for proc in reversed(started):
             proc.stop()
         say("stopped everything make run started")
@@ -133,36 +144,49 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def start_sshd(var: Path, started: list[procs.Proc]) -> bool:
-    """A private sshd on 127.0.0.1:2222 using af's authorized_keys, when installed."""
-    if not os.path.exists("/usr/sbin/sshd"):
+def start_sshd(var: Path) -> "SshServer | None":
+    """A private sshd on 127.0.0.1:2222 reading af's authorized_keys; installed
+    first when missing and we are root."""
+    from ..ops.sshd import SSHD, SshServer
+
+    if not os.path.exists(SSHD) and os.geteuid() == 0:
+        say("installing OpenSSH's server (apt-get install openssh-server)...")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "openssh-server"],
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL, check=False)
+    if not os.path.exists(SSHD):
         say("(OpenSSH's server is not installed: git over SSH is off; "
             "`apt-get install openssh-server` and run again)")
-        return False
-    from ..ops.sshd import SshServer
-
-    server = SshServer(var / "ssh", port=SSH_PORT, authorized_keys=var / "ssh" / "authorized_keys")
+        return None
+    server = SshServer(var, port=SSH_PORT, authorized_keys=var / "ssh" / "authorized_keys")
     server.start()
-    started.append(server.proc)
-    return True
+    return server
 
 
 def print_welcome(config: Path, password: str, ssh_user: str, sshd: bool) -> None:
-    cli = f"APPLIKANT_CONFIG={config} .venv/bin/applikant"
+    """The steps a newcomer follows (and the make-run test follows to the letter)."""
+    cli = f"APPLIKANT_CONFIG={config} {Path(sys.executable).parent}/applikant"
+    key = VAR / "demo_key"
+    work = VAR / "demo"
     say()
-    say("Applikant is running (logs in var/log/). Ctrl-C stops it.")
+    say(f"Applikant is running (logs in {VAR}/log/). Ctrl-C stops it.")
     say()
     say(f"  web UI      http://127.0.0.1:{WEB_PORT}/   login: root   password: {password}")
     say()
-    say("Try it, in another terminal, from this directory:")
+    say("Try it, in another terminal:")
     say()
-    say(f"  {cli} key add root ~/.ssh/id_ed25519.pub")
+    say(f"  ssh-keygen -q -t ed25519 -N '' -f {key}")
+    say(f"  {cli} key add root {key}.pub")
     say(f"  {cli} repo create root/demo --public")
     if sshd:
-        url = f"ssh://{ssh_user}@127.0.0.1:{SSH_PORT}/root/demo.git"
-        say(f"  git clone {url}")
-        say("  cd demo && echo hello > README.md && git add README.md && git commit -m hello && git push origin HEAD:main")
-    say(f"  git clone http://127.0.0.1:{WEB_PORT}/root/demo.git demo-http")
+        say(f'  export GIT_SSH_COMMAND="ssh -i {key} -o IdentitiesOnly=yes '
+            f'-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={VAR}/known_hosts"')
+        say(f"  git clone ssh://{ssh_user}@127.0.0.1:{SSH_PORT}/root/demo.git {work}")
+        say(f"  echo hello > {work}/README.md")
+        say(f"  git -C {work} add README.md")
+        say(f"  git -C {work} -c user.name=You -c user.email=you@example.org commit -m hello")
+        say(f"  git -C {work} push origin HEAD:main")
+    say(f"  git clone http://127.0.0.1:{WEB_PORT}/root/demo.git {VAR}/demo-http")
     say()
 
 

@@ -1,4 +1,5 @@
-"""A real OpenSSH sshd on a loopback port, for tests and benchmarks.
+"""A real OpenSSH sshd on a loopback port: `make run`'s private sshd, and the
+tests' and benchmarks'.
 
 ``SshServer`` is a plain (sync) context manager, so it works from pytest
 fixtures, trio tests (start it in a fixture) and ``python -m bench.*`` alike::
@@ -32,6 +33,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from applikant.procs import free_port
+
 __all__ = ["SshServer", "SshdError", "ensure_system_user", "free_port", "make_client_key"]
 
 SSHD = "/usr/sbin/sshd"
@@ -41,13 +44,6 @@ START_TIMEOUT = 10.0
 
 class SshdError(RuntimeError):
     """sshd did not start; the message carries the tail of its log."""
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (the caller retries on a race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_client_key(directory: str | os.PathLike[str], type: str = "ed25519", name: str | None = None) -> tuple[str, str]:
@@ -226,7 +222,7 @@ class SshServer:
     def _config(self) -> str:
         root_login = "prohibit-password" if self.user == "root" else "no"
         return f"""\
-# Written by tests/harness/sshd.py for one test run.
+# Written by applikant/ops/sshd.py (make run, tests, benchmarks).
 ListenAddress 127.0.0.1
 Port {self.port}
 HostKey {self.host_key}

@@ -13,6 +13,8 @@ from . import admin_audit, admin_branch, admin_group, admin_key, admin_perm, adm
 
 ADMIN_GROUPS: list = [admin_user, admin_key, admin_group, admin_repo, admin_perm, admin_branch,
                       admin_audit]  # modules with `app` and `NAME`, appended below
+from . import tls  # noqa: E402
+ADMIN_GROUPS.append(tls)  # `applikant tls`: certificates for links between hosts
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -127,6 +127,8 @@ class Node:
         self._dialing: dict[str, trio.Event] = {}
         self._reserved: set[str] = set()
         self._departed: set[str] = set()  # peers that said goodbye: not redialled
+        # For operators (/metrics, `applikant status`): calls made and served here.
+        self.counters = {"calls_made": 0, "calls_served": 0, "call_errors": 0}
         self._links_changed = trio.Event()
         self._monitors: list[trio.MemorySendChannel[MonitorEvent]] = []
         self._sync_waiters: dict[int, tuple[str, trio.Event]] = {}
@@ -152,6 +154,10 @@ class Node:
 
     def global_names(self) -> dict[str, str]:
         return self.registry.names()
+
+    def info_counters(self) -> dict[str, int]:
+        """A copy of the call counters (calls made, served, failed)."""
+        return dict(self.counters)
 
     def register_local(self, name: str, handlers: Mapping[str, Handler]) -> None:
         """A service reachable as (this node, name), e.g. for per-host services."""
@@ -185,6 +191,7 @@ class Node:
         """
         if timeout is _DEFAULT:
             timeout = self.settings.call_timeout
+        self.counters["calls_made"] += 1
         owner = node if node is not None else self.registry.owner(target)
         if owner is None:
             raise NoSuchName(f"no service is registered as {target}")
@@ -525,6 +532,8 @@ class Node:
     async def _invoke(self, caller: str, node: str | None, target: str, method: str,
                       args: Any) -> tuple[bool, Any]:
         """Run one call here (or forward a global one); (True, value) or (False, (kind, msg))."""
+        counters = self.counters
+        counters["calls_served"] += 1
         try:
             if node is not None:
                 if node != self.name:
@@ -545,11 +554,13 @@ class Node:
                 raise ServiceError(f"{target} has no method {method!r}", kind="no_such_method")
             return True, await handler(CallContext(self, caller, target, method), args)
         except (DistError, ServiceError) as exc:
+            counters["call_errors"] += 1
             answer = reply_from_error(exc)
             if answer is not None:
                 return False, answer
             return False, (KIND_INTERNAL, str(exc))
         except Exception:
+            counters["call_errors"] += 1
             log.exception("handler_crashed", service=target, method=method, caller=caller)
             return False, (KIND_INTERNAL, f"{target}.{method} failed on {self.name}; "
                                           "its log has the details")
@@ -738,7 +749,7 @@ class Node:
     async def _h_info(self, ctx: CallContext, args: Any) -> dict[str, Any]:
         return {"node": self.name, "port": self.port, "uptime_s": time.time() - self.started_at,
                 "nodes": self.nodes(), "global_names": self.global_names(),
-                "own_names": sorted(self._global)}
+                "own_names": sorted(self._global), "counters": dict(self.counters)}
 
 
 async def _send_quietly(link: Link, frame: bytes) -> None:

@@ -1,0 +1,106 @@
+"""`GET /metrics`: the cluster's figures in Prometheus' text format.
+
+Scraped from loopback (a local Prometheus or node exporter proxy) or by a logged-in
+site admin; anyone else gets 403. Everything comes from am (counts, hook calls,
+the nodes its observer sees, the build queue when builds run) and from the
+node layer's own counters of am and aw.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from ..dist.errors import DistError
+from .am import AmError
+from .common import viewer_of
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+class Exposition:
+    """Lines of the text format, each metric with its HELP and TYPE once."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._seen: set[str] = set()
+
+    def add(self, name: str, kind: str, help_text: str, value: float,
+            labels: dict[str, str] | None = None) -> None:
+        if name not in self._seen:
+            self._seen.add(name)
+            self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        label = ""
+        if labels:
+            inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+            label = "{" + inner + "}"
+        self.lines.append(f"{name}{label} {value:g}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def _optional(coro: Any) -> Any:
+    try:
+        return await coro
+    except (AmError, DistError):
+        return None
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    web = request.app.state.web
+    if not _loopback(request) and not (await viewer_of(request)).is_admin:
+        return PlainTextResponse("metrics are served to loopback and site admins only\n",
+                                 status_code=403)
+    out = Exposition()
+    counts = await _optional(web.am.counts("system")) or {}
+    for key in ("users", "repos", "keys", "groups"):
+        if key in counts:
+            out.add(f"applikant_{key}", "gauge", f"Number of {key} in am's store", counts[key])
+    for key, help_text in (("pushes", "Pushes recorded"), ("push_denials", "Pushes refused"),
+                           ("access_denials", "SSH/HTTP access attempts refused")):
+        if key in counts:
+            out.add(f"applikant_{key}_total", "counter", help_text, counts[key])
+    nodes = await _optional(web.am.cluster()) or []
+    for state in ("up", "down"):
+        out.add("applikant_nodes", "gauge", "Nodes am's observer sees, by state",
+                sum(1 for n in nodes if n.get("state") == state), {"state": state})
+    hooks = await _optional(web.am.call("am_hook_api", "stats", {})) or {}
+    if hooks:
+        out.add("applikant_hook_calls_total", "counter", "Hook calls am handled",
+                hooks.get("handled", 0))
+        out.add("applikant_hook_calls_in_flight", "gauge", "Hook calls being handled now",
+                hooks.get("in_flight", 0))
+    builds = await _optional(web.am.call("am_builds", "stats", {}))
+    if isinstance(builds, dict):
+        for status, count in sorted(builds.get("by_status", {}).items()):
+            out.add("applikant_builds", "gauge", "Builds in am's queue, by status", count,
+                    {"status": status})
+    infos = [("aw", web.am.node.info_counters())]
+    am_info = await _optional(web.am.node.call("node", "info", node=web.am.am_node, timeout=5))
+    if isinstance(am_info, dict):
+        infos.append(("am", am_info.get("counters", {})))
+    for component, counters in infos:
+        for key, value in sorted(counters.items()):
+            out.add(f"applikant_node_{key}_total", "counter",
+                    "Calls over the node layer, per daemon", value, {"daemon": component})
+    return PlainTextResponse(out.text(), media_type=CONTENT_TYPE)
+
+
+def routes() -> list[Route]:
+    return [Route("/metrics", metrics, methods=["GET"])]

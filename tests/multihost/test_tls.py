@@ -1,0 +1,175 @@
+"""TLS on every link between hosts, with certificates from `applikant tls`: a node
+with a certificate from another CA, or none, is refused; the cookie is still
+checked inside TLS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.multihost.conftest import NetFactory
+from tests.multihost.sites import Sites
+
+HOSTS = ["10.77.0.2", "10.77.0.3", "10.77.0.4"]
+# How the trio driver reports a failed TLS handshake today (NodeDown); Refused, like
+# the blocking driver, once fixed (see test_tls_failures_are_refusals_named_on_both_sides).
+REFUSALS = ("NodeDown", "Refused")
+
+
+def tls_cli(*args: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "applikant.cli.main", "tls", *args],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<pki>/ca (the cluster's CA) with a certificate per host in <pki>/<ip>/, and
+    <pki>/rogue, another CA, with one for 10.77.0.2 in <pki>/rogue-10.77.0.2/."""
+    d = tmp_path_factory.mktemp("pki")
+    tls_cli("init-ca", str(d / "ca"))
+    for ip in HOSTS:
+        tls_cli("issue", "--ca", str(d / "ca"), ip, str(d / ip))
+    tls_cli("init-ca", str(d / "rogue"))
+    tls_cli("issue", "--ca", str(d / "rogue"), HOSTS[0], str(d / f"rogue-{HOSTS[0]}"))
+    return d
+
+
+def tls_of(pki: Path, ip: str, ca: str = "ca", certdir: str | None = None) -> dict[str, str]:
+    cd = pki / (certdir or ip)
+    return {"ca": str(pki / ca / "ca.pem"), "cert": str(cd / f"{ip}.pem"),
+            "key": str(cd / f"{ip}.key")}
+
+
+def b_port(s: Sites) -> int:
+    return json.loads(s.cli("h3", "names", "--json").stdout)["b"]
+
+
+def tls_sites(sites: NetFactory, pki: Path, labels: list[str]) -> Sites:
+    s = sites(labels)
+    for label in labels:
+        s.config(label, tls=tls_of(pki, s.ip(label)))
+        s.start_portmapper(label)
+    return s
+
+
+def test_nodes_on_two_hosts_link_over_tls_and_plain_nodes_are_refused(
+        sites: NetFactory, pki: Path) -> None:
+    s = tls_sites(sites, pki, ["h2", "h3"])
+    a = s.start_probe("h2", s.long("a", "h2"))
+    b = s.start_echo("h3", s.long("b", "h3"), "b-svc")
+    assert a.ok("connect", peer=s.long("b", "h3")) == [s.long("b", "h3")]
+    a.ok("sync")
+    assert a.ok("call", target="b-svc", method="echo", args="x" * 3000) == "x" * 3000
+    # The ephemeral (blocking) driver speaks TLS too.
+    r = s.cli("h2", "ping", s.long("b", "h3"))
+    assert r.returncode == 0, r.stderr
+
+    # No certificate: a node without TLS, and a TLS client that offers no certificate.
+    plain = s.start_probe("h2", s.long("plain", "h2"), config=s.config("h2", "plain"))
+    reply = plain.request("connect", peer=s.long("b", "h3"))
+    assert not reply["ok"] and reply["error"] in REFUSALS, reply
+    assert plain.ok("nodes") == []
+    no_cert = (
+        "import socket, ssl\n"
+        f"ctx = ssl.create_default_context(cafile={tls_of(pki, HOSTS[0])['ca']!r})\n"
+        f"s = ctx.wrap_socket(socket.create_connection(('{s.ip('h3')}', {b_port(s)})),"
+        f" server_hostname='{s.ip('h3')}')\n"
+        "try:\n    s.sendall(b'hello'); print('read', s.recv(100))\n"
+        "except (ssl.SSLError, OSError) as exc:\n    print('refused', exc)\n")
+    r = s.python("h2", no_cert)
+    # TLS 1.3: the server checks the client's certificate after the client's side of
+    # the handshake is done; it then closes without a word of the node protocol.
+    assert r.stdout in ("read b''\n",) or "CERTIFICATE_REQUIRED" in r.stdout, r
+    assert "handshake_failed" in b.log_text() and s.ip("h2") in b.log_text()
+    # b took no harm.
+    assert a.ok("call", target="b-svc", method="echo", args=1) == 1
+
+
+def test_a_certificate_from_another_ca_is_refused_both_ways(sites: NetFactory, pki: Path) -> None:
+    s = tls_sites(sites, pki, ["h2", "h3"])
+    b = s.start_probe("h3", s.long("b", "h3"), "b-svc")
+    rogue_cfg = s.config("h2", "rogue", tls=tls_of(pki, HOSTS[0], ca="rogue",
+                                                      certdir=f"rogue-{HOSTS[0]}"))
+    rogue = s.start_probe("h2", s.long("rogue", "h2"), "rogue-svc", config=rogue_cfg)
+
+    # As client: b does not accept the rogue's certificate.
+    reply = rogue.request("connect", peer=s.long("b", "h3"))
+    assert not reply["ok"] and reply["error"] in REFUSALS, reply
+    # As server: b does not accept the rogue's either.
+    reply = b.request("connect", peer=s.long("rogue", "h2"))
+    assert not reply["ok"] and reply["error"] in REFUSALS, reply
+    assert b.ok("nodes") == [] and rogue.ok("nodes") == []
+    # The blocking driver (as, ah, the CLI) says why.
+    r = s.cli("h2", "ping", s.long("b", "h3"), config=rogue_cfg)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"applikant: TLS with {s.long('b', 'h3')} failed: "
+                               "[SSL: CERTIFICATE_VERIFY_FAILED]"), r.stderr
+    assert b.ok("names") == {"b-svc": s.long("b", "h3")}
+
+
+def test_the_cookie_is_still_checked_inside_tls(sites: NetFactory, pki: Path) -> None:
+    s = tls_sites(sites, pki, ["h2", "h3"])
+    b = s.start_echo("h3", s.long("b", "h3"), "b-svc")
+    wrong = s.tmp / "wrong-cookie"
+    wrong.write_text("another-cookie-0123456789")
+    wrong.chmod(0o600)
+    cfg = s.config("h2", "wrong", tls=tls_of(pki, HOSTS[0]), cookie_file=wrong)
+    c = s.start_probe("h2", s.long("c", "h2"), config=cfg)
+    reply = c.request("connect", peer=s.long("b", "h3"))
+    assert not reply["ok"] and reply["error"] == "Refused", reply
+    assert "cookie" in reply["message"]
+    assert "wrong_cookie" in b.log_text() and f"{s.ip('h2')}:" in b.log_text()
+
+
+def test_a_certificate_for_another_host_is_refused_by_the_dialler(
+        sites: NetFactory, pki: Path) -> None:
+    """The dialler checks the certificate against the host of the node name it dials."""
+    s = tls_sites(sites, pki, ["h2", "h3"])
+    a = s.start_probe("h2", s.long("a", "h2"))
+    # A node on h3 that shows h2's certificate (from the right CA).
+    cfg = s.config("h3", "h2cert", tls=tls_of(pki, HOSTS[0]))
+    s.start_echo("h3", s.long("b", "h3"), config=cfg)
+    reply = a.request("connect", peer=s.long("b", "h3"))
+    assert not reply["ok"] and reply["error"] in REFUSALS, reply
+    assert a.ok("nodes") == []
+    r = s.cli("h2", "ping", s.long("b", "h3"))
+    assert r.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in r.stderr and "IP address mismatch" in r.stderr
+
+
+@pytest.mark.xfail(reason="the trio driver turns a TLS failure into NodeDown with an empty "
+                          "reason, and the accepting node logs it as 'no handshake within the "
+                          "deadline' (see the report)", strict=True)
+def test_tls_failures_are_refusals_named_on_both_sides(sites: NetFactory, pki: Path) -> None:
+    s = tls_sites(sites, pki, ["h2", "h3"])
+    b = s.start_probe("h3", s.long("b", "h3"))
+    rogue_cfg = s.config("h2", "rogue", tls=tls_of(pki, HOSTS[0], ca="rogue",
+                                                      certdir=f"rogue-{HOSTS[0]}"))
+    rogue = s.start_probe("h2", s.long("rogue", "h2"), config=rogue_cfg)
+    reply = rogue.request("connect", peer=s.long("b", "h3"))
+    assert not reply["ok"]
+    assert "handshake_failed" in b.proc.log_text()
+    assert "no handshake within the deadline" not in b.proc.log_text()
+    assert "alert" in b.proc.log_text()  # the ssl module's words: what went wrong
+    # As the blocking driver does: a refusal, with the ssl module's reason.
+    assert reply["error"] == "Refused", reply
+    assert reply["message"].startswith(f"TLS with {s.long('b', 'h3')} failed: [SSL: "), reply
+
+
+@pytest.mark.xfail(reason="the accepting side checks that the client's certificate is the "
+                          "cluster CA's, not that it is for the host in the client's node "
+                          "name: a host can pose as a node of another host (see the report)",
+                   strict=True)
+def test_a_node_cannot_claim_another_hosts_name_with_its_own_certificate(
+        sites: NetFactory, pki: Path) -> None:
+    s = tls_sites(sites, pki, ["h2", "h3", "h4"])
+    s.start_echo("h3", s.long("b", "h3"), "b-svc")
+    # On h2, with h2's certificate, a node that says it is on h4.
+    impostor = s.start_probe("h2", s.long("am", "h4"))
+    reply = impostor.request("connect", peer=s.long("b", "h3"))
+    assert not reply["ok"] and reply["error"] in ("Refused", "NodeDown"), reply

@@ -3,7 +3,7 @@
 The pure part (no network) is `store.Store`, a synchronous SQLite store built
 from one module per job: `schema` (migrations), `names` and `sshkeys`
 (validation), `passwords`, `models` (the service boundary), and the store's parts
-`users`, `keys`, `groups`, `repos`, `access`, `branches`, `audit` over `base`.
+`users`, `keys`, `tokens`, `groups`, `repos`, `access`, `branches`, `audit` over `base`.
 
 The daemon (`daemon.setup`, run by `applikant start am`) serves it over the node
 layer: `runtime` (the store opened for writing in a worker thread and read-only

@@ -35,7 +35,7 @@ SYSTEM = "system"
 """The actor of changes made by am itself or by its local admin command line."""
 
 Event = dict[str, Any]
-_ID_RE = re.compile(r"(user|group|key|repo)-([1-9][0-9]{0,17})\Z")
+_ID_RE = re.compile(r"(user|group|key|repo|token)-([1-9][0-9]{0,17})\Z")
 
 
 def format_time(moment: datetime) -> str:

@@ -146,6 +146,34 @@ class KeysMixin(StoreBase):
                      fingerprint=removed.fingerprint)
             return removed
 
+    def update_key(
+        self, ref: str, title: str, *, actor: str, node: str | None = None,
+        user: str | None = None,
+    ) -> SshKey:
+        """Change a key's title; the key keeps its id, material and fingerprint.
+
+        With `user`, the key must belong to that user (self-service): a key of
+        someone else is reported as not found. Raises BadRequest for an empty or
+        over-long title.
+        """
+        if not isinstance(title, str) or not title.strip():
+            raise BadRequest("a key needs a title")
+        title = check_text(title.strip(), "key title", TITLE_MAX)
+        with self._write(actor, node) as tx:
+            row = self._key_row(tx.conn, ref)
+            if user is not None:
+                owner = self._user_row(tx.conn, user)
+                if owner["id"] != row["user_id"]:
+                    raise NotFound(f"{owner['login']} has no key {ref}")
+            key_id, uid = f"key-{row['id']}", f"user-{row['user_id']}"
+            if title != row["title"]:
+                tx.conn.execute("UPDATE ssh_keys SET title = ? WHERE id = ?", (title, row["id"]))
+                tx.audit("key.update", user=uid, login=row["login"], key=key_id,
+                         fingerprint=row["fingerprint"], title=title, old_title=row["title"])
+                tx.event("key.updated", user=uid, login=row["login"], key=key_id,
+                         fingerprint=row["fingerprint"])
+            return key_from_row(self._key_row(tx.conn, key_id))
+
     def find_key_by_fingerprint(
         self, fingerprint: str, *, include_disabled: bool = False
     ) -> SshKey | None:

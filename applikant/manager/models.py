@@ -54,6 +54,22 @@ class SshKey(_Model):
     last_used_at: datetime | None
 
 
+class ApiToken(_Model):
+    """A personal API token, without its secret (only a hash of it is kept)."""
+
+    id: str
+    user: str
+    title: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class NewApiToken(ApiToken):
+    """The answer to create_token: the only time the secret `token` is shown."""
+
+    token: str = Field(repr=False)
+
+
 class Group(_Model):
     """A team. Members are listed by login, sorted case-insensitively."""
 

@@ -148,6 +148,25 @@ class TouchKey(Read):
     fingerprint: str
 
 
+class UpdateKey(Mutation):
+    key: str
+    title: str
+
+
+class CreateToken(Mutation):
+    user: str
+    title: str
+
+
+class RevokeToken(Mutation):
+    token: str
+    user: str | None = None
+
+
+class VerifyToken(Read):
+    token: str = Field(repr=False)
+
+
 class CreateGroup(Mutation):
     name: str
     description: str = ""

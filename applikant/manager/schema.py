@@ -13,6 +13,7 @@ Shape of the data (version 1):
 - `audit_log` refuses UPDATE and DELETE through triggers: append-only.
 
 Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
+Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -124,7 +125,21 @@ ALTER TABLE audit_log ADD COLUMN event_id TEXT;
 CREATE UNIQUE INDEX audit_by_event ON audit_log(event_id) WHERE event_id IS NOT NULL;
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2]
+# Version 3: personal API tokens (aw's REST API and HTTP clone). Only the SHA-256
+# of a token is kept; a lookup by that hash (its unique index) finds the token.
+_V3 = """
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT
+);
+CREATE INDEX api_tokens_by_user ON api_tokens(user_id, id);
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3]
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -32,12 +32,14 @@ from applikant.manager.branches import BranchesMixin
 from applikant.manager.groups import GroupsMixin
 from applikant.manager.keys import KeysMixin
 from applikant.manager.repos import ReposMixin
+from applikant.manager.tokens import TokensMixin
 from applikant.manager.users import UsersMixin
 
 __all__ = ["SYSTEM", "Event", "Store"]
 
 
-class Store(UsersMixin, KeysMixin, GroupsMixin, ReposMixin, BranchesMixin, AuditMixin):
+class Store(UsersMixin, KeysMixin, TokensMixin, GroupsMixin, ReposMixin, BranchesMixin,
+            AuditMixin):
     """All of am's state; see the module docstring for the guarantees."""
 
     def __enter__(self) -> Store:

@@ -20,6 +20,11 @@ methods that change something, `system` by default for reads):
 | find_key | fingerprint, include_disabled? | SshKey or None | admins (af, sshd) |
 | all_keys | include_disabled? | [SshKey] | admins (af) |
 | touch_key | fingerprint | None | admins (af, on login) |
+| update_key | key (key-7 or SHA256:...), title | SshKey (same id) | admins, the key's owner |
+| create_token | user, title | ApiToken + token (the secret, shown this once) | admins, the user |
+| list_tokens | user | [ApiToken] (no secrets) | admins, the user |
+| revoke_token | token (token-7), user? | ApiToken | admins, the token's owner |
+| verify_token | token | User or None (enabled accounts) | system (aw's API and HTTP clone) |
 | create_group | name, description? | Group | admins |
 | delete_group | group | None | admins |
 | get_group / list_groups | group / - | Group / [Group] | anyone |
@@ -46,6 +51,7 @@ class UserDb(Service):
         "add_user", "get_user", "list_users", "update_user", "disable_user", "enable_user",
         "set_admin", "set_password", "verify_password",
         "add_key", "get_key", "list_keys", "remove_key", "find_key", "all_keys", "touch_key",
+        "update_key", "create_token", "list_tokens", "revoke_token", "verify_token",
         "create_group", "delete_group", "get_group", "list_groups", "add_member",
         "remove_member", "groups_of", "subscribe", "unsubscribe",
     )
@@ -170,6 +176,54 @@ class UserDb(Service):
         self.m.require_admin(self.m.actor(req.actor), "record key use")
         await self.m.write(self.m.writer.touch_key, req.fingerprint)
         return None
+
+    async def update_key(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UpdateKey, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        owner = None if actor.is_admin else actor.id  # someone else's key: "not found"
+        key, _ = await self.m.write(self.m.writer.update_key, req.key, req.title,
+                                    actor=req.actor, node=ctx.caller, user=owner)
+        return dump(key)
+
+    # ---- API tokens -------------------------------------------------------
+
+    async def create_token(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.CreateToken, args, self.where(ctx))
+        self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "make API tokens")
+        token, _ = await self.m.write(self.m.writer.create_token, req.user, req.title,
+                                      actor=req.actor, node=ctx.caller)
+        return dump(token)
+
+    async def list_tokens(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.UserRef, args, self.where(ctx))
+        self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "list the API tokens")
+        return dump(self.m.reader.list_tokens(req.user))
+
+    async def revoke_token(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.RevokeToken, args, self.where(ctx))
+        actor = self.m.actor(req.actor)
+        owner = req.user
+        if not actor.is_admin:
+            if owner is not None and not self.m.is_self(actor, owner):
+                raise Forbidden(f"{actor.login} may revoke their own tokens only")
+            owner = actor.id  # someone else's token is then "not found"
+        token, _ = await self.m.write(self.m.writer.revoke_token, req.token, actor=req.actor,
+                                      node=ctx.caller, user=owner)
+        return dump(token)
+
+    async def verify_token(self, ctx: CallContext, args: Any) -> Any:
+        req = rq.parse(rq.VerifyToken, args, self.where(ctx))
+        if not self.m.actor(req.actor).is_system:
+            raise Forbidden("only the cluster's own services verify API tokens")
+        # An indexed lookup by the token's hash on the read connection; the use is
+        # written (off the loop) at most once a minute per token.
+        found = self.m.reader.find_token(req.token)
+        if found is None:
+            return None
+        token, user = found
+        if self.m.reader.token_touch_due(token):
+            await self.m.write(self.m.writer.touch_token, token.id)
+        return dump(user)
 
     # ---- groups -----------------------------------------------------------
 

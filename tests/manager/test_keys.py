@@ -113,3 +113,23 @@ def test_find_by_fingerprint_uses_the_index(store: Store) -> None:
     details = [row["detail"] for row in plan]
     assert any("USING INDEX" in d and "ssh_keys" in d for d in details), details
     assert not any(d.startswith("SCAN") for d in details), details
+
+
+def test_update_title_keeps_the_key(store: Store, alice: str, bob: str, events: list[Event]) -> None:
+    key = store.add_key(alice, random_ed25519_line(), actor=SYSTEM, title="old")
+    events.clear()
+    changed = store.update_key(key.id, "  laptop  ", actor=alice, user=alice)
+    assert changed.id == key.id and changed.fingerprint == key.fingerprint
+    assert changed.title == "laptop" and store.get_key(key.id).title == "laptop"
+    entry = store.query_audit(action="key.update", limit=1)[0]
+    assert entry.details["old_title"] == "old" and entry.details["title"] == "laptop"
+    assert [e["kind"] for e in events] == ["key.updated"]
+    # Someone else's key is not found; bad titles are refused; nothing changes.
+    with pytest.raises(NotFound):
+        store.update_key(key.id, "mine now", actor=bob, user=bob)
+    for bad in ("", "  ", "x" * 129, "a\nb"):
+        with pytest.raises(BadRequest):
+            store.update_key(key.id, bad, actor=SYSTEM)
+    with pytest.raises(NotFound):
+        store.update_key("key-99999", "x", actor=SYSTEM)
+    assert store.get_key(key.id).title == "laptop"

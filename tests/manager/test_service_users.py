@@ -199,3 +199,79 @@ def test_weak_and_duplicate_keys(am: Am, real_keys: RealKeys) -> None:
     err = am.error("am_user_db", "add_key", {"actor": thief, "user": thief, "key": line})
     assert err.kind == "conflict" and "keyholder" not in err.message
     assert snapshot(am) == before
+
+
+def test_api_tokens(am: Am) -> None:
+    me = add_user(am, "tokenuser")
+    other = add_user(am, "tokenother")
+    made = am.users("create_token", actor=me["id"], user="tokenuser", title="ci")
+    assert set(made) == {"id", "user", "title", "created_at", "last_used_at", "token"}
+    assert made["user"] == me["id"] and made["token"].startswith(me["id"] + ".")
+    assert made["last_used_at"] is None
+    # Only the cluster's services verify; the answer is the user, or None.
+    user = am.users("verify_token", token=made["token"])
+    assert user["id"] == me["id"] and "password_hash" not in user
+    assert am.users("verify_token", token=made["token"] + "x") is None
+    assert am.users("verify_token", token="user-1.nothing-like-a-token") is None
+    assert am.error("am_user_db", "verify_token",
+                    {"actor": me["id"], "token": made["token"]}).kind == "forbidden"
+    listed = am.users("list_tokens", actor=me["id"], user=me["id"])
+    assert [t["id"] for t in listed] == [made["id"]] and "token" not in listed[0]
+    assert listed[0]["last_used_at"] is not None
+
+    # Users see and revoke their own tokens only; admins anyone's.
+    before = snapshot(am)
+    for method, args in [("create_token", {"user": "tokenother", "title": "x"}),
+                         ("list_tokens", {"user": "tokenother"}),
+                         ("revoke_token", {"token": made["id"], "user": "tokenother"})]:
+        err = am.error("am_user_db", method, {**args, "actor": me["id"]})
+        assert err.kind == "forbidden", (method, err)
+    assert snapshot(am) == before
+    theirs = am.users("create_token", actor="system", user=other["id"], title="theirs")
+    before = snapshot(am)
+    err = am.error("am_user_db", "revoke_token", {"actor": me["id"], "token": theirs["id"]})
+    assert err.kind == "not_found"
+    for args, kind in [({"user": me["id"], "title": ""}, "bad_request"),
+                       ({"user": me["id"], "title": "x" * 101}, "bad_request"),
+                       ({"user": me["id"]}, "bad_request"),
+                       ({"user": "ghost", "title": "x"}, "not_found")]:
+        assert am.error("am_user_db", "create_token", {**args, "actor": "system"}).kind == kind
+    assert snapshot(am) == before
+
+    # A disabled account's tokens stop working at once.
+    am.users("disable_user", actor="system", user=me["id"])
+    assert am.users("verify_token", token=made["token"]) is None
+    am.users("enable_user", actor="system", user=me["id"])
+    revoked = am.users("revoke_token", actor=me["id"], token=made["id"], user="tokenuser")
+    assert revoked["id"] == made["id"]
+    assert am.users("verify_token", token=made["token"]) is None
+    assert am.users("list_tokens", actor="system", user=me["id"]) == []
+    actions = [e["action"] for e in am.repos("query_audit", query={"action": "token",
+                                                                   "limit": 10})]
+    assert actions[:3] == ["token.revoke", "token.create", "token.create"]
+
+
+def test_update_key_title(am: Am) -> None:
+    me = add_user(am, "retitler")
+    add_user(am, "retitled")
+    mine = am.users("add_key", actor=me["id"], user=me["id"], key=random_ed25519_line(),
+                    title="old")
+    theirs = am.users("add_key", actor="system", user="retitled", key=random_ed25519_line())
+    changed = am.users("update_key", actor=me["id"], key=mine["id"], title="laptop")
+    assert changed["id"] == mine["id"] and changed["fingerprint"] == mine["fingerprint"]
+    assert changed["title"] == "laptop"
+    assert am.users("update_key", actor=me["id"], key=mine["fingerprint"], title="by fp"
+                    )["id"] == mine["id"]
+    before = snapshot(am)
+    err = am.error("am_user_db", "update_key", {"actor": me["id"], "key": theirs["id"],
+                                                "title": "mine"})
+    assert err.kind == "not_found"
+    for args in ({"key": mine["id"], "title": ""}, {"key": mine["id"]},
+                 {"key": "rubbish", "title": "x"}):
+        assert am.error("am_user_db", "update_key", {**args, "actor": me["id"]}
+                        ).kind == "bad_request"
+    assert am.error("am_user_db", "update_key", {"key": mine["id"], "title": "x"}
+                    ).kind == "bad_request"  # actor is required
+    assert snapshot(am) == before
+    assert am.users("update_key", actor="system", key=theirs["id"], title="admin did it"
+                    )["title"] == "admin did it"

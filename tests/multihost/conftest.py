@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from tests.harness.netns import Network, unavailable
 from tests.multihost.sites import Sites
 
 NetFactory = Callable[..., Sites]
+HOSTS = ["10.77.0.2", "10.77.0.3", "10.77.0.4"]
 
 
 @pytest.fixture
@@ -34,3 +36,28 @@ def sites(tmp_path: Path) -> Iterator[NetFactory]:
     finally:
         for net in made:
             net.close()
+
+
+def tls_cli(*args: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "applikant.cli.main", "tls", *args],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<pki>/ca (the cluster's CA) with a certificate per host in <pki>/<ip>/, and
+    <pki>/rogue, another CA, with one for 10.77.0.2 in <pki>/rogue-10.77.0.2/."""
+    d = tmp_path_factory.mktemp("pki")
+    tls_cli("init-ca", str(d / "ca"))
+    for ip in HOSTS:
+        tls_cli("issue", "--ca", str(d / "ca"), ip, str(d / ip))
+    tls_cli("init-ca", str(d / "rogue"))
+    tls_cli("issue", "--ca", str(d / "rogue"), HOSTS[0], str(d / f"rogue-{HOSTS[0]}"))
+    return d
+
+
+def tls_of(pki: Path, ip: str, ca: str = "ca", certdir: str | None = None) -> dict[str, str]:
+    cd = pki / (certdir or ip)
+    return {"ca": str(pki / ca / "ca.pem"), "cert": str(cd / f"{ip}.pem"),
+            "key": str(cd / f"{ip}.key")}

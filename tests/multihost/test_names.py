@@ -4,6 +4,7 @@ names on one host, and a refusal when the two kinds meet."""
 from __future__ import annotations
 
 import json
+import sys
 
 from tests.multihost.conftest import NetFactory
 from tests.multihost.sites import PM_PORT, wait_until
@@ -100,3 +101,20 @@ def test_portmapper_must_listen_beyond_loopback_for_other_hosts(sites: NetFactor
     for host in ("h2", "h3"):
         out = s.python(host, register).stdout
         assert "registrations are accepted from loopback only" in out, out
+
+
+def test_start_portmapper_from_the_config_alone_on_every_address(sites: NetFactory) -> None:
+    """What the systemd unit runs (`applikant start portmapper`, no --host) can serve
+    other hosts only through portmapper_host = "0.0.0.0"; nodes then register by
+    connecting to 0.0.0.0, which Linux delivers over loopback. This pins today's
+    behaviour; see the report for a portmapper_listen setting that says it plainly."""
+    s = sites(["h2", "h3"])
+    s.start_portmapper("h2")
+    cfg = s.config("h3", "any", portmapper_host="0.0.0.0")
+    proc = s.net.run("h3", [sys.executable, "-m", "applikant.cli.main", "start", "portmapper"],
+                     env=s.env("h3", cfg), name="portmapper")
+    s.net.wait_listening("h3", PM_PORT, proc=proc)
+    s.start_echo("h3", s.long("b", "h3"), "b-svc", config=cfg)
+    r = s.cli("h2", "ping", s.long("b", "h3"))
+    assert r.returncode == 0, r.stderr
+    assert "registered name=b" in proc.log_text()

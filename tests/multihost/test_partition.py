@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
-from tests.multihost.conftest import NetFactory
+import pytest
+
+from tests.multihost.conftest import NetFactory, tls_of
 from tests.multihost.sites import Probe, Sites, wait_until
 
 TICK = 2.0
 
 
-def full_mesh(s: Sites) -> tuple[Probe, Probe, Probe]:
+def full_mesh(s: Sites, pki: Path | None) -> tuple[Probe, Probe, Probe]:
     """a@h2, b@h3 (serving b-svc) and c@h4, all linked (a dials both; b and c meet
-    through a's Peers message), registries in step."""
+    through a's Peers message), registries in step; over TLS when given a pki."""
     for h in ("h2", "h3", "h4"):
+        s.config(h, tls=tls_of(pki, s.ip(h)) if pki is not None else None)
         s.start_portmapper(h)
     a = s.start_probe("h2", s.long("a", "h2"), "a-svc")
     b = s.start_probe("h3", s.long("b", "h3"), "b-svc")
@@ -30,9 +34,11 @@ def full_mesh(s: Sites) -> tuple[Probe, Probe, Probe]:
     return a, b, c
 
 
-def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(sites: NetFactory) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(
+        sites: NetFactory, pki: Path, transport: str) -> None:
     s = sites(["h2", "h3", "h4"], tick_time=TICK)
-    a, b, c = full_mesh(s)
+    a, b, c = full_mesh(s, pki if transport == "tls" else None)
     marks = {p.name: p.mark() for p in (a, b, c)}
 
     cut_at = time.monotonic()
@@ -77,7 +83,7 @@ def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(sites: Net
                 if e["event"] == "lost"]
     assert a.ok("call", target="dup", method="echo", args="now b") == "now b"
     assert a.ok("call", target="b-svc", method="echo", args=2) == 2
-    print(f"nodedown {down_after:.2f} s after the cut (tick {TICK} s); "
+    print(f"{transport}: nodedown {down_after:.2f} s after the cut (tick {TICK} s); "
           f"nodeup {up_after:.2f} s after the heal")
 
 

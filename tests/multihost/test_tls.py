@@ -5,44 +5,16 @@ checked inside TLS."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.multihost.conftest import NetFactory
+from tests.multihost.conftest import HOSTS, NetFactory, tls_of
 from tests.multihost.sites import Sites
 
-HOSTS = ["10.77.0.2", "10.77.0.3", "10.77.0.4"]
 # How the trio driver reports a failed TLS handshake today (NodeDown); Refused, like
 # the blocking driver, once fixed (see test_tls_failures_are_refusals_named_on_both_sides).
 REFUSALS = ("NodeDown", "Refused")
-
-
-def tls_cli(*args: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "applikant.cli.main", "tls", *args],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """<pki>/ca (the cluster's CA) with a certificate per host in <pki>/<ip>/, and
-    <pki>/rogue, another CA, with one for 10.77.0.2 in <pki>/rogue-10.77.0.2/."""
-    d = tmp_path_factory.mktemp("pki")
-    tls_cli("init-ca", str(d / "ca"))
-    for ip in HOSTS:
-        tls_cli("issue", "--ca", str(d / "ca"), ip, str(d / ip))
-    tls_cli("init-ca", str(d / "rogue"))
-    tls_cli("issue", "--ca", str(d / "rogue"), HOSTS[0], str(d / f"rogue-{HOSTS[0]}"))
-    return d
-
-
-def tls_of(pki: Path, ip: str, ca: str = "ca", certdir: str | None = None) -> dict[str, str]:
-    cd = pki / (certdir or ip)
-    return {"ca": str(pki / ca / "ca.pem"), "cert": str(cd / f"{ip}.pem"),
-            "key": str(cd / f"{ip}.key")}
 
 
 def b_port(s: Sites) -> int:

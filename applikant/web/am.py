@@ -177,9 +177,15 @@ class Am:
         """Remove `key` only if it belongs to `user` (am checks both)."""
         return await self.call(USERS, "remove_key", {"key": key, "user": user, "actor": actor})
 
-    # ---- API tokens (am does not keep them yet: tokens.py falls back) --------
+    async def update_key(self, actor: str, key: str, title: str) -> dict:
+        """Retitle `key` (same id); am refuses another user's key unless `actor` is admin."""
+        return await self.call(USERS, "update_key", {"key": key, "title": title,
+                                                     "actor": actor})
+
+    # ---- API tokens: am keeps their hashes; a secret is shown once ------------
 
     async def create_token(self, actor: str, user: str, title: str) -> dict:
+        """{id, user, title, created_at, last_used_at, token}; `token` only here."""
         return await self.call(USERS, "create_token", {"user": user, "title": title,
                                                        "actor": actor})
 
@@ -191,6 +197,7 @@ class Am:
                                                 "actor": actor})
 
     async def verify_token(self, token: str) -> dict | None:
+        """The enabled user `token` stands for, or None."""
         return await self.call(USERS, "verify_token", {"token": token})
 
     # ---- groups -------------------------------------------------------------
@@ -272,8 +279,11 @@ class Am:
 
     # ---- audit, dashboard, cluster -------------------------------------------
 
-    async def query_audit(self, actor: str, **filters: Any) -> list[dict]:
-        return await self.call(REPOS, "query_audit", {"query": _clean(filters), "actor": actor})
+    async def query_audit(self, actor: str, query: dict[str, Any]) -> list[dict]:
+        """Entries matching `query` ({actor?, action?, repo?, since?, until?, limit?}),
+        newest first. The filters travel as one map, apart from the caller: the
+        `actor` filter (whose entries) is not the `actor` of the call (who asks)."""
+        return await self.call(REPOS, "query_audit", {"query": _clean(query), "actor": actor})
 
     async def recent_pushes(self, actor: str, limit: int = 10) -> list[dict]:
         return await self.call(REPOS, "recent_pushes", {"limit": limit, "actor": actor})

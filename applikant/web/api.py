@@ -25,9 +25,8 @@ from starlette.routing import Route
 from ..manager import models
 from .am import AmError
 from .auth import Viewer
-from .common import client_of, web_of
-from .security import csrf_ok
-from .tokens import TITLE_MAX
+from .common import AUDIT_FILTERS, client_of, query_audit, web_of
+from .security import TOKEN_TITLE_MAX, csrf_ok
 
 BODY_MAX = 1024 * 1024
 
@@ -86,6 +85,13 @@ class KeyCreate(_In):
     title: str | None = Field(default=None, max_length=200)
 
 
+class KeyPut(_In):
+    """A new title for a key; `key`, if sent, must be the key's own material."""
+
+    title: str = Field(min_length=1, max_length=128)
+    key: str | None = Field(default=None, max_length=16384)
+
+
 class GrantPut(_In):
     level: Literal["read", "write", "admin"]
 
@@ -101,7 +107,7 @@ class GroupCreate(_In):
 
 
 class TokenCreate(_In):
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    title: str = Field(min_length=1, max_length=TOKEN_TITLE_MAX)
 
 
 class TokenOut(BaseModel):
@@ -384,21 +390,16 @@ async def key_get(request: Request) -> Response:
 
 
 async def key_put(request: Request) -> Response:
-    """Replace the key `kid` with the one in the body (same user; a new id if it changed)."""
+    """Retitle the key `kid`; it keeps its id. Its material cannot change: a
+    different key is added (POST) and this one removed, so sshd never sees a
+    key id that stood for two keys."""
     who = await logged_in(request, write=True)
-    req = await body(request, KeyCreate)
-    user, key = await _own_key(request, who)
-    am = web_of(request).am
-    if req.key.split()[:2] == key["public_key"].split()[:2] and \
-            (req.title is None or req.title == key["title"]):
-        return ok(key)
-    # Remove first: the same key material may come back with another title.
-    await am.remove_key(who.id, key["id"], user["id"])
-    try:
-        return ok(await am.add_key(who.id, user["id"], req.key, req.title or key["title"]))
-    except AmError:
-        await am.add_key(who.id, user["id"], key["public_key"], key["title"])
-        raise
+    req = await body(request, KeyPut)
+    _, key = await _own_key(request, who)
+    if req.key is not None and req.key.split()[:2] != key["public_key"].split()[:2]:
+        raise ApiError(409, "a key's material cannot change; add the new key with POST "
+                            f"and remove {key['id']}")
+    return ok(await web_of(request).am.update_key(who.id, key["id"], req.title))
 
 
 async def key_delete(request: Request) -> Response:
@@ -411,20 +412,20 @@ async def key_delete(request: Request) -> Response:
 async def tokens_list(request: Request) -> Response:
     who = await logged_in(request)
     user = await user_for(request, who)
-    return ok(await web_of(request).tokens.list(who.id, user["id"]))
+    return ok(await web_of(request).am.list_tokens(who.id, user["id"]))
 
 
 async def tokens_create(request: Request) -> Response:
     who = await logged_in(request, write=True)
     req = await body(request, TokenCreate)
     user = await user_for(request, who)
-    return ok(await web_of(request).tokens.create(who.id, user["id"], req.title), 201)
+    return ok(await web_of(request).am.create_token(who.id, user["id"], req.title), 201)
 
 
 async def token_delete(request: Request) -> Response:
     who = await logged_in(request, write=True)
     user = await user_for(request, who)
-    await web_of(request).tokens.revoke(who.id, user["id"], request.path_params["tid"])
+    await web_of(request).am.revoke_token(who.id, user["id"], request.path_params["tid"])
     return no_content()
 
 
@@ -465,12 +466,11 @@ async def member_delete(request: Request) -> Response:
 async def audit(request: Request) -> Response:
     who = await admin(request)
     q = request.query_params
-    filters: dict[str, Any] = {k: q[k][:200] for k in ("actor", "action", "repo", "since",
-                                                      "until") if q.get(k)}
+    filters = {k: q[k].strip()[:200] for k in AUDIT_FILTERS if q.get(k)}
     limit = q.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 10_000:
         raise ApiError(400, "limit must be an integer from 1 to 10000")
-    return ok(await web_of(request).am.query_audit(who.id, **filters, limit=int(limit)))
+    return ok(await query_audit(web_of(request), who, filters, int(limit)))
 
 
 async def cluster(request: Request) -> Response:
@@ -539,7 +539,8 @@ ROUTES: list[ApiRoute] = [
     R("/users/{id}/keys", "GET", keys_list, "A user's SSH keys", answer=[models.SshKey]),
     R("/users/{id}/keys", "POST", keys_add, "Add an SSH key", KeyCreate, models.SshKey, 201),
     R("/users/{id}/keys/{kid}", "GET", key_get, "One SSH key", answer=models.SshKey),
-    R("/users/{id}/keys/{kid}", "PUT", key_put, "Replace an SSH key", KeyCreate, models.SshKey),
+    R("/users/{id}/keys/{kid}", "PUT", key_put, "Retitle an SSH key (it keeps its id)", KeyPut,
+      models.SshKey),
     R("/users/{id}/keys/{kid}", "DELETE", key_delete, "Remove an SSH key", status=204),
     R("/users/{id}/tokens", "GET", tokens_list, "A user's API tokens (no secrets)",
       answer=[TokenOut]),

@@ -62,10 +62,6 @@ class Web:
     session_secret: str
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def tokens(self):
-        return self.auth.tokens
-
 
 class _SecurityHeaders:
     """Adds headers that keep pages out of frames and scripts to our own origin."""

@@ -1,7 +1,8 @@
 """Who is asking: a session cookie, an API token, or HTTP Basic (password or token).
 
 `Auth.viewer(request)` answers for pages and the API; `Auth.from_headers`
-serves the git endpoint (no cookies there). Passwords are checked by am
+serves the git endpoint (no cookies there). API tokens are am's: aw asks
+`verify_token` and keeps nothing of them. Passwords are checked by am
 (`verify_password`) behind the `Throttle`, per login and per client address,
 so guessing is slowed down whether it comes through the login form, the API
 or git. A disabled account stops working at its next request: the session's
@@ -15,7 +16,6 @@ from typing import Any
 
 from .am import Am, AmError
 from .security import Throttle, looks_like_token, parse_basic, parse_bearer
-from .tokens import Tokens
 
 __all__ = ["Auth", "AuthError", "Viewer"]
 
@@ -54,9 +54,8 @@ ANONYMOUS = Viewer(None)
 
 
 class Auth:
-    def __init__(self, am: Am, tokens: Tokens, throttle: Throttle) -> None:
+    def __init__(self, am: Am, throttle: Throttle) -> None:
         self.am = am
-        self.tokens = tokens
         self.throttle = throttle
 
     async def password(self, login: str, password: str, client: str) -> dict:
@@ -79,7 +78,7 @@ class Auth:
         if wait > 0:
             raise AuthError(429, f"too many failed attempts; try again in {int(wait) + 1} s",
                             wait)
-        user = await self.tokens.verify(token) if looks_like_token(token) else None
+        user = await self.am.verify_token(token) if looks_like_token(token) else None
         if user is None:
             self.throttle.failed(key)
             raise AuthError(401, "the API token is unknown or revoked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -11,7 +12,7 @@ from .am import AmError
 from .auth import Viewer
 
 __all__ = ["web_of", "viewer_of", "require_login", "require_admin", "readable_repo",
-           "client_of"]
+           "client_of", "query_audit", "AUDIT_FILTERS"]
 
 
 def web_of(request: Request) -> Any:
@@ -63,3 +64,41 @@ async def readable_repo(web: Any, viewer: Viewer, owner: str, name: str,
             raise AmError(403, decision["reason"], "forbidden")
         raise AmError(404, decision["reason"], "not_found")
     return await web.am.get_repo(viewer.id, path), decision
+
+
+AUDIT_FILTERS = ("actor", "action", "repo", "since", "until")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_NAIVE_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\Z")
+
+
+def _utc(value: str) -> str:
+    """A day (`2024-05-01`) or a time without a zone, read as UTC; others as given."""
+    if _DATE_RE.match(value):
+        return value + "T00:00:00Z"
+    if _NAIVE_RE.match(value):
+        return value.replace(" ", "T") + "Z"
+    return value
+
+
+async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str],
+                      limit: int) -> list[dict]:
+    """Audit entries matching `filters` (the non-empty ones of AUDIT_FILTERS).
+
+    People type what they see: `actor` may be a login as well as `user-42` or
+    `system`, and `since`/`until` a day or a time without a zone (UTC). am
+    answers the query (`am_repo_db.query_audit {actor, query: {...}}`); its
+    refusals (a malformed action or time) come back as AmError(400).
+    """
+    query: dict[str, Any] = {k: v for k, v in filters.items() if k in AUDIT_FILTERS and v}
+    actor = query.get("actor")
+    if actor is not None and actor != "system" and not re.fullmatch(r"user-[1-9]\d*", actor):
+        try:
+            query["actor"] = (await web.am.get_user(viewer.id, actor))["id"]
+        except AmError as exc:
+            if exc.status not in (400, 404):
+                raise
+            raise AmError(400, f"no user {actor[:64]!r} to filter by", "bad_request") from None
+    for bound in ("since", "until"):
+        if bound in query:
+            query[bound] = _utc(query[bound])
+    return await web.am.query_audit(viewer.id, {**query, "limit": limit})

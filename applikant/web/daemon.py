@@ -3,8 +3,7 @@
 It serves the ASGI app with Hypercorn's trio worker in the daemon's nursery;
 `nursery.start` returns once the HTTP port listens, so READY=1 (systemd, tests)
 means "you can connect now". A task keeps the link to am (see am.Am.run).
-aw keeps no state of its own beyond the session key (and, until am keeps API
-tokens, their hashes: see tokens.py).
+aw keeps no state of its own beyond the session key: API tokens live in am.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from .am import Am
 from .app import Site, Web, build
 from .auth import Auth
 from .security import Throttle, load_secret
-from .tokens import LocalTokens, Tokens
 
 __all__ = ["setup", "make_web"]
 
@@ -33,12 +31,15 @@ log = EventLog("aw")
 
 def make_web(node: Node, config: Config) -> Web:
     """The app's state from the config: the am client, auth, site URLs, the repo root."""
-    data_dir = config.node.data_dir
     secret = load_secret(config.path(config.aw.session_secret_file, "session.key"))
+    old_tokens = os.path.join(config.node.data_dir, "aw-tokens.sqlite3")
+    if os.path.exists(old_tokens):
+        # Left by an earlier aw that kept tokens itself; am keeps them now.
+        log.warning("old_token_file_ignored", path=old_tokens,
+                    hint="its tokens no longer work: make new ones, then delete the file")
     am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
-    tokens = Tokens(am, LocalTokens(os.path.join(data_dir, "aw-tokens.sqlite3")))
     public_url = config.aw.public_url or f"http://{config.aw.listen}"
-    return Web(am=am, auth=Auth(am, tokens, Throttle()),
+    return Web(am=am, auth=Auth(am, Throttle()),
                site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
                repo_root=config.aw.repo_root or config.path(config.af.repo_root, "repos"),
                session_secret=secret)

@@ -10,10 +10,10 @@ from starlette.routing import Route
 
 from .am import AmError
 from .auth import AuthError
-from .common import client_of, require_admin, require_login, viewer_of, web_of
+from .common import (AUDIT_FILTERS, client_of, query_audit, require_admin, require_login,
+                     viewer_of, web_of)
 from .render import field, flash, read_form, redirect, render
-from .security import new_csrf
-from .tokens import TITLE_MAX
+from .security import TOKEN_TITLE_MAX, new_csrf
 
 
 def _safe_next(value: str) -> str:
@@ -78,7 +78,7 @@ async def dashboard(request: Request) -> Response:
 
 async def tokens_page(request: Request) -> Response:
     viewer = await require_login(request)
-    tokens = await web_of(request).tokens.list(viewer.id, viewer.id)
+    tokens = await web_of(request).am.list_tokens(viewer.id, viewer.id)
     fresh = request.session.pop("new_token", None)
     return render(request, "tokens.html", tokens=tokens, fresh=fresh)
 
@@ -86,11 +86,11 @@ async def tokens_page(request: Request) -> Response:
 async def tokens_create(request: Request) -> Response:
     viewer = await require_login(request)
     form = await read_form(request)
-    title = field(form, "title", TITLE_MAX).strip()
+    title = field(form, "title", TOKEN_TITLE_MAX).strip()
     if not title:
         flash(request, "give the token a title, so you know later what uses it", "error")
         return redirect("/settings/tokens")
-    made = await web_of(request).tokens.create(viewer.id, viewer.id, title)
+    made = await web_of(request).am.create_token(viewer.id, viewer.id, title)
     # Shown exactly once, on the next page, then only its hash remains.
     request.session["new_token"] = made["token"]
     return redirect("/settings/tokens")
@@ -99,7 +99,7 @@ async def tokens_create(request: Request) -> Response:
 async def tokens_revoke(request: Request) -> Response:
     viewer = await require_login(request)
     form = await read_form(request)
-    await web_of(request).tokens.revoke(viewer.id, viewer.id, field(form, "id", 100))
+    await web_of(request).am.revoke_token(viewer.id, viewer.id, field(form, "id", 100))
     flash(request, "token revoked")
     return redirect("/settings/tokens")
 
@@ -126,17 +126,13 @@ async def password_post(request: Request) -> Response:
     return redirect("/settings/tokens")
 
 
-AUDIT_FILTERS = ("actor", "action", "repo", "since", "until")
-
-
 async def audit(request: Request) -> Response:
     viewer = await require_admin(request)
     filters = {k: request.query_params.get(k, "").strip()[:200] for k in AUDIT_FILTERS}
     error = ""
     entries: list[dict] = []
     try:
-        entries = await web_of(request).am.query_audit(
-            viewer.id, **{k: v for k, v in filters.items() if v}, limit=200)
+        entries = await query_audit(web_of(request), viewer, filters, limit=200)
     except AmError as exc:
         if exc.status != 400:
             raise

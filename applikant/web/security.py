@@ -74,6 +74,10 @@ def parse_bearer(header: str) -> str | None:
     return value.strip()
 
 
+TOKEN_TITLE_MAX = 100
+"""The longest token title am accepts (applikant.manager.tokens.TITLE_MAX)."""
+
+
 def looks_like_token(secret: str) -> bool:
     """API tokens are `user-N.<random>`; passwords can be anything else."""
     head, dot, tail = secret.partition(".")

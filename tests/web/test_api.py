@@ -94,11 +94,22 @@ def test_keys_add_list_replace_remove(site: WebSite, name: str) -> None:
     assert u.post(f"/api/users/{user['id']}/keys", json={"key": pub}).status_code == 409
     r = u.post(f"/api/users/{user['id']}/keys", json={"key": "ssh-ed25519 garbage"})
     assert r.status_code == 400 and r.json()["message"]
-    r = u.put(f"/api/users/{user['id']}/keys/{key['id']}", json={"key": pub2, "title": "new"})
+    # PUT retitles the key, which keeps its id; its material cannot change.
+    url = f"/api/users/{user['id']}/keys/{key['id']}"
+    r = u.put(url, json={"title": "desktop"})
     assert r.status_code == 200, r.text
     new = r.json()
+    assert new["id"] == key["id"] and new["fingerprint"] == key["fingerprint"]
+    assert new["title"] == "desktop" == u.get(url).json()["title"]
+    assert u.put(url, json={"key": pub, "title": "same key"}).json()["title"] == "same key"
+    r = u.put(url, json={"key": pub2, "title": "other key"})
+    assert r.status_code == 409 and "POST" in r.json()["message"]
+    assert u.put(url, json={"title": ""}).status_code == 422
+    assert u.put(url, json={"title": "x", "owner": "me"}).status_code == 422
     keys = u.get(f"/api/users/{user['id']}/keys").json()
-    assert [k["fingerprint"] for k in keys] == [new["fingerprint"]]
+    assert [(k["id"], k["title"]) for k in keys] == [(key["id"], "same key")]
+    entry = admin(site).get("/api/audit", params={"action": "key.update", "limit": "1"}).json()
+    assert entry[0]["details"]["key"] == key["id"]
     assert u.delete(f"/api/users/{user['id']}/keys/{new['id']}").status_code == 204
     assert u.get(f"/api/users/{user['id']}/keys").json() == []
 
@@ -111,8 +122,13 @@ def test_another_users_key_id_is_not_found_and_untouched(site: WebSite, name: st
     # Bob names Alice's key under his own account, and under hers.
     assert b.delete(f"/api/users/{bob['id']}/keys/{key['id']}").status_code == 404
     assert b.delete(f"/api/users/{alice['id']}/keys/{key['id']}").status_code == 403
+    assert b.put(f"/api/users/{bob['id']}/keys/{key['id']}", json={"title": "mine"}
+                 ).status_code == 404
+    assert b.put(f"/api/users/{alice['id']}/keys/{key['id']}", json={"title": "mine"}
+                 ).status_code == 403
     assert b.get(f"/api/users/{alice['id']}/keys").status_code == 403
-    assert [k["id"] for k in a.get(f"/api/users/{alice['id']}/keys").json()] == [key["id"]]
+    assert [(k["id"], k["title"]) for k in a.get(f"/api/users/{alice['id']}/keys").json()] == [
+        (key["id"], key["title"])]
 
 
 def test_non_admin_on_admin_routes_is_refused(site: WebSite, name: str) -> None:
@@ -207,3 +223,84 @@ def test_permissions_groups_and_audit(site: WebSite, name: str) -> None:
     assert a.get("/api/audit", params={"limit": "0"}).status_code == 400
     assert a.get("/api/cluster").status_code == 200
     assert a.get("/api/counts").json()["users"] >= 3
+
+
+def test_tokens_live_in_am_only(site: WebSite, name: str) -> None:
+    user = site.user_with_password(name, f"{name}-password")
+    u = site.client(auth=(name, f"{name}-password"))
+    r = u.post(f"/api/users/{user['id']}/tokens", json={"title": "ci"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert set(made) == {"id", "user", "title", "created_at", "last_used_at", "token"}
+    # am knows the token (one source of truth); aw keeps no file of its own.
+    assert site.call_am("am_user_db", "verify_token", {"token": made["token"]})["id"] == user["id"]
+    assert not list(site.tmp.rglob("aw-tokens.sqlite3"))
+    t = site.client(headers={"authorization": f"Bearer {made['token']}"})
+    assert t.get("/api/user").json()["id"] == user["id"]
+    listed = t.get(f"/api/users/{user['id']}/tokens").json()
+    assert [x["id"] for x in listed] == [made["id"]] and listed[0].get("token") is None
+    assert listed[0]["last_used_at"] is not None
+    # Made in am (the admin command line), used through aw at once.
+    other = site.call_am("am_user_db", "create_token", {"actor": "system", "user": user["id"],
+                                                        "title": "cli"})
+    assert site.client(headers={"authorization": f"Bearer {other['token']}"}
+                       ).get("/api/user").status_code == 200
+    # Another user's token id is not found; a bad title is refused.
+    _, stranger = user_client(site, f"{name}s")
+    assert stranger.delete(f"/api/users/{user['id']}/tokens/{made['id']}").status_code == 403
+    assert u.post(f"/api/users/{user['id']}/tokens", json={"title": "x" * 101}
+                  ).status_code == 422
+    assert u.delete(f"/api/users/{user['id']}/tokens/token-999999").status_code == 404
+    # A disabled account's token stops at once; revoked in am, refused by aw.
+    a = admin(site)
+    assert a.patch(f"/api/users/{user['id']}", json={"disabled": True}).status_code == 200
+    assert t.get("/api/user").status_code == 401
+    assert a.patch(f"/api/users/{user['id']}", json={"disabled": False}).status_code == 200
+    site.call_am("am_user_db", "revoke_token", {"actor": "system", "token": made["id"]})
+    assert t.get("/api/user").status_code == 401
+    entries = a.get("/api/audit", params={"action": "token", "actor": name}).json()
+    assert {e["action"] for e in entries} == {"token.create"}
+
+
+def test_audit_filters_filter(site: WebSite, name: str) -> None:
+    a = admin(site)
+    owner, o = user_client(site, f"{name}o")
+    for repo in ("one", "two"):
+        assert o.post("/api/repos", json={"name": repo}).status_code == 201
+    assert o.put(f"/api/repos/{owner['login']}/one/permissions/{ADMIN_LOGIN}",
+                 json={"level": "read"}).status_code == 200
+    one, two = f"{owner['login']}/one", f"{owner['login']}/two"
+
+    def entries(**params: str) -> list[dict]:
+        r = a.get("/api/audit", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    everything = entries(limit="1000")
+    assert {e["action"] for e in everything} >= {"repo.create", "perm.grant", "user.add"}
+    by_repo = entries(repo=one)
+    assert by_repo and {e["repo"] for e in by_repo} == {one}
+    assert [e["action"] for e in by_repo] == ["perm.grant", "repo.create"]
+    assert {e["repo"] for e in entries(repo=f"{two}.git")} == {two}
+    by_action = entries(action="perm")
+    assert by_action and {e["action"] for e in by_action} <= {"perm.grant", "perm.revoke"}
+    assert len(by_action) < len(everything)
+    assert [e["repo"] for e in entries(action="repo.create", repo=two)] == [two]
+    assert entries(action="perm", repo=two) == []
+    # The actor by login or by id; times as a day or without a zone (UTC).
+    mine = entries(actor=owner["login"])
+    assert mine == entries(actor=owner["id"]) and {e["actor"] for e in mine} == {owner["id"]}
+    assert {e["repo"] for e in mine if e["action"] == "repo.create"} == {one, two}
+    today = by_repo[0]["time"][:10]
+    assert entries(repo=one, since=today) == by_repo
+    assert entries(repo=one, until=today) == []
+    assert entries(repo=one, since=f"{today} 00:00") == by_repo
+    assert entries(limit="1", repo=one) == by_repo[:1]
+    for bad in ({"since": "yesterday"}, {"action": "Not An Action"}, {"actor": "ghost-user"}):
+        r = a.get("/api/audit", params=bad)
+        assert r.status_code == 400 and r.json()["message"], bad
+    # The page uses the same filters.
+    page = site.admin_client().get("/audit", params={"repo": one, "action": "perm"}).text
+    assert "perm.grant" in page and "repo.create" not in page
+    page = site.admin_client().get("/audit", params={"since": "yesterday"}).text
+    assert "ISO 8601" in page

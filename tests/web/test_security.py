@@ -1,4 +1,4 @@
-"""Units of aw that need no network: throttle, header parsing, CSRF, secret file, tokens."""
+"""Units of aw that need no network: throttle, header parsing, CSRF, secret file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 from applikant.web.security import (Throttle, csrf_ok, load_secret, looks_like_token,
                                     parse_basic, parse_bearer)
-from applikant.web.tokens import LocalTokens
 
 
 class Clock:
@@ -70,18 +69,3 @@ def test_session_secret_is_made_once_and_private(tmp_path: Path) -> None:
     assert len(first) == 64
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_secret(str(path)) == first
-
-
-def test_local_tokens_keep_hashes_only(tmp_path: Path) -> None:
-    store = LocalTokens(str(tmp_path / "t.sqlite3"))
-    made = store.create("user-7", "ci")
-    token = made["token"]
-    assert token.startswith("user-7.") and looks_like_token(token)
-    assert token.encode() not in (tmp_path / "t.sqlite3").read_bytes()
-    assert store.verify(token) == "user-7"
-    assert store.verify(token + "x") is None
-    assert store.verify("user-8." + token.split(".", 1)[1]) is None
-    assert [t["title"] for t in store.list("user-7")] == ["ci"]
-    assert store.owner(made["id"]) == "user-7"
-    store.revoke(made["id"])
-    assert store.verify(token) is None

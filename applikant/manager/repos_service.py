@@ -5,7 +5,7 @@ Methods (args is one map; `actor` as in am_user_db):
 
 | method | args | result | who |
 |---|---|---|---|
-| check_access | user (None: anonymous), repo, access | {allowed, reason, level} | system, or the user asking for themself |
+| check_access | user (None: anonymous), repo, access, audit? | {allowed, reason, level} | system, or the user asking for themself |
 | list_readable | user (None: anonymous) | [{repo, level, is_public, description, default_branch}] | system, the user |
 | create_repo | path, description?, is_public?, default_branch? | Repo | admins; users under their login or their groups |
 | get_repo | repo | Repo | readers (others: not found) |
@@ -25,19 +25,34 @@ Methods (args is one map; `actor` as in am_user_db):
 
 check_access answers on the trio thread from the read-only connection: it is
 the call every clone and push waits for, and it is benchmarked (bench.manager).
+With `audit: true` (af for SSH, aw for HTTP clones with credentials), a denial
+is also recorded as `access.denied` (actor: the user or `anonymous`; repo;
+details user, access, reason; node: the caller) before the answer goes back;
+an allowed call, or one without `audit`, writes nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import re
+
 from applikant.dist.node import CallContext
+from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.base import SYSTEM
-from applikant.manager.errors import BadRequest, Forbidden
+from applikant.manager.errors import BadRequest, Forbidden, ServiceError
 from applikant.manager.models import AccessDecision
 from applikant.manager.service import Service, dump
 from applikant.manager.store import Store
+
+log = EventLog("am")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` fit for the audit log: control characters escaped, at most `limit` long."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:limit]
 
 
 def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
@@ -74,7 +89,30 @@ class RepoDb(Service):
             if not actor.is_admin and req.user != actor.id:
                 raise Forbidden(f"{actor.login} may ask about their own access only")
         decision: AccessDecision = self.m.reader.check_access(req.user, req.repo, req.access)
+        if req.audit and not decision.allowed:
+            await self._audit_denial(req, decision, ctx.caller)
         return {"allowed": decision.allowed, "reason": decision.reason, "level": decision.level}
+
+    async def _audit_denial(self, req: rq.CheckAccess, decision: AccessDecision,
+                            node: str) -> None:
+        """Record a denied attempt; the denial stands even if it cannot be recorded."""
+        try:
+            repo = self.m.reader.get_repo(req.repo).full_name
+        except ServiceError:
+            repo = _printable(req.repo.removesuffix(".git"), 300)
+        user = "anonymous" if req.user is None else _printable(req.user, 128)
+        if req.user is not None and not req.user.startswith("user-"):
+            try:  # a login: the log names accounts by id, as everywhere else
+                user = self.m.reader.get_user(req.user).id
+            except ServiceError:
+                pass
+        try:
+            await self.m.write(self.m.writer.record, "access.denied", actor=user, node=node,
+                               repo=repo, details={"user": user, "access": req.access,
+                                                   "reason": decision.reason})
+        except ServiceError as exc:
+            log.warning("access_denied_not_recorded", repo=repo, reason=exc.message)
+        log.info("access_denied", repo=repo, user=user, access=req.access, peer=node)
 
     async def list_readable(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.ListReadable, args, self.where(ctx))

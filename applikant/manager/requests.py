@@ -255,6 +255,7 @@ class CheckAccess(Read):
     user: str | None
     repo: str
     access: AccessLevel
+    audit: bool = False
 
 
 class AuditFilter(Req):

@@ -251,9 +251,13 @@ class Am:
     async def delete_repo(self, actor: str, repo: str) -> dict:
         return await self.call(REPOS, "delete_repo", {"repo": repo, "actor": actor})
 
-    async def check_access(self, user: str | None, repo: str, access: str) -> dict:
-        return await self.call(REPOS, "check_access", {"user": user, "repo": repo,
-                                                       "access": access})
+    async def check_access(self, user: str | None, repo: str, access: str, *,
+                           audit: bool = False) -> dict:
+        """{allowed, reason, level}; with `audit`, am records a denial (`access.denied`)."""
+        args: dict[str, Any] = {"user": user, "repo": repo, "access": access}
+        if audit:
+            args["audit"] = True
+        return await self.call(REPOS, "check_access", args)
 
     async def list_grants(self, actor: str, repo: str) -> list[dict]:
         return await self.call(REPOS, "list_grants", {"repo": repo, "actor": actor})

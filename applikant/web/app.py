@@ -172,11 +172,17 @@ def build(web: Web) -> Any:
 
 async def git_authorize(web: Web, owner: str, name: str, headers: dict[str, str],
                         client: str) -> str:
-    """The canonical `owner/name` if the requester may read it; GitDenied otherwise."""
+    """The canonical `owner/name` if the requester may read it; GitDenied otherwise.
+
+    A denial to someone who gave credentials goes to am's audit log
+    (`access.denied`). An anonymous request for a private repository does not:
+    it is how every git client starts, before it sends its credentials.
+    """
     path = f"{owner}/{name}"
     try:
         viewer = await web.auth.from_headers(headers.get("authorization", ""), client)
-        decision = await web.am.check_access(viewer.id, path, "read")
+        decision = await web.am.check_access(viewer.id, path, "read",
+                                             audit=viewer.user is not None)
         if not decision["allowed"]:
             if viewer.user is None:
                 raise GitDenied(401, "authentication required: log in with your login and "

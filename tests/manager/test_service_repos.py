@@ -178,3 +178,49 @@ def test_counts_and_recent_pushes(am: Am, people: dict[str, str]) -> None:
     counts = am.repos("counts")
     assert set(counts) == {"users", "repos", "keys", "groups"} and counts["users"] >= 4
     assert isinstance(am.repos("recent_pushes", limit=5), list)
+
+
+def test_denied_access_is_audited_when_asked(am: Am, people: dict[str, str]) -> None:
+    am.repos("create_repo", actor="system", path="alice/Audited")
+
+    def denials() -> list[dict[str, Any]]:
+        return am.repos("query_audit", query={"action": "access.denied", "limit": 100})
+
+    seen = len(denials())
+    # Without `audit`, or when allowed, nothing is written.
+    assert not am.repos("check_access", user=people["carol"], repo="alice/audited",
+                        access="read")["allowed"]
+    assert am.repos("check_access", user=people["alice"], repo="alice/audited",
+                    access="write", audit=True)["allowed"]
+    assert len(denials()) == seen
+
+    answer = am.repos("check_access", user=people["carol"], repo="alice/audited.git",
+                      access="write", audit=True)
+    assert answer["allowed"] is False
+    entry = denials()[0]
+    assert entry["actor"] == people["carol"] and entry["repo"] == "alice/Audited"
+    assert entry["details"] == {"user": people["carol"], "access": "write",
+                                "reason": answer["reason"]}
+    assert entry["node"]  # the calling node
+    # Anonymous, unknown users, missing repositories and garbage are recorded too,
+    # and the answer is the same denial as without auditing.
+    for user, repo in [(None, "alice/audited"), ("user-999999", "alice/audited"),
+                       ("carol", "nobody/nothing"), (people["carol"], "bad\x01name/x")]:
+        plain = am.repos("check_access", user=user, repo=repo, access="read")
+        assert am.repos("check_access", user=user, repo=repo, access="read", audit=True) == plain
+    latest = denials()[:4]
+    assert [e["actor"] for e in latest] == [people["carol"], people["carol"], "user-999999",
+                                            "anonymous"]
+    assert latest[0]["repo"] == "bad\\x01name/x"
+    assert len(am.repos("query_audit", query={"repo": "alice/Audited",
+                                              "action": "access"})) == 3
+    err = am.error("am_repo_db", "check_access", {"user": None, "repo": "alice/audited",
+                                                  "access": "read", "audit": "yes"})
+    assert err.kind == "bad_request"
+
+
+def test_list_repos_sends_the_models_json(am: Am, people: dict[str, str]) -> None:
+    made = am.repos("create_repo", actor="system", path="alice/shape", description="s")
+    listed = {r["full_name"]: r for r in am.repos("list_repos")}
+    assert listed["alice/shape"] == made == am.repos("get_repo", repo="alice/shape")
+    assert list(listed["alice/shape"]) == list(made)

@@ -141,3 +141,27 @@ def test_streamed_advertisement_v2(site: WebSite, repos: dict) -> None:
                      "/ghalice/pub.git%00/info/refs"):
             r = c.get(path, params={"service": "git-upload-pack"})
             assert r.status_code in (400, 404), path
+
+
+def test_denied_clone_with_credentials_is_audited(site: WebSite, repos: dict,
+                                                  tmp_path: Path) -> None:
+    other = site.user_with_password("ghtrudy", "trudy-pass-1")
+    token = site.token_for(other["id"])
+
+    def denials() -> list[dict]:
+        return site.call_am("am_repo_db", "query_audit", {
+            "query": {"action": "access.denied", "repo": "ghalice/priv"}})
+
+    before = len(denials())
+    # Anonymous first requests are git's way of asking for credentials: not audited.
+    assert site.client().get("/ghalice/priv.git/info/refs",
+                             params={"service": "git-upload-pack"}).status_code == 401
+    assert len(denials()) == before
+    host = site.base.removeprefix("http://")
+    r = clone(site, f"http://ghtrudy:{token}@{host}/ghalice/priv.git", tmp_path / "t")
+    assert r.returncode != 0
+    entry = denials()[0]
+    assert len(denials()) == before + 1
+    assert entry["actor"] == other["id"] and entry["details"]["access"] == "read"
+    assert entry["details"]["user"] == other["id"] and entry["details"]["reason"]
+    assert entry["node"].startswith("aw")

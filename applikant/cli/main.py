@@ -9,10 +9,10 @@ import typer
 
 from . import cluster, common, ops, start
 
-from . import admin_audit, admin_branch, admin_group, admin_key, admin_perm, admin_repo, admin_user
+from . import admin_audit, admin_branch, admin_group, admin_key, admin_perm, admin_repo, admin_tokens, admin_user
 
-ADMIN_GROUPS: list = [admin_user, admin_key, admin_group, admin_repo, admin_perm, admin_branch,
-                      admin_audit]  # modules with `app` and `NAME`, appended below
+ADMIN_GROUPS: list = [admin_user, admin_key, admin_tokens, admin_group, admin_repo, admin_perm,
+                      admin_branch, admin_audit]  # modules with `app` and `NAME`, appended below
 from . import tls  # noqa: E402
 ADMIN_GROUPS.append(tls)  # `applikant tls`: certificates for links between hosts
 

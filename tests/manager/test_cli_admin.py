@@ -153,3 +153,19 @@ def test_acknowledged_changes_survive_sigkill(am: Am) -> None:
     assert am.repos("get_repo", repo="durable/kept")["full_name"] == "durable/kept"
     assert am.repos("list_grants", repo="durable/kept")[0]["grantee"] == "durable-dev"
     assert am.repos("query_audit", query={"limit": 1})[0]["action"] == "perm.grant"
+
+
+def test_tokens(am: Am) -> None:
+    user = js(am, "user", "add", "cli-tok", "--no-password")
+    out = ok(am, "token", "create", "cli-tok", "--title", "deploy")
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith(user["id"] + ".") and "shown only now" in out
+    assert am.users("verify_token", token=secret)["login"] == "cli-tok"
+    made = js(am, "token", "create", user["id"], "-t", "ci")
+    listed = js(am, "token", "list", "cli-tok")
+    assert [t["title"] for t in listed] == ["deploy", "ci"] and "token" not in listed[0]
+    assert "deploy" in ok(am, "token", "list", "cli-tok")
+    assert made["id"] in ok(am, "token", "rm", "cli-tok", made["id"])
+    assert am.users("verify_token", token=made["token"]) is None
+    assert "no token" in refused(am, "token", "rm", "cli-tok", made["id"])
+    assert "title" in refused(am, "token", "create", "cli-tok", "--title", "")

@@ -41,7 +41,7 @@ def test_migration_from_version_1_keeps_the_log(tmp_path: Path) -> None:
     conn.execute("INSERT INTO audit_log (time, actor, action) VALUES ('2024-01-01T00:00:00.000000Z', 'system', 'x.y')")
     conn.close()
     with Store(path, passwords=FAST) as store:
-        assert store.schema_version == len(MIGRATIONS) == 3
+        assert store.schema_version == len(MIGRATIONS) >= 3
         assert store.query_audit()[0].action == "x.y"
         assert store.query_audit()[0].event_id is None
 
@@ -54,7 +54,7 @@ def test_migration_from_version_2_adds_tokens(tmp_path: Path) -> None:
     conn.execute("INSERT INTO users (id, created_at) VALUES (1, '2024-01-01T00:00:00.000000Z')")
     conn.close()
     with Store(path, passwords=FAST) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == len(MIGRATIONS) >= 3
         made = store.create_token("alice", "ci", actor=SYSTEM)
         assert store.verify_token(made.token).login == "alice"  # type: ignore[union-attr]
 

@@ -55,6 +55,35 @@ class AwSection(Section):
     repo_root: str = ""  # where aw reads repositories; empty: [af].repo_root (one host)
 
 
+class WebhooksSection(Section):
+    """`[webhooks]`: how am's delivery worker posts and retries (see
+    applikant.webhooks.RetryPolicy and DeliverySettings for the meanings)."""
+
+    retry_base: float = Field(5.0, gt=0)  # seconds before the 2nd attempt
+    retry_factor: float = Field(3.0, ge=1)  # each wait this many times the last
+    retry_cap: float = Field(600.0, gt=0)  # no wait is longer
+    max_attempts: int = Field(8, ge=1)  # then the delivery has failed
+    retry_jitter: float = Field(0.1, ge=0, lt=1)  # up to this fraction off each wait
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(10.0, gt=0)  # between two reads of the answer
+    total_timeout: float = Field(20.0, gt=0)  # the whole attempt
+    max_response: int = Field(4096, ge=0)  # bytes of the answer kept in the log
+    concurrency: int = Field(4, ge=1)  # attempts at once
+    poll_interval: float = Field(30.0, gt=0)  # longest sleep between looks at the queue
+
+    def policy(self) -> Any:
+        from applikant.webhooks import RetryPolicy
+        return RetryPolicy(base=self.retry_base, factor=self.retry_factor,
+                           cap=max(self.retry_cap, self.retry_base),
+                           max_attempts=self.max_attempts, jitter=self.retry_jitter)
+
+    def delivery(self) -> Any:
+        from applikant.webhooks import DeliverySettings
+        return DeliverySettings(connect_timeout=self.connect_timeout,
+                                read_timeout=self.read_timeout, total=self.total_timeout,
+                                max_response=self.max_response)
+
+
 class Config(Section):
     node: NodeSection = Field(default_factory=NodeSection)
     dist: Any = Field(default_factory=DistSettings)
@@ -63,7 +92,7 @@ class Config(Section):
     aw: AwSection = Field(default_factory=AwSection)
     # Tables of later components are kept as given until their issue defines them.
     builder: dict[str, Any] = Field(default_factory=dict)
-    webhooks: dict[str, Any] = Field(default_factory=dict)
+    webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
 
     raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
 

@@ -10,11 +10,13 @@ import typer
 from . import cluster, common, ops, start
 
 from . import admin_audit, admin_branch, admin_group, admin_key, admin_perm, admin_repo, admin_tokens, admin_user
+from . import admin_hook  # noqa: E402
 
 ADMIN_GROUPS: list = [admin_user, admin_key, admin_tokens, admin_group, admin_repo, admin_perm,
                       admin_branch, admin_audit]  # modules with `app` and `NAME`, appended below
 from . import tls  # noqa: E402
 ADMIN_GROUPS.append(tls)  # `applikant tls`: certificates for links between hosts
+ADMIN_GROUPS.append(admin_hook)  # `applikant hook`: webhooks
 
 app = typer.Typer(
     no_args_is_help=True,

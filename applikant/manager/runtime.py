@@ -78,6 +78,9 @@ class Manager:
         self.subscribers = Subscribers(node)
         self.observer = Observer(node.name)
         self.writes = 0
+        # Called on the trio thread after each write, with its events (the
+        # webhook worker's wake-up).
+        self.listeners: list[Callable[[list[Event]], None]] = []
 
     def close(self) -> None:
         for store in (self.bulk, self.reader, self.writer):
@@ -106,6 +109,8 @@ class Manager:
                 self.writes += 1
                 for event in events:
                     self.subscribers.publish(event)
+                for listener in self.listeners:
+                    listener(events)
         return result, events
 
     async def bulk_read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

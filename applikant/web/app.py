@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..logs import EventLog
 from . import api, gitread, pages, pages_repos, pages_users
+from . import pages_webhooks
 from .am import Am, AmError
 from .auth import Auth, AuthError, Viewer
 from .githttp import GitDenied, GitHttp
@@ -138,6 +139,7 @@ def build(web: Web) -> Any:
         Mount("/api", routes=api.routes()),
         *pages.routes(),
         *pages_users.routes(),
+        *pages_webhooks.routes(),  # before pages_repos: /admin/webhooks
         *pages_repos.routes(),
     ]
     handlers = {Exception: _on_error, HTTPException: _on_error, AmError: _on_error,

@@ -219,8 +219,10 @@ class WebhooksMixin(StoreBase):
             if event.get("event_id"):
                 payload["push_id"] = event["event_id"]
         elif hook_event == "build_finished":
-            payload["build"] = {k: v for k, v in event.items()
-                                if k not in ("kind", "repo", "actor")}
+            build = {k: v for k, v in event.items() if k not in ("kind", "repo", "actor")}
+            if "build" in build:  # the builds' events name the build `build`
+                build["id"] = build.pop("build")
+            payload["build"] = build
         return payload
 
     def _who(self, conn: sqlite3.Connection, actor: str) -> dict[str, Any]:

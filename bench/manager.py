@@ -1,6 +1,7 @@
 """am's hot paths from another node, as the store grows: check_access calls/s and
 p50/p99 latency with 10, 1,000 and 100,000 users + keys + repos, and pre-receive
-decisions/s for a push of 1 and of 100 refs.
+decisions/s for a push of 1 and of 100 refs; and how long `list_repos` takes
+(all repositories, as a site admin would list them, and what one user can read).
 
 For each size: a fresh SQLite file is filled here, in one transaction (with the
 store's own schema and migrations; far faster than 300,000 acknowledged writes
@@ -144,6 +145,21 @@ def _push(n: int, refs: int, user: int) -> dict[str, Any]:
             "node": "af@bench", "refs": updates}
 
 
+async def _listing(node: Any, n: int) -> dict[str, float]:
+    """Median milliseconds of one `list_repos` call: all n, and one user's view."""
+    calls = max(3, min(50, 20_000 // n))
+    out = {}
+    for key, args in (("list_repos_ms", {}), ("list_repos_user_ms", {"actor": "user-1"})):
+        times = []
+        for _ in range(calls + 1):
+            t0 = time.perf_counter()
+            repos = await node.call("am_repo_db", "list_repos", args)
+            times.append(time.perf_counter() - t0)
+        assert repos and "full_name" in repos[0]
+        out[key] = common.median(times[1:]) * 1e3
+    return out
+
+
 async def client(name: str, n: int) -> None:
     import trio
 
@@ -172,6 +188,7 @@ async def client(name: str, n: int) -> None:
             "calls_per_s": await _rate(node, "check_access", qs, 16),
             "allowed_share": allowed / 200,
         }
+        result.update(await _listing(node, n))
         for refs in (1, 100):
             pushes = [_push(n, refs, random.Random(k).randint(1, n)) for k in range(50)]
             first = await node.call("am_hook_api", "handle_hook", pushes[0])
@@ -242,7 +259,8 @@ def main() -> None:
     rows = []
     for n, r in by_size.items():
         for key in ("p50_us", "p99_us", "seq_calls_per_s", "calls_per_s", "pushes_per_s_1",
-                    "decisions_per_s_1", "pushes_per_s_100", "decisions_per_s_100", "fill_s"):
+                    "decisions_per_s_1", "pushes_per_s_100", "decisions_per_s_100", "fill_s",
+                    "list_repos_ms", "list_repos_user_ms"):
             result[f"check_access_{key}_{n}" if key in ("p50_us", "p99_us", "seq_calls_per_s",
                                                          "calls_per_s") else f"{key}_{n}"] = round(r[key], 1)
         rows.append((f"{n:>7,} users/keys/repos: check_access p50 / p99",
@@ -252,6 +270,8 @@ def main() -> None:
         rows.append((f"{n:>7,} users/keys/repos: pre-receive decisions/s (1 ref / 100 refs)",
                      f"{r['decisions_per_s_1']:,.0f} / {r['decisions_per_s_100']:,.0f}"
                      f"  ({r['pushes_per_s_1']:,.0f} / {r['pushes_per_s_100']:,.0f} pushes/s)"))
+        rows.append((f"{n:>7,} users/keys/repos: list_repos (all / one user's)",
+                     f"{r['list_repos_ms']:,.2f} / {r['list_repos_user_ms']:,.2f} ms"))
     largest, smallest = max(sizes), min(sizes)
     result["check_access_calls_per_s"] = round(by_size[largest]["calls_per_s"], 1)
     result["pre_receive_decisions_per_s_1"] = round(by_size[largest]["decisions_per_s_1"], 1)

@@ -43,6 +43,15 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def json_time(text: str) -> str:
+    """A stored time (format_time) as the models' JSON gives it: what
+    `model.model_dump(mode="json")` makes of the datetime, without building one.
+    pydantic leaves out a zero fraction (`...:56Z`) and keeps any other whole."""
+    if len(text) == 27 and text.endswith(".000000Z"):
+        return text[:19] + "Z"
+    return text
+
+
 def parse_id(ref: str, kind: str) -> int | None:
     """The number in a stable id such as `user-42`, or None when `ref` is not one."""
     match = _ID_RE.match(ref)

@@ -58,16 +58,16 @@ def _printable(text: str, limit: int) -> str:
 def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
     """The repositories `user` can read, with the level they have (bulk thread)."""
     if user is None:
-        repos = store.list_repos(public_only=True)
+        repos = store.list_repos_json(public_only=True)
     else:
-        repos = store.list_repos(visible_to=user)
+        repos = store.list_repos_json(visible_to=user)
     out = []
     for repo in repos:
-        decision = store.check_access(user, repo.full_name, "read")
+        decision = store.check_access(user, repo["full_name"], "read")
         if decision.allowed:
-            out.append({"repo": repo.full_name, "level": decision.level,
-                        "is_public": repo.is_public, "description": repo.description,
-                        "default_branch": repo.default_branch})
+            out.append({"repo": repo["full_name"], "level": decision.level,
+                        "is_public": repo["is_public"], "description": repo["description"],
+                        "default_branch": repo["default_branch"]})
     return out
 
 
@@ -141,9 +141,9 @@ class RepoDb(Service):
         req = rq.parse(rq.ListRepos, args, self.where(ctx))
         actor = self.m.actor(req.actor)
         visible_to = req.visible_to if actor.is_admin else actor.id
-        repos = await self.m.bulk_read(self.m.bulk.list_repos, owner=req.owner,
-                                       visible_to=visible_to, public_only=req.public_only)
-        return dump(repos)
+        # Plain dicts from the rows: no model per repository (see list_repos_json).
+        return await self.m.bulk_read(self.m.bulk.list_repos_json, owner=req.owner,
+                                      visible_to=visible_to, public_only=req.public_only)
 
     async def update_repo(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.UpdateRepo, args, self.where(ctx))

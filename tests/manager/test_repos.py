@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from pathlib import Path
+
 import pytest
 
 from applikant.manager.base import Event
 from applikant.manager.errors import BadRequest, Conflict, NotFound
+from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Store
+
+FAST = Passwords(fast=True)
 
 
 def test_create_get_update(store: Store, alice: str, events: list[Event]) -> None:
@@ -120,3 +126,23 @@ def test_list_visibility(store: Store, alice: str, bob: str, root: str) -> None:
     assert names(visible_to=root) == names()
     store.disable_user(carol, actor=SYSTEM)
     assert names(visible_to=carol) == []
+
+
+def test_listing_dicts_are_the_models_json(tmp_path: Path) -> None:
+    """list_repos_json is what the service sends; it must equal the models' JSON
+    exactly (keys, order, values), whatever the times' fractions."""
+    moments = iter([datetime(2024, 5, 1, 12, 0, 0, 0, tzinfo=timezone.utc),
+                    datetime(2024, 5, 1, 12, 0, 1, 120000, tzinfo=timezone.utc),
+                    datetime(2024, 5, 1, 12, 0, 2, 5, tzinfo=timezone.utc)] * 10)
+    with Store(str(tmp_path / "am.sqlite3"), passwords=FAST, clock=lambda: next(moments)) as s:
+        uid = s.add_user("alice", actor=SYSTEM).id
+        s.create_group("Team", actor=SYSTEM)
+        s.create_repo("alice/One", actor=SYSTEM, description="d\nmore", is_public=True)
+        s.create_repo("Team/two", actor=SYSTEM, default_branch="trunk")
+        s.create_repo("alice/three", actor=SYSTEM)
+        for kw in ({}, {"owner": "alice"}, {"public_only": True}, {"visible_to": uid}):
+            as_json = s.list_repos_json(**kw)  # type: ignore[arg-type]
+            models = [r.model_dump(mode="json") for r in s.list_repos(**kw)]  # type: ignore[arg-type]
+            assert as_json == models and as_json
+            assert [list(d) for d in as_json] == [list(d) for d in models]
+        assert "2024-05-01T12:00:00Z" in {r["created_at"] for r in s.list_repos_json()}

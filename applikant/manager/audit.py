@@ -199,13 +199,18 @@ class AuditMixin(StoreBase):
         return [entry_from_row(row) for row in rows]
 
     def counts(self) -> Counts:
-        """How many users, repositories, keys and groups there are."""
+        """How many users, repositories, keys and groups there are, and how many
+        pushes and refusals the audit log holds (the dashboard and /metrics)."""
         with self._read() as conn:
             row = conn.execute(
                 "SELECT (SELECT count(*) FROM users) AS users,"
                 " (SELECT count(*) FROM repos) AS repos,"
                 " (SELECT count(*) FROM ssh_keys) AS keys,"
-                " (SELECT count(*) FROM groups) AS groups"
+                " (SELECT count(*) FROM groups) AS groups,"
+                " (SELECT count(*) FROM audit_log WHERE action = 'push') AS pushes,"
+                " (SELECT count(*) FROM audit_log WHERE action = 'push.denied') AS push_denials,"
+                " (SELECT count(*) FROM audit_log WHERE action = 'access.denied') AS access_denials"
             ).fetchone()
         return Counts(users=row["users"], repos=row["repos"], keys=row["keys"],
-                      groups=row["groups"])
+                      groups=row["groups"], pushes=row["pushes"],
+                      push_denials=row["push_denials"], access_denials=row["access_denials"])

@@ -234,3 +234,6 @@ class Counts(_Model):
     repos: int
     keys: int
     groups: int
+    pushes: int = 0
+    push_denials: int = 0
+    access_denials: int = 0

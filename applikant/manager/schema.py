@@ -14,6 +14,7 @@ Shape of the data (version 1):
 
 Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
 Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
+Version 4 adds `builds` (the build queue and its history) and `build_logs`.
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -139,7 +140,45 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_by_user ON api_tokens(user_id, id);
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3]
+# Version 4: the build queue (builds.py). A build's number is its id (`#42`);
+# (event_id, ref) makes enqueueing a push's builds idempotent; log lines are
+# stored as they come, numbered per build from 1.
+_V4 = """
+CREATE TABLE builds (
+    id INTEGER PRIMARY KEY,
+    repo_id INTEGER REFERENCES repos(id) ON DELETE SET NULL,
+    repo TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN
+        ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed-out')),
+    queued_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    exit_code INTEGER,
+    reason TEXT NOT NULL DEFAULT '',
+    log_size INTEGER NOT NULL DEFAULT 0,
+    log_truncated INTEGER NOT NULL DEFAULT 0 CHECK (log_truncated IN (0, 1)),
+    log_lines INTEGER NOT NULL DEFAULT 0,
+    pusher TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    runner TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+    event_id TEXT,
+    UNIQUE (event_id, ref)
+);
+CREATE INDEX builds_by_status ON builds(status, id);
+CREATE INDEX builds_by_repo ON builds(repo_id, id);
+
+CREATE TABLE build_logs (
+    build_id INTEGER NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (build_id, seq)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4]
 
 
 def connect(path: str) -> sqlite3.Connection:

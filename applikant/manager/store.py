@@ -29,6 +29,7 @@ from __future__ import annotations
 from applikant.manager.audit import AuditMixin
 from applikant.manager.base import SYSTEM, Event
 from applikant.manager.branches import BranchesMixin
+from applikant.manager.builds import BuildsMixin
 from applikant.manager.groups import GroupsMixin
 from applikant.manager.keys import KeysMixin
 from applikant.manager.repos import ReposMixin
@@ -39,7 +40,7 @@ __all__ = ["SYSTEM", "Event", "Store"]
 
 
 class Store(UsersMixin, KeysMixin, TokensMixin, GroupsMixin, ReposMixin, BranchesMixin,
-            AuditMixin):
+            AuditMixin, BuildsMixin):
     """All of am's state; see the module docstring for the guarantees."""
 
     def __enter__(self) -> Store:

@@ -22,7 +22,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..logs import EventLog
-from . import api, gitread, pages, pages_repos, pages_users
+from . import api, gitread, metrics, pages, pages_repos, pages_users
 from . import pages_webhooks
 from .am import Am, AmError
 from .auth import Auth, AuthError, Viewer
@@ -141,6 +141,7 @@ def build(web: Web) -> Any:
         *pages_users.routes(),
         *pages_webhooks.routes(),  # before pages_repos: /admin/webhooks
         *pages_repos.routes(),
+        *metrics.routes(),
     ]
     handlers = {Exception: _on_error, HTTPException: _on_error, AmError: _on_error,
                 AuthError: _on_error, FormError: _on_error,

@@ -176,7 +176,8 @@ def test_bad_repo_input_changes_nothing(am: Am, people: dict[str, str], method: 
 
 def test_counts_and_recent_pushes(am: Am, people: dict[str, str]) -> None:
     counts = am.repos("counts")
-    assert set(counts) == {"users", "repos", "keys", "groups"} and counts["users"] >= 4
+    assert set(counts) == {"users", "repos", "keys", "groups", "pushes", "push_denials",
+                           "access_denials"} and counts["users"] >= 4
     assert isinstance(am.repos("recent_pushes", limit=5), list)
 
 

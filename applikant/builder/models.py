@@ -126,6 +126,8 @@ class Build(_Model):
     log_truncated: bool = False
     pusher: str | None = None  # user id of who pushed, when a push queued it
     attempt: int = 1  # a re-run or a re-queue after an interruption counts up
+    runner: str | None = None  # the node of the ab that runs (or ran) it
+    cancel_requested: bool = False  # cancel asked while running; the runner stops it
 
     def spec(self, source: str) -> BuildSpec:
         """What a runner needs to run this build, fetching from `source`."""

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import envconfig
+from .builder.settings import BuilderSettings
 from .dist.settings import DistSettings
 
 
@@ -90,11 +91,19 @@ class Config(Section):
     am: AmSection = Field(default_factory=AmSection)
     af: AfSection = Field(default_factory=AfSection)
     aw: AwSection = Field(default_factory=AwSection)
-    # Tables of later components are kept as given until their issue defines them.
-    builder: dict[str, Any] = Field(default_factory=dict)
+    builder: Any = Field(default_factory=BuilderSettings)  # [builder]: ab, and am's queue
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
 
     raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("builder", mode="before")
+    @classmethod
+    def _builder(cls, value: Any) -> BuilderSettings:
+        if isinstance(value, BuilderSettings):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("[builder] must be a table")
+        return BuilderSettings.from_mapping(value)
 
     @field_validator("dist", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ of its own against its name.
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from applikant.manager.repos_service import RepoDb
 from applikant.manager.runtime import Manager, open_manager
 from applikant.manager.service import Service
 from applikant.manager.users_service import UserDb
+from applikant.manager.webhooks_service import WebhooksService, run_worker
 
 log = EventLog("am")
 
@@ -61,7 +63,7 @@ async def _watch_nodes(node: Node, manager: Manager,
                 manager.subscribers.remove(event.node, reason="node down")
 
 
-async def _serve(node: Node, manager: Manager,
+async def _serve(node: Node, manager: Manager, config: config_mod.Config | None = None,
                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     try:
         async with trio.open_nursery() as nursery:
@@ -70,8 +72,12 @@ async def _serve(node: Node, manager: Manager,
                 manager.observer.up(peer)
             nursery.start_soon(_watch_nodes, node, manager, events)
             manager.subscribers.start(nursery)
+            hooks = (config or config_mod.Config()).webhooks
+            nursery.start_soon(partial(run_worker, manager, policy=hooks.policy(),
+                                       settings=hooks.delivery(), concurrency=hooks.concurrency,
+                                       poll_interval=hooks.poll_interval))
             for service in (UserDb(manager), RepoDb(manager), HookApi(manager),
-                            ObserverService(manager)):
+                            ObserverService(manager), WebhooksService(manager)):
                 await node.register_global(service.NAME, service.handlers())
             counts = manager.reader.counts()
             log.info("am_ready", db=manager.path, users=counts.users, repos=counts.repos,
@@ -91,4 +97,4 @@ async def setup(node: Node, config: config_mod.Config, nursery: trio.Nursery) ->
         # run_daemon prints a ConfigError as one plain line and exits 1.
         log.error("start_failed", db=path, reason=str(exc))
         raise envconfig.ConfigError(f"cannot open the database {path}: {exc}") from None
-    await nursery.start(_serve, node, manager)
+    await nursery.start(_serve, node, manager, config)

@@ -16,7 +16,9 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   the reasons goes to the audit log.
 - post-receive: records the push (`push`, old/new per ref), once per event_id
   however often it is delivered (af's spool may deliver twice), and hands it on:
-  subscribers get `repo.pushed` (builds and webhooks will listen there).
+  subscribers get `repo.pushed`; then queues one build per updated branch whose
+  new commit has `.applikant/build.sh` (`build` per ref, found by af), once
+  per event_id, and tells the pusher `build #N queued` (builds_service.py).
 - post-update: nothing to decide or record.
 
 Each call runs in its own task (the node layer's), concurrently with the others;
@@ -41,6 +43,7 @@ from applikant.manager import requests as rq
 from applikant.manager.errors import NotFound, ServiceError
 from applikant.manager.names import is_zero_id
 from applikant.manager.service import Service
+from applikant.manager.builds_service import enqueue_builds
 
 log = EventLog("am")
 
@@ -181,4 +184,5 @@ class HookApi(Service):
         duplicate = not events
         if duplicate:
             log.info("push_duplicate", repo=req.repo, event_id=req.event_id)
-        return {"ok": True, "messages": [], "entry": entry.id, "duplicate": duplicate}
+        messages = await enqueue_builds(self.m, req, node)
+        return {"ok": True, "messages": messages, "entry": entry.id, "duplicate": duplicate}

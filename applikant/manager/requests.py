@@ -283,6 +283,7 @@ class HookRef(Req):
     old: str
     new: str
     ff: bool | None = None
+    build: bool | None = None  # post-receive: the new commit has .applikant/build.sh
 
 
 class HookCall(Req):

@@ -15,6 +15,7 @@ Shape of the data (version 1):
 Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
 Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 Version 4 adds `builds` (the build queue and its history) and `build_logs`.
+Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -178,7 +179,52 @@ CREATE TABLE build_logs (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4]
+# Version 5: webhooks (webhooks_store.py). A hook with no repo_id is site-wide;
+# a delivery keeps its JSON body (every attempt signs the same bytes) and is due
+# at next_attempt_at while pending; each attempt is kept in its log.
+_V5 = """
+CREATE TABLE webhooks (
+    id INTEGER PRIMARY KEY,
+    repo_id INTEGER REFERENCES repos(id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX webhooks_by_repo ON webhooks(repo_id, id);
+
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    hook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    created_at TEXT NOT NULL,
+    redelivery_of TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries(hook_id, created_at);
+
+CREATE TABLE webhook_attempts (
+    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    duration REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code INTEGER,
+    location TEXT,
+    response TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (delivery_id, number)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
 
 
 def connect(path: str) -> sqlite3.Connection:

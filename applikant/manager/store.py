@@ -35,12 +35,13 @@ from applikant.manager.keys import KeysMixin
 from applikant.manager.repos import ReposMixin
 from applikant.manager.tokens import TokensMixin
 from applikant.manager.users import UsersMixin
+from applikant.manager.webhooks_store import WebhooksMixin
 
 __all__ = ["SYSTEM", "Event", "Store"]
 
 
 class Store(UsersMixin, KeysMixin, TokensMixin, GroupsMixin, ReposMixin, BranchesMixin,
-            AuditMixin, BuildsMixin):
+            AuditMixin, WebhooksMixin, BuildsMixin):
     """All of am's state; see the module docstring for the guarantees."""
 
     def __enter__(self) -> Store:

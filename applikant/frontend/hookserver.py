@@ -14,6 +14,8 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
   ``GIT_ALTERNATE_OBJECT_DIRECTORIES``, confined to the repo): the new objects
   are not in the repository yet when pre-receive runs.
 * pre-receive fails closed: am unreachable means the push is refused.
+* post-receive: ``build`` per updated branch says whether its new commit has
+  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``).
 * post-receive cannot fail a push that already happened. When am cannot be
   reached the event is spooled durably (:mod:`applikant.frontend.spool`) and
   delivered, with its ``event_id`` so that am records it once, when am is back.
@@ -45,6 +47,7 @@ _HEX = frozenset("0123456789abcdef")
 GIT_PARALLEL = 8  # git processes at once for one push
 _DIGITS = frozenset("0123456789")
 GIT_TIMEOUT = 30.0
+BUILD_SCRIPT = ".applikant/build.sh"  # a branch whose commit has it gets a build
 
 
 class HookRefused(Exception):
@@ -105,6 +108,8 @@ class HookServer:
             data = self.build(request)
             if hook == "pre-receive":
                 await self._fill_ff(data, request.get("env") or {})
+            else:
+                await self._mark_builds(data, request.get("env") or {})
         except HookRefused as exc:
             log.warning("hook_refused", hook=hook, reason=str(exc))
             return {"ok": hook == "post-receive", "messages": [f"applikant: {exc}"]}
@@ -213,6 +218,28 @@ class HookServer:
             for ref in wanted:
                 nursery.start_soon(fill, ref)
 
+    async def _mark_builds(self, data: dict[str, Any], env: dict[str, Any]) -> None:
+        """post-receive: set ``build`` on each updated branch (not deletions, not
+        tags): whether its new commit has ``.applikant/build.sh``, for am to
+        queue a build. Asked of git on this host, in the quarantine if any."""
+        git_dir = data["git_dir"]
+        quarantine = self._quarantine_env(env if isinstance(env, dict) else {}, git_dir)
+        wanted = [r for r in data["refs"]
+                  if r["ref"].startswith("refs/heads/") and r["new"] not in ZERO_IDS]
+        for ref in data["refs"]:
+            ref["build"] = False
+        limiter = trio.CapacityLimiter(GIT_PARALLEL)
+
+        async def mark(ref: dict[str, Any]) -> None:
+            async with limiter:
+                found = await trio.to_thread.run_sync(gitops.has_path, git_dir, ref["new"],
+                                                      BUILD_SCRIPT, quarantine)
+                ref["build"] = found is True
+
+        async with trio.open_nursery() as nursery:
+            for ref in wanted:
+                nursery.start_soon(mark, ref)
+
     def _quarantine_env(self, env: dict[str, Any], git_dir: str) -> dict[str, str]:
         """The quarantine variables of the hook, made absolute and confined to the repo."""
         out: dict[str, str] = {}
@@ -252,6 +279,7 @@ class HookServer:
             try:
                 record = await trio.to_thread.run_sync(spool.read, path)
                 data = self.build(record["request"])
+                await self._mark_builds(data, record["request"].get("env") or {})
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, KeyError, TypeError, HookRefused) as exc:

@@ -58,6 +58,11 @@ class BuilderSettings(_Section):
     # inside the (private) data dir; empty: `<data_dir>-builds` (see `resolved`).
     builds_root: str = ""
     concurrency: int = Field(default=1, ge=1)  # builds at once, for the queue
+    # Where ab fetches a build's commit from: empty, the bare repository on
+    # ab's host (<[af].repo_root>/owner/name.git); else this URL with
+    # "owner/name.git" appended (e.g. "ssh://git@githost:22/" for an ab on
+    # another host; its key needs read access).
+    source_url: str = ""
     on_interrupt: Literal["fail", "requeue"] = "fail"  # a build found running at start
     timeout: float = Field(default=3600.0, gt=0)  # wall clock for build.sh, seconds
     checkout_timeout: float = Field(default=600.0, gt=0)

@@ -14,13 +14,14 @@ COMPONENTS = {
     "am": "applikant.manager.daemon",
     "af": "applikant.frontend.daemon",
     "aw": "applikant.web.daemon",
+    "ab": "applikant.builder.daemon",
 }
 
 app = typer.Typer()
 
 
 @app.command()
-def start(component: Annotated[str, typer.Argument(help="am, af, aw or portmapper")]) -> None:
+def start(component: Annotated[str, typer.Argument(help="am, af, aw, ab or portmapper")]) -> None:
     """Run one component in the foreground until SIGTERM."""
     if component == "portmapper":
         from .cluster import portmapper

@@ -14,6 +14,8 @@ from . import admin_hook  # noqa: E402
 
 ADMIN_GROUPS: list = [admin_user, admin_key, admin_tokens, admin_group, admin_repo, admin_perm,
                       admin_branch, admin_audit]  # modules with `app` and `NAME`, appended below
+from . import admin_build  # noqa: E402
+ADMIN_GROUPS.append(admin_build)  # `applikant build`: the build queue
 from . import tls  # noqa: E402
 ADMIN_GROUPS.append(tls)  # `applikant tls`: certificates for links between hosts
 ADMIN_GROUPS.append(admin_hook)  # `applikant hook`: webhooks

@@ -1,0 +1,120 @@
+"""Builds: list, show, log (--follow), cancel, rerun."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from . import common
+from .admin_common import JsonOpt, am, fields, short_time
+
+NAME = "build"
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+HEADERS = ["build", "repo", "ref", "commit", "status", "queued", "took", "reason"]
+FOLLOW_EVERY = 0.3  # seconds between looks at a running build's log
+IdArg = Annotated[str, typer.Argument(help="the build: 42, #42 or build-42")]
+
+
+def builds(method: str, **args: object) -> object:
+    return am("am_builds", method, **args)
+
+
+def took(b: dict) -> str:
+    from datetime import datetime
+
+    if not b.get("started_at") or not b.get("finished_at"):
+        return ""
+    start = datetime.fromisoformat(b["started_at"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(b["finished_at"].replace("Z", "+00:00"))
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def _row(b: dict) -> list:
+    return [f"#{b['number']}", b["repo"], b["ref"].removeprefix("refs/heads/"), b["commit"][:10],
+            b["status"], short_time(b["queued_at"]), took(b), b["reason"]]
+
+
+@app.command("list")
+def list_(repo: Annotated[Optional[str], typer.Option("--repo", help="owner/name")] = None,
+          status: Annotated[Optional[str], typer.Option(
+              "--status", help="queued, running, succeeded, failed, cancelled, timed-out")] = None,
+          limit: Annotated[int, typer.Option("--limit", "-n", help="at most this many")] = 50,
+          as_json: JsonOpt = False) -> None:
+    """List builds, newest first."""
+    found = builds("list", repo=repo, status=status, limit=limit)
+    if as_json:
+        common.emit_json(found)
+    else:
+        common.table([_row(b) for b in found], HEADERS)  # type: ignore[union-attr]
+
+
+@app.command("show")
+def show(build: IdArg, as_json: JsonOpt = False) -> None:
+    """Show one build."""
+    b = builds("get", build=build)
+    if as_json:
+        common.emit_json(b)
+        return
+    assert isinstance(b, dict)
+    fields([("build", f"#{b['number']} ({b['id']})"), ("repo", b["repo"]), ("ref", b["ref"]),
+            ("commit", b["commit"]), ("status", b["status"]), ("reason", b["reason"]),
+            ("exit code", b["exit_code"]), ("queued", b["queued_at"]),
+            ("started", b["started_at"]), ("finished", b["finished_at"]),
+            ("took", took(b)), ("pusher", b["pusher"]), ("attempt", b["attempt"]),
+            ("runner", b["runner"]),
+            ("log", f"{b['log_size']} bytes" + (" (truncated)" if b["log_truncated"] else ""))])
+
+
+@app.command("log")
+def log(build: IdArg,
+        follow: Annotated[bool, typer.Option("--follow", "-f",
+                                             help="print new lines until the build ends")] = False,
+        ) -> None:
+    """Print a build's log; with --follow, new lines as they come until it ends.
+    Exits 0 when the build succeeded (or is still going without --follow), 1 otherwise."""
+    after = 0
+    while True:
+        page = builds("log", build=build, after=after)
+        assert isinstance(page, dict)
+        for _, line in page["lines"]:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        after = page["next"]
+        if page["lines"] and len(page["lines"]) >= 5000:
+            continue  # more waiting: no pause
+        if page["final"]:
+            if follow:
+                typer.echo(f"build #{page['build'].removeprefix('build-')} {page['status']}",
+                           err=True)
+            raise typer.Exit(0 if page["status"] == "succeeded" else 1)
+        if not follow:
+            return
+        time.sleep(FOLLOW_EVERY)
+
+
+@app.command("cancel")
+def cancel(build: IdArg, as_json: JsonOpt = False) -> None:
+    """Cancel a queued or running build."""
+    b = builds("cancel", build=build)
+    assert isinstance(b, dict)
+    if as_json:
+        common.emit_json(b)
+    elif b["status"] == "cancelled":
+        typer.echo(f"build #{b['number']} cancelled")
+    else:
+        typer.echo(f"build #{b['number']}: cancel asked; its runner {b['runner']} stops it")
+
+
+@app.command("rerun")
+def rerun(build: IdArg, as_json: JsonOpt = False) -> None:
+    """Queue a new build of the same commit."""
+    b = builds("rerun", build=build)
+    assert isinstance(b, dict)
+    if as_json:
+        common.emit_json(b)
+    else:
+        typer.echo(f"build #{b['number']} queued")

@@ -1,0 +1,224 @@
+"""Builds end to end with real processes: portmapper, am, af, sshd and ab
+(tests/builder/buildsite.py). A push with .applikant/build.sh queues a build
+(`build #N queued` in the push output), ab runs it, its log and status are in
+am, and the CLI reads, follows, cancels and re-runs it. Then the ways a build
+can be cut short: timeout, cancel, ab killed mid-build (failed, or queued
+again), am restarted with builds queued, a build that prints megabytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from applikant.builder.logcap import MARKER_PREFIX
+from tests.harness.gitenv import User, wait_for
+
+from .buildsite import BuildSite
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="ab switches to the build user only as root"),
+]
+
+LOG_LIMIT = 65536
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildSite]:
+    with BuildSite(tmp_path_factory.mktemp("builds"),
+                   builder_toml=f"timeout = 6.0\nlog_limit = {LOG_LIMIT}\n") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def alice(site: BuildSite) -> User:
+    return site.add_user("alice")
+
+
+def repo_and_clone(site: BuildSite, alice: User, name: str, tmp_path: Path) -> Path:
+    site.create_repo(f"alice/{name}")
+    work = tmp_path / name
+    site.clone(alice, f"alice/{name}", work)
+    return work
+
+
+def cli(site: BuildSite, *args: str) -> subprocess.CompletedProcess[str]:
+    return site.cluster.cli(*args)
+
+
+def test_push_queues_a_build_that_succeeds_with_its_log(site: BuildSite, alice: User,
+                                                       tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "ok", tmp_path)
+    commit, stderr = site.push_script(alice, work, 'echo "hello from $APPLIKANT_REPO"\n'
+                                      'echo "ref $APPLIKANT_REF"\ngit log -1 --format=%H\n')
+    number = site.queued_number(stderr)
+    assert f"remote: applikant: build #{number} queued" in stderr
+    build = site.wait_build(number, "succeeded")
+    assert build["commit"] == commit and build["ref"] == "refs/heads/main"
+    assert build["repo"] == "alice/ok" and build["pusher"] == alice.id
+    assert build["exit_code"] == 0 and build["runner"] == site.ab_node
+    assert build["queued_at"] <= build["started_at"] <= build["finished_at"]
+    assert site.log_lines(number)[-3:] == ["hello from alice/ok", "ref refs/heads/main", commit]
+
+    # the CLI: list, show, log
+    listed = json.loads(cli(site, "build", "list", "--repo", "alice/ok", "--json").stdout)
+    assert [b["number"] for b in listed] == [number]
+    r = cli(site, "build", "show", str(number))
+    assert r.returncode == 0 and "succeeded" in r.stdout and commit in r.stdout
+    r = cli(site, "build", "log", f"#{number}")
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == commit
+
+    # a push without build.sh, a tag and a deletion queue nothing
+    site.git(None, "rm", "-q", "-r", ".applikant", cwd=work)
+    site.git(None, "commit", "-q", "-m", "no build", cwd=work)
+    r = site.push(alice, work, "HEAD:refs/heads/nobuild")
+    assert "queued" not in r.stderr
+    site.git(None, "tag", "v1", commit, cwd=work)
+    r = site.push(alice, work, "refs/tags/v1")
+    assert "queued" not in r.stderr
+    r = site.push(alice, work, ":refs/heads/nobuild")
+    assert "queued" not in r.stderr
+    assert len(site.call_am("am_builds", "list", {"repo": "alice/ok"})) == 1
+
+
+def test_failing_build_and_rerun(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "fails", tmp_path)
+    _, stderr = site.push_script(alice, work, "echo about to fail\nexit 3\n")
+    number = site.queued_number(stderr)
+    build = site.wait_build(number, "failed")
+    assert build["exit_code"] == 3 and build["reason"] == "exited with code 3"
+    assert site.log_lines(number) == ["about to fail", MARKER_PREFIX + "exited with code 3"]
+    r = cli(site, "build", "log", str(number))
+    assert r.returncode == 1
+
+    r = cli(site, "build", "rerun", str(number))
+    assert r.returncode == 0, r.stderr
+    again = int(r.stdout.split("#")[1].split()[0])
+    assert again > number
+    rerun = site.wait_build(again, "failed")
+    assert rerun["commit"] == build["commit"] and rerun["attempt"] == 2
+    audit = site.call_am("am_repo_db", "query_audit", {"query": {"action": "build"}})
+    assert any(e["action"] == "build.rerun" for e in audit)
+
+
+def test_timeout(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "slow", tmp_path)
+    _, stderr = site.push_script(alice, work, "echo sleeping\nsleep 60\n")
+    number = site.queued_number(stderr)
+    build = site.wait_build(number, "timed-out", timeout=20)
+    assert build["reason"] == "timed out after 6 s"
+    assert site.log_lines(number)[0] == "sleeping"
+
+
+def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "cancel", tmp_path)
+    _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
+    running = site.queued_number(stderr)
+    # concurrency 1: the second one waits in the queue
+    _, stderr = site.push_script(alice, work, "echo second\n", branch="other")
+    queued = site.queued_number(stderr)
+    wait_for(lambda: site.log_lines(running) == ["started"], 10, "the build to start")
+    assert site.build(queued)["status"] == "queued"
+    r = cli(site, "build", "cancel", str(queued))
+    assert r.returncode == 0 and "cancelled" in r.stdout
+    r = cli(site, "build", "cancel", str(running))
+    assert r.returncode == 0 and "cancel asked" in r.stdout, r.stdout + r.stderr
+    build = site.wait_build(running, "cancelled", timeout=5)
+    assert build["reason"] == "cancelled"
+    assert site.build(queued)["started_at"] is None
+    r = cli(site, "build", "cancel", str(running))
+    assert r.returncode == 1 and "already ended" in r.stderr
+
+
+def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "follow", tmp_path)
+    _, stderr = site.push_script(alice, work, "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done\n")
+    number = site.queued_number(stderr)
+    env = dict(os.environ, **site.env)
+    proc = subprocess.Popen([sys.executable, "-m", "applikant.cli.main", "build", "log",
+                             str(number), "--follow"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first == "line 1\n"
+        # the first line came while the build still ran
+        assert site.build(number)["status"] == "running"
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
+    assert proc.returncode == 0 and f"build #{number} succeeded" in err
+
+
+def test_megabytes_of_output_are_capped(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "loud", tmp_path)
+    _, stderr = site.push_script(alice, work, "yes 'a line of output' | head -c 5000000\necho end\n")
+    number = site.queued_number(stderr)
+    build = site.wait_build(number, "succeeded")
+    assert build["log_truncated"] is True
+    lines = site.log_lines(number)
+    assert sum(len(line) + 1 for line in lines) <= LOG_LIMIT + 200
+    assert any(line.startswith(MARKER_PREFIX) and "log" in line for line in lines[-3:]), lines[-3:]
+    r = cli(site, "build", "show", str(number))
+    assert "(truncated)" in r.stdout
+
+
+def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
+        site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "killed", tmp_path)
+    _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
+    number = site.queued_number(stderr)
+    wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+    site.stop_ab(signal.SIGKILL)
+    site.start_ab()
+    build = site.wait_build(number, "failed", timeout=10)
+    assert build["reason"].startswith("interrupted"), build
+    assert site.log_lines(number)[-1].startswith("applikant: interrupted")
+
+    # requeue mode (the killed ab's, told to am in its hello): the same build
+    # runs again (attempt 2) and succeeds
+    requeue = site.with_builder('on_interrupt = "requeue"')
+    site.stop_ab()
+    site.start_ab(requeue)
+    try:
+        _, stderr = site.push_script(alice, work, "echo started\nsleep 2\necho done\n")
+        number = site.queued_number(stderr)
+        wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+        site.stop_ab(signal.SIGKILL)
+        site.start_ab(requeue)
+        build = site.wait_build(number, "succeeded", timeout=15)
+        assert build["attempt"] == 2
+        lines = site.log_lines(number)
+        assert lines[0] == "started" and lines[-1] == "done"
+        assert any("queued again" in line for line in lines)
+    finally:
+        site.stop_ab()
+        site.start_ab()
+
+
+def test_am_restarted_with_queued_builds(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    work = repo_and_clone(site, alice, "restart", tmp_path)
+    site.stop_ab()
+    numbers = []
+    for branch in ("one", "two"):
+        _, stderr = site.push_script(alice, work, f"echo {branch}\n", branch=branch)
+        numbers.append(site.queued_number(stderr))
+    assert [site.build(n)["status"] for n in numbers] == ["queued", "queued"]
+    site.kill_am()
+    site.start_am()
+    site.wait_synced()
+    assert [site.build(n)["status"] for n in numbers] == ["queued", "queued"]
+    site.start_ab()
+    for n, branch in zip(numbers, ("one", "two")):
+        site.wait_build(n, "succeeded")
+        assert site.log_lines(n) == [branch]

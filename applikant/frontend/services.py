@@ -80,8 +80,10 @@ class Auth:
         if not self.link.up:
             return _no("the manager (am) cannot be reached; try again in a moment")
         try:
+            # audit: a refused SSH attempt is recorded by am as access.denied
             decision = await self.link.call("am_repo_db", "check_access",
-                                            {"user": user, "repo": repo, "access": access},
+                                            {"user": user, "repo": repo, "access": access,
+                                             "audit": True},
                                             timeout=AM_TIMEOUT)
         except AmUnavailable as exc:
             return _no(f"{exc}; try again in a moment")

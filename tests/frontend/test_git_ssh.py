@@ -83,6 +83,10 @@ def test_push_denied_without_write_access(site: GitSite, alice: User, bob: User,
     assert r.returncode != 0
     assert f"applikant: {bob.id} has no write access to alice/readonly" in r.stderr
     assert site.head("alice/readonly") is None
+    denied = site.call_am("am_repo_db", "query_audit",
+                          {"query": {"action": "access.denied", "repo": "alice/readonly"}})
+    assert [(e["actor"], e["details"]["access"]) for e in denied] == [(bob.id, "write")]
+    assert denied[0]["node"] == site.af_node  # recorded as coming from the git host
 
 
 def test_read_denied_and_unknown_repo(site: GitSite, alice: User, bob: User, tmp_path: Path) -> None:

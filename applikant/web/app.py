@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from ..logs import EventLog
 from . import api, gitread, metrics, pages, pages_repos, pages_users
 from . import pages_webhooks
+from . import pages_builds
 from .am import Am, AmError
 from .auth import Auth, AuthError, Viewer
 from .githttp import GitDenied, GitHttp
@@ -136,6 +137,7 @@ def build(web: Web) -> Any:
     https = web.site.public_url.startswith("https://")
     routes = [
         Mount("/static", app=StaticFiles(directory=f"{HERE}/static"), name="static"),
+        *pages_builds.routes(),  # before /api: /api/builds/{n}/log
         Mount("/api", routes=api.routes()),
         *pages.routes(),
         *pages_users.routes(),

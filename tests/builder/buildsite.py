@@ -28,7 +28,10 @@ class BuildSite(GitSite):
         self.shared = Path(tempfile.mkdtemp(prefix="applikant-e2e-builds-"))
         self.shared.chmod(0o711)
         self.builds_root = self.shared / "builds"
-        toml = (f'\n[builder]\nbuilds_root = "{self.builds_root}"\nkill_grace = 0.5\n'
+        self.http_port = procs.free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        toml = (f'\n[aw]\nlisten = "127.0.0.1:{self.http_port}"\n'
+                f'\n[builder]\nbuilds_root = "{self.builds_root}"\nkill_grace = 0.5\n'
                 f"{builder_toml}\n")
         super().__init__(tmp, af_toml=kwargs.pop("af_toml", "") + toml, **kwargs)
         self.ab_proc: procs.Proc | None = None
@@ -61,6 +64,10 @@ class BuildSite(GitSite):
         self.ab_proc.signal(sig)
         self.ab_proc.popen.wait(15)
         self.ab_proc.stop()
+
+    def start_aw(self) -> procs.Proc:
+        """aw on `base` (started by the tests that need it)."""
+        return self._daemon("aw", [sys.executable, "-m", "applikant.cli.main", "start", "aw"])
 
     def ab_status(self) -> dict[str, Any]:
         try:

@@ -222,3 +222,44 @@ def test_am_restarted_with_queued_builds(site: BuildSite, alice: User, tmp_path:
     for n, branch in zip(numbers, ("one", "two")):
         site.wait_build(n, "succeeded")
         assert site.log_lines(n) == [branch]
+
+
+def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) -> None:
+    import httpx
+
+    from tests.web.harness import csrf_of
+
+    site.start_aw()
+    work = repo_and_clone(site, alice, "web", tmp_path)
+    site.call_am("am_repo_db", "update_repo", {"repo": "alice/web", "is_public": True})
+    _, stderr = site.push_script(alice, work, "echo '<b>not html</b>'\nsleep 1\necho done\n")
+    number = site.queued_number(stderr)
+    with httpx.Client(base_url=site.base, timeout=20) as web:
+        wait_for(lambda: "<b>" in "".join(site.log_lines(number)), 10, "the first line")
+        page = web.get(f"/alice/web/builds/{number}")
+        assert page.status_code == 200
+        assert "&lt;b&gt;not html&lt;/b&gt;" in page.text and "/static/build.js" in page.text
+        assert 'data-final="false"' in page.text
+        first = web.get(f"/api/builds/{number}/log", params={"after": 0}).json()
+        assert first["lines"][0] == [1, "<b>not html</b>"] and first["status"] == "running"
+        site.wait_build(number, "succeeded")
+        rest = web.get(f"/api/builds/{number}/log", params={"after": first["next"]}).json()
+        assert rest["final"] and rest["status"] == "succeeded" and rest["lines"][-1][1] == "done"
+        listing = web.get("/alice/web/builds")
+        assert listing.status_code == 200 and f'/alice/web/builds/{number}"' in listing.text
+        assert 'href="/alice/web/builds"' in web.get("/alice/web").text
+        assert web.get("/api/builds/999999/log").status_code == 404
+        assert web.get(f"/alice/ok/builds/{number}").status_code == 404  # private, other repo
+        # anonymous readers cannot re-run; alice (a writer) can
+        assert web.post(f"/alice/web/builds/{number}", data={"action": "rerun"}).status_code in (403, 401)
+    site.call_am("am_user_db", "set_password", {"user": alice.id, "password": "alice-password-1"})
+    with httpx.Client(base_url=site.base, timeout=20) as web:
+        login = web.get("/login")
+        web.post("/login", data={"login": "alice", "password": "alice-password-1", "next": "/",
+                                 "csrf": csrf_of(login.text)})
+        page = web.get(f"/alice/web/builds/{number}")
+        r = web.post(f"/alice/web/builds/{number}", data={"action": "rerun",
+                                                           "csrf": csrf_of(page.text)})
+        assert r.status_code == 303
+        again = int(r.headers["location"].rsplit("/", 1)[1])
+        site.wait_build(again, "succeeded")

@@ -118,3 +118,20 @@ def test_start_portmapper_from_the_config_alone_on_every_address(sites: NetFacto
     r = s.cli("h2", "ping", s.long("b", "h3"))
     assert r.returncode == 0, r.stderr
     assert "registered name=b" in proc.log_text()
+
+
+def test_a_long_named_node_bound_to_loopback_cannot_be_reached_from_elsewhere(
+        sites: NetFactory) -> None:
+    """bind_host defaults to 127.0.0.1: a node named for its host's address must
+    listen on it (or 0.0.0.0), or peers find its port and then nothing there.
+    The node starts without a warning today (see the report)."""
+    s = sites(["h2", "h3"])
+    for h in ("h2", "h3"):
+        s.start_portmapper(h)
+    a = s.start_probe("h2", s.long("a", "h2"))
+    c = s.start_probe("h3", s.long("c", "h3"),
+                      config=s.config("h3", "loopback", bind_host="127.0.0.1"))
+    reply = a.request("connect", peer=c.name)
+    assert reply["error"] == "NodeDown", reply
+    assert reply["message"] == (f"cannot reach {c.name}: all attempts to connect to "
+                                f"{s.ip('h3')}:{c.port} failed"), reply

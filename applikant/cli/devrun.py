@@ -32,7 +32,7 @@ VAR = Path(os.environ.get("APPLIKANT_RUN_DIR", "var")).resolve()
 WEB_PORT = int(os.environ.get("APPLIKANT_RUN_WEB_PORT", "8008"))
 SSH_PORT = int(os.environ.get("APPLIKANT_RUN_SSH_PORT", "2222"))
 PM_PORT = int(os.environ.get("APPLIKANT_RUN_PORTMAPPER_PORT", "4370"))
-COMPONENTS = ("am", "af", "aw")
+COMPONENTS = ("am", "af", "aw", "ab")
 
 
 def say(line: str = "") -> None:

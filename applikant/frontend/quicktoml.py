@@ -32,6 +32,29 @@ def _value(text: str) -> tuple[bool, object]:
     if not text:
         return False, None
     q = text[0]
+    if q == "{":  # only the empty inline table; others go to tomllib
+        rest = text[1:].lstrip(" \t")
+        if rest.startswith("}") and (not rest[1:].strip(" \t")
+                                     or rest[1:].strip(" \t").startswith("#")):
+            return True, {}
+        return False, None
+    if q == "[":
+        # A one-line array of plain values; anything subtler (a quoted comma or
+        # bracket, nesting, several lines) fails an item below and goes to tomllib.
+        close = text.find("]")
+        rest = text[close + 1:].strip(" \t") if close >= 0 else "x"
+        if close < 0 or (rest and not rest.startswith("#")):
+            return False, None
+        items = [item.strip(" \t") for item in text[1:close].split(",")]
+        if items and not items[-1]:
+            items.pop()  # a trailing comma
+        values = []
+        for item in items:
+            understood, value = _value(item)
+            if not understood or isinstance(value, list):
+                return False, None
+            values.append(value)
+        return True, values
     if q in "\"'":
         end = text.find(q, 1)
         if end < 0:

@@ -36,7 +36,7 @@ def test_simple_documents(text: str) -> None:
 
 
 LEFT_TO_TOMLLIB = [
-    "a = [1, 2]\n", "a = {x = 1}\n", 'a = "esc\\n"\n', 'a = """x"""\n', "a = 1_000\n",
+    "a = {x = 1}\n", 'a = "esc\\n"\n', 'a = """x"""\n', "a = 1_000\n",
     "a = 0x10\n", "a = 007\n", "a = 1e3\n", "a = inf\n", "a = 1979-05-27\n", "[[t]]\nx = 1\n",
     "a = 1\na = 2\n", "[t]\n[t]\n", "a.b = 1\n", '"quoted key" = 1\n', "a = \n", "a = 'x' y\n",
     "[t] x\n", "a = 1\n[a]\n", "[a]\nx = 1\n[a.x]\n", "a = 'unterminated\n", "= 1\n", "a = 1.\n",
@@ -97,3 +97,15 @@ def test_load_raw_falls_back(tmp_path: Path) -> None:
     broken.write_text("[af\n")
     with pytest.raises(ConfigError):
         load_raw(str(broken))
+
+
+@pytest.mark.parametrize("text", [
+    "a = []\n", 'a = ["x", "y",]\n', "a = [1, 2] # c\n", "a = {}\n", "a = { } # none\n",
+])
+def test_simple_arrays_and_the_empty_table_are_read_here(text: str) -> None:
+    assert quicktoml.parse(text) == tomllib.loads(text)
+
+
+@pytest.mark.parametrize("text", ['a = ["x,y"]\n', "a = [[1]]\n", 'a = ["]"]\n', "a = {b = 1}\n"])
+def test_subtle_arrays_and_tables_go_to_tomllib(text: str) -> None:
+    assert quicktoml.parse(text) is None

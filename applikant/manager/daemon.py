@@ -25,6 +25,7 @@ from applikant.dist.node import CallContext, Node, NodeDownEvent, NodeUp
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.errors import SchemaTooNew
+from applikant.manager.builds_service import BuildsService
 from applikant.manager.hooks import HookApi
 from applikant.manager.repos_service import RepoDb
 from applikant.manager.runtime import Manager, open_manager
@@ -76,8 +77,10 @@ async def _serve(node: Node, manager: Manager, config: config_mod.Config | None 
             nursery.start_soon(partial(run_worker, manager, policy=hooks.policy(),
                                        settings=hooks.delivery(), concurrency=hooks.concurrency,
                                        poll_interval=hooks.poll_interval))
+            builds = BuildsService(manager, (config or config_mod.Config()).builder.on_interrupt)
+            await nursery.start(builds.run)
             for service in (UserDb(manager), RepoDb(manager), HookApi(manager),
-                            ObserverService(manager), WebhooksService(manager)):
+                            ObserverService(manager), WebhooksService(manager), builds):
                 await node.register_global(service.NAME, service.handlers())
             counts = manager.reader.counts()
             log.info("am_ready", db=manager.path, users=counts.users, repos=counts.repos,

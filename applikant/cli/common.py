@@ -46,6 +46,8 @@ def explain(exc: DistError, peer: str) -> str:
     if isinstance(exc, NodeDown):
         return f"{exc} (is {peer} running? `applikant names` lists this host's nodes)"
     if isinstance(exc, Refused):
+        if "TLS" in str(exc):
+            return f"{exc} (check [dist.tls]: this host's certificate and the cluster CA)"
         return f"{exc} (check that this machine uses the cluster's cookie)"
     if isinstance(exc, CallTimeout):
         return f"{exc}"

@@ -316,7 +316,10 @@ class Node:
             raise refused from exc
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
             await trio.aclose_forcefully(stream)
-            raise NodeDown(f"handshake with {peer} failed: {exc or 'timed out'}") from exc
+            tls_error = _tls_error(exc)
+            if tls_error is not None:  # as the blocking driver says it
+                raise Refused(f"TLS with {peer} failed: {tls_error}") from exc
+            raise NodeDown(f"handshake with {peer} failed: {_why(exc)}") from exc
         except BaseException:  # cancelled mid-handshake: the socket must not leak
             await trio.aclose_forcefully(stream)
             raise
@@ -362,8 +365,7 @@ class Node:
             await trio.aclose_forcefully(stream)
             return
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            log.warning("handshake_failed", address=address,
-                        reason=str(exc) or "no handshake within the deadline")
+            log.warning("handshake_failed", address=address, reason=_why(exc))
             await trio.aclose_forcefully(stream)
             return
         except BaseException:
@@ -384,7 +386,7 @@ class Node:
             while True:
                 event = proto.next_event()
                 if type(event) is PeerHello:
-                    refusal = self._decide(event)
+                    refusal = self._decide(event, stream)
                     if refusal is None:
                         proto.accept()
                     else:
@@ -401,9 +403,17 @@ class Node:
                 elif type(event) is HandshakeDone:
                     return event
 
-    def _decide(self, hello: PeerHello) -> tuple[str, str] | None:
+    def _decide(self, hello: PeerHello, stream: trio.abc.Stream) -> tuple[str, str] | None:
         """Whether to take an incoming peer: (reason, code) to refuse it, else None."""
         peer = hello.peer
+        if self._ssl_server is not None and not hello.hidden:
+            # Hidden ephemeral nodes' names are labels only (blocking.ephemeral_name).
+            from . import tls
+
+            host = names.host_of(peer)
+            if not tls.cert_matches(stream.getpeercert(), host):  # type: ignore[attr-defined]
+                return (f"the TLS certificate {peer} presented is not for {host}",
+                        protocol.REFUSE_OTHER)
         if peer in self.links or peer in self._reserved:
             return (f"a node named {peer} is already connected to {self.name}",
                     protocol.REFUSE_NAME_IN_USE)
@@ -767,6 +777,23 @@ async def _pm_request(stream: trio.abc.Stream, req: dict[str, Any]) -> Any:
     if isinstance(answer, ConnectionClosed):
         raise OSError("the portmapper closed the connection")
     return answer
+
+
+def _why(exc: BaseException) -> str:
+    """Words for a failed handshake. trio's SSLStream raises an empty
+    BrokenResourceError from the ssl error: the words are in its cause."""
+    if isinstance(exc, trio.TooSlowError):
+        return "no handshake within the deadline"
+    return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+
+
+def _tls_error(exc: BaseException) -> BaseException | None:
+    import ssl
+
+    for e in (exc, exc.__cause__):
+        if isinstance(e, ssl.SSLError):
+            return e
+    return None
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:

@@ -34,7 +34,7 @@ def portmapper(
     settings = envconfig.dist_settings(raw)
     logs.setup()
     logs.set_node("portmapper")
-    bind = host or settings.portmapper_host
+    bind: str | list[str] = host or settings.portmapper_listen or settings.portmapper_host
 
     async def serve() -> None:
         from .. import sdnotify
@@ -43,7 +43,7 @@ def portmapper(
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(pm.serve, bind, port or settings.portmapper_port)
-                sdnotify.notify(f"READY=1\nSTATUS=portmapper on {bind}:{bound}")
+                sdnotify.notify(f"READY=1\nSTATUS=portmapper on port {bound}")
                 async for _ in signals:
                     sdnotify.notify("STOPPING=1")
                     nursery.cancel_scope.cancel()

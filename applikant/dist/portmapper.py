@@ -93,16 +93,21 @@ class Portmapper:
 
 
 async def serve(
-    host: str = "127.0.0.1",
+    host: str | list[str] = "127.0.0.1",
     port: int = DEFAULT_PORT,
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a portmapper until cancelled; reports the bound port through task_status."""
+    """Run a portmapper until cancelled, listening on one address or several (a host's
+    own address for other hosts' lookups, and loopback for its nodes' registrations);
+    reports the bound port through task_status."""
     pm = Portmapper()
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    hosts = [host] if isinstance(host, str) else list(host)
+    listeners = await trio.open_tcp_listeners(port, host=hosts[0])
     bound = listeners[0].socket.getsockname()[1]
-    log.info("listening", host=host, port=bound)
+    for other in hosts[1:]:
+        listeners += await trio.open_tcp_listeners(bound, host=other)
+    log.info("listening", hosts=",".join(hosts), port=bound)
     async with trio.open_nursery() as nursery:
         task_status.started(bound)
         await trio.serve_listeners(pm.handle, listeners, handler_nursery=nursery)

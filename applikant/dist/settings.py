@@ -56,8 +56,12 @@ class TlsSettings(_Settings):
 
 class DistSettings(_Settings):
     _section = "dist"
+    # Where nodes register with this host's portmapper (loopback only).
     portmapper_host = "127.0.0.1"
     portmapper_port = 4370
+    # Where the portmapper listens: add this host's own address so that nodes on
+    # other hosts can look names up. Empty: portmapper_host only.
+    portmapper_listen: list = []
     # Address the node listens on; peers are found through their host's portmapper.
     bind_host = "127.0.0.1"
     listen_min = 9100
@@ -80,6 +84,8 @@ class DistSettings(_Settings):
             raise ValueError("dist.listen_min and dist.listen_max must be a port range")
         if self.tick_time <= 0:
             raise ValueError("dist.tick_time must be positive")
+        if not all(isinstance(h, str) and h for h in self.portmapper_listen):
+            raise ValueError("dist.portmapper_listen must be a list of addresses")
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> "DistSettings":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from applikant.dist import blocking, certs, portmapper
+from applikant.dist import blocking, certs, pmclient, portmapper
 from applikant.dist.errors import (
     NameTaken,
     NodeDown,
@@ -288,3 +288,12 @@ async def test_casts_arrive_in_order_without_a_reply() -> None:
             assert got == [("a@localhost", i) for i in range(50)]
             with pytest.raises(NoSuchName):
                 await a.cast("nowhere", "note", 1)
+
+
+async def test_portmapper_listens_on_several_addresses() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(portmapper.serve, ["127.0.0.1", "127.0.0.2"], 0)
+        for host in ("127.0.0.1", "127.0.0.2"):
+            listed = await trio.to_thread.run_sync(pmclient.names, host, port)
+            assert listed == {}
+        nursery.cancel_scope.cancel()

@@ -11,6 +11,7 @@ from applikant.dist.settings import DistSettings, TlsSettings
 DEFAULTS = {
     "portmapper_host": "127.0.0.1",
     "portmapper_port": 4370,
+    "portmapper_listen": [],
     "bind_host": "127.0.0.1",
     "listen_min": 9100,
     "listen_max": 9200,
@@ -120,3 +121,12 @@ def test_edge_ranges_accepted(data: dict[str, Any]) -> None:
     s = DistSettings.from_mapping(data)
     for key, value in data.items():
         assert getattr(s, key) == value
+
+
+def test_portmapper_listen_is_a_list_of_addresses() -> None:
+    assert DistSettings(portmapper_listen=["127.0.0.1", "10.0.0.2"]).portmapper_listen == [
+        "127.0.0.1", "10.0.0.2"]
+    with pytest.raises(ValueError, match="list of addresses"):
+        DistSettings(portmapper_listen=["127.0.0.1", 5])
+    with pytest.raises(ValueError, match="must be a list"):
+        DistSettings(portmapper_listen="127.0.0.1")

@@ -86,9 +86,9 @@ async def metrics(request: Request) -> PlainTextResponse:
                 hooks.get("handled", 0))
         out.add("applikant_hook_calls_in_flight", "gauge", "Hook calls being handled now",
                 hooks.get("in_flight", 0))
-    builds = await _optional(web.am.call("am_builds", "stats", {}))
+    builds = await _optional(web.am.call("am_builds", "counts", {}))
     if isinstance(builds, dict):
-        for status, count in sorted(builds.get("by_status", {}).items()):
+        for status, count in sorted(builds.items()):
             out.add("applikant_builds", "gauge", "Builds in am's queue, by status", count,
                     {"status": status})
     infos = [("aw", web.am.node.info_counters())]

@@ -22,6 +22,7 @@ def test_metrics_count_users_nodes_and_calls(site: WebSite) -> None:
     users = sample(text, "applikant_users")
     assert sample(text, "applikant_nodes", '{state="up"}') >= 2
     assert sample(text, "applikant_node_calls_served_total", '{daemon="am"}') > 0
+    assert sample(text, "applikant_builds", '{status="queued"}') >= 0  # the build queue
     site.add_user(f"metrics{int(users)}")
     again = httpx.get(f"{site.base}/metrics").text
     assert sample(again, "applikant_users") == users + 1

@@ -23,6 +23,8 @@ import json
 import os
 import time
 
+from applikant.fsutil import fsync_dir, write_atomic
+
 __all__ = ["write", "pending", "read", "remove", "park", "FAILED_DIR"]
 
 FAILED_DIR = "failed"
@@ -35,14 +37,6 @@ def _check_id(event_id: str) -> None:
         raise ValueError("an event id is made of lowercase hex digits and dashes")
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write(spool_dir: str, event_id: str, record: dict) -> str:
     """Store ``record`` durably under ``event_id``; return the file's path.
 
@@ -50,28 +44,9 @@ def write(spool_dir: str, event_id: str, record: dict) -> str:
     the disk refuses, ``ValueError`` for a bad id or a record that is not JSON.
     """
     _check_id(event_id)
-    data = json.dumps(record, sort_keys=True).encode("utf-8")
     os.makedirs(spool_dir, mode=0o700, exist_ok=True)
-    name = f"{time.time_ns():020d}-{event_id}{_SUFFIX}"
-    path = os.path.join(spool_dir, name)
-    tmp = os.path.join(spool_dir, f".tmp-{name}-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(spool_dir)
+    path = os.path.join(spool_dir, f"{time.time_ns():020d}-{event_id}{_SUFFIX}")
+    write_atomic(path, json.dumps(record, sort_keys=True), mode=0o600)
     return path
 
 
@@ -100,7 +75,7 @@ def remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         return
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
 
 
 def park(path: str, reason: str) -> str:
@@ -111,6 +86,6 @@ def park(path: str, reason: str) -> str:
     with open(target + ".reason", "w", encoding="utf-8") as f:
         f.write(reason + "\n")
     os.rename(path, target)
-    _fsync_dir(directory)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(directory)
+    fsync_dir(os.path.dirname(path))
     return target

@@ -34,7 +34,6 @@ __all__ = [
     "KEY_TYPES",
     "FORCED_OPTIONS",
     "parse_key",
-    "fingerprint",
     "forced_command_line",
     "render",
     "keys_for_output",
@@ -120,16 +119,6 @@ def _ssh_strings(blob: bytes) -> list[bytes]:
         fields.append(blob[i : i + n])
         i += n
     return fields
-
-
-def fingerprint(key_line: str) -> str:
-    """The ``SHA256:...`` fingerprint sshd passes as ``%f``, for the lookup index."""
-    import base64
-    import hashlib
-
-    _, blob64 = parse_key(key_line)
-    digest = hashlib.sha256(binascii.a2b_base64(blob64.encode("ascii"))).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 def _check_user_id(user_id: str) -> None:

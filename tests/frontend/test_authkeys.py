@@ -12,7 +12,6 @@ from applikant.frontend.authkeys import (
     FORCED_OPTIONS,
     HEADER,
     InvalidKey,
-    fingerprint,
     forced_command_line,
     keys_for_output,
     parse_key,
@@ -47,11 +46,11 @@ def test_forced_command_line(keys: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("kt", ["ed25519", "rsa", "ecdsa"])
-def test_every_key_type_and_fingerprint_matches_ssh_keygen(keys: dict[str, str], kt: str, tmp_path: Path) -> None:
-    assert parse_key(keys[kt])[0] == keys[kt].split()[0]
-    (tmp_path / "k.pub").write_text(keys[kt] + "\n")
-    out = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "k.pub")], check=True, capture_output=True, text=True)
-    assert fingerprint(keys[kt]) == out.stdout.split()[1]
+def test_every_key_type_parses_and_its_line_keeps_the_key(keys: dict[str, str], kt: str) -> None:
+    # Fingerprints are am's (applikant/manager/sshkeys.py, checked against ssh-keygen there).
+    assert parse_key(keys[kt]) == tuple(keys[kt].split()[:2])
+    line = forced_command_line(keys[kt], "user-1", AS)
+    assert " ".join(keys[kt].split()[:2]) in line and line.startswith('command="')
 
 
 def test_sshd_accepts_the_line(keys: dict[str, str], tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ Every process is started by this harness and stopped by PID when the block ends.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,9 +94,7 @@ class GitSite:
         bindir = os.path.dirname(os.path.abspath(sys.executable))
         sshd_extra = ""
         if keys_mode == "command":
-            keys_for = f"{bindir}/applikant-keys-for"
-            if not os.path.exists(keys_for):  # until the script is installed
-                keys_for = f"{sys.executable} -m applikant.frontend.keys_for"
+            keys_for = self._safe_keys_for(f"{bindir}/applikant-keys-for")
             sshd_extra = (f"AuthorizedKeysCommand {keys_for} --config {self.cluster.config} %u %f\n"
                           "AuthorizedKeysCommandUser root\n")
         self.sshd = SshServer(self.tmp, authorized_keys=self.keys_file if keys_mode == "file" else None,
@@ -121,9 +121,23 @@ class GitSite:
         self.sshd.start()
         self.wait_synced()
 
+    def _safe_keys_for(self, program: str) -> str:
+        """sshd runs an AuthorizedKeysCommand only from a path whose every directory
+        is root's and not writable by others: a checkout under /tmp is not. A
+        two-line wrapper in a fresh directory under /run is (removed in stop())."""
+        self._keys_for_dir = tempfile.mkdtemp(prefix="applikant-test-", dir="/run")
+        os.chmod(self._keys_for_dir, 0o755)
+        wrapper = os.path.join(self._keys_for_dir, "keys-for")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec {program} "$@"\n')
+        os.chmod(wrapper, 0o755)
+        return wrapper
+
     def stop(self) -> None:
         self.sshd.stop()
         self.cluster.stop()
+        if getattr(self, "_keys_for_dir", None):
+            shutil.rmtree(self._keys_for_dir, ignore_errors=True)
 
     def _daemon(self, component: str, argv: list[str]) -> procs.Proc:
         self._n += 1

@@ -111,3 +111,117 @@ def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(
         d.node("am", "manager"), d.node("af", "git")}
     r = d.cli("manager", "ping", d.node("aw", "web"))
     assert r.returncode == 0 and r.stdout.strip() == f"pong from {d.node('aw', 'web')}", r
+
+
+def info_refs(d: Deployment, label: str, web: str, user: object, repo: str) -> tuple[int, str]:
+    return d.http(label, d.http_url(web, repo, user) + "/info/refs?service=git-upload-pack")  # type: ignore[arg-type]
+
+
+def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> None:
+    d = deploy(["manager", "git", "web", "client"], tick_time=TICK)
+    reference(d)
+    git = d.git_hosts["git"]
+    alice = d.add_user("alice", "alice-secret-password-1")
+    wait_until(lambda: d.key_installed("git", alice), 5, what="alice's key on the git host")
+    d.cli_ok("manager", "repo", "create", "alice/project")
+    repo_dir = git.repo_root / "alice" / "project.git"
+    wait_until(lambda: (repo_dir / "HEAD").exists(), 5, what="the repo on the git host")
+    work = d.base / "work"
+    d.git("client", alice, "clone", "-q", d.ssh_url("git", "alice/project"), str(work))
+    first = d.commit("client", work, "first")
+    d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
+    wait_until(lambda: d.pushes("alice/project"), 10, what="the first push audited")
+    assert info_refs(d, "client", "web", alice, "alice/project")[0] == 200
+    everywhere = d.global_names("manager", d.am)
+    assert {"am_user_db", "am_hook_api", "af_auth", "af_hook_server"} <= set(everywhere)
+    assert everywhere["af_auth"] == d.node("af", "git")
+
+    # ---- 1. The manager's cable pulled: git and web lose am. ----------------------
+    cut_at = time.monotonic()
+    d.net.cut("manager")
+    wait_until(lambda: (d.af_status("git") or {}).get("am_up") is False, 3 * TICK + 2,
+               what="af to see am down")
+    wait_until(lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
+               3 * TICK + 2, what="aw to see am down")
+    seen_down = time.monotonic() - cut_at
+    # Each side goes on with its own names.
+    af_view = d.global_names("git", d.node("af", "git"))
+    assert not [n for n in af_view if n.startswith("am_")] and "af_auth" in af_view, af_view
+    assert d.global_names("manager", d.am).keys() == {
+        n for n, node in everywhere.items() if node == d.am}
+
+    # A push meanwhile is refused, in words, and changes nothing (fails closed).
+    second = d.commit("client", work, "while am is away")
+    r = d.git("client", alice, "push", "origin", "HEAD:refs/heads/main", cwd=work, check=False)
+    assert r.returncode != 0
+    assert "applikant: the manager (am) cannot be reached" in r.stderr, r.stderr
+    assert d.head("git", "alice/project") == first
+    assert not [p for p in repo_dir.joinpath("refs", "heads").rglob("*") if p.name != "main"]
+
+    # aw answers 503 with the reason to the client, which can still reach it.
+    status, body = info_refs(d, "client", "web", alice, "alice/project")
+    assert status == 503 and "the manager (am)" in body, (status, body)
+
+    # A post-receive on the git host while am is away (what `ah` runs after a push
+    # made on the git host itself) is spooled there by af.
+    spooled = d.exec("git", [str(repo_dir / "hooks" / "post-receive")],
+                     input=f"{'0' * 40} {first} refs/heads/spooled\n", cwd=repo_dir,
+                     env=d.env("git", APPLIKANT_USER=alice.id, APPLIKANT_REPO="alice/project",
+                               GIT_DIR="."))
+    assert spooled.returncode == 0, spooled
+    assert "recorded when the manager is back" in spooled.stderr, spooled.stderr
+    assert [p for p in git.spool_dir.iterdir() if p.suffix == ".json"]
+
+    # ---- Healed: nobody dials, the nodes find each other again. -------------------
+    healed_at = time.monotonic()
+    d.net.heal("manager")
+    d.wait_af_synced("git", timeout=15)
+    wait_until(lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200, 15,
+               what="aw answering again")
+    back_after = time.monotonic() - healed_at
+    # The spooled event arrives, once.
+    wait_until(lambda: not [p for p in git.spool_dir.iterdir() if p.suffix == ".json"], 15,
+               what="af's spool drained")
+
+    def spooled_entries() -> list[dict]:
+        return [e for e in d.pushes("alice/project")
+                if any(ref["ref"] == "refs/heads/spooled" for ref in e["details"]["refs"])]
+
+    wait_until(spooled_entries, 10, what="the spooled post-receive recorded")
+    # The names converge: am, af and aw see the same cluster again.
+    for label, node in (("manager", d.am), ("git", d.node("af", "git")),
+                        ("web", d.node("aw", "web"))):
+        wait_until(lambda label=label, node=node: d.global_names(label, node) == everywhere, 10,
+                   what=f"{node}'s global names")
+    # The refused push goes through now, and is recorded.
+    d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
+    assert d.head("git", "alice/project") == second
+    wait_until(lambda: second in d.pushed_commits("alice/project"), 10, what="second audited")
+    time.sleep(1.0)  # af's retry is 0.2 s: a second delivery would be in by now
+    entries = d.pushes("alice/project")
+    assert len(spooled_entries()) == 1, entries
+    ids = [e["event_id"] for e in entries]
+    assert len(ids) == len(set(ids)) == 3, entries  # first, the spooled one, second
+    assert collections.Counter(d.pushed_commits("alice/project")) == {first: 2, second: 1}
+
+    # ---- 2. The web host's cable pulled: aw loses am, the git host goes on. -------
+    d.net.cut("web")
+    wait_until(lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
+               3 * TICK + 2, what="aw to see am down")
+    # From the web host itself (its own address still answers there).
+    status, body = info_refs(d, "web", "web", alice, "alice/project")
+    assert status == 503 and "the manager (am)" in body, (status, body)
+    third = d.commit("client", work, "while the web host is away")
+    d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
+    wait_until(lambda: third in d.pushed_commits("alice/project"), 10, what="third audited")
+    d.net.heal("web")
+    wait_until(lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200, 15,
+               what="aw answering again after its own cut")
+    wait_until(lambda: d.global_names("web", d.node("aw", "web")) == everywhere, 10,
+               what="aw's global names")
+    http_work = d.base / "http-work"
+    d.git("client", None, "clone", "-q", d.http_url("web", "alice/project", alice),
+          str(http_work))
+    assert d.git("client", None, "rev-parse", "HEAD", cwd=http_work).stdout.strip() == third
+    print(f"am seen down {seen_down:.1f} s after the cut (tick {TICK} s); af and aw "
+          f"back {back_after:.1f} s after the heal")

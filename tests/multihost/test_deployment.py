@@ -225,3 +225,79 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     assert d.git("client", None, "rev-parse", "HEAD", cwd=http_work).stdout.strip() == third
     print(f"am seen down {seen_down:.1f} s after the cut (tick {TICK} s); af and aw "
           f"back {back_after:.1f} s after the heal")
+
+
+def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
+        deploy: Make) -> None:
+    d = deploy(["manager", "git1", "git2", "client"], tick_time=TICK)
+    d.start_manager("manager")
+    d.start_git("git1")
+    d.start_git("git2")
+    af1, af2 = d.node("af", "git1"), d.node("af", "git2")
+
+    # One cluster: am sees both afs; the cluster-wide names of af belong to one of them
+    # (the first to claim them), and each af serves its own host under local names.
+    wait_until(lambda: set(d.cli_ok("manager", "nodes")["nodes"]) >= {af1, af2}, 10,
+               what="both afs linked to am")
+    names = d.global_names("manager", d.am)
+    assert names["af_auth"] == names["af_hook_server"] == names["af_repo_manager"] == af1, names
+    for label in ("git1", "git2"):
+        wait_until(lambda label=label: d.global_names(label, d.node("af", label)) == names, 10,
+                   what=f"{label}'s af agrees on the global names")
+
+    # A user added in am, with a key: on both git hosts within a few seconds.
+    added_at = time.monotonic()
+    alice = d.add_user("alice", "alice-secret-password-1")
+    wait_until(lambda: d.key_installed("git1", alice) and d.key_installed("git2", alice), 5,
+               what="alice's key on both git hosts")
+    key_after = time.monotonic() - added_at
+    # A repository created in am is made on both (each git host has its own copy:
+    # nothing replicates repositories between git hosts; that is storage's business).
+    d.cli_ok("manager", "repo", "create", "alice/project")
+    for label in ("git1", "git2"):
+        head = d.git_hosts[label].repo_root / "alice" / "project.git" / "HEAD"
+        wait_until(head.exists, 5, what=f"the repo on {label}")
+
+    # Both serve pushes; am records which af each came through.
+    commits = {}
+    for label in ("git1", "git2"):
+        work = d.base / f"work-{label}"
+        d.git("client", alice, "clone", "-q", d.ssh_url(label, "alice/project"), str(work))
+        commits[label] = d.commit("client", work, f"via {label}")
+        d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
+        assert d.head(label, "alice/project") == commits[label]
+    entries = wait_until(lambda: len(d.pushes("alice/project")) == 2 and
+                         d.pushes("alice/project"), 10, what="both pushes audited")
+    assert {e["node"]: e["details"]["refs"][0]["new"] for e in entries} == {
+        af1: commits["git1"], af2: commits["git2"]}, entries
+
+    # A key added (and one removed) later: in step on both hosts.
+    bob = d.add_user("bob", "bob-secret-password-1")
+    started = time.monotonic()
+    wait_until(lambda: all(d.ssh("client", bob, label, "info").returncode == 0
+                           for label in ("git1", "git2")), 5, what="bob's key working on both")
+    key_works_after = time.monotonic() - started
+    key_id = d.cli_ok("manager", "key", "list", "bob")[0]["id"]
+    d.cli_ok("manager", "key", "rm", key_id)
+    wait_until(lambda: not d.key_installed("git1", bob) and not d.key_installed("git2", bob), 5,
+               what="bob's key gone from both")
+    r = d.ssh("client", bob, "git2", "info")
+    assert r.returncode == 255 and "Permission denied" in r.stderr, r
+
+    # `as` on each host asks its own af (the local names on af@<its host>): with af on
+    # git1 stopped, git1 refuses in words and git2 goes on serving pushes.
+    d.stop("git1", "af")
+    r = d.ssh("client", alice, "git1", "info")
+    assert r.returncode == 1 and "the git service (af) cannot be reached" in r.stderr, r
+    work = d.base / "work-git2"
+    again = d.commit("client", work, "git2 without git1's af")
+    d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
+    assert d.head("git2", "alice/project") == again
+    wait_until(lambda: again in d.pushed_commits("alice/project"), 10, what="audited")
+    # The cluster-wide af names went with af1's node; the second af, which lost them
+    # at its first contact with the cluster, does not claim them again.
+    left = wait_until(lambda: (lambda n: n if af1 not in n.values() else None)(
+        d.global_names("manager", d.am)), 3 * TICK + 2, what="af1's names gone")
+    print(f"alice's key on both git hosts {key_after:.2f} s after `user add`; bob's key "
+          f"working over SSH on both {key_works_after:.2f} s after his user and key were "
+          f"added; global names with af1 stopped: {sorted(left)}")

@@ -301,3 +301,26 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
     print(f"alice's key on both git hosts {key_after:.2f} s after `user add`; bob's key "
           f"working over SSH on both {key_works_after:.2f} s after his user and key were "
           f"added; global names with af1 stopped: {sorted(left)}")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product: a second af loses the af_* global names when it first meets the cluster "
+    "(it claims them before af's link to am exists, the older claim wins) and never "
+    "claims them again, so when the first af's node goes, the cluster has no af_auth, "
+    "af_hook_server or af_repo_manager although an af runs (`applikant doctor`: global "
+    "names missing). Fix in applikant/frontend: on NameLost, or on a nodedown of the "
+    "owner, try register_global again (e.g. in AmLink's on_connect and on nodedown)"))
+def test_the_cluster_wide_af_names_move_to_a_surviving_af(deploy: Make) -> None:
+    d = deploy(["manager", "git1", "git2"], tick_time=TICK)
+    d.start_manager("manager")
+    d.start_git("git1")
+    d.start_git("git2")
+    af1, af2 = d.node("af", "git1"), d.node("af", "git2")
+    wait_until(lambda: d.global_names("manager", d.am).get("af_auth") == af1, 10,
+               what="af1 owning af_auth")
+    d.stop("git1", "af")
+    wait_until(lambda: af1 not in d.global_names("manager", d.am).values(), 3 * TICK + 2,
+               what="af1's names gone")
+    names = wait_until(lambda: (lambda n: n if n.get("af_auth") == af2 else None)(
+        d.global_names("manager", d.am)), 5 + 2 * TICK, what="af2 owning af_auth")
+    assert names["af_hook_server"] == names["af_repo_manager"] == af2, names

@@ -6,7 +6,6 @@ Then partitions (a host's cable pulled and plugged back in) and two git hosts.""
 from __future__ import annotations
 
 import collections
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -38,7 +38,7 @@ import trio
 from applikant import envconfig
 from applikant.config import Config
 from applikant.dist.errors import NameTaken
-from applikant.dist.node import Node
+from applikant.dist.node import NameLost, Node, NodeDownEvent
 from applikant.frontend import authkeys, hookpipe
 from applikant.frontend.amlink import AmLink
 from applikant.frontend.hookserver import HookServer
@@ -146,16 +146,37 @@ class Frontend:
         self.node.register_local("af_status", {"status": self.status})
         for name, handlers in self.services().items():
             self.node.register_local(name, handlers)
-            try:
-                await self.node.register_global(name, handlers)
-            except NameTaken as exc:
-                log.warning("global_name_taken", name=name, reason=str(exc),
-                            note="serving this host through the local name only")
+        events = self.node.monitor()
+        await self._claim_global_names()
+        nursery.start_soon(self._keep_global_names, events)
         nursery.start_soon(self.mirror.run)
         nursery.start_soon(self.hooks.run_spool)
         await nursery.start(self.link.run)
         log.info("af_started", repo_root=self.repo_root, keys_file=self.keys_file,
                  as_command=self.as_command, spool_dir=self.spool_dir)
+
+
+    async def _claim_global_names(self) -> None:
+        """Claim the cluster-wide af names that nobody holds. With several git
+        hosts the first af holds them and the others serve their own host through
+        the local names; when the holder goes away, a survivor takes them over."""
+        for name, handlers in self.services().items():
+            owner = self.node.registry.owner(name)
+            if owner is not None:
+                continue
+            try:
+                await self.node.register_global(name, handlers)
+            except NameTaken as exc:
+                log.info("global_name_taken", name=name, reason=str(exc),
+                         note="serving this host through the local name")
+
+    async def _keep_global_names(self, events: trio.MemoryReceiveChannel) -> None:
+        async for event in events:
+            if isinstance(event, (NodeDownEvent, NameLost)):
+                if isinstance(event, NameLost):
+                    log.info("global_name_kept_elsewhere", name=event.name, winner=event.winner,
+                             note="serving this host through the local name")
+                await self._claim_global_names()
 
 
 async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:

@@ -302,13 +302,6 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
           f"added; global names with af1 stopped: {sorted(left)}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product: a second af loses the af_* global names when it first meets the cluster "
-    "(it claims them before af's link to am exists, the older claim wins) and never "
-    "claims them again, so when the first af's node goes, the cluster has no af_auth, "
-    "af_hook_server or af_repo_manager although an af runs (`applikant doctor`: global "
-    "names missing). Fix in applikant/frontend: on NameLost, or on a nodedown of the "
-    "owner, try register_global again (e.g. in AmLink's on_connect and on nodedown)"))
 def test_the_cluster_wide_af_names_move_to_a_surviving_af(deploy: Make) -> None:
     d = deploy(["manager", "git1", "git2"], tick_time=TICK)
     d.start_manager("manager")

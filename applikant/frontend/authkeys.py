@@ -66,7 +66,7 @@ _DIGITS = frozenset("0123456789")
 # Characters allowed in the as command. sshd runs ``command=`` through the
 # login shell, so nothing a shell interprets, and no quote that would end the
 # option string early.
-_COMMAND_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._+-")
+_COMMAND_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._+-_")
 _MAX_BLOB = 16384  # an RSA-16384 key is ~2.1 KB; anything larger is not a key
 
 

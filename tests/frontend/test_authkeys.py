@@ -203,3 +203,8 @@ def test_write_atomic_reader_never_sees_partial_file(tmp_path: Path, keys: dict[
         t.join()
     assert not errors
     assert len(reads) > 10
+
+
+def test_as_command_paths_may_hold_underscores(keys: dict[str, str]) -> None:
+    line = forced_command_line(keys["ed25519"], "user-7", "/srv/my_venv/bin/applikant-as --config /etc/app_likant.toml")
+    assert line.startswith('command="/srv/my_venv/bin/applikant-as --config /etc/app_likant.toml user-7"')

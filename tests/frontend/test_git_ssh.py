@@ -162,7 +162,9 @@ def test_repo_renamed_and_deleted_in_am_follow_on_disk(site: GitSite, alice: Use
     assert tip in site.git(alice, "ls-remote", site.url("alice/after")).stdout
     site.call_am("am_repo_db", "delete_repo", {"repo": "alice/after"})
     wait_for(lambda: not (site.repo_root / "alice/after.git").exists(), 2, "the deletion on disk")
-    assert not [p for p in site.repo_root.iterdir() if p.name.startswith(".trash")]
+    # renamed aside first, then removed: the trash goes right after
+    wait_for(lambda: not [p for p in site.repo_root.iterdir() if p.name.startswith(".trash")],
+             5, "the trash removed")
 
 
 def test_disabled_user_locked_out_at_once(site: GitSite) -> None:

@@ -19,7 +19,6 @@ import os
 from applikant import envconfig
 from applikant.dist import blocking
 from applikant.dist.errors import CallTimeout, DistError, RemoteError
-from applikant.frontend import quicktoml
 
 __all__ = ["Client", "Unreachable", "CONNECT_TIMEOUT", "parse_config_option"]
 
@@ -40,7 +39,7 @@ class Client:
 
     def __init__(self, config_path: str | None = None) -> None:
         try:
-            self.raw = load_raw(config_path)
+            self.raw = envconfig.load_raw(config_path)
             self.cookie = envconfig.cookie(self.raw)
             self.settings = envconfig.dist_settings(self.raw)
             self.af_node = envconfig.af_node(self.raw)
@@ -84,24 +83,6 @@ class Client:
             return envconfig.section(self.raw, "af")
         except envconfig.ConfigError:
             return {}
-
-
-def load_raw(path: str | None = None) -> dict:
-    """:func:`applikant.envconfig.load_raw`, without importing ``tomllib`` for
-    the simple files Applikant writes (see :mod:`applikant.frontend.quicktoml`).
-
-    Same result, same errors (``ConfigError``): anything unusual goes to envconfig.
-    """
-    path = path or envconfig.config_path()
-    if path:
-        try:
-            with open(path, "rb") as f:
-                quick = quicktoml.parse(f.read().decode("utf-8"))
-            if quick is not None:
-                return quick
-        except (OSError, UnicodeDecodeError):
-            pass  # envconfig reports it in its words
-    return envconfig.load_raw(path)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -82,7 +82,7 @@ def spool_locally(raw: dict | None, request: dict) -> str | None:
     """
     from applikant import envconfig
     from applikant.frontend import spool
-    from applikant.frontend.afclient import load_raw
+    from applikant.envconfig import load_raw
 
     try:
         raw = raw if raw is not None else load_raw()

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from applikant.frontend import quicktoml
-from applikant.frontend.afclient import load_raw
+from applikant import quicktoml
+from applikant.envconfig import load_raw
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_documented_example_parses_like_tomllib() -> None:

@@ -66,10 +66,12 @@ def backup(dest: Annotated[Path, typer.Argument(help="new directory for the back
     from ..ops.backup import BackupError
     from ..ops.backup import backup as make_backup
 
+    from ..frontend.daemon import repo_disk
+
     cfg = _config()
-    db, root = Path(cfg.path(cfg.am.db, "am.sqlite3")), Path(cfg.path(cfg.af.repo_root, "repos"))
     try:
-        manifest = make_backup(db, root, dest.resolve())
+        manifest = make_backup(Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg),
+                               dest.resolve())
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(f"backup in {dest}: database and {len(manifest['repos'])} repositories")

@@ -55,22 +55,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def repos_on_disk(root: Path) -> list[str]:
-    """`owner/name` of every bare repository under the root (hidden names skipped)."""
-    found = []
-    if not root.is_dir():
-        return found
-    for owner in sorted(os.listdir(root)):
-        if owner.startswith(".") or not (root / owner).is_dir():
-            continue
-        for entry in sorted(os.listdir(root / owner)):
-            if entry.endswith(".git") and not entry.startswith("."):
-                found.append(f"{owner}/{entry[:-4]}")
-    return found
-
-
-def backup(db: Path, repo_root: Path, dest: Path) -> dict[str, Any]:
+def backup(db: Path, disk: "RepoDisk", dest: Path) -> dict[str, Any]:
     """Write a complete backup to `dest` (which must not exist); return the manifest."""
+    repo_root = Path(disk.root)
     if dest.exists():
         raise BackupError(f"{dest} exists; choose a new directory for the backup")
     if not db.exists():
@@ -86,7 +73,7 @@ def backup(db: Path, repo_root: Path, dest: Path) -> dict[str, Any]:
         source.close()
         target.close()
         repos: dict[str, Any] = {}
-        for repo in repos_on_disk(repo_root):
+        for repo in disk.list():
             path = repo_root / f"{repo}.git"
             head = _git("symbolic-ref", "--short", "HEAD", cwd=str(path)).strip()
             refs = dict(reversed(line.split(" ", 1)) for line in
@@ -136,7 +123,7 @@ def restore(src: Path, db: Path, disk: "RepoDisk") -> dict[str, Any]:
     repo_root = Path(disk.root)
     if db.exists():
         raise BackupError(f"{db} exists: restore goes onto an empty installation only")
-    if repos_on_disk(repo_root):
+    if disk.list():
         raise BackupError(f"{repo_root} holds repositories: restore onto an empty one")
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp_db = db.with_name(f".{db.name}.restoring")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import envconfig
 from .builder.settings import BuilderSettings
-from .dist.settings import DistSettings
+from .node.settings import DistSettings
 
 
 class Section(BaseModel):

@@ -17,8 +17,8 @@ import trio
 
 from . import config as config_mod
 from . import envconfig, logs, sdnotify
-from .dist.errors import DistError
-from .dist.node import Node, open_node
+from .node.errors import DistError
+from .node.node import Node, open_node
 
 Setup = Callable[[Node, config_mod.Config, trio.Nursery], Awaitable[None]]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 from . import quicktoml
-from .dist import rawsock
-from .dist.settings import DistSettings
+from .node import rawsock
+from .node.settings import DistSettings
 
 DEFAULT_CONFIG = "/etc/applikant/applikant.toml"
 # The example cookie in etc/applikant.toml: accepted in development mode only.

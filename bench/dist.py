@@ -39,7 +39,7 @@ async def _measure(node, payload: bytes, callers: int) -> float:
 async def client(name: str) -> None:
     """Runs in its own process: a node that calls the echo node and prints results."""
     from applikant import envconfig
-    from applikant.dist.node import open_node
+    from applikant.node.node import open_node
 
     raw = envconfig.load_raw()
     async with open_node(name, envconfig.cookie(raw), envconfig.dist_settings(raw)) as node:
@@ -64,7 +64,7 @@ def run_pair(tls_dir: str | None) -> dict[str, float]:
         extra = (f'\n[dist.tls]\nenabled = true\nca = "{tls_dir}/ca/ca.pem"\n'
                  f'cert = "{tls_dir}/localhost.pem"\nkey = "{tls_dir}/localhost.key"\n')
     with common.cluster_dir(extra) as (d, env, pm_port), common.portmapper(d, env, pm_port):
-        server = procs.Proc(procs.python_module("applikant.dist.echo", "server@localhost"),
+        server = procs.Proc(procs.python_module("applikant.node.echo", "server@localhost"),
                             env=env, log_path=str(d / "server.log"), stdout=subprocess.PIPE)
         with server:
             assert server.popen.stdout is not None
@@ -95,7 +95,7 @@ def main() -> None:
     if args.tls:
         import tempfile
 
-        from applikant.dist import certs
+        from applikant.node import certs
 
         with tempfile.TemporaryDirectory() as tmp:
             certs.make_ca(f"{tmp}/ca")

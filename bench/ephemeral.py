@@ -13,8 +13,8 @@ from applikant import procs
 from . import common
 
 CALL = (
-    "from applikant.dist.blocking import call\n"
-    "from applikant.dist.settings import DistSettings\n"
+    "from applikant.node.blocking import call\n"
+    "from applikant.node.settings import DistSettings\n"
     "assert call('bench@localhost', b'{cookie}', 'echo', 'echo', 'hi', prefix='as',"
     " settings=DistSettings(portmapper_port={port})) == 'hi'\n"
 )
@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=60)
     args = p.parse_args()
     with common.cluster_dir() as (d, env, pm_port), common.portmapper(d, env, pm_port):
-        node = procs.Proc(procs.python_module("applikant.dist.echo", "bench@localhost"),
+        node = procs.Proc(procs.python_module("applikant.node.echo", "bench@localhost"),
                           env=env, log_path=str(d / "node.log"), stdout=subprocess.PIPE)
         with node:
             assert node.popen.stdout is not None

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 from applikant import envconfig, procs
-from applikant.dist import blocking
-from applikant.dist.errors import DistError
+from applikant.node import blocking
+from applikant.node.errors import DistError
 
 from . import common
 
@@ -163,7 +163,7 @@ async def _listing(node: Any, n: int) -> dict[str, float]:
 async def client(name: str, n: int) -> None:
     import trio
 
-    from applikant.dist.node import open_node
+    from applikant.node.node import open_node
 
     raw = envconfig.load_raw()
     async with open_node(name, envconfig.cookie(raw), envconfig.dist_settings(raw)) as node:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from applikant import config, envconfig
-from applikant.dist.settings import DistSettings, TlsSettings
+from applikant.node.settings import DistSettings, TlsSettings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "applikant.toml"
 

@@ -37,8 +37,8 @@ from applikant.builder.models import Build, BuildStatus, utcnow
 from applikant.builder.runner import run_build
 from applikant.builder.settings import BuilderSettings
 from applikant.config import Config
-from applikant.dist.errors import RemoteError
-from applikant.dist.node import CallContext, Node
+from applikant.node.errors import RemoteError
+from applikant.node.node import CallContext, Node
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.logs import EventLog
 

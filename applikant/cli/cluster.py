@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from .. import envconfig
-from ..dist import pmclient
-from ..dist.errors import NodeDown
+from ..node import pmclient
+from ..node.errors import NodeDown
 from . import common
 
 app = typer.Typer(no_args_is_help=True)
@@ -28,7 +28,7 @@ def portmapper(
     import trio
 
     from .. import logs
-    from ..dist import portmapper as pm
+    from ..node import portmapper as pm
 
     raw = common.raw_config()
     settings = envconfig.dist_settings(raw)

@@ -12,8 +12,8 @@ from typing import Any, NoReturn
 import typer
 
 from .. import envconfig
-from ..dist import blocking
-from ..dist.errors import (
+from ..node import blocking
+from ..node.errors import (
     CallTimeout,
     DistError,
     NodeDown,

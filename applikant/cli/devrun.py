@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import procs
-from ..dist import blocking
-from ..dist.errors import DistError
-from ..dist.settings import DistSettings
+from ..node import blocking
+from ..node.errors import DistError
+from ..node.settings import DistSettings
 
 if TYPE_CHECKING:
     from ..ops.sshd import SshServer

@@ -54,7 +54,7 @@ def init_ca(
     force: ForceOpt = False,
 ) -> None:
     """Make the cluster's CA: ca.pem (give it to every host) and ca.key (keep it safe)."""
-    from ..dist import certs
+    from ..node import certs
 
     if directory.exists() and not directory.is_dir():
         common.fail(f"{directory} exists and is not a directory")
@@ -87,7 +87,7 @@ def issue(
     _refuse_existing([outdir / f"{host}.pem", outdir / f"{host}.key"], force)
     from cryptography.exceptions import UnsupportedAlgorithm
 
-    from ..dist import certs
+    from ..node import certs
 
     try:
         cert, key = certs.make_cert(ca, host, outdir)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 
 from applikant import envconfig
-from applikant.dist import blocking
-from applikant.dist.errors import CallTimeout, DistError, RemoteError
+from applikant.node import blocking
+from applikant.node.errors import CallTimeout, DistError, RemoteError
 
 __all__ = ["Client", "Unreachable", "CONNECT_TIMEOUT", "parse_config_option"]
 

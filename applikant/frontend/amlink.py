@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from applikant.dist.errors import CallTimeout, DistError, NodeDown, NoSuchName, Refused, RemoteError
-from applikant.dist.node import Node, NodeDownEvent, NodeUp
+from applikant.node.errors import CallTimeout, DistError, NodeDown, NoSuchName, Refused, RemoteError
+from applikant.node.node import Node, NodeDownEvent, NodeUp
 from applikant.logs import EventLog
 
 __all__ = ["AmLink", "AmUnavailable", "PROBE_NAME"]

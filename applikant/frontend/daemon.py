@@ -37,8 +37,8 @@ import trio
 
 from applikant import envconfig
 from applikant.config import Config
-from applikant.dist.errors import NameTaken
-from applikant.dist.node import NameLost, Node, NodeDownEvent
+from applikant.node.errors import NameTaken
+from applikant.node.node import NameLost, Node, NodeDownEvent
 from applikant.frontend import authkeys, hookpipe
 from applikant.frontend.amlink import AmLink
 from applikant.frontend.hookserver import HookServer

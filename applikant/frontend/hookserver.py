@@ -30,8 +30,8 @@ from typing import Any
 import trio
 
 from applikant import gitops
-from applikant.dist.errors import RemoteError
-from applikant.dist.node import CallContext
+from applikant.node.errors import RemoteError
+from applikant.node.node import CallContext
 from applikant.frontend import spool
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.repodisk import CommandRefused, RepoDisk

@@ -23,8 +23,8 @@ from typing import Any
 
 import trio
 
-from applikant.dist.errors import BadRequest, NotFound, RemoteError, ServiceError
-from applikant.dist.node import CallContext
+from applikant.node.errors import BadRequest, NotFound, RemoteError, ServiceError
+from applikant.node.node import CallContext
 from applikant.frontend import authkeys
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.mirror import Mirror

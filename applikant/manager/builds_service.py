@@ -36,7 +36,7 @@ import trio
 from pydantic import Field
 
 from applikant import gitops
-from applikant.dist.node import CallContext, NodeDownEvent
+from applikant.node.node import CallContext, NodeDownEvent
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.errors import Forbidden, ServiceError

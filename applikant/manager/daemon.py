@@ -21,7 +21,7 @@ import trio
 
 from applikant import config as config_mod
 from applikant import envconfig
-from applikant.dist.node import CallContext, Node, NodeDownEvent, NodeUp
+from applikant.node.node import CallContext, Node, NodeDownEvent, NodeUp
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.errors import SchemaTooNew

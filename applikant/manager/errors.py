@@ -15,7 +15,7 @@ SchemaTooNew is not a service error: it stops am at startup.
 
 from __future__ import annotations
 
-from applikant.dist.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
+from applikant.node.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
 
 __all__ = [
     "BadRequest",

@@ -17,8 +17,8 @@ from typing import Any
 
 import trio
 
-from applikant.dist.errors import DistError
-from applikant.dist.node import Node
+from applikant.node.errors import DistError
+from applikant.node.node import Node
 from applikant.logs import EventLog
 
 log = EventLog("am")

@@ -37,7 +37,7 @@ from typing import Any
 
 import re
 
-from applikant.dist.node import CallContext
+from applikant.node.node import CallContext
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.base import SYSTEM

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from applikant.dist.node import Node
+from applikant.node.node import Node
 from applikant.logs import EventLog
 from applikant.manager.base import SYSTEM, Event, parse_id
 from applikant.manager.errors import Forbidden, NotFound

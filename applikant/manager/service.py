@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from applikant.dist.errors import ServiceError
-from applikant.dist.node import CallContext, Handler
+from applikant.node.errors import ServiceError
+from applikant.node.node import CallContext, Handler
 from applikant.manager.runtime import Manager
 
 

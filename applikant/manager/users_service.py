@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from applikant.dist.node import CallContext
+from applikant.node.node import CallContext
 from applikant.manager import requests as rq
 from applikant.manager.errors import Forbidden, NotFound
 from applikant.manager.models import User

@@ -16,8 +16,8 @@ from typing import Any
 
 from .. import envconfig
 from ..config import Config
-from ..dist import blocking, pmclient
-from ..dist.errors import DistError
+from ..node import blocking, pmclient
+from ..node.errors import DistError
 
 AM_SERVICES = ("am_user_db", "am_repo_db", "am_hook_api", "am_observer")
 AF_SERVICES = ("af_auth", "af_hook_server", "af_repo_manager")

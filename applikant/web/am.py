@@ -19,8 +19,8 @@ from typing import Any
 
 import trio
 
-from ..dist.errors import CallTimeout, DistError, NodeDown, NoSuchName, RemoteError
-from ..dist.node import Node, NodeDownEvent
+from ..node.errors import CallTimeout, DistError, NodeDown, NoSuchName, RemoteError
+from ..node.node import Node, NodeDownEvent
 from ..logs import EventLog
 
 __all__ = ["Am", "AmError", "STATUS"]

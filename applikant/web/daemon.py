@@ -17,7 +17,7 @@ from hypercorn.trio import serve
 
 from .. import envconfig
 from ..config import Config
-from ..dist.node import Node
+from ..node.node import Node
 from ..logs import EventLog
 from .am import Am
 from .app import Site, Web, build

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from ..dist.errors import DistError
+from ..node.errors import DistError
 from .am import AmError
 from .common import viewer_of
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from applikant import procs
-from applikant.dist.errors import DistError
+from applikant.node.errors import DistError
 from tests.harness.gitenv import GitSite, User, wait_for
 
 __all__ = ["BuildSite"]
@@ -76,7 +76,7 @@ class BuildSite(GitSite):
             return {}
 
     def _call_node(self, node: str, service: str, method: str, args: Any = None) -> Any:
-        from applikant.dist import blocking
+        from applikant.node import blocking
 
         return blocking.call(node, self.cookie, service, method, args, prefix="test", node=node,
                              settings=self.settings, timeout=10)

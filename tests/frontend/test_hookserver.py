@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from applikant.dist.errors import RemoteError
+from applikant.node.errors import RemoteError
 from applikant.frontend import spool
 from applikant.frontend.amlink import AmUnavailable
 from applikant.frontend.hookserver import HookRefused, HookServer, parse_refs

@@ -48,7 +48,7 @@ class Cluster:
 
     def start_node(self, name: str, *globals_: str, connect: tuple[str, ...] = (),
                    plain: bool = False, wait: bool = True) -> procs.Proc:
-        argv = [sys.executable, "-m", "applikant.dist.echo", f"{name}@{self.host}"]
+        argv = [sys.executable, "-m", "applikant.node.echo", f"{name}@{self.host}"]
         argv += [f"--global={g}" for g in globals_]
         argv += [f"--connect={c}" for c in connect]
         if plain:

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from applikant import procs
-from applikant.dist import blocking
-from applikant.dist.errors import DistError
-from applikant.dist.settings import DistSettings
+from applikant.node import blocking
+from applikant.node.errors import DistError
+from applikant.node.settings import DistSettings
 from tests.harness.cluster import Cluster
 from tests.harness.notify import NotifySocket
 from tests.harness.sshd import SshServer, make_client_key

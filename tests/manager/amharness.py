@@ -1,6 +1,6 @@
 """am as a real process for the service tests: `applikant start am` on a real
 SQLite file, in a Cluster (config, portmapper), called through ephemeral nodes
-(applikant.dist.blocking) or the admin CLI. Stopped by PID at the end."""
+(applikant.node.blocking) or the admin CLI. Stopped by PID at the end."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from applikant import envconfig, procs
-from applikant.dist import blocking
-from applikant.dist.errors import DistError, RemoteError
+from applikant.node import blocking
+from applikant.node.errors import DistError, RemoteError
 from tests.harness.cluster import Cluster
 
 SLOW_GIT = """#!{python}

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from applikant import envconfig
-from applikant.dist.node import CallContext, Node, open_node
+from applikant.node.node import CallContext, Node, open_node
 from tests.harness.cluster import Cluster
 from tests.manager.amharness import Am, add_user
 from tests.manager.gitrepo import Repo, make_repo
@@ -186,7 +186,7 @@ async def test_ten_hook_calls_run_concurrently(slow_am: Am, gitrepo: Repo) -> No
 CALLER = """
 import sys
 from applikant import envconfig
-from applikant.dist import blocking
+from applikant.node import blocking
 raw = envconfig.load_raw()
 print("calling", flush=True)
 blocking.call(sys.argv[1], envconfig.cookie(raw), "am_hook_api", "handle_hook", {

@@ -417,8 +417,8 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1,
 
 def _call_main(argv: list[str]) -> int:
     from applikant import envconfig
-    from applikant.dist import blocking
-    from applikant.dist.errors import DistError
+    from applikant.node import blocking
+    from applikant.node.errors import DistError
 
     node, service, method = argv[:3]
     args = json.loads(argv[3]) if len(argv) > 3 else None

@@ -1,7 +1,7 @@
 """A node the multi-host tests drive through stdin and watch through stdout.
 
 `python -m tests.multihost.probe NAME [--global G]...` runs a node with the echo
-node's services (applikant.dist.echo) under each global name G, prints
+node's services (applikant.node.echo) under each global name G, prints
 `READY <port>`, then one line per monitor event (`EVENT {"event": "nodeup",
 "node": ...}`, `nodedown` with a reason, `lost` with the winner) and answers each
 JSON request read from stdin with `REPLY {"id", "ok", "value" | "error", "message"}`.
@@ -23,10 +23,10 @@ from typing import Any
 import trio
 
 from applikant import envconfig, logs
-from applikant.dist.echo import HANDLERS
-from applikant.dist.errors import DistError
-from applikant.dist.names import BadNodeName
-from applikant.dist.node import NameLost, Node, NodeDownEvent, NodeUp, open_node
+from applikant.node.echo import HANDLERS
+from applikant.node.errors import DistError
+from applikant.node.names import BadNodeName
+from applikant.node.node import NameLost, Node, NodeDownEvent, NodeUp, open_node
 
 
 def say(kind: str, data: dict[str, Any]) -> None:

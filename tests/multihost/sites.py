@@ -129,7 +129,7 @@ class Sites:
 
     def start_echo(self, label: str, name: str, *globals_: str,
                    connect: tuple[str, ...] = (), config: Path | None = None) -> NsProc:
-        argv = [sys.executable, "-m", "applikant.dist.echo", name]
+        argv = [sys.executable, "-m", "applikant.node.echo", name]
         argv += [f"--global={g}" for g in globals_] + [f"--connect={c}" for c in connect]
         proc = self.net.run(label, argv, env=self.env(label, config), name=name.split("@")[0],
                             stdout=True)

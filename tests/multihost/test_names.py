@@ -94,7 +94,7 @@ def test_portmapper_must_listen_beyond_loopback_for_other_hosts(sites: NetFactor
     wait_until(lambda: s.cli("h2", "ping", s.long("b", "h3")).returncode == 0,
                what="b reachable through h3's portmapper on 0.0.0.0")
     # A registration from another host, or from the host's own address, is refused.
-    register = ("import socket; from applikant.dist.protocol import encode_frame; "
+    register = ("import socket; from applikant.node.protocol import encode_frame; "
                 f"s = socket.create_connection(('{s.ip('h3')}', {PM_PORT})); "
                 "s.sendall(encode_frame({'op': 'register', 'name': 'x', 'port': 9100})); "
                 "print(s.recv(200))")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from applikant.dist.errors import RemoteError
+from applikant.node.errors import RemoteError
 from tests.harness.gitenv import GitSite, User, wait_for
 
 from .receiver import SECRET, free_port

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from applikant.dist import names
-from applikant.dist.names import BadNodeName
+from applikant.node import names
+from applikant.node.names import BadNodeName
 
 
 @pytest.mark.parametrize(("node", "name", "host", "long"), [

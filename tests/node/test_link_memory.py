@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from applikant.dist import errors
-from applikant.dist.errors import (
+from applikant.node import errors
+from applikant.node.errors import (
     BadRequest,
     CallTimeout,
     Conflict,
@@ -32,8 +32,8 @@ from applikant.dist.errors import (
     error_from_reply,
     reply_from_error,
 )
-from applikant.dist.link import Link, Pending
-from applikant.dist.protocol import (
+from applikant.node.link import Link, Pending
+from applikant.node.protocol import (
     NEED_DATA,
     Call,
     Cancel,

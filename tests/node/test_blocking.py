@@ -9,7 +9,7 @@ import sys
 def test_ephemeral_path_imports_neither_trio_pydantic_nor_typer() -> None:
     code = (
         "import sys\n"
-        "from applikant.dist import blocking\n"
+        "from applikant.node import blocking\n"
         "from applikant import envconfig\n"
         "heavy = sorted(m for m in ('trio', 'pydantic', 'typer', 'logging', 'dataclasses', "
         "'typing', 'socket', 'hashlib') if m in sys.modules)\n"
@@ -20,7 +20,7 @@ def test_ephemeral_path_imports_neither_trio_pydantic_nor_typer() -> None:
 
 
 def test_ephemeral_names_are_unique_within_a_process() -> None:
-    from applikant.dist.blocking import ephemeral_name
+    from applikant.node.blocking import ephemeral_name
 
     first = ephemeral_name("as", "af@localhost")
     second = ephemeral_name("as", "af@localhost")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from applikant.dist.registry import Claim, GlobalRegistry
+from applikant.node.registry import Claim, GlobalRegistry
 
 ME = "b@host"
 

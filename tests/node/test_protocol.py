@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from applikant.dist import protocol
-from applikant.dist.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from applikant.dist.protocol import (
+from applikant.node import protocol
+from applikant.node.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from applikant.node.protocol import (
     CHALLENGE_BYTES,
     HANDSHAKE_MAX_FRAME,
     K_CALL,

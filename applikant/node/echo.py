@@ -1,5 +1,5 @@
 """A node that serves `echo` and a few test methods: for benchmarks, tests and for
-checking a cluster by hand (`python -m applikant.dist.echo NAME`).
+checking a cluster by hand (`python -m applikant.node.echo NAME`).
 
 Global name `echo` (or --global NAME): echo(args) -> args; sleep(seconds) -> "slept";
 crash() -> an unexpected exception (answered as kind "internal");

@@ -14,9 +14,9 @@ import time
 import msgpack
 import pytest
 
-from applikant.dist import blocking
-from applikant.dist.errors import NodeDown, NoSuchName, Refused, RemoteError
-from applikant.dist.settings import DistSettings
+from applikant.node import blocking
+from applikant.node.errors import NodeDown, NoSuchName, Refused, RemoteError
+from applikant.node.settings import DistSettings
 from tests.harness.cluster import Cluster
 
 
@@ -212,8 +212,8 @@ def test_peer_dying_mid_call_gives_node_down_not_a_hang(cluster: Cluster) -> Non
     cluster.start_node("a", plain=True)
     b = cluster.start_node("b", "slow", connect=("a@localhost",))
     wait_for(lambda: "slow" in global_names(cluster, "a"))
-    code = ("import sys, time; from applikant.dist import blocking; "
-            "from applikant.dist.settings import DistSettings as D; t=time.monotonic()\n"
+    code = ("import sys, time; from applikant.node import blocking; "
+            "from applikant.node.settings import DistSettings as D; t=time.monotonic()\n"
             "try:\n blocking.call('a@localhost', sys.argv[1].encode(), 'slow', 'sleep', 60, "
             "settings=D(portmapper_port=int(sys.argv[2])), timeout=60)\n"
             "except Exception as e: print(type(e).__name__, e, round(time.monotonic()-t, 1))")

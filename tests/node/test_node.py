@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from applikant.dist import blocking, certs, pmclient, portmapper
-from applikant.dist.errors import (
+from applikant.node import blocking, certs, pmclient, portmapper
+from applikant.node.errors import (
     NameTaken,
     NodeDown,
     NodeStartError,
@@ -19,8 +19,8 @@ from applikant.dist.errors import (
     Refused,
     RemoteError,
 )
-from applikant.dist.node import CallContext, NameLost, NodeDownEvent, NodeUp, open_node
-from applikant.dist.settings import DistSettings, TlsSettings
+from applikant.node.node import CallContext, NameLost, NodeDownEvent, NodeUp, open_node
+from applikant.node.settings import DistSettings, TlsSettings
 
 COOKIE = b"cookie"
 
@@ -153,7 +153,7 @@ async def test_call_timeout_cancels_the_remote_handler() -> None:
             await a.register_global("slow", {"slow": slow})
             await b.connect("a@localhost")
             await b.sync()
-            from applikant.dist.errors import CallTimeout
+            from applikant.node.errors import CallTimeout
             with pytest.raises(CallTimeout):
                 await b.call("slow", "slow", timeout=0.3)
             with trio.fail_after(5):
@@ -225,7 +225,7 @@ async def test_tls_links_with_the_cluster_ca(pki: dict[str, TlsSettings]) -> Non
 
 async def test_remote_error_kinds_survive_forwarding() -> None:
     async def deny(ctx: CallContext, args: object) -> None:
-        from applikant.dist.errors import Forbidden
+        from applikant.node.errors import Forbidden
         raise Forbidden("no write access to team/project")
 
     async with running_portmapper() as s:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from applikant.dist.settings import DistSettings, TlsSettings
+from applikant.node.settings import DistSettings, TlsSettings
 
 DEFAULTS = {
     "portmapper_host": "127.0.0.1",

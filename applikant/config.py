@@ -42,7 +42,9 @@ class AfSection(Section):
     keys_mode: str = "file"
     authorized_keys: str = ""  # empty: <data_dir>/.ssh/authorized_keys
     as_command: str = ""  # the forced command; empty: applikant-as beside this Python
-    hook_program: str = ""  # the Python ah the hook script falls back to; empty: applikant-ah beside this Python
+    hook_program: str = (
+        ""  # the Python ah the hook script falls back to; empty: applikant-ah beside this Python
+    )
     spool_dir: str = ""  # empty: <data_dir>/spool
     am_retry: float = 1.0  # seconds between attempts to reach am
 
@@ -74,15 +76,24 @@ class WebhooksSection(Section):
 
     def policy(self) -> Any:
         from applikant.webhooks import RetryPolicy
-        return RetryPolicy(base=self.retry_base, factor=self.retry_factor,
-                           cap=max(self.retry_cap, self.retry_base),
-                           max_attempts=self.max_attempts, jitter=self.retry_jitter)
+
+        return RetryPolicy(
+            base=self.retry_base,
+            factor=self.retry_factor,
+            cap=max(self.retry_cap, self.retry_base),
+            max_attempts=self.max_attempts,
+            jitter=self.retry_jitter,
+        )
 
     def delivery(self) -> Any:
         from applikant.webhooks import DeliverySettings
-        return DeliverySettings(connect_timeout=self.connect_timeout,
-                                read_timeout=self.read_timeout, total=self.total_timeout,
-                                max_response=self.max_response)
+
+        return DeliverySettings(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            total=self.total_timeout,
+            max_response=self.max_response,
+        )
 
 
 class Config(Section):

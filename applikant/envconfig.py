@@ -54,8 +54,9 @@ def load_raw(path: str | None = None) -> dict:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist (APPLIKANT_CONFIG or "
-                          f"{DEFAULT_CONFIG})") from None
+        raise ConfigError(
+            f"config file {path} does not exist (APPLIKANT_CONFIG or {DEFAULT_CONFIG})"
+        ) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 
@@ -93,13 +94,17 @@ def cookie(raw: dict) -> bytes:
             with open(path, encoding="utf-8") as f:
                 value = f.read().strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read the cookie file {path} ({exc.strerror}); "
-                              "set APPLIKANT_COOKIE or run `applikant init`") from None
+            raise ConfigError(
+                f"cannot read the cookie file {path} ({exc.strerror}); "
+                "set APPLIKANT_COOKIE or run `applikant init`"
+            ) from None
     if not value:
         raise ConfigError("the cookie is empty; run `applikant init` to make one")
     if value == EXAMPLE_COOKIE and not dev_mode(raw):
-        raise ConfigError("the example cookie is refused outside development mode; "
-                          "run `applikant init` to make a strong one")
+        raise ConfigError(
+            "the example cookie is refused outside development mode; "
+            "run `applikant init` to make a strong one"
+        )
     return value.encode()
 
 

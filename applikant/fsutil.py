@@ -33,13 +33,19 @@ def write_atomic(
     is untouched.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    tmp = os.path.join(
+        directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    )
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
             os.fchmod(fd, mode)
             if owner_uid is not None or owner_gid is not None:
-                os.fchown(fd, -1 if owner_uid is None else owner_uid, -1 if owner_gid is None else owner_gid)
+                os.fchown(
+                    fd,
+                    -1 if owner_uid is None else owner_uid,
+                    -1 if owner_gid is None else owner_gid,
+                )
             data = content.encode("utf-8")
             view = memoryview(data)
             while view:

@@ -28,13 +28,16 @@ __all__ = [
     "git_env",
     "has_path",
     "has_path_argv",
-    "is_fast_forward",
     "interpret_ancestor",
+    "is_fast_forward",
 ]
 
 #: The variables of a hook's environment that point git at quarantined objects.
-QUARANTINE_VARS = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-                   "GIT_QUARANTINE_PATH")
+QUARANTINE_VARS = (
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_QUARANTINE_PATH",
+)
 
 TIMEOUT = 30.0
 _OID_RE = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
@@ -74,8 +77,9 @@ def interpret_ancestor(returncode: int) -> bool | None:
     return {0: True, 1: False}.get(returncode)
 
 
-def is_fast_forward(git_dir: str, old: str, new: str,
-                    env: Mapping[str, str] | None = None) -> bool | None:
+def is_fast_forward(
+    git_dir: str, old: str, new: str, env: Mapping[str, str] | None = None
+) -> bool | None:
     """True when moving a ref from `old` to `new` is a fast-forward (old is an
     ancestor of new), False when it is not (a force-push), None when git cannot
     tell: a zero id (creation, deletion), a missing object, no repository."""
@@ -83,9 +87,15 @@ def is_fast_forward(git_dir: str, old: str, new: str,
     if argv is None or not os.path.isdir(git_dir):
         return None
     try:
-        done = subprocess.run(argv, env=git_env(env), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=TIMEOUT, check=False)
+        done = subprocess.run(
+            argv,
+            env=git_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return interpret_ancestor(done.returncode)
@@ -100,8 +110,9 @@ def has_path_argv(git_dir: str, commit: str, path: str) -> list[str] | None:
     return [*_git(git_dir), "cat-file", "-e", f"{commit}:{path}"]
 
 
-def has_path(git_dir: str, commit: str, path: str,
-             env: Mapping[str, str] | None = None) -> bool | None:
+def has_path(
+    git_dir: str, commit: str, path: str, env: Mapping[str, str] | None = None
+) -> bool | None:
     """True when `path` (a file or directory, relative to the root) exists in the
     tree of `commit`; False when it does not; None when git cannot tell (no such
     commit, no repository, a malformed argument)."""
@@ -110,14 +121,26 @@ def has_path(git_dir: str, commit: str, path: str,
         return None
     env_ = git_env(env)
     try:
-        exists = subprocess.run([*_git(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
-                                env=env_, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, timeout=TIMEOUT, check=False)
+        exists = subprocess.run(
+            [*_git(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
+            env=env_,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=TIMEOUT,
+            check=False,
+        )
         if exists.returncode != 0:
             return None
-        done = subprocess.run(argv, env=env_, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=TIMEOUT, check=False)
+        done = subprocess.run(
+            argv,
+            env=env_,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.returncode == 0

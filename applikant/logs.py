@@ -31,9 +31,13 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         fields = getattr(record, "fields", {})
-        parts = [f"{ts}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}",
-                 f"node={_quote(_node)}", f"component={record.name.removeprefix('applikant.')}",
-                 f"event={_quote(record.getMessage())}"]
+        parts = [
+            f"{ts}.{int(record.msecs):03d}Z",
+            f"level={record.levelname.lower()}",
+            f"node={_quote(_node)}",
+            f"component={record.name.removeprefix('applikant.')}",
+            f"event={_quote(record.getMessage())}",
+        ]
         parts += [f"{k}={_quote(v)}" for k, v in fields.items()]
         line = " ".join(parts)
         if record.exc_info:

@@ -22,8 +22,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
-              ) -> None:
+def wait_port(
+    host: str, port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
+) -> None:
     """Wait until host:port accepts connections; RuntimeError if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -40,16 +41,25 @@ def wait_port(host: str, port: int, timeout: float = 10.0, proc: subprocess.Pope
 class Proc:
     """A child process we started; `stop()` ends it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-                 log_path: str | None = None, cwd: str | None = None,
-                 stdout: int | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: str | None = None,
+        cwd: str | None = None,
+        stdout: int | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else None
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.popen = subprocess.Popen(
-            self.argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+            self.argv,
+            env=full_env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
             stdout=stdout if stdout is not None else (self._log or subprocess.DEVNULL),
             stderr=self._log or subprocess.DEVNULL,
         )
@@ -86,7 +96,7 @@ class Proc:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    def __enter__(self) -> "Proc":
+    def __enter__(self) -> Proc:
         return self
 
     def __exit__(self, *exc: object) -> None:

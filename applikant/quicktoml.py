@@ -34,15 +34,16 @@ def _value(text: str) -> tuple[bool, object]:
     q = text[0]
     if q == "{":  # only the empty inline table; others go to tomllib
         rest = text[1:].lstrip(" \t")
-        if rest.startswith("}") and (not rest[1:].strip(" \t")
-                                     or rest[1:].strip(" \t").startswith("#")):
+        if rest.startswith("}") and (
+            not rest[1:].strip(" \t") or rest[1:].strip(" \t").startswith("#")
+        ):
             return True, {}
         return False, None
     if q == "[":
         # A one-line array of plain values; anything subtler (a quoted comma or
         # bracket, nesting, several lines) fails an item below and goes to tomllib.
         close = text.find("]")
-        rest = text[close + 1:].strip(" \t") if close >= 0 else "x"
+        rest = text[close + 1 :].strip(" \t") if close >= 0 else "x"
         if close < 0 or (rest and not rest.startswith("#")):
             return False, None
         items = [item.strip(" \t") for item in text[1:close].split(",")]
@@ -59,12 +60,12 @@ def _value(text: str) -> tuple[bool, object]:
         end = text.find(q, 1)
         if end < 0:
             return False, None
-        body, rest = text[1:end], text[end + 1:].strip(" \t")
+        body, rest = text[1:end], text[end + 1 :].strip(" \t")
         if rest and not rest.startswith("#"):
             return False, None
         if text.startswith(q * 3) or (q == '"' and "\\" in body):
             return False, None  # multi-line strings and escapes: tomllib's job
-        if any(c < " " and c != "\t" or c == "\x7f" for c in body):
+        if any((c < " " and c != "\t") or c == "\x7f" for c in body):
             return False, None
         return True, body
     hash_at = text.find("#")
@@ -73,8 +74,8 @@ def _value(text: str) -> tuple[bool, object]:
         return True, True
     if word == "false":
         return True, False
-    sign = word[:1] in "+-" and word[:1] or ""
-    digits = word[len(sign):]
+    sign = (word[:1] in "+-" and word[:1]) or ""
+    digits = word[len(sign) :]
     if digits and all(c in _DIGITS for c in digits):
         if len(digits) > 1 and digits[0] == "0":
             return False, None  # leading zeros are an error in TOML
@@ -100,7 +101,7 @@ def parse(text: str) -> dict | None:
             if line.startswith("[["):
                 return None
             end = line.find("]")
-            rest = line[end + 1:].strip(" \t") if end > 0 else "x"
+            rest = line[end + 1 :].strip(" \t") if end > 0 else "x"
             if rest and not rest.startswith("#"):
                 return None
             parts = tuple(p.strip(" \t") for p in line[1:end].split("."))

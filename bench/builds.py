@@ -55,8 +55,9 @@ def main() -> None:
             t0 = time.monotonic()
             numbers = []
             for i in range(args.burst):
-                _, stderr = site.push_script(user, work, "sleep 2\n", branch=f"burst{i}",
-                                             message=f"b{i}")
+                _, stderr = site.push_script(
+                    user, work, "sleep 2\n", branch=f"burst{i}", message=f"b{i}"
+                )
                 numbers.append(site.queued_number(stderr))
                 first = first or numbers[0]
             elapsed = time.monotonic() - t0
@@ -69,17 +70,32 @@ def main() -> None:
                     pass
     p50 = common.percentile(starts, 0.5)
     rate = args.burst / elapsed
-    result = {"runs": args.runs, "burst": args.burst,
-              "push_to_start_p50_s": round(p50, 4),
-              "push_to_start_p90_s": round(common.percentile(starts, 0.9), 4),
-              "queued_to_start_p50_s": round(common.percentile(waits, 0.5), 4),
-              "pushes_per_s": round(rate, 2), "builds_queued": queued}
-    rows = [("push to start", f"p50 {p50 * 1000:7.1f} ms   p90 "
-                              f"{common.percentile(starts, 0.9) * 1000:7.1f} ms (target p50 < 1 s)"),
-            ("queued to start", f"p50 {common.percentile(waits, 0.5) * 1000:7.1f} ms "
-                                "(the build starts before the push returns)"),
-            ("queue intake", f"{rate:.2f} pushes/s over {args.burst} pushes while builds run "
-                             f"({queued} builds in the queue)")]
+    result = {
+        "runs": args.runs,
+        "burst": args.burst,
+        "push_to_start_p50_s": round(p50, 4),
+        "push_to_start_p90_s": round(common.percentile(starts, 0.9), 4),
+        "queued_to_start_p50_s": round(common.percentile(waits, 0.5), 4),
+        "pushes_per_s": round(rate, 2),
+        "builds_queued": queued,
+    }
+    rows = [
+        (
+            "push to start",
+            f"p50 {p50 * 1000:7.1f} ms   p90 "
+            f"{common.percentile(starts, 0.9) * 1000:7.1f} ms (target p50 < 1 s)",
+        ),
+        (
+            "queued to start",
+            f"p50 {common.percentile(waits, 0.5) * 1000:7.1f} ms "
+            "(the build starts before the push returns)",
+        ),
+        (
+            "queue intake",
+            f"{rate:.2f} pushes/s over {args.burst} pushes while builds run "
+            f"({queued} builds in the queue)",
+        ),
+    ]
     common.report(rows, result, args.json)
 
 

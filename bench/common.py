@@ -63,7 +63,10 @@ def cluster_dir(extra_toml: str = "") -> Iterator[tuple[Path, dict[str, str], in
 
 @contextmanager
 def portmapper(d: Path, env: dict[str, str], port: int) -> Iterator[procs.Proc]:
-    with procs.Proc(procs.python_module("applikant.cli.main", "portmapper", "--port", str(port)),
-                    env=env, log_path=str(d / "portmapper.log")) as pm:
+    with procs.Proc(
+        procs.python_module("applikant.cli.main", "portmapper", "--port", str(port)),
+        env=env,
+        log_path=str(d / "portmapper.log"),
+    ) as pm:
         procs.wait_port("127.0.0.1", port, proc=pm.popen)
         yield pm

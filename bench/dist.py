@@ -61,17 +61,27 @@ async def client(name: str) -> None:
 def run_pair(tls_dir: str | None) -> dict[str, float]:
     extra = ""
     if tls_dir:
-        extra = (f'\n[dist.tls]\nenabled = true\nca = "{tls_dir}/ca/ca.pem"\n'
-                 f'cert = "{tls_dir}/localhost.pem"\nkey = "{tls_dir}/localhost.key"\n')
+        extra = (
+            f'\n[dist.tls]\nenabled = true\nca = "{tls_dir}/ca/ca.pem"\n'
+            f'cert = "{tls_dir}/localhost.pem"\nkey = "{tls_dir}/localhost.key"\n'
+        )
     with common.cluster_dir(extra) as (d, env, pm_port), common.portmapper(d, env, pm_port):
-        server = procs.Proc(procs.python_module("applikant.node.echo", "server@localhost"),
-                            env=env, log_path=str(d / "server.log"), stdout=subprocess.PIPE)
+        server = procs.Proc(
+            procs.python_module("applikant.node.echo", "server@localhost"),
+            env=env,
+            log_path=str(d / "server.log"),
+            stdout=subprocess.PIPE,
+        )
         with server:
             assert server.popen.stdout is not None
             server.popen.stdout.readline()  # READY
-            out = subprocess.run([sys.executable, "-m", "bench.dist", "--client", "client@localhost"],
-                                 env={**__import__("os").environ, **env}, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.dist", "--client", "client@localhost"],
+                env={**__import__("os").environ, **env},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -86,8 +96,14 @@ def main() -> None:
     plain = run_pair(None)
     result = {k: round(v, 1) for k, v in plain.items()}
     rows = [
-        ("sequential calls/s", f"{plain['seq_calls_per_s']:,.0f}  (target >= 7,000; OTP 25: 14,500)"),
-        ("16 concurrent calls/s", f"{plain['conc16_calls_per_s']:,.0f}  (target >= 20,000; OTP 25: 30,600)"),
+        (
+            "sequential calls/s",
+            f"{plain['seq_calls_per_s']:,.0f}  (target >= 7,000; OTP 25: 14,500)",
+        ),
+        (
+            "16 concurrent calls/s",
+            f"{plain['conc16_calls_per_s']:,.0f}  (target >= 20,000; OTP 25: 30,600)",
+        ),
         ("sequential 1 KB calls/s", f"{plain['calls_per_s_1k']:,.0f}"),
         ("16 concurrent 1 KB calls/s", f"{plain['conc16_calls_per_s_1k']:,.0f}"),
         ("sequential 64 KB MB/s", f"{plain['mb_per_s_64k']:,.0f}  (target >= 300; OTP 25: 460)"),

@@ -31,8 +31,12 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=60)
     args = p.parse_args()
     with common.cluster_dir() as (d, env, pm_port), common.portmapper(d, env, pm_port):
-        node = procs.Proc(procs.python_module("applikant.node.echo", "bench@localhost"),
-                          env=env, log_path=str(d / "node.log"), stdout=subprocess.PIPE)
+        node = procs.Proc(
+            procs.python_module("applikant.node.echo", "bench@localhost"),
+            env=env,
+            log_path=str(d / "node.log"),
+            stdout=subprocess.PIPE,
+        )
         with node:
             assert node.popen.stdout is not None
             node.popen.stdout.readline()  # READY
@@ -52,13 +56,17 @@ def main() -> None:
         "python_p50_ms": round(common.percentile(passes, 0.5), 2),
     }
     result["ratio_to_python"] = round(result["p50_ms"] / result["python_p50_ms"], 2)
-    common.report([
-        ("runs", str(args.runs)),
-        ("ephemeral call p50", f"{result['p50_ms']:.1f} ms"),
-        ("ephemeral call p90", f"{result['p90_ms']:.1f} ms"),
-        ("python -c pass p50", f"{result['python_p50_ms']:.1f} ms"),
-        ("ratio p50 / python", f"{result['ratio_to_python']:.2f}x  (target <= 3x, <= 30 ms)"),
-    ], result, args.json)
+    common.report(
+        [
+            ("runs", str(args.runs)),
+            ("ephemeral call p50", f"{result['p50_ms']:.1f} ms"),
+            ("ephemeral call p90", f"{result['p90_ms']:.1f} ms"),
+            ("python -c pass p50", f"{result['python_p50_ms']:.1f} ms"),
+            ("ratio p50 / python", f"{result['ratio_to_python']:.2f}x  (target <= 3x, <= 30 ms)"),
+        ],
+        result,
+        args.json,
+    )
 
 
 if __name__ == "__main__":

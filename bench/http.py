@@ -25,7 +25,7 @@ import httpx
 
 from bench.ssh import fast_import_stream
 from tests.harness.gitenv import git_env
-from tests.web.harness import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
+from tests.web.harness import ADMIN_LOGIN, WebSite
 
 from . import common
 
@@ -33,9 +33,14 @@ TARGET_CLONE = 1.2
 
 
 def _git(*args: str, env: dict[str, str], input: bytes | None = None) -> None:
-    proc = subprocess.run(["git", *args], env=env, input=input, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE,
-                          stdin=None if input is not None else subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["git", *args],
+        env=env,
+        input=input,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
     if proc.returncode:
         raise RuntimeError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace')}")
 
@@ -87,8 +92,14 @@ def main() -> None:
             # The big repository: generated once, the same bare repo on both sides.
             site.create_repo(f"{ADMIN_LOGIN}/big", is_public=True)
             big = site.repo_root / ADMIN_LOGIN / "big.git"
-            _git("--git-dir", str(big), "fast-import", "--quiet", env=env,
-                 input=fast_import_stream(args.commits, 10_000, 60))
+            _git(
+                "--git-dir",
+                str(big),
+                "fast-import",
+                "--quiet",
+                env=env,
+                input=fast_import_stream(args.commits, 10_000, 60),
+            )
             _git("--git-dir", str(big), "repack", "-adq", env=env)
             pack_mb = sum(f.stat().st_size for f in (big / "objects" / "pack").glob("*.pack")) / 1e6
             url = f"{site.base}/{ADMIN_LOGIN}/big.git"
@@ -98,8 +109,9 @@ def main() -> None:
                     dest = tmpd / f"clone-{side}-{i}"
                     src = url if side == "aw" else str(big)
                     extra = [] if side == "aw" else ["--no-local"]
-                    t = _timed(lambda: _git("clone", "-q", "--bare", *extra, src, str(dest),
-                                            env=env))
+                    t = _timed(
+                        lambda: _git("clone", "-q", "--bare", *extra, src, str(dest), env=env)
+                    )
                     subprocess.run(["rm", "-rf", str(dest)], check=True)
                     if i:
                         times[side].append(t)
@@ -109,17 +121,34 @@ def main() -> None:
             # 1,000 repositories (am records them; af makes them on disk).
             existing = len(site.call_am("am_repo_db", "list_repos", {}))
             for i in range(existing, args.repos):
-                site.call_am("am_repo_db", "create_repo", {
-                    "path": f"{ADMIN_LOGIN}/repo{i:04d}", "description": f"repository {i}",
-                    "is_public": i % 2 == 0})
+                site.call_am(
+                    "am_repo_db",
+                    "create_repo",
+                    {
+                        "path": f"{ADMIN_LOGIN}/repo{i:04d}",
+                        "description": f"repository {i}",
+                        "is_public": i % 2 == 0,
+                    },
+                )
             total = len(site.call_am("am_repo_db", "list_repos", {}))
             token = site.token_for(site.admin_id)
             admin = site.admin_client()
             cookies = dict(admin.cookies)
-            assert len(httpx.get(f"{site.base}/api/repos",
-                                 headers={"authorization": f"Bearer {token}"}).json()) == total
-            api = rps(site.base, "/api/repos", args.clients, args.seconds,
-                      headers={"authorization": f"Bearer {token}"})
+            assert (
+                len(
+                    httpx.get(
+                        f"{site.base}/api/repos", headers={"authorization": f"Bearer {token}"}
+                    ).json()
+                )
+                == total
+            )
+            api = rps(
+                site.base,
+                "/api/repos",
+                args.clients,
+                args.seconds,
+                headers={"authorization": f"Bearer {token}"},
+            )
             page = rps(site.base, "/repos", args.clients, args.seconds, cookies=cookies)
     ratio = aw_clone / local_clone
     result = {
@@ -136,8 +165,10 @@ def main() -> None:
         "clone_within_target": ratio <= TARGET_CLONE,
     }
     rows = [
-        ("clone over aw (median)", f"{aw_clone:.3f} s  ({pack_mb:.1f} MB pack, "
-                                   f"{args.commits} commits)"),
+        (
+            "clone over aw (median)",
+            f"{aw_clone:.3f} s  ({pack_mb:.1f} MB pack, {args.commits} commits)",
+        ),
         ("clone --no-local (median)", f"{local_clone:.3f} s"),
         ("clone ratio", f"{ratio:.2f}x  (target <= {TARGET_CLONE}x)"),
         (f"GET /api/repos ({total} repos)", f"{api:.1f} req/s  ({args.clients} clients)"),

@@ -22,19 +22,29 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.harness.gitenv import GitSite, git_env
 from applikant.ops.sshd import make_client_key
+from tests.harness.gitenv import GitSite, git_env
 
 from . import common
 
 TARGETS = {"ls_remote": 1.15, "push": 1.2, "clone": 1.05, "conc10": 1.4}
 
 
-def _git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-         input: bytes | None = None) -> None:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, input=input,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          stdin=None if input is not None else subprocess.DEVNULL)
+def _git(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+) -> None:
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=env,
+        input=input,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
     if proc.returncode:
         raise RuntimeError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace')}")
 
@@ -72,7 +82,10 @@ class Bench:
         self.plain_key = key
         self.plain_keys.write_text(pub + "\n")
         self.plain_keys.chmod(0o600)
-        self.ssh = {"app": site.sshd.ssh_command(self.user.key), "plain": site.sshd.ssh_command(key)}
+        self.ssh = {
+            "app": site.sshd.ssh_command(self.user.key),
+            "plain": site.sshd.ssh_command(key),
+        }
         self.env = {side: git_env(site.home, GIT_SSH_COMMAND=cmd) for side, cmd in self.ssh.items()}
         for name in ("small", "big", "push"):
             site.create_repo(f"bench/{name}")
@@ -92,10 +105,19 @@ class Bench:
         _git("--git-dir", str(big_plain), "repack", "-adq")
         big_app = self.site.repo_root / "bench" / "big.git"
         # the same objects, packed the same way; fetch runs no receive hooks
-        _git("--git-dir", str(big_app), "fetch", "-q", str(big_plain), "refs/heads/*:refs/heads/*",
-             env=git_env(site.home))
+        _git(
+            "--git-dir",
+            str(big_app),
+            "fetch",
+            "-q",
+            str(big_plain),
+            "refs/heads/*:refs/heads/*",
+            env=git_env(site.home),
+        )
         _git("--git-dir", str(big_app), "repack", "-adq")
-        self.big_mb = sum(p.stat().st_size for p in (big_plain / "objects" / "pack").glob("*.pack")) / 1e6
+        self.big_mb = (
+            sum(p.stat().st_size for p in (big_plain / "objects" / "pack").glob("*.pack")) / 1e6
+        )
         # working copies for the push measurements
         self.work: dict[str, list[Path]] = {"app": [], "plain": []}
         for side in ("app", "plain"):
@@ -124,13 +146,26 @@ class Bench:
     def push(self, side: str) -> float:
         w = self.work[side][0]
         self.commit(w)
-        return _timed(lambda: _git("push", "-q", self.url(side, "push"), "HEAD:refs/heads/one",
-                                   "--force", cwd=w, env=self.env[side]))
+        return _timed(
+            lambda: _git(
+                "push",
+                "-q",
+                self.url(side, "push"),
+                "HEAD:refs/heads/one",
+                "--force",
+                cwd=w,
+                env=self.env[side],
+            )
+        )
 
     def clone(self, side: str) -> float:
         dest = self.tmp / f"clone-{side}-{self.n}"
         self.n += 1
-        t = _timed(lambda: _git("clone", "-q", "--bare", self.url(side, "big"), str(dest), env=self.env[side]))
+        t = _timed(
+            lambda: _git(
+                "clone", "-q", "--bare", self.url(side, "big"), str(dest), env=self.env[side]
+            )
+        )
         subprocess.run(["rm", "-rf", str(dest)], check=True)
         return t
 
@@ -140,8 +175,15 @@ class Bench:
             self.commit(w)
 
         def push(i: int) -> None:
-            _git("push", "-q", "--force", self.url(side, "push"), f"HEAD:refs/heads/b{i}",
-                 cwd=works[i], env=self.env[side])
+            _git(
+                "push",
+                "-q",
+                "--force",
+                self.url(side, "push"),
+                f"HEAD:refs/heads/b{i}",
+                cwd=works[i],
+                env=self.env[side],
+            )
 
         def all10() -> None:
             with ThreadPoolExecutor(10) as pool:
@@ -183,8 +225,12 @@ def main() -> None:
                 "clone": interleaved(bench.clone, args.clone_runs),
                 "conc10": interleaved(bench.conc10, args.conc_runs),
             }
-    result: dict[str, object] = {"runs": args.runs, "clone_runs": args.clone_runs,
-                                 "conc_runs": args.conc_runs, "big_repo_mb": round(bench.big_mb, 1)}
+    result: dict[str, object] = {
+        "runs": args.runs,
+        "clone_runs": args.clone_runs,
+        "conc_runs": args.conc_runs,
+        "big_repo_mb": round(bench.big_mb, 1),
+    }
     rows = [("big repo", f"3000 commits, {bench.big_mb:.1f} MB packed")]
     for name, sides in results.items():
         app, plain = common.median(sides["app"]), common.median(sides["plain"])
@@ -192,8 +238,13 @@ def main() -> None:
         result[f"{name}_app_ms"] = round(app, 1)
         result[f"{name}_plain_ms"] = round(plain, 1)
         result[f"{name}_ratio"] = round(ratio, 3)
-        rows.append((name, f"applikant {app:7.1f} ms   plain {plain:7.1f} ms   "
-                           f"ratio {ratio:.2f}x (target <= {TARGETS[name]}x)"))
+        rows.append(
+            (
+                name,
+                f"applikant {app:7.1f} ms   plain {plain:7.1f} ms   "
+                f"ratio {ratio:.2f}x (target <= {TARGETS[name]}x)",
+            )
+        )
     common.report(rows, result, args.json)
 
 

@@ -9,28 +9,39 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from applikant.frontend.repodisk import RepoDisk
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Store
 
-ED25519 = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbPMkEmN8hMJB2s0hq3TqO7sm+2nKp5dW5LbB1tKf8A "
-           "alice@laptop")
+ED25519 = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbPMkEmN8hMJB2s0hq3TqO7sm+2nKp5dW5LbB1tKf8A alice@laptop"
+)
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     full = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    full.update({"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
-                 "GIT_COMMITTER_EMAIL": "t@e", **(env or {})})
-    return subprocess.run(args, cwd=cwd, env=full, check=True, capture_output=True,
-                          text=True).stdout
+    full.update(
+        {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@e",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@e",
+            **(env or {}),
+        }
+    )
+    return subprocess.run(
+        args, cwd=cwd, env=full, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "applikant.cli.main", *args],
-                          env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", *args],
+        env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def install(base: Path) -> Path:

@@ -50,18 +50,26 @@ def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Pat
     new.mkdir()
     config = new / "applikant.toml"
     config.write_text(f'[node]\ndata_dir = "{new}"\n')
-    r = subprocess.run([sys.executable, "-m", "applikant.cli.main", "restore",
-                        str(tmp_path / "backup")], env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", "restore", str(tmp_path / "backup")],
+        env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     repo = new / "repos" / "alice" / "project.git"
     for commit in before:
         subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, check=True)
     with Store(str(new / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
-        pushed = {entry_new for e in store.query_audit(action="push", repo="alice/project",
-                                                        limit=1000)
-                  for entry_new in (ref["new"] for ref in e.details.get("refs", []))}
+        pushed = {
+            entry_new
+            for e in store.query_audit(action="push", repo="alice/project", limit=1000)
+            for entry_new in (ref["new"] for ref in e.details.get("refs", []))
+        }
         assert set(before) <= pushed
-        assert [k.public_key.split()[1] for k in store.list_keys(alice.id)] == [alice.pub.split()[1]]
+        assert [k.public_key.split()[1] for k in store.list_keys(alice.id)] == [
+            alice.pub.split()[1]
+        ]
         assert store.check_access(bob.id, "alice/project", "write").allowed
         assert store.get_user("bob").login == "bob"

@@ -23,13 +23,16 @@ def test_example_config_loads_and_documents_every_key() -> None:
     assert cfg.dist.portmapper_port == 4370
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[am]\nnode = 3\n", "am.node"),
-    ("[dist]\ntick_time = 'soon'\n", "tick_time"),
-    ("[nope]\nx = 1\n", "nope"),
-    ("[dist]\nlisten_min = 9300\nlisten_max = 9200\n", "port range"),
-    ("this is not toml", "cannot read config file"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[am]\nnode = 3\n", "am.node"),
+        ("[dist]\ntick_time = 'soon'\n", "tick_time"),
+        ("[nope]\nx = 1\n", "nope"),
+        ("[dist]\nlisten_min = 9300\nlisten_max = 9200\n", "port range"),
+        ("this is not toml", "cannot read config file"),
+    ],
+)
 def test_bad_config_is_refused_in_words(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)

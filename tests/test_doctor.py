@@ -20,8 +20,15 @@ def test_doctor_on_a_running_site_and_after_breaking_it(tmp_path: Path) -> None:
         alice = site.add_user("alice")
         site.create_repo("alice/project")
         checks = doctor(site)
-        for name in ("cookie", "portmapper", "am up", "af up", "one cluster", "repo root",
-                     "authorized_keys"):
+        for name in (
+            "cookie",
+            "portmapper",
+            "am up",
+            "af up",
+            "one cluster",
+            "repo root",
+            "authorized_keys",
+        ):
             assert checks[name]["status"] == "ok", checks[name]
         assert checks["aw up"]["status"] == "fail"  # this site runs no aw
         assert "systemctl start applikant-aw" in checks["aw up"]["fix"]

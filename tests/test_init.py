@@ -15,9 +15,22 @@ from applikant.manager.store import Store
 
 def init(tmp: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, APPLIKANT_CONFIG=str(tmp / "etc" / "applikant.toml"))
-    return subprocess.run([sys.executable, "-m", "applikant.cli.main", "init",
-                           "--data-dir", str(tmp / "data"), *args],
-                          env=env, capture_output=True, text=True, input=input, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "applikant.cli.main",
+            "init",
+            "--data-dir",
+            str(tmp / "data"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=60,
+    )
 
 
 def test_init_creates_a_working_install_once(tmp_path: Path) -> None:

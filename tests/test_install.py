@@ -11,22 +11,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_install(**variables: str) -> None:
     args = [f"{k}={v}" for k, v in variables.items()]
-    r = subprocess.run(["make", "-s", "install", *args], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        ["make", "-s", "install", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
 def test_install_into_a_prefix_runs(tmp_path: Path) -> None:
     prefix = tmp_path / "opt"
-    make_install(PREFIX=str(prefix), UNITDIR=str(tmp_path / "units"),
-                 SYSCONFDIR=str(tmp_path / "etc"))
+    make_install(
+        PREFIX=str(prefix), UNITDIR=str(tmp_path / "units"), SYSCONFDIR=str(tmp_path / "etc")
+    )
     for script in ("applikant", "applikant-as", "applikant-ah", "applikant-keys-for"):
         assert (prefix / "bin" / script).exists(), script
-    r = subprocess.run([str(prefix / "bin" / "applikant"), "--help"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [str(prefix / "bin" / "applikant"), "--help"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "portmapper" in r.stdout
-    r = subprocess.run([str(prefix / "bin" / "applikant-as")], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [str(prefix / "bin" / "applikant-as")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 1 and r.stderr.startswith("applikant: ")
     unit = (tmp_path / "units" / "applikant-am.service").read_text()
     assert f"ExecStart={prefix}/bin/applikant start am" in unit
@@ -40,9 +47,11 @@ def test_destdir_stages_with_the_final_paths(tmp_path: Path) -> None:
     make_install(DESTDIR=str(stage), PREFIX="/opt/applikant")
     bindir = stage / "opt" / "applikant" / "bin"
     assert (bindir / "applikant").read_text().splitlines()[0] == "#!/opt/applikant/bin/python"
-    leaks = subprocess.run(["grep", "-rlI", str(stage), str(bindir),
-                            str(stage / "opt" / "applikant" / "pyvenv.cfg")],
-                           capture_output=True, text=True)
+    leaks = subprocess.run(
+        ["grep", "-rlI", str(stage), str(bindir), str(stage / "opt" / "applikant" / "pyvenv.cfg")],
+        capture_output=True,
+        text=True,
+    )
     assert leaks.stdout == ""  # no staging path left in scripts or the venv's config
     unit = (stage / "etc" / "systemd" / "system" / "applikant-af.service").read_text()
     assert "ExecStart=/opt/applikant/bin/applikant start af" in unit

@@ -64,24 +64,41 @@ def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIKANT_", "GIT_"))}
     env.update({f"APPLIKANT_RUN_{k}_PORT": str(v) for k, v in ports.items()})
     env["APPLIKANT_RUN_DIR"] = str(tmp_path / "var")
-    make = subprocess.Popen(["make", "-s", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    make = subprocess.Popen(
+        ["make", "-s", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output = Lines(make)
         lines = output.until("Try it", timeout=100)
         steps = output.until("demo-http", timeout=10)
         password = next(l for l in lines if "password:" in l).split("password:")[1].split()[0]
         script = "\n".join(l.strip() for l in steps if l.startswith("  "))
-        run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stdout + run.stderr
         assert (tmp_path / "var" / "demo-http" / "README.md").read_text() == "hello\n"
         web = f"http://127.0.0.1:{ports['WEB']}"
         page = httpx.get(f"{web}/login")
         assert page.status_code == 200
         token = page.text.split('name="csrf" value="')[1].split('"')[0]
-        login = httpx.post(f"{web}/login", cookies=page.cookies, follow_redirects=False,
-                           data={"login": "root", "password": password, "csrf": token})
+        login = httpx.post(
+            f"{web}/login",
+            cookies=page.cookies,
+            follow_redirects=False,
+            data={"login": "root", "password": password, "csrf": token},
+        )
         assert login.status_code in (302, 303), login.text[:500]
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does

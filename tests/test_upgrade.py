@@ -27,8 +27,11 @@ def test_am_upgrades_a_first_schema_store_on_start(cluster: Cluster, tmp_path: P
     cluster.config.write_text(cluster.config.read_text() + f'\n[am]\ndb = "{db}"\n')
     cluster.start_portmapper()
     am = cluster._spawn(procs.python_module("applikant.cli.main", "start", "am"), "am")
-    wait_for(lambda: cluster.cli("ping", "am@localhost").returncode == 0 or not am.alive(),
-             timeout=20, what="am up")
+    wait_for(
+        lambda: cluster.cli("ping", "am@localhost").returncode == 0 or not am.alive(),
+        timeout=20,
+        what="am up",
+    )
     assert am.alive(), am.log_text()
     version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
     assert version == len(MIGRATIONS)

@@ -13,5 +13,14 @@ from .models import FINAL_STATUSES, Build, BuildResult, BuildSpec, BuildStatus
 from .runner import run_build
 from .settings import BuilderSettings, DockerSettings, Limits
 
-__all__ = ["FINAL_STATUSES", "Build", "BuildResult", "BuildSpec", "BuildStatus",
-           "BuilderSettings", "DockerSettings", "Limits", "run_build"]
+__all__ = [
+    "FINAL_STATUSES",
+    "Build",
+    "BuildResult",
+    "BuildSpec",
+    "BuildStatus",
+    "BuilderSettings",
+    "DockerSettings",
+    "Limits",
+    "run_build",
+]

@@ -37,10 +37,10 @@ from applikant.builder.models import Build, BuildStatus, utcnow
 from applikant.builder.runner import run_build
 from applikant.builder.settings import BuilderSettings
 from applikant.config import Config
-from applikant.node.errors import RemoteError
-from applikant.node.node import CallContext, Node
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.logs import EventLog
+from applikant.node.errors import RemoteError
+from applikant.node.node import CallContext, Node
 
 __all__ = ["Runner", "setup"]
 
@@ -86,15 +86,16 @@ class _LogSender:
             batch = self.pending[:BATCH_LINES]
             try:
                 answer = await self.runner.call(
-                    "append_log", {"build": self.build.id, "attempt": self.build.attempt,
-                                   "lines": batch})
+                    "append_log",
+                    {"build": self.build.id, "attempt": self.build.attempt, "lines": batch},
+                )
             except AmUnavailable:
                 await trio.sleep(self.runner.link.retry)
                 continue
             except RemoteError as exc:
                 self._lose(exc)
                 return
-            del self.pending[:len(batch)]
+            del self.pending[: len(batch)]
             self.room.set()
             if isinstance(answer, dict) and answer.get("cancel"):
                 self.cancel.set()
@@ -133,10 +134,12 @@ class Runner:
 
     async def on_connect(self) -> None:
         """AmLink callback: subscribe to am's events, settle what am thinks runs here."""
-        await self.link.call("am_user_db", "subscribe", {"service": EVENTS_SERVICE},
-                             timeout=AM_TIMEOUT)
-        answer = await self.call("hello", {"on_interrupt": self.settings.on_interrupt,
-                                           "running": sorted(self.running)})
+        await self.link.call(
+            "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
+        )
+        answer = await self.call(
+            "hello", {"on_interrupt": self.settings.on_interrupt, "running": sorted(self.running)}
+        )
         for build in answer.get("interrupted", []):
             log.warning("build_interrupted", build=build["id"], status=build["status"])
         self.wake.set()
@@ -155,8 +158,13 @@ class Runner:
 
     async def status(self, ctx: CallContext, args: Any) -> dict[str, Any]:
         """`ab_status.status` (local): what runs here."""
-        return {"am_up": self.link.up, "running": sorted(self.running), "done": self.done,
-                "concurrency": self.settings.concurrency, "backend": self.settings.backend}
+        return {
+            "am_up": self.link.up,
+            "running": sorted(self.running),
+            "done": self.done,
+            "concurrency": self.settings.concurrency,
+            "backend": self.settings.backend,
+        }
 
     # ---- the queue ----------------------------------------------------------------
 
@@ -188,14 +196,23 @@ class Runner:
         """Run one build, stream its log, report its end."""
         cancel = self.running[build.id]
         sender = _LogSender(self, build, cancel)
-        log.info("build_start", build=build.id, repo=build.repo, commit=build.commit[:12],
-                 attempt=build.attempt)
+        log.info(
+            "build_start",
+            build=build.id,
+            repo=build.repo,
+            commit=build.commit[:12],
+            attempt=build.attempt,
+        )
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sender.run)
                 try:
-                    result = await run_build(build.spec(self.source(build)), sender.add,
-                                             settings=self.settings, cancel=cancel)
+                    result = await run_build(
+                        build.spec(self.source(build)),
+                        sender.add,
+                        settings=self.settings,
+                        cancel=cancel,
+                    )
                 finally:
                     sender.close()
         except trio.Cancelled:
@@ -205,23 +222,34 @@ class Runner:
         except Exception as exc:  # a bug here must not leave the build running in am
             log.error("build_crashed", build=build.id, error=f"{type(exc).__name__}: {exc}")
             from applikant.builder.models import BuildResult
+
             now = utcnow()
-            result = BuildResult(status=BuildStatus.FAILED, started_at=now, finished_at=now,
-                                 reason=f"the runner failed: {type(exc).__name__}")
+            result = BuildResult(
+                status=BuildStatus.FAILED,
+                started_at=now,
+                finished_at=now,
+                reason=f"the runner failed: {type(exc).__name__}",
+            )
         if not sender.lost:
             await self._report(build, result.model_dump(mode="json"))
         del self.running[build.id]
         self.done += 1
-        log.info("build_end", build=build.id, status=result.status.value,
-                 exit_code=result.exit_code, seconds=round(result.duration, 3))
+        log.info(
+            "build_end",
+            build=build.id,
+            status=result.status.value,
+            exit_code=result.exit_code,
+            seconds=round(result.duration, 3),
+        )
         self.wake.set()
 
     async def _report(self, build: Build, result: dict[str, Any]) -> None:
         """`finish`, again until am has it (or says the build is no longer ours)."""
         while True:
             try:
-                await self.call("finish", {"build": build.id, "attempt": build.attempt,
-                                           "result": result})
+                await self.call(
+                    "finish", {"build": build.id, "attempt": build.attempt, "result": result}
+                )
                 return
             except AmUnavailable as exc:
                 log.warning("finish_waiting", build=build.id, reason=str(exc))
@@ -259,6 +287,11 @@ async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:
     node.register_local("ab_status", {"status": runner.status})
     os.makedirs(runner.settings.builds_root, mode=0o711, exist_ok=True)
     await nursery.start(runner.serve)
-    log.info("ab_started", am=runner.link.am_node, concurrency=runner.settings.concurrency,
-             backend=runner.settings.backend, builds_root=runner.settings.builds_root,
-             on_interrupt=runner.settings.on_interrupt)
+    log.info(
+        "ab_started",
+        am=runner.link.am_node,
+        concurrency=runner.settings.concurrency,
+        backend=runner.settings.backend,
+        builds_root=runner.settings.builds_root,
+        on_interrupt=runner.settings.on_interrupt,
+    )

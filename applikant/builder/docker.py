@@ -37,15 +37,33 @@ def container_name(build_id: str) -> str:
     return "applikant-build-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", build_id)[:100]
 
 
-def run_argv(settings: BuilderSettings, *, build_id: str, workdir: str, uid: int, gid: int,
-             env: dict[str, str], script: list[str]) -> list[str]:
+def run_argv(
+    settings: BuilderSettings,
+    *,
+    build_id: str,
+    workdir: str,
+    uid: int,
+    gid: int,
+    env: dict[str, str],
+    script: list[str],
+) -> list[str]:
     """`docker run ...` for one build. `env` are the variables for build.sh
     (HOME and TMPDIR are set here, PATH is left to the image); `script` the
     argv of build.sh relative to the checkout."""
     d = settings.docker
     lim = settings.limits
-    argv = [d.command, "run", "--rm", "--name", container_name(build_id), "--init",
-            "--network", d.network, "--user", f"{uid}:{gid}"]
+    argv = [
+        d.command,
+        "run",
+        "--rm",
+        "--name",
+        container_name(build_id),
+        "--init",
+        "--network",
+        d.network,
+        "--user",
+        f"{uid}:{gid}",
+    ]
     if lim.memory_bytes:
         argv += ["--memory", str(lim.memory_bytes), "--memory-swap", str(lim.memory_bytes)]
     if lim.processes:
@@ -56,8 +74,14 @@ def run_argv(settings: BuilderSettings, *, build_id: str, workdir: str, uid: int
     argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     if d.read_only:
         argv += ["--read-only", "--tmpfs", f"/tmp:rw,exec,nosuid,size={d.tmpfs_size}"]
-    argv += ["--label", f"applikant.build={build_id}",
-             "-v", f"{workdir}:{WORK}", "-w", f"{WORK}/src"]
+    argv += [
+        "--label",
+        f"applikant.build={build_id}",
+        "-v",
+        f"{workdir}:{WORK}",
+        "-w",
+        f"{WORK}/src",
+    ]
     variables = {k: v for k, v in env.items() if k not in ("PATH", "HOME", "TMPDIR")}
     variables.update(HOME=WORK, TMPDIR="/tmp")
     for key, value in variables.items():
@@ -76,17 +100,22 @@ async def check_engine(settings: BuilderSettings) -> str:
     argv = [settings.docker.command, "version", "--format", "{{.Server.Version}}"]
     try:
         with trio.fail_after(settings.docker.engine_timeout):
-            done = await trio.run_process(argv, stdin=b"", capture_stdout=True,
-                                          capture_stderr=True, check=False)
+            done = await trio.run_process(
+                argv, stdin=b"", capture_stdout=True, capture_stderr=True, check=False
+            )
     except FileNotFoundError:
-        raise DockerUnavailable(f"no docker client {settings.docker.command!r} "
-                                "on this host") from None
+        raise DockerUnavailable(
+            f"no docker client {settings.docker.command!r} on this host"
+        ) from None
     except trio.TooSlowError:
-        raise DockerUnavailable(f"the Docker engine did not answer within "
-                                f"{settings.docker.engine_timeout:g} s") from None
+        raise DockerUnavailable(
+            f"the Docker engine did not answer within {settings.docker.engine_timeout:g} s"
+        ) from None
     version = done.stdout.decode("utf-8", "replace").strip()
     if done.returncode != 0 or not version:
         words = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise DockerUnavailable("no Docker engine reachable: "
-                                + (words[-1] if words else f"docker exited {done.returncode}"))
+        raise DockerUnavailable(
+            "no Docker engine reachable: "
+            + (words[-1] if words else f"docker exited {done.returncode}")
+        )
     return version

@@ -16,7 +16,7 @@ Rules:
 
 from __future__ import annotations
 
-__all__ = ["LogCap", "MARKER_PREFIX"]
+__all__ = ["MARKER_PREFIX", "LogCap"]
 
 MARKER_PREFIX = "applikant: "
 
@@ -50,10 +50,10 @@ class LogCap:
             nl = self._buf.find(b"\n", 0, self.max_line + 1)
             if nl >= 0:
                 raw = bytes(self._buf[:nl])
-                del self._buf[:nl + 1]
+                del self._buf[: nl + 1]
             elif len(self._buf) > self.max_line:
-                raw = bytes(self._buf[:self.max_line])
-                del self._buf[:self.max_line]
+                raw = bytes(self._buf[: self.max_line])
+                del self._buf[: self.max_line]
             else:
                 break
             if not self._keep(raw, out):
@@ -84,8 +84,11 @@ class LogCap:
             self.truncated = True
             self.discarded += cost + len(self._buf)
             self._buf.clear()
-            out.append(self.note(f"log truncated at {_human(self.limit)}; "
-                                 "the rest of the output was discarded"))
+            out.append(
+                self.note(
+                    f"log truncated at {_human(self.limit)}; the rest of the output was discarded"
+                )
+            )
             return False
         self.size += cost
         out.append(raw.decode("utf-8", errors="replace"))

@@ -19,22 +19,22 @@ Life of a build (the store owns the transitions; the runner reports the last):
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Build", "BuildResult", "BuildSpec", "BuildStatus", "FINAL_STATUSES", "utcnow"]
+__all__ = ["FINAL_STATUSES", "Build", "BuildResult", "BuildSpec", "BuildStatus", "utcnow"]
 
 _OID_RE = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
 
 
 def utcnow() -> datetime:
     """Now, timezone-aware UTC, to the microsecond."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class BuildStatus(str, Enum):
+class BuildStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -47,8 +47,9 @@ class BuildStatus(str, Enum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({BuildStatus.SUCCEEDED, BuildStatus.FAILED,
-                            BuildStatus.CANCELLED, BuildStatus.TIMED_OUT})
+FINAL_STATUSES = frozenset(
+    {BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.CANCELLED, BuildStatus.TIMED_OUT}
+)
 
 
 class _Model(BaseModel):
@@ -131,18 +132,23 @@ class Build(_Model):
 
     def spec(self, source: str) -> BuildSpec:
         """What a runner needs to run this build, fetching from `source`."""
-        return BuildSpec(build_id=self.id, repo=self.repo, ref=self.ref,
-                         commit=self.commit, source=source)
+        return BuildSpec(
+            build_id=self.id, repo=self.repo, ref=self.ref, commit=self.commit, source=source
+        )
 
     def started(self, at: datetime | None = None) -> Build:
-        return self.model_copy(update={"status": BuildStatus.RUNNING,
-                                       "started_at": at or utcnow()})
+        return self.model_copy(update={"status": BuildStatus.RUNNING, "started_at": at or utcnow()})
 
     def finished(self, result: BuildResult) -> Build:
         """This build with the outcome of its run."""
-        return self.model_copy(update={
-            "status": result.status, "started_at": self.started_at or result.started_at,
-            "finished_at": result.finished_at, "exit_code": result.exit_code,
-            "reason": result.reason, "log_size": result.log_size,
-            "log_truncated": result.log_truncated,
-        })
+        return self.model_copy(
+            update={
+                "status": result.status,
+                "started_at": self.started_at or result.started_at,
+                "finished_at": result.finished_at,
+                "exit_code": result.exit_code,
+                "reason": result.reason,
+                "log_size": result.log_size,
+                "log_truncated": result.log_truncated,
+            }
+        )

@@ -50,7 +50,7 @@ from .settings import BuilderSettings
 from .users import BuildUser, BuildUserError, ensure_build_user, reachable, traversable
 from .workdir import CheckoutError, checkout, chown_tree, make_workdir, remove_tree
 
-__all__ = ["LineSink", "SCRIPT", "build_env", "run_build"]
+__all__ = ["SCRIPT", "LineSink", "build_env", "run_build"]
 
 LineSink = Callable[[str], Awaitable[None]]
 
@@ -74,9 +74,16 @@ async def _discard(line: str) -> None:
 def build_env(spec: BuildSpec, settings: BuilderSettings, workdir: str) -> dict[str, str]:
     """The whole environment of build.sh in the process backend."""
     env = dict(settings.env)
-    env.update(PATH=settings.path, HOME=workdir, TMPDIR=os.path.join(workdir, "tmp"),
-               LANG="C.UTF-8", APPLIKANT_REPO=spec.repo, APPLIKANT_REF=spec.ref,
-               APPLIKANT_COMMIT=spec.commit, APPLIKANT_BUILD_ID=spec.build_id)
+    env.update(
+        PATH=settings.path,
+        HOME=workdir,
+        TMPDIR=os.path.join(workdir, "tmp"),
+        LANG="C.UTF-8",
+        APPLIKANT_REPO=spec.repo,
+        APPLIKANT_REF=spec.ref,
+        APPLIKANT_COMMIT=spec.commit,
+        APPLIKANT_BUILD_ID=spec.build_id,
+    )
     return env
 
 
@@ -97,13 +104,19 @@ async def _build_user(settings: BuilderSettings) -> BuildUser | None:
     name = settings.build_user
     if name not in _users:
         _users[name] = await trio.to_thread.run_sync(
-            ensure_build_user, name, settings.create_build_user)
+            ensure_build_user, name, settings.create_build_user
+        )
     return _users[name]
 
 
 class _Run:
-    def __init__(self, spec: BuildSpec, settings: BuilderSettings, on_line: LineSink,
-                 cancel: trio.Event | None) -> None:
+    def __init__(
+        self,
+        spec: BuildSpec,
+        settings: BuilderSettings,
+        on_line: LineSink,
+        cancel: trio.Event | None,
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.emit = on_line
@@ -137,12 +150,14 @@ class _Run:
                 await docker.check_engine(s)
             except docker.DockerUnavailable as exc:
                 raise _Refused(f"docker backend: {exc}") from None
-        self.workdir = await trio.to_thread.run_sync(make_workdir, s.builds_root,
-                                                     self.spec.build_id)
+        self.workdir = await trio.to_thread.run_sync(
+            make_workdir, s.builds_root, self.spec.build_id
+        )
         blocked = traversable(self.workdir, user) if switch_to else None
         if blocked is not None and blocked != self.workdir:
-            raise _Refused(f"the build user {user.name} cannot enter {blocked}, "
-                           "above the builds root")
+            raise _Refused(
+                f"the build user {user.name} cannot enter {blocked}, above the builds root"
+            )
         src = os.path.join(self.workdir, "src")
         try:
             await checkout(self.spec, src, s.checkout_timeout)
@@ -165,19 +180,40 @@ class _Run:
         s = self.settings
         env = build_env(self.spec, s, self.workdir)
         if s.backend == "docker":
-            argv = docker.run_argv(s, build_id=self.spec.build_id, workdir=self.workdir,
-                                   uid=user.uid, gid=user.gid, env=env, script=script)
+            argv = docker.run_argv(
+                s,
+                build_id=self.spec.build_id,
+                workdir=self.workdir,
+                uid=user.uid,
+                gid=user.gid,
+                env=env,
+                script=script,
+            )
             proc = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         else:
-            config = {"argv": script, "cwd": os.path.join(self.workdir, "src"), "env": env,
-                      "uid": user.uid if os.geteuid() == 0 else None,
-                      "gid": user.gid if os.geteuid() == 0 else None,
-                      "umask": 0o022, "rlimits": s.limits.rlimits(), "grace": s.kill_grace}
+            config = {
+                "argv": script,
+                "cwd": os.path.join(self.workdir, "src"),
+                "env": env,
+                "uid": user.uid if os.geteuid() == 0 else None,
+                "gid": user.gid if os.geteuid() == 0 else None,
+                "umask": 0o022,
+                "rlimits": s.limits.rlimits(),
+                "grace": s.kill_grace,
+            }
             proc = await trio.lowlevel.open_process(
-                [sys.executable, "-I", "-S", SUPERVISOR], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                [sys.executable, "-I", "-S", SUPERVISOR],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
             assert proc.stdin is not None
             await proc.stdin.send_all(json.dumps(config).encode() + b"\n")
         report: dict[str, Any] = {}
@@ -212,11 +248,13 @@ class _Run:
         """Until proc exits, the timeout passes or cancel is set; then stop it."""
         with trio.move_on_after(self.settings.timeout) as deadline:
             async with trio.open_nursery() as nursery:
+
                 async def cancelled() -> None:
                     assert self.cancel is not None
                     await self.cancel.wait()
                     self.stopped = BuildStatus.CANCELLED
                     nursery.cancel_scope.cancel()
+
                 if self.cancel is not None:
                     nursery.start_soon(cancelled)
                 await proc.wait()
@@ -252,9 +290,13 @@ class _Run:
 
     async def _docker_rm(self) -> None:
         with trio.move_on_after(self.settings.docker.engine_timeout):
-            await trio.run_process(docker.remove_argv(self.settings, self.spec.build_id),
-                                   stdin=b"", capture_stdout=True, capture_stderr=True,
-                                   check=False)
+            await trio.run_process(
+                docker.remove_argv(self.settings, self.spec.build_id),
+                stdin=b"",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
 
     async def _read_log(self, proc: trio.Process, scope: trio.CancelScope) -> None:
         assert proc.stdout is not None
@@ -303,9 +345,13 @@ class _Run:
         return self.stopped or BuildStatus.FAILED, reason
 
 
-async def run_build(spec: BuildSpec, on_line: LineSink | None = None, *,
-                    settings: BuilderSettings | None = None,
-                    cancel: trio.Event | None = None) -> BuildResult:
+async def run_build(
+    spec: BuildSpec,
+    on_line: LineSink | None = None,
+    *,
+    settings: BuilderSettings | None = None,
+    cancel: trio.Event | None = None,
+) -> BuildResult:
     """Run one build to its end and say how it ended.
 
     `on_line(line)` is awaited for each log line (no newline) as it comes.
@@ -333,6 +379,12 @@ async def run_build(spec: BuildSpec, on_line: LineSink | None = None, *,
         if run.workdir is not None:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(remove_tree, run.workdir)
-    return BuildResult(status=status, started_at=started, finished_at=utcnow(),
-                       exit_code=returncode, reason=reason, log_size=run.cap.size,
-                       log_truncated=run.cap.truncated)
+    return BuildResult(
+        status=status,
+        started_at=started,
+        finished_at=utcnow(),
+        exit_code=returncode,
+        reason=reason,
+        log_size=run.cap.size,
+        log_truncated=run.cap.truncated,
+    )

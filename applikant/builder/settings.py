@@ -35,8 +35,13 @@ class Limits(_Section):
 
     def rlimits(self) -> dict[str, int]:
         """The limits as RLIMIT_* names (lower case, without the prefix) to values."""
-        table = {"cpu": self.cpu_seconds, "as": self.memory_bytes, "nproc": self.processes,
-                 "fsize": self.file_size_bytes, "nofile": self.open_files}
+        table = {
+            "cpu": self.cpu_seconds,
+            "as": self.memory_bytes,
+            "nproc": self.processes,
+            "fsize": self.file_size_bytes,
+            "nofile": self.open_files,
+        }
         limits = {k: v for k, v in table.items() if v}
         limits["core"] = 0  # a crashing build leaves no core file behind
         return limits
@@ -97,5 +102,6 @@ class BuilderSettings(_Section):
         data_dir = os.path.abspath(data_dir)
         root = self.builds_root or data_dir.rstrip("/") + "-builds"
         protected = list(dict.fromkeys([*self.protected_paths, data_dir]))
-        return self.model_copy(update={"builds_root": os.path.abspath(root),
-                                       "protected_paths": protected})
+        return self.model_copy(
+            update={"builds_root": os.path.abspath(root), "protected_paths": protected}
+        )

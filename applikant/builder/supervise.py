@@ -78,7 +78,7 @@ def _descendants(root: int) -> list[int]:
             continue  # gone meanwhile
         # The command name may hold spaces and parentheses: the fields after it
         # start after the last ")".
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1:
             children.setdefault(int(fields[1]), []).append(int(name))
     found: list[int] = []
@@ -110,9 +110,18 @@ class Supervisor:
         if c.get("uid") is not None:
             kwargs.update(user=c["uid"], group=c["gid"], extra_groups=[])
         self.child = subprocess.Popen(
-            c["argv"], cwd=c["cwd"], env=c["env"], stdin=subprocess.DEVNULL,
-            stdout=1, stderr=subprocess.STDOUT, process_group=0, umask=c.get("umask", 0o022),
-            preexec_fn=self._limits, close_fds=True, **kwargs)
+            c["argv"],
+            cwd=c["cwd"],
+            env=c["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=1,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+            umask=c.get("umask", 0o022),
+            preexec_fn=self._limits,
+            close_fds=True,
+            **kwargs,
+        )
         # Our copy of the log pipe would hold ab's reader open: let it go.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
@@ -209,8 +218,13 @@ def _read_config() -> dict:
 
 def main() -> int:
     subreaper = _set_subreaper()
-    report: dict = {"returncode": None, "killed": False, "leftover": 0,
-                    "subreaper": subreaper, "error": None}
+    report: dict = {
+        "returncode": None,
+        "killed": False,
+        "leftover": 0,
+        "subreaper": subreaper,
+        "error": None,
+    }
     sup: Supervisor | None = None
     try:
         sup = Supervisor(_read_config())

@@ -48,9 +48,19 @@ class BuildUser:
 
 
 def useradd_argv(name: str) -> list[str]:
-    return ["useradd", "--system", "--user-group", "--no-create-home",
-            "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-            "--comment", "Applikant builds", name]
+    return [
+        "useradd",
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        "--comment",
+        "Applikant builds",
+        name,
+    ]
 
 
 def ensure_build_user(name: str, create: bool = True) -> BuildUser:
@@ -63,15 +73,22 @@ def ensure_build_user(name: str, create: bool = True) -> BuildUser:
         if not create:
             raise BuildUserError(f"no build user {name!r} (and create_build_user is off)") from None
         try:
-            done = subprocess.run(useradd_argv(name), stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=30, check=False)
+            done = subprocess.run(
+                useradd_argv(name),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BuildUserError(f"cannot create build user {name!r}: {exc}") from exc
         try:
             user = BuildUser.lookup(name)
         except KeyError:
-            raise BuildUserError(f"cannot create build user {name!r}: "
-                                 f"{done.stderr.strip() or 'useradd failed'}") from None
+            raise BuildUserError(
+                f"cannot create build user {name!r}: {done.stderr.strip() or 'useradd failed'}"
+            ) from None
     if user.uid == 0 or user.gid == 0:
         raise BuildUserError(f"build user {name!r} is root or in root's group")
     return user

@@ -51,26 +51,46 @@ def _quote(value: str) -> str:
 
 
 def _git_config(spec: BuildSpec) -> str:
-    lines = ["[uploadpack]", "\tallowAnySHA1InWant = true",
-             "[advice]", "\tdetachedHead = false",
-             "[core]", "\thooksPath = /dev/null"]
+    lines = [
+        "[uploadpack]",
+        "\tallowAnySHA1InWant = true",
+        "[advice]",
+        "\tdetachedHead = false",
+        "[core]",
+        "\thooksPath = /dev/null",
+    ]
     if "://" not in spec.source and not re.match(r"[^/]+@[^/]+:", spec.source):
         lines += ["[safe]", "\tdirectory = " + _quote(os.path.abspath(spec.source))]
     return "\n".join(lines) + "\n"
 
 
 def git_env(config_path: str, home: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C",
-            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": config_path,
-            "GIT_TERMINAL_PROMPT": "0"}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "LANG": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": config_path,
+        "GIT_TERMINAL_PROMPT": "0",
+    }
 
 
 def checkout_argvs(spec: BuildSpec, src: str) -> list[list[str]]:
     """The git commands that put `spec.commit` into the new directory `src`."""
     return [
         ["git", "init", "-q", "--template=", src],
-        ["git", "-C", src, "fetch", "-q", "--no-tags", "--no-recurse-submodules", "--",
-         spec.source, spec.commit],
+        [
+            "git",
+            "-C",
+            src,
+            "fetch",
+            "-q",
+            "--no-tags",
+            "--no-recurse-submodules",
+            "--",
+            spec.source,
+            spec.commit,
+        ],
         ["git", "-C", src, "checkout", "-q", "--detach", spec.commit],
     ]
 
@@ -85,12 +105,15 @@ async def checkout(spec: BuildSpec, src: str, timeout: float) -> None:
         env = git_env(config_path, os.path.dirname(config_path))
         with trio.move_on_after(timeout) as scope:
             for argv in checkout_argvs(spec, src):
-                done = await trio.run_process(argv, env=env, stdin=b"", capture_stdout=True,
-                                              capture_stderr=True, check=False)
+                done = await trio.run_process(
+                    argv, env=env, stdin=b"", capture_stdout=True, capture_stderr=True, check=False
+                )
                 if done.returncode != 0:
                     words = done.stderr.decode("utf-8", "replace").strip().splitlines()
-                    raise CheckoutError(f"git {argv[3] if argv[1] == '-C' else argv[1]} "
-                                        f"failed: {' '.join(words[-3:]) or done.returncode}")
+                    raise CheckoutError(
+                        f"git {argv[3] if argv[1] == '-C' else argv[1]} "
+                        f"failed: {' '.join(words[-3:]) or done.returncode}"
+                    )
         if scope.cancelled_caught:
             raise CheckoutError(f"checkout took longer than {timeout:g} s")
     finally:
@@ -108,6 +131,7 @@ def chown_tree(root: str, uid: int, gid: int) -> None:
 def remove_tree(root: str) -> None:
     """Remove `root` whatever the build did to its modes (a directory made
     unreadable or unwritable is opened up again first)."""
+
     def fix(func: object, path: str, exc: object) -> None:
         for p in (os.path.dirname(path), path):
             try:
@@ -119,11 +143,12 @@ def remove_tree(root: str) -> None:
             _rmtree(path, fix)
         elif os.path.lexists(path):
             os.unlink(path)
+
     if os.path.lexists(root):
         _rmtree(root, fix)
 
 
-def _rmtree(path: str, fix) -> None:  # noqa: ANN001
+def _rmtree(path: str, fix) -> None:
     if sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=fix)
     else:

@@ -20,11 +20,14 @@ def _row(r: dict) -> list:
 
 
 @app.command("protect")
-def protect(repo: Annotated[str, typer.Argument(help="owner/name")],
-            pattern: Annotated[str, typer.Argument(help="branch name or pattern: main, release/*")],
-            admins_only: Annotated[bool, typer.Option(
-                "--admins-only", help="only repository admins may push to it")] = False,
-            as_json: JsonOpt = False) -> None:
+def protect(
+    repo: Annotated[str, typer.Argument(help="owner/name")],
+    pattern: Annotated[str, typer.Argument(help="branch name or pattern: main, release/*")],
+    admins_only: Annotated[
+        bool, typer.Option("--admins-only", help="only repository admins may push to it")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Protect matching branches: no force-push, no deletion."""
     rule = repos("protect_branch", repo=repo, pattern=pattern, admins_only=admins_only)
     if as_json:
@@ -34,9 +37,11 @@ def protect(repo: Annotated[str, typer.Argument(help="owner/name")],
 
 
 @app.command("unprotect")
-def unprotect(repo: Annotated[str, typer.Argument(help="owner/name")],
-              pattern: Annotated[str, typer.Argument(help="exactly as protected")],
-              as_json: JsonOpt = False) -> None:
+def unprotect(
+    repo: Annotated[str, typer.Argument(help="owner/name")],
+    pattern: Annotated[str, typer.Argument(help="exactly as protected")],
+    as_json: JsonOpt = False,
+) -> None:
     """Remove a protection rule."""
     repos("unprotect_branch", repo=repo, pattern=pattern)
     if as_json:
@@ -46,7 +51,9 @@ def unprotect(repo: Annotated[str, typer.Argument(help="owner/name")],
 
 
 @app.command("list")
-def list_(repo: Annotated[str, typer.Argument(help="owner/name")], as_json: JsonOpt = False) -> None:
+def list_(
+    repo: Annotated[str, typer.Argument(help="owner/name")], as_json: JsonOpt = False
+) -> None:
     """List the protection rules of a repository."""
     found = repos("list_protected", repo=repo)
     if as_json:

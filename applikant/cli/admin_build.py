@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -34,16 +34,28 @@ def took(b: dict) -> str:
 
 
 def _row(b: dict) -> list:
-    return [f"#{b['number']}", b["repo"], b["ref"].removeprefix("refs/heads/"), b["commit"][:10],
-            b["status"], short_time(b["queued_at"]), took(b), b["reason"]]
+    return [
+        f"#{b['number']}",
+        b["repo"],
+        b["ref"].removeprefix("refs/heads/"),
+        b["commit"][:10],
+        b["status"],
+        short_time(b["queued_at"]),
+        took(b),
+        b["reason"],
+    ]
 
 
 @app.command("list")
-def list_(repo: Annotated[Optional[str], typer.Option("--repo", help="owner/name")] = None,
-          status: Annotated[Optional[str], typer.Option(
-              "--status", help="queued, running, succeeded, failed, cancelled, timed-out")] = None,
-          limit: Annotated[int, typer.Option("--limit", "-n", help="at most this many")] = 50,
-          as_json: JsonOpt = False) -> None:
+def list_(
+    repo: Annotated[str | None, typer.Option("--repo", help="owner/name")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="queued, running, succeeded, failed, cancelled, timed-out"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="at most this many")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
     """List builds, newest first."""
     found = builds("list", repo=repo, status=status, limit=limit)
     if as_json:
@@ -60,20 +72,34 @@ def show(build: IdArg, as_json: JsonOpt = False) -> None:
         common.emit_json(b)
         return
     assert isinstance(b, dict)
-    fields([("build", f"#{b['number']} ({b['id']})"), ("repo", b["repo"]), ("ref", b["ref"]),
-            ("commit", b["commit"]), ("status", b["status"]), ("reason", b["reason"]),
-            ("exit code", b["exit_code"]), ("queued", b["queued_at"]),
-            ("started", b["started_at"]), ("finished", b["finished_at"]),
-            ("took", took(b)), ("pusher", b["pusher"]), ("attempt", b["attempt"]),
+    fields(
+        [
+            ("build", f"#{b['number']} ({b['id']})"),
+            ("repo", b["repo"]),
+            ("ref", b["ref"]),
+            ("commit", b["commit"]),
+            ("status", b["status"]),
+            ("reason", b["reason"]),
+            ("exit code", b["exit_code"]),
+            ("queued", b["queued_at"]),
+            ("started", b["started_at"]),
+            ("finished", b["finished_at"]),
+            ("took", took(b)),
+            ("pusher", b["pusher"]),
+            ("attempt", b["attempt"]),
             ("runner", b["runner"]),
-            ("log", f"{b['log_size']} bytes" + (" (truncated)" if b["log_truncated"] else ""))])
+            ("log", f"{b['log_size']} bytes" + (" (truncated)" if b["log_truncated"] else "")),
+        ]
+    )
 
 
 @app.command("log")
-def log(build: IdArg,
-        follow: Annotated[bool, typer.Option("--follow", "-f",
-                                             help="print new lines until the build ends")] = False,
-        ) -> None:
+def log(
+    build: IdArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="print new lines until the build ends")
+    ] = False,
+) -> None:
     """Print a build's log; with --follow, new lines as they come until it ends.
     Exits 0 when the build succeeded (or is still going without --follow), 1 otherwise."""
     after = 0
@@ -88,8 +114,9 @@ def log(build: IdArg,
             continue  # more waiting: no pause
         if page["final"]:
             if follow:
-                typer.echo(f"build #{page['build'].removeprefix('build-')} {page['status']}",
-                           err=True)
+                typer.echo(
+                    f"build #{page['build'].removeprefix('build-')} {page['status']}", err=True
+                )
             raise typer.Exit(0 if page["status"] == "succeeded" else 1)
         if not follow:
             return

@@ -16,8 +16,13 @@ HEADERS = ["id", "name", "members", "description", "created"]
 
 
 def _row(g: dict) -> list:
-    return [g["id"], g["name"], ", ".join(g["members"]) or "-", g["description"],
-            short_time(g["created_at"])]
+    return [
+        g["id"],
+        g["name"],
+        ", ".join(g["members"]) or "-",
+        g["description"],
+        short_time(g["created_at"]),
+    ]
 
 
 def _print(group: dict, as_json: bool) -> None:
@@ -28,9 +33,11 @@ def _print(group: dict, as_json: bool) -> None:
 
 
 @app.command("create")
-def create(name: Annotated[str, typer.Argument(help="group name (shares the namespace of logins)")],
-           description: Annotated[str, typer.Option("--description", "-d")] = "",
-           as_json: JsonOpt = False) -> None:
+def create(
+    name: Annotated[str, typer.Argument(help="group name (shares the namespace of logins)")],
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    as_json: JsonOpt = False,
+) -> None:
     """Create an empty group."""
     _print(users("create_group", name=name, description=description), as_json)
 
@@ -53,15 +60,22 @@ def show(name: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> No
     if as_json:
         common.emit_json({**group, "repos": [r["full_name"] for r in owned]})
         return
-    fields([("id", group["id"]), ("name", group["name"]), ("description", group["description"]),
+    fields(
+        [
+            ("id", group["id"]),
+            ("name", group["name"]),
+            ("description", group["description"]),
             ("created", short_time(group["created_at"])),
             ("members", ", ".join(group["members"]) or "-"),
-            ("repos", ", ".join(r["full_name"] for r in owned) or "-")])
+            ("repos", ", ".join(r["full_name"] for r in owned) or "-"),
+        ]
+    )
 
 
 @app.command("rm")
-def rm(name: Annotated[str, typer.Argument()], yes: YesOpt = False,
-       as_json: JsonOpt = False) -> None:
+def rm(
+    name: Annotated[str, typer.Argument()], yes: YesOpt = False, as_json: JsonOpt = False
+) -> None:
     """Delete a group (refused while it owns repositories)."""
     if not yes and not typer.confirm(f"Delete group {name} and its grants?"):
         common.fail("nothing deleted")
@@ -73,16 +87,20 @@ def rm(name: Annotated[str, typer.Argument()], yes: YesOpt = False,
 
 
 @app.command("add-member")
-def add_member(group: Annotated[str, typer.Argument()],
-               user: Annotated[str, typer.Argument(help="login or id")],
-               as_json: JsonOpt = False) -> None:
+def add_member(
+    group: Annotated[str, typer.Argument()],
+    user: Annotated[str, typer.Argument(help="login or id")],
+    as_json: JsonOpt = False,
+) -> None:
     """Add a user to a group."""
     _print(users("add_member", group=group, user=user), as_json)
 
 
 @app.command("rm-member")
-def rm_member(group: Annotated[str, typer.Argument()],
-              user: Annotated[str, typer.Argument(help="login or id")],
-              as_json: JsonOpt = False) -> None:
+def rm_member(
+    group: Annotated[str, typer.Argument()],
+    user: Annotated[str, typer.Argument(help="login or id")],
+    as_json: JsonOpt = False,
+) -> None:
     """Remove a user from a group."""
     _print(users("remove_member", group=group, user=user), as_json)

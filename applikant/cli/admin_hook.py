@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -21,8 +21,14 @@ def hooks(method: str, **args: Any) -> Any:
 
 
 def _row(h: dict) -> list:
-    return [h["id"], h["repo"] or "(site)", h["url"], ",".join(h["events"]),
-            "yes" if h["active"] else "no", h.get("last_status") or ""]
+    return [
+        h["id"],
+        h["repo"] or "(site)",
+        h["url"],
+        ",".join(h["events"]),
+        "yes" if h["active"] else "no",
+        h.get("last_status") or "",
+    ]
 
 
 def _scope(repo: str | None, site: bool) -> str | None:
@@ -33,14 +39,26 @@ def _scope(repo: str | None, site: bool) -> str | None:
 
 @app.command("add")
 def add(
-    target: Annotated[list[str], typer.Argument(
-        metavar="REPO URL | --site URL",
-        help="owner/name (or --site) and the http:// or https:// URL that receives the POSTs")],
-    site: Annotated[bool, typer.Option("--site", help="a site-wide hook (every repository)")] = False,
-    event: Annotated[Optional[list[str]], typer.Option(
-        "--event", "-e", help=f"an event to send (repeat): {EVENT_NAMES}; default push")] = None,
-    secret: Annotated[Optional[str], typer.Option(
-        "--secret", help="the signing secret; default: a random one, printed once")] = None,
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="REPO URL | --site URL",
+            help="owner/name (or --site) and the http:// or https:// URL that receives the POSTs",
+        ),
+    ],
+    site: Annotated[
+        bool, typer.Option("--site", help="a site-wide hook (every repository)")
+    ] = False,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event", "-e", help=f"an event to send (repeat): {EVENT_NAMES}; default push"
+        ),
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option("--secret", help="the signing secret; default: a random one, printed once"),
+    ] = None,
     inactive: Annotated[bool, typer.Option("--inactive", help="make it switched off")] = False,
     no_ping: Annotated[bool, typer.Option("--no-ping", help="do not send a ping now")] = False,
     as_json: JsonOpt = False,
@@ -49,20 +67,29 @@ def add(
     if len(target) != (1 if site else 2):
         common.fail("usage: applikant hook add REPO URL, or applikant hook add --site URL")
     repo, url = (None, target[0]) if site else (target[0], target[1])
-    made = hooks("add_hook", repo=repo, url=url, events=event or ["push"],
-                 secret=secret, active=not inactive, ping=not no_ping)
+    made = hooks(
+        "add_hook",
+        repo=repo,
+        url=url,
+        events=event or ["push"],
+        secret=secret,
+        active=not inactive,
+        ping=not no_ping,
+    )
     if as_json:
         common.emit_json(made)
         return
     common.table([_row(made)], HEADERS)
     if secret is None:
-        typer.echo(f"\nsecret (shown only now; the receiver checks "
-                   f"X-Applikant-Signature-256 with it):\n{made['secret']}")
+        typer.echo(
+            f"\nsecret (shown only now; the receiver checks "
+            f"X-Applikant-Signature-256 with it):\n{made['secret']}"
+        )
 
 
 @app.command("list")
 def list_(
-    repo: Annotated[Optional[str], typer.Argument(help="owner/name")] = None,
+    repo: Annotated[str | None, typer.Argument(help="owner/name")] = None,
     site: Annotated[bool, typer.Option("--site", help="the site-wide hooks")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -75,8 +102,9 @@ def list_(
 
 
 @app.command("rm")
-def rm(hook: Annotated[str, typer.Argument(help="hook id (hook-7)")],
-       as_json: JsonOpt = False) -> None:
+def rm(
+    hook: Annotated[str, typer.Argument(help="hook id (hook-7)")], as_json: JsonOpt = False
+) -> None:
     """Remove a hook with its delivery log."""
     removed = hooks("remove_hook", hook=hook)
     if as_json:
@@ -88,7 +116,9 @@ def rm(hook: Annotated[str, typer.Argument(help="hook id (hook-7)")],
 def _attempt_text(a: dict) -> str:
     what = str(a["status_code"]) if a["status_code"] is not None else a["outcome"]
     extra = a["error"] or (f"-> {a['location']}" if a.get("location") else "")
-    return f"#{a['number']} {short_time(a['started_at'])} {what} {a['duration']:.2f}s {extra}".rstrip()
+    return (
+        f"#{a['number']} {short_time(a['started_at'])} {what} {a['duration']:.2f}s {extra}".rstrip()
+    )
 
 
 @app.command("deliveries")
@@ -105,14 +135,16 @@ def deliveries(
     rows = []
     for d in found:
         last = _attempt_text(d["log"][-1]) if d["log"] else ""
-        rows.append([d["id"], d["event"], d["status"], d["attempts"],
-                     short_time(d["created_at"]), last])
+        rows.append(
+            [d["id"], d["event"], d["status"], d["attempts"], short_time(d["created_at"]), last]
+        )
     common.table(rows, ["delivery", "event", "status", "attempts", "created", "last attempt"])
 
 
 @app.command("redeliver")
-def redeliver(delivery: Annotated[str, typer.Argument(help="delivery id (a UUID)")],
-              as_json: JsonOpt = False) -> None:
+def redeliver(
+    delivery: Annotated[str, typer.Argument(help="delivery id (a UUID)")], as_json: JsonOpt = False
+) -> None:
     """Send a delivery again: a new delivery with the same body, due now."""
     made = hooks("redeliver", delivery=delivery)
     if as_json:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,8 +18,16 @@ MAX_KEY_FILE = 64 * 1024
 
 
 def _row(k: dict) -> list:
-    return [k["id"], k["login"], k["key_type"], k["bits"], k["fingerprint"], k["title"],
-            short_time(k["created_at"]), short_time(k["last_used_at"]) or "never"]
+    return [
+        k["id"],
+        k["login"],
+        k["key_type"],
+        k["bits"],
+        k["fingerprint"],
+        k["title"],
+        short_time(k["created_at"]),
+        short_time(k["last_used_at"]) or "never",
+    ]
 
 
 def _read_key(source: str) -> str:
@@ -43,7 +51,9 @@ def _read_key(source: str) -> str:
 def add(
     user: Annotated[str, typer.Argument(help="login or id of the key's owner")],
     source: Annotated[str, typer.Argument(help="public key file (id_ed25519.pub), or - for stdin")],
-    title: Annotated[Optional[str], typer.Option("--title", help="default: the key's comment")] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="default: the key's comment")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a public key to an account."""
@@ -55,8 +65,10 @@ def add(
 
 
 @app.command("list")
-def list_(user: Annotated[Optional[str], typer.Argument(help="login or id; all keys if left out")] = None,
-          as_json: JsonOpt = False) -> None:
+def list_(
+    user: Annotated[str | None, typer.Argument(help="login or id; all keys if left out")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List the keys of one account, or every key of every enabled account."""
     keys = users("list_keys", user=user) if user else users("all_keys")
     if as_json:
@@ -66,9 +78,13 @@ def list_(user: Annotated[Optional[str], typer.Argument(help="login or id; all k
 
 
 @app.command("rm")
-def rm(key: Annotated[str, typer.Argument(help="key id (key-7) or fingerprint (SHA256:...)")],
-       user: Annotated[Optional[str], typer.Option("--user", help="only if it belongs to this user")] = None,
-       as_json: JsonOpt = False) -> None:
+def rm(
+    key: Annotated[str, typer.Argument(help="key id (key-7) or fingerprint (SHA256:...)")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="only if it belongs to this user")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Remove a key."""
     removed = users("remove_key", key=key, user=user)
     if as_json:

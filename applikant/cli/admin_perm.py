@@ -20,10 +20,12 @@ def _row(g: dict) -> list:
 
 
 @app.command("grant")
-def grant(repo: Annotated[str, typer.Argument(help="owner/name")],
-          grantee: Annotated[str, typer.Argument(help="user or group")],
-          level: Annotated[str, typer.Argument(help="read, write or admin")],
-          as_json: JsonOpt = False) -> None:
+def grant(
+    repo: Annotated[str, typer.Argument(help="owner/name")],
+    grantee: Annotated[str, typer.Argument(help="user or group")],
+    level: Annotated[str, typer.Argument(help="read, write or admin")],
+    as_json: JsonOpt = False,
+) -> None:
     """Give a user or group read, write or admin access (replaces an earlier grant)."""
     found = repos("grant", repo=repo, grantee=grantee, level=level)
     if as_json:
@@ -33,9 +35,11 @@ def grant(repo: Annotated[str, typer.Argument(help="owner/name")],
 
 
 @app.command("revoke")
-def revoke(repo: Annotated[str, typer.Argument(help="owner/name")],
-           grantee: Annotated[str, typer.Argument(help="user or group")],
-           as_json: JsonOpt = False) -> None:
+def revoke(
+    repo: Annotated[str, typer.Argument(help="owner/name")],
+    grantee: Annotated[str, typer.Argument(help="user or group")],
+    as_json: JsonOpt = False,
+) -> None:
     """Remove an explicit grant (ownership and site admin rights stay)."""
     repos("revoke", repo=repo, grantee=grantee)
     if as_json:
@@ -45,7 +49,9 @@ def revoke(repo: Annotated[str, typer.Argument(help="owner/name")],
 
 
 @app.command("list")
-def list_(repo: Annotated[str, typer.Argument(help="owner/name")], as_json: JsonOpt = False) -> None:
+def list_(
+    repo: Annotated[str, typer.Argument(help="owner/name")], as_json: JsonOpt = False
+) -> None:
     """List the explicit grants on a repository."""
     found = repos("list_grants", repo=repo)
     if as_json:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,8 +16,14 @@ HEADERS = ["id", "repo", "public", "default branch", "description", "created"]
 
 
 def _row(r: dict) -> list:
-    return [r["id"], r["full_name"], yes_no(r["is_public"]), r["default_branch"],
-            r["description"], short_time(r["created_at"])]
+    return [
+        r["id"],
+        r["full_name"],
+        yes_no(r["is_public"]),
+        r["default_branch"],
+        r["description"],
+        short_time(r["created_at"]),
+    ]
 
 
 def _print(repo: dict, as_json: bool) -> None:
@@ -36,14 +42,24 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a repository (af creates it on disk when told)."""
-    _print(repos("create_repo", path=path, description=description, is_public=public,
-                 default_branch=default_branch), as_json)
+    _print(
+        repos(
+            "create_repo",
+            path=path,
+            description=description,
+            is_public=public,
+            default_branch=default_branch,
+        ),
+        as_json,
+    )
 
 
 @app.command("list")
-def list_(owner: Annotated[Optional[str], typer.Option("--owner", help="one owner's only")] = None,
-          public: Annotated[bool, typer.Option("--public", help="public ones only")] = False,
-          as_json: JsonOpt = False) -> None:
+def list_(
+    owner: Annotated[str | None, typer.Option("--owner", help="one owner's only")] = None,
+    public: Annotated[bool, typer.Option("--public", help="public ones only")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """List repositories."""
     found = repos("list_repos", owner=owner, public_only=public)
     if as_json:
@@ -61,18 +77,33 @@ def show(repo: Annotated[str, typer.Argument(help="owner/name")], as_json: JsonO
     if as_json:
         common.emit_json({**found, "grants": grants, "protected": rules})
         return
-    fields([("id", found["id"]), ("repo", found["full_name"]),
+    fields(
+        [
+            ("id", found["id"]),
+            ("repo", found["full_name"]),
             ("owner", f"{found['owner']} ({found['owner_kind']})"),
-            ("public", yes_no(found["is_public"])), ("default branch", found["default_branch"]),
-            ("description", found["description"]), ("created", short_time(found["created_at"])),
+            ("public", yes_no(found["is_public"])),
+            ("default branch", found["default_branch"]),
+            ("description", found["description"]),
+            ("created", short_time(found["created_at"])),
             ("grants", ", ".join(f"{g['grantee']}={g['level']}" for g in grants) or "-"),
-            ("protected", ", ".join(r["pattern"] + (" (admins only)" if r["admins_only"] else "")
-                                    for r in rules) or "-")])
+            (
+                "protected",
+                ", ".join(
+                    r["pattern"] + (" (admins only)" if r["admins_only"] else "") for r in rules
+                )
+                or "-",
+            ),
+        ]
+    )
 
 
 @app.command("rm")
-def rm(repo: Annotated[str, typer.Argument(help="owner/name")], yes: YesOpt = False,
-       as_json: JsonOpt = False) -> None:
+def rm(
+    repo: Annotated[str, typer.Argument(help="owner/name")],
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Delete a repository, its grants and protections (af deletes it on disk)."""
     if not yes and not typer.confirm(f"Delete repository {repo} for good?"):
         common.fail("nothing deleted")
@@ -84,9 +115,11 @@ def rm(repo: Annotated[str, typer.Argument(help="owner/name")], yes: YesOpt = Fa
 
 
 @app.command("rename")
-def rename(repo: Annotated[str, typer.Argument(help="owner/name")],
-           new_path: Annotated[str, typer.Argument(help="new owner/name")],
-           as_json: JsonOpt = False) -> None:
+def rename(
+    repo: Annotated[str, typer.Argument(help="owner/name")],
+    new_path: Annotated[str, typer.Argument(help="new owner/name")],
+    as_json: JsonOpt = False,
+) -> None:
     """Rename a repository, possibly to another owner."""
     _print(repos("rename_repo", repo=repo, new_path=new_path), as_json)
 
@@ -94,13 +127,21 @@ def rename(repo: Annotated[str, typer.Argument(help="owner/name")],
 @app.command("update")
 def update(
     repo: Annotated[str, typer.Argument(help="owner/name")],
-    description: Annotated[Optional[str], typer.Option("--description", "-d")] = None,
-    public: Annotated[Optional[bool], typer.Option("--public/--private")] = None,
-    default_branch: Annotated[Optional[str], typer.Option("--default-branch")] = None,
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    public: Annotated[bool | None, typer.Option("--public/--private")] = None,
+    default_branch: Annotated[str | None, typer.Option("--default-branch")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change description, visibility or default branch."""
     if description is None and public is None and default_branch is None:
         common.fail("nothing to change: give --description, --public/--private or --default-branch")
-    _print(repos("update_repo", repo=repo, description=description, is_public=public,
-                 default_branch=default_branch), as_json)
+    _print(
+        repos(
+            "update_repo",
+            repo=repo,
+            description=description,
+            is_public=public,
+            default_branch=default_branch,
+        ),
+        as_json,
+    )

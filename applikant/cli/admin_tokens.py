@@ -16,8 +16,13 @@ HEADERS = ["id", "user", "title", "created", "last used"]
 
 
 def _row(t: dict) -> list:
-    return [t["id"], t["user"], t["title"], short_time(t["created_at"]),
-            short_time(t["last_used_at"]) or "never"]
+    return [
+        t["id"],
+        t["user"],
+        t["title"],
+        short_time(t["created_at"]),
+        short_time(t["last_used_at"]) or "never",
+    ]
 
 
 @app.command("create")
@@ -36,8 +41,9 @@ def create(
 
 
 @app.command("list")
-def list_(user: Annotated[str, typer.Argument(help="login or id")],
-          as_json: JsonOpt = False) -> None:
+def list_(
+    user: Annotated[str, typer.Argument(help="login or id")], as_json: JsonOpt = False
+) -> None:
     """List a user's tokens (titles and dates; secrets are never kept)."""
     tokens = users("list_tokens", user=user)
     if as_json:
@@ -47,9 +53,11 @@ def list_(user: Annotated[str, typer.Argument(help="login or id")],
 
 
 @app.command("rm")
-def rm(user: Annotated[str, typer.Argument(help="login or id of the token's owner")],
-       token: Annotated[str, typer.Argument(help="token id (token-7)")],
-       as_json: JsonOpt = False) -> None:
+def rm(
+    user: Annotated[str, typer.Argument(help="login or id of the token's owner")],
+    token: Annotated[str, typer.Argument(help="token id (token-7)")],
+    as_json: JsonOpt = False,
+) -> None:
     """Revoke a token at once."""
     revoked = users("revoke_token", token=token, user=user)
     if as_json:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from . import common
-from .admin_common import JsonOpt, fields, new_password, read_secret_stdin, short_time, users, yes_no
+from .admin_common import (
+    JsonOpt,
+    fields,
+    new_password,
+    read_secret_stdin,
+    short_time,
+    users,
+    yes_no,
+)
 
 NAME = "user"
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -15,8 +23,15 @@ app = typer.Typer(no_args_is_help=True, help=__doc__)
 
 def _row(u: dict) -> list:
     state = "disabled" if u["disabled"] else "active"
-    return [u["id"], u["login"], u["display_name"], u["email"], yes_no(u["is_admin"]), state,
-            short_time(u["created_at"])]
+    return [
+        u["id"],
+        u["login"],
+        u["display_name"],
+        u["email"],
+        yes_no(u["is_admin"]),
+        state,
+        short_time(u["created_at"]),
+    ]
 
 
 HEADERS = ["id", "login", "name", "email", "admin", "state", "created"]
@@ -28,10 +43,13 @@ def add(
     name: Annotated[str, typer.Option("--name", help="display name")] = "",
     email: Annotated[str, typer.Option("--email")] = "",
     admin: Annotated[bool, typer.Option("--admin", help="make a site admin")] = False,
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="read the password from the first line of stdin")] = False,
-    no_password: Annotated[bool, typer.Option(
-        "--no-password", help="SSH keys only, no web login")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="read the password from the first line of stdin"),
+    ] = False,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="SSH keys only, no web login")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add an account. Without --password-stdin or --no-password, a password is
@@ -40,13 +58,14 @@ def add(
         common.fail("--password-stdin and --no-password exclude each other")
     generated = None
     if password_stdin:
-        password: Optional[str] = read_secret_stdin()
+        password: str | None = read_secret_stdin()
     elif no_password:
         password = None
     else:
         password = generated = new_password()
-    user = users("add_user", login=login, display_name=name, email=email, password=password,
-                 is_admin=admin)
+    user = users(
+        "add_user", login=login, display_name=name, email=email, password=password, is_admin=admin
+    )
     if as_json:
         common.emit_json({**user, "password": generated} if generated else user)
         return
@@ -66,8 +85,9 @@ def list_(as_json: JsonOpt = False) -> None:
 
 
 @app.command("show")
-def show(user: Annotated[str, typer.Argument(help="login or id (user-42)")],
-         as_json: JsonOpt = False) -> None:
+def show(
+    user: Annotated[str, typer.Argument(help="login or id (user-42)")], as_json: JsonOpt = False
+) -> None:
     """Show one account with its keys and groups."""
     found = users("get_user", user=user)
     keys = users("list_keys", user=found["id"])
@@ -75,37 +95,48 @@ def show(user: Annotated[str, typer.Argument(help="login or id (user-42)")],
     if as_json:
         common.emit_json({**found, "keys": keys, "groups": groups})
         return
-    fields([
-        ("id", found["id"]), ("login", found["login"]), ("name", found["display_name"]),
-        ("email", found["email"]), ("admin", yes_no(found["is_admin"])),
-        ("state", "disabled" if found["disabled"] else "active"),
-        ("password", "set" if found["has_password"] else "none (SSH keys only)"),
-        ("created", short_time(found["created_at"])),
-        ("groups", ", ".join(groups) or "-"),
-    ])
+    fields(
+        [
+            ("id", found["id"]),
+            ("login", found["login"]),
+            ("name", found["display_name"]),
+            ("email", found["email"]),
+            ("admin", yes_no(found["is_admin"])),
+            ("state", "disabled" if found["disabled"] else "active"),
+            ("password", "set" if found["has_password"] else "none (SSH keys only)"),
+            ("created", short_time(found["created_at"])),
+            ("groups", ", ".join(groups) or "-"),
+        ]
+    )
     typer.echo("")
-    common.table([[k["id"], k["key_type"], k["bits"], k["fingerprint"], k["title"]]
-                  for k in keys], ["key", "type", "bits", "fingerprint", "title"])
+    common.table(
+        [[k["id"], k["key_type"], k["bits"], k["fingerprint"], k["title"]] for k in keys],
+        ["key", "type", "bits", "fingerprint", "title"],
+    )
 
 
 @app.command("disable")
-def disable(user: Annotated[str, typer.Argument(help="login or id")],
-            as_json: JsonOpt = False) -> None:
+def disable(
+    user: Annotated[str, typer.Argument(help="login or id")], as_json: JsonOpt = False
+) -> None:
     """Lock an account out (no login, no SSH); its keys are kept."""
     _print(users("disable_user", user=user), as_json)
 
 
 @app.command("enable")
-def enable(user: Annotated[str, typer.Argument(help="login or id")],
-           as_json: JsonOpt = False) -> None:
+def enable(
+    user: Annotated[str, typer.Argument(help="login or id")], as_json: JsonOpt = False
+) -> None:
     """Let a disabled account in again."""
     _print(users("enable_user", user=user), as_json)
 
 
 @app.command("admin")
-def admin(user: Annotated[str, typer.Argument(help="login or id")],
-          revoke: Annotated[bool, typer.Option("--revoke", help="take the rights away")] = False,
-          as_json: JsonOpt = False) -> None:
+def admin(
+    user: Annotated[str, typer.Argument(help="login or id")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="take the rights away")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Make an account a site admin (or, with --revoke, no longer one)."""
     _print(users("set_admin", user=user, is_admin=not revoke), as_json)
 
@@ -113,8 +144,10 @@ def admin(user: Annotated[str, typer.Argument(help="login or id")],
 @app.command("passwd")
 def passwd(
     user: Annotated[str, typer.Argument(help="login or id")],
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="read the password from the first line of stdin")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="read the password from the first line of stdin"),
+    ] = False,
     clear: Annotated[bool, typer.Option("--clear", help="remove the password")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -123,7 +156,7 @@ def passwd(
         common.fail("--password-stdin and --clear exclude each other")
     generated = None
     if clear:
-        password: Optional[str] = None
+        password: str | None = None
     elif password_stdin:
         password = read_secret_stdin()
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,15 +14,16 @@ from . import common
 
 app = typer.Typer(no_args_is_help=True)
 
-NodeOpt = Annotated[Optional[str], typer.Option("--node", "-n",
-                    help="node to ask (default: am on this host)")]
+NodeOpt = Annotated[
+    str | None, typer.Option("--node", "-n", help="node to ask (default: am on this host)")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts")]
 
 
 @app.command()
 def portmapper(
-    host: Annotated[Optional[str], typer.Option(help="address to listen on")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port (default 4370)")] = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 4370)")] = None,
 ) -> None:
     """Run this host's portmapper (maps node names to ports)."""
     import trio
@@ -58,7 +59,7 @@ def portmapper(
 
 @app.command()
 def names(
-    host: Annotated[Optional[str], typer.Argument(help="host (default: this one)")] = None,
+    host: Annotated[str | None, typer.Argument(help="host (default: this one)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Names registered at a host's portmapper, with their ports."""
@@ -123,7 +124,7 @@ def status(json_out: JsonOpt = False) -> None:
     am = envconfig.am_node(raw)
     cluster = common.call("am_observer", "cluster", {}, peer=am)
     rows, report = [], []
-    nodes = [{"node": am, "state": "up", "errors": []}] + list(cluster.get("nodes", []))
+    nodes = [{"node": am, "state": "up", "errors": []}, *list(cluster.get("nodes", []))]
     for entry in nodes:
         name = entry["node"]
         info: dict = {}
@@ -134,9 +135,15 @@ def status(json_out: JsonOpt = False) -> None:
                 info = {"error": str(exc)}
         errors = entry.get("errors") or []
         last_error = errors[-1]["error"] if errors else (entry.get("last_down_reason") or "")
-        rows.append([name, entry.get("state", "?"),
-                     _uptime(info["uptime_s"]) if "uptime_s" in info else "-",
-                     ", ".join(info.get("own_names", [])) or "-", last_error[:60]])
+        rows.append(
+            [
+                name,
+                entry.get("state", "?"),
+                _uptime(info["uptime_s"]) if "uptime_s" in info else "-",
+                ", ".join(info.get("own_names", [])) or "-",
+                last_error[:60],
+            ]
+        )
         report.append({**entry, "info": info})
     if json_out:
         common.emit_json({"am": am, "nodes": report})

@@ -62,8 +62,15 @@ class CallFailed(Exception):
     """A call did not succeed; the message is already explained for people."""
 
 
-def call_quietly(target: str, method: str, args: Any = None, *, peer: str | None = None,
-                 node: str | None = None, timeout: float | None = None) -> Any:
+def call_quietly(
+    target: str,
+    method: str,
+    args: Any = None,
+    *,
+    peer: str | None = None,
+    node: str | None = None,
+    timeout: float | None = None,
+) -> Any:
     """One call through an ephemeral node connected to `peer` (am by default);
     CallFailed with a plain message when it does not succeed."""
     raw = raw_config()
@@ -74,16 +81,32 @@ def call_quietly(target: str, method: str, args: Any = None, *, peer: str | None
     except envconfig.ConfigError as exc:
         raise CallFailed(str(exc)) from None
     try:
-        return blocking.call(peer, cookie, target, method, args, node=node,
-                             settings=settings, timeout=timeout, prefix="cli")
+        return blocking.call(
+            peer,
+            cookie,
+            target,
+            method,
+            args,
+            node=node,
+            settings=settings,
+            timeout=timeout,
+            prefix="cli",
+        )
     except DistError as exc:
         raise CallFailed(explain(exc, peer)) from None
     except ValueError as exc:  # a bad node name
         raise CallFailed(str(exc)) from None
 
 
-def call(target: str, method: str, args: Any = None, *, peer: str | None = None,
-         node: str | None = None, timeout: float | None = None) -> Any:
+def call(
+    target: str,
+    method: str,
+    args: Any = None,
+    *,
+    peer: str | None = None,
+    node: str | None = None,
+    timeout: float | None = None,
+) -> Any:
     """call_quietly, or one line on stderr and exit 1."""
     try:
         return call_quietly(target, method, args, peer=peer, node=node, timeout=timeout)
@@ -99,9 +122,9 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     """A plain aligned table, as `ls -l` or `git branch -v` would print."""
     rows = [["" if v is None else str(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=False))
     typer.echo(line.rstrip())
     for r in rows:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip())
     if not rows:
         typer.echo("(none)", err=sys.stderr.isatty())

@@ -71,8 +71,14 @@ def admin_password(var: Path) -> str:
             store.get_user("root")
             store.set_password("root", password, actor=SYSTEM, node="make-run")
         except Exception:
-            store.add_user("root", actor=SYSTEM, node="make-run", password=password,
-                           is_admin=True, display_name="Administrator")
+            store.add_user(
+                "root",
+                actor=SYSTEM,
+                node="make-run",
+                password=password,
+                is_admin=True,
+                display_name="Administrator",
+            )
     return password
 
 
@@ -82,8 +88,15 @@ def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0)
         if not proc.alive():
             raise RuntimeError(f"{name} exited; see {proc.log_path}:\n{proc.log_text()[-2000:]}")
         try:
-            blocking.call(f"{name}@localhost", cookie, "node", "ping", node=f"{name}@localhost",
-                          settings=DistSettings(portmapper_port=PM_PORT), timeout=1)
+            blocking.call(
+                f"{name}@localhost",
+                cookie,
+                "node",
+                "ping",
+                node=f"{name}@localhost",
+                settings=DistSettings(portmapper_port=PM_PORT),
+                timeout=1,
+            )
             return
         except DistError:
             time.sleep(0.2)
@@ -105,8 +118,11 @@ def main() -> None:
     started: list[procs.Proc] = []
 
     def start(label: str, *argv: str) -> procs.Proc:
-        proc = procs.Proc(procs.python_module("applikant.cli.main", *argv), env=env,
-                          log_path=str(VAR / "log" / f"{label}.log"))
+        proc = procs.Proc(
+            procs.python_module("applikant.cli.main", *argv),
+            env=env,
+            log_path=str(VAR / "log" / f"{label}.log"),
+        )
         started.append(proc)
         return proc
 
@@ -144,19 +160,24 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def start_sshd(var: Path) -> "SshServer | None":
+def start_sshd(var: Path) -> SshServer | None:
     """A private sshd on 127.0.0.1:2222 reading af's authorized_keys; installed
     first when missing and we are root."""
     from ..ops.sshd import SSHD, SshServer
 
     if not os.path.exists(SSHD) and os.geteuid() == 0:
         say("installing OpenSSH's server (apt-get install openssh-server)...")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "openssh-server"],
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       stdout=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "openssh-server"],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
     if not os.path.exists(SSHD):
-        say("(OpenSSH's server is not installed: git over SSH is off; "
-            "`apt-get install openssh-server` and run again)")
+        say(
+            "(OpenSSH's server is not installed: git over SSH is off; "
+            "`apt-get install openssh-server` and run again)"
+        )
         return None
     server = SshServer(var, port=SSH_PORT, authorized_keys=var / "ssh" / "authorized_keys")
     server.start()
@@ -179,8 +200,10 @@ def print_welcome(config: Path, password: str, ssh_user: str, sshd: bool) -> Non
     say(f"  {cli} key add root {key}.pub")
     say(f"  {cli} repo create root/demo --public")
     if sshd:
-        say(f'  export GIT_SSH_COMMAND="ssh -i {key} -o IdentitiesOnly=yes '
-            f'-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={VAR}/known_hosts"')
+        say(
+            f'  export GIT_SSH_COMMAND="ssh -i {key} -o IdentitiesOnly=yes '
+            f'-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={VAR}/known_hosts"'
+        )
         say(f"  git clone ssh://{ssh_user}@127.0.0.1:{SSH_PORT}/root/demo.git {work}")
         say(f"  echo hello > {work}/README.md")
         say(f"  git -C {work} add README.md")

@@ -3,20 +3,41 @@ ephemeral node (or a daemon started in the foreground)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from . import cluster, common, ops, start
+from . import (
+    admin_audit,
+    admin_branch,
+    admin_group,
+    admin_hook,
+    admin_key,
+    admin_perm,
+    admin_repo,
+    admin_tokens,
+    admin_user,
+    cluster,
+    common,
+    ops,
+    start,
+)
 
-from . import admin_audit, admin_branch, admin_group, admin_key, admin_perm, admin_repo, admin_tokens, admin_user
-from . import admin_hook  # noqa: E402
-
-ADMIN_GROUPS: list = [admin_user, admin_key, admin_tokens, admin_group, admin_repo, admin_perm,
-                      admin_branch, admin_audit]  # modules with `app` and `NAME`, appended below
+ADMIN_GROUPS: list = [
+    admin_user,
+    admin_key,
+    admin_tokens,
+    admin_group,
+    admin_repo,
+    admin_perm,
+    admin_branch,
+    admin_audit,
+]  # modules with `app` and `NAME`, appended below
 from . import admin_build  # noqa: E402
+
 ADMIN_GROUPS.append(admin_build)  # `applikant build`: the build queue
 from . import tls  # noqa: E402
+
 ADMIN_GROUPS.append(tls)  # `applikant tls`: certificates for links between hosts
 ADMIN_GROUPS.append(admin_hook)  # `applikant hook`: webhooks
 
@@ -30,8 +51,15 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    config: Annotated[Optional[str], typer.Option("--config", "-c", envvar="APPLIKANT_CONFIG",
-                      help="config file (default /etc/applikant/applikant.toml)")] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="APPLIKANT_CONFIG",
+            help="config file (default /etc/applikant/applikant.toml)",
+        ),
+    ] = None,
 ) -> None:
     common.set_config(config)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,11 +19,16 @@ app = typer.Typer()
 def init(
     data_dir: Annotated[Path, typer.Option(help="state directory")] = Path("/var/lib/applikant"),
     admin: Annotated[str, typer.Option(help="login of the first admin")] = "root",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin",
-                              help="read the admin's password from stdin")] = False,
-    host: Annotated[str, typer.Option(help="host part of node names (default: short hostname)")] = "",
-    user: Annotated[Optional[str], typer.Option(help="service user owning the files")] = None,
-    force: Annotated[bool, typer.Option(help="rewrite config and cookie of an existing install")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the admin's password from stdin")
+    ] = False,
+    host: Annotated[
+        str, typer.Option(help="host part of node names (default: short hostname)")
+    ] = "",
+    user: Annotated[str | None, typer.Option(help="service user owning the files")] = None,
+    force: Annotated[
+        bool, typer.Option(help="rewrite config and cookie of an existing install")
+    ] = False,
     dev: Annotated[bool, typer.Option(help="development mode (never in production)")] = False,
 ) -> None:
     """Set up this host: data dir, repo root, cookie, config file, first admin."""
@@ -34,8 +39,16 @@ def init(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     try:
-        result = initialize(config_file, data_dir.resolve(), admin=admin, password=password,
-                            host=host, service_user=user, force=force, dev_mode=dev)
+        result = initialize(
+            config_file,
+            data_dir.resolve(),
+            admin=admin,
+            password=password,
+            host=host,
+            service_user=user,
+            force=force,
+            dev_mode=dev,
+        )
     except InitError as exc:
         common.fail(str(exc))
     except Exception as exc:  # a store error (e.g. a bad admin login) in words
@@ -63,40 +76,44 @@ def _config():  # type: ignore[no-untyped-def]
 @app.command()
 def backup(dest: Annotated[Path, typer.Argument(help="new directory for the backup")]) -> None:
     """Back up am's database and every repository, while everything runs."""
+    from ..frontend.daemon import repo_disk
     from ..ops.backup import BackupError
     from ..ops.backup import backup as make_backup
 
-    from ..frontend.daemon import repo_disk
-
     cfg = _config()
     try:
-        manifest = make_backup(Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg),
-                               dest.resolve())
+        manifest = make_backup(
+            Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg), dest.resolve()
+        )
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(f"backup in {dest}: database and {len(manifest['repos'])} repositories")
 
 
 @app.command()
-def restore(src: Annotated[Path, typer.Argument(help="a directory made by applikant backup")]) -> None:
+def restore(
+    src: Annotated[Path, typer.Argument(help="a directory made by applikant backup")],
+) -> None:
     """Restore a backup onto an empty installation (stop the daemons first)."""
+    from ..frontend.daemon import repo_disk, write_hook_script
     from ..ops.backup import BackupError
     from ..ops.backup import restore as do_restore
-
-    from ..frontend.daemon import repo_disk, write_hook_script
 
     cfg = _config()
     try:
         write_hook_script(cfg)
-        manifest = do_restore(src.resolve(), Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg))
+        manifest = do_restore(
+            src.resolve(), Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg)
+        )
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(f"restored the database and {len(manifest['repos'])} repositories from {src}")
 
 
 @app.command()
-def doctor(json_out: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False
-           ) -> None:
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="JSON for scripts")] = False,
+) -> None:
     """Check what operators get wrong, and say how to fix each."""
     from .. import config as config_mod
     from ..ops.doctor import run_checks

@@ -30,8 +30,10 @@ def start(component: Annotated[str, typer.Argument(help="am, af, aw, ab or portm
         return
     module_name = COMPONENTS.get(component)
     if module_name is None:
-        common.fail(f"unknown component {component!r}; choose one of "
-                    f"{', '.join(sorted(COMPONENTS))} or portmapper")
+        common.fail(
+            f"unknown component {component!r}; choose one of "
+            f"{', '.join(sorted(COMPONENTS))} or portmapper"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError:

@@ -44,8 +44,10 @@ def host_problem(host: str) -> str | None:
 def _refuse_existing(paths: list[Path], force: bool) -> None:
     there = [str(p) for p in paths if p.exists()]
     if there and not force:
-        common.fail(f"{', '.join(there)} already exist{'s' if len(there) == 1 else ''}; "
-                    "--force replaces them")
+        common.fail(
+            f"{', '.join(there)} already exist{'s' if len(there) == 1 else ''}; "
+            "--force replaces them"
+        )
 
 
 @app.command("init-ca")
@@ -64,15 +66,18 @@ def init_ca(
         ca_pem, ca_key = certs.make_ca(directory)
     except OSError as exc:
         common.fail(f"cannot write the CA into {directory}: {exc.strerror or exc}")
-    typer.echo(f"CA certificate: {ca_pem}\nCA key:         {ca_key} (mode 0600; "
-               "needed only to issue host certificates)")
+    typer.echo(
+        f"CA certificate: {ca_pem}\nCA key:         {ca_key} (mode 0600; "
+        "needed only to issue host certificates)"
+    )
 
 
 @app.command()
 def issue(
     ca: Annotated[Path, typer.Option("--ca", help="the CA's directory (from init-ca)")],
-    host: Annotated[str, typer.Argument(help="the host part of its node names: "
-                                              "a DNS name or an IP address")],
+    host: Annotated[
+        str, typer.Argument(help="the host part of its node names: a DNS name or an IP address")
+    ],
     outdir: Annotated[Path, typer.Argument(help="where HOST.pem and HOST.key go")],
     force: ForceOpt = False,
 ) -> None:
@@ -82,8 +87,9 @@ def issue(
         common.fail(f"{host!r} is not a host for a certificate: {problem}")
     for name in ("ca.pem", "ca.key"):
         if not (ca / name).is_file():
-            common.fail(f"{ca / name} does not exist; make the CA with "
-                        f"`applikant tls init-ca {ca}`")
+            common.fail(
+                f"{ca / name} does not exist; make the CA with `applikant tls init-ca {ca}`"
+            )
     _refuse_existing([outdir / f"{host}.pem", outdir / f"{host}.key"], force)
     from cryptography.exceptions import UnsupportedAlgorithm
 
@@ -92,11 +98,15 @@ def issue(
     try:
         cert, key = certs.make_cert(ca, host, outdir)
     except OSError as exc:
-        common.fail(f"cannot issue the certificate: {exc.strerror or exc}"
-                    f"{' (' + exc.filename + ')' if exc.filename else ''}")
+        common.fail(
+            f"cannot issue the certificate: {exc.strerror or exc}"
+            f"{' (' + exc.filename + ')' if exc.filename else ''}"
+        )
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         common.fail(f"{ca} does not hold a usable CA: {exc}")
-    typer.echo(f"certificate: {cert}\nkey:         {key} (mode 0600)\n\n"
-               f"On {host}, in the config file:\n[dist.tls]\nenabled = true\n"
-               f'ca = "{(ca / "ca.pem").resolve()}"\ncert = "{cert.resolve()}"\n'
-               f'key = "{key.resolve()}"')
+    typer.echo(
+        f"certificate: {cert}\nkey:         {key} (mode 0600)\n\n"
+        f"On {host}, in the config file:\n[dist.tls]\nenabled = true\n"
+        f'ca = "{(ca / "ca.pem").resolve()}"\ncert = "{cert.resolve()}"\n'
+        f'key = "{key.resolve()}"'
+    )

@@ -20,7 +20,7 @@ from applikant import envconfig
 from applikant.node import blocking
 from applikant.node.errors import CallTimeout, DistError, RemoteError
 
-__all__ = ["Client", "Unreachable", "CONNECT_TIMEOUT", "parse_config_option"]
+__all__ = ["CONNECT_TIMEOUT", "Client", "Unreachable", "parse_config_option"]
 
 #: Seconds to reach af (portmapper lookup, TCP, handshake). af is on this host.
 CONNECT_TIMEOUT = 2.0
@@ -48,8 +48,9 @@ class Client:
         self.config_path = config_path or envconfig.config_path()
         self._eph: blocking.EphemeralNode | None = None
 
-    def call(self, service: str, method: str, args: object, *, prefix: str,
-             timeout: float) -> object:
+    def call(
+        self, service: str, method: str, args: object, *, prefix: str, timeout: float
+    ) -> object:
         """Call ``service.method`` on af's node; af's reply, or :class:`Unreachable`.
 
         The link stays open for the next call until :meth:`close` (``as`` makes
@@ -61,15 +62,22 @@ class Client:
             fresh = self._eph is None
             try:
                 if self._eph is None:
-                    self._eph = blocking.EphemeralNode(self.af_node, self.cookie, prefix=prefix,
-                                                       settings=self.settings, timeout=CONNECT_TIMEOUT)
+                    self._eph = blocking.EphemeralNode(
+                        self.af_node,
+                        self.cookie,
+                        prefix=prefix,
+                        settings=self.settings,
+                        timeout=CONNECT_TIMEOUT,
+                    )
                 return self._eph.call(service, method, args, node=self.af_node, timeout=timeout)
             except RemoteError as exc:
                 raise Unreachable(f"the git service failed ({exc.kind}): {exc.message}") from None
             except (DistError, OSError) as exc:
                 self.close()
                 if fresh or attempt == 2 or isinstance(exc, CallTimeout):
-                    raise Unreachable(f"the git service (af) cannot be reached: {_first_line(exc)}") from None
+                    raise Unreachable(
+                        f"the git service (af) cannot be reached: {_first_line(exc)}"
+                    ) from None
         raise AssertionError("not reached")
 
     def close(self) -> None:
@@ -99,7 +107,7 @@ def parse_config_option(argv: list[str]) -> tuple[str | None, list[str]]:
     if len(argv) >= 2 and argv[0] in ("--config", "-c"):
         return argv[1], argv[2:]
     if argv and argv[0].startswith("--config="):
-        return argv[0][len("--config="):], argv[1:]
+        return argv[0][len("--config=") :], argv[1:]
     return None, argv
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["main", "HOOKS", "collect_env", "new_event_id"]
+__all__ = ["HOOKS", "collect_env", "main", "new_event_id"]
 
 #: Hooks that are forwarded to af; any other name exits 0 at once.
 HOOKS = ("pre-receive", "post-receive")
@@ -81,8 +81,8 @@ def spool_locally(raw: dict | None, request: dict) -> str | None:
     ``raw`` is the config table when already read.
     """
     from applikant import envconfig
-    from applikant.frontend import spool
     from applikant.envconfig import load_raw
+    from applikant.frontend import spool
 
     try:
         raw = raw if raw is not None else load_raw()
@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     client = None
     try:
         client = Client()
-        reply = client.call("af_hook_server", "handle_hook", request, prefix="ah",
-                            timeout=TIMEOUTS[hook])
+        reply = client.call(
+            "af_hook_server", "handle_hook", request, prefix="ah", timeout=TIMEOUTS[hook]
+        )
         client.close()
     except Unreachable as exc:
         if hook == "pre-receive":

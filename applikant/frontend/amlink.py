@@ -20,11 +20,11 @@ from typing import Any
 
 import trio
 
+from applikant.logs import EventLog
 from applikant.node.errors import CallTimeout, DistError, NodeDown, NoSuchName, Refused, RemoteError
 from applikant.node.node import Node, NodeDownEvent, NodeUp
-from applikant.logs import EventLog
 
-__all__ = ["AmLink", "AmUnavailable", "PROBE_NAME"]
+__all__ = ["PROBE_NAME", "AmLink", "AmUnavailable"]
 
 log = EventLog("af")
 

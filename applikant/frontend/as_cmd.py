@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from applikant.frontend.afclient import Client
 
-__all__ = ["main", "git_environ", "CALL_TIMEOUT"]
+__all__ = ["CALL_TIMEOUT", "git_environ", "main"]
 
 #: Seconds af has to answer (it asks am with a shorter deadline of its own).
 CALL_TIMEOUT = 2.5
@@ -54,8 +54,9 @@ def _valid_user(user: str) -> bool:
     return 0 < len(rest) <= 20 and all(c in _DIGITS for c in rest)
 
 
-def git_environ(environ: dict[str, str], user: str, repo: str,
-                config_path: str | None) -> dict[str, str]:
+def git_environ(
+    environ: dict[str, str], user: str, repo: str, config_path: str | None
+) -> dict[str, str]:
     """The environment git (and through it ``ah``) runs with.
 
     sshd passes almost nothing on; of ``GIT_*`` only ``GIT_PROTOCOL`` (protocol
@@ -81,7 +82,10 @@ def _info(client: Client, user: str) -> int:
         _say(str(exc))
         return 1
     repos = reply.get("repos", []) if isinstance(reply, dict) else []
-    lines = [f"hello {reply.get('login') or user}, this is applikant on {reply.get('host', '?')}", ""]
+    lines = [
+        f"hello {reply.get('login') or user}, this is applikant on {reply.get('host', '?')}",
+        "",
+    ]
     for entry in repos:
         level = str(entry.get("level", "read"))
         flags = {"read": " R  ", "write": " R W", "admin": " R W A"}.get(level, " R  ")
@@ -117,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         return _info(client, user)
 
     try:
-        reply = client.call("af_auth", "check_access",
-                            {"user": user, "repo": request.repo, "access": request.access,
-                             "verb": request.verb},
-                            prefix="as", timeout=CALL_TIMEOUT)
+        reply = client.call(
+            "af_auth",
+            "check_access",
+            {"user": user, "repo": request.repo, "access": request.access, "verb": request.verb},
+            prefix="as",
+            timeout=CALL_TIMEOUT,
+        )
     except Unreachable as exc:
         _say(str(exc))
         return 1
@@ -139,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         from applikant.frontend import hookpipe
 
         try:
-            return hookpipe.run_with_hooks([request.verb, path], env,
-                                           _hook_server(client, user, request.repo or "", path),
-                                           on_idle=client.close)
+            return hookpipe.run_with_hooks(
+                [request.verb, path],
+                env,
+                _hook_server(client, user, request.repo or "", path),
+                on_idle=client.close,
+            )
         finally:
             client.close()
     client.close()
@@ -156,24 +166,34 @@ def main(argv: list[str] | None = None) -> int:
     return 1  # not reached
 
 
-def _hook_server(client: Client, user: str, repo: str, path: str) -> Callable[[str, dict[str, str], str], tuple[bool, list[str]]]:
+def _hook_server(
+    client: Client, user: str, repo: str, path: str
+) -> Callable[[str, dict[str, str], str], tuple[bool, list[str]]]:
     """What answers the hooks of one push: the same request ``ah`` would send,
     over the link to af this process already has."""
     from applikant.frontend.afclient import Unreachable
     from applikant.frontend.ah_cmd import TIMEOUTS, new_event_id, spool_locally
 
     def serve(hook: str, env: dict[str, str], stdin: str) -> tuple[bool, list[str]]:
-        request = {"hook": hook, "args": [], "stdin": stdin,
-                   "env": {**env, "APPLIKANT_USER": user, "APPLIKANT_REPO": repo},
-                   "cwd": path, "event_id": new_event_id()}
+        request = {
+            "hook": hook,
+            "args": [],
+            "stdin": stdin,
+            "env": {**env, "APPLIKANT_USER": user, "APPLIKANT_REPO": repo},
+            "cwd": path,
+            "event_id": new_event_id(),
+        }
         try:
-            reply = client.call("af_hook_server", "handle_hook", request, prefix="as",
-                                timeout=TIMEOUTS[hook])
+            reply = client.call(
+                "af_hook_server", "handle_hook", request, prefix="as", timeout=TIMEOUTS[hook]
+            )
         except Unreachable as exc:
             if hook == "pre-receive":
                 return False, [f"applikant: push refused, nothing changed: {exc}"]
             if spool_locally(client.raw, request):
-                return True, ["applikant: the push is done; it will be recorded when the git service is back"]
+                return True, [
+                    "applikant: the push is done; it will be recorded when the git service is back"
+                ]
             return True, [f"applikant: the push is done but could not be recorded: {exc}"]
         ok = isinstance(reply, dict) and reply.get("ok") is True
         messages = reply.get("messages") if isinstance(reply, dict) else None

@@ -24,19 +24,18 @@ Kept cheap to import (``os``, ``binascii``; ``hashlib`` only inside
 """
 
 import binascii
-import os
 from collections.abc import Iterable
 
 from applikant.fsutil import write_atomic
 
 __all__ = [
-    "InvalidKey",
-    "KEY_TYPES",
     "FORCED_OPTIONS",
-    "parse_key",
+    "KEY_TYPES",
+    "InvalidKey",
     "forced_command_line",
-    "render",
     "keys_for_output",
+    "parse_key",
+    "render",
     "write_atomic",  # from applikant.fsutil
 ]
 
@@ -158,7 +157,9 @@ def _lines(keys: Iterable[tuple[str, str]], as_command: str) -> list[str]:
         except InvalidKey:
             # One bad key in am must not lock every other user out; it is
             # reported in the file instead of breaking the rebuild.
-            who = user_id if isinstance(user_id, str) and _valid_user(user_id) else "an unknown user"
+            who = (
+                user_id if isinstance(user_id, str) and _valid_user(user_id) else "an unknown user"
+            )
             out.append(f"# skipped an invalid key of {who}")
             continue
         blob = line.split(" ")[-2]

@@ -37,8 +37,6 @@ import trio
 
 from applikant import envconfig
 from applikant.config import Config
-from applikant.node.errors import NameTaken
-from applikant.node.node import NameLost, Node, NodeDownEvent
 from applikant.frontend import authkeys, hookpipe
 from applikant.frontend.amlink import AmLink
 from applikant.frontend.hookserver import HookServer
@@ -46,8 +44,10 @@ from applikant.frontend.mirror import EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
 from applikant.frontend.services import Auth, RepoManager
 from applikant.logs import EventLog
+from applikant.node.errors import NameTaken
+from applikant.node.node import NameLost, Node, NodeDownEvent
 
-__all__ = ["setup", "Frontend", "default_as_command", "default_program"]
+__all__ = ["Frontend", "default_as_command", "default_program", "setup"]
 
 log = EventLog("af")
 
@@ -70,7 +70,8 @@ def default_as_command() -> str:
             # sshd runs the forced command through a shell, and it is one word here
             raise envconfig.ConfigError(
                 f"the config file's path {path!r} cannot go into a forced command (use letters, "
-                "digits and /._+- only), or set [af] as_command")
+                "digits and /._+- only), or set [af] as_command"
+            )
         command += f" --config {path}"
     return command
 
@@ -113,11 +114,17 @@ class Frontend:
         self.disk = repo_disk(config)
         self.link = AmLink(node, config.node_name("am"), af.am_retry)
         try:
-            self.mirror = Mirror(self.link, self.disk, keys_mode=af.keys_mode,
-                                 keys_file=self.keys_file, as_command=self.as_command)
+            self.mirror = Mirror(
+                self.link,
+                self.disk,
+                keys_mode=af.keys_mode,
+                keys_file=self.keys_file,
+                as_command=self.as_command,
+            )
         except ValueError as exc:  # authkeys.InvalidKey included
             raise envconfig.ConfigError(
-                f"[af] as_command {self.as_command!r} or keys_mode {af.keys_mode!r}: {exc}") from None
+                f"[af] as_command {self.as_command!r} or keys_mode {af.keys_mode!r}: {exc}"
+            ) from None
         self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
         host = node.name.split("@", 1)[1]
         self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)
@@ -127,9 +134,15 @@ class Frontend:
 
     async def status(self, ctx: object, args: object) -> dict:
         """``af_status.status`` (local): the link to am and the mirror's progress."""
-        return {"am_up": self.link.up, "connects": self.link.connects, "synced": self.mirror.synced,
-                "applied": self.mirror.applied, "keys": len(self.mirror.keys),
-                "spool_delivered": self.hooks.delivered, "keys_mode": self.mirror.keys_mode}
+        return {
+            "am_up": self.link.up,
+            "connects": self.link.connects,
+            "synced": self.mirror.synced,
+            "applied": self.mirror.applied,
+            "keys": len(self.mirror.keys),
+            "spool_delivered": self.hooks.delivered,
+            "keys_mode": self.mirror.keys_mode,
+        }
 
     def services(self) -> dict[str, dict]:
         return {
@@ -152,9 +165,13 @@ class Frontend:
         nursery.start_soon(self.mirror.run)
         nursery.start_soon(self.hooks.run_spool)
         await nursery.start(self.link.run)
-        log.info("af_started", repo_root=self.repo_root, keys_file=self.keys_file,
-                 as_command=self.as_command, spool_dir=self.spool_dir)
-
+        log.info(
+            "af_started",
+            repo_root=self.repo_root,
+            keys_file=self.keys_file,
+            as_command=self.as_command,
+            spool_dir=self.spool_dir,
+        )
 
     async def _claim_global_names(self) -> None:
         """Claim the cluster-wide af names that nobody holds. With several git
@@ -167,15 +184,23 @@ class Frontend:
             try:
                 await self.node.register_global(name, handlers)
             except NameTaken as exc:
-                log.info("global_name_taken", name=name, reason=str(exc),
-                         note="serving this host through the local name")
+                log.info(
+                    "global_name_taken",
+                    name=name,
+                    reason=str(exc),
+                    note="serving this host through the local name",
+                )
 
     async def _keep_global_names(self, events: trio.MemoryReceiveChannel) -> None:
         async for event in events:
             if isinstance(event, (NodeDownEvent, NameLost)):
                 if isinstance(event, NameLost):
-                    log.info("global_name_kept_elsewhere", name=event.name, winner=event.winner,
-                             note="serving this host through the local name")
+                    log.info(
+                        "global_name_kept_elsewhere",
+                        name=event.name,
+                        winner=event.winner,
+                        note="serving this host through the local name",
+                    )
                 await self._claim_global_names()
 
 

@@ -40,8 +40,16 @@ import select
 import signal
 from collections.abc import Callable
 
-__all__ = ["REQUEST_FD", "REPLY_FD", "MARKER", "wrapper_script", "parse_request", "encode_reply",
-           "run_with_hooks", "HOOKS"]
+__all__ = [
+    "HOOKS",
+    "MARKER",
+    "REPLY_FD",
+    "REQUEST_FD",
+    "encode_reply",
+    "parse_request",
+    "run_with_hooks",
+    "wrapper_script",
+]
 
 REQUEST_FD = 7
 REPLY_FD = 8
@@ -115,9 +123,13 @@ def _high(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD, REPLY_FD + 1)
 
 
-def run_with_hooks(argv: list[str], env: dict[str, str],
-                   serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]],
-                   on_idle: Callable[[], None] | None = None, idle_after: float = 2.0) -> int:
+def run_with_hooks(
+    argv: list[str],
+    env: dict[str, str],
+    serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]],
+    on_idle: Callable[[], None] | None = None,
+    idle_after: float = 2.0,
+) -> int:
     """Run ``argv`` (git-receive-pack) as a child with the hook pipes; answer each
     hook request with ``serve(hook, env, stdin) -> (ok, messages)``; return the
     child's exit status (128 + signal number when killed).
@@ -167,11 +179,16 @@ def run_with_hooks(argv: list[str], env: dict[str, str],
                     end = buf.find(b"\n.\n")
                     if end < 0:
                         break
-                    message, buf = buf[:end], buf[end + 3:]
+                    message, buf = buf[:end], buf[end + 3 :]
                     _answer(message, rep_w, serve)
                 if len(buf) > MAX_REQUEST:
                     buf = b""
-                    _write(rep_w, encode_reply(False, ["applikant: push refused: the hook request is too large"]))
+                    _write(
+                        rep_w,
+                        encode_reply(
+                            False, ["applikant: push refused: the hook request is too large"]
+                        ),
+                    )
             if pidfd in ready:
                 break
     finally:
@@ -182,8 +199,9 @@ def run_with_hooks(argv: list[str], env: dict[str, str],
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def _answer(message: bytes, rep_w: int,
-            serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]]) -> None:
+def _answer(
+    message: bytes, rep_w: int, serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]]
+) -> None:
     try:
         hook, env, stdin = parse_request(message.decode("utf-8", "replace"))
     except ValueError:
@@ -197,6 +215,6 @@ def _write(fd: int, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except BrokenPipeError:
         pass  # the hook is gone; git decides what that means

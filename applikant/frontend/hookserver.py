@@ -30,14 +30,14 @@ from typing import Any
 import trio
 
 from applikant import gitops
-from applikant.node.errors import RemoteError
-from applikant.node.node import CallContext
 from applikant.frontend import spool
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
 from applikant.logs import EventLog
+from applikant.node.errors import RemoteError
+from applikant.node.node import CallContext
 
-__all__ = ["HookServer", "HookRefused", "parse_refs", "ZERO_IDS"]
+__all__ = ["ZERO_IDS", "HookRefused", "HookServer", "parse_refs"]
 
 log = EventLog("af")
 
@@ -69,7 +69,12 @@ def parse_refs(stdin: str) -> list[dict[str, Any]]:
         if not line:
             continue
         parts = line.split(" ")
-        if len(parts) != 3 or not _is_oid(parts[0]) or not _is_oid(parts[1]) or not parts[2].startswith("refs/"):
+        if (
+            len(parts) != 3
+            or not _is_oid(parts[0])
+            or not _is_oid(parts[1])
+            or not parts[2].startswith("refs/")
+        ):
             raise HookRefused("malformed ref update from git")
         refs.append({"ref": parts[2], "old": parts[0], "new": parts[1], "ff": None})
     return refs
@@ -102,8 +107,10 @@ class HookServer:
         """``af_hook_server.handle_hook``: ``{"ok": bool, "messages": [str]}``."""
         hook = request.get("hook") if isinstance(request, dict) else None
         if hook not in AM_TIMEOUT:
-            return {"ok": hook is not None and str(hook).startswith("post-"),
-                    "messages": [f"applikant: af does not handle the {hook!r} hook"]}
+            return {
+                "ok": hook is not None and str(hook).startswith("post-"),
+                "messages": [f"applikant: af does not handle the {hook!r} hook"],
+            }
         try:
             data = self.build(request)
             if hook == "pre-receive":
@@ -121,8 +128,9 @@ class HookServer:
         if not self.link.up:
             return _refused("the manager (am) cannot be reached")
         try:
-            reply = await self.link.call("am_hook_api", "handle_hook", data,
-                                         timeout=AM_TIMEOUT["pre-receive"])
+            reply = await self.link.call(
+                "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["pre-receive"]
+            )
         except AmUnavailable as exc:
             return _refused(str(exc))
         except RemoteError as exc:
@@ -133,27 +141,46 @@ class HookServer:
     async def _post_receive(self, request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         if self.link.up:
             try:
-                reply = await self.link.call("am_hook_api", "handle_hook", data,
-                                             timeout=AM_TIMEOUT["post-receive"])
+                reply = await self.link.call(
+                    "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["post-receive"]
+                )
                 verdict = _verdict(reply)
                 return {"ok": True, "messages": verdict["messages"]}
             except AmUnavailable as exc:
                 reason = str(exc)
             except RemoteError as exc:
-                log.error("post_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message)
-                return {"ok": True, "messages": [f"applikant: the push was not recorded: {exc.message}"]}
+                log.error(
+                    "post_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message
+                )
+                return {
+                    "ok": True,
+                    "messages": [f"applikant: the push was not recorded: {exc.message}"],
+                }
         else:
             reason = "the manager (am) cannot be reached"
         try:
-            await trio.to_thread.run_sync(spool.write, self.spool_dir, data["event_id"],
-                                          {"request": request, "spooled_by": "af"})
+            await trio.to_thread.run_sync(
+                spool.write,
+                self.spool_dir,
+                data["event_id"],
+                {"request": request, "spooled_by": "af"},
+            )
         except (OSError, ValueError) as exc:
             log.error("spool_failed", repo=data["repo"], event_id=data["event_id"], reason=str(exc))
-            return {"ok": True, "messages": [f"applikant: the push is done but could not be recorded: {exc}"]}
-        log.warning("post_receive_spooled", repo=data["repo"], event_id=data["event_id"], reason=reason)
+            return {
+                "ok": True,
+                "messages": [f"applikant: the push is done but could not be recorded: {exc}"],
+            }
+        log.warning(
+            "post_receive_spooled", repo=data["repo"], event_id=data["event_id"], reason=reason
+        )
         self.wake()
-        return {"ok": True, "messages": ["applikant: the push is done; it will be recorded when "
-                                         "the manager is back"]}
+        return {
+            "ok": True,
+            "messages": [
+                "applikant: the push is done; it will be recorded when the manager is back"
+            ],
+        }
 
     # ---- building am's hook data -----------------------------------------------
 
@@ -224,16 +251,20 @@ class HookServer:
         queue a build. Asked of git on this host, in the quarantine if any."""
         git_dir = data["git_dir"]
         quarantine = self._quarantine_env(env if isinstance(env, dict) else {}, git_dir)
-        wanted = [r for r in data["refs"]
-                  if r["ref"].startswith("refs/heads/") and r["new"] not in ZERO_IDS]
+        wanted = [
+            r
+            for r in data["refs"]
+            if r["ref"].startswith("refs/heads/") and r["new"] not in ZERO_IDS
+        ]
         for ref in data["refs"]:
             ref["build"] = False
         limiter = trio.CapacityLimiter(GIT_PARALLEL)
 
         async def mark(ref: dict[str, Any]) -> None:
             async with limiter:
-                found = await trio.to_thread.run_sync(gitops.has_path, git_dir, ref["new"],
-                                                      BUILD_SCRIPT, quarantine)
+                found = await trio.to_thread.run_sync(
+                    gitops.has_path, git_dir, ref["new"], BUILD_SCRIPT, quarantine
+                )
                 ref["build"] = found is True
 
         async with trio.open_nursery() as nursery:
@@ -247,8 +278,11 @@ class HookServer:
             value = env.get(var)
             if not isinstance(value, str) or not value:
                 continue
-            paths = [os.path.join(git_dir, p) for p in value.split(":")] if var == "GIT_ALTERNATE_OBJECT_DIRECTORIES" \
+            paths = (
+                [os.path.join(git_dir, p) for p in value.split(":")]
+                if var == "GIT_ALTERNATE_OBJECT_DIRECTORIES"
                 else [os.path.join(git_dir, value)]
+            )
             if not all(_inside(p, git_dir) for p in paths):
                 raise HookRefused("object directories outside the repository")
             out[var] = ":".join(paths)
@@ -287,13 +321,16 @@ class HookServer:
                 log.error("spool_parked", path=path, reason=str(exc))
                 continue
             try:
-                await self.link.call("am_hook_api", "handle_hook", data,
-                                     timeout=AM_TIMEOUT["post-receive"])
+                await self.link.call(
+                    "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["post-receive"]
+                )
             except AmUnavailable:
                 return done
             except RemoteError as exc:
                 await trio.to_thread.run_sync(spool.park, path, f"{exc.kind}: {exc.message}")
-                log.error("spool_parked", event_id=data["event_id"], kind=exc.kind, reason=exc.message)
+                log.error(
+                    "spool_parked", event_id=data["event_id"], kind=exc.kind, reason=exc.message
+                )
                 continue
             await trio.to_thread.run_sync(spool.remove, path)
             done += 1
@@ -327,8 +364,14 @@ async def is_fast_forward(git_dir: str, old: str, new: str, env: dict[str, str])
         return None
     with trio.move_on_after(GIT_TIMEOUT):
         try:
-            done = await trio.run_process(argv, env=gitops.git_env(env), check=False, stdin=b"",
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            done = await trio.run_process(
+                argv,
+                env=gitops.git_env(env),
+                check=False,
+                stdin=b"",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError:
             return None
         return gitops.interpret_ancestor(done.returncode)

@@ -32,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     login, fingerprint = args
     try:
         client = Client(config_path)
-        reply = client.call("af_auth", "keys_for", {"login": login, "fingerprint": fingerprint},
-                            prefix="kf", timeout=CALL_TIMEOUT)
+        reply = client.call(
+            "af_auth",
+            "keys_for",
+            {"login": login, "fingerprint": fingerprint},
+            prefix="kf",
+            timeout=CALL_TIMEOUT,
+        )
     except Unreachable as exc:
         sys.stderr.write(f"applikant keys-for: {exc}\n")
         return 1

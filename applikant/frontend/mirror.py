@@ -31,14 +31,14 @@ from typing import Any
 
 import trio
 
-from applikant.node.errors import RemoteError
-from applikant.node.node import CallContext
 from applikant.frontend import authkeys
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
 from applikant.logs import EventLog
+from applikant.node.errors import RemoteError
+from applikant.node.node import CallContext
 
-__all__ = ["Mirror", "EVENTS_SERVICE", "RESYNC", "ID_FILE"]
+__all__ = ["EVENTS_SERVICE", "ID_FILE", "RESYNC", "Mirror"]
 
 log = EventLog("af")
 
@@ -53,8 +53,9 @@ QUEUE_SIZE = 10000
 class Mirror:
     """Applies am's events and snapshots to the keys file and the repo root."""
 
-    def __init__(self, link: AmLink, disk: RepoDisk, *, keys_mode: str, keys_file: str,
-                 as_command: str) -> None:
+    def __init__(
+        self, link: AmLink, disk: RepoDisk, *, keys_mode: str, keys_file: str, as_command: str
+    ) -> None:
         if keys_mode not in ("file", "command"):
             raise ValueError(f"af.keys_mode must be 'file' or 'command', not {keys_mode!r}")
         authkeys._check_as_command(as_command)  # fail at start, not at the first key
@@ -74,8 +75,9 @@ class Mirror:
 
     async def on_connect(self) -> None:
         """AmLink callback: subscribe to am's events, then queue a resync."""
-        await self.link.call("am_user_db", "subscribe", {"service": EVENTS_SERVICE},
-                             timeout=AM_TIMEOUT)
+        await self.link.call(
+            "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
+        )
         self.synced = False
         self._put(RESYNC)
 
@@ -118,7 +120,7 @@ class Mirror:
                     break
             last_resync = max((i for i, e in enumerate(batch) if e is RESYNC), default=-1)
             if last_resync >= 0:
-                batch = batch[last_resync + 1:]
+                batch = batch[last_resync + 1 :]
                 try:
                     await self._resync()
                 except (AmUnavailable, RemoteError) as exc:
@@ -163,14 +165,20 @@ class Mirror:
             if repo is not None:
                 await trio.to_thread.run_sync(self._ensure_repo, repo)
         elif kind == "repo.renamed":
-            await trio.to_thread.run_sync(self._rename, str(event.get("old")), str(event.get("new")))
+            await trio.to_thread.run_sync(
+                self._rename, str(event.get("old")), str(event.get("new"))
+            )
         elif kind == "repo.deleted":
             await trio.to_thread.run_sync(self._delete, str(event.get("repo")), event.get("id"))
 
     async def _apply_key_event(self, kind: str, event: dict[str, Any]) -> None:
         if kind == "key.added":
-            key = await self.link.call("am_user_db", "find_key",
-                                       {"fingerprint": event.get("fingerprint")}, timeout=AM_TIMEOUT)
+            key = await self.link.call(
+                "am_user_db",
+                "find_key",
+                {"fingerprint": event.get("fingerprint")},
+                timeout=AM_TIMEOUT,
+            )
             if key:
                 self._add_key(key)
                 self._dirty = True
@@ -202,8 +210,9 @@ class Mirror:
 
     async def _fetch_repo(self, full_name: str) -> dict[str, Any] | None:
         try:
-            repo = await self.link.call("am_repo_db", "get_repo", {"repo": full_name},
-                                        timeout=AM_TIMEOUT)
+            repo = await self.link.call(
+                "am_repo_db", "get_repo", {"repo": full_name}, timeout=AM_TIMEOUT
+            )
         except RemoteError as exc:
             if exc.kind == "not_found":
                 return None  # deleted again since; its own event follows
@@ -245,7 +254,9 @@ class Mirror:
 
     def _set_aside(self, name: str, old_id: str) -> None:
         src = self.disk.path(name)
-        dst = os.path.join(self.disk.root, f".orphaned-{name.replace('/', '-')}-{old_id}-{os.urandom(3).hex()}")
+        dst = os.path.join(
+            self.disk.root, f".orphaned-{name.replace('/', '-')}-{old_id}-{os.urandom(3).hex()}"
+        )
         os.rename(src, dst)
         log.warning("repo_set_aside", repo=name, old_id=old_id, moved_to=dst)
 

@@ -50,11 +50,11 @@ from applikant.frontend.sshcommand import CommandRefused, check_repo, resolve_re
 __all__ = [
     "ALL_HOOKS",
     "ESSENTIAL_HOOKS",
+    "CommandRefused",
     "RepoDisk",
     "RepoDiskError",
     "RepoExists",
     "RepoNotFound",
-    "CommandRefused",
 ]
 
 ALL_HOOKS = ("pre-receive", "update", "post-receive", "post-update")
@@ -63,7 +63,7 @@ ESSENTIAL_HOOKS = ("pre-receive", "post-receive")
 # Hooks git runs on the server side of a push or on gc; any of them present
 # and not ours is worth a warning from check_hooks.
 _SERVER_HOOKS = frozenset(
-    ALL_HOOKS + ("proc-receive", "reference-transaction", "push-to-checkout", "pre-auto-gc", "post-rewrite")
+    (*ALL_HOOKS, "proc-receive", "reference-transaction", "push-to-checkout", "pre-auto-gc", "post-rewrite")
 )
 _GIT_TIMEOUT = 60
 _LOCK_NAME = ".applikant.lock"
@@ -108,9 +108,12 @@ def _check_branch(branch: str) -> None:
         and not branch.startswith(("-", "."))
         and all(c.isascii() and (c.isalnum() or c in "._-/") for c in branch)
     )
-    if not ok or subprocess.run(
-        ["git", "check-ref-format", f"refs/heads/{branch}"], env=_git_env(), capture_output=True
-    ).returncode:
+    if (
+        not ok
+        or subprocess.run(
+            ["git", "check-ref-format", f"refs/heads/{branch}"], env=_git_env(), capture_output=True
+        ).returncode
+    ):
         raise RepoDiskError(f"invalid default branch name: {branch!r}")
 
 
@@ -124,7 +127,9 @@ class RepoDisk:
 
     def __init__(self, root: str, hook_program: str, hooks: Sequence[str] = ALL_HOOKS) -> None:
         if not os.path.isabs(hook_program):
-            raise ValueError("hook_program must be an absolute path: hooks run with the repo as cwd")
+            raise ValueError(
+                "hook_program must be an absolute path: hooks run with the repo as cwd"
+            )
         unknown = set(hooks) - set(ALL_HOOKS)
         if unknown:
             raise ValueError(f"unsupported hooks: {sorted(unknown)}")
@@ -177,9 +182,14 @@ class RepoDisk:
         for hook in self.hooks:
             h = os.path.join(hooks_dir, hook)
             if not os.path.islink(h):
-                problems.append(f"{repo}: hook {hook} is " + ("not a symlink" if os.path.lexists(h) else "missing"))
+                problems.append(
+                    f"{repo}: hook {hook} is "
+                    + ("not a symlink" if os.path.lexists(h) else "missing")
+                )
             elif os.readlink(h) != self.hook_program:
-                problems.append(f"{repo}: hook {hook} points to {os.readlink(h)}, not {self.hook_program}")
+                problems.append(
+                    f"{repo}: hook {hook} points to {os.readlink(h)}, not {self.hook_program}"
+                )
         for name in _listdir(hooks_dir):
             if name in _SERVER_HOOKS and name not in self.hooks:
                 problems.append(f"{repo}: unexpected hook {name}")
@@ -205,7 +215,9 @@ class RepoDisk:
                 return target
             owner_dir = os.path.dirname(target)
             os.makedirs(owner_dir, exist_ok=True)
-            tmp = os.path.join(owner_dir, f"{_TMP_PREFIX}{os.path.basename(target)}-{os.urandom(4).hex()}")
+            tmp = os.path.join(
+                owner_dir, f"{_TMP_PREFIX}{os.path.basename(target)}-{os.urandom(4).hex()}"
+            )
             try:
                 # --template= : no sample hooks, and no admin template hooks
                 # slipping in beside ours.
@@ -250,7 +262,9 @@ class RepoDisk:
         with self._locked():
             if not self.exists(repo):
                 raise RepoNotFound(f"no repository {repo}")
-            trash = os.path.join(self.root, f"{_TRASH_PREFIX}{repo.replace('/', '-')}-{os.urandom(4).hex()}")
+            trash = os.path.join(
+                self.root, f"{_TRASH_PREFIX}{repo.replace('/', '-')}-{os.urandom(4).hex()}"
+            )
             os.rename(p, trash)
             _rmdir_if_empty(os.path.dirname(p))
         shutil.rmtree(trash)
@@ -259,11 +273,23 @@ class RepoDisk:
         """Remove leftovers of interrupted deletes and creates; return how many."""
         n = 0
         with self._locked():
-            candidates = [os.path.join(self.root, e) for e in _listdir(self.root) if e.startswith(_TRASH_PREFIX)]
+            candidates = [
+                os.path.join(self.root, e)
+                for e in _listdir(self.root)
+                if e.startswith(_TRASH_PREFIX)
+            ]
             for owner in _listdir(self.root):
                 owner_dir = os.path.join(self.root, owner)
-                if not owner.startswith(".") and os.path.isdir(owner_dir) and not os.path.islink(owner_dir):
-                    candidates += [os.path.join(owner_dir, e) for e in _listdir(owner_dir) if e.startswith(_TMP_PREFIX)]
+                if (
+                    not owner.startswith(".")
+                    and os.path.isdir(owner_dir)
+                    and not os.path.islink(owner_dir)
+                ):
+                    candidates += [
+                        os.path.join(owner_dir, e)
+                        for e in _listdir(owner_dir)
+                        if e.startswith(_TMP_PREFIX)
+                    ]
             for c in candidates:
                 shutil.rmtree(c, ignore_errors=True)
                 n += 1
@@ -295,7 +321,9 @@ class RepoDisk:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(os.path.join(self.root, _LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            os.path.join(self.root, _LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

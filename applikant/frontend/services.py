@@ -23,14 +23,20 @@ from typing import Any
 
 import trio
 
-from applikant.node.errors import BadRequest, NotFound, RemoteError, ServiceError
-from applikant.node.node import CallContext
 from applikant.frontend import authkeys
 from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.mirror import Mirror
-from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError, RepoExists, RepoNotFound
+from applikant.frontend.repodisk import (
+    CommandRefused,
+    RepoDisk,
+    RepoDiskError,
+    RepoExists,
+    RepoNotFound,
+)
 from applikant.frontend.sshcommand import check_repo
 from applikant.logs import EventLog
+from applikant.node.errors import BadRequest, NotFound, RemoteError, ServiceError
+from applikant.node.node import CallContext
 
 __all__ = ["Auth", "RepoManager"]
 
@@ -62,7 +68,9 @@ def _repo(value: Any) -> str:
 class Auth:
     """The ``af_auth`` service."""
 
-    def __init__(self, link: AmLink, disk: RepoDisk, mirror: Mirror, host: str, as_command: str) -> None:
+    def __init__(
+        self, link: AmLink, disk: RepoDisk, mirror: Mirror, host: str, as_command: str
+    ) -> None:
         self.link = link
         self.disk = disk
         self.mirror = mirror
@@ -81,10 +89,12 @@ class Auth:
             return _no("the manager (am) cannot be reached; try again in a moment")
         try:
             # audit: a refused SSH attempt is recorded by am as access.denied
-            decision = await self.link.call("am_repo_db", "check_access",
-                                            {"user": user, "repo": repo, "access": access,
-                                             "audit": True},
-                                            timeout=AM_TIMEOUT)
+            decision = await self.link.call(
+                "am_repo_db",
+                "check_access",
+                {"user": user, "repo": repo, "access": access, "audit": True},
+                timeout=AM_TIMEOUT,
+            )
         except AmUnavailable as exc:
             return _no(f"{exc}; try again in a moment")
         except RemoteError as exc:
@@ -99,8 +109,12 @@ class Auth:
         except (CommandRefused, RepoDiskError, AmUnavailable, RemoteError, OSError) as exc:
             log.error("repo_unavailable", repo=repo, reason=str(exc))
             return _no(f"repository {repo} is not available on this host")
-        return {"allowed": True, "reason": str(decision.get("reason", "")),
-                "level": decision.get("level"), "path": path}
+        return {
+            "allowed": True,
+            "reason": str(decision.get("reason", "")),
+            "level": decision.get("level"),
+            "path": path,
+        }
 
     async def _create_now(self, repo: str) -> str:
         # am knows the repo, the disk does not yet: its creation event is on
@@ -113,12 +127,16 @@ class Auth:
     async def info(self, ctx: CallContext, args: Any) -> dict[str, Any]:
         user = _user(args)
         try:
-            repos = await self.link.call("am_repo_db", "list_readable", {"user": user}, timeout=AM_TIMEOUT)
+            repos = await self.link.call(
+                "am_repo_db", "list_readable", {"user": user}, timeout=AM_TIMEOUT
+            )
         except AmUnavailable as exc:
             raise ServiceError(f"{exc}; try again in a moment", kind="unavailable") from None
         login = None
         try:
-            found = await self.link.call("am_user_db", "get_user", {"user": user}, timeout=AM_TIMEOUT)
+            found = await self.link.call(
+                "am_user_db", "get_user", {"user": user}, timeout=AM_TIMEOUT
+            )
             login = found.get("login") if isinstance(found, dict) else None
         except (AmUnavailable, RemoteError):
             pass  # the greeting falls back to the id
@@ -130,17 +148,23 @@ class Auth:
 
     async def keys_for(self, ctx: CallContext, args: Any) -> dict[str, str]:
         fingerprint = args.get("fingerprint") if isinstance(args, dict) else None
-        if not isinstance(fingerprint, str) or not fingerprint.startswith("SHA256:") or len(fingerprint) > 100:
+        if (
+            not isinstance(fingerprint, str)
+            or not fingerprint.startswith("SHA256:")
+            or len(fingerprint) > 100
+        ):
             raise BadRequest("fingerprint must be SHA256:...")
         try:
-            key = await self.link.call("am_user_db", "find_key", {"fingerprint": fingerprint},
-                                       timeout=AM_TIMEOUT)
+            key = await self.link.call(
+                "am_user_db", "find_key", {"fingerprint": fingerprint}, timeout=AM_TIMEOUT
+            )
         except AmUnavailable as exc:
             raise ServiceError(str(exc), kind="unavailable") from None
         if not isinstance(key, dict):
             return {"lines": ""}
-        lines = authkeys.keys_for_output([(str(key.get("user")), str(key.get("public_key")))],
-                                         self.as_command)
+        lines = authkeys.keys_for_output(
+            [(str(key.get("user")), str(key.get("public_key")))], self.as_command
+        )
         return {"lines": lines}
 
 
@@ -156,16 +180,23 @@ class RepoManager:
         self.mirror = mirror
 
     def handlers(self) -> dict[str, Any]:
-        return {"create_repo": self.create_repo, "list_repos": self.list_repos,
-                "rename_repo": self.rename_repo, "delete_repo": self.delete_repo,
-                "check_repo": self.check_repo}
+        return {
+            "create_repo": self.create_repo,
+            "list_repos": self.list_repos,
+            "rename_repo": self.rename_repo,
+            "delete_repo": self.delete_repo,
+            "check_repo": self.check_repo,
+        }
 
     async def create_repo(self, ctx: CallContext, args: Any) -> dict[str, str]:
         """``{"repo", "default_branch"?, "id"?}`` -> ``{"path"}``; idempotent."""
         args = args if isinstance(args, dict) else {"repo": args}
         repo = _repo(args.get("repo") or args.get("full_name"))
-        spec = {"full_name": repo, "id": args.get("id") or "",
-                "default_branch": args.get("default_branch") or "main"}
+        spec = {
+            "full_name": repo,
+            "id": args.get("id") or "",
+            "default_branch": args.get("default_branch") or "main",
+        }
         path = await self._run(self.mirror.ensure_now, spec)
         return {"path": path}
 

@@ -25,7 +25,7 @@ import time
 
 from applikant.fsutil import fsync_dir, write_atomic
 
-__all__ = ["write", "pending", "read", "remove", "park", "FAILED_DIR"]
+__all__ = ["FAILED_DIR", "park", "pending", "read", "remove", "write"]
 
 FAILED_DIR = "failed"
 _SUFFIX = ".json"
@@ -33,7 +33,11 @@ _ID_CHARS = frozenset("0123456789abcdef-")
 
 
 def _check_id(event_id: str) -> None:
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= 64 or any(c not in _ID_CHARS for c in event_id):
+    if (
+        not isinstance(event_id, str)
+        or not 0 < len(event_id) <= 64
+        or any(c not in _ID_CHARS for c in event_id)
+    ):
         raise ValueError("an event id is made of lowercase hex digits and dashes")
 
 
@@ -56,8 +60,11 @@ def pending(spool_dir: str) -> list[str]:
         names = os.listdir(spool_dir)
     except FileNotFoundError:
         return []
-    return [os.path.join(spool_dir, n) for n in sorted(names)
-            if n.endswith(_SUFFIX) and not n.startswith(".")]
+    return [
+        os.path.join(spool_dir, n)
+        for n in sorted(names)
+        if n.endswith(_SUFFIX) and not n.startswith(".")
+    ]
 
 
 def read(path: str) -> dict:

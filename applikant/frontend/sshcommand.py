@@ -29,14 +29,14 @@ grammar is small enough to check by hand.
 import os
 
 __all__ = [
-    "CommandRefused",
-    "Request",
-    "parse",
-    "resolve_repo_path",
-    "check_repo",
-    "VERBS",
     "MAX_COMMAND_LENGTH",
     "MAX_PART_LENGTH",
+    "VERBS",
+    "CommandRefused",
+    "Request",
+    "check_repo",
+    "parse",
+    "resolve_repo_path",
 ]
 
 #: Verbs and the access each needs. ``git-upload-archive`` only reads.
@@ -49,7 +49,9 @@ VERBS = {
 MAX_COMMAND_LENGTH = 1024
 MAX_PART_LENGTH = 64
 
-_SHELL_REFUSAL = "interactive shells are not available; use git (or 'info' to list your repositories)"
+_SHELL_REFUSAL = (
+    "interactive shells are not available; use git (or 'info' to list your repositories)"
+)
 _USAGE = "allowed commands: git-upload-pack, git-receive-pack, git-upload-archive, info"
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -82,7 +84,7 @@ class Request:
     ``dataclasses`` costs more than all of ``as``'s own work.
     """
 
-    __slots__ = ("verb", "repo", "access")
+    __slots__ = ("access", "repo", "verb")
     verb: str
     repo: str | None
     access: str
@@ -202,13 +204,17 @@ def check_repo(repo: str) -> None:
         if not part:
             raise CommandRefused("repository must be given as owner/name")
         if len(part) > MAX_PART_LENGTH:
-            raise CommandRefused(f"repository name parts are limited to {MAX_PART_LENGTH} characters")
+            raise CommandRefused(
+                f"repository name parts are limited to {MAX_PART_LENGTH} characters"
+            )
         if part[0] not in _ALNUM:
             raise CommandRefused("repository names must start with a letter or digit")
         for ch in part:
             if ch not in _PART_CHARS:
-                raise CommandRefused("repository names may only contain letters, digits, '.', '_' and '-'")
-        if part.endswith(".git") or part.endswith(".lock"):
+                raise CommandRefused(
+                    "repository names may only contain letters, digits, '.', '_' and '-'"
+                )
+        if part.endswith((".git", ".lock")):
             raise CommandRefused("repository names may not end in '.git' or '.lock'")
 
 

@@ -32,14 +32,14 @@ LEVEL_NAME: dict[int, AccessLevel] = {1: "read", 2: "write", 3: "admin"}
 
 ACCESS_SQL = {
     "user": "SELECT u.id, o.name AS login, u.is_admin, u.disabled"
-            " FROM users u JOIN owners o ON o.id = u.id WHERE u.id = ?",
+    " FROM users u JOIN owners o ON o.id = u.id WHERE u.id = ?",
     "repo": REPO_SELECT + " WHERE o.name = ? AND r.name = ?",
     "owner_member": "SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?",
     "direct": "SELECT level FROM repo_perms WHERE repo_id = ? AND grantee_id = ?",
     "via_groups": "SELECT p.level, o.name FROM group_members m"
-                  " JOIN repo_perms p ON p.repo_id = ? AND p.grantee_id = m.group_id"
-                  " JOIN owners o ON o.id = m.group_id"
-                  " WHERE m.user_id = ? ORDER BY p.level DESC, o.name LIMIT 1",
+    " JOIN repo_perms p ON p.repo_id = ? AND p.grantee_id = m.group_id"
+    " JOIN owners o ON o.id = m.group_id"
+    " WHERE m.user_id = ? ORDER BY p.level DESC, o.name LIMIT 1",
 }
 
 
@@ -102,9 +102,10 @@ class AccessMixin(StoreBase):
                 return Resolved(who, full, repo["id"], 3, "site admin", True)
             if repo["owner_id"] == uid:
                 return Resolved(who, full, repo["id"], 3, "owner", False)
-            if repo["owner_kind"] == "group" and conn.execute(
-                ACCESS_SQL["owner_member"], (repo["owner_id"], uid)
-            ).fetchone():
+            if (
+                repo["owner_kind"] == "group"
+                and conn.execute(ACCESS_SQL["owner_member"], (repo["owner_id"], uid)).fetchone()
+            ):
                 level, via = 2, f"member of owning group {repo['owner']}"
             direct = conn.execute(ACCESS_SQL["direct"], (repo["id"], uid)).fetchone()
             if direct is not None and direct["level"] > level:
@@ -127,7 +128,8 @@ class AccessMixin(StoreBase):
         have = LEVEL_NAME[r.level]
         if r.level >= LEVEL_NUMBER[access]:
             return AccessDecision(
-                allowed=True, level=have,
+                allowed=True,
+                level=have,
                 reason=f"{r.who} has {have} access to {r.full_name} ({r.via})",
             )
         return AccessDecision(
@@ -160,12 +162,18 @@ class AccessMixin(StoreBase):
                 (rrow["id"], grow["id"], LEVEL_NUMBER[level]),
             )
             full = f"{rrow['owner']}/{rrow['name']}"
-            tx.audit("perm.grant", full, grantee=grow["name"], grantee_kind=grow["kind"],
-                     level=level,
-                     previous=LEVEL_NAME[previous["level"]] if previous is not None else None)
+            tx.audit(
+                "perm.grant",
+                full,
+                grantee=grow["name"],
+                grantee_kind=grow["kind"],
+                level=level,
+                previous=LEVEL_NAME[previous["level"]] if previous is not None else None,
+            )
             tx.event("perm.granted", repo=full, grantee=grow["name"], level=level)
-            return PermissionGrant(repo=full, grantee=grow["name"], grantee_kind=grow["kind"],
-                                   level=level)  # type: ignore[arg-type]
+            return PermissionGrant(
+                repo=full, grantee=grow["name"], grantee_kind=grow["kind"], level=level
+            )  # type: ignore[arg-type]
 
     def revoke(self, repo: str, grantee: str, *, actor: str, node: str | None = None) -> None:
         """Remove the explicit grant of `grantee` on `repo`. Raises NotFound if none.
@@ -196,8 +204,12 @@ class AccessMixin(StoreBase):
             ).fetchall()
         full = f"{rrow['owner']}/{rrow['name']}"
         return [
-            PermissionGrant(repo=full, grantee=row["name"], grantee_kind=row["kind"],
-                            level=LEVEL_NAME[row["level"]])
+            PermissionGrant(
+                repo=full,
+                grantee=row["name"],
+                grantee_kind=row["kind"],
+                level=LEVEL_NAME[row["level"]],
+            )
             for row in rows
         ]
 

@@ -61,8 +61,13 @@ def _check_event_id(value: object) -> str:
 def entry_from_row(row: sqlite3.Row) -> AuditEntry:
     keys = row.keys()
     return AuditEntry(
-        id=row["id"], time=row["time"], actor=row["actor"], node=row["node"],
-        action=row["action"], repo=row["repo"], details=json.loads(row["details"]),
+        id=row["id"],
+        time=row["time"],
+        actor=row["actor"],
+        node=row["node"],
+        action=row["action"],
+        repo=row["repo"],
+        details=json.loads(row["details"]),
         event_id=row["event_id"] if "event_id" in keys else None,
     )
 
@@ -132,16 +137,27 @@ class AuditMixin(StoreBase):
             cur = tx.conn.execute(
                 "INSERT INTO audit_log (time, actor, node, action, repo, details, event_id)"
                 " VALUES (?, ?, ?, 'push', ?, ?, ?)",
-                (tx.now, actor, node, full,
-                 json.dumps({"refs": refs}, sort_keys=True, separators=(",", ":")), event_id),
+                (
+                    tx.now,
+                    actor,
+                    node,
+                    full,
+                    json.dumps({"refs": refs}, sort_keys=True, separators=(",", ":")),
+                    event_id,
+                ),
             )
-            event: dict[str, Any] = {"repo": full, "id": f"repo-{rrow['id']}", "actor": actor,
-                                     "refs": refs}
+            event: dict[str, Any] = {
+                "repo": full,
+                "id": f"repo-{rrow['id']}",
+                "actor": actor,
+                "refs": refs,
+            }
             if event_id is not None:
                 event["event_id"] = event_id
             tx.event("repo.pushed", **event)
-            row = tx.conn.execute("SELECT * FROM audit_log WHERE id = ?",
-                                  (cur.lastrowid,)).fetchone()
+            row = tx.conn.execute(
+                "SELECT * FROM audit_log WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
             return entry_from_row(row)
 
     def query_audit(
@@ -211,6 +227,12 @@ class AuditMixin(StoreBase):
                 " (SELECT count(*) FROM audit_log WHERE action = 'push.denied') AS push_denials,"
                 " (SELECT count(*) FROM audit_log WHERE action = 'access.denied') AS access_denials"
             ).fetchone()
-        return Counts(users=row["users"], repos=row["repos"], keys=row["keys"],
-                      groups=row["groups"], pushes=row["pushes"],
-                      push_denials=row["push_denials"], access_denials=row["access_denials"])
+        return Counts(
+            users=row["users"],
+            repos=row["repos"],
+            keys=row["keys"],
+            groups=row["groups"],
+            pushes=row["pushes"],
+            push_denials=row["push_denials"],
+            access_denials=row["access_denials"],
+        )

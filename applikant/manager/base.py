@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from applikant.manager.errors import BadRequest, Conflict, NotFound
@@ -40,7 +40,7 @@ _ID_RE = re.compile(r"(user|group|key|repo|token)-([1-9][0-9]{0,17})\Z")
 
 def format_time(moment: datetime) -> str:
     """The one text form of times in the database: fixed-width UTC, so it sorts."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def json_time(text: str) -> str:
@@ -75,8 +75,14 @@ class Tx:
         cur = self.conn.execute(
             "INSERT INTO audit_log (time, actor, node, action, repo, details)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (self.now, self.actor, self.node, action, repo,
-             json.dumps(details, sort_keys=True, separators=(",", ":"))),
+            (
+                self.now,
+                self.actor,
+                self.node,
+                action,
+                repo,
+                json.dumps(details, sort_keys=True, separators=(",", ":")),
+            ),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -102,7 +108,7 @@ class StoreBase:
         self.path = str(path)
         self._on_change = on_change
         self._passwords = passwords if passwords is not None else Passwords()
-        self._clock = clock if clock is not None else (lambda: datetime.now(timezone.utc))
+        self._clock = clock if clock is not None else (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._conn = connect(self.path)
         self._conn.row_factory = sqlite3.Row
@@ -184,17 +190,13 @@ class StoreBase:
                 raise NotFound(f"no user {ref}")
             return row
         check_name(ref, "login")
-        row = conn.execute(
-            USER_SELECT + " WHERE o.name = ? AND o.kind = 'user'", (ref,)
-        ).fetchone()
+        row = conn.execute(USER_SELECT + " WHERE o.name = ? AND o.kind = 'user'", (ref,)).fetchone()
         if row is None:
             raise NotFound(f"no user named {ref!r}")
         return row
 
     def _owner_row(self, conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
-        return conn.execute(
-            "SELECT id, name, kind FROM owners WHERE name = ?", (name,)
-        ).fetchone()
+        return conn.execute("SELECT id, name, kind FROM owners WHERE name = ?", (name,)).fetchone()
 
     def _grantee_row(self, conn: sqlite3.Connection, ref: object) -> sqlite3.Row:
         """A user (login or id) or a group (name or id): they share one namespace."""
@@ -216,7 +218,9 @@ class StoreBase:
 
     def _repo_row(self, conn: sqlite3.Connection, path: object) -> sqlite3.Row:
         owner, name = parse_repo_path(path)
-        row = conn.execute(REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name)).fetchone()
+        row = conn.execute(
+            REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name)
+        ).fetchone()
         if row is None:
             raise NotFound(f"no repository {owner}/{name}")
         return row

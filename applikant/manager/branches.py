@@ -39,7 +39,9 @@ from applikant.manager.names import (
     is_zero_id,
 )
 
-PROTECTED_SQL = "SELECT pattern, admins_only FROM protected_branches WHERE repo_id = ? ORDER BY pattern"
+PROTECTED_SQL = (
+    "SELECT pattern, admins_only FROM protected_branches WHERE repo_id = ? ORDER BY pattern"
+)
 
 
 def _deny(reason: str, level: Any) -> AccessDecision:
@@ -71,27 +73,38 @@ def decide_one(
     creating, deleting = is_zero_id(update.old), is_zero_id(update.new)
     ref = update.refname
     if ref.startswith("refs/heads/"):
-        branch = ref[len("refs/heads/"):]
+        branch = ref[len("refs/heads/") :]
         matching = [rule for rule in rules if fnmatchcase(branch, rule["pattern"])]
         if matching:
             pattern = matching[0]["pattern"]
             if deleting:
-                return _deny(f"branch {branch} is protected ({pattern!r}): "
-                             "it cannot be deleted", level)
+                return _deny(
+                    f"branch {branch} is protected ({pattern!r}): it cannot be deleted", level
+                )
             if not creating and update.is_fast_forward is False:
-                return _deny(f"branch {branch} is protected ({pattern!r}): "
-                             "force-push (non-fast-forward update) refused", level)
+                return _deny(
+                    f"branch {branch} is protected ({pattern!r}): "
+                    "force-push (non-fast-forward update) refused",
+                    level,
+                )
             if not creating and update.is_fast_forward is None:
-                return _deny(f"branch {branch} is protected ({pattern!r}) and the update "
-                             "was not checked for fast-forward; refused", level)
+                return _deny(
+                    f"branch {branch} is protected ({pattern!r}) and the update "
+                    "was not checked for fast-forward; refused",
+                    level,
+                )
             if not is_admin and any(rule["admins_only"] for rule in matching):
-                return _deny(f"branch {branch} is protected ({pattern!r}): only repository "
-                             f"admins may push to it, {r.who} has {level} access", level)
+                return _deny(
+                    f"branch {branch} is protected ({pattern!r}): only repository "
+                    f"admins may push to it, {r.who} has {level} access",
+                    level,
+                )
     elif ref.startswith("refs/tags/") and not creating and not is_admin:
-        tag = ref[len("refs/tags/"):]
+        tag = ref[len("refs/tags/") :]
         what = "deleted" if deleting else "moved"
-        return _deny(f"tag {tag} already exists and can only be {what} "
-                     "by a repository admin", level)
+        return _deny(
+            f"tag {tag} already exists and can only be {what} by a repository admin", level
+        )
     return allowed
 
 
@@ -125,9 +138,12 @@ class BranchesMixin(AccessMixin):
             ).fetchone()
             tx.audit("branch.protect", full, pattern=pattern, admins_only=admins_only)
             tx.event("branch.protected", repo=full, pattern=pattern, admins_only=admins_only)
-            return ProtectedBranch(repo=full, pattern=row["pattern"],
-                                   admins_only=bool(row["admins_only"]),
-                                   created_at=row["created_at"])
+            return ProtectedBranch(
+                repo=full,
+                pattern=row["pattern"],
+                admins_only=bool(row["admins_only"]),
+                created_at=row["created_at"],
+            )
 
     def unprotect_branch(
         self, repo: str, pattern: str, *, actor: str, node: str | None = None
@@ -157,8 +173,12 @@ class BranchesMixin(AccessMixin):
             ).fetchall()
         full = f"{rrow['owner']}/{rrow['name']}"
         return [
-            ProtectedBranch(repo=full, pattern=row["pattern"],
-                            admins_only=bool(row["admins_only"]), created_at=row["created_at"])
+            ProtectedBranch(
+                repo=full,
+                pattern=row["pattern"],
+                admins_only=bool(row["admins_only"]),
+                created_at=row["created_at"],
+            )
             for row in rows
         ]
 

@@ -34,7 +34,7 @@ from applikant.manager.base import StoreBase, Tx
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.names import is_zero_id
 
-__all__ = ["BuildsMixin", "parse_build_ref", "LOG_BATCH_MAX", "LINE_MAX"]
+__all__ = ["LINE_MAX", "LOG_BATCH_MAX", "BuildsMixin", "parse_build_ref"]
 
 LOG_BATCH_MAX = 5000  # lines per append_build_log
 LINE_MAX = 64 * 1024  # characters per stored line (the runner splits at max_line)
@@ -64,24 +64,42 @@ def parse_build_ref(ref: object) -> int:
 
 
 def build_from_row(row: sqlite3.Row) -> Build:
-    return Build.model_validate({
-        "id": f"build-{row['id']}", "number": row["id"], "repo": row["repo_now"],
-        "ref": row["ref"], "commit": row["commit_id"], "status": row["status"],
-        # stored times (base.format_time) are ISO 8601 UTC already
-        "queued_at": row["queued_at"], "started_at": row["started_at"],
-        "finished_at": row["finished_at"],
-        "exit_code": row["exit_code"], "reason": row["reason"], "log_size": row["log_size"],
-        "log_truncated": bool(row["log_truncated"]), "pusher": row["pusher"],
-        "attempt": row["attempt"], "runner": row["runner"],
-        "cancel_requested": bool(row["cancel_requested"]),
-    })
+    return Build.model_validate(
+        {
+            "id": f"build-{row['id']}",
+            "number": row["id"],
+            "repo": row["repo_now"],
+            "ref": row["ref"],
+            "commit": row["commit_id"],
+            "status": row["status"],
+            # stored times (base.format_time) are ISO 8601 UTC already
+            "queued_at": row["queued_at"],
+            "started_at": row["started_at"],
+            "finished_at": row["finished_at"],
+            "exit_code": row["exit_code"],
+            "reason": row["reason"],
+            "log_size": row["log_size"],
+            "log_truncated": bool(row["log_truncated"]),
+            "pusher": row["pusher"],
+            "attempt": row["attempt"],
+            "runner": row["runner"],
+            "cancel_requested": bool(row["cancel_requested"]),
+        }
+    )
 
 
 def _brief(build: Build) -> dict[str, Any]:
     """What an event says about a build."""
-    return {"build": build.id, "number": build.number, "repo": build.repo, "ref": build.ref,
-            "commit": build.commit, "status": build.status.value, "runner": build.runner,
-            "attempt": build.attempt}
+    return {
+        "build": build.id,
+        "number": build.number,
+        "repo": build.repo,
+        "ref": build.ref,
+        "commit": build.commit,
+        "status": build.status.value,
+        "runner": build.runner,
+        "attempt": build.attempt,
+    }
 
 
 class BuildsMixin(StoreBase):
@@ -101,9 +119,15 @@ class BuildsMixin(StoreBase):
         with self._read() as conn:
             return build_from_row(self._build_row(conn, ref))
 
-    def list_builds(self, *, repo: str | None = None, status: str | None = None,
-                    runner: str | None = None, limit: int = 50,
-                    before: int | None = None) -> list[Build]:
+    def list_builds(
+        self,
+        *,
+        repo: str | None = None,
+        status: str | None = None,
+        runner: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Build]:
         """Builds matching every given filter, newest first; `before` pages on."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= LIST_MAX:
             raise BadRequest(f"limit must be an integer from 1 to {LIST_MAX}")
@@ -131,8 +155,9 @@ class BuildsMixin(StoreBase):
     def builds_of_event(self, event_id: str) -> list[Build]:
         """The builds a push (its hook event id) queued, in ref order."""
         with self._read() as conn:
-            rows = conn.execute(_SELECT + " WHERE b.event_id = ? ORDER BY b.id",
-                                (event_id,)).fetchall()
+            rows = conn.execute(
+                _SELECT + " WHERE b.event_id = ? ORDER BY b.id", (event_id,)
+            ).fetchall()
             return [build_from_row(r) for r in rows]
 
     def read_build_log(self, ref: object, *, after: int = 0, limit: int = 5000) -> dict[str, Any]:
@@ -147,12 +172,19 @@ class BuildsMixin(StoreBase):
             row = self._build_row(conn, ref)
             lines = conn.execute(
                 "SELECT seq, line FROM build_logs WHERE build_id = ? AND seq > ?"
-                " ORDER BY seq LIMIT ?", (row["id"], after, limit)).fetchall()
+                " ORDER BY seq LIMIT ?",
+                (row["id"], after, limit),
+            ).fetchall()
         out = [[seq, line] for seq, line in lines]
-        return {"build": f"build-{row['id']}", "lines": out,
-                "next": out[-1][0] if out else after, "status": row["status"],
-                "final": row["status"] in _FINAL, "truncated": bool(row["log_truncated"]),
-                "total": row["log_lines"]}
+        return {
+            "build": f"build-{row['id']}",
+            "lines": out,
+            "next": out[-1][0] if out else after,
+            "status": row["status"],
+            "final": row["status"] in _FINAL,
+            "truncated": bool(row["log_truncated"]),
+            "total": row["log_lines"],
+        }
 
     def build_counts(self) -> dict[str, int]:
         """How many builds are in each status."""
@@ -164,9 +196,16 @@ class BuildsMixin(StoreBase):
 
     # ---- queueing --------------------------------------------------------------
 
-    def enqueue_builds(self, repo: str, wanted: Sequence[Mapping[str, str]], *, actor: str,
-                       node: str | None = None, event_id: str | None = None,
-                       pusher: str | None = None) -> list[Build]:
+    def enqueue_builds(
+        self,
+        repo: str,
+        wanted: Sequence[Mapping[str, str]],
+        *,
+        actor: str,
+        node: str | None = None,
+        event_id: str | None = None,
+        pusher: str | None = None,
+    ) -> list[Build]:
         """Queue one build per {"ref", "commit"} of `repo`; the builds, in that order.
 
         With `event_id` (the push's hook event) this is idempotent: a ref that
@@ -175,11 +214,19 @@ class BuildsMixin(StoreBase):
         """
         for item in wanted:
             ref, commit = item.get("ref"), item.get("commit")
-            if not isinstance(ref, str) or not ref.startswith("refs/") or len(ref) > 1000 \
-                    or any(c in ref for c in "\x00\n\r"):
+            if (
+                not isinstance(ref, str)
+                or not ref.startswith("refs/")
+                or len(ref) > 1000
+                or any(c in ref for c in "\x00\n\r")
+            ):
                 raise BadRequest("a build's ref must be a full ref name (refs/heads/main)")
-            if not isinstance(commit, str) or len(commit) not in (40, 64) \
-                    or any(c not in "0123456789abcdef" for c in commit) or is_zero_id(commit):
+            if (
+                not isinstance(commit, str)
+                or len(commit) not in (40, 64)
+                or any(c not in "0123456789abcdef" for c in commit)
+                or is_zero_id(commit)
+            ):
                 raise BadRequest("a build's commit must be a full object id")
         built: list[int] = []
         with self._write(actor, node) as tx:
@@ -187,15 +234,18 @@ class BuildsMixin(StoreBase):
             full = f"{rrow['owner']}/{rrow['name']}"
             for item in wanted:
                 if event_id is not None:
-                    seen = tx.conn.execute("SELECT id FROM builds WHERE event_id = ? AND ref = ?",
-                                           (event_id, item["ref"])).fetchone()
+                    seen = tx.conn.execute(
+                        "SELECT id FROM builds WHERE event_id = ? AND ref = ?",
+                        (event_id, item["ref"]),
+                    ).fetchone()
                     if seen is not None:
                         built.append(seen["id"])
                         continue
                 cur = tx.conn.execute(
                     "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, event_id)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (rrow["id"], full, item["ref"], item["commit"], tx.now, pusher, event_id))
+                    (rrow["id"], full, item["ref"], item["commit"], tx.now, pusher, event_id),
+                )
                 assert cur.lastrowid is not None
                 built.append(cur.lastrowid)
                 tx.event("build.queued", **_brief(self._tx_build(tx, cur.lastrowid)))
@@ -213,8 +263,16 @@ class BuildsMixin(StoreBase):
             cur = tx.conn.execute(
                 "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, attempt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row["repo_id"], row["repo_now"], row["ref"], row["commit_id"], tx.now,
-                 actor if actor.startswith("user-") else row["pusher"], row["attempt"] + 1))
+                (
+                    row["repo_id"],
+                    row["repo_now"],
+                    row["ref"],
+                    row["commit_id"],
+                    tx.now,
+                    actor if actor.startswith("user-") else row["pusher"],
+                    row["attempt"] + 1,
+                ),
+            )
             assert cur.lastrowid is not None
             build = self._tx_build(tx, cur.lastrowid)
             tx.audit("build.rerun", build.repo, build=build.id, of=f"build-{row['id']}")
@@ -233,7 +291,9 @@ class BuildsMixin(StoreBase):
             if row["status"] == BuildStatus.QUEUED.value:
                 tx.conn.execute(
                     "UPDATE builds SET status = 'cancelled', finished_at = ?, reason = ?"
-                    " WHERE id = ?", (tx.now, f"cancelled by {actor} before it started", number))
+                    " WHERE id = ?",
+                    (tx.now, f"cancelled by {actor} before it started", number),
+                )
                 build = self._tx_build(tx, number)
                 tx.event("build.finished", **_brief(build))
             else:
@@ -250,27 +310,35 @@ class BuildsMixin(StoreBase):
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100:
             raise BadRequest("count must be an integer from 0 to 100")
         with self._write(actor, runner) as tx:
-            rows = tx.conn.execute("SELECT id FROM builds WHERE status = 'queued'"
-                                   " ORDER BY id LIMIT ?", (count,)).fetchall()
+            rows = tx.conn.execute(
+                "SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT ?", (count,)
+            ).fetchall()
             taken = []
             for (number,) in rows:
-                tx.conn.execute("UPDATE builds SET status = 'running', started_at = ?, runner = ?,"
-                                " cancel_requested = 0 WHERE id = ?", (tx.now, runner, number))
+                tx.conn.execute(
+                    "UPDATE builds SET status = 'running', started_at = ?, runner = ?,"
+                    " cancel_requested = 0 WHERE id = ?",
+                    (tx.now, runner, number),
+                )
                 build = self._tx_build(tx, number)
                 tx.event("build.started", **_brief(build))
                 taken.append(build)
             return taken
 
-    def _running_row(self, conn: sqlite3.Connection, ref: object, runner: str,
-                     attempt: int) -> sqlite3.Row:
+    def _running_row(
+        self, conn: sqlite3.Connection, ref: object, runner: str, attempt: int
+    ) -> sqlite3.Row:
         row = self._build_row(conn, ref)
         if row["status"] != "running" or row["runner"] != runner or row["attempt"] != attempt:
-            raise Conflict(f"build #{row['id']} (attempt {attempt}) is no longer running on "
-                           f"{runner}: it is {row['status']}")
+            raise Conflict(
+                f"build #{row['id']} (attempt {attempt}) is no longer running on "
+                f"{runner}: it is {row['status']}"
+            )
         return row
 
-    def append_build_log(self, ref: object, lines: Sequence[str], *, runner: str, attempt: int,
-                         actor: str) -> dict[str, Any]:
+    def append_build_log(
+        self, ref: object, lines: Sequence[str], *, runner: str, attempt: int, actor: str
+    ) -> dict[str, Any]:
         """Store `lines` after the build's last: {"next": last seq, "cancel": whether
         cancel was asked}. Conflict when the build is not running there."""
         if not isinstance(lines, (list, tuple)) or len(lines) > LOG_BATCH_MAX:
@@ -280,23 +348,29 @@ class BuildsMixin(StoreBase):
         with self._write(actor, runner) as tx:
             row = self._running_row(tx.conn, ref, runner, attempt)
             first = row["log_lines"] + 1
-            tx.conn.executemany("INSERT INTO build_logs (build_id, seq, line) VALUES (?, ?, ?)",
-                                [(row["id"], first + i, line[:LINE_MAX])
-                                 for i, line in enumerate(lines)])
+            tx.conn.executemany(
+                "INSERT INTO build_logs (build_id, seq, line) VALUES (?, ?, ?)",
+                [(row["id"], first + i, line[:LINE_MAX]) for i, line in enumerate(lines)],
+            )
             size = sum(len(line.encode("utf-8", "replace")) + 1 for line in lines)
-            tx.conn.execute("UPDATE builds SET log_lines = log_lines + ?, log_size = log_size + ?"
-                            " WHERE id = ?", (len(lines), size, row["id"]))
+            tx.conn.execute(
+                "UPDATE builds SET log_lines = log_lines + ?, log_size = log_size + ? WHERE id = ?",
+                (len(lines), size, row["id"]),
+            )
         return {"next": row["log_lines"] + len(lines), "cancel": bool(row["cancel_requested"])}
 
-    def finish_build(self, ref: object, result: Mapping[str, Any], *, runner: str, attempt: int,
-                     actor: str) -> Build:
+    def finish_build(
+        self, ref: object, result: Mapping[str, Any], *, runner: str, attempt: int, actor: str
+    ) -> Build:
         """Record how a run ended (a BuildResult's JSON); the build. Conflict
         when it is not running on `runner` in that attempt."""
         status = result.get("status")
         if status not in _FINAL:
             raise BadRequest(f"a finished build's status is one of {', '.join(_FINAL)}")
         exit_code = result.get("exit_code")
-        if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+        if exit_code is not None and (
+            not isinstance(exit_code, int) or isinstance(exit_code, bool)
+        ):
             raise BadRequest("exit_code must be an integer or null")
         reason = str(result.get("reason") or "")[:2000]
         with self._write(actor, runner) as tx:
@@ -306,14 +380,28 @@ class BuildsMixin(StoreBase):
             tx.conn.execute(
                 "UPDATE builds SET status = ?, finished_at = ?, exit_code = ?, reason = ?,"
                 " log_truncated = ? WHERE id = ?",
-                (status, tx.now, exit_code, reason, 1 if result.get("log_truncated") else 0,
-                 row["id"]))
+                (
+                    status,
+                    tx.now,
+                    exit_code,
+                    reason,
+                    1 if result.get("log_truncated") else 0,
+                    row["id"],
+                ),
+            )
             build = self._tx_build(tx, row["id"])
             tx.event("build.finished", **_brief(build))
             return build
 
-    def interrupt_builds(self, runner: str, *, policy: str, keep: Iterable[str] = (),
-                         actor: str, why: str = "interrupted") -> list[Build]:
+    def interrupt_builds(
+        self,
+        runner: str,
+        *,
+        policy: str,
+        keep: Iterable[str] = (),
+        actor: str,
+        why: str = "interrupted",
+    ) -> list[Build]:
         """Builds left running on `runner` (but those in `keep`, build ids it still
         runs): failed with reason `why` (policy "fail") or queued again with
         attempt + 1 (policy "requeue"; a build whose cancel was asked is
@@ -322,31 +410,44 @@ class BuildsMixin(StoreBase):
             raise BadRequest("policy must be fail or requeue")
         kept = {parse_build_ref(k) for k in keep}
         with self._write(actor, runner) as tx:
-            rows = tx.conn.execute("SELECT id, cancel_requested, log_lines FROM builds"
-                                   " WHERE status = 'running' AND runner = ?", (runner,)).fetchall()
+            rows = tx.conn.execute(
+                "SELECT id, cancel_requested, log_lines FROM builds"
+                " WHERE status = 'running' AND runner = ?",
+                (runner,),
+            ).fetchall()
             changed = []
             for row in rows:
                 if row["id"] in kept:
                     continue
                 if row["cancel_requested"]:
-                    tx.conn.execute("UPDATE builds SET status = 'cancelled', finished_at = ?,"
-                                    " reason = ? WHERE id = ?",
-                                    (tx.now, f"cancelled ({why})", row["id"]))
+                    tx.conn.execute(
+                        "UPDATE builds SET status = 'cancelled', finished_at = ?,"
+                        " reason = ? WHERE id = ?",
+                        (tx.now, f"cancelled ({why})", row["id"]),
+                    )
                     kind = "build.finished"
                 elif policy == "fail":
-                    tx.conn.execute("UPDATE builds SET status = 'failed', finished_at = ?,"
-                                    " reason = ? WHERE id = ?", (tx.now, why, row["id"]))
+                    tx.conn.execute(
+                        "UPDATE builds SET status = 'failed', finished_at = ?,"
+                        " reason = ? WHERE id = ?",
+                        (tx.now, why, row["id"]),
+                    )
                     kind = "build.finished"
                 else:
                     tx.conn.execute(
                         "UPDATE builds SET status = 'queued', started_at = NULL, runner = NULL,"
-                        " attempt = attempt + 1 WHERE id = ?", (row["id"],))
+                        " attempt = attempt + 1 WHERE id = ?",
+                        (row["id"],),
+                    )
                     kind = "build.requeued"
                 note = f"applikant: {why}" + (" (queued again)" if kind == "build.requeued" else "")
-                tx.conn.execute("INSERT INTO build_logs (build_id, seq, line) VALUES (?, ?, ?)",
-                                (row["id"], row["log_lines"] + 1, note))
-                tx.conn.execute("UPDATE builds SET log_lines = log_lines + 1 WHERE id = ?",
-                                (row["id"],))
+                tx.conn.execute(
+                    "INSERT INTO build_logs (build_id, seq, line) VALUES (?, ?, ?)",
+                    (row["id"], row["log_lines"] + 1, note),
+                )
+                tx.conn.execute(
+                    "UPDATE builds SET log_lines = log_lines + 1 WHERE id = ?", (row["id"],)
+                )
                 build = self._tx_build(tx, row["id"])
                 tx.event(kind, **_brief(build))
                 if kind == "build.requeued":
@@ -357,6 +458,7 @@ class BuildsMixin(StoreBase):
     def running_runners(self) -> list[str]:
         """The runner nodes that builds are running on."""
         with self._read() as conn:
-            rows = conn.execute("SELECT DISTINCT runner FROM builds WHERE status = 'running'"
-                                " AND runner IS NOT NULL").fetchall()
+            rows = conn.execute(
+                "SELECT DISTINCT runner FROM builds WHERE status = 'running' AND runner IS NOT NULL"
+            ).fetchall()
         return [r[0] for r in rows]

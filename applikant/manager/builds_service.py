@@ -36,15 +36,15 @@ import trio
 from pydantic import Field
 
 from applikant import gitops
-from applikant.node.node import CallContext, NodeDownEvent
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.errors import Forbidden, ServiceError
 from applikant.manager.names import is_zero_id
 from applikant.manager.runtime import Actor, Manager
 from applikant.manager.service import Service, dump
+from applikant.node.node import CallContext, NodeDownEvent
 
-__all__ = ["BuildsService", "RUNNER_GRACE", "enqueue_builds", "SCRIPT"]
+__all__ = ["RUNNER_GRACE", "SCRIPT", "BuildsService", "enqueue_builds"]
 
 log = EventLog("am")
 
@@ -74,8 +74,15 @@ async def enqueue_builds(m: Manager, req: rq.HookCall, node: str) -> list[str]:
     if not wanted:
         return []
     try:
-        builds, _ = await m.write(m.writer.enqueue_builds, req.repo, wanted, actor=req.user,
-                                  node=node, event_id=req.event_id, pusher=req.user)
+        builds, _ = await m.write(
+            m.writer.enqueue_builds,
+            req.repo,
+            wanted,
+            actor=req.user,
+            node=node,
+            event_id=req.event_id,
+            pusher=req.user,
+        )
     except ServiceError as exc:
         log.error("builds_not_queued", repo=req.repo, reason=exc.message)
         return [f"builds not queued: {exc.message}"]
@@ -134,8 +141,19 @@ class Release(rq.Read):
 
 class BuildsService(Service):
     NAME = "am_builds"
-    METHODS = ("list", "get", "log", "cancel", "rerun", "counts",
-               "hello", "take", "append_log", "finish", "release")
+    METHODS = (
+        "list",
+        "get",
+        "log",
+        "cancel",
+        "rerun",
+        "counts",
+        "hello",
+        "take",
+        "append_log",
+        "finish",
+        "release",
+    )
 
     def __init__(self, manager: Manager, on_interrupt: str = "fail") -> None:
         super().__init__(manager)
@@ -157,8 +175,13 @@ class BuildsService(Service):
         actor = self.m.actor(req.actor)
         if req.repo is not None:
             self.m.require_repo(actor, req.repo, "read")
-        found = await self.m.bulk_read(self.m.bulk.list_builds, repo=req.repo,
-                                       status=req.status, limit=req.limit, before=req.before)
+        found = await self.m.bulk_read(
+            self.m.bulk.list_builds,
+            repo=req.repo,
+            status=req.status,
+            limit=req.limit,
+            before=req.before,
+        )
         if req.repo is None and not actor.is_admin:
             found = [b for b in found if self._readable(actor, b.repo)]
         return dump(found)
@@ -170,22 +193,25 @@ class BuildsService(Service):
     async def log(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(ReadLog, args, self.where(ctx))
         self._require_build(self.m.actor(req.actor), req.build, "read")
-        return await self.m.bulk_read(self.m.bulk.read_build_log, req.build, after=req.after,
-                                      limit=req.limit)
+        return await self.m.bulk_read(
+            self.m.bulk.read_build_log, req.build, after=req.after, limit=req.limit
+        )
 
     async def cancel(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(BuildAction, args, self.where(ctx))
         self._require_build(self.m.actor(req.actor), req.build, "write")
-        build, _ = await self.m.write(self.m.writer.cancel_build, req.build, actor=req.actor,
-                                      node=ctx.caller)
+        build, _ = await self.m.write(
+            self.m.writer.cancel_build, req.build, actor=req.actor, node=ctx.caller
+        )
         log.info("build_cancel", build=build.id, status=build.status.value, actor=req.actor)
         return dump(build)
 
     async def rerun(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(BuildAction, args, self.where(ctx))
         old = self._require_build(self.m.actor(req.actor), req.build, "write")
-        build, _ = await self.m.write(self.m.writer.rerun_build, req.build, actor=req.actor,
-                                      node=ctx.caller)
+        build, _ = await self.m.write(
+            self.m.writer.rerun_build, req.build, actor=req.actor, node=ctx.caller
+        )
         log.info("build_rerun", build=build.id, of=old.id, actor=req.actor)
         return dump(build)
 
@@ -200,11 +226,23 @@ class BuildsService(Service):
 
     async def _interrupt(self, runner: str, keep: list[str], why: str) -> list[Any]:
         policy = self.policies.get(runner, self.default_policy)
-        changed, _ = await self.m.write(self.m.writer.interrupt_builds, runner, policy=policy,
-                                        keep=keep, actor="system", why=why)
+        changed, _ = await self.m.write(
+            self.m.writer.interrupt_builds,
+            runner,
+            policy=policy,
+            keep=keep,
+            actor="system",
+            why=why,
+        )
         for build in changed:
-            log.warning("build_interrupted", build=build.id, runner=runner, policy=policy,
-                        status=build.status.value, reason=why)
+            log.warning(
+                "build_interrupted",
+                build=build.id,
+                runner=runner,
+                policy=policy,
+                status=build.status.value,
+                reason=why,
+            )
         return changed
 
     async def hello(self, ctx: CallContext, args: Any) -> Any:
@@ -213,34 +251,58 @@ class BuildsService(Service):
         if req.on_interrupt:
             self.policies[ctx.caller] = req.on_interrupt
         changed = await self._interrupt(ctx.caller, req.running, "interrupted")
-        log.info("runner_hello", runner=ctx.caller, running=len(req.running),
-                 interrupted=len(changed))
+        log.info(
+            "runner_hello", runner=ctx.caller, running=len(req.running), interrupted=len(changed)
+        )
         return {"interrupted": dump(changed)}
 
     async def take(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(Take, args, self.where(ctx))
         self._require_runner(req)
-        taken, _ = await self.m.write(self.m.writer.take_builds, ctx.caller, req.count,
-                                      actor="system")
+        taken, _ = await self.m.write(
+            self.m.writer.take_builds, ctx.caller, req.count, actor="system"
+        )
         for build in taken:
-            log.info("build_started", build=build.id, repo=build.repo, runner=ctx.caller,
-                     attempt=build.attempt)
+            log.info(
+                "build_started",
+                build=build.id,
+                repo=build.repo,
+                runner=ctx.caller,
+                attempt=build.attempt,
+            )
         return dump(taken)
 
     async def append_log(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(AppendLog, args, self.where(ctx))
         self._require_runner(req)
-        answer, _ = await self.m.write(self.m.writer.append_build_log, req.build, req.lines,
-                                       runner=ctx.caller, attempt=req.attempt, actor="system")
+        answer, _ = await self.m.write(
+            self.m.writer.append_build_log,
+            req.build,
+            req.lines,
+            runner=ctx.caller,
+            attempt=req.attempt,
+            actor="system",
+        )
         return answer
 
     async def finish(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(Finish, args, self.where(ctx))
         self._require_runner(req)
-        build, _ = await self.m.write(self.m.writer.finish_build, req.build, req.result,
-                                      runner=ctx.caller, attempt=req.attempt, actor="system")
-        log.info("build_finished", build=build.id, status=build.status.value,
-                 exit_code=build.exit_code, runner=ctx.caller)
+        build, _ = await self.m.write(
+            self.m.writer.finish_build,
+            req.build,
+            req.result,
+            runner=ctx.caller,
+            attempt=req.attempt,
+            actor="system",
+        )
+        log.info(
+            "build_finished",
+            build=build.id,
+            status=build.status.value,
+            exit_code=build.exit_code,
+            runner=ctx.caller,
+        )
         return dump(build)
 
     async def release(self, ctx: CallContext, args: Any) -> Any:
@@ -261,8 +323,9 @@ class BuildsService(Service):
             async with events:
                 async for event in events:
                     if isinstance(event, NodeDownEvent):
-                        await self._runner_down(event.node, f"interrupted (runner {event.node} "
-                                                            "went down)")
+                        await self._runner_down(
+                            event.node, f"interrupted (runner {event.node} went down)"
+                        )
 
     async def _runner_down(self, runner: str, why: str) -> None:
         try:
@@ -276,5 +339,6 @@ class BuildsService(Service):
         up = set(self.m.node.nodes())
         for runner in self.m.reader.running_runners():
             if runner not in up:
-                await self._runner_down(runner, f"interrupted (runner {runner} did not come "
-                                                "back after am restarted)")
+                await self._runner_down(
+                    runner, f"interrupted (runner {runner} did not come back after am restarted)"
+                )

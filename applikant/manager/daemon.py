@@ -21,17 +21,17 @@ import trio
 
 from applikant import config as config_mod
 from applikant import envconfig
-from applikant.node.node import CallContext, Node, NodeDownEvent, NodeUp
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
-from applikant.manager.errors import SchemaTooNew
 from applikant.manager.builds_service import BuildsService
+from applikant.manager.errors import SchemaTooNew
 from applikant.manager.hooks import HookApi
 from applikant.manager.repos_service import RepoDb
 from applikant.manager.runtime import Manager, open_manager
 from applikant.manager.service import Service
 from applikant.manager.users_service import UserDb
 from applikant.manager.webhooks_service import WebhooksService, run_worker
+from applikant.node.node import CallContext, Node, NodeDownEvent, NodeUp
 
 log = EventLog("am")
 
@@ -53,8 +53,9 @@ class ObserverService(Service):
         return None
 
 
-async def _watch_nodes(node: Node, manager: Manager,
-                       events: trio.MemoryReceiveChannel[Any]) -> None:
+async def _watch_nodes(
+    node: Node, manager: Manager, events: trio.MemoryReceiveChannel[Any]
+) -> None:
     async with events:
         async for event in events:
             if isinstance(event, NodeUp):
@@ -64,8 +65,12 @@ async def _watch_nodes(node: Node, manager: Manager,
                 manager.subscribers.remove(event.node, reason="node down")
 
 
-async def _serve(node: Node, manager: Manager, config: config_mod.Config | None = None,
-                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def _serve(
+    node: Node,
+    manager: Manager,
+    config: config_mod.Config | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     try:
         async with trio.open_nursery() as nursery:
             events = node.monitor()
@@ -74,17 +79,36 @@ async def _serve(node: Node, manager: Manager, config: config_mod.Config | None 
             nursery.start_soon(_watch_nodes, node, manager, events)
             manager.subscribers.start(nursery)
             hooks = (config or config_mod.Config()).webhooks
-            nursery.start_soon(partial(run_worker, manager, policy=hooks.policy(),
-                                       settings=hooks.delivery(), concurrency=hooks.concurrency,
-                                       poll_interval=hooks.poll_interval))
+            nursery.start_soon(
+                partial(
+                    run_worker,
+                    manager,
+                    policy=hooks.policy(),
+                    settings=hooks.delivery(),
+                    concurrency=hooks.concurrency,
+                    poll_interval=hooks.poll_interval,
+                )
+            )
             builds = BuildsService(manager, (config or config_mod.Config()).builder.on_interrupt)
             await nursery.start(builds.run)
-            for service in (UserDb(manager), RepoDb(manager), HookApi(manager),
-                            ObserverService(manager), WebhooksService(manager), builds):
+            for service in (
+                UserDb(manager),
+                RepoDb(manager),
+                HookApi(manager),
+                ObserverService(manager),
+                WebhooksService(manager),
+                builds,
+            ):
                 await node.register_global(service.NAME, service.handlers())
             counts = manager.reader.counts()
-            log.info("am_ready", db=manager.path, users=counts.users, repos=counts.repos,
-                     keys=counts.keys, schema=manager.writer.schema_version)
+            log.info(
+                "am_ready",
+                db=manager.path,
+                users=counts.users,
+                repos=counts.repos,
+                keys=counts.keys,
+                schema=manager.writer.schema_version,
+            )
             task_status.started()
             await trio.sleep_forever()
     finally:

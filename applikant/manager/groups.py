@@ -125,9 +125,7 @@ class GroupsMixin(StoreBase):
             tx.event("group.member_added", group=grow["name"], user=uid)
             return self._group_model(tx.conn, grow)
 
-    def remove_member(
-        self, group: str, user: str, *, actor: str, node: str | None = None
-    ) -> Group:
+    def remove_member(self, group: str, user: str, *, actor: str, node: str | None = None) -> Group:
         """Remove `user` from `group`. Raises NotFound if not a member."""
         with self._write(actor, node) as tx:
             grow = self._group_row(tx.conn, group)
@@ -142,4 +140,3 @@ class GroupsMixin(StoreBase):
             tx.audit("group.remove_member", group=grow["name"], user=uid, login=urow["login"])
             tx.event("group.member_removed", group=grow["name"], user=uid)
             return self._group_model(tx.conn, grow)
-

@@ -37,13 +37,13 @@ from typing import Any
 import trio
 
 from applikant import gitops
-from applikant.node.node import CallContext
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
+from applikant.manager.builds_service import enqueue_builds
 from applikant.manager.errors import NotFound, ServiceError
 from applikant.manager.names import is_zero_id
 from applikant.manager.service import Service
-from applikant.manager.builds_service import enqueue_builds
+from applikant.node.node import CallContext
 
 log = EventLog("am")
 
@@ -59,9 +59,14 @@ async def fast_forward(git_dir: str, old: str, new: str, env: dict[str, str] | N
         return None
     with trio.move_on_after(GIT_TIMEOUT):
         try:
-            done = await trio.run_process(argv, env=gitops.git_env(env), check=False,
-                                          stdin=b"", stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
+            done = await trio.run_process(
+                argv,
+                env=gitops.git_env(env),
+                check=False,
+                stdin=b"",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError:
             return None
         return gitops.interpret_ancestor(done.returncode)
@@ -90,8 +95,12 @@ class HookApi(Service):
         self.cancelled = 0
 
     async def stats(self, ctx: CallContext, args: Any) -> Any:
-        return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
-                "handled": self.handled, "cancelled": self.cancelled}
+        return {
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "handled": self.handled,
+            "cancelled": self.cancelled,
+        }
 
     async def handle_hook(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.HookCall, args, self.where(ctx))
@@ -107,8 +116,7 @@ class HookApi(Service):
         except BaseException as exc:
             if _is_cancellation(exc):
                 self.cancelled += 1
-                log.info("hook_cancelled", hook=req.hook, repo=req.repo, user=req.user,
-                         peer=node)
+                log.info("hook_cancelled", hook=req.hook, repo=req.repo, user=req.user, peer=node)
             raise
         finally:
             self.in_flight -= 1
@@ -133,9 +141,13 @@ class HookApi(Service):
         wanted = []
         for update in updates:
             ref = update["refname"]
-            if (update["is_fast_forward"] is None and ref.startswith("refs/heads/")
-                    and not is_zero_id(update["old"]) and not is_zero_id(update["new"])
-                    and any(fnmatchcase(ref[len("refs/heads/"):], p) for p in patterns)):
+            if (
+                update["is_fast_forward"] is None
+                and ref.startswith("refs/heads/")
+                and not is_zero_id(update["old"])
+                and not is_zero_id(update["new"])
+                and any(fnmatchcase(ref[len("refs/heads/") :], p) for p in patterns)
+            ):
                 wanted.append(update)
         if not wanted:
             return
@@ -144,27 +156,40 @@ class HookApi(Service):
         async def fill(update: dict[str, Any]) -> None:
             async with limiter:
                 update["is_fast_forward"] = await fast_forward(
-                    git_dir, update["old"], update["new"], req.env)
+                    git_dir, update["old"], update["new"], req.env
+                )
 
         async with trio.open_nursery() as nursery:
             for update in wanted:
                 nursery.start_soon(fill, update)
 
     async def _decide(self, req: rq.HookCall, node: str) -> dict[str, Any]:
-        updates = [{"refname": r.ref, "old": r.old, "new": r.new, "is_fast_forward": r.ff}
-                   for r in req.refs]
+        updates = [
+            {"refname": r.ref, "old": r.old, "new": r.new, "is_fast_forward": r.ff}
+            for r in req.refs
+        ]
         await self._fill_ff(req, updates)
         decisions = self.m.reader.decide_ref_updates(req.user, req.repo, updates)
-        refused = [(u, d) for u, d in zip(updates, decisions) if not d.allowed]
+        refused = [(u, d) for u, d in zip(updates, decisions, strict=False) if not d.allowed]
         if not refused:
             return {"ok": True, "messages": []}
         messages = [f"refused {u['refname']}: {d.reason}" for u, d in refused]
-        details = {"hook": req.hook, "refs": [
-            {"ref": u["refname"], "old": u["old"], "new": u["new"], "reason": d.reason}
-            for u, d in refused]}
+        details = {
+            "hook": req.hook,
+            "refs": [
+                {"ref": u["refname"], "old": u["old"], "new": u["new"], "reason": d.reason}
+                for u, d in refused
+            ],
+        }
         try:
-            await self.m.write(self.m.writer.record, "push.denied", actor=req.user, node=node,
-                               repo=req.repo, details=details)
+            await self.m.write(
+                self.m.writer.record,
+                "push.denied",
+                actor=req.user,
+                node=node,
+                repo=req.repo,
+                details=details,
+            )
         except ServiceError as exc:
             # The verdict stands even if the attempt cannot be logged (a garbage user).
             log.warning("push_denied_not_recorded", repo=req.repo, reason=exc.message)
@@ -176,9 +201,14 @@ class HookApi(Service):
     async def _record(self, req: rq.HookCall, node: str) -> dict[str, Any]:
         updates = [{"refname": r.ref, "old": r.old, "new": r.new} for r in req.refs]
         try:
-            entry, events = await self.m.write(self.m.writer.record_push, req.repo, updates,
-                                               actor=req.user, node=node,
-                                               event_id=req.event_id)
+            entry, events = await self.m.write(
+                self.m.writer.record_push,
+                req.repo,
+                updates,
+                actor=req.user,
+                node=node,
+                event_id=req.event_id,
+            )
         except NotFound as exc:
             raise NotFound(f"push not recorded: {exc.message}") from None
         duplicate = not events

@@ -99,15 +99,34 @@ class KeysMixin(StoreBase):
             cur = tx.conn.execute(
                 "INSERT INTO ssh_keys (user_id, title, key_type, bits, fingerprint,"
                 " public_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (owner["id"], title, parsed.key_type, parsed.bits, parsed.fingerprint,
-                 parsed.line, tx.now),
+                (
+                    owner["id"],
+                    title,
+                    parsed.key_type,
+                    parsed.bits,
+                    parsed.fingerprint,
+                    parsed.line,
+                    tx.now,
+                ),
             )
             key_id, uid = f"key-{cur.lastrowid}", f"user-{owner['id']}"
-            tx.audit("key.add", user=uid, login=owner["login"], key=key_id,
-                     fingerprint=parsed.fingerprint, key_type=parsed.key_type,
-                     bits=parsed.bits, title=title)
-            tx.event("key.added", user=uid, login=owner["login"], key=key_id,
-                     fingerprint=parsed.fingerprint)
+            tx.audit(
+                "key.add",
+                user=uid,
+                login=owner["login"],
+                key=key_id,
+                fingerprint=parsed.fingerprint,
+                key_type=parsed.key_type,
+                bits=parsed.bits,
+                title=title,
+            )
+            tx.event(
+                "key.added",
+                user=uid,
+                login=owner["login"],
+                key=key_id,
+                fingerprint=parsed.fingerprint,
+            )
             return key_from_row(self._key_row(tx.conn, key_id))
 
     def list_keys(self, user: str) -> list[SshKey]:
@@ -140,14 +159,30 @@ class KeysMixin(StoreBase):
                     raise NotFound(f"{owner['login']} has no key {ref}")
             removed = key_from_row(row)
             tx.conn.execute("DELETE FROM ssh_keys WHERE id = ?", (row["id"],))
-            tx.audit("key.remove", user=removed.user, login=removed.login, key=removed.id,
-                     fingerprint=removed.fingerprint, title=removed.title)
-            tx.event("key.removed", user=removed.user, login=removed.login, key=removed.id,
-                     fingerprint=removed.fingerprint)
+            tx.audit(
+                "key.remove",
+                user=removed.user,
+                login=removed.login,
+                key=removed.id,
+                fingerprint=removed.fingerprint,
+                title=removed.title,
+            )
+            tx.event(
+                "key.removed",
+                user=removed.user,
+                login=removed.login,
+                key=removed.id,
+                fingerprint=removed.fingerprint,
+            )
             return removed
 
     def update_key(
-        self, ref: str, title: str, *, actor: str, node: str | None = None,
+        self,
+        ref: str,
+        title: str,
+        *,
+        actor: str,
+        node: str | None = None,
         user: str | None = None,
     ) -> SshKey:
         """Change a key's title; the key keeps its id, material and fingerprint.
@@ -168,10 +203,22 @@ class KeysMixin(StoreBase):
             key_id, uid = f"key-{row['id']}", f"user-{row['user_id']}"
             if title != row["title"]:
                 tx.conn.execute("UPDATE ssh_keys SET title = ? WHERE id = ?", (title, row["id"]))
-                tx.audit("key.update", user=uid, login=row["login"], key=key_id,
-                         fingerprint=row["fingerprint"], title=title, old_title=row["title"])
-                tx.event("key.updated", user=uid, login=row["login"], key=key_id,
-                         fingerprint=row["fingerprint"])
+                tx.audit(
+                    "key.update",
+                    user=uid,
+                    login=row["login"],
+                    key=key_id,
+                    fingerprint=row["fingerprint"],
+                    title=title,
+                    old_title=row["title"],
+                )
+                tx.event(
+                    "key.updated",
+                    user=uid,
+                    login=row["login"],
+                    key=key_id,
+                    fingerprint=row["fingerprint"],
+                )
             return key_from_row(self._key_row(tx.conn, key_id))
 
     def find_key_by_fingerprint(

@@ -25,10 +25,31 @@ _ID_LIKE_RE = re.compile(r"(user|group|key|repo)-[0-9]+\Z", re.IGNORECASE)
 # access reasons). Compared case-insensitively.
 RESERVED_OWNERS = frozenset(
     {
-        "admin", "anonymous", "api", "assets", "explore", "favicon.ico", "git",
-        "groups", "health", "help", "info", "login", "logout", "metrics", "new",
-        "org", "orgs", "repo", "repos", "robots.txt", "settings", "static",
-        "system", "user", "users",
+        "admin",
+        "anonymous",
+        "api",
+        "assets",
+        "explore",
+        "favicon.ico",
+        "git",
+        "groups",
+        "health",
+        "help",
+        "info",
+        "login",
+        "logout",
+        "metrics",
+        "new",
+        "org",
+        "orgs",
+        "repo",
+        "repos",
+        "robots.txt",
+        "settings",
+        "static",
+        "system",
+        "user",
+        "users",
     }
 )
 
@@ -120,9 +141,7 @@ def parse_repo_path(value: object) -> tuple[str, str]:
     path = value[1:] if value.startswith("/") else value
     parts = path.split("/")
     if len(parts) != 2:
-        raise BadRequest(
-            f"repository path {_describe(value)} must have the form owner/name"
-        )
+        raise BadRequest(f"repository path {_describe(value)} must have the form owner/name")
     owner = check_name(parts[0], "owner name")
     return owner, check_repo_name(parts[1])
 
@@ -210,7 +229,7 @@ def check_branch_pattern(value: object) -> str:
     if not isinstance(value, str):
         raise BadRequest("branch pattern must be a string")
     if value.startswith("refs/heads/"):
-        value = value[len("refs/heads/"):]
+        value = value[len("refs/heads/") :]
     return _check_ref_like(value, "branch pattern", _PATTERN_BAD_CHARS)
 
 

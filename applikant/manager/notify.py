@@ -17,9 +17,9 @@ from typing import Any
 
 import trio
 
+from applikant.logs import EventLog
 from applikant.node.errors import DistError
 from applikant.node.node import Node
-from applikant.logs import EventLog
 
 log = EventLog("am")
 
@@ -78,9 +78,15 @@ class Subscribers:
                 pass
 
     def list(self) -> list[dict[str, Any]]:
-        return [{"node": s.node, "service": s.service, "delivered": s.delivered,
-                 "queued": s.recv.statistics().current_buffer_used}
-                for s in self._subs.values()]
+        return [
+            {
+                "node": s.node,
+                "service": s.service,
+                "delivered": s.delivered,
+                "queued": s.recv.statistics().current_buffer_used,
+            }
+            for s in self._subs.values()
+        ]
 
     async def _deliver(self, sub: _Subscription) -> None:
         with sub.scope:
@@ -88,8 +94,12 @@ class Subscribers:
                 try:
                     await self._node.cast(sub.service, METHOD, event, node=sub.node)
                 except (DistError, trio.TooSlowError, OSError) as exc:
-                    log.warning("subscriber_dropped", peer=sub.node, service=sub.service,
-                                reason=str(exc) or type(exc).__name__)
+                    log.warning(
+                        "subscriber_dropped",
+                        peer=sub.node,
+                        service=sub.service,
+                        reason=str(exc) or type(exc).__name__,
+                    )
                     if self._subs.get((sub.node, sub.service)) is sub:
                         self.remove(sub.node, sub.service, reason="delivery failed")
                     return

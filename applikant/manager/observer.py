@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from applikant.logs import EventLog
@@ -23,7 +23,7 @@ ERRORS_KEPT = 20
 
 
 def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -83,5 +83,8 @@ class Observer:
 
     def snapshot(self) -> dict[str, Any]:
         nodes = sorted(self.nodes.values(), key=lambda s: (s.name != self.self_name, s.name))
-        return {"am": self.self_name, "time": _iso(time.time()),
-                "nodes": [s.as_dict() for s in nodes]}
+        return {
+            "am": self.self_name,
+            "time": _iso(time.time()),
+            "nodes": [s.as_dict() for s in nodes],
+        }

@@ -10,7 +10,6 @@ case-insensitive file systems and confuse people everywhere else).
 from __future__ import annotations
 
 import sqlite3
-
 from typing import Any
 
 from applikant.manager.base import REPO_SELECT, StoreBase, json_time
@@ -175,8 +174,9 @@ class ReposMixin(StoreBase):
         """Change description, visibility and/or default branch; None leaves a field."""
         changes: dict[str, object] = {}
         if description is not None:
-            changes["description"] = check_text(description, "description", DESCRIPTION_MAX,
-                                                multiline=True)
+            changes["description"] = check_text(
+                description, "description", DESCRIPTION_MAX, multiline=True
+            )
         if is_public is not None:
             changes["is_public"] = _check_public(is_public)
         if default_branch is not None:
@@ -193,9 +193,7 @@ class ReposMixin(StoreBase):
             tx.event("repo.updated", repo=full, id=f"repo-{row['id']}", **changes)
             return repo_from_row(self._repo_row(tx.conn, full))
 
-    def rename_repo(
-        self, path: str, new_path: str, *, actor: str, node: str | None = None
-    ) -> Repo:
+    def rename_repo(self, path: str, new_path: str, *, actor: str, node: str | None = None) -> Repo:
         """Rename a repository, possibly to another owner (`alice/x` -> `team/y`).
 
         Grants and protected branches follow it. A change of case only is allowed.

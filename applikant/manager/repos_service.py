@@ -33,11 +33,9 @@ an allowed call, or one without `audit`, writes nothing.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import re
-
-from applikant.node.node import CallContext
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.base import SYSTEM
@@ -45,6 +43,7 @@ from applikant.manager.errors import BadRequest, Forbidden, ServiceError
 from applikant.manager.models import AccessDecision
 from applikant.manager.service import Service, dump
 from applikant.manager.store import Store
+from applikant.node.node import CallContext
 
 log = EventLog("am")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -65,19 +64,38 @@ def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
     for repo in repos:
         decision = store.check_access(user, repo["full_name"], "read")
         if decision.allowed:
-            out.append({"repo": repo["full_name"], "level": decision.level,
-                        "is_public": repo["is_public"], "description": repo["description"],
-                        "default_branch": repo["default_branch"]})
+            out.append(
+                {
+                    "repo": repo["full_name"],
+                    "level": decision.level,
+                    "is_public": repo["is_public"],
+                    "description": repo["description"],
+                    "default_branch": repo["default_branch"],
+                }
+            )
     return out
 
 
 class RepoDb(Service):
     NAME = "am_repo_db"
     METHODS = (
-        "check_access", "list_readable", "create_repo", "get_repo", "list_repos",
-        "update_repo", "rename_repo", "delete_repo", "grant", "revoke", "list_grants",
-        "protect_branch", "unprotect_branch", "list_protected", "query_audit",
-        "recent_pushes", "counts",
+        "check_access",
+        "list_readable",
+        "create_repo",
+        "get_repo",
+        "list_repos",
+        "update_repo",
+        "rename_repo",
+        "delete_repo",
+        "grant",
+        "revoke",
+        "list_grants",
+        "protect_branch",
+        "unprotect_branch",
+        "list_protected",
+        "query_audit",
+        "recent_pushes",
+        "counts",
     )
 
     # ---- decisions ----------------------------------------------------------
@@ -93,8 +111,7 @@ class RepoDb(Service):
             await self._audit_denial(req, decision, ctx.caller)
         return {"allowed": decision.allowed, "reason": decision.reason, "level": decision.level}
 
-    async def _audit_denial(self, req: rq.CheckAccess, decision: AccessDecision,
-                            node: str) -> None:
+    async def _audit_denial(self, req: rq.CheckAccess, decision: AccessDecision, node: str) -> None:
         """Record a denied attempt; the denial stands even if it cannot be recorded."""
         try:
             repo = self.m.reader.get_repo(req.repo).full_name
@@ -107,9 +124,14 @@ class RepoDb(Service):
             except ServiceError:
                 pass
         try:
-            await self.m.write(self.m.writer.record, "access.denied", actor=user, node=node,
-                               repo=repo, details={"user": user, "access": req.access,
-                                                   "reason": decision.reason})
+            await self.m.write(
+                self.m.writer.record,
+                "access.denied",
+                actor=user,
+                node=node,
+                repo=repo,
+                details={"user": user, "access": req.access, "reason": decision.reason},
+            )
         except ServiceError as exc:
             log.warning("access_denied_not_recorded", repo=repo, reason=exc.message)
         log.info("access_denied", repo=repo, user=user, access=req.access, peer=node)
@@ -127,9 +149,14 @@ class RepoDb(Service):
         req = rq.parse(rq.CreateRepo, args, self.where(ctx))
         self.m.require_namespace(self.m.actor(req.actor), req.path)
         repo, _ = await self.m.write(
-            self.m.writer.create_repo, req.path, actor=req.actor, node=ctx.caller,
-            description=req.description, is_public=req.is_public,
-            default_branch=req.default_branch)
+            self.m.writer.create_repo,
+            req.path,
+            actor=req.actor,
+            node=ctx.caller,
+            description=req.description,
+            is_public=req.is_public,
+            default_branch=req.default_branch,
+        )
         return dump(repo)
 
     async def get_repo(self, ctx: CallContext, args: Any) -> Any:
@@ -142,16 +169,25 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         visible_to = req.visible_to if actor.is_admin else actor.id
         # Plain dicts from the rows: no model per repository (see list_repos_json).
-        return await self.m.bulk_read(self.m.bulk.list_repos_json, owner=req.owner,
-                                      visible_to=visible_to, public_only=req.public_only)
+        return await self.m.bulk_read(
+            self.m.bulk.list_repos_json,
+            owner=req.owner,
+            visible_to=visible_to,
+            public_only=req.public_only,
+        )
 
     async def update_repo(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.UpdateRepo, args, self.where(ctx))
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         repo, _ = await self.m.write(
-            self.m.writer.update_repo, req.repo, actor=req.actor, node=ctx.caller,
-            description=req.description, is_public=req.is_public,
-            default_branch=req.default_branch)
+            self.m.writer.update_repo,
+            req.repo,
+            actor=req.actor,
+            node=ctx.caller,
+            description=req.description,
+            is_public=req.is_public,
+            default_branch=req.default_branch,
+        )
         return dump(repo)
 
     async def rename_repo(self, ctx: CallContext, args: Any) -> Any:
@@ -159,15 +195,17 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         self.m.require_repo(actor, req.repo, "admin")
         self.m.require_namespace(actor, req.new_path)
-        repo, _ = await self.m.write(self.m.writer.rename_repo, req.repo, req.new_path,
-                                     actor=req.actor, node=ctx.caller)
+        repo, _ = await self.m.write(
+            self.m.writer.rename_repo, req.repo, req.new_path, actor=req.actor, node=ctx.caller
+        )
         return dump(repo)
 
     async def delete_repo(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.DeleteRepo, args, self.where(ctx))
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
-        repo, _ = await self.m.write(self.m.writer.delete_repo, req.repo, actor=req.actor,
-                                     node=ctx.caller)
+        repo, _ = await self.m.write(
+            self.m.writer.delete_repo, req.repo, actor=req.actor, node=ctx.caller
+        )
         return dump(repo)
 
     # ---- permissions and protection -----------------------------------------
@@ -175,15 +213,17 @@ class RepoDb(Service):
     async def grant(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.Grant, args, self.where(ctx))
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
-        grant, _ = await self.m.write(self.m.writer.grant, req.repo, req.grantee, req.level,
-                                      actor=req.actor, node=ctx.caller)
+        grant, _ = await self.m.write(
+            self.m.writer.grant, req.repo, req.grantee, req.level, actor=req.actor, node=ctx.caller
+        )
         return dump(grant)
 
     async def revoke(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.Revoke, args, self.where(ctx))
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
-        await self.m.write(self.m.writer.revoke, req.repo, req.grantee, actor=req.actor,
-                           node=ctx.caller)
+        await self.m.write(
+            self.m.writer.revoke, req.repo, req.grantee, actor=req.actor, node=ctx.caller
+        )
         return None
 
     async def list_grants(self, ctx: CallContext, args: Any) -> Any:
@@ -194,16 +234,22 @@ class RepoDb(Service):
     async def protect_branch(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.Protect, args, self.where(ctx))
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
-        rule, _ = await self.m.write(self.m.writer.protect_branch, req.repo, req.pattern,
-                                     actor=req.actor, node=ctx.caller,
-                                     admins_only=req.admins_only)
+        rule, _ = await self.m.write(
+            self.m.writer.protect_branch,
+            req.repo,
+            req.pattern,
+            actor=req.actor,
+            node=ctx.caller,
+            admins_only=req.admins_only,
+        )
         return dump(rule)
 
     async def unprotect_branch(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.Unprotect, args, self.where(ctx))
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
-        await self.m.write(self.m.writer.unprotect_branch, req.repo, req.pattern,
-                           actor=req.actor, node=ctx.caller)
+        await self.m.write(
+            self.m.writer.unprotect_branch, req.repo, req.pattern, actor=req.actor, node=ctx.caller
+        )
         return None
 
     async def list_protected(self, ctx: CallContext, args: Any) -> Any:
@@ -218,8 +264,10 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         if not actor.is_admin:
             if req.query.repo is None:
-                raise Forbidden(f"{actor.login} may read the audit log of repositories "
-                                "they administer only (give a repository)")
+                raise Forbidden(
+                    f"{actor.login} may read the audit log of repositories "
+                    "they administer only (give a repository)"
+                )
             self.m.require_repo(actor, req.query.repo, "admin")
         if req.query.limit < 1:
             raise BadRequest(f"{self.where(ctx)}: field 'query.limit' must be at least 1")
@@ -231,8 +279,12 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         entries = self.m.reader.recent_pushes(req.limit)
         if not actor.is_admin:
-            entries = [e for e in entries if e.repo is not None and
-                       self.m.reader.check_access(actor.id, e.repo, "read").allowed]
+            entries = [
+                e
+                for e in entries
+                if e.repo is not None
+                and self.m.reader.check_access(actor.id, e.repo, "read").allowed
+            ]
         return dump(entries)
 
     async def counts(self, ctx: CallContext, args: Any) -> Any:

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import trio
 
-from applikant.node.node import Node
 from applikant.logs import EventLog
 from applikant.manager.base import SYSTEM, Event, parse_id
 from applikant.manager.errors import Forbidden, NotFound
@@ -34,6 +33,7 @@ from applikant.manager.notify import Subscribers
 from applikant.manager.observer import Observer
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
+from applikant.node.node import Node
 
 log = EventLog("am")
 
@@ -92,7 +92,9 @@ class Manager:
 
     # ---- running the store ----------------------------------------------------
 
-    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> tuple[T, list[Event]]:
+    async def write(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> tuple[T, list[Event]]:
         """Run one store change in a worker thread; return its result and its events.
 
         Changes run one at a time. The events are handed to the subscribers before
@@ -115,13 +117,15 @@ class Manager:
 
     async def bulk_read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a large read on the bulk connection in a worker thread."""
-        return await trio.to_thread.run_sync(partial(fn, *args, **kwargs),
-                                             limiter=self._bulk_limiter)
+        return await trio.to_thread.run_sync(
+            partial(fn, *args, **kwargs), limiter=self._bulk_limiter
+        )
 
     async def hash_work(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a password verification (tens of ms of KDF) in a worker thread."""
-        return await trio.to_thread.run_sync(partial(fn, *args, **kwargs),
-                                             limiter=self._kdf_limiter)
+        return await trio.to_thread.run_sync(
+            partial(fn, *args, **kwargs), limiter=self._kdf_limiter
+        )
 
     # ---- authorization --------------------------------------------------------
 
@@ -182,8 +186,10 @@ class Manager:
         groups = {g.casefold() for g in self.reader.groups_of(actor.id)}
         if owner.casefold() in groups:
             return owner
-        raise Forbidden(f"{actor.login} may create repositories under {actor.login}/ "
-                        f"or a group they belong to, not under {owner}/")
+        raise Forbidden(
+            f"{actor.login} may create repositories under {actor.login}/ "
+            f"or a group they belong to, not under {owner}/"
+        )
 
 
 def open_manager(path: str, node: Node, passwords: Passwords | None = None) -> Manager:

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from applikant.manager.runtime import Manager
 from applikant.node.errors import ServiceError
 from applikant.node.node import CallContext, Handler
-from applikant.manager.runtime import Manager
 
 
 def dump(value: Any) -> Any:
@@ -57,8 +57,9 @@ class Service:
             except ServiceError:
                 raise
             except Exception as exc:
-                observer.error(ctx.caller, f"{ctx.service}.{ctx.method} failed: "
-                                           f"{type(exc).__name__}")
+                observer.error(
+                    ctx.caller, f"{ctx.service}.{ctx.method} failed: {type(exc).__name__}"
+                )
                 raise
 
         return handler

@@ -36,9 +36,7 @@ _ECDSA_CURVES = {
 }
 _SK_ECDSA = "sk-ecdsa-sha2-nistp256@openssh.com"
 _SK_ED25519 = "sk-ssh-ed25519@openssh.com"
-KEY_TYPES = frozenset(
-    {"ssh-ed25519", "ssh-rsa", _SK_ED25519, _SK_ECDSA, *_ECDSA_CURVES}
-)
+KEY_TYPES = frozenset({"ssh-ed25519", "ssh-rsa", _SK_ED25519, _SK_ECDSA, *_ECDSA_CURVES})
 
 
 @dataclass(frozen=True)
@@ -119,9 +117,7 @@ def _bits_of(key_type: str, reader: _Reader) -> int:
     curve, coord_len, bits = _ECDSA_CURVES.get(key_type, ("nistp256", 32, 256))
     blob_curve = reader.string()
     if blob_curve != curve.encode():
-        raise BadRequest(
-            f"the key says {key_type} but its data names curve {blob_curve[:32]!r}"
-        )
+        raise BadRequest(f"the key says {key_type} but its data names curve {blob_curve[:32]!r}")
     point = reader.string()
     if len(point) != 1 + 2 * coord_len or point[0] != 4:
         raise BadRequest(f"the {curve} public point is malformed")
@@ -134,7 +130,7 @@ def _bits_of(key_type: str, reader: _Reader) -> int:
 def _refuse_obvious_mistakes(text: str) -> None:
     if "PRIVATE KEY" in text:
         raise BadRequest("this looks like a private key; paste the .pub file instead")
-    if text.startswith("---- BEGIN SSH2 PUBLIC KEY") or text.startswith("-----BEGIN"):
+    if text.startswith(("---- BEGIN SSH2 PUBLIC KEY", "-----BEGIN")):
         raise BadRequest(
             "this key is in PEM/RFC 4716 form; convert it with `ssh-keygen -i -f FILE` "
             "and paste the one-line OpenSSH form"
@@ -188,7 +184,5 @@ def parse_public_key(text: object) -> PublicKey:
     bits = _bits_of(key_type, reader)
     comment = parts[2].strip() if len(parts) > 2 else ""
     if len(comment) > COMMENT_MAX or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in comment):
-        raise BadRequest(
-            f"the key comment must be at most {COMMENT_MAX} printable characters"
-        )
+        raise BadRequest(f"the key comment must be at most {COMMENT_MAX} printable characters")
     return PublicKey(key_type, bits, fingerprint_sha256(blob), comment, blob)

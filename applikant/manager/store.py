@@ -40,8 +40,17 @@ from applikant.manager.webhooks_store import WebhooksMixin
 __all__ = ["SYSTEM", "Event", "Store"]
 
 
-class Store(UsersMixin, KeysMixin, TokensMixin, GroupsMixin, ReposMixin, BranchesMixin,
-            AuditMixin, WebhooksMixin, BuildsMixin):
+class Store(
+    UsersMixin,
+    KeysMixin,
+    TokensMixin,
+    GroupsMixin,
+    ReposMixin,
+    BranchesMixin,
+    AuditMixin,
+    WebhooksMixin,
+    BuildsMixin,
+):
     """All of am's state; see the module docstring for the guarantees."""
 
     def __enter__(self) -> Store:

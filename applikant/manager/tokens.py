@@ -34,9 +34,7 @@ TOKEN_MAX = 512
 SECRET_BYTES = 32
 TOUCH_EVERY = timedelta(seconds=60)
 
-TOKEN_SELECT = (
-    "SELECT id, user_id, title, token_hash, created_at, last_used_at FROM api_tokens"
-)
+TOKEN_SELECT = "SELECT id, user_id, title, token_hash, created_at, last_used_at FROM api_tokens"
 
 
 def token_hash(token: str) -> str:
@@ -85,8 +83,9 @@ class TokensMixin(StoreBase):
                 "SELECT count(*) FROM api_tokens WHERE user_id = ?", (owner["id"],)
             ).fetchone()
             if count >= TOKENS_PER_USER_MAX:
-                raise Conflict(f"{owner['login']} has {count} tokens already; "
-                               "revoke some before making more")
+                raise Conflict(
+                    f"{owner['login']} has {count} tokens already; revoke some before making more"
+                )
             uid = f"user-{owner['id']}"
             secret = f"{uid}.{secrets.token_urlsafe(SECRET_BYTES)}"
             cur = tx.conn.execute(
@@ -95,8 +94,7 @@ class TokensMixin(StoreBase):
                 (owner["id"], title, token_hash(secret), tx.now),
             )
             token_id = f"token-{cur.lastrowid}"
-            tx.audit("token.create", user=uid, login=owner["login"], token=token_id,
-                     title=title)
+            tx.audit("token.create", user=uid, login=owner["login"], token=token_id, title=title)
             made = token_from_row(self._token_row(tx.conn, token_id))
             return NewApiToken(**made.model_dump(), token=secret)
 
@@ -127,8 +125,13 @@ class TokensMixin(StoreBase):
                 owner_row = self._user_row(tx.conn, f"user-{row['user_id']}")
             revoked = token_from_row(row)
             tx.conn.execute("DELETE FROM api_tokens WHERE id = ?", (row["id"],))
-            tx.audit("token.revoke", user=revoked.user, login=owner_row["login"],
-                     token=revoked.id, title=revoked.title)
+            tx.audit(
+                "token.revoke",
+                user=revoked.user,
+                login=owner_row["login"],
+                token=revoked.id,
+                title=revoked.title,
+            )
             return revoked
 
     def find_token(self, token: object) -> tuple[ApiToken, User] | None:
@@ -160,8 +163,9 @@ class TokensMixin(StoreBase):
         if number is None:
             raise BadRequest(f"{ref[:80]!r} is not a token id (token-7)")
         with self._lock:
-            self._conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
-                               (self._now(), number))
+            self._conn.execute(
+                "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (self._now(), number)
+            )
 
     def verify_token(self, token: object) -> User | None:
         """The enabled user a token stands for, or None (see find_token); records

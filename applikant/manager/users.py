@@ -110,8 +110,16 @@ class UsersMixin(StoreBase):
             tx.event("user.updated", user=uid, login=row["login"])
             return user_from_row(self._user_row(tx.conn, uid))
 
-    def _set_flag(self, ref: str, column: str, value: bool, actor: str,
-                  node: str | None, action: str, event: str) -> User:
+    def _set_flag(
+        self,
+        ref: str,
+        column: str,
+        value: bool,
+        actor: str,
+        node: str | None,
+        action: str,
+        event: str,
+    ) -> User:
         with self._write(actor, node) as tx:
             row = self._user_row(tx.conn, ref)
             tx.conn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (int(value), row["id"]))

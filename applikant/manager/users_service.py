@@ -37,23 +37,47 @@ from __future__ import annotations
 
 from typing import Any
 
-from applikant.node.node import CallContext
 from applikant.manager import requests as rq
 from applikant.manager.errors import Forbidden, NotFound
 from applikant.manager.models import User
 from applikant.manager.runtime import Actor
 from applikant.manager.service import Service, dump
+from applikant.node.node import CallContext
 
 
 class UserDb(Service):
     NAME = "am_user_db"
     METHODS = (
-        "add_user", "get_user", "list_users", "update_user", "disable_user", "enable_user",
-        "set_admin", "set_password", "verify_password",
-        "add_key", "get_key", "list_keys", "remove_key", "find_key", "all_keys", "touch_key",
-        "update_key", "create_token", "list_tokens", "revoke_token", "verify_token",
-        "create_group", "delete_group", "get_group", "list_groups", "add_member",
-        "remove_member", "groups_of", "subscribe", "unsubscribe",
+        "add_user",
+        "get_user",
+        "list_users",
+        "update_user",
+        "disable_user",
+        "enable_user",
+        "set_admin",
+        "set_password",
+        "verify_password",
+        "add_key",
+        "get_key",
+        "list_keys",
+        "remove_key",
+        "find_key",
+        "all_keys",
+        "touch_key",
+        "update_key",
+        "create_token",
+        "list_tokens",
+        "revoke_token",
+        "verify_token",
+        "create_group",
+        "delete_group",
+        "get_group",
+        "list_groups",
+        "add_member",
+        "remove_member",
+        "groups_of",
+        "subscribe",
+        "unsubscribe",
     )
 
     def _shown(self, actor: Actor, user: User) -> dict[str, Any]:
@@ -68,8 +92,9 @@ class UserDb(Service):
         req = rq.parse(rq.AddUser, args, self.where(ctx))
         self.m.require_admin(self.m.actor(req.actor), "add users")
         fields = req.model_dump(exclude={"actor", "login"})
-        user, _ = await self.m.write(self.m.writer.add_user, req.login, actor=req.actor,
-                                     node=ctx.caller, **fields)
+        user, _ = await self.m.write(
+            self.m.writer.add_user, req.login, actor=req.actor, node=ctx.caller, **fields
+        )
         return dump(user)
 
     async def get_user(self, ctx: CallContext, args: Any) -> Any:
@@ -87,9 +112,14 @@ class UserDb(Service):
     async def update_user(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.UpdateUser, args, self.where(ctx))
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "change the details")
-        user, _ = await self.m.write(self.m.writer.update_user, req.user, actor=req.actor,
-                                     node=ctx.caller, display_name=req.display_name,
-                                     email=req.email)
+        user, _ = await self.m.write(
+            self.m.writer.update_user,
+            req.user,
+            actor=req.actor,
+            node=ctx.caller,
+            display_name=req.display_name,
+            email=req.email,
+        )
         return dump(user)
 
     async def disable_user(self, ctx: CallContext, args: Any) -> Any:
@@ -107,15 +137,17 @@ class UserDb(Service):
     async def set_admin(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.SetAdmin, args, self.where(ctx))
         self.m.require_admin(self.m.actor(req.actor), "grant or take site admin rights")
-        user, _ = await self.m.write(self.m.writer.set_admin, req.user, req.is_admin,
-                                     actor=req.actor, node=ctx.caller)
+        user, _ = await self.m.write(
+            self.m.writer.set_admin, req.user, req.is_admin, actor=req.actor, node=ctx.caller
+        )
         return dump(user)
 
     async def set_password(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.SetPassword, args, self.where(ctx))
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "set the password")
-        await self.m.write(self.m.writer.set_password, req.user, req.password,
-                           actor=req.actor, node=ctx.caller)
+        await self.m.write(
+            self.m.writer.set_password, req.user, req.password, actor=req.actor, node=ctx.caller
+        )
         return None
 
     async def verify_password(self, ctx: CallContext, args: Any) -> Any:
@@ -130,8 +162,14 @@ class UserDb(Service):
     async def add_key(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.AddKey, args, self.where(ctx))
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "add keys")
-        key, _ = await self.m.write(self.m.writer.add_key, req.user, req.key, actor=req.actor,
-                                    node=ctx.caller, title=req.title)
+        key, _ = await self.m.write(
+            self.m.writer.add_key,
+            req.user,
+            req.key,
+            actor=req.actor,
+            node=ctx.caller,
+            title=req.title,
+        )
         return dump(key)
 
     async def get_key(self, ctx: CallContext, args: Any) -> Any:
@@ -155,15 +193,19 @@ class UserDb(Service):
             if owner is not None and not self.m.is_self(actor, owner):
                 raise Forbidden(f"{actor.login} may remove their own keys only")
             owner = actor.id  # someone else's key is then "not found"
-        key, _ = await self.m.write(self.m.writer.remove_key, req.key, actor=req.actor,
-                                    node=ctx.caller, user=owner)
+        key, _ = await self.m.write(
+            self.m.writer.remove_key, req.key, actor=req.actor, node=ctx.caller, user=owner
+        )
         return dump(key)
 
     async def find_key(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.FindKey, args, self.where(ctx))
         self.m.require_admin(self.m.actor(req.actor), "look keys up by fingerprint")
-        return dump(self.m.reader.find_key_by_fingerprint(
-            req.fingerprint, include_disabled=req.include_disabled))
+        return dump(
+            self.m.reader.find_key_by_fingerprint(
+                req.fingerprint, include_disabled=req.include_disabled
+            )
+        )
 
     async def all_keys(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.AllKeys, args, self.where(ctx))
@@ -181,8 +223,14 @@ class UserDb(Service):
         req = rq.parse(rq.UpdateKey, args, self.where(ctx))
         actor = self.m.actor(req.actor)
         owner = None if actor.is_admin else actor.id  # someone else's key: "not found"
-        key, _ = await self.m.write(self.m.writer.update_key, req.key, req.title,
-                                    actor=req.actor, node=ctx.caller, user=owner)
+        key, _ = await self.m.write(
+            self.m.writer.update_key,
+            req.key,
+            req.title,
+            actor=req.actor,
+            node=ctx.caller,
+            user=owner,
+        )
         return dump(key)
 
     # ---- API tokens -------------------------------------------------------
@@ -190,8 +238,9 @@ class UserDb(Service):
     async def create_token(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.CreateToken, args, self.where(ctx))
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "make API tokens")
-        token, _ = await self.m.write(self.m.writer.create_token, req.user, req.title,
-                                      actor=req.actor, node=ctx.caller)
+        token, _ = await self.m.write(
+            self.m.writer.create_token, req.user, req.title, actor=req.actor, node=ctx.caller
+        )
         return dump(token)
 
     async def list_tokens(self, ctx: CallContext, args: Any) -> Any:
@@ -207,8 +256,9 @@ class UserDb(Service):
             if owner is not None and not self.m.is_self(actor, owner):
                 raise Forbidden(f"{actor.login} may revoke their own tokens only")
             owner = actor.id  # someone else's token is then "not found"
-        token, _ = await self.m.write(self.m.writer.revoke_token, req.token, actor=req.actor,
-                                      node=ctx.caller, user=owner)
+        token, _ = await self.m.write(
+            self.m.writer.revoke_token, req.token, actor=req.actor, node=ctx.caller, user=owner
+        )
         return dump(token)
 
     async def verify_token(self, ctx: CallContext, args: Any) -> Any:
@@ -230,15 +280,19 @@ class UserDb(Service):
     async def create_group(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.CreateGroup, args, self.where(ctx))
         self.m.require_admin(self.m.actor(req.actor), "create groups")
-        group, _ = await self.m.write(self.m.writer.create_group, req.name, actor=req.actor,
-                                      node=ctx.caller, description=req.description)
+        group, _ = await self.m.write(
+            self.m.writer.create_group,
+            req.name,
+            actor=req.actor,
+            node=ctx.caller,
+            description=req.description,
+        )
         return dump(group)
 
     async def delete_group(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(rq.DeleteGroup, args, self.where(ctx))
         self.m.require_admin(self.m.actor(req.actor), "delete groups")
-        await self.m.write(self.m.writer.delete_group, req.group, actor=req.actor,
-                           node=ctx.caller)
+        await self.m.write(self.m.writer.delete_group, req.group, actor=req.actor, node=ctx.caller)
         return None
 
     async def get_group(self, ctx: CallContext, args: Any) -> Any:

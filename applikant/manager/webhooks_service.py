@@ -28,7 +28,6 @@ from typing import Any
 
 import trio
 
-from applikant.node.node import CallContext
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.base import Event
@@ -36,6 +35,7 @@ from applikant.manager.errors import NotFound
 from applikant.manager.runtime import Actor, Manager
 from applikant.manager.service import Service, dump
 from applikant.manager.webhooks_store import StoreQueue
+from applikant.node.node import CallContext
 from applikant.webhooks import DeliverySettings, RetryPolicy, deliver_pending
 
 log = EventLog("am")
@@ -93,8 +93,14 @@ class Waker:
         return self._event
 
 
-async def run_worker(manager: Manager, *, policy: RetryPolicy, settings: DeliverySettings,
-                     concurrency: int = 4, poll_interval: float = 30.0) -> None:
+async def run_worker(
+    manager: Manager,
+    *,
+    policy: RetryPolicy,
+    settings: DeliverySettings,
+    concurrency: int = 4,
+    poll_interval: float = 30.0,
+) -> None:
     """Deliver for ever (until cancelled with am's nursery)."""
     waker = Waker(manager)
     manager.listeners.append(waker)
@@ -102,9 +108,14 @@ async def run_worker(manager: Manager, *, policy: RetryPolicy, settings: Deliver
     log.info("webhooks_worker_started", next_due=str(queue.reader.next_delivery_due()))
     while True:
         try:
-            await deliver_pending(queue, policy=policy, settings=settings,
-                                  concurrency=concurrency, poll_interval=poll_interval,
-                                  wake=waker.wake)
+            await deliver_pending(
+                queue,
+                policy=policy,
+                settings=settings,
+                concurrency=concurrency,
+                poll_interval=poll_interval,
+                wake=waker.wake,
+            )
         except Exception as exc:
             # The store failed (disk full, locked too long): am's other services
             # go on; the deliveries wait in the database for the next round.
@@ -114,8 +125,14 @@ async def run_worker(manager: Manager, *, policy: RetryPolicy, settings: Deliver
 
 class WebhooksService(Service):
     NAME = "am_webhooks"
-    METHODS = ("add_hook", "list_hooks", "remove_hook", "list_deliveries", "get_delivery",
-               "redeliver")
+    METHODS = (
+        "add_hook",
+        "list_hooks",
+        "remove_hook",
+        "list_deliveries",
+        "get_delivery",
+        "redeliver",
+    )
 
     def _require_scope(self, actor: Actor, repo: str | None) -> None:
         if repo is None:
@@ -135,9 +152,17 @@ class WebhooksService(Service):
     async def add_hook(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(AddHook, args, self.where(ctx))
         self._require_scope(self.m.actor(req.actor), req.repo)
-        hook, _ = await self.m.write(self.m.writer.add_hook, req.repo, req.url, req.events,
-                                     secret=req.secret, active=req.active, ping=req.ping,
-                                     actor=req.actor, node=ctx.caller)
+        hook, _ = await self.m.write(
+            self.m.writer.add_hook,
+            req.repo,
+            req.url,
+            req.events,
+            secret=req.secret,
+            active=req.active,
+            ping=req.ping,
+            actor=req.actor,
+            node=ctx.caller,
+        )
         log.info("hook_added", hook=hook.id, repo=hook.repo or "(site)", url=hook.url)
         return dump(hook)
 
@@ -149,8 +174,9 @@ class WebhooksService(Service):
     async def remove_hook(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(HookRef, args, self.where(ctx))
         self._require_hook(self.m.actor(req.actor), req.hook)
-        hook, _ = await self.m.write(self.m.writer.remove_hook, req.hook, actor=req.actor,
-                                     node=ctx.caller)
+        hook, _ = await self.m.write(
+            self.m.writer.remove_hook, req.hook, actor=req.actor, node=ctx.caller
+        )
         return dump(hook)
 
     async def list_deliveries(self, ctx: CallContext, args: Any) -> Any:
@@ -168,6 +194,7 @@ class WebhooksService(Service):
         req = rq.parse(Redeliver, args, self.where(ctx))
         delivery = self.m.reader.get_delivery(req.delivery)
         self._require_hook(self.m.actor(req.actor), delivery.hook)
-        made, _ = await self.m.write(self.m.writer.redeliver, req.delivery, actor=req.actor,
-                                     node=ctx.caller)
+        made, _ = await self.m.write(
+            self.m.writer.redeliver, req.delivery, actor=req.actor, node=ctx.caller
+        )
         return dump(made)

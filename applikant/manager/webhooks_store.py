@@ -36,11 +36,25 @@ from pydantic import BaseModel, ConfigDict
 
 from applikant.manager.base import REPO_SELECT, StoreBase, Tx, format_time, parse_id
 from applikant.manager.errors import BadRequest, Conflict, NotFound
-from applikant.webhooks import (Attempt, InvalidHookURL, Outcome, PendingDelivery, encode_body,
-                                new_secret, validate_url)
+from applikant.webhooks import (
+    Attempt,
+    InvalidHookURL,
+    Outcome,
+    PendingDelivery,
+    encode_body,
+    new_secret,
+    validate_url,
+)
 
-__all__ = ["HOOK_EVENTS", "Delivery", "NewWebhook", "StoreQueue", "Webhook",
-           "WebhooksMixin", "normalize_events"]
+__all__ = [
+    "HOOK_EVENTS",
+    "Delivery",
+    "NewWebhook",
+    "StoreQueue",
+    "Webhook",
+    "WebhooksMixin",
+    "normalize_events",
+]
 
 #: What a hook may subscribe to (ping is sent to every new hook, unasked).
 HOOK_EVENTS = ("push", "repo_created", "repo_deleted", "build_finished")
@@ -49,10 +63,15 @@ SECRET_MAX = 256
 DELIVERIES_LIST_MAX = 500
 
 # The store's change events that make deliveries, and the hook event each is.
-_TRIGGERS = {"repo.pushed": "push", "repo.created": "repo_created",
-             "repo.deleted": "repo_deleted", "build.finished": "build_finished"}
+_TRIGGERS = {
+    "repo.pushed": "push",
+    "repo.created": "repo_created",
+    "repo.deleted": "repo_deleted",
+    "build.finished": "build_finished",
+}
 _HOOK_ID = re.compile(r"hook-([1-9][0-9]{0,17})\Z")
 _ZERO = "0" * 40
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -135,22 +154,38 @@ def _hook_from_row(row: sqlite3.Row) -> Webhook:
     return Webhook(
         id=f"hook-{row['id']}",
         repo=None if row["repo_id"] is None else f"{row['owner']}/{row['repo_name']}",
-        url=row["url"], events=json.loads(row["events"]), active=bool(row["active"]),
-        created_at=row["created_at"], created_by=row["created_by"],
-        last_status=row["last_status"])
+        url=row["url"],
+        events=json.loads(row["events"]),
+        active=bool(row["active"]),
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        last_status=row["last_status"],
+    )
 
 
 def _attempt_from_row(row: sqlite3.Row) -> Attempt:
-    return Attempt(number=row["number"], started_at=row["started_at"],
-                   duration=row["duration"], outcome=Outcome(row["outcome"]),
-                   status_code=row["status_code"], location=row["location"],
-                   response=row["response"], error=row["error"])
+    return Attempt(
+        number=row["number"],
+        started_at=row["started_at"],
+        duration=row["duration"],
+        outcome=Outcome(row["outcome"]),
+        status_code=row["status_code"],
+        location=row["location"],
+        response=row["response"],
+        error=row["error"],
+    )
 
 
 def _repo_json(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": f"repo-{row['id']}", "full_name": f"{row['owner']}/{row['name']}",
-            "owner": row["owner"], "name": row["name"], "is_public": bool(row["is_public"]),
-            "default_branch": row["default_branch"], "description": row["description"]}
+    return {
+        "id": f"repo-{row['id']}",
+        "full_name": f"{row['owner']}/{row['name']}",
+        "owner": row["owner"],
+        "name": row["name"],
+        "is_public": bool(row["is_public"]),
+        "default_branch": row["default_branch"],
+        "description": row["description"],
+    }
 
 
 class WebhooksMixin(StoreBase):
@@ -179,7 +214,9 @@ class WebhooksMixin(StoreBase):
             repo_id = repo_row["id"] if repo_row is not None else None
             hooks = tx.conn.execute(
                 "SELECT id, events FROM webhooks WHERE active = 1"
-                " AND (repo_id IS NULL OR repo_id = ?) ORDER BY id", (repo_id,)).fetchall()
+                " AND (repo_id IS NULL OR repo_id = ?) ORDER BY id",
+                (repo_id,),
+            ).fetchall()
             for hook in hooks:
                 if hook_event in json.loads(hook["events"]):
                     self._insert_delivery(tx, hook["id"], hook_event, encode_body(payload))
@@ -195,27 +232,39 @@ class WebhooksMixin(StoreBase):
         repo = event.get("repo")
         if isinstance(repo, str) and "/" in repo:
             owner, _, name = repo.removesuffix(".git").partition("/")
-            return conn.execute(REPO_SELECT + " WHERE o.name = ? AND r.name = ?",
-                                (owner, name)).fetchone()
+            return conn.execute(
+                REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name)
+            ).fetchone()
         return None
 
-    def _payload(self, tx: Tx, hook_event: str, event: dict[str, Any],
-                 repo_row: sqlite3.Row | None) -> dict[str, Any]:
+    def _payload(
+        self, tx: Tx, hook_event: str, event: dict[str, Any], repo_row: sqlite3.Row | None
+    ) -> dict[str, Any]:
         if repo_row is not None:
             repository: dict[str, Any] = _repo_json(repo_row)
         else:  # a deleted repository: what the event still says of it
             repository = {"id": event.get("id"), "full_name": event.get("repo")}
         actor = str(event.get("actor") or tx.actor)
-        payload: dict[str, Any] = {"event": hook_event, "created_at": tx.now,
-                                   "repository": repository, "sender": self._who(tx.conn, actor)}
+        payload: dict[str, Any] = {
+            "event": hook_event,
+            "created_at": tx.now,
+            "repository": repository,
+            "sender": self._who(tx.conn, actor),
+        }
         if hook_event == "push":
-            refs = [{"ref": r["ref"], "before": r["old"], "after": r["new"],
-                     "created": r["old"] == _ZERO, "deleted": r["new"] == _ZERO}
-                    for r in event.get("refs", [])]
+            refs = [
+                {
+                    "ref": r["ref"],
+                    "before": r["old"],
+                    "after": r["new"],
+                    "created": r["old"] == _ZERO,
+                    "deleted": r["new"] == _ZERO,
+                }
+                for r in event.get("refs", [])
+            ]
             payload.update(pusher=payload["sender"], refs=refs)
             if len(refs) == 1:  # GitHub's shape, for receivers written for it
-                payload.update(ref=refs[0]["ref"], before=refs[0]["before"],
-                               after=refs[0]["after"])
+                payload.update(ref=refs[0]["ref"], before=refs[0]["before"], after=refs[0]["after"])
             if event.get("event_id"):
                 payload["push_id"] = event["event_id"]
         elif hook_event == "build_finished":
@@ -232,13 +281,15 @@ class WebhooksMixin(StoreBase):
         row = conn.execute("SELECT name FROM owners WHERE id = ?", (number,)).fetchone()
         return {"id": actor, "login": row["name"] if row else None}
 
-    def _insert_delivery(self, tx: Tx, hook_id: int, event: str, body: str,
-                         redelivery_of: str | None = None) -> str:
+    def _insert_delivery(
+        self, tx: Tx, hook_id: int, event: str, body: str, redelivery_of: str | None = None
+    ) -> str:
         delivery_id = str(uuid.uuid4())
         tx.conn.execute(
             "INSERT INTO webhook_deliveries (id, hook_id, event, body, status, attempts,"
             " next_attempt_at, created_at, redelivery_of) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            (delivery_id, hook_id, event, body, tx.now, tx.now, redelivery_of))
+            (delivery_id, hook_id, event, body, tx.now, tx.now, redelivery_of),
+        )
         return delivery_id
 
     # ---- hooks ------------------------------------------------------------------------
@@ -249,9 +300,18 @@ class WebhooksMixin(StoreBase):
             raise NotFound(f"no hook {ref}")
         return row
 
-    def add_hook(self, repo: str | None, url: str, events: object, *, secret: str | None = None,
-                 active: bool = True, ping: bool = True, actor: str,
-                 node: str | None = None) -> NewWebhook:
+    def add_hook(
+        self,
+        repo: str | None,
+        url: str,
+        events: object,
+        *,
+        secret: str | None = None,
+        active: bool = True,
+        ping: bool = True,
+        actor: str,
+        node: str | None = None,
+    ) -> NewWebhook:
         """A new hook on `repo` (None: site-wide); the answer carries its secret.
 
         Raises BadRequest for a URL that is not http(s) (the message says why),
@@ -267,26 +327,35 @@ class WebhooksMixin(StoreBase):
         if secret is None or secret == "":
             secret = new_secret()
         if not isinstance(secret, str) or len(secret) > SECRET_MAX or not secret.isprintable():
-            raise BadRequest(f"the secret must be printable text of at most {SECRET_MAX} characters")
+            raise BadRequest(
+                f"the secret must be printable text of at most {SECRET_MAX} characters"
+            )
         if not isinstance(active, bool):
             raise BadRequest("active must be true or false")
         with self._write(actor, node) as tx:
             repo_id = None if repo is None else self._repo_row(tx.conn, repo)["id"]
-            (count,) = tx.conn.execute("SELECT count(*) FROM webhooks WHERE repo_id IS ?",
-                                       (repo_id,)).fetchone()
+            (count,) = tx.conn.execute(
+                "SELECT count(*) FROM webhooks WHERE repo_id IS ?", (repo_id,)
+            ).fetchone()
             if count >= HOOKS_PER_SCOPE_MAX:
                 raise Conflict(f"there are {count} hooks here already; remove some first")
             cur = tx.conn.execute(
                 "INSERT INTO webhooks (repo_id, url, secret, events, active, created_at, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (repo_id, url, secret, json.dumps(names), int(active), tx.now, tx.actor))
+                (repo_id, url, secret, json.dumps(names), int(active), tx.now, tx.actor),
+            )
             assert cur.lastrowid is not None
             hook = _hook_from_row(self._hook_row(tx.conn, f"hook-{cur.lastrowid}"))
             tx.audit("hook.add", hook.repo, hook=hook.id, url=url, events=names)
             if ping and active:
-                body = encode_body({"event": "ping", "created_at": tx.now, "hook": {
-                    "id": hook.id, "repo": hook.repo, "events": names, "url": url},
-                    "zen": "Keep it logically awesome."})
+                body = encode_body(
+                    {
+                        "event": "ping",
+                        "created_at": tx.now,
+                        "hook": {"id": hook.id, "repo": hook.repo, "events": names, "url": url},
+                        "zen": "Keep it logically awesome.",
+                    }
+                )
                 self._insert_delivery(tx, cur.lastrowid, "ping", body)
                 self.queued_deliveries += 1
         return NewWebhook(**hook.model_dump(), secret=secret)
@@ -316,13 +385,21 @@ class WebhooksMixin(StoreBase):
     # ---- the delivery log --------------------------------------------------------------
 
     def _delivery(self, conn: sqlite3.Connection, row: sqlite3.Row) -> Delivery:
-        attempts = conn.execute("SELECT * FROM webhook_attempts WHERE delivery_id = ?"
-                                " ORDER BY number", (row["id"],)).fetchall()
-        return Delivery(id=row["id"], hook=f"hook-{row['hook_id']}", event=row["event"],
-                        status=row["status"], attempts=row["attempts"],
-                        next_attempt_at=row["next_attempt_at"], created_at=row["created_at"],
-                        redelivery_of=row["redelivery_of"], body=row["body"],
-                        log=[_attempt_from_row(a) for a in attempts])
+        attempts = conn.execute(
+            "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY number", (row["id"],)
+        ).fetchall()
+        return Delivery(
+            id=row["id"],
+            hook=f"hook-{row['hook_id']}",
+            event=row["event"],
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            created_at=row["created_at"],
+            redelivery_of=row["redelivery_of"],
+            body=row["body"],
+            log=[_attempt_from_row(a) for a in attempts],
+        )
 
     def list_deliveries(self, hook: str, limit: int = 50) -> list[Delivery]:
         """A hook's deliveries, newest first, each with its attempts."""
@@ -330,15 +407,18 @@ class WebhooksMixin(StoreBase):
             raise BadRequest(f"limit must be 1 to {DELIVERIES_LIST_MAX}")
         with self._read() as conn:
             number = self._hook_row(conn, hook)["id"]
-            rows = conn.execute("SELECT * FROM webhook_deliveries WHERE hook_id = ?"
-                                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                                (number, limit)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (number, limit),
+            ).fetchall()
             return [self._delivery(conn, row) for row in rows]
 
     def get_delivery(self, ref: str) -> Delivery:
         with self._read() as conn:
-            row = conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?",
-                               (_delivery_id(ref),)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"no delivery {ref}")
             return self._delivery(conn, row)
@@ -347,18 +427,22 @@ class WebhooksMixin(StoreBase):
         """A new delivery of the same body to the same hook (its current URL and
         secret), due now. Raises NotFound for an unknown delivery."""
         with self._write(actor, node) as tx:
-            row = tx.conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?",
-                                  (_delivery_id(ref),)).fetchone()
+            row = tx.conn.execute(
+                "SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"no delivery {ref}")
             hook = _hook_from_row(self._hook_row(tx.conn, f"hook-{row['hook_id']}"))
-            new_id = self._insert_delivery(tx, row["hook_id"], row["event"], row["body"],
-                                           redelivery_of=row["id"])
-            tx.audit("hook.redeliver", hook.repo, hook=hook.id, delivery=row["id"],
-                     new_delivery=new_id)
+            new_id = self._insert_delivery(
+                tx, row["hook_id"], row["event"], row["body"], redelivery_of=row["id"]
+            )
+            tx.audit(
+                "hook.redeliver", hook.repo, hook=hook.id, delivery=row["id"], new_delivery=new_id
+            )
             self.queued_deliveries += 1
-            made = tx.conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?",
-                                   (new_id,)).fetchone()
+            made = tx.conn.execute(
+                "SELECT * FROM webhook_deliveries WHERE id = ?", (new_id,)
+            ).fetchone()
             return self._delivery(tx.conn, made)
 
     # ---- the queue (applikant.webhooks.DeliveryQueue, synchronously) --------------------
@@ -369,26 +453,45 @@ class WebhooksMixin(StoreBase):
                 "SELECT d.id, d.hook_id, d.event, d.body, d.attempts, h.url, h.secret"
                 " FROM webhook_deliveries d JOIN webhooks h ON h.id = d.hook_id"
                 " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
-                " ORDER BY d.next_attempt_at LIMIT ?", (format_time(now), limit)).fetchall()
-        return [PendingDelivery(id=r["id"], hook_id=f"hook-{r['hook_id']}", url=r["url"],
-                                secret=r["secret"], event=r["event"], body=r["body"],
-                                attempts=r["attempts"]) for r in rows]
+                " ORDER BY d.next_attempt_at LIMIT ?",
+                (format_time(now), limit),
+            ).fetchall()
+        return [
+            PendingDelivery(
+                id=r["id"],
+                hook_id=f"hook-{r['hook_id']}",
+                url=r["url"],
+                secret=r["secret"],
+                event=r["event"],
+                body=r["body"],
+                attempts=r["attempts"],
+            )
+            for r in rows
+        ]
 
     def next_delivery_due(self) -> datetime | None:
         with self._read() as conn:
-            row = conn.execute("SELECT min(next_attempt_at) FROM webhook_deliveries"
-                               " WHERE status = 'pending'").fetchone()
+            row = conn.execute(
+                "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
+            ).fetchone()
         return None if row[0] is None else datetime.fromisoformat(row[0].replace("Z", "+00:00"))
 
-    def record_attempt(self, delivery_id: str, attempt: Attempt,
-                       next_attempt_at: datetime | None, *, actor: str = "system",
-                       node: str | None = None) -> None:
+    def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        next_attempt_at: datetime | None,
+        *,
+        actor: str = "system",
+        node: str | None = None,
+    ) -> None:
         """Keep an attempt; finish the delivery when `next_attempt_at` is None.
         A delivery removed meanwhile (its hook deleted) is ignored. Not audited:
         the delivery log is the record."""
         with self._write(actor, node) as tx:
-            row = tx.conn.execute("SELECT attempts FROM webhook_deliveries WHERE id = ?",
-                                  (delivery_id,)).fetchone()
+            row = tx.conn.execute(
+                "SELECT attempts FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
             if row is None:
                 return
             number = row["attempts"] + 1
@@ -396,15 +499,27 @@ class WebhooksMixin(StoreBase):
                 "INSERT OR REPLACE INTO webhook_attempts (delivery_id, number, started_at,"
                 " duration, outcome, status_code, location, response, error)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (delivery_id, number, format_time(attempt.started_at), attempt.duration,
-                 attempt.outcome.value, attempt.status_code, attempt.location,
-                 attempt.response, attempt.error))
+                (
+                    delivery_id,
+                    number,
+                    format_time(attempt.started_at),
+                    attempt.duration,
+                    attempt.outcome.value,
+                    attempt.status_code,
+                    attempt.location,
+                    attempt.response,
+                    attempt.error,
+                ),
+            )
             if next_attempt_at is None:
                 status, due = ("delivered" if attempt.ok else "failed"), None
             else:
                 status, due = "pending", format_time(next_attempt_at)
-            tx.conn.execute("UPDATE webhook_deliveries SET attempts = ?, status = ?,"
-                            " next_attempt_at = ? WHERE id = ?", (number, status, due, delivery_id))
+            tx.conn.execute(
+                "UPDATE webhook_deliveries SET attempts = ?, status = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                (number, status, due, delivery_id),
+            )
 
 
 class StoreQueue:
@@ -412,8 +527,9 @@ class StoreQueue:
     (quick indexed lookups, on the trio thread), attempts recorded through
     `write` (am's Manager.write: one writer at a time, in a worker thread)."""
 
-    def __init__(self, reader: WebhooksMixin, writer: WebhooksMixin,
-                 write: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self, reader: WebhooksMixin, writer: WebhooksMixin, write: Callable[..., Awaitable[Any]]
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self._write = write
@@ -424,6 +540,7 @@ class StoreQueue:
     async def next_due(self) -> datetime | None:
         return self.reader.next_delivery_due()
 
-    async def record(self, delivery_id: str, attempt: Attempt,
-                     next_attempt_at: datetime | None) -> None:
+    async def record(
+        self, delivery_id: str, attempt: Attempt, next_attempt_at: datetime | None
+    ) -> None:
         await self._write(self.writer.record_attempt, delivery_id, attempt, next_attempt_at)

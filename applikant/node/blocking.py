@@ -47,8 +47,15 @@ _made = 0
 class EphemeralNode:
     """A hidden node linked to one peer. Use as a context manager, or call close()."""
 
-    def __init__(self, peer: str, cookie: bytes, *, prefix: str = "cli",
-                 settings: DistSettings | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        peer: str,
+        cookie: bytes,
+        *,
+        prefix: str = "cli",
+        settings: DistSettings | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """Connect and shake hands with `peer` within `timeout` seconds.
 
         Raises NodeDown (nothing answers), Refused (the peer turned us away).
@@ -66,7 +73,9 @@ class EphemeralNode:
         try:
             sock = rawsock.connect(host, port, _left(deadline, peer))
         except OSError as exc:
-            raise NodeDown(f"{peer} is not reachable at {host}:{port} ({exc.strerror or exc})") from None
+            raise NodeDown(
+                f"{peer} is not reachable at {host}:{port} ({exc.strerror or exc})"
+            ) from None
         if s.tls.enabled:
             import socket
 
@@ -79,15 +88,16 @@ class EphemeralNode:
                 sock.close()
                 raise Refused(f"TLS with {peer} failed: {exc}") from None
         self._sock = sock
-        self._proto = protocol.Connection(Role.CLIENT, self.name, cookie, hidden=True,
-                                          max_frame=s.max_frame)
+        self._proto = protocol.Connection(
+            Role.CLIENT, self.name, cookie, hidden=True, max_frame=s.max_frame
+        )
         try:
             self._handshake(deadline)
         except BaseException:
             self.close()
             raise
 
-    def __enter__(self) -> "EphemeralNode":
+    def __enter__(self) -> EphemeralNode:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,8 +130,15 @@ class EphemeralNode:
         except (OSError, ProtocolError) as exc:
             raise NodeDown(f"handshake with {self.peer} failed: {exc or 'timed out'}") from None
 
-    def call(self, target: str, method: str, args: object = None, *,
-             node: str | None = None, timeout: float | None = None) -> object:
+    def call(
+        self,
+        target: str,
+        method: str,
+        args: object = None,
+        *,
+        node: str | None = None,
+        timeout: float | None = None,
+    ) -> object:
         """Call a global name (or `target` on `node`) through the peer; return the reply.
 
         Ticks keep the link alive while a long call runs. Raises NoSuchName,
@@ -156,8 +173,11 @@ class EphemeralNode:
                 if t is ErrorReply and event.req_id == req_id:
                     raise error_from_reply(event.kind, event.message)
                 if t is protocol.Call:  # we serve nothing
-                    sock.sendall(proto.send(ErrorReply(event.req_id, "no_such_name",
-                                                       f"{self.name} serves nothing")))
+                    sock.sendall(
+                        proto.send(
+                            ErrorReply(event.req_id, "no_such_name", f"{self.name} serves nothing")
+                        )
+                    )
                 elif t is ConnectionClosed:
                     raise NodeDown(f"{self.peer} closed the connection during {target}.{method}")
         except (OSError, RemoteProtocolError) as exc:
@@ -171,9 +191,18 @@ def _left(deadline: float, peer: str) -> float:
     return left
 
 
-def call(peer: str, cookie: bytes, target: str, method: str, args: object = None, *,
-         prefix: str = "cli", node: str | None = None, settings: DistSettings | None = None,
-         timeout: float | None = None) -> object:
+def call(
+    peer: str,
+    cookie: bytes,
+    target: str,
+    method: str,
+    args: object = None,
+    *,
+    prefix: str = "cli",
+    node: str | None = None,
+    settings: DistSettings | None = None,
+    timeout: float | None = None,
+) -> object:
     """Connect, call once, close: what `as`, `ah` and most CLI commands do."""
     with EphemeralNode(peer, cookie, prefix=prefix, settings=settings, timeout=timeout) as eph:
         return eph.call(target, method, args, node=node, timeout=timeout)

@@ -39,8 +39,9 @@ async def _fail(ctx: CallContext, args: Any) -> None:
 
 async def _call(ctx: CallContext, args: Any) -> Any:
     """Call onward: lets tests make one node call another's service."""
-    return await ctx.node.call(args["target"], args["method"], args.get("args"),
-                               timeout=args.get("timeout", 5.0))
+    return await ctx.node.call(
+        args["target"], args["method"], args.get("args"), timeout=args.get("timeout", 5.0)
+    )
 
 
 HANDLERS = {"echo": _echo, "sleep": _sleep, "crash": _crash, "fail": _fail, "call": _call}
@@ -84,8 +85,7 @@ def main() -> None:
     logs.setup("info")
     logs.set_node(args.name)
     try:
-        trio.run(run, args.name, [] if args.plain else (args.globals or ["echo"]),
-                 args.connect)
+        trio.run(run, args.name, [] if args.plain else (args.globals or ["echo"]), args.connect)
     except (DistError, envconfig.ConfigError) as exc:
         print(f"applikant: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -32,11 +32,12 @@ class FastSocketStream(trio.abc.Stream):
         self._drained = False
 
     @classmethod
-    def from_trio(cls, stream: trio.SocketStream) -> "FastSocketStream":
+    def from_trio(cls, stream: trio.SocketStream) -> FastSocketStream:
         """Take over the socket of a trio SocketStream (from open_tcp_stream or a listener)."""
         trio_sock = stream.socket
-        sock = socket.socket(trio_sock.family, trio_sock.type, trio_sock.proto,
-                             fileno=trio_sock.detach())
+        sock = socket.socket(
+            trio_sock.family, trio_sock.type, trio_sock.proto, fileno=trio_sock.detach()
+        )
         return cls(sock)
 
     def _check_open(self) -> None:

@@ -21,7 +21,7 @@ class Pending:
     by the node's sweeper when its deadline passes (a cancel scope per call would
     cost a quarter of a call's CPU time)."""
 
-    __slots__ = ("done", "value", "error", "deadline", "what")
+    __slots__ = ("deadline", "done", "error", "value", "what")
 
     def __init__(self, deadline: float, what: str) -> None:
         self.done = trio.Event()
@@ -32,8 +32,9 @@ class Pending:
 
 
 class Link:
-    def __init__(self, stream: trio.abc.Stream, proto: Connection, peer: str, hidden: bool,
-                 address: str) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, proto: Connection, peer: str, hidden: bool, address: str
+    ) -> None:
         self.stream = stream
         self.proto = proto
         self.peer = peer
@@ -97,14 +98,16 @@ class Link:
 
     # ---- calls ------------------------------------------------------------
 
-    async def call(self, node: str | None, target: str, method: str, args: Any,
-                   timeout: float) -> Any:
+    async def call(
+        self, node: str | None, target: str, method: str, args: Any, timeout: float
+    ) -> Any:
         """Send a call and wait for its reply; a caller that gives up sends Cancel."""
         self._next_id += 1
         req_id = self._next_id
         deadline = trio.current_time() + (timeout if timeout is not None else math.inf)
-        pending = Pending(deadline, f"{target}.{method} on {self.peer} did not answer "
-                                    f"within {timeout} s")
+        pending = Pending(
+            deadline, f"{target}.{method} on {self.peer} did not answer within {timeout} s"
+        )
         self.pending[req_id] = pending
         try:
             await self.send_event(Call(req_id, node, target, method, args))
@@ -133,8 +136,9 @@ class Link:
             pending.done.set()
         return gone
 
-    def resolve(self, req_id: int, value: Any = None, kind: str | None = None,
-                message: str = "") -> None:
+    def resolve(
+        self, req_id: int, value: Any = None, kind: str | None = None, message: str = ""
+    ) -> None:
         pending = self.pending.pop(req_id, None)
         if pending is None:
             return  # the caller gave up already

@@ -25,9 +25,7 @@ def split(node: str) -> tuple[str, str]:
     """Return (name, host) of a node name, or raise BadNodeName."""
     name, sep, host = node.partition("@")
     if not sep or not _ok(name, _PART_CHARS, 63) or not _ok(host, _HOST_CHARS, 253):
-        raise BadNodeName(
-            f"{node!r} is not a node name: expected name@host, e.g. am@localhost"
-        )
+        raise BadNodeName(f"{node!r} is not a node name: expected name@host, e.g. am@localhost")
     return name, host
 
 

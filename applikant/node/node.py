@@ -76,7 +76,7 @@ Handler = Callable[["CallContext", Any], Awaitable[Any]]
 class CallContext:
     """What a handler knows of its call: who asked (the node it came through)."""
 
-    node: "Node"
+    node: Node
     caller: str
     service: str
     method: str
@@ -141,10 +141,15 @@ class Node:
 
             self._ssl_server = tls.server_context(self.settings.tls)
             self._ssl_client = tls.client_context(self.settings.tls)
-        self.register_local("node", {
-            "ping": self._h_ping, "nodes": self._h_nodes,
-            "global_names": self._h_global_names, "info": self._h_info,
-        })
+        self.register_local(
+            "node",
+            {
+                "ping": self._h_ping,
+                "nodes": self._h_nodes,
+                "global_names": self._h_global_names,
+                "info": self._h_info,
+            },
+        )
 
     # ---- public API -------------------------------------------------------
 
@@ -163,8 +168,12 @@ class Node:
         """A service reachable as (this node, name), e.g. for per-host services."""
         self._local[name] = Service(handlers)
 
-    async def register_global(self, name: str, handlers: Mapping[str, Handler],
-                              on_lost: Callable[[str, str], None] | None = None) -> None:
+    async def register_global(
+        self,
+        name: str,
+        handlers: Mapping[str, Handler],
+        on_lost: Callable[[str, str], None] | None = None,
+    ) -> None:
         """Claim a cluster-wide name. Raises NameTaken if another node holds it.
 
         `on_lost(name, winner)` is called if a healed partition reveals an older claim.
@@ -183,8 +192,15 @@ class Node:
             self.registry.withdraw(name, self.name)
             await self._broadcast(Registry("remove", name))
 
-    async def call(self, target: str, method: str, args: Any = None, *,
-                   node: str | None = None, timeout: float = _DEFAULT) -> Any:
+    async def call(
+        self,
+        target: str,
+        method: str,
+        args: Any = None,
+        *,
+        node: str | None = None,
+        timeout: float = _DEFAULT,
+    ) -> Any:
         """Call a global name (or `target` on `node`) and return its reply.
 
         Raises NoSuchName, NodeDown, CallTimeout or RemoteError.
@@ -213,8 +229,9 @@ class Node:
             timeout = deadline - trio.current_time()
         return await link.call(node, target, method, args, timeout)
 
-    async def cast(self, target: str, method: str, args: Any = None, *,
-                   node: str | None = None) -> None:
+    async def cast(
+        self, target: str, method: str, args: Any = None, *, node: str | None = None
+    ) -> None:
         """Send without waiting for an answer; NoSuchName or NodeDown if it cannot go."""
         owner = node if node is not None else self.registry.owner(target)
         if owner is None:
@@ -297,13 +314,13 @@ class Node:
             with trio.fail_after(s.connect_timeout):
                 port = await self._pm_lookup(host, name)
                 stream: trio.abc.Stream = FastSocketStream.from_trio(
-                    await trio.open_tcp_stream(host, port))
+                    await trio.open_tcp_stream(host, port)
+                )
         except (OSError, trio.TooSlowError) as exc:
             raise NodeDown(f"cannot reach {peer}: {exc or 'timed out'}") from exc
         if self._ssl_client is not None:
             stream = trio.SSLStream(stream, self._ssl_client, server_hostname=host)
-        proto = protocol.Connection(Role.CLIENT, self.name, self.cookie,
-                                    max_frame=s.max_frame)
+        proto = protocol.Connection(Role.CLIENT, self.name, self.cookie, max_frame=s.max_frame)
         try:
             done = await self._handshake(stream, proto, f"{host}:{port}")
         except HandshakeRefused as exc:
@@ -355,13 +372,15 @@ class Node:
         address = _peer_address(stream)
         if self._ssl_server is not None:
             stream = trio.SSLStream(stream, self._ssl_server, server_side=True)
-        proto = protocol.Connection(Role.SERVER, self.name, self.cookie,
-                                    max_frame=self.settings.max_frame)
+        proto = protocol.Connection(
+            Role.SERVER, self.name, self.cookie, max_frame=self.settings.max_frame
+        )
         try:
             done = await self._handshake(stream, proto, address)
         except HandshakeRefused as exc:
-            log.warning("handshake_refused", peer=proto.peer or "?", address=address,
-                        reason=exc.reason)
+            log.warning(
+                "handshake_refused", peer=proto.peer or "?", address=address, reason=exc.reason
+            )
             await trio.aclose_forcefully(stream)
             return
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
@@ -377,8 +396,9 @@ class Node:
         link = Link(stream, proto, done.peer, done.hidden, address)
         await self._serve_link(link)
 
-    async def _handshake(self, stream: trio.abc.Stream, proto: protocol.Connection,
-                         address: str) -> HandshakeDone:
+    async def _handshake(
+        self, stream: trio.abc.Stream, proto: protocol.Connection, address: str
+    ) -> HandshakeDone:
         """Run the handshake under its deadline; HandshakeRefused if either side refuses."""
         with trio.fail_after(self.settings.handshake_timeout):
             if proto.role is Role.CLIENT:
@@ -412,21 +432,28 @@ class Node:
 
             host = names.host_of(peer)
             if not tls.cert_matches(stream.getpeercert(), host):  # type: ignore[attr-defined]
-                return (f"the TLS certificate {peer} presented is not for {host}",
-                        protocol.REFUSE_OTHER)
+                return (
+                    f"the TLS certificate {peer} presented is not for {host}",
+                    protocol.REFUSE_OTHER,
+                )
         if peer in self.links or peer in self._reserved:
-            return (f"a node named {peer} is already connected to {self.name}",
-                    protocol.REFUSE_NAME_IN_USE)
+            return (
+                f"a node named {peer} is already connected to {self.name}",
+                protocol.REFUSE_NAME_IN_USE,
+            )
         if peer in self._dialing and self.name < peer:
-            return (f"{self.name} is connecting to {peer} at the same moment",
-                    protocol.REFUSE_SIMULTANEOUS)
+            return (
+                f"{self.name} is connecting to {peer} at the same moment",
+                protocol.REFUSE_SIMULTANEOUS,
+            )
         self._reserved.add(peer)
         return None
 
     # ---- a link's life ------------------------------------------------------
 
-    async def _serve_link(self, link: Link,
-                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve_link(
+        self, link: Link, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         peer = link.peer
         if peer in self.links:  # lost a race with a simultaneous dial
             await trio.aclose_forcefully(link.stream)
@@ -519,8 +546,9 @@ class Node:
         with trio.CancelScope() as scope:
             link.handlers[call.req_id] = scope
             try:
-                ok, value = await self._invoke(link.peer, call.node, call.target,
-                                               call.method, call.args)
+                ok, value = await self._invoke(
+                    link.peer, call.node, call.target, call.method, call.args
+                )
             finally:
                 del link.handlers[call.req_id]
         if scope.cancelled_caught:
@@ -530,17 +558,23 @@ class Node:
             try:
                 frame = link.proto.send(reply)
             except LocalProtocolError as exc:
-                log.error("reply_unencodable", service=call.target, method=call.method,
-                          reason=str(exc))
-                frame = link.proto.send(ErrorReply(
-                    call.req_id, KIND_INTERNAL, f"{call.target}.{call.method} gave an answer "
-                    "that cannot be sent"))
+                log.error(
+                    "reply_unencodable", service=call.target, method=call.method, reason=str(exc)
+                )
+                frame = link.proto.send(
+                    ErrorReply(
+                        call.req_id,
+                        KIND_INTERNAL,
+                        f"{call.target}.{call.method} gave an answer that cannot be sent",
+                    )
+                )
             await link.send_bytes(frame)
         except NodeDown:
             pass
 
-    async def _invoke(self, caller: str, node: str | None, target: str, method: str,
-                      args: Any) -> tuple[bool, Any]:
+    async def _invoke(
+        self, caller: str, node: str | None, target: str, method: str, args: Any
+    ) -> tuple[bool, Any]:
         """Run one call here (or forward a global one); (True, value) or (False, (kind, msg))."""
         counters = self.counters
         counters["calls_served"] += 1
@@ -572,8 +606,10 @@ class Node:
         except Exception:
             counters["call_errors"] += 1
             log.exception("handler_crashed", service=target, method=method, caller=caller)
-            return False, (KIND_INTERNAL, f"{target}.{method} failed on {self.name}; "
-                                          "its log has the details")
+            return False, (
+                KIND_INTERNAL,
+                f"{target}.{method} failed on {self.name}; its log has the details",
+            )
 
     async def _on_registry(self, link: Link, msg: Registry) -> None:
         if link.hidden:
@@ -655,7 +691,9 @@ class Node:
             now = trio.current_time()
             for link in list(self.links.values()):
                 if now - link.last_recv > tick:
-                    log.warning("peer_silent", peer=link.peer, seconds=round(now - link.last_recv, 1))
+                    log.warning(
+                        "peer_silent", peer=link.peer, seconds=round(now - link.last_recv, 1)
+                    )
                     link.close(f"no heartbeat for {tick:g} s")
                 elif not link.writing():
                     self._spawn(_send_quietly, link, frame)
@@ -682,13 +720,15 @@ class Node:
                 if first and trio.current_time() > give_up:
                     raise NodeStartError(
                         f"no portmapper at {s.portmapper_host}:{s.portmapper_port} ({exc.strerror or exc}); "
-                        "start one with `applikant portmapper`") from exc
+                        "start one with `applikant portmapper`"
+                    ) from exc
                 await trio.sleep(0.1)
                 continue
             async with stream:
                 try:
-                    answer = await _pm_request(stream, {"op": "register", "name": name,
-                                                        "port": self.port})
+                    answer = await _pm_request(
+                        stream, {"op": "register", "name": name, "port": self.port}
+                    )
                     parse_answer(answer, "portmapper")
                 except NodeDown as exc:
                     if first:
@@ -757,9 +797,15 @@ class Node:
         return self.global_names()
 
     async def _h_info(self, ctx: CallContext, args: Any) -> dict[str, Any]:
-        return {"node": self.name, "port": self.port, "uptime_s": time.time() - self.started_at,
-                "nodes": self.nodes(), "global_names": self.global_names(),
-                "own_names": sorted(self._global), "counters": dict(self.counters)}
+        return {
+            "node": self.name,
+            "port": self.port,
+            "uptime_s": time.time() - self.started_at,
+            "nodes": self.nodes(),
+            "global_names": self.global_names(),
+            "own_names": sorted(self._global),
+            "counters": dict(self.counters),
+        }
 
 
 async def _send_quietly(link: Link, frame: bytes) -> None:
@@ -817,8 +863,9 @@ async def _unwrapped() -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def open_node(name: str, cookie: bytes, settings: DistSettings | None = None
-                    ) -> AsyncIterator[Node]:
+async def open_node(
+    name: str, cookie: bytes, settings: DistSettings | None = None
+) -> AsyncIterator[Node]:
     """Start a node: listening, registered at the portmapper, ticking. Stops on exit.
 
     Raises NodeStartError if the portmapper cannot be reached within
@@ -833,7 +880,11 @@ async def open_node(name: str, cookie: bytes, settings: DistSettings | None = No
             nursery.start_soon(node._tick_loop)
             nursery.start_soon(node._sweep_loop)
             nursery.start_soon(node._run_casts, node.name, node._local_inbox)
-            nursery.start_soon(trio.serve_listeners, node._accept, [listener], )
+            nursery.start_soon(
+                trio.serve_listeners,
+                node._accept,
+                [listener],
+            )
             log.info("node_started", port=node.port)
             try:
                 yield node
@@ -843,5 +894,14 @@ async def open_node(name: str, cookie: bytes, settings: DistSettings | None = No
         await trio.aclose_forcefully(listener)
 
 
-__all__ = ["Node", "open_node", "CallContext", "NodeUp", "NodeDownEvent", "NameLost",
-           "Handler", "RemoteError", "HandshakeRefused"]
+__all__ = [
+    "CallContext",
+    "Handler",
+    "HandshakeRefused",
+    "NameLost",
+    "Node",
+    "NodeDownEvent",
+    "NodeUp",
+    "RemoteError",
+    "open_node",
+]

@@ -9,6 +9,10 @@ from . import rawsock
 from .errors import NodeDown
 from .protocol import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 
+TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_FRAME = 1024 * 1024  # a names listing can be long
 
 

@@ -55,7 +55,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def backup(db: Path, disk: "RepoDisk", dest: Path) -> dict[str, Any]:
+def backup(db: Path, disk: RepoDisk, dest: Path) -> dict[str, Any]:
     """Write a complete backup to `dest` (which must not exist); return the manifest."""
     repo_root = Path(disk.root)
     if dest.exists():
@@ -76,9 +76,12 @@ def backup(db: Path, disk: "RepoDisk", dest: Path) -> dict[str, Any]:
         for repo in disk.list():
             path = repo_root / f"{repo}.git"
             head = _git("symbolic-ref", "--short", "HEAD", cwd=str(path)).strip()
-            refs = dict(reversed(line.split(" ", 1)) for line in
-                        _git("for-each-ref", "--format=%(objectname) %(refname)",
-                             cwd=str(path)).splitlines())
+            refs = dict(
+                reversed(line.split(" ", 1))
+                for line in _git(
+                    "for-each-ref", "--format=%(objectname) %(refname)", cwd=str(path)
+                ).splitlines()
+            )
             entry: dict[str, Any] = {"head": head, "refs": refs}
             if refs:
                 bundle = tmp / "repos" / f"{repo}.bundle"
@@ -88,9 +91,12 @@ def backup(db: Path, disk: "RepoDisk", dest: Path) -> dict[str, Any]:
                 entry["sha256"] = _sha256(bundle)
             repos[repo] = entry
         manifest = {
-            "format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": socket.gethostname(), "database": "am.sqlite3",
-            "database_sha256": _sha256(tmp / "am.sqlite3"), "repos": repos,
+            "format": FORMAT,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(),
+            "database": "am.sqlite3",
+            "database_sha256": _sha256(tmp / "am.sqlite3"),
+            "repos": repos,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         os.replace(tmp, dest)
@@ -116,7 +122,7 @@ def verify(src: Path) -> dict[str, Any]:
     return manifest
 
 
-def restore(src: Path, db: Path, disk: "RepoDisk") -> dict[str, Any]:
+def restore(src: Path, db: Path, disk: RepoDisk) -> dict[str, Any]:
     """Restore a verified backup onto an empty installation; repositories are
     created through `disk` (af's layout: hooks included)."""
     manifest = verify(src)
@@ -134,11 +140,19 @@ def restore(src: Path, db: Path, disk: "RepoDisk") -> dict[str, Any]:
             path = disk.create(repo, default_branch=entry["head"])
             created.append(repo)
             if "bundle" in entry:
-                _git("fetch", "--quiet", str((src / entry["bundle"]).resolve()),
-                     "+refs/*:refs/*", cwd=path)
-            got = dict(reversed(line.split(" ", 1)) for line in
-                       _git("for-each-ref", "--format=%(objectname) %(refname)",
-                            cwd=path).splitlines())
+                _git(
+                    "fetch",
+                    "--quiet",
+                    str((src / entry["bundle"]).resolve()),
+                    "+refs/*:refs/*",
+                    cwd=path,
+                )
+            got = dict(
+                reversed(line.split(" ", 1))
+                for line in _git(
+                    "for-each-ref", "--format=%(objectname) %(refname)", cwd=path
+                ).splitlines()
+            )
             if got != entry["refs"]:
                 raise BackupError(f"{repo} came back with other refs than it was saved with")
         os.replace(tmp_db, db)

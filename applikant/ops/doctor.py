@@ -34,30 +34,52 @@ class Check:
         return {"check": self.name, "status": self.status, "found": self.found, "fix": self.fix}
 
 
-def _call(cfg: Config, cookie: bytes, peer: str, target: str, method: str, args: Any = None,
-          node: str | None = None) -> Any:
-    return blocking.call(peer, cookie, target, method, args, node=node, settings=cfg.dist,
-                         timeout=5, prefix="doctor")
+def _call(
+    cfg: Config,
+    cookie: bytes,
+    peer: str,
+    target: str,
+    method: str,
+    args: Any = None,
+    node: str | None = None,
+) -> Any:
+    return blocking.call(
+        peer, cookie, target, method, args, node=node, settings=cfg.dist, timeout=5, prefix="doctor"
+    )
 
 
 def check_cookie(cfg: Config) -> tuple[Check, bytes | None]:
     if os.environ.get("APPLIKANT_COOKIE"):
-        return Check("cookie", "ok", "from APPLIKANT_COOKIE"), os.environ["APPLIKANT_COOKIE"].encode()
+        return Check("cookie", "ok", "from APPLIKANT_COOKIE"), os.environ[
+            "APPLIKANT_COOKIE"
+        ].encode()
     path = envconfig.cookie_file(cfg.raw)
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         cookie = envconfig.cookie(cfg.raw)
     except OSError:
-        return Check("cookie", "fail", f"{path} is missing",
-                     "run `applikant init` (it makes a strong cookie)"), None
+        return Check(
+            "cookie",
+            "fail",
+            f"{path} is missing",
+            "run `applikant init` (it makes a strong cookie)",
+        ), None
     except envconfig.ConfigError as exc:
         return Check("cookie", "fail", str(exc), "run `applikant init --force`"), None
     if mode & 0o077:
-        return Check("cookie", "fail", f"{path} has mode {mode:04o}: others can read it",
-                     f"chmod 0400 {path} (owned by the service user)"), cookie
+        return Check(
+            "cookie",
+            "fail",
+            f"{path} has mode {mode:04o}: others can read it",
+            f"chmod 0400 {path} (owned by the service user)",
+        ), cookie
     if len(cookie) < 20:
-        return Check("cookie", "warn", f"{path} holds a short cookie ({len(cookie)} bytes)",
-                     "run `applikant init --force` for a strong one"), cookie
+        return Check(
+            "cookie",
+            "warn",
+            f"{path} holds a short cookie ({len(cookie)} bytes)",
+            "run `applikant init --force` for a strong one",
+        ), cookie
     return Check("cookie", "ok", f"{path}, mode {mode:04o}"), cookie
 
 
@@ -66,8 +88,12 @@ def check_portmapper(cfg: Config) -> tuple[Check, dict[str, int] | None]:
     try:
         names = pmclient.names(host, port)
     except DistError as exc:
-        return Check("portmapper", "fail", str(exc),
-                     "systemctl start applikant-portmapper (or `applikant portmapper`)"), None
+        return Check(
+            "portmapper",
+            "fail",
+            str(exc),
+            "systemctl start applikant-portmapper (or `applikant portmapper`)",
+        ), None
     return Check("portmapper", "ok", f"{host}:{port}, {len(names)} node(s) registered"), names
 
 
@@ -80,16 +106,28 @@ def check_daemons(cfg: Config, cookie: bytes, registered: dict[str, int]) -> lis
             checks.append(Check(f"{component} up", "skip", f"{node} runs on another host"))
             continue
         if node.split("@")[0] not in registered:
-            checks.append(Check(f"{component} up", "fail", f"{node} is not registered here",
-                                f"systemctl start applikant-{component}; see journalctl -u "
-                                f"applikant-{component}"))
+            checks.append(
+                Check(
+                    f"{component} up",
+                    "fail",
+                    f"{node} is not registered here",
+                    f"systemctl start applikant-{component}; see journalctl -u "
+                    f"applikant-{component}",
+                )
+            )
             continue
         try:
             _call(cfg, cookie, node, "node", "ping", node=node)
             checks.append(Check(f"{component} up", "ok", f"{node} answers"))
         except DistError as exc:
-            checks.append(Check(f"{component} up", "fail", str(exc),
-                                "check that this host uses the cluster's cookie"))
+            checks.append(
+                Check(
+                    f"{component} up",
+                    "fail",
+                    str(exc),
+                    "check that this host uses the cluster's cookie",
+                )
+            )
     try:
         names = _call(cfg, cookie, am, "node", "global_names", node=am)
         nodes = _call(cfg, cookie, am, "node", "nodes", node=am)
@@ -98,9 +136,14 @@ def check_daemons(cfg: Config, cookie: bytes, registered: dict[str, int]) -> lis
         return checks
     missing = [n for n in AM_SERVICES + AF_SERVICES if n not in names]
     if missing:
-        checks.append(Check("one cluster", "fail", f"global names missing: {', '.join(missing)}",
-                            "start the daemons that provide them; `applikant status` shows "
-                            "which nodes am sees"))
+        checks.append(
+            Check(
+                "one cluster",
+                "fail",
+                f"global names missing: {', '.join(missing)}",
+                "start the daemons that provide them; `applikant status` shows which nodes am sees",
+            )
+        )
     else:
         checks.append(Check("one cluster", "ok", f"am sees {', '.join(nodes) or 'no other node'}"))
     return checks
@@ -116,17 +159,27 @@ def check_repos(cfg: Config) -> Check:
     repos = disk.list()
     problems = [problem for repo in repos for problem in disk.check_hooks(repo)]
     if problems:
-        return Check("repo root", "fail", "; ".join(problems[:5]),
-                     "restart af: it repairs the hooks of every repository it knows")
+        return Check(
+            "repo root",
+            "fail",
+            "; ".join(problems[:5]),
+            "restart af: it repairs the hooks of every repository it knows",
+        )
     return Check("repo root", "ok", f"{disk.root}, {len(repos)} repositories, hooks in place")
 
 
 def check_sshd() -> list[Check]:
     sshd = "/usr/sbin/sshd"
     if not os.path.exists(sshd):
-        return [Check("sshd", "warn", "OpenSSH's server is not installed",
-                      "apt-get install openssh-server")]
-    files = ["/etc/ssh/sshd_config"] + sorted(glob.glob("/etc/ssh/sshd_config.d/*.conf"))
+        return [
+            Check(
+                "sshd",
+                "warn",
+                "OpenSSH's server is not installed",
+                "apt-get install openssh-server",
+            )
+        ]
+    files = ["/etc/ssh/sshd_config", *sorted(glob.glob("/etc/ssh/sshd_config.d/*.conf"))]
     text = ""
     for path in files:
         try:
@@ -138,16 +191,28 @@ def check_sshd() -> list[Check]:
     if "applikant" in text:
         checks.append(Check("sshd snippet", "ok", "sshd's config mentions applikant"))
     else:
-        checks.append(Check("sshd snippet", "fail", "no applikant setup in sshd's config",
-                            "copy /etc/applikant/sshd_applikant.conf.example to "
-                            "/etc/ssh/sshd_config.d/applikant.conf and reload sshd"))
+        checks.append(
+            Check(
+                "sshd snippet",
+                "fail",
+                "no applikant setup in sshd's config",
+                "copy /etc/applikant/sshd_applikant.conf.example to "
+                "/etc/ssh/sshd_config.d/applikant.conf and reload sshd",
+            )
+        )
     if os.geteuid() == 0:
         r = subprocess.run([sshd, "-t"], capture_output=True, text=True)
         if r.returncode == 0:
             checks.append(Check("sshd -t", "ok", "sshd's configuration is valid"))
         else:
-            checks.append(Check("sshd -t", "fail", r.stderr.strip()[:300],
-                                "fix the lines sshd -t names, then systemctl reload ssh"))
+            checks.append(
+                Check(
+                    "sshd -t",
+                    "fail",
+                    r.stderr.strip()[:300],
+                    "fix the lines sshd -t names, then systemctl reload ssh",
+                )
+            )
     else:
         checks.append(Check("sshd -t", "skip", "needs root"))
     return checks
@@ -161,21 +226,31 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
 
     path = cfg.path(cfg.af.authorized_keys, os.path.join(".ssh", "authorized_keys"))
     try:
-        keys = _call(cfg, cookie, cfg.node_name("am"), "am_user_db", "all_keys",
-                     {"actor": "system"})
+        keys = _call(
+            cfg, cookie, cfg.node_name("am"), "am_user_db", "all_keys", {"actor": "system"}
+        )
     except DistError as exc:
         return Check("authorized_keys", "skip", f"am does not answer: {exc}")
-    expected = authkeys.render([(k["user"], k["public_key"]) for k in keys],
-                               cfg.af.as_command or default_as_command())
+    expected = authkeys.render(
+        [(k["user"], k["public_key"]) for k in keys], cfg.af.as_command or default_as_command()
+    )
     try:
         with open(path, encoding="utf-8") as f:
             actual = f.read()
     except OSError:
-        return Check("authorized_keys", "fail", f"{path} is missing",
-                     "start af: it writes the file from am's keys")
+        return Check(
+            "authorized_keys",
+            "fail",
+            f"{path} is missing",
+            "start af: it writes the file from am's keys",
+        )
     if actual != expected:
-        return Check("authorized_keys", "fail", f"{path} differs from am's {len(keys)} keys",
-                     "restart af (it rebuilds the file from am on connect)")
+        return Check(
+            "authorized_keys",
+            "fail",
+            f"{path} differs from am's {len(keys)} keys",
+            "restart af (it rebuilds the file from am on connect)",
+        )
     return Check("authorized_keys", "ok", f"{path}, {len(keys)} keys, in step with am")
 
 

@@ -44,8 +44,10 @@ def _owner(user: str | None) -> tuple[int, int] | None:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise InitError(f"there is no user {user!r}; create it first "
-                        f"(useradd --system --home-dir /var/lib/applikant {user})") from None
+        raise InitError(
+            f"there is no user {user!r}; create it first "
+            f"(useradd --system --home-dir /var/lib/applikant {user})"
+        ) from None
     return entry.pw_uid, entry.pw_gid
 
 
@@ -62,10 +64,18 @@ def config_text(data_dir: Path, cookie_file: Path, host: str, dev_mode: bool) ->
     )
 
 
-def initialize(config_file: Path, data_dir: Path, *, admin: str = "root",
-               password: str | None = None, host: str = "", service_user: str | None = None,
-               force: bool = False, dev_mode: bool = False, fast_hash: bool = False
-               ) -> InitResult:
+def initialize(
+    config_file: Path,
+    data_dir: Path,
+    *,
+    admin: str = "root",
+    password: str | None = None,
+    host: str = "",
+    service_user: str | None = None,
+    force: bool = False,
+    dev_mode: bool = False,
+    fast_hash: bool = False,
+) -> InitResult:
     owner = _owner(service_user)
     try:  # everything checked before anything is written
         check_owner_name(admin)
@@ -77,8 +87,10 @@ def initialize(config_file: Path, data_dir: Path, *, admin: str = "root",
     db = data_dir / "am.sqlite3"
     existing = [p for p in (config_file, cookie_file) if p.exists()]
     if existing and not force:
-        raise InitError(f"{existing[0]} exists: this host is already set up "
-                        "(use --force to rewrite the config file and the cookie)")
+        raise InitError(
+            f"{existing[0]} exists: this host is already set up "
+            "(use --force to rewrite the config file and the cookie)"
+        )
     if db.exists() and not force:
         raise InitError(f"{db} exists: refusing to touch an existing database")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,8 +113,14 @@ def initialize(config_file: Path, data_dir: Path, *, admin: str = "root",
     password = password or make_password()
     with Store(str(db), passwords=Passwords(fast=fast_hash)) as store:
         try:
-            store.add_user(admin, actor=SYSTEM, node="init", password=password, is_admin=True,
-                           display_name="Administrator")
+            store.add_user(
+                admin,
+                actor=SYSTEM,
+                node="init",
+                password=password,
+                is_admin=True,
+                display_name="Administrator",
+            )
         except Conflict:
             if not force:
                 raise
@@ -111,5 +129,6 @@ def initialize(config_file: Path, data_dir: Path, *, admin: str = "root",
     for path in data_dir.iterdir():
         if path.name.startswith("am.sqlite3"):
             _chown(path, owner)
-    return InitResult(config_file, data_dir, cookie_file, db, admin,
-                      password if generated else None)
+    return InitResult(
+        config_file, data_dir, cookie_file, db, admin, password if generated else None
+    )

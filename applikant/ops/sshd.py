@@ -46,14 +46,28 @@ class SshdError(RuntimeError):
     """sshd did not start; the message carries the tail of its log."""
 
 
-def make_client_key(directory: str | os.PathLike[str], type: str = "ed25519", name: str | None = None) -> tuple[str, str]:
+def make_client_key(
+    directory: str | os.PathLike[str], type: str = "ed25519", name: str | None = None
+) -> tuple[str, str]:
     """Generate a passphrase-less client key in ``directory``: ``(private_key_path, public_key_line)``."""
     priv = Path(directory) / (name or f"id_{type}")
     for p in (priv, priv.with_name(priv.name + ".pub")):
         p.unlink(missing_ok=True)
     extra = ["-b", "2048"] if type == "rsa" else []
     subprocess.run(
-        [SSH_KEYGEN, "-q", "-t", type, *extra, "-N", "", "-C", f"test-{priv.name}", "-f", str(priv)],
+        [
+            SSH_KEYGEN,
+            "-q",
+            "-t",
+            type,
+            *extra,
+            "-N",
+            "",
+            "-C",
+            f"test-{priv.name}",
+            "-f",
+            str(priv),
+        ],
         check=True,
         stdin=subprocess.DEVNULL,
     )
@@ -73,7 +87,16 @@ def ensure_system_user(name: str = "applikant-git", home: str | None = None) -> 
     except KeyError:
         home = home or f"/var/lib/{name}"
         proc = subprocess.run(
-            ["useradd", "--system", "--create-home", "--home-dir", home, "--shell", "/bin/sh", name],
+            [
+                "useradd",
+                "--system",
+                "--create-home",
+                "--home-dir",
+                home,
+                "--shell",
+                "/bin/sh",
+                name,
+            ],
             capture_output=True,
             text=True,
         )
@@ -122,7 +145,9 @@ class SshServer:
         self.dir = Path(tmp_dir).absolute() / "sshd"
         self.requested_port = port
         self.user = user or pwd.getpwuid(os.geteuid()).pw_name
-        self.authorized_keys = Path(authorized_keys) if authorized_keys else self.dir / "authorized_keys"
+        self.authorized_keys = (
+            Path(authorized_keys) if authorized_keys else self.dir / "authorized_keys"
+        )
         self.extra_config = extra_config
         self.extra_keys_files = [Path(p) for p in extra_keys_files]
         self.config_path = self.dir / "sshd_config"
@@ -151,7 +176,18 @@ class SshServer:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
         if not self.host_key.exists():
             subprocess.run(
-                [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "applikant-test-host", "-f", str(self.host_key)],
+                [
+                    SSH_KEYGEN,
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "applikant-test-host",
+                    "-f",
+                    str(self.host_key),
+                ],
                 check=True,
                 stdin=subprocess.DEVNULL,
             )
@@ -192,7 +228,9 @@ class SshServer:
             if self._banner_ok():
                 return
             if time.monotonic() > deadline:
-                raise SshdError(f"sshd not answering on port {self.port} after {START_TIMEOUT}s:\n{self.log_tail()}")
+                raise SshdError(
+                    f"sshd not answering on port {self.port} after {START_TIMEOUT}s:\n{self.log_tail()}"
+                )
             time.sleep(0.02)
 
     def _banner_ok(self) -> bool:
@@ -278,7 +316,9 @@ LogLevel VERBOSE
         """An scp-style git URL (``user@127.0.0.1:path``); the port comes from :meth:`ssh_command`."""
         return f"{self.destination}:{path}"
 
-    def run(self, key_path: str | os.PathLike[str], command: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, key_path: str | os.PathLike[str], command: str, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
         """``ssh <server> <command>`` with captured text output; never raises on exit status."""
         return subprocess.run(
             [*self.ssh_args(key_path), self.destination, command],

@@ -19,11 +19,11 @@ from typing import Any
 
 import trio
 
+from ..logs import EventLog
 from ..node.errors import CallTimeout, DistError, NodeDown, NoSuchName, RemoteError
 from ..node.node import Node, NodeDownEvent
-from ..logs import EventLog
 
-__all__ = ["Am", "AmError", "STATUS"]
+__all__ = ["STATUS", "Am", "AmError"]
 
 log = EventLog("aw")
 
@@ -61,8 +61,9 @@ def _clean(args: dict[str, Any]) -> dict[str, Any]:
 class Am:
     """Calls to am on behalf of aw; `actor` is `user-N` of the logged-in user."""
 
-    def __init__(self, node: Node, am_node: str, *, timeout: float = 10.0,
-                 retry: float = 1.0) -> None:
+    def __init__(
+        self, node: Node, am_node: str, *, timeout: float = 10.0, retry: float = 1.0
+    ) -> None:
         self.node = node
         self.am_node = am_node
         self.timeout = timeout
@@ -70,8 +71,14 @@ class Am:
 
     # ---- plumbing -----------------------------------------------------------
 
-    async def call(self, service: str, method: str, args: dict[str, Any] | None = None,
-                   *, timeout: float | None = None) -> Any:
+    async def call(
+        self,
+        service: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         """am's reply; AmError for every failure (see the module docstring)."""
         limit = self.timeout if timeout is None else timeout
         try:
@@ -86,18 +93,29 @@ class Am:
         except RemoteError as exc:
             status = STATUS.get(exc.kind, 500)
             if status == 500:
-                log.warning("am_error", service=service, method=method, kind=exc.kind,
-                            message=exc.message)
+                log.warning(
+                    "am_error", service=service, method=method, kind=exc.kind, message=exc.message
+                )
             return _raise(status, exc.message, exc.kind)
         except NoSuchName:
-            return _raise(503, "the manager (am) is not running, so this cannot be answered "
-                               "right now; try again in a moment", "unavailable")
+            return _raise(
+                503,
+                "the manager (am) is not running, so this cannot be answered "
+                "right now; try again in a moment",
+                "unavailable",
+            )
         except CallTimeout:
-            return _raise(503, f"the manager (am) did not answer within {limit:g} s; "
-                               "try again in a moment", "unavailable")
+            return _raise(
+                503,
+                f"the manager (am) did not answer within {limit:g} s; try again in a moment",
+                "unavailable",
+            )
         except (NodeDown, DistError, trio.TooSlowError) as exc:
-            return _raise(503, f"the manager (am) cannot be reached ({_first_line(exc)}); "
-                               "try again in a moment", "unavailable")
+            return _raise(
+                503,
+                f"the manager (am) cannot be reached ({_first_line(exc)}); try again in a moment",
+                "unavailable",
+            )
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Forever: keep a link to am's node, re-dialling while it is away."""
@@ -116,8 +134,9 @@ class Am:
             while True:
                 down = trio.Event()
                 try:
-                    with trio.fail_after(self.node.settings.connect_timeout
-                                         + self.node.settings.handshake_timeout):
+                    with trio.fail_after(
+                        self.node.settings.connect_timeout + self.node.settings.handshake_timeout
+                    ):
                         await self.node.connect(self.am_node)
                     await self.node.sync(timeout=self.node.settings.handshake_timeout)
                 except (DistError, trio.TooSlowError, OSError) as exc:
@@ -146,20 +165,21 @@ class Am:
         return await self.call(USERS, "add_user", {**_clean(fields), "actor": actor})
 
     async def update_user(self, actor: str, user: str, **fields: Any) -> dict:
-        return await self.call(USERS, "update_user", {**_clean(fields), "user": user,
-                                                       "actor": actor})
+        return await self.call(
+            USERS, "update_user", {**_clean(fields), "user": user, "actor": actor}
+        )
 
     async def set_disabled(self, actor: str, user: str, disabled: bool) -> dict:
         method = "disable_user" if disabled else "enable_user"
         return await self.call(USERS, method, {"user": user, "actor": actor})
 
     async def set_admin(self, actor: str, user: str, is_admin: bool) -> dict:
-        return await self.call(USERS, "set_admin", {"user": user, "is_admin": is_admin,
-                                                    "actor": actor})
+        return await self.call(
+            USERS, "set_admin", {"user": user, "is_admin": is_admin, "actor": actor}
+        )
 
     async def set_password(self, actor: str, user: str, password: str | None) -> None:
-        await self.call(USERS, "set_password", {"user": user, "password": password,
-                                                "actor": actor})
+        await self.call(USERS, "set_password", {"user": user, "password": password, "actor": actor})
 
     # ---- keys ---------------------------------------------------------------
 
@@ -170,8 +190,9 @@ class Am:
         return await self.call(USERS, "get_key", {"key": key, "actor": actor})
 
     async def add_key(self, actor: str, user: str, key: str, title: str | None) -> dict:
-        return await self.call(USERS, "add_key", _clean({"user": user, "key": key,
-                                                         "title": title, "actor": actor}))
+        return await self.call(
+            USERS, "add_key", _clean({"user": user, "key": key, "title": title, "actor": actor})
+        )
 
     async def remove_key(self, actor: str, key: str, user: str) -> dict | None:
         """Remove `key` only if it belongs to `user` (am checks both)."""
@@ -179,22 +200,21 @@ class Am:
 
     async def update_key(self, actor: str, key: str, title: str) -> dict:
         """Retitle `key` (same id); am refuses another user's key unless `actor` is admin."""
-        return await self.call(USERS, "update_key", {"key": key, "title": title,
-                                                     "actor": actor})
+        return await self.call(USERS, "update_key", {"key": key, "title": title, "actor": actor})
 
     # ---- API tokens: am keeps their hashes; a secret is shown once ------------
 
     async def create_token(self, actor: str, user: str, title: str) -> dict:
         """{id, user, title, created_at, last_used_at, token}; `token` only here."""
-        return await self.call(USERS, "create_token", {"user": user, "title": title,
-                                                       "actor": actor})
+        return await self.call(
+            USERS, "create_token", {"user": user, "title": title, "actor": actor}
+        )
 
     async def list_tokens(self, actor: str, user: str) -> list[dict]:
         return await self.call(USERS, "list_tokens", {"user": user, "actor": actor})
 
     async def revoke_token(self, actor: str, user: str, token_id: str) -> None:
-        await self.call(USERS, "revoke_token", {"token": token_id, "user": user,
-                                                "actor": actor})
+        await self.call(USERS, "revoke_token", {"token": token_id, "user": user, "actor": actor})
 
     async def verify_token(self, token: str) -> dict | None:
         """The enabled user `token` stands for, or None."""
@@ -209,19 +229,20 @@ class Am:
         return await self.call(USERS, "get_group", {"group": group, "actor": _who(actor)})
 
     async def create_group(self, actor: str, name: str, description: str = "") -> dict:
-        return await self.call(USERS, "create_group", {"name": name, "description": description,
-                                                       "actor": actor})
+        return await self.call(
+            USERS, "create_group", {"name": name, "description": description, "actor": actor}
+        )
 
     async def delete_group(self, actor: str, group: str) -> None:
         await self.call(USERS, "delete_group", {"group": group, "actor": actor})
 
     async def add_member(self, actor: str, group: str, user: str) -> dict:
-        return await self.call(USERS, "add_member", {"group": group, "user": user,
-                                                     "actor": actor})
+        return await self.call(USERS, "add_member", {"group": group, "user": user, "actor": actor})
 
     async def remove_member(self, actor: str, group: str, user: str) -> dict:
-        return await self.call(USERS, "remove_member", {"group": group, "user": user,
-                                                        "actor": actor})
+        return await self.call(
+            USERS, "remove_member", {"group": group, "user": user, "actor": actor}
+        )
 
     # ---- repositories -------------------------------------------------------
 
@@ -237,22 +258,26 @@ class Am:
         return await self.call(REPOS, "get_repo", {"repo": repo, "actor": _who(actor)})
 
     async def create_repo(self, actor: str, path: str, **fields: Any) -> dict:
-        return await self.call(REPOS, "create_repo", {**_clean(fields), "path": path,
-                                                      "actor": actor})
+        return await self.call(
+            REPOS, "create_repo", {**_clean(fields), "path": path, "actor": actor}
+        )
 
     async def update_repo(self, actor: str, repo: str, **fields: Any) -> dict:
-        return await self.call(REPOS, "update_repo", {**_clean(fields), "repo": repo,
-                                                      "actor": actor})
+        return await self.call(
+            REPOS, "update_repo", {**_clean(fields), "repo": repo, "actor": actor}
+        )
 
     async def rename_repo(self, actor: str, repo: str, new_path: str) -> dict:
-        return await self.call(REPOS, "rename_repo", {"repo": repo, "new_path": new_path,
-                                                      "actor": actor})
+        return await self.call(
+            REPOS, "rename_repo", {"repo": repo, "new_path": new_path, "actor": actor}
+        )
 
     async def delete_repo(self, actor: str, repo: str) -> dict:
         return await self.call(REPOS, "delete_repo", {"repo": repo, "actor": actor})
 
-    async def check_access(self, user: str | None, repo: str, access: str, *,
-                           audit: bool = False) -> dict:
+    async def check_access(
+        self, user: str | None, repo: str, access: str, *, audit: bool = False
+    ) -> dict:
         """{allowed, reason, level}; with `audit`, am records a denial (`access.denied`)."""
         args: dict[str, Any] = {"user": user, "repo": repo, "access": access}
         if audit:
@@ -263,8 +288,9 @@ class Am:
         return await self.call(REPOS, "list_grants", {"repo": repo, "actor": actor})
 
     async def grant(self, actor: str, repo: str, grantee: str, level: str) -> dict:
-        return await self.call(REPOS, "grant", {"repo": repo, "grantee": grantee, "level": level,
-                                                "actor": actor})
+        return await self.call(
+            REPOS, "grant", {"repo": repo, "grantee": grantee, "level": level, "actor": actor}
+        )
 
     async def revoke(self, actor: str, repo: str, grantee: str) -> None:
         await self.call(REPOS, "revoke", {"repo": repo, "grantee": grantee, "actor": actor})
@@ -272,14 +298,17 @@ class Am:
     async def list_protected(self, actor: str | None, repo: str) -> list[dict]:
         return await self.call(REPOS, "list_protected", {"repo": repo, "actor": _who(actor)})
 
-    async def protect_branch(self, actor: str, repo: str, pattern: str,
-                             admins_only: bool) -> dict:
-        return await self.call(REPOS, "protect_branch", {
-            "repo": repo, "pattern": pattern, "admins_only": admins_only, "actor": actor})
+    async def protect_branch(self, actor: str, repo: str, pattern: str, admins_only: bool) -> dict:
+        return await self.call(
+            REPOS,
+            "protect_branch",
+            {"repo": repo, "pattern": pattern, "admins_only": admins_only, "actor": actor},
+        )
 
     async def unprotect_branch(self, actor: str, repo: str, pattern: str) -> None:
-        await self.call(REPOS, "unprotect_branch", {"repo": repo, "pattern": pattern,
-                                                    "actor": actor})
+        await self.call(
+            REPOS, "unprotect_branch", {"repo": repo, "pattern": pattern, "actor": actor}
+        )
 
     # ---- audit, dashboard, cluster -------------------------------------------
 

@@ -143,8 +143,11 @@ async def viewer(request: Request, *, write: bool = False) -> Viewer:
         found = await web.auth.from_headers(header, client_of(request))
     else:
         found = await web.auth.session_viewer(request.session)
-        if found.user is not None and write and not csrf_ok(
-                request.session.get("csrf"), request.headers.get("x-csrf-token")):
+        if (
+            found.user is not None
+            and write
+            and not csrf_ok(request.session.get("csrf"), request.headers.get("x-csrf-token"))
+        ):
             raise ApiError(403, "a session may change things only with its X-CSRF-Token header")
     request.state.api_viewer = found
     return found
@@ -238,8 +241,12 @@ async def repos_create(request: Request) -> Response:
     who = await logged_in(request, write=True)
     req = await body(request, RepoCreate)
     repo = await web_of(request).am.create_repo(
-        who.id, f"{req.owner or who.login}/{req.name}", description=req.description,
-        is_public=req.is_public, default_branch=req.default_branch)
+        who.id,
+        f"{req.owner or who.login}/{req.name}",
+        description=req.description,
+        is_public=req.is_public,
+        default_branch=req.default_branch,
+    )
     return ok(repo, 201)
 
 
@@ -278,8 +285,11 @@ async def perm_put(request: Request) -> Response:
     who = await logged_in(request, write=True)
     req = await body(request, GrantPut)
     repo = await repo_with(request, who, "admin")
-    return ok(await web_of(request).am.grant(who.id, repo["full_name"],
-                                             request.path_params["grantee"], req.level))
+    return ok(
+        await web_of(request).am.grant(
+            who.id, repo["full_name"], request.path_params["grantee"], req.level
+        )
+    )
 
 
 async def perm_delete(request: Request) -> Response:
@@ -306,8 +316,12 @@ async def branches_add(request: Request) -> Response:
     who = await logged_in(request, write=True)
     req = await body(request, BranchRuleIn)
     repo = await repo_with(request, who, "admin")
-    return ok(await web_of(request).am.protect_branch(who.id, repo["full_name"], req.pattern,
-                                                      req.admins_only), 201)
+    return ok(
+        await web_of(request).am.protect_branch(
+            who.id, repo["full_name"], req.pattern, req.admins_only
+        ),
+        201,
+    )
 
 
 async def branches_delete(request: Request) -> Response:
@@ -346,8 +360,9 @@ async def user_patch(request: Request) -> Response:
     if req.disabled is not None and user["id"] == who.id:
         raise ApiError(400, "you cannot disable your own account")
     if req.display_name is not None or req.email is not None:
-        user = await am.update_user(who.id, user["id"], display_name=req.display_name,
-                                    email=req.email)
+        user = await am.update_user(
+            who.id, user["id"], display_name=req.display_name, email=req.email
+        )
     if req.password is not None:
         await am.set_password(who.id, user["id"], req.password)
     if req.disabled is not None:
@@ -397,8 +412,9 @@ async def key_put(request: Request) -> Response:
     req = await body(request, KeyPut)
     _, key = await _own_key(request, who)
     if req.key is not None and req.key.split()[:2] != key["public_key"].split()[:2]:
-        raise ApiError(409, "a key's material cannot change; add the new key with POST "
-                            f"and remove {key['id']}")
+        raise ApiError(
+            409, f"a key's material cannot change; add the new key with POST and remove {key['id']}"
+        )
     return ok(await web_of(request).am.update_key(who.id, key["id"], req.title))
 
 
@@ -453,14 +469,20 @@ async def group_delete(request: Request) -> Response:
 
 async def member_put(request: Request) -> Response:
     who = await admin(request, write=True)
-    return ok(await web_of(request).am.add_member(who.id, request.path_params["name"],
-                                                  request.path_params["login"]))
+    return ok(
+        await web_of(request).am.add_member(
+            who.id, request.path_params["name"], request.path_params["login"]
+        )
+    )
 
 
 async def member_delete(request: Request) -> Response:
     who = await admin(request, write=True)
-    return ok(await web_of(request).am.remove_member(who.id, request.path_params["name"],
-                                                     request.path_params["login"]))
+    return ok(
+        await web_of(request).am.remove_member(
+            who.id, request.path_params["name"], request.path_params["login"]
+        )
+    )
 
 
 async def audit(request: Request) -> Response:
@@ -507,58 +529,177 @@ class ApiRoute:
 R = ApiRoute
 ROUTES: list[ApiRoute] = [
     R("/user", "GET", me, "The calling user", answer=models.User),
-    R("/repos", "GET", repos_list, "Repositories the caller may read (?q= filters)",
-      answer=[models.Repo], auth="none"),
+    R(
+        "/repos",
+        "GET",
+        repos_list,
+        "Repositories the caller may read (?q= filters)",
+        answer=[models.Repo],
+        auth="none",
+    ),
     R("/repos", "POST", repos_create, "Create a repository", RepoCreate, models.Repo, 201),
-    R("/repos/{owner}/{name}", "GET", repo_get, "One repository", answer=models.Repo,
-      auth="none"),
-    R("/repos/{owner}/{name}", "PATCH", repo_patch, "Change or rename a repository (admin "
-      "access)", RepoPatch, models.Repo),
-    R("/repos/{owner}/{name}", "DELETE", repo_delete, "Delete a repository (admin access)",
-      status=204),
-    R("/repos/{owner}/{name}/access", "GET", access_get, "The caller's access (?access=read|"
-      "write|admin)", answer=models.AccessDecision, auth="none"),
-    R("/repos/{owner}/{name}/permissions", "GET", perms_list, "Explicit grants",
-      answer=[models.PermissionGrant]),
-    R("/repos/{owner}/{name}/permissions/{grantee}", "PUT", perm_put, "Grant a user or group "
-      "access", GrantPut, models.PermissionGrant),
-    R("/repos/{owner}/{name}/permissions/{grantee}", "DELETE", perm_delete, "Revoke a grant",
-      status=204),
-    R("/repos/{owner}/{name}/protected-branches", "GET", branches_list, "Protected branches",
-      answer=[models.ProtectedBranch]),
-    R("/repos/{owner}/{name}/protected-branches", "POST", branches_add, "Protect branches",
-      BranchRuleIn, models.ProtectedBranch, 201),
-    R("/repos/{owner}/{name}/protected-branches", "DELETE", branches_delete,
-      "Remove a protection (?pattern=)", status=204),
+    R("/repos/{owner}/{name}", "GET", repo_get, "One repository", answer=models.Repo, auth="none"),
+    R(
+        "/repos/{owner}/{name}",
+        "PATCH",
+        repo_patch,
+        "Change or rename a repository (admin access)",
+        RepoPatch,
+        models.Repo,
+    ),
+    R(
+        "/repos/{owner}/{name}",
+        "DELETE",
+        repo_delete,
+        "Delete a repository (admin access)",
+        status=204,
+    ),
+    R(
+        "/repos/{owner}/{name}/access",
+        "GET",
+        access_get,
+        "The caller's access (?access=read|write|admin)",
+        answer=models.AccessDecision,
+        auth="none",
+    ),
+    R(
+        "/repos/{owner}/{name}/permissions",
+        "GET",
+        perms_list,
+        "Explicit grants",
+        answer=[models.PermissionGrant],
+    ),
+    R(
+        "/repos/{owner}/{name}/permissions/{grantee}",
+        "PUT",
+        perm_put,
+        "Grant a user or group access",
+        GrantPut,
+        models.PermissionGrant,
+    ),
+    R(
+        "/repos/{owner}/{name}/permissions/{grantee}",
+        "DELETE",
+        perm_delete,
+        "Revoke a grant",
+        status=204,
+    ),
+    R(
+        "/repos/{owner}/{name}/protected-branches",
+        "GET",
+        branches_list,
+        "Protected branches",
+        answer=[models.ProtectedBranch],
+    ),
+    R(
+        "/repos/{owner}/{name}/protected-branches",
+        "POST",
+        branches_add,
+        "Protect branches",
+        BranchRuleIn,
+        models.ProtectedBranch,
+        201,
+    ),
+    R(
+        "/repos/{owner}/{name}/protected-branches",
+        "DELETE",
+        branches_delete,
+        "Remove a protection (?pattern=)",
+        status=204,
+    ),
     R("/users", "GET", users_list, "All users", answer=[models.User]),
-    R("/users", "POST", users_create, "Create a user (site admins)", UserCreate, models.User,
-      201, "admin"),
+    R(
+        "/users",
+        "POST",
+        users_create,
+        "Create a user (site admins)",
+        UserCreate,
+        models.User,
+        201,
+        "admin",
+    ),
     R("/users/{id}", "GET", user_get, "A user by id (user-42) or login", answer=models.User),
-    R("/users/{id}", "PATCH", user_patch, "Change a user (self; flags: site admins)", UserPatch,
-      models.User),
+    R(
+        "/users/{id}",
+        "PATCH",
+        user_patch,
+        "Change a user (self; flags: site admins)",
+        UserPatch,
+        models.User,
+    ),
     R("/users/{id}/keys", "GET", keys_list, "A user's SSH keys", answer=[models.SshKey]),
     R("/users/{id}/keys", "POST", keys_add, "Add an SSH key", KeyCreate, models.SshKey, 201),
     R("/users/{id}/keys/{kid}", "GET", key_get, "One SSH key", answer=models.SshKey),
-    R("/users/{id}/keys/{kid}", "PUT", key_put, "Retitle an SSH key (it keeps its id)", KeyPut,
-      models.SshKey),
+    R(
+        "/users/{id}/keys/{kid}",
+        "PUT",
+        key_put,
+        "Retitle an SSH key (it keeps its id)",
+        KeyPut,
+        models.SshKey,
+    ),
     R("/users/{id}/keys/{kid}", "DELETE", key_delete, "Remove an SSH key", status=204),
-    R("/users/{id}/tokens", "GET", tokens_list, "A user's API tokens (no secrets)",
-      answer=[TokenOut]),
-    R("/users/{id}/tokens", "POST", tokens_create, "Create an API token (shown once)",
-      TokenCreate, TokenOut, 201),
+    R(
+        "/users/{id}/tokens",
+        "GET",
+        tokens_list,
+        "A user's API tokens (no secrets)",
+        answer=[TokenOut],
+    ),
+    R(
+        "/users/{id}/tokens",
+        "POST",
+        tokens_create,
+        "Create an API token (shown once)",
+        TokenCreate,
+        TokenOut,
+        201,
+    ),
     R("/users/{id}/tokens/{tid}", "DELETE", token_delete, "Revoke an API token", status=204),
     R("/groups", "GET", groups_list, "All groups", answer=[models.Group]),
-    R("/groups", "POST", groups_create, "Create a group (site admins)", GroupCreate,
-      models.Group, 201, "admin"),
+    R(
+        "/groups",
+        "POST",
+        groups_create,
+        "Create a group (site admins)",
+        GroupCreate,
+        models.Group,
+        201,
+        "admin",
+    ),
     R("/groups/{name}", "GET", group_get, "One group", answer=models.Group),
-    R("/groups/{name}", "DELETE", group_delete, "Delete a group (site admins)", status=204,
-      auth="admin"),
-    R("/groups/{name}/members/{login}", "PUT", member_put, "Add a member (site admins)",
-      answer=models.Group, auth="admin"),
-    R("/groups/{name}/members/{login}", "DELETE", member_delete, "Remove a member (site admins)",
-      answer=models.Group, auth="admin"),
-    R("/audit", "GET", audit, "The audit log, newest first (?actor=&action=&repo=&since=&until="
-      "&limit=)", answer=[models.AuditEntry], auth="admin"),
+    R(
+        "/groups/{name}",
+        "DELETE",
+        group_delete,
+        "Delete a group (site admins)",
+        status=204,
+        auth="admin",
+    ),
+    R(
+        "/groups/{name}/members/{login}",
+        "PUT",
+        member_put,
+        "Add a member (site admins)",
+        answer=models.Group,
+        auth="admin",
+    ),
+    R(
+        "/groups/{name}/members/{login}",
+        "DELETE",
+        member_delete,
+        "Remove a member (site admins)",
+        answer=models.Group,
+        auth="admin",
+    ),
+    R(
+        "/audit",
+        "GET",
+        audit,
+        "The audit log, newest first (?actor=&action=&repo=&since=&until=&limit=)",
+        answer=[models.AuditEntry],
+        auth="admin",
+    ),
     R("/cluster", "GET", cluster, "Nodes of the cluster, up or down", answer=[ClusterNode]),
     R("/counts", "GET", counts, "Totals for the dashboard", answer=models.Counts),
 ]
@@ -569,8 +710,10 @@ def _wrap(handler: Callable[[Request], Awaitable[Response]]):
         try:
             return await handler(request)
         except ApiError as exc:
-            return JSONResponse({"status": exc.status, "message": exc.message},
-                                status_code=exc.status)
+            return JSONResponse(
+                {"status": exc.status, "message": exc.message}, status_code=exc.status
+            )
+
     return endpoint
 
 
@@ -585,12 +728,12 @@ def routes() -> list[Route]:
     out = [Route("/openapi.json", openapi, methods=["GET"])]
     for path, methods in by_path.items():
         out.append(Route(path, _dispatch(methods), methods=list(methods)))
-    out.append(Route("/{rest:path}", _not_found, methods=["GET", "POST", "PUT", "PATCH",
-                                                          "DELETE"]))
+    out.append(Route("/{rest:path}", _not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
     return out
 
 
 def _dispatch(methods: dict[str, Callable]):
     async def endpoint(request: Request) -> Response:
         return await methods[request.method if request.method != "HEAD" else "GET"](request)
+
     return endpoint

@@ -22,15 +22,13 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..logs import EventLog
-from . import api, gitread, metrics, pages, pages_repos, pages_users
-from . import pages_webhooks
-from . import pages_builds
+from . import api, gitread, metrics, pages, pages_builds, pages_repos, pages_users, pages_webhooks
 from .am import Am, AmError
-from .auth import Auth, AuthError, Viewer
+from .auth import Auth, AuthError
 from .githttp import GitDenied, GitHttp
 from .render import HERE, FormError, error_page
 
-__all__ = ["Web", "Site", "build"]
+__all__ = ["Site", "Web", "build"]
 
 log = EventLog("aw")
 
@@ -72,9 +70,11 @@ class _SecurityHeaders:
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"same-origin"),
-        (b"content-security-policy",
-         b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-         b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+        (
+            b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
     ]
 
     def __init__(self, app: Any) -> None:
@@ -98,8 +98,7 @@ def _is_api(request: Request) -> bool:
 
 
 def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"status": status, "message": message}, status_code=status,
-                        headers=headers)
+    return JSONResponse({"status": status, "message": message}, status_code=status, headers=headers)
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
@@ -114,15 +113,24 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         status, message = exc.status, exc.message
     elif isinstance(exc, HTTPException):
         status = exc.status_code
-        message = exc.detail if isinstance(exc.detail, str) and exc.detail else {
-            404: "there is nothing at this address",
-            405: "this address does not accept that method",
-        }.get(status, "the request was refused")
+        message = (
+            exc.detail
+            if isinstance(exc.detail, str) and exc.detail
+            else {
+                404: "there is nothing at this address",
+                405: "this address does not accept that method",
+            }.get(status, "the request was refused")
+        )
         headers.update(exc.headers or {})
     else:
         log.exception("request_failed", path=request.url.path[:200], error=type(exc).__name__)
-        status, message = 500, ("an unexpected error happened on the server; it has been "
-                                "logged. Try again, and tell the administrator if it persists")
+        status, message = (
+            500,
+            (
+                "an unexpected error happened on the server; it has been "
+                "logged. Try again, and tell the administrator if it persists"
+            ),
+        )
     if _is_api(request):
         return api_error(status, message, headers or None)
     if status == 401 and request.method == "GET":
@@ -145,16 +153,26 @@ def build(web: Web) -> Any:
         *pages_repos.routes(),
         *metrics.routes(),
     ]
-    handlers = {Exception: _on_error, HTTPException: _on_error, AmError: _on_error,
-                AuthError: _on_error, FormError: _on_error,
-                gitread.GitReadError: _on_error}
+    handlers = {
+        Exception: _on_error,
+        HTTPException: _on_error,
+        AmError: _on_error,
+        AuthError: _on_error,
+        FormError: _on_error,
+        gitread.GitReadError: _on_error,
+    }
     starlette = Starlette(
         routes=routes,
         middleware=[
             Middleware(_SecurityHeaders),
-            Middleware(SessionMiddleware, secret_key=web.session_secret,
-                       session_cookie="applikant_session", max_age=14 * 24 * 3600,
-                       same_site="lax", https_only=https),
+            Middleware(
+                SessionMiddleware,
+                secret_key=web.session_secret,
+                session_cookie="applikant_session",
+                max_age=14 * 24 * 3600,
+                same_site="lax",
+                https_only=https,
+            ),
         ],
         exception_handlers=handlers,  # type: ignore[arg-type]
     )
@@ -175,8 +193,9 @@ def build(web: Web) -> Any:
     return app
 
 
-async def git_authorize(web: Web, owner: str, name: str, headers: dict[str, str],
-                        client: str) -> str:
+async def git_authorize(
+    web: Web, owner: str, name: str, headers: dict[str, str], client: str
+) -> str:
     """The canonical `owner/name` if the requester may read it; GitDenied otherwise.
 
     A denial to someone who gave credentials goes to am's audit log
@@ -186,12 +205,14 @@ async def git_authorize(web: Web, owner: str, name: str, headers: dict[str, str]
     path = f"{owner}/{name}"
     try:
         viewer = await web.auth.from_headers(headers.get("authorization", ""), client)
-        decision = await web.am.check_access(viewer.id, path, "read",
-                                             audit=viewer.user is not None)
+        decision = await web.am.check_access(viewer.id, path, "read", audit=viewer.user is not None)
         if not decision["allowed"]:
             if viewer.user is None:
-                raise GitDenied(401, "authentication required: log in with your login and "
-                                     "password or an API token", challenge=True)
+                raise GitDenied(
+                    401,
+                    "authentication required: log in with your login and password or an API token",
+                    challenge=True,
+                )
             raise GitDenied(404, decision["reason"])
         repo = await web.am.get_repo(viewer.id, path)
     except AuthError as exc:

@@ -63,8 +63,7 @@ class Auth:
         keys = (f"login:{login.lower()[:100]}", f"addr:{client}")
         wait = self.throttle.wait(*keys)
         if wait > 0:
-            raise AuthError(429, f"too many failed logins; try again in {int(wait) + 1} s",
-                            wait)
+            raise AuthError(429, f"too many failed logins; try again in {int(wait) + 1} s", wait)
         user = await self.am.verify_password(login, password)
         if user is None:
             self.throttle.failed(*keys)
@@ -76,8 +75,7 @@ class Auth:
         key = f"addr:{client}"
         wait = self.throttle.wait(key)
         if wait > 0:
-            raise AuthError(429, f"too many failed attempts; try again in {int(wait) + 1} s",
-                            wait)
+            raise AuthError(429, f"too many failed attempts; try again in {int(wait) + 1} s", wait)
         user = await self.am.verify_token(token) if looks_like_token(token) else None
         if user is None:
             self.throttle.failed(key)

@@ -11,8 +11,16 @@ from starlette.requests import Request
 from .am import AmError
 from .auth import Viewer
 
-__all__ = ["web_of", "viewer_of", "require_login", "require_admin", "readable_repo",
-           "client_of", "query_audit", "AUDIT_FILTERS"]
+__all__ = [
+    "AUDIT_FILTERS",
+    "client_of",
+    "query_audit",
+    "readable_repo",
+    "require_admin",
+    "require_login",
+    "viewer_of",
+    "web_of",
+]
 
 
 def web_of(request: Request) -> Any:
@@ -51,8 +59,9 @@ async def require_admin(request: Request) -> Viewer:
     return viewer
 
 
-async def readable_repo(web: Any, viewer: Viewer, owner: str, name: str,
-                        access: str = "read") -> tuple[dict, dict]:
+async def readable_repo(
+    web: Any, viewer: Viewer, owner: str, name: str, access: str = "read"
+) -> tuple[dict, dict]:
     """(repo, decision) when `viewer` has `access`; AmError(404/403) otherwise.
 
     Existence of a private repository is not revealed to those who cannot read it.
@@ -80,8 +89,7 @@ def _utc(value: str) -> str:
     return value
 
 
-async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str],
-                      limit: int) -> list[dict]:
+async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str], limit: int) -> list[dict]:
     """Audit entries matching `filters` (the non-empty ones of AUDIT_FILTERS).
 
     People type what they see: `actor` may be a login as well as `user-42` or

@@ -17,14 +17,14 @@ from hypercorn.trio import serve
 
 from .. import envconfig
 from ..config import Config
-from ..node.node import Node
 from ..logs import EventLog
+from ..node.node import Node
 from .am import Am
 from .app import Site, Web, build
 from .auth import Auth
 from .security import Throttle, load_secret
 
-__all__ = ["setup", "make_web"]
+__all__ = ["make_web", "setup"]
 
 log = EventLog("aw")
 
@@ -35,14 +35,20 @@ def make_web(node: Node, config: Config) -> Web:
     old_tokens = os.path.join(config.node.data_dir, "aw-tokens.sqlite3")
     if os.path.exists(old_tokens):
         # Left by an earlier aw that kept tokens itself; am keeps them now.
-        log.warning("old_token_file_ignored", path=old_tokens,
-                    hint="its tokens no longer work: make new ones, then delete the file")
+        log.warning(
+            "old_token_file_ignored",
+            path=old_tokens,
+            hint="its tokens no longer work: make new ones, then delete the file",
+        )
     am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
     public_url = config.aw.public_url or f"http://{config.aw.listen}"
-    return Web(am=am, auth=Auth(am, Throttle()),
-               site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
-               repo_root=config.aw.repo_root or config.path(config.af.repo_root, "repos"),
-               session_secret=secret)
+    return Web(
+        am=am,
+        auth=Auth(am, Throttle()),
+        site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
+        repo_root=config.aw.repo_root or config.path(config.af.repo_root, "repos"),
+        session_secret=secret,
+    )
 
 
 def hypercorn_config(listen: str) -> HyperConfig:
@@ -61,6 +67,7 @@ async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:
     nursery.start_soon(web.am.run)
     # An explicit trigger keeps Hypercorn from installing signal handlers of its
     # own: the daemon runner owns SIGTERM and cancels this nursery.
-    binds = await nursery.start(partial(serve, app, hypercorn_config(config.aw.listen),
-                                        shutdown_trigger=trio.sleep_forever))
+    binds = await nursery.start(
+        partial(serve, app, hypercorn_config(config.aw.listen), shutdown_trigger=trio.sleep_forever)
+    )
     log.info("http_listening", binds=",".join(binds or []), public_url=web.site.public_url)

@@ -29,7 +29,7 @@ import trio
 from ..logs import EventLog
 from . import gitread
 
-__all__ = ["GitHttp", "GitDenied", "GIT_PATH", "pkt_line"]
+__all__ = ["GIT_PATH", "GitDenied", "GitHttp", "pkt_line"]
 
 log = EventLog("aw.git")
 
@@ -95,11 +95,16 @@ class GitHttp:
             await _text(send, 405, "use POST for git-upload-pack\n")
             return
         if action == "info/refs" and service != "git-upload-pack":
-            await _text(send, 403, "this server speaks git's smart HTTP protocol only; "
-                                   "use git 1.6.6 or newer\n")
+            await _text(
+                send,
+                403,
+                "this server speaks git's smart HTTP protocol only; use git 1.6.6 or newer\n",
+            )
             return
-        if not (_NAME_OK.match(m["owner"]) and _NAME_OK.match(m["name"])) \
-                or ".." in m["owner"] + m["name"]:
+        if (
+            not (_NAME_OK.match(m["owner"]) and _NAME_OK.match(m["name"]))
+            or ".." in m["owner"] + m["name"]
+        ):
             await _text(send, 404, "repository not found\n")
             return
         client = (scope.get("client") or ("", 0))[0]
@@ -107,8 +112,11 @@ class GitHttp:
             full_name = await self.authorize(m["owner"], m["name"], headers, client)
             path = gitread.repo_path(self.repo_root, full_name)
         except GitDenied as exc:
-            extra = [(b"www-authenticate", f'Basic realm="{self.realm}"'.encode())] \
-                if exc.challenge else []
+            extra = (
+                [(b"www-authenticate", f'Basic realm="{self.realm}"'.encode())]
+                if exc.challenge
+                else []
+            )
             await _text(send, exc.status, exc.message + "\n", extra)
             return
         except ValueError:
@@ -123,18 +131,23 @@ class GitHttp:
         else:
             ctype = headers.get("content-type", "")
             if ctype != "application/x-git-upload-pack-request":
-                await _text(send, 415, "expected Content-Type application/x-git-upload-pack-request\n")
+                await _text(
+                    send, 415, "expected Content-Type application/x-git-upload-pack-request\n"
+                )
                 return
             encoding = headers.get("content-encoding", "").lower()
             if encoding not in ("", "identity", "gzip", "x-gzip"):
                 await _text(send, 415, f"unsupported Content-Encoding {encoding[:40]}\n")
                 return
-            await self._upload_pack(receive, send, path, env, gzip=encoding in ("gzip", "x-gzip"),
-                                    full_name=full_name)
+            await self._upload_pack(
+                receive, send, path, env, gzip=encoding in ("gzip", "x-gzip"), full_name=full_name
+            )
 
     async def _refuse_push(self, send: Send, action: str) -> None:
-        message = ("ERR pushes are not accepted over HTTP; push over SSH instead "
-                   "(see the repository page for its SSH URL)")
+        message = (
+            "ERR pushes are not accepted over HTTP; push over SSH instead "
+            "(see the repository page for its SSH URL)"
+        )
         if action == "info/refs":
             body = pkt_line("# service=git-receive-pack\n") + b"0000" + pkt_line(message + "\n")
             await _send_all(send, 200, body, "application/x-git-receive-pack-advertisement")
@@ -144,21 +157,50 @@ class GitHttp:
     async def _advertise(self, send: Send, path: str, env: dict[str, str], protocol: str) -> None:
         argv = ["git", "upload-pack", "--stateless-rpc", "--advertise-refs", path]
         # Protocol v2 starts with the capability advertisement, v0 with the service line.
-        head = b"" if "version=2" in protocol else \
-            pkt_line("# service=git-upload-pack\n") + b"0000"
-        await self._run(argv, env, None, send, "application/x-git-upload-pack-advertisement",
-                        head, full_name=path)
+        head = b"" if "version=2" in protocol else pkt_line("# service=git-upload-pack\n") + b"0000"
+        await self._run(
+            argv,
+            env,
+            None,
+            send,
+            "application/x-git-upload-pack-advertisement",
+            head,
+            full_name=path,
+        )
 
-    async def _upload_pack(self, receive: Receive, send: Send, path: str, env: dict[str, str],
-                           gzip: bool, full_name: str) -> None:
+    async def _upload_pack(
+        self,
+        receive: Receive,
+        send: Send,
+        path: str,
+        env: dict[str, str],
+        gzip: bool,
+        full_name: str,
+    ) -> None:
         argv = ["git", "upload-pack", "--stateless-rpc", path]
-        await self._run(argv, env, (receive, gzip), send,
-                        "application/x-git-upload-pack-result", b"", full_name=full_name)
+        await self._run(
+            argv,
+            env,
+            (receive, gzip),
+            send,
+            "application/x-git-upload-pack-result",
+            b"",
+            full_name=full_name,
+        )
 
-    async def _run(self, argv: list[str], env: dict[str, str], body: tuple[Receive, bool] | None,
-                   send: Send, content_type: str, head: bytes, full_name: str) -> None:
+    async def _run(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        body: tuple[Receive, bool] | None,
+        send: Send,
+        content_type: str,
+        head: bytes,
+        full_name: str,
+    ) -> None:
         proc = await trio.lowlevel.open_process(
-            argv, stdin=-1 if body else -3, stdout=-1, stderr=-1, env=env)
+            argv, stdin=-1 if body else -3, stdout=-1, stderr=-1, env=env
+        )
         errors = bytearray()
         state = {"too_large": False}
         try:
@@ -174,16 +216,26 @@ class GitHttp:
                         await _text(send, 413, "request too large\n")
                         return
                     if proc.returncode != 0:
-                        log.warning("upload_pack_failed", repo=full_name, code=proc.returncode,
-                                    stderr=bytes(errors[:400]).decode("utf-8", "replace"))
+                        log.warning(
+                            "upload_pack_failed",
+                            repo=full_name,
+                            code=proc.returncode,
+                            stderr=bytes(errors[:400]).decode("utf-8", "replace"),
+                        )
                         await _text(send, 500, "git upload-pack failed on the server\n")
                         return
-                await send({"type": "http.response.start", "status": 200, "headers": [
-                    (b"content-type", content_type.encode()),
-                    (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
-                    (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
-                    (b"pragma", b"no-cache"),
-                ]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", content_type.encode()),
+                            (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
+                            (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
+                            (b"pragma", b"no-cache"),
+                        ],
+                    }
+                )
                 chunk = head + first
                 while chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -205,8 +257,9 @@ async def _drain(stream: Any, into: bytearray) -> None:
             into += chunk
 
 
-async def _feed(receive: Receive, stdin: Any, gzip: bool, proc: Any,
-                state: dict[str, bool]) -> None:
+async def _feed(
+    receive: Receive, stdin: Any, gzip: bool, proc: Any, state: dict[str, bool]
+) -> None:
     """Copy the request body into upload-pack's stdin, gunzipping on the way."""
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
     total = 0
@@ -243,17 +296,29 @@ async def _feed(receive: Receive, stdin: Any, gzip: bool, proc: Any,
         proc.kill()
 
 
-async def _send_all(send: Send, status: int, body: bytes, content_type: str,
-                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-cache"),
-        *(extra or []),
-    ]})
+async def _send_all(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-cache"),
+                *(extra or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _text(send: Send, status: int, text: str,
-                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _text(
+    send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await _send_all(send, status, text.encode(), "text/plain; charset=utf-8", extra)

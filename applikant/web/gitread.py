@@ -20,9 +20,21 @@ from dataclasses import dataclass
 import trio
 
 __all__ = [
-    "GitReadError", "Ref", "Commit", "TreeEntry", "Blob", "repo_path", "check_ref",
-    "check_path", "refs", "log", "resolve", "ls_tree", "read_blob", "find_readme",
+    "Blob",
+    "Commit",
+    "GitReadError",
+    "Ref",
+    "TreeEntry",
+    "check_path",
+    "check_ref",
+    "find_readme",
     "git_env",
+    "log",
+    "ls_tree",
+    "read_blob",
+    "refs",
+    "repo_path",
+    "resolve",
 ]
 
 BLOB_LIMIT = 512 * 1024
@@ -90,8 +102,9 @@ class Blob:
 def git_env() -> dict[str, str]:
     """The environment for git commands: no user or system config, no prompts."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", HOME=env.get("HOME", "/"),
-               LC_ALL="C")
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", HOME=env.get("HOME", "/"), LC_ALL="C"
+    )
     return env
 
 
@@ -129,8 +142,9 @@ async def _git(path: str, *args: str, limit: int = 8 * 1024 * 1024, ok_codes=(0,
     if not os.path.isdir(path):
         raise GitReadError(404, "the repository has no data on this server yet")
     argv = ["git", f"--git-dir={path}", *args]
-    result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False,
-                                    stdin=b"", env=git_env())
+    result = await trio.run_process(
+        argv, capture_stdout=True, capture_stderr=True, check=False, stdin=b"", env=git_env()
+    )
     if result.returncode not in ok_codes:
         raise GitReadError(404, "not found in this repository")
     return result.stdout[:limit]
@@ -139,11 +153,12 @@ async def _git(path: str, *args: str, limit: int = 8 * 1024 * 1024, ok_codes=(0,
 async def refs(path: str) -> list[Ref]:
     """Branches and tags, newest first."""
     fmt = "%(refname)%00%(objectname)%00%(creatordate:iso-strict)%00%(contents:subject)"
-    out = await _git(path, "for-each-ref", "--sort=-creatordate", f"--format={fmt}",
-                     "refs/heads", "refs/tags")
+    out = await _git(
+        path, "for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/heads", "refs/tags"
+    )
     result = []
     for line in out.decode("utf-8", "replace").splitlines():
-        name, target, date, subject = (line.split("\x00") + ["", "", ""])[:4]
+        name, target, date, subject = ([*line.split("\x00"), "", "", ""])[:4]
         kind = "branch" if name.startswith("refs/heads/") else "tag"
         short = name.removeprefix("refs/heads/").removeprefix("refs/tags/")
         result.append(Ref(short, kind, target, date, subject))
@@ -153,8 +168,15 @@ async def refs(path: str) -> list[Ref]:
 async def resolve(path: str, ref: str) -> str:
     """The commit id that `ref` names; GitReadError(404) if none."""
     check_ref(ref)
-    out = await _git(path, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                     f"{ref}^{{commit}}", ok_codes=(0, 1))
+    out = await _git(
+        path,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{ref}^{{commit}}",
+        ok_codes=(0, 1),
+    )
     commit = out.decode().strip()
     if not commit:
         raise GitReadError(404, f"no branch, tag or commit {ref!r} in this repository")
@@ -177,8 +199,9 @@ async def log(path: str, commit: str, limit: int = 20, subpath: str = "") -> lis
 
 async def object_kind(path: str, commit: str, subpath: str) -> str | None:
     """blob, tree or None for `subpath` in `commit` ('' is the root tree)."""
-    out = await _git(path, "cat-file", "-t", "--end-of-options", f"{commit}:{subpath}",
-                     ok_codes=(0, 128))
+    out = await _git(
+        path, "cat-file", "-t", "--end-of-options", f"{commit}:{subpath}", ok_codes=(0, 128)
+    )
     return out.decode().strip() or None
 
 
@@ -195,8 +218,16 @@ async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
             continue
         meta, _, name = record.decode("utf-8", "replace").partition("\t")
         mode, kind, oid, size = meta.split(maxsplit=3)
-        entries.append(TreeEntry(mode, kind, oid, int(size) if size.strip().isdigit() else None,
-                                 name, f"{subpath}/{name}" if subpath else name))
+        entries.append(
+            TreeEntry(
+                mode,
+                kind,
+                oid,
+                int(size) if size.strip().isdigit() else None,
+                name,
+                f"{subpath}/{name}" if subpath else name,
+            )
+        )
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
     return entries
 
@@ -212,8 +243,7 @@ async def read_blob(path: str, commit: str, subpath: str, limit: int = BLOB_LIMI
     if size:
         # Stream and stop at the limit: a huge file is never read whole.
         argv = ["git", f"--git-dir={path}", "cat-file", "blob", "--end-of-options", spec]
-        proc = await trio.lowlevel.open_process(argv, stdout=-1, stderr=-3, stdin=-3,
-                                                env=git_env())
+        proc = await trio.lowlevel.open_process(argv, stdout=-1, stderr=-3, stdin=-3, env=git_env())
         chunks = []
         got = 0
         try:
@@ -238,8 +268,10 @@ async def find_readme(path: str, commit: str) -> Blob | None:
         entries = await ls_tree(path, commit, "")
     except GitReadError:
         return None
-    names = sorted((e for e in entries if e.kind == "blob" and _README.match(e.name)),
-                   key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name))
+    names = sorted(
+        (e for e in entries if e.kind == "blob" and _README.match(e.name)),
+        key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name),
+    )
     if not names:
         return None
     return await read_blob(path, commit, names[0].path, limit=256 * 1024)

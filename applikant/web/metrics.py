@@ -36,8 +36,14 @@ class Exposition:
         self.lines: list[str] = []
         self._seen: set[str] = set()
 
-    def add(self, name: str, kind: str, help_text: str, value: float,
-            labels: dict[str, str] | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        value: float,
+        labels: dict[str, str] | None = None,
+    ) -> None:
         if name not in self._seen:
             self._seen.add(name)
             self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
@@ -65,40 +71,67 @@ async def _optional(coro: Any) -> Any:
 async def metrics(request: Request) -> PlainTextResponse:
     web = request.app.state.web
     if not _loopback(request) and not (await viewer_of(request)).is_admin:
-        return PlainTextResponse("metrics are served to loopback and site admins only\n",
-                                 status_code=403)
+        return PlainTextResponse(
+            "metrics are served to loopback and site admins only\n", status_code=403
+        )
     out = Exposition()
     counts = await _optional(web.am.counts("system")) or {}
     for key in ("users", "repos", "keys", "groups"):
         if key in counts:
             out.add(f"applikant_{key}", "gauge", f"Number of {key} in am's store", counts[key])
-    for key, help_text in (("pushes", "Pushes recorded"), ("push_denials", "Pushes refused"),
-                           ("access_denials", "SSH/HTTP access attempts refused")):
+    for key, help_text in (
+        ("pushes", "Pushes recorded"),
+        ("push_denials", "Pushes refused"),
+        ("access_denials", "SSH/HTTP access attempts refused"),
+    ):
         if key in counts:
             out.add(f"applikant_{key}_total", "counter", help_text, counts[key])
     nodes = await _optional(web.am.cluster()) or []
     for state in ("up", "down"):
-        out.add("applikant_nodes", "gauge", "Nodes am's observer sees, by state",
-                sum(1 for n in nodes if n.get("state") == state), {"state": state})
+        out.add(
+            "applikant_nodes",
+            "gauge",
+            "Nodes am's observer sees, by state",
+            sum(1 for n in nodes if n.get("state") == state),
+            {"state": state},
+        )
     hooks = await _optional(web.am.call("am_hook_api", "stats", {})) or {}
     if hooks:
-        out.add("applikant_hook_calls_total", "counter", "Hook calls am handled",
-                hooks.get("handled", 0))
-        out.add("applikant_hook_calls_in_flight", "gauge", "Hook calls being handled now",
-                hooks.get("in_flight", 0))
+        out.add(
+            "applikant_hook_calls_total",
+            "counter",
+            "Hook calls am handled",
+            hooks.get("handled", 0),
+        )
+        out.add(
+            "applikant_hook_calls_in_flight",
+            "gauge",
+            "Hook calls being handled now",
+            hooks.get("in_flight", 0),
+        )
     builds = await _optional(web.am.call("am_builds", "counts", {}))
     if isinstance(builds, dict):
         for status, count in sorted(builds.items()):
-            out.add("applikant_builds", "gauge", "Builds in am's queue, by status", count,
-                    {"status": status})
+            out.add(
+                "applikant_builds",
+                "gauge",
+                "Builds in am's queue, by status",
+                count,
+                {"status": status},
+            )
     infos = [("aw", web.am.node.info_counters())]
     am_info = await _optional(web.am.node.call("node", "info", node=web.am.am_node, timeout=5))
     if isinstance(am_info, dict):
         infos.append(("am", am_info.get("counters", {})))
     for component, counters in infos:
         for key, value in sorted(counters.items()):
-            out.add(f"applikant_node_{key}_total", "counter",
-                    "Calls over the node layer, per daemon", value, {"daemon": component})
+            out.add(
+                f"applikant_node_{key}_total",
+                "counter",
+                "Calls over the node layer, per daemon",
+                value,
+                {"daemon": component},
+            )
     return PlainTextResponse(out.text(), media_type=CONTENT_TYPE)
 
 

@@ -41,15 +41,21 @@ def _document(routes: list[Any]) -> dict[str, Any]:
     error_ref = _schema(ErrorOut, components)
     paths: dict[str, Any] = {}
     for r in routes:
-        op: dict[str, Any] = {"summary": r.summary, "operationId": f"{r.method.lower()}"
-                              f"{re.sub(r'[^A-Za-z0-9]+', '_', r.path)}".rstrip("_")}
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": f"{r.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', r.path)}".rstrip("_"),
+        }
         params = re.findall(r"{(\w+)}", r.path)
         if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True,
-                                 "schema": {"type": "string"}} for p in params]
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
         if r.body is not None:
-            op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": _schema(r.body, components)}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema(r.body, components)}},
+            }
         responses: dict[str, Any] = {}
         if r.status == 204 or r.answer is None:
             responses[str(r.status)] = {"description": "done"}
@@ -58,32 +64,51 @@ def _document(routes: list[Any]) -> dict[str, Any]:
                 schema = {"type": "array", "items": _schema(r.answer[0], components)}
             else:
                 schema = _schema(r.answer, components)
-            responses[str(r.status)] = {"description": "success",
-                                        "content": {"application/json": {"schema": schema}}}
-        for code, text in (("400", "bad input"), ("401", "authentication required"),
-                           ("403", "not allowed"), ("404", "not found"),
-                           ("409", "conflict"), ("422", "invalid body"),
-                           ("503", "the manager (am) is unavailable")):
-            responses[code] = {"description": text,
-                               "content": {"application/json": {"schema": error_ref}}}
+            responses[str(r.status)] = {
+                "description": "success",
+                "content": {"application/json": {"schema": schema}},
+            }
+        for code, text in (
+            ("400", "bad input"),
+            ("401", "authentication required"),
+            ("403", "not allowed"),
+            ("404", "not found"),
+            ("409", "conflict"),
+            ("422", "invalid body"),
+            ("503", "the manager (am) is unavailable"),
+        ):
+            responses[code] = {
+                "description": text,
+                "content": {"application/json": {"schema": error_ref}},
+            }
         op["responses"] = responses
         if r.auth != "none":
             op["security"] = [{"bearer": []}, {"basic": []}, {"session": []}]
         paths.setdefault("/api" + r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Applikant REST API", "version": "1",
-                 "description": "Users, SSH keys, groups, repositories, permissions and "
-                                "the audit log. Errors are {status, message}."},
+        "info": {
+            "title": "Applikant REST API",
+            "version": "1",
+            "description": "Users, SSH keys, groups, repositories, permissions and "
+            "the audit log. Errors are {status, message}.",
+        },
         "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "a personal API token user-N.xxxx"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a personal API token user-N.xxxx",
+                },
                 "basic": {"type": "http", "scheme": "basic"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "applikant_session",
-                            "description": "changes also need the X-CSRF-Token header"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "applikant_session",
+                    "description": "changes also need the X-CSRF-Token header",
+                },
             },
         },
     }

@@ -10,8 +10,15 @@ from starlette.routing import Route
 
 from .am import AmError
 from .auth import AuthError
-from .common import (AUDIT_FILTERS, client_of, query_audit, require_admin, require_login,
-                     viewer_of, web_of)
+from .common import (
+    AUDIT_FILTERS,
+    client_of,
+    query_audit,
+    require_admin,
+    require_login,
+    viewer_of,
+    web_of,
+)
 from .render import field, flash, read_form, redirect, render
 from .security import TOKEN_TITLE_MAX, new_csrf
 
@@ -27,8 +34,13 @@ async def login_page(request: Request) -> Response:
     viewer = await viewer_of(request)
     if viewer.user is not None:
         return redirect(_safe_next(request.query_params.get("next", "/")))
-    return render(request, "login.html", next=_safe_next(request.query_params.get("next", "/")),
-                  login="", error="")
+    return render(
+        request,
+        "login.html",
+        next=_safe_next(request.query_params.get("next", "/")),
+        login="",
+        error="",
+    )
 
 
 async def login_post(request: Request) -> Response:
@@ -39,8 +51,9 @@ async def login_post(request: Request) -> Response:
     try:
         user = await web_of(request).auth.password(login, password, client_of(request))
     except AuthError as exc:
-        response = render(request, "login.html", status=exc.status, next=nxt, login=login,
-                          error=exc.message)
+        response = render(
+            request, "login.html", status=exc.status, next=nxt, login=login, error=exc.message
+        )
         if exc.status == 429:
             response.headers["retry-after"] = str(int(exc.retry_after) + 1)
         return response
@@ -72,8 +85,16 @@ async def dashboard(request: Request) -> Response:
     repos = await am.list_repos(viewer.id)
     mine = [r for r in repos if r["owner"] == viewer.login][:10]
     logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
-    return render(request, "dashboard.html", counts=counts, pushes=pushes, nodes=nodes,
-                  cluster_error=cluster_error, mine=mine, logins=logins)
+    return render(
+        request,
+        "dashboard.html",
+        counts=counts,
+        pushes=pushes,
+        nodes=nodes,
+        cluster_error=cluster_error,
+        mine=mine,
+        logins=logins,
+    )
 
 
 async def tokens_page(request: Request) -> Response:
@@ -112,8 +133,9 @@ async def password_post(request: Request) -> Response:
     try:
         await web.auth.password(viewer.login, current, client_of(request))
     except AuthError as exc:
-        flash(request, "the current password is wrong" if exc.status == 401 else exc.message,
-              "error")
+        flash(
+            request, "the current password is wrong" if exc.status == 401 else exc.message, "error"
+        )
         return redirect("/settings/tokens")
     try:
         await web.am.set_password(viewer.id, viewer.id, new)
@@ -138,8 +160,9 @@ async def audit(request: Request) -> Response:
             raise
         error = exc.message
     logins = {u["id"]: u["login"] for u in await web_of(request).am.list_users(viewer.id)}
-    return render(request, "audit.html", entries=entries, filters=filters, error=error,
-                  logins=logins)
+    return render(
+        request, "audit.html", entries=entries, filters=filters, error=error, logins=logins
+    )
 
 
 async def login_redirect(request: Request) -> Response:

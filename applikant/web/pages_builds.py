@@ -44,8 +44,9 @@ async def _build_of(request: Request, access: str) -> tuple[dict, dict, dict]:
     """(repo, decision, build) for the page's repo and build; 404 when the build
     is another repo's or the viewer may not read it."""
     viewer = await viewer_of(request)
-    repo, decision = await readable_repo(web_of(request), viewer, request.path_params["owner"],
-                                         request.path_params["name"], access)
+    repo, decision = await readable_repo(
+        web_of(request), viewer, request.path_params["owner"], request.path_params["name"], access
+    )
     try:
         build = await _builds(request, "get", build=str(_number(request)))
     except AmError as exc:
@@ -59,8 +60,9 @@ async def _build_of(request: Request, access: str) -> tuple[dict, dict, dict]:
 
 async def builds_page(request: Request) -> Response:
     viewer = await viewer_of(request)
-    repo, decision = await readable_repo(web_of(request), viewer, request.path_params["owner"],
-                                         request.path_params["name"])
+    repo, decision = await readable_repo(
+        web_of(request), viewer, request.path_params["owner"], request.path_params["name"]
+    )
     builds = await _builds(request, "list", repo=repo["full_name"], limit=100)
     return render(request, "builds.html", repo=repo, decision=decision, builds=builds, ref="")
 
@@ -68,8 +70,16 @@ async def builds_page(request: Request) -> Response:
 async def build_page(request: Request) -> Response:
     repo, decision, build = await _build_of(request, "read")
     log = await _builds(request, "log", build=build["id"], limit=PAGE_LINES)
-    return render(request, "build.html", repo=repo, decision=decision, build=build, log=log,
-                  ref="", can_write=decision.get("level") in ("write", "admin"))
+    return render(
+        request,
+        "build.html",
+        repo=repo,
+        decision=decision,
+        build=build,
+        log=log,
+        ref="",
+        can_write=decision.get("level") in ("write", "admin"),
+    )
 
 
 async def build_post(request: Request) -> Response:
@@ -80,8 +90,11 @@ async def build_post(request: Request) -> Response:
     try:
         if action == "cancel":
             done = await _builds(request, "cancel", build=build["id"])
-            flash(request, f"build #{done['number']} "
-                  + ("cancelled" if done["status"] == "cancelled" else "is being stopped"))
+            flash(
+                request,
+                f"build #{done['number']} "
+                + ("cancelled" if done["status"] == "cancelled" else "is being stopped"),
+            )
         elif action == "rerun":
             done = await _builds(request, "rerun", build=build["id"])
             flash(request, f"build #{done['number']} queued")
@@ -111,8 +124,12 @@ async def log_json(request: Request) -> Response:
         return JSONResponse({"error": "not_found", "message": "no such build"}, 404)
     page = await _builds(request, "log", build=build["id"], after=int(after), limit=POLL_LINES)
     fresh = await _builds(request, "get", build=build["id"])
-    page.update(reason=fresh["reason"], exit_code=fresh["exit_code"],
-                finished_at=fresh["finished_at"], started_at=fresh["started_at"])
+    page.update(
+        reason=fresh["reason"],
+        exit_code=fresh["exit_code"],
+        finished_at=fresh["finished_at"],
+        started_at=fresh["started_at"],
+    )
     return JSONResponse(page, headers={"Cache-Control": "no-store"})
 
 

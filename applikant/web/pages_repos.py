@@ -33,48 +33,83 @@ async def repos(request: Request) -> Response:
     if q:
         found = [r for r in found if q in r["full_name"].lower() or q in r["description"].lower()]
     total = len(found)
-    page = max(1, min(int(request.query_params.get("page", "1") or 1)
-                      if request.query_params.get("page", "1").isdigit() else 1, 10_000))
+    page = max(
+        1,
+        min(
+            int(request.query_params.get("page", "1") or 1)
+            if request.query_params.get("page", "1").isdigit()
+            else 1,
+            10_000,
+        ),
+    )
     per = 100
-    shown = found[(page - 1) * per: page * per]
-    return render(request, "repos.html", repos=shown, q=q, total=total, page=page,
-                  pages=max(1, (total + per - 1) // per))
+    shown = found[(page - 1) * per : page * per]
+    return render(
+        request,
+        "repos.html",
+        repos=shown,
+        q=q,
+        total=total,
+        page=page,
+        pages=max(1, (total + per - 1) // per),
+    )
 
 
 async def owners_for(request: Request, viewer) -> list[str]:
     if viewer.is_admin:
-        names = [u["login"] for u in await web_of(request).am.list_users(viewer.id)
-                 if not u["disabled"]]
+        names = [
+            u["login"] for u in await web_of(request).am.list_users(viewer.id) if not u["disabled"]
+        ]
         names += [g["name"] for g in await web_of(request).am.list_groups(viewer.id)]
         return sorted(set(names), key=str.lower)
-    groups = [g["name"] for g in await web_of(request).am.list_groups(viewer.id)
-              if viewer.login in g["members"]]
+    groups = [
+        g["name"]
+        for g in await web_of(request).am.list_groups(viewer.id)
+        if viewer.login in g["members"]
+    ]
     return [viewer.login, *groups]
 
 
 async def repo_new(request: Request) -> Response:
     viewer = await require_login(request)
-    return render(request, "repo_new.html", owners=await owners_for(request, viewer),
-                  values={"owner": viewer.login}, error="")
+    return render(
+        request,
+        "repo_new.html",
+        owners=await owners_for(request, viewer),
+        values={"owner": viewer.login},
+        error="",
+    )
 
 
 async def repo_create(request: Request) -> Response:
     viewer = await require_login(request)
     form = await read_form(request)
-    values = {"owner": field(form, "owner", 64).strip() or viewer.login,
-              "name": field(form, "name", 100).strip(),
-              "description": field(form, "description", 1024),
-              "is_public": form.get("is_public") == "on",
-              "default_branch": field(form, "default_branch", 255).strip() or "main"}
+    values = {
+        "owner": field(form, "owner", 64).strip() or viewer.login,
+        "name": field(form, "name", 100).strip(),
+        "description": field(form, "description", 1024),
+        "is_public": form.get("is_public") == "on",
+        "default_branch": field(form, "default_branch", 255).strip() or "main",
+    }
     try:
         repo = await web_of(request).am.create_repo(
-            viewer.id, f"{values['owner']}/{values['name']}", description=values["description"],
-            is_public=values["is_public"], default_branch=values["default_branch"])
+            viewer.id,
+            f"{values['owner']}/{values['name']}",
+            description=values["description"],
+            is_public=values["is_public"],
+            default_branch=values["default_branch"],
+        )
     except AmError as exc:
         if exc.status not in (400, 403, 404, 409):
             raise
-        return render(request, "repo_new.html", status=exc.status,
-                      owners=await owners_for(request, viewer), values=values, error=exc.message)
+        return render(
+            request,
+            "repo_new.html",
+            status=exc.status,
+            owners=await owners_for(request, viewer),
+            values=values,
+            error=exc.message,
+        )
     flash(request, f"repository {repo['full_name']} created")
     return redirect(f"/{repo['full_name']}")
 
@@ -82,19 +117,20 @@ async def repo_create(request: Request) -> Response:
 async def _open(request: Request, access: str = "read"):
     web = web_of(request)
     viewer = await viewer_of(request)
-    repo, decision = await readable_repo(web, viewer, request.path_params["owner"],
-                                         request.path_params["name"], access)
+    repo, decision = await readable_repo(
+        web, viewer, request.path_params["owner"], request.path_params["name"], access
+    )
     path = gitread.repo_path(web.repo_root, repo["full_name"])
     return web, viewer, repo, decision, path
 
 
-async def _ref_and_commit(request: Request, repo: dict, path: str,
-                          refs: list[gitread.Ref]) -> tuple[str, str | None]:
+async def _ref_and_commit(
+    request: Request, repo: dict, path: str, refs: list[gitread.Ref]
+) -> tuple[str, str | None]:
     ref = request.query_params.get("ref", "")
     if not ref:
         names = [r.name for r in refs if r.kind == "branch"]
-        ref = repo["default_branch"] if repo["default_branch"] in names or not names \
-            else names[0]
+        ref = repo["default_branch"] if repo["default_branch"] in names or not names else names[0]
         if not refs:
             return ref, None
     return ref, await gitread.resolve(path, gitread.check_ref(ref))
@@ -113,18 +149,30 @@ async def repo_blob(request: Request) -> Response:
 
 
 async def _browse(request: Request, view: str) -> Response:
-    web, viewer, repo, decision, path = await _open(request)
+    web, _viewer, repo, decision, path = await _open(request)
     subpath = gitread.check_path(request.query_params.get("path", ""))
     try:
         refs = await gitread.refs(path)
     except gitread.GitReadError:
         refs = []
     ref, commit = await _ref_and_commit(request, repo, path, refs)
-    context = dict(repo=repo, decision=decision, refs=refs, ref=ref, commit=commit,
-                   subpath=subpath, crumbs=_crumbs(subpath), parent=subpath.rpartition("/")[0], entries=[], blob=None,
-                   readme_html="", commits=[], view=view,
-                   http_url=web.site.http_clone(repo["full_name"]),
-                   ssh_url=web.site.ssh_clone(repo["full_name"]))
+    context = dict(
+        repo=repo,
+        decision=decision,
+        refs=refs,
+        ref=ref,
+        commit=commit,
+        subpath=subpath,
+        crumbs=_crumbs(subpath),
+        parent=subpath.rpartition("/")[0],
+        entries=[],
+        blob=None,
+        readme_html="",
+        commits=[],
+        view=view,
+        http_url=web.site.http_clone(repo["full_name"]),
+        ssh_url=web.site.ssh_clone(repo["full_name"]),
+    )
     if commit is not None:
         if view == "tree":
             context["entries"] = await gitread.ls_tree(path, commit, subpath)
@@ -133,8 +181,11 @@ async def _browse(request: Request, view: str) -> Response:
                 readme = await gitread.find_readme(path, commit)
                 if readme is not None and not readme.binary:
                     text = readme.text()
-                    context["readme_html"] = markdown(text) if readme.path.lower().endswith(
-                        (".md", ".markdown")) else None
+                    context["readme_html"] = (
+                        markdown(text)
+                        if readme.path.lower().endswith((".md", ".markdown"))
+                        else None
+                    )
                     context["readme_text"] = text
                     context["readme_name"] = readme.path
         else:
@@ -151,35 +202,45 @@ def _crumbs(subpath: str) -> list[tuple[str, str]]:
 
 
 async def repo_commits(request: Request) -> Response:
-    web, viewer, repo, decision, path = await _open(request)
+    _web, _viewer, repo, decision, path = await _open(request)
     refs = await gitread.refs(path)
     ref, commit = await _ref_and_commit(request, repo, path, refs)
     commits = await gitread.log(path, commit, 100) if commit else []
-    return render(request, "commits.html", repo=repo, refs=refs, ref=ref, commits=commits,
-                  decision=decision)
+    return render(
+        request, "commits.html", repo=repo, refs=refs, ref=ref, commits=commits, decision=decision
+    )
 
 
 async def repo_settings(request: Request) -> Response:
-    web, viewer, repo, decision, path = await _open(request, "admin")
+    web, viewer, repo, decision, _path = await _open(request, "admin")
     am = web.am
     grants = await am.list_grants(viewer.id, repo["full_name"])
     protected = await am.list_protected(viewer.id, repo["full_name"])
-    return render(request, "repo_settings.html", repo=repo, grants=grants, protected=protected,
-                  decision=decision)
+    return render(
+        request,
+        "repo_settings.html",
+        repo=repo,
+        grants=grants,
+        protected=protected,
+        decision=decision,
+    )
 
 
 async def repo_settings_post(request: Request) -> Response:
-    web, viewer, repo, decision, path = await _open(request, "admin")
+    web, viewer, repo, _decision, _path = await _open(request, "admin")
     form = await read_form(request)
     am, full = web.am, repo["full_name"]
     action = field(form, "action", 30)
     where = f"/{full}/settings"
     try:
         if action == "update":
-            await am.update_repo(viewer.id, full, description=field(form, "description", 1024),
-                                 is_public=form.get("is_public") == "on",
-                                 default_branch=field(form, "default_branch", 255).strip()
-                                 or None)
+            await am.update_repo(
+                viewer.id,
+                full,
+                description=field(form, "description", 1024),
+                is_public=form.get("is_public") == "on",
+                default_branch=field(form, "default_branch", 255).strip() or None,
+            )
             flash(request, "settings saved")
         elif action == "grant":
             grantee = field(form, "grantee", 64).strip()

@@ -37,19 +37,20 @@ async def user_new(request: Request) -> Response:
 async def user_create(request: Request) -> Response:
     viewer = await require_admin(request)
     form = await read_form(request)
-    values = {"login": field(form, "login", 64).strip(),
-              "display_name": field(form, "display_name", 128),
-              "email": field(form, "email", 254).strip(),
-              "password": field(form, "password", 1024) or None,
-              "is_admin": form.get("is_admin") == "on"}
+    values = {
+        "login": field(form, "login", 64).strip(),
+        "display_name": field(form, "display_name", 128),
+        "email": field(form, "email", 254).strip(),
+        "password": field(form, "password", 1024) or None,
+        "is_admin": form.get("is_admin") == "on",
+    }
     try:
         user = await web_of(request).am.add_user(viewer.id, **values)
     except AmError as exc:
         if exc.status not in (400, 409):
             raise
         values.pop("password")
-        return render(request, "user_new.html", status=exc.status, values=values,
-                      error=exc.message)
+        return render(request, "user_new.html", status=exc.status, values=values, error=exc.message)
     flash(request, f"user {user['login']} created")
     return redirect(f"/users/{user['login']}")
 
@@ -61,8 +62,17 @@ async def user_detail(request: Request) -> Response:
     keys = await am.list_keys(viewer.id, user["id"]) if _may_manage(viewer, user) else []
     groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
     repos = await am.list_repos(viewer.id, owner=user["login"])
-    return render(request, "user.html", user=user, keys=keys, groups=groups, repos=repos,
-                  manage=_may_manage(viewer, user), key_error="", key_values={})
+    return render(
+        request,
+        "user.html",
+        user=user,
+        keys=keys,
+        groups=groups,
+        repos=repos,
+        manage=_may_manage(viewer, user),
+        key_error="",
+        key_values={},
+    )
 
 
 async def _user_for_change(request: Request):
@@ -86,9 +96,18 @@ async def key_add(request: Request) -> Response:
         keys = await am.list_keys(viewer.id, user["id"])
         groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
         repos = await am.list_repos(viewer.id, owner=user["login"])
-        return render(request, "user.html", status=exc.status, user=user, keys=keys,
-                      groups=groups, repos=repos, manage=True, key_error=exc.message,
-                      key_values={"key": key, "title": title})
+        return render(
+            request,
+            "user.html",
+            status=exc.status,
+            user=user,
+            keys=keys,
+            groups=groups,
+            repos=repos,
+            manage=True,
+            key_error=exc.message,
+            key_values={"key": key, "title": title},
+        )
     flash(request, f"key {added['fingerprint']} added")
     return redirect(f"/users/{user['login']}")
 
@@ -129,8 +148,13 @@ async def user_admin(request: Request) -> Response:
 
 async def groups(request: Request) -> Response:
     viewer = await require_login(request)
-    return render(request, "groups.html", groups=await web_of(request).am.list_groups(viewer.id),
-                  error="", values={})
+    return render(
+        request,
+        "groups.html",
+        groups=await web_of(request).am.list_groups(viewer.id),
+        error="",
+        values={},
+    )
 
 
 async def group_create(request: Request) -> Response:
@@ -143,8 +167,14 @@ async def group_create(request: Request) -> Response:
     except AmError as exc:
         if exc.status not in (400, 409):
             raise
-        return render(request, "groups.html", status=exc.status, groups=await am.list_groups(viewer.id),
-                      error=exc.message, values={"name": name, "description": description})
+        return render(
+            request,
+            "groups.html",
+            status=exc.status,
+            groups=await am.list_groups(viewer.id),
+            error=exc.message,
+            values={"name": name, "description": description},
+        )
     flash(request, f"group {group['name']} created")
     return redirect(f"/groups/{group['name']}")
 

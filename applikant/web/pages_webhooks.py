@@ -24,8 +24,12 @@ from .common import readable_repo, require_admin, viewer_of, web_of
 from .render import field, flash, read_form, redirect, render
 
 SERVICE = "am_webhooks"
-EVENTS = [("push", "Push"), ("repo_created", "Repository created"),
-          ("repo_deleted", "Repository deleted"), ("build_finished", "Build finished")]
+EVENTS = [
+    ("push", "Push"),
+    ("repo_created", "Repository created"),
+    ("repo_deleted", "Repository deleted"),
+    ("build_finished", "Build finished"),
+]
 
 
 async def _hooks(request: Request, method: str, actor: str, **args: Any) -> Any:
@@ -36,9 +40,13 @@ async def _scope(request: Request) -> tuple[Any, dict | None, dict | None, str]:
     """(viewer, repo or None for the site, decision, base URL); refuses the others."""
     if "owner" in request.path_params:
         viewer = await viewer_of(request)
-        repo, decision = await readable_repo(web_of(request), viewer,
-                                             request.path_params["owner"],
-                                             request.path_params["name"], "admin")
+        repo, decision = await readable_repo(
+            web_of(request),
+            viewer,
+            request.path_params["owner"],
+            request.path_params["name"],
+            "admin",
+        )
         return viewer, repo, decision, f"/{repo['full_name']}/settings/webhooks"
     viewer = await require_admin(request)
     return viewer, None, None, "/admin/webhooks"
@@ -46,11 +54,18 @@ async def _scope(request: Request) -> tuple[Any, dict | None, dict | None, str]:
 
 async def hooks_page(request: Request) -> Response:
     viewer, repo, decision, base = await _scope(request)
-    hooks = await _hooks(request, "list_hooks", viewer.id,
-                         repo=repo["full_name"] if repo else None)
+    hooks = await _hooks(request, "list_hooks", viewer.id, repo=repo["full_name"] if repo else None)
     fresh = request.session.pop("new_hook_secret", None)
-    return render(request, "webhooks.html", repo=repo, decision=decision, hooks=hooks,
-                  base=base, events=EVENTS, fresh=fresh)
+    return render(
+        request,
+        "webhooks.html",
+        repo=repo,
+        decision=decision,
+        hooks=hooks,
+        base=base,
+        events=EVENTS,
+        fresh=fresh,
+    )
 
 
 async def hooks_post(request: Request) -> Response:
@@ -60,21 +75,26 @@ async def hooks_post(request: Request) -> Response:
     try:
         if action == "add":
             events = [name for name, _ in EVENTS if form.get(f"event_{name}") == "on"]
-            made = await _hooks(request, "add_hook", viewer.id,
-                                repo=repo["full_name"] if repo else None,
-                                url=field(form, "url", 2048).strip(), events=events or ["push"],
-                                secret=field(form, "secret", 256) or None)
+            made = await _hooks(
+                request,
+                "add_hook",
+                viewer.id,
+                repo=repo["full_name"] if repo else None,
+                url=field(form, "url", 2048).strip(),
+                events=events or ["push"],
+                secret=field(form, "secret", 256) or None,
+            )
             if not field(form, "secret", 256):
                 request.session["new_hook_secret"] = [made["id"], made["secret"]]
             flash(request, f"hook {made['id']} added; a ping is on its way")
         elif action == "delete":
-            removed = await _hooks(request, "remove_hook", viewer.id,
-                                   hook=field(form, "hook", 30))
+            removed = await _hooks(request, "remove_hook", viewer.id, hook=field(form, "hook", 30))
             flash(request, f"hook {removed['id']} ({removed['url']}) removed")
         elif action == "redeliver":
             hook = field(form, "hook", 30)
-            made = await _hooks(request, "redeliver", viewer.id,
-                                delivery=field(form, "delivery", 64))
+            made = await _hooks(
+                request, "redeliver", viewer.id, delivery=field(form, "delivery", 64)
+            )
             flash(request, f"delivery {made['redelivery_of']} queued again as {made['id']}")
             return redirect(f"{base}/{hook}")
         else:
@@ -89,14 +109,28 @@ async def hooks_post(request: Request) -> Response:
 async def deliveries_page(request: Request) -> Response:
     viewer, repo, decision, base = await _scope(request)
     hook_id = request.path_params["hook"]
-    hook = next((h for h in await _hooks(request, "list_hooks", viewer.id,
-                                          repo=repo["full_name"] if repo else None)
-                 if h["id"] == hook_id), None)
+    hook = next(
+        (
+            h
+            for h in await _hooks(
+                request, "list_hooks", viewer.id, repo=repo["full_name"] if repo else None
+            )
+            if h["id"] == hook_id
+        ),
+        None,
+    )
     if hook is None:
         raise HTTPException(404, f"no hook {hook_id[:40]} here")
     deliveries = await _hooks(request, "list_deliveries", viewer.id, hook=hook_id, limit=50)
-    return render(request, "webhook_deliveries.html", repo=repo, decision=decision, hook=hook,
-                  deliveries=deliveries, base=base)
+    return render(
+        request,
+        "webhook_deliveries.html",
+        repo=repo,
+        decision=decision,
+        hook=hook,
+        deliveries=deliveries,
+        base=base,
+    )
 
 
 def routes() -> list[Route]:

@@ -21,8 +21,16 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from .security import csrf_ok, new_csrf
 
-__all__ = ["templates", "render", "flash", "read_form", "redirect", "markdown", "FormError",
-           "error_page"]
+__all__ = [
+    "FormError",
+    "error_page",
+    "flash",
+    "markdown",
+    "read_form",
+    "redirect",
+    "render",
+    "templates",
+]
 
 HERE = os.path.dirname(__file__)
 
@@ -49,8 +57,9 @@ def _when(value: Any) -> str:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return str(value)
-    return moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.utcoffset() is not None
-                                                 and not moment.utcoffset() else "")
+    return moment.strftime("%Y-%m-%d %H:%M") + (
+        " UTC" if moment.utcoffset() is not None and not moment.utcoffset() else ""
+    )
 
 
 def _size(value: Any) -> str:
@@ -102,8 +111,9 @@ async def read_form(request: Request) -> FormData:
     except Exception:  # multipart's own errors: bad boundaries, too many fields
         raise FormError(400, "the form could not be read") from None
     if not csrf_ok(request.session.get("csrf"), form.get("csrf")):
-        raise FormError(403, "the form had no valid security token (CSRF); reload the page "
-                             "and submit it again")
+        raise FormError(
+            403, "the form had no valid security token (CSRF); reload the page and submit it again"
+        )
     return form
 
 
@@ -122,24 +132,47 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     viewer = getattr(request.state, "viewer", None)
     messages = request.session.pop("flash", []) if "session" in request.scope else []
     body = templates.get_template(name).render(
-        request=request, viewer=viewer, csrf=csrf_token(request) if "session" in request.scope
-        else "", messages=messages, site=web.site, **context)
+        request=request,
+        viewer=viewer,
+        csrf=csrf_token(request) if "session" in request.scope else "",
+        messages=messages,
+        site=web.site,
+        **context,
+    )
     return HTMLResponse(body, status_code=status)
 
 
-def error_page(request: Request, status: int, message: str,
-               title: str | None = None) -> HTMLResponse:
-    titles = {400: "Bad request", 401: "Please log in", 403: "Not allowed", 404: "Not found",
-              405: "Method not allowed", 409: "Conflict", 413: "Too large",
-              415: "Unsupported form", 422: "Invalid input", 429: "Too many attempts",
-              500: "Something went wrong", 501: "Not available yet",
-              503: "The manager is unavailable"}
+def error_page(
+    request: Request, status: int, message: str, title: str | None = None
+) -> HTMLResponse:
+    titles = {
+        400: "Bad request",
+        401: "Please log in",
+        403: "Not allowed",
+        404: "Not found",
+        405: "Method not allowed",
+        409: "Conflict",
+        413: "Too large",
+        415: "Unsupported form",
+        422: "Invalid input",
+        429: "Too many attempts",
+        500: "Something went wrong",
+        501: "Not available yet",
+        503: "The manager is unavailable",
+    }
     try:
-        return render(request, "error.html", status=status, message=message,
-                      title=title or titles.get(status, "Error"), status_code=status)
+        return render(
+            request,
+            "error.html",
+            status=status,
+            message=message,
+            title=title or titles.get(status, "Error"),
+            status_code=status,
+        )
     except Exception:  # the page itself must never fail into a traceback
-        return HTMLResponse(f"<h1>{status}</h1><p>{jinja2.utils.markupsafe.escape(message)}</p>",
-                            status_code=status)
+        return HTMLResponse(
+            f"<h1>{status}</h1><p>{jinja2.utils.markupsafe.escape(message)}</p>", status_code=status
+        )
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -20,8 +20,15 @@ import secrets
 import time
 from dataclasses import dataclass
 
-__all__ = ["load_secret", "new_csrf", "csrf_ok", "Throttle", "parse_basic",
-           "parse_bearer", "looks_like_token"]
+__all__ = [
+    "Throttle",
+    "csrf_ok",
+    "load_secret",
+    "looks_like_token",
+    "new_csrf",
+    "parse_basic",
+    "parse_bearer",
+]
 
 
 def load_secret(path: str) -> str:
@@ -93,9 +100,15 @@ class _Failures:
 class Throttle:
     """Slows down repeated failed logins; see the module docstring."""
 
-    def __init__(self, free: int = 5, base: float = 1.0, cap: float = 300.0,
-                 forget: float = 3600.0, clock=time.monotonic,
-                 free_by_prefix: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        free: int = 5,
+        base: float = 1.0,
+        cap: float = 300.0,
+        forget: float = 3600.0,
+        clock=time.monotonic,
+        free_by_prefix: dict[str, int] | None = None,
+    ) -> None:
         self.free = free
         # An address (a NAT, an office) is shared by many people: it gets more slack.
         self.free_by_prefix = free_by_prefix if free_by_prefix is not None else {"addr:": 30}

@@ -9,16 +9,43 @@ Public API:
 - `Hook`, `PendingDelivery`, `Attempt`, `Outcome` (models.py).
 """
 
-from .deliver import (USER_AGENT, DeliverySettings, attempt, encode_body, make_client,
-                      new_delivery_id, request_headers)
+from .deliver import (
+    USER_AGENT,
+    DeliverySettings,
+    attempt,
+    encode_body,
+    make_client,
+    new_delivery_id,
+    request_headers,
+)
 from .models import EVENTS, Attempt, Hook, Outcome, PendingDelivery, new_secret
 from .retry import DEFAULT_POLICY, RetryPolicy, is_final_failure, next_attempt_at
 from .sign import signature, verify
 from .urls import InvalidHookURL, validate_url
 from .worker import DeliveryQueue, deliver_pending
 
-__all__ = ["DEFAULT_POLICY", "EVENTS", "USER_AGENT", "Attempt", "DeliveryQueue",
-           "DeliverySettings", "Hook", "InvalidHookURL", "Outcome", "PendingDelivery",
-           "RetryPolicy", "attempt", "deliver_pending", "encode_body", "is_final_failure",
-           "make_client", "new_delivery_id", "new_secret", "next_attempt_at",
-           "request_headers", "signature", "validate_url", "verify"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "EVENTS",
+    "USER_AGENT",
+    "Attempt",
+    "DeliveryQueue",
+    "DeliverySettings",
+    "Hook",
+    "InvalidHookURL",
+    "Outcome",
+    "PendingDelivery",
+    "RetryPolicy",
+    "attempt",
+    "deliver_pending",
+    "encode_body",
+    "is_final_failure",
+    "make_client",
+    "new_delivery_id",
+    "new_secret",
+    "next_attempt_at",
+    "request_headers",
+    "signature",
+    "validate_url",
+    "verify",
+]

@@ -36,8 +36,15 @@ from .models import Attempt, Outcome, PendingDelivery, utcnow
 from .sign import signature
 from .urls import InvalidHookURL, validate_url
 
-__all__ = ["USER_AGENT", "DeliverySettings", "attempt", "encode_body", "make_client",
-           "new_delivery_id", "request_headers"]
+__all__ = [
+    "USER_AGENT",
+    "DeliverySettings",
+    "attempt",
+    "encode_body",
+    "make_client",
+    "new_delivery_id",
+    "request_headers",
+]
 
 USER_AGENT = "Applikant-Hookshot/1"
 
@@ -60,9 +67,13 @@ def encode_body(payload: Any) -> str:
 
 
 def request_headers(*, event: str, delivery_id: str, secret: str, body: bytes) -> dict[str, str]:
-    return {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-            "X-Applikant-Event": event, "X-Applikant-Delivery": delivery_id,
-            "X-Applikant-Signature-256": signature(secret, body)}
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Applikant-Event": event,
+        "X-Applikant-Delivery": delivery_id,
+        "X-Applikant-Signature-256": signature(secret, body),
+    }
 
 
 def make_client(settings: DeliverySettings = DeliverySettings()) -> httpx.AsyncClient:
@@ -70,9 +81,11 @@ def make_client(settings: DeliverySettings = DeliverySettings()) -> httpx.AsyncC
     between deliveries (they are rare, and a stale pooled connection would be
     one more way to fail), no proxy or netrc from the environment."""
     return httpx.AsyncClient(
-        follow_redirects=False, trust_env=False,
+        follow_redirects=False,
+        trust_env=False,
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-        limits=httpx.Limits(max_keepalive_connections=0))
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -80,29 +93,40 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
-async def attempt(client: httpx.AsyncClient, delivery: PendingDelivery, *,
-                  settings: DeliverySettings = DeliverySettings(),
-                  now: datetime | None = None) -> Attempt:
+async def attempt(
+    client: httpx.AsyncClient,
+    delivery: PendingDelivery,
+    *,
+    settings: DeliverySettings = DeliverySettings(),
+    now: datetime | None = None,
+) -> Attempt:
     """Post `delivery` once; the Attempt (number = delivery.attempts + 1)."""
     started_at = now or utcnow()
     t0 = time.monotonic()
     number = delivery.attempts + 1
 
     def done(outcome: Outcome, **kw: Any) -> Attempt:
-        return Attempt(number=number, started_at=started_at,
-                       duration=round(time.monotonic() - t0, 6), outcome=outcome, **kw)
+        return Attempt(
+            number=number,
+            started_at=started_at,
+            duration=round(time.monotonic() - t0, 6),
+            outcome=outcome,
+            **kw,
+        )
 
     try:
         validate_url(delivery.url)
     except InvalidHookURL as exc:
         return done(Outcome.INVALID_URL, error=str(exc))
     body = delivery.body.encode()
-    headers = request_headers(event=delivery.event, delivery_id=delivery.id,
-                              secret=delivery.secret, body=body)
+    headers = request_headers(
+        event=delivery.event, delivery_id=delivery.id, secret=delivery.secret, body=body
+    )
     try:
         with trio.fail_after(settings.total):
-            async with client.stream("POST", delivery.url, content=body,
-                                     headers=headers) as response:
+            async with client.stream(
+                "POST", delivery.url, content=body, headers=headers
+            ) as response:
                 snippet = bytearray()
                 # Enough is read: stop by cancelling rather than by `break`, so
                 # that Cancelled runs through httpx's generators and ends them
@@ -118,12 +142,16 @@ async def attempt(client: httpx.AsyncClient, delivery: PendingDelivery, *,
     except (httpx.RequestError, httpx.InvalidURL, OSError) as exc:
         # Refused, reset, unknown host, TLS, a broken answer...
         return done(Outcome.CONNECTION_ERROR, error=_describe(exc))
-    text = bytes(snippet[:settings.max_response]).decode("utf-8", "replace")
+    text = bytes(snippet[: settings.max_response]).decode("utf-8", "replace")
     code = response.status_code
     if 200 <= code < 300:
         return done(Outcome.DELIVERED, status_code=code, response=text)
     if 300 <= code < 400:
-        return done(Outcome.REDIRECT, status_code=code, response=text,
-                    location=response.headers.get("location", "")[:2048],
-                    error="redirects are not followed")
+        return done(
+            Outcome.REDIRECT,
+            status_code=code,
+            response=text,
+            location=response.headers.get("location", "")[:2048],
+            error="redirects are not followed",
+        )
     return done(Outcome.HTTP_ERROR, status_code=code, response=text)

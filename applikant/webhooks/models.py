@@ -12,8 +12,8 @@ for good (see retry.py). Every attempt is recorded.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,7 +28,7 @@ Event = Literal["push", "repo_created", "repo_deleted", "build_finished", "ping"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_secret() -> str:
@@ -60,7 +60,7 @@ class Hook(_Model):
             raise ValueError(str(exc)) from None
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     DELIVERED = "delivered"  # a 2xx answer
     HTTP_ERROR = "http-error"  # any other status but 3xx
     REDIRECT = "redirect"  # 3xx: not followed; its Location is recorded

@@ -45,15 +45,17 @@ class RetryPolicy:
             raise ValueError("attempts_made starts at 1")
         # min() before the power would overflow for large attempt counts.
         exponent = min(attempts_made - 1, 64)
-        raw = min(self.cap, self.base * self.factor ** exponent)
+        raw = min(self.cap, self.base * self.factor**exponent)
         if self.jitter:
             raw *= 1 - self.jitter * (rng or random).random()
         return raw
 
     def schedule(self) -> list[float]:
         """The delays without jitter, one between each two attempts."""
-        return [min(self.cap, self.base * self.factor ** min(n - 1, 64))
-                for n in range(1, self.max_attempts)]
+        return [
+            min(self.cap, self.base * self.factor ** min(n - 1, 64))
+            for n in range(1, self.max_attempts)
+        ]
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -65,12 +67,20 @@ def is_final_failure(attempt: Attempt) -> bool:
     if attempt.outcome is Outcome.INVALID_URL:
         return True
     code = attempt.status_code
-    return (attempt.outcome is Outcome.HTTP_ERROR and code is not None
-            and 400 <= code < 500 and code not in (408, 429))
+    return (
+        attempt.outcome is Outcome.HTTP_ERROR
+        and code is not None
+        and 400 <= code < 500
+        and code not in (408, 429)
+    )
 
 
-def next_attempt_at(attempt: Attempt, now: datetime, policy: RetryPolicy = DEFAULT_POLICY,
-                    rng: random.Random | None = None) -> datetime | None:
+def next_attempt_at(
+    attempt: Attempt,
+    now: datetime,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    rng: random.Random | None = None,
+) -> datetime | None:
     """When to try again after `attempt`, or None: it succeeded, the failure
     is final, or it was the last attempt the policy allows."""
     if attempt.ok or is_final_failure(attempt) or attempt.number >= policy.max_attempts:

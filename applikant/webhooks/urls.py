@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["InvalidHookURL", "MAX_URL", "validate_url"]
+__all__ = ["MAX_URL", "InvalidHookURL", "validate_url"]
 
 MAX_URL = 2048
 
@@ -39,8 +39,9 @@ def validate_url(url: str) -> str:
     if not parts.hostname:
         raise InvalidHookURL("the URL has no host")
     if parts.username is not None or parts.password is not None:
-        raise InvalidHookURL("the URL must not contain a user name or password "
-                             "(the secret signs the deliveries)")
+        raise InvalidHookURL(
+            "the URL must not contain a user name or password (the secret signs the deliveries)"
+        )
     if port == 0:
         raise InvalidHookURL("the URL has port 0")
     return url

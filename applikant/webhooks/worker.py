@@ -37,20 +37,26 @@ class DeliveryQueue(Protocol):
         """When the earliest pending delivery falls due; None when none is
         pending."""
 
-    async def record(self, delivery_id: str, attempt: Attempt,
-                     next_attempt_at: datetime | None) -> None:
+    async def record(
+        self, delivery_id: str, attempt: Attempt, next_attempt_at: datetime | None
+    ) -> None:
         """Keep `attempt` in the delivery's log. `next_attempt_at` None: the
         delivery is finished, delivered if `attempt.ok`, else failed for good."""
 
 
-async def deliver_pending(queue: DeliveryQueue, *, client: httpx.AsyncClient | None = None,
-                          policy: RetryPolicy = DEFAULT_POLICY,
-                          settings: DeliverySettings = DeliverySettings(),
-                          concurrency: int = 4, poll_interval: float = 5.0,
-                          wake: Callable[[], trio.Event] | None = None,
-                          now: Callable[[], datetime] = utcnow,
-                          rng: random.Random | None = None,
-                          until_idle: bool = False) -> None:
+async def deliver_pending(
+    queue: DeliveryQueue,
+    *,
+    client: httpx.AsyncClient | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    settings: DeliverySettings = DeliverySettings(),
+    concurrency: int = 4,
+    poll_interval: float = 5.0,
+    wake: Callable[[], trio.Event] | None = None,
+    now: Callable[[], datetime] = utcnow,
+    rng: random.Random | None = None,
+    until_idle: bool = False,
+) -> None:
     """Deliver what is due, for ever (or, with `until_idle`, until nothing is
     pending any more).
 

@@ -30,9 +30,11 @@ class BuildSite(GitSite):
         self.builds_root = self.shared / "builds"
         self.http_port = procs.free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        toml = (f'\n[aw]\nlisten = "127.0.0.1:{self.http_port}"\n'
-                f'\n[builder]\nbuilds_root = "{self.builds_root}"\nkill_grace = 0.5\n'
-                f"{builder_toml}\n")
+        toml = (
+            f'\n[aw]\nlisten = "127.0.0.1:{self.http_port}"\n'
+            f'\n[builder]\nbuilds_root = "{self.builds_root}"\nkill_grace = 0.5\n'
+            f"{builder_toml}\n"
+        )
         super().__init__(tmp, af_toml=kwargs.pop("af_toml", "") + toml, **kwargs)
         self.ab_proc: procs.Proc | None = None
         self.ab_node = self.cluster.node("ab")
@@ -52,8 +54,9 @@ class BuildSite(GitSite):
         if config is not None:
             self.env["APPLIKANT_CONFIG"] = str(config)
         try:
-            self.ab_proc = self._daemon("ab", [sys.executable, "-m", "applikant.cli.main",
-                                               "start", "ab"])
+            self.ab_proc = self._daemon(
+                "ab", [sys.executable, "-m", "applikant.cli.main", "start", "ab"]
+            )
         finally:
             self.env = env_backup
         wait_for(lambda: self.ab_status().get("am_up"), 15, "ab linked to am")
@@ -78,8 +81,17 @@ class BuildSite(GitSite):
     def _call_node(self, node: str, service: str, method: str, args: Any = None) -> Any:
         from applikant.node import blocking
 
-        return blocking.call(node, self.cookie, service, method, args, prefix="test", node=node,
-                             settings=self.settings, timeout=10)
+        return blocking.call(
+            node,
+            self.cookie,
+            service,
+            method,
+            args,
+            prefix="test",
+            node=node,
+            settings=self.settings,
+            timeout=10,
+        )
 
     def with_builder(self, extra: str) -> Path:
         """A copy of the config file with `extra` keys in [builder] (for an ab
@@ -98,19 +110,22 @@ class BuildSite(GitSite):
         def ok() -> Any:
             b = self.build(ref)
             return b if b["status"] in statuses else None
+
         try:
             return wait_for(ok, timeout, f"build {ref} to be {'/'.join(statuses)}", every=0.05)
         except AssertionError:
-            raise AssertionError(f"build {ref}: {self.build(ref)}\n"
-                                 f"ab log:\n{self.ab_proc.log_text() if self.ab_proc else ''}") \
-                from None
+            raise AssertionError(
+                f"build {ref}: {self.build(ref)}\n"
+                f"ab log:\n{self.ab_proc.log_text() if self.ab_proc else ''}"
+            ) from None
 
     def log_lines(self, ref: str | int) -> list[str]:
         page = self.call_am("am_builds", "log", {"build": str(ref), "limit": 100000})
         return [line for _, line in page["lines"]]
 
-    def push_script(self, user: User, work: Path, script: str, *, branch: str = "main",
-                    message: str = "build") -> tuple[str, str]:
+    def push_script(
+        self, user: User, work: Path, script: str, *, branch: str = "main", message: str = "build"
+    ) -> tuple[str, str]:
         """Commit `script` as .applikant/build.sh and push it: (commit, push stderr)."""
         (work / ".applikant").mkdir(exist_ok=True)
         (work / ".applikant" / "build.sh").write_text(script)

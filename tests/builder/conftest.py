@@ -16,15 +16,22 @@ import pytest
 
 from applikant.builder import BuilderSettings, BuildSpec
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "t@example.org",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "HOME": "/nonexistent",
+}
 
 
 def git(*args: str, cwd: str | Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @dataclass
@@ -34,8 +41,14 @@ class Repo:
     git_dir: Path
     work: Path
 
-    def commit(self, files: dict[str, str], *, executable: tuple[str, ...] = (),
-               branch: str = "main", push: bool = True) -> str:
+    def commit(
+        self,
+        files: dict[str, str],
+        *,
+        executable: tuple[str, ...] = (),
+        branch: str = "main",
+        push: bool = True,
+    ) -> str:
         for name, text in files.items():
             path = self.work / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +65,13 @@ class Repo:
         return self.commit({".applikant/build.sh": script}, **kwargs)  # type: ignore[arg-type]
 
     def spec(self, commit: str, build_id: str = "build-1") -> BuildSpec:
-        return BuildSpec(build_id=build_id, repo="alice/demo", ref="refs/heads/main",
-                         commit=commit, source=str(self.git_dir))
+        return BuildSpec(
+            build_id=build_id,
+            repo="alice/demo",
+            ref="refs/heads/main",
+            commit=commit,
+            source=str(self.git_dir),
+        )
 
 
 @pytest.fixture
@@ -114,4 +132,3 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in (b"Z", b"X")
-

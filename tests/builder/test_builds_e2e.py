@@ -33,8 +33,9 @@ LOG_LIMIT = 65536
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildSite]:
-    with BuildSite(tmp_path_factory.mktemp("builds"),
-                   builder_toml=f"timeout = 6.0\nlog_limit = {LOG_LIMIT}\n") as s:
+    with BuildSite(
+        tmp_path_factory.mktemp("builds"), builder_toml=f"timeout = 6.0\nlog_limit = {LOG_LIMIT}\n"
+    ) as s:
         yield s
 
 
@@ -54,11 +55,15 @@ def cli(site: BuildSite, *args: str) -> subprocess.CompletedProcess[str]:
     return site.cluster.cli(*args)
 
 
-def test_push_queues_a_build_that_succeeds_with_its_log(site: BuildSite, alice: User,
-                                                       tmp_path: Path) -> None:
+def test_push_queues_a_build_that_succeeds_with_its_log(
+    site: BuildSite, alice: User, tmp_path: Path
+) -> None:
     work = repo_and_clone(site, alice, "ok", tmp_path)
-    commit, stderr = site.push_script(alice, work, 'echo "hello from $APPLIKANT_REPO"\n'
-                                      'echo "ref $APPLIKANT_REF"\ngit log -1 --format=%H\n')
+    commit, stderr = site.push_script(
+        alice,
+        work,
+        'echo "hello from $APPLIKANT_REPO"\necho "ref $APPLIKANT_REF"\ngit log -1 --format=%H\n',
+    )
     number = site.queued_number(stderr)
     assert f"remote: applikant: build #{number} queued" in stderr
     build = site.wait_build(number, "succeeded")
@@ -140,12 +145,18 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
 
 def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "follow", tmp_path)
-    _, stderr = site.push_script(alice, work, "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done\n")
+    _, stderr = site.push_script(
+        alice, work, "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done\n"
+    )
     number = site.queued_number(stderr)
     env = dict(os.environ, **site.env)
-    proc = subprocess.Popen([sys.executable, "-m", "applikant.cli.main", "build", "log",
-                             str(number), "--follow"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -162,7 +173,9 @@ def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> Non
 
 def test_megabytes_of_output_are_capped(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "loud", tmp_path)
-    _, stderr = site.push_script(alice, work, "yes 'a line of output' | head -c 5000000\necho end\n")
+    _, stderr = site.push_script(
+        alice, work, "yes 'a line of output' | head -c 5000000\necho end\n"
+    )
     number = site.queued_number(stderr)
     build = site.wait_build(number, "succeeded")
     assert build["log_truncated"] is True
@@ -174,7 +187,8 @@ def test_megabytes_of_output_are_capped(site: BuildSite, alice: User, tmp_path: 
 
 
 def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
-        site: BuildSite, alice: User, tmp_path: Path) -> None:
+    site: BuildSite, alice: User, tmp_path: Path
+) -> None:
     work = repo_and_clone(site, alice, "killed", tmp_path)
     _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
     number = site.queued_number(stderr)
@@ -219,7 +233,7 @@ def test_am_restarted_with_queued_builds(site: BuildSite, alice: User, tmp_path:
     site.wait_synced()
     assert [site.build(n)["status"] for n in numbers] == ["queued", "queued"]
     site.start_ab()
-    for n, branch in zip(numbers, ("one", "two")):
+    for n, branch in zip(numbers, ("one", "two"), strict=False):
         site.wait_build(n, "succeeded")
         assert site.log_lines(n) == [branch]
 
@@ -251,15 +265,26 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
         assert web.get("/api/builds/999999/log").status_code == 404
         assert web.get(f"/alice/ok/builds/{number}").status_code == 404  # private, other repo
         # anonymous readers cannot re-run; alice (a writer) can
-        assert web.post(f"/alice/web/builds/{number}", data={"action": "rerun"}).status_code in (403, 401)
+        assert web.post(f"/alice/web/builds/{number}", data={"action": "rerun"}).status_code in (
+            403,
+            401,
+        )
     site.call_am("am_user_db", "set_password", {"user": alice.id, "password": "alice-password-1"})
     with httpx.Client(base_url=site.base, timeout=20) as web:
         login = web.get("/login")
-        web.post("/login", data={"login": "alice", "password": "alice-password-1", "next": "/",
-                                 "csrf": csrf_of(login.text)})
+        web.post(
+            "/login",
+            data={
+                "login": "alice",
+                "password": "alice-password-1",
+                "next": "/",
+                "csrf": csrf_of(login.text),
+            },
+        )
         page = web.get(f"/alice/web/builds/{number}")
-        r = web.post(f"/alice/web/builds/{number}", data={"action": "rerun",
-                                                           "csrf": csrf_of(page.text)})
+        r = web.post(
+            f"/alice/web/builds/{number}", data={"action": "rerun", "csrf": csrf_of(page.text)}
+        )
         assert r.status_code == 303
         again = int(r.headers["location"].rsplit("/", 1)[1])
         site.wait_build(again, "succeeded")

@@ -10,53 +10,145 @@ from pathlib import Path
 import pytest
 
 from applikant.builder import BuilderSettings, BuildStatus, DockerSettings, Limits, run_build
-from applikant.builder.docker import (DockerUnavailable, check_engine, container_name,
-                                      remove_argv, run_argv)
+from applikant.builder.docker import (
+    DockerUnavailable,
+    check_engine,
+    container_name,
+    remove_argv,
+    run_argv,
+)
 from applikant.builder.logcap import MARKER_PREFIX
 from applikant.builder.users import BuildUser
 
 from .conftest import Lines, Repo
 
-ENV = {"PATH": "/usr/bin", "HOME": "/host/w", "TMPDIR": "/host/w/tmp", "LANG": "C.UTF-8",
-       "APPLIKANT_REPO": "alice/demo", "APPLIKANT_REF": "refs/heads/main",
-       "APPLIKANT_COMMIT": "a" * 40, "APPLIKANT_BUILD_ID": "build-9"}
+ENV = {
+    "PATH": "/usr/bin",
+    "HOME": "/host/w",
+    "TMPDIR": "/host/w/tmp",
+    "LANG": "C.UTF-8",
+    "APPLIKANT_REPO": "alice/demo",
+    "APPLIKANT_REF": "refs/heads/main",
+    "APPLIKANT_COMMIT": "a" * 40,
+    "APPLIKANT_BUILD_ID": "build-9",
+}
 
 
 def test_run_command_line() -> None:
-    settings = BuilderSettings(backend="docker", limits=Limits(
-        cpu_seconds=600, memory_bytes=1 << 30, processes=128, file_size_bytes=1 << 20,
-        open_files=256))
-    argv = run_argv(settings, build_id="build-9", workdir="/b/build-9-x", uid=995, gid=994,
-                    env=ENV, script=["sh", ".applikant/build.sh"])
+    settings = BuilderSettings(
+        backend="docker",
+        limits=Limits(
+            cpu_seconds=600,
+            memory_bytes=1 << 30,
+            processes=128,
+            file_size_bytes=1 << 20,
+            open_files=256,
+        ),
+    )
+    argv = run_argv(
+        settings,
+        build_id="build-9",
+        workdir="/b/build-9-x",
+        uid=995,
+        gid=994,
+        env=ENV,
+        script=["sh", ".applikant/build.sh"],
+    )
     assert argv == [
-        "docker", "run", "--rm", "--name", "applikant-build-build-9", "--init",
-        "--network", "none", "--user", "995:994",
-        "--memory", str(1 << 30), "--memory-swap", str(1 << 30), "--pids-limit", "128",
-        "--ulimit", "cpu=600:600", "--ulimit", "fsize=1048576:1048576",
-        "--ulimit", "nofile=256:256", "--ulimit", "core=0:0",
-        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--read-only", "--tmpfs", "/tmp:rw,exec,nosuid,size=512m",
-        "--label", "applikant.build=build-9", "-v", "/b/build-9-x:/work", "-w", "/work/src",
-        "-e", "LANG=C.UTF-8", "-e", "APPLIKANT_REPO=alice/demo",
-        "-e", "APPLIKANT_REF=refs/heads/main", "-e", "APPLIKANT_COMMIT=" + "a" * 40,
-        "-e", "APPLIKANT_BUILD_ID=build-9", "-e", "HOME=/work", "-e", "TMPDIR=/tmp",
-        "debian:stable-slim", "sh", ".applikant/build.sh"]
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        "applikant-build-build-9",
+        "--init",
+        "--network",
+        "none",
+        "--user",
+        "995:994",
+        "--memory",
+        str(1 << 30),
+        "--memory-swap",
+        str(1 << 30),
+        "--pids-limit",
+        "128",
+        "--ulimit",
+        "cpu=600:600",
+        "--ulimit",
+        "fsize=1048576:1048576",
+        "--ulimit",
+        "nofile=256:256",
+        "--ulimit",
+        "core=0:0",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,exec,nosuid,size=512m",
+        "--label",
+        "applikant.build=build-9",
+        "-v",
+        "/b/build-9-x:/work",
+        "-w",
+        "/work/src",
+        "-e",
+        "LANG=C.UTF-8",
+        "-e",
+        "APPLIKANT_REPO=alice/demo",
+        "-e",
+        "APPLIKANT_REF=refs/heads/main",
+        "-e",
+        "APPLIKANT_COMMIT=" + "a" * 40,
+        "-e",
+        "APPLIKANT_BUILD_ID=build-9",
+        "-e",
+        "HOME=/work",
+        "-e",
+        "TMPDIR=/tmp",
+        "debian:stable-slim",
+        "sh",
+        ".applikant/build.sh",
+    ]
 
 
 def test_run_command_line_options() -> None:
     settings = BuilderSettings(
-        backend="docker", limits=Limits(cpu_seconds=0, memory_bytes=0, processes=0,
-                                        file_size_bytes=0, open_files=0),
-        docker=DockerSettings(command="/usr/bin/podman", image="alpine:3", network="bridge",
-                              read_only=False, extra_args=["--cpus", "1.5"]))
-    argv = run_argv(settings, build_id="weird id/../x", workdir="/w", uid=1, gid=2, env={},
-                    script=["./.applikant/build.sh"])
-    assert argv[:6] == ["/usr/bin/podman", "run", "--rm", "--name",
-                        "applikant-build-weird_id_.._x", "--init"]
+        backend="docker",
+        limits=Limits(cpu_seconds=0, memory_bytes=0, processes=0, file_size_bytes=0, open_files=0),
+        docker=DockerSettings(
+            command="/usr/bin/podman",
+            image="alpine:3",
+            network="bridge",
+            read_only=False,
+            extra_args=["--cpus", "1.5"],
+        ),
+    )
+    argv = run_argv(
+        settings,
+        build_id="weird id/../x",
+        workdir="/w",
+        uid=1,
+        gid=2,
+        env={},
+        script=["./.applikant/build.sh"],
+    )
+    assert argv[:6] == [
+        "/usr/bin/podman",
+        "run",
+        "--rm",
+        "--name",
+        "applikant-build-weird_id_.._x",
+        "--init",
+    ]
     assert "--memory" not in argv and "--pids-limit" not in argv and "--read-only" not in argv
     assert argv[-5:] == ["TMPDIR=/tmp", "--cpus", "1.5", "alpine:3", "./.applikant/build.sh"]
     assert remove_argv(settings, "weird id/../x") == [
-        "/usr/bin/podman", "rm", "-f", "applikant-build-weird_id_.._x"]
+        "/usr/bin/podman",
+        "rm",
+        "-f",
+        "applikant-build-weird_id_.._x",
+    ]
     assert container_name("b-1") == "applikant-build-b-1"
 
 
@@ -64,7 +156,9 @@ def test_run_command_line_options() -> None:
 async def test_no_engine_is_a_clear_error() -> None:
     if os.path.exists("/var/run/docker.sock"):
         pytest.skip("a Docker engine may be running here")
-    with pytest.raises(DockerUnavailable, match=r"^no Docker engine reachable: .*[Cc]annot connect"):
+    with pytest.raises(
+        DockerUnavailable, match=r"^no Docker engine reachable: .*[Cc]annot connect"
+    ):
         await check_engine(BuilderSettings(backend="docker"))
 
 
@@ -75,9 +169,13 @@ async def test_no_client_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_build_fails_with_the_reason_when_no_engine(
-        repo: Repo, builds_root: Path, lines: Lines, tmp_path: Path) -> None:
-    settings = BuilderSettings(backend="docker", builds_root=str(builds_root),
-                               docker=DockerSettings(command=str(tmp_path / "no-docker")))
+    repo: Repo, builds_root: Path, lines: Lines, tmp_path: Path
+) -> None:
+    settings = BuilderSettings(
+        backend="docker",
+        builds_root=str(builds_root),
+        docker=DockerSettings(command=str(tmp_path / "no-docker")),
+    )
     commit = repo.build_sh("echo hi\n")
     result = await run_build(repo.spec(commit), lines, settings=settings)
     assert result.status is BuildStatus.FAILED and result.exit_code is None
@@ -116,11 +214,13 @@ def _fake(tmp_path: Path, sleep: int) -> tuple[str, Path]:
     return str(script), log
 
 
-async def test_whole_flow_against_a_stand_in_client(repo: Repo, builds_root: Path,
-                                                    lines: Lines, tmp_path: Path) -> None:
+async def test_whole_flow_against_a_stand_in_client(
+    repo: Repo, builds_root: Path, lines: Lines, tmp_path: Path
+) -> None:
     command, log = _fake(tmp_path, 0)
-    settings = BuilderSettings(backend="docker", builds_root=str(builds_root),
-                               docker=DockerSettings(command=command))
+    settings = BuilderSettings(
+        backend="docker", builds_root=str(builds_root), docker=DockerSettings(command=command)
+    )
     commit = repo.build_sh("echo hi\n")
     result = await run_build(repo.spec(commit, "build-3"), lines, settings=settings)
     assert result.status is BuildStatus.FAILED and result.exit_code == 3
@@ -136,11 +236,16 @@ async def test_whole_flow_against_a_stand_in_client(repo: Repo, builds_root: Pat
     assert os.listdir(builds_root) == []
 
 
-async def test_timeout_removes_the_container(repo: Repo, builds_root: Path, lines: Lines,
-                                             tmp_path: Path) -> None:
+async def test_timeout_removes_the_container(
+    repo: Repo, builds_root: Path, lines: Lines, tmp_path: Path
+) -> None:
     command, log = _fake(tmp_path, 60)
-    settings = BuilderSettings(backend="docker", builds_root=str(builds_root), timeout=0.5,
-                               docker=DockerSettings(command=command))
+    settings = BuilderSettings(
+        backend="docker",
+        builds_root=str(builds_root),
+        timeout=0.5,
+        docker=DockerSettings(command=command),
+    )
     commit = repo.build_sh("echo hi\n")
     result = await run_build(repo.spec(commit, "build-4"), lines, settings=settings)
     assert result.status is BuildStatus.TIMED_OUT
@@ -151,6 +256,13 @@ async def test_timeout_removes_the_container(repo: Repo, builds_root: Path, line
 
 
 def test_values_go_through_as_single_arguments() -> None:
-    argv = run_argv(BuilderSettings(), build_id="b", workdir="/w", uid=1, gid=1,
-                    env={"X": "a b=c"}, script=["sh", "s"])
+    argv = run_argv(
+        BuilderSettings(),
+        build_id="b",
+        workdir="/w",
+        uid=1,
+        gid=1,
+        env={"X": "a b=c"},
+        script=["sh", "s"],
+    )
     assert argv[argv.index("X=a b=c") - 1] == "-e"

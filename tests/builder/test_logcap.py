@@ -11,7 +11,7 @@ def feed_all(cap: LogCap, data: bytes, step: int | None = None) -> list[str]:
     out: list[str] = []
     step = step or len(data) or 1
     for i in range(0, len(data), step):
-        out += cap.feed(data[i:i + step])
+        out += cap.feed(data[i : i + step])
     return out + cap.close()
 
 

@@ -31,23 +31,43 @@ def test_spec_validation() -> None:
 
 def test_statuses() -> None:
     assert {s.value for s in BuildStatus} == {
-        "queued", "running", "succeeded", "failed", "cancelled", "timed-out"}
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "timed-out",
+    }
     assert {s for s in BuildStatus if s.final} == FINAL_STATUSES
     assert not BuildStatus.QUEUED.final and not BuildStatus.RUNNING.final
 
 
 def test_build_life_and_json_round_trip() -> None:
     t0 = utcnow()
-    build = Build(id="build-7", number=7, repo="a/b", ref="refs/heads/main", commit=OID,
-                  queued_at=t0, pusher="user-1")
+    build = Build(
+        id="build-7",
+        number=7,
+        repo="a/b",
+        ref="refs/heads/main",
+        commit=OID,
+        queued_at=t0,
+        pusher="user-1",
+    )
     assert build.status is BuildStatus.QUEUED
-    assert build.spec("/r.git") == BuildSpec(build_id="build-7", repo="a/b",
-                                             ref="refs/heads/main", commit=OID, source="/r.git")
+    assert build.spec("/r.git") == BuildSpec(
+        build_id="build-7", repo="a/b", ref="refs/heads/main", commit=OID, source="/r.git"
+    )
     running = build.started(t0 + timedelta(seconds=1))
     assert running.status is BuildStatus.RUNNING
-    result = BuildResult(status=BuildStatus.TIMED_OUT, started_at=t0 + timedelta(seconds=2),
-                         finished_at=t0 + timedelta(seconds=5), exit_code=-9,
-                         reason="timed out after 3 s", log_size=10, log_truncated=True)
+    result = BuildResult(
+        status=BuildStatus.TIMED_OUT,
+        started_at=t0 + timedelta(seconds=2),
+        finished_at=t0 + timedelta(seconds=5),
+        exit_code=-9,
+        reason="timed out after 3 s",
+        log_size=10,
+        log_truncated=True,
+    )
     assert result.duration == 3.0
     done = running.finished(result)
     assert (done.status, done.exit_code, done.log_truncated) == (BuildStatus.TIMED_OUT, -9, True)

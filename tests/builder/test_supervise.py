@@ -13,11 +13,22 @@ from .conftest import alive
 
 
 def start(script: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-I", "-S", SUPERVISOR], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    config = {"argv": ["sh", "-c", script], "cwd": "/", "env": {"PATH": "/usr/bin:/bin"},
-              "uid": None, "gid": None, "rlimits": {}, "grace": 0.2}
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", SUPERVISOR],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    config = {
+        "argv": ["sh", "-c", script],
+        "cwd": "/",
+        "env": {"PATH": "/usr/bin:/bin"},
+        "uid": None,
+        "gid": None,
+        "rlimits": {},
+        "grace": 0.2,
+    }
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(config).encode() + b"\n")
     proc.stdin.flush()
@@ -31,8 +42,9 @@ def read_pids(proc: subprocess.Popen, n: int) -> list[int]:
 
 def test_eof_on_stdin_kills_everything() -> None:
     # What ab's death looks like to the supervisor: its stdin pipe closes.
-    proc = start("sleep 300 & echo PID $!; setsid sh -c 'sleep 301 & echo PID $!' & "
-                 "echo PID $$; wait")
+    proc = start(
+        "sleep 300 & echo PID $!; setsid sh -c 'sleep 301 & echo PID $!' & echo PID $$; wait"
+    )
     pids = read_pids(proc, 3)
     assert all(alive(p) for p in pids)
     assert proc.stdin is not None
@@ -61,10 +73,16 @@ def test_sigterm_is_a_stop_too() -> None:
 
 
 def test_a_program_that_cannot_start_is_reported() -> None:
-    proc = subprocess.run([sys.executable, "-I", "-S", SUPERVISOR], capture_output=True,
-                          input=json.dumps({"argv": ["/nonexistent/build.sh"], "cwd": "/",
-                                            "env": {}, "uid": None, "gid": None}).encode()
-                          + b"\n", timeout=10, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", SUPERVISOR],
+        capture_output=True,
+        input=json.dumps(
+            {"argv": ["/nonexistent/build.sh"], "cwd": "/", "env": {}, "uid": None, "gid": None}
+        ).encode()
+        + b"\n",
+        timeout=10,
+        check=True,
+    )
     report = json.loads(proc.stderr.splitlines()[-1])
     assert report["error"].startswith("FileNotFoundError")
     assert report["returncode"] is None
@@ -73,8 +91,9 @@ def test_a_program_that_cannot_start_is_reported() -> None:
 def test_fork_bomb_within_nproc_is_cleaned_up() -> None:
     # Many short-lived forks racing the killer: the loop converges.
     start_time = time.monotonic()
-    proc = start("for i in $(seq 50); do (while :; do sleep 0.01 & wait; done) & done; "
-                 "echo PID $$; wait")
+    proc = start(
+        "for i in $(seq 50); do (while :; do sleep 0.01 & wait; done) & done; echo PID $$; wait"
+    )
     read_pids(proc, 1)
     proc.stdin.close()  # type: ignore[union-attr]
     assert proc.wait(15) == 0

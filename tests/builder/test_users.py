@@ -7,16 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from applikant.builder.users import (BuildUser, BuildUserError, ensure_build_user, reachable,
-                                     traversable, useradd_argv)
+from applikant.builder.users import (
+    BuildUser,
+    BuildUserError,
+    ensure_build_user,
+    reachable,
+    traversable,
+    useradd_argv,
+)
 
 NOBODY = BuildUser("nobody", 65534, 65534, frozenset())
 
 
 def test_useradd_command_line() -> None:
     assert useradd_argv("applikant-build") == [
-        "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-        "--shell", "/usr/sbin/nologin", "--comment", "Applikant builds", "applikant-build"]
+        "useradd",
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        "--comment",
+        "Applikant builds",
+        "applikant-build",
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="makes an account")

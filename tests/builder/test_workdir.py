@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from applikant.builder.models import BuildSpec
-from applikant.builder.workdir import (CheckoutError, _git_config, checkout, checkout_argvs,
-                                       chown_tree, make_workdir, remove_tree)
+from applikant.builder.workdir import (
+    CheckoutError,
+    _git_config,
+    checkout,
+    checkout_argvs,
+    chown_tree,
+    make_workdir,
+    remove_tree,
+)
 
 from .conftest import Repo, git
 
@@ -26,8 +33,13 @@ def test_make_workdir(tmp_path: Path) -> None:
 
 
 def test_checkout_argv_puts_the_source_after_double_dash() -> None:
-    spec = BuildSpec(build_id="b", repo="r", ref="refs/heads/x", commit="a" * 40,
-                     source="--upload-pack=touch /tmp/pwned")
+    spec = BuildSpec(
+        build_id="b",
+        repo="r",
+        ref="refs/heads/x",
+        commit="a" * 40,
+        source="--upload-pack=touch /tmp/pwned",
+    )
     fetch = checkout_argvs(spec, "/w/src")[1]
     assert fetch[fetch.index("--") + 1] == "--upload-pack=touch /tmp/pwned"
 

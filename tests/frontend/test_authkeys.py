@@ -62,7 +62,18 @@ def test_sshd_accepts_the_line(keys: dict[str, str], tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "user_id", ["user-", "user-x", "42", "user-42 evil", 'user-1"', "user-1\n", "USER-1", "user-١", "user-" + "9" * 21]
+    "user_id",
+    [
+        "user-",
+        "user-x",
+        "42",
+        "user-42 evil",
+        'user-1"',
+        "user-1\n",
+        "USER-1",
+        "user-١",
+        "user-" + "9" * 21,
+    ],
 )
 def test_bad_user_id(keys: dict[str, str], user_id: str) -> None:
     with pytest.raises(InvalidKey, match="user id"):
@@ -71,7 +82,18 @@ def test_bad_user_id(keys: dict[str, str], user_id: str) -> None:
 
 @pytest.mark.parametrize(
     "as_command",
-    ["applikant-as", "./as", '/bin/as"', "/bin/as\n", "/bin/as; id", "/bin/a$s", "/bin/as  x", "/bin/as ", "", "/bin/a's"],
+    [
+        "applikant-as",
+        "./as",
+        '/bin/as"',
+        "/bin/as\n",
+        "/bin/as; id",
+        "/bin/a$s",
+        "/bin/as  x",
+        "/bin/as ",
+        "",
+        "/bin/a's",
+    ],
 )
 def test_bad_as_command(keys: dict[str, str], as_command: str) -> None:
     with pytest.raises(InvalidKey, match="as command"):
@@ -81,7 +103,9 @@ def test_bad_as_command(keys: dict[str, str], as_command: str) -> None:
 
 
 def test_as_command_with_interpreter(keys: dict[str, str]) -> None:
-    line = forced_command_line(keys["ed25519"], "user-1", "/opt/venv/bin/python3 -m applikant.frontend.as_cmd")
+    line = forced_command_line(
+        keys["ed25519"], "user-1", "/opt/venv/bin/python3 -m applikant.frontend.as_cmd"
+    )
     assert line.startswith('command="/opt/venv/bin/python3 -m applikant.frontend.as_cmd user-1",')
 
 
@@ -97,7 +121,7 @@ def test_bad_keys(keys: dict[str, str]) -> None:
         f"{keytype} {blob[:-4]}",  # truncated base64
         f"{keytype} {blob}!",
         f"{keytype} {rsa_blob}",  # type mismatch
-        f"{keytype} {blob}\ncommand=\"sh\" {keytype} {blob}",
+        f'{keytype} {blob}\ncommand="sh" {keytype} {blob}',
         f"{keytype} {blob}\r",
         f"{keytype} AAAA",
         f"{keytype} {'A' * 20000}",
@@ -115,7 +139,12 @@ def test_comment_with_tricks_is_dropped(keys: dict[str, str]) -> None:
 
 def test_render(keys: dict[str, str]) -> None:
     content = render(
-        [("user-1", keys["ed25519"]), ("user-2", "garbage"), ("user-3", keys["rsa"]), ("user-4", keys["ed25519"])],
+        [
+            ("user-1", keys["ed25519"]),
+            ("user-2", "garbage"),
+            ("user-3", keys["rsa"]),
+            ("user-4", keys["ed25519"]),
+        ],
         AS,
     )
     assert content.startswith(HEADER) and "Generated" in HEADER and "af" in HEADER
@@ -176,9 +205,14 @@ def test_write_atomic_failure_leaves_old_file(tmp_path: Path) -> None:
 def test_write_atomic_reader_never_sees_partial_file(tmp_path: Path, keys: dict[str, str]) -> None:
     """A reader in a loop while the file is rewritten: every read is one whole version."""
     p = tmp_path / "authorized_keys"
-    versions = [render([(f"user-{i}", keys["ed25519"])] * (1 + i % 7) + [(f"user-{i}", keys["rsa"])], AS) for i in range(40)]
+    versions = [
+        render([(f"user-{i}", keys["ed25519"])] * (1 + i % 7) + [(f"user-{i}", keys["rsa"])], AS)
+        for i in range(40)
+    ]
     # Pad so each version spans several pages: a partial write would show.
-    versions = [v + f"# {'x' * 60}\n" * (200 + 37 * i) + f"# end {i}\n" for i, v in enumerate(versions)]
+    versions = [
+        v + f"# {'x' * 60}\n" * (200 + 37 * i) + f"# end {i}\n" for i, v in enumerate(versions)
+    ]
     allowed = set(versions)
     write_atomic(str(p), versions[0])
     stop = threading.Event()
@@ -206,5 +240,9 @@ def test_write_atomic_reader_never_sees_partial_file(tmp_path: Path, keys: dict[
 
 
 def test_as_command_paths_may_hold_underscores(keys: dict[str, str]) -> None:
-    line = forced_command_line(keys["ed25519"], "user-7", "/srv/my_venv/bin/applikant-as --config /etc/app_likant.toml")
-    assert line.startswith('command="/srv/my_venv/bin/applikant-as --config /etc/app_likant.toml user-7"')
+    line = forced_command_line(
+        keys["ed25519"], "user-7", "/srv/my_venv/bin/applikant-as --config /etc/app_likant.toml"
+    )
+    assert line.startswith(
+        'command="/srv/my_venv/bin/applikant-as --config /etc/app_likant.toml user-7"'
+    )

@@ -36,9 +36,11 @@ def nowhere(tmp_path: Path) -> dict[str, str]:
         port = s.getsockname()[1]
     cfg = tmp_path / "applikant.toml"
     (tmp_path / "cookie").write_text("test-cookie-0123456789")
-    cfg.write_text(f'[node]\nhost = "localhost"\ndata_dir = "{tmp_path}"\n'
-                   f'cookie_file = "{tmp_path / "cookie"}"\ndev_mode = true\n\n'
-                   f"[dist]\nportmapper_port = {port}\n")
+    cfg.write_text(
+        f'[node]\nhost = "localhost"\ndata_dir = "{tmp_path}"\n'
+        f'cookie_file = "{tmp_path / "cookie"}"\ndev_mode = true\n\n'
+        f"[dist]\nportmapper_port = {port}\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIKANT_", "GIT_", "SSH_"))}
     env["APPLIKANT_CONFIG"] = str(cfg)
     return env
@@ -49,8 +51,12 @@ def _run(argv: list[str], env: dict[str, str], **kw: object) -> subprocess.Compl
 
 
 AS = [sys.executable, "-m", "applikant.frontend.as_cmd"]
-AH = [sys.executable, "-c", "import sys; from applikant.frontend.ah_cmd import main; sys.argv[0] = sys.argv[1]; "
-      "del sys.argv[1]; sys.exit(main())"]
+AH = [
+    sys.executable,
+    "-c",
+    "import sys; from applikant.frontend.ah_cmd import main; sys.argv[0] = sys.argv[1]; "
+    "del sys.argv[1]; sys.exit(main())",
+]
 
 
 def test_as_refuses_bad_commands_before_any_call(nowhere: dict[str, str]) -> None:
@@ -83,13 +89,19 @@ def test_as_reports_a_missing_cookie(nowhere: dict[str, str], tmp_path: Path) ->
     assert r.returncode == 1 and "configuration problem" in r.stderr and "cookie" in r.stderr
 
 
-def test_pre_receive_fails_closed_post_receive_spools(nowhere: dict[str, str], tmp_path: Path) -> None:
+def test_pre_receive_fails_closed_post_receive_spools(
+    nowhere: dict[str, str], tmp_path: Path
+) -> None:
     line = f"{'0' * 40} {'1' * 40} refs/heads/main\n"
     r = _run([*AH, "hooks/pre-receive"], nowhere, input=line, cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.startswith("applikant: push refused, nothing changed: the git service (af)")
-    r = _run([*AH, "hooks/post-receive"], dict(nowhere, APPLIKANT_USER="user-3", APPLIKANT_REPO="a/b"),
-             input=line, cwd=tmp_path)
+    r = _run(
+        [*AH, "hooks/post-receive"],
+        dict(nowhere, APPLIKANT_USER="user-3", APPLIKANT_REPO="a/b"),
+        input=line,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "recorded when the git service is back" in r.stderr
     from applikant.frontend import spool
@@ -124,11 +136,25 @@ def test_keys_for_prints_nothing_when_af_is_down(nowhere: dict[str, str]) -> Non
 
 
 def test_git_environ_keeps_only_protocol() -> None:
-    env = as_cmd.git_environ({"PATH": "/bin", "GIT_DIR": "/etc", "GIT_PROTOCOL": "version=2",
-                              "APPLIKANT_USER": "user-9", "GIT_EXEC_PATH": "/tmp"},
-                             "user-1", "a/b", "/etc/x.toml")
-    assert env == {"PATH": "/bin", "GIT_PROTOCOL": "version=2", "APPLIKANT_USER": "user-1",
-                   "APPLIKANT_REPO": "a/b", "APPLIKANT_CONFIG": "/etc/x.toml"}
+    env = as_cmd.git_environ(
+        {
+            "PATH": "/bin",
+            "GIT_DIR": "/etc",
+            "GIT_PROTOCOL": "version=2",
+            "APPLIKANT_USER": "user-9",
+            "GIT_EXEC_PATH": "/tmp",
+        },
+        "user-1",
+        "a/b",
+        "/etc/x.toml",
+    )
+    assert env == {
+        "PATH": "/bin",
+        "GIT_PROTOCOL": "version=2",
+        "APPLIKANT_USER": "user-1",
+        "APPLIKANT_REPO": "a/b",
+        "APPLIKANT_CONFIG": "/etc/x.toml",
+    }
 
 
 def test_parse_config_option() -> None:
@@ -148,6 +174,13 @@ def test_event_ids_are_uuid4() -> None:
 
 
 def test_collect_env() -> None:
-    env = ah_cmd.collect_env({"GIT_DIR": ".", "APPLIKANT_USER": "user-1", "PWD": "/r", "HOME": "/root",
-                              "SSH_CONNECTION": "x"})
+    env = ah_cmd.collect_env(
+        {
+            "GIT_DIR": ".",
+            "APPLIKANT_USER": "user-1",
+            "PWD": "/r",
+            "HOME": "/root",
+            "SSH_CONNECTION": "x",
+        }
+    )
     assert env == {"GIT_DIR": ".", "APPLIKANT_USER": "user-1", "PWD": "/r"}

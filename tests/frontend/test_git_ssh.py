@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -19,7 +18,9 @@ import pytest
 
 from tests.harness.gitenv import GitSite, User, git_env, wait_for
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +68,18 @@ def test_clone_fetch_push(site: GitSite, alice: User, bob: User, tmp_path: Path)
         r = site.git(bob, "ls-remote", site.sshd.url(spelling))
         assert second in r.stdout, spelling
     # upload-archive is a read
-    r = subprocess.run(["git", "archive", f"--remote={site.url('alice/basics')}", "main"],
-                       env=git_env(site.home, GIT_SSH_COMMAND=site.sshd.ssh_command(bob.key)),
-                       capture_output=True, timeout=30)
+    r = subprocess.run(
+        ["git", "archive", f"--remote={site.url('alice/basics')}", "main"],
+        env=git_env(site.home, GIT_SSH_COMMAND=site.sshd.ssh_command(bob.key)),
+        capture_output=True,
+        timeout=30,
+    )
     assert r.returncode == 0 and r.stdout[:512].rstrip(b"\0"), r.stderr
 
 
-def test_push_denied_without_write_access(site: GitSite, alice: User, bob: User, tmp_path: Path) -> None:
+def test_push_denied_without_write_access(
+    site: GitSite, alice: User, bob: User, tmp_path: Path
+) -> None:
     site.create_repo("alice/readonly")
     site.grant("alice/readonly", "bob", "read")
     work = tmp_path / "w"
@@ -83,13 +89,18 @@ def test_push_denied_without_write_access(site: GitSite, alice: User, bob: User,
     assert r.returncode != 0
     assert f"applikant: {bob.id} has no write access to alice/readonly" in r.stderr
     assert site.head("alice/readonly") is None
-    denied = site.call_am("am_repo_db", "query_audit",
-                          {"query": {"action": "access.denied", "repo": "alice/readonly"}})
+    denied = site.call_am(
+        "am_repo_db",
+        "query_audit",
+        {"query": {"action": "access.denied", "repo": "alice/readonly"}},
+    )
     assert [(e["actor"], e["details"]["access"]) for e in denied] == [(bob.id, "write")]
     assert denied[0]["node"] == site.af_node  # recorded as coming from the git host
 
 
-def test_read_denied_and_unknown_repo(site: GitSite, alice: User, bob: User, tmp_path: Path) -> None:
+def test_read_denied_and_unknown_repo(
+    site: GitSite, alice: User, bob: User, tmp_path: Path
+) -> None:
     site.create_repo("alice/private")
     for repo in ("alice/private", "alice/no-such-repo"):
         r = site.clone(bob, repo, tmp_path / repo.replace("/", "-"), check=False)
@@ -98,7 +109,9 @@ def test_read_denied_and_unknown_repo(site: GitSite, alice: User, bob: User, tmp
         assert not (site.repo_root / "alice" / "no-such-repo.git").exists()
 
 
-def test_protected_branch_refuses_force_push_and_deletion(site: GitSite, alice: User, tmp_path: Path) -> None:
+def test_protected_branch_refuses_force_push_and_deletion(
+    site: GitSite, alice: User, tmp_path: Path
+) -> None:
     site.create_repo("alice/guarded")
     site.protect("alice/guarded", "main")
     work = tmp_path / "w"
@@ -144,13 +157,17 @@ def test_key_added_then_removed(site: GitSite, alice: User) -> None:
     added = time.monotonic() - start
     start = time.monotonic()
     site.remove_key(carol)
-    wait_for(lambda: site.ssh(carol, "info").returncode == 255, 1.0, "the removed key to stop working")
+    wait_for(
+        lambda: site.ssh(carol, "info").returncode == 255, 1.0, "the removed key to stop working"
+    )
     removed = time.monotonic() - start
     assert added < 1.0 and removed < 1.0
     assert carol.pub.split()[1] not in site.keys_file.read_text()
 
 
-def test_repo_renamed_and_deleted_in_am_follow_on_disk(site: GitSite, alice: User, tmp_path: Path) -> None:
+def test_repo_renamed_and_deleted_in_am_follow_on_disk(
+    site: GitSite, alice: User, tmp_path: Path
+) -> None:
     site.create_repo("alice/before")
     work = tmp_path / "w"
     site.clone(alice, "alice/before", work)
@@ -163,20 +180,29 @@ def test_repo_renamed_and_deleted_in_am_follow_on_disk(site: GitSite, alice: Use
     site.call_am("am_repo_db", "delete_repo", {"repo": "alice/after"})
     wait_for(lambda: not (site.repo_root / "alice/after.git").exists(), 2, "the deletion on disk")
     # renamed aside first, then removed: the trash goes right after
-    wait_for(lambda: not [p for p in site.repo_root.iterdir() if p.name.startswith(".trash")],
-             5, "the trash removed")
+    wait_for(
+        lambda: not [p for p in site.repo_root.iterdir() if p.name.startswith(".trash")],
+        5,
+        "the trash removed",
+    )
 
 
 def test_disabled_user_locked_out_at_once(site: GitSite) -> None:
     hal = site.add_user("hal")
     assert site.ssh(hal, "info").returncode == 0
     site.call_am("am_user_db", "disable_user", {"user": hal.id})
-    wait_for(lambda: site.ssh(hal, "info").returncode == 255, 1.0, "the disabled user's key to stop working")
+    wait_for(
+        lambda: site.ssh(hal, "info").returncode == 255,
+        1.0,
+        "the disabled user's key to stop working",
+    )
     site.call_am("am_user_db", "enable_user", {"user": hal.id})
     wait_for(lambda: site.ssh(hal, "info").returncode == 0, 1.0, "the key to work again")
 
 
-def test_twenty_concurrent_pushes_from_five_users(site: GitSite, alice: User, tmp_path: Path) -> None:
+def test_twenty_concurrent_pushes_from_five_users(
+    site: GitSite, alice: User, tmp_path: Path
+) -> None:
     site.create_repo("alice/busy")
     users = [alice] + [site.add_user(f"pusher{i}") for i in range(4)]
     for u in users[1:]:
@@ -195,10 +221,14 @@ def test_twenty_concurrent_pushes_from_five_users(site: GitSite, alice: User, tm
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(push, works))
     assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
-    entries = wait_for(lambda: len(site.pushes("alice/busy")) == 20 and site.pushes("alice/busy"), 10,
-                       "20 pushes in the audit log")
+    entries = wait_for(
+        lambda: len(site.pushes("alice/busy")) == 20 and site.pushes("alice/busy"),
+        10,
+        "20 pushes in the audit log",
+    )
     assert sorted(e["details"]["refs"][0]["ref"] for e in entries) == sorted(
-        "refs/heads/" + spec.split(":refs/heads/")[1] for _, _, spec in works)
+        "refs/heads/" + spec.split(":refs/heads/")[1] for _, _, spec in works
+    )
     assert sorted({e["actor"] for e in entries}) == sorted(u.id for u in users)
 
 
@@ -232,7 +262,9 @@ HOSTILE = [
 ]
 
 
-def test_hostile_commands_refused_nothing_executed(site: GitSite, alice: User, tmp_path: Path) -> None:
+def test_hostile_commands_refused_nothing_executed(
+    site: GitSite, alice: User, tmp_path: Path
+) -> None:
     if not (site.repo_root / "alice/basics.git").exists():  # when run on its own
         site.create_repo("alice/basics")
     canary = tmp_path / "canary"
@@ -240,7 +272,9 @@ def test_hostile_commands_refused_nothing_executed(site: GitSite, alice: User, t
     commands: list[str | bytes] = [c.format(canary=canary) for c in HOSTILE]
     commands += [b"git-upload-pack 'alice/\xff\xfe'", b"git-upload-pack '\xc3('", b"info \xff"]
     for command in commands:
-        r = subprocess.run([*ssh, command], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [*ssh, command], capture_output=True, timeout=30, stdin=subprocess.DEVNULL
+        )
         shown = repr(command)[:80]
         assert r.returncode == 1, f"{shown}: {r.returncode} {r.stderr!r}"
         assert r.stdout == b"", shown  # git-upload-pack would have advertised refs
@@ -290,16 +324,28 @@ def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) 
     head = site.head("dave/stream")
     spooled = subprocess.run(
         [str(Path(site.repo_root / "dave/stream.git/hooks/post-receive"))],
-        input=f"{'0' * 40} {head} refs/heads/spooled\n", cwd=site.repo_root / "dave/stream.git",
-        env={**site.env, "APPLIKANT_USER": dave.id, "APPLIKANT_REPO": "dave/stream", "GIT_DIR": "."},
-        capture_output=True, text=True, timeout=30)
+        input=f"{'0' * 40} {head} refs/heads/spooled\n",
+        cwd=site.repo_root / "dave/stream.git",
+        env={
+            **site.env,
+            "APPLIKANT_USER": dave.id,
+            "APPLIKANT_REPO": "dave/stream",
+            "GIT_DIR": ".",
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert spooled.returncode == 0 and "recorded when the manager is back" in spooled.stderr
     assert len(os.listdir(site.spool_dir)) >= 1
     site.start_am()
     pusher.join(120)
     site.wait_synced()
-    wait_for(lambda: not [n for n in os.listdir(site.spool_dir) if n.endswith(".json")], 10,
-             "the spool to drain")
+    wait_for(
+        lambda: not [n for n in os.listdir(site.spool_dir) if n.endswith(".json")],
+        10,
+        "the spool to drain",
+    )
     recorded = {ref["new"] for e in site.pushes("dave/stream") for ref in e["details"]["refs"]}
     assert head in recorded  # the spooled event
     ok = [c for c, r in results if r.returncode == 0]
@@ -308,8 +354,9 @@ def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) 
     for commit in ok:
         assert commit in recorded
     for r in refused:
-        assert "applikant: " in r.stderr and ("push refused" in r.stderr or "cannot be reached" in r.stderr
-                                                or "am" in r.stderr), r.stderr
+        assert "applikant: " in r.stderr and (
+            "push refused" in r.stderr or "cannot be reached" in r.stderr or "am" in r.stderr
+        ), r.stderr
     # nothing the user was told was refused landed in the repository
     assert site.head("dave/stream") == ok[-1]
     # af subscribed again: a key added now works at once

@@ -32,7 +32,7 @@ def repo(tmp_path: Path) -> Path:
     fake_rp.write_text(
         "#!/bin/sh\n"
         f'printf "%s\\n" "{OLD} {NEW} refs/heads/main" | GIT_QUARANTINE_PATH=./objects/q hooks/pre-receive || exit 1\n'
-        'hooks/update refs/heads/main x y || exit 9\n'
+        "hooks/update refs/heads/main x y || exit 9\n"
         f'printf "%s\\n" "{OLD} {NEW} refs/heads/main" | hooks/post-receive\n'
         "echo done\n"
     )
@@ -40,8 +40,9 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _run(repo: Path, verdicts: dict[str, tuple[bool, list[str]]],
-         monkeypatch: pytest.MonkeyPatch) -> tuple[int, list, str]:
+def _run(
+    repo: Path, verdicts: dict[str, tuple[bool, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, list, str]:
     seen: list = []
 
     def serve(hook: str, env: dict[str, str], stdin: str) -> tuple[bool, list[str]]:
@@ -66,8 +67,14 @@ def _run(repo: Path, verdicts: dict[str, tuple[bool, list[str]]],
 
 
 def test_push_accepted(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, seen, out = _run(repo, {"pre-receive": (True, ["applikant: fine"]),
-                                  "post-receive": (True, ["applikant: recorded", "."])}, monkeypatch)
+    code, seen, out = _run(
+        repo,
+        {
+            "pre-receive": (True, ["applikant: fine"]),
+            "post-receive": (True, ["applikant: recorded", "."]),
+        },
+        monkeypatch,
+    )
     assert code == 0
     assert [s[0] for s in seen] == ["pre-receive", "post-receive"]
     assert seen[0][1] == {"GIT_QUARANTINE_PATH": "./objects/q"}
@@ -76,7 +83,9 @@ def test_push_accepted(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_push_refused(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, seen, out = _run(repo, {"pre-receive": (False, ["applikant: no way", "second line"])}, monkeypatch)
+    code, seen, out = _run(
+        repo, {"pre-receive": (False, ["applikant: no way", "second line"])}, monkeypatch
+    )
     assert code == 1
     assert [s[0] for s in seen] == ["pre-receive"]
     assert out == "applikant: no way\nsecond line\n"
@@ -84,17 +93,29 @@ def test_push_refused(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_as_the_wrapper_runs_ah(repo: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != hookpipe.MARKER}
-    r = subprocess.run([str(repo / "repo" / "hooks" / "pre-receive"), "arg"], input="x\n", env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(repo / "repo" / "hooks" / "pre-receive"), "arg"],
+        input="x\n",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert (r.returncode, r.stderr) == (3, "ah pre-receive arg\n")
-    r = subprocess.run([str(repo / "repo" / "hooks" / "update")], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [str(repo / "repo" / "hooks" / "update")], env=env, capture_output=True, text=True
+    )
     assert (r.returncode, r.stderr) == (0, "")
 
 
 def test_a_hook_without_as_behind_the_pipes_fails(repo: Path) -> None:
     """APPLIKANT_HOOK_PIPE set but no fd 7: the hook fails, so pre-receive refuses."""
-    r = subprocess.run([str(repo / "repo" / "hooks" / "pre-receive")], input="x\n",
-                       env={**os.environ, hookpipe.MARKER: "1"}, capture_output=True, text=True)
+    r = subprocess.run(
+        [str(repo / "repo" / "hooks" / "pre-receive")],
+        input="x\n",
+        env={**os.environ, hookpipe.MARKER: "1"},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
 
 
@@ -108,7 +129,8 @@ def test_exit_status_of_a_killed_child(tmp_path: Path) -> None:
 def test_parse_request() -> None:
     hook, env, stdin = hookpipe.parse_request(
         "hook post-receive\nenv GIT_OBJECT_DIRECTORY /x\nenv GIT_QUARANTINE_PATH \n"
-        f"{OLD} {NEW} refs/heads/a\n{OLD} {NEW} refs/tags/b")
+        f"{OLD} {NEW} refs/heads/a\n{OLD} {NEW} refs/tags/b"
+    )
     assert (hook, env) == ("post-receive", {"GIT_OBJECT_DIRECTORY": "/x"})
     assert stdin == f"{OLD} {NEW} refs/heads/a\n{OLD} {NEW} refs/tags/b\n"
     for bad in ("", "hook update", "hook pre-receive\nenv PATH /bin", "nonsense"):
@@ -127,6 +149,11 @@ def test_on_idle_while_the_child_works(tmp_path: Path) -> None:
     prog.write_text("#!/bin/sh\nsleep 0.35\n")
     prog.chmod(0o755)
     calls: list[int] = []
-    code = hookpipe.run_with_hooks([str(prog)], dict(os.environ), lambda *a: (True, []),
-                                   on_idle=lambda: calls.append(1), idle_after=0.1)
+    code = hookpipe.run_with_hooks(
+        [str(prog)],
+        dict(os.environ),
+        lambda *a: (True, []),
+        on_idle=lambda: calls.append(1),
+        idle_after=0.1,
+    )
     assert code == 0 and len(calls) >= 2

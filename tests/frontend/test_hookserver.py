@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from applikant.node.errors import RemoteError
 from applikant.frontend import spool
 from applikant.frontend.amlink import AmUnavailable
 from applikant.frontend.hookserver import HookRefused, HookServer, parse_refs
 from applikant.frontend.repodisk import RepoDisk
+from applikant.node.errors import RemoteError
 
 OLD, NEW, ZERO = "a" * 40, "b" * 40, "0" * 40
 
@@ -46,37 +46,55 @@ def setup(tmp_path: Path) -> tuple[HookServer, RecordingLink, RepoDisk]:
 
 
 def _request(disk: RepoDisk, hook: str = "pre-receive", **env: str) -> dict[str, Any]:
-    return {"hook": hook, "args": [], "stdin": f"{OLD} {NEW} refs/heads/main\n",
-            "env": {"APPLIKANT_USER": "user-7", "APPLIKANT_REPO": "team/p", **env},
-            "cwd": disk.path("team/p"), "event_id": "0123abcd-0000-4000-8000-000000000000"}
+    return {
+        "hook": hook,
+        "args": [],
+        "stdin": f"{OLD} {NEW} refs/heads/main\n",
+        "env": {"APPLIKANT_USER": "user-7", "APPLIKANT_REPO": "team/p", **env},
+        "cwd": disk.path("team/p"),
+        "event_id": "0123abcd-0000-4000-8000-000000000000",
+    }
 
 
 def test_build(setup: tuple[HookServer, RecordingLink, RepoDisk]) -> None:
     server, _, disk = setup
     data = server.build(_request(disk))
-    assert data == {"hook": "pre-receive", "repo": "team/p", "user": "user-7", "node": "af@test",
-                    "event_id": "0123abcd-0000-4000-8000-000000000000",
-                    "refs": [{"ref": "refs/heads/main", "old": OLD, "new": NEW, "ff": None}],
-                    "git_dir": disk.path("team/p")}
+    assert data == {
+        "hook": "pre-receive",
+        "repo": "team/p",
+        "user": "user-7",
+        "node": "af@test",
+        "event_id": "0123abcd-0000-4000-8000-000000000000",
+        "refs": [{"ref": "refs/heads/main", "old": OLD, "new": NEW, "ff": None}],
+        "git_dir": disk.path("team/p"),
+    }
     # without APPLIKANT_REPO the repo comes from the working directory
     req = _request(disk)
     del req["env"]["APPLIKANT_REPO"]
     assert server.build(req)["repo"] == "team/p"
 
 
-@pytest.mark.parametrize("change,fragment", [
-    ({"env": {"APPLIKANT_REPO": "team/p"}}, "no user given"),
-    ({"env": {"APPLIKANT_USER": "root", "APPLIKANT_REPO": "team/p"}}, "no user given"),
-    ({"env": {"APPLIKANT_USER": "user-7", "APPLIKANT_REPO": "team/other"}}, "different repository"),
-    ({"env": {"APPLIKANT_USER": "user-7", "APPLIKANT_REPO": "../x"}}, "'..'"),
-    ({"cwd": "/tmp"}, "different repository"),
-    ({"cwd": "relative"}, "outside a repository"),
-    ({"stdin": "garbage\n"}, "malformed ref update"),
-    ({"stdin": f"{OLD} {NEW} main\n"}, "malformed ref update"),
-    ({"event_id": None}, "no event id"),
-    ({"env": None}, "malformed hook call"),
-])
-def test_build_refuses(setup: tuple[HookServer, RecordingLink, RepoDisk], change: dict, fragment: str) -> None:
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        ({"env": {"APPLIKANT_REPO": "team/p"}}, "no user given"),
+        ({"env": {"APPLIKANT_USER": "root", "APPLIKANT_REPO": "team/p"}}, "no user given"),
+        (
+            {"env": {"APPLIKANT_USER": "user-7", "APPLIKANT_REPO": "team/other"}},
+            "different repository",
+        ),
+        ({"env": {"APPLIKANT_USER": "user-7", "APPLIKANT_REPO": "../x"}}, "'..'"),
+        ({"cwd": "/tmp"}, "different repository"),
+        ({"cwd": "relative"}, "outside a repository"),
+        ({"stdin": "garbage\n"}, "malformed ref update"),
+        ({"stdin": f"{OLD} {NEW} main\n"}, "malformed ref update"),
+        ({"event_id": None}, "no event id"),
+        ({"env": None}, "malformed hook call"),
+    ],
+)
+def test_build_refuses(
+    setup: tuple[HookServer, RecordingLink, RepoDisk], change: dict, fragment: str
+) -> None:
     server, _, disk = setup
     with pytest.raises(HookRefused, match=fragment.replace("(", r"\(")):
         server.build({**_request(disk), **change})
@@ -86,42 +104,66 @@ def test_parse_refs() -> None:
     assert parse_refs("") == []
     assert parse_refs(f"{ZERO} {NEW} refs/tags/v1\n{OLD} {ZERO} refs/heads/x\n") == [
         {"ref": "refs/tags/v1", "old": ZERO, "new": NEW, "ff": None},
-        {"ref": "refs/heads/x", "old": OLD, "new": ZERO, "ff": None}]
+        {"ref": "refs/heads/x", "old": OLD, "new": ZERO, "ff": None},
+    ]
     with pytest.raises(HookRefused):
         parse_refs(f"{OLD[:-1]} {NEW} refs/heads/x\n")
 
 
-async def test_pre_receive_forwards_with_ff_and_quarantine(tmp_path: Path,
-                                                          setup: tuple[HookServer, RecordingLink, RepoDisk]) -> None:
+async def test_pre_receive_forwards_with_ff_and_quarantine(
+    tmp_path: Path, setup: tuple[HookServer, RecordingLink, RepoDisk]
+) -> None:
     server, link, disk = setup
     git_dir = disk.path("team/p")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@e")
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@e",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@e",
+    )
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "--git-dir", git_dir, *args], env=env, check=True,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "--git-dir", git_dir, *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     tree = git("write-tree")
     a = git("commit-tree", tree, "-m", "a")
     b = git("commit-tree", tree, "-p", a, "-m", "b")
     c = git("commit-tree", tree, "-m", "c")
-    req = _request(disk, GIT_QUARANTINE_PATH="objects/incoming", GIT_OBJECT_DIRECTORY=f"{git_dir}/objects")
+    req = _request(
+        disk, GIT_QUARANTINE_PATH="objects/incoming", GIT_OBJECT_DIRECTORY=f"{git_dir}/objects"
+    )
     req["stdin"] = f"{a} {b} refs/heads/main\n{b} {c} refs/heads/other\n{ZERO} {c} refs/heads/new\n"
     link.answers = [{"ok": False, "messages": ["refused refs/heads/other: force", "applikant: x"]}]
     reply = await server.handle_hook(None, req)  # type: ignore[arg-type]
-    assert reply == {"ok": False, "messages": ["applikant: refused refs/heads/other: force", "applikant: x"]}
+    assert reply == {
+        "ok": False,
+        "messages": ["applikant: refused refs/heads/other: force", "applikant: x"],
+    }
     [(target, method, data)] = link.calls
     assert (target, method) == ("am_hook_api", "handle_hook")
     assert [r["ff"] for r in data["refs"]] == [True, False, None]
-    assert data["env"] == {"GIT_QUARANTINE_PATH": f"{git_dir}/objects/incoming",
-                           "GIT_OBJECT_DIRECTORY": f"{git_dir}/objects"}
+    assert data["env"] == {
+        "GIT_QUARANTINE_PATH": f"{git_dir}/objects/incoming",
+        "GIT_OBJECT_DIRECTORY": f"{git_dir}/objects",
+    }
 
 
-async def test_quarantine_outside_the_repo_refused(setup: tuple[HookServer, RecordingLink, RepoDisk]) -> None:
+async def test_quarantine_outside_the_repo_refused(
+    setup: tuple[HookServer, RecordingLink, RepoDisk],
+) -> None:
     server, link, disk = setup
-    for var, value in (("GIT_OBJECT_DIRECTORY", "/etc"), ("GIT_ALTERNATE_OBJECT_DIRECTORIES", "objects:../../x"),
-                       ("GIT_QUARANTINE_PATH", "../other.git/objects")):
+    for var, value in (
+        ("GIT_OBJECT_DIRECTORY", "/etc"),
+        ("GIT_ALTERNATE_OBJECT_DIRECTORIES", "objects:../../x"),
+        ("GIT_QUARANTINE_PATH", "../other.git/objects"),
+    ):
         req = _request(disk, **{var: value})
         req["stdin"] = f"{OLD} {NEW} refs/heads/main\n"
         reply = await server.handle_hook(None, req)  # type: ignore[arg-type]
@@ -137,11 +179,17 @@ async def test_pre_receive_fails_closed(setup: tuple[HookServer, RecordingLink, 
     link.up = True
     link.answers = [AmUnavailable("the manager (am) did not answer within 15 s")]
     reply = await server.handle_hook(None, _request(disk))  # type: ignore[arg-type]
-    assert reply == {"ok": False, "messages": [
-        "applikant: push refused, nothing changed: the manager (am) did not answer within 15 s"]}
+    assert reply == {
+        "ok": False,
+        "messages": [
+            "applikant: push refused, nothing changed: the manager (am) did not answer within 15 s"
+        ],
+    }
 
 
-async def test_post_receive_spooled_then_delivered(setup: tuple[HookServer, RecordingLink, RepoDisk]) -> None:
+async def test_post_receive_spooled_then_delivered(
+    setup: tuple[HookServer, RecordingLink, RepoDisk],
+) -> None:
     server, link, disk = setup
     link.answers = [AmUnavailable("gone")]
     reply = await server.handle_hook(None, _request(disk, "post-receive"))  # type: ignore[arg-type]
@@ -158,13 +206,15 @@ async def test_post_receive_spooled_then_delivered(setup: tuple[HookServer, Reco
     assert await server.deliver_spool() == 1
     assert spool.pending(server.spool_dir) == []
     assert [c[2]["event_id"] for c in link.calls] == [
-        "0123abcd-0000-4000-8000-000000000000", "ffff0000-0000-4000-8000-000000000000"]
+        "0123abcd-0000-4000-8000-000000000000",
+        "ffff0000-0000-4000-8000-000000000000",
+    ]
     failed = Path(server.spool_dir) / spool.FAILED_DIR
     assert sorted(p.suffix for p in failed.iterdir()) == [".json", ".reason"]
 
 
 async def test_unknown_hooks(setup: tuple[HookServer, RecordingLink, RepoDisk]) -> None:
-    server, link, disk = setup
+    server, link, _disk = setup
     assert (await server.handle_hook(None, {"hook": "post-update"}))["ok"] is True  # type: ignore[arg-type]
     assert (await server.handle_hook(None, {"hook": "proc-receive"}))["ok"] is False  # type: ignore[arg-type]
     assert (await server.handle_hook(None, "junk"))["ok"] is False  # type: ignore[arg-type]

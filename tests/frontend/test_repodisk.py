@@ -21,10 +21,16 @@ from applikant.frontend.repodisk import (
 def git(*args: str, cwd: Path | None = None, input: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(
-        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.org", GIT_CONFIG_NOSYSTEM="1", HOME=str(cwd or "/nonexistent"),
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.org",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.org",
+        GIT_CONFIG_NOSYSTEM="1",
+        HOME=str(cwd or "/nonexistent"),
     )
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, input=input, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, input=input, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -70,7 +76,9 @@ def test_default_branch(disk: RepoDisk) -> None:
     assert not disk.exists("a/c")
 
 
-def test_create_is_idempotent_and_repairs(disk: RepoDisk, hook_program: Path, tmp_path: Path) -> None:
+def test_create_is_idempotent_and_repairs(
+    disk: RepoDisk, hook_program: Path, tmp_path: Path
+) -> None:
     path = Path(disk.create("team/project"))
     (path / "marker").write_text("keep")
     hooks = path / "hooks"
@@ -97,7 +105,9 @@ def test_create_is_idempotent_and_repairs(disk: RepoDisk, hook_program: Path, tm
 def test_check_hooks_reports_strangers(disk: RepoDisk, tmp_path: Path) -> None:
     path = Path(disk.create("team/project"))
     (path / "hooks" / "reference-transaction").write_text("#!/bin/sh\n")
-    assert disk.check_hooks("team/project") == ["team/project: unexpected hook reference-transaction"]
+    assert disk.check_hooks("team/project") == [
+        "team/project: unexpected hook reference-transaction"
+    ]
     assert disk.check_hooks("team/none") == ["team/none: repository does not exist"]
     other = RepoDisk(disk.root, str(tmp_path / "missing-ah"))
     assert any("not executable" in p for p in other.check_hooks("team/project"))
@@ -211,7 +221,11 @@ def test_confinement(disk: RepoDisk, tmp_path: Path) -> None:
     outside.mkdir()
     os.makedirs(disk.root, exist_ok=True)
     os.symlink(outside, os.path.join(disk.root, "evil"))
-    for op in (lambda: disk.create("evil/x"), lambda: disk.path("evil/x"), lambda: disk.exists("evil/x")):
+    for op in (
+        lambda: disk.create("evil/x"),
+        lambda: disk.path("evil/x"),
+        lambda: disk.exists("evil/x"),
+    ):
         with pytest.raises(CommandRefused, match="outside"):
             op()
     assert os.listdir(outside) == []
@@ -236,7 +250,7 @@ def test_concurrent_creates(disk: RepoDisk) -> None:
     def worker() -> None:
         try:
             disk.create("team/same")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
@@ -249,7 +263,9 @@ def test_concurrent_creates(disk: RepoDisk) -> None:
     assert disk.check_hooks("team/same") == []
 
 
-def test_git_env_does_not_leak(disk: RepoDisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_env_does_not_leak(
+    disk: RepoDisk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """af running under GIT_DIR (say from a hook) must still create the right repo."""
     elsewhere = tmp_path / "elsewhere.git"
     monkeypatch.setenv("GIT_DIR", str(elsewhere))

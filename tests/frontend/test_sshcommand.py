@@ -25,7 +25,10 @@ GOOD = [
     ("git-upload-pack  'a/b'", Request("git-upload-pack", "a/b", R)),
     ("git-upload-pack 'A-1/b_2.x'", Request("git-upload-pack", "A-1/b_2.x", R)),
     ("git-upload-pack '0/9'", Request("git-upload-pack", "0/9", R)),
-    ("git-upload-pack '%s/%s'" % ("o" * 64, "n" * 64), Request("git-upload-pack", "o" * 64 + "/" + "n" * 64, R)),
+    (
+        "git-upload-pack '{}/{}'".format("o" * 64, "n" * 64),
+        Request("git-upload-pack", "o" * 64 + "/" + "n" * 64, R),
+    ),
     # A leading slash is relative to the repo root: this names repo etc/passwd.
     ("git-upload-pack '/etc/passwd'", Request("git-upload-pack", "etc/passwd", R)),
     ("info", Request("info", None, R)),
@@ -181,7 +184,9 @@ def test_import_is_cheap() -> None:
         "import applikant.frontend.sshcommand;"
         "print(sorted(set(sys.modules) - before))"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
     new = eval(out)
     assert set(new) <= {"applikant", "applikant.frontend", "applikant.frontend.sshcommand"}, new
 
@@ -243,7 +248,9 @@ def test_resolve_refuses_dangling_symlink_out(tmp_path) -> None:
         resolve_repo_path(str(root), "team/p")
 
 
-@pytest.mark.parametrize("repo", ["../x", "a/../../b", "/etc/passwd", "a", "a/b/c", "a/.git", "-a/b"])
+@pytest.mark.parametrize(
+    "repo", ["../x", "a/../../b", "/etc/passwd", "a", "a/b/c", "a/.git", "-a/b"]
+)
 def test_resolve_refuses_bad_names(tmp_path, repo: str) -> None:
     with pytest.raises(CommandRefused):
         resolve_repo_path(str(tmp_path), repo)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from applikant.frontend.authkeys import forced_command_line, render, write_atomic
+from applikant.frontend.authkeys import render, write_atomic
 from tests.harness.sshd import SshServer, ensure_system_user, make_client_key
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"
+)
 
 
 def _git_env(**extra: str) -> dict[str, str]:
@@ -34,7 +36,13 @@ def _bare_repo_with_commit(where: Path) -> tuple[Path, str]:
         ["-C", str(work), "push", "-q", str(bare), "main"],
     ):
         subprocess.run(["git", *args], check=True, env=env)
-    head = subprocess.run(["git", "-C", str(bare), "rev-parse", "main"], check=True, env=env, capture_output=True, text=True)
+    head = subprocess.run(
+        ["git", "-C", str(bare), "rev-parse", "main"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return bare, head.stdout.strip()
 
 
@@ -69,7 +77,10 @@ def test_forced_command_and_plain_key(sshd: SshServer, tmp_path: Path) -> None:
     bare, head = _bare_repo_with_commit(tmp_path)
     env = _git_env(GIT_SSH_COMMAND=sshd.ssh_command(plain_key), GIT_TRACE_PACKET="1")
     r = subprocess.run(
-        ["git", "-c", "protocol.version=2", "ls-remote", sshd.url(str(bare))], env=env, capture_output=True, text=True
+        ["git", "-c", "protocol.version=2", "ls-remote", sshd.url(str(bare))],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr + sshd.log_tail()
     assert f"{head}\trefs/heads/main" in r.stdout
@@ -77,7 +88,9 @@ def test_forced_command_and_plain_key(sshd: SshServer, tmp_path: Path) -> None:
 
     # The forced key never reaches git.
     env = _git_env(GIT_SSH_COMMAND=sshd.ssh_command(forced_key))
-    r = subprocess.run(["git", "ls-remote", sshd.url(str(bare))], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "ls-remote", sshd.url(str(bare))], env=env, capture_output=True, text=True
+    )
     assert r.returncode != 0
 
 
@@ -123,7 +136,12 @@ def test_separate_git_user(tmp_path: Path) -> None:
         script = _echo_script(shared / "echo-as")
         key, pub = make_client_key(tmp_path)
         keys_file = shared / "authorized_keys"
-        write_atomic(str(keys_file), render([("user-5", pub)], str(script)), owner_uid=user.pw_uid, owner_gid=user.pw_gid)
+        write_atomic(
+            str(keys_file),
+            render([("user-5", pub)], str(script)),
+            owner_uid=user.pw_uid,
+            owner_gid=user.pw_gid,
+        )
         st = keys_file.stat()
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.pw_uid, 0o600)
         with SshServer(tmp_path, user="applikant-git", authorized_keys=keys_file) as sshd:
@@ -131,7 +149,9 @@ def test_separate_git_user(tmp_path: Path) -> None:
             assert r.returncode == 0, r.stderr + sshd.log_tail()
             assert r.stdout == "git-receive-pack 'a/b.git'\nargs: user-5\n"
             # root is not allowed in with this server
-            r = subprocess.run([*sshd.ssh_args(key), "root@127.0.0.1", "true"], capture_output=True, text=True)
+            r = subprocess.run(
+                [*sshd.ssh_args(key), "root@127.0.0.1", "true"], capture_output=True, text=True
+            )
             assert r.returncode == 255
     finally:
         shutil.rmtree(shared)

@@ -17,8 +17,15 @@ COOKIE = "test-cookie-0123456789"
 
 
 class Cluster:
-    def __init__(self, tmp: Path, *, tick_time: float = 10.0, cookie: str = COOKIE,
-                 extra_toml: str = "", host: str = "localhost") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        tick_time: float = 10.0,
+        cookie: str = COOKIE,
+        extra_toml: str = "",
+        host: str = "localhost",
+    ) -> None:
         self.tmp = tmp
         self.host = host
         self.cookie = cookie
@@ -40,14 +47,22 @@ class Cluster:
         self.portmapper: procs.Proc | None = None
 
     def start_portmapper(self) -> procs.Proc:
-        proc = self._spawn([sys.executable, "-m", "applikant.cli.main", "portmapper",
-                            "--port", str(self.pm_port)], "portmapper")
+        proc = self._spawn(
+            [sys.executable, "-m", "applikant.cli.main", "portmapper", "--port", str(self.pm_port)],
+            "portmapper",
+        )
         procs.wait_port("127.0.0.1", self.pm_port, proc=proc.popen)
         self.portmapper = proc
         return proc
 
-    def start_node(self, name: str, *globals_: str, connect: tuple[str, ...] = (),
-                   plain: bool = False, wait: bool = True) -> procs.Proc:
+    def start_node(
+        self,
+        name: str,
+        *globals_: str,
+        connect: tuple[str, ...] = (),
+        plain: bool = False,
+        wait: bool = True,
+    ) -> procs.Proc:
         argv = [sys.executable, "-m", "applikant.node.echo", f"{name}@{self.host}"]
         argv += [f"--global={g}" for g in globals_]
         argv += [f"--connect={c}" for c in connect]
@@ -75,11 +90,22 @@ class Cluster:
                 break
         raise AssertionError(f"no {prefix!r} from {proc.argv}; log:\n{proc.log_text()}")
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 30,
+    ) -> subprocess.CompletedProcess[str]:
         full = dict(os.environ, **self.env, **(env or {}))
-        return subprocess.run([sys.executable, "-m", "applikant.cli.main", *args], env=full,
-                              capture_output=True, text=True, timeout=timeout, input=input)
+        return subprocess.run(
+            [sys.executable, "-m", "applikant.cli.main", *args],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
 
     def node(self, name: str) -> str:
         return f"{name}@{self.host}"

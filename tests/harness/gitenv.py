@@ -34,8 +34,9 @@ from tests.harness.sshd import SshServer, make_client_key
 __all__ = ["GitSite", "User", "git_env", "wait_for"]
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
-             every: float = 0.02) -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition", every: float = 0.02
+) -> Any:
     """Poll ``cond`` until it returns something truthy; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -50,9 +51,15 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
 def git_env(home: Path, **extra: str) -> dict[str, str]:
     """A git client environment: no GIT_* of the caller, no user or system config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "APPLIKANT_", "SSH_"))}
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.org", GIT_TERMINAL_PROMPT="0")
+    env.update(
+        HOME=str(home),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.org",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.org",
+        GIT_TERMINAL_PROMPT="0",
+    )
     env.update(extra)
     return env
 
@@ -69,16 +76,24 @@ class User:
 class GitSite:
     """See the module docstring. ``keys_mode`` is af's ("file" or "command")."""
 
-    def __init__(self, tmp: Path, *, keys_mode: str = "file", af_toml: str = "",
-                 extra_keys_files: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        keys_mode: str = "file",
+        af_toml: str = "",
+        extra_keys_files: tuple[Path, ...] = (),
+    ) -> None:
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.keys_mode = keys_mode
         self.keys_file = self.tmp / "ssh" / "authorized_keys"
         self.repo_root = self.tmp / "repos"
         self.spool_dir = self.tmp / "spool"
-        extra = (f'\n[af]\nrepo_root = "{self.repo_root}"\nauthorized_keys = "{self.keys_file}"\n'
-                 f'spool_dir = "{self.spool_dir}"\nkeys_mode = "{keys_mode}"\nam_retry = 0.2\n{af_toml}')
+        extra = (
+            f'\n[af]\nrepo_root = "{self.repo_root}"\nauthorized_keys = "{self.keys_file}"\n'
+            f'spool_dir = "{self.spool_dir}"\nkeys_mode = "{keys_mode}"\nam_retry = 0.2\n{af_toml}'
+        )
         self.cluster = Cluster(self.tmp, tick_time=5.0, extra_toml=extra)
         self.env = dict(self.cluster.env)
         self.settings = DistSettings(portmapper_port=self.cluster.pm_port, call_timeout=30.0)
@@ -95,10 +110,16 @@ class GitSite:
         sshd_extra = ""
         if keys_mode == "command":
             keys_for = self._safe_keys_for(f"{bindir}/applikant-keys-for")
-            sshd_extra = (f"AuthorizedKeysCommand {keys_for} --config {self.cluster.config} %u %f\n"
-                          "AuthorizedKeysCommandUser root\n")
-        self.sshd = SshServer(self.tmp, authorized_keys=self.keys_file if keys_mode == "file" else None,
-                              extra_config=sshd_extra, extra_keys_files=extra_keys_files)
+            sshd_extra = (
+                f"AuthorizedKeysCommand {keys_for} --config {self.cluster.config} %u %f\n"
+                "AuthorizedKeysCommandUser root\n"
+            )
+        self.sshd = SshServer(
+            self.tmp,
+            authorized_keys=self.keys_file if keys_mode == "file" else None,
+            extra_config=sshd_extra,
+            extra_keys_files=extra_keys_files,
+        )
         self._n = 0
 
     # ---- lifecycle -------------------------------------------------------------
@@ -145,8 +166,11 @@ class GitSite:
         where.mkdir(exist_ok=True)
         notify = NotifySocket(where)
         try:
-            proc = procs.Proc(argv, env={**self.env, "NOTIFY_SOCKET": notify.path},
-                              log_path=str(self.tmp / f"{component}-{self._n}.log"))
+            proc = procs.Proc(
+                argv,
+                env={**self.env, "NOTIFY_SOCKET": notify.path},
+                log_path=str(self.tmp / f"{component}-{self._n}.log"),
+            )
             self.cluster.procs.append(proc)
             try:
                 notify.wait_for("READY=1", timeout=20)
@@ -158,7 +182,9 @@ class GitSite:
         return proc
 
     def start_am(self) -> None:
-        self.am_proc = self._daemon("am", [sys.executable, "-m", "applikant.cli.main", "start", "am"])
+        self.am_proc = self._daemon(
+            "am", [sys.executable, "-m", "applikant.cli.main", "start", "am"]
+        )
 
     def kill_am(self, sig: int = signal.SIGKILL) -> None:
         assert self.am_proc is not None
@@ -167,7 +193,9 @@ class GitSite:
         self.am_proc.stop()
 
     def start_af(self) -> None:
-        self.af_proc = self._daemon("af", [sys.executable, "-m", "applikant.cli.main", "start", "af"])
+        self.af_proc = self._daemon(
+            "af", [sys.executable, "-m", "applikant.cli.main", "start", "af"]
+        )
 
     def stop_af(self, sig: int = signal.SIGTERM) -> None:
         assert self.af_proc is not None
@@ -180,12 +208,14 @@ class GitSite:
 
     def wait_synced(self, timeout: float = 15.0) -> dict[str, Any]:
         """Wait until af is linked to am and has applied a full snapshot."""
+
         def ok() -> Any:
             try:
                 s = self.status()
             except DistError:
                 return None
             return s if s["am_up"] and s["synced"] else None
+
         return wait_for(ok, timeout, "af to sync with am")
 
     # ---- calls ------------------------------------------------------------------
@@ -194,12 +224,29 @@ class GitSite:
         """A call to am as the cluster itself (``actor = "system"``, a site admin)."""
         if isinstance(args, dict):
             args = {"actor": "system", **args}
-        return blocking.call(self.am_node, self.cookie, service, method, args, prefix="test",
-                             settings=self.settings, timeout=timeout)
+        return blocking.call(
+            self.am_node,
+            self.cookie,
+            service,
+            method,
+            args,
+            prefix="test",
+            settings=self.settings,
+            timeout=timeout,
+        )
 
     def call_af(self, service: str, method: str, args: Any = None, timeout: float = 15.0) -> Any:
-        return blocking.call(self.af_node, self.cookie, service, method, args, prefix="test",
-                             node=self.af_node, settings=self.settings, timeout=timeout)
+        return blocking.call(
+            self.af_node,
+            self.cookie,
+            service,
+            method,
+            args,
+            prefix="test",
+            node=self.af_node,
+            settings=self.settings,
+            timeout=timeout,
+        )
 
     # ---- people, repos (as the site admin, through am's services) ------------------
 
@@ -216,7 +263,11 @@ class GitSite:
         user.key_id = key["id"]
         if wait and self.keys_mode == "file":
             blob = user.pub.split()[1]
-            wait_for(lambda: blob in self.keys_file.read_text(), 5, f"{user.login}'s key in authorized_keys")
+            wait_for(
+                lambda: blob in self.keys_file.read_text(),
+                5,
+                f"{user.login}'s key in authorized_keys",
+            )
 
     def remove_key(self, user: User) -> None:
         self.call_am("am_user_db", "remove_key", {"key": user.key_id})
@@ -236,8 +287,9 @@ class GitSite:
 
     def pushes(self, repo: str) -> list[dict[str, Any]]:
         """Audit entries of accepted pushes to ``repo``, oldest first."""
-        entries = self.call_am("am_repo_db", "query_audit",
-                               {"query": {"action": "push", "repo": repo, "limit": 10000}})
+        entries = self.call_am(
+            "am_repo_db", "query_audit", {"query": {"action": "push", "repo": repo, "limit": 10000}}
+        )
         return sorted((e for e in entries if e["action"] == "push"), key=lambda e: e["id"])
 
     # ---- git ----------------------------------------------------------------------
@@ -248,16 +300,31 @@ class GitSite:
     def url(self, repo: str) -> str:
         return self.sshd.url(f"{repo}.git")
 
-    def git(self, user: User | None, *args: str, cwd: Path | None = None, check: bool = True,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def git(
+        self,
+        user: User | None,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         extra = {"GIT_SSH_COMMAND": self.sshd.ssh_command(user.key)} if user else {}
-        proc = subprocess.run(["git", *args], cwd=cwd, env=git_env(self.home, **extra),
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=git_env(self.home, **extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
 
-    def clone(self, user: User, repo: str, dest: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def clone(
+        self, user: User, repo: str, dest: Path, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.git(user, "clone", "-q", self.url(repo), str(dest), check=check)
 
     def commit(self, work: Path, message: str = "change", branch: str = "main") -> str:
@@ -270,17 +337,38 @@ class GitSite:
         self.git(None, "commit", "-q", "-m", message, cwd=work)
         return self.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
 
-    def push(self, user: User, work: Path, *refspecs: str, check: bool = True,
-             force: bool = False) -> subprocess.CompletedProcess[str]:
+    def push(
+        self, user: User, work: Path, *refspecs: str, check: bool = True, force: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         args = ["push", "--porcelain"] + (["--force"] if force else [])
-        return self.git(user, *args, self.url_of(work), *(refspecs or ("HEAD:refs/heads/main",)),
-                        cwd=work, check=check)
+        return self.git(
+            user,
+            *args,
+            self.url_of(work),
+            *(refspecs or ("HEAD:refs/heads/main",)),
+            cwd=work,
+            check=check,
+        )
 
     def url_of(self, work: Path) -> str:
-        return self.git(None, "config", "remote.origin.url", cwd=work, check=False).stdout.strip() or "origin"
+        return (
+            self.git(None, "config", "remote.origin.url", cwd=work, check=False).stdout.strip()
+            or "origin"
+        )
 
     def head(self, repo: str, ref: str = "refs/heads/main") -> str | None:
-        proc = subprocess.run(["git", "--git-dir", str(self.repo_root / f"{repo}.git"), "rev-parse",
-                               "--verify", "-q", ref], capture_output=True, text=True,
-                              env=git_env(self.home))
+        proc = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(self.repo_root / f"{repo}.git"),
+                "rev-parse",
+                "--verify",
+                "-q",
+                ref,
+            ],
+            capture_output=True,
+            text=True,
+            env=git_env(self.home),
+        )
         return proc.stdout.strip() or None

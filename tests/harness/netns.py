@@ -35,10 +35,10 @@ SUBNET = "10.77.0"
 FIRST_HOST = 2
 
 
-def _ip(*args: str, check: bool = True, stdin: str | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10,
-                          input=stdin)
+def _ip(
+    *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, input=stdin)
     if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
     return proc
@@ -83,8 +83,16 @@ class NsProc:
     """A process inside a namespace. Its stdout (when piped) is read by a thread into
     `lines` and copied to the log; stderr goes to the log. Stopped by PID only."""
 
-    def __init__(self, argv: Sequence[str], ns: str, *, env: dict[str, str], log_path: Path,
-                 stdin: bool = False, stdout: bool = False) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        ns: str,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        stdin: bool = False,
+        stdout: bool = False,
+    ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "ab", buffering=0)
@@ -92,9 +100,11 @@ class NsProc:
         self._cond = threading.Condition()
         # `ip netns exec` enters the namespace and then execs argv: the PID is argv's.
         self.popen = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *self.argv], env=env,
+            ["ip", "netns", "exec", ns, *self.argv],
+            env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdout else self._log, stderr=self._log,
+            stdout=subprocess.PIPE if stdout else self._log,
+            stderr=self._log,
         )
         self.pid = self.popen.pid
         self._reader: threading.Thread | None = None
@@ -116,8 +126,9 @@ class NsProc:
         with self._cond:
             self._cond.notify_all()
 
-    def wait_line(self, match: str | Callable[[str], bool], timeout: float = 15.0,
-                  start: int = 0) -> str:
+    def wait_line(
+        self, match: str | Callable[[str], bool], timeout: float = 15.0, start: int = 0
+    ) -> str:
         """The first stdout line (from index `start`) that starts with `match` (or for
         which it returns true); AssertionError with the log if none comes in time."""
         test = match if callable(match) else (lambda line: line.startswith(match))
@@ -128,12 +139,15 @@ class NsProc:
                     if test(line):
                         return line
                 left = deadline - time.monotonic()
-                if left <= 0 or (not self.alive() and
-                                 (self._reader is None or not self._reader.is_alive())):
+                if left <= 0 or (
+                    not self.alive() and (self._reader is None or not self._reader.is_alive())
+                ):
                     break
                 self._cond.wait(min(left, 0.2))
-        raise AssertionError(f"no line matching {match!r} from {self.argv} within "
-                             f"{timeout} s; log:\n{self.log_text()}")
+        raise AssertionError(
+            f"no line matching {match!r} from {self.argv} within "
+            f"{timeout} s; log:\n{self.log_text()}"
+        )
 
     def send(self, line: str) -> None:
         assert self.popen.stdin is not None
@@ -187,9 +201,12 @@ class Network:
         self.suffix = secrets.token_hex(3)
         self.stem = f"{PREFIX}{self.suffix}-"
         self.switch = f"{self.stem}sw"
-        self.hosts = {label: Host(label, f"{self.stem}{label}", f"{SUBNET}.{FIRST_HOST + i}",
-                                  f"p{FIRST_HOST + i}")
-                      for i, label in enumerate(labels)}
+        self.hosts = {
+            label: Host(
+                label, f"{self.stem}{label}", f"{SUBNET}.{FIRST_HOST + i}", f"p{FIRST_HOST + i}"
+            )
+            for i, label in enumerate(labels)
+        }
         self.procs: list[NsProc] = []
         self._made: list[str] = []
         try:
@@ -209,8 +226,20 @@ class Network:
         _ip("-n", self.switch, "link", "set", "br0", "up")
         for h in self.hosts.values():
             self._netns_add(h.ns)
-            _ip("link", "add", "eth0", "netns", h.ns, "type", "veth",
-                "peer", "name", h.port, "netns", self.switch)
+            _ip(
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                h.ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                h.port,
+                "netns",
+                self.switch,
+            )
             _ip("-n", self.switch, "link", "set", h.port, "master", "br0", "up")
             _ip("-n", h.ns, "addr", "add", f"{h.ip}/24", "dev", "eth0")
             _ip("-n", h.ns, "link", "set", "eth0", "up")
@@ -220,25 +249,51 @@ class Network:
     def host(self, label: str) -> Host:
         return self.hosts[label]
 
-    def run(self, label: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-            name: str | None = None, stdin: bool = False, stdout: bool = False) -> NsProc:
+    def run(
+        self,
+        label: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        stdin: bool = False,
+        stdout: bool = False,
+    ) -> NsProc:
         """Start argv inside host `label`; stopped at close(). The log is
         <tmp>/<label>-<name>-<n>.log (stderr, and stdout unless piped)."""
         stem = f"{label}-{name or Path(argv[0]).name}"
         n = sum(1 for p in self.procs if p.log_path.name.startswith(stem + "-"))
         full_env = dict(os.environ, **(env or {}))
-        proc = NsProc(argv, self.hosts[label].ns, env=full_env,
-                      log_path=self.tmp / f"{stem}-{n}.log", stdin=stdin, stdout=stdout)
+        proc = NsProc(
+            argv,
+            self.hosts[label].ns,
+            env=full_env,
+            log_path=self.tmp / f"{stem}-{n}.log",
+            stdin=stdin,
+            stdout=stdout,
+        )
         self.procs.append(proc)
         return proc
 
-    def exec(self, label: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-             timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self,
+        label: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 30,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run a short command inside host `label` and wait for it."""
         full_env = dict(os.environ, **(env or {}))
-        return subprocess.run(["ip", "netns", "exec", self.hosts[label].ns, *argv],
-                              env=full_env, capture_output=True, text=True, timeout=timeout,
-                              input=input)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.hosts[label].ns, *argv],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
 
     def listening(self, label: str) -> list[tuple[str, int, int | None]]:
         """The TCP sockets listening in host `label`: (address, port, pid or None)."""
@@ -254,8 +309,9 @@ class Network:
             found.append((addr.strip("[]"), int(port), pid))
         return found
 
-    def wait_listening(self, label: str, port: int, timeout: float = 15.0,
-                       proc: NsProc | None = None) -> None:
+    def wait_listening(
+        self, label: str, port: int, timeout: float = 15.0, proc: NsProc | None = None
+    ) -> None:
         """Wait until something listens on `port` in host `label`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -297,7 +353,7 @@ class Network:
             _ip("netns", "del", name, check=False)
         self._made.clear()
 
-    def __enter__(self) -> "Network":
+    def __enter__(self) -> Network:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -56,10 +56,13 @@ class Am:
         assert self.git_delay_file is not None
         self.git_delay_file.write_text(str(seconds))
 
-    def start(self, timeout: float = 20.0) -> "Am":
+    def start(self, timeout: float = 20.0) -> Am:
         n = sum(1 for p in self.cluster.procs if p.argv[-2:] == ["start", "am"])
-        self.proc = procs.Proc([sys.executable, "-m", "applikant.cli.main", "start", "am"],
-                               env=self.env, log_path=str(self.cluster.tmp / f"am-{n}.log"))
+        self.proc = procs.Proc(
+            [sys.executable, "-m", "applikant.cli.main", "start", "am"],
+            env=self.env,
+            log_path=str(self.cluster.tmp / f"am-{n}.log"),
+        )
         self.cluster.procs.append(self.proc)
         deadline = time.monotonic() + timeout
         while True:
@@ -85,8 +88,16 @@ class Am:
         return self.proc.log_text() if self.proc else ""
 
     def call(self, service: str, method: str, args: Any = None, timeout: float = 10.0) -> Any:
-        return blocking.call(self.node, self.cookie, service, method, args,
-                             settings=self.settings, timeout=timeout, prefix="test")
+        return blocking.call(
+            self.node,
+            self.cookie,
+            service,
+            method,
+            args,
+            settings=self.settings,
+            timeout=timeout,
+            prefix="test",
+        )
 
     def users(self, method: str, **args: Any) -> Any:
         return self.call("am_user_db", method, args)

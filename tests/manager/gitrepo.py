@@ -13,12 +13,20 @@ ZERO = "0" * 40
 
 def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    base.update({"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org",
-                 "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.org",
-                 "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd or os.getcwd())})
+    base.update(
+        {
+            "GIT_AUTHOR_NAME": "T",
+            "GIT_AUTHOR_EMAIL": "t@example.org",
+            "GIT_COMMITTER_NAME": "T",
+            "GIT_COMMITTER_EMAIL": "t@example.org",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": str(cwd or os.getcwd()),
+        }
+    )
     base.update(env or {})
-    done = subprocess.run(["git", *args], cwd=cwd, env=base, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=base, check=True, capture_output=True, text=True
+    )
     return done.stdout.strip()
 
 

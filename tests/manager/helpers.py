@@ -28,7 +28,18 @@ class RealKeys:
     def make(self, name: str, key_type: str, bits: int | None = None) -> Path:
         path = self.directory / name
         if not path.exists():
-            args = ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", f"{name}@test", "-f", str(path)]
+            args = [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                key_type,
+                "-N",
+                "",
+                "-C",
+                f"{name}@test",
+                "-f",
+                str(path),
+            ]
             if bits is not None:
                 args += ["-b", str(bits)]
             subprocess.run(args, check=True, capture_output=True)
@@ -41,6 +52,8 @@ class RealKeys:
         """(bits, fingerprint, type) from `ssh-keygen -lf`."""
         out = subprocess.run(
             ["ssh-keygen", "-lf", str(self.directory / name) + ".pub"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.split()
         return int(out[0]), out[1], out[-1].strip("()")

@@ -63,7 +63,10 @@ def test_reasons(store: Store, world: dict[str, str]) -> None:
     assert store.check_access(world["root"], "team/tool", "admin").reason.endswith("(site admin)")
     d = store.check_access(None, "alice/open", "read")
     assert d.allowed and d.reason == "anonymous has read access to alice/open (public repository)"
-    assert store.check_access(None, "alice/open", "write").reason == "anonymous has no write access to alice/open"
+    assert (
+        store.check_access(None, "alice/open", "write").reason
+        == "anonymous has no write access to alice/open"
+    )
 
 
 def test_private_and_missing_look_the_same(store: Store, world: dict[str, str]) -> None:
@@ -76,7 +79,10 @@ def test_private_and_missing_look_the_same(store: Store, world: dict[str, str]) 
         "repository alice/app does not exist or you have no write access"
     )
     # Site admins are told plainly.
-    assert store.check_access(world["root"], "alice/nothing", "read").reason == "no repository alice/nothing"
+    assert (
+        store.check_access(world["root"], "alice/nothing", "read").reason
+        == "no repository alice/nothing"
+    )
 
 
 def test_disabled_and_unknown_users(store: Store, world: dict[str, str]) -> None:
@@ -107,7 +113,10 @@ def test_grants(store: Store, world: dict[str, str]) -> None:
     store.grant("alice/app", "group-7", "write", actor=SYSTEM)  # readers, by id
     store.grant("alice/app", "team", "read", actor=SYSTEM)
     assert [(g.grantee, g.level) for g in store.list_grants("alice/app")] == [
-        ("bob", "admin"), ("readers", "write"), ("team", "read")]
+        ("bob", "admin"),
+        ("readers", "write"),
+        ("team", "read"),
+    ]
     assert store.check_access(world["bob"], "alice/app", "admin").reason.endswith("(direct grant)")
     (entry, *_) = store.query_audit(action="perm.grant", limit=3)
     assert entry.details["grantee"] == "team" and entry.details["previous"] is None

@@ -63,8 +63,9 @@ class Inbox:
 @asynccontextmanager
 async def peer(am: Am, name: str, inbox: Inbox | None = None) -> AsyncIterator[Node]:
     raw = envconfig.load_raw(str(am.cluster.config))
-    async with open_node(f"{name}@localhost", envconfig.cookie(raw),
-                         envconfig.dist_settings(raw)) as node:
+    async with open_node(
+        f"{name}@localhost", envconfig.cookie(raw), envconfig.dist_settings(raw)
+    ) as node:
         if inbox is not None:
             node.register_local("test_events", {"changed": inbox.changed})
         await node.connect(am.node)
@@ -83,7 +84,8 @@ async def test_subscribers_get_changes_in_order(slow_am: Am) -> None:
     inbox = Inbox()
     async with peer(am, "subscriber", inbox) as node:
         assert await node.call("am_user_db", "subscribe", {"service": "test_events"}) == {
-            "subscribed": True}
+            "subscribed": True
+        }
         # Subscribing twice changes nothing: one event each, not two.
         await node.call("am_user_db", "subscribe", {"service": "test_events"})
 
@@ -101,21 +103,44 @@ async def test_subscribers_get_changes_in_order(slow_am: Am) -> None:
         await call("am_user_db", "remove_key", key=key["id"])
         await call("am_user_db", "disable_user", user="evuser")
         await call("am_user_db", "enable_user", user="evuser")
-        await node.call("am_hook_api", "handle_hook", {
-            "hook": "post-receive", "repo": "evuser/app2", "user": user["id"],
-            "event_id": "ev-1", "refs": [{"ref": "refs/heads/main", "old": "0" * 40,
-                                          "new": "1" * 40}]})
-        await node.call("am_hook_api", "handle_hook", {
-            "hook": "post-receive", "repo": "evuser/app2", "user": user["id"],
-            "event_id": "ev-1", "refs": [{"ref": "refs/heads/main", "old": "0" * 40,
-                                          "new": "1" * 40}]})
+        await node.call(
+            "am_hook_api",
+            "handle_hook",
+            {
+                "hook": "post-receive",
+                "repo": "evuser/app2",
+                "user": user["id"],
+                "event_id": "ev-1",
+                "refs": [{"ref": "refs/heads/main", "old": "0" * 40, "new": "1" * 40}],
+            },
+        )
+        await node.call(
+            "am_hook_api",
+            "handle_hook",
+            {
+                "hook": "post-receive",
+                "repo": "evuser/app2",
+                "user": user["id"],
+                "event_id": "ev-1",
+                "refs": [{"ref": "refs/heads/main", "old": "0" * 40, "new": "1" * 40}],
+            },
+        )
         await call("am_repo_db", "delete_repo", repo="evuser/app2")
         events = await inbox.wait_for(10)
         # Nothing more may come: no second subscription, no second repo.pushed.
         await trio.sleep(0.3)
         assert [e["kind"] for e in events] == [
-            "user.added", "key.added", "repo.created", "perm.granted", "repo.renamed",
-            "key.removed", "user.disabled", "user.enabled", "repo.pushed", "repo.deleted"]
+            "user.added",
+            "key.added",
+            "repo.created",
+            "perm.granted",
+            "repo.renamed",
+            "key.removed",
+            "user.disabled",
+            "user.enabled",
+            "repo.pushed",
+            "repo.deleted",
+        ]
         assert events[1]["fingerprint"] == key["fingerprint"]
         assert events[4]["old"] == "evuser/app" and events[4]["new"] == "evuser/app2"
         assert events[8]["refs"][0]["new"] == "1" * 40 and events[8]["event_id"] == "ev-1"
@@ -156,23 +181,32 @@ async def test_subscriber_going_down_is_dropped(slow_am: Am) -> None:
 async def test_ten_hook_calls_run_concurrently(slow_am: Am, gitrepo: Repo) -> None:
     am = slow_am
     owner = await trio.to_thread.run_sync(lambda: add_user(am, "hookconc"))
-    await trio.to_thread.run_sync(lambda: am.repos("create_repo", actor="system",
-                                                   path="hookconc/r"))
-    await trio.to_thread.run_sync(lambda: am.repos("protect_branch", actor="system",
-                                                   repo="hookconc/r", pattern="main"))
+    await trio.to_thread.run_sync(
+        lambda: am.repos("create_repo", actor="system", path="hookconc/r")
+    )
+    await trio.to_thread.run_sync(
+        lambda: am.repos("protect_branch", actor="system", repo="hookconc/r", pattern="main")
+    )
     am.set_git_delay(1.0)  # every git am runs now takes a second
-    data = {"hook": "pre-receive", "repo": "hookconc/r", "user": owner["id"],
-            "git_dir": str(gitrepo.bare),
-            "refs": [{"ref": "refs/heads/main", "old": gitrepo.a, "new": gitrepo.b}]}
+    data = {
+        "hook": "pre-receive",
+        "repo": "hookconc/r",
+        "user": owner["id"],
+        "git_dir": str(gitrepo.bare),
+        "refs": [{"ref": "refs/heads/main", "old": gitrepo.a, "new": gitrepo.b}],
+    }
     answers: list[Any] = []
     try:
         async with peer(am, "hookcaller") as node:
             start = time.monotonic()
             async with trio.open_nursery() as nursery:
                 for _ in range(10):
+
                     async def one() -> None:
-                        answers.append(await node.call("am_hook_api", "handle_hook", data,
-                                                       timeout=30))
+                        answers.append(
+                            await node.call("am_hook_api", "handle_hook", data, timeout=30)
+                        )
+
                     nursery.start_soon(one)
             elapsed = time.monotonic() - start
             stats = await node.call("am_hook_api", "stats", {})
@@ -207,8 +241,20 @@ def test_handler_is_cancelled_when_its_caller_dies(slow_am: Am, gitrepo: Repo) -
     before = am.call("am_hook_api", "stats", {})
     am.set_git_delay(60)
     caller = subprocess.Popen(
-        [sys.executable, "-c", CALLER, am.node, owner["id"], str(gitrepo.bare), gitrepo.a,
-         gitrepo.b], env={**os.environ, **am.cluster.env}, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            CALLER,
+            am.node,
+            owner["id"],
+            str(gitrepo.bare),
+            gitrepo.a,
+            gitrepo.b,
+        ],
+        env={**os.environ, **am.cluster.env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while am.call("am_hook_api", "stats", {})["in_flight"] < 1:

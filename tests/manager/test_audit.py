@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,7 +25,9 @@ def _break_audit(store: Store) -> None:
     )
 
 
-def test_change_and_audit_entry_commit_together(store: Store, alice: str, events: list[Event]) -> None:
+def test_change_and_audit_entry_commit_together(
+    store: Store, alice: str, events: list[Event]
+) -> None:
     events.clear()
     _break_audit(store)
     with pytest.raises(Conflict, match="audit insert failed"):
@@ -67,15 +69,24 @@ def test_entries(store: Store, alice: str) -> None:
 def test_push_and_denials(store: Store, alice: str, events: list[Event]) -> None:
     store.create_repo("alice/app", actor=SYSTEM)
     events.clear()
-    updates = [RefUpdate(refname="refs/heads/main", old=A, new=B),
-               {"refname": "refs/tags/v1", "old": Z, "new": A}]
+    updates = [
+        RefUpdate(refname="refs/heads/main", old=A, new=B),
+        {"refname": "refs/tags/v1", "old": Z, "new": A},
+    ]
     entry = store.record_push("alice/app.git", updates, actor=alice, node="af@git")
     assert entry.action == "push" and entry.repo == "alice/app"
-    assert entry.details["refs"] == [{"ref": "refs/heads/main", "old": A, "new": B},
-                                     {"ref": "refs/tags/v1", "old": Z, "new": A}]
+    assert entry.details["refs"] == [
+        {"ref": "refs/heads/main", "old": A, "new": B},
+        {"ref": "refs/tags/v1", "old": Z, "new": A},
+    ]
     assert events[0]["kind"] == "repo.pushed" and events[0]["repo"] == "alice/app"
-    store.record("push.denied", actor=alice, node="af@git", repo="alice/app",
-                 details={"ref": "refs/heads/main", "reason": "force-push refused"})
+    store.record(
+        "push.denied",
+        actor=alice,
+        node="af@git",
+        repo="alice/app",
+        details={"ref": "refs/heads/main", "reason": "force-push refused"},
+    )
     store.record("access.denied", actor="user-99", repo="ghost/../x", details={"reason": "no"})
     assert [e.action for e in store.query_audit(action="push")] == ["push.denied", "push"]
     assert store.recent_pushes() == [entry]
@@ -90,30 +101,43 @@ def test_push_and_denials(store: Store, alice: str, events: list[Event]) -> None
 
 
 def test_query_filters(tmp_path) -> None:
-    now = [datetime(2030, 1, 1, tzinfo=timezone.utc)]
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
 
     def clock() -> datetime:
         now[0] += timedelta(hours=1)
         return now[0]
 
     with Store(str(tmp_path / "am.sqlite3"), passwords=Passwords(fast=True), clock=clock) as store:
-        alice = store.add_user("alice", actor=SYSTEM).id            # 01:00
-        store.create_repo("alice/app", actor=alice)                 # 02:00
-        store.create_repo("alice/lib", actor=alice)                 # 03:00
-        store.record("pushy", actor=alice)                          # 04:00
-        store.grant("alice/app", "alice", "read", actor=SYSTEM)     # 05:00
-        assert [e.action for e in store.query_audit(actor=alice)] == ["pushy", "repo.create", "repo.create"]
+        alice = store.add_user("alice", actor=SYSTEM).id  # 01:00
+        store.create_repo("alice/app", actor=alice)  # 02:00
+        store.create_repo("alice/lib", actor=alice)  # 03:00
+        store.record("pushy", actor=alice)  # 04:00
+        store.grant("alice/app", "alice", "read", actor=SYSTEM)  # 05:00
+        assert [e.action for e in store.query_audit(actor=alice)] == [
+            "pushy",
+            "repo.create",
+            "repo.create",
+        ]
         assert [e.action for e in store.query_audit(action="repo")] == ["repo.create"] * 2
         assert store.query_audit(action="push") == []  # not "pushy"
-        assert [e.action for e in store.query_audit(repo="alice/app.git")] == ["perm.grant", "repo.create"]
+        assert [e.action for e in store.query_audit(repo="alice/app.git")] == [
+            "perm.grant",
+            "repo.create",
+        ]
         since = store.query_audit(since="2030-01-01T03:00:00Z")
         assert [e.action for e in since] == ["perm.grant", "pushy", "repo.create"]
-        window = store.query_audit(since=datetime(2030, 1, 1, 2, tzinfo=timezone.utc),
-                                   until="2030-01-01T04:00:00+00:00")
+        window = store.query_audit(
+            since=datetime(2030, 1, 1, 2, tzinfo=UTC), until="2030-01-01T04:00:00+00:00"
+        )
         assert [e.repo for e in window] == ["alice/lib", "alice/app"]
         assert len(store.query_audit(limit=2)) == 2
-        for bad in ({"limit": 0}, {"limit": 10**6}, {"since": "yesterday"},
-                    {"until": datetime(2030, 1, 1)}, {"action": "a b"}):
+        for bad in (
+            {"limit": 0},
+            {"limit": 10**6},
+            {"since": "yesterday"},
+            {"until": datetime(2030, 1, 1)},
+            {"action": "a b"},
+        ):
             with pytest.raises(BadRequest):
                 store.query_audit(**bad)  # type: ignore[arg-type]
 
@@ -127,7 +151,12 @@ def test_counts(store: Store, alice: str, bob: str) -> None:
 
 
 def test_query_by_action_uses_an_index(store: Store) -> None:
-    plan = [row["detail"] for row in store._conn.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE (action = ? OR (action > ? AND action < ?))"
-        " ORDER BY id DESC LIMIT 10", ("push", "push.", "push/"))]
+    plan = [
+        row["detail"]
+        for row in store._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE (action = ? OR (action > ? AND action < ?))"
+            " ORDER BY id DESC LIMIT 10",
+            ("push", "push.", "push/"),
+        )
+    ]
     assert any("audit_by_action" in d for d in plan), plan

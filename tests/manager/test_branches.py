@@ -26,7 +26,9 @@ def repo(store: Store, alice: str, bob: str, root: str) -> str:
     return "alice/app"
 
 
-def decide(store: Store, user: str | None, ref: str, old: str, new: str, ff: bool | None = None) -> str:
+def decide(
+    store: Store, user: str | None, ref: str, old: str, new: str, ff: bool | None = None
+) -> str:
     d = store.decide_ref_update(user, "alice/app", ref, old, new, ff)
     return "ok" if d.allowed else d.reason
 
@@ -37,7 +39,9 @@ def test_protect_list_unprotect(store: Store, alice: str, events: list[Event]) -
     rule = store.protect_branch("alice/app", "release/*", actor=alice)
     assert (rule.pattern, rule.admins_only) == ("release/*", False)
     assert store.protect_branch("alice/app", "release/*", actor=alice, admins_only=True).admins_only
-    assert [(p.pattern, p.admins_only) for p in store.list_protected("alice/app")] == [("release/*", True)]
+    assert [(p.pattern, p.admins_only) for p in store.list_protected("alice/app")] == [
+        ("release/*", True)
+    ]
     store.unprotect_branch("alice/app", "refs/heads/release/*", actor=alice)
     assert store.list_protected("alice/app") == []
     with pytest.raises(NotFound, match="no protection rule"):
@@ -46,13 +50,22 @@ def test_protect_list_unprotect(store: Store, alice: str, events: list[Event]) -
         store.protect_branch("alice/app", "bad pattern", actor=alice)
     with pytest.raises(NotFound):
         store.protect_branch("alice/none", "main", actor=alice)
-    assert [e["kind"] for e in events] == ["branch.protected", "branch.protected", "branch.unprotected"]
+    assert [e["kind"] for e in events] == [
+        "branch.protected",
+        "branch.protected",
+        "branch.unprotected",
+    ]
 
 
 def test_write_needed(store: Store, repo: str) -> None:
     carol = store.get_user("carol").id
-    assert decide(store, carol, "refs/heads/topic", A, B, True) == f"{carol} has no write access to alice/app"
-    assert "does not exist or you have no write access" in decide(store, None, "refs/heads/topic", A, B, True)
+    assert (
+        decide(store, carol, "refs/heads/topic", A, B, True)
+        == f"{carol} has no write access to alice/app"
+    )
+    assert "does not exist or you have no write access" in decide(
+        store, None, "refs/heads/topic", A, B, True
+    )
     assert decide(store, "user-2", "refs/heads/topic", A, B, True) == "ok"
 
 
@@ -67,7 +80,9 @@ def test_protected_branch(store: Store, repo: str, bob: str, root: str, alice: s
     assert decide(store, bob, "refs/heads/main", A, B, True) == "ok"
     assert decide(store, bob, "refs/heads/main", Z, A) == "ok"  # creation is no force-push
     for user in (bob, alice, root):  # nobody, admins included
-        assert "force-push (non-fast-forward update) refused" in decide(store, user, "refs/heads/main", A, B, False)
+        assert "force-push (non-fast-forward update) refused" in decide(
+            store, user, "refs/heads/main", A, B, False
+        )
         assert "cannot be deleted" in decide(store, user, "refs/heads/main", A, Z)
     assert "not checked for fast-forward" in decide(store, bob, "refs/heads/main", A, B, None)
     # Patterns are exact fnmatch on the branch name, case-sensitive.
@@ -87,8 +102,14 @@ def test_admins_only(store: Store, repo: str, bob: str, alice: str, root: str) -
 
 def test_tags(store: Store, repo: str, bob: str, alice: str) -> None:
     assert decide(store, bob, "refs/tags/v1", Z, A) == "ok"
-    assert decide(store, bob, "refs/tags/v1", A, B) == "tag v1 already exists and can only be moved by a repository admin"
-    assert decide(store, bob, "refs/tags/v1", A, Z) == "tag v1 already exists and can only be deleted by a repository admin"
+    assert (
+        decide(store, bob, "refs/tags/v1", A, B)
+        == "tag v1 already exists and can only be moved by a repository admin"
+    )
+    assert (
+        decide(store, bob, "refs/tags/v1", A, Z)
+        == "tag v1 already exists and can only be deleted by a repository admin"
+    )
     assert decide(store, alice, "refs/tags/v1", A, B) == "ok"
     assert decide(store, alice, "refs/tags/v1", A, Z) == "ok"
 
@@ -104,8 +125,13 @@ def test_many_refs_at_once(store: Store, repo: str, bob: str) -> None:
 
 @pytest.mark.parametrize(
     ("ref", "old", "new"),
-    [("main", A, B), ("refs/heads/a..b", A, B), ("refs/heads/x", "xyz", B), ("refs/heads/x", Z, Z),
-     ("refs/heads/x", A.upper(), B)],
+    [
+        ("main", A, B),
+        ("refs/heads/a..b", A, B),
+        ("refs/heads/x", "xyz", B),
+        ("refs/heads/x", Z, Z),
+        ("refs/heads/x", A.upper(), B),
+    ],
 )
 def test_malformed_updates(store: Store, repo: str, bob: str, ref: str, old: str, new: str) -> None:
     with pytest.raises(BadRequest):

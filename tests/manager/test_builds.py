@@ -24,8 +24,12 @@ def store(tmp_path: Path) -> Store:
 
 def queue(store: Store, *commits: str, event_id: str | None = "e1") -> list[int]:
     wanted = [{"ref": f"refs/heads/b{i}", "commit": c} for i, c in enumerate(commits)]
-    return [b.number for b in store.enqueue_builds("alice/p", wanted, actor="user-1",
-                                                   event_id=event_id, pusher="user-1")]
+    return [
+        b.number
+        for b in store.enqueue_builds(
+            "alice/p", wanted, actor="user-1", event_id=event_id, pusher="user-1"
+        )
+    ]
 
 
 def test_enqueue_is_idempotent_per_event_and_durable(store: Store, tmp_path: Path) -> None:
@@ -67,8 +71,13 @@ def test_run_log_finish(store: Store) -> None:
         store.append_build_log(1, ["x"], runner="ab@other", attempt=1, actor=S)
     with pytest.raises(Conflict):
         store.finish_build(1, {"status": "succeeded"}, runner="ab@h", attempt=2, actor=S)
-    done = store.finish_build(1, {"status": "failed", "exit_code": 2, "reason": "exited with code 2"},
-                              runner="ab@h", attempt=1, actor=S)
+    done = store.finish_build(
+        1,
+        {"status": "failed", "exit_code": 2, "reason": "exited with code 2"},
+        runner="ab@h",
+        attempt=1,
+        actor=S,
+    )
     assert done.status.value == "failed" and done.exit_code == 2 and done.log_size == 6
     assert store.read_build_log(1)["final"]
     with pytest.raises(BadRequest):
@@ -95,13 +104,21 @@ def test_cancel_rerun_interrupt(store: Store) -> None:
     assert {b.number: b.status.value for b in changed} == {1: "cancelled", 3: "queued"}
     assert store.get_build(3).attempt == 3
     assert [line for _, line in store.read_build_log(3)["lines"]] == [
-        "first try", "applikant: interrupted (queued again)"]
+        "first try",
+        "applikant: interrupted (queued again)",
+    ]
     [again] = store.take_builds("ab@h", 1, actor=S)
     assert store.interrupt_builds("ab@h", policy="fail", keep=[again.id], actor=S) == []
     [failed] = store.interrupt_builds("ab@h", policy="fail", actor=S, why="interrupted")
     assert failed.status.value == "failed" and failed.reason == "interrupted"
-    assert store.build_counts() == {"queued": 0, "running": 0, "succeeded": 0, "failed": 1,
-                                    "cancelled": 2, "timed-out": 0}
+    assert store.build_counts() == {
+        "queued": 0,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 1,
+        "cancelled": 2,
+        "timed-out": 0,
+    }
 
 
 def test_renamed_repo_and_listing(store: Store) -> None:

@@ -92,10 +92,14 @@ def test_users_keys_groups(am: Am, real_keys: RealKeys, tmp_path: Path) -> None:
 def test_repos_perms_branches_audit(am: Am) -> None:
     ok(am, "user", "add", "cli-owner", "--no-password")
     ok(am, "user", "add", "cli-dev", "--no-password")
-    repo = js(am, "repo", "create", "cli-owner/app.git", "-d", "An app", "--default-branch", "trunk")
+    repo = js(
+        am, "repo", "create", "cli-owner/app.git", "-d", "An app", "--default-branch", "trunk"
+    )
     assert repo["full_name"] == "cli-owner/app" and repo["default_branch"] == "trunk"
     assert "cli-owner/app" in ok(am, "repo", "list")
-    assert [r["full_name"] for r in js(am, "repo", "list", "--owner", "cli-owner")] == ["cli-owner/app"]
+    assert [r["full_name"] for r in js(am, "repo", "list", "--owner", "cli-owner")] == [
+        "cli-owner/app"
+    ]
 
     grant = js(am, "perm", "grant", "cli-owner/app", "cli-dev", "write")
     assert grant["level"] == "write"
@@ -109,12 +113,16 @@ def test_repos_perms_branches_audit(am: Am) -> None:
 
     updated = js(am, "repo", "update", "cli-owner/app", "--public", "-d", "Public now")
     assert updated["is_public"] and updated["description"] == "Public now"
-    assert js(am, "repo", "rename", "cli-owner/app", "cli-owner/app2")["full_name"] == "cli-owner/app2"
+    assert (
+        js(am, "repo", "rename", "cli-owner/app", "cli-owner/app2")["full_name"] == "cli-owner/app2"
+    )
     ok(am, "branch", "unprotect", "cli-owner/app2", "release/*")
     ok(am, "perm", "revoke", "cli-owner/app2", "cli-dev")
 
     before = am.repos("counts")
-    assert "must be 'read', 'write' or 'admin'" in refused(am, "perm", "grant", "cli-owner/app2", "cli-dev", "root")
+    assert "must be 'read', 'write' or 'admin'" in refused(
+        am, "perm", "grant", "cli-owner/app2", "cli-dev", "root"
+    )
     assert "no repository" in refused(am, "perm", "list", "cli-owner/ghost")
     assert "nothing to change" in refused(am, "repo", "update", "cli-owner/app2")
     assert refused(am, "repo", "create", "cli-owner/.dot")
@@ -131,8 +139,10 @@ def test_repos_perms_branches_audit(am: Am) -> None:
     entries = js(am, "audit", "--repo", "cli-owner/app2", "--limit", "3")
     assert [e["action"] for e in entries] == ["repo.delete", "perm.revoke", "branch.unprotect"]
     assert all(e["actor"] == "system" and e["node"].startswith("cli_") for e in entries)
-    assert [e["action"] for e in js(am, "audit", "--action", "perm")][:2] == ["perm.revoke",
-                                                                               "perm.grant"]
+    assert [e["action"] for e in js(am, "audit", "--action", "perm")][:2] == [
+        "perm.revoke",
+        "perm.grant",
+    ]
     assert js(am, "audit", "--since", "2000-01-01", "--until", "2000-01-02") == []
     assert js(am, "audit", "--actor", "user-424242") == []
     assert "perm.grant" in ok(am, "audit", "--action", "perm.grant")

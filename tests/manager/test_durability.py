@@ -33,7 +33,9 @@ def test_acknowledged_change_survives_sigkill(tmp_path: Path) -> None:
     repo_root = str(Path(__file__).resolve().parents[2])
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, path, "20"],
-        stdout=subprocess.PIPE, text=True, cwd=repo_root,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=repo_root,
         env={**os.environ, "PYTHONPATH": repo_root},
     )
     try:

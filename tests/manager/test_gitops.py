@@ -39,16 +39,21 @@ def test_quarantined_objects_are_seen_with_the_hook_env(repo: Repo, tmp_path: Pa
     quarantine.mkdir()
     work = repo.work
     git("checkout", "-q", "main", cwd=work)
-    env = {"GIT_OBJECT_DIRECTORY": str(quarantine),
-           "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(work / ".git" / "objects")}
+    env = {
+        "GIT_OBJECT_DIRECTORY": str(quarantine),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(work / ".git" / "objects"),
+    }
     (work / "README").write_text("d\n")
     git("commit", "-q", "-am", "D", cwd=work, env=env)
     d = git("rev-parse", "HEAD", cwd=work)
     bare = str(repo.bare)
     assert gitops.is_fast_forward(bare, repo.b, d) is None
-    hook_env = {"GIT_OBJECT_DIRECTORY": str(quarantine),
-                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.bare / "objects"),
-                "GIT_DIR": "/somewhere/else", "UNRELATED": "x"}
+    hook_env = {
+        "GIT_OBJECT_DIRECTORY": str(quarantine),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.bare / "objects"),
+        "GIT_DIR": "/somewhere/else",
+        "UNRELATED": "x",
+    }
     assert gitops.is_fast_forward(bare, repo.b, d, env=hook_env) is True
     assert gitops.is_fast_forward(bare, repo.c, d, env=hook_env) is False
     assert gitops.has_path(bare, d, "README", env=hook_env) is True

@@ -25,8 +25,13 @@ def test_create_members_delete(store: Store, alice: str, bob: str, events: list[
     store.delete_group("devs", actor=SYSTEM)
     assert store.list_groups() == [] and store.groups_of(alice) == []
     kinds = [e["kind"] for e in events]
-    assert kinds == ["group.created", "group.member_added", "group.member_added",
-                     "group.member_removed", "group.deleted"]
+    assert kinds == [
+        "group.created",
+        "group.member_added",
+        "group.member_added",
+        "group.member_removed",
+        "group.deleted",
+    ]
 
 
 def test_group_cannot_take_a_login(store: Store, alice: str) -> None:

@@ -20,14 +20,21 @@ def setup(am: Am, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     am.repos("grant", actor="system", repo="hadmin/proj", grantee="hwriter", level="write")
     am.repos("grant", actor="system", repo="hadmin/proj", grantee="hreader", level="read")
     am.repos("protect_branch", actor="system", repo="hadmin/proj", pattern="main")
-    am.repos("protect_branch", actor="system", repo="hadmin/proj", pattern="release/*",
-             admins_only=True)
+    am.repos(
+        "protect_branch", actor="system", repo="hadmin/proj", pattern="release/*", admins_only=True
+    )
     return {"ids": ids, "git": make_repo(tmp_path_factory.mktemp("hookrepo"))}
 
 
 def hook(am: Am, kind: str, user: str, refs: list[dict[str, Any]], **extra: Any) -> Any:
-    data = {"hook": kind, "repo": "hadmin/proj", "user": user, "node": "af@githost",
-            "refs": refs, **extra}
+    data = {
+        "hook": kind,
+        "repo": "hadmin/proj",
+        "user": user,
+        "node": "af@githost",
+        "refs": refs,
+        **extra,
+    }
     return am.call("am_hook_api", "handle_hook", data)
 
 
@@ -38,10 +45,17 @@ def ref(name: str, old: str, new: str, ff: bool | None = None) -> dict[str, Any]
 def test_writers_push_and_protection_holds(am: Am, setup: dict[str, Any]) -> None:
     g: Repo = setup["git"]
     writer, admin = setup["ids"]["hwriter"], setup["ids"]["hadmin"]
-    ok = hook(am, "pre-receive", writer, [ref("refs/heads/main", g.a, g.b, True),
-                                          ref("refs/heads/topic", ZERO, g.c),
-                                          ref("refs/heads/scratch", g.b, g.c, False),
-                                          ref("refs/tags/v1", ZERO, g.a)])
+    ok = hook(
+        am,
+        "pre-receive",
+        writer,
+        [
+            ref("refs/heads/main", g.a, g.b, True),
+            ref("refs/heads/topic", ZERO, g.c),
+            ref("refs/heads/scratch", g.b, g.c, False),
+            ref("refs/tags/v1", ZERO, g.a),
+        ],
+    )
     assert ok == {"ok": True, "messages": []}
 
     cases = [
@@ -69,8 +83,9 @@ def test_non_writers_are_refused_and_audited(am: Am, setup: dict[str, Any]) -> N
         answer = hook(am, "pre-receive", user, [ref("refs/heads/topic", ZERO, g.a)])
         assert answer["ok"] is False
         assert "write access" in answer["messages"][0] or "no account" in answer["messages"][0]
-    denied = am.repos("query_audit", query={"action": "push.denied", "repo": "hadmin/proj",
-                                            "limit": 2})
+    denied = am.repos(
+        "query_audit", query={"action": "push.denied", "repo": "hadmin/proj", "limit": 2}
+    )
     assert [d["actor"] for d in denied] == ["user-999999", setup["ids"]["hreader"]]
     entry = denied[1]
     assert entry["node"] == "af@githost"
@@ -82,13 +97,15 @@ def test_am_asks_git_when_ff_is_unknown(am: Am, setup: dict[str, Any]) -> None:
     g: Repo = setup["git"]
     writer = setup["ids"]["hwriter"]
     git_dir = str(g.bare)
-    assert hook(am, "pre-receive", writer, [ref("refs/heads/main", g.a, g.b)],
-                git_dir=git_dir)["ok"]
+    assert hook(am, "pre-receive", writer, [ref("refs/heads/main", g.a, g.b)], git_dir=git_dir)[
+        "ok"
+    ]
     answer = hook(am, "pre-receive", writer, [ref("refs/heads/main", g.b, g.c)], git_dir=git_dir)
     assert not answer["ok"] and "force-push" in answer["messages"][0]
     # A git_dir that is not there: unknown, so the protected branch refuses.
-    answer = hook(am, "pre-receive", writer, [ref("refs/heads/main", g.a, g.b)],
-                  git_dir=git_dir + "-gone")
+    answer = hook(
+        am, "pre-receive", writer, [ref("refs/heads/main", g.a, g.b)], git_dir=git_dir + "-gone"
+    )
     assert not answer["ok"] and "not checked" in answer["messages"][0]
 
 
@@ -102,12 +119,17 @@ def test_post_receive_is_recorded_once(am: Am, setup: dict[str, Any]) -> None:
     assert first["ok"] and again["ok"]
     assert first["duplicate"] is False and again["duplicate"] is True
     assert first["entry"] == again["entry"]
-    pushes = [e for e in am.repos("query_audit", query={"action": "push", "limit": 50})
-              if e["event_id"] == event_id]
+    pushes = [
+        e
+        for e in am.repos("query_audit", query={"action": "push", "limit": 50})
+        if e["event_id"] == event_id
+    ]
     assert len(pushes) == 1
     assert pushes[0]["action"] == "push" and pushes[0]["actor"] == writer
-    assert pushes[0]["details"]["refs"] == [{"ref": "refs/heads/main", "old": g.a, "new": g.b},
-                                            {"ref": "refs/heads/new", "old": ZERO, "new": g.c}]
+    assert pushes[0]["details"]["refs"] == [
+        {"ref": "refs/heads/main", "old": g.a, "new": g.b},
+        {"ref": "refs/heads/new", "old": ZERO, "new": g.c},
+    ]
     assert am.repos("recent_pushes", limit=1)[0]["event_id"] == event_id
     # Without an event id every delivery counts (nothing to tell them apart).
     other = hook(am, "post-receive", writer, refs)
@@ -118,16 +140,37 @@ BAD_HOOK_DATA = [
     {"hook": "pre-commit", "repo": "hadmin/proj", "user": "user-1", "refs": []},
     {"hook": "pre-receive", "user": "user-1", "refs": []},
     {"hook": "pre-receive", "repo": "hadmin/proj", "user": "user-1", "refs": "main"},
-    {"hook": "pre-receive", "repo": "hadmin/proj", "user": "user-1",
-     "refs": [{"ref": "refs/heads/x", "old": "xyz", "new": ZERO}]},
-    {"hook": "pre-receive", "repo": "hadmin/proj", "user": "user-1",
-     "refs": [{"ref": "refs/heads/a..b", "old": ZERO, "new": "1" * 40}]},
-    {"hook": "pre-receive", "repo": "hadmin/proj", "user": "user-1",
-     "refs": [{"ref": "refs/heads/x", "old": ZERO, "new": "1" * 40, "ff": "yes"}]},
-    {"hook": "post-receive", "repo": "hadmin/proj", "user": "user-1", "event_id": "../../x",
-     "refs": [{"ref": "refs/heads/x", "old": ZERO, "new": "1" * 40}]},
-    {"hook": "post-receive", "repo": "hadmin/ghost", "user": "user-1",
-     "refs": [{"ref": "refs/heads/x", "old": ZERO, "new": "1" * 40}]},
+    {
+        "hook": "pre-receive",
+        "repo": "hadmin/proj",
+        "user": "user-1",
+        "refs": [{"ref": "refs/heads/x", "old": "xyz", "new": ZERO}],
+    },
+    {
+        "hook": "pre-receive",
+        "repo": "hadmin/proj",
+        "user": "user-1",
+        "refs": [{"ref": "refs/heads/a..b", "old": ZERO, "new": "1" * 40}],
+    },
+    {
+        "hook": "pre-receive",
+        "repo": "hadmin/proj",
+        "user": "user-1",
+        "refs": [{"ref": "refs/heads/x", "old": ZERO, "new": "1" * 40, "ff": "yes"}],
+    },
+    {
+        "hook": "post-receive",
+        "repo": "hadmin/proj",
+        "user": "user-1",
+        "event_id": "../../x",
+        "refs": [{"ref": "refs/heads/x", "old": ZERO, "new": "1" * 40}],
+    },
+    {
+        "hook": "post-receive",
+        "repo": "hadmin/ghost",
+        "user": "user-1",
+        "refs": [{"ref": "refs/heads/x", "old": ZERO, "new": "1" * 40}],
+    },
 ]
 
 

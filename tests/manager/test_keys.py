@@ -10,7 +10,9 @@ from applikant.manager.store import SYSTEM, Store
 from tests.manager.helpers import RealKeys, random_ed25519_line
 
 
-def test_add_list_get_remove(store: Store, alice: str, real_keys: RealKeys, events: list[Event]) -> None:
+def test_add_list_get_remove(
+    store: Store, alice: str, real_keys: RealKeys, events: list[Event]
+) -> None:
     events.clear()
     text = real_keys.public("ed", "ed25519")
     key = store.add_key(alice, text, actor=SYSTEM, node="aw@web")
@@ -22,10 +24,21 @@ def test_add_list_get_remove(store: Store, alice: str, real_keys: RealKeys, even
     assert store.get_key(key.id) == key == store.get_key(fingerprint)
     assert store.find_key_by_fingerprint(fingerprint) == key
     assert store.all_keys() == [key]
-    assert events == [{"kind": "key.added", "user": alice, "login": "alice", "key": key.id,
-                       "fingerprint": fingerprint}]
+    assert events == [
+        {
+            "kind": "key.added",
+            "user": alice,
+            "login": "alice",
+            "key": key.id,
+            "fingerprint": fingerprint,
+        }
+    ]
     (entry,) = store.query_audit(action="key")
-    assert entry.action == "key.add" and entry.node == "aw@web" and entry.details["fingerprint"] == fingerprint
+    assert (
+        entry.action == "key.add"
+        and entry.node == "aw@web"
+        and entry.details["fingerprint"] == fingerprint
+    )
 
     removed = store.remove_key(key.id, actor=SYSTEM)
     assert removed == key
@@ -35,12 +48,17 @@ def test_add_list_get_remove(store: Store, alice: str, real_keys: RealKeys, even
 
 def test_title(store: Store, alice: str) -> None:
     assert store.add_key(alice, random_ed25519_line(""), actor=SYSTEM).title == "ssh-ed25519 key"
-    assert store.add_key(alice, random_ed25519_line("c"), actor=SYSTEM, title="laptop").title == "laptop"
+    assert (
+        store.add_key(alice, random_ed25519_line("c"), actor=SYSTEM, title="laptop").title
+        == "laptop"
+    )
     with pytest.raises(BadRequest, match="title"):
         store.add_key(alice, random_ed25519_line(), actor=SYSTEM, title="x" * 129)
 
 
-def test_garbage_and_short_rsa_change_nothing(store: Store, alice: str, real_keys: RealKeys) -> None:
+def test_garbage_and_short_rsa_change_nothing(
+    store: Store, alice: str, real_keys: RealKeys
+) -> None:
     with pytest.raises(BadRequest, match="2048"):
         store.add_key(alice, real_keys.public("rsa1024", "rsa", 1024), actor=SYSTEM)
     with pytest.raises(BadRequest, match="private key"):
@@ -55,7 +73,9 @@ def test_unknown_user(store: Store) -> None:
         store.add_key("ghost", random_ed25519_line(), actor=SYSTEM)
 
 
-def test_duplicate_key_names_owner_only_to_admins(store: Store, alice: str, bob: str, root: str) -> None:
+def test_duplicate_key_names_owner_only_to_admins(
+    store: Store, alice: str, bob: str, root: str
+) -> None:
     line = random_ed25519_line()
     store.add_key(alice, line, actor=alice)
     with pytest.raises(Conflict) as info:
@@ -115,7 +135,9 @@ def test_find_by_fingerprint_uses_the_index(store: Store) -> None:
     assert not any(d.startswith("SCAN") for d in details), details
 
 
-def test_update_title_keeps_the_key(store: Store, alice: str, bob: str, events: list[Event]) -> None:
+def test_update_title_keeps_the_key(
+    store: Store, alice: str, bob: str, events: list[Event]
+) -> None:
     key = store.add_key(alice, random_ed25519_line(), actor=SYSTEM, title="old")
     events.clear()
     changed = store.update_key(key.id, "  laptop  ", actor=alice, user=alice)

@@ -34,15 +34,25 @@ def test_outputs_survive_msgpack(store: Store) -> None:
     req = models.NewUser(login="alice", password="alice-password")
     assert "alice-password" not in repr(req)
     alice = store.add_user(**req.model_dump(), actor=SYSTEM)
-    key = store.add_key(**models.NewKey(user=alice.id, key=random_ed25519_line()).model_dump(), actor=SYSTEM)
+    key = store.add_key(
+        **models.NewKey(user=alice.id, key=random_ed25519_line()).model_dump(), actor=SYSTEM
+    )
     repo = store.create_repo(**models.NewRepo(path="alice/app").model_dump(), actor=SYSTEM)
-    store.protect_branch(**models.BranchRule(repo="alice/app", pattern="main").model_dump(), actor=SYSTEM)
+    store.protect_branch(
+        **models.BranchRule(repo="alice/app", pattern="main").model_dump(), actor=SYSTEM
+    )
     outputs = [
-        alice, key, repo, store.list_protected("alice/app")[0],
-        store.grant(**models.GrantRequest(repo="alice/app", grantee="alice", level="read").model_dump(),
-                    actor=SYSTEM),
+        alice,
+        key,
+        repo,
+        store.list_protected("alice/app")[0],
+        store.grant(
+            **models.GrantRequest(repo="alice/app", grantee="alice", level="read").model_dump(),
+            actor=SYSTEM,
+        ),
         store.query_audit(**models.AuditQuery(limit=1).model_dump())[0],
-        store.check_access(alice.id, "alice/app", "write"), store.counts(),
+        store.check_access(alice.id, "alice/app", "write"),
+        store.counts(),
         store.create_group("team", actor=SYSTEM),
     ]
     for out in outputs:

@@ -54,7 +54,9 @@ def test_non_string_name() -> None:
         check_name(42)
 
 
-@pytest.mark.parametrize("name", ["user-42", "Group-1", "key-3", "repo-9", "admin", "API", "system"])
+@pytest.mark.parametrize(
+    "name", ["user-42", "Group-1", "key-3", "repo-9", "admin", "API", "system"]
+)
 def test_owner_names_reserved_or_id_like(name: str) -> None:
     with pytest.raises(BadRequest):
         check_owner_name(name)
@@ -80,9 +82,24 @@ def test_parse_repo_path(path: str, expected: tuple[str, str]) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "project", "a/b/c", "../etc/passwd", "alice/../bob", "alice/..", "//a/b", "a/",
-        "/a", "alice/.git", "alice/x.git.git", "a/b\x00", "alice/-x", "alice/.x",
-        "alice/caf\u00e9", "", "a" * 65 + "/b", "a/" + "b" * 65, "~alice/x",
+        "project",
+        "a/b/c",
+        "../etc/passwd",
+        "alice/../bob",
+        "alice/..",
+        "//a/b",
+        "a/",
+        "/a",
+        "alice/.git",
+        "alice/x.git.git",
+        "a/b\x00",
+        "alice/-x",
+        "alice/.x",
+        "alice/caf\u00e9",
+        "",
+        "a" * 65 + "/b",
+        "a/" + "b" * 65,
+        "~alice/x",
     ],
 )
 def test_parse_repo_path_refuses(path: str) -> None:
@@ -113,7 +130,8 @@ def test_branch_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "a..b", "a b", "-x", "x/", "x.lock", "a//b", "refs/heads/x", "a~1", "a:b", "@", ".x"]
+    "name",
+    ["", "a..b", "a b", "-x", "x/", "x.lock", "a//b", "refs/heads/x", "a~1", "a:b", "@", ".x"],
 )
 def test_bad_branch_names(name: str) -> None:
     with pytest.raises(BadRequest):

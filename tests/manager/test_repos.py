@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,9 +32,14 @@ def test_create_get_update(store: Store, alice: str, events: list[Event]) -> Non
 @pytest.mark.parametrize(
     ("path", "error"),
     [
-        ("alice", BadRequest), ("alice/../x", BadRequest), ("alice/.x", BadRequest),
-        ("alice/-x", BadRequest), ("alice/" + "x" * 65, BadRequest), ("alice/\u00e9", BadRequest),
-        ("alice/a/b", BadRequest), ("ghost/x", NotFound),
+        ("alice", BadRequest),
+        ("alice/../x", BadRequest),
+        ("alice/.x", BadRequest),
+        ("alice/-x", BadRequest),
+        ("alice/" + "x" * 65, BadRequest),
+        ("alice/\u00e9", BadRequest),
+        ("alice/a/b", BadRequest),
+        ("ghost/x", NotFound),
     ],
 )
 def test_bad_create(store: Store, alice: str, path: str, error: type) -> None:
@@ -74,7 +79,9 @@ def test_rename_and_move(store: Store, alice: str, events: list[Event]) -> None:
     events.clear()
     moved = store.rename_repo("alice/app", "team/service.git", actor=SYSTEM)
     assert moved.full_name == "team/service" and moved.id == "repo-1"
-    assert events == [{"kind": "repo.renamed", "id": "repo-1", "old": "alice/app", "new": "team/service"}]
+    assert events == [
+        {"kind": "repo.renamed", "id": "repo-1", "old": "alice/app", "new": "team/service"}
+    ]
     assert [g.grantee for g in store.list_grants("team/service")] == ["team"]
     assert [p.pattern for p in store.list_protected("team/service")] == ["main"]
     with pytest.raises(NotFound):
@@ -131,9 +138,14 @@ def test_list_visibility(store: Store, alice: str, bob: str, root: str) -> None:
 def test_listing_dicts_are_the_models_json(tmp_path: Path) -> None:
     """list_repos_json is what the service sends; it must equal the models' JSON
     exactly (keys, order, values), whatever the times' fractions."""
-    moments = iter([datetime(2024, 5, 1, 12, 0, 0, 0, tzinfo=timezone.utc),
-                    datetime(2024, 5, 1, 12, 0, 1, 120000, tzinfo=timezone.utc),
-                    datetime(2024, 5, 1, 12, 0, 2, 5, tzinfo=timezone.utc)] * 10)
+    moments = iter(
+        [
+            datetime(2024, 5, 1, 12, 0, 0, 0, tzinfo=UTC),
+            datetime(2024, 5, 1, 12, 0, 1, 120000, tzinfo=UTC),
+            datetime(2024, 5, 1, 12, 0, 2, 5, tzinfo=UTC),
+        ]
+        * 10
+    )
     with Store(str(tmp_path / "am.sqlite3"), passwords=FAST, clock=lambda: next(moments)) as s:
         uid = s.add_user("alice", actor=SYSTEM).id
         s.create_group("Team", actor=SYSTEM)

@@ -57,7 +57,9 @@ def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
         Store(path, passwords=FAST, migrations=broken)
     conn = sqlite3.connect(path)
     assert schema_version(conn) == len(MIGRATIONS)
-    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0] == 0
+    assert (
+        conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'extra'").fetchone()[0] == 0
+    )
     conn.close()
 
 
@@ -75,7 +77,9 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_failing_listener_does_not_undo_the_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_failing_listener_does_not_undo_the_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def listener(event: dict) -> None:
         raise RuntimeError("listener broke")
 

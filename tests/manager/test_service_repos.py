@@ -22,22 +22,34 @@ def people(am: Am) -> dict[str, str]:
 
 
 def test_repo_lifecycle(am: Am, people: dict[str, str]) -> None:
-    repo = am.repos("create_repo", actor="system", path="alice/life.git",
-                    description="Life", is_public=False, default_branch="trunk")
+    repo = am.repos(
+        "create_repo",
+        actor="system",
+        path="alice/life.git",
+        description="Life",
+        is_public=False,
+        default_branch="trunk",
+    )
     assert repo["full_name"] == "alice/life" and repo["default_branch"] == "trunk"
     assert am.repos("get_repo", repo="alice/life")["id"] == repo["id"]
     assert "alice/life" in [r["full_name"] for r in am.repos("list_repos")]
     assert [r["full_name"] for r in am.repos("list_repos", owner="alice")] == ["alice/life"]
 
-    updated = am.repos("update_repo", actor="system", repo="alice/life", is_public=True,
-                       description="Now public")
+    updated = am.repos(
+        "update_repo", actor="system", repo="alice/life", is_public=True, description="Now public"
+    )
     assert updated["is_public"] and updated["description"] == "Now public"
     grant = am.repos("grant", actor="system", repo="alice/life", grantee="crew", level="write")
-    assert grant == {"repo": "alice/life", "grantee": "crew", "grantee_kind": "group",
-                     "level": "write"}
+    assert grant == {
+        "repo": "alice/life",
+        "grantee": "crew",
+        "grantee_kind": "group",
+        "level": "write",
+    }
     assert am.repos("list_grants", repo="alice/life") == [grant]
-    rule = am.repos("protect_branch", actor="system", repo="alice/life", pattern="release/*",
-                    admins_only=True)
+    rule = am.repos(
+        "protect_branch", actor="system", repo="alice/life", pattern="release/*", admins_only=True
+    )
     assert rule["pattern"] == "release/*" and rule["admins_only"]
     assert [r["pattern"] for r in am.repos("list_protected", repo="alice/life")] == ["release/*"]
 
@@ -61,8 +73,10 @@ def test_check_access_and_list_readable(am: Am, people: dict[str, str]) -> None:
         return am.repos("check_access", user=user, repo=repo, access=access)
 
     assert check(people["alice"], "alice/secret", "write") == {
-        "allowed": True, "level": "admin",
-        "reason": f"{people['alice']} has admin access to alice/secret (owner)"}
+        "allowed": True,
+        "level": "admin",
+        "reason": f"{people['alice']} has admin access to alice/secret (owner)",
+    }
     assert check(people["bob"], "crew/tool", "write")["allowed"]
     assert not check(people["bob"], "crew/tool", "admin")["allowed"]
     denied = check(people["carol"], "alice/secret", "read")
@@ -81,10 +95,14 @@ def test_check_access_and_list_readable(am: Am, people: dict[str, str]) -> None:
     anonymous = {r["repo"] for r in am.repos("list_readable", user=None)}
     assert "alice/open" in anonymous and "crew/tool" not in anonymous
     # A user asks about themself only.
-    assert am.repos("check_access", actor=people["bob"], user=people["bob"], repo="crew/tool",
-                    access="read")["allowed"]
-    err = am.error("am_repo_db", "check_access", {"actor": people["bob"], "user": people["alice"],
-                                                  "repo": "alice/secret", "access": "read"})
+    assert am.repos(
+        "check_access", actor=people["bob"], user=people["bob"], repo="crew/tool", access="read"
+    )["allowed"]
+    err = am.error(
+        "am_repo_db",
+        "check_access",
+        {"actor": people["bob"], "user": people["alice"], "repo": "alice/secret", "access": "read"},
+    )
     assert err.kind == "forbidden"
 
 
@@ -134,22 +152,40 @@ BAD_REPO_CALLS = [
     ("create_repo", {"actor": "system", "path": "alice/x/y"}, "bad_request"),
     ("create_repo", {"actor": "system", "path": "ghost/repo"}, "not_found"),
     ("create_repo", {"actor": "system", "path": "alice/ok", "is_public": "true"}, "bad_request"),
-    ("create_repo", {"actor": "system", "path": "alice/ok", "default_branch": "a b"},
-     "bad_request"),
+    (
+        "create_repo",
+        {"actor": "system", "path": "alice/ok", "default_branch": "a b"},
+        "bad_request",
+    ),
     ("create_repo", {"actor": "system", "path": "alice/dup"}, "conflict"),
     ("create_repo", {"actor": "system"}, "bad_request"),
-    ("grant", {"actor": "system", "repo": "alice/dup", "grantee": "bob", "level": "owner"},
-     "bad_request"),
-    ("grant", {"actor": "system", "repo": "alice/none", "grantee": "bob", "level": "read"},
-     "not_found"),
-    ("grant", {"actor": "system", "repo": "alice/dup", "grantee": "ghost", "level": "read"},
-     "not_found"),
+    (
+        "grant",
+        {"actor": "system", "repo": "alice/dup", "grantee": "bob", "level": "owner"},
+        "bad_request",
+    ),
+    (
+        "grant",
+        {"actor": "system", "repo": "alice/none", "grantee": "bob", "level": "read"},
+        "not_found",
+    ),
+    (
+        "grant",
+        {"actor": "system", "repo": "alice/dup", "grantee": "ghost", "level": "read"},
+        "not_found",
+    ),
     ("revoke", {"actor": "system", "repo": "alice/dup", "grantee": "bob"}, "not_found"),
-    ("protect_branch", {"actor": "system", "repo": "alice/dup", "pattern": "bad pattern"},
-     "bad_request"),
+    (
+        "protect_branch",
+        {"actor": "system", "repo": "alice/dup", "pattern": "bad pattern"},
+        "bad_request",
+    ),
     ("unprotect_branch", {"actor": "system", "repo": "alice/dup", "pattern": "main"}, "not_found"),
-    ("rename_repo", {"actor": "system", "repo": "alice/dup", "new_path": "alice/dup2/x"},
-     "bad_request"),
+    (
+        "rename_repo",
+        {"actor": "system", "repo": "alice/dup", "new_path": "alice/dup2/x"},
+        "bad_request",
+    ),
     ("check_access", {"user": "user-1", "repo": "alice/dup", "access": "delete"}, "bad_request"),
     ("check_access", {"user": 1, "repo": "alice/dup", "access": "read"}, "bad_request"),
     ("check_access", {"repo": "alice/dup", "access": "read"}, "bad_request"),
@@ -160,10 +196,12 @@ BAD_REPO_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("method,args,kind", BAD_REPO_CALLS,
-                         ids=[f"{m}-{i}" for i, (m, *_) in enumerate(BAD_REPO_CALLS)])
-def test_bad_repo_input_changes_nothing(am: Am, people: dict[str, str], method: str,
-                                        args: Any, kind: str) -> None:
+@pytest.mark.parametrize(
+    "method,args,kind", BAD_REPO_CALLS, ids=[f"{m}-{i}" for i, (m, *_) in enumerate(BAD_REPO_CALLS)]
+)
+def test_bad_repo_input_changes_nothing(
+    am: Am, people: dict[str, str], method: str, args: Any, kind: str
+) -> None:
     try:
         am.repos("create_repo", actor="system", path="alice/dup")
     except Exception:
@@ -176,8 +214,11 @@ def test_bad_repo_input_changes_nothing(am: Am, people: dict[str, str], method: 
 
 def test_counts_and_recent_pushes(am: Am, people: dict[str, str]) -> None:
     counts = am.repos("counts")
-    assert set(counts) == {"users", "repos", "keys", "groups", "pushes", "push_denials",
-                           "access_denials"} and counts["users"] >= 4
+    assert (
+        set(counts)
+        == {"users", "repos", "keys", "groups", "pushes", "push_denials", "access_denials"}
+        and counts["users"] >= 4
+    )
     assert isinstance(am.repos("recent_pushes", limit=5), list)
 
 
@@ -189,34 +230,50 @@ def test_denied_access_is_audited_when_asked(am: Am, people: dict[str, str]) -> 
 
     seen = len(denials())
     # Without `audit`, or when allowed, nothing is written.
-    assert not am.repos("check_access", user=people["carol"], repo="alice/audited",
-                        access="read")["allowed"]
-    assert am.repos("check_access", user=people["alice"], repo="alice/audited",
-                    access="write", audit=True)["allowed"]
+    assert not am.repos("check_access", user=people["carol"], repo="alice/audited", access="read")[
+        "allowed"
+    ]
+    assert am.repos(
+        "check_access", user=people["alice"], repo="alice/audited", access="write", audit=True
+    )["allowed"]
     assert len(denials()) == seen
 
-    answer = am.repos("check_access", user=people["carol"], repo="alice/audited.git",
-                      access="write", audit=True)
+    answer = am.repos(
+        "check_access", user=people["carol"], repo="alice/audited.git", access="write", audit=True
+    )
     assert answer["allowed"] is False
     entry = denials()[0]
     assert entry["actor"] == people["carol"] and entry["repo"] == "alice/Audited"
-    assert entry["details"] == {"user": people["carol"], "access": "write",
-                                "reason": answer["reason"]}
+    assert entry["details"] == {
+        "user": people["carol"],
+        "access": "write",
+        "reason": answer["reason"],
+    }
     assert entry["node"]  # the calling node
     # Anonymous, unknown users, missing repositories and garbage are recorded too,
     # and the answer is the same denial as without auditing.
-    for user, repo in [(None, "alice/audited"), ("user-999999", "alice/audited"),
-                       ("carol", "nobody/nothing"), (people["carol"], "bad\x01name/x")]:
+    for user, repo in [
+        (None, "alice/audited"),
+        ("user-999999", "alice/audited"),
+        ("carol", "nobody/nothing"),
+        (people["carol"], "bad\x01name/x"),
+    ]:
         plain = am.repos("check_access", user=user, repo=repo, access="read")
         assert am.repos("check_access", user=user, repo=repo, access="read", audit=True) == plain
     latest = denials()[:4]
-    assert [e["actor"] for e in latest] == [people["carol"], people["carol"], "user-999999",
-                                            "anonymous"]
+    assert [e["actor"] for e in latest] == [
+        people["carol"],
+        people["carol"],
+        "user-999999",
+        "anonymous",
+    ]
     assert latest[0]["repo"] == "bad\\x01name/x"
-    assert len(am.repos("query_audit", query={"repo": "alice/Audited",
-                                              "action": "access"})) == 3
-    err = am.error("am_repo_db", "check_access", {"user": None, "repo": "alice/audited",
-                                                  "access": "read", "audit": "yes"})
+    assert len(am.repos("query_audit", query={"repo": "alice/Audited", "action": "access"})) == 3
+    err = am.error(
+        "am_repo_db",
+        "check_access",
+        {"user": None, "repo": "alice/audited", "access": "read", "audit": "yes"},
+    )
     assert err.kind == "bad_request"
 
 

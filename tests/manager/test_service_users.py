@@ -18,8 +18,9 @@ def snapshot(am: Am) -> tuple[Any, int]:
 
 
 def test_user_lifecycle(am: Am) -> None:
-    user = add_user(am, "ulife", display_name="U Life", email="u@example.org",
-                    password="a-good-password")
+    user = add_user(
+        am, "ulife", display_name="U Life", email="u@example.org", password="a-good-password"
+    )
     assert user["login"] == "ulife" and user["id"].startswith("user-")
     assert user["has_password"] and not user["is_admin"] and not user["disabled"]
     assert am.users("get_user", user="ulife")["id"] == user["id"]
@@ -41,10 +42,15 @@ def test_user_lifecycle(am: Am) -> None:
     am.users("set_password", actor="system", user="ulife", password="another-password-2")
     assert am.users("verify_password", login="ulife", password="another-password-2")
 
-    actions = [e["action"] for e in am.repos("query_audit", query={"actor": "system",
-                                                                   "limit": 20})]
-    for action in ("user.add", "user.update", "user.disable", "user.enable", "user.admin",
-                   "user.passwd"):
+    actions = [e["action"] for e in am.repos("query_audit", query={"actor": "system", "limit": 20})]
+    for action in (
+        "user.add",
+        "user.update",
+        "user.disable",
+        "user.enable",
+        "user.admin",
+        "user.passwd",
+    ):
         assert action in actions
 
 
@@ -75,7 +81,8 @@ def test_keys_and_groups(am: Am, real_keys: RealKeys) -> None:
     group = am.users("create_group", actor="system", name="kteam", description="Team K")
     assert group["members"] == []
     assert am.users("add_member", actor="system", group="kteam", user="kowner")["members"] == [
-        "kowner"]
+        "kowner"
+    ]
     assert am.users("groups_of", user="kowner") == ["kteam"]
     assert "kteam" in [g["name"] for g in am.users("list_groups")]
     assert am.users("remove_member", actor="system", group="kteam", user="kowner")["members"] == []
@@ -107,7 +114,10 @@ def test_users_act_for_themselves_only(am: Am) -> None:
     # Someone else's key is "not found", which tells nothing about it.
     err = am.error("am_user_db", "remove_key", {"actor": me["id"], "key": theirs["id"]})
     assert err.kind == "not_found"
-    assert am.error("am_user_db", "get_key", {"actor": me["id"], "key": theirs["id"]}).kind == "not_found"
+    assert (
+        am.error("am_user_db", "get_key", {"actor": me["id"], "key": theirs["id"]}).kind
+        == "not_found"
+    )
     assert snapshot(am) == before
     # Others' emails are hidden from users; their own is not.
     assert am.users("get_user", actor=me["id"], user=other["id"])["email"] == ""
@@ -115,60 +125,109 @@ def test_users_act_for_themselves_only(am: Am) -> None:
     am.users("remove_key", actor=me["id"], key=mine["id"])
     # A disabled or unknown actor may do nothing at all.
     am.users("disable_user", actor="system", user="selfie")
-    assert am.error("am_user_db", "list_keys", {"actor": me["id"], "user": me["id"]}).kind == "forbidden"
-    assert am.error("am_user_db", "get_user", {"actor": "user-99999", "user": "otherone"}).kind == "forbidden"
-    assert am.error("am_user_db", "get_user", {"actor": "root", "user": "otherone"}).kind == "forbidden"
+    assert (
+        am.error("am_user_db", "list_keys", {"actor": me["id"], "user": me["id"]}).kind
+        == "forbidden"
+    )
+    assert (
+        am.error("am_user_db", "get_user", {"actor": "user-99999", "user": "otherone"}).kind
+        == "forbidden"
+    )
+    assert (
+        am.error("am_user_db", "get_user", {"actor": "root", "user": "otherone"}).kind
+        == "forbidden"
+    )
 
 
 BAD_USER_CALLS = [
     ("add_user", {"actor": "system"}, "bad_request", "'login' is required"),
     ("add_user", {"login": "nobody1"}, "bad_request", "'actor' is required"),
     ("add_user", {"actor": "system", "login": 42}, "bad_request", "'login' must be a string"),
-    ("add_user", {"actor": "system", "login": "ok1", "is_admin": "yes"}, "bad_request",
-     "'is_admin' must be true or false"),
-    ("add_user", {"actor": "system", "login": "ok2", "shoe_size": 44}, "bad_request",
-     "unknown field 'shoe_size'"),
+    (
+        "add_user",
+        {"actor": "system", "login": "ok1", "is_admin": "yes"},
+        "bad_request",
+        "'is_admin' must be true or false",
+    ),
+    (
+        "add_user",
+        {"actor": "system", "login": "ok2", "shoe_size": 44},
+        "bad_request",
+        "unknown field 'shoe_size'",
+    ),
     ("add_user", ["system", "ok3"], "bad_request", "must be a map"),
     ("add_user", {"actor": "system", "login": "../etc"}, "bad_request", "login"),
     ("add_user", {"actor": "system", "login": "-dash"}, "bad_request", "login"),
     ("add_user", {"actor": "system", "login": "x" * 65}, "bad_request", "login"),
     ("add_user", {"actor": "system", "login": "user-12"}, "bad_request", "login"),
     ("add_user", {"actor": "system", "login": "admin"}, "bad_request", "reserved"),
-    ("add_user", {"actor": "system", "login": "ok4", "email": "not-an-email"}, "bad_request",
-     "email"),
-    ("add_user", {"actor": "system", "login": "ok5", "password": "short"}, "bad_request",
-     "password"),
+    (
+        "add_user",
+        {"actor": "system", "login": "ok4", "email": "not-an-email"},
+        "bad_request",
+        "email",
+    ),
+    (
+        "add_user",
+        {"actor": "system", "login": "ok5", "password": "short"},
+        "bad_request",
+        "password",
+    ),
     ("add_user", {"actor": "system", "login": "taken"}, "conflict", "already taken"),
     ("add_user", {"actor": "user-99999", "login": "ok6"}, "forbidden", "no account"),
     ("add_user", {"actor": "nobody", "login": "ok7"}, "forbidden", "neither system"),
     ("get_user", {"user": "ghost"}, "not_found", "ghost"),
     ("get_user", {"user": None}, "bad_request", "'user' must be a string"),
     ("disable_user", {"actor": "system", "user": "user-424242"}, "not_found", "user-424242"),
-    ("set_admin", {"actor": "system", "user": "taken", "is_admin": 1}, "bad_request",
-     "'is_admin' must be true or false"),
+    (
+        "set_admin",
+        {"actor": "system", "user": "taken", "is_admin": 1},
+        "bad_request",
+        "'is_admin' must be true or false",
+    ),
     ("add_key", {"actor": "system", "user": "taken", "key": "garbage"}, "bad_request", "key"),
-    ("add_key", {"actor": "system", "user": "taken", "key": "ssh-ed25519 AAAA"},
-     "bad_request", "key"),
-    ("add_key", {"actor": "system", "user": "taken", "key": b"ssh-ed25519 AAAA"},
-     "bad_request", "'key' must be a string"),
-    ("add_key", {"actor": "system", "user": "ghost", "key": random_ed25519_line()},
-     "not_found", "ghost"),
+    (
+        "add_key",
+        {"actor": "system", "user": "taken", "key": "ssh-ed25519 AAAA"},
+        "bad_request",
+        "key",
+    ),
+    (
+        "add_key",
+        {"actor": "system", "user": "taken", "key": b"ssh-ed25519 AAAA"},
+        "bad_request",
+        "'key' must be a string",
+    ),
+    (
+        "add_key",
+        {"actor": "system", "user": "ghost", "key": random_ed25519_line()},
+        "not_found",
+        "ghost",
+    ),
     ("add_key", {"actor": "system", "user": "taken"}, "bad_request", "'key' is required"),
     ("remove_key", {"actor": "system", "key": "key-999999"}, "not_found", "key-999999"),
     ("remove_key", {"actor": "system", "key": "rubbish"}, "bad_request", "fingerprint"),
     ("create_group", {"actor": "system", "name": "taken"}, "conflict", "already taken"),
     ("create_group", {"actor": "system", "name": "bad/name"}, "bad_request", "group name"),
-    ("add_member", {"actor": "system", "group": "nogroup", "user": "taken"}, "not_found",
-     "nogroup"),
+    (
+        "add_member",
+        {"actor": "system", "group": "nogroup", "user": "taken"},
+        "not_found",
+        "nogroup",
+    ),
     ("subscribe", {"service": 5}, "bad_request", "'service' must be a string"),
     ("no_such_method", {}, "no_such_method", "no_such_method"),
 ]
 
 
-@pytest.mark.parametrize("method,args,kind,words", BAD_USER_CALLS,
-                         ids=[f"{m}-{i}" for i, (m, *_) in enumerate(BAD_USER_CALLS)])
-def test_bad_input_is_refused_and_changes_nothing(am: Am, method: str, args: Any, kind: str,
-                                                  words: str) -> None:
+@pytest.mark.parametrize(
+    "method,args,kind,words",
+    BAD_USER_CALLS,
+    ids=[f"{m}-{i}" for i, (m, *_) in enumerate(BAD_USER_CALLS)],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    am: Am, method: str, args: Any, kind: str, words: str
+) -> None:
     try:
         add_user(am, "taken")
     except Exception:
@@ -213,17 +272,21 @@ def test_api_tokens(am: Am) -> None:
     assert user["id"] == me["id"] and "password_hash" not in user
     assert am.users("verify_token", token=made["token"] + "x") is None
     assert am.users("verify_token", token="user-1.nothing-like-a-token") is None
-    assert am.error("am_user_db", "verify_token",
-                    {"actor": me["id"], "token": made["token"]}).kind == "forbidden"
+    assert (
+        am.error("am_user_db", "verify_token", {"actor": me["id"], "token": made["token"]}).kind
+        == "forbidden"
+    )
     listed = am.users("list_tokens", actor=me["id"], user=me["id"])
     assert [t["id"] for t in listed] == [made["id"]] and "token" not in listed[0]
     assert listed[0]["last_used_at"] is not None
 
     # Users see and revoke their own tokens only; admins anyone's.
     before = snapshot(am)
-    for method, args in [("create_token", {"user": "tokenother", "title": "x"}),
-                         ("list_tokens", {"user": "tokenother"}),
-                         ("revoke_token", {"token": made["id"], "user": "tokenother"})]:
+    for method, args in [
+        ("create_token", {"user": "tokenother", "title": "x"}),
+        ("list_tokens", {"user": "tokenother"}),
+        ("revoke_token", {"token": made["id"], "user": "tokenother"}),
+    ]:
         err = am.error("am_user_db", method, {**args, "actor": me["id"]})
         assert err.kind == "forbidden", (method, err)
     assert snapshot(am) == before
@@ -231,10 +294,12 @@ def test_api_tokens(am: Am) -> None:
     before = snapshot(am)
     err = am.error("am_user_db", "revoke_token", {"actor": me["id"], "token": theirs["id"]})
     assert err.kind == "not_found"
-    for args, kind in [({"user": me["id"], "title": ""}, "bad_request"),
-                       ({"user": me["id"], "title": "x" * 101}, "bad_request"),
-                       ({"user": me["id"]}, "bad_request"),
-                       ({"user": "ghost", "title": "x"}, "not_found")]:
+    for args, kind in [
+        ({"user": me["id"], "title": ""}, "bad_request"),
+        ({"user": me["id"], "title": "x" * 101}, "bad_request"),
+        ({"user": me["id"]}, "bad_request"),
+        ({"user": "ghost", "title": "x"}, "not_found"),
+    ]:
         assert am.error("am_user_db", "create_token", {**args, "actor": "system"}).kind == kind
     assert snapshot(am) == before
 
@@ -246,32 +311,43 @@ def test_api_tokens(am: Am) -> None:
     assert revoked["id"] == made["id"]
     assert am.users("verify_token", token=made["token"]) is None
     assert am.users("list_tokens", actor="system", user=me["id"]) == []
-    actions = [e["action"] for e in am.repos("query_audit", query={"action": "token",
-                                                                   "limit": 10})]
+    actions = [e["action"] for e in am.repos("query_audit", query={"action": "token", "limit": 10})]
     assert actions[:3] == ["token.revoke", "token.create", "token.create"]
 
 
 def test_update_key_title(am: Am) -> None:
     me = add_user(am, "retitler")
     add_user(am, "retitled")
-    mine = am.users("add_key", actor=me["id"], user=me["id"], key=random_ed25519_line(),
-                    title="old")
+    mine = am.users(
+        "add_key", actor=me["id"], user=me["id"], key=random_ed25519_line(), title="old"
+    )
     theirs = am.users("add_key", actor="system", user="retitled", key=random_ed25519_line())
     changed = am.users("update_key", actor=me["id"], key=mine["id"], title="laptop")
     assert changed["id"] == mine["id"] and changed["fingerprint"] == mine["fingerprint"]
     assert changed["title"] == "laptop"
-    assert am.users("update_key", actor=me["id"], key=mine["fingerprint"], title="by fp"
-                    )["id"] == mine["id"]
+    assert (
+        am.users("update_key", actor=me["id"], key=mine["fingerprint"], title="by fp")["id"]
+        == mine["id"]
+    )
     before = snapshot(am)
-    err = am.error("am_user_db", "update_key", {"actor": me["id"], "key": theirs["id"],
-                                                "title": "mine"})
+    err = am.error(
+        "am_user_db", "update_key", {"actor": me["id"], "key": theirs["id"], "title": "mine"}
+    )
     assert err.kind == "not_found"
-    for args in ({"key": mine["id"], "title": ""}, {"key": mine["id"]},
-                 {"key": "rubbish", "title": "x"}):
-        assert am.error("am_user_db", "update_key", {**args, "actor": me["id"]}
-                        ).kind == "bad_request"
-    assert am.error("am_user_db", "update_key", {"key": mine["id"], "title": "x"}
-                    ).kind == "bad_request"  # actor is required
+    for args in (
+        {"key": mine["id"], "title": ""},
+        {"key": mine["id"]},
+        {"key": "rubbish", "title": "x"},
+    ):
+        assert (
+            am.error("am_user_db", "update_key", {**args, "actor": me["id"]}).kind == "bad_request"
+        )
+    assert (
+        am.error("am_user_db", "update_key", {"key": mine["id"], "title": "x"}).kind
+        == "bad_request"
+    )  # actor is required
     assert snapshot(am) == before
-    assert am.users("update_key", actor="system", key=theirs["id"], title="admin did it"
-                    )["title"] == "admin did it"
+    assert (
+        am.users("update_key", actor="system", key=theirs["id"], title="admin did it")["title"]
+        == "admin did it"
+    )

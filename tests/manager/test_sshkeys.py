@@ -129,8 +129,12 @@ def test_security_key_types_accepted() -> None:
     blob = _s(b"sk-ssh-ed25519@openssh.com") + _s(os.urandom(32)) + _s(b"ssh:")
     key = parse_public_key(_line(blob, "sk-ssh-ed25519@openssh.com") + " yubi")
     assert key.bits == 256 and key.fingerprint == fingerprint_sha256(blob)
-    blob = (_s(b"sk-ecdsa-sha2-nistp256@openssh.com") + _s(b"nistp256")
-            + _s(b"\x04" + os.urandom(64)) + _s(b"ssh:"))
+    blob = (
+        _s(b"sk-ecdsa-sha2-nistp256@openssh.com")
+        + _s(b"nistp256")
+        + _s(b"\x04" + os.urandom(64))
+        + _s(b"ssh:")
+    )
     assert parse_public_key(_line(blob, "sk-ecdsa-sha2-nistp256@openssh.com")).bits == 256
 
 

@@ -38,7 +38,9 @@ def test_migration_from_version_1_keeps_the_log(tmp_path: Path) -> None:
     path = str(tmp_path / "am.sqlite3")
     conn = sqlite3.connect(path, isolation_level=None)
     assert migrate(conn, MIGRATIONS[:1]) == 1
-    conn.execute("INSERT INTO audit_log (time, actor, action) VALUES ('2024-01-01T00:00:00.000000Z', 'system', 'x.y')")
+    conn.execute(
+        "INSERT INTO audit_log (time, actor, action) VALUES ('2024-01-01T00:00:00.000000Z', 'system', 'x.y')"
+    )
     conn.close()
     with Store(path, passwords=FAST) as store:
         assert store.schema_version == len(MIGRATIONS) >= 3
@@ -74,13 +76,19 @@ def test_read_only_store_cannot_write(tmp_path: Path) -> None:
         writer.close()
 
 
-@pytest.mark.parametrize("args,words", [
-    ({}, "field 'actor' is required"),
-    ({"actor": "system", "login": 1}, "field 'login' must be a string"),
-    ({"actor": "system", "login": "a", "is_admin": "yes"}, "field 'is_admin' must be true or false"),
-    ({"actor": "system", "login": "a", "extra": 1}, "unknown field 'extra'"),
-    (["system"], "must be a map"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        ({}, "field 'actor' is required"),
+        ({"actor": "system", "login": 1}, "field 'login' must be a string"),
+        (
+            {"actor": "system", "login": "a", "is_admin": "yes"},
+            "field 'is_admin' must be true or false",
+        ),
+        ({"actor": "system", "login": "a", "extra": 1}, "unknown field 'extra'"),
+        (["system"], "must be a map"),
+    ],
+)
 def test_request_messages_name_method_and_field(args: object, words: str) -> None:
     with pytest.raises(BadRequest) as info:
         rq.parse(rq.AddUser, args, "am_user_db.add_user")
@@ -90,8 +98,15 @@ def test_request_messages_name_method_and_field(args: object, words: str) -> Non
 
 def test_nested_fields_are_named_by_path() -> None:
     with pytest.raises(BadRequest, match=r"field 'refs\.0\.ff' must be true or false"):
-        rq.parse(rq.HookCall, {"hook": "update", "repo": "a/b", "user": "user-1",
-                               "refs": [{"ref": "refs/heads/x", "old": OLD, "new": NEW,
-                                         "ff": "no"}]}, "am_hook_api.handle_hook")
+        rq.parse(
+            rq.HookCall,
+            {
+                "hook": "update",
+                "repo": "a/b",
+                "user": "user-1",
+                "refs": [{"ref": "refs/heads/x", "old": OLD, "new": NEW, "ff": "no"}],
+            },
+            "am_hook_api.handle_hook",
+        )
     with pytest.raises(BadRequest, match="field 'access' must be 'read', 'write' or 'admin'"):
         rq.parse(rq.CheckAccess, {"user": None, "repo": "a/b", "access": "all"}, "x")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,8 +46,16 @@ def test_create_verify_list_revoke(store: Store, alice: str, tmp_path: Path) -> 
 def test_wrong_tokens_are_none(store: Store, alice: str, bob: str) -> None:
     made = store.create_token(alice, "ci", actor=SYSTEM)
     secret = made.token.split(".", 1)[1]
-    for wrong in (made.token + "x", made.token[:-1], f"{bob}.{secret}", secret, "",
-                  "user-1." + "x" * 600, None, 42):
+    for wrong in (
+        made.token + "x",
+        made.token[:-1],
+        f"{bob}.{secret}",
+        secret,
+        "",
+        "user-1." + "x" * 600,
+        None,
+        42,
+    ):
         assert store.verify_token(wrong) is None, wrong
 
 
@@ -87,7 +95,7 @@ def test_tokens_per_user_are_capped(store: Store, alice: str) -> None:
 
 
 def test_last_used_is_written_once_a_minute(tmp_path: Path) -> None:
-    now = [datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)]
+    now = [datetime(2024, 5, 1, 12, 0, tzinfo=UTC)]
     with Store(str(tmp_path / "am.sqlite3"), passwords=FAST, clock=lambda: now[0]) as store:
         uid = store.add_user("alice", actor=SYSTEM).id
         made = store.create_token(uid, "ci", actor=SYSTEM)
@@ -105,7 +113,8 @@ def test_last_used_is_written_once_a_minute(tmp_path: Path) -> None:
 def test_lookup_by_hash_uses_the_index(store: Store) -> None:
     from applikant.manager.tokens import TOKEN_SELECT
 
-    plan = store._conn.execute("EXPLAIN QUERY PLAN " + TOKEN_SELECT + " WHERE token_hash = ?",
-                               ("x",)).fetchall()
+    plan = store._conn.execute(
+        "EXPLAIN QUERY PLAN " + TOKEN_SELECT + " WHERE token_hash = ?", ("x",)
+    ).fetchall()
     details = [row["detail"] for row in plan]
     assert any("USING INDEX" in d for d in details), details

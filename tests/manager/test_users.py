@@ -43,7 +43,9 @@ def test_ids_are_stable_and_listed_by_login(store: Store) -> None:
         ({"login": "ok", "password": "short"}, BadRequest),
     ],
 )
-def test_bad_input_changes_nothing(store: Store, events: list[Event], kwargs: dict, error: type) -> None:
+def test_bad_input_changes_nothing(
+    store: Store, events: list[Event], kwargs: dict, error: type
+) -> None:
     login = kwargs.pop("login")
     with pytest.raises(error):
         store.add_user(login, actor=SYSTEM, **kwargs)
@@ -90,7 +92,12 @@ def test_update_disable_enable_admin(store: Store, alice: str, events: list[Even
     assert store.set_admin(alice, True, actor=SYSTEM).is_admin
     with pytest.raises(BadRequest):
         store.set_admin(alice, "yes", actor=SYSTEM)  # type: ignore[arg-type]
-    assert [e["kind"] for e in events] == ["user.updated", "user.disabled", "user.enabled", "user.updated"]
+    assert [e["kind"] for e in events] == [
+        "user.updated",
+        "user.disabled",
+        "user.enabled",
+        "user.updated",
+    ]
     actions = [e.action for e in store.query_audit(limit=4)]
     assert actions == ["user.admin", "user.enable", "user.disable", "user.update"]
 

@@ -39,8 +39,12 @@ def sites(tmp_path: Path) -> Iterator[NetFactory]:
 
 
 def tls_cli(*args: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "applikant.cli.main", "tls", *args],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", "tls", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -59,5 +63,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tls_of(pki: Path, ip: str, ca: str = "ca", certdir: str | None = None) -> dict[str, str]:
     cd = pki / (certdir or ip)
-    return {"ca": str(pki / ca / "ca.pem"), "cert": str(cd / f"{ip}.pem"),
-            "key": str(cd / f"{ip}.key")}
+    return {
+        "ca": str(pki / ca / "ca.pem"),
+        "cert": str(cd / f"{ip}.pem"),
+        "key": str(cd / f"{ip}.key"),
+    }

@@ -68,15 +68,25 @@ class GitHost:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without anything of git, Applikant or ssh."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "APPLIKANT_", "SSH_", "NOTIFY_SOCKET"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GIT_", "APPLIKANT_", "SSH_", "NOTIFY_SOCKET"))
+    }
     env.update(extra)
     return env
 
 
 class Deployment:
-    def __init__(self, net: Network, base: Path, pki: Path | None, *,
-                 tick_time: float = 2.0, manager: str = "manager") -> None:
+    def __init__(
+        self,
+        net: Network,
+        base: Path,
+        pki: Path | None,
+        *,
+        tick_time: float = 2.0,
+        manager: str = "manager",
+    ) -> None:
         if any(c not in "/._+-" and not c.isalnum() for c in str(base)):
             raise ValueError(f"{base}: letters, digits and /._+- only (forced command)")
         self.net = net
@@ -117,8 +127,9 @@ class Deployment:
     def config_path(self, label: str) -> Path:
         return self.base / f"{label}.toml"
 
-    def write_config(self, label: str, *, variant: str = "", tls: bool = True,
-                     **sections: dict[str, Any]) -> Path:
+    def write_config(
+        self, label: str, *, variant: str = "", tls: bool = True, **sections: dict[str, Any]
+    ) -> Path:
         """Host `label`'s config: its address in node names, the portmapper on
         loopback (registrations) and on the host's address (lookups from other
         hosts), nodes listening on the host's address in LISTEN_MIN..MAX, TLS with
@@ -127,19 +138,34 @@ class Deployment:
         (<label>-<variant>.toml); `tls=False`: without [dist.tls]."""
         ip = self.ip(label)
         tables: dict[str, dict[str, Any]] = {
-            "node": {"host": ip, "data_dir": str(self.data(label)),
-                     "cookie_file": str(self.cookie_file), "dev_mode": True},
-            "dist": {"portmapper_host": "127.0.0.1", "portmapper_port": PM_PORT,
-                     "portmapper_listen": ["127.0.0.1", ip],
-                     "bind_host": ip, "listen_min": LISTEN_MIN, "listen_max": LISTEN_MAX,
-                     "tick_time": float(self.tick_time), "connect_timeout": 2.0,
-                     "handshake_timeout": 2.0, "call_timeout": 5.0, "portmapper_wait": 5.0},
+            "node": {
+                "host": ip,
+                "data_dir": str(self.data(label)),
+                "cookie_file": str(self.cookie_file),
+                "dev_mode": True,
+            },
+            "dist": {
+                "portmapper_host": "127.0.0.1",
+                "portmapper_port": PM_PORT,
+                "portmapper_listen": ["127.0.0.1", ip],
+                "bind_host": ip,
+                "listen_min": LISTEN_MIN,
+                "listen_max": LISTEN_MAX,
+                "tick_time": float(self.tick_time),
+                "connect_timeout": 2.0,
+                "handshake_timeout": 2.0,
+                "call_timeout": 5.0,
+                "portmapper_wait": 5.0,
+            },
             "am": {"node": self.am},
         }
         if self.pki is not None and tls:
-            tables["dist.tls"] = {"enabled": True, "ca": str(self.pki / "ca" / "ca.pem"),
-                                  "cert": str(self.pki / ip / f"{ip}.pem"),
-                                  "key": str(self.pki / ip / f"{ip}.key")}
+            tables["dist.tls"] = {
+                "enabled": True,
+                "ca": str(self.pki / "ca" / "ca.pem"),
+                "cert": str(self.pki / ip / f"{ip}.pem"),
+                "key": str(self.pki / ip / f"{ip}.key"),
+            }
         old = self._configs.setdefault(label + variant, {})
         for name, table in list(tables.items()) + list(sections.items()):
             old.setdefault(name, {}).update(table)
@@ -153,21 +179,36 @@ class Deployment:
         return path
 
     def env(self, label: str, **extra: str) -> dict[str, str]:
-        return _clean_env(APPLIKANT_CONFIG=str(self.config_path(label)), PYTHONUNBUFFERED="1",
-                          **extra)
+        return _clean_env(
+            APPLIKANT_CONFIG=str(self.config_path(label)), PYTHONUNBUFFERED="1", **extra
+        )
 
     # ---- running things inside a host --------------------------------------------
 
-    def exec(self, label: str, argv: list[str], *, env: dict[str, str] | None = None,
-             cwd: Path | None = None, input: str | None = None, timeout: float = 60
-             ) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self,
+        label: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        input: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         """A short command inside host `label`, with exactly `env` (default: the host's)."""
-        return subprocess.run(["ip", "netns", "exec", self.net.host(label).ns, *argv],
-                              env=env if env is not None else self.env(label), cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout, input=input)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.net.host(label).ns, *argv],
+            env=env if env is not None else self.env(label),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
 
-    def cli(self, label: str, *args: str, input: str | None = None, config: Path | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, label: str, *args: str, input: str | None = None, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """`applikant ARGS` on host `label` with its config (or `config`): an
         ephemeral node there."""
         env = self.env(label)
@@ -181,18 +222,36 @@ class Deployment:
         assert r.returncode == 0, f"applikant {' '.join(args)} on {label}: {r.stderr}"
         return json.loads(r.stdout)
 
-    def call(self, label: str, node: str, service: str, method: str, args: Any = None,
-             ) -> Any:
+    def call(
+        self,
+        label: str,
+        node: str,
+        service: str,
+        method: str,
+        args: Any = None,
+    ) -> Any:
         """A call to `service.method` on `node`, made from host `label` (the local
         service names of that node); AssertionError when it fails."""
         r = self.call_raw(label, node, service, method, args)
         assert r.returncode == 0, f"{service}.{method} on {node} from {label}: {r.stderr}"
         return json.loads(r.stdout)
 
-    def call_raw(self, label: str, node: str, service: str, method: str, args: Any = None
-                 ) -> subprocess.CompletedProcess[str]:
-        return self.exec(label, [PY, "-m", "tests.multihost.deployment", "call", node, service,
-                                 method, json.dumps(args)])
+    def call_raw(
+        self, label: str, node: str, service: str, method: str, args: Any = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.exec(
+            label,
+            [
+                PY,
+                "-m",
+                "tests.multihost.deployment",
+                "call",
+                node,
+                service,
+                method,
+                json.dumps(args),
+            ],
+        )
 
     def _daemon(self, label: str, component: str, argv: list[str]) -> NsProc:
         """Start a daemon in host `label` and wait for its READY=1 (a NOTIFY_SOCKET is
@@ -204,13 +263,15 @@ class Deployment:
         where.mkdir()
         notify = NotifySocket(where)
         try:
-            proc = self.net.run(label, argv, name=component,
-                                env={**self.env(label), "NOTIFY_SOCKET": notify.path})
+            proc = self.net.run(
+                label, argv, name=component, env={**self.env(label), "NOTIFY_SOCKET": notify.path}
+            )
             try:
                 notify.wait_for("READY=1", timeout=20)
             except AssertionError:
-                raise AssertionError(f"{component} on {label} did not start:\n"
-                                     f"{proc.log_text()}") from None
+                raise AssertionError(
+                    f"{component} on {label} did not start:\n{proc.log_text()}"
+                ) from None
         finally:
             notify.close()
             os.unlink(notify.path)
@@ -249,12 +310,19 @@ class Deployment:
         host's data dir) and a real sshd on the host's address, port 22, reading af's
         authorized_keys (as tests/harness/gitenv.py, but in the namespace)."""
         data = self.data(label)
-        host = GitHost(label, data, data / "repos", data / "ssh" / "authorized_keys",
-                       data / "spool")
-        self.write_config(label, af={"repo_root": str(host.repo_root),
-                                     "authorized_keys": str(host.keys_file),
-                                     "spool_dir": str(host.spool_dir), "keys_mode": "file",
-                                     "am_retry": 0.2})
+        host = GitHost(
+            label, data, data / "repos", data / "ssh" / "authorized_keys", data / "spool"
+        )
+        self.write_config(
+            label,
+            af={
+                "repo_root": str(host.repo_root),
+                "authorized_keys": str(host.keys_file),
+                "spool_dir": str(host.spool_dir),
+                "keys_mode": "file",
+                "am_retry": 0.2,
+            },
+        )
         self.start_portmapper(label)
         host.af = self.start(label, "af")
         self.git_hosts[label] = host
@@ -267,8 +335,13 @@ class Deployment:
         git host's repo root itself. On one machine the file system is shared, so
         this stands in for the read-only mount of the git host's repo root that a
         real web host would have (NFS, sshfs, ...)."""
-        self.write_config(label, aw={"listen": f"{self.ip(label)}:{HTTP_PORT}",
-                                     "repo_root": str(self.git_hosts[git].repo_root)})
+        self.write_config(
+            label,
+            aw={
+                "listen": f"{self.ip(label)}:{HTTP_PORT}",
+                "repo_root": str(self.git_hosts[git].repo_root),
+            },
+        )
         self.start_portmapper(label)
         proc = self.start(label, "aw")
         self.net.wait_listening(label, HTTP_PORT, proc=proc)
@@ -285,15 +358,32 @@ class Deployment:
         keys_file.parent.mkdir(parents=True, exist_ok=True)
         if not keys_file.exists():
             keys_file.touch(mode=0o600)
-        subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", f"{label}-host",
-                        "-f", str(server.host_key)], check=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                SSH_KEYGEN,
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"{label}-host",
+                "-f",
+                str(server.host_key),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
         server.port = SSH_PORT
         text = server._config()
         assert "ListenAddress 127.0.0.1\n" in text
         text = text.replace("ListenAddress 127.0.0.1\n", f"ListenAddress {self.ip(label)}\n")
         server.config_path.write_text(text)
-        proc = self.net.run(label, [SSHD, "-D", "-f", str(server.config_path),
-                                    "-E", str(server.log_path)], name="sshd")
+        proc = self.net.run(
+            label,
+            [SSHD, "-D", "-f", str(server.config_path), "-E", str(server.log_path)],
+            name="sshd",
+        )
         self.net.wait_listening(label, SSH_PORT, proc=proc)
         return proc
 
@@ -308,6 +398,7 @@ class Deployment:
         def ok() -> Any:
             s = self.af_status(label)
             return s if s and s.get("am_up") and s.get("synced") else None
+
         return wait_until(ok, timeout, what=f"af on {label} synced with am")
 
     # ---- people and repositories (the admin CLI on the manager host) ----------------------
@@ -315,8 +406,9 @@ class Deployment:
     def add_user(self, login: str, password: str, *, key: bool = True) -> User:
         from applikant.ops.sshd import make_client_key
 
-        user = self.cli_ok(self.manager, "user", "add", login, "--password-stdin",
-                           input=password + "\n")
+        user = self.cli_ok(
+            self.manager, "user", "add", login, "--password-stdin", input=password + "\n"
+        )
         priv, pub = make_client_key(self.keys_dir, name=f"id_{login}")
         u = User(login, user["id"], priv, pub, password)
         if key:
@@ -333,8 +425,9 @@ class Deployment:
     def pushes(self, repo: str, label: str | None = None) -> list[dict[str, Any]]:
         """Accepted pushes to `repo` in am's audit log (`applikant audit --json` on
         host `label`, the manager by default), oldest first."""
-        entries = self.cli_ok(label or self.manager, "audit", "--action", "push", "--repo", repo,
-                              "--limit", "10000")
+        entries = self.cli_ok(
+            label or self.manager, "audit", "--action", "push", "--repo", repo, "--limit", "10000"
+        )
         return sorted((e for e in entries if e["action"] == "push"), key=lambda e: e["id"])
 
     def pushed_commits(self, repo: str) -> list[str]:
@@ -361,24 +454,36 @@ class Deployment:
         auth = f"{user.login}:{user.password}@" if user else ""
         return f"http://{auth}{self.ip(web)}:{HTTP_PORT}/{repo}.git"
 
-    def git(self, label: str, user: User | None, *args: str, cwd: Path | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def git(
+        self, label: str, user: User | None, *args: str, cwd: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """git inside host `label`, as `user` over SSH (their key)."""
-        env = _clean_env(HOME=str(self.home), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="t",
-                         GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-                         GIT_COMMITTER_EMAIL="t@example.org", GIT_TERMINAL_PROMPT="0")
+        env = _clean_env(
+            HOME=str(self.home),
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@example.org",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@example.org",
+            GIT_TERMINAL_PROMPT="0",
+        )
         if user is not None:
             env["GIT_SSH_COMMAND"] = self.ssh_command(user)
         r = self.exec(label, ["git", *args], env=env, cwd=cwd)
         if check and r.returncode != 0:
-            raise AssertionError(f"git {' '.join(args)} on {label} failed ({r.returncode}):\n"
-                                 f"{r.stderr}")
+            raise AssertionError(
+                f"git {' '.join(args)} on {label} failed ({r.returncode}):\n{r.stderr}"
+            )
         return r
 
-    def ssh(self, label: str, user: User, git: str, command: str
-            ) -> subprocess.CompletedProcess[str]:
-        return self.exec(label, [*shlex.split(self.ssh_command(user)), f"root@{self.ip(git)}",
-                                 command], env=_clean_env(HOME=str(self.home)))
+    def ssh(
+        self, label: str, user: User, git: str, command: str
+    ) -> subprocess.CompletedProcess[str]:
+        return self.exec(
+            label,
+            [*shlex.split(self.ssh_command(user)), f"root@{self.ip(git)}", command],
+            env=_clean_env(HOME=str(self.home)),
+        )
 
     def commit(self, label: str, work: Path, message: str) -> str:
         name = f"f{time.monotonic_ns()}"
@@ -389,22 +494,37 @@ class Deployment:
 
     def head(self, git: str, repo: str, ref: str = "refs/heads/main") -> str | None:
         """A ref of a repo on git host `git` (read from its repo root directly)."""
-        r = subprocess.run(["git", "--git-dir", str(self.git_hosts[git].repo_root / f"{repo}.git"),
-                            "rev-parse", "--verify", "-q", ref], capture_output=True, text=True,
-                           env=_clean_env(HOME=str(self.home)))
+        r = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(self.git_hosts[git].repo_root / f"{repo}.git"),
+                "rev-parse",
+                "--verify",
+                "-q",
+                ref,
+            ],
+            capture_output=True,
+            text=True,
+            env=_clean_env(HOME=str(self.home)),
+        )
         return r.stdout.strip() or None
 
     def http(self, label: str, url: str, *args: str) -> tuple[int, str]:
         """curl inside host `label`: (status, body)."""
-        r = self.exec(label, ["curl", "-sS", "--max-time", "15", "-o", "-", "-w", "\n%{http_code}",
-                              *args, url], env=_clean_env())
+        r = self.exec(
+            label,
+            ["curl", "-sS", "--max-time", "15", "-o", "-", "-w", "\n%{http_code}", *args, url],
+            env=_clean_env(),
+        )
         assert r.returncode == 0, f"curl {url} on {label}: {r.stderr}"
         body, _, code = r.stdout.rpartition("\n")
         return int(code), body
 
 
-def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Any, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -424,8 +544,17 @@ def _call_main(argv: list[str]) -> int:
     args = json.loads(argv[3]) if len(argv) > 3 else None
     raw = envconfig.load_raw()
     try:
-        reply = blocking.call(node, envconfig.cookie(raw), service, method, args, prefix="test",
-                              node=node, settings=envconfig.dist_settings(raw), timeout=10.0)
+        reply = blocking.call(
+            node,
+            envconfig.cookie(raw),
+            service,
+            method,
+            args,
+            prefix="test",
+            node=node,
+            settings=envconfig.dist_settings(raw),
+            timeout=10.0,
+        )
     except DistError as exc:
         print(f"error {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -36,8 +36,13 @@ def say(kind: str, data: dict[str, Any]) -> None:
 async def answer(node: Node, req: dict[str, Any]) -> Any:
     op = req["op"]
     if op == "call":
-        return await node.call(req["target"], req["method"], req.get("args"),
-                               node=req.get("node"), timeout=req.get("timeout", 5.0))
+        return await node.call(
+            req["target"],
+            req["method"],
+            req.get("args"),
+            node=req.get("node"),
+            timeout=req.get("timeout", 5.0),
+        )
     if op == "connect":
         await node.connect(req["peer"])
         return node.nodes()
@@ -61,8 +66,10 @@ async def serve_request(node: Node, req: dict[str, Any]) -> None:
     try:
         value = await answer(node, req)
     except (DistError, BadNodeName, ValueError, trio.TooSlowError) as exc:
-        say("REPLY", {"id": req.get("id"), "ok": False, "error": type(exc).__name__,
-                      "message": str(exc)})
+        say(
+            "REPLY",
+            {"id": req.get("id"), "ok": False, "error": type(exc).__name__, "message": str(exc)},
+        )
     else:
         say("REPLY", {"id": req.get("id"), "ok": True, "value": value})
 

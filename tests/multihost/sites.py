@@ -33,7 +33,8 @@ class Probe:
         req_id = next(self._ids)
         self.proc.send(json.dumps({"id": req_id, "op": op, **fields}))
         line = self.proc.wait_line(
-            lambda s: s.startswith("REPLY ") and json.loads(s[6:])["id"] == req_id, timeout)
+            lambda s: s.startswith("REPLY ") and json.loads(s[6:])["id"] == req_id, timeout
+        )
         return json.loads(line[6:])
 
     def ok(self, op: str, **fields: Any) -> Any:
@@ -48,8 +49,9 @@ class Probe:
     def events(self, after: int = 0) -> list[dict[str, Any]]:
         return [json.loads(s[6:]) for s in self.proc.lines[after:] if s.startswith("EVENT ")]
 
-    def wait_event(self, event: str, timeout: float = 15.0, after: int = 0,
-                   **match: Any) -> dict[str, Any]:
+    def wait_event(
+        self, event: str, timeout: float = 15.0, after: int = 0, **match: Any
+    ) -> dict[str, Any]:
         def test(line: str) -> bool:
             if not line.startswith("EVENT "):
                 return False
@@ -62,8 +64,9 @@ class Probe:
 class Sites:
     """The Applikant side of a Network: configs, portmappers, nodes."""
 
-    def __init__(self, net: Network, tmp: Path, *, tick_time: float = 10.0,
-                 cookie: str = COOKIE) -> None:
+    def __init__(
+        self, net: Network, tmp: Path, *, tick_time: float = 10.0, cookie: str = COOKIE
+    ) -> None:
         self.net = net
         self.tmp = tmp
         self.tick_time = tick_time
@@ -80,21 +83,39 @@ class Sites:
         """The long node name of `name` on host `label`: name@10.77.0.x."""
         return f"{name}@{self.ip(label)}"
 
-    def config(self, label: str, variant: str = "", *, tls: dict[str, str] | None = None,
-               cookie_file: Path | None = None, **dist: Any) -> Path:
+    def config(
+        self,
+        label: str,
+        variant: str = "",
+        *,
+        tls: dict[str, str] | None = None,
+        cookie_file: Path | None = None,
+        **dist: Any,
+    ) -> Path:
         """Write host `label`'s config (variant: a second file for odd nodes) and
         return its path. Nodes listen on the host's address and register at the
         portmapper on loopback."""
         values: dict[str, Any] = {
-            "portmapper_host": "127.0.0.1", "portmapper_port": PM_PORT,
-            "bind_host": self.ip(label), "listen_min": LISTEN_MIN, "listen_max": LISTEN_MAX,
-            "tick_time": float(self.tick_time), "connect_timeout": 2.0,
-            "handshake_timeout": 2.0, "portmapper_wait": 5.0,
+            "portmapper_host": "127.0.0.1",
+            "portmapper_port": PM_PORT,
+            "bind_host": self.ip(label),
+            "listen_min": LISTEN_MIN,
+            "listen_max": LISTEN_MAX,
+            "tick_time": float(self.tick_time),
+            "connect_timeout": 2.0,
+            "handshake_timeout": 2.0,
+            "portmapper_wait": 5.0,
         }
         values.update(dist)
-        lines = ["[node]", f'host = "{self.ip(label)}"', f'data_dir = "{self.tmp / label}"',
-                 f'cookie_file = "{cookie_file or self.cookie_file}"', "dev_mode = true", "",
-                 "[dist]"]
+        lines = [
+            "[node]",
+            f'host = "{self.ip(label)}"',
+            f'data_dir = "{self.tmp / label}"',
+            f'cookie_file = "{cookie_file or self.cookie_file}"',
+            "dev_mode = true",
+            "",
+            "[dist]",
+        ]
         lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         if tls is not None:
             lines += ["", "[dist.tls]", "enabled = true"]
@@ -109,8 +130,9 @@ class Sites:
             self.config(label)
         return {"APPLIKANT_CONFIG": str(path), "PYTHONUNBUFFERED": "1"}
 
-    def start_portmapper(self, label: str, bind: str | None = "0.0.0.0",
-                         config: Path | None = None) -> NsProc:
+    def start_portmapper(
+        self, label: str, bind: str | None = "0.0.0.0", config: Path | None = None
+    ) -> NsProc:
         """`applikant portmapper --host bind` in host `label` (bind None: the config's)."""
         argv = [sys.executable, "-m", "applikant.cli.main", "portmapper"]
         if bind is not None:
@@ -119,37 +141,58 @@ class Sites:
         self.net.wait_listening(label, PM_PORT, proc=proc)
         return proc
 
-    def start_probe(self, label: str, name: str, *globals_: str,
-                    config: Path | None = None) -> Probe:
+    def start_probe(
+        self, label: str, name: str, *globals_: str, config: Path | None = None
+    ) -> Probe:
         argv = [sys.executable, "-m", "tests.multihost.probe", name]
         argv += [f"--global={g}" for g in globals_]
-        proc = self.net.run(label, argv, env=self.env(label, config), name=name.split("@")[0],
-                            stdin=True, stdout=True)
+        proc = self.net.run(
+            label,
+            argv,
+            env=self.env(label, config),
+            name=name.split("@")[0],
+            stdin=True,
+            stdout=True,
+        )
         return Probe(proc, name)
 
-    def start_echo(self, label: str, name: str, *globals_: str,
-                   connect: tuple[str, ...] = (), config: Path | None = None) -> NsProc:
+    def start_echo(
+        self,
+        label: str,
+        name: str,
+        *globals_: str,
+        connect: tuple[str, ...] = (),
+        config: Path | None = None,
+    ) -> NsProc:
         argv = [sys.executable, "-m", "applikant.node.echo", name]
         argv += [f"--global={g}" for g in globals_] + [f"--connect={c}" for c in connect]
-        proc = self.net.run(label, argv, env=self.env(label, config), name=name.split("@")[0],
-                            stdout=True)
+        proc = self.net.run(
+            label, argv, env=self.env(label, config), name=name.split("@")[0], stdout=True
+        )
         proc.wait_line("READY")
         return proc
 
-    def cli(self, label: str, *args: str, config: Path | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, label: str, *args: str, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """The admin CLI inside host `label` (an ephemeral node there)."""
-        return self.net.exec(label, [sys.executable, "-m", "applikant.cli.main", *args],
-                             env=self.env(label, config))
+        return self.net.exec(
+            label, [sys.executable, "-m", "applikant.cli.main", *args], env=self.env(label, config)
+        )
 
-    def python(self, label: str, code: str, config: Path | None = None
-               ) -> subprocess.CompletedProcess[str]:
+    def python(
+        self, label: str, code: str, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """`python -c code` inside host `label`."""
         return self.net.exec(label, [sys.executable, "-c", code], env=self.env(label, config))
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
     import time
 
     deadline = time.monotonic() + timeout

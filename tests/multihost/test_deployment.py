@@ -14,7 +14,14 @@ import pytest
 
 from tests.harness.netns import Network, unavailable
 from tests.multihost.deployment import (
-    HTTP_PORT, LISTEN_MAX, LISTEN_MIN, PM_PORT, SSH_PORT, Deployment, wait_until)
+    HTTP_PORT,
+    LISTEN_MAX,
+    LISTEN_MIN,
+    PM_PORT,
+    SSH_PORT,
+    Deployment,
+    wait_until,
+)
 
 Make = Callable[..., Deployment]
 TICK = 2.0
@@ -49,8 +56,7 @@ def reference(d: Deployment) -> None:
     d.start_web("web", git="git")
 
 
-def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(
-        deploy: Make) -> None:
+def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(deploy: Make) -> None:
     d = deploy(["manager", "git", "web", "client"], tick_time=5.0)
     reference(d)
     alice = d.add_user("alice", "alice-secret-password-1")
@@ -77,11 +83,11 @@ def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(
 
     # Clone over HTTP from aw on the web host (a private repo: alice's password).
     http_work = d.base / "http-work"
-    d.git("client", None, "clone", "-q", d.http_url("web", "alice/project", alice),
-          str(http_work))
+    d.git("client", None, "clone", "-q", d.http_url("web", "alice/project", alice), str(http_work))
     assert d.git("client", None, "rev-parse", "HEAD", cwd=http_work).stdout.strip() == first
-    status, body = d.http("client", d.http_url("web", "alice/project") + "/info/refs"
-                          "?service=git-upload-pack")
+    status, body = d.http(
+        "client", d.http_url("web", "alice/project") + "/info/refs?service=git-upload-pack"
+    )
     assert status == 401, (status, body)
 
     # What a firewall between the hosts has to allow: the portmapper port and the
@@ -104,10 +110,15 @@ def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(
     plain = d.write_config("client", variant="plain", tls=False)
     r = d.cli("client", "ping", d.am, config=plain)
     assert r.returncode == 1 and d.am in r.stderr, r
-    wait_until(lambda: f"event=handshake_failed address={d.ip('client')}:" in d.log("manager", "am"),
-               5, what="am logged the refused plain node")
+    wait_until(
+        lambda: f"event=handshake_failed address={d.ip('client')}:" in d.log("manager", "am"),
+        5,
+        what="am logged the refused plain node",
+    )
     assert set(d.cli_ok("manager", "global-names").values()) >= {
-        d.node("am", "manager"), d.node("af", "git")}
+        d.node("am", "manager"),
+        d.node("af", "git"),
+    }
     r = d.cli("manager", "ping", d.node("aw", "web"))
     assert r.returncode == 0 and r.stdout.strip() == f"pong from {d.node('aw', 'web')}", r
 
@@ -138,16 +149,23 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     # ---- 1. The manager's cable pulled: git and web lose am. ----------------------
     cut_at = time.monotonic()
     d.net.cut("manager")
-    wait_until(lambda: (d.af_status("git") or {}).get("am_up") is False, 3 * TICK + 2,
-               what="af to see am down")
-    wait_until(lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
-               3 * TICK + 2, what="aw to see am down")
+    wait_until(
+        lambda: (d.af_status("git") or {}).get("am_up") is False,
+        3 * TICK + 2,
+        what="af to see am down",
+    )
+    wait_until(
+        lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
+        3 * TICK + 2,
+        what="aw to see am down",
+    )
     seen_down = time.monotonic() - cut_at
     # Each side goes on with its own names.
     af_view = d.global_names("git", d.node("af", "git"))
     assert not [n for n in af_view if n.startswith("am_")] and "af_auth" in af_view, af_view
     assert d.global_names("manager", d.am).keys() == {
-        n for n, node in everywhere.items() if node == d.am}
+        n for n, node in everywhere.items() if node == d.am
+    }
 
     # A push meanwhile is refused, in words, and changes nothing (fails closed).
     second = d.commit("client", work, "while am is away")
@@ -163,10 +181,13 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
 
     # A post-receive on the git host while am is away (what `ah` runs after a push
     # made on the git host itself) is spooled there by af.
-    spooled = d.exec("git", [str(repo_dir / "hooks" / "post-receive")],
-                     input=f"{'0' * 40} {first} refs/heads/spooled\n", cwd=repo_dir,
-                     env=d.env("git", APPLIKANT_USER=alice.id, APPLIKANT_REPO="alice/project",
-                               GIT_DIR="."))
+    spooled = d.exec(
+        "git",
+        [str(repo_dir / "hooks" / "post-receive")],
+        input=f"{'0' * 40} {first} refs/heads/spooled\n",
+        cwd=repo_dir,
+        env=d.env("git", APPLIKANT_USER=alice.id, APPLIKANT_REPO="alice/project", GIT_DIR="."),
+    )
     assert spooled.returncode == 0, spooled
     assert "recorded when the manager is back" in spooled.stderr, spooled.stderr
     assert [p for p in git.spool_dir.iterdir() if p.suffix == ".json"]
@@ -175,23 +196,38 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     healed_at = time.monotonic()
     d.net.heal("manager")
     d.wait_af_synced("git", timeout=15)
-    wait_until(lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200, 15,
-               what="aw answering again")
+    wait_until(
+        lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200,
+        15,
+        what="aw answering again",
+    )
     back_after = time.monotonic() - healed_at
     # The spooled event arrives, once.
-    wait_until(lambda: not [p for p in git.spool_dir.iterdir() if p.suffix == ".json"], 15,
-               what="af's spool drained")
+    wait_until(
+        lambda: not [p for p in git.spool_dir.iterdir() if p.suffix == ".json"],
+        15,
+        what="af's spool drained",
+    )
 
     def spooled_entries() -> list[dict]:
-        return [e for e in d.pushes("alice/project")
-                if any(ref["ref"] == "refs/heads/spooled" for ref in e["details"]["refs"])]
+        return [
+            e
+            for e in d.pushes("alice/project")
+            if any(ref["ref"] == "refs/heads/spooled" for ref in e["details"]["refs"])
+        ]
 
     wait_until(spooled_entries, 10, what="the spooled post-receive recorded")
     # The names converge: am, af and aw see the same cluster again.
-    for label, node in (("manager", d.am), ("git", d.node("af", "git")),
-                        ("web", d.node("aw", "web"))):
-        wait_until(lambda label=label, node=node: d.global_names(label, node) == everywhere, 10,
-                   what=f"{node}'s global names")
+    for label, node in (
+        ("manager", d.am),
+        ("git", d.node("af", "git")),
+        ("web", d.node("aw", "web")),
+    ):
+        wait_until(
+            lambda label=label, node=node: d.global_names(label, node) == everywhere,
+            10,
+            what=f"{node}'s global names",
+        )
     # The refused push goes through now, and is recorded.
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
     assert d.head("git", "alice/project") == second
@@ -205,8 +241,11 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
 
     # ---- 2. The web host's cable pulled: aw loses am, the git host goes on. -------
     d.net.cut("web")
-    wait_until(lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
-               3 * TICK + 2, what="aw to see am down")
+    wait_until(
+        lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
+        3 * TICK + 2,
+        what="aw to see am down",
+    )
     # From the web host itself (its own address still answers there).
     status, body = info_refs(d, "web", "web", alice, "alice/project")
     assert status == 503 and "the manager (am)" in body, (status, body)
@@ -214,20 +253,26 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
     wait_until(lambda: third in d.pushed_commits("alice/project"), 10, what="third audited")
     d.net.heal("web")
-    wait_until(lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200, 15,
-               what="aw answering again after its own cut")
-    wait_until(lambda: d.global_names("web", d.node("aw", "web")) == everywhere, 10,
-               what="aw's global names")
+    wait_until(
+        lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200,
+        15,
+        what="aw answering again after its own cut",
+    )
+    wait_until(
+        lambda: d.global_names("web", d.node("aw", "web")) == everywhere,
+        10,
+        what="aw's global names",
+    )
     http_work = d.base / "http-work"
-    d.git("client", None, "clone", "-q", d.http_url("web", "alice/project", alice),
-          str(http_work))
+    d.git("client", None, "clone", "-q", d.http_url("web", "alice/project", alice), str(http_work))
     assert d.git("client", None, "rev-parse", "HEAD", cwd=http_work).stdout.strip() == third
-    print(f"am seen down {seen_down:.1f} s after the cut (tick {TICK} s); af and aw "
-          f"back {back_after:.1f} s after the heal")
+    print(
+        f"am seen down {seen_down:.1f} s after the cut (tick {TICK} s); af and aw "
+        f"back {back_after:.1f} s after the heal"
+    )
 
 
-def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
-        deploy: Make) -> None:
+def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy: Make) -> None:
     d = deploy(["manager", "git1", "git2", "client"], tick_time=TICK)
     d.start_manager("manager")
     d.start_git("git1")
@@ -236,19 +281,28 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
 
     # One cluster: am sees both afs; the cluster-wide names of af belong to one of them
     # (the first to claim them), and each af serves its own host under local names.
-    wait_until(lambda: set(d.cli_ok("manager", "nodes")["nodes"]) >= {af1, af2}, 10,
-               what="both afs linked to am")
+    wait_until(
+        lambda: set(d.cli_ok("manager", "nodes")["nodes"]) >= {af1, af2},
+        10,
+        what="both afs linked to am",
+    )
     names = d.global_names("manager", d.am)
     assert names["af_auth"] == names["af_hook_server"] == names["af_repo_manager"] == af1, names
     for label in ("git1", "git2"):
-        wait_until(lambda label=label: d.global_names(label, d.node("af", label)) == names, 10,
-                   what=f"{label}'s af agrees on the global names")
+        wait_until(
+            lambda label=label: d.global_names(label, d.node("af", label)) == names,
+            10,
+            what=f"{label}'s af agrees on the global names",
+        )
 
     # A user added in am, with a key: on both git hosts within a few seconds.
     added_at = time.monotonic()
     alice = d.add_user("alice", "alice-secret-password-1")
-    wait_until(lambda: d.key_installed("git1", alice) and d.key_installed("git2", alice), 5,
-               what="alice's key on both git hosts")
+    wait_until(
+        lambda: d.key_installed("git1", alice) and d.key_installed("git2", alice),
+        5,
+        what="alice's key on both git hosts",
+    )
     key_after = time.monotonic() - added_at
     # A repository created in am is made on both (each git host has its own copy:
     # nothing replicates repositories between git hosts; that is storage's business).
@@ -265,21 +319,34 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
         commits[label] = d.commit("client", work, f"via {label}")
         d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
         assert d.head(label, "alice/project") == commits[label]
-    entries = wait_until(lambda: len(d.pushes("alice/project")) == 2 and
-                         d.pushes("alice/project"), 10, what="both pushes audited")
+    entries = wait_until(
+        lambda: len(d.pushes("alice/project")) == 2 and d.pushes("alice/project"),
+        10,
+        what="both pushes audited",
+    )
     assert {e["node"]: e["details"]["refs"][0]["new"] for e in entries} == {
-        af1: commits["git1"], af2: commits["git2"]}, entries
+        af1: commits["git1"],
+        af2: commits["git2"],
+    }, entries
 
     # A key added (and one removed) later: in step on both hosts.
     bob = d.add_user("bob", "bob-secret-password-1")
     started = time.monotonic()
-    wait_until(lambda: all(d.ssh("client", bob, label, "info").returncode == 0
-                           for label in ("git1", "git2")), 5, what="bob's key working on both")
+    wait_until(
+        lambda: all(
+            d.ssh("client", bob, label, "info").returncode == 0 for label in ("git1", "git2")
+        ),
+        5,
+        what="bob's key working on both",
+    )
     key_works_after = time.monotonic() - started
     key_id = d.cli_ok("manager", "key", "list", "bob")[0]["id"]
     d.cli_ok("manager", "key", "rm", key_id)
-    wait_until(lambda: not d.key_installed("git1", bob) and not d.key_installed("git2", bob), 5,
-               what="bob's key gone from both")
+    wait_until(
+        lambda: not d.key_installed("git1", bob) and not d.key_installed("git2", bob),
+        5,
+        what="bob's key gone from both",
+    )
     r = d.ssh("client", bob, "git2", "info")
     assert r.returncode == 255 and "Permission denied" in r.stderr, r
 
@@ -295,11 +362,16 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(
     wait_until(lambda: again in d.pushed_commits("alice/project"), 10, what="audited")
     # The cluster-wide af names went with af1's node; the second af, which lost them
     # at its first contact with the cluster, does not claim them again.
-    left = wait_until(lambda: (lambda n: n if af1 not in n.values() else None)(
-        d.global_names("manager", d.am)), 3 * TICK + 2, what="af1's names gone")
-    print(f"alice's key on both git hosts {key_after:.2f} s after `user add`; bob's key "
-          f"working over SSH on both {key_works_after:.2f} s after his user and key were "
-          f"added; global names with af1 stopped: {sorted(left)}")
+    left = wait_until(
+        lambda: (lambda n: n if af1 not in n.values() else None)(d.global_names("manager", d.am)),
+        3 * TICK + 2,
+        what="af1's names gone",
+    )
+    print(
+        f"alice's key on both git hosts {key_after:.2f} s after `user add`; bob's key "
+        f"working over SSH on both {key_works_after:.2f} s after his user and key were "
+        f"added; global names with af1 stopped: {sorted(left)}"
+    )
 
 
 def test_the_cluster_wide_af_names_move_to_a_surviving_af(deploy: Make) -> None:
@@ -308,11 +380,18 @@ def test_the_cluster_wide_af_names_move_to_a_surviving_af(deploy: Make) -> None:
     d.start_git("git1")
     d.start_git("git2")
     af1, af2 = d.node("af", "git1"), d.node("af", "git2")
-    wait_until(lambda: d.global_names("manager", d.am).get("af_auth") == af1, 10,
-               what="af1 owning af_auth")
+    wait_until(
+        lambda: d.global_names("manager", d.am).get("af_auth") == af1, 10, what="af1 owning af_auth"
+    )
     d.stop("git1", "af")
-    wait_until(lambda: af1 not in d.global_names("manager", d.am).values(), 3 * TICK + 2,
-               what="af1's names gone")
-    names = wait_until(lambda: (lambda n: n if n.get("af_auth") == af2 else None)(
-        d.global_names("manager", d.am)), 5 + 2 * TICK, what="af2 owning af_auth")
+    wait_until(
+        lambda: af1 not in d.global_names("manager", d.am).values(),
+        3 * TICK + 2,
+        what="af1's names gone",
+    )
+    names = wait_until(
+        lambda: (lambda n: n if n.get("af_auth") == af2 else None)(d.global_names("manager", d.am)),
+        5 + 2 * TICK,
+        what="af2 owning af_auth",
+    )
     assert names["af_hook_server"] == names["af_repo_manager"] == af2, names

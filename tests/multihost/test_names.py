@@ -19,8 +19,12 @@ def test_long_names_across_hosts_through_each_hosts_portmapper(sites: NetFactory
 
     # Not connected yet: b's global names are unknown here.
     reply = a.request("call", target="b-svc", method="echo", args={"hi": 1})
-    assert reply == {"id": reply["id"], "ok": False, "error": "NoSuchName",
-                     "message": "no service is registered as b-svc"}
+    assert reply == {
+        "id": reply["id"],
+        "ok": False,
+        "error": "NoSuchName",
+        "message": "no service is registered as b-svc",
+    }
     # a knows nothing of b but its name: host h3's portmapper gives the port.
     assert a.ok("connect", peer=s.long("b", "h3")) == [s.long("b", "h3")]
     a.wait_event("nodeup", node=s.long("b", "h3"))
@@ -68,9 +72,11 @@ def test_short_and_long_names_are_refused_together(sites: NetFactory) -> None:
 
     reply = long_a.request("connect", peer="c@localhost")
     assert not reply["ok"] and reply["error"] == "Refused"
-    assert reply["message"] == (f"{s.long('a', 'h2')} uses long names and c@localhost uses "
-                                "short names; short and long names are never mixed in one "
-                                "cluster")
+    assert reply["message"] == (
+        f"{s.long('a', 'h2')} uses long names and c@localhost uses "
+        "short names; short and long names are never mixed in one "
+        "cluster"
+    )
     reply = short_c.request("connect", peer=s.long("b", "h3"))
     assert not reply["ok"] and reply["error"] == "Refused"
     assert "never mixed" in reply["message"]
@@ -91,13 +97,17 @@ def test_portmapper_must_listen_beyond_loopback_for_other_hosts(sites: NetFactor
     pm3.stop()
     s.start_portmapper("h3", bind="0.0.0.0")
     # The node registers again by itself with the new portmapper.
-    wait_until(lambda: s.cli("h2", "ping", s.long("b", "h3")).returncode == 0,
-               what="b reachable through h3's portmapper on 0.0.0.0")
+    wait_until(
+        lambda: s.cli("h2", "ping", s.long("b", "h3")).returncode == 0,
+        what="b reachable through h3's portmapper on 0.0.0.0",
+    )
     # A registration from another host, or from the host's own address, is refused.
-    register = ("import socket; from applikant.node.protocol import encode_frame; "
-                f"s = socket.create_connection(('{s.ip('h3')}', {PM_PORT})); "
-                "s.sendall(encode_frame({'op': 'register', 'name': 'x', 'port': 9100})); "
-                "print(s.recv(200))")
+    register = (
+        "import socket; from applikant.node.protocol import encode_frame; "
+        f"s = socket.create_connection(('{s.ip('h3')}', {PM_PORT})); "
+        "s.sendall(encode_frame({'op': 'register', 'name': 'x', 'port': 9100})); "
+        "print(s.recv(200))"
+    )
     for host in ("h2", "h3"):
         out = s.python(host, register).stdout
         assert "registrations are accepted from loopback only" in out, out
@@ -111,8 +121,12 @@ def test_start_portmapper_from_the_config_alone_on_every_address(sites: NetFacto
     s = sites(["h2", "h3"])
     s.start_portmapper("h2")
     cfg = s.config("h3", "any", portmapper_host="0.0.0.0")
-    proc = s.net.run("h3", [sys.executable, "-m", "applikant.cli.main", "start", "portmapper"],
-                     env=s.env("h3", cfg), name="portmapper")
+    proc = s.net.run(
+        "h3",
+        [sys.executable, "-m", "applikant.cli.main", "start", "portmapper"],
+        env=s.env("h3", cfg),
+        name="portmapper",
+    )
     s.net.wait_listening("h3", PM_PORT, proc=proc)
     s.start_echo("h3", s.long("b", "h3"), "b-svc", config=cfg)
     r = s.cli("h2", "ping", s.long("b", "h3"))
@@ -121,7 +135,8 @@ def test_start_portmapper_from_the_config_alone_on_every_address(sites: NetFacto
 
 
 def test_a_long_named_node_bound_to_loopback_cannot_be_reached_from_elsewhere(
-        sites: NetFactory) -> None:
+    sites: NetFactory,
+) -> None:
     """bind_host defaults to 127.0.0.1: a node named for its host's address must
     listen on it (or 0.0.0.0), or peers find its port and then nothing there.
     The node starts without a warning today (see the report)."""
@@ -129,9 +144,11 @@ def test_a_long_named_node_bound_to_loopback_cannot_be_reached_from_elsewhere(
     for h in ("h2", "h3"):
         s.start_portmapper(h)
     a = s.start_probe("h2", s.long("a", "h2"))
-    c = s.start_probe("h3", s.long("c", "h3"),
-                      config=s.config("h3", "loopback", bind_host="127.0.0.1"))
+    c = s.start_probe(
+        "h3", s.long("c", "h3"), config=s.config("h3", "loopback", bind_host="127.0.0.1")
+    )
     reply = a.request("connect", peer=c.name)
     assert reply["error"] == "NodeDown", reply
-    assert reply["message"] == (f"cannot reach {c.name}: all attempts to connect to "
-                                f"{s.ip('h3')}:{c.port} failed"), reply
+    assert reply["message"] == (
+        f"cannot reach {c.name}: all attempts to connect to {s.ip('h3')}:{c.port} failed"
+    ), reply

@@ -36,7 +36,8 @@ def full_mesh(s: Sites, pki: Path | None) -> tuple[Probe, Probe, Probe]:
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(
-        sites: NetFactory, pki: Path, transport: str) -> None:
+    sites: NetFactory, pki: Path, transport: str
+) -> None:
     s = sites(["h2", "h3", "h4"], tick_time=TICK)
     a, b, c = full_mesh(s, pki if transport == "tls" else None)
     marks = {p.name: p.mark() for p in (a, b, c)}
@@ -79,12 +80,15 @@ def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(
     expected = {"a-svc": a.name, "b-svc": b.name, "c-svc": c.name, "dup": b.name}
     for p in (a, b, c):
         wait_until(lambda p=p: p.ok("sync") == expected, what=f"{p.name} converged")
-    assert not [e for e in b.events(marks[b.name]) + c.events(marks[c.name])
-                if e["event"] == "lost"]
+    assert not [
+        e for e in b.events(marks[b.name]) + c.events(marks[c.name]) if e["event"] == "lost"
+    ]
     assert a.ok("call", target="dup", method="echo", args="now b") == "now b"
     assert a.ok("call", target="b-svc", method="echo", args=2) == 2
-    print(f"{transport}: nodedown {down_after:.2f} s after the cut (tick {TICK} s); "
-          f"nodeup {up_after:.2f} s after the heal")
+    print(
+        f"{transport}: nodedown {down_after:.2f} s after the cut (tick {TICK} s); "
+        f"nodeup {up_after:.2f} s after the heal"
+    )
 
 
 def test_a_call_in_flight_when_the_link_is_cut_ends_in_node_down(sites: NetFactory) -> None:
@@ -95,13 +99,22 @@ def test_a_call_in_flight_when_the_link_is_cut_ends_in_node_down(sites: NetFacto
     b = s.start_probe("h3", s.long("b", "h3"), "b-svc")
     a.ok("connect", peer=b.name)
     a.ok("sync")
-    a.proc.send(json.dumps({"id": 99, "op": "call", "target": "b-svc", "method": "sleep",
-                            "args": 30, "timeout": 60}))
+    a.proc.send(
+        json.dumps(
+            {
+                "id": 99,
+                "op": "call",
+                "target": "b-svc",
+                "method": "sleep",
+                "args": 30,
+                "timeout": 60,
+            }
+        )
+    )
     time.sleep(0.3)
     started = time.monotonic()
     s.net.cut("h3")
-    line = a.proc.wait_line(lambda x: x.startswith('REPLY ') and '"id": 99' in x,
-                            timeout=3 * TICK)
+    line = a.proc.wait_line(lambda x: x.startswith("REPLY ") and '"id": 99' in x, timeout=3 * TICK)
     took = time.monotonic() - started
     reply = json.loads(line[6:])
     assert reply["error"] == "NodeDown" and "no heartbeat" in reply["message"], reply

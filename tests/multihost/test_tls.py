@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.multihost.conftest import HOSTS, NetFactory, tls_of
 from tests.multihost.sites import Sites, wait_until
 
@@ -30,7 +28,8 @@ def tls_sites(sites: NetFactory, pki: Path, labels: list[str]) -> Sites:
 
 
 def test_nodes_on_two_hosts_link_over_tls_and_plain_nodes_are_refused(
-        sites: NetFactory, pki: Path) -> None:
+    sites: NetFactory, pki: Path
+) -> None:
     s = tls_sites(sites, pki, ["h2", "h3"])
     a = s.start_probe("h2", s.long("a", "h2"))
     b = s.start_echo("h3", s.long("b", "h3"), "b-svc")
@@ -52,13 +51,16 @@ def test_nodes_on_two_hosts_link_over_tls_and_plain_nodes_are_refused(
         f"s = ctx.wrap_socket(socket.create_connection(('{s.ip('h3')}', {b_port(s)})),"
         f" server_hostname='{s.ip('h3')}')\n"
         "try:\n    s.sendall(b'hello'); print('read', s.recv(100))\n"
-        "except (ssl.SSLError, OSError) as exc:\n    print('refused', exc)\n")
+        "except (ssl.SSLError, OSError) as exc:\n    print('refused', exc)\n"
+    )
     r = s.python("h2", no_cert)
     # TLS 1.3: the server checks the client's certificate after the client's side of
     # the handshake is done; it then closes without a word of the node protocol.
     assert r.stdout in ("read b''\n",) or "CERTIFICATE_REQUIRED" in r.stdout, r
-    wait_until(lambda: f"event=handshake_failed address={s.ip('h2')}:" in b.log_text(),
-               what="handshake_failed logged with the address")
+    wait_until(
+        lambda: f"event=handshake_failed address={s.ip('h2')}:" in b.log_text(),
+        what="handshake_failed logged with the address",
+    )
     # b took no harm.
     assert a.ok("call", target="b-svc", method="echo", args=1) == 1
 
@@ -66,8 +68,9 @@ def test_nodes_on_two_hosts_link_over_tls_and_plain_nodes_are_refused(
 def test_a_certificate_from_another_ca_is_refused_both_ways(sites: NetFactory, pki: Path) -> None:
     s = tls_sites(sites, pki, ["h2", "h3"])
     b = s.start_probe("h3", s.long("b", "h3"), "b-svc")
-    rogue_cfg = s.config("h2", "rogue", tls=tls_of(pki, HOSTS[0], ca="rogue",
-                                                      certdir=f"rogue-{HOSTS[0]}"))
+    rogue_cfg = s.config(
+        "h2", "rogue", tls=tls_of(pki, HOSTS[0], ca="rogue", certdir=f"rogue-{HOSTS[0]}")
+    )
     rogue = s.start_probe("h2", s.long("rogue", "h2"), "rogue-svc", config=rogue_cfg)
 
     # As client: b does not accept the rogue's certificate.
@@ -80,8 +83,9 @@ def test_a_certificate_from_another_ca_is_refused_both_ways(sites: NetFactory, p
     # The blocking driver (as, ah, the CLI) says why.
     r = s.cli("h2", "ping", s.long("b", "h3"), config=rogue_cfg)
     assert r.returncode == 1
-    assert r.stderr.startswith(f"applikant: TLS with {s.long('b', 'h3')} failed: "
-                               "[SSL: CERTIFICATE_VERIFY_FAILED]"), r.stderr
+    assert r.stderr.startswith(
+        f"applikant: TLS with {s.long('b', 'h3')} failed: [SSL: CERTIFICATE_VERIFY_FAILED]"
+    ), r.stderr
     assert b.ok("names") == {"b-svc": s.long("b", "h3")}
 
 
@@ -103,7 +107,8 @@ def test_the_cookie_is_still_checked_inside_tls(sites: NetFactory, pki: Path) ->
 
 
 def test_a_certificate_for_another_host_is_refused_by_the_dialler(
-        sites: NetFactory, pki: Path) -> None:
+    sites: NetFactory, pki: Path
+) -> None:
     """The dialler checks the certificate against the host of the node name it dials."""
     s = tls_sites(sites, pki, ["h2", "h3"])
     a = s.start_probe("h2", s.long("a", "h2"))
@@ -121,8 +126,9 @@ def test_a_certificate_for_another_host_is_refused_by_the_dialler(
 def test_tls_failures_are_refusals_named_on_both_sides(sites: NetFactory, pki: Path) -> None:
     s = tls_sites(sites, pki, ["h2", "h3"])
     b = s.start_probe("h3", s.long("b", "h3"))
-    rogue_cfg = s.config("h2", "rogue", tls=tls_of(pki, HOSTS[0], ca="rogue",
-                                                      certdir=f"rogue-{HOSTS[0]}"))
+    rogue_cfg = s.config(
+        "h2", "rogue", tls=tls_of(pki, HOSTS[0], ca="rogue", certdir=f"rogue-{HOSTS[0]}")
+    )
     rogue = s.start_probe("h2", s.long("rogue", "h2"), config=rogue_cfg)
     reply = rogue.request("connect", peer=s.long("b", "h3"))
     assert not reply["ok"]
@@ -135,7 +141,8 @@ def test_tls_failures_are_refusals_named_on_both_sides(sites: NetFactory, pki: P
 
 
 def test_a_node_cannot_claim_another_hosts_name_with_its_own_certificate(
-        sites: NetFactory, pki: Path) -> None:
+    sites: NetFactory, pki: Path
+) -> None:
     s = tls_sites(sites, pki, ["h2", "h3", "h4"])
     s.start_echo("h3", s.long("b", "h3"), "b-svc")
     # On h2, with h2's certificate, a node that says it is on h4.

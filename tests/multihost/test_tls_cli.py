@@ -12,8 +12,12 @@ from cryptography import x509
 
 
 def tls(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "applikant.cli.main", "tls", *args],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", "tls", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_init_ca_then_issue_writes_keys_private_and_says_how_to_use_them(tmp_path: Path) -> None:
@@ -48,8 +52,9 @@ def test_existing_files_are_kept_unless_forced(tmp_path: Path) -> None:
     before = (ca / "ca.pem").read_bytes()
     r = tls("init-ca", str(ca))
     assert r.returncode == 1
-    assert r.stderr == (f"applikant: {ca / 'ca.pem'}, {ca / 'ca.key'} already exist; "
-                        "--force replaces them\n")
+    assert r.stderr == (
+        f"applikant: {ca / 'ca.pem'}, {ca / 'ca.key'} already exist; --force replaces them\n"
+    )
     assert (ca / "ca.pem").read_bytes() == before
     assert tls("init-ca", "--force", str(ca)).returncode == 0
     assert (ca / "ca.pem").read_bytes() != before
@@ -57,19 +62,23 @@ def test_existing_files_are_kept_unless_forced(tmp_path: Path) -> None:
     assert tls("issue", "--ca", str(ca), "h.example", str(tmp_path / "out")).returncode == 0
     r = tls("issue", "--ca", str(ca), "h.example", str(tmp_path / "out"))
     assert r.returncode == 1 and "already exist; --force replaces them" in r.stderr
-    assert tls("issue", "--force", "--ca", str(ca), "h.example",
-               str(tmp_path / "out")).returncode == 0
+    assert (
+        tls("issue", "--force", "--ca", str(ca), "h.example", str(tmp_path / "out")).returncode == 0
+    )
 
 
-@pytest.mark.parametrize(("host", "why"), [
-    ("bad host", "letters, digits, hyphens and dots only"),
-    ("a..example", "1 to 63 characters"),
-    ("x" * 64 + ".example", "1 to 63 characters"),
-    ("git-.example", "neither starts nor ends with a hyphen"),
-    ("10.77.0.300", "not an IP address"),
-    ("[fd00::2]", "without brackets"),
-    ("git_host.example", "letters, digits, hyphens and dots only"),
-])
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("bad host", "letters, digits, hyphens and dots only"),
+        ("a..example", "1 to 63 characters"),
+        ("x" * 64 + ".example", "1 to 63 characters"),
+        ("git-.example", "neither starts nor ends with a hyphen"),
+        ("10.77.0.300", "not an IP address"),
+        ("[fd00::2]", "without brackets"),
+        ("git_host.example", "letters, digits, hyphens and dots only"),
+    ],
+)
 def test_bad_host_names_are_refused_in_words(tmp_path: Path, host: str, why: str) -> None:
     assert tls("init-ca", str(tmp_path / "ca")).returncode == 0
     r = tls("issue", "--ca", str(tmp_path / "ca"), host, str(tmp_path / "out"))
@@ -82,8 +91,10 @@ def test_bad_host_names_are_refused_in_words(tmp_path: Path, host: str, why: str
 def test_missing_or_broken_ca_is_explained(tmp_path: Path) -> None:
     r = tls("issue", "--ca", str(tmp_path / "none"), "h.example", str(tmp_path / "out"))
     assert r.returncode == 1
-    assert r.stderr == (f"applikant: {tmp_path / 'none' / 'ca.pem'} does not exist; make the "
-                        f"CA with `applikant tls init-ca {tmp_path / 'none'}`\n")
+    assert r.stderr == (
+        f"applikant: {tmp_path / 'none' / 'ca.pem'} does not exist; make the "
+        f"CA with `applikant tls init-ca {tmp_path / 'none'}`\n"
+    )
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "ca.pem").write_text("not a certificate\n")
     (tmp_path / "bad" / "ca.key").write_text("not a key\n")

@@ -188,6 +188,7 @@ async def linked(answer: Answer = echo) -> AsyncIterator[tuple[Link, FakePeer]]:
 
 # ---- calls ----------------------------------------------------------------------
 
+
 async def test_call_gets_its_reply() -> None:
     async with linked() as (link, peer):
         value = await link.call(None, "repos", "list", ["alice", 3], timeout=5)
@@ -224,13 +225,16 @@ async def test_concurrent_calls_answered_out_of_order() -> None:
         assert link.pending == {}
 
 
-@pytest.mark.parametrize(("kind", "exc_type"), [
-    ("no_such_name", NoSuchName),
-    ("node_down", NodeDown),
-    ("timeout", CallTimeout),
-    ("not_found", RemoteError),
-    ("internal", RemoteError),
-])
+@pytest.mark.parametrize(
+    ("kind", "exc_type"),
+    [
+        ("no_such_name", NoSuchName),
+        ("node_down", NodeDown),
+        ("timeout", CallTimeout),
+        ("not_found", RemoteError),
+        ("internal", RemoteError),
+    ],
+)
 async def test_error_reply_raises_a_typed_error(kind: str, exc_type: type) -> None:
     async with linked(lambda call: ErrorReply(call.req_id, kind, "it went wrong")) as (link, _):
         with pytest.raises(exc_type, match="it went wrong") as info:
@@ -256,7 +260,10 @@ async def test_call_times_out_and_cancels(autojump_clock: trio.testing.MockClock
         # A late answer is dropped; the link keeps working.
         await peer.send(Reply(call.req_id, "too late"))
         peer.answer = echo
-        assert await link.call(None, "svc", "fast", [1], timeout=7) == {"method": "fast", "args": [1]}
+        assert await link.call(None, "svc", "fast", [1], timeout=7) == {
+            "method": "fast",
+            "args": [1],
+        }
 
 
 async def test_expired_fails_only_overdue_calls(autojump_clock: trio.testing.MockClock) -> None:
@@ -309,8 +316,10 @@ async def test_caller_cancelled_sends_cancel(autojump_clock: trio.testing.MockCl
 
 
 async def test_reply_racing_the_timeout_is_not_cancelled(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """An answer that arrives in time wins; no Cancel follows it."""
+
     async def answer_late(link: Link, peer: FakePeer) -> None:
         await peer.wait_for(lambda ev: bool(peer.calls()))
         await trio.sleep(4.9)
@@ -367,6 +376,7 @@ async def test_close_cancels_the_scope() -> None:
 async def test_peer_closing_its_end_fails_pending_calls() -> None:
     async with linked(silent) as (link, peer):
         async with trio.open_nursery() as nursery:
+
             async def closer() -> None:
                 await peer.wait_for(lambda ev: bool(peer.calls()))
                 await peer.stream.aclose()
@@ -407,19 +417,23 @@ async def test_concurrent_sends_are_batched_and_whole() -> None:
 
 # ---- the call-site error vocabulary ------------------------------------------------
 
-@pytest.mark.parametrize(("exc", "kind", "back"), [
-    (NoSuchName("nobody is called repos"), errors.KIND_NO_SUCH_NAME, NoSuchName),
-    (NodeDown("am@host went down"), errors.KIND_NODE_DOWN, NodeDown),
-    (CallTimeout("no answer in 5 s"), errors.KIND_TIMEOUT, CallTimeout),
-    (RemoteError("conflict", "already exists"), "conflict", RemoteError),
-    (ServiceError("generic"), "error", RemoteError),
-    (ServiceError("custom", kind="quota"), "quota", RemoteError),
-    (BadRequest("bad"), "bad_request", RemoteError),
-    (NotFound("missing"), "not_found", RemoteError),
-    (Conflict("taken"), "conflict", RemoteError),
-    (Forbidden("no"), "forbidden", RemoteError),
-    (Unavailable("later"), "unavailable", RemoteError),
-])
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "back"),
+    [
+        (NoSuchName("nobody is called repos"), errors.KIND_NO_SUCH_NAME, NoSuchName),
+        (NodeDown("am@host went down"), errors.KIND_NODE_DOWN, NodeDown),
+        (CallTimeout("no answer in 5 s"), errors.KIND_TIMEOUT, CallTimeout),
+        (RemoteError("conflict", "already exists"), "conflict", RemoteError),
+        (ServiceError("generic"), "error", RemoteError),
+        (ServiceError("custom", kind="quota"), "quota", RemoteError),
+        (BadRequest("bad"), "bad_request", RemoteError),
+        (NotFound("missing"), "not_found", RemoteError),
+        (Conflict("taken"), "conflict", RemoteError),
+        (Forbidden("no"), "forbidden", RemoteError),
+        (Unavailable("later"), "unavailable", RemoteError),
+    ],
+)
 def test_error_round_trip(exc: BaseException, kind: str, back: type) -> None:
     reply = reply_from_error(exc)
     assert reply is not None
@@ -437,8 +451,16 @@ def test_error_round_trip(exc: BaseException, kind: str, back: type) -> None:
     assert reply_from_error(again) == reply
 
 
-@pytest.mark.parametrize("exc", [ValueError("boom"), KeyError("k"), RuntimeError(),
-                                 trio.Cancelled.__new__(trio.Cancelled), DistError("x")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("boom"),
+        KeyError("k"),
+        RuntimeError(),
+        trio.Cancelled.__new__(trio.Cancelled),
+        DistError("x"),
+    ],
+)
 def test_unexpected_exceptions_have_no_reply(exc: BaseException) -> None:
     assert reply_from_error(exc) is None
 
@@ -455,7 +477,14 @@ def test_error_tiers() -> None:
     refused = errors.HandshakeRefused("wrong cookie", "cookie")
     assert refused.reason == "wrong cookie" and refused.code == "cookie"
     assert str(refused) == "wrong cookie"
-    for cls in (NoSuchName, NodeDown, CallTimeout, RemoteError, errors.Refused,
-                errors.NameTaken, errors.NodeStartError):
+    for cls in (
+        NoSuchName,
+        NodeDown,
+        CallTimeout,
+        RemoteError,
+        errors.Refused,
+        errors.NameTaken,
+        errors.NodeStartError,
+    ):
         assert issubclass(cls, DistError)
         assert not issubclass(cls, errors.ProtocolError)

@@ -10,21 +10,24 @@ from applikant.node import names
 from applikant.node.names import BadNodeName
 
 
-@pytest.mark.parametrize(("node", "name", "host", "long"), [
-    ("am@localhost", "am", "localhost", False),
-    ("am@git", "am", "git", False),
-    ("as_1234@git", "as_1234", "git", False),
-    ("ah_99@build-01", "ah_99", "build-01", False),
-    ("web-2@Host_X", "web-2", "Host_X", False),
-    ("9@9", "9", "9", False),
-    ("am@git.example.org", "am", "git.example.org", True),
-    ("am@10.0.0.2", "am", "10.0.0.2", True),
-    ("am@::1", "am", "::1", True),
-    ("am@[::1]", "am", "[::1]", True),
-    ("am@fe80::1", "am", "fe80::1", True),
-    ("n" * 63 + "@h", "n" * 63, "h", False),
-    ("n@" + "h" * 253, "n", "h" * 253, False),
-])
+@pytest.mark.parametrize(
+    ("node", "name", "host", "long"),
+    [
+        ("am@localhost", "am", "localhost", False),
+        ("am@git", "am", "git", False),
+        ("as_1234@git", "as_1234", "git", False),
+        ("ah_99@build-01", "ah_99", "build-01", False),
+        ("web-2@Host_X", "web-2", "Host_X", False),
+        ("9@9", "9", "9", False),
+        ("am@git.example.org", "am", "git.example.org", True),
+        ("am@10.0.0.2", "am", "10.0.0.2", True),
+        ("am@::1", "am", "::1", True),
+        ("am@[::1]", "am", "[::1]", True),
+        ("am@fe80::1", "am", "fe80::1", True),
+        ("n" * 63 + "@h", "n" * 63, "h", False),
+        ("n@" + "h" * 253, "n", "h" * 253, False),
+    ],
+)
 def test_good_names(node: str, name: str, host: str, long: bool) -> None:
     assert names.split(node) == (name, host)
     assert names.name_of(node) == name
@@ -33,28 +36,31 @@ def test_good_names(node: str, name: str, host: str, long: bool) -> None:
     assert names.kind(node) == ("long" if long else "short")
 
 
-@pytest.mark.parametrize("node", [
-    "",
-    "am",
-    "am@",
-    "@host",
-    "@",
-    "a@b@c",
-    "a b@host",
-    "am@ho st",
-    "am@host/x",
-    "-am@host",
-    ".am@host",
-    "a.m@host",
-    "am@-host",
-    "am@.host",
-    "am@h\u00f6st",
-    "\u00e4m@host",
-    "am@host\n",
-    "am\x00@host",
-    "n" * 64 + "@h",
-    "n@" + "h" * 254,
-])
+@pytest.mark.parametrize(
+    "node",
+    [
+        "",
+        "am",
+        "am@",
+        "@host",
+        "@",
+        "a@b@c",
+        "a b@host",
+        "am@ho st",
+        "am@host/x",
+        "-am@host",
+        ".am@host",
+        "a.m@host",
+        "am@-host",
+        "am@.host",
+        "am@h\u00f6st",
+        "\u00e4m@host",
+        "am@host\n",
+        "am\x00@host",
+        "n" * 64 + "@h",
+        "n@" + "h" * 254,
+    ],
+)
 def test_bad_names(node: str) -> None:
     with pytest.raises(BadNodeName, match="not a node name"):
         names.split(node)
@@ -65,22 +71,28 @@ def test_bad_names(node: str) -> None:
     assert issubclass(BadNodeName, ValueError)
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("am@git", "af@web"),
-    ("am@git.example.org", "af@10.0.0.1"),
-    ("am@::1", "af@h.example"),
-    ("x@h", "x@h"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("am@git", "af@web"),
+        ("am@git.example.org", "af@10.0.0.1"),
+        ("am@::1", "af@h.example"),
+        ("x@h", "x@h"),
+    ],
+)
 def test_same_kind(a: str, b: str) -> None:
     assert names.check_same_kind(a, b) is None
     assert names.check_same_kind(b, a) is None
 
 
-@pytest.mark.parametrize(("short", "long"), [
-    ("am@git", "af@git.example.org"),
-    ("am@localhost", "af@127.0.0.1"),
-    ("am@h", "af@::1"),
-])
+@pytest.mark.parametrize(
+    ("short", "long"),
+    [
+        ("am@git", "af@git.example.org"),
+        ("am@localhost", "af@127.0.0.1"),
+        ("am@h", "af@::1"),
+    ],
+)
 def test_mixed_kinds_refused_in_words(short: str, long: str) -> None:
     for a, b in ((short, long), (long, short)):
         reason = names.check_same_kind(a, b)

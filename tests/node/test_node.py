@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,8 +28,12 @@ COOKIE = b"cookie"
 async def running_portmapper() -> AsyncIterator[DistSettings]:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(portmapper.serve, "127.0.0.1", 0)
-        yield DistSettings(portmapper_port=port, listen_min=30000 + port % 20000,
-                           listen_max=30099 + port % 20000, handshake_timeout=2.0)
+        yield DistSettings(
+            portmapper_port=port,
+            listen_min=30000 + port % 20000,
+            listen_max=30099 + port % 20000,
+            handshake_timeout=2.0,
+        )
         nursery.cancel_scope.cancel()
 
 
@@ -56,8 +59,10 @@ async def test_nodeup_nodedown_events_and_sync() -> None:
 
 async def test_short_and_long_names_never_mix() -> None:
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@127.0.0.1", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@127.0.0.1", COOKIE, s) as b,
+        ):
             with pytest.raises(Refused, match="never mixed"):
                 await a.connect("b@127.0.0.1")
             with pytest.raises(Refused, match="never mixed"):
@@ -67,8 +72,10 @@ async def test_short_and_long_names_never_mix() -> None:
 
 async def test_simultaneous_dials_end_in_one_link() -> None:
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             async with trio.open_nursery() as n:
                 n.start_soon(a.connect, "b@localhost")
                 n.start_soon(b.connect, "a@localhost")
@@ -78,8 +85,10 @@ async def test_simultaneous_dials_end_in_one_link() -> None:
 
 async def test_register_twice_and_name_taken() -> None:
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             await a.register_global("x", {"echo": echo})
             await b.connect("a@localhost")
             await b.sync()
@@ -95,8 +104,10 @@ async def test_register_twice_and_name_taken() -> None:
 async def test_healed_partition_tells_the_loser() -> None:
     lost: list[tuple[str, str]] = []
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             events = b.monitor()
             await a.register_global("dup", {"echo": echo})
             await b.register_global("dup", {"echo": echo}, on_lost=lambda n, w: lost.append((n, w)))
@@ -148,12 +159,15 @@ async def test_call_timeout_cancels_the_remote_handler() -> None:
             cancelled.set()
 
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             await a.register_global("slow", {"slow": slow})
             await b.connect("a@localhost")
             await b.sync()
             from applikant.node.errors import CallTimeout
+
             with pytest.raises(CallTimeout):
                 await b.call("slow", "slow", timeout=0.3)
             with trio.fail_after(5):
@@ -180,7 +194,9 @@ def test_portmapper_takes_registrations_from_loopback_only() -> None:
     assert pm.answer({"op": "register", "name": "a", "port": 9100}, "::1", owned) == {"ok": True}
     assert pm.answer({"op": "lookup", "name": "a"}, "10.1.2.3", set()) == {"ok": True, "port": 9100}
     assert pm.answer({"op": "bogus"}, "127.0.0.1", set())["ok"] is False
-    assert pm.answer({"op": "register", "name": "../x", "port": 1}, "127.0.0.1", set())["ok"] is False
+    assert (
+        pm.answer({"op": "register", "name": "../x", "port": 1}, "127.0.0.1", set())["ok"] is False
+    )
 
 
 @pytest.fixture
@@ -200,8 +216,10 @@ def pki(tmp_path: Path) -> dict[str, TlsSettings]:
 async def test_tls_links_with_the_cluster_ca(pki: dict[str, TlsSettings]) -> None:
     async with running_portmapper() as plain:
         s = DistSettings(**{**plain.as_dict(), "tls": pki["good"].as_dict()})
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             await a.register_global("svc", {"echo": echo})
             await b.connect("a@localhost")
             await b.sync()
@@ -226,11 +244,14 @@ async def test_tls_links_with_the_cluster_ca(pki: dict[str, TlsSettings]) -> Non
 async def test_remote_error_kinds_survive_forwarding() -> None:
     async def deny(ctx: CallContext, args: object) -> None:
         from applikant.node.errors import Forbidden
+
         raise Forbidden("no write access to team/project")
 
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             await b.register_global("svc", {"deny": deny})
             await a.connect("b@localhost")
             await a.sync()
@@ -240,14 +261,18 @@ async def test_remote_error_kinds_survive_forwarding() -> None:
 
             with pytest.raises(RemoteError) as info:
                 await trio.to_thread.run_sync(via_a)
-            assert (info.value.kind, info.value.message) == ("forbidden",
-                                                            "no write access to team/project")
+            assert (info.value.kind, info.value.message) == (
+                "forbidden",
+                "no write access to team/project",
+            )
 
 
 async def test_a_lost_peer_is_dialled_again_but_not_one_that_said_goodbye() -> None:
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             await b.register_global("svc", {"echo": echo})
             await a.connect("b@localhost")
             await a.sync()
@@ -278,8 +303,10 @@ async def test_casts_arrive_in_order_without_a_reply() -> None:
             done.set()
 
     async with running_portmapper() as s:
-        async with open_node("a@localhost", COOKIE, s) as a, \
-                open_node("b@localhost", COOKIE, s) as b:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
             b.register_local("inbox", {"note": note})
             for i in range(50):
                 await a.cast("inbox", "note", i, node="b@localhost")

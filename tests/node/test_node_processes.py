@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import struct
@@ -24,10 +23,24 @@ def settings(c: Cluster, **kw: object) -> DistSettings:
     return DistSettings(portmapper_port=c.pm_port, **kw)
 
 
-def ecall(c: Cluster, peer: str, target: str, method: str, args: object = None,
-          cookie: str | None = None, **kw: object) -> object:
-    return blocking.call(c.node(peer), (cookie or c.cookie).encode(), target, method, args,
-                         settings=settings(c), **kw)
+def ecall(
+    c: Cluster,
+    peer: str,
+    target: str,
+    method: str,
+    args: object = None,
+    cookie: str | None = None,
+    **kw: object,
+) -> object:
+    return blocking.call(
+        c.node(peer),
+        (cookie or c.cookie).encode(),
+        target,
+        method,
+        args,
+        settings=settings(c),
+        **kw,
+    )
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
@@ -157,7 +170,9 @@ def test_garbage_oversize_and_silence_do_not_take_a_node_down(cluster: Cluster) 
         assert s.recv(100) == b""
         assert time.monotonic() - start < 9
     # garbage after a good handshake, on a live link
-    eph = blocking.EphemeralNode(cluster.node("a"), cluster.cookie.encode(), settings=settings(cluster))
+    eph = blocking.EphemeralNode(
+        cluster.node("a"), cluster.cookie.encode(), settings=settings(cluster)
+    )
     eph._sock.sendall(struct.pack(">I", 3) + b"\xc1\xc1\xc1")
     with pytest.raises(NodeDown):
         eph.call("echo", "echo", 1, timeout=5)
@@ -173,7 +188,9 @@ def test_frame_limit_after_handshake(cluster: Cluster) -> None:
     cluster.start_portmapper()
     a = cluster.start_node("a")
     assert len(ecall(cluster, "a", "echo", "echo", b"x" * 90_000)) == 90_000
-    eph = blocking.EphemeralNode(cluster.node("a"), cluster.cookie.encode(), settings=settings(cluster))
+    eph = blocking.EphemeralNode(
+        cluster.node("a"), cluster.cookie.encode(), settings=settings(cluster)
+    )
     eph._proto._max_frame = 10**9  # our side would refuse to send it
     with pytest.raises(NodeDown):
         eph.call("echo", "echo", b"x" * 200_000, timeout=5)
@@ -212,13 +229,18 @@ def test_peer_dying_mid_call_gives_node_down_not_a_hang(cluster: Cluster) -> Non
     cluster.start_node("a", plain=True)
     b = cluster.start_node("b", "slow", connect=("a@localhost",))
     wait_for(lambda: "slow" in global_names(cluster, "a"))
-    code = ("import sys, time; from applikant.node import blocking; "
-            "from applikant.node.settings import DistSettings as D; t=time.monotonic()\n"
-            "try:\n blocking.call('a@localhost', sys.argv[1].encode(), 'slow', 'sleep', 60, "
-            "settings=D(portmapper_port=int(sys.argv[2])), timeout=60)\n"
-            "except Exception as e: print(type(e).__name__, e, round(time.monotonic()-t, 1))")
-    caller = subprocess.Popen([sys.executable, "-c", code, cluster.cookie, str(cluster.pm_port)],
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from applikant.node import blocking; "
+        "from applikant.node.settings import DistSettings as D; t=time.monotonic()\n"
+        "try:\n blocking.call('a@localhost', sys.argv[1].encode(), 'slow', 'sleep', 60, "
+        "settings=D(portmapper_port=int(sys.argv[2])), timeout=60)\n"
+        "except Exception as e: print(type(e).__name__, e, round(time.monotonic()-t, 1))"
+    )
+    caller = subprocess.Popen(
+        [sys.executable, "-c", code, cluster.cookie, str(cluster.pm_port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     b.signal(signal.SIGKILL)
     out, _ = caller.communicate(timeout=20)
@@ -231,8 +253,10 @@ def test_node_registers_again_when_its_portmapper_restarts(cluster: Cluster) -> 
     pm.stop()
     cluster.start_portmapper()
     start = time.monotonic()
-    wait_for(lambda: json.loads(cluster.cli("names", "--json").stdout or "{}") == {"a": a.port},
-             interval=0.02)
+    wait_for(
+        lambda: json.loads(cluster.cli("names", "--json").stdout or "{}") == {"a": a.port},
+        interval=0.02,
+    )
     assert time.monotonic() - start < 1.0 + 1.5  # re-registers within 1 s (+ CLI start-up)
     assert "portmapper_reregistered" in a.log_text()
 

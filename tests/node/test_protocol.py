@@ -8,6 +8,7 @@ the next frame glued on, and must give the same events each way.
 from __future__ import annotations
 
 import hmac
+import itertools
 import math
 import os
 import struct
@@ -62,18 +63,18 @@ OTHER_COOKIE = b"a different cookie"
 CLIENT = "c@host"
 SERVER = "s@host"
 
-FAST = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---- feeding ------------------------------------------------------------------
+
 
 def chunks_whole(data: bytes) -> list[bytes]:
     return [data] if data else []
 
 
 def chunks_bytewise(data: bytes) -> list[bytes]:
-    return [data[i:i + 1] for i in range(len(data))]
+    return [data[i : i + 1] for i in range(len(data))]
 
 
 FEEDERS = {"whole": chunks_whole, "bytewise": chunks_bytewise}
@@ -96,8 +97,12 @@ def drain(conn: Connection, on_event: Callable[[Connection, Any], Any] | None = 
     raise AssertionError("next_event never returned NEED_DATA")
 
 
-def feed(conn: Connection, data: bytes, chunker: Callable[[bytes], list[bytes]] = chunks_whole,
-         on_event: Callable[[Connection, Any], Any] | None = None) -> list[Any]:
+def feed(
+    conn: Connection,
+    data: bytes,
+    chunker: Callable[[bytes], list[bytes]] = chunks_whole,
+    on_event: Callable[[Connection, Any], Any] | None = None,
+) -> list[Any]:
     events: list[Any] = []
     for chunk in chunker(data):
         conn.receive_data(chunk)
@@ -128,15 +133,23 @@ class Pair:
     the middle or replay an old message).
     """
 
-    def __init__(self, client: str = CLIENT, server: str = SERVER, *,
-                 client_cookie: bytes = COOKIE, server_cookie: bytes = COOKIE,
-                 hidden: bool = False, max_frame: int = protocol.DEFAULT_MAX_FRAME,
-                 chunker: Callable[[bytes], list[bytes]] = chunks_whole,
-                 decide: Callable[[Connection, Any], Any] = accept_all,
-                 tamper_c2s: Callable[[bytes], bytes] | None = None,
-                 tamper_s2c: Callable[[bytes], bytes] | None = None) -> None:
-        self.client = Connection(Role.CLIENT, client, client_cookie, hidden=hidden,
-                                 max_frame=max_frame)
+    def __init__(
+        self,
+        client: str = CLIENT,
+        server: str = SERVER,
+        *,
+        client_cookie: bytes = COOKIE,
+        server_cookie: bytes = COOKIE,
+        hidden: bool = False,
+        max_frame: int = protocol.DEFAULT_MAX_FRAME,
+        chunker: Callable[[bytes], list[bytes]] = chunks_whole,
+        decide: Callable[[Connection, Any], Any] = accept_all,
+        tamper_c2s: Callable[[bytes], bytes] | None = None,
+        tamper_s2c: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.client = Connection(
+            Role.CLIENT, client, client_cookie, hidden=hidden, max_frame=max_frame
+        )
         self.server = Connection(Role.SERVER, server, server_cookie, max_frame=max_frame)
         self.chunker = chunker
         self.decide = decide
@@ -172,12 +185,16 @@ class Pair:
                 break
         return self
 
-    def c_to_s(self, event: Any, chunker: Callable[[bytes], list[bytes]] = chunks_whole) -> list[Any]:
+    def c_to_s(
+        self, event: Any, chunker: Callable[[bytes], list[bytes]] = chunks_whole
+    ) -> list[Any]:
         data = self.client.send(event)
         self.c2s += data
         return feed(self.server, data, chunker)
 
-    def s_to_c(self, event: Any, chunker: Callable[[bytes], list[bytes]] = chunks_whole) -> list[Any]:
+    def s_to_c(
+        self, event: Any, chunker: Callable[[bytes], list[bytes]] = chunks_whole
+    ) -> list[Any]:
         data = self.server.send(event)
         self.s2c += data
         return feed(self.client, data, chunker)
@@ -191,6 +208,7 @@ def connected(**kwargs: Any) -> Pair:
 
 
 # ---- the handshake -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", FEEDERS)
 @pytest.mark.parametrize("hidden", [False, True])
@@ -252,7 +270,7 @@ def test_cookie_never_crosses_the_wire() -> None:
     assert COOKIE not in wire
     # nor any sizeable piece of it
     for i in range(0, len(COOKIE) - 16, 8):
-        assert COOKIE[i:i + 16] not in wire
+        assert COOKIE[i : i + 16] not in wire
 
 
 def test_cookie_never_crosses_the_wire_on_refusal() -> None:
@@ -310,8 +328,8 @@ def test_replayed_proof_is_refused() -> None:
 
 def test_proofs_differ_between_sessions() -> None:
     a, b = _capture_session(), _capture_session()
-    proofs = [[f["digest"] for f in frames(p.c2s) if f["t"] == "proof"][0] for p in (a, b)]
-    welcomes = [[f["digest"] for f in frames(p.s2c) if f["t"] == "welcome"][0] for p in (a, b)]
+    proofs = [next(f["digest"] for f in frames(p.c2s) if f["t"] == "proof") for p in (a, b)]
+    welcomes = [next(f["digest"] for f in frames(p.s2c) if f["t"] == "welcome") for p in (a, b)]
     assert proofs[0] != proofs[1]
     assert welcomes[0] != welcomes[1]
     for p in (a, b):
@@ -340,6 +358,7 @@ def _rename(t: str, new_name: str) -> Callable[[bytes], bytes]:
                 obj = dict(obj, name=new_name)
             out += encode_frame(obj)
         return out
+
     return tamper
 
 
@@ -383,7 +402,9 @@ def test_server_refusal_reaches_the_client(mode: str) -> None:
         return None
 
     pair = Pair(decide=refuse, chunker=FEEDERS[mode]).handshake()
-    assert refusals == [HandshakeFailed("already connected", by_peer=False, code=REFUSE_NAME_IN_USE)]
+    assert refusals == [
+        HandshakeFailed("already connected", by_peer=False, code=REFUSE_NAME_IN_USE)
+    ]
     assert pair.client_events == [
         HandshakeFailed("already connected", by_peer=True, code=REFUSE_NAME_IN_USE)
     ]
@@ -415,11 +436,14 @@ def test_refuse_without_fields_still_fails_handshake() -> None:
     ]
 
 
-@pytest.mark.parametrize(("client", "server"), [
-    ("c@host", "s@host.example.org"),
-    ("c@host.example.org", "s@host"),
-    ("c@10.0.0.1", "s@host"),
-])
+@pytest.mark.parametrize(
+    ("client", "server"),
+    [
+        ("c@host", "s@host.example.org"),
+        ("c@host.example.org", "s@host"),
+        ("c@10.0.0.1", "s@host"),
+    ],
+)
 def test_mixed_short_and_long_names_refused(client: str, server: str) -> None:
     pair = Pair(client=client, server=server).handshake()
     [failed] = pair.server_events  # no PeerHello: the core refuses by itself
@@ -438,8 +462,13 @@ def test_own_name_refused() -> None:
 
 
 def _hello(**over: Any) -> dict[str, Any]:
-    hello = {"t": "hello", "v": VERSION, "name": CLIENT, "hidden": False,
-             "challenge": os.urandom(CHALLENGE_BYTES)}
+    hello = {
+        "t": "hello",
+        "v": VERSION,
+        "name": CLIENT,
+        "hidden": False,
+        "challenge": os.urandom(CHALLENGE_BYTES),
+    }
     hello.update(over)
     return {k: v for k, v in hello.items() if v is not _DROP}
 
@@ -456,7 +485,9 @@ def _server_fed(data: bytes) -> Connection:
 @pytest.mark.parametrize("mode", FEEDERS)
 def test_crafted_hello_accepted(mode: str) -> None:
     server = Connection(Role.SERVER, SERVER, COOKIE)
-    assert feed(server, encode_frame(_hello(hidden=True)), FEEDERS[mode]) == [PeerHello(CLIENT, True)]
+    assert feed(server, encode_frame(_hello(hidden=True)), FEEDERS[mode]) == [
+        PeerHello(CLIENT, True)
+    ]
 
 
 def test_bad_version_refused_by_server() -> None:
@@ -470,29 +501,35 @@ def test_bad_version_refused_by_client() -> None:
     client = Connection(Role.CLIENT, CLIENT, COOKIE)
     client.initiate()
     client.data_to_send()
-    client.receive_data(encode_frame({"t": "challenge", "v": 99, "name": SERVER,
-                                      "challenge": os.urandom(CHALLENGE_BYTES)}))
+    client.receive_data(
+        encode_frame(
+            {"t": "challenge", "v": 99, "name": SERVER, "challenge": os.urandom(CHALLENGE_BYTES)}
+        )
+    )
     with pytest.raises(RemoteProtocolError, match="99"):
         client.next_event()
     assert client.state == State.ERROR
     assert client.data_to_send() == b""  # no proof was made
 
 
-@pytest.mark.parametrize("hello", [
-    _hello(v=_DROP),
-    _hello(name=_DROP),
-    _hello(name=5),
-    _hello(name="no-at-sign"),
-    _hello(name="a@b@c"),
-    _hello(challenge=_DROP),
-    _hello(challenge=b"short"),
-    _hello(challenge="x" * CHALLENGE_BYTES),
-    _hello(t="proof"),
-    _hello(t="welcome"),
-    _hello(t="refuse"),
-    _hello(t=5),
-    {"v": VERSION},
-])
+@pytest.mark.parametrize(
+    "hello",
+    [
+        _hello(v=_DROP),
+        _hello(name=_DROP),
+        _hello(name=5),
+        _hello(name="no-at-sign"),
+        _hello(name="a@b@c"),
+        _hello(challenge=_DROP),
+        _hello(challenge=b"short"),
+        _hello(challenge="x" * CHALLENGE_BYTES),
+        _hello(t="proof"),
+        _hello(t="welcome"),
+        _hello(t="refuse"),
+        _hello(t=5),
+        {"v": VERSION},
+    ],
+)
 def test_malformed_hello_refused(hello: dict[str, Any]) -> None:
     server = _server_fed(encode_frame(hello))
     with pytest.raises(RemoteProtocolError):
@@ -501,19 +538,22 @@ def test_malformed_hello_refused(hello: dict[str, Any]) -> None:
     assert server.data_to_send() == b""
 
 
-@pytest.mark.parametrize("garbage", [
-    b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n",
-    b"SSH-2.0-OpenSSH_9.6\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
-    bytes(range(256)),
-    b"\xff" * 8,
-    b"\x00\x00\x00\x01\xc1",  # a msgpack byte that is never used
-    b"\x00\x00\x00\x02\x92\x01",  # a truncated body inside a complete frame
-    encode_frame([1, 2, 3]),  # a message kind before the handshake
-    encode_frame("hello"),
-    encode_frame({"t": "hello"}) + b"junk",
-    encode_frame({1: 2}),  # non-string map keys
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n",
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
+        bytes(range(256)),
+        b"\xff" * 8,
+        b"\x00\x00\x00\x01\xc1",  # a msgpack byte that is never used
+        b"\x00\x00\x00\x02\x92\x01",  # a truncated body inside a complete frame
+        encode_frame([1, 2, 3]),  # a message kind before the handshake
+        encode_frame("hello"),
+        encode_frame({"t": "hello"}) + b"junk",
+        encode_frame({1: 2}),  # non-string map keys
+    ],
+)
 @pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])
 def test_garbage_before_the_handshake(garbage: bytes, role: str) -> None:
     conn = Connection(role, SERVER if role == Role.SERVER else CLIENT, COOKIE)
@@ -564,6 +604,7 @@ def test_handshake_frame_of_exactly_the_limit_passes() -> None:
 
 # ---- messages after the handshake -------------------------------------------
 
+
 def sample_messages() -> list[Any]:
     return [
         Call(1, None, "repos", "list", ["alice", {"limit": 10}]),
@@ -593,11 +634,16 @@ MESSAGES = sample_messages()
 @pytest.mark.parametrize("mode", ["whole", "bytewise", "trailing"])
 def test_every_message_round_trips_both_ways(msg: Any, mode: str) -> None:
     pair = connected()
-    for send, receiver, sender in ((pair.c_to_s, pair.server, pair.client),
-                                   (pair.s_to_c, pair.client, pair.server)):
+    for send, receiver, sender in (
+        (pair.c_to_s, pair.server, pair.client),
+        (pair.s_to_c, pair.client, pair.server),
+    ):
         if mode == "trailing":
             data = sender.send(msg) + sender.send(Tick()) + sender.send(Cancel(5))[:3]
-            assert feed(receiver, data) == [msg, Tick(), ]
+            assert feed(receiver, data) == [
+                msg,
+                Tick(),
+            ]
             receiver.receive_data(sender.send(Cancel(5))[3:])
             assert drain(receiver) == [Cancel(5)]
         else:
@@ -740,14 +786,19 @@ def test_send_after_the_connection_ended_is_a_local_error() -> None:
 
 def test_send_non_message_is_a_local_error() -> None:
     pair = connected()
-    for event in (PeerHello(CLIENT, False), HandshakeDone(CLIENT, False), ConnectionClosed(),
-                  HandshakeFailed("x", True)):
+    for event in (
+        PeerHello(CLIENT, False),
+        HandshakeDone(CLIENT, False),
+        ConnectionClosed(),
+        HandshakeFailed("x", True),
+    ):
         with pytest.raises(LocalProtocolError, match="not a message"):
             pair.client.send(event)
 
 
-@pytest.mark.parametrize("value", [object(), {1, 2}, 2**64, -(2**63) - 1, [object()],
-                                   (1, object())])
+@pytest.mark.parametrize(
+    "value", [object(), {1, 2}, 2**64, -(2**63) - 1, [object()], (1, object())]
+)
 def test_send_unencodable_is_a_local_error(value: Any) -> None:
     pair = connected()
     with pytest.raises(LocalProtocolError, match="cannot encode"):
@@ -757,8 +808,9 @@ def test_send_unencodable_is_a_local_error(value: Any) -> None:
     assert pair.c_to_s(Reply(1, "fine")) == [Reply(1, "fine")]
 
 
-@pytest.mark.parametrize("value", [{1: "one"}, {None: 1}, {1.5: 2}, {(1, 2): 3},
-                                   {"outer": {7: "inner"}}])
+@pytest.mark.parametrize(
+    "value", [{1: "one"}, {None: 1}, {1.5: 2}, {(1, 2): 3}, {"outer": {7: "inner"}}]
+)
 def test_what_send_accepts_the_peer_accepts(value: Any) -> None:
     """send() must refuse (LocalProtocolError) any value the receiving side would
     reject; otherwise one handler's answer with, say, integer dict keys kills the
@@ -879,13 +931,16 @@ def test_malformed_messages_are_remote_errors(obj: Any) -> None:
     assert pair.server.next_event() == ConnectionClosed()
 
 
-@pytest.mark.parametrize("garbage", [
-    b"GET / HTTP/1.1\r\n\r\n",
-    b"\xff\xff\xff\xff",
-    b"\x00\x00\x00\x01\xc1",
-    b"\x00\x00\x00\x03\x91\x01\x02",  # extra data after a complete body
-    encode_frame({"t": "hello"}),
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\xff\xff\xff\xff",
+        b"\x00\x00\x00\x01\xc1",
+        b"\x00\x00\x00\x03\x91\x01\x02",  # extra data after a complete body
+        encode_frame({"t": "hello"}),
+    ],
+)
 def test_garbage_after_the_handshake(garbage: bytes) -> None:
     pair = connected()
     pair.server.receive_data(pair.client.send(Tick()) + garbage)
@@ -929,13 +984,14 @@ def test_server_waits_for_decision_before_reading_the_proof() -> None:
 
 # ---- hmac ---------------------------------------------------------------------
 
+
 @FAST
 @given(key=st.binary(min_size=0, max_size=200), msg=st.binary(max_size=500))
 def test_hmac_sha256_matches_stdlib(key: bytes, msg: bytes) -> None:
     assert hmac_sha256(key, msg) == hmac.new(key, msg, "sha256").digest()
 
 
-@pytest.mark.parametrize("n", range(0, 201))
+@pytest.mark.parametrize("n", range(201))
 def test_hmac_sha256_every_key_length(n: int) -> None:
     key = bytes((i * 7 + n) % 256 for i in range(n))
     msg = b"message %d" % n
@@ -944,18 +1000,22 @@ def test_hmac_sha256_every_key_length(n: int) -> None:
 
 # ---- property tests --------------------------------------------------------------
 
+
 @FAST
-@given(data=st.binary(max_size=2000),
-       max_frame=st.sampled_from([0, 1, 16, 1024, 1 << 24]),
-       cuts=st.lists(st.integers(0, 2000), max_size=8),
-       eof=st.booleans())
-def test_frame_decoder_random_bytes_only_remote_errors(data: bytes, max_frame: int,
-                                                       cuts: list[int], eof: bool) -> None:
+@given(
+    data=st.binary(max_size=2000),
+    max_frame=st.sampled_from([0, 1, 16, 1024, 1 << 24]),
+    cuts=st.lists(st.integers(0, 2000), max_size=8),
+    eof=st.booleans(),
+)
+def test_frame_decoder_random_bytes_only_remote_errors(
+    data: bytes, max_frame: int, cuts: list[int], eof: bool
+) -> None:
     dec = FrameDecoder(max_frame)
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     steps = 0
     try:
-        for a, b in zip(points, points[1:]):
+        for a, b in itertools.pairwise(points):
             dec.feed(data[a:b])
             while True:
                 steps += 1
@@ -981,8 +1041,12 @@ def _float() -> st.SearchStrategy[float]:
 
 
 msgpack_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), _float(),
-    st.text(max_size=20), st.binary(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    _float(),
+    st.text(max_size=20),
+    st.binary(max_size=20),
 )
 msgpack_values = st.recursive(
     msgpack_scalars,
@@ -1013,9 +1077,9 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, protocol._Event):
-        return all(_same(x, y) for x, y in zip(a._values(), b._values()))
+        return all(_same(x, y) for x, y in zip(a._values(), b._values(), strict=False))
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, float):
@@ -1024,20 +1088,24 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @FAST
-@given(msgs=st.lists(messages, max_size=12), cuts=st.lists(st.integers(0, 10_000), max_size=12),
-       to_server=st.booleans())
-def test_random_messages_split_anywhere_decode_in_order(msgs: list[Any], cuts: list[int],
-                                                        to_server: bool) -> None:
+@given(
+    msgs=st.lists(messages, max_size=12),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+    to_server=st.booleans(),
+)
+def test_random_messages_split_anywhere_decode_in_order(
+    msgs: list[Any], cuts: list[int], to_server: bool
+) -> None:
     pair = connected()
     sender, receiver = (pair.client, pair.server) if to_server else (pair.server, pair.client)
     data = b"".join(sender.send(m) for m in msgs)
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     events: list[Any] = []
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         receiver.receive_data(data[a:b])
         events += drain(receiver)
     assert len(events) == len(msgs)
-    for got, want in zip(events, msgs):
+    for got, want in zip(events, msgs, strict=False):
         assert _same(got, want), (got, want)
     receiver.receive_data(b"")
     assert drain(receiver) == [ConnectionClosed()]
@@ -1047,9 +1115,11 @@ fuzz_frames = st.one_of(
     st.binary(max_size=64),  # raw bytes
     st.binary(max_size=64).map(lambda b: struct.pack(">I", len(b)) + b),  # framed junk
     st.lists(st.one_of(st.integers(-2, 10), msgpack_values), min_size=0, max_size=7).map(
-        encode_frame),  # structured junk: lists that look like messages
+        encode_frame
+    ),  # structured junk: lists that look like messages
     st.lists(msgpack_values, max_size=7).flatmap(
-        lambda rest: st.integers(1, 8).map(lambda k: encode_frame([k, *rest]))),
+        lambda rest: st.integers(1, 8).map(lambda k: encode_frame([k, *rest]))
+    ),
     messages.map(lambda m: encode_frame(_wire(m))),  # valid messages between the junk
 )
 
@@ -1103,4 +1173,3 @@ def test_protocol_errors_are_two_kinds() -> None:
     assert issubclass(RemoteProtocolError, ProtocolError)
     assert not issubclass(LocalProtocolError, RemoteProtocolError)
     assert not issubclass(RemoteProtocolError, LocalProtocolError)
-

@@ -129,8 +129,9 @@ def test_replace_node_we_win() -> None:
 
 def test_claim_key() -> None:
     assert Claim("a@h", 1.0).key() == (1.0, "a@h")
-    assert min([Claim("b@h", 1.0), Claim("a@h", 1.0), Claim("0@h", 2.0)],
-               key=Claim.key) == Claim("a@h", 1.0)
+    assert min([Claim("b@h", 1.0), Claim("a@h", 1.0), Claim("0@h", 2.0)], key=Claim.key) == Claim(
+        "a@h", 1.0
+    )
 
 
 # ---- the winner does not depend on the order claims arrive ----------------------
@@ -138,14 +139,17 @@ def test_claim_key() -> None:
 NODES = ["a@host", "b@host", "c@host", "d@host", "e@host"]
 claims_strategy = st.lists(
     st.tuples(st.sampled_from(NODES), st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.0])),
-    min_size=1, max_size=5, unique_by=lambda c: c[0],
+    min_size=1,
+    max_size=5,
+    unique_by=lambda c: c[0],
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(claims=claims_strategy, me=st.sampled_from(NODES), data=st.data())
-def test_winner_is_deterministic_whatever_the_order(claims: list[tuple[str, float]], me: str,
-                                                    data: st.DataObject) -> None:
+def test_winner_is_deterministic_whatever_the_order(
+    claims: list[tuple[str, float]], me: str, data: st.DataObject
+) -> None:
     order = data.draw(st.permutations(claims))
     winner = min(claims, key=lambda c: (c[1], c[0]))[0]
     reg = GlobalRegistry(me)
@@ -162,8 +166,9 @@ def test_winner_is_deterministic_whatever_the_order(claims: list[tuple[str, floa
 
 @settings(max_examples=200, deadline=None)
 @given(claims=claims_strategy, data=st.data())
-def test_every_node_agrees_on_the_winner(claims: list[tuple[str, float]],
-                                         data: st.DataObject) -> None:
+def test_every_node_agrees_on_the_winner(
+    claims: list[tuple[str, float]], data: st.DataObject
+) -> None:
     """Each node hears the claims in its own order; all end with the same owner,
     and only the winner still holds its claim."""
     owners = set()
@@ -182,8 +187,9 @@ def test_every_node_agrees_on_the_winner(claims: list[tuple[str, float]],
 
 @settings(max_examples=200, deadline=None)
 @given(claims=claims_strategy, data=st.data())
-def test_node_down_hands_the_name_to_the_next_claimant(claims: list[tuple[str, float]],
-                                                       data: st.DataObject) -> None:
+def test_node_down_hands_the_name_to_the_next_claimant(
+    claims: list[tuple[str, float]], data: st.DataObject
+) -> None:
     observer = "z@host"  # claims nothing, so nothing is withdrawn
     reg = GlobalRegistry(observer)
     for node, stamp in data.draw(st.permutations(claims)):

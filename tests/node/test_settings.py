@@ -43,14 +43,16 @@ def test_defaults_are_not_shared_between_instances() -> None:
 
 
 def test_from_mapping_overrides() -> None:
-    s = DistSettings.from_mapping({
-        "portmapper_port": 4400,
-        "listen_min": 20000,
-        "listen_max": 20000,
-        "tick_time": 2.5,
-        "call_timeout": 3,  # an int where a float is expected is taken as a float
-        "bind_host": "0.0.0.0",
-    })
+    s = DistSettings.from_mapping(
+        {
+            "portmapper_port": 4400,
+            "listen_min": 20000,
+            "listen_max": 20000,
+            "tick_time": 2.5,
+            "call_timeout": 3,  # an int where a float is expected is taken as a float
+            "bind_host": "0.0.0.0",
+        }
+    )
     assert s.portmapper_port == 4400
     assert (s.listen_min, s.listen_max) == (20000, 20000)
     assert s.tick_time == 2.5
@@ -60,63 +62,84 @@ def test_from_mapping_overrides() -> None:
 
 
 def test_nested_tls_table() -> None:
-    s = DistSettings.from_mapping({"tls": {"enabled": True, "ca": "/etc/ca.pem",
-                                           "cert": "/etc/node.pem", "key": "/etc/node.key"}})
+    s = DistSettings.from_mapping(
+        {
+            "tls": {
+                "enabled": True,
+                "ca": "/etc/ca.pem",
+                "cert": "/etc/node.pem",
+                "key": "/etc/node.key",
+            }
+        }
+    )
     assert isinstance(s.tls, TlsSettings)
     assert s.tls.enabled is True and s.tls.ca == "/etc/ca.pem"
-    assert s.as_dict()["tls"] == {"enabled": True, "ca": "/etc/ca.pem",
-                                  "cert": "/etc/node.pem", "key": "/etc/node.key"}
+    assert s.as_dict()["tls"] == {
+        "enabled": True,
+        "ca": "/etc/ca.pem",
+        "cert": "/etc/node.pem",
+        "key": "/etc/node.key",
+    }
     partial = DistSettings.from_mapping({"tls": {"ca": "x"}})
     assert partial.tls.ca == "x" and partial.tls.enabled is False
     given = TlsSettings(enabled=True)
     assert DistSettings(tls=given).tls is given
 
 
-@pytest.mark.parametrize(("data", "fragment"), [
-    ({"bogus": 1}, "unknown setting dist.bogus"),
-    ({"_section": "x"}, "unknown setting dist._section"),
-    ({"as_dict": 1}, "unknown setting dist.as_dict"),
-    ({"from_mapping": 1}, "unknown setting dist.from_mapping"),
-    ({"tls": {"bogus": True}}, "unknown setting dist.tls.bogus"),
-    ({"tls": True}, "dist.tls must be a table"),
-    ({"tls": "yes"}, "dist.tls must be a table"),
-    ({"tls": {"enabled": "yes"}}, "dist.tls.enabled must be a bool"),
-    ({"tls": {"ca": 5}}, "dist.tls.ca must be a str"),
-    ({"portmapper_port": "4370"}, "dist.portmapper_port must be a int"),
-    ({"listen_min": 9100.0}, "dist.listen_min must be a int"),
-    ({"listen_min": True}, "dist.listen_min must be a int"),
-    ({"tick_time": "10"}, "dist.tick_time must be a float"),
-    ({"tick_time": False}, "dist.tick_time must be a float"),
-    ({"bind_host": None}, "dist.bind_host must be a str"),
-    ({"max_frame": [1]}, "dist.max_frame must be a int"),
-])
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"bogus": 1}, "unknown setting dist.bogus"),
+        ({"_section": "x"}, "unknown setting dist._section"),
+        ({"as_dict": 1}, "unknown setting dist.as_dict"),
+        ({"from_mapping": 1}, "unknown setting dist.from_mapping"),
+        ({"tls": {"bogus": True}}, "unknown setting dist.tls.bogus"),
+        ({"tls": True}, "dist.tls must be a table"),
+        ({"tls": "yes"}, "dist.tls must be a table"),
+        ({"tls": {"enabled": "yes"}}, "dist.tls.enabled must be a bool"),
+        ({"tls": {"ca": 5}}, "dist.tls.ca must be a str"),
+        ({"portmapper_port": "4370"}, "dist.portmapper_port must be a int"),
+        ({"listen_min": 9100.0}, "dist.listen_min must be a int"),
+        ({"listen_min": True}, "dist.listen_min must be a int"),
+        ({"tick_time": "10"}, "dist.tick_time must be a float"),
+        ({"tick_time": False}, "dist.tick_time must be a float"),
+        ({"bind_host": None}, "dist.bind_host must be a str"),
+        ({"max_frame": [1]}, "dist.max_frame must be a int"),
+    ],
+)
 def test_refused_in_words(data: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError) as info:
         DistSettings.from_mapping(data)
     assert fragment in str(info.value)
 
 
-@pytest.mark.parametrize("data", [
-    {"listen_min": 0},
-    {"listen_min": -1},
-    {"listen_min": 9300},  # above the default max
-    {"listen_min": 100, "listen_max": 99},
-    {"listen_max": 65536},
-    {"listen_max": 9099},
-    {"tick_time": 0},
-    {"tick_time": 0.0},
-    {"tick_time": -1.5},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"listen_min": 0},
+        {"listen_min": -1},
+        {"listen_min": 9300},  # above the default max
+        {"listen_min": 100, "listen_max": 99},
+        {"listen_max": 65536},
+        {"listen_max": 9099},
+        {"tick_time": 0},
+        {"tick_time": 0.0},
+        {"tick_time": -1.5},
+    ],
+)
 def test_bad_ranges_refused(data: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="dist\\.(listen_min|tick_time)"):
         DistSettings.from_mapping(data)
 
 
-@pytest.mark.parametrize("data", [
-    {"listen_min": 1, "listen_max": 1},
-    {"listen_min": 1, "listen_max": 65535},
-    {"tick_time": 0.001},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"listen_min": 1, "listen_max": 1},
+        {"listen_min": 1, "listen_max": 65535},
+        {"tick_time": 0.001},
+    ],
+)
 def test_edge_ranges_accepted(data: dict[str, Any]) -> None:
     s = DistSettings.from_mapping(data)
     for key, value in data.items():
@@ -125,7 +148,9 @@ def test_edge_ranges_accepted(data: dict[str, Any]) -> None:
 
 def test_portmapper_listen_is_a_list_of_addresses() -> None:
     assert DistSettings(portmapper_listen=["127.0.0.1", "10.0.0.2"]).portmapper_listen == [
-        "127.0.0.1", "10.0.0.2"]
+        "127.0.0.1",
+        "10.0.0.2",
+    ]
     with pytest.raises(ValueError, match="list of addresses"):
         DistSettings(portmapper_listen=["127.0.0.1", 5])
     with pytest.raises(ValueError, match="must be a list"):

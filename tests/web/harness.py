@@ -29,8 +29,9 @@ class WebSite(GitSite):
     def __init__(self, tmp: Path, **kwargs) -> None:
         self.http_port = procs.free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        aw = (f'\n[aw]\nlisten = "127.0.0.1:{self.http_port}"\n'
-              f'ssh_url = "ssh://git@127.0.0.1:2222"\n')
+        aw = (
+            f'\n[aw]\nlisten = "127.0.0.1:{self.http_port}"\nssh_url = "ssh://git@127.0.0.1:2222"\n'
+        )
         super().__init__(tmp, af_toml=aw, **kwargs)
         self.aw_proc: procs.Proc | None = None
         self.admin_id = ""
@@ -43,13 +44,17 @@ class WebSite(GitSite):
     def start(self) -> None:
         super().start()
         self.start_aw()
-        admin = self.call_am("am_user_db", "add_user", {
-            "login": ADMIN_LOGIN, "password": ADMIN_PASSWORD, "is_admin": True})
+        admin = self.call_am(
+            "am_user_db",
+            "add_user",
+            {"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD, "is_admin": True},
+        )
         self.admin_id = admin["id"]
 
     def start_aw(self) -> None:
-        self.aw_proc = self._daemon("aw", [sys.executable, "-m", "applikant.cli.main",
-                                           "start", "aw"])
+        self.aw_proc = self._daemon(
+            "aw", [sys.executable, "-m", "applikant.cli.main", "start", "aw"]
+        )
 
     def aw_log(self) -> str:
         return self.aw_proc.log_text() if self.aw_proc else ""
@@ -70,16 +75,19 @@ class WebSite(GitSite):
         """A client with a logged-in session; AssertionError if the login fails."""
         c = self.client()
         page = c.get("/login")
-        r = c.post("/login", data={"login": login, "password": password, "next": "/",
-                                   "csrf": csrf_of(page.text)})
+        r = c.post(
+            "/login",
+            data={"login": login, "password": password, "next": "/", "csrf": csrf_of(page.text)},
+        )
         assert r.status_code == 303, (r.status_code, r.text[:500])
         return c
 
     def admin_client(self) -> httpx.Client:
         return self.login(ADMIN_LOGIN, ADMIN_PASSWORD)
 
-    def token_for(self, user_id: str, password_client: httpx.Client | None = None,
-                  title: str = "test") -> str:
+    def token_for(
+        self, user_id: str, password_client: httpx.Client | None = None, title: str = "test"
+    ) -> str:
         """A fresh API token for `user_id`, created by the admin over the API."""
         c = password_client or self.client(auth=(ADMIN_LOGIN, ADMIN_PASSWORD))
         r = c.post(f"/api/users/{user_id}/tokens", json={"title": title})
@@ -87,8 +95,9 @@ class WebSite(GitSite):
         return r.json()["token"]
 
     def user_with_password(self, login: str, password: str, **fields) -> dict:
-        return self.call_am("am_user_db", "add_user", {"login": login, "password": password,
-                                                       **fields})
+        return self.call_am(
+            "am_user_db", "add_user", {"login": login, "password": password, **fields}
+        )
 
 
 def csrf_of(html: str) -> str:

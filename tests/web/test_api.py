@@ -23,8 +23,12 @@ def test_openapi_document_lists_the_routes(site: WebSite) -> None:
     assert r.status_code == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/api/repos", "/api/repos/{owner}/{name}", "/api/users/{id}/keys/{kid}",
-                 "/api/audit"):
+    for path in (
+        "/api/repos",
+        "/api/repos/{owner}/{name}",
+        "/api/users/{id}/keys/{kid}",
+        "/api/audit",
+    ):
         assert path in doc["paths"]
     assert "post" in doc["paths"]["/api/repos"]
     assert "User" in doc["components"]["schemas"]
@@ -32,10 +36,15 @@ def test_openapi_document_lists_the_routes(site: WebSite) -> None:
 
 def test_anonymous_sees_public_repos_only_and_cannot_write(site: WebSite, name: str) -> None:
     a = admin(site)
-    assert a.post("/api/repos", json={"owner": ADMIN_LOGIN, "name": f"{name}pub",
-                                      "is_public": True}).status_code == 201
-    assert a.post("/api/repos", json={"owner": ADMIN_LOGIN, "name": f"{name}priv"}
-                  ).status_code == 201
+    assert (
+        a.post(
+            "/api/repos", json={"owner": ADMIN_LOGIN, "name": f"{name}pub", "is_public": True}
+        ).status_code
+        == 201
+    )
+    assert (
+        a.post("/api/repos", json={"owner": ADMIN_LOGIN, "name": f"{name}priv"}).status_code == 201
+    )
     anon = site.client()
     names = [r["full_name"] for r in anon.get("/api/repos").json()]
     assert f"{ADMIN_LOGIN}/{name}pub" in names
@@ -48,8 +57,9 @@ def test_anonymous_sees_public_repos_only_and_cannot_write(site: WebSite, name: 
 
 def test_user_lifecycle_tokens_and_own_repos(site: WebSite, name: str) -> None:
     a = admin(site)
-    r = a.post("/api/users", json={"login": name, "password": "secret-pass-1",
-                                   "display_name": "Test User"})
+    r = a.post(
+        "/api/users", json={"login": name, "password": "secret-pass-1", "display_name": "Test User"}
+    )
     assert r.status_code == 201, r.text
     uid = r.json()["id"]
     assert a.post("/api/users", json={"login": name}).status_code == 409
@@ -71,14 +81,13 @@ def test_user_lifecycle_tokens_and_own_repos(site: WebSite, name: str) -> None:
     assert r.status_code == 200 and r.json()["full_name"] == f"{name}/proj2"
     assert u.get(f"/api/repos/{name}/proj").status_code == 404
     # Not in someone else's namespace.
-    assert u.post("/api/repos", json={"owner": ADMIN_LOGIN, "name": f"{name}no"}
-                  ).status_code == 403
+    assert u.post("/api/repos", json={"owner": ADMIN_LOGIN, "name": f"{name}no"}).status_code == 403
     assert u.delete(f"/api/repos/{name}/proj2").status_code == 204
     assert u.get(f"/api/repos/{name}/proj2").status_code == 404
 
     # Revoking the token locks it out.
     tokens = u.get(f"/api/users/{uid}/tokens").json()
-    assert len(tokens) == 1 and "token" not in tokens[0] or tokens[0].get("token") is None
+    assert (len(tokens) == 1 and "token" not in tokens[0]) or tokens[0].get("token") is None
     assert u.delete(f"/api/users/{uid}/tokens/{tokens[0]['id']}").status_code == 204
     assert u.get("/api/user").status_code == 401
 
@@ -122,13 +131,17 @@ def test_another_users_key_id_is_not_found_and_untouched(site: WebSite, name: st
     # Bob names Alice's key under his own account, and under hers.
     assert b.delete(f"/api/users/{bob['id']}/keys/{key['id']}").status_code == 404
     assert b.delete(f"/api/users/{alice['id']}/keys/{key['id']}").status_code == 403
-    assert b.put(f"/api/users/{bob['id']}/keys/{key['id']}", json={"title": "mine"}
-                 ).status_code == 404
-    assert b.put(f"/api/users/{alice['id']}/keys/{key['id']}", json={"title": "mine"}
-                 ).status_code == 403
+    assert (
+        b.put(f"/api/users/{bob['id']}/keys/{key['id']}", json={"title": "mine"}).status_code == 404
+    )
+    assert (
+        b.put(f"/api/users/{alice['id']}/keys/{key['id']}", json={"title": "mine"}).status_code
+        == 403
+    )
     assert b.get(f"/api/users/{alice['id']}/keys").status_code == 403
     assert [(k["id"], k["title"]) for k in a.get(f"/api/users/{alice['id']}/keys").json()] == [
-        (key["id"], key["title"])]
+        (key["id"], key["title"])
+    ]
 
 
 def test_non_admin_on_admin_routes_is_refused(site: WebSite, name: str) -> None:
@@ -144,7 +157,7 @@ def test_non_admin_on_admin_routes_is_refused(site: WebSite, name: str) -> None:
 
 
 def test_bad_bodies_change_nothing(site: WebSite, name: str) -> None:
-    user, u = user_client(site, name)
+    _user, u = user_client(site, name)
     before = u.get("/api/repos").json()
     cases = [
         (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
@@ -157,8 +170,13 @@ def test_bad_bodies_change_nothing(site: WebSite, name: str) -> None:
         (dict(data={"name": "ok"}), 415),
         (dict(json={"name": "../../etc"}), 400),
         (dict(json={"name": "a/b"}), 400),
-        (dict(content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
-              headers={"content-type": "application/json"}), 413),
+        (
+            dict(
+                content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+                headers={"content-type": "application/json"},
+            ),
+            413,
+        ),
     ]
     for kwargs, status in cases:
         r = u.post("/api/repos", **kwargs)
@@ -170,8 +188,13 @@ def test_bad_bodies_change_nothing(site: WebSite, name: str) -> None:
 
 def test_path_traversal_in_repo_paths(site: WebSite) -> None:
     a = admin(site)
-    for path in ("/api/repos/..%2F..%2Fetc/passwd", "/api/repos/%2E%2E%2Fetc/passwd",
-                 "/api/repos/root/%2e%2e", "/api/repos/%2e%2e/x", "/api/repos/root/a%00b"):
+    for path in (
+        "/api/repos/..%2F..%2Fetc/passwd",
+        "/api/repos/%2E%2E%2Fetc/passwd",
+        "/api/repos/root/%2e%2e",
+        "/api/repos/%2e%2e/x",
+        "/api/repos/root/a%00b",
+    ):
         r = a.get(path)
         assert r.status_code in (400, 404), (path, r.status_code)
         assert r.headers["content-type"].startswith("application/json")
@@ -201,10 +224,12 @@ def test_permissions_groups_and_audit(site: WebSite, name: str) -> None:
     assert r.status_code == 200, r.text
     assert m.get(repo).status_code == 200
     assert m.get(f"{repo}/access", params={"access": "write"}).json()["allowed"] is True
-    assert m.put(f"{repo}/permissions/{member['login']}", json={"level": "admin"}
-                 ).status_code == 403
-    assert o.put(f"{repo}/permissions/{member['login']}", json={"level": "owner"}
-                 ).status_code == 422
+    assert (
+        m.put(f"{repo}/permissions/{member['login']}", json={"level": "admin"}).status_code == 403
+    )
+    assert (
+        o.put(f"{repo}/permissions/{member['login']}", json={"level": "owner"}).status_code == 422
+    )
     grants = o.get(f"{repo}/permissions").json()
     assert [(g["grantee"], g["level"]) for g in grants] == [(member["login"], "write")]
     r = o.post(f"{repo}/protected-branches", json={"pattern": "main", "admins_only": True})
@@ -241,15 +266,19 @@ def test_tokens_live_in_am_only(site: WebSite, name: str) -> None:
     assert [x["id"] for x in listed] == [made["id"]] and listed[0].get("token") is None
     assert listed[0]["last_used_at"] is not None
     # Made in am (the admin command line), used through aw at once.
-    other = site.call_am("am_user_db", "create_token", {"actor": "system", "user": user["id"],
-                                                        "title": "cli"})
-    assert site.client(headers={"authorization": f"Bearer {other['token']}"}
-                       ).get("/api/user").status_code == 200
+    other = site.call_am(
+        "am_user_db", "create_token", {"actor": "system", "user": user["id"], "title": "cli"}
+    )
+    assert (
+        site.client(headers={"authorization": f"Bearer {other['token']}"})
+        .get("/api/user")
+        .status_code
+        == 200
+    )
     # Another user's token id is not found; a bad title is refused.
     _, stranger = user_client(site, f"{name}s")
     assert stranger.delete(f"/api/users/{user['id']}/tokens/{made['id']}").status_code == 403
-    assert u.post(f"/api/users/{user['id']}/tokens", json={"title": "x" * 101}
-                  ).status_code == 422
+    assert u.post(f"/api/users/{user['id']}/tokens", json={"title": "x" * 101}).status_code == 422
     assert u.delete(f"/api/users/{user['id']}/tokens/token-999999").status_code == 404
     # A disabled account's token stops at once; revoked in am, refused by aw.
     a = admin(site)
@@ -267,8 +296,12 @@ def test_audit_filters_filter(site: WebSite, name: str) -> None:
     owner, o = user_client(site, f"{name}o")
     for repo in ("one", "two"):
         assert o.post("/api/repos", json={"name": repo}).status_code == 201
-    assert o.put(f"/api/repos/{owner['login']}/one/permissions/{ADMIN_LOGIN}",
-                 json={"level": "read"}).status_code == 200
+    assert (
+        o.put(
+            f"/api/repos/{owner['login']}/one/permissions/{ADMIN_LOGIN}", json={"level": "read"}
+        ).status_code
+        == 200
+    )
     one, two = f"{owner['login']}/one", f"{owner['login']}/two"
 
     def entries(**params: str) -> list[dict]:

@@ -17,8 +17,14 @@ from tests.web.harness import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
 
@@ -94,8 +100,11 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
     user = User("brdev", "", key, pub)
     blob = pub.split()[1]
     wait_for(lambda: blob in site.keys_file.read_text(), 10, "brdev's key in authorized_keys")
-    wait_for(lambda: (site.repo_root / ADMIN_LOGIN / "webapp.git" / "HEAD").exists(), 10,
-             "the repository on disk")
+    wait_for(
+        lambda: (site.repo_root / ADMIN_LOGIN / "webapp.git" / "HEAD").exists(),
+        10,
+        "the repository on disk",
+    )
     work = tmp_path / "work"
     site.commit(work, "first from the browser test")
     (work / "README.md").write_text("# Webapp\n\nPushed over **SSH**.\n")
@@ -106,8 +115,11 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
 
     # The push on the dashboard, the commit in the repository view.
     page.goto(f"{base}/")
-    wait_for(lambda: page.reload() or f"{ADMIN_LOGIN}/webapp" in page.locator("#pushes")
-             .inner_text(), 10, "the push on the dashboard")
+    wait_for(
+        lambda: page.reload() or f"{ADMIN_LOGIN}/webapp" in page.locator("#pushes").inner_text(),
+        10,
+        "the push on the dashboard",
+    )
     assert "up" in page.locator("#cluster").inner_text()
     shot(page, "dashboard")
     page.goto(f"{base}/{ADMIN_LOGIN}/webapp")

@@ -39,8 +39,14 @@ def clone(site: WebSite, url: str, dest: Path, *config: str) -> subprocess.Compl
     args = ["git"]
     for c in config:
         args += ["-c", c]
-    return subprocess.run([*args, "clone", "-q", url, str(dest)], env=git_env(site.home),
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*args, "clone", "-q", url, str(dest)],
+        env=git_env(site.home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def head_of(site: WebSite, work: Path) -> str:
@@ -88,14 +94,21 @@ def test_private_clone_denied_to_other_users(site: WebSite, repos: dict, tmp_pat
     assert a.status_code == b.status_code == 404
 
 
-def test_push_over_http_is_refused_with_a_message(site: WebSite, repos: dict,
-                                                  tmp_path: Path) -> None:
+def test_push_over_http_is_refused_with_a_message(
+    site: WebSite, repos: dict, tmp_path: Path
+) -> None:
     dest = tmp_path / "w"
     assert clone(site, f"{site.base}/ghalice/pub.git", dest).returncode == 0
     site.commit(dest, "over http")
-    r = subprocess.run(["git", "push", "origin", "HEAD:refs/heads/main"], cwd=dest,
-                       env=git_env(site.home), capture_output=True, text=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        ["git", "push", "origin", "HEAD:refs/heads/main"],
+        cwd=dest,
+        env=git_env(site.home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode != 0
     assert "push over SSH" in r.stderr, r.stderr
     assert site.head("ghalice/pub") == repos["heads"]["pub"]
@@ -108,19 +121,30 @@ def test_gzip_request_body_and_content_checks(site: WebSite, repos: dict) -> Non
     want = f"want {head} ofs-delta\n"
     body = f"{len(want) + 4:04x}{want}0000".encode() + b"0009done\n"
     c = site.client()
-    r = c.post("/ghalice/pub.git/git-upload-pack", content=gzip.compress(body),
-               headers={"content-type": "application/x-git-upload-pack-request",
-                        "content-encoding": "gzip"})
+    r = c.post(
+        "/ghalice/pub.git/git-upload-pack",
+        content=gzip.compress(body),
+        headers={
+            "content-type": "application/x-git-upload-pack-request",
+            "content-encoding": "gzip",
+        },
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/x-git-upload-pack-result"
     assert r.content.startswith(b"0008NAK\n") and b"PACK" in r.content
     # Garbage gzip: no pack, and no traceback either.
-    r = c.post("/ghalice/pub.git/git-upload-pack", content=b"\x1f\x8bnot gzip at all",
-               headers={"content-type": "application/x-git-upload-pack-request",
-                        "content-encoding": "gzip"})
+    r = c.post(
+        "/ghalice/pub.git/git-upload-pack",
+        content=b"\x1f\x8bnot gzip at all",
+        headers={
+            "content-type": "application/x-git-upload-pack-request",
+            "content-encoding": "gzip",
+        },
+    )
     assert b"PACK" not in r.content and b"Traceback" not in r.content
-    r = c.post("/ghalice/pub.git/git-upload-pack", content=body,
-               headers={"content-type": "text/plain"})
+    r = c.post(
+        "/ghalice/pub.git/git-upload-pack", content=body, headers={"content-type": "text/plain"}
+    )
     assert r.status_code == 415
     # Dumb HTTP is not offered.
     assert c.get("/ghalice/pub.git/info/refs").status_code == 403
@@ -129,33 +153,47 @@ def test_gzip_request_body_and_content_checks(site: WebSite, repos: dict) -> Non
 
 def test_streamed_advertisement_v2(site: WebSite, repos: dict) -> None:
     with httpx.Client(base_url=site.base) as c:
-        r = c.get("/ghalice/pub.git/info/refs", params={"service": "git-upload-pack"},
-                  headers={"git-protocol": "version=2"})
+        r = c.get(
+            "/ghalice/pub.git/info/refs",
+            params={"service": "git-upload-pack"},
+            headers={"git-protocol": "version=2"},
+        )
         assert r.status_code == 200
         assert r.content.startswith(b"000eversion 2\n")
         r = c.get("/ghalice/pub.git/info/refs", params={"service": "git-upload-pack"})
         assert r.content.startswith(b"001e# service=git-upload-pack\n0000")
         assert repos["heads"]["pub"].encode() in r.content
         # Path tricks never reach git.
-        for path in ("/ghalice/..%2F..%2Fetc.git/info/refs", "/%2e%2e/pub.git/info/refs",
-                     "/ghalice/pub.git%00/info/refs"):
+        for path in (
+            "/ghalice/..%2F..%2Fetc.git/info/refs",
+            "/%2e%2e/pub.git/info/refs",
+            "/ghalice/pub.git%00/info/refs",
+        ):
             r = c.get(path, params={"service": "git-upload-pack"})
             assert r.status_code in (400, 404), path
 
 
-def test_denied_clone_with_credentials_is_audited(site: WebSite, repos: dict,
-                                                  tmp_path: Path) -> None:
+def test_denied_clone_with_credentials_is_audited(
+    site: WebSite, repos: dict, tmp_path: Path
+) -> None:
     other = site.user_with_password("ghtrudy", "trudy-pass-1")
     token = site.token_for(other["id"])
 
     def denials() -> list[dict]:
-        return site.call_am("am_repo_db", "query_audit", {
-            "query": {"action": "access.denied", "repo": "ghalice/priv"}})
+        return site.call_am(
+            "am_repo_db",
+            "query_audit",
+            {"query": {"action": "access.denied", "repo": "ghalice/priv"}},
+        )
 
     before = len(denials())
     # Anonymous first requests are git's way of asking for credentials: not audited.
-    assert site.client().get("/ghalice/priv.git/info/refs",
-                             params={"service": "git-upload-pack"}).status_code == 401
+    assert (
+        site.client()
+        .get("/ghalice/priv.git/info/refs", params={"service": "git-upload-pack"})
+        .status_code
+        == 401
+    )
     assert len(denials()) == before
     host = site.base.removeprefix("http://")
     r = clone(site, f"http://ghtrudy:{token}@{host}/ghalice/priv.git", tmp_path / "t")

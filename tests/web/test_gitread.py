@@ -33,8 +33,9 @@ def bare(tmp_path: Path) -> str:
     git("commit", "-q", "--allow-empty", "-m", "two")
     root = tmp_path / "root"
     (root / "o").mkdir(parents=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(root / "o" / "r.git")],
-                   env=env, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(root / "o" / "r.git")], env=env, check=True
+    )
     return str(root)
 
 
@@ -45,7 +46,7 @@ async def test_refs_log_tree_blob(bare: str) -> None:
     commit = await gitread.resolve(path, "feature/x")
     assert [c.subject for c in await gitread.log(path, commit)] == ["two", "one"]
     entries = await gitread.ls_tree(path, commit)
-    assert [e.name for e in entries][0] == "dir"
+    assert next(e.name for e in entries) == "dir"
     assert [e.name for e in await gitread.ls_tree(path, commit, "dir/")] == ["a.txt"]
     blob = await gitread.read_blob(path, commit, "dir/a.txt")
     assert blob.text() == "a\n" and not blob.binary

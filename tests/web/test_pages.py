@@ -18,7 +18,9 @@ def browsable(site: WebSite, tmp_path_factory: pytest.TempPathFactory) -> dict:
     site.create_repo("pgowner/code")
     w = tmp_path_factory.mktemp("pg") / "code"
     site.commit(w, "first commit")
-    (w / "README.md").write_text("# Hello\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))\n")
+    (w / "README.md").write_text(
+        "# Hello\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))\n"
+    )
     (w / "src").mkdir()
     (w / "src" / "main.py").write_text("print('hi')\n")
     site.git(None, "add", ".", cwd=w)
@@ -36,8 +38,9 @@ def test_form_post_without_csrf_changes_nothing(site: WebSite, name: str) -> Non
         r = c.post("/users/new", data=data)
         assert r.status_code == 403
         assert "CSRF" in r.text and "Traceback" not in r.text
-    assert site.client(auth=(ADMIN_LOGIN, ADMIN_PASSWORD)).get(f"/api/users/{name}"
-                                                                ).status_code == 404
+    assert (
+        site.client(auth=(ADMIN_LOGIN, ADMIN_PASSWORD)).get(f"/api/users/{name}").status_code == 404
+    )
     # The same form with the token works.
     token = csrf_of(c.get("/users/new").text)
     assert c.post("/users/new", data={"login": name, "csrf": token}).status_code == 303
@@ -55,8 +58,10 @@ def test_logout_needs_csrf_and_ends_the_session(site: WebSite) -> None:
 def test_session_cookie_flags(site: WebSite) -> None:
     c = site.client()
     page = c.get("/login")
-    r = c.post("/login", data={"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD,
-                               "csrf": csrf_of(page.text)})
+    r = c.post(
+        "/login",
+        data={"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD, "csrf": csrf_of(page.text)},
+    )
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie
     assert r.headers["x-frame-options"] == "DENY"
@@ -81,10 +86,18 @@ def test_repeated_failed_logins_are_slowed_down(site: WebSite, name: str) -> Non
 
 def test_pages_render_for_an_admin(site: WebSite, browsable: dict) -> None:
     c = site.admin_client()
-    for path, text in (("/", "Cluster"), ("/repos", "pgowner/code"), ("/repos?q=code", "code"),
-                       ("/users", "pgowner"), ("/users/pgowner", "SSH keys"), ("/groups", "Groups"),
-                       ("/audit", "repo.create"), ("/audit?action=repo", "repo.create"),
-                       ("/settings/tokens", "API tokens"), ("/repos/new", "New repository")):
+    for path, text in (
+        ("/", "Cluster"),
+        ("/repos", "pgowner/code"),
+        ("/repos?q=code", "code"),
+        ("/users", "pgowner"),
+        ("/users/pgowner", "SSH keys"),
+        ("/groups", "Groups"),
+        ("/audit", "repo.create"),
+        ("/audit?action=repo", "repo.create"),
+        ("/settings/tokens", "API tokens"),
+        ("/repos/new", "New repository"),
+    ):
         r = c.get(path)
         assert r.status_code == 200, (path, r.status_code, r.text[:300])
         assert text in r.text, path
@@ -97,7 +110,10 @@ def test_repo_browser(site: WebSite, browsable: dict) -> None:
     html = r.text
     assert "<h1>Hello</h1>" in html
     assert "<script>alert(1)</script>" not in html and 'href="javascript' not in html
-    assert f"{site.base}/pgowner/code.git" in html and "ssh://git@127.0.0.1:2222/pgowner/code.git" in html
+    assert (
+        f"{site.base}/pgowner/code.git" in html
+        and "ssh://git@127.0.0.1:2222/pgowner/code.git" in html
+    )
     for needle in ("feature/x", "v1.0", "add readme &amp; src", "src/"):
         assert needle in html, needle
     r = c.get("/pgowner/code/tree", params={"ref": "feature/x", "path": "src"})
@@ -109,17 +125,19 @@ def test_repo_browser(site: WebSite, browsable: dict) -> None:
     assert c.get("/pgowner/code/settings").status_code == 200
 
 
-@pytest.mark.parametrize("params,status", [
-    ({"path": "../../../etc/passwd"}, 400),
-    ({"path": "/etc/passwd"}, 400),
-    ({"path": "src/../../x"}, 400),
-    ({"ref": "--output=/tmp/x"}, 400),
-    ({"ref": "main", "path": "nope.txt"}, 404),
-    ({"ref": "no-such-branch"}, 404),
-    ({"ref": "main..HEAD"}, 400),
-])
-def test_refused_refs_and_paths(site: WebSite, browsable: dict, params: dict,
-                                status: int) -> None:
+@pytest.mark.parametrize(
+    "params,status",
+    [
+        ({"path": "../../../etc/passwd"}, 400),
+        ({"path": "/etc/passwd"}, 400),
+        ({"path": "src/../../x"}, 400),
+        ({"ref": "--output=/tmp/x"}, 400),
+        ({"ref": "main", "path": "nope.txt"}, 404),
+        ({"ref": "no-such-branch"}, 404),
+        ({"ref": "main..HEAD"}, 400),
+    ],
+)
+def test_refused_refs_and_paths(site: WebSite, browsable: dict, params: dict, status: int) -> None:
     c = site.login("pgowner", "owner-pass-1")
     r = c.get("/pgowner/code/blob", params=params)
     assert r.status_code == status, r.text[:300]
@@ -144,8 +162,10 @@ def test_settings_need_admin_access(site: WebSite, browsable: dict, name: str) -
     assert c.get("/pgowner/code").status_code == 200
     assert c.get("/pgowner/code/settings").status_code == 403
     token = csrf_of(c.get("/pgowner/code").text)
-    r = c.post("/pgowner/code/settings", data={"csrf": token, "action": "delete",
-                                               "confirm": "pgowner/code"})
+    r = c.post(
+        "/pgowner/code/settings",
+        data={"csrf": token, "action": "delete", "confirm": "pgowner/code"},
+    )
     assert r.status_code == 403
     assert site.call_am("am_repo_db", "get_repo", {"repo": "pgowner/code"})["name"] == "code"
 
@@ -154,12 +174,16 @@ def test_delete_needs_the_typed_confirmation(site: WebSite, name: str) -> None:
     site.create_repo(f"{ADMIN_LOGIN}/{name}", wait=False)
     c = site.admin_client()
     token = csrf_of(c.get(f"/{ADMIN_LOGIN}/{name}/settings").text)
-    r = c.post(f"/{ADMIN_LOGIN}/{name}/settings", data={"csrf": token, "action": "delete",
-                                                        "confirm": "wrong"})
+    r = c.post(
+        f"/{ADMIN_LOGIN}/{name}/settings",
+        data={"csrf": token, "action": "delete", "confirm": "wrong"},
+    )
     assert r.status_code == 303
     assert site.call_am("am_repo_db", "get_repo", {"repo": f"{ADMIN_LOGIN}/{name}"})
-    r = c.post(f"/{ADMIN_LOGIN}/{name}/settings", data={"csrf": token, "action": "delete",
-                                                        "confirm": f"{ADMIN_LOGIN}/{name}"})
+    r = c.post(
+        f"/{ADMIN_LOGIN}/{name}/settings",
+        data={"csrf": token, "action": "delete", "confirm": f"{ADMIN_LOGIN}/{name}"},
+    )
     assert r.status_code == 303 and r.headers["location"] == "/repos"
     assert c.get(f"/{ADMIN_LOGIN}/{name}").status_code == 404
 
@@ -193,8 +217,10 @@ def test_non_admin_cannot_reach_admin_pages(site: WebSite, name: str) -> None:
     assert c.get("/users/new").status_code == 403
     assert c.post("/users/new", data={"csrf": token, "login": f"{name}z"}).status_code == 403
     assert c.post("/groups", data={"csrf": token, "name": f"{name}g"}).status_code == 403
-    assert c.post(f"/users/{ADMIN_LOGIN}/admin", data={"csrf": token, "action": "disable"}
-                  ).status_code == 403
+    assert (
+        c.post(f"/users/{ADMIN_LOGIN}/admin", data={"csrf": token, "action": "disable"}).status_code
+        == 403
+    )
     assert site.call_am("am_user_db", "get_user", {"user": ADMIN_LOGIN})["disabled"] is False
 
 

@@ -7,8 +7,14 @@ import os
 import stat
 from pathlib import Path
 
-from applikant.web.security import (Throttle, csrf_ok, load_secret, looks_like_token,
-                                    parse_basic, parse_bearer)
+from applikant.web.security import (
+    Throttle,
+    csrf_ok,
+    load_secret,
+    looks_like_token,
+    parse_basic,
+    parse_bearer,
+)
 
 
 class Clock:

@@ -94,6 +94,5 @@ async def start_receiver(nursery: trio.Nursery, port: int = 0) -> Receiver:
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 0.1
-    await nursery.start(partial(serve, receiver.app(), config,
-                                shutdown_trigger=receiver.stop.wait))
+    await nursery.start(partial(serve, receiver.app(), config, shutdown_trigger=receiver.stop.wait))
     return receiver

@@ -10,19 +10,34 @@ import httpx
 import pytest
 import trio
 
-from applikant.webhooks import (USER_AGENT, DeliverySettings, Outcome, PendingDelivery,
-                                attempt, encode_body, make_client, verify)
+from applikant.webhooks import (
+    USER_AGENT,
+    DeliverySettings,
+    Outcome,
+    PendingDelivery,
+    attempt,
+    encode_body,
+    make_client,
+    verify,
+)
 
 from .receiver import SECRET, free_port, start_receiver
 
 PAYLOAD = {"event": "push", "repo": "alice/demo", "ref": "refs/heads/main", "note": "ümlaut"}
 
 
-def delivery(url: str, *, attempts: int = 0, event: str = "push",
-             secret: str = SECRET) -> PendingDelivery:
-    return PendingDelivery(id="5f0c8f7e-6a55-4d4b-a6f1-1d7b5c0b9c11", hook_id="hook-1", url=url,
-                           secret=secret, event=event, body=encode_body(PAYLOAD),
-                           attempts=attempts)
+def delivery(
+    url: str, *, attempts: int = 0, event: str = "push", secret: str = SECRET
+) -> PendingDelivery:
+    return PendingDelivery(
+        id="5f0c8f7e-6a55-4d4b-a6f1-1d7b5c0b9c11",
+        hook_id="hook-1",
+        url=url,
+        secret=secret,
+        event=event,
+        body=encode_body(PAYLOAD),
+        attempts=attempts,
+    )
 
 
 async def test_headers_signature_and_body(nursery: trio.Nursery) -> None:
@@ -50,7 +65,10 @@ async def test_wrong_secret_is_refused_by_the_receiver(nursery: trio.Nursery) ->
     async with make_client() as client:
         result = await attempt(client, delivery(receiver.url("/ok"), secret="other"))
     assert (result.outcome, result.status_code, result.response) == (
-        Outcome.HTTP_ERROR, 401, "bad signature")
+        Outcome.HTTP_ERROR,
+        401,
+        "bad signature",
+    )
     assert not receiver.seen[0].signed
 
 
@@ -59,11 +77,13 @@ async def test_server_error_is_recorded(nursery: trio.Nursery) -> None:
     async with make_client() as client:
         result = await attempt(client, delivery(receiver.url("/flaky/1")))
     assert (result.outcome, result.status_code, result.response) == (
-        Outcome.HTTP_ERROR, 500, "down on purpose")
+        Outcome.HTTP_ERROR,
+        500,
+        "down on purpose",
+    )
 
 
-async def test_hanging_url_times_out(nursery: trio.Nursery, autojump_clock: trio.abc.Clock
-                                     ) -> None:
+async def test_hanging_url_times_out(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     receiver = await start_receiver(nursery)
     settings = DeliverySettings(read_timeout=10, total=20)
     start = trio.current_time()
@@ -104,8 +124,15 @@ async def test_unknown_host_is_a_connection_error() -> None:
     assert result.outcome in (Outcome.CONNECTION_ERROR, Outcome.TIMEOUT)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/x", "file:///etc/passwd",
-                                 "javascript:alert(1)", "http://user:pw@example.org/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.org/x",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://user:pw@example.org/",
+    ],
+)
 async def test_url_that_is_not_acceptable_is_not_posted(url: str) -> None:
     async with make_client() as client:
         result = await attempt(client, delivery(url))

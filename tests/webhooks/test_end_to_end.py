@@ -8,6 +8,7 @@ config's [webhooks] table so that backoff is seen in seconds.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -56,11 +57,21 @@ def receiver() -> Iterator[ThreadedReceiver]:
         yield r
 
 
-def add_hook(site: GitSite, repo: str | None, url: str, events: list[str] | None = None,
-             **kw: Any) -> dict[str, Any]:
-    return site.call_am("am_webhooks", "add_hook", {"repo": repo, "url": url,
-                                                    "events": events or ["push"],
-                                                    "secret": SECRET, "ping": False, **kw})
+def add_hook(
+    site: GitSite, repo: str | None, url: str, events: list[str] | None = None, **kw: Any
+) -> dict[str, Any]:
+    return site.call_am(
+        "am_webhooks",
+        "add_hook",
+        {
+            "repo": repo,
+            "url": url,
+            "events": events or ["push"],
+            "secret": SECRET,
+            "ping": False,
+            **kw,
+        },
+    )
 
 
 def deliveries(site: GitSite, hook: str) -> list[dict[str, Any]]:
@@ -82,13 +93,18 @@ def push_new_commit(site: GitSite, user: User, repo: str, work: Path) -> str:
 
 
 def cli(site: GitSite, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "applikant.cli.main", *args],
-                          env={**os.environ, **site.env}, capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", *args],
+        env={**os.environ, **site.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
-def test_push_over_ssh_delivers_a_signed_push(site: GitSite, alice: User,
-                                              receiver: ThreadedReceiver, tmp_path: Path) -> None:
+def test_push_over_ssh_delivers_a_signed_push(
+    site: GitSite, alice: User, receiver: ThreadedReceiver, tmp_path: Path
+) -> None:
     site.create_repo("alice/push")
     hook = add_hook(site, "alice/push", receiver.url("/ok/push"))
     assert "secret" in hook and hook["repo"] == "alice/push"
@@ -100,8 +116,15 @@ def test_push_over_ssh_delivers_a_signed_push(site: GitSite, alice: User,
     assert body["event"] == "push"
     assert body["repository"]["full_name"] == "alice/push"
     assert body["pusher"]["login"] == "alice"
-    assert body["refs"] == [{"ref": "refs/heads/main", "before": ZERO, "after": commit,
-                             "created": True, "deleted": False}]
+    assert body["refs"] == [
+        {
+            "ref": "refs/heads/main",
+            "before": ZERO,
+            "after": commit,
+            "created": True,
+            "deleted": False,
+        }
+    ]
     assert (body["ref"], body["before"], body["after"]) == ("refs/heads/main", ZERO, commit)
     assert seen.headers["user-agent"].startswith("Applikant-Hookshot/")
 
@@ -126,8 +149,9 @@ def test_push_over_ssh_delivers_a_signed_push(site: GitSite, alice: User,
     assert second.headers["x-applikant-delivery"] == again["id"]
 
 
-def test_failing_receiver_is_retried_with_backoff(site: GitSite, alice: User,
-                                                  receiver: ThreadedReceiver, tmp_path: Path) -> None:
+def test_failing_receiver_is_retried_with_backoff(
+    site: GitSite, alice: User, receiver: ThreadedReceiver, tmp_path: Path
+) -> None:
     site.create_repo("alice/flaky")
     path = "/flaky/3/retry"
     hook = add_hook(site, "alice/flaky", receiver.url(path))
@@ -142,9 +166,9 @@ def test_failing_receiver_is_retried_with_backoff(site: GitSite, alice: User,
     assert len(seen) == 4 and all(s.signed for s in seen)
     assert len({s.headers["x-applikant-delivery"] for s in seen}) == 1
     assert len({s.body for s in seen}) == 1
-    gaps = [b.at - a.at for a, b in zip(seen, seen[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
     # 0.4, 0.8, 1.6 s (no jitter); the worker may wake a little late, never early.
-    for gap, want in zip(gaps, [0.4, 0.8, 1.6]):
+    for gap, want in zip(gaps, [0.4, 0.8, 1.6], strict=False):
         assert want - 0.05 <= gap <= want + 1.2, gaps
 
 
@@ -185,9 +209,9 @@ def test_non_http_url_is_refused_at_add_time(site: GitSite, alice: User) -> None
     assert site.call_am("am_webhooks", "list_hooks", {"repo": "alice/badurl"}) == []
 
 
-def test_hanging_receiver_is_recorded_as_a_timeout(site: GitSite, alice: User,
-                                                   receiver: ThreadedReceiver,
-                                                   tmp_path: Path) -> None:
+def test_hanging_receiver_is_recorded_as_a_timeout(
+    site: GitSite, alice: User, receiver: ThreadedReceiver, tmp_path: Path
+) -> None:
     site.create_repo("alice/hang")
     hook = add_hook(site, "alice/hang", receiver.url("/hang/x"))
     push_new_commit(site, alice, "alice/hang", tmp_path / "w")
@@ -203,9 +227,9 @@ def test_hanging_receiver_is_recorded_as_a_timeout(site: GitSite, alice: User,
     site.call_am("am_webhooks", "remove_hook", {"hook": hook["id"]})
 
 
-def test_endless_redirects_are_recorded_as_redirect_failures(site: GitSite, alice: User,
-                                                             receiver: ThreadedReceiver,
-                                                             tmp_path: Path) -> None:
+def test_endless_redirects_are_recorded_as_redirect_failures(
+    site: GitSite, alice: User, receiver: ThreadedReceiver, tmp_path: Path
+) -> None:
     site.create_repo("alice/redirect")
     hook = add_hook(site, "alice/redirect", receiver.url("/redirect/x"))
     push_new_commit(site, alice, "alice/redirect", tmp_path / "w")
@@ -223,10 +247,23 @@ def test_endless_redirects_are_recorded_as_redirect_failures(site: GitSite, alic
     site.call_am("am_webhooks", "remove_hook", {"hook": hook["id"]})
 
 
-def test_site_hook_hears_repositories_made_and_deleted(site: GitSite, alice: User,
-                                                       receiver: ThreadedReceiver) -> None:
-    out = cli(site, "hook", "add", "--site", receiver.url("/ok/site"), "--event", "repo.created",
-              "--event", "repo_deleted", "--secret", SECRET, "--json")
+def test_site_hook_hears_repositories_made_and_deleted(
+    site: GitSite, alice: User, receiver: ThreadedReceiver
+) -> None:
+    out = cli(
+        site,
+        "hook",
+        "add",
+        "--site",
+        receiver.url("/ok/site"),
+        "--event",
+        "repo.created",
+        "--event",
+        "repo_deleted",
+        "--secret",
+        SECRET,
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     hook = json.loads(out.stdout)
     assert hook["repo"] is None and hook["events"] == ["repo_created", "repo_deleted"]
@@ -241,12 +278,17 @@ def test_site_hook_hears_repositories_made_and_deleted(site: GitSite, alice: Use
     assert site.call_am("am_webhooks", "list_hooks", {"repo": None}) == []
 
 
-def test_only_repo_admins_manage_a_repos_hooks(site: GitSite, alice: User,
-                                               receiver: ThreadedReceiver) -> None:
+def test_only_repo_admins_manage_a_repos_hooks(
+    site: GitSite, alice: User, receiver: ThreadedReceiver
+) -> None:
     bob = site.call_am("am_user_db", "add_user", {"login": "bob-hooks"})
     site.create_repo("alice/private", wait=False)
-    as_bob = {"actor": bob["id"], "repo": "alice/private", "url": receiver.url("/ok/bob"),
-              "events": ["push"]}
+    as_bob = {
+        "actor": bob["id"],
+        "repo": "alice/private",
+        "url": receiver.url("/ok/bob"),
+        "events": ["push"],
+    }
     with pytest.raises(RemoteError) as err:
         site.call_am("am_webhooks", "add_hook", as_bob)
     assert err.value.kind == "not_found"

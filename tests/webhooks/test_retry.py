@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from applikant.webhooks import (DEFAULT_POLICY, Attempt, Outcome, RetryPolicy,
-                                is_final_failure, next_attempt_at)
+from applikant.webhooks import (
+    DEFAULT_POLICY,
+    Attempt,
+    Outcome,
+    RetryPolicy,
+    is_final_failure,
+    next_attempt_at,
+)
 
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def failed(number: int, outcome: Outcome = Outcome.HTTP_ERROR, code: int | None = 500) -> Attempt:
-    return Attempt(number=number, started_at=NOW, duration=0.1, outcome=outcome,
-                   status_code=code)
+    return Attempt(number=number, started_at=NOW, duration=0.1, outcome=outcome, status_code=code)
 
 
 def test_default_schedule() -> None:
@@ -63,8 +68,13 @@ def test_what_is_not_retried() -> None:
 
 
 def test_bad_policies() -> None:
-    for kwargs in ({"base": 0}, {"factor": 0.5}, {"cap": 0.5}, {"max_attempts": 0},
-                   {"jitter": 1.0}):
+    for kwargs in (
+        {"base": 0},
+        {"factor": 0.5},
+        {"cap": 0.5},
+        {"max_attempts": 0},
+        {"jitter": 1.0},
+    ):
         with pytest.raises(ValueError):
             RetryPolicy(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError):

@@ -4,7 +4,7 @@ their payloads, the queue the worker reads, the log, redelivery."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def later() -> datetime:
-    return datetime.now(timezone.utc) + timedelta(seconds=5)
+    return datetime.now(UTC) + timedelta(seconds=5)
 
 
 def bodies(store: Store, event: str) -> list[dict]:
@@ -35,37 +35,53 @@ def bodies(store: Store, event: str) -> list[dict]:
 
 
 def push(store: Store, new: str = "a" * 40, event_id: str | None = EVENT_ID) -> None:
-    store.record_push("alice/p", [{"refname": "refs/heads/main", "old": ZERO, "new": new}],
-                      actor="user-1", event_id=event_id)
+    store.record_push(
+        "alice/p",
+        [{"refname": "refs/heads/main", "old": ZERO, "new": new}],
+        actor="user-1",
+        event_id=event_id,
+    )
 
 
 def test_a_push_makes_one_delivery_per_interested_hook(store: Store) -> None:
-    repo_hook = store.add_hook("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system",
-                               ping=False)
-    store.add_hook("alice/p", "http://127.0.0.1:9/b", ["repo.deleted"], actor="system",
-                   ping=False)
+    repo_hook = store.add_hook(
+        "alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False
+    )
+    store.add_hook("alice/p", "http://127.0.0.1:9/b", ["repo.deleted"], actor="system", ping=False)
     store.add_hook(None, "https://example.org/site", ["push"], actor="system", ping=False)
-    store.add_hook("alice/p", "http://127.0.0.1:9/off", ["push"], actor="system", ping=False,
-                   active=False)
+    store.add_hook(
+        "alice/p", "http://127.0.0.1:9/off", ["push"], actor="system", ping=False, active=False
+    )
     push(store)
     push(store)  # the same post-receive delivered twice: recorded once, sent once
     due = store.due_deliveries(later(), 100)
     assert sorted(d.url for d in due) == ["http://127.0.0.1:9/a", "https://example.org/site"]
     assert len({d.body for d in due}) == 1 and {d.event for d in due} == {"push"}
     body = json.loads(due[0].body)
-    assert body["refs"] == [{"ref": "refs/heads/main", "before": ZERO, "after": "a" * 40,
-                             "created": True, "deleted": False}]
+    assert body["refs"] == [
+        {
+            "ref": "refs/heads/main",
+            "before": ZERO,
+            "after": "a" * 40,
+            "created": True,
+            "deleted": False,
+        }
+    ]
     assert body["pusher"] == {"id": "user-1", "login": "alice"}
     assert body["repository"]["full_name"] == "alice/p" and body["push_id"] == EVENT_ID
     assert next(d for d in due if d.hook_id == repo_hook.id).secret == repo_hook.secret
 
 
 def test_deliveries_commit_with_their_change_or_not_at_all(store: Store) -> None:
-    store.add_hook(None, "http://127.0.0.1:9/a", ["push", "repo_created"], actor="system",
-                   ping=False)
+    store.add_hook(
+        None, "http://127.0.0.1:9/a", ["push", "repo_created"], actor="system", ping=False
+    )
     with pytest.raises(NotFound):
-        store.record_push("alice/none", [{"refname": "refs/heads/main", "old": ZERO,
-                                          "new": "b" * 40}], actor="user-1")
+        store.record_push(
+            "alice/none",
+            [{"refname": "refs/heads/main", "old": ZERO, "new": "b" * 40}],
+            actor="user-1",
+        )
     with pytest.raises(RuntimeError):
         with store._write("system", None) as tx:
             tx.event("repo.created", repo="alice/p", id="repo-1")
@@ -74,16 +90,30 @@ def test_deliveries_commit_with_their_change_or_not_at_all(store: Store) -> None
 
 
 def test_repo_created_deleted_and_build_finished(store: Store) -> None:
-    store.add_hook(None, "http://127.0.0.1:9/a", ["repo_created", "repo_deleted", "build_finished"],
-                   actor="system", ping=False)
+    store.add_hook(
+        None,
+        "http://127.0.0.1:9/a",
+        ["repo_created", "repo_deleted", "build_finished"],
+        actor="system",
+        ping=False,
+    )
     store.create_repo("alice/q", actor="system")
     store.delete_repo("alice/q", actor="system")
     with store._write("system", None) as tx:  # as the build queue announces a build
-        tx.event("build.finished", build="build-7", number=7, repo="alice/p",
-                 ref="refs/heads/main", commit="c" * 40, status="succeeded")
+        tx.event(
+            "build.finished",
+            build="build-7",
+            number=7,
+            repo="alice/p",
+            ref="refs/heads/main",
+            commit="c" * 40,
+            status="succeeded",
+        )
     assert bodies(store, "repo_created")[0]["repository"]["full_name"] == "alice/q"
-    assert bodies(store, "repo_deleted")[0]["repository"] == {"id": "repo-2",
-                                                             "full_name": "alice/q"}
+    assert bodies(store, "repo_deleted")[0]["repository"] == {
+        "id": "repo-2",
+        "full_name": "alice/q",
+    }
     build = bodies(store, "build_finished")[0]
     assert build["build"]["id"] == "build-7" and build["build"]["status"] == "succeeded"
     assert build["build"]["commit"] == "c" * 40
@@ -100,18 +130,30 @@ def test_repo_hooks_go_with_their_repository(store: Store) -> None:
 
 
 def test_attempts_are_logged_and_finish_a_delivery(store: Store) -> None:
-    hook = store.add_hook("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system",
-                          ping=False)
+    hook = store.add_hook("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False)
     push(store)
     (d,) = store.due_deliveries(later(), 10)
-    now = datetime.now(timezone.utc)
-    failed = Attempt(number=1, started_at=now, duration=0.5, outcome=Outcome.REDIRECT,
-                     status_code=302, location="http://elsewhere/", error="redirects are not followed")
+    now = datetime.now(UTC)
+    failed = Attempt(
+        number=1,
+        started_at=now,
+        duration=0.5,
+        outcome=Outcome.REDIRECT,
+        status_code=302,
+        location="http://elsewhere/",
+        error="redirects are not followed",
+    )
     store.record_attempt(d.id, failed, now + timedelta(seconds=60))
     assert store.due_deliveries(later(), 10) == []  # not due again yet
     assert store.next_delivery_due() == now + timedelta(seconds=60)
-    ok = Attempt(number=2, started_at=now, duration=0.1, outcome=Outcome.DELIVERED,
-                 status_code=200, response="thanks")
+    ok = Attempt(
+        number=2,
+        started_at=now,
+        duration=0.1,
+        outcome=Outcome.DELIVERED,
+        status_code=200,
+        response="thanks",
+    )
     store.record_attempt(d.id, ok, None)
     (logged,) = store.list_deliveries(hook.id)
     assert (logged.status, logged.attempts) == ("delivered", 2)
@@ -129,9 +171,12 @@ def test_attempts_are_logged_and_finish_a_delivery(store: Store) -> None:
 
 
 def test_bad_hooks_are_refused_in_words(store: Store) -> None:
-    for url, words in [("file:///etc/passwd", "only http:// and https://"),
-                       ("http://user:pw@example.org/", "user name or password"),
-                       ("http:///nohost", "no host"), ("", "empty")]:
+    for url, words in [
+        ("file:///etc/passwd", "only http:// and https://"),
+        ("http://user:pw@example.org/", "user name or password"),
+        ("http:///nohost", "no host"),
+        ("", "empty"),
+    ]:
         with pytest.raises(BadRequest, match=words):
             store.add_hook("alice/p", url, ["push"], actor="system")
     with pytest.raises(BadRequest, match="unknown event"):
@@ -147,7 +192,10 @@ def test_bad_hooks_are_refused_in_words(store: Store) -> None:
 
 def test_event_names() -> None:
     assert normalize_events(["repo.deleted", "push", "push", "build-finished"]) == [
-        "push", "repo_deleted", "build_finished"]
+        "push",
+        "repo_deleted",
+        "build_finished",
+    ]
     for bad in ([], "ping", ["ping"], [1]):
         with pytest.raises(BadRequest):
             normalize_events(bad)

@@ -7,8 +7,13 @@ from pydantic import ValidationError
 
 from applikant.webhooks import EVENTS, Hook, InvalidHookURL, new_secret, validate_url
 
-GOOD = ["http://example.org/hook", "https://ci.example.org:8443/a/b?c=d",
-        "http://127.0.0.1:9000/", "http://[::1]:8080/x", "https://xn--bcher-kva.example/"]
+GOOD = [
+    "http://example.org/hook",
+    "https://ci.example.org:8443/a/b?c=d",
+    "http://127.0.0.1:9000/",
+    "http://[::1]:8080/x",
+    "https://xn--bcher-kva.example/",
+]
 BAD = {
     "ftp://example.org/x": "only http:// and https://",
     "file:///etc/passwd": "only http:// and https://",

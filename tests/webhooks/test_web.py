@@ -42,18 +42,30 @@ def test_repo_webhooks_page(site: WebSite, receiver: ThreadedReceiver) -> None:
     csrf = csrf_of(page.text)
 
     # No CSRF token: refused, nothing made.
-    r = c.post("/root/hooked/settings/webhooks",
-               data={"action": "add", "url": receiver.url("/ok/web"), "event_push": "on"})
+    r = c.post(
+        "/root/hooked/settings/webhooks",
+        data={"action": "add", "url": receiver.url("/ok/web"), "event_push": "on"},
+    )
     assert r.status_code == 403
     # A URL that cannot be a hook's: the page says why.
-    r = c.post("/root/hooked/settings/webhooks", data={
-        "csrf": csrf, "action": "add", "url": "ftp://example.org/x", "event_push": "on"})
+    r = c.post(
+        "/root/hooked/settings/webhooks",
+        data={"csrf": csrf, "action": "add", "url": "ftp://example.org/x", "event_push": "on"},
+    )
     assert r.status_code == 303
     assert "only http:// and https://" in c.get("/root/hooked/settings/webhooks").text
 
-    r = c.post("/root/hooked/settings/webhooks", data={
-        "csrf": csrf, "action": "add", "url": receiver.url("/ok/web"), "event_push": "on",
-        "event_repo_deleted": "on", "secret": SECRET})
+    r = c.post(
+        "/root/hooked/settings/webhooks",
+        data={
+            "csrf": csrf,
+            "action": "add",
+            "url": receiver.url("/ok/web"),
+            "event_push": "on",
+            "event_repo_deleted": "on",
+            "secret": SECRET,
+        },
+    )
     assert r.status_code == 303
     page = c.get("/root/hooked/settings/webhooks")
     (hook_id,) = re.findall(r'href="/root/hooked/settings/webhooks/(hook-\d+)"', page.text)
@@ -70,14 +82,17 @@ def test_repo_webhooks_page(site: WebSite, receiver: ThreadedReceiver) -> None:
     delivery = ping.headers["x-applikant-delivery"]
     assert delivery in log and "delivered" in log
 
-    r = c.post("/root/hooked/settings/webhooks", data={
-        "csrf": csrf, "action": "redeliver", "hook": hook_id, "delivery": delivery})
+    r = c.post(
+        "/root/hooked/settings/webhooks",
+        data={"csrf": csrf, "action": "redeliver", "hook": hook_id, "delivery": delivery},
+    )
     assert r.status_code == 303 and r.headers["location"].endswith(hook_id)
     again = wait_for(lambda: receiver.seen("/ok/web", "ping")[1:], 10, "the redelivery")
     assert again[0].body == ping.body
 
-    r = c.post("/root/hooked/settings/webhooks",
-               data={"csrf": csrf, "action": "delete", "hook": hook_id})
+    r = c.post(
+        "/root/hooked/settings/webhooks", data={"csrf": csrf, "action": "delete", "hook": hook_id}
+    )
     assert r.status_code == 303
     assert "No webhooks." in c.get("/root/hooked/settings/webhooks").text
 
@@ -86,9 +101,15 @@ def test_site_webhooks_page_is_for_site_admins(site: WebSite, receiver: Threaded
     c = site.admin_client()
     page = c.get("/admin/webhooks")
     assert page.status_code == 200 and "Site-wide webhooks" in page.text
-    r = c.post("/admin/webhooks", data={"csrf": csrf_of(page.text), "action": "add",
-                                        "url": receiver.url("/ok/siteweb"),
-                                        "event_repo_created": "on"})
+    r = c.post(
+        "/admin/webhooks",
+        data={
+            "csrf": csrf_of(page.text),
+            "action": "add",
+            "url": receiver.url("/ok/siteweb"),
+            "event_repo_created": "on",
+        },
+    )
     assert r.status_code == 303
     page = c.get("/admin/webhooks")
     assert re.search(r'id="new-secret">[0-9a-f]{64}<', page.text)  # shown once

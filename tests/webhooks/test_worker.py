@@ -3,18 +3,27 @@ trio's mock clock: retries happen on schedule without waiting for them."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import trio
 
-from applikant.webhooks import (Attempt, DeliverySettings, Outcome, PendingDelivery,
-                                RetryPolicy, deliver_pending, encode_body, new_delivery_id)
+from applikant.webhooks import (
+    Attempt,
+    DeliverySettings,
+    Outcome,
+    PendingDelivery,
+    RetryPolicy,
+    deliver_pending,
+    encode_body,
+    new_delivery_id,
+)
 
 from .receiver import SECRET, free_port, start_receiver
 
-EPOCH = datetime(2030, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def clock() -> datetime:
@@ -38,8 +47,14 @@ class MemoryQueue:
         self.records: list[tuple[str, Attempt, datetime | None]] = []
 
     def add(self, url: str, event: str = "push") -> str:
-        d = PendingDelivery(id=new_delivery_id(), hook_id="hook-1", url=url, secret=SECRET,
-                            event=event, body=encode_body({"n": len(self.entries)}))
+        d = PendingDelivery(
+            id=new_delivery_id(),
+            hook_id="hook-1",
+            url=url,
+            secret=SECRET,
+            event=event,
+            body=encode_body({"n": len(self.entries)}),
+        )
         self.entries[d.id] = Entry(d, clock())
         self.changed.set()
         return d.id
@@ -51,19 +66,24 @@ class MemoryQueue:
 
     async def due(self, now: datetime, limit: int) -> list[PendingDelivery]:
         await trio.lowlevel.checkpoint()
-        ready = sorted((e for e in self.entries.values()
-                        if e.state == "pending" and e.due is not None and e.due <= now),
-                       key=lambda e: e.due or now)
-        return [e.delivery.model_copy(update={"attempts": len(e.attempts)})
-                for e in ready[:limit]]
+        ready = sorted(
+            (
+                e
+                for e in self.entries.values()
+                if e.state == "pending" and e.due is not None and e.due <= now
+            ),
+            key=lambda e: e.due or now,
+        )
+        return [e.delivery.model_copy(update={"attempts": len(e.attempts)}) for e in ready[:limit]]
 
     async def next_due(self) -> datetime | None:
         await trio.lowlevel.checkpoint()
         dues = [e.due for e in self.entries.values() if e.state == "pending" and e.due]
         return min(dues, default=None)
 
-    async def record(self, delivery_id: str, attempt: Attempt,
-                     next_attempt_at: datetime | None) -> None:
+    async def record(
+        self, delivery_id: str, attempt: Attempt, next_attempt_at: datetime | None
+    ) -> None:
         await trio.lowlevel.checkpoint()
         entry = self.entries[delivery_id]
         entry.attempts.append(attempt)
@@ -78,22 +98,29 @@ POLICY = RetryPolicy()  # 5, 15, 45, 135, 405, 600, 600 s; 8 attempts
 
 def gaps(entry: Entry) -> list[float]:
     times = [a.started_at for a in entry.attempts]
-    return [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
 
 
 def within_schedule(observed: list[float], policy: RetryPolicy, slack: float = 0.5) -> bool:
-    expected = policy.schedule()[:len(observed)]
-    return all(e * (1 - policy.jitter) - 1e-6 <= o <= e + slack
-               for o, e in zip(observed, expected))
+    expected = policy.schedule()[: len(observed)]
+    return all(e * (1 - policy.jitter) - 1e-6 <= o <= e + slack for o, e in zip(observed, expected, strict=False))
 
 
 async def run_until_idle(queue: MemoryQueue, **kwargs: object) -> None:
-    await deliver_pending(queue, policy=kwargs.pop("policy", POLICY), now=clock,  # type: ignore[arg-type]
-                          wake=queue.wake, rng=random.Random(1), until_idle=True, **kwargs)  # type: ignore[arg-type]
+    await deliver_pending(
+        queue,
+        policy=kwargs.pop("policy", POLICY),
+        now=clock,  # type: ignore[arg-type]
+        wake=queue.wake,
+        rng=random.Random(1),
+        until_idle=True,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
-async def test_fails_on_purpose_then_comes_back(nursery: trio.Nursery,
-                                                autojump_clock: trio.abc.Clock) -> None:
+async def test_fails_on_purpose_then_comes_back(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     receiver = await start_receiver(nursery)
     queue = MemoryQueue()
     did = queue.add(receiver.url("/flaky/3"))
@@ -110,8 +137,9 @@ async def test_fails_on_purpose_then_comes_back(nursery: trio.Nursery,
     assert len({s.body for s in receiver.seen}) == 1
 
 
-async def test_receiver_down_then_started(nursery: trio.Nursery,
-                                          autojump_clock: trio.abc.Clock) -> None:
+async def test_receiver_down_then_started(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     port = free_port()
     queue = MemoryQueue()
     did = queue.add(f"http://127.0.0.1:{port}/ok")
@@ -125,12 +153,14 @@ async def test_receiver_down_then_started(nursery: trio.Nursery,
     await run_until_idle(queue)
     entry = queue.entries[did]
     assert [a.outcome for a in entry.attempts] == [Outcome.CONNECTION_ERROR] * 2 + [
-        Outcome.DELIVERED]
+        Outcome.DELIVERED
+    ]
     assert within_schedule(gaps(entry), POLICY)
 
 
-async def test_hanging_url_retried_then_given_up(nursery: trio.Nursery,
-                                                 autojump_clock: trio.abc.Clock) -> None:
+async def test_hanging_url_retried_then_given_up(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     receiver = await start_receiver(nursery)
     queue = MemoryQueue()
     did = queue.add(receiver.url("/hang"))
@@ -145,8 +175,9 @@ async def test_hanging_url_retried_then_given_up(nursery: trio.Nursery,
     assert receiver.hits["/hang"] == 8
 
 
-async def test_endless_redirect_recorded_and_retried(nursery: trio.Nursery,
-                                                     autojump_clock: trio.abc.Clock) -> None:
+async def test_endless_redirect_recorded_and_retried(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     receiver = await start_receiver(nursery)
     queue = MemoryQueue()
     did = queue.add(receiver.url("/redirect"))
@@ -155,7 +186,8 @@ async def test_endless_redirect_recorded_and_retried(nursery: trio.Nursery,
     entry = queue.entries[did]
     assert entry.state == "failed"
     assert [(a.outcome, a.status_code, a.location) for a in entry.attempts] == [
-        (Outcome.REDIRECT, 302, receiver.url("/redirect"))] * 3
+        (Outcome.REDIRECT, 302, receiver.url("/redirect"))
+    ] * 3
     assert receiver.hits["/redirect"] == 3  # one request per attempt, never followed
 
 
@@ -172,12 +204,14 @@ async def test_refusals_are_final(nursery: trio.Nursery, autojump_clock: trio.ab
     assert {e.state for e in queue.entries.values()} == {"failed"}
 
 
-async def test_wake_delivers_a_new_delivery_at_once(nursery: trio.Nursery,
-                                                    autojump_clock: trio.abc.Clock) -> None:
+async def test_wake_delivers_a_new_delivery_at_once(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     receiver = await start_receiver(nursery)
     queue = MemoryQueue()
-    nursery.start_soon(lambda: deliver_pending(queue, now=clock, wake=queue.wake,
-                                               poll_interval=300))
+    nursery.start_soon(
+        lambda: deliver_pending(queue, now=clock, wake=queue.wake, poll_interval=300)
+    )
     await trio.sleep(100)  # the worker sleeps: nothing is pending
     added_at = trio.current_time()
     did = queue.add(receiver.url("/ok"))
@@ -186,8 +220,9 @@ async def test_wake_delivers_a_new_delivery_at_once(nursery: trio.Nursery,
     assert trio.current_time() - added_at < 1
 
 
-async def test_many_deliveries_concurrently(nursery: trio.Nursery,
-                                            autojump_clock: trio.abc.Clock) -> None:
+async def test_many_deliveries_concurrently(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
     receiver = await start_receiver(nursery)
     queue = MemoryQueue()
     ids = [queue.add(receiver.url(f"/flaky/{i % 3}/{i}")) for i in range(20)]

@@ -42,5 +42,8 @@ class ThreadedReceiver:
 
     def seen(self, path: str, event: str | None = None) -> list[Seen]:
         assert self.receiver is not None
-        return [s for s in list(self.receiver.seen) if s.path == path and
-                (event is None or s.headers.get("x-applikant-event") == event)]
+        return [
+            s
+            for s in list(self.receiver.seen)
+            if s.path == path and (event is None or s.headers.get("x-applikant-event") == event)
+        ]

@@ -52,7 +52,7 @@ class Proc:
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
-        self._log = open(log_path, "ab") if log_path else None
+        self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - lives with the process
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.popen = subprocess.Popen(

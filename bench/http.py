@@ -110,7 +110,9 @@ def main() -> None:
                     src = url if side == "aw" else str(big)
                     extra = [] if side == "aw" else ["--no-local"]
                     t = _timed(
-                        lambda: _git("clone", "-q", "--bare", *extra, src, str(dest), env=env)
+                        lambda extra=extra, src=src, dest=dest: _git(
+                            "clone", "-q", "--bare", *extra, src, str(dest), env=env
+                        )
                     )
                     subprocess.run(["rm", "-rf", str(dest)], check=True)
                     if i:

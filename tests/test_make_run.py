@@ -77,8 +77,10 @@ def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
         output = Lines(make)
         lines = output.until("Try it", timeout=100)
         steps = output.until("demo-http", timeout=10)
-        password = next(l for l in lines if "password:" in l).split("password:")[1].split()[0]
-        script = "\n".join(l.strip() for l in steps if l.startswith("  "))
+        password = (
+            next(line for line in lines if "password:" in line).split("password:")[1].split()[0]
+        )
+        script = "\n".join(line.strip() for line in steps if line.startswith("  "))
         run = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             cwd=tmp_path,

@@ -51,9 +51,7 @@ def _read_key(source: str) -> str:
 def add(
     user: Annotated[str, typer.Argument(help="login or id of the key's owner")],
     source: Annotated[str, typer.Argument(help="public key file (id_ed25519.pub), or - for stdin")],
-    title: Annotated[
-        str | None, typer.Option("--title", help="default: the key's comment")
-    ] = None,
+    title: Annotated[str | None, typer.Option("--title", help="default: the key's comment")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a public key to an account."""

@@ -63,7 +63,14 @@ ESSENTIAL_HOOKS = ("pre-receive", "post-receive")
 # Hooks git runs on the server side of a push or on gc; any of them present
 # and not ours is worth a warning from check_hooks.
 _SERVER_HOOKS = frozenset(
-    (*ALL_HOOKS, "proc-receive", "reference-transaction", "push-to-checkout", "pre-auto-gc", "post-rewrite")
+    (
+        *ALL_HOOKS,
+        "proc-receive",
+        "reference-transaction",
+        "push-to-checkout",
+        "pre-auto-gc",
+        "post-rewrite",
+    )
 )
 _GIT_TIMEOUT = 60
 _LOCK_NAME = ".applikant.lock"

@@ -84,7 +84,7 @@ class Request:
     ``dataclasses`` costs more than all of ``as``'s own work.
     """
 
-    __slots__ = ("access", "repo", "verb")
+    __slots__ = ("verb", "repo", "access")
     verb: str
     repo: str | None
     access: str

@@ -21,7 +21,7 @@ class Pending:
     by the node's sweeper when its deadline passes (a cancel scope per call would
     cost a quarter of a call's CPU time)."""
 
-    __slots__ = ("deadline", "done", "error", "value", "what")
+    __slots__ = ("done", "value", "error", "deadline", "what")
 
     def __init__(self, deadline: float, what: str) -> None:
         self.done = trio.Event()

@@ -250,7 +250,7 @@ class Node:
             await self.unregister_global(name)
         await self._broadcast(Registry("bye", None))
         with trio.move_on_after(grace):
-            while any(link.handlers for link in self.links.values()):
+            while any(link.handlers for link in self.links.values()):  # noqa: ASYNC110 - replaced by the link split
                 await trio.sleep(0.05)
 
     def monitor(self, buffer: int = 1000) -> trio.MemoryReceiveChannel[MonitorEvent]:

@@ -133,11 +133,11 @@ class _Event:
 class PeerHello(_Event):
     """Server side: a peer says who it is; answer with accept() or refuse()."""
 
-    __slots__ = ("hidden", "peer")
+    __slots__ = ("peer", "hidden")
 
 
 class HandshakeDone(_Event):
-    __slots__ = ("hidden", "peer")
+    __slots__ = ("peer", "hidden")
 
 
 class HandshakeFailed(_Event):
@@ -146,14 +146,14 @@ class HandshakeFailed(_Event):
     `code` is for programs (one of the REFUSE_* constants), `reason` for people.
     """
 
-    __slots__ = ("by_peer", "code", "reason")
+    __slots__ = ("reason", "by_peer", "code")
     _defaults = {"code": "refused"}
 
 
 class Call(_Event):
     """A request. `node` None means `target` is a global name; else a local name there."""
 
-    __slots__ = ("args", "method", "node", "req_id", "target")
+    __slots__ = ("req_id", "node", "target", "method", "args")
 
 
 class Reply(_Event):
@@ -163,11 +163,11 @@ class Reply(_Event):
 class ErrorReply(_Event):
     """A typed failure: `kind` one of no_such_name, node_down, timeout or a service kind."""
 
-    __slots__ = ("kind", "message", "req_id")
+    __slots__ = ("req_id", "kind", "message")
 
 
 class Cast(_Event):
-    __slots__ = ("args", "method", "node", "target")
+    __slots__ = ("node", "target", "method", "args")
 
 
 class Cancel(_Event):
@@ -185,7 +185,7 @@ class Tick(_Event):
 class Registry(_Event):
     """Global registry traffic; op and data are interpreted by registry.py."""
 
-    __slots__ = ("data", "op")
+    __slots__ = ("op", "data")
 
 
 class Peers(_Event):

@@ -208,7 +208,7 @@ class SshServer:
     def _start_once(self) -> None:
         self.config_path.write_text(self._config())
         self.log_path.write_text("")
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             # Own session: a Ctrl-C meant for pytest does not hit sshd first
             # and leave a test half torn down.

@@ -57,6 +57,9 @@ class DeliverySettings:
     max_response: int = 4096  # bytes of the answer kept in the log
 
 
+DEFAULT_SETTINGS = DeliverySettings()
+
+
 def new_delivery_id() -> str:
     return str(uuid.uuid4())
 

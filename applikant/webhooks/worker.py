@@ -21,7 +21,7 @@ from typing import Protocol
 import httpx
 import trio
 
-from .deliver import DeliverySettings, attempt, make_client
+from .deliver import DEFAULT_SETTINGS, DeliverySettings, attempt, make_client
 from .models import Attempt, PendingDelivery, utcnow
 from .retry import DEFAULT_POLICY, RetryPolicy, next_attempt_at
 
@@ -49,7 +49,7 @@ async def deliver_pending(
     *,
     client: httpx.AsyncClient | None = None,
     policy: RetryPolicy = DEFAULT_POLICY,
-    settings: DeliverySettings = DeliverySettings(),
+    settings: DeliverySettings = DEFAULT_SETTINGS,
     concurrency: int = 4,
     poll_interval: float = 5.0,
     wake: Callable[[], trio.Event] | None = None,

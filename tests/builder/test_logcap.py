@@ -39,7 +39,7 @@ def test_cap_keeps_whole_lines_then_one_marker(step: int | None) -> None:
     cap = LogCap(limit=1024)
     data = b"".join(b"line %04d\n" % i for i in range(500))  # 10 bytes a line
     out = feed_all(cap, data, step)
-    assert out[:-1] == ["line %04d" % i for i in range(102)]
+    assert out[:-1] == [f"line {i:04d}" for i in range(102)]
     assert out[-1] == MARKER_PREFIX + "log truncated at 1 KiB; the rest of the output was discarded"
     assert cap.truncated
     assert cap.size == 1020 + len(out[-1]) + 1

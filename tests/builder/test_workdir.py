@@ -70,7 +70,7 @@ async def test_checkout_of_a_repo_owned_by_someone_else(repo: Repo, tmp_path: Pa
 async def test_checkout_errors(repo: Repo, tmp_path: Path) -> None:
     repo.commit({"a": "1"})
     (tmp_path / "w").mkdir()
-    with pytest.raises(CheckoutError, match="git fetch failed: .*not our ref"):
+    with pytest.raises(CheckoutError, match=r"git fetch failed: .*not our ref"):
         await checkout(repo.spec("2" * 40), str(tmp_path / "w" / "src"), timeout=30)
     spec = repo.spec("2" * 40).model_copy(update={"source": str(tmp_path / "nothing.git")})
     (tmp_path / "v").mkdir()

@@ -112,7 +112,7 @@ def test_stopped_even_on_failure(tmp_path: Path) -> None:
             pid = server.pid
             assert pid is not None
             os.kill(pid, 0)
-            1 / 0
+            raise ZeroDivisionError
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     server.stop()  # idempotent

@@ -95,7 +95,7 @@ class NsProc:
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
-        self._log = open(log_path, "ab", buffering=0)
+        self._log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - lives with the process
         self.lines: list[str] = []
         self._cond = threading.Condition()
         # `ip netns exec` enters the namespace and then execs argv: the PID is argv's.

@@ -71,7 +71,9 @@ class Am:
                 return self
             except DistError:
                 if not self.proc.alive() or time.monotonic() > deadline:
-                    raise AssertionError(f"am did not come up; log:\n{self.proc.log_text()}")
+                    raise AssertionError(
+                        f"am did not come up; log:\n{self.proc.log_text()}"
+                    ) from None
                 time.sleep(0.05)
 
     def kill(self) -> None:

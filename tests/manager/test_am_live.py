@@ -75,7 +75,7 @@ async def peer(am: Am, name: str, inbox: Inbox | None = None) -> AsyncIterator[N
 
 async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
     with trio.fail_after(timeout):
-        while not await predicate():
+        while not await predicate():  # noqa: ASYNC110 - polls another process
             await trio.sleep(0.02)
 
 

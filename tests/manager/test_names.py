@@ -109,7 +109,7 @@ def test_parse_repo_path_refuses(path: str) -> None:
 
 def test_repo_name_strips_one_git() -> None:
     assert check_repo_name("x.git") == "x"
-    with pytest.raises(BadRequest, match="must not end in '.git'"):
+    with pytest.raises(BadRequest, match=r"must not end in '\.git'"):
         check_repo_name("x.git.git")
 
 

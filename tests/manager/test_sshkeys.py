@@ -55,7 +55,7 @@ def test_short_rsa_refused(real_keys: RealKeys) -> None:
 
 def test_private_key_refused(real_keys: RealKeys) -> None:
     private = real_keys.make("ed", "ed25519").read_text()
-    with pytest.raises(BadRequest, match="looks like a private key; paste the .pub file"):
+    with pytest.raises(BadRequest, match=r"looks like a private key; paste the \.pub file"):
         parse_public_key(private)
 
 

@@ -421,7 +421,9 @@ def test_refusal_reason_is_bounded_but_always_fits_the_handshake_frame() -> None
     """A long refusal reason must still reach the client (as HandshakeFailed),
     whatever characters it is written in."""
     for reason in ("r" * 5000, "\u20ac" * 1000):
-        pair = Pair(decide=lambda c, e: c.refuse(reason) if type(e) is PeerHello else None)
+        pair = Pair(
+            decide=lambda c, e, reason=reason: c.refuse(reason) if type(e) is PeerHello else None
+        )
         pair.handshake()
         [failed] = pair.client_events
         assert type(failed) is HandshakeFailed

@@ -128,7 +128,7 @@ def test_refused_in_words(data: dict[str, Any], fragment: str) -> None:
     ],
 )
 def test_bad_ranges_refused(data: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="dist\\.(listen_min|tick_time)"):
+    with pytest.raises(ValueError, match=r"dist\.(listen_min|tick_time)"):
         DistSettings.from_mapping(data)
 
 

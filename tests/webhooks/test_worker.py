@@ -103,7 +103,10 @@ def gaps(entry: Entry) -> list[float]:
 
 def within_schedule(observed: list[float], policy: RetryPolicy, slack: float = 0.5) -> bool:
     expected = policy.schedule()[: len(observed)]
-    return all(e * (1 - policy.jitter) - 1e-6 <= o <= e + slack for o, e in zip(observed, expected, strict=False))
+    return all(
+        e * (1 - policy.jitter) - 1e-6 <= o <= e + slack
+        for o, e in zip(observed, expected, strict=False)
+    )
 
 
 async def run_until_idle(queue: MemoryQueue, **kwargs: object) -> None:
@@ -145,7 +148,7 @@ async def test_receiver_down_then_started(
     did = queue.add(f"http://127.0.0.1:{port}/ok")
 
     async def start_after_two_failures() -> None:
-        while len(queue.entries[did].attempts) < 2:
+        while len(queue.entries[did].attempts) < 2:  # noqa: ASYNC110 - polls the fake queue
             await trio.sleep(0.5)
         await start_receiver(nursery, port)
 
@@ -215,7 +218,7 @@ async def test_wake_delivers_a_new_delivery_at_once(
     await trio.sleep(100)  # the worker sleeps: nothing is pending
     added_at = trio.current_time()
     did = queue.add(receiver.url("/ok"))
-    while queue.entries[did].state == "pending":
+    while queue.entries[did].state == "pending":  # noqa: ASYNC110 - polls the fake queue
         await trio.sleep(0.01)
     assert trio.current_time() - added_at < 1
 

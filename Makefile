@@ -12,7 +12,7 @@ SERVICE_USER ?= git
 # Debian packages the tests drive for real (installed when missing and we are root).
 DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium
 
-.PHONY: venv deps compile run test bench clean install install-units
+.PHONY: venv deps compile lint run test test-fast bench clean install install-units
 
 venv: $(VENV)/.installed
 
@@ -41,7 +41,14 @@ compile:
 run: venv compile
 	$(PY) -m applikant.cli.devrun
 
-test: venv deps compile
+# Lint and types: ruff (rules and format) over everything, mypy over the package
+# (strict on the node layer; see pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: venv deps compile lint
 	$(PY) -m pytest -q
 
 bench: venv compile

@@ -9,7 +9,7 @@
   second of wall time (each push includes making its commit and an SSH
   push), every one queued.
 
-Starts portmapper, am, af, sshd and ab on loopback (tests/builder/buildsite.py)
+Starts portmapper, am, af, sshd and ab on loopback (harness/builds.py)
 and stops them again.
 """
 
@@ -21,8 +21,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from tests.builder.buildsite import BuildSite
-from tests.harness.gitenv import wait_for
+from harness.builds import BuildSite
+from harness.gitenv import wait_for
 
 from . import common
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 
 from bench.ssh import fast_import_stream
-from tests.harness.gitenv import git_env
-from tests.web.harness import ADMIN_LOGIN, WebSite
+from harness.gitenv import git_env
+from harness.web import ADMIN_LOGIN, WebSite
 
 from . import common
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from applikant.ops.sshd import make_client_key
-from tests.harness.gitenv import GitSite, git_env
+from harness.gitenv import GitSite, git_env
 
 from . import common
 

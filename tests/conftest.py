@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import Cluster
+from harness.cluster import Cluster
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
-from tests.harness.gitenv import GitSite
+from harness.gitenv import GitSite
 
 
 def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from tests.harness.gitenv import GitSite
+from harness.gitenv import GitSite
 
 
 def doctor(site: GitSite) -> dict[str, dict[str, str]]:

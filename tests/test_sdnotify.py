@@ -6,8 +6,8 @@ import signal
 from pathlib import Path
 
 from applikant import procs
-from tests.harness.cluster import Cluster
-from tests.harness.notify import NotifySocket
+from harness.cluster import Cluster
+from harness.notify import NotifySocket
 
 
 def test_portmapper_signals_ready_and_stops_cleanly(cluster: Cluster, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.harness.gitenv import GitSite, wait_for
+from harness.gitenv import GitSite, wait_for
 
 
 def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:

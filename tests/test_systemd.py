@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from applikant import procs
-from tests.harness.cluster import Cluster
-from tests.harness.notify import NotifySocket
+from harness.cluster import Cluster
+from harness.notify import NotifySocket
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = [

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from applikant import procs
 from applikant.manager.schema import MIGRATIONS
-from tests.harness.cluster import Cluster
-from tests.harness.gitenv import wait_for
+from harness.cluster import Cluster
+from harness.gitenv import wait_for
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "am-schema-v1.sqlite3"
 

@@ -1,5 +1,5 @@
 """Builds end to end with real processes: portmapper, am, af, sshd and ab
-(tests/builder/buildsite.py). A push with .applikant/build.sh queues a build
+(harness/builds.py). A push with .applikant/build.sh queues a build
 (`build #N queued` in the push output), ab runs it, its log and status are in
 am, and the CLI reads, follows, cancels and re-runs it. Then the ways a build
 can be cut short: timeout, cancel, ab killed mid-build (failed, or queued
@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from applikant.builder.logcap import MARKER_PREFIX
-from tests.harness.gitenv import User, wait_for
-
-from .buildsite import BuildSite
+from harness.builds import BuildSite
+from harness.gitenv import User, wait_for
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
@@ -241,7 +240,7 @@ def test_am_restarted_with_queued_builds(site: BuildSite, alice: User, tmp_path:
 def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) -> None:
     import httpx
 
-    from tests.web.harness import csrf_of
+    from harness.web import csrf_of
 
     site.start_aw()
     work = repo_and_clone(site, alice, "web", tmp_path)

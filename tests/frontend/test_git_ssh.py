@@ -1,5 +1,5 @@
 """Git over SSH end to end: a real OpenSSH sshd, real git, and real portmapper, am
-and af processes (tests/harness/gitenv.py). The write path of the platform:
+and af processes (harness/gitenv.py). The write path of the platform:
 sshd -> as -> af_auth -> am -> git-receive-pack -> ah -> af_hook_server -> am_hook_api.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.gitenv import GitSite, User, git_env, wait_for
+from harness.gitenv import GitSite, User, git_env, wait_for
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from applikant.frontend.authkeys import render, write_atomic
-from tests.harness.sshd import SshServer, ensure_system_user, make_client_key
+from harness.sshd import SshServer, ensure_system_user, make_client_key
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"

@@ -10,8 +10,8 @@ import pytest
 from applikant.manager.base import Event
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Store
-from tests.harness.cluster import Cluster
-from tests.manager.amharness import Am
+from harness.am import Am
+from harness.cluster import Cluster
 from tests.manager.helpers import RealKeys
 
 FAST = Passwords(fast=True)

@@ -19,8 +19,8 @@ import trio
 
 from applikant import envconfig
 from applikant.node.node import CallContext, Node, open_node
-from tests.harness.cluster import Cluster
-from tests.manager.amharness import Am, add_user
+from harness.am import Am, add_user
+from harness.cluster import Cluster
 from tests.manager.gitrepo import Repo, make_repo
 from tests.manager.helpers import random_ed25519_line
 

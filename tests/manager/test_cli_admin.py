@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.manager.amharness import Am
+from harness.am import Am
 from tests.manager.helpers import RealKeys
 
 

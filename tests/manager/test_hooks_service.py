@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.manager.amharness import Am, add_user
+from harness.am import Am, add_user
 from tests.manager.gitrepo import ZERO, Repo, make_repo
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.manager.amharness import Am, add_user
+from harness.am import Am, add_user
 from tests.manager.helpers import RealKeys, random_ed25519_line
 
 

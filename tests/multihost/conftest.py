@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.netns import Network, unavailable
+from harness.netns import Network, unavailable
 from tests.multihost.sites import Sites
 
 NetFactory = Callable[..., Sites]

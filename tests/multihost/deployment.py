@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness.netns import Network, NsProc
+from harness.netns import Network, NsProc
 
 COOKIE = "multihost-deployment-cookie-0123456789"
 PM_PORT = 4370  # every host has its own network stack: the default port is free
@@ -256,7 +256,7 @@ class Deployment:
     def _daemon(self, label: str, component: str, argv: list[str]) -> NsProc:
         """Start a daemon in host `label` and wait for its READY=1 (a NOTIFY_SOCKET is
         a path in the file system, so it reaches across network namespaces)."""
-        from tests.harness.notify import NotifySocket
+        from harness.notify import NotifySocket
 
         self._n += 1
         where = self.base / f"n{self._n}"
@@ -308,7 +308,7 @@ class Deployment:
     def start_git(self, label: str) -> GitHost:
         """A git host: portmapper, af (repos, sshd's authorized_keys, spool under the
         host's data dir) and a real sshd on the host's address, port 22, reading af's
-        authorized_keys (as tests/harness/gitenv.py, but in the namespace)."""
+        authorized_keys (as harness/gitenv.py, but in the namespace)."""
         data = self.data(label)
         host = GitHost(
             label, data, data / "repos", data / "ssh" / "authorized_keys", data / "spool"

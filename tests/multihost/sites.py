@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.harness.netns import Network, NsProc
+from harness.netns import Network, NsProc
 
 COOKIE = "multihost-test-cookie-0123456789"
 PM_PORT = 4370  # every host has its own network stack: the default port is free

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.netns import Network, unavailable
+from harness.netns import Network, unavailable
 from tests.multihost.deployment import (
     HTTP_PORT,
     LISTEN_MAX,

@@ -16,7 +16,7 @@ import pytest
 from applikant.node import blocking
 from applikant.node.errors import NodeDown, NoSuchName, Refused, RemoteError
 from applikant.node.settings import DistSettings
-from tests.harness.cluster import Cluster
+from harness.cluster import Cluster
 
 
 def settings(c: Cluster, **kw: object) -> DistSettings:

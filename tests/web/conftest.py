@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.web.harness import WebSite
+from harness.web import WebSite
 
 _names = itertools.count(1)
 

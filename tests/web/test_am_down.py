@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.harness.gitenv import wait_for
-from tests.web.harness import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
+from harness.gitenv import wait_for
+from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
 
 
 def test_am_down_gives_503_then_recovers(tmp_path: Path) -> None:

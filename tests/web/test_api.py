@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.harness.sshd import make_client_key
-from tests.web.harness import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
+from harness.sshd import make_client_key
+from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
 
 
 def admin(site: WebSite) -> httpx.Client:
@@ -207,7 +207,7 @@ def test_session_changes_need_the_csrf_header(site: WebSite, name: str) -> None:
     assert r.status_code == 403
     assert admin(site).get(f"/api/groups/{name}g").status_code == 404
     page = c.get("/settings/tokens").text
-    from tests.web.harness import csrf_of
+    from harness.web import csrf_of
 
     r = c.post("/api/groups", json={"name": f"{name}g"}, headers={"x-csrf-token": csrf_of(page)})
     assert r.status_code == 201

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.sshd import make_client_key
-from tests.web.harness import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
+from harness.sshd import make_client_key
+from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -95,7 +95,7 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
     shot(page, "repo-settings")
 
     # brdev pushes over SSH (af picks the key up from am).
-    from tests.harness.gitenv import User, wait_for
+    from harness.gitenv import User, wait_for
 
     user = User("brdev", "", key, pub)
     blob = pub.split()[1]

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness.gitenv import git_env
-from tests.web.harness import WebSite
+from harness.gitenv import git_env
+from harness.web import WebSite
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from applikant.web import gitread
-from tests.harness.gitenv import git_env
+from harness.gitenv import git_env
 
 
 @pytest.fixture

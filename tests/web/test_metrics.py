@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.web.harness import WebSite
+from harness.web import WebSite
 
 
 def sample(text: str, name: str, labels: str = "") -> float:

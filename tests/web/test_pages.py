@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.harness import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite, csrf_of
+from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite, csrf_of
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_delete_needs_the_typed_confirmation(site: WebSite, name: str) -> None:
 
 
 def test_key_errors_are_explained(site: WebSite, name: str, tmp_path: Path) -> None:
-    from tests.harness.sshd import make_client_key
+    from harness.sshd import make_client_key
 
     site.user_with_password(name, "keys-pass-1")
     c = site.login(name, "keys-pass-1")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from applikant.node.errors import RemoteError
-from tests.harness.gitenv import GitSite, User, wait_for
+from harness.gitenv import GitSite, User, wait_for
 
 from .receiver import SECRET, free_port
 from .threaded import ThreadedReceiver

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.gitenv import wait_for
-from tests.web.harness import WebSite, csrf_of
+from harness.gitenv import wait_for
+from harness.web import WebSite, csrf_of
 
 from .receiver import SECRET
 from .test_end_to_end import WEBHOOKS_TOML

@@ -14,7 +14,7 @@ from typing import Any
 from applikant import envconfig, procs
 from applikant.node import blocking
 from applikant.node.errors import DistError, RemoteError
-from tests.harness.cluster import Cluster
+from harness.cluster import Cluster
 
 SLOW_GIT = """#!{python}
 import os, sys, time

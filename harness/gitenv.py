@@ -27,9 +27,9 @@ from applikant import procs
 from applikant.node import blocking
 from applikant.node.errors import DistError
 from applikant.node.settings import DistSettings
-from tests.harness.cluster import Cluster
-from tests.harness.notify import NotifySocket
-from tests.harness.sshd import SshServer, make_client_key
+from harness.cluster import Cluster
+from harness.notify import NotifySocket
+from harness.sshd import SshServer, make_client_key
 
 __all__ = ["GitSite", "User", "git_env", "wait_for"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from applikant import procs
-from tests.harness.gitenv import GitSite
+from harness.gitenv import GitSite
 
 ADMIN_LOGIN = "root"
 ADMIN_PASSWORD = "root-password-123"

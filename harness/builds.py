@@ -16,7 +16,7 @@ from typing import Any
 
 from applikant import procs
 from applikant.node.errors import DistError
-from tests.harness.gitenv import GitSite, User, wait_for
+from harness.gitenv import GitSite, User, wait_for
 
 __all__ = ["BuildSite"]
 

@@ -1,1 +1,0 @@
-"""Test harnesses that drive real programs (OpenSSH's sshd, git) on loopback."""

@@ -31,11 +31,10 @@ from typing import Any
 
 import trio
 
+from applikant.amclient import AmClient, AmError, AmRefused
 from applikant.frontend import authkeys
-from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
 from applikant.logs import EventLog
-from applikant.node.errors import RemoteError
 from applikant.node.node import CallContext
 
 __all__ = ["EVENTS_SERVICE", "ID_FILE", "RESYNC", "Mirror"]
@@ -54,7 +53,7 @@ class Mirror:
     """Applies am's events and snapshots to the keys file and the repo root."""
 
     def __init__(
-        self, link: AmLink, disk: RepoDisk, *, keys_mode: str, keys_file: str, as_command: str
+        self, link: AmClient, disk: RepoDisk, *, keys_mode: str, keys_file: str, as_command: str
     ) -> None:
         if keys_mode not in ("file", "command"):
             raise ValueError(f"af.keys_mode must be 'file' or 'command', not {keys_mode!r}")
@@ -74,7 +73,7 @@ class Mirror:
     # ---- feeding the queue ------------------------------------------------
 
     async def on_connect(self) -> None:
-        """AmLink callback: subscribe to am's events, then queue a resync."""
+        """AmClient callback: subscribe to am's events, then queue a resync."""
         await self.link.call(
             "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
         )
@@ -123,7 +122,7 @@ class Mirror:
                 batch = batch[last_resync + 1 :]
                 try:
                     await self._resync()
-                except (AmUnavailable, RemoteError) as exc:
+                except AmError as exc:
                     # The link reports am down and queues another resync on return.
                     log.warning("resync_failed", reason=str(exc))
                     self._flush_idle()
@@ -131,7 +130,7 @@ class Mirror:
             for event in batch:
                 try:
                     await self._apply(event)
-                except (AmUnavailable, RemoteError) as exc:
+                except AmError as exc:
                     log.warning("event_failed", kind=event.get("kind"), reason=str(exc))
                 except (RepoDiskError, CommandRefused, OSError) as exc:
                     log.error("event_failed", kind=event.get("kind"), reason=str(exc))
@@ -213,7 +212,7 @@ class Mirror:
             repo = await self.link.call(
                 "am_repo_db", "get_repo", {"repo": full_name}, timeout=AM_TIMEOUT
             )
-        except RemoteError as exc:
+        except AmRefused as exc:
             if exc.kind == "not_found":
                 return None  # deleted again since; its own event follows
             raise

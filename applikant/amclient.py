@@ -174,7 +174,7 @@ class AmClient:
                 self._lost = trio.Event()
                 try:
                     am = await self._connect_once()
-                except (DistError, trio.TooSlowError) as exc:
+                except (DistError, AmError, trio.TooSlowError) as exc:
                     self.log.debug("am_unreachable", am=self.am_node, reason=_first_line(exc))
                     await trio.sleep(self.retry)
                     continue

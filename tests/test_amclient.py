@@ -262,6 +262,37 @@ async def test_a_call_never_outlasts_its_timeout(cluster: Cluster) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_failing_callback_is_tried_again(cluster: Cluster, watch: Any) -> None:
+    """A callback whose call to am fails (slow, refused) leaves the link down and
+    is run again on the next attempt; the daemon goes on."""
+    log = watch("ab")
+    cluster.start_portmapper()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake_am, cluster, "moodyam")
+        async with node(cluster, "patient") as me:
+            client = AmClient(me, cluster.node("moodyam"), component="ab", retry=0.05)
+            attempts = 0
+
+            async def on_connect() -> None:
+                nonlocal attempts
+                attempts += 1
+                if attempts == 1:
+                    await client.call(PROBE_NAME, "nap", 5, timeout=0.2)
+                elif attempts == 2:
+                    await client.call(PROBE_NAME, "refuse", None)
+
+            client.on_connect(on_connect)
+            async with running(client):
+                assert (await log.wait_for("am_connected"))["connects"] == 1
+                assert attempts == 3 and client.up
+            reasons = [f["reason"] for f in log.named("am_unreachable")]
+            assert reasons == [
+                "the manager (am) did not answer within 0.2 s",
+                "not_found: no such thing",
+            ]
+        nursery.cancel_scope.cancel()
+
+
 # ---- am's names on another node ----------------------------------------------------------
 
 

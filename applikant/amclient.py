@@ -16,8 +16,10 @@ Guarantees:
   typed error (``kind``, ``message``). It never takes longer than its timeout.
 * :meth:`AmClient.run` keeps the link: while am is away it tries every
   ``retry`` seconds; each time it finds the node that serves am's names
-  (:data:`PROBE_NAME`) it runs the ``on_connect`` callbacks in order and sets
-  ``up``. The node going down, or the names leaving it, starts over.
+  (:data:`PROBE_NAME`) it renews the subscriptions (:meth:`AmClient.subscribe`)
+  and runs the ``on_connect`` callbacks, in the order they were added, then sets
+  ``up``. The node going down, or the names leaving it, starts over; a failed
+  callback too (after ``retry`` seconds).
 * At rest (am up, no calls) it wakes once per tick time of the node layer, to
   notice names that moved without their node going down (a healed partition).
 """
@@ -111,6 +113,16 @@ class AmClient:
     def on_connect(self, callback: OnConnect) -> None:
         """Run ``callback`` each time the link to am is (re)made, after those added before."""
         self._on_connect.append(callback)
+
+    def subscribe(self, service: str, *, timeout: float | None = None) -> None:
+        """From each (re)connect on, have am cast its change events to ``service``
+        (a local service of this node, method ``changed``); renewed in the order of
+        the callbacks, so those added after this one see the events that follow."""
+
+        async def renew() -> None:
+            await self.call(PROBE_NAME, "subscribe", {"service": service}, timeout=timeout)
+
+        self.on_connect(renew)
 
     # ---- calls ------------------------------------------------------------------
 

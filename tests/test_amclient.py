@@ -214,20 +214,43 @@ async def test_connects_to_am_calls_it_and_logs_as_its_component(
     assert not af_log.events  # ab's link logs as ab (it used to borrow af's name)
 
 
-async def test_reconnects_when_am_restarts(am: Am, cluster: Cluster, watch: Any) -> None:
+async def test_reconnects_and_subscribes_again_when_am_restarts(
+    am: Am, cluster: Cluster, watch: Any
+) -> None:
     log = watch("af")
     async with node(cluster, "aftest") as me:
+        kinds: list[str] = []
+        arrived = trio.Event()
+
+        async def changed(ctx: CallContext, event: Any) -> None:
+            kinds.append(event["kind"])
+            arrived.set()
+
+        async def added(login: str) -> None:
+            nonlocal arrived
+            arrived = trio.Event()
+            await trio.to_thread.run_sync(lambda: am.users("add_user", actor="system", login=login))
+            with trio.fail_after(30):
+                await arrived.wait()
+
+        me.register_local("test_events", {"changed": changed})
         client = AmClient(me, am.node, component="af", retry=0.1, timeout=5)
-        subscribed = 0
+        client.subscribe("test_events")
+        subscribed_first: list[bool] = []
 
         async def on_connect() -> None:
-            nonlocal subscribed
-            await client.call("am_user_db", "subscribe", {"service": "af_events"})
-            subscribed += 1
+            # am keeps a subscriber per node: the one made just before is there
+            found = await client.call("am_observer", "subscribers", {})
+            subscribed_first.append(
+                {"node": me.name, "service": "test_events"}
+                in [{"node": f["node"], "service": f["service"]} for f in found]
+            )
 
         client.on_connect(on_connect)
         async with running(client):
             await log.wait_for("am_connected")
+            await added("sub1")
+            assert kinds == ["user.added"]
             await trio.to_thread.run_sync(am.kill)
             assert (await log.wait_for("am_down")) == {"am": am.node}
             assert not client.up
@@ -237,8 +260,9 @@ async def test_reconnects_when_am_restarts(am: Am, cluster: Cluster, watch: Any)
             assert str(away.value).startswith("the manager (am) cannot be reached (")
             await trio.to_thread.run_sync(am.start)
             assert (await log.wait_for("am_connected", 2)) == {"am": am.node, "connects": 2}
-            assert client.up and subscribed == 2
-            await client.call("am_repo_db", "counts", {"actor": "system"})
+            assert client.up and subscribed_first == [True, True]
+            await added("sub2")  # the fresh am knows af's subscription again
+            assert kinds == ["user.added", "user.added"]
             assert log.named("am_unreachable"), "retries while am was away are logged (debug)"
 
 

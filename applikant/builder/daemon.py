@@ -124,6 +124,7 @@ class Runner:
         self.settled: set[str] = set()  # finished here, result not yet taken by am
         self.wake = trio.Event()
         self.done = 0  # builds run to the end here (status, tests)
+        self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.on_connect)
 
     # ---- am -----------------------------------------------------------------------
@@ -132,10 +133,8 @@ class Runner:
         return await self.link.call("am_builds", method, args, timeout=AM_TIMEOUT)
 
     async def on_connect(self) -> None:
-        """AmClient callback: subscribe to am's events, settle what am thinks runs here."""
-        await self.link.call(
-            "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
-        )
+        """AmClient callback, after the subscription to am's events: settle what
+        am thinks runs here."""
         answer = await self.call(
             "hello", {"on_interrupt": self.settings.on_interrupt, "running": sorted(self.running)}
         )

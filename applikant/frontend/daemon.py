@@ -40,7 +40,7 @@ from applikant.amclient import AmClient
 from applikant.config import Config
 from applikant.frontend import authkeys, hookpipe
 from applikant.frontend.hookserver import HookServer
-from applikant.frontend.mirror import EVENTS_SERVICE, Mirror
+from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
 from applikant.frontend.services import Auth, RepoManager
 from applikant.logs import EventLog
@@ -129,6 +129,7 @@ class Frontend:
         host = node.name.split("@", 1)[1]
         self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)
         self.repos = RepoManager(self.disk, self.mirror)
+        self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.on_connect)
 

@@ -1,7 +1,7 @@
 """af's copy of what am decides for this git host: sshd's keys and the repos on disk.
 
 am casts a change event to af (local service ``af_events``, method ``changed``)
-for every committed change; af subscribes on each (re)connect. Events go into
+for every committed change; af's link to am subscribes on each (re)connect. Events go into
 one queue and one task applies them in order, so a key added then removed
 always ends removed. On each (re)connect the link puts a *resync* marker in the
 same queue: the task then fetches the full state (all keys, all repos) and
@@ -72,10 +72,7 @@ class Mirror:
     # ---- feeding the queue ------------------------------------------------
 
     async def on_connect(self) -> None:
-        """AmClient callback: subscribe to am's events, then queue a resync."""
-        await self.link.call(
-            "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
-        )
+        """AmClient callback, after the subscription to am's events: queue a resync."""
         self.synced = False
         self._put(RESYNC)
 

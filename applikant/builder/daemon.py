@@ -3,8 +3,8 @@
 ab takes builds from am's queue (`am_builds`) and runs them with `run_build`,
 at most `[builder].concurrency` at once:
 
-- It keeps a link to am (the same AmLink af uses). Each time it (re)connects,
-  it subscribes to am's change events (local service `ab_events`) and says
+- It keeps a link to am (`applikant.amclient`, as af and aw do). Each time
+  it (re)connects, it subscribes to am's change events (local service `ab_events`) and says
   `hello` with the builds it still runs: am interrupts the others it had on
   this node (failed "interrupted", or queued again: `[builder].on_interrupt`).
   A fresh ab runs nothing, so a build left running by an ab that was killed
@@ -33,13 +33,12 @@ from typing import Any
 
 import trio
 
+from applikant.amclient import AmClient, AmError, AmRefused, AmUnavailable
 from applikant.builder.models import Build, BuildStatus, utcnow
 from applikant.builder.runner import run_build
 from applikant.builder.settings import BuilderSettings
 from applikant.config import Config
-from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.logs import EventLog
-from applikant.node.errors import RemoteError
 from applikant.node.node import CallContext, Node
 
 __all__ = ["Runner", "setup"]
@@ -92,7 +91,7 @@ class _LogSender:
             except AmUnavailable:
                 await trio.sleep(self.runner.link.retry)
                 continue
-            except RemoteError as exc:
+            except AmRefused as exc:
                 self._lose(exc)
                 return
             del self.pending[: len(batch)]
@@ -100,7 +99,7 @@ class _LogSender:
             if isinstance(answer, dict) and answer.get("cancel"):
                 self.cancel.set()
 
-    def _lose(self, exc: RemoteError) -> None:
+    def _lose(self, exc: AmRefused) -> None:
         log.warning("build_lost", build=self.build.id, kind=exc.kind, reason=exc.message)
         self.lost = True
         self.pending.clear()
@@ -120,11 +119,12 @@ class Runner:
         builder: BuilderSettings = config.builder
         self.settings = builder.resolved(config.node.data_dir)
         self.repo_root = config.path(config.af.repo_root, "repos")
-        self.link = AmLink(node, config.node_name("am"), config.af.am_retry)
+        self.link = AmClient(node, config.node_name("am"), component="ab", retry=config.af.am_retry)
         self.running: dict[str, trio.Event] = {}  # build id -> its cancel event
         self.settled: set[str] = set()  # finished here, result not yet taken by am
         self.wake = trio.Event()
         self.done = 0  # builds run to the end here (status, tests)
+        self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.on_connect)
 
     # ---- am -----------------------------------------------------------------------
@@ -133,10 +133,8 @@ class Runner:
         return await self.link.call("am_builds", method, args, timeout=AM_TIMEOUT)
 
     async def on_connect(self) -> None:
-        """AmLink callback: subscribe to am's events, settle what am thinks runs here."""
-        await self.link.call(
-            "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
-        )
+        """AmClient callback, after the subscription to am's events: settle what
+        am thinks runs here."""
         answer = await self.call(
             "hello", {"on_interrupt": self.settings.on_interrupt, "running": sorted(self.running)}
         )
@@ -179,7 +177,7 @@ class Runner:
                 continue
             try:
                 taken = await self.call("take", {"count": free})
-            except (AmUnavailable, RemoteError) as exc:
+            except AmError as exc:
                 log.warning("take_failed", reason=str(exc))
                 continue
             for data in taken:
@@ -254,7 +252,7 @@ class Runner:
             except AmUnavailable as exc:
                 log.warning("finish_waiting", build=build.id, reason=str(exc))
                 await trio.sleep(self.link.retry)
-            except RemoteError as exc:
+            except AmRefused as exc:
                 log.warning("finish_refused", build=build.id, kind=exc.kind, reason=exc.message)
                 return
 
@@ -265,7 +263,7 @@ class Runner:
         with trio.move_on_after(2.0):
             try:
                 await self.call("release", {"why": "interrupted (ab stopped)"})
-            except (AmUnavailable, RemoteError):
+            except AmError:
                 pass
 
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -7,14 +7,14 @@ The call goes to af's *local* service names on af's node (``node=af``), not to
 the global names: a git host answers for its own repositories, and a second git
 host with its own af needs no name of its own in the cluster.
 
-Guarantees: :func:`call_af` returns af's reply or raises :class:`Unreachable`
-(with one line fit for the user) within ``connect + call`` seconds; it never
-raises anything else for a network or configuration problem.
+Guarantees: :meth:`Client.call` returns af's reply or raises :class:`Unreachable`
+(with one line fit for the user); it never raises anything else for a network or
+configuration problem. One attempt takes at most ``CONNECT_TIMEOUT`` plus the
+call's timeout; a link that failed otherwise than by timing out (af dropped it
+meanwhile) is re-opened once.
 """
 
 from __future__ import annotations
-
-import os
 
 from applikant import envconfig
 from applikant.node import blocking
@@ -86,12 +86,6 @@ class Client:
         if eph is not None:
             eph.close()
 
-    def af_section(self) -> dict:
-        try:
-            return envconfig.section(self.raw, "af")
-        except envconfig.ConfigError:
-            return {}
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
@@ -109,11 +103,3 @@ def parse_config_option(argv: list[str]) -> tuple[str | None, list[str]]:
     if argv and argv[0].startswith("--config="):
         return argv[0][len("--config=") :], argv[1:]
     return None, argv
-
-
-def environ_with_config(env: dict[str, str], config_path: str | None) -> dict[str, str]:
-    """``env`` plus ``APPLIKANT_CONFIG`` when a config file was named explicitly,
-    so hooks (``ah``) started by git find the same cluster as ``as``."""
-    if config_path:
-        env["APPLIKANT_CONFIG"] = os.path.abspath(config_path)
-    return env

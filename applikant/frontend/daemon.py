@@ -2,8 +2,8 @@
 
 What it starts (each part has its own module):
 
-* :class:`~applikant.frontend.amlink.AmLink`: the link to am, re-opened when
-  am comes back; each time it runs the callbacks below.
+* :class:`~applikant.amclient.AmClient`: the link to am, re-opened when am
+  comes back (or its names move); each time it runs the callbacks below.
 * :class:`~applikant.frontend.mirror.Mirror`: am's change events and full
   snapshots applied to sshd's keys and the repos on disk.
 * :class:`~applikant.frontend.hookserver.HookServer`: ``af_hook_server`` and
@@ -36,11 +36,11 @@ import sys
 import trio
 
 from applikant import envconfig
+from applikant.amclient import AmClient
 from applikant.config import Config
 from applikant.frontend import authkeys, hookpipe
-from applikant.frontend.amlink import AmLink
 from applikant.frontend.hookserver import HookServer
-from applikant.frontend.mirror import EVENTS_SERVICE, Mirror
+from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
 from applikant.frontend.services import Auth, RepoManager
 from applikant.logs import EventLog
@@ -112,7 +112,7 @@ class Frontend:
         # Every hook links to a shell script that `as` answers over pipes, or
         # that runs ah (hookpipe.py); pre-receive and post-receive only (ah_cmd.py).
         self.disk = repo_disk(config)
-        self.link = AmLink(node, config.node_name("am"), af.am_retry)
+        self.link = AmClient(node, config.node_name("am"), component="af", retry=af.am_retry)
         try:
             self.mirror = Mirror(
                 self.link,
@@ -129,6 +129,7 @@ class Frontend:
         host = node.name.split("@", 1)[1]
         self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)
         self.repos = RepoManager(self.disk, self.mirror)
+        self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.on_connect)
 

@@ -30,11 +30,10 @@ from typing import Any
 import trio
 
 from applikant import gitops
+from applikant.amclient import AmClient, AmRefused, AmUnavailable
 from applikant.frontend import spool
-from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
 from applikant.logs import EventLog
-from applikant.node.errors import RemoteError
 from applikant.node.node import CallContext
 
 __all__ = ["ZERO_IDS", "HookRefused", "HookServer", "parse_refs"]
@@ -93,7 +92,7 @@ def _inside(path: str, directory: str) -> bool:
 class HookServer:
     """Serves ``handle_hook`` and delivers the spool; see the module docstring."""
 
-    def __init__(self, link: AmLink, disk: RepoDisk, spool_dir: str, node_name: str) -> None:
+    def __init__(self, link: AmClient, disk: RepoDisk, spool_dir: str, node_name: str) -> None:
         self.link = link
         self.disk = disk
         self.spool_dir = spool_dir
@@ -133,7 +132,7 @@ class HookServer:
             )
         except AmUnavailable as exc:
             return _refused(str(exc))
-        except RemoteError as exc:
+        except AmRefused as exc:
             log.error("pre_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message)
             return _refused(f"the manager refused the request ({exc.kind}): {exc.message}")
         return _verdict(reply)
@@ -148,7 +147,7 @@ class HookServer:
                 return {"ok": True, "messages": verdict["messages"]}
             except AmUnavailable as exc:
                 reason = str(exc)
-            except RemoteError as exc:
+            except AmRefused as exc:
                 log.error(
                     "post_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message
                 )
@@ -303,7 +302,7 @@ class HookServer:
                 await self.deliver_spool()
 
     async def on_connect(self) -> None:
-        """AmLink callback: deliver what waited for am (in the background)."""
+        """AmClient callback: deliver what waited for am (in the background)."""
         self.wake()
 
     async def deliver_spool(self) -> int:
@@ -326,7 +325,7 @@ class HookServer:
                 )
             except AmUnavailable:
                 return done
-            except RemoteError as exc:
+            except AmRefused as exc:
                 await trio.to_thread.run_sync(spool.park, path, f"{exc.kind}: {exc.message}")
                 log.error(
                     "spool_parked", event_id=data["event_id"], kind=exc.kind, reason=exc.message

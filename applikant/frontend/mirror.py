@@ -1,7 +1,7 @@
 """af's copy of what am decides for this git host: sshd's keys and the repos on disk.
 
 am casts a change event to af (local service ``af_events``, method ``changed``)
-for every committed change; af subscribes on each (re)connect. Events go into
+for every committed change; af's link to am subscribes on each (re)connect. Events go into
 one queue and one task applies them in order, so a key added then removed
 always ends removed. On each (re)connect the link puts a *resync* marker in the
 same queue: the task then fetches the full state (all keys, all repos) and
@@ -31,11 +31,10 @@ from typing import Any
 
 import trio
 
+from applikant.amclient import AmClient, AmError, AmRefused
 from applikant.frontend import authkeys
-from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
 from applikant.logs import EventLog
-from applikant.node.errors import RemoteError
 from applikant.node.node import CallContext
 
 __all__ = ["EVENTS_SERVICE", "ID_FILE", "RESYNC", "Mirror"]
@@ -54,7 +53,7 @@ class Mirror:
     """Applies am's events and snapshots to the keys file and the repo root."""
 
     def __init__(
-        self, link: AmLink, disk: RepoDisk, *, keys_mode: str, keys_file: str, as_command: str
+        self, link: AmClient, disk: RepoDisk, *, keys_mode: str, keys_file: str, as_command: str
     ) -> None:
         if keys_mode not in ("file", "command"):
             raise ValueError(f"af.keys_mode must be 'file' or 'command', not {keys_mode!r}")
@@ -69,15 +68,11 @@ class Mirror:
         self.applied = 0  # events applied (tests wait on it)
         self._send, self._recv = trio.open_memory_channel[dict[str, Any]](QUEUE_SIZE)
         self._dirty = False
-        self._idle = trio.Event()
 
     # ---- feeding the queue ------------------------------------------------
 
     async def on_connect(self) -> None:
-        """AmLink callback: subscribe to am's events, then queue a resync."""
-        await self.link.call(
-            "am_user_db", "subscribe", {"service": EVENTS_SERVICE}, timeout=AM_TIMEOUT
-        )
+        """AmClient callback, after the subscription to am's events: queue a resync."""
         self.synced = False
         self._put(RESYNC)
 
@@ -102,11 +97,6 @@ class Mirror:
             except trio.WouldBlock:
                 return
 
-    async def wait_idle(self) -> None:
-        """Wait until every event queued so far is applied (for tests and tools)."""
-        while self._recv.statistics().current_buffer_used:
-            await self._idle.wait()
-
     # ---- applying ---------------------------------------------------------
 
     async def run(self) -> None:
@@ -123,25 +113,19 @@ class Mirror:
                 batch = batch[last_resync + 1 :]
                 try:
                     await self._resync()
-                except (AmUnavailable, RemoteError) as exc:
+                except AmError as exc:
                     # The link reports am down and queues another resync on return.
                     log.warning("resync_failed", reason=str(exc))
-                    self._flush_idle()
                     continue
             for event in batch:
                 try:
                     await self._apply(event)
-                except (AmUnavailable, RemoteError) as exc:
+                except AmError as exc:
                     log.warning("event_failed", kind=event.get("kind"), reason=str(exc))
                 except (RepoDiskError, CommandRefused, OSError) as exc:
                     log.error("event_failed", kind=event.get("kind"), reason=str(exc))
                 self.applied += 1
             await self._write_keys()
-            self._flush_idle()
-
-    def _flush_idle(self) -> None:
-        self._idle.set()
-        self._idle = trio.Event()
 
     async def _resync(self) -> None:
         if self.keys_mode == "file":
@@ -213,7 +197,7 @@ class Mirror:
             repo = await self.link.call(
                 "am_repo_db", "get_repo", {"repo": full_name}, timeout=AM_TIMEOUT
             )
-        except RemoteError as exc:
+        except AmRefused as exc:
             if exc.kind == "not_found":
                 return None  # deleted again since; its own event follows
             raise

@@ -23,8 +23,8 @@ from typing import Any
 
 import trio
 
+from applikant.amclient import AmClient, AmRefused, AmUnavailable
 from applikant.frontend import authkeys
-from applikant.frontend.amlink import AmLink, AmUnavailable
 from applikant.frontend.mirror import Mirror
 from applikant.frontend.repodisk import (
     CommandRefused,
@@ -35,7 +35,7 @@ from applikant.frontend.repodisk import (
 )
 from applikant.frontend.sshcommand import check_repo
 from applikant.logs import EventLog
-from applikant.node.errors import BadRequest, NotFound, RemoteError, ServiceError
+from applikant.node.errors import BadRequest, NotFound, ServiceError
 from applikant.node.node import CallContext
 
 __all__ = ["Auth", "RepoManager"]
@@ -69,7 +69,7 @@ class Auth:
     """The ``af_auth`` service."""
 
     def __init__(
-        self, link: AmLink, disk: RepoDisk, mirror: Mirror, host: str, as_command: str
+        self, link: AmClient, disk: RepoDisk, mirror: Mirror, host: str, as_command: str
     ) -> None:
         self.link = link
         self.disk = disk
@@ -97,7 +97,7 @@ class Auth:
             )
         except AmUnavailable as exc:
             return _no(f"{exc}; try again in a moment")
-        except RemoteError as exc:
+        except AmRefused as exc:
             return _no(exc.message)
         if not isinstance(decision, dict) or decision.get("allowed") is not True:
             reason = decision.get("reason") if isinstance(decision, dict) else None
@@ -106,7 +106,7 @@ class Auth:
             path = self.disk.path(repo)
             if not self.disk.exists(repo):
                 path = await self._create_now(repo)
-        except (CommandRefused, RepoDiskError, AmUnavailable, RemoteError, OSError) as exc:
+        except (CommandRefused, RepoDiskError, AmUnavailable, AmRefused, OSError) as exc:
             log.error("repo_unavailable", repo=repo, reason=str(exc))
             return _no(f"repository {repo} is not available on this host")
         return {
@@ -138,7 +138,7 @@ class Auth:
                 "am_user_db", "get_user", {"user": user}, timeout=AM_TIMEOUT
             )
             login = found.get("login") if isinstance(found, dict) else None
-        except (AmUnavailable, RemoteError):
+        except (AmUnavailable, AmRefused):
             pass  # the greeting falls back to the id
         out = []
         for entry in repos if isinstance(repos, list) else []:

@@ -1,15 +1,16 @@
 """aw's only door to am: every call to am's services goes through `Am`.
 
 The names and arguments of am's methods live here and nowhere else, and so does
-the mapping of failures to HTTP: a typed refusal from am (RemoteError) becomes
-`AmError` with the status it deserves (`STATUS`), and am being down, not yet
-registered or too slow becomes `AmError(503)` with a message that says so.
-Nothing else escapes: pages and the API catch one exception type.
+the mapping of failures to HTTP: a typed refusal from am becomes `AmError` with
+the status it deserves (`STATUS`), and am being down, not yet registered or too
+slow becomes `AmError(503)` with a message that says so. Nothing else escapes:
+pages and the API catch one exception type.
 
 Results are plain dicts (am's models as JSON), as they came over the wire.
 
-`Am.run` keeps a link to am's node open (dialling it every `retry` seconds
-while it is away and waiting for its global names), so that the first request
+The link itself is the daemons' shared client (`applikant.amclient`): `Am.run`
+keeps it open (dialling am every `retry` seconds while it is away, waiting for
+its global names, following them to another node), so that the first request
 after a restart of either side finds am without a delay.
 """
 
@@ -19,9 +20,9 @@ from typing import Any
 
 import trio
 
+from ..amclient import AmClient, AmRefused, AmUnavailable
 from ..logs import EventLog
-from ..node.errors import CallTimeout, DistError, NodeDown, NoSuchName, RemoteError
-from ..node.node import Node, NodeDownEvent
+from ..node.node import Node
 
 __all__ = ["STATUS", "Am", "AmError"]
 
@@ -65,11 +66,18 @@ class Am:
         self, node: Node, am_node: str, *, timeout: float = 10.0, retry: float = 1.0
     ) -> None:
         self.node = node
-        self.am_node = am_node
-        self.timeout = timeout
-        self.retry = retry
+        self.client = AmClient(node, am_node, component="aw", retry=retry, timeout=timeout)
 
     # ---- plumbing -----------------------------------------------------------
+
+    @property
+    def am_node(self) -> str:
+        """The node that serves am now (the configured one until am is found)."""
+        return self.client.am or self.client.am_node
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Forever: keep the link to am (see `AmClient.run`)."""
+        await self.client.run(task_status=task_status)
 
     async def call(
         self,
@@ -80,72 +88,21 @@ class Am:
         timeout: float | None = None,
     ) -> Any:
         """am's reply; AmError for every failure (see the module docstring)."""
-        limit = self.timeout if timeout is None else timeout
         try:
-            try:
-                return await self.node.call(service, method, args or {}, timeout=limit)
-            except NoSuchName:
-                # Perhaps only our registry is behind: dial am once and ask again.
-                with trio.move_on_after(min(limit, 2.0)):
-                    await self.node.connect(self.am_node)
-                    await self.node.sync(timeout=1.0)
-                return await self.node.call(service, method, args or {}, timeout=limit)
-        except RemoteError as exc:
+            return await self.client.call(service, method, args or {}, timeout=timeout)
+        except AmRefused as exc:
             status = STATUS.get(exc.kind, 500)
             if status == 500:
                 log.warning(
                     "am_error", service=service, method=method, kind=exc.kind, message=exc.message
                 )
-            return _raise(status, exc.message, exc.kind)
-        except NoSuchName:
-            return _raise(
-                503,
-                "the manager (am) is not running, so this cannot be answered "
-                "right now; try again in a moment",
-                "unavailable",
-            )
-        except CallTimeout:
-            return _raise(
-                503,
-                f"the manager (am) did not answer within {limit:g} s; try again in a moment",
-                "unavailable",
-            )
-        except (NodeDown, DistError, trio.TooSlowError) as exc:
-            return _raise(
-                503,
-                f"the manager (am) cannot be reached ({_first_line(exc)}); try again in a moment",
-                "unavailable",
-            )
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Forever: keep a link to am's node, re-dialling while it is away."""
-        events = self.node.monitor()
-        down = trio.Event()
-
-        async def watch() -> None:
-            nonlocal down
-            async for event in events:
-                if isinstance(event, NodeDownEvent) and event.node == self.am_node:
-                    down.set()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch)
-            task_status.started()
-            while True:
-                down = trio.Event()
-                try:
-                    with trio.fail_after(
-                        self.node.settings.connect_timeout + self.node.settings.handshake_timeout
-                    ):
-                        await self.node.connect(self.am_node)
-                    await self.node.sync(timeout=self.node.settings.handshake_timeout)
-                except (DistError, trio.TooSlowError, OSError) as exc:
-                    log.debug("am_unreachable", am=self.am_node, reason=_first_line(exc))
-                    await trio.sleep(self.retry)
-                    continue
-                log.info("am_connected", am=self.am_node)
-                await down.wait()
-                log.warning("am_down", am=self.am_node)
+            raise AmError(status, exc.message, exc.kind) from None
+        except AmUnavailable as exc:
+            if exc.reason == "not_running":
+                message = f"{exc}, so this cannot be answered right now; try again in a moment"
+            else:
+                message = f"{exc}; try again in a moment"
+            raise AmError(503, message, "unavailable") from None
 
     # ---- users --------------------------------------------------------------
     # Every call names its actor: the logged-in user (`user-42`), whose rights am
@@ -333,11 +290,3 @@ class Am:
 
 def _who(actor: str | None) -> str:
     return actor or SYSTEM
-
-
-def _raise(status: int, message: str, kind: str) -> Any:
-    raise AmError(status, message, kind)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

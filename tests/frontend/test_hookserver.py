@@ -11,17 +11,16 @@ from typing import Any
 
 import pytest
 
+from applikant.amclient import AmRefused, AmUnavailable
 from applikant.frontend import spool
-from applikant.frontend.amlink import AmUnavailable
 from applikant.frontend.hookserver import HookRefused, HookServer, parse_refs
 from applikant.frontend.repodisk import RepoDisk
-from applikant.node.errors import RemoteError
 
 OLD, NEW, ZERO = "a" * 40, "b" * 40, "0" * 40
 
 
 class RecordingLink:
-    """Stands in for AmLink: records calls, answers from a queue of replies or errors."""
+    """Stands in for AmClient: records calls, answers from a queue of replies or errors."""
 
     def __init__(self, up: bool = True) -> None:
         self.up = up
@@ -202,7 +201,7 @@ async def test_post_receive_spooled_then_delivered(
     link.answers = [AmUnavailable("gone")]
     await server.handle_hook(None, other)  # type: ignore[arg-type]
     link.calls.clear()
-    link.answers = [{"ok": True, "messages": []}, RemoteError("not_found", "no repository team/p")]
+    link.answers = [{"ok": True, "messages": []}, AmRefused("not_found", "no repository team/p")]
     assert await server.deliver_spool() == 1
     assert spool.pending(server.spool_dir) == []
     assert [c[2]["event_id"] for c in link.calls] == [

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import trio
+
+from .lru import Lru
 
 __all__ = [
     "Blob",
@@ -137,17 +140,89 @@ def check_path(path: str) -> str:
     return "/".join(parts)
 
 
-async def _git(path: str, *args: str, limit: int = 8 * 1024 * 1024, ok_codes=(0,)) -> bytes:
-    """Run `git --git-dir=path args`; stdout (at most `limit` bytes)."""
+TIMEOUT = 20.0
+
+
+def _argv(path: str, args: tuple[str, ...]) -> list[str]:
     if not os.path.isdir(path):
         raise GitReadError(404, "the repository has no data on this server yet")
-    argv = ["git", f"--git-dir={path}", *args]
-    result = await trio.run_process(
-        argv, capture_stdout=True, capture_stderr=True, check=False, stdin=b"", env=git_env()
-    )
-    if result.returncode not in ok_codes:
+    return ["git", f"--git-dir={path}", "-c", "core.quotepath=false", *args]
+
+
+async def _git(
+    path: str,
+    *args: str,
+    limit: int = 8 * 1024 * 1024,
+    ok_codes: tuple[int, ...] = (0,),
+    timeout: float = TIMEOUT,
+) -> bytes:
+    """Run `git --git-dir=path args`; stdout (at most `limit` bytes).
+
+    GitReadError(404) when git fails, 503 when it runs longer than `timeout`.
+    """
+    data, _complete, code = await _capped(path, args, limit, timeout)
+    if code not in ok_codes:
         raise GitReadError(404, "not found in this repository")
-    return result.stdout[:limit]
+    return data
+
+
+async def _capped(
+    path: str, args: tuple[str, ...], limit: int, timeout: float = TIMEOUT
+) -> tuple[bytes, bool, int | None]:
+    """(stdout up to `limit` bytes, whether that was all of it, exit code).
+
+    A process with more to say than `limit` is killed: the caller shows what
+    fits and says that the rest was cut (exit code None then).
+    """
+    proc = await trio.lowlevel.open_process(
+        _argv(path, args), stdout=-1, stderr=-3, stdin=-3, env=git_env()
+    )
+    chunks: list[bytes] = []
+    got = 0
+    complete = False
+    try:
+        assert proc.stdout is not None
+        with trio.move_on_after(timeout) as scope:
+            while got <= limit:
+                chunk = await proc.stdout.receive_some(65536)
+                if not chunk:
+                    complete = True
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        if scope.cancelled_caught:
+            raise GitReadError(
+                503, f"git took longer than {timeout:g} s to answer this; try a smaller request"
+            )
+    finally:
+        if not complete and proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+    data = b"".join(chunks)
+    if not complete:
+        return data[:limit], False, None
+    return data, True, proc.returncode
+
+
+async def stream(path: str, *args: str, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """The stdout of a git command, chunk by chunk (archives, raw files): never
+    held whole in memory; the process is killed when the reader stops early."""
+    proc = await trio.lowlevel.open_process(
+        _argv(path, args), stdout=-1, stderr=-3, stdin=-3, env=git_env()
+    )
+    try:
+        assert proc.stdout is not None
+        while True:
+            data = await proc.stdout.receive_some(chunk)
+            if not data:
+                break
+            yield data
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
 
 
 async def refs(path: str) -> list[Ref]:
@@ -183,18 +258,81 @@ async def resolve(path: str, ref: str) -> str:
     return commit
 
 
-async def log(path: str, commit: str, limit: int = 20, subpath: str = "") -> list[Commit]:
-    """The last `limit` commits reachable from `commit` (touching `subpath` if given)."""
-    args = ["log", f"-n{int(limit)}", "--format=%H%x00%an%x00%ae%x00%aI%x00%s", commit, "--"]
-    if subpath:
-        args.append(check_path(subpath))
-    out = await _git(path, *args)
+_LOG_FORMAT = "--format=%H%x00%an%x00%ae%x00%aI%x00%s"
+
+
+def _commits(out: bytes) -> list[Commit]:
     commits = []
     for line in out.decode("utf-8", "replace").splitlines():
         parts = line.split("\x00")
         if len(parts) == 5:
             commits.append(Commit(*parts))
     return commits
+
+
+async def log(
+    path: str, commit: str, limit: int = 20, subpath: str = "", skip: int = 0
+) -> list[Commit]:
+    """`limit` commits reachable from `commit` after the first `skip` (touching
+    `subpath` if given), newest first: one page of a history."""
+    args = ["log", f"-n{int(limit)}", f"--skip={int(skip)}", _LOG_FORMAT, commit, "--"]
+    if subpath:
+        args.append(check_path(subpath))
+    return _commits(await _git(path, *args))
+
+
+async def log_range(path: str, base: str, head: str, limit: int = 250) -> list[Commit]:
+    """Commits reachable from `head` but not from `base` (`git log base..head`)."""
+    return _commits(await _git(path, "log", f"-n{int(limit)}", _LOG_FORMAT, head, f"^{base}", "--"))
+
+
+async def ahead_behind(path: str, base: str, head: str) -> tuple[int, int]:
+    """(commits in `head` not in `base`, commits in `base` not in `head`); cached."""
+    found = _ahead_behind.get((base, head))
+    if found is None:
+        out = await _git(path, "rev-list", "--left-right", "--count", f"{base}...{head}")
+        behind, _, ahead = out.decode().strip().partition("\t")
+        found = (int(ahead or 0), int(behind or 0))
+        _ahead_behind.put((base, head), found, 1)
+    return found
+
+
+_ahead_behind: Lru[tuple[str, str], tuple[int, int]] = Lru(50_000)
+
+
+def unquote(text: str) -> str:
+    """A path as git prints it: C-quoted ("a\\tb", octal escapes) when it has odd bytes."""
+    if not (len(text) >= 2 and text[0] == '"' and text[-1] == '"'):
+        return text
+    raw = text[1:-1].encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    simple = {
+        ord("n"): 10,
+        ord("t"): 9,
+        ord('"'): 34,
+        ord("\\"): 92,
+        ord("a"): 7,
+        ord("b"): 8,
+        ord("f"): 12,
+        ord("r"): 13,
+        ord("v"): 11,
+    }
+    while i < len(raw):
+        c = raw[i]
+        if c == 92 and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            if nxt in simple:
+                out.append(simple[nxt])
+                i += 2
+                continue
+            if 48 <= nxt <= 55 and i + 3 < len(raw) + 0 and raw[i + 1 : i + 4].isdigit():
+                out.append(int(raw[i + 1 : i + 4], 8) & 0xFF)
+                i += 4
+                continue
+        out.append(c)
+        i += 1
+    return out.decode("utf-8", "replace")
 
 
 async def object_kind(path: str, commit: str, subpath: str) -> str | None:
@@ -242,23 +380,7 @@ async def read_blob(path: str, commit: str, subpath: str, limit: int = BLOB_LIMI
     data = b""
     if size:
         # Stream and stop at the limit: a huge file is never read whole.
-        argv = ["git", f"--git-dir={path}", "cat-file", "blob", "--end-of-options", spec]
-        proc = await trio.lowlevel.open_process(argv, stdout=-1, stderr=-3, stdin=-3, env=git_env())
-        chunks = []
-        got = 0
-        try:
-            assert proc.stdout is not None
-            while got < limit:
-                chunk = await proc.stdout.receive_some(min(65536, limit - got))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                got += len(chunk)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-        data = b"".join(chunks)
+        data, _, _ = await _capped(path, ("cat-file", "blob", "--end-of-options", spec), limit)
     return Blob(subpath, size, data, size > len(data))
 
 
@@ -275,3 +397,69 @@ async def find_readme(path: str, commit: str) -> Blob | None:
     if not names:
         return None
     return await read_blob(path, commit, names[0].path, limit=256 * 1024)
+
+
+# ---- the last commit of each entry of a tree -------------------------------------
+
+_last: Lru[tuple[str, str], dict[str, Commit]] = Lru(20_000)
+
+
+async def last_commits(
+    path: str, commit: str, subpath: str, names: list[str], budget: float = 1.0
+) -> dict[str, Commit]:
+    """For each of `names` (entries of the directory `subpath` at `commit`), the
+    newest commit that changed it, as far as one `git log` finds in `budget`
+    seconds; names not reached are missing. Complete answers are cached by
+    (commit, subpath): both are immutable, so they never go stale."""
+    subpath = check_path(subpath)
+    cached = _last.get((commit, subpath))
+    if cached is not None:
+        return cached
+    wanted = set(names)
+    found: dict[str, Commit] = {}
+    prefix = subpath + "/" if subpath else ""
+    args = [
+        *_argv(path, ()),
+        "log",
+        "--format=%x01%H%x00%an%x00%ae%x00%aI%x00%s",
+        "--name-only",
+        "--no-renames",
+        commit,
+        "--",
+        subpath or ".",
+    ]
+    proc = await trio.lowlevel.open_process(args, stdout=-1, stderr=-3, stdin=-3, env=git_env())
+    current: Commit | None = None
+    done = False
+    pending = b""
+    try:
+        assert proc.stdout is not None
+        with trio.move_on_after(budget):
+            while wanted and not done:
+                chunk = await proc.stdout.receive_some(65536)
+                if not chunk:
+                    done = True
+                lines = (pending + chunk).split(b"\n")
+                pending = b"" if done else lines.pop()
+                for raw in lines:
+                    if not raw:
+                        continue
+                    if raw.startswith(b"\x01"):
+                        parts = raw[1:].decode("utf-8", "replace").split("\x00")
+                        current = Commit(*parts) if len(parts) == 5 else None
+                        continue
+                    name = unquote(raw.decode("utf-8", "replace"))
+                    if current is None or not name.startswith(prefix):
+                        continue
+                    top = name[len(prefix) :].split("/", 1)[0]
+                    if top in wanted:
+                        found[top] = current
+                        wanted.discard(top)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+    if not wanted or done:
+        _last.put((commit, subpath), found, 64 + 200 * len(found))
+    return found

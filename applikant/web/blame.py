@@ -77,7 +77,11 @@ def parse(out: bytes) -> list[Chunk]:
             info = {}
             text = raw[1:].decode("utf-8", "replace")
             last = chunks[-1] if chunks else None
-            if last is not None and last.commit is current and last.start + len(last.lines) == final:
+            if (
+                last is not None
+                and last.commit is current
+                and last.start + len(last.lines) == final
+            ):
                 last.lines.append(text)
             else:
                 chunks.append(Chunk(current, final, [text]))

@@ -183,7 +183,9 @@ def parse(data: bytes, complete: bool, limits: Limits = LIMITS) -> Diff:
         elif line and line[0] in "-0123456789" and "\t" in line:
             added, deleted = line.split("\t", 2)[:2]
             counts.append(
-                (int(added), int(deleted)) if added.isdigit() and deleted.isdigit() else (None, None)
+                (int(added), int(deleted))
+                if added.isdigit() and deleted.isdigit()
+                else (None, None)
             )
     for f, (added, deleted) in zip(files, counts, strict=False):
         f.added, f.deleted = added, deleted

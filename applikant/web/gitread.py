@@ -62,6 +62,7 @@ class Ref:
     target: str
     date: str
     subject: str
+    author: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Blob:
     size: int
     data: bytes  # at most BLOB_LIMIT bytes
     truncated: bool
+    id: str = ""
 
     @property
     def binary(self) -> bool:
@@ -167,7 +169,7 @@ async def _git(
 
 
 async def _capped(
-    path: str, args: tuple[str, ...], limit: int, timeout: float = TIMEOUT
+    path: str, args: tuple[str, ...], limit: int, timeout: float = TIMEOUT, stdin: bytes = b""
 ) -> tuple[bytes, bool, int | None]:
     """(stdout up to `limit` bytes, whether that was all of it, exit code).
 
@@ -175,8 +177,12 @@ async def _capped(
     fits and says that the rest was cut (exit code None then).
     """
     proc = await trio.lowlevel.open_process(
-        _argv(path, args), stdout=-1, stderr=-3, stdin=-3, env=git_env()
+        _argv(path, args), stdout=-1, stderr=-3, stdin=-1 if stdin else -3, env=git_env()
     )
+    if stdin:
+        assert proc.stdin is not None
+        await proc.stdin.send_all(stdin)  # small: a line or two, within the pipe's buffer
+        await proc.stdin.aclose()
     chunks: list[bytes] = []
     got = 0
     complete = False
@@ -226,17 +232,20 @@ async def stream(path: str, *args: str, chunk: int = 256 * 1024) -> AsyncIterato
 
 
 async def refs(path: str) -> list[Ref]:
-    """Branches and tags, newest first."""
-    fmt = "%(refname)%00%(objectname)%00%(creatordate:iso-strict)%00%(contents:subject)"
+    """Branches and tags, newest first; a tag's target is the commit it names."""
+    fmt = (
+        "%(refname)%00%(objectname)%00%(*objectname)%00%(creatordate:iso-strict)%00"
+        "%(contents:subject)%00%(authorname)%(*authorname)"
+    )
     out = await _git(
         path, "for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/heads", "refs/tags"
     )
     result = []
     for line in out.decode("utf-8", "replace").splitlines():
-        name, target, date, subject = ([*line.split("\x00"), "", "", ""])[:4]
+        name, target, peeled, date, subject, author = ([*line.split("\x00"), "", "", "", ""])[:6]
         kind = "branch" if name.startswith("refs/heads/") else "tag"
         short = name.removeprefix("refs/heads/").removeprefix("refs/tags/")
-        result.append(Ref(short, kind, target, date, subject))
+        result.append(Ref(short, kind, peeled or target, date, subject, author))
     return result
 
 
@@ -344,17 +353,18 @@ async def object_kind(path: str, commit: str, subpath: str) -> str | None:
 
 
 async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
-    """Entries of the tree at `subpath` in `commit`, directories first."""
+    """Entries of the tree at `subpath` in `commit`, directories first (one git process)."""
     subpath = check_path(subpath)
-    kind = await object_kind(path, commit, subpath)
-    if kind != "tree":
+    out, _complete, code = await _capped(
+        path, ("ls-tree", "-z", "-l", "--end-of-options", f"{commit}:{subpath}"), 32 * 1024 * 1024
+    )
+    if code not in (0, None):
         raise GitReadError(404, f"no directory {subpath or '/'!r} at this commit")
-    out = await _git(path, "ls-tree", "-z", "-l", "--end-of-options", f"{commit}:{subpath}")
     entries = []
     for record in out.split(b"\x00"):
-        if not record:
+        meta, tab, name = record.decode("utf-8", "replace").partition("\t")
+        if not tab:
             continue
-        meta, _, name = record.decode("utf-8", "replace").partition("\t")
         mode, kind, oid, size = meta.split(maxsplit=3)
         entries.append(
             TreeEntry(
@@ -370,18 +380,39 @@ async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
     return entries
 
 
+async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, bytes] | None:
+    """(id, type, size, at most `limit` bytes of content) of the object `spec`
+    names, or None when there is none: one `git cat-file --batch`."""
+    if "\n" in spec:
+        raise GitReadError(404, "names with line breaks cannot be shown here")
+    data, _complete, _code = await _capped(
+        path, ("cat-file", "--batch"), limit + 200, stdin=spec.encode() + b"\n"
+    )
+    head, _, body = data.partition(b"\n")
+    fields = head.decode("utf-8", "replace").rsplit(" ", 2)
+    if len(fields) != 3 or not fields[2].isdigit() or fields[1] in ("missing", "ambiguous"):
+        return None
+    size = int(fields[2])
+    return fields[0], fields[1], size, body[: min(size, limit)]
+
+
 async def read_blob(path: str, commit: str, subpath: str, limit: int = BLOB_LIMIT) -> Blob:
     """At most `limit` bytes of the file `subpath` in `commit`; GitReadError(404) if none."""
     subpath = check_path(subpath)
-    if not subpath or await object_kind(path, commit, subpath) != "blob":
+    found = await read_object(path, f"{commit}:{subpath}", limit) if subpath else None
+    if found is None or found[1] != "blob":
         raise GitReadError(404, f"no file {subpath!r} at this commit")
-    spec = f"{commit}:{subpath}"
-    size = int((await _git(path, "cat-file", "-s", "--end-of-options", spec)).decode())
-    data = b""
-    if size:
-        # Stream and stop at the limit: a huge file is never read whole.
-        data, _, _ = await _capped(path, ("cat-file", "blob", "--end-of-options", spec), limit)
-    return Blob(subpath, size, data, size > len(data))
+    oid, _kind, size, data = found
+    return Blob(subpath, size, data, size > len(data), oid)
+
+
+def readme_of(entries: list[TreeEntry]) -> TreeEntry | None:
+    """The README among a directory's entries (Markdown first), if there is one."""
+    names = sorted(
+        (e for e in entries if e.kind == "blob" and _README.match(e.name)),
+        key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name),
+    )
+    return names[0] if names else None
 
 
 async def find_readme(path: str, commit: str) -> Blob | None:
@@ -390,13 +421,8 @@ async def find_readme(path: str, commit: str) -> Blob | None:
         entries = await ls_tree(path, commit, "")
     except GitReadError:
         return None
-    names = sorted(
-        (e for e in entries if e.kind == "blob" and _README.match(e.name)),
-        key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name),
-    )
-    if not names:
-        return None
-    return await read_blob(path, commit, names[0].path, limit=256 * 1024)
+    entry = readme_of(entries)
+    return None if entry is None else await read_blob(path, commit, entry.path, limit=256 * 1024)
 
 
 # ---- the last commit of each entry of a tree -------------------------------------

@@ -108,13 +108,13 @@ def test_repo_browser(site: WebSite, browsable: dict) -> None:
     r = c.get("/pgowner/code")
     assert r.status_code == 200
     html = r.text
-    assert "<h1>Hello</h1>" in html
+    assert '<h1 id="user-content-hello">' in html and "Hello</h1>" in html
     assert "<script>alert(1)</script>" not in html and 'href="javascript' not in html
     assert (
         f"{site.base}/pgowner/code.git" in html
         and "ssh://git@127.0.0.1:2222/pgowner/code.git" in html
     )
-    for needle in ("feature/x", "v1.0", "add readme &amp; src", "src/"):
+    for needle in ("feature/x", "v1.0", "add readme &amp; src", 'path=src">src</a>'):
         assert needle in html, needle
     r = c.get("/pgowner/code/tree", params={"ref": "feature/x", "path": "src"})
     assert r.status_code == 200 and "main.py" in r.text

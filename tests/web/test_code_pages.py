@@ -15,21 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.forge import PNG, Known, build_known_repo, build_many_repo
+from harness.forge import PNG, Known
 from harness.web import WebSite
 
-REPO = "kowner/known"
-
-
-@pytest.fixture(scope="module")
-def known(site: WebSite, tmp_path_factory: pytest.TempPathFactory) -> Known:
-    owner = site.add_user("kowner")
-    site.call_am("am_user_db", "set_password", {"user": owner.id, "password": "kowner-pass-1"})
-    site.user_with_password("kstranger", "kstranger-pass-1")
-    tmp = tmp_path_factory.mktemp("forge")
-    known = build_known_repo(site, tmp, owner, REPO)
-    build_many_repo(site, tmp, owner, "kowner/many")
-    return known
+from .conftest import KNOWN as REPO
 
 
 @pytest.fixture

@@ -306,7 +306,7 @@ async def ahead_behind(path: str, base: str, head: str) -> tuple[int, int]:
     return found
 
 
-_ahead_behind: Lru[tuple[str, str], tuple[int, int]] = Lru(50_000)
+_ahead_behind: Lru[tuple[str, str], tuple[int, int]] = Lru(100_000)  # entries
 
 
 def unquote(text: str) -> str:
@@ -427,7 +427,7 @@ async def find_readme(path: str, commit: str) -> Blob | None:
 
 # ---- the last commit of each entry of a tree -------------------------------------
 
-_last: Lru[tuple[str, str], dict[str, Commit]] = Lru(20_000)
+_last: Lru[tuple[str, str], dict[str, Commit]] = Lru(16 * 1024 * 1024)  # about bytes
 
 
 async def last_commits(
@@ -487,5 +487,5 @@ async def last_commits(
         with trio.CancelScope(shield=True):
             await proc.wait()
     if not wanted or done:
-        _last.put((commit, subpath), found, 64 + 200 * len(found))
+        _last.put((commit, subpath), found, 256 + 300 * len(found))
     return found

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from . import gitread
 from .auth import Viewer
 from .common import readable_repo, viewer_of, web_of
-from .together import gather
 
 __all__ = ["RepoContext", "all_refs", "at_ref", "open_repo"]
 
@@ -65,9 +64,12 @@ async def at_ref(
         gitread.check_ref(ref)
         if not with_refs:
             return ref, await gitread.resolve(ctx.git, ref), refs
-        commit, refs = await gather(
-            lambda: gitread.resolve(ctx.git, ref), lambda: all_refs(ctx.git)
-        )
+        # One process for both: a branch or tag name is looked up among the refs
+        # (tags first, as git does); anything else (an id, `main~2`) asks git.
+        refs = await all_refs(ctx.git)
+        named = {r.name: r.target for r in refs if r.kind == "branch"}
+        named.update({r.name: r.target for r in refs if r.kind == "tag"})
+        commit = named.get(ref) or await gitread.resolve(ctx.git, ref)
         return ref, commit, refs
     refs = await all_refs(ctx.git)
     branches = [r for r in refs if r.kind == "branch"]

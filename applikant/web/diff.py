@@ -187,9 +187,9 @@ def parse(data: bytes, complete: bool, limits: Limits = LIMITS) -> Diff:
                 if added.isdigit() and deleted.isdigit()
                 else (None, None)
             )
-    for f, (added, deleted) in zip(files, counts, strict=False):
-        f.added, f.deleted = added, deleted
-        f.binary = added is None
+    for f, (plus, minus) in zip(files, counts, strict=False):
+        f.added, f.deleted = plus, minus
+        f.binary = plus is None
     diff = Diff(files[: limits.listed])
     if len(files) > limits.listed:
         diff.cut = f"Only the first {limits.listed} of {len(files)} changed files are listed."
@@ -328,7 +328,7 @@ def _parse_commit(header: bytes) -> Commit:
     )
 
 
-_cache: Lru[tuple, tuple[Commit | None, Diff]] = Lru(96 * 1024 * 1024)
+_cache: Lru[tuple[str, ...], tuple[Commit | None, Diff]] = Lru(96 * 1024 * 1024)
 
 
 def _finish(data: bytes, complete: bool) -> Diff:

@@ -194,7 +194,7 @@ async def _capped(
                 if not chunk:
                     complete = True
                     break
-                chunks.append(chunk)
+                chunks.append(bytes(chunk))
                 got += len(chunk)
         if scope.cancelled_caught:
             raise GitReadError(
@@ -223,7 +223,7 @@ async def stream(path: str, *args: str, chunk: int = 256 * 1024) -> AsyncIterato
             data = await proc.stdout.receive_some(chunk)
             if not data:
                 break
-            yield data
+            yield bytes(data)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -231,8 +231,35 @@ async def stream(path: str, *args: str, chunk: int = 256 * 1024) -> AsyncIterato
             await proc.wait()
 
 
+_refs_cache: dict[str, tuple[tuple[object, ...], list[Ref]]] = {}
+_REFS_CACHE_MAX = 512
+
+
+def _refs_signature(path: str) -> tuple[object, ...]:
+    """What changes whenever a branch or tag does: packed-refs, and every directory
+    under refs/heads and refs/tags (git writes a ref by renaming a file into one)."""
+    stamps: list[object] = []
+    try:
+        st = os.stat(os.path.join(path, "packed-refs"))
+        stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    except FileNotFoundError:
+        stamps.append(None)
+    for top in ("refs/heads", "refs/tags"):
+        for dirpath, _dirs, _files in os.walk(os.path.join(path, top)):
+            st = os.stat(dirpath)
+            stamps.append((dirpath, st.st_mtime_ns, st.st_ino))
+    return tuple(stamps)
+
+
 async def refs(path: str) -> list[Ref]:
-    """Branches and tags, newest first; a tag's target is the commit it names."""
+    """Branches and tags, newest first; a tag's target is the commit it names.
+
+    Kept until a ref changes on disk (`_refs_signature`), so most pages list the
+    refs without running git."""
+    signature = _refs_signature(path)
+    cached = _refs_cache.get(path)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
     fmt = (
         "%(refname)%00%(objectname)%00%(*objectname)%00%(creatordate:iso-strict)%00"
         "%(contents:subject)%00%(authorname)%(*authorname)"
@@ -246,12 +273,19 @@ async def refs(path: str) -> list[Ref]:
         kind = "branch" if name.startswith("refs/heads/") else "tag"
         short = name.removeprefix("refs/heads/").removeprefix("refs/tags/")
         result.append(Ref(short, kind, peeled or target, date, subject, author))
+    if len(_refs_cache) >= _REFS_CACHE_MAX:
+        _refs_cache.pop(next(iter(_refs_cache)))
+    _refs_cache[path] = (signature, result)
     return result
 
 
 async def resolve(path: str, ref: str) -> str:
-    """The commit id that `ref` names; GitReadError(404) if none."""
+    """The commit id that `ref` names; GitReadError(404) if none. A full commit id
+    found once is remembered (objects do not change)."""
     check_ref(ref)
+    key = ("resolve", path, ref)
+    if immutable(ref) and _memo.get(key):
+        return ref
     out = await _git(
         path,
         "rev-parse",
@@ -264,10 +298,21 @@ async def resolve(path: str, ref: str) -> str:
     commit = out.decode().strip()
     if not commit:
         raise GitReadError(404, f"no branch, tag or commit {ref!r} in this repository")
+    if immutable(ref) and commit == ref:
+        _memo.put(key, True, 100)
     return commit
 
 
 _LOG_FORMAT = "--format=%H%x00%an%x00%ae%x00%aI%x00%s"
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
+_memo: Lru[tuple[object, ...], object] = Lru(64 * 1024 * 1024)  # about bytes
+
+
+def immutable(commit: str) -> bool:
+    """Whether `commit` is a full object id: what is read at it never changes."""
+    return _FULL_ID.match(commit) is not None
 
 
 def _commits(out: bytes) -> list[Commit]:
@@ -283,16 +328,32 @@ async def log(
     path: str, commit: str, limit: int = 20, subpath: str = "", skip: int = 0
 ) -> list[Commit]:
     """`limit` commits reachable from `commit` after the first `skip` (touching
-    `subpath` if given), newest first: one page of a history."""
+    `subpath` if given), newest first: one page of a history. Cached for a full id."""
+    key = ("log", path, commit, int(limit), subpath, int(skip))
+    found = _memo.get(key) if immutable(commit) else None
+    if found is not None:
+        return found  # type: ignore[return-value]
     args = ["log", f"-n{int(limit)}", f"--skip={int(skip)}", _LOG_FORMAT, commit, "--"]
     if subpath:
         args.append(check_path(subpath))
-    return _commits(await _git(path, *args))
+    result = _commits(await _git(path, *args))
+    if immutable(commit):
+        _memo.put(key, result, 200 + 250 * len(result))
+    return result
 
 
 async def log_range(path: str, base: str, head: str, limit: int = 250) -> list[Commit]:
-    """Commits reachable from `head` but not from `base` (`git log base..head`)."""
-    return _commits(await _git(path, "log", f"-n{int(limit)}", _LOG_FORMAT, head, f"^{base}", "--"))
+    """Commits reachable from `head` but not from `base` (`git log base..head`; full ids)."""
+    key = ("range", path, base, head, int(limit))
+    found = _memo.get(key)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    result = _commits(
+        await _git(path, "log", f"-n{int(limit)}", _LOG_FORMAT, head, f"^{base}", "--")
+    )
+    if immutable(base) and immutable(head):
+        _memo.put(key, result, 200 + 250 * len(result))
+    return result
 
 
 async def ahead_behind(path: str, base: str, head: str) -> tuple[int, int]:
@@ -355,6 +416,10 @@ async def object_kind(path: str, commit: str, subpath: str) -> str | None:
 async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
     """Entries of the tree at `subpath` in `commit`, directories first (one git process)."""
     subpath = check_path(subpath)
+    key = ("tree", path, commit, subpath)
+    found = _memo.get(key) if immutable(commit) else None
+    if found is not None:
+        return found  # type: ignore[return-value]
     out, _complete, code = await _capped(
         path, ("ls-tree", "-z", "-l", "--end-of-options", f"{commit}:{subpath}"), 32 * 1024 * 1024
     )
@@ -377,14 +442,23 @@ async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
             )
         )
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
+    if immutable(commit):
+        _memo.put(key, entries, 200 + 200 * len(entries))
     return entries
 
 
 async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, bytes] | None:
     """(id, type, size, at most `limit` bytes of content) of the object `spec`
-    names, or None when there is none: one `git cat-file --batch`."""
+    names, or None when there is none: one `git cat-file --batch`. Cached when
+    `spec` is `<full commit id>:<path>`."""
     if "\n" in spec:
         raise GitReadError(404, "names with line breaks cannot be shown here")
+    key = ("object", path, spec, limit)
+    cacheable = immutable(spec.partition(":")[0]) and ":" in spec
+    if cacheable:
+        found = _memo.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
     data, _complete, _code = await _capped(
         path, ("cat-file", "--batch"), limit + 200, stdin=spec.encode() + b"\n"
     )
@@ -393,7 +467,10 @@ async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, 
     if len(fields) != 3 or not fields[2].isdigit() or fields[1] in ("missing", "ambiguous"):
         return None
     size = int(fields[2])
-    return fields[0], fields[1], size, body[: min(size, limit)]
+    result = (fields[0], fields[1], size, body[: min(size, limit)])
+    if cacheable:
+        _memo.put(key, result, len(result[3]) + 200)
+    return result
 
 
 async def read_blob(path: str, commit: str, subpath: str, limit: int = BLOB_LIMIT) -> Blob:

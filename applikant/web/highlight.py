@@ -26,7 +26,7 @@ from pygments.util import ClassNotFound
 
 from .lru import Lru
 
-__all__ = ["MAX_CHARS", "block", "css", "lexer_for", "lines"]
+__all__ = ["MAX_CHARS", "block", "code_rows", "css", "lexer_for", "lines"]
 
 MAX_CHARS = 512 * 1024
 MAX_LINE = 5000
@@ -89,12 +89,36 @@ def lines(text: str, filename: str = "", *, key: str = "") -> list[Markup]:
     return result
 
 
+_rows_cache: Lru[tuple[str, str], Markup] = Lru(max_cost=64 * 1024 * 1024)
+
+
+def code_rows(text: str, filename: str = "", *, key: str = "") -> tuple[int, Markup]:
+    """(line count, the table rows of a line-numbered file view): each row `L<n>`
+    with its number as a link. Built here rather than in a template loop: a file
+    of thousands of lines is one string join; cached under `key`."""
+    if key:
+        found = _rows_cache.get((key, filename))
+        if found is not None:
+            return found.count("<tr "), found
+    highlighted = lines(text, filename, key=key)
+    rows = Markup("").join(
+        Markup(
+            '<tr id="L{0}"><td class="ln"><a href="#L{0}" data-line="{0}">{0}</a></td>'
+            '<td class="src">{1}</td></tr>\n'
+        ).format(n, line)
+        for n, line in enumerate(highlighted, 1)
+    )
+    if key:
+        _rows_cache.put((key, filename), rows, len(rows) + 64)
+    return len(highlighted), rows
+
+
 def block(text: str, language: str) -> str:
     """A fenced code block's inside, highlighted ('' when the language is unknown)."""
     lexer = lexer_for(language=language) if language else None
     if lexer is None or len(text) > MAX_CHARS:
         return ""
-    return _pygments_highlight(text, lexer, _FORMATTER)
+    return str(_pygments_highlight(text, lexer, _FORMATTER))
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from markdown_it import MarkdownIt
@@ -27,6 +28,7 @@ from mdit_py_plugins.anchors.index import slugify
 from mdit_py_plugins.tasklists import tasklists_plugin
 
 from . import highlight
+from .lru import Lru
 
 __all__ = ["PREFIX", "Base", "is_markdown", "render"]
 
@@ -124,9 +126,20 @@ def _rewrite(tokens: list[Token], base: Base | None) -> None:
             token.attrSet("loading", "lazy")
 
 
-def render(text: str, base: Base | None = None) -> str:
-    """HTML for the Markdown `text` (see the module docstring)."""
-    env: dict = {}
+_cache: Lru[tuple[str, Base | None], str] = Lru(16 * 1024 * 1024)
+
+
+def render(text: str, base: Base | None = None, key: str = "") -> str:
+    """HTML for the Markdown `text` (see the module docstring); cached under `key`
+    (the blob's id: the same text at the same place renders the same)."""
+    if key:
+        found = _cache.get((key, base))
+        if found is not None:
+            return found
+    env: dict[str, Any] = {}
     tokens = _md.parse(text, env)
     _rewrite(tokens, base)
-    return _md.renderer.render(tokens, _md.options, env)
+    html = str(_md.renderer.render(tokens, _md.options, env))
+    if key:
+        _cache.put((key, base), html, len(html) + 64)
+    return html

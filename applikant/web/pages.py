@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -86,13 +87,13 @@ async def dashboard(request: Request) -> Response:
     am = web_of(request).am
     pushes = await am.recent_pushes(viewer.id, DASHBOARD_PUSHES)
     groups = [g["name"] for g in await am.list_groups(viewer.id) if viewer.login in g["members"]]
-    mine: list[dict] = []
+    mine: list[dict[str, Any]] = []
     for owner in [viewer.login, *sorted(groups, key=str.lower)]:
         if len(mine) > DASHBOARD_REPOS:
             break
         mine.extend(await am.list_repos(viewer.id, owner=owner))
-    counts: dict = {}
-    nodes: list[dict] = []
+    counts: dict[str, Any] = {}
+    nodes: list[dict[str, Any]] = []
     cluster_error = ""
     if viewer.is_admin:
         counts = await am.counts(viewer.id)

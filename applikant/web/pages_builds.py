@@ -40,10 +40,10 @@ _WORDS = {
 }
 
 
-def build_summary(build: dict) -> str:
+def build_summary(build: dict[str, Any]) -> str:
     """The state of a build as a person says it: "Succeeded in 12 s", "Failed after 3 s".
     static/site.js says the same when a running build changes under the reader's eyes."""
-    status = build.get("status", "")
+    status = str(build.get("status", ""))
     words = _WORDS.get(status, status.capitalize())
     took = between(build.get("started_at"), build.get("finished_at"))
     if took is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from typing import Any
 from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
@@ -50,7 +51,6 @@ IMAGES = {
 }
 RAW_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 README_LIMIT = 256 * 1024
-_FULL_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
 
 
 def _crumbs(subpath: str) -> list[tuple[str, str]]:
@@ -67,7 +67,9 @@ def _query_path(request: Request) -> str:
     return gitread.check_path(request.query_params.get("path", ""))
 
 
-def _base_context(ctx: RepoContext, ref: str, commit: str | None, refs, subpath: str) -> dict:
+def _base_context(
+    ctx: RepoContext, ref: str, commit: str | None, refs: list[gitread.Ref], subpath: str
+) -> dict[str, Any]:
     return ctx.context(
         refs=refs,
         ref=ref,
@@ -131,7 +133,9 @@ async def _tree(request: Request, home: bool) -> Response:
         blob = readme
         context["readme"] = blob
         if is_markdown(blob.path):
-            context["readme_html"] = markdown(blob.text(), Base(ctx.full_name, ref, subpath))
+            context["readme_html"] = markdown(
+                blob.text(), Base(ctx.full_name, ref, subpath), key=blob.id
+            )
         else:
             context["readme_text"] = blob.text()
     return render(request, "repo.html", **context)
@@ -164,7 +168,8 @@ async def repo_blob(request: Request) -> Response:
         blob=blob,
         latest=latest[0] if latest else None,
         image=image_type(subpath),
-        lines=[],
+        line_count=0,
+        rows="",
         rendered="",
         markdown_file=is_markdown(subpath),
         plain=plain,
@@ -175,9 +180,10 @@ async def repo_blob(request: Request) -> Response:
         text = blob.text()
         if context["markdown_file"] and not plain:
             directory = subpath.rpartition("/")[0]
-            context["rendered"] = markdown(text, Base(ctx.full_name, ref, directory))
+            context["rendered"] = markdown(text, Base(ctx.full_name, ref, directory), key=oid)
         else:
-            context["lines"] = highlight.lines(text, subpath, key=oid if not blob.truncated else "")
+            key = oid if not blob.truncated else ""
+            context["line_count"], context["rows"] = highlight.code_rows(text, subpath, key=key)
     return render(request, "blob.html", **context)
 
 
@@ -194,7 +200,9 @@ async def repo_raw(request: Request) -> Response:
         raise gitread.GitReadError(404, f"no file {subpath!r} at this commit")
     oid, _kind, size, start = head
     etag = f'"{oid}"'
-    cache = "private, max-age=31536000, immutable" if _FULL_ID.match(ref) else "private, no-cache"
+    cache = (
+        "private, max-age=31536000, immutable" if gitread.immutable(ref) else "private, no-cache"
+    )
     headers = {"etag": etag, "cache-control": cache, "content-security-policy": RAW_POLICY}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)

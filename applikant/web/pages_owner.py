@@ -9,6 +9,7 @@ reveals no account that the rest of the site would not.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -46,7 +47,7 @@ async def owner_page(request: Request) -> Response:
             if exc2.status not in (400, 404):
                 raise
             raise HTTPException(404, f"no user or group {owner!r}") from None
-    groups: list[dict] = []
+    groups: list[dict[str, Any]] = []
     if user is not None and viewer.user is not None:
         groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
     return render(

@@ -44,8 +44,8 @@ templates = jinja2.Environment(
 )
 
 
-def markdown(text: str, base: _markdown.Base | None = None) -> str:
-    return _markdown.render(text, base)
+def markdown(text: str, base: _markdown.Base | None = None, key: str = "") -> str:
+    return _markdown.render(text, base, key=key)
 
 
 def _when(value: Any) -> Any:

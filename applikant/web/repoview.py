@@ -25,13 +25,13 @@ __all__ = ["RepoContext", "all_refs", "at_ref", "open_repo"]
 class RepoContext:
     web: Any
     viewer: Viewer
-    repo: dict
-    decision: dict
+    repo: dict[str, Any]
+    decision: dict[str, Any]
     git: str  # the bare repository's path
 
     @property
     def full_name(self) -> str:
-        return self.repo["full_name"]
+        return str(self.repo["full_name"])
 
     def context(self, **more: Any) -> dict[str, Any]:
         """The template variables every repository page has."""

@@ -119,7 +119,7 @@ def test_repo_browser(site: WebSite, browsable: dict) -> None:
     r = c.get("/pgowner/code/tree", params={"ref": "feature/x", "path": "src"})
     assert r.status_code == 200 and "main.py" in r.text
     r = c.get("/pgowner/code/blob", params={"ref": "v1.0", "path": "src/main.py"})
-    assert r.status_code == 200 and "&#39;hi&#39;" in r.text and 'id="L1"' in r.text
+    assert r.status_code == 200 and "'hi'</span>" in r.text and 'id="L1"' in r.text
     r = c.get("/pgowner/code/commits", params={"ref": "main"})
     assert r.status_code == 200 and "first commit" in r.text
     assert c.get("/pgowner/code/settings").status_code == 200

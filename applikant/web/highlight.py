@@ -103,8 +103,7 @@ def code_rows(text: str, filename: str = "", *, key: str = "") -> tuple[int, Mar
     highlighted = lines(text, filename, key=key)
     rows = Markup("").join(
         Markup(
-            '<tr id="L{0}"><td class="ln"><a href="#L{0}" data-line="{0}">{0}</a></td>'
-            '<td class="src">{1}</td></tr>\n'
+            '<tr id="L{0}"><td class="ln"><a href="#L{0}">{0}</a></td><td class="src">{1}</td></tr>\n'
         ).format(n, line)
         for n, line in enumerate(highlighted, 1)
     )

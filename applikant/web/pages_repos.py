@@ -17,6 +17,7 @@ from starlette.routing import Route
 from . import gitread
 from .am import AmError
 from .common import readable_repo, require_login, viewer_of, web_of
+from .paging import numbered, page_of
 from .render import field, flash, read_form, redirect, render
 
 
@@ -28,26 +29,13 @@ async def repos(request: Request) -> Response:
     if q:
         found = [r for r in found if q in r["full_name"].lower() or q in r["description"].lower()]
     total = len(found)
-    page = max(
-        1,
-        min(
-            int(request.query_params.get("page", "1") or 1)
-            if request.query_params.get("page", "1").isdigit()
-            else 1,
-            10_000,
-        ),
-    )
+    page = page_of(request)
     per = 100
     shown = found[(page - 1) * per : page * per]
-    return render(
-        request,
-        "repos.html",
-        repos=shown,
-        q=q,
-        total=total,
-        page=page,
-        pages=max(1, (total + per - 1) // per),
+    pager = numbered(
+        request, page, total > page * per, prev_label="← Previous", next_label="Next →"
     )
+    return render(request, "repos.html", repos=shown, q=q, total=total, pager=pager)
 
 
 async def owners_for(request: Request, viewer) -> list[str]:

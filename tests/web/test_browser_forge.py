@@ -100,9 +100,9 @@ def test_what_only_a_browser_shows(site: WebSite, known: Known, browser) -> None
 
     # Line links: a click selects a line, a shift-click a range.
     page.goto(f"{site.base}/{KNOWN}/blob?path=src/app.py")
-    page.click("a[data-line='4']")
+    page.click("td.ln a[href='#L4']")
     assert page.url.endswith("#L4")
-    page.click("a[data-line='6']", modifiers=["Shift"])
+    page.click("td.ln a[href='#L6']", modifiers=["Shift"])
     assert page.url.endswith("#L4-L6")
     assert page.locator("tr.selected").count() == 3
     page.reload()

@@ -84,10 +84,10 @@
     }
   }
   document.addEventListener("click", function (event) {
-    var link = event.target.closest ? event.target.closest("td.ln a[data-line]") : null;
+    var link = event.target.closest ? event.target.closest("td.ln a[href^='#L']") : null;
     if (!link) return;
     event.preventDefault();
-    var n = parseInt(link.dataset.line, 10);
+    var n = parseInt(link.getAttribute("href").slice(2), 10);
     var hash = event.shiftKey && anchor ? "#L" + Math.min(anchor, n) + "-L" + Math.max(anchor, n) : "#L" + n;
     if (!event.shiftKey) anchor = n;
     history.replaceState(null, "", hash);

@@ -339,3 +339,30 @@ def test_huge_file_is_cut_in_the_blob_view(site: WebSite, known: Known, tmp_path
     assert r.status_code == 200 and "only the first 512.0 KiB are shown" in r.text
     r = owner.get(f"/{REPO}/raw", params={"ref": "huge", "path": "huge.txt"})
     assert len(r.content) == 100 * 8001
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "",
+        "/tree",
+        "/blob?path=x",
+        "/raw?path=x",
+        "/blame?path=x",
+        "/commits",
+        "/commit/main",
+        "/compare",
+        "/compare/main...dev",
+        "/branches",
+        "/tags",
+        "/archive/main.zip",
+    ],
+)
+def test_an_empty_repository_answers_in_words(site: WebSite, known: Known, route: str) -> None:
+    if not site.call_am("am_repo_db", "list_repos", {"owner": "kowner"}) or not any(
+        r["name"] == "empty" for r in site.call_am("am_repo_db", "list_repos", {"owner": "kowner"})
+    ):
+        site.create_repo("kowner/empty")
+    r = site.login("kowner", "kowner-pass-1").get(f"/kowner/empty{route}")
+    assert r.status_code in (200, 404), (route, r.status_code, r.text[:300])
+    assert "Traceback" not in r.text and "<h1>" in r.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -260,6 +261,10 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
         assert rest["final"] and rest["status"] == "succeeded" and rest["lines"][-1][1] == "done"
         listing = web.get("/alice/web/builds")
         assert listing.status_code == 200 and f'/alice/web/builds/{number}"' in listing.text
+        assert 'class="badge status-succeeded"' in listing.text
+        done = web.get(f"/alice/web/builds/{number}").text
+        assert re.search(r'id="build-summary">Succeeded in \d+ s<', done), done[:2000]
+        assert "This build is" not in done
         assert 'href="/alice/web/builds"' in web.get("/alice/web").text
         assert web.get("/api/builds/999999/log").status_code == 404
         assert web.get(f"/alice/ok/builds/{number}").status_code == 404  # private, other repo

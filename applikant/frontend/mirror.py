@@ -69,7 +69,6 @@ class Mirror:
         self.applied = 0  # events applied (tests wait on it)
         self._send, self._recv = trio.open_memory_channel[dict[str, Any]](QUEUE_SIZE)
         self._dirty = False
-        self._idle = trio.Event()
 
     # ---- feeding the queue ------------------------------------------------
 
@@ -102,11 +101,6 @@ class Mirror:
             except trio.WouldBlock:
                 return
 
-    async def wait_idle(self) -> None:
-        """Wait until every event queued so far is applied (for tests and tools)."""
-        while self._recv.statistics().current_buffer_used:
-            await self._idle.wait()
-
     # ---- applying ---------------------------------------------------------
 
     async def run(self) -> None:
@@ -126,7 +120,6 @@ class Mirror:
                 except (AmUnavailable, RemoteError) as exc:
                     # The link reports am down and queues another resync on return.
                     log.warning("resync_failed", reason=str(exc))
-                    self._flush_idle()
                     continue
             for event in batch:
                 try:
@@ -137,11 +130,6 @@ class Mirror:
                     log.error("event_failed", kind=event.get("kind"), reason=str(exc))
                 self.applied += 1
             await self._write_keys()
-            self._flush_idle()
-
-    def _flush_idle(self) -> None:
-        self._idle.set()
-        self._idle = trio.Event()
 
     async def _resync(self) -> None:
         if self.keys_mode == "file":

@@ -72,6 +72,21 @@ def test_sigterm_is_a_stop_too() -> None:
     proc.stderr.close()
 
 
+def test_sigterm_at_once_is_a_stop_too() -> None:
+    # build.sh's first act is the SIGTERM: it reaches the supervisor around the
+    # moment it starts waiting (ab cancelling a build it just started). Whenever
+    # it lands, it is a stop, never an error.
+    proc = start("trap '' TERM; kill -TERM $PPID; echo PID $$; while :; do sleep 0.05; done")
+    assert proc.wait(10) == 0
+    assert proc.stderr is not None
+    report = json.loads(proc.stderr.read().splitlines()[-1])
+    assert report["error"] is None
+    assert report["killed"] and report["returncode"] == -9 and report["leftover"] == 0
+    proc.stdin.close()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()
+
+
 def test_a_program_that_cannot_start_is_reported() -> None:
     proc = subprocess.run(
         [sys.executable, "-I", "-S", SUPERVISOR],

@@ -20,7 +20,8 @@ import pytest
 
 from applikant.builder.logcap import MARKER_PREFIX
 from harness.builds import BuildSite
-from harness.gitenv import User, wait_for
+from harness.gitenv import User
+from harness.wait import wait_until
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
@@ -129,7 +130,7 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
     # concurrency 1: the second one waits in the queue
     _, stderr = site.push_script(alice, work, "echo second\n", branch="other")
     queued = site.queued_number(stderr)
-    wait_for(lambda: site.log_lines(running) == ["started"], 10, "the build to start")
+    wait_until(lambda: site.log_lines(running) == ["started"], what="the build to start")
     assert site.build(queued)["status"] == "queued"
     r = cli(site, "build", "cancel", str(queued))
     assert r.returncode == 0 and "cancelled" in r.stdout
@@ -191,7 +192,7 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     work = repo_and_clone(site, alice, "killed", tmp_path)
     _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
     number = site.queued_number(stderr)
-    wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+    wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
     site.stop_ab(signal.SIGKILL)
     site.start_ab()
     build = site.wait_build(number, "failed", timeout=10)
@@ -206,7 +207,7 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     try:
         _, stderr = site.push_script(alice, work, "echo started\nsleep 2\necho done\n")
         number = site.queued_number(stderr)
-        wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+        wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
         site.stop_ab(signal.SIGKILL)
         site.start_ab(requeue)
         build = site.wait_build(number, "succeeded", timeout=15)
@@ -248,7 +249,7 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
     _, stderr = site.push_script(alice, work, "echo '<b>not html</b>'\nsleep 1\necho done\n")
     number = site.queued_number(stderr)
     with httpx.Client(base_url=site.base, timeout=20) as web:
-        wait_for(lambda: "<b>" in "".join(site.log_lines(number)), 10, "the first line")
+        wait_until(lambda: "<b>" in "".join(site.log_lines(number)), what="the first line")
         page = web.get(f"/alice/web/builds/{number}")
         assert page.status_code == 200
         assert "&lt;b&gt;not html&lt;/b&gt;" in page.text and "/static/build.js" in page.text

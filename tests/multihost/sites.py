@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,21 +184,3 @@ class Sites:
     ) -> subprocess.CompletedProcess[str]:
         """`python -c code` inside host `label`."""
         return self.net.exec(label, [sys.executable, "-c", code], env=self.env(label, config))
-
-
-def wait_until(
-    predicate: Callable[[], Any],
-    timeout: float = 15.0,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.wait import wait_until
 from tests.multihost.conftest import NetFactory, tls_of
-from tests.multihost.sites import Probe, Sites, wait_until
+from tests.multihost.sites import Probe, Sites
 
 TICK = 2.0
 

@@ -52,7 +52,7 @@ class Cluster:
             [sys.executable, "-m", "applikant.cli.main", "portmapper", "--port", str(self.pm_port)],
             "portmapper",
         )
-        procs.wait_port("127.0.0.1", self.pm_port, proc=proc.popen)
+        procs.wait_port("127.0.0.1", self.pm_port, timeout=TIMEOUT, proc=proc.popen)
         self.portmapper = proc
         return proc
 

@@ -25,8 +25,8 @@ from ..node.settings import DistSettings
 if TYPE_CHECKING:
     from ..ops.sshd import SshServer
 
-# The defaults of DESIGN.md; the environment may move them (the make-run test
-# does, to free ports and a temporary directory).
+# make run's defaults (web UI 8008, sshd 2222, portmapper 4370); the environment
+# may move them (the make-run test does, to free ports and a temporary directory).
 VAR = Path(os.environ.get("APPLIKANT_RUN_DIR", "var")).resolve()
 WEB_PORT = int(os.environ.get("APPLIKANT_RUN_WEB_PORT", "8008"))
 SSH_PORT = int(os.environ.get("APPLIKANT_RUN_SSH_PORT", "2222"))

@@ -145,28 +145,33 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
 
 def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "follow", tmp_path)
+    # The build holds after its first line until the test opens the gate, so the
+    # first line is seen while it runs, however slow the machine.
+    gate = site.shared / "follow-gate"
     _, stderr = site.push_script(
-        alice, work, "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done\n"
+        alice,
+        work,
+        f"echo line 1\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n"
+        "for i in 2 3 4 5; do echo line $i; sleep 0.3; done\n",
     )
     number = site.queued_number(stderr)
     env = dict(os.environ, **site.env)
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first == "line 1\n"
-        # the first line came while the build still ran
-        assert site.build(number)["status"] == "running"
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:  # its pipes are closed however the test ends
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first == "line 1\n"
+            assert site.build(number)["status"] == "running"
+            gate.touch()
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
     assert proc.returncode == 0 and f"build #{number} succeeded" in err
 

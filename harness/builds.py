@@ -17,7 +17,7 @@ from typing import Any
 from applikant import procs
 from applikant.node.errors import DistError
 from harness.gitenv import GitSite, User
-from harness.wait import wait_until
+from harness.wait import TIMEOUT, wait_until
 
 __all__ = ["BuildSite"]
 
@@ -107,7 +107,9 @@ class BuildSite(GitSite):
     def build(self, ref: str | int) -> dict[str, Any]:
         return self.call_am("am_builds", "get", {"build": str(ref)})
 
-    def wait_build(self, ref: str | int, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_build(
+        self, ref: str | int, *statuses: str, timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
         def ok() -> Any:
             b = self.build(ref)
             return b if b["status"] in statuses else None

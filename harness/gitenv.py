@@ -29,7 +29,7 @@ from applikant.node.settings import DistSettings
 from harness.cluster import Cluster
 from harness.notify import NotifySocket
 from harness.sshd import SshServer, make_client_key
-from harness.wait import wait_until
+from harness.wait import TIMEOUT, wait_until
 
 __all__ = ["GitSite", "User", "git_env"]
 
@@ -159,7 +159,7 @@ class GitSite:
             )
             self.cluster.procs.append(proc)
             try:
-                notify.wait_for("READY=1", timeout=20)
+                notify.wait_for("READY=1")
             except AssertionError:
                 raise AssertionError(f"{component} did not start:\n{proc.log_text()}") from None
         finally:
@@ -192,7 +192,7 @@ class GitSite:
     def status(self) -> dict[str, Any]:
         return self.call_af("af_status", "status", None)
 
-    def wait_synced(self, timeout: float = 15.0) -> dict[str, Any]:
+    def wait_synced(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Wait until af is linked to am and has applied a full snapshot."""
 
         def ok() -> Any:

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
+
+pytestmark = pytest.mark.slow  # `applikant init` processes, real password hashing
 
 
 def init(tmp: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:

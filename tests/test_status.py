@@ -6,8 +6,12 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from harness.gitenv import GitSite
 from harness.wait import wait_until
+
+pytestmark = pytest.mark.slow
 
 
 def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_timeout(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "slow", tmp_path)
     _, stderr = site.push_script(alice, work, "echo sleeping\nsleep 60\n")
     number = site.queued_number(stderr)
-    build = site.wait_build(number, "timed-out", timeout=20)
+    build = site.wait_build(number, "timed-out")
     assert build["reason"] == "timed out after 6 s"
     assert site.log_lines(number)[0] == "sleeping"
 
@@ -136,7 +136,7 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
     assert r.returncode == 0 and "cancelled" in r.stdout
     r = cli(site, "build", "cancel", str(running))
     assert r.returncode == 0 and "cancel asked" in r.stdout, r.stdout + r.stderr
-    build = site.wait_build(running, "cancelled", timeout=5)
+    build = site.wait_build(running, "cancelled")
     assert build["reason"] == "cancelled"
     assert site.build(queued)["started_at"] is None
     r = cli(site, "build", "cancel", str(running))
@@ -200,7 +200,7 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
     site.stop_ab(signal.SIGKILL)
     site.start_ab()
-    build = site.wait_build(number, "failed", timeout=10)
+    build = site.wait_build(number, "failed")
     assert build["reason"].startswith("interrupted"), build
     assert site.log_lines(number)[-1].startswith("applikant: interrupted")
 
@@ -215,7 +215,7 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
         wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
         site.stop_ab(signal.SIGKILL)
         site.start_ab(requeue)
-        build = site.wait_build(number, "succeeded", timeout=15)
+        build = site.wait_build(number, "succeeded")
         assert build["attempt"] == 2
         lines = site.log_lines(number)
         assert lines[0] == "started" and lines[-1] == "done"

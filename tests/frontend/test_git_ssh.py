@@ -19,9 +19,10 @@ import pytest
 from harness.gitenv import GitSite, User, git_env
 from harness.wait import wait_until
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +297,7 @@ def own_site(tmp_path: Path) -> Iterator[GitSite]:
         yield s
 
 
+@pytest.mark.timeout(300)  # fourteen pushes, am down and back, then the spool
 def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) -> None:
     site = own_site
     dave = site.add_user("dave")

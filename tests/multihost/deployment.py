@@ -268,7 +268,7 @@ class Deployment:
                 label, argv, name=component, env={**self.env(label), "NOTIFY_SOCKET": notify.path}
             )
             try:
-                notify.wait_for("READY=1", timeout=20)
+                notify.wait_for("READY=1")
             except AssertionError:
                 raise AssertionError(
                     f"{component} on {label} did not start:\n{proc.log_text()}"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.netns import Network, NsProc
+from harness.wait import TIMEOUT
 
 COOKIE = "multihost-test-cookie-0123456789"
 PM_PORT = 4370  # every host has its own network stack: the default port is free
@@ -28,7 +29,7 @@ class Probe:
         self.port = int(proc.wait_line("READY").split()[1])
         self._ids = itertools.count(1)
 
-    def request(self, op: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+    def request(self, op: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         req_id = next(self._ids)
         self.proc.send(json.dumps({"id": req_id, "op": op, **fields}))
         line = self.proc.wait_line(
@@ -49,7 +50,7 @@ class Probe:
         return [json.loads(s[6:]) for s in self.proc.lines[after:] if s.startswith("EVENT ")]
 
     def wait_event(
-        self, event: str, timeout: float = 15.0, after: int = 0, **match: Any
+        self, event: str, timeout: float = TIMEOUT, after: int = 0, **match: Any
     ) -> dict[str, Any]:
         def test(line: str) -> bool:
             if not line.startswith("EVENT "):

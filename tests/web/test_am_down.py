@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.wait import wait_until
 from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
+
+pytestmark = pytest.mark.slow
 
 
 def test_am_down_gives_503_then_recovers(tmp_path: Path) -> None:

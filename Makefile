@@ -51,6 +51,11 @@ lint: venv
 test: venv deps compile lint
 	$(PY) -m pytest -q
 
+# The unit layer only: no daemons, no sshd, no browser (tests marked `slow` are
+# left out; tests/conftest.py says which). A quick check while working.
+test-fast: venv deps compile
+	$(PY) -m pytest -q -m "not slow"
+
 bench: venv compile
 	$(PY) -m bench.ephemeral
 	$(PY) -m bench.dist --tls

@@ -9,9 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from applikant.frontend.repodisk import RepoDisk
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Store
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ED25519 = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbPMkEmN8hMJB2s0hq3TqO7sm+2nKp5dW5LbB1tKf8A alice@laptop"

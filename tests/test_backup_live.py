@@ -10,9 +10,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
 from harness.gitenv import GitSite
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Path) -> None:

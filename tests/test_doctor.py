@@ -6,7 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from harness.gitenv import GitSite
+
+pytestmark = pytest.mark.slow
 
 
 def doctor(site: GitSite) -> dict[str, dict[str, str]]:

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
+
+pytestmark = pytest.mark.slow  # `applikant init` processes, real password hashing
 
 
 def init(tmp: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,3 +80,28 @@ def test_init_takes_a_password_from_stdin_and_refuses_bad_input(tmp_path: Path) 
     assert "password:" not in ok.stdout
     with Store(str(tmp_path / "data" / "am.sqlite3"), passwords=Passwords()) as store:
         assert store.verify_password("root-admin", "long enough pw") is not None
+
+
+def test_dev_setup_rewrites_config_and_cookie_and_gives_root_a_new_password(
+    tmp_path: Path,
+) -> None:
+    from applikant import config as config_mod
+    from applikant.ops.init import dev_setup
+
+    var, config = tmp_path / "var", tmp_path / "var" / "applikant.toml"
+    var.mkdir()
+    first = dev_setup(var, config, '[aw]\nlisten = "127.0.0.1:18008"\n')
+    cookie = var / "cookie"
+    first_cookie = cookie.read_text()
+    assert stat.S_IMODE(cookie.stat().st_mode) == 0o400
+    loaded = config_mod.load(str(config))
+    assert loaded.node.dev_mode and loaded.node.host == "localhost"
+    assert loaded.aw.listen == "127.0.0.1:18008"
+    assert not [p.name for p in var.iterdir() if ".tmp" in p.name]  # no writer leftovers
+
+    second = dev_setup(var, config, "")  # the next `make run`: same database
+    assert second != first and cookie.read_text() != first_cookie
+    with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
+        assert store.verify_password("root", first) is None
+        admin = store.verify_password("root", second)
+        assert admin is not None and admin.is_admin

@@ -6,6 +6,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(700)]  # a venv and pip install each
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -17,6 +17,8 @@ from applikant import procs
 from harness.cluster import Cluster
 from harness.notify import NotifySocket
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = [
     "applikant-portmapper.service",

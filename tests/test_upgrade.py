@@ -15,7 +15,7 @@ from pathlib import Path
 from applikant import procs
 from applikant.manager.schema import MIGRATIONS
 from harness.cluster import Cluster
-from harness.gitenv import wait_for
+from harness.wait import wait_until
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "am-schema-v1.sqlite3"
 
@@ -27,9 +27,8 @@ def test_am_upgrades_a_first_schema_store_on_start(cluster: Cluster, tmp_path: P
     cluster.config.write_text(cluster.config.read_text() + f'\n[am]\ndb = "{db}"\n')
     cluster.start_portmapper()
     am = cluster._spawn(procs.python_module("applikant.cli.main", "start", "am"), "am")
-    wait_for(
+    wait_until(
         lambda: cluster.cli("ping", "am@localhost").returncode == 0 or not am.alive(),
-        timeout=20,
         what="am up",
     )
     assert am.alive(), am.log_text()

@@ -14,7 +14,7 @@ What it starts (each part has its own module):
 Names: every service is registered under a *local* name on af's node, which is
 what ``as``, ``ah`` and ``keys-for`` call (they know af's node, and a second git
 host with its own af needs nothing else). The same services are also claimed as
-global names (the contract in DESIGN.md) when free; a second af finds them taken,
+global names (the cluster's contract) when free; a second af finds them taken,
 logs it and serves its own host through the local names.
 
 Files, from ``[af]`` (empty means under ``[node].data_dir``): ``repo_root``

@@ -36,8 +36,9 @@ and after a force-push the reflog is the admin's way back. It costs one
 appended line per updated ref.
 """
 
-from __future__ import annotations  # the method named list() shadows the builtin in annotations
+from __future__ import annotations
 
+import builtins
 import fcntl
 import os
 import shutil
@@ -179,7 +180,8 @@ class RepoDisk:
                     found.append(repo)
         return sorted(found)
 
-    def check_hooks(self, repo: str) -> list[str]:
+    # In the class body after `def list`, `list` names that method: hence builtins.list.
+    def check_hooks(self, repo: str) -> builtins.list[str]:
         """Problems with ``repo``'s hooks, one line each; empty when all is well."""
         p = self.path(repo)
         if not self.exists(repo):

@@ -47,6 +47,15 @@ def _git(*args: str, cwd: str | None = None) -> str:
     return r.stdout
 
 
+def _refs(git_dir: str) -> dict[str, str]:
+    """Every ref of a repository: name -> object id."""
+    refs: dict[str, str] = {}
+    for line in _git("for-each-ref", "--format=%(objectname) %(refname)", cwd=git_dir).splitlines():
+        oid, name = line.split(" ", 1)
+        refs[name] = oid
+    return refs
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -76,12 +85,7 @@ def backup(db: Path, disk: RepoDisk, dest: Path) -> dict[str, Any]:
         for repo in disk.list():
             path = repo_root / f"{repo}.git"
             head = _git("symbolic-ref", "--short", "HEAD", cwd=str(path)).strip()
-            refs = dict(
-                reversed(line.split(" ", 1))
-                for line in _git(
-                    "for-each-ref", "--format=%(objectname) %(refname)", cwd=str(path)
-                ).splitlines()
-            )
+            refs = _refs(str(path))
             entry: dict[str, Any] = {"head": head, "refs": refs}
             if refs:
                 bundle = tmp / "repos" / f"{repo}.bundle"
@@ -147,13 +151,7 @@ def restore(src: Path, db: Path, disk: RepoDisk) -> dict[str, Any]:
                     "+refs/*:refs/*",
                     cwd=path,
                 )
-            got = dict(
-                reversed(line.split(" ", 1))
-                for line in _git(
-                    "for-each-ref", "--format=%(objectname) %(refname)", cwd=path
-                ).splitlines()
-            )
-            if got != entry["refs"]:
+            if _refs(path) != entry["refs"]:
                 raise BackupError(f"{repo} came back with other refs than it was saved with")
         os.replace(tmp_db, db)
     except BaseException:

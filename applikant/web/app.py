@@ -200,7 +200,7 @@ def build(web: Web) -> Any:
                 https_only=https,
             ),
         ],
-        exception_handlers=handlers,  # type: ignore[arg-type]
+        exception_handlers=handlers,
     )
     starlette.state.web = web
 

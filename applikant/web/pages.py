@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -182,10 +181,6 @@ async def audit(request: Request) -> Response:
     return render(
         request, "audit.html", entries=entries, filters=filters, error=error, logins=logins
     )
-
-
-async def login_redirect(request: Request) -> Response:
-    return redirect("/login?next=" + quote(request.url.path))
 
 
 def routes() -> list[Route]:

@@ -20,6 +20,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from ..fsutil import write_atomic
+
 __all__ = [
     "Throttle",
     "csrf_ok",
@@ -42,11 +44,7 @@ def load_secret(path: str) -> str:
         pass
     value = secrets.token_hex(32)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, value + "\n", mode=0o600)
     return value
 
 

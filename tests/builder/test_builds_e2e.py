@@ -21,7 +21,8 @@ import pytest
 
 from applikant.builder.logcap import MARKER_PREFIX
 from harness.builds import BuildSite
-from harness.gitenv import User, wait_for
+from harness.gitenv import User
+from harness.wait import wait_until
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
@@ -118,7 +119,7 @@ def test_timeout(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "slow", tmp_path)
     _, stderr = site.push_script(alice, work, "echo sleeping\nsleep 60\n")
     number = site.queued_number(stderr)
-    build = site.wait_build(number, "timed-out", timeout=20)
+    build = site.wait_build(number, "timed-out")
     assert build["reason"] == "timed out after 6 s"
     assert site.log_lines(number)[0] == "sleeping"
 
@@ -130,13 +131,13 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
     # concurrency 1: the second one waits in the queue
     _, stderr = site.push_script(alice, work, "echo second\n", branch="other")
     queued = site.queued_number(stderr)
-    wait_for(lambda: site.log_lines(running) == ["started"], 10, "the build to start")
+    wait_until(lambda: site.log_lines(running) == ["started"], what="the build to start")
     assert site.build(queued)["status"] == "queued"
     r = cli(site, "build", "cancel", str(queued))
     assert r.returncode == 0 and "cancelled" in r.stdout
     r = cli(site, "build", "cancel", str(running))
     assert r.returncode == 0 and "cancel asked" in r.stdout, r.stdout + r.stderr
-    build = site.wait_build(running, "cancelled", timeout=5)
+    build = site.wait_build(running, "cancelled")
     assert build["reason"] == "cancelled"
     assert site.build(queued)["started_at"] is None
     r = cli(site, "build", "cancel", str(running))
@@ -145,28 +146,33 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
 
 def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "follow", tmp_path)
+    # The build holds after its first line until the test opens the gate, so the
+    # first line is seen while it runs, however slow the machine.
+    gate = site.shared / "follow-gate"
     _, stderr = site.push_script(
-        alice, work, "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done\n"
+        alice,
+        work,
+        f"echo line 1\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n"
+        "for i in 2 3 4 5; do echo line $i; sleep 0.3; done\n",
     )
     number = site.queued_number(stderr)
     env = dict(os.environ, **site.env)
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first == "line 1\n"
-        # the first line came while the build still ran
-        assert site.build(number)["status"] == "running"
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:  # its pipes are closed however the test ends
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first == "line 1\n"
+            assert site.build(number)["status"] == "running"
+            gate.touch()
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
     assert proc.returncode == 0 and f"build #{number} succeeded" in err
 
@@ -192,10 +198,10 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     work = repo_and_clone(site, alice, "killed", tmp_path)
     _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
     number = site.queued_number(stderr)
-    wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+    wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
     site.stop_ab(signal.SIGKILL)
     site.start_ab()
-    build = site.wait_build(number, "failed", timeout=10)
+    build = site.wait_build(number, "failed")
     assert build["reason"].startswith("interrupted"), build
     assert site.log_lines(number)[-1].startswith("applikant: interrupted")
 
@@ -207,10 +213,10 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     try:
         _, stderr = site.push_script(alice, work, "echo started\nsleep 2\necho done\n")
         number = site.queued_number(stderr)
-        wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+        wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
         site.stop_ab(signal.SIGKILL)
         site.start_ab(requeue)
-        build = site.wait_build(number, "succeeded", timeout=15)
+        build = site.wait_build(number, "succeeded")
         assert build["attempt"] == 2
         lines = site.log_lines(number)
         assert lines[0] == "started" and lines[-1] == "done"
@@ -249,7 +255,7 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
     _, stderr = site.push_script(alice, work, "echo '<b>not html</b>'\nsleep 1\necho done\n")
     number = site.queued_number(stderr)
     with httpx.Client(base_url=site.base, timeout=20) as web:
-        wait_for(lambda: "<b>" in "".join(site.log_lines(number)), 10, "the first line")
+        wait_until(lambda: "<b>" in "".join(site.log_lines(number)), what="the first line")
         page = web.get(f"/alice/web/builds/{number}")
         assert page.status_code == 200
         assert "&lt;b&gt;not html&lt;/b&gt;" in page.text and "/static/build.js" in page.text

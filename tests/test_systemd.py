@@ -52,7 +52,7 @@ USER_HARDENING = {
 }
 
 
-def render(tmp: Path, data_dir: Path) -> Path:
+def render(tmp: Path, data_dir: Path, user: str = "root") -> Path:
     """Units as `make install` writes them, with this checkout's venv as PREFIX."""
     subprocess.run(
         [
@@ -64,7 +64,7 @@ def render(tmp: Path, data_dir: Path) -> Path:
             f"PREFIX={Path(sys.executable).parent.parent}",
             f"DATADIR={data_dir}",
             "SYSCONFDIR=/etc/applikant",
-            "SERVICE_USER=root",
+            f"SERVICE_USER={user}",
         ],
         cwd=ROOT,
         check=True,
@@ -150,7 +150,7 @@ def exposures(text: str) -> dict[str, float]:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_readme_states_each_units_exposure(tmp_path: Path) -> None:
-    units = render(tmp_path, Path("/var/lib/applikant"))
+    units = render(tmp_path, Path("/var/lib/applikant"), user="git")  # the defaults
     stated = exposures((ROOT / "README.md").read_text())
     assert sorted(stated) == sorted(n.removesuffix(".service") for n in UNITS)
     for name in UNITS:

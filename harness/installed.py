@@ -185,7 +185,10 @@ class InstalledHost:
             timeout=120,
         )
 
-    def git(self, key: str | None, *args: str, cwd: Path | None = None) -> str:
+    def git(
+        self, key: str | None, *args: str, cwd: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """git as a client (over SSH with `key`); AssertionError on failure if `check`."""
         assert self.sshd is not None
         extra = {"GIT_SSH_COMMAND": self.sshd.ssh_command(key)} if key else {}
         r = subprocess.run(
@@ -196,8 +199,8 @@ class InstalledHost:
             text=True,
             timeout=120,
         )
-        assert r.returncode == 0, f"git {' '.join(args)}: {r.stderr}"
-        return r.stdout + r.stderr
+        assert r.returncode == 0 or not check, f"git {' '.join(args)}: {r.stderr}"
+        return r
 
     def ssh_url(self, repo: str) -> str:
         return f"{self.user}@127.0.0.1:{repo}.git"

@@ -273,16 +273,20 @@ def run_end_to_end(host: InstalledHost) -> None:
     (work / ".applikant" / "build.sh").write_text('echo "built by $(id -un) in $PWD"\n')
     host.git(None, "add", ".", cwd=work)
     host.git(None, "commit", "-qm", "first", cwd=work)
-    pushed = host.git(key, "push", host.ssh_url("alice/project"), "HEAD:main", cwd=work)
+    pushed = host.git(key, "push", host.ssh_url("alice/project"), "HEAD:main", cwd=work).stderr
     assert "build #" in pushed and "queued" in pushed
-    commit = host.git(None, "rev-parse", "HEAD", cwd=work).strip()
+    commit = host.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
     host.git(key, "clone", "-q", host.ssh_url("alice/project"), str(host.client / "ssh-clone"))
-    assert host.git(None, "rev-parse", "HEAD", cwd=host.client / "ssh-clone").strip() == commit
+    assert (
+        host.git(None, "rev-parse", "HEAD", cwd=host.client / "ssh-clone").stdout.strip() == commit
+    )
 
     # HTTP clone from aw (private repo: the owner's password).
     url = host.http_url("alice/project", "alice", "alice-password-1")
     host.git(None, "clone", "-q", url, str(host.client / "http-clone"))
-    assert host.git(None, "rev-parse", "HEAD", cwd=host.client / "http-clone").strip() == commit
+    assert (
+        host.git(None, "rev-parse", "HEAD", cwd=host.client / "http-clone").stdout.strip() == commit
+    )
 
     # A web login as the admin `applikant init` printed.
     with httpx.Client(base_url=f"http://127.0.0.1:{host.aw_port}", timeout=30) as web:
@@ -309,12 +313,39 @@ def run_end_to_end(host: InstalledHost) -> None:
 
     # doctor, from the installed prefix, against this sshd: all well.
     assert host.sshd is not None
-    r = host.cli("doctor", "--json", "--sshd-config", str(host.sshd.config_path))
-    checks = {c["check"]: c for c in json.loads(r.stdout)}
+    checks = doctor_checks(host, str(host.sshd.config_path))
     bad = {k: c for k, c in checks.items() if c["status"] not in ("ok", "skip")}
     assert bad == {}, bad
     for name in ("am up", "af up", "aw up", "ab up", "data owner", "sshd keys", "service account"):
         assert checks[name]["status"] == "ok", checks[name]
+    check_doctor_on_a_broken_account(host, key)
+
+
+def check_doctor_on_a_broken_account(host: InstalledHost, key: str) -> None:
+    """What `useradd` leaves (a locked account; this sshd runs without PAM) and a
+    nologin shell: logins fail, and doctor says so with the fix."""
+    assert host.sshd is not None
+    sshd_config = str(host.sshd.config_path)
+    ls_remote = ["ls-remote", host.ssh_url("alice/project")]
+    try:
+        subprocess.run(["usermod", "-L", host.user], check=True, capture_output=True)
+        assert host.git(key, *ls_remote, check=False).returncode != 0
+        account = doctor_checks(host, sshd_config)["service account"]
+        assert account["status"] == "fail" and "locked" in account["found"]
+        assert account["fix"] == f"usermod -p '*' {host.user}"
+        subprocess.run(["usermod", "-p", "*", host.user], check=True, capture_output=True)
+        subprocess.run(["usermod", "-s", "/usr/sbin/nologin", host.user], check=True)
+        assert host.git(key, *ls_remote, check=False).returncode != 0
+        account = doctor_checks(host, sshd_config)["service account"]
+        assert account["status"] == "fail" and account["fix"] == f"usermod -s /bin/sh {host.user}"
+    finally:
+        subprocess.run(["usermod", "-p", "*", "-s", "/bin/sh", host.user], check=True)
+    host.git(key, *ls_remote)
+
+
+def doctor_checks(host: InstalledHost, sshd_config: str) -> dict[str, dict[str, str]]:
+    r = host.cli("doctor", "--json", "--sshd-config", sshd_config)
+    return {c["check"]: c for c in json.loads(r.stdout)}
 
 
 @needs_root
@@ -342,7 +373,7 @@ def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
     host.git(None, "add", ".", cwd=work)
     host.git(None, "commit", "-qm", "notes", cwd=work)
     host.git(key, "push", host.ssh_url("bob/notes"), "HEAD:main", cwd=work)
-    commit = host.git(None, "rev-parse", "HEAD", cwd=work).strip()
+    commit = host.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
 
     # Backup as root, while everything runs: only root can read it.
     dest = tmp_path / "backup"
@@ -376,7 +407,7 @@ def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
     wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=30, what="af rebuilds the keys")
     clone = host.client / "restored"
     host.git(key, "clone", "-q", host.ssh_url("bob/notes"), str(clone))
-    assert host.git(None, "rev-parse", "HEAD", cwd=clone).strip() == commit
+    assert host.git(None, "rev-parse", "HEAD", cwd=clone).stdout.strip() == commit
     (clone / "more").write_text("more\n")
     host.git(None, "add", ".", cwd=clone)
     host.git(None, "commit", "-qm", "after restore", cwd=clone)

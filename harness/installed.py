@@ -153,6 +153,13 @@ class InstalledHost:
             self.units[name] = proc
             proc.start()
 
+    def restart(self, name: str) -> None:
+        """`systemctl restart NAME`: stop by PID, start again from the unit file."""
+        proc = self.units.pop(name)
+        proc.stop()
+        self.units[name] = UnitProcess(self.unit(name), self.run_dir)
+        self.units[name].start()
+
     def stop_units(self) -> dict[str, int | None]:
         codes = {}
         for name in reversed(UNITS):

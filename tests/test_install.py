@@ -412,3 +412,50 @@ def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
     host.git(None, "add", ".", cwd=clone)
     host.git(None, "commit", "-qm", "after restore", cwd=clone)
     host.git(key, "push", "origin", "HEAD:main", cwd=clone)  # af and am can write again
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_keys_command_mode_through_the_installed_snippet(host: InstalledHost) -> None:
+    """The snippet's second way, switched on as it says: sshd runs the installed
+    applikant-keys-for (a root-owned path, as sshd demands) as the service user.
+    Runs last: it leaves the host in command mode."""
+    try:
+        run_keys_command_mode(host)
+    except BaseException:
+        print(host.logs())
+        raise
+
+
+def run_keys_command_mode(host: InstalledHost) -> None:
+    assert host.sshd is not None
+    snippet = host.etc / "sshd_applikant.conf"
+    snippet.write_text(
+        snippet.read_text()
+        .replace("    AuthorizedKeysFile ", "    #AuthorizedKeysFile ")
+        .replace("    #AuthorizedKeysFile none", "    AuthorizedKeysFile none")
+        .replace("    #AuthorizedKeysCommand", "    AuthorizedKeysCommand")
+    )
+    with open(host.config, "a") as f:
+        f.write('\n[af]\nkeys_mode = "command"\n')
+    host.restart("applikant-af.service")
+    host.sshd.stop()
+    host.start_sshd()
+    (host.data / ".ssh" / "authorized_keys").write_text("")  # not what sshd reads now
+
+    key, pub = make_client_key(host.client, name="carol")
+    assert host.cli("user", "add", "carol", "--no-password").returncode == 0
+    (host.client / "carol.pub").write_text(pub + "\n")
+    assert host.cli("key", "add", "carol", str(host.client / "carol.pub")).returncode == 0
+    assert host.cli("repo", "create", "carol/tools").returncode == 0
+    wait_for(
+        lambda: (
+            host.git(key, "ls-remote", host.ssh_url("carol/tools"), check=False).returncode == 0
+        ),
+        timeout=30,
+        what="a login through AuthorizedKeysCommand",
+        every=0.5,
+    )
+    keys = doctor_checks(host, str(host.sshd.config_path))["sshd keys"]
+    assert keys["status"] == "ok" and f"{host.prefix}/bin/applikant-keys-for" in keys["found"]

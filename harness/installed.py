@@ -28,7 +28,7 @@ from pathlib import Path
 
 from applikant import procs
 from harness.gitenv import git_env
-from harness.sshd import SshServer
+from harness.sshd import SshServer, make_client_key
 from harness.units import Unit, UnitProcess
 
 __all__ = ["UNITS", "InstalledHost"]
@@ -191,6 +191,29 @@ class InstalledHost:
             input=input,
             timeout=120,
         )
+
+    def add_user(self, login: str, password: str | None = None) -> tuple[str, str]:
+        """`applikant user add` (with this password, or none) and `key add` of a
+        fresh key: (private key path, public key line)."""
+        key, pub = make_client_key(self.client, name=login)
+        args = ["--password-stdin"] if password else ["--no-password"]
+        r = self.cli("user", "add", login, *args, input=f"{password}\n" if password else None)
+        assert r.returncode == 0, r.stderr
+        (self.client / f"{login}.pub").write_text(pub + "\n")
+        r = self.cli("key", "add", login, str(self.client / f"{login}.pub"))
+        assert r.returncode == 0, r.stderr
+        return key, pub
+
+    def commit(self, work: Path, files: dict[str, str], message: str) -> str:
+        """A commit of `files` (path: text) in the working copy `work`; its id."""
+        if not (work / ".git").exists():
+            self.git(None, "init", "-q", "-b", "main", str(work))
+        for name, text in files.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_text(text)
+        self.git(None, "add", ".", cwd=work)
+        self.git(None, "commit", "-qm", message, cwd=work)
+        return self.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
 
     def git(
         self, key: str | None, *args: str, cwd: Path | None = None, check: bool = True

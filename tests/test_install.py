@@ -30,7 +30,6 @@ import pytest
 
 from harness.gitenv import wait_for
 from harness.installed import UNITS, InstalledHost
-from harness.sshd import make_client_key
 from harness.web import csrf_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +187,13 @@ def host() -> Iterator[InstalledHost]:
         yield h
 
 
+@pytest.fixture
+def installed(host: InstalledHost) -> Iterator[InstalledHost]:
+    """The host, and its daemons' and sshd's logs, which pytest shows when the test failed."""
+    yield host
+    print(host.logs())
+
+
 def check_units_against_the_host(host: InstalledHost) -> None:
     """Without systemd as PID 1: every directive that names something on this
     host names something that exists (or may be missing), and `systemd-analyze
@@ -202,7 +208,6 @@ def check_units_against_the_host(host: InstalledHost) -> None:
         assert unit.get("User") in (host.user, "root")
         assert "network-online.target" in unit.get("After", section="Unit"), name
     assert host.unit("applikant-ab.service").all("ReadWritePaths") == [f"-{host.data}-builds"]
-    assert not Path("/var/lib/applikant").exists() or Path("/var/lib/applikant") == host.data
     if shutil.which("systemd-analyze"):
         for name in [*UNITS, "applikant.target"]:
             r = subprocess.run(
@@ -218,12 +223,8 @@ def check_units_against_the_host(host: InstalledHost) -> None:
 @needs_root
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_installed_host_serves_ssh_http_web_and_builds(host: InstalledHost) -> None:
-    try:
-        run_end_to_end(host)
-    except BaseException:
-        print(host.logs())
-        raise
+def test_installed_host_serves_ssh_http_web_and_builds(installed: InstalledHost) -> None:
+    run_end_to_end(installed)
 
 
 def check_processes_run_as_their_units_say(host: InstalledHost) -> None:
@@ -257,25 +258,17 @@ def run_end_to_end(host: InstalledHost) -> None:
     for path in (host.data, host.data / "cookie", host.data / "am.sqlite3", host.data / "repos"):
         assert path.stat().st_uid == host.user_uid, path
 
-    key, pub = make_client_key(host.client, name="alice")
-    r = host.cli("user", "add", "alice", "--password-stdin", input="alice-password-1\n")
-    assert r.returncode == 0, r.stderr
-    (host.client / "alice.pub").write_text(pub + "\n")
-    assert host.cli("key", "add", "alice", str(host.client / "alice.pub")).returncode == 0
+    key, pub = host.add_user("alice", password="alice-password-1")
     assert host.cli("repo", "create", "alice/project").returncode == 0
     keys = host.data / ".ssh" / "authorized_keys"
     wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=30, what="af writes the key")
 
     # SSH push through the installed snippet, with a build script.
     work = host.client / "work"
-    host.git(None, "init", "-q", "-b", "main", str(work))
-    (work / ".applikant").mkdir()
-    (work / ".applikant" / "build.sh").write_text('echo "built by $(id -un) in $PWD"\n')
-    host.git(None, "add", ".", cwd=work)
-    host.git(None, "commit", "-qm", "first", cwd=work)
+    build_sh = 'echo "built by $(id -un) in $PWD"\n'
+    commit = host.commit(work, {".applikant/build.sh": build_sh}, "first")
     pushed = host.git(key, "push", host.ssh_url("alice/project"), "HEAD:main", cwd=work).stderr
     assert "build #" in pushed and "queued" in pushed
-    commit = host.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
     host.git(key, "clone", "-q", host.ssh_url("alice/project"), str(host.client / "ssh-clone"))
     assert (
         host.git(None, "rev-parse", "HEAD", cwd=host.client / "ssh-clone").stdout.strip() == commit
@@ -351,29 +344,20 @@ def doctor_checks(host: InstalledHost, sshd_config: str) -> dict[str, dict[str, 
 @needs_root
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_backup_as_root_and_restore_onto_a_fresh_init(host: InstalledHost, tmp_path: Path) -> None:
-    try:
-        run_backup_restore(host, tmp_path)
-    except BaseException:
-        print(host.logs())
-        raise
+def test_backup_as_root_and_restore_onto_a_fresh_init(
+    installed: InstalledHost, tmp_path: Path
+) -> None:
+    run_backup_restore(installed, tmp_path)
 
 
 def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
-    key, pub = make_client_key(host.client, name="bob")
-    assert host.cli("user", "add", "bob", "--no-password").returncode == 0
-    (host.client / "bob.pub").write_text(pub + "\n")
-    assert host.cli("key", "add", "bob", str(host.client / "bob.pub")).returncode == 0
+    key, pub = host.add_user("bob")
     assert host.cli("repo", "create", "bob/notes").returncode == 0
     keys = host.data / ".ssh" / "authorized_keys"
     wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=30, what="af writes the key")
     work = host.client / "notes"
-    host.git(None, "init", "-q", "-b", "main", str(work))
-    (work / "README").write_text("notes\n")
-    host.git(None, "add", ".", cwd=work)
-    host.git(None, "commit", "-qm", "notes", cwd=work)
+    commit = host.commit(work, {"README": "notes\n"}, "notes")
     host.git(key, "push", host.ssh_url("bob/notes"), "HEAD:main", cwd=work)
-    commit = host.git(None, "rev-parse", "HEAD", cwd=work).stdout.strip()
 
     # Backup as root, while everything runs: only root can read it.
     dest = tmp_path / "backup"
@@ -408,24 +392,18 @@ def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
     clone = host.client / "restored"
     host.git(key, "clone", "-q", host.ssh_url("bob/notes"), str(clone))
     assert host.git(None, "rev-parse", "HEAD", cwd=clone).stdout.strip() == commit
-    (clone / "more").write_text("more\n")
-    host.git(None, "add", ".", cwd=clone)
-    host.git(None, "commit", "-qm", "after restore", cwd=clone)
+    host.commit(clone, {"more": "more\n"}, "after restore")
     host.git(key, "push", "origin", "HEAD:main", cwd=clone)  # af and am can write again
 
 
 @needs_root
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_keys_command_mode_through_the_installed_snippet(host: InstalledHost) -> None:
+def test_keys_command_mode_through_the_installed_snippet(installed: InstalledHost) -> None:
     """The snippet's second way, switched on as it says: sshd runs the installed
     applikant-keys-for (a root-owned path, as sshd demands) as the service user.
     Runs last: it leaves the host in command mode."""
-    try:
-        run_keys_command_mode(host)
-    except BaseException:
-        print(host.logs())
-        raise
+    run_keys_command_mode(installed)
 
 
 def run_keys_command_mode(host: InstalledHost) -> None:
@@ -444,10 +422,7 @@ def run_keys_command_mode(host: InstalledHost) -> None:
     host.start_sshd()
     (host.data / ".ssh" / "authorized_keys").write_text("")  # not what sshd reads now
 
-    key, pub = make_client_key(host.client, name="carol")
-    assert host.cli("user", "add", "carol", "--no-password").returncode == 0
-    (host.client / "carol.pub").write_text(pub + "\n")
-    assert host.cli("key", "add", "carol", str(host.client / "carol.pub")).returncode == 0
+    key, _ = host.add_user("carol")
     assert host.cli("repo", "create", "carol/tools").returncode == 0
     wait_for(
         lambda: (

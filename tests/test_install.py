@@ -173,8 +173,20 @@ def test_destdir_stages_with_the_final_paths(tmp_path: Path) -> None:
 
 # ---- end to end ---------------------------------------------------------------------
 
+
+def _mount_namespaces() -> bool:
+    return (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+        ).returncode
+        == 0
+    )
+
+
 needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="the install test makes accounts and mount namespaces: needs root"
+    not _mount_namespaces(),
+    reason="the install test makes accounts and mount namespaces: needs root and unshare --mount",
 )
 
 
@@ -261,7 +273,7 @@ def run_end_to_end(host: InstalledHost) -> None:
     key, pub = host.add_user("alice", password="alice-password-1")
     assert host.cli("repo", "create", "alice/project").returncode == 0
     keys = host.data / ".ssh" / "authorized_keys"
-    wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=30, what="af writes the key")
+    wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=60, what="af writes the key")
 
     # SSH push through the installed snippet, with a build script.
     work = host.client / "work"
@@ -354,7 +366,7 @@ def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
     key, pub = host.add_user("bob")
     assert host.cli("repo", "create", "bob/notes").returncode == 0
     keys = host.data / ".ssh" / "authorized_keys"
-    wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=30, what="af writes the key")
+    wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=60, what="af writes the key")
     work = host.client / "notes"
     commit = host.commit(work, {"README": "notes\n"}, "notes")
     host.git(key, "push", host.ssh_url("bob/notes"), "HEAD:main", cwd=work)
@@ -388,7 +400,7 @@ def run_backup_restore(host: InstalledHost, tmp_path: Path) -> None:
     owner = {c["check"]: c for c in json.loads(r.stdout)}["data owner"]
     assert owner["status"] == "ok", owner  # restored as root, owned by the service user
     host.start()
-    wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=30, what="af rebuilds the keys")
+    wait_for(lambda: pub.split()[1] in keys.read_text(), timeout=60, what="af rebuilds the keys")
     clone = host.client / "restored"
     host.git(key, "clone", "-q", host.ssh_url("bob/notes"), str(clone))
     assert host.git(None, "rev-parse", "HEAD", cwd=clone).stdout.strip() == commit
@@ -428,7 +440,7 @@ def run_keys_command_mode(host: InstalledHost) -> None:
         lambda: (
             host.git(key, "ls-remote", host.ssh_url("carol/tools"), check=False).returncode == 0
         ),
-        timeout=30,
+        timeout=60,
         what="a login through AuthorizedKeysCommand",
         every=0.5,
     )

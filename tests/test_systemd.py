@@ -46,7 +46,7 @@ USER_HARDENING = {
     "ProtectProc": "invisible",
     "ProcSubset": "pid",
     "RemoveIPC": "yes",
-    "SystemCallFilter": "~@privileged",
+    "SystemCallFilter": "@system-service",
     "SystemCallErrorNumber": "EPERM",
     "UMask": "0027",
 }

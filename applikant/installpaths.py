@@ -9,12 +9,10 @@ such module and gets the documented defaults. Stdlib only: `as` and `ah` import 
 
 from __future__ import annotations
 
-import importlib
-
 __all__ = ["CONFIG", "DATA_DIR", "INSTALLED", "PREFIX", "SERVICE_USER", "SYSCONFDIR", "UNITDIR"]
 
-try:
-    _given: object = importlib.import_module("applikant._paths")
+try:  # not importlib.import_module: importing importlib costs `as` 0.4 ms per fetch
+    from . import _paths as _given  # type: ignore[attr-defined]
 except ImportError:
     _given = None
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import envconfig
+from . import envconfig, installpaths
 from .builder.settings import BuilderSettings
 from .node.settings import DistSettings
 
@@ -24,7 +24,7 @@ class Section(BaseModel):
 
 class NodeSection(Section):
     host: str = ""  # host part of node names; empty: this machine's short hostname
-    data_dir: str = "/var/lib/applikant"
+    data_dir: str = installpaths.DATA_DIR  # /var/lib/applikant, or make install's DATADIR
     cookie_file: str = ""  # empty: <data_dir>/cookie
     dev_mode: bool = False  # accepts the example cookie; never in production
     log_level: str = "info"

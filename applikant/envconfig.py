@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 
-from . import quicktoml
+from . import installpaths, quicktoml
 from .node import rawsock
 from .node.settings import DistSettings
 
-DEFAULT_CONFIG = "/etc/applikant/applikant.toml"
+# /etc/applikant/applikant.toml, or the SYSCONFDIR given to `make install`.
+DEFAULT_CONFIG = installpaths.CONFIG
 # The example cookie in etc/applikant.toml: accepted in development mode only.
 EXAMPLE_COOKIE = "change-me-example-cookie"
 
@@ -74,7 +75,7 @@ def node_host(raw: dict) -> str:
 
 
 def data_dir(raw: dict) -> str:
-    return section(raw, "node").get("data_dir") or "/var/lib/applikant"
+    return section(raw, "node").get("data_dir") or installpaths.DATA_DIR
 
 
 def dev_mode(raw: dict) -> bool:

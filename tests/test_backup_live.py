@@ -49,6 +49,9 @@ def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Pat
             stop.set()
             thread.join()
         assert r.returncode == 0, r.stderr
+        # Restore writes under the daemons' feet: refused while they run.
+        r = site.cluster.cli("restore", "--force", str(tmp_path / "backup"))
+        assert r.returncode == 1 and "stop them first" in r.stderr, r.stderr
 
     new = tmp_path / "new"
     new.mkdir()

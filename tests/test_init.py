@@ -4,6 +4,7 @@ over an existing one unless forced, and then without losing the database."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -105,3 +106,53 @@ def test_dev_setup_rewrites_config_and_cookie_and_gives_root_a_new_password(
         assert store.verify_password("root", first) is None
         admin = store.verify_password("root", second)
         assert admin is not None and admin.is_admin
+
+
+def test_init_keeps_a_config_that_names_its_data_dir(tmp_path: Path) -> None:
+    """A data dir made anew (restore onto a new data dir, a rebuilt host) keeps
+    the operator's edits to the config file."""
+    assert init(tmp_path).returncode == 0
+    config = tmp_path / "etc" / "applikant.toml"
+    config.write_text(config.read_text() + '\n[aw]\nlisten = "0.0.0.0:8080"\n')
+    edited = config.read_text()
+    shutil.rmtree(tmp_path / "data")
+    again = init(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "(kept" in again.stdout and config.read_text() == edited
+    assert "sshd_applikant.conf /etc/ssh/sshd_config.d/applikant.conf" in again.stdout  # next steps
+    shutil.rmtree(tmp_path / "data")
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", "init", "--data-dir", str(tmp_path / "other")],
+        env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert elsewhere.returncode == 1 and "names another data dir" in elsewhere.stderr
+    assert not (tmp_path / "other").exists() and config.read_text() == edited
+
+
+def prepare_ab(tmp_path: Path, builder: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "applikant.toml"
+    config.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\n\n[builder]\n{builder}\n')
+    return subprocess.run(
+        [sys.executable, "-m", "applikant.cli.main", "prepare-ab"],
+        env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_prepare_ab_makes_the_build_user_of_the_config_and_the_builds_dir(tmp_path: Path) -> None:
+    r = prepare_ab(tmp_path, 'build_user = "applikant-build"')
+    assert r.returncode == 0, r.stderr
+    builds = tmp_path / "data-builds"  # <data_dir>-builds
+    assert builds.is_dir() and stat.S_IMODE(builds.stat().st_mode) == 0o711
+    assert f"builds directory {builds}" in r.stdout
+    if os.geteuid() == 0:
+        assert "build user applikant-build" in r.stdout
+        missing = prepare_ab(
+            tmp_path, 'build_user = "no-such-build-user"\ncreate_build_user = false'
+        )
+        assert missing.returncode == 1 and "no build user 'no-such-build-user'" in missing.stderr

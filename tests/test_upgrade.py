@@ -34,6 +34,9 @@ def test_am_upgrades_a_first_schema_store_on_start(cluster: Cluster, tmp_path: P
     assert am.alive(), am.log_text()
     version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
     assert version == len(MIGRATIONS)
+    # The one line an operator looks for after an upgrade (README: upgrade).
+    assert "am_schema_migrated" in am.log_text()
+    assert f"from_version=1 to_version={len(MIGRATIONS)}" in am.log_text()
 
     users = json.loads(cluster.cli("user", "list", "--json").stdout)
     assert sorted(u["login"] for u in users) == ["alice", "bob"]

@@ -13,6 +13,7 @@ of its own against its name.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from functools import partial
 from typing import Any
@@ -119,9 +120,29 @@ async def setup(node: Node, config: config_mod.Config, nursery: trio.Nursery) ->
     """Open am's database and serve am_user_db, am_repo_db, am_hook_api, am_observer."""
     path = config.path(config.am.db, "am.sqlite3")
     try:
+        before = _schema_version_of(path)
         manager = open_manager(path, node)
     except (SchemaTooNew, sqlite3.Error) as exc:
         # run_daemon prints a ConfigError as one plain line and exits 1.
         log.error("start_failed", db=path, reason=str(exc))
         raise envconfig.ConfigError(f"cannot open the database {path}: {exc}") from None
+    if before is not None and before != manager.writer.schema_version:
+        # An upgrade's one visible step (README: upgrade): say it in the journal.
+        log.info(
+            "am_schema_migrated",
+            db=path,
+            from_version=before,
+            to_version=manager.writer.schema_version,
+        )
     await nursery.start(_serve, node, manager, config)
+
+
+def _schema_version_of(path: str) -> int | None:
+    """The schema version of an existing database file, before am migrates it."""
+    if not os.path.exists(path):
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()

@@ -1,13 +1,19 @@
-"""Setting up a host: `applikant init` (`initialize`) and `make run` (`dev_setup`).
+"""Setting up a host: `applikant init` (`initialize`), `make run` (`dev_setup`), and
+what ab's unit needs before its sandbox (`prepare_builder`).
 
 `initialize` makes a new installation, ready for `systemctl start`: the data
 directory, the repo root, a strong random cookie readable by the service user
-only, a config file, and am's database with the first admin. It refuses to touch
-an existing installation; `force` rewrites the config file and the cookie but
-never replaces a database (its users are kept; the admin is added if missing).
+only, a config file, and am's database with the first admin, all owned by the
+service user. It refuses to touch an existing installation; `force` rewrites the
+config file and the cookie but never replaces a database (its users are kept; the
+admin is added if missing).
 
 `dev_setup` is what `make run` does on every start: the same config file and
 cookie, rewritten, and the admin `root` with a new password.
+
+`prepare_builder` is what ab's unit runs as root before ab's sandbox applies
+(`/etc` and everything outside its ReadWritePaths are read-only to ab itself):
+the build user named in `[builder]`, and the builds directory.
 
 Every file is written through `fsutil.write_atomic` (temp file, fsync, rename,
 directory fsync): a crash leaves the old file or the new one, never half of one.
@@ -20,12 +26,17 @@ import pwd
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .. import envconfig, installpaths
 from ..fsutil import write_atomic
 from ..manager.errors import BadRequest, Conflict
 from ..manager.names import check_owner_name, check_password
 from ..manager.passwords import Passwords
 from ..manager.store import SYSTEM, Store
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class InitError(Exception):
@@ -40,6 +51,7 @@ class InitResult:
     db: Path
     admin: str
     password: str | None  # generated passwords are returned once, to be printed once
+    config_kept: bool = False  # an existing config file naming this data dir was kept
 
 
 def make_password() -> str:
@@ -53,8 +65,8 @@ def _owner(user: str | None) -> tuple[int, int] | None:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise InitError(
-            f"there is no user {user!r}; create it first "
-            f"(useradd --system --home-dir /var/lib/applikant {user})"
+            f"there is no user {user!r}; create it first: useradd --system --user-group "
+            f"--home-dir {installpaths.DATA_DIR} --shell /bin/sh {user} && usermod -p '*' {user}"
         ) from None
     return entry.pw_uid, entry.pw_gid
 
@@ -152,14 +164,20 @@ def initialize(
         raise InitError(exc.message) from None
     cookie_file = data_dir / "cookie"
     db = data_dir / "am.sqlite3"
-    existing = [p for p in (config_file, cookie_file) if p.exists()]
-    if existing and not force:
+    if cookie_file.exists() and not force:
         raise InitError(
-            f"{existing[0]} exists: this host is already set up "
+            f"{cookie_file} exists: this host is already set up "
             "(use --force to rewrite the config file and the cookie)"
         )
     if db.exists() and not force:
         raise InitError(f"{db} exists: refusing to touch an existing database")
+    # A config file without its data dir (a host rebuilt, a restore onto a new
+    # data dir) is kept with the operator's edits, when it names this data dir.
+    keep_config = config_file.exists() and not force
+    if keep_config:
+        problem = _config_disagrees(config_file, data_dir, cookie_file)
+        if problem:
+            raise InitError(f"{config_file} {problem} (use --force to rewrite it)")
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o750)
     _chown(data_dir, owner)
@@ -169,12 +187,13 @@ def initialize(
         os.chmod(d, 0o700 if sub == ".ssh" else 0o750)
         _chown(d, owner)
     write_cookie(cookie_file, owner)
-    write_config(config_file, config_text(data_dir, cookie_file, host, dev_mode))
+    if not keep_config:
+        write_config(config_file, config_text(data_dir, cookie_file, host, dev_mode))
     shown = ensure_admin(db, admin, password, fast_hash=fast_hash)
     for path in data_dir.iterdir():
         if path.name.startswith("am.sqlite3"):
             _chown(path, owner)
-    return InitResult(config_file, data_dir, cookie_file, db, admin, shown)
+    return InitResult(config_file, data_dir, cookie_file, db, admin, shown, keep_config)
 
 
 def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str:
@@ -194,3 +213,47 @@ def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str:
     password = make_password()
     ensure_admin(data_dir / "am.sqlite3", "root", password, reset=True, node="make-run")
     return password
+
+
+def _config_disagrees(config_file: Path, data_dir: Path, cookie_file: Path) -> str | None:
+    """Why an existing config file cannot serve this data dir, or None."""
+    try:
+        raw = envconfig.load_raw(str(config_file))
+    except envconfig.ConfigError as exc:
+        return f"cannot be read: {exc}"
+    if os.path.abspath(envconfig.data_dir(raw)) != str(data_dir):
+        return f"names another data dir ({envconfig.data_dir(raw)})"
+    if os.path.abspath(envconfig.cookie_file(raw)) != str(cookie_file):
+        return f"names another cookie file ({envconfig.cookie_file(raw)})"
+    return None
+
+
+def next_steps(result: InitResult) -> list[str]:
+    """What the operator does after init, with this installation's real paths."""
+    snippet = os.path.join(installpaths.SYSCONFDIR, "sshd_applikant.conf")
+    return [
+        "next:",
+        f"  cp {snippet} /etc/ssh/sshd_config.d/applikant.conf && sshd -t && systemctl reload ssh",
+        "  systemctl enable --now applikant.target",
+        "  applikant doctor",
+    ]
+
+
+def prepare_builder(cfg: Config) -> list[str]:
+    """Make the build user (when `create_build_user`) and the builds directory
+    (root's, mode 0711: each build's work dir inside is handed to the build
+    user); return what was done, one line each. InitError when it cannot."""
+    from ..builder.users import BuildUserError, ensure_build_user
+
+    settings = cfg.builder.resolved(cfg.node.data_dir)
+    done = []
+    if os.geteuid() == 0:
+        try:
+            user = ensure_build_user(settings.build_user, settings.create_build_user)
+        except BuildUserError as exc:
+            raise InitError(str(exc)) from None
+        done.append(f"build user {user.name} (uid {user.uid})")
+    root = Path(settings.builds_root)
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    done.append(f"builds directory {root}")
+    return done

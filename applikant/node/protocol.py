@@ -27,17 +27,12 @@ from __future__ import annotations
 
 import os
 import struct
-from _operator import _compare_digest as compare_digest
 
 import msgpack
 
-try:  # the builtin SHA-256, without hashlib's OpenSSL import (~3 ms on `as`'s start)
-    from _sha256 import sha256 as _sha256  # Python 3.11
-except ImportError:  # pragma: no cover - Python 3.12+
-    from _sha2 import sha256 as _sha256  # type: ignore[no-redef]
-
 from . import names
 from .errors import LocalProtocolError, RemoteProtocolError
+from .lean import compare_digest, sha256
 
 TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
 if TYPE_CHECKING:
@@ -225,10 +220,10 @@ _TRANS_36 = bytes(x ^ 0x36 for x in range(256))
 def hmac_sha256(key: bytes, msg: bytes) -> bytes:
     """RFC 2104 HMAC-SHA256 (the same bytes as hmac.new(key, msg, "sha256"); tested so)."""
     if len(key) > 64:
-        key = _sha256(key).digest()
+        key = sha256(key).digest()
     key = key.ljust(64, b"\0")
-    inner = _sha256(key.translate(_TRANS_36) + msg).digest()
-    return _sha256(key.translate(_TRANS_5C) + inner).digest()
+    inner = sha256(key.translate(_TRANS_36) + msg).digest()
+    return sha256(key.translate(_TRANS_5C) + inner).digest()
 
 
 def _digest(cookie: bytes, tag: bytes, challenge: bytes, client: str, server: str) -> bytes:

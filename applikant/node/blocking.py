@@ -167,18 +167,17 @@ class EphemeralNode:
                         continue
                     proto.receive_data(data)
                     continue
-                t = type(event)
-                if t is Reply and event.req_id == req_id:
+                if type(event) is Reply and event.req_id == req_id:
                     return event.value
-                if t is ErrorReply and event.req_id == req_id:
+                if type(event) is ErrorReply and event.req_id == req_id:
                     raise error_from_reply(event.kind, event.message)
-                if t is protocol.Call:  # we serve nothing
+                if type(event) is protocol.Call:  # we serve nothing
                     sock.sendall(
                         proto.send(
                             ErrorReply(event.req_id, "no_such_name", f"{self.name} serves nothing")
                         )
                     )
-                elif t is ConnectionClosed:
+                elif type(event) is ConnectionClosed:
                     raise NodeDown(f"{self.peer} closed the connection during {target}.{method}")
         except (OSError, RemoteProtocolError) as exc:
             raise NodeDown(f"lost {self.peer} during {target}.{method}: {exc}") from None

@@ -105,13 +105,15 @@ class Link:
         self,
         dispatch: Dispatch,
         background: Sequence[Background] = (),
+        greeting: Sequence[Event] = (),
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Read and dispatch until the link ends, then cancel what ran for it and
-        close the stream. `background` tasks start beside the reader, before
-        `task_status.started()`; events of types not in `dispatch` (or the link's
-        own table) are ignored."""
+        close the stream. `background` tasks start beside the reader; `greeting`
+        goes out before the first byte is read, so that nothing the link answers
+        overtakes it; then `task_status.started()`. Events of types neither in
+        `dispatch` nor in the link's own table are ignored."""
         table: dict[type[Event], EventHandler] = {**_LINK_EVENTS, **dispatch}
         try:
             async with trio.open_nursery() as nursery:
@@ -120,6 +122,11 @@ class Link:
                     nursery.cancel_scope.cancel()
                 for task in background:
                     nursery.start_soon(task, self)
+                try:
+                    for event in greeting:
+                        await self.send_event(event)
+                except NodeDown:
+                    pass  # closed: the reader ends at once
                 task_status.started()
                 await self._read(table)
         finally:

@@ -298,14 +298,18 @@ class Node:
             return
         self.links[peer] = link
         self._changed()
-        background = [self.services.link_casts]
+        greeting: list[Event] = []
         if not link.hidden:
             self.mesh.link_up(peer)
             log.info("nodeup", peer=peer, address=link.address)
             self.monitors.emit(NodeUp(peer))
-            background.append(self._introduce)
+            # Our other peers (the mesh) and our names, before any answer of ours.
+            others = [p for p in self.nodes() if p != peer]
+            greeting = [Peers(others), NamesHeld(self.registry.own())]
         try:
-            await link.run(self._dispatch, background, task_status=task_status)
+            await link.run(
+                self._dispatch, [self.services.link_casts], greeting, task_status=task_status
+            )
         finally:
             del self.links[peer]
             self._changed()
@@ -314,14 +318,6 @@ class Node:
                 self.global_registry.link_down(peer)
                 self.monitors.emit(NodeDownEvent(peer, link.down_reason))
                 self.mesh.link_down(peer)
-
-    async def _introduce(self, link: Link) -> None:
-        """Tell a new long-lived peer our other peers (the mesh) and our names."""
-        try:
-            await link.send_event(Peers([p for p in self.nodes() if p != link.peer]))
-            await link.send_event(NamesHeld(self.registry.own()))
-        except NodeDown:
-            pass
 
     def _existing(self, peer: str) -> Link:
         link = self.links.get(peer)

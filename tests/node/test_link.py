@@ -22,8 +22,11 @@ from applikant.node.protocol import (
     ErrorReply,
     NameClaimed,
     NameReleased,
+    NamesHeld,
     Peers,
     Reply,
+    SyncAck,
+    SyncRequest,
     Tick,
 )
 
@@ -331,3 +334,25 @@ async def test_a_cancel_from_the_peer_cancels_the_handler() -> None:
         await peer.send(Tick())
         await trio.testing.wait_all_tasks_blocked()
         assert not link.closed
+
+
+async def test_the_greeting_goes_out_before_any_answer() -> None:
+    """What the node says first on a new link (its peers, its names) is never
+    overtaken by an answer to what the peer sent meanwhile: a peer's sync must
+    find the names already told."""
+    ours, theirs = handshaken(US, PEER)
+    our_stream, their_stream = trio.testing.memory_stream_pair()
+    link = Link(our_stream, ours, PEER, False, "memory", Deadlines())
+    peer = FakePeer(PEER, silent)
+    await their_stream.send_all(theirs.send(SyncRequest(1)))  # there before we read
+
+    async def ack(link: Link, event: SyncRequest) -> None:
+        await link.send_event(SyncAck(event.token))
+
+    greeting = [Peers(["x@host"]), NamesHeld([("svc", 1.0)])]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.run, their_stream, theirs)
+        await nursery.start(link.run, {SyncRequest: ack}, (), greeting)
+        await peer.wait_for(lambda ev: bool(peer.of_type(SyncAck)))
+        nursery.cancel_scope.cancel()
+    assert peer.events == [*greeting, SyncAck(1)]

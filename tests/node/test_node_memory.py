@@ -195,3 +195,17 @@ async def test_a_node_at_rest_wakes_only_for_ticks(autojump_clock: trio.testing.
     assert steps.by_name("heartbeats") == pytest.approx(intervals, abs=2)
     # a memory stream takes a few scheduling points per frame; nothing more
     assert steps.count <= 8 * intervals
+
+
+@pytest.mark.parametrize("attempt", range(20))
+async def test_sync_right_after_connect_knows_the_peers_names(attempt: int) -> None:
+    """A new link's greeting (its peers, its names) goes out before anything the
+    link answers, so a SyncAck never overtakes it (trio runs tasks in random order:
+    hence the attempts)."""
+    async with memory_net() as net:
+        a = await net.node("a@host")
+        b = await net.node("b@host")
+        await b.register_global("svc", {"echo": echo})
+        await a.connect("b@host")
+        await a.sync()
+        assert a.global_names() == {"svc": "b@host"}

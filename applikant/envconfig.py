@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from . import quicktoml
-from .node import rawsock
+from .node import lean
 from .node.settings import DistSettings
 
 DEFAULT_CONFIG = "/etc/applikant/applikant.toml"
@@ -70,7 +70,7 @@ def section(raw: dict, name: str) -> dict:
 
 def node_host(raw: dict) -> str:
     """The host part of this machine's node names: [node].host or the short hostname."""
-    return section(raw, "node").get("host") or rawsock.gethostname().split(".")[0]
+    return section(raw, "node").get("host") or lean.gethostname().split(".")[0]
 
 
 def data_dir(raw: dict) -> str:

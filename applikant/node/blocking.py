@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import names, pmclient, protocol, rawsock
+from . import lean, names, pmclient, protocol
 from .errors import (
     CallTimeout,
     HandshakeRefused,
@@ -28,7 +28,7 @@ from .settings import DistSettings
 def ephemeral_name(prefix: str, peer: str) -> str:
     """`<prefix>_<pid>@<this host>`, of the same kind (short/long) as `peer`."""
     peer_long = names.is_long(peer)
-    host = rawsock.gethostname()
+    host = lean.gethostname()
     if peer_long and "." not in host:
         host = names.host_of(peer)  # an ephemeral name is a label only; keep the kind
     elif not peer_long:
@@ -71,7 +71,7 @@ class EphemeralNode:
         except NodeDown as exc:
             raise NodeDown(f"{peer} is not reachable: {exc}") from None
         try:
-            sock = rawsock.connect(host, port, _left(deadline, peer))
+            sock = lean.connect(host, port, _left(deadline, peer))
         except OSError as exc:
             raise NodeDown(
                 f"{peer} is not reachable at {host}:{port} ({exc.strerror or exc})"

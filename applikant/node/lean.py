@@ -8,7 +8,8 @@ stdlib modules cost more than the work they do for us here:
 - `hmac` imports `hashlib`: `_operator._compare_digest` is the constant-time
   comparison `hmac.compare_digest` itself re-exports;
 - `socket` imports `enum` and `selectors` (~7 ms): `_socket` is the same socket
-  object without them.
+  object without them; `connect` and `gethostname` below are what the blocking
+  driver needs of it.
 
 Private modules may move or vanish in a new Python: then the public module is
 used (slower, never broken). Only this module imports them; tests run the
@@ -39,4 +40,25 @@ else:
     except ImportError:
         import socket as sockets
 
-__all__ = ["compare_digest", "sha256", "sockets"]
+__all__ = ["compare_digest", "connect", "gethostname", "sha256", "sockets"]
+
+
+def connect(host: str, port: int, timeout: float) -> sockets.socket:
+    """A blocking TCP connection to host:port (each resolved address in turn), with
+    TCP_NODELAY; OSError if none answers. Timeouts raise the builtin TimeoutError."""
+    last: OSError | None = None
+    for family, type_, proto, _, addr in sockets.getaddrinfo(host, port, 0, sockets.SOCK_STREAM):
+        sock = sockets.socket(family, type_, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(addr)
+            sock.setsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or OSError(f"cannot resolve {host}")
+
+
+def gethostname() -> str:
+    return sockets.gethostname()

@@ -21,6 +21,24 @@ sending it, over the other's fresh challenge and both names:
 The server decides whether to take the peer (name clash, name kinds) between
 hello and challenge: `next_event` hands it a PeerHello and the driver answers
 with `accept()` or `refuse(reason)`. Deadlines are the driver's business.
+
+Messages after the handshake, and their events:
+
+    [1, req_id, node, target, method, args]   Call
+    [2, req_id, value]                        Reply
+    [3, req_id, kind, message]                ErrorReply
+    [4, node, target, method, args]           Cast
+    [5, req_id]                               Cancel
+    [6]                                       Tick
+    [7, "names", [[name, stamp], ...]]        NamesHeld      (the global registry,
+    [7, "add", [name, stamp]]                 NameClaimed     checked here: a driver
+    [7, "remove", name]                       NameReleased    sees well-formed names
+    [7, "sync", token] / [7, "sync_ack", token]  SyncRequest / SyncAck    and stamps)
+    [7, "bye", None]                          Goodbye
+    [8, [node, ...]]                          Peers
+
+A malformed message is a RemoteProtocolError (the link ends); a registry
+operation this version does not know is skipped.
 """
 
 from __future__ import annotations

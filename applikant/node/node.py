@@ -216,6 +216,7 @@ class Node:
         mixed = names.check_same_kind(self.name, peer)
         if mixed:
             raise Refused(mixed)
+        nursery = self._running()
         dialing = self._connector.dialing
         in_progress = dialing.get(peer)
         if in_progress is not None:
@@ -228,7 +229,7 @@ class Node:
             except Crossed as exc:
                 return await self._wait_for_link(peer, exc)
             link = self._link(established)
-            await self._running().start(self._serve_link, link)
+            await nursery.start(self._serve_link, link)
             return self.links.get(peer, link)
         finally:
             del dialing[peer]
@@ -246,18 +247,21 @@ class Node:
         """Run the node until cancelled: heartbeats, call deadlines, local casts,
         its links, and connections accepted on `listeners`. open_node adds the
         listening port and the portmapper registration."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self.deadlines.run)
-            nursery.start_soon(heartbeats, self.links.values, self.settings.tick_time)
-            nursery.start_soon(self.services.run_casts, self.name, self._local_inbox)
-            if listeners:
-                nursery.start_soon(
-                    partial(trio.serve_listeners, handler_nursery=nursery),
-                    self._accept_tcp,
-                    listeners,
-                )
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self.deadlines.run)
+                nursery.start_soon(heartbeats, self.links.values, self.settings.tick_time)
+                nursery.start_soon(self.services.run_casts, self.name, self._local_inbox)
+                if listeners:
+                    nursery.start_soon(
+                        partial(trio.serve_listeners, handler_nursery=nursery),
+                        self._accept_tcp,
+                        listeners,
+                    )
+                task_status.started()
+        finally:
+            self._nursery = None
 
     async def accept(self, stream: trio.abc.Stream, address: str = "?") -> None:
         """Serve one incoming connection: the handshake, then the link for its life."""

@@ -79,15 +79,15 @@ class Node:
         self.counters = self.services.counters
         self.deadlines = Deadlines()
         self.mesh = Mesh(self)
-        self.global_registry = GlobalNames(self)
-        self.registry = self.global_registry.registry
+        self.globalnames = GlobalNames(self)
+        self.registry = self.globalnames.registry
         self._connector = Connector(name, cookie, self.settings, self.links.__contains__, opener)
         self._links_changed = trio.Event()
         self._local_casts, self._local_inbox = trio.open_memory_channel[Cast](math.inf)
         self._nursery: trio.Nursery | None = None
         self._dispatch: dict[type[Event], EventHandler] = {
             Call: self.services.on_call,
-            **self.global_registry.dispatch(),
+            **self.globalnames.dispatch(),
             **self.mesh.dispatch(),
         }
         self.register_local(
@@ -127,10 +127,10 @@ class Node:
 
         `on_lost(name, winner)` is called if a healed partition reveals an older claim.
         """
-        await self.global_registry.register(name, handlers, on_lost)
+        await self.globalnames.register(name, handlers, on_lost)
 
     async def unregister_global(self, name: str) -> None:
-        await self.global_registry.unregister(name)
+        await self.globalnames.unregister(name)
 
     async def call(
         self,
@@ -188,7 +188,7 @@ class Node:
         us, let running calls finish for up to `grace` seconds."""
         for name in list(self.services.globals):
             await self.unregister_global(name)
-        await self.global_registry.broadcast(Goodbye())
+        await self.globalnames.broadcast(Goodbye())
         with trio.move_on_after(grace):
             await self.services.wait_idle()
 
@@ -202,7 +202,7 @@ class Node:
         with trio.fail_after(timeout):
             while self._connector.dialing:
                 await self._links_changed.wait()
-            await self.global_registry.sync()
+            await self.globalnames.sync()
 
     async def connect(self, peer: str) -> Link:
         """The link to `peer`, dialling it (through its host's portmapper) if needed.
@@ -319,7 +319,7 @@ class Node:
             self._changed()
             if not link.hidden:
                 log.info("nodedown", peer=peer, reason=link.down_reason)
-                self.global_registry.link_down(peer)
+                self.globalnames.link_down(peer)
                 self.monitors.emit(NodeDownEvent(peer, link.down_reason))
                 self.mesh.link_down(peer)
 

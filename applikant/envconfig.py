@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from . import installpaths, quicktoml
-from .node import rawsock
+from .node import lean
 from .node.settings import DistSettings
 
 # /etc/applikant/applikant.toml, or the SYSCONFDIR given to `make install`.
@@ -71,7 +71,7 @@ def section(raw: dict, name: str) -> dict:
 
 def node_host(raw: dict) -> str:
     """The host part of this machine's node names: [node].host or the short hostname."""
-    return section(raw, "node").get("host") or rawsock.gethostname().split(".")[0]
+    return section(raw, "node").get("host") or lean.gethostname().split(".")[0]
 
 
 def data_dir(raw: dict) -> str:

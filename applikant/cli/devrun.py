@@ -68,10 +68,10 @@ def admin_password(var: Path) -> str:
     password = secrets.token_urlsafe(12)
     with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
         try:
-            store.get_user("root")
-            store.set_password("root", password, actor=SYSTEM, node="make-run")
+            store.users.get("root")
+            store.users.set_password("root", password, actor=SYSTEM, node="make-run")
         except Exception:
-            store.add_user(
+            store.users.add(
                 "root",
                 actor=SYSTEM,
                 node="make-run",

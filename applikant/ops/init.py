@@ -113,7 +113,7 @@ def initialize(
     password = password or make_password()
     with Store(str(db), passwords=Passwords(fast=fast_hash)) as store:
         try:
-            store.add_user(
+            store.users.add(
                 admin,
                 actor=SYSTEM,
                 node="init",

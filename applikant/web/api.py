@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..manager import models
+from ..schema import repos as rmodels
+from ..schema import users as umodels
 from .am import AmError
 from .auth import Viewer
 from .common import AUDIT_FILTERS, client_of, query_audit, web_of
@@ -528,24 +529,24 @@ class ApiRoute:
 
 R = ApiRoute
 ROUTES: list[ApiRoute] = [
-    R("/user", "GET", me, "The calling user", answer=models.User),
+    R("/user", "GET", me, "The calling user", answer=umodels.User),
     R(
         "/repos",
         "GET",
         repos_list,
         "Repositories the caller may read (?q= filters)",
-        answer=[models.Repo],
+        answer=[rmodels.Repo],
         auth="none",
     ),
-    R("/repos", "POST", repos_create, "Create a repository", RepoCreate, models.Repo, 201),
-    R("/repos/{owner}/{name}", "GET", repo_get, "One repository", answer=models.Repo, auth="none"),
+    R("/repos", "POST", repos_create, "Create a repository", RepoCreate, rmodels.Repo, 201),
+    R("/repos/{owner}/{name}", "GET", repo_get, "One repository", answer=rmodels.Repo, auth="none"),
     R(
         "/repos/{owner}/{name}",
         "PATCH",
         repo_patch,
         "Change or rename a repository (admin access)",
         RepoPatch,
-        models.Repo,
+        rmodels.Repo,
     ),
     R(
         "/repos/{owner}/{name}",
@@ -559,7 +560,7 @@ ROUTES: list[ApiRoute] = [
         "GET",
         access_get,
         "The caller's access (?access=read|write|admin)",
-        answer=models.AccessDecision,
+        answer=rmodels.AccessDecision,
         auth="none",
     ),
     R(
@@ -567,7 +568,7 @@ ROUTES: list[ApiRoute] = [
         "GET",
         perms_list,
         "Explicit grants",
-        answer=[models.PermissionGrant],
+        answer=[rmodels.PermissionGrant],
     ),
     R(
         "/repos/{owner}/{name}/permissions/{grantee}",
@@ -575,7 +576,7 @@ ROUTES: list[ApiRoute] = [
         perm_put,
         "Grant a user or group access",
         GrantPut,
-        models.PermissionGrant,
+        rmodels.PermissionGrant,
     ),
     R(
         "/repos/{owner}/{name}/permissions/{grantee}",
@@ -589,7 +590,7 @@ ROUTES: list[ApiRoute] = [
         "GET",
         branches_list,
         "Protected branches",
-        answer=[models.ProtectedBranch],
+        answer=[rmodels.ProtectedBranch],
     ),
     R(
         "/repos/{owner}/{name}/protected-branches",
@@ -597,7 +598,7 @@ ROUTES: list[ApiRoute] = [
         branches_add,
         "Protect branches",
         BranchRuleIn,
-        models.ProtectedBranch,
+        rmodels.ProtectedBranch,
         201,
     ),
     R(
@@ -607,36 +608,36 @@ ROUTES: list[ApiRoute] = [
         "Remove a protection (?pattern=)",
         status=204,
     ),
-    R("/users", "GET", users_list, "All users", answer=[models.User]),
+    R("/users", "GET", users_list, "All users", answer=[umodels.User]),
     R(
         "/users",
         "POST",
         users_create,
         "Create a user (site admins)",
         UserCreate,
-        models.User,
+        umodels.User,
         201,
         "admin",
     ),
-    R("/users/{id}", "GET", user_get, "A user by id (user-42) or login", answer=models.User),
+    R("/users/{id}", "GET", user_get, "A user by id (user-42) or login", answer=umodels.User),
     R(
         "/users/{id}",
         "PATCH",
         user_patch,
         "Change a user (self; flags: site admins)",
         UserPatch,
-        models.User,
+        umodels.User,
     ),
-    R("/users/{id}/keys", "GET", keys_list, "A user's SSH keys", answer=[models.SshKey]),
-    R("/users/{id}/keys", "POST", keys_add, "Add an SSH key", KeyCreate, models.SshKey, 201),
-    R("/users/{id}/keys/{kid}", "GET", key_get, "One SSH key", answer=models.SshKey),
+    R("/users/{id}/keys", "GET", keys_list, "A user's SSH keys", answer=[umodels.SshKey]),
+    R("/users/{id}/keys", "POST", keys_add, "Add an SSH key", KeyCreate, umodels.SshKey, 201),
+    R("/users/{id}/keys/{kid}", "GET", key_get, "One SSH key", answer=umodels.SshKey),
     R(
         "/users/{id}/keys/{kid}",
         "PUT",
         key_put,
         "Retitle an SSH key (it keeps its id)",
         KeyPut,
-        models.SshKey,
+        umodels.SshKey,
     ),
     R("/users/{id}/keys/{kid}", "DELETE", key_delete, "Remove an SSH key", status=204),
     R(
@@ -656,18 +657,18 @@ ROUTES: list[ApiRoute] = [
         201,
     ),
     R("/users/{id}/tokens/{tid}", "DELETE", token_delete, "Revoke an API token", status=204),
-    R("/groups", "GET", groups_list, "All groups", answer=[models.Group]),
+    R("/groups", "GET", groups_list, "All groups", answer=[umodels.Group]),
     R(
         "/groups",
         "POST",
         groups_create,
         "Create a group (site admins)",
         GroupCreate,
-        models.Group,
+        umodels.Group,
         201,
         "admin",
     ),
-    R("/groups/{name}", "GET", group_get, "One group", answer=models.Group),
+    R("/groups/{name}", "GET", group_get, "One group", answer=umodels.Group),
     R(
         "/groups/{name}",
         "DELETE",
@@ -681,7 +682,7 @@ ROUTES: list[ApiRoute] = [
         "PUT",
         member_put,
         "Add a member (site admins)",
-        answer=models.Group,
+        answer=umodels.Group,
         auth="admin",
     ),
     R(
@@ -689,7 +690,7 @@ ROUTES: list[ApiRoute] = [
         "DELETE",
         member_delete,
         "Remove a member (site admins)",
-        answer=models.Group,
+        answer=umodels.Group,
         auth="admin",
     ),
     R(
@@ -697,11 +698,11 @@ ROUTES: list[ApiRoute] = [
         "GET",
         audit,
         "The audit log, newest first (?actor=&action=&repo=&since=&until=&limit=)",
-        answer=[models.AuditEntry],
+        answer=[rmodels.AuditEntry],
         auth="admin",
     ),
     R("/cluster", "GET", cluster, "Nodes of the cluster, up or down", answer=[ClusterNode]),
-    R("/counts", "GET", counts, "Totals for the dashboard", answer=models.Counts),
+    R("/counts", "GET", counts, "Totals for the dashboard", answer=rmodels.Counts),
 ]
 
 

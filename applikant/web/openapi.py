@@ -1,7 +1,7 @@
 """/api/openapi.json: an OpenAPI 3.1 document made from the API's route table.
 
 Schemas come from the pydantic models themselves (request models in api.py,
-answers from applikant.manager.models), so the document cannot drift from
+answers from applikant.schema), so the document cannot drift from
 what the handlers validate and return.
 """
 

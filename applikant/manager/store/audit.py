@@ -3,8 +3,10 @@
 Admin changes are audited by the methods that make them, in the same
 transaction. This module adds the entries no admin change produces (pushes,
 denied attempts: the hook and service layers report them), the queries, and the
-dashboard counters. There is deliberately no method that changes or removes an
-entry, and triggers in the schema refuse UPDATE and DELETE on the table.
+dashboard counters. Every entry is written by one INSERT (core.Tx.audit_entry),
+inside the transaction of what it records. There is deliberately no method that
+changes or removes an entry, and triggers in the schema refuse UPDATE and
+DELETE on the table.
 
 Action names are dotted (`user.add`, `push`, `push.denied`); a filter on `push`
 matches `push` and `push.denied`, not `pushy`.

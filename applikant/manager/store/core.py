@@ -39,6 +39,7 @@ from applikant.manager.errors import BadRequest, Conflict
 from applikant.manager.names import check_text
 from applikant.manager.passwords import Passwords
 from applikant.manager.store.backend import Backend, Connection
+from applikant.manager.store.sqlite import SqliteBackend
 from applikant.schema.base import SYSTEM
 
 __all__ = ["SYSTEM", "Core", "Event", "Part", "Query", "Row", "Tx", "format_time"]
@@ -124,21 +125,15 @@ class Tx(Query):
         return self.audit_entry(action, repo, details)
 
     def audit_entry(
-        self,
-        action: str,
-        repo: str | None,
-        details: dict[str, Any],
-        *,
-        actor: str | None = None,
-        event_id: str | None = None,
+        self, action: str, repo: str | None, details: dict[str, Any], event_id: str | None = None
     ) -> int:
-        """The one INSERT into the append-only audit log (see audit.py)."""
+        """The one INSERT into the append-only audit log (see audit.py); its id."""
         return self.insert(
             "INSERT INTO audit_log (time, actor, node, action, repo, details, event_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 self.now,
-                self.actor if actor is None else actor,
+                self.actor,
                 self.node,
                 action,
                 repo,
@@ -172,8 +167,6 @@ class Core:
         read_only: bool = False,
     ) -> None:
         if backend is None:
-            from applikant.manager.store.sqlite import SqliteBackend
-
             backend = SqliteBackend()
         self.backend = backend
         self.path = str(path)

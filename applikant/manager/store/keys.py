@@ -55,6 +55,17 @@ def key_row(q: Query, ref: object) -> Row:
     return row
 
 
+def _key_of(q: Query, ref: str, user: str | None) -> Row:
+    """The key `ref`; with `user`, only if it is theirs: someone else's key is
+    reported as not found, which reveals nothing about it."""
+    row = key_row(q, ref)
+    if user is not None:
+        owner = user_row(q, user)
+        if owner["id"] != row["user_id"]:
+            raise NotFound(f"{owner['login']} has no key {ref}")
+    return row
+
+
 class Keys(Part):
     """`store.keys`: SSH public keys."""
 
@@ -149,11 +160,7 @@ class Keys(Part):
         of someone else is reported as not found, which reveals nothing about it.
         """
         with self._core.write(actor, node) as tx:
-            row = key_row(tx, ref)
-            if user is not None:
-                owner = user_row(tx, user)
-                if owner["id"] != row["user_id"]:
-                    raise NotFound(f"{owner['login']} has no key {ref}")
+            row = _key_of(tx, ref, user)
             removed = key_from_row(row)
             tx.run("DELETE FROM ssh_keys WHERE id = ?", (row["id"],))
             tx.audit(
@@ -192,11 +199,7 @@ class Keys(Part):
             raise BadRequest("a key needs a title")
         title = check_text(title.strip(), "key title", TITLE_MAX)
         with self._core.write(actor, node) as tx:
-            row = key_row(tx, ref)
-            if user is not None:
-                owner = user_row(tx, user)
-                if owner["id"] != row["user_id"]:
-                    raise NotFound(f"{owner['login']} has no key {ref}")
+            row = _key_of(tx, ref, user)
             key_id, uid = f"key-{row['id']}", f"user-{row['user_id']}"
             if title != row["title"]:
                 tx.run("UPDATE ssh_keys SET title = ? WHERE id = ?", (title, row["id"]))

@@ -3,11 +3,18 @@ changes, events after the commit, deliveries made with the change."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from applikant.manager import store as store_package
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.store import SYSTEM, Event, Store
-from applikant.manager.store.backend import Backend
+from applikant.manager.store.backend import standard_upsert
+from applikant.manager.store.sqlite import SqliteBackend
+from tests.manager.conftest import FAST
+from tests.manager.helpers import random_ed25519_line
 
 
 class Boom(Exception):
@@ -79,8 +86,66 @@ def test_bad_actor_or_node_is_refused_before_anything(store: Store) -> None:
     assert store.audit.query() == []
 
 
+class Recording(SqliteBackend):
+    """SQLite, keeping every statement the store prepares."""
+
+    def __init__(self) -> None:
+        self.statements: set[str] = set()
+
+    def prepare(self, sql: str) -> str:
+        self.statements.add(sql)
+        return sql
+
+
+SQLITE_ONLY = re.compile(r"INSERT OR|REPLACE INTO|PRAGMA|\bGLOB\b|\bIS \?|AUTOINCREMENT", re.I)
+
+
+def test_parts_speak_standard_sql_through_the_backend(tmp_path: Path) -> None:
+    """Every statement goes through the backend's `prepare`, and none is
+    spelled SQLite's own way (the deliveries' insertion order, `rowid`, is the
+    one exception, named in webhooks.py: two statements)."""
+    backend = Recording()
+    with Store(str(tmp_path / "am.sqlite3"), backend=backend, passwords=FAST) as store:
+        alice = store.users.add("alice", actor=SYSTEM, password="alice-password")
+        store.users.verify_password("alice", "alice-password")
+        key = store.keys.add(alice.id, random_ed25519_line(), actor=SYSTEM)
+        store.keys.touch(key.fingerprint)
+        token = store.tokens.create(alice.id, "ci", actor=SYSTEM)
+        store.tokens.verify(token.token)
+        store.groups.create("team", actor=SYSTEM)
+        store.groups.add_member("team", alice.id, actor=SYSTEM)
+        store.repos.create("team/app", actor=SYSTEM)
+        store.access.grant("team/app", alice.id, "admin", actor=SYSTEM)
+        store.branches.protect("team/app", "main", actor=SYSTEM)
+        hook = store.webhooks.add("team/app", "http://127.0.0.1:9/h", ["push"], actor=SYSTEM)
+        store.audit.record_push(
+            "team/app",
+            [{"refname": "refs/heads/main", "old": "1" * 40, "new": "2" * 40}],
+            actor=alice.id,
+        )
+        store.builds.enqueue(
+            "team/app", [{"ref": "refs/heads/main", "commit": "2" * 40}], actor=SYSTEM
+        )
+        assert store.webhooks.deliveries(hook.id)
+        assert store.audit.query() and store.audit.counts().repos == 1
+    assert len(backend.statements) > 40
+    for sql in backend.statements:
+        assert not SQLITE_ONLY.search(sql), sql
+    assert sum("rowid" in sql for sql in backend.statements) == 2
+    assert any("ON CONFLICT" in sql for sql in backend.statements)
+
+
+def test_parts_never_touch_the_connection() -> None:
+    parts = Path(store_package.__file__).parent
+    for path in parts.glob("*.py"):
+        if path.name in ("core.py", "backend.py", "sqlite.py"):
+            continue
+        text = path.read_text()
+        assert ".connection" not in text and ".execute(" not in text, path.name
+
+
 def test_upsert_is_standard_sql() -> None:
-    sql = Backend.upsert("t", ("a", "b"), ("a", "b", "c"), ("c",))
+    sql = standard_upsert("t", ("a", "b"), ("a", "b", "c"), ("c",))
     assert sql == (
         "INSERT INTO t (a, b, c) VALUES (?, ?, ?) ON CONFLICT (a, b) DO UPDATE SET c = excluded.c"
     )

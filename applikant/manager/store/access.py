@@ -24,7 +24,6 @@ from typing import cast
 
 from applikant.manager.errors import BadRequest, NotFound, ServiceError
 from applikant.manager.names import check_access_level, parse_repo_path
-from applikant.manager.store.backend import Backend
 from applikant.manager.store.core import Part, Query, Row
 from applikant.manager.store.rows import REPO_SELECT, grantee_row, parse_id, repo_row, user_row
 from applikant.schema.base import AccessLevel
@@ -44,9 +43,6 @@ ACCESS_SQL = {
     " JOIN owners o ON o.id = m.group_id"
     " WHERE m.user_id = ? ORDER BY p.level DESC, o.name LIMIT 1",
 }
-_GRANT_SQL = Backend.upsert(
-    "repo_perms", ("repo_id", "grantee_id"), ("repo_id", "grantee_id", "level"), ("level",)
-)
 
 
 @dataclass
@@ -164,7 +160,12 @@ class Access(Part):
             rrow = repo_row(tx, repo)
             grow = grantee_row(tx, grantee)
             previous = tx.one(ACCESS_SQL["direct"], (rrow["id"], grow["id"]))
-            tx.run(_GRANT_SQL, (rrow["id"], grow["id"], LEVEL_NUMBER[level]))
+            tx.upsert(
+                "repo_perms",
+                ("repo_id", "grantee_id"),
+                {"repo_id": rrow["id"], "grantee_id": grow["id"], "level": LEVEL_NUMBER[level]},
+                ("level",),
+            )
             full = f"{rrow['owner']}/{rrow['name']}"
             tx.audit(
                 "perm.grant",

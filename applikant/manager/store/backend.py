@@ -1,10 +1,9 @@
 """What differs between databases, behind one small interface.
 
-The parts of the store write standard SQL: `?` placeholders, `INSERT ... ON
-CONFLICT (...) DO UPDATE SET c = excluded.c` for upserts (SQLite and
-PostgreSQL spell it the same way), `SAVEPOINT`, `COMMIT`, `ROLLBACK`. What a
-second database (PostgreSQL, for clusters that outgrow one host) has to supply
-is only this:
+The parts of the store write standard SQL with `?` placeholders, and run it
+through the core (`Query`, `Tx`), never on the connection itself. What a second
+database (PostgreSQL, for clusters that outgrow one host) has to supply is
+only this:
 
 - `open`: connect (autocommit: the core begins transactions itself), bring
   the schema up to date with the backend's own migrations, and return the
@@ -18,15 +17,22 @@ is only this:
   lock);
 - `insert`: run an INSERT and return the new row's id (sqlite3's `lastrowid`;
   `RETURNING id` elsewhere);
+- `upsert`: the statement that inserts a row or, when its key exists, updates
+  it (by default `INSERT ... ON CONFLICT (...) DO UPDATE SET c = excluded.c`,
+  which SQLite and PostgreSQL share);
 - `integrity_errors`: the driver's exceptions for a violated constraint (the
   core answers them with Conflict);
 - `in_transaction`: whether a transaction is open on the connection.
+
+`SAVEPOINT`, `RELEASE SAVEPOINT`, `ROLLBACK TO SAVEPOINT`, `COMMIT` and
+`ROLLBACK` are standard and used as they are.
 
 Rows must answer by column name and by position (sqlite3.Row does).
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -75,14 +81,21 @@ class Backend(ABC):
     def in_transaction(self, conn: Connection) -> bool:
         """Whether a transaction is open on `conn`."""
 
-    @staticmethod
     def upsert(
-        table: str, keys: Sequence[str], columns: Sequence[str], update: Sequence[str]
+        self, table: str, keys: tuple[str, ...], columns: tuple[str, ...], update: tuple[str, ...]
     ) -> str:
         """INSERT of `columns` into `table` that, when a row with the same `keys`
-        exists, sets `update` to the new values instead."""
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in update)
-        )
+        exists, sets its `update` columns to the new values instead."""
+        return standard_upsert(table, keys, columns, update)
+
+
+@functools.cache
+def standard_upsert(
+    table: str, keys: tuple[str, ...], columns: tuple[str, ...], update: tuple[str, ...]
+) -> str:
+    """The upsert SQLite (3.24+) and PostgreSQL (9.5+) both understand."""
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in update)
+    )

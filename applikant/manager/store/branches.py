@@ -36,7 +36,6 @@ from applikant.manager.names import (
     is_zero_id,
 )
 from applikant.manager.store.access import Resolved, decide, resolve
-from applikant.manager.store.backend import Backend
 from applikant.manager.store.core import Part, Row
 from applikant.manager.store.rows import repo_row
 from applikant.schema.hooks import RefUpdate
@@ -48,12 +47,6 @@ PROTECTED_SQL = (
 _RULES_SQL = (
     "SELECT pattern, admins_only, created_at FROM protected_branches"
     " WHERE repo_id = ? AND pattern = ?"
-)
-_PROTECT_SQL = Backend.upsert(
-    "protected_branches",
-    ("repo_id", "pattern"),
-    ("repo_id", "pattern", "admins_only", "created_at"),
-    ("admins_only",),
 )
 
 
@@ -149,7 +142,17 @@ class Branches(Part):
         with self._core.write(actor, node) as tx:
             rrow = repo_row(tx, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
-            tx.run(_PROTECT_SQL, (rrow["id"], pattern, int(admins_only), tx.now))
+            tx.upsert(
+                "protected_branches",
+                ("repo_id", "pattern"),
+                {
+                    "repo_id": rrow["id"],
+                    "pattern": pattern,
+                    "admins_only": int(admins_only),
+                    "created_at": tx.now,
+                },
+                ("admins_only",),
+            )
             row = tx.one(_RULES_SQL, (rrow["id"], pattern))
             assert row is not None
             tx.audit("branch.protect", full, pattern=pattern, admins_only=admins_only)

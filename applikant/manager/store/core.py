@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -115,6 +115,14 @@ class Tx(Query):
 
     def many(self, sql: str, rows: Iterable[Params]) -> None:
         self._conn.executemany(self._prepare(sql), rows)
+
+    def upsert(
+        self, table: str, keys: Sequence[str], row: Mapping[str, Any], update: Sequence[str]
+    ) -> None:
+        """Insert `row` into `table`; when a row with the same `keys` exists, set
+        its `update` columns from `row` instead."""
+        sql = self._backend.upsert(table, tuple(keys), tuple(row), tuple(update))
+        self._conn.execute(self._prepare(sql), tuple(row.values()))
 
     def insert(self, sql: str, params: Params = ()) -> int:
         """Run an INSERT into a table with an integer `id`; the new row's id."""

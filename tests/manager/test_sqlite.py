@@ -1,4 +1,5 @@
-"""Opening the database (store/sqlite.py): pragmas, migrations, refusing a newer schema, change hooks."""
+"""Opening the database (store/sqlite.py): pragmas, migrations, refusing a newer
+schema, change hooks."""
 
 from __future__ import annotations
 

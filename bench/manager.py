@@ -55,7 +55,7 @@ def fill(path: str, n: int) -> None:
     from applikant.manager.store import Store
 
     Store(path).close()  # the schema, by the store's own migrations
-    from applikant.manager.schema import connect
+    from applikant.manager.store.sqlite import connect
 
     rng = random.Random(n)
     conn = connect(path)

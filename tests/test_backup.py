@@ -65,12 +65,12 @@ def test_backup_during_pushes_and_restore(tmp_path: Path) -> None:
     config = install(tmp_path / "old")
     data = tmp_path / "old" / "data"
     with Store(str(data / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
-        alice = store.add_user("alice", actor=SYSTEM, password="alice-password")
-        bob = store.add_user("bob", actor=SYSTEM)
-        key = store.add_key(alice.id, ED25519, actor=SYSTEM)
-        store.create_repo("alice/project", actor=alice.id)
-        store.create_repo("alice/empty", actor=alice.id)
-        store.grant("alice/project", "bob", "write", actor=alice.id)
+        alice = store.users.add("alice", actor=SYSTEM, password="alice-password")
+        bob = store.users.add("bob", actor=SYSTEM)
+        key = store.keys.add(alice.id, ED25519, actor=SYSTEM)
+        store.repos.create("alice/project", actor=alice.id)
+        store.repos.create("alice/empty", actor=alice.id)
+        store.access.grant("alice/project", "bob", "write", actor=alice.id)
     disk = RepoDisk(str(data / "repos"), "/bin/true")  # plain local pushes, no policy
     disk.create("alice/project")
     disk.create("alice/empty")
@@ -120,9 +120,9 @@ def test_backup_during_pushes_and_restore(tmp_path: Path) -> None:
     assert os.access(hook, os.X_OK)
     assert (new / "repos" / "alice" / "empty.git").is_dir()
     with Store(str(new / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
-        assert store.verify_password("alice", "alice-password") is not None
-        assert store.find_key_by_fingerprint(key.fingerprint) is not None
-        assert store.check_access(bob.id, "alice/project", "write").allowed
+        assert store.users.verify_password("alice", "alice-password") is not None
+        assert store.keys.find(key.fingerprint) is not None
+        assert store.access.check(bob.id, "alice/project", "write").allowed
 
     again = cli(new_config, "restore", str(tmp_path / "backup"))
     assert again.returncode == 1 and "holds repositories" in again.stderr
@@ -153,8 +153,8 @@ def test_root_backs_up_and_restores_for_the_service_user(tmp_path: Path) -> None
     config = install(tmp_path / "old")
     data = tmp_path / "old" / "data"
     with Store(str(data / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
-        alice = store.add_user("alice", actor=SYSTEM)
-        store.create_repo("alice/project", actor=alice.id)
+        alice = store.users.add("alice", actor=SYSTEM)
+        store.repos.create("alice/project", actor=alice.id)
     disk = RepoDisk(str(data / "repos"), "/bin/true")
     work = tmp_path / "work"
     run("git", "clone", "-q", disk.create("alice/project"), str(work))
@@ -195,7 +195,7 @@ def test_root_backs_up_and_restores_for_the_service_user(tmp_path: Path) -> None
     kept = sorted(p.name for p in (new / "data").glob("am.sqlite3.before-restore-*"))
     assert len(kept) == 2 and kept[1].endswith("-wal")  # init's database, set aside with its WAL
     with Store(str(new / "data" / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
-        assert store.get_user("alice").login == "alice"
+        assert store.users.get("alice").login == "alice"
     restored = new / "data" / "repos" / "alice" / "project.git"
     assert run(
         "git", "-c", f"safe.directory={restored}", "rev-parse", "main", cwd=restored

@@ -71,12 +71,10 @@ def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Pat
     with Store(str(new / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
         pushed = {
             entry_new
-            for e in store.query_audit(action="push", repo="alice/project", limit=1000)
+            for e in store.audit.query(action="push", repo="alice/project", limit=1000)
             for entry_new in (ref["new"] for ref in e.details.get("refs", []))
         }
         assert set(before) <= pushed
-        assert [k.public_key.split()[1] for k in store.list_keys(alice.id)] == [
-            alice.pub.split()[1]
-        ]
-        assert store.check_access(bob.id, "alice/project", "write").allowed
-        assert store.get_user("bob").login == "bob"
+        assert [k.public_key.split()[1] for k in store.keys.of(alice.id)] == [alice.pub.split()[1]]
+        assert store.access.check(bob.id, "alice/project", "write").allowed
+        assert store.users.get("bob").login == "bob"

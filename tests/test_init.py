@@ -51,7 +51,7 @@ def test_init_creates_a_working_install_once(tmp_path: Path) -> None:
     config = (tmp_path / "etc" / "applikant.toml").read_text()
     assert f'data_dir = "{data}"' in config and "dev_mode = false" in config
     with Store(str(data / "am.sqlite3"), passwords=Passwords()) as store:
-        admin = store.verify_password("root", password)
+        admin = store.users.verify_password("root", password)
         assert admin is not None and admin.is_admin
 
     again = init(tmp_path)
@@ -64,7 +64,7 @@ def test_init_creates_a_working_install_once(tmp_path: Path) -> None:
     assert cookie.read_text() != old_cookie
     assert "password:" not in forced.stdout  # the admin exists: nothing new to show
     with Store(str(data / "am.sqlite3"), passwords=Passwords()) as store:
-        assert store.verify_password("root", password) is not None  # database kept
+        assert store.users.verify_password("root", password) is not None  # database kept
 
 
 def test_init_takes_a_password_from_stdin_and_refuses_bad_input(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_init_takes_a_password_from_stdin_and_refuses_bad_input(tmp_path: Path) 
     assert ok.returncode == 0, ok.stderr
     assert "password:" not in ok.stdout
     with Store(str(tmp_path / "data" / "am.sqlite3"), passwords=Passwords()) as store:
-        assert store.verify_password("root-admin", "long enough pw") is not None
+        assert store.users.verify_password("root-admin", "long enough pw") is not None
 
 
 def test_dev_setup_rewrites_config_and_cookie_and_gives_root_a_new_password(
@@ -103,8 +103,8 @@ def test_dev_setup_rewrites_config_and_cookie_and_gives_root_a_new_password(
     second = dev_setup(var, config, "")  # the next `make run`: same database
     assert second != first and cookie.read_text() != first_cookie
     with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
-        assert store.verify_password("root", first) is None
-        admin = store.verify_password("root", second)
+        assert store.users.verify_password("root", first) is None
+        admin = store.users.verify_password("root", second)
         assert admin is not None and admin.is_admin
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from applikant import procs
-from applikant.manager.schema import MIGRATIONS
+from applikant.manager.store.sqlite import MIGRATIONS
 from harness.cluster import Cluster
 from harness.wait import wait_until
 

@@ -128,7 +128,7 @@ def ensure_admin(
     password = password or make_password()
     with Store(str(db), passwords=Passwords(fast=fast_hash)) as store:
         try:
-            store.add_user(
+            store.users.add(
                 admin,
                 actor=SYSTEM,
                 node=node,
@@ -139,7 +139,7 @@ def ensure_admin(
         except Conflict:
             if not reset:
                 return None
-            store.set_password(admin, password, actor=SYSTEM, node=node)
+            store.users.set_password(admin, password, actor=SYSTEM, node=node)
     return password if generated else None
 
 

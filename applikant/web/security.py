@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from ..fsutil import write_atomic
+from ..schema.users import TOKEN_TITLE_MAX as TOKEN_TITLE_MAX  # the longest am accepts
 
 __all__ = [
     "Throttle",
@@ -77,10 +78,6 @@ def parse_bearer(header: str) -> str | None:
     if scheme.lower() not in ("bearer", "token") or not value.strip() or len(value) > 512:
         return None
     return value.strip()
-
-
-TOKEN_TITLE_MAX = 100
-"""The longest token title am accepts (applikant.manager.tokens.TITLE_MAX)."""
 
 
 def looks_like_token(secret: str) -> bool:

@@ -1,6 +1,6 @@
 """Webhooks as am's store keeps them: hooks, deliveries, and attempts.
 
-Same conventions as `applikant.manager.models`: frozen pydantic models of
+Same conventions as the results of `applikant.schema`: frozen pydantic models of
 JSON-friendly types, unknown fields refused, datetimes UTC.
 
 A delivery is made once, when the event happens (its JSON body fixed then, so

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,22 +158,27 @@ def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> Non
     )
     number = site.queued_number(stderr)
     env = dict(os.environ, **site.env)
+    argv = [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"]
+    # (closes its pipes and waits for it at the end of the block)
     with subprocess.Popen(
-        [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:  # its pipes are closed however the test ends
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        # A stuck CLI is killed, which ends the reads below.
+        watchdog = threading.Timer(60, proc.kill)
+        watchdog.start()
         try:
-            assert proc.stdout is not None
+            assert proc.stdout is not None and proc.stderr is not None
             first = proc.stdout.readline()
             assert first == "line 1\n"
+            # the first line came while the build still ran
             assert site.build(number)["status"] == "running"
             gate.touch()
-            out, err = proc.communicate(timeout=60)
+            # Read on from the same buffered stream: readline may already hold
+            # the next lines (communicate() would read past them).
+            out, err = proc.stdout.read(), proc.stderr.read()
+            proc.wait()
         finally:
-            proc.kill()
+            watchdog.cancel()
     assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
     assert proc.returncode == 0 and f"build #{number} succeeded" in err
 

@@ -22,25 +22,31 @@ it is passed in, never guessed here.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
 from pydantic import ValidationError
 
-from applikant.manager.access import AccessMixin, Resolved
 from applikant.manager.errors import BadRequest, NotFound
-from applikant.manager.models import AccessDecision, ProtectedBranch, RefUpdate
 from applikant.manager.names import (
     check_branch_pattern,
     check_object_id,
     check_refname,
     is_zero_id,
 )
+from applikant.manager.store.access import Resolved, decide, resolve
+from applikant.manager.store.core import Part, Row
+from applikant.manager.store.rows import repo_row
+from applikant.schema.hooks import RefUpdate
+from applikant.schema.repos import AccessDecision, ProtectedBranch
 
 PROTECTED_SQL = (
     "SELECT pattern, admins_only FROM protected_branches WHERE repo_id = ? ORDER BY pattern"
+)
+_RULES_SQL = (
+    "SELECT pattern, admins_only, created_at FROM protected_branches"
+    " WHERE repo_id = ? AND pattern = ?"
 )
 
 
@@ -65,7 +71,7 @@ def as_ref_update(value: RefUpdate | Mapping[str, Any]) -> RefUpdate:
 
 
 def decide_one(
-    r: Resolved, allowed: AccessDecision, rules: Sequence[sqlite3.Row], update: RefUpdate
+    r: Resolved, allowed: AccessDecision, rules: Sequence[Row], update: RefUpdate
 ) -> AccessDecision:
     """Apply the branch and tag rules (see the module docstring) to one ref update."""
     level = allowed.level
@@ -108,8 +114,19 @@ def decide_one(
     return allowed
 
 
-class BranchesMixin(AccessMixin):
-    def protect_branch(
+def _rule(full: str, row: Row) -> ProtectedBranch:
+    return ProtectedBranch(
+        repo=full,
+        pattern=row["pattern"],
+        admins_only=bool(row["admins_only"]),
+        created_at=row["created_at"],
+    )
+
+
+class Branches(Part):
+    """`store.branches`: protected branches, and the decision on each pushed ref."""
+
+    def protect(
         self,
         repo: str,
         pattern: str,
@@ -122,67 +139,54 @@ class BranchesMixin(AccessMixin):
         pattern = check_branch_pattern(pattern)
         if not isinstance(admins_only, bool):
             raise BadRequest("admins_only must be true or false")
-        with self._write(actor, node) as tx:
-            rrow = self._repo_row(tx.conn, repo)
+        with self._core.write(actor, node) as tx:
+            rrow = repo_row(tx, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
-            tx.conn.execute(
-                "INSERT INTO protected_branches (repo_id, pattern, admins_only, created_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (repo_id, pattern)"
-                " DO UPDATE SET admins_only = excluded.admins_only",
-                (rrow["id"], pattern, int(admins_only), tx.now),
+            tx.upsert(
+                "protected_branches",
+                ("repo_id", "pattern"),
+                {
+                    "repo_id": rrow["id"],
+                    "pattern": pattern,
+                    "admins_only": int(admins_only),
+                    "created_at": tx.now,
+                },
+                ("admins_only",),
             )
-            row = tx.conn.execute(
-                "SELECT pattern, admins_only, created_at FROM protected_branches"
-                " WHERE repo_id = ? AND pattern = ?",
-                (rrow["id"], pattern),
-            ).fetchone()
+            row = tx.one(_RULES_SQL, (rrow["id"], pattern))
+            assert row is not None
             tx.audit("branch.protect", full, pattern=pattern, admins_only=admins_only)
             tx.event("branch.protected", repo=full, pattern=pattern, admins_only=admins_only)
-            return ProtectedBranch(
-                repo=full,
-                pattern=row["pattern"],
-                admins_only=bool(row["admins_only"]),
-                created_at=row["created_at"],
-            )
+            return _rule(full, row)
 
-    def unprotect_branch(
-        self, repo: str, pattern: str, *, actor: str, node: str | None = None
-    ) -> None:
+    def unprotect(self, repo: str, pattern: str, *, actor: str, node: str | None = None) -> None:
         """Remove the protection rule with exactly this pattern. Raises NotFound if none."""
         pattern = check_branch_pattern(pattern)
-        with self._write(actor, node) as tx:
-            rrow = self._repo_row(tx.conn, repo)
+        with self._core.write(actor, node) as tx:
+            rrow = repo_row(tx, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
-            cur = tx.conn.execute(
+            removed = tx.run(
                 "DELETE FROM protected_branches WHERE repo_id = ? AND pattern = ?",
                 (rrow["id"], pattern),
             )
-            if cur.rowcount == 0:
+            if removed == 0:
                 raise NotFound(f"{full} has no protection rule {pattern!r}")
             tx.audit("branch.unprotect", full, pattern=pattern)
             tx.event("branch.unprotected", repo=full, pattern=pattern)
 
-    def list_protected(self, repo: str) -> list[ProtectedBranch]:
+    def rules(self, repo: str) -> list[ProtectedBranch]:
         """The protection rules of `repo`, by pattern."""
-        with self._read() as conn:
-            rrow = self._repo_row(conn, repo)
-            rows = conn.execute(
+        with self._core.read() as q:
+            rrow = repo_row(q, repo)
+            rows = q.all(
                 "SELECT pattern, admins_only, created_at FROM protected_branches"
                 " WHERE repo_id = ? ORDER BY pattern",
                 (rrow["id"],),
-            ).fetchall()
-        full = f"{rrow['owner']}/{rrow['name']}"
-        return [
-            ProtectedBranch(
-                repo=full,
-                pattern=row["pattern"],
-                admins_only=bool(row["admins_only"]),
-                created_at=row["created_at"],
             )
-            for row in rows
-        ]
+        full = f"{rrow['owner']}/{rrow['name']}"
+        return [_rule(full, row) for row in rows]
 
-    def decide_ref_updates(
+    def decide(
         self,
         user: str | None,
         repo: str,
@@ -194,15 +198,15 @@ class BranchesMixin(AccessMixin):
         whole push. Raises BadRequest for a malformed ref name or object id.
         """
         checked = [as_ref_update(update) for update in updates]
-        with self._read() as conn:
-            resolved = self._resolve(conn, user, repo)
-            allowed = self._decide(resolved, "write")
+        with self._core.read() as q:
+            resolved = resolve(q, user, repo)
+            allowed = decide(resolved, "write")
             if not allowed.allowed:
                 return [allowed for _ in checked]
-            rules = conn.execute(PROTECTED_SQL, (resolved.repo_id,)).fetchall()
+            rules = q.all(PROTECTED_SQL, (resolved.repo_id,))
         return [decide_one(resolved, allowed, rules, update) for update in checked]
 
-    def decide_ref_update(
+    def decide_ref(
         self,
         user: str | None,
         repo: str,
@@ -213,7 +217,7 @@ class BranchesMixin(AccessMixin):
     ) -> AccessDecision:
         """The decision for one ref (the `update` hook's question)."""
         update = {"refname": refname, "old": old, "new": new, "is_fast_forward": is_fast_forward}
-        return self.decide_ref_updates(user, repo, [update])[0]
+        return self.decide(user, repo, [update])[0]
 
 
-__all__ = ["BranchesMixin", "decide_one"]
+__all__ = ["Branches", "as_ref_update", "decide_one"]

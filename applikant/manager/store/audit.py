@@ -3,8 +3,10 @@
 Admin changes are audited by the methods that make them, in the same
 transaction. This module adds the entries no admin change produces (pushes,
 denied attempts: the hook and service layers report them), the queries, and the
-dashboard counters. There is deliberately no method that changes or removes an
-entry, and triggers in the schema refuse UPDATE and DELETE on the table.
+dashboard counters. Every entry is written by one INSERT (core.Tx.audit_entry),
+inside the transaction of what it records. There is deliberately no method that
+changes or removes an entry, and triggers in the schema refuse UPDATE and
+DELETE on the table.
 
 Action names are dotted (`user.add`, `push`, `push.denied`); a filter on `push`
 matches `push` and `push.denied`, not `pushy`.
@@ -14,20 +16,22 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from applikant.manager.base import StoreBase, format_time
-from applikant.manager.branches import as_ref_update
 from applikant.manager.errors import BadRequest
-from applikant.manager.models import AuditEntry, Counts, RefUpdate
 from applikant.manager.names import check_text
+from applikant.manager.store.branches import as_ref_update
+from applikant.manager.store.core import Part, Query, Row, format_time
+from applikant.manager.store.rows import repo_row
+from applikant.schema.hooks import RefUpdate
+from applikant.schema.repos import AuditEntry, Counts
 
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
+_ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
 
 
 def _check_action(action: object) -> str:
@@ -41,12 +45,14 @@ def _time_bound(value: datetime | str | None, what: str) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise BadRequest(f"{what} {value[:40]!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
+    else:
+        moment = value
+    if moment.tzinfo is None:
         raise BadRequest(f"{what} must carry a time zone (use UTC, e.g. ...Z)")
-    return format_time(value)
+    return format_time(moment)
 
 
 _EVENT_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}\Z")
@@ -58,7 +64,7 @@ def _check_event_id(value: object) -> str:
     return value
 
 
-def entry_from_row(row: sqlite3.Row) -> AuditEntry:
+def entry_from_row(row: Row) -> AuditEntry:
     keys = row.keys()
     return AuditEntry(
         id=row["id"],
@@ -72,7 +78,9 @@ def entry_from_row(row: sqlite3.Row) -> AuditEntry:
     )
 
 
-class AuditMixin(StoreBase):
+class Audit(Part):
+    """`store.audit`: entries no admin change makes, the queries, the figures."""
+
     def record(
         self,
         action: str,
@@ -98,10 +106,13 @@ class AuditMixin(StoreBase):
             raise BadRequest("audit details must be JSON (strings, numbers, lists, maps)") from None
         if size > DETAILS_MAX:
             raise BadRequest("audit details are larger than 1 MiB")
-        with self._write(actor, node) as tx:
-            entry_id = tx.audit(action, repo, **payload)
-            row = tx.conn.execute("SELECT * FROM audit_log WHERE id = ?", (entry_id,)).fetchone()
-            return entry_from_row(row)
+        with self._core.write(actor, node) as tx:
+            return self._entry(tx, tx.audit_entry(action, repo, payload))
+
+    def _entry(self, q: Query, entry_id: int) -> AuditEntry:
+        row = q.one(_ENTRY_SQL, (entry_id,))
+        assert row is not None
+        return entry_from_row(row)
 
     def record_push(
         self,
@@ -125,27 +136,14 @@ class AuditMixin(StoreBase):
         ]
         if event_id is not None:
             _check_event_id(event_id)
-        with self._write(actor, node) as tx:
+        with self._core.write(actor, node) as tx:
             if event_id is not None:
-                seen = tx.conn.execute(
-                    "SELECT * FROM audit_log WHERE event_id = ?", (event_id,)
-                ).fetchone()
+                seen = tx.one("SELECT * FROM audit_log WHERE event_id = ?", (event_id,))
                 if seen is not None:
                     return entry_from_row(seen)
-            rrow = self._repo_row(tx.conn, repo)
+            rrow = repo_row(tx, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
-            cur = tx.conn.execute(
-                "INSERT INTO audit_log (time, actor, node, action, repo, details, event_id)"
-                " VALUES (?, ?, ?, 'push', ?, ?, ?)",
-                (
-                    tx.now,
-                    actor,
-                    node,
-                    full,
-                    json.dumps({"refs": refs}, sort_keys=True, separators=(",", ":")),
-                    event_id,
-                ),
-            )
+            entry_id = tx.audit_entry("push", full, {"refs": refs}, event_id=event_id)
             event: dict[str, Any] = {
                 "repo": full,
                 "id": f"repo-{rrow['id']}",
@@ -155,12 +153,9 @@ class AuditMixin(StoreBase):
             if event_id is not None:
                 event["event_id"] = event_id
             tx.event("repo.pushed", **event)
-            row = tx.conn.execute(
-                "SELECT * FROM audit_log WHERE id = ?", (cur.lastrowid,)
-            ).fetchone()
-            return entry_from_row(row)
+            return self._entry(tx, entry_id)
 
-    def query_audit(
+    def query(
         self,
         *,
         actor: str | None = None,
@@ -199,26 +194,25 @@ class AuditMixin(StoreBase):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        with self._read() as conn:
-            rows = conn.execute(sql, (*params, limit)).fetchall()
+        with self._core.read() as q:
+            rows = q.all(sql, (*params, limit))
         return [entry_from_row(row) for row in rows]
 
     def recent_pushes(self, limit: int = 10) -> list[AuditEntry]:
         """The latest accepted pushes, newest first (for the dashboard)."""
         if not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
             raise BadRequest(f"limit must be an integer from 1 to {LIMIT_MAX}")
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM audit_log WHERE action = 'push' ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+        with self._core.read() as q:
+            rows = q.all(
+                "SELECT * FROM audit_log WHERE action = 'push' ORDER BY id DESC LIMIT ?", (limit,)
+            )
         return [entry_from_row(row) for row in rows]
 
     def counts(self) -> Counts:
         """How many users, repositories, keys and groups there are, and how many
         pushes and refusals the audit log holds (the dashboard and /metrics)."""
-        with self._read() as conn:
-            row = conn.execute(
+        with self._core.read() as q:
+            row = q.one(
                 "SELECT (SELECT count(*) FROM users) AS users,"
                 " (SELECT count(*) FROM repos) AS repos,"
                 " (SELECT count(*) FROM ssh_keys) AS keys,"
@@ -226,7 +220,8 @@ class AuditMixin(StoreBase):
                 " (SELECT count(*) FROM audit_log WHERE action = 'push') AS pushes,"
                 " (SELECT count(*) FROM audit_log WHERE action = 'push.denied') AS push_denials,"
                 " (SELECT count(*) FROM audit_log WHERE action = 'access.denied') AS access_denials"
-            ).fetchone()
+            )
+        assert row is not None
         return Counts(
             users=row["users"],
             repos=row["repos"],

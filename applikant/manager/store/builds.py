@@ -1,22 +1,22 @@
 """The build queue in am's store: builds and their log lines (schema v4).
 
-A build is accepted once `enqueue_builds` returns: it is committed (WAL,
+A build is accepted once `enqueue` returns: it is committed (WAL,
 synchronous=FULL) and survives a crash of am. From there:
 
-    queued --take_builds--> running --finish_build--> succeeded | failed | timed-out
-      |                        |  \\--interrupt_builds--> failed ("interrupted") or queued again
-      +-----cancel_build-------+--> cancelled (a running build: cancel_requested,
-                                    the runner stops it and reports "cancelled")
+    queued --take--> running --finish--> succeeded | failed | timed-out
+      |                  |  \\--interrupt--> failed ("interrupted") or queued again
+      +-----cancel-------+--> cancelled (a running build: cancel_requested,
+                                the runner stops it and reports "cancelled")
 
 The number users see is the build's id (`build #42` is `build-42`), unique in
 the cluster. Log lines are numbered per build from 1 (`seq`), in the order the
 runner sent them; a build queued again after an interruption keeps its earlier
 lines and goes on numbering after them.
 
-Runner calls (`take_builds`, `append_build_log`, `finish_build`) name the
-runner node and the attempt: a runner that lost a build (interrupted while it
-was unreachable, or cancelled) gets Conflict and stops it, so a stale runner
-never overwrites a newer state.
+Runner calls (`take`, `append_log`, `finish`) name the runner node and the
+attempt: a runner that lost a build (interrupted while it was unreachable, or
+cancelled) gets Conflict and stops it, so a stale runner never overwrites a
+newer state.
 
 Events (to am's subscribers, after the commit): `build.queued`,
 `build.started`, `build.cancel` (a running build's runner should stop it),
@@ -25,18 +25,18 @@ Events (to am's subscribers, after the commit): `build.queued`,
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from applikant.builder.models import FINAL_STATUSES, Build, BuildStatus
-from applikant.manager.base import StoreBase, Tx
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.names import is_zero_id
+from applikant.manager.store.core import Part, Query, Row, Tx
+from applikant.manager.store.rows import repo_row
+from applikant.schema.builds import LOG_BATCH_MAX
 
-__all__ = ["LINE_MAX", "LOG_BATCH_MAX", "BuildsMixin", "parse_build_ref"]
+__all__ = ["LINE_MAX", "LOG_BATCH_MAX", "Builds", "parse_build_ref"]
 
-LOG_BATCH_MAX = 5000  # lines per append_build_log
 LINE_MAX = 64 * 1024  # characters per stored line (the runner splits at max_line)
 LIST_MAX = 1000
 _FINAL = tuple(s.value for s in FINAL_STATUSES)
@@ -63,7 +63,7 @@ def parse_build_ref(ref: object) -> int:
     return number
 
 
-def build_from_row(row: sqlite3.Row) -> Build:
+def build_from_row(row: Row) -> Build:
     return Build.model_validate(
         {
             "id": f"build-{row['id']}",
@@ -102,24 +102,29 @@ def _brief(build: Build) -> dict[str, Any]:
     }
 
 
-class BuildsMixin(StoreBase):
-    """The build queue; see the module docstring."""
+def _build_row(q: Query, ref: object) -> Row:
+    number = parse_build_ref(ref)
+    row = q.one(_SELECT + " WHERE b.id = ?", (number,))
+    if row is None:
+        raise NotFound(f"no build #{number}")
+    return row
+
+
+def _tx_build(tx: Tx, number: int) -> Build:
+    return build_from_row(_build_row(tx, number))
+
+
+class Builds(Part):
+    """`store.builds`: the build queue; see the module docstring."""
 
     # ---- reading ---------------------------------------------------------------
 
-    def _build_row(self, conn: sqlite3.Connection, ref: object) -> sqlite3.Row:
-        number = parse_build_ref(ref)
-        row = conn.execute(_SELECT + " WHERE b.id = ?", (number,)).fetchone()
-        if row is None:
-            raise NotFound(f"no build #{number}")
-        return row
-
-    def get_build(self, ref: object) -> Build:
+    def get(self, ref: object) -> Build:
         """The build `ref` (build-42, #42, 42); NotFound when there is none."""
-        with self._read() as conn:
-            return build_from_row(self._build_row(conn, ref))
+        with self._core.read() as q:
+            return build_from_row(_build_row(q, ref))
 
-    def list_builds(
+    def all(
         self,
         *,
         repo: str | None = None,
@@ -133,10 +138,10 @@ class BuildsMixin(StoreBase):
             raise BadRequest(f"limit must be an integer from 1 to {LIST_MAX}")
         where: list[str] = []
         params: list[object] = []
-        with self._read() as conn:
+        with self._core.read() as q:
             if repo is not None:
                 where.append("b.repo_id = ?")
-                params.append(self._repo_row(conn, repo)["id"])
+                params.append(repo_row(q, repo)["id"])
             if status is not None:
                 if status not in {s.value for s in BuildStatus}:
                     raise BadRequest(f"no build status {status[:40]!r}")
@@ -149,18 +154,10 @@ class BuildsMixin(StoreBase):
                 where.append("b.id < ?")
                 params.append(before)
             sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-            rows = conn.execute(sql + " ORDER BY b.id DESC LIMIT ?", (*params, limit)).fetchall()
+            rows = q.all(sql + " ORDER BY b.id DESC LIMIT ?", (*params, limit))
             return [build_from_row(r) for r in rows]
 
-    def builds_of_event(self, event_id: str) -> list[Build]:
-        """The builds a push (its hook event id) queued, in ref order."""
-        with self._read() as conn:
-            rows = conn.execute(
-                _SELECT + " WHERE b.event_id = ? ORDER BY b.id", (event_id,)
-            ).fetchall()
-            return [build_from_row(r) for r in rows]
-
-    def read_build_log(self, ref: object, *, after: int = 0, limit: int = 5000) -> dict[str, Any]:
+    def read_log(self, ref: object, *, after: int = 0, limit: int = 5000) -> dict[str, Any]:
         """Log lines numbered above `after`, at most `limit`:
         {"lines": [[seq, line]...], "next": last seq given (or `after`),
         "status", "final", "truncated", "total": lines stored}."""
@@ -168,13 +165,13 @@ class BuildsMixin(StoreBase):
             raise BadRequest("after must be a non-negative integer")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
             raise BadRequest("limit must be an integer from 1 to 100000")
-        with self._read() as conn:
-            row = self._build_row(conn, ref)
-            lines = conn.execute(
+        with self._core.read() as q:
+            row = _build_row(q, ref)
+            lines = q.all(
                 "SELECT seq, line FROM build_logs WHERE build_id = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?",
                 (row["id"], after, limit),
-            ).fetchall()
+            )
         out = [[seq, line] for seq, line in lines]
         return {
             "build": f"build-{row['id']}",
@@ -186,17 +183,17 @@ class BuildsMixin(StoreBase):
             "total": row["log_lines"],
         }
 
-    def build_counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, int]:
         """How many builds are in each status."""
-        with self._read() as conn:
-            rows = conn.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall()
+        with self._core.read() as q:
+            rows = q.all("SELECT status, COUNT(*) FROM builds GROUP BY status")
         counts = {s.value: 0 for s in BuildStatus}
         counts.update({status: n for status, n in rows})
         return counts
 
     # ---- queueing --------------------------------------------------------------
 
-    def enqueue_builds(
+    def enqueue(
         self,
         repo: str,
         wanted: Sequence[Mapping[str, str]],
@@ -229,38 +226,34 @@ class BuildsMixin(StoreBase):
             ):
                 raise BadRequest("a build's commit must be a full object id")
         built: list[int] = []
-        with self._write(actor, node) as tx:
-            rrow = self._repo_row(tx.conn, repo)
+        with self._core.write(actor, node) as tx:
+            rrow = repo_row(tx, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
             for item in wanted:
                 if event_id is not None:
-                    seen = tx.conn.execute(
+                    seen = tx.one(
                         "SELECT id FROM builds WHERE event_id = ? AND ref = ?",
                         (event_id, item["ref"]),
-                    ).fetchone()
+                    )
                     if seen is not None:
                         built.append(seen["id"])
                         continue
-                cur = tx.conn.execute(
+                number = tx.insert(
                     "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, event_id)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (rrow["id"], full, item["ref"], item["commit"], tx.now, pusher, event_id),
                 )
-                assert cur.lastrowid is not None
-                built.append(cur.lastrowid)
-                tx.event("build.queued", **_brief(self._tx_build(tx, cur.lastrowid)))
-            return [self._tx_build(tx, number) for number in built]
+                built.append(number)
+                tx.event("build.queued", **_brief(_tx_build(tx, number)))
+            return [_tx_build(tx, number) for number in built]
 
-    def _tx_build(self, tx: Tx, number: int) -> Build:
-        return build_from_row(tx.conn.execute(_SELECT + " WHERE b.id = ?", (number,)).fetchone())
-
-    def rerun_build(self, ref: object, *, actor: str, node: str | None = None) -> Build:
+    def rerun(self, ref: object, *, actor: str, node: str | None = None) -> Build:
         """Queue a new build of the same repo, ref and commit (attempt + 1)."""
-        with self._write(actor, node) as tx:
-            row = self._build_row(tx.conn, ref)
+        with self._core.write(actor, node) as tx:
+            row = _build_row(tx, ref)
             if row["repo_id"] is None:
                 raise Conflict(f"build #{row['id']}'s repository no longer exists")
-            cur = tx.conn.execute(
+            number = tx.insert(
                 "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, attempt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -273,62 +266,60 @@ class BuildsMixin(StoreBase):
                     row["attempt"] + 1,
                 ),
             )
-            assert cur.lastrowid is not None
-            build = self._tx_build(tx, cur.lastrowid)
+            build = _tx_build(tx, number)
             tx.audit("build.rerun", build.repo, build=build.id, of=f"build-{row['id']}")
             tx.event("build.queued", **_brief(build))
             return build
 
-    def cancel_build(self, ref: object, *, actor: str, node: str | None = None) -> Build:
+    def cancel(self, ref: object, *, actor: str, node: str | None = None) -> Build:
         """Cancel a build: a queued one at once; a running one is marked
         (cancel_requested) and its runner told (`build.cancel`) to stop it.
         Conflict when it has already ended."""
-        with self._write(actor, node) as tx:
-            row = self._build_row(tx.conn, ref)
+        with self._core.write(actor, node) as tx:
+            row = _build_row(tx, ref)
             number = row["id"]
             if row["status"] in _FINAL:
                 raise Conflict(f"build #{number} has already ended ({row['status']})")
             if row["status"] == BuildStatus.QUEUED.value:
-                tx.conn.execute(
+                tx.run(
                     "UPDATE builds SET status = 'cancelled', finished_at = ?, reason = ?"
                     " WHERE id = ?",
                     (tx.now, f"cancelled by {actor} before it started", number),
                 )
-                build = self._tx_build(tx, number)
+                build = _tx_build(tx, number)
                 tx.event("build.finished", **_brief(build))
             else:
-                tx.conn.execute("UPDATE builds SET cancel_requested = 1 WHERE id = ?", (number,))
-                build = self._tx_build(tx, number)
+                tx.run("UPDATE builds SET cancel_requested = 1 WHERE id = ?", (number,))
+                build = _tx_build(tx, number)
                 tx.event("build.cancel", **_brief(build))
             tx.audit("build.cancel", build.repo, build=build.id, status=row["status"])
             return build
 
     # ---- the runner's side -----------------------------------------------------
 
-    def take_builds(self, runner: str, count: int, *, actor: str) -> list[Build]:
+    def take(self, runner: str, count: int, *, actor: str) -> list[Build]:
         """Up to `count` queued builds, oldest first, now running on `runner`."""
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100:
             raise BadRequest("count must be an integer from 0 to 100")
-        with self._write(actor, runner) as tx:
-            rows = tx.conn.execute(
+        with self._core.write(actor, runner) as tx:
+            rows = tx.all(
                 "SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT ?", (count,)
-            ).fetchall()
+            )
             taken = []
-            for (number,) in rows:
-                tx.conn.execute(
+            for row in rows:
+                number = row["id"]
+                tx.run(
                     "UPDATE builds SET status = 'running', started_at = ?, runner = ?,"
                     " cancel_requested = 0 WHERE id = ?",
                     (tx.now, runner, number),
                 )
-                build = self._tx_build(tx, number)
+                build = _tx_build(tx, number)
                 tx.event("build.started", **_brief(build))
                 taken.append(build)
             return taken
 
-    def _running_row(
-        self, conn: sqlite3.Connection, ref: object, runner: str, attempt: int
-    ) -> sqlite3.Row:
-        row = self._build_row(conn, ref)
+    def _running_row(self, q: Query, ref: object, runner: str, attempt: int) -> Row:
+        row = _build_row(q, ref)
         if row["status"] != "running" or row["runner"] != runner or row["attempt"] != attempt:
             raise Conflict(
                 f"build #{row['id']} (attempt {attempt}) is no longer running on "
@@ -336,7 +327,7 @@ class BuildsMixin(StoreBase):
             )
         return row
 
-    def append_build_log(
+    def append_log(
         self, ref: object, lines: Sequence[str], *, runner: str, attempt: int, actor: str
     ) -> dict[str, Any]:
         """Store `lines` after the build's last: {"next": last seq, "cancel": whether
@@ -345,21 +336,21 @@ class BuildsMixin(StoreBase):
             raise BadRequest(f"lines must be a list of at most {LOG_BATCH_MAX} strings")
         if any(not isinstance(line, str) for line in lines):
             raise BadRequest("lines must be strings")
-        with self._write(actor, runner) as tx:
-            row = self._running_row(tx.conn, ref, runner, attempt)
+        with self._core.write(actor, runner) as tx:
+            row = self._running_row(tx, ref, runner, attempt)
             first = row["log_lines"] + 1
-            tx.conn.executemany(
+            tx.many(
                 "INSERT INTO build_logs (build_id, seq, line) VALUES (?, ?, ?)",
                 [(row["id"], first + i, line[:LINE_MAX]) for i, line in enumerate(lines)],
             )
             size = sum(len(line.encode("utf-8", "replace")) + 1 for line in lines)
-            tx.conn.execute(
+            tx.run(
                 "UPDATE builds SET log_lines = log_lines + ?, log_size = log_size + ? WHERE id = ?",
                 (len(lines), size, row["id"]),
             )
         return {"next": row["log_lines"] + len(lines), "cancel": bool(row["cancel_requested"])}
 
-    def finish_build(
+    def finish(
         self, ref: object, result: Mapping[str, Any], *, runner: str, attempt: int, actor: str
     ) -> Build:
         """Record how a run ended (a BuildResult's JSON); the build. Conflict
@@ -373,11 +364,11 @@ class BuildsMixin(StoreBase):
         ):
             raise BadRequest("exit_code must be an integer or null")
         reason = str(result.get("reason") or "")[:2000]
-        with self._write(actor, runner) as tx:
-            row = self._running_row(tx.conn, ref, runner, attempt)
+        with self._core.write(actor, runner) as tx:
+            row = self._running_row(tx, ref, runner, attempt)
             # log_size stays what the lines stored add up to (the runner's
             # figure leaves out am's own notes).
-            tx.conn.execute(
+            tx.run(
                 "UPDATE builds SET status = ?, finished_at = ?, exit_code = ?, reason = ?,"
                 " log_truncated = ? WHERE id = ?",
                 (
@@ -389,11 +380,11 @@ class BuildsMixin(StoreBase):
                     row["id"],
                 ),
             )
-            build = self._tx_build(tx, row["id"])
+            build = _tx_build(tx, row["id"])
             tx.event("build.finished", **_brief(build))
             return build
 
-    def interrupt_builds(
+    def interrupt(
         self,
         runner: str,
         *,
@@ -409,56 +400,54 @@ class BuildsMixin(StoreBase):
         if policy not in ("fail", "requeue"):
             raise BadRequest("policy must be fail or requeue")
         kept = {parse_build_ref(k) for k in keep}
-        with self._write(actor, runner) as tx:
-            rows = tx.conn.execute(
+        with self._core.write(actor, runner) as tx:
+            rows = tx.all(
                 "SELECT id, cancel_requested, log_lines FROM builds"
                 " WHERE status = 'running' AND runner = ?",
                 (runner,),
-            ).fetchall()
+            )
             changed = []
             for row in rows:
                 if row["id"] in kept:
                     continue
                 if row["cancel_requested"]:
-                    tx.conn.execute(
+                    tx.run(
                         "UPDATE builds SET status = 'cancelled', finished_at = ?,"
                         " reason = ? WHERE id = ?",
                         (tx.now, f"cancelled ({why})", row["id"]),
                     )
                     kind = "build.finished"
                 elif policy == "fail":
-                    tx.conn.execute(
+                    tx.run(
                         "UPDATE builds SET status = 'failed', finished_at = ?,"
                         " reason = ? WHERE id = ?",
                         (tx.now, why, row["id"]),
                     )
                     kind = "build.finished"
                 else:
-                    tx.conn.execute(
+                    tx.run(
                         "UPDATE builds SET status = 'queued', started_at = NULL, runner = NULL,"
                         " attempt = attempt + 1 WHERE id = ?",
                         (row["id"],),
                     )
                     kind = "build.requeued"
                 note = f"applikant: {why}" + (" (queued again)" if kind == "build.requeued" else "")
-                tx.conn.execute(
+                tx.run(
                     "INSERT INTO build_logs (build_id, seq, line) VALUES (?, ?, ?)",
                     (row["id"], row["log_lines"] + 1, note),
                 )
-                tx.conn.execute(
-                    "UPDATE builds SET log_lines = log_lines + 1 WHERE id = ?", (row["id"],)
-                )
-                build = self._tx_build(tx, row["id"])
+                tx.run("UPDATE builds SET log_lines = log_lines + 1 WHERE id = ?", (row["id"],))
+                build = _tx_build(tx, row["id"])
                 tx.event(kind, **_brief(build))
                 if kind == "build.requeued":
                     tx.event("build.queued", **_brief(build))
                 changed.append(build)
             return changed
 
-    def running_runners(self) -> list[str]:
+    def runners(self) -> list[str]:
         """The runner nodes that builds are running on."""
-        with self._read() as conn:
-            rows = conn.execute(
+        with self._core.read() as q:
+            rows = q.all(
                 "SELECT DISTINCT runner FROM builds WHERE status = 'running' AND runner IS NOT NULL"
-            ).fetchall()
+            )
         return [r[0] for r in rows]

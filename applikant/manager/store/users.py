@@ -8,17 +8,16 @@ never delays access checks.
 
 from __future__ import annotations
 
-import sqlite3
-
-from applikant.manager.base import USER_SELECT, StoreBase
 from applikant.manager.errors import BadRequest, Conflict
-from applikant.manager.models import User
 from applikant.manager.names import check_email, check_owner_name, check_password, check_text
+from applikant.manager.store.core import Part, Row
+from applikant.manager.store.rows import USER_SELECT, owner_row, user_row
+from applikant.schema.users import User
 
 DISPLAY_NAME_MAX = 128
 
 
-def user_from_row(row: sqlite3.Row) -> User:
+def user_from_row(row: Row) -> User:
     return User(
         id=f"user-{row['id']}",
         login=row["login"],
@@ -31,8 +30,10 @@ def user_from_row(row: sqlite3.Row) -> User:
     )
 
 
-class UsersMixin(StoreBase):
-    def add_user(
+class Users(Part):
+    """`store.users`: accounts."""
+
+    def add(
         self,
         login: str,
         *,
@@ -51,16 +52,16 @@ class UsersMixin(StoreBase):
         check_owner_name(login, "login")
         check_text(display_name, "display name", DISPLAY_NAME_MAX)
         check_email(email)
-        hashed = self._passwords.hash(check_password(password)) if password is not None else None
-        with self._write(actor, node) as tx:
-            taken = self._owner_row(tx.conn, login)
+        passwords = self._core.passwords
+        hashed = passwords.hash(check_password(password)) if password is not None else None
+        with self._core.write(actor, node) as tx:
+            taken = owner_row(tx, login)
             if taken is not None:
                 raise Conflict(
                     f"the name {login!r} is already taken by the {taken['kind']} {taken['name']!r}"
                 )
-            cur = tx.conn.execute("INSERT INTO owners (name, kind) VALUES (?, 'user')", (login,))
-            user_id = cur.lastrowid
-            tx.conn.execute(
+            user_id = tx.insert("INSERT INTO owners (name, kind) VALUES (?, 'user')", (login,))
+            tx.run(
                 "INSERT INTO users (id, display_name, email, password_hash, is_admin, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (user_id, display_name, email, hashed, int(bool(is_admin)), tx.now),
@@ -68,21 +69,21 @@ class UsersMixin(StoreBase):
             ref = f"user-{user_id}"
             tx.audit("user.add", user=ref, login=login, is_admin=bool(is_admin))
             tx.event("user.added", user=ref, login=login)
-            return user_from_row(self._user_row(tx.conn, ref))
+            return user_from_row(user_row(tx, ref))
 
-    def get_user(self, ref: str) -> User:
+    def get(self, ref: str) -> User:
         """The user with id `user-42` or with that login. Raises NotFound."""
-        with self._read() as conn:
-            return user_from_row(self._user_row(conn, ref))
+        with self._core.read() as q:
+            return user_from_row(user_row(q, ref))
 
-    def list_users(self, *, include_disabled: bool = True) -> list[User]:
+    def all(self, *, include_disabled: bool = True) -> list[User]:
         """All users, ordered by login (case-insensitively)."""
         where = "" if include_disabled else " WHERE u.disabled = 0"
-        with self._read() as conn:
-            rows = conn.execute(USER_SELECT + where + " ORDER BY o.name").fetchall()
+        with self._core.read() as q:
+            rows = q.all(USER_SELECT + where + " ORDER BY o.name")
         return [user_from_row(row) for row in rows]
 
-    def update_user(
+    def update(
         self,
         ref: str,
         *,
@@ -96,19 +97,19 @@ class UsersMixin(StoreBase):
             check_text(display_name, "display name", DISPLAY_NAME_MAX)
         if email is not None:
             check_email(email)
-        with self._write(actor, node) as tx:
-            row = self._user_row(tx.conn, ref)
+        with self._core.write(actor, node) as tx:
+            row = user_row(tx, ref)
             changes: dict[str, str] = {}
             if display_name is not None:
                 changes["display_name"] = display_name
             if email is not None:
                 changes["email"] = email
             for column, value in changes.items():
-                tx.conn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, row["id"]))
+                tx.run(f"UPDATE users SET {column} = ? WHERE id = ?", (value, row["id"]))
             uid = f"user-{row['id']}"
             tx.audit("user.update", user=uid, login=row["login"], **changes)
             tx.event("user.updated", user=uid, login=row["login"])
-            return user_from_row(self._user_row(tx.conn, uid))
+            return user_from_row(user_row(tx, uid))
 
     def _set_flag(
         self,
@@ -120,20 +121,20 @@ class UsersMixin(StoreBase):
         action: str,
         event: str,
     ) -> User:
-        with self._write(actor, node) as tx:
-            row = self._user_row(tx.conn, ref)
-            tx.conn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (int(value), row["id"]))
+        with self._core.write(actor, node) as tx:
+            row = user_row(tx, ref)
+            tx.run(f"UPDATE users SET {column} = ? WHERE id = ?", (int(value), row["id"]))
             uid = f"user-{row['id']}"
             tx.audit(action, user=uid, login=row["login"], **{column: value})
             tx.event(event, user=uid, login=row["login"])
-            return user_from_row(self._user_row(tx.conn, uid))
+            return user_from_row(user_row(tx, uid))
 
-    def disable_user(self, ref: str, *, actor: str, node: str | None = None) -> User:
-        """Lock the account out: no login, no SSH, no access. Keys are kept for enable_user."""
+    def disable(self, ref: str, *, actor: str, node: str | None = None) -> User:
+        """Lock the account out: no login, no SSH, no access. Keys are kept for enable."""
         return self._set_flag(ref, "disabled", True, actor, node, "user.disable", "user.disabled")
 
-    def enable_user(self, ref: str, *, actor: str, node: str | None = None) -> User:
-        """Undo disable_user."""
+    def enable(self, ref: str, *, actor: str, node: str | None = None) -> User:
+        """Undo disable."""
         return self._set_flag(ref, "disabled", False, actor, node, "user.enable", "user.enabled")
 
     def set_admin(self, ref: str, is_admin: bool, *, actor: str, node: str | None = None) -> User:
@@ -146,10 +147,11 @@ class UsersMixin(StoreBase):
         self, ref: str, password: str | None, *, actor: str, node: str | None = None
     ) -> None:
         """Set a new password, or remove it (None: the account then uses keys only)."""
-        hashed = self._passwords.hash(check_password(password)) if password is not None else None
-        with self._write(actor, node) as tx:
-            row = self._user_row(tx.conn, ref)
-            tx.conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row["id"]))
+        passwords = self._core.passwords
+        hashed = passwords.hash(check_password(password)) if password is not None else None
+        with self._core.write(actor, node) as tx:
+            row = user_row(tx, ref)
+            tx.run("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row["id"]))
             uid = f"user-{row['id']}"
             tx.audit("user.passwd", user=uid, login=row["login"], cleared=password is None)
 
@@ -162,27 +164,24 @@ class UsersMixin(StoreBase):
         """
         if not isinstance(password, str) or not isinstance(login, str):
             return None
-        with self._read() as conn:
+        passwords = self._core.passwords
+        with self._core.read() as q:
             try:
                 check_owner_name(login, "login")
-                row = conn.execute(
-                    USER_SELECT + " WHERE o.name = ? AND o.kind = 'user'", (login,)
-                ).fetchone()
+                row = q.one(USER_SELECT + " WHERE o.name = ? AND o.kind = 'user'", (login,))
             except BadRequest:
                 row = None
         if row is None or len(password) > 1024:
-            self._passwords.burn(password[:1024])
+            passwords.burn(password[:1024])
             return None
         encoded = row["password_hash"]
-        if not self._passwords.verify(encoded, password) or row["disabled"]:
+        if not passwords.verify(encoded, password) or row["disabled"]:
             return None
-        if self._passwords.needs_rehash(encoded):
-            fresh = self._passwords.hash(password)
-            with self._lock:
-                # Only if the hash is still the one we verified: a concurrent
-                # set_password must win.
-                self._conn.execute(
-                    "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
-                    (fresh, row["id"], encoded),
-                )
+        if passwords.needs_rehash(encoded):
+            # Only if the hash is still the one we verified: a concurrent
+            # set_password must win.
+            self._core.untracked(
+                "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                (passwords.hash(password), row["id"], encoded),
+            )
         return user_from_row(row)

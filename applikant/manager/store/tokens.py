@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from datetime import timedelta
 
-from applikant.manager.base import USER_SELECT, StoreBase, parse_id
 from applikant.manager.errors import BadRequest, Conflict, NotFound
-from applikant.manager.models import ApiToken, NewApiToken, User
 from applikant.manager.names import check_text
-from applikant.manager.users import user_from_row
+from applikant.manager.store.core import Part, Query, Row
+from applikant.manager.store.rows import USER_SELECT, parse_id, user_row
+from applikant.manager.store.users import user_from_row
+from applikant.schema.users import TOKEN_TITLE_MAX as TITLE_MAX
+from applikant.schema.users import ApiToken, NewApiToken, User
 
-TITLE_MAX = 100
 TOKENS_PER_USER_MAX = 100
 TOKEN_MAX = 512
 SECRET_BYTES = 32
@@ -42,7 +42,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def token_from_row(row: sqlite3.Row) -> ApiToken:
+def token_from_row(row: Row) -> ApiToken:
     return ApiToken(
         id=f"token-{row['id']}",
         user=f"user-{row['user_id']}",
@@ -58,56 +58,53 @@ def _check_title(title: object) -> str:
     return check_text(title.strip(), "token title", TITLE_MAX)
 
 
-class TokensMixin(StoreBase):
-    def _token_row(self, conn: sqlite3.Connection, ref: object) -> sqlite3.Row:
-        number = parse_id(ref, "token") if isinstance(ref, str) else None
-        if number is None:
-            raise BadRequest(f"{str(ref)[:80]!r} is not a token id (token-7)")
-        row = conn.execute(TOKEN_SELECT + " WHERE id = ?", (number,)).fetchone()
-        if row is None:
-            raise NotFound(f"no token {ref}")
-        return row
+def _token_row(q: Query, ref: object) -> Row:
+    number = parse_id(ref, "token") if isinstance(ref, str) else None
+    if number is None:
+        raise BadRequest(f"{str(ref)[:80]!r} is not a token id (token-7)")
+    row = q.one(TOKEN_SELECT + " WHERE id = ?", (number,))
+    if row is None:
+        raise NotFound(f"no token {ref}")
+    return row
 
-    def create_token(
-        self, user: str, title: str, *, actor: str, node: str | None = None
-    ) -> NewApiToken:
+
+class Tokens(Part):
+    """`store.tokens`: personal API tokens."""
+
+    def create(self, user: str, title: str, *, actor: str, node: str | None = None) -> NewApiToken:
         """Make a new token for `user`; the answer is the only place its secret appears.
 
         Raises BadRequest for a missing or over-long title, NotFound for an unknown
         user, Conflict when the user already has TOKENS_PER_USER_MAX tokens.
         """
         title = _check_title(title)
-        with self._write(actor, node) as tx:
-            owner = self._user_row(tx.conn, user)
-            (count,) = tx.conn.execute(
-                "SELECT count(*) FROM api_tokens WHERE user_id = ?", (owner["id"],)
-            ).fetchone()
+        with self._core.write(actor, node) as tx:
+            owner = user_row(tx, user)
+            count = tx.scalar("SELECT count(*) FROM api_tokens WHERE user_id = ?", (owner["id"],))
             if count >= TOKENS_PER_USER_MAX:
                 raise Conflict(
                     f"{owner['login']} has {count} tokens already; revoke some before making more"
                 )
             uid = f"user-{owner['id']}"
             secret = f"{uid}.{secrets.token_urlsafe(SECRET_BYTES)}"
-            cur = tx.conn.execute(
+            number = tx.insert(
                 "INSERT INTO api_tokens (user_id, title, token_hash, created_at)"
                 " VALUES (?, ?, ?, ?)",
                 (owner["id"], title, token_hash(secret), tx.now),
             )
-            token_id = f"token-{cur.lastrowid}"
+            token_id = f"token-{number}"
             tx.audit("token.create", user=uid, login=owner["login"], token=token_id, title=title)
-            made = token_from_row(self._token_row(tx.conn, token_id))
+            made = token_from_row(_token_row(tx, token_id))
             return NewApiToken(**made.model_dump(), token=secret)
 
-    def list_tokens(self, user: str) -> list[ApiToken]:
+    def of(self, user: str) -> list[ApiToken]:
         """The tokens of one user (no secrets), oldest first. Raises NotFound."""
-        with self._read() as conn:
-            owner = self._user_row(conn, user)
-            rows = conn.execute(
-                TOKEN_SELECT + " WHERE user_id = ? ORDER BY id", (owner["id"],)
-            ).fetchall()
+        with self._core.read() as q:
+            owner = user_row(q, user)
+            rows = q.all(TOKEN_SELECT + " WHERE user_id = ? ORDER BY id", (owner["id"],))
         return [token_from_row(row) for row in rows]
 
-    def revoke_token(
+    def revoke(
         self, ref: str, *, actor: str, node: str | None = None, user: str | None = None
     ) -> ApiToken:
         """Delete the token `token-7` at once; return what was revoked.
@@ -115,16 +112,16 @@ class TokensMixin(StoreBase):
         With `user`, the token must belong to that user: someone else's token is
         reported as not found, which reveals nothing about it.
         """
-        with self._write(actor, node) as tx:
-            row = self._token_row(tx.conn, ref)
+        with self._core.write(actor, node) as tx:
+            row = _token_row(tx, ref)
             if user is not None:
-                owner_row = self._user_row(tx.conn, user)
+                owner_row = user_row(tx, user)
                 if owner_row["id"] != row["user_id"]:
                     raise NotFound(f"{owner_row['login']} has no token {ref}")
             else:
-                owner_row = self._user_row(tx.conn, f"user-{row['user_id']}")
+                owner_row = user_row(tx, f"user-{row['user_id']}")
             revoked = token_from_row(row)
-            tx.conn.execute("DELETE FROM api_tokens WHERE id = ?", (row["id"],))
+            tx.run("DELETE FROM api_tokens WHERE id = ?", (row["id"],))
             tx.audit(
                 "token.revoke",
                 user=revoked.user,
@@ -134,7 +131,7 @@ class TokensMixin(StoreBase):
             )
             return revoked
 
-    def find_token(self, token: object) -> tuple[ApiToken, User] | None:
+    def find(self, token: object) -> tuple[ApiToken, User] | None:
         """The token and its enabled owner for a secret, or None; nothing is written.
 
         Unknown, malformed and revoked tokens, a prefix that names another user,
@@ -143,41 +140,40 @@ class TokensMixin(StoreBase):
         if not isinstance(token, str) or not 0 < len(token) <= TOKEN_MAX:
             return None
         digest = token_hash(token)
-        with self._read() as conn:
-            row = conn.execute(TOKEN_SELECT + " WHERE token_hash = ?", (digest,)).fetchone()
+        with self._core.read() as q:
+            row = q.one(TOKEN_SELECT + " WHERE token_hash = ?", (digest,))
             if row is None:
                 return None
-            user = conn.execute(USER_SELECT + " WHERE u.id = ?", (row["user_id"],)).fetchone()
+            user = q.one(USER_SELECT + " WHERE u.id = ?", (row["user_id"],))
         if user is None or user["disabled"] or not token.startswith(f"user-{row['user_id']}."):
             return None
         return token_from_row(row), user_from_row(user)
 
-    def token_touch_due(self, token: ApiToken) -> bool:
+    def touch_due(self, token: ApiToken) -> bool:
         """True when `token`'s last_used_at is unset or older than TOUCH_EVERY."""
         last = token.last_used_at
-        return last is None or self._clock() - last >= TOUCH_EVERY
+        return last is None or self._core.clock() - last >= TOUCH_EVERY
 
-    def touch_token(self, ref: str) -> None:
+    def touch(self, ref: str) -> None:
         """Record that the token was just used. Not audited: it is no change."""
         number = parse_id(ref, "token")
         if number is None:
             raise BadRequest(f"{ref[:80]!r} is not a token id (token-7)")
-        with self._lock:
-            self._conn.execute(
-                "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (self._now(), number)
-            )
+        self._core.untracked(
+            "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (self._core.now(), number)
+        )
 
-    def verify_token(self, token: object) -> User | None:
-        """The enabled user a token stands for, or None (see find_token); records
-        the use. For a writable store; am's service uses find_token and
-        touch_token on its two connections."""
-        found = self.find_token(token)
+    def verify(self, token: object) -> User | None:
+        """The enabled user a token stands for, or None (see find); records the
+        use. For a writable store; am's service uses find and touch on its two
+        connections."""
+        found = self.find(token)
         if found is None:
             return None
         api_token, user = found
-        if self.token_touch_due(api_token):
-            self.touch_token(api_token.id)
+        if self.touch_due(api_token):
+            self.touch(api_token.id)
         return user
 
 
-__all__ = ["TITLE_MAX", "TOKENS_PER_USER_MAX", "TokensMixin", "token_hash"]
+__all__ = ["TITLE_MAX", "TOKENS_PER_USER_MAX", "Tokens", "token_hash"]

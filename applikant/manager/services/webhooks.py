@@ -16,69 +16,73 @@ read it is told it does not exist (Manager.require_repo). The secret is in the
 answer to add_hook only.
 
 The worker (`run_worker`) is applikant.webhooks.deliver_pending over the
-store (webhooks_store.StoreQueue), in am's nursery. It is woken after every
+store (`StoreQueue`), in am's nursery. It is woken after every
 write that made deliveries (a push, a new repository, add_hook, redeliver...)
 and otherwise sleeps until the next retry falls due; on start it picks up
 whatever was pending when am last stopped, or died.
+
+The models of the args and answers are applikant.schema.webhooks (AM_WEBHOOKS).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import trio
 
 from applikant.logs import EventLog
-from applikant.manager import requests as rq
-from applikant.manager.base import Event
 from applikant.manager.errors import NotFound
 from applikant.manager.runtime import Actor, Manager
-from applikant.manager.service import Service, dump
-from applikant.manager.webhooks_store import StoreQueue
+from applikant.manager.services.base import Service, dump
+from applikant.manager.store.core import Event
+from applikant.manager.store.webhooks import Webhooks
 from applikant.node.node import CallContext
-from applikant.webhooks import DeliverySettings, RetryPolicy, deliver_pending
+from applikant.schema import webhooks as s
+from applikant.webhooks import (
+    Attempt,
+    DeliverySettings,
+    PendingDelivery,
+    RetryPolicy,
+    deliver_pending,
+)
 
 log = EventLog("am")
 
 RESTART_AFTER = 5.0  # seconds before the worker runs again after a store error
 
 
-class AddHook(rq.Mutation):
-    repo: str | None = None
-    url: str
-    events: list[str] = ["push"]
-    secret: str | None = None
-    active: bool = True
-    ping: bool = True
+class StoreQueue:
+    """`applikant.webhooks.DeliveryQueue` over am's stores: reads on `reader`
+    (quick indexed lookups, on the trio thread), attempts recorded through
+    `write` (am's Manager.write: one writer at a time, in a worker thread)."""
 
+    def __init__(
+        self, reader: Webhooks, writer: Webhooks, write: Callable[..., Awaitable[Any]]
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._write = write
 
-class HookScope(rq.Read):
-    repo: str | None = None
+    async def due(self, now: datetime, limit: int) -> list[PendingDelivery]:
+        return self.reader.due(now, limit)
 
+    async def next_due(self) -> datetime | None:
+        return self.reader.next_due()
 
-class HookRef(rq.Mutation):
-    hook: str
-
-
-class HookRead(rq.Read):
-    hook: str
-    limit: int = 50
-
-
-class DeliveryRef(rq.Read):
-    delivery: str
-
-
-class Redeliver(rq.Mutation):
-    delivery: str
+    async def record(
+        self, delivery_id: str, attempt: Attempt, next_attempt_at: datetime | None
+    ) -> None:
+        await self._write(self.writer.record_attempt, delivery_id, attempt, next_attempt_at)
 
 
 class Waker:
     """Wakes the worker after a write that made deliveries (Manager.listeners)."""
 
     def __init__(self, manager: Manager) -> None:
-        self._writer = manager.writer
-        self._seen = manager.writer.queued_deliveries
+        self._writer = manager.writer.webhooks
+        self._seen = self._writer.queued_deliveries
         self._event = trio.Event()
 
     def __call__(self, events: list[Event]) -> None:
@@ -104,8 +108,8 @@ async def run_worker(
     """Deliver for ever (until cancelled with am's nursery)."""
     waker = Waker(manager)
     manager.listeners.append(waker)
-    queue = StoreQueue(manager.reader, manager.writer, manager.write)
-    log.info("webhooks_worker_started", next_due=str(queue.reader.next_delivery_due()))
+    queue = StoreQueue(manager.reader.webhooks, manager.writer.webhooks, manager.write)
+    log.info("webhooks_worker_started", next_due=str(queue.reader.next_due()))
     while True:
         try:
             await deliver_pending(
@@ -125,14 +129,7 @@ async def run_worker(
 
 class WebhooksService(Service):
     NAME = "am_webhooks"
-    METHODS = (
-        "add_hook",
-        "list_hooks",
-        "remove_hook",
-        "list_deliveries",
-        "get_delivery",
-        "redeliver",
-    )
+    SCHEMA = s.AM_WEBHOOKS
 
     def _require_scope(self, actor: Actor, repo: str | None) -> None:
         if repo is None:
@@ -143,17 +140,16 @@ class WebhooksService(Service):
     def _require_hook(self, actor: Actor, hook: str) -> None:
         """Authorise for the hook's scope; a hook of a repository the actor cannot
         administer is reported as not found, whatever it is."""
-        found = self.m.reader.get_hook(hook)
+        found = self.m.reader.webhooks.get(hook)
         try:
             self._require_scope(actor, found.repo)
         except NotFound:
             raise NotFound(f"no hook {hook}") from None
 
-    async def add_hook(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(AddHook, args, self.where(ctx))
+    async def add_hook(self, ctx: CallContext, req: s.AddHook) -> Any:
         self._require_scope(self.m.actor(req.actor), req.repo)
         hook, _ = await self.m.write(
-            self.m.writer.add_hook,
+            self.m.writer.webhooks.add,
             req.repo,
             req.url,
             req.events,
@@ -166,35 +162,30 @@ class WebhooksService(Service):
         log.info("hook_added", hook=hook.id, repo=hook.repo or "(site)", url=hook.url)
         return dump(hook)
 
-    async def list_hooks(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(HookScope, args, self.where(ctx))
+    async def list_hooks(self, ctx: CallContext, req: s.HookScope) -> Any:
         self._require_scope(self.m.actor(req.actor), req.repo)
-        return dump(self.m.reader.list_hooks(req.repo))
+        return dump(self.m.reader.webhooks.hooks(req.repo))
 
-    async def remove_hook(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(HookRef, args, self.where(ctx))
+    async def remove_hook(self, ctx: CallContext, req: s.WebhookRef) -> Any:
         self._require_hook(self.m.actor(req.actor), req.hook)
         hook, _ = await self.m.write(
-            self.m.writer.remove_hook, req.hook, actor=req.actor, node=ctx.caller
+            self.m.writer.webhooks.remove, req.hook, actor=req.actor, node=ctx.caller
         )
         return dump(hook)
 
-    async def list_deliveries(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(HookRead, args, self.where(ctx))
+    async def list_deliveries(self, ctx: CallContext, req: s.HookRead) -> Any:
         self._require_hook(self.m.actor(req.actor), req.hook)
-        return dump(await self.m.bulk_read(self.m.bulk.list_deliveries, req.hook, req.limit))
+        return dump(await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit))
 
-    async def get_delivery(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(DeliveryRef, args, self.where(ctx))
-        delivery = self.m.reader.get_delivery(req.delivery)
+    async def get_delivery(self, ctx: CallContext, req: s.DeliveryRef) -> Any:
+        delivery = self.m.reader.webhooks.delivery(req.delivery)
         self._require_hook(self.m.actor(req.actor), delivery.hook)
         return dump(delivery)
 
-    async def redeliver(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(Redeliver, args, self.where(ctx))
-        delivery = self.m.reader.get_delivery(req.delivery)
+    async def redeliver(self, ctx: CallContext, req: s.Redeliver) -> Any:
+        delivery = self.m.reader.webhooks.delivery(req.delivery)
         self._require_hook(self.m.actor(req.actor), delivery.hook)
         made, _ = await self.m.write(
-            self.m.writer.redeliver, req.delivery, actor=req.actor, node=ctx.caller
+            self.m.writer.webhooks.redeliver, req.delivery, actor=req.actor, node=ctx.caller
         )
         return dump(made)

@@ -3,14 +3,15 @@ durable queue the delivery worker (applikant.webhooks.deliver_pending) reads.
 
 - A hook belongs to one repository, or to the site (`repo` None: every
   repository). Its secret is made here when none is given and is returned once,
-  by `add_hook`; listings never show it. Hooks go when their repository goes.
+  by `add`; listings never show it. Hooks go when their repository goes.
 - A delivery is made *inside the transaction of the change it reports*: when
   a push (`repo.pushed`), a new or deleted repository, or a finished build
   (`build.finished`) commits, so do its deliveries, one per active hook that
   wants the event. A push is thus acknowledged without waiting for any
   receiver, and nothing is lost when am dies: the worker finds the pending
   deliveries after a restart. A push recorded twice (same event id) makes no
-  second delivery, since the second record_push changes nothing.
+  second delivery, since the second record_push changes nothing. (The core
+  runs the delivery-making hook before every commit: `Core.before_commit`.)
 - The body (JSON text) is fixed when the delivery is made: every attempt, and a
   redelivery (a new delivery, new id, same body), sends and signs the same bytes.
 - Attempts are kept with their outcome, status code, Location of a redirect,
@@ -25,17 +26,14 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from applikant.manager.base import REPO_SELECT, StoreBase, Tx, format_time, parse_id
 from applikant.manager.errors import BadRequest, Conflict, NotFound
+from applikant.manager.store.core import Core, Part, Query, Row, Tx, format_time
+from applikant.manager.store.rows import REPO_SELECT, parse_id, repo_row
+from applikant.schema.webhooks import Delivery, NewWebhook, Webhook
 from applikant.webhooks import (
     Attempt,
     InvalidHookURL,
@@ -46,15 +44,7 @@ from applikant.webhooks import (
     validate_url,
 )
 
-__all__ = [
-    "HOOK_EVENTS",
-    "Delivery",
-    "NewWebhook",
-    "StoreQueue",
-    "Webhook",
-    "WebhooksMixin",
-    "normalize_events",
-]
+__all__ = ["HOOK_EVENTS", "Webhooks", "normalize_events"]
 
 #: What a hook may subscribe to (ping is sent to every new hook, unasked).
 HOOK_EVENTS = ("push", "repo_created", "repo_deleted", "build_finished")
@@ -71,42 +61,16 @@ _TRIGGERS = {
 }
 _HOOK_ID = re.compile(r"hook-([1-9][0-9]{0,17})\Z")
 _ZERO = "0" * 40
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Webhook(_Model):
-    """A hook as listings show it (never with its secret)."""
-
-    id: str
-    repo: str | None  # owner/name; None: site-wide
-    url: str
-    events: list[str]
-    active: bool
-    created_at: datetime
-    created_by: str
-    last_status: str | None = None  # of its latest delivery
-
-
-class NewWebhook(Webhook):
-    """The answer to add_hook: the only place the secret is shown."""
-
-    secret: str
-
-
-class Delivery(_Model):
-    id: str
-    hook: str
-    event: str
-    status: str  # pending, delivered, failed
-    attempts: int
-    next_attempt_at: datetime | None
-    created_at: datetime
-    redelivery_of: str | None
-    body: str
-    log: list[Attempt]
+# What a repeated attempt number overwrites (an attempt recorded twice).
+_ATTEMPT_RESULT = (
+    "started_at",
+    "duration",
+    "outcome",
+    "status_code",
+    "location",
+    "response",
+    "error",
+)
 
 
 def normalize_events(events: object) -> list[str]:
@@ -141,6 +105,9 @@ def _delivery_id(ref: object) -> str:
         raise BadRequest(f"{str(ref)[:80]!r} is not a delivery id (a UUID)") from None
 
 
+# The order deliveries were made in, within one transaction (one created_at),
+# is SQLite's rowid here and in `deliveries`: the one thing in these parts a
+# second backend has to give another way (a sequence column).
 _HOOK_SELECT = (
     "SELECT h.*, o.name AS owner, r.name AS repo_name,"
     " (SELECT d.status FROM webhook_deliveries d WHERE d.hook_id = h.id"
@@ -150,7 +117,7 @@ _HOOK_SELECT = (
 )
 
 
-def _hook_from_row(row: sqlite3.Row) -> Webhook:
+def _hook_from_row(row: Row) -> Webhook:
     return Webhook(
         id=f"hook-{row['id']}",
         repo=None if row["repo_id"] is None else f"{row['owner']}/{row['repo_name']}",
@@ -163,7 +130,7 @@ def _hook_from_row(row: sqlite3.Row) -> Webhook:
     )
 
 
-def _attempt_from_row(row: sqlite3.Row) -> Attempt:
+def _attempt_from_row(row: Row) -> Attempt:
     return Attempt(
         number=row["number"],
         started_at=row["started_at"],
@@ -176,7 +143,7 @@ def _attempt_from_row(row: sqlite3.Row) -> Attempt:
     )
 
 
-def _repo_json(row: sqlite3.Row) -> dict[str, Any]:
+def _repo_json(row: Row) -> dict[str, Any]:
     return {
         "id": f"repo-{row['id']}",
         "full_name": f"{row['owner']}/{row['name']}",
@@ -188,20 +155,28 @@ def _repo_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-class WebhooksMixin(StoreBase):
+def _hook_row(q: Query, ref: object) -> Row:
+    row = q.one(_HOOK_SELECT + " WHERE h.id = ?", (_hook_number(ref),))
+    if row is None:
+        raise NotFound(f"no hook {ref}")
+    return row
+
+
+class Webhooks(Part):
+    """`store.webhooks`: hooks, and the deliveries made with the changes they report."""
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core)
+        self.queued_deliveries = 0  # made by this store so far (for the worker's wake)
+        # Inside every transaction, before its commit: the deliveries for the
+        # events it queued commit with the change, or neither does.
+        core.before_commit(self._deliveries_for)
+
     # ---- deliveries made with the change they report ------------------------------
 
-    @contextmanager
-    def _write(self, actor: str, node: str | None) -> Iterator[Tx]:
-        # Runs the caller's body, then (still inside its transaction, before the
-        # commit) makes the deliveries for the events it queued: both commit, or
-        # neither does.
-        with super()._write(actor, node) as tx:
-            yield tx
-            if any(event.get("kind") in _TRIGGERS for event in tx.events):
-                self.queued_deliveries += self._enqueue(tx)
-
-    queued_deliveries = 0  # deliveries made by this store so far (for the worker's wake)
+    def _deliveries_for(self, tx: Tx) -> None:
+        if any(event.get("kind") in _TRIGGERS for event in tx.events):
+            self.queued_deliveries += self._enqueue(tx)
 
     def _enqueue(self, tx: Tx) -> int:
         made = 0
@@ -209,39 +184,36 @@ class WebhooksMixin(StoreBase):
             hook_event = _TRIGGERS.get(event.get("kind", ""))
             if hook_event is None:
                 continue
-            repo_row = self._event_repo(tx.conn, event)
-            payload = self._payload(tx, hook_event, event, repo_row)
-            repo_id = repo_row["id"] if repo_row is not None else None
-            hooks = tx.conn.execute(
+            repo = self._event_repo(tx, event)
+            payload = self._payload(tx, hook_event, event, repo)
+            hooks = tx.all(
                 "SELECT id, events FROM webhooks WHERE active = 1"
                 " AND (repo_id IS NULL OR repo_id = ?) ORDER BY id",
-                (repo_id,),
-            ).fetchall()
+                (repo["id"] if repo is not None else None,),
+            )
             for hook in hooks:
                 if hook_event in json.loads(hook["events"]):
                     self._insert_delivery(tx, hook["id"], hook_event, encode_body(payload))
                     made += 1
         return made
 
-    def _event_repo(self, conn: sqlite3.Connection, event: dict[str, Any]) -> sqlite3.Row | None:
+    def _event_repo(self, q: Query, event: dict[str, Any]) -> Row | None:
         number = parse_id(str(event.get("id") or event.get("repo_id") or ""), "repo")
         if number is not None:
-            row = conn.execute(REPO_SELECT + " WHERE r.id = ?", (number,)).fetchone()
+            row = q.one(REPO_SELECT + " WHERE r.id = ?", (number,))
             if row is not None:
                 return row
         repo = event.get("repo")
         if isinstance(repo, str) and "/" in repo:
             owner, _, name = repo.removesuffix(".git").partition("/")
-            return conn.execute(
-                REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name)
-            ).fetchone()
+            return q.one(REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name))
         return None
 
     def _payload(
-        self, tx: Tx, hook_event: str, event: dict[str, Any], repo_row: sqlite3.Row | None
+        self, tx: Tx, hook_event: str, event: dict[str, Any], repo: Row | None
     ) -> dict[str, Any]:
-        if repo_row is not None:
-            repository: dict[str, Any] = _repo_json(repo_row)
+        if repo is not None:
+            repository: dict[str, Any] = _repo_json(repo)
         else:  # a deleted repository: what the event still says of it
             repository = {"id": event.get("id"), "full_name": event.get("repo")}
         actor = str(event.get("actor") or tx.actor)
@@ -249,7 +221,7 @@ class WebhooksMixin(StoreBase):
             "event": hook_event,
             "created_at": tx.now,
             "repository": repository,
-            "sender": self._who(tx.conn, actor),
+            "sender": self._who(tx, actor),
         }
         if hook_event == "push":
             refs = [
@@ -274,18 +246,18 @@ class WebhooksMixin(StoreBase):
             payload["build"] = build
         return payload
 
-    def _who(self, conn: sqlite3.Connection, actor: str) -> dict[str, Any]:
+    def _who(self, q: Query, actor: str) -> dict[str, Any]:
         number = parse_id(actor, "user")
         if number is None:
             return {"id": actor, "login": actor}
-        row = conn.execute("SELECT name FROM owners WHERE id = ?", (number,)).fetchone()
+        row = q.one("SELECT name FROM owners WHERE id = ?", (number,))
         return {"id": actor, "login": row["name"] if row else None}
 
     def _insert_delivery(
         self, tx: Tx, hook_id: int, event: str, body: str, redelivery_of: str | None = None
     ) -> str:
         delivery_id = str(uuid.uuid4())
-        tx.conn.execute(
+        tx.run(
             "INSERT INTO webhook_deliveries (id, hook_id, event, body, status, attempts,"
             " next_attempt_at, created_at, redelivery_of) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             (delivery_id, hook_id, event, body, tx.now, tx.now, redelivery_of),
@@ -294,13 +266,7 @@ class WebhooksMixin(StoreBase):
 
     # ---- hooks ------------------------------------------------------------------------
 
-    def _hook_row(self, conn: sqlite3.Connection, ref: object) -> sqlite3.Row:
-        row = conn.execute(_HOOK_SELECT + " WHERE h.id = ?", (_hook_number(ref),)).fetchone()
-        if row is None:
-            raise NotFound(f"no hook {ref}")
-        return row
-
-    def add_hook(
+    def add(
         self,
         repo: str | None,
         url: str,
@@ -332,20 +298,21 @@ class WebhooksMixin(StoreBase):
             )
         if not isinstance(active, bool):
             raise BadRequest("active must be true or false")
-        with self._write(actor, node) as tx:
-            repo_id = None if repo is None else self._repo_row(tx.conn, repo)["id"]
-            (count,) = tx.conn.execute(
-                "SELECT count(*) FROM webhooks WHERE repo_id IS ?", (repo_id,)
-            ).fetchone()
+        with self._core.write(actor, node) as tx:
+            if repo is None:
+                repo_id = None
+                count = tx.scalar("SELECT count(*) FROM webhooks WHERE repo_id IS NULL")
+            else:
+                repo_id = repo_row(tx, repo)["id"]
+                count = tx.scalar("SELECT count(*) FROM webhooks WHERE repo_id = ?", (repo_id,))
             if count >= HOOKS_PER_SCOPE_MAX:
                 raise Conflict(f"there are {count} hooks here already; remove some first")
-            cur = tx.conn.execute(
+            number = tx.insert(
                 "INSERT INTO webhooks (repo_id, url, secret, events, active, created_at, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (repo_id, url, secret, json.dumps(names), int(active), tx.now, tx.actor),
             )
-            assert cur.lastrowid is not None
-            hook = _hook_from_row(self._hook_row(tx.conn, f"hook-{cur.lastrowid}"))
+            hook = _hook_from_row(_hook_row(tx, f"hook-{number}"))
             tx.audit("hook.add", hook.repo, hook=hook.id, url=url, events=names)
             if ping and active:
                 body = encode_body(
@@ -356,38 +323,38 @@ class WebhooksMixin(StoreBase):
                         "zen": "Keep it logically awesome.",
                     }
                 )
-                self._insert_delivery(tx, cur.lastrowid, "ping", body)
+                self._insert_delivery(tx, number, "ping", body)
                 self.queued_deliveries += 1
         return NewWebhook(**hook.model_dump(), secret=secret)
 
-    def list_hooks(self, repo: str | None) -> list[Webhook]:
+    def hooks(self, repo: str | None) -> list[Webhook]:
         """The hooks of `repo`, or the site-wide ones (None), oldest first."""
-        with self._read() as conn:
+        with self._core.read() as q:
             if repo is None:
-                rows = conn.execute(_HOOK_SELECT + " WHERE h.repo_id IS NULL ORDER BY h.id")
+                rows = q.all(_HOOK_SELECT + " WHERE h.repo_id IS NULL ORDER BY h.id")
             else:
-                repo_id = self._repo_row(conn, repo)["id"]
-                rows = conn.execute(_HOOK_SELECT + " WHERE h.repo_id = ? ORDER BY h.id", (repo_id,))
-            return [_hook_from_row(row) for row in rows.fetchall()]
+                repo_id = repo_row(q, repo)["id"]
+                rows = q.all(_HOOK_SELECT + " WHERE h.repo_id = ? ORDER BY h.id", (repo_id,))
+            return [_hook_from_row(row) for row in rows]
 
-    def get_hook(self, ref: str) -> Webhook:
-        with self._read() as conn:
-            return _hook_from_row(self._hook_row(conn, ref))
+    def get(self, ref: str) -> Webhook:
+        with self._core.read() as q:
+            return _hook_from_row(_hook_row(q, ref))
 
-    def remove_hook(self, ref: str, *, actor: str, node: str | None = None) -> Webhook:
+    def remove(self, ref: str, *, actor: str, node: str | None = None) -> Webhook:
         """Delete a hook with its deliveries and their log; return what was removed."""
-        with self._write(actor, node) as tx:
-            hook = _hook_from_row(self._hook_row(tx.conn, ref))
-            tx.conn.execute("DELETE FROM webhooks WHERE id = ?", (_hook_number(ref),))
+        with self._core.write(actor, node) as tx:
+            hook = _hook_from_row(_hook_row(tx, ref))
+            tx.run("DELETE FROM webhooks WHERE id = ?", (_hook_number(ref),))
             tx.audit("hook.remove", hook.repo, hook=hook.id, url=hook.url)
             return hook
 
     # ---- the delivery log --------------------------------------------------------------
 
-    def _delivery(self, conn: sqlite3.Connection, row: sqlite3.Row) -> Delivery:
-        attempts = conn.execute(
+    def _delivery(self, q: Query, row: Row) -> Delivery:
+        attempts = q.all(
             "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY number", (row["id"],)
-        ).fetchall()
+        )
         return Delivery(
             id=row["id"],
             hook=f"hook-{row['hook_id']}",
@@ -401,38 +368,35 @@ class WebhooksMixin(StoreBase):
             log=[_attempt_from_row(a) for a in attempts],
         )
 
-    def list_deliveries(self, hook: str, limit: int = 50) -> list[Delivery]:
+    def deliveries(self, hook: str, limit: int = 50) -> list[Delivery]:
         """A hook's deliveries, newest first, each with its attempts."""
         if not isinstance(limit, int) or not 1 <= limit <= DELIVERIES_LIST_MAX:
             raise BadRequest(f"limit must be 1 to {DELIVERIES_LIST_MAX}")
-        with self._read() as conn:
-            number = self._hook_row(conn, hook)["id"]
-            rows = conn.execute(
+        with self._core.read() as q:
+            number = _hook_row(q, hook)["id"]
+            # rowid: see _HOOK_SELECT.
+            rows = q.all(
                 "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
                 " ORDER BY created_at DESC, rowid DESC LIMIT ?",
                 (number, limit),
-            ).fetchall()
-            return [self._delivery(conn, row) for row in rows]
+            )
+            return [self._delivery(q, row) for row in rows]
 
-    def get_delivery(self, ref: str) -> Delivery:
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),)
-            ).fetchone()
+    def delivery(self, ref: str) -> Delivery:
+        with self._core.read() as q:
+            row = q.one("SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),))
             if row is None:
                 raise NotFound(f"no delivery {ref}")
-            return self._delivery(conn, row)
+            return self._delivery(q, row)
 
     def redeliver(self, ref: str, *, actor: str, node: str | None = None) -> Delivery:
         """A new delivery of the same body to the same hook (its current URL and
         secret), due now. Raises NotFound for an unknown delivery."""
-        with self._write(actor, node) as tx:
-            row = tx.conn.execute(
-                "SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),)
-            ).fetchone()
+        with self._core.write(actor, node) as tx:
+            row = tx.one("SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),))
             if row is None:
                 raise NotFound(f"no delivery {ref}")
-            hook = _hook_from_row(self._hook_row(tx.conn, f"hook-{row['hook_id']}"))
+            hook = _hook_from_row(_hook_row(tx, f"hook-{row['hook_id']}"))
             new_id = self._insert_delivery(
                 tx, row["hook_id"], row["event"], row["body"], redelivery_of=row["id"]
             )
@@ -440,22 +404,22 @@ class WebhooksMixin(StoreBase):
                 "hook.redeliver", hook.repo, hook=hook.id, delivery=row["id"], new_delivery=new_id
             )
             self.queued_deliveries += 1
-            made = tx.conn.execute(
-                "SELECT * FROM webhook_deliveries WHERE id = ?", (new_id,)
-            ).fetchone()
-            return self._delivery(tx.conn, made)
+            made = tx.one("SELECT * FROM webhook_deliveries WHERE id = ?", (new_id,))
+            assert made is not None
+            return self._delivery(tx, made)
 
     # ---- the queue (applikant.webhooks.DeliveryQueue, synchronously) --------------------
 
-    def due_deliveries(self, now: datetime, limit: int) -> list[PendingDelivery]:
-        with self._read() as conn:
-            rows = conn.execute(
+    def due(self, now: datetime, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries due at `now`, the longest waiting first."""
+        with self._core.read() as q:
+            rows = q.all(
                 "SELECT d.id, d.hook_id, d.event, d.body, d.attempts, h.url, h.secret"
                 " FROM webhook_deliveries d JOIN webhooks h ON h.id = d.hook_id"
                 " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
                 " ORDER BY d.next_attempt_at LIMIT ?",
                 (format_time(now), limit),
-            ).fetchall()
+            )
         return [
             PendingDelivery(
                 id=r["id"],
@@ -469,12 +433,13 @@ class WebhooksMixin(StoreBase):
             for r in rows
         ]
 
-    def next_delivery_due(self) -> datetime | None:
-        with self._read() as conn:
-            row = conn.execute(
+    def next_due(self) -> datetime | None:
+        """When the next pending delivery falls due (None: nothing pending)."""
+        with self._core.read() as q:
+            due = q.scalar(
                 "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
-            ).fetchone()
-        return None if row[0] is None else datetime.fromisoformat(row[0].replace("Z", "+00:00"))
+            )
+        return None if due is None else datetime.fromisoformat(due.replace("Z", "+00:00"))
 
     def record_attempt(
         self,
@@ -488,59 +453,33 @@ class WebhooksMixin(StoreBase):
         """Keep an attempt; finish the delivery when `next_attempt_at` is None.
         A delivery removed meanwhile (its hook deleted) is ignored. Not audited:
         the delivery log is the record."""
-        with self._write(actor, node) as tx:
-            row = tx.conn.execute(
-                "SELECT attempts FROM webhook_deliveries WHERE id = ?", (delivery_id,)
-            ).fetchone()
+        with self._core.write(actor, node) as tx:
+            row = tx.one("SELECT attempts FROM webhook_deliveries WHERE id = ?", (delivery_id,))
             if row is None:
                 return
             number = row["attempts"] + 1
-            tx.conn.execute(
-                "INSERT OR REPLACE INTO webhook_attempts (delivery_id, number, started_at,"
-                " duration, outcome, status_code, location, response, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    delivery_id,
-                    number,
-                    format_time(attempt.started_at),
-                    attempt.duration,
-                    attempt.outcome.value,
-                    attempt.status_code,
-                    attempt.location,
-                    attempt.response,
-                    attempt.error,
-                ),
+            tx.upsert(
+                "webhook_attempts",
+                ("delivery_id", "number"),
+                {
+                    "delivery_id": delivery_id,
+                    "number": number,
+                    "started_at": format_time(attempt.started_at),
+                    "duration": attempt.duration,
+                    "outcome": attempt.outcome.value,
+                    "status_code": attempt.status_code,
+                    "location": attempt.location,
+                    "response": attempt.response,
+                    "error": attempt.error,
+                },
+                _ATTEMPT_RESULT,
             )
             if next_attempt_at is None:
                 status, due = ("delivered" if attempt.ok else "failed"), None
             else:
                 status, due = "pending", format_time(next_attempt_at)
-            tx.conn.execute(
+            tx.run(
                 "UPDATE webhook_deliveries SET attempts = ?, status = ?,"
                 " next_attempt_at = ? WHERE id = ?",
                 (number, status, due, delivery_id),
             )
-
-
-class StoreQueue:
-    """`applikant.webhooks.DeliveryQueue` over am's stores: reads on `reader`
-    (quick indexed lookups, on the trio thread), attempts recorded through
-    `write` (am's Manager.write: one writer at a time, in a worker thread)."""
-
-    def __init__(
-        self, reader: WebhooksMixin, writer: WebhooksMixin, write: Callable[..., Awaitable[Any]]
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self._write = write
-
-    async def due(self, now: datetime, limit: int) -> list[PendingDelivery]:
-        return self.reader.due_deliveries(now, limit)
-
-    async def next_due(self) -> datetime | None:
-        return self.reader.next_delivery_due()
-
-    async def record(
-        self, delivery_id: str, attempt: Attempt, next_attempt_at: datetime | None
-    ) -> None:
-        await self._write(self.writer.record_attempt, delivery_id, attempt, next_attempt_at)

@@ -1,4 +1,5 @@
-"""The database schema, as numbered migrations, and how a connection is opened.
+"""The SQLite backend: the schema as numbered migrations, how a connection is
+opened, and the few things only SQLite spells its own way (backend.py).
 
 `MIGRATIONS[i]` takes the schema from version i to i+1; the version lives in
 `PRAGMA user_version`. Each migration runs in its own IMMEDIATE transaction
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from applikant.manager.errors import SchemaTooNew
+from applikant.manager.store.backend import Backend, Connection
 
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -141,7 +144,7 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_by_user ON api_tokens(user_id, id);
 """
 
-# Version 4: the build queue (builds.py). A build's number is its id (`#42`);
+# Version 4: the build queue (store/builds.py). A build's number is its id (`#42`);
 # (event_id, ref) makes enqueueing a push's builds idempotent; log lines are
 # stored as they come, numbered per build from 1.
 _V4 = """
@@ -179,7 +182,7 @@ CREATE TABLE build_logs (
 ) WITHOUT ROWID;
 """
 
-# Version 5: webhooks (webhooks_store.py). A hook with no repo_id is site-wide;
+# Version 5: webhooks (store/webhooks.py). A hook with no repo_id is site-wide;
 # a delivery keeps its JSON body (every attempt signs the same bytes) and is due
 # at next_attempt_at while pending; each attempt is kept in its log.
 _V5 = """
@@ -299,3 +302,39 @@ def _statements(script: str) -> list[str]:
     if current.strip():
         raise ValueError(f"incomplete SQL statement in migration: {current.strip()[:60]!r}")
     return statements
+
+
+class SqliteBackend(Backend):
+    """SQLite through the standard library: the embedded default."""
+
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def open(
+        self, path: str, migrations: Sequence[Any] | None, read_only: bool
+    ) -> tuple[Connection, int]:
+        conn = connect(path)
+        conn.row_factory = sqlite3.Row
+        try:
+            version = migrate(conn, MIGRATIONS if migrations is None else migrations)
+            if read_only:
+                # A second connection for lookups beside the writer (WAL): it
+                # can never write, so it never waits for the writer's lock.
+                conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, version
+
+    def prepare(self, sql: str) -> str:
+        return sql
+
+    def begin_write(self, conn: Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def insert(self, conn: Connection, sql: str, params: Sequence[Any]) -> int:
+        row_id = conn.execute(sql, params).lastrowid
+        assert row_id is not None
+        return int(row_id)
+
+    def in_transaction(self, conn: Connection) -> bool:
+        return bool(getattr(conn, "in_transaction", False))

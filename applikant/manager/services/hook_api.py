@@ -7,7 +7,7 @@ node, "event_id": a UUID (post-receive), "refs": [{"ref", "old", "new", "ff"}],
 Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
 "entry" (the audit entry's id) and "duplicate" (it had been recorded before).
 
-- pre-receive / update: one decision per ref (Store.decide_ref_updates: write
+- pre-receive / update: one decision per ref (store.branches.decide: write
   access, protected branches, tags). `ff` is whether the update is a
   fast-forward, found by git on the git host (applikant.gitops); when it is null
   and `git_dir` exists here, am asks git itself (only for refs a protection rule
@@ -18,13 +18,15 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   however often it is delivered (af's spool may deliver twice), and hands it on:
   subscribers get `repo.pushed`; then queues one build per updated branch whose
   new commit has `.applikant/build.sh` (`build` per ref, found by af), once
-  per event_id, and tells the pusher `build #N queued` (builds_service.py).
+  per event_id, and tells the pusher `build #N queued` (services/builds.py).
 - post-update: nothing to decide or record.
 
 Each call runs in its own task (the node layer's), concurrently with the others;
 when the calling node goes down the task is cancelled, and with it any git
 process it started. `stats()` counts calls in flight, the most at once, and
 cancellations.
+
+The models of the args and answers are applikant.schema.hooks (AM_HOOK_API).
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ import trio
 
 from applikant import gitops
 from applikant.logs import EventLog
-from applikant.manager import requests as rq
-from applikant.manager.builds_service import enqueue_builds
 from applikant.manager.errors import NotFound, ServiceError
 from applikant.manager.names import is_zero_id
-from applikant.manager.service import Service
+from applikant.manager.runtime import Manager
+from applikant.manager.services.base import Service
+from applikant.manager.services.builds import enqueue_builds
 from applikant.node.node import CallContext
+from applikant.schema.hooks import AM_HOOK_API, HookCall
 
 log = EventLog("am")
 
@@ -85,16 +88,16 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 class HookApi(Service):
     NAME = "am_hook_api"
-    METHODS = ("handle_hook", "stats")
+    SCHEMA = AM_HOOK_API
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: Manager) -> None:
         super().__init__(manager)
         self.in_flight = 0
         self.max_in_flight = 0
         self.handled = 0
         self.cancelled = 0
 
-    async def stats(self, ctx: CallContext, args: Any) -> Any:
+    async def stats(self, ctx: CallContext, req: None) -> Any:
         return {
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
@@ -102,8 +105,7 @@ class HookApi(Service):
             "cancelled": self.cancelled,
         }
 
-    async def handle_hook(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.HookCall, args, self.where(ctx))
+    async def handle_hook(self, ctx: CallContext, req: HookCall) -> Any:
         node = req.node or ctx.caller
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -126,11 +128,11 @@ class HookApi(Service):
 
     def _protected_patterns(self, repo: str) -> list[str]:
         try:
-            return [rule.pattern for rule in self.m.reader.list_protected(repo)]
+            return [rule.pattern for rule in self.m.reader.branches.rules(repo)]
         except ServiceError:
-            return []  # no such repository: decide_ref_updates gives the reason
+            return []  # no such repository: branches.decide gives the reason
 
-    async def _fill_ff(self, req: rq.HookCall, updates: list[dict[str, Any]]) -> None:
+    async def _fill_ff(self, req: HookCall, updates: list[dict[str, Any]]) -> None:
         """Ask git for the missing fast-forward answers that a decision depends on."""
         git_dir = req.git_dir
         if not git_dir or not os.path.isdir(git_dir):
@@ -163,13 +165,13 @@ class HookApi(Service):
             for update in wanted:
                 nursery.start_soon(fill, update)
 
-    async def _decide(self, req: rq.HookCall, node: str) -> dict[str, Any]:
+    async def _decide(self, req: HookCall, node: str) -> dict[str, Any]:
         updates = [
             {"refname": r.ref, "old": r.old, "new": r.new, "is_fast_forward": r.ff}
             for r in req.refs
         ]
         await self._fill_ff(req, updates)
-        decisions = self.m.reader.decide_ref_updates(req.user, req.repo, updates)
+        decisions = self.m.reader.branches.decide(req.user, req.repo, updates)
         refused = [(u, d) for u, d in zip(updates, decisions, strict=False) if not d.allowed]
         if not refused:
             return {"ok": True, "messages": []}
@@ -183,7 +185,7 @@ class HookApi(Service):
         }
         try:
             await self.m.write(
-                self.m.writer.record,
+                self.m.writer.audit.record,
                 "push.denied",
                 actor=req.user,
                 node=node,
@@ -198,11 +200,11 @@ class HookApi(Service):
 
     # ---- post-receive -------------------------------------------------------
 
-    async def _record(self, req: rq.HookCall, node: str) -> dict[str, Any]:
+    async def _record(self, req: HookCall, node: str) -> dict[str, Any]:
         updates = [{"refname": r.ref, "old": r.old, "new": r.new} for r in req.refs]
         try:
             entry, events = await self.m.write(
-                self.m.writer.record_push,
+                self.m.writer.audit.record_push,
                 req.repo,
                 updates,
                 actor=req.user,

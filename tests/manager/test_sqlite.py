@@ -1,4 +1,5 @@
-"""Opening the database: pragmas, migrations, refusing a newer schema, change hooks."""
+"""Opening the database (store/sqlite.py): pragmas, migrations, refusing a newer
+schema, change hooks."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 
 from applikant.manager.errors import SchemaTooNew
 from applikant.manager.passwords import Passwords
-from applikant.manager.schema import MIGRATIONS, migrate, schema_version
 from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store.sqlite import MIGRATIONS, migrate, schema_version
 
 FAST = Passwords(fast=True)
 
 
 def test_pragmas(store: Store) -> None:
-    conn = store._conn
+    conn = store.core.connection
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -27,16 +28,16 @@ def test_pragmas(store: Store) -> None:
 def test_reopen_keeps_data_and_version(tmp_path: Path) -> None:
     path = str(tmp_path / "am.sqlite3")
     with Store(path, passwords=FAST) as store:
-        store.add_user("alice", actor=SYSTEM)
+        store.users.add("alice", actor=SYSTEM)
     with Store(path, passwords=FAST) as store:
-        assert store.get_user("alice").id == "user-1"
+        assert store.users.get("alice").id == "user-1"
         assert store.schema_version == len(MIGRATIONS)
 
 
 def test_old_database_is_upgraded(tmp_path: Path) -> None:
     path = str(tmp_path / "am.sqlite3")
     with Store(path, passwords=FAST) as store:
-        store.add_user("alice", actor=SYSTEM)
+        store.users.add("alice", actor=SYSTEM)
     added_sql = "ALTER TABLE users ADD COLUMN shoe_size INTEGER NOT NULL DEFAULT 42;"
 
     def python_step(conn: sqlite3.Connection) -> None:
@@ -45,8 +46,8 @@ def test_old_database_is_upgraded(tmp_path: Path) -> None:
     migrations = [*MIGRATIONS, added_sql, python_step]
     with Store(path, passwords=FAST, migrations=migrations) as store:
         assert store.schema_version == len(MIGRATIONS) + 2
-        assert store._conn.execute("SELECT shoe_size FROM users").fetchone()[0] == 43
-        assert store.get_user("alice").login == "alice"
+        assert store.core.connection.execute("SELECT shoe_size FROM users").fetchone()[0] == 43
+        assert store.users.get("alice").login == "alice"
 
 
 def test_failed_migration_leaves_previous_version(tmp_path: Path) -> None:
@@ -85,8 +86,8 @@ def test_failing_listener_does_not_undo_the_change(
 
     with Store(str(tmp_path / "am.sqlite3"), passwords=FAST, on_change=listener) as store:
         with caplog.at_level(logging.ERROR):
-            store.add_user("alice", actor=SYSTEM)
-        assert store.get_user("alice")
+            store.users.add("alice", actor=SYSTEM)
+        assert store.users.get("alice")
         assert "on_change listener failed" in caplog.text
 
 
@@ -96,9 +97,9 @@ def test_listener_may_read_the_store(tmp_path: Path) -> None:
 
     def listener(event: dict) -> None:
         if event["kind"] == "user.added":
-            seen.append(holder[0].get_user(event["user"]).login)
+            seen.append(holder[0].users.get(event["user"]).login)
 
     with Store(str(tmp_path / "am.sqlite3"), passwords=FAST, on_change=listener) as store:
         holder.append(store)
-        store.add_user("alice", actor=SYSTEM)
+        store.users.add("alice", actor=SYSTEM)
     assert seen == ["alice"]

@@ -8,13 +8,12 @@ every connection. Keys of disabled users are hidden from the lookups sshd uses.
 
 from __future__ import annotations
 
-import sqlite3
-
-from applikant.manager.base import StoreBase, parse_id
 from applikant.manager.errors import BadRequest, Conflict, NotFound
-from applikant.manager.models import SshKey
 from applikant.manager.names import check_text
 from applikant.manager.sshkeys import parse_public_key
+from applikant.manager.store.core import Part, Query, Row
+from applikant.manager.store.rows import actor_is_admin, parse_id, user_row
+from applikant.schema.users import SshKey
 
 TITLE_MAX = 128
 KEY_SELECT = (
@@ -22,9 +21,10 @@ KEY_SELECT = (
     " k.fingerprint, k.public_key, k.created_at, k.last_used_at, u.disabled"
     " FROM ssh_keys k JOIN users u ON u.id = k.user_id JOIN owners o ON o.id = k.user_id"
 )
+FIND_KEY_SQL = KEY_SELECT + " WHERE k.fingerprint = ?"
 
 
-def key_from_row(row: sqlite3.Row) -> SshKey:
+def key_from_row(row: Row) -> SshKey:
     return SshKey(
         id=f"key-{row['id']}",
         user=f"user-{row['user_id']}",
@@ -39,25 +39,37 @@ def key_from_row(row: sqlite3.Row) -> SshKey:
     )
 
 
-class KeysMixin(StoreBase):
-    def _key_row(self, conn: sqlite3.Connection, ref: object) -> sqlite3.Row:
-        """A key by id (`key-7`) or fingerprint (`SHA256:...`). Raises NotFound."""
-        if not isinstance(ref, str):
-            raise BadRequest("a key must be given by id (key-7) or fingerprint (SHA256:...)")
-        number = parse_id(ref, "key")
-        if number is not None:
-            row = conn.execute(KEY_SELECT + " WHERE k.id = ?", (number,)).fetchone()
-        elif ref.startswith("SHA256:"):
-            row = conn.execute(KEY_SELECT + " WHERE k.fingerprint = ?", (ref,)).fetchone()
-        else:
-            raise BadRequest(
-                f"{ref[:80]!r} is neither a key id (key-7) nor a fingerprint (SHA256:...)"
-            )
-        if row is None:
-            raise NotFound(f"no key {ref}")
-        return row
+def key_row(q: Query, ref: object) -> Row:
+    """A key by id (`key-7`) or fingerprint (`SHA256:...`). Raises NotFound."""
+    if not isinstance(ref, str):
+        raise BadRequest("a key must be given by id (key-7) or fingerprint (SHA256:...)")
+    number = parse_id(ref, "key")
+    if number is not None:
+        row = q.one(KEY_SELECT + " WHERE k.id = ?", (number,))
+    elif ref.startswith("SHA256:"):
+        row = q.one(FIND_KEY_SQL, (ref,))
+    else:
+        raise BadRequest(f"{ref[:80]!r} is neither a key id (key-7) nor a fingerprint (SHA256:...)")
+    if row is None:
+        raise NotFound(f"no key {ref}")
+    return row
 
-    def add_key(
+
+def _key_of(q: Query, ref: str, user: str | None) -> Row:
+    """The key `ref`; with `user`, only if it is theirs: someone else's key is
+    reported as not found, which reveals nothing about it."""
+    row = key_row(q, ref)
+    if user is not None:
+        owner = user_row(q, user)
+        if owner["id"] != row["user_id"]:
+            raise NotFound(f"{owner['login']} has no key {ref}")
+    return row
+
+
+class Keys(Part):
+    """`store.keys`: SSH public keys."""
+
+    def add(
         self,
         user: str,
         key: str,
@@ -76,18 +88,16 @@ class KeysMixin(StoreBase):
         if title is None or title == "":
             title = parsed.comment or f"{parsed.key_type} key"
         check_text(title, "key title", TITLE_MAX)
-        with self._write(actor, node) as tx:
-            owner = self._user_row(tx.conn, user)
-            clash = tx.conn.execute(
-                KEY_SELECT + " WHERE k.fingerprint = ?", (parsed.fingerprint,)
-            ).fetchone()
+        with self._core.write(actor, node) as tx:
+            owner = user_row(tx, user)
+            clash = tx.one(FIND_KEY_SQL, (parsed.fingerprint,))
             if clash is not None:
                 if clash["user_id"] == owner["id"]:
                     raise Conflict(
                         f"this key is already registered to {owner['login']} "
                         f"as {clash['title']!r} ({parsed.fingerprint})"
                     )
-                if self._actor_is_admin(tx.conn, actor):
+                if actor_is_admin(tx, actor):
                     raise Conflict(
                         f"the key is already registered to another account: "
                         f"{clash['login']} (user-{clash['user_id']}); remove it there first"
@@ -96,7 +106,7 @@ class KeysMixin(StoreBase):
                     "the key is already registered to another account; "
                     "use a different key, or ask an admin"
                 )
-            cur = tx.conn.execute(
+            number = tx.insert(
                 "INSERT INTO ssh_keys (user_id, title, key_type, bits, fingerprint,"
                 " public_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -109,7 +119,7 @@ class KeysMixin(StoreBase):
                     tx.now,
                 ),
             )
-            key_id, uid = f"key-{cur.lastrowid}", f"user-{owner['id']}"
+            key_id, uid = f"key-{number}", f"user-{owner['id']}"
             tx.audit(
                 "key.add",
                 user=uid,
@@ -127,23 +137,21 @@ class KeysMixin(StoreBase):
                 key=key_id,
                 fingerprint=parsed.fingerprint,
             )
-            return key_from_row(self._key_row(tx.conn, key_id))
+            return key_from_row(key_row(tx, key_id))
 
-    def list_keys(self, user: str) -> list[SshKey]:
+    def of(self, user: str) -> list[SshKey]:
         """The keys of one user, oldest first. Raises NotFound for an unknown user."""
-        with self._read() as conn:
-            owner = self._user_row(conn, user)
-            rows = conn.execute(
-                KEY_SELECT + " WHERE k.user_id = ? ORDER BY k.id", (owner["id"],)
-            ).fetchall()
+        with self._core.read() as q:
+            owner = user_row(q, user)
+            rows = q.all(KEY_SELECT + " WHERE k.user_id = ? ORDER BY k.id", (owner["id"],))
         return [key_from_row(row) for row in rows]
 
-    def get_key(self, ref: str) -> SshKey:
+    def get(self, ref: str) -> SshKey:
         """A key by id (`key-7`) or fingerprint. Raises NotFound."""
-        with self._read() as conn:
-            return key_from_row(self._key_row(conn, ref))
+        with self._core.read() as q:
+            return key_from_row(key_row(q, ref))
 
-    def remove_key(
+    def remove(
         self, ref: str, *, actor: str, node: str | None = None, user: str | None = None
     ) -> SshKey:
         """Remove a key by id or fingerprint; return what was removed.
@@ -151,14 +159,10 @@ class KeysMixin(StoreBase):
         With `user`, the key must belong to that user (self-service removal): a key
         of someone else is reported as not found, which reveals nothing about it.
         """
-        with self._write(actor, node) as tx:
-            row = self._key_row(tx.conn, ref)
-            if user is not None:
-                owner = self._user_row(tx.conn, user)
-                if owner["id"] != row["user_id"]:
-                    raise NotFound(f"{owner['login']} has no key {ref}")
+        with self._core.write(actor, node) as tx:
+            row = _key_of(tx, ref, user)
             removed = key_from_row(row)
-            tx.conn.execute("DELETE FROM ssh_keys WHERE id = ?", (row["id"],))
+            tx.run("DELETE FROM ssh_keys WHERE id = ?", (row["id"],))
             tx.audit(
                 "key.remove",
                 user=removed.user,
@@ -176,7 +180,7 @@ class KeysMixin(StoreBase):
             )
             return removed
 
-    def update_key(
+    def update(
         self,
         ref: str,
         title: str,
@@ -194,15 +198,11 @@ class KeysMixin(StoreBase):
         if not isinstance(title, str) or not title.strip():
             raise BadRequest("a key needs a title")
         title = check_text(title.strip(), "key title", TITLE_MAX)
-        with self._write(actor, node) as tx:
-            row = self._key_row(tx.conn, ref)
-            if user is not None:
-                owner = self._user_row(tx.conn, user)
-                if owner["id"] != row["user_id"]:
-                    raise NotFound(f"{owner['login']} has no key {ref}")
+        with self._core.write(actor, node) as tx:
+            row = _key_of(tx, ref, user)
             key_id, uid = f"key-{row['id']}", f"user-{row['user_id']}"
             if title != row["title"]:
-                tx.conn.execute("UPDATE ssh_keys SET title = ? WHERE id = ?", (title, row["id"]))
+                tx.run("UPDATE ssh_keys SET title = ? WHERE id = ?", (title, row["id"]))
                 tx.audit(
                     "key.update",
                     user=uid,
@@ -219,35 +219,29 @@ class KeysMixin(StoreBase):
                     key=key_id,
                     fingerprint=row["fingerprint"],
                 )
-            return key_from_row(self._key_row(tx.conn, key_id))
+            return key_from_row(key_row(tx, key_id))
 
-    def find_key_by_fingerprint(
-        self, fingerprint: str, *, include_disabled: bool = False
-    ) -> SshKey | None:
+    def find(self, fingerprint: str, *, include_disabled: bool = False) -> SshKey | None:
         """The key with this fingerprint, or None; an indexed lookup, for sshd's
         AuthorizedKeysCommand. Keys of disabled users are None unless asked for."""
         if not isinstance(fingerprint, str):
             raise BadRequest("fingerprint must be a string")
-        with self._read() as conn:
-            row = conn.execute(FIND_KEY_SQL, (fingerprint,)).fetchone()
+        with self._core.read() as q:
+            row = q.one(FIND_KEY_SQL, (fingerprint,))
         if row is None or (row["disabled"] and not include_disabled):
             return None
         return key_from_row(row)
 
-    def touch_key(self, fingerprint: str) -> None:
+    def touch(self, fingerprint: str) -> None:
         """Record that the key was just used to log in. Not audited: it is no change."""
-        with self._lock:
-            self._conn.execute(
-                "UPDATE ssh_keys SET last_used_at = ? WHERE fingerprint = ?",
-                (self._now(), fingerprint),
-            )
+        self._core.untracked(
+            "UPDATE ssh_keys SET last_used_at = ? WHERE fingerprint = ?",
+            (self._core.now(), fingerprint),
+        )
 
-    def all_keys(self, *, include_disabled: bool = False) -> list[SshKey]:
+    def all(self, *, include_disabled: bool = False) -> list[SshKey]:
         """Every key of every enabled user (for rebuilding authorized_keys), by id."""
         where = "" if include_disabled else " WHERE u.disabled = 0"
-        with self._read() as conn:
-            rows = conn.execute(KEY_SELECT + where + " ORDER BY k.id").fetchall()
+        with self._core.read() as q:
+            rows = q.all(KEY_SELECT + where + " ORDER BY k.id")
         return [key_from_row(row) for row in rows]
-
-
-FIND_KEY_SQL = KEY_SELECT + " WHERE k.fingerprint = ?"

@@ -25,24 +25,29 @@ within `RUNNER_GRACE` seconds are interrupted too: no build stays running foreve
 
 Runners learn of new builds (and of cancels) through am's change events: they
 subscribe (am_user_db.subscribe) and get `build.queued`, `build.cancel`...
+
+The models of the args and answers are applikant.schema.builds (AM_BUILDS).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import trio
-from pydantic import Field
 
 from applikant import gitops
+from applikant.builder.models import Build
 from applikant.logs import EventLog
-from applikant.manager import requests as rq
 from applikant.manager.errors import Forbidden, ServiceError
 from applikant.manager.names import is_zero_id
 from applikant.manager.runtime import Actor, Manager
-from applikant.manager.service import Service, dump
+from applikant.manager.services.base import Service, dump
 from applikant.node.node import CallContext, NodeDownEvent
+from applikant.schema import builds as s
+from applikant.schema.base import Read
+from applikant.schema.hooks import HookCall
 
 __all__ = ["RUNNER_GRACE", "SCRIPT", "BuildsService", "enqueue_builds"]
 
@@ -52,7 +57,7 @@ RUNNER_GRACE = 30.0  # seconds after am starts for runners to say hello
 SCRIPT = ".applikant/build.sh"
 
 
-async def _has_script(req: rq.HookCall, commit: str) -> bool:
+async def _has_script(req: HookCall, commit: str) -> bool:
     """Whether `commit` has build.sh, asked of git here when af did not say
     (only possible when am shares the git host's file system)."""
     if not req.git_dir or not os.path.isdir(req.git_dir):
@@ -61,7 +66,7 @@ async def _has_script(req: rq.HookCall, commit: str) -> bool:
     return found is True
 
 
-async def enqueue_builds(m: Manager, req: rq.HookCall, node: str) -> list[str]:
+async def enqueue_builds(m: Manager, req: HookCall, node: str) -> list[str]:
     """post-receive: queue a build per updated branch (not deletions, not tags)
     whose new commit has build.sh; the lines for the pusher. Idempotent with
     the push's event_id, so a spooled event delivered twice queues once."""
@@ -75,7 +80,7 @@ async def enqueue_builds(m: Manager, req: rq.HookCall, node: str) -> list[str]:
         return []
     try:
         builds, _ = await m.write(
-            m.writer.enqueue_builds,
+            m.writer.builds.enqueue,
             req.repo,
             wanted,
             actor=req.user,
@@ -93,67 +98,9 @@ async def enqueue_builds(m: Manager, req: rq.HookCall, node: str) -> list[str]:
     return [f"build #{b.number} queued for {b.ref.removeprefix('refs/heads/')}" for b in builds]
 
 
-class ListBuilds(rq.Read):
-    repo: str | None = None
-    status: str | None = None
-    limit: int = 50
-    before: int | None = None
-
-
-class BuildRef(rq.Read):
-    build: str | int
-
-
-class ReadLog(rq.Read):
-    build: str | int
-    after: int = 0
-    limit: int = 5000
-
-
-class BuildAction(rq.Mutation):
-    build: str | int
-
-
-class Hello(rq.Read):
-    on_interrupt: Literal["fail", "requeue"] | None = None
-    running: list[str] = Field(default_factory=list, max_length=1000)
-
-
-class Take(rq.Read):
-    count: int = 1
-
-
-class AppendLog(rq.Read):
-    build: str
-    attempt: int
-    lines: list[str] = Field(max_length=5000)
-
-
-class Finish(rq.Read):
-    build: str
-    attempt: int
-    result: dict[str, Any]
-
-
-class Release(rq.Read):
-    why: str = Field(default="interrupted (the runner stopped)", max_length=200)
-
-
 class BuildsService(Service):
     NAME = "am_builds"
-    METHODS = (
-        "list",
-        "get",
-        "log",
-        "cancel",
-        "rerun",
-        "counts",
-        "hello",
-        "take",
-        "append_log",
-        "finish",
-        "release",
-    )
+    SCHEMA = s.AM_BUILDS
 
     def __init__(self, manager: Manager, on_interrupt: str = "fail") -> None:
         super().__init__(manager)
@@ -163,20 +110,19 @@ class BuildsService(Service):
     # ---- people -----------------------------------------------------------------
 
     def _readable(self, actor: Actor, repo: str) -> bool:
-        return actor.is_admin or self.m.reader.check_access(actor.id, repo, "read").allowed
+        return actor.is_admin or self.m.reader.access.check(actor.id, repo, "read").allowed
 
-    def _require_build(self, actor: Actor, build: str | int, level: str) -> Any:
-        found = self.m.reader.get_build(build)
+    def _require_build(self, actor: Actor, build: str | int, level: str) -> Build:
+        found = self.m.reader.builds.get(build)
         self.m.require_repo(actor, found.repo, level)
         return found
 
-    async def list(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(ListBuilds, args, self.where(ctx))
+    async def list(self, ctx: CallContext, req: s.ListBuilds) -> Any:
         actor = self.m.actor(req.actor)
         if req.repo is not None:
             self.m.require_repo(actor, req.repo, "read")
         found = await self.m.bulk_read(
-            self.m.bulk.list_builds,
+            self.m.bulk.builds.all,
             repo=req.repo,
             status=req.status,
             limit=req.limit,
@@ -186,48 +132,44 @@ class BuildsService(Service):
             found = [b for b in found if self._readable(actor, b.repo)]
         return dump(found)
 
-    async def get(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(BuildRef, args, self.where(ctx))
+    async def get(self, ctx: CallContext, req: s.BuildRef) -> Any:
         return dump(self._require_build(self.m.actor(req.actor), req.build, "read"))
 
-    async def log(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(ReadLog, args, self.where(ctx))
+    async def log(self, ctx: CallContext, req: s.ReadLog) -> Any:
         self._require_build(self.m.actor(req.actor), req.build, "read")
         return await self.m.bulk_read(
-            self.m.bulk.read_build_log, req.build, after=req.after, limit=req.limit
+            self.m.bulk.builds.read_log, req.build, after=req.after, limit=req.limit
         )
 
-    async def cancel(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(BuildAction, args, self.where(ctx))
+    async def cancel(self, ctx: CallContext, req: s.BuildAction) -> Any:
         self._require_build(self.m.actor(req.actor), req.build, "write")
         build, _ = await self.m.write(
-            self.m.writer.cancel_build, req.build, actor=req.actor, node=ctx.caller
+            self.m.writer.builds.cancel, req.build, actor=req.actor, node=ctx.caller
         )
         log.info("build_cancel", build=build.id, status=build.status.value, actor=req.actor)
         return dump(build)
 
-    async def rerun(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(BuildAction, args, self.where(ctx))
+    async def rerun(self, ctx: CallContext, req: s.BuildAction) -> Any:
         old = self._require_build(self.m.actor(req.actor), req.build, "write")
         build, _ = await self.m.write(
-            self.m.writer.rerun_build, req.build, actor=req.actor, node=ctx.caller
+            self.m.writer.builds.rerun, req.build, actor=req.actor, node=ctx.caller
         )
         log.info("build_rerun", build=build.id, of=old.id, actor=req.actor)
         return dump(build)
 
-    async def counts(self, ctx: CallContext, args: Any) -> Any:
-        return self.m.reader.build_counts()
+    async def counts(self, ctx: CallContext, req: None) -> Any:
+        return self.m.reader.builds.counts()
 
     # ---- runners ----------------------------------------------------------------
 
-    def _require_runner(self, req: rq.Read) -> None:
+    def _require_runner(self, req: Read) -> None:
         if req.actor != "system":
             raise Forbidden("only runners (the cluster itself) may run builds")
 
-    async def _interrupt(self, runner: str, keep: list[str], why: str) -> list[Any]:
+    async def _interrupt(self, runner: str, keep: Sequence[str], why: str) -> Sequence[Build]:
         policy = self.policies.get(runner, self.default_policy)
         changed, _ = await self.m.write(
-            self.m.writer.interrupt_builds,
+            self.m.writer.builds.interrupt,
             runner,
             policy=policy,
             keep=keep,
@@ -245,8 +187,7 @@ class BuildsService(Service):
             )
         return changed
 
-    async def hello(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(Hello, args, self.where(ctx))
+    async def hello(self, ctx: CallContext, req: s.Hello) -> Any:
         self._require_runner(req)
         if req.on_interrupt:
             self.policies[ctx.caller] = req.on_interrupt
@@ -256,11 +197,10 @@ class BuildsService(Service):
         )
         return {"interrupted": dump(changed)}
 
-    async def take(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(Take, args, self.where(ctx))
+    async def take(self, ctx: CallContext, req: s.Take) -> Any:
         self._require_runner(req)
         taken, _ = await self.m.write(
-            self.m.writer.take_builds, ctx.caller, req.count, actor="system"
+            self.m.writer.builds.take, ctx.caller, req.count, actor="system"
         )
         for build in taken:
             log.info(
@@ -272,11 +212,10 @@ class BuildsService(Service):
             )
         return dump(taken)
 
-    async def append_log(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(AppendLog, args, self.where(ctx))
+    async def append_log(self, ctx: CallContext, req: s.AppendLog) -> Any:
         self._require_runner(req)
         answer, _ = await self.m.write(
-            self.m.writer.append_build_log,
+            self.m.writer.builds.append_log,
             req.build,
             req.lines,
             runner=ctx.caller,
@@ -285,11 +224,10 @@ class BuildsService(Service):
         )
         return answer
 
-    async def finish(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(Finish, args, self.where(ctx))
+    async def finish(self, ctx: CallContext, req: s.Finish) -> Any:
         self._require_runner(req)
         build, _ = await self.m.write(
-            self.m.writer.finish_build,
+            self.m.writer.builds.finish,
             req.build,
             req.result,
             runner=ctx.caller,
@@ -305,8 +243,7 @@ class BuildsService(Service):
         )
         return dump(build)
 
-    async def release(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(Release, args, self.where(ctx))
+    async def release(self, ctx: CallContext, req: s.Release) -> Any:
         self._require_runner(req)
         return {"interrupted": dump(await self._interrupt(ctx.caller, [], req.why))}
 
@@ -329,7 +266,7 @@ class BuildsService(Service):
 
     async def _runner_down(self, runner: str, why: str) -> None:
         try:
-            if runner in self.m.reader.running_runners():
+            if runner in self.m.reader.builds.runners():
                 await self._interrupt(runner, [], why)
         except ServiceError as exc:
             log.error("build_interrupt_failed", runner=runner, reason=exc.message)
@@ -337,7 +274,7 @@ class BuildsService(Service):
     async def _sweep_after_start(self) -> None:
         await trio.sleep(RUNNER_GRACE)
         up = set(self.m.node.nodes())
-        for runner in self.m.reader.running_runners():
+        for runner in self.m.reader.builds.runners():
             if runner not in up:
                 await self._runner_down(
                     runner, f"interrupted (runner {runner} did not come back after am restarted)"

@@ -9,18 +9,18 @@ case-insensitive file systems and confuse people everywhere else).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from applikant.manager.base import REPO_SELECT, StoreBase, json_time
 from applikant.manager.errors import BadRequest, Conflict, NotFound
-from applikant.manager.models import Repo
 from applikant.manager.names import check_branch_name, check_text, parse_repo_path
+from applikant.manager.store.core import Part, Row
+from applikant.manager.store.rows import REPO_SELECT, json_time, owner_row, repo_row, user_row
+from applikant.schema.repos import Repo
 
 DESCRIPTION_MAX = 1024
 
 
-def repo_from_row(row: sqlite3.Row) -> Repo:
+def repo_from_row(row: Row) -> Repo:
     return Repo(
         id=f"repo-{row['id']}",
         owner=row["owner"],
@@ -34,7 +34,7 @@ def repo_from_row(row: sqlite3.Row) -> Repo:
     )
 
 
-def repo_json_from_row(row: sqlite3.Row) -> dict[str, Any]:
+def repo_json_from_row(row: Row) -> dict[str, Any]:
     """`repo_from_row(row).model_dump(mode="json")`, built directly from the row.
 
     Listings send hundreds or thousands of repositories; a model per row (and
@@ -61,8 +61,10 @@ def _check_public(value: object) -> bool:
     return value
 
 
-class ReposMixin(StoreBase):
-    def create_repo(
+class Repos(Part):
+    """`store.repos`: repository records."""
+
+    def create(
         self,
         path: str,
         *,
@@ -81,31 +83,29 @@ class ReposMixin(StoreBase):
         check_text(description, "description", DESCRIPTION_MAX, multiline=True)
         _check_public(is_public)
         check_branch_name(default_branch)
-        with self._write(actor, node) as tx:
-            orow = self._owner_row(tx.conn, owner)
+        with self._core.write(actor, node) as tx:
+            orow = owner_row(tx, owner)
             if orow is None:
                 raise NotFound(f"no user or group named {owner!r}; create it first")
-            clash = tx.conn.execute(
-                REPO_SELECT + " WHERE r.owner_id = ? AND r.name = ?", (orow["id"], name)
-            ).fetchone()
+            clash = tx.one(REPO_SELECT + " WHERE r.owner_id = ? AND r.name = ?", (orow["id"], name))
             if clash is not None:
                 raise Conflict(f"repository {clash['owner']}/{clash['name']} already exists")
-            cur = tx.conn.execute(
+            number = tx.insert(
                 "INSERT INTO repos (owner_id, name, description, is_public, default_branch,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (orow["id"], name, description, int(is_public), default_branch, tx.now),
             )
             full = f"{orow['name']}/{name}"
-            tx.audit("repo.create", full, id=f"repo-{cur.lastrowid}", is_public=is_public)
-            tx.event("repo.created", repo=full, id=f"repo-{cur.lastrowid}")
-            return repo_from_row(self._repo_row(tx.conn, full))
+            tx.audit("repo.create", full, id=f"repo-{number}", is_public=is_public)
+            tx.event("repo.created", repo=full, id=f"repo-{number}")
+            return repo_from_row(repo_row(tx, full))
 
-    def get_repo(self, path: str) -> Repo:
+    def get(self, path: str) -> Repo:
         """The repository `owner/name` (`.git` optional). Raises NotFound."""
-        with self._read() as conn:
-            return repo_from_row(self._repo_row(conn, path))
+        with self._core.read() as q:
+            return repo_from_row(repo_row(q, path))
 
-    def list_repos(
+    def all(
         self,
         *,
         owner: str | None = None,
@@ -121,47 +121,47 @@ class ReposMixin(StoreBase):
         rows = self._repo_rows(owner=owner, visible_to=visible_to, public_only=public_only)
         return [repo_from_row(row) for row in rows]
 
-    def list_repos_json(
+    def all_json(
         self,
         *,
         owner: str | None = None,
         visible_to: str | None = None,
         public_only: bool = False,
     ) -> list[dict[str, Any]]:
-        """What list_repos returns, as the JSON-friendly dicts the service sends
+        """What `all` returns, as the JSON-friendly dicts the service sends
         (`Repo.model_dump(mode="json")` of each), without building the models."""
         rows = self._repo_rows(owner=owner, visible_to=visible_to, public_only=public_only)
         return [repo_json_from_row(row) for row in rows]
 
     def _repo_rows(
         self, *, owner: str | None, visible_to: str | None, public_only: bool
-    ) -> list[sqlite3.Row]:
+    ) -> list[Row]:
         where: list[str] = []
-        params: dict[str, object] = {}
-        with self._read() as conn:
+        params: list[object] = []
+        with self._core.read() as q:
             if owner is not None:
-                where.append("o.name = :owner")
-                params["owner"] = owner
+                where.append("o.name = ?")
+                params.append(owner)
             if public_only:
                 where.append("r.is_public = 1")
             if visible_to is not None:
-                user = self._user_row(conn, visible_to)
+                user = user_row(q, visible_to)
                 if user["disabled"]:
                     return []
                 if not user["is_admin"]:
                     where.append(
-                        "(r.is_public = 1 OR r.owner_id = :u"
-                        " OR r.owner_id IN (SELECT group_id FROM group_members WHERE user_id = :u)"
-                        " OR r.id IN (SELECT repo_id FROM repo_perms WHERE grantee_id = :u"
-                        "   OR grantee_id IN (SELECT group_id FROM group_members WHERE user_id = :u)))"
+                        "(r.is_public = 1 OR r.owner_id = ?"
+                        " OR r.owner_id IN (SELECT group_id FROM group_members WHERE user_id = ?)"
+                        " OR r.id IN (SELECT repo_id FROM repo_perms WHERE grantee_id = ?"
+                        "   OR grantee_id IN (SELECT group_id FROM group_members WHERE user_id = ?)))"
                     )
-                    params["u"] = user["id"]
+                    params += [user["id"]] * 4
             sql = REPO_SELECT
             if where:
                 sql += " WHERE " + " AND ".join(where)
-            return conn.execute(sql + " ORDER BY o.name, r.name", params).fetchall()
+            return q.all(sql + " ORDER BY o.name, r.name", params)
 
-    def update_repo(
+    def update(
         self,
         path: str,
         *,
@@ -181,50 +181,50 @@ class ReposMixin(StoreBase):
             changes["is_public"] = _check_public(is_public)
         if default_branch is not None:
             changes["default_branch"] = check_branch_name(default_branch)
-        with self._write(actor, node) as tx:
-            row = self._repo_row(tx.conn, path)
+        with self._core.write(actor, node) as tx:
+            row = repo_row(tx, path)
             for column, value in changes.items():
-                tx.conn.execute(
+                tx.run(
                     f"UPDATE repos SET {column} = ? WHERE id = ?",
                     (int(value) if isinstance(value, bool) else value, row["id"]),
                 )
             full = f"{row['owner']}/{row['name']}"
             tx.audit("repo.update", full, **changes)
             tx.event("repo.updated", repo=full, id=f"repo-{row['id']}", **changes)
-            return repo_from_row(self._repo_row(tx.conn, full))
+            return repo_from_row(repo_row(tx, full))
 
-    def rename_repo(self, path: str, new_path: str, *, actor: str, node: str | None = None) -> Repo:
+    def rename(self, path: str, new_path: str, *, actor: str, node: str | None = None) -> Repo:
         """Rename a repository, possibly to another owner (`alice/x` -> `team/y`).
 
         Grants and protected branches follow it. A change of case only is allowed.
         Raises NotFound for the repository or the new owner, Conflict if taken.
         """
         new_owner, new_name = parse_repo_path(new_path)
-        with self._write(actor, node) as tx:
-            row = self._repo_row(tx.conn, path)
-            orow = self._owner_row(tx.conn, new_owner)
+        with self._core.write(actor, node) as tx:
+            row = repo_row(tx, path)
+            orow = owner_row(tx, new_owner)
             if orow is None:
                 raise NotFound(f"no user or group named {new_owner!r}")
-            clash = tx.conn.execute(
+            clash = tx.one(
                 REPO_SELECT + " WHERE r.owner_id = ? AND r.name = ?", (orow["id"], new_name)
-            ).fetchone()
+            )
             if clash is not None and clash["id"] != row["id"]:
                 raise Conflict(f"repository {clash['owner']}/{clash['name']} already exists")
-            tx.conn.execute(
+            tx.run(
                 "UPDATE repos SET owner_id = ?, name = ? WHERE id = ?",
                 (orow["id"], new_name, row["id"]),
             )
             old, new = f"{row['owner']}/{row['name']}", f"{orow['name']}/{new_name}"
             tx.audit("repo.rename", new, id=f"repo-{row['id']}", old=old, new=new)
             tx.event("repo.renamed", id=f"repo-{row['id']}", old=old, new=new)
-            return repo_from_row(self._repo_row(tx.conn, new))
+            return repo_from_row(repo_row(tx, new))
 
-    def delete_repo(self, path: str, *, actor: str, node: str | None = None) -> Repo:
+    def delete(self, path: str, *, actor: str, node: str | None = None) -> Repo:
         """Delete a repository's record with its grants and protections; return it."""
-        with self._write(actor, node) as tx:
-            row = self._repo_row(tx.conn, path)
+        with self._core.write(actor, node) as tx:
+            row = repo_row(tx, path)
             repo = repo_from_row(row)
-            tx.conn.execute("DELETE FROM repos WHERE id = ?", (row["id"],))
+            tx.run("DELETE FROM repos WHERE id = ?", (row["id"],))
             tx.audit("repo.delete", repo.full_name, id=repo.id)
             tx.event("repo.deleted", repo=repo.full_name, id=repo.id)
             return repo

@@ -29,6 +29,8 @@ With `audit: true` (af for SSH, aw for HTTP clones with credentials), a denial
 is also recorded as `access.denied` (actor: the user or `anonymous`; repo;
 details user, access, reason; node: the caller) before the answer goes back;
 an allowed call, or one without `audit`, writes nothing.
+
+The models of the args and answers are applikant.schema.repos (AM_REPO_DB).
 """
 
 from __future__ import annotations
@@ -37,13 +39,12 @@ import re
 from typing import Any
 
 from applikant.logs import EventLog
-from applikant.manager import requests as rq
-from applikant.manager.base import SYSTEM
 from applikant.manager.errors import BadRequest, Forbidden, ServiceError
-from applikant.manager.models import AccessDecision
-from applikant.manager.service import Service, dump
+from applikant.manager.services.base import Service, dump
 from applikant.manager.store import Store
 from applikant.node.node import CallContext
+from applikant.schema import repos as s
+from applikant.schema.base import SYSTEM, Read
 
 log = EventLog("am")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -57,12 +58,12 @@ def _printable(text: str, limit: int) -> str:
 def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
     """The repositories `user` can read, with the level they have (bulk thread)."""
     if user is None:
-        repos = store.list_repos_json(public_only=True)
+        repos = store.repos.all_json(public_only=True)
     else:
-        repos = store.list_repos_json(visible_to=user)
+        repos = store.repos.all_json(visible_to=user)
     out = []
     for repo in repos:
-        decision = store.check_access(user, repo["full_name"], "read")
+        decision = store.access.check(user, repo["full_name"], "read")
         if decision.allowed:
             out.append(
                 {
@@ -78,54 +79,37 @@ def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
 
 class RepoDb(Service):
     NAME = "am_repo_db"
-    METHODS = (
-        "check_access",
-        "list_readable",
-        "create_repo",
-        "get_repo",
-        "list_repos",
-        "update_repo",
-        "rename_repo",
-        "delete_repo",
-        "grant",
-        "revoke",
-        "list_grants",
-        "protect_branch",
-        "unprotect_branch",
-        "list_protected",
-        "query_audit",
-        "recent_pushes",
-        "counts",
-    )
+    SCHEMA = s.AM_REPO_DB
 
     # ---- decisions ----------------------------------------------------------
 
-    async def check_access(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.CheckAccess, args, self.where(ctx))
+    async def check_access(self, ctx: CallContext, req: s.CheckAccess) -> Any:
         if req.actor != SYSTEM:
             actor = self.m.actor(req.actor)
             if not actor.is_admin and req.user != actor.id:
                 raise Forbidden(f"{actor.login} may ask about their own access only")
-        decision: AccessDecision = self.m.reader.check_access(req.user, req.repo, req.access)
+        decision = self.m.reader.access.check(req.user, req.repo, req.access)
         if req.audit and not decision.allowed:
             await self._audit_denial(req, decision, ctx.caller)
         return {"allowed": decision.allowed, "reason": decision.reason, "level": decision.level}
 
-    async def _audit_denial(self, req: rq.CheckAccess, decision: AccessDecision, node: str) -> None:
+    async def _audit_denial(
+        self, req: s.CheckAccess, decision: s.AccessDecision, node: str
+    ) -> None:
         """Record a denied attempt; the denial stands even if it cannot be recorded."""
         try:
-            repo = self.m.reader.get_repo(req.repo).full_name
+            repo = self.m.reader.repos.get(req.repo).full_name
         except ServiceError:
             repo = _printable(req.repo.removesuffix(".git"), 300)
         user = "anonymous" if req.user is None else _printable(req.user, 128)
         if req.user is not None and not req.user.startswith("user-"):
             try:  # a login: the log names accounts by id, as everywhere else
-                user = self.m.reader.get_user(req.user).id
+                user = self.m.reader.users.get(req.user).id
             except ServiceError:
                 pass
         try:
             await self.m.write(
-                self.m.writer.record,
+                self.m.writer.audit.record,
                 "access.denied",
                 actor=user,
                 node=node,
@@ -136,8 +120,7 @@ class RepoDb(Service):
             log.warning("access_denied_not_recorded", repo=repo, reason=exc.message)
         log.info("access_denied", repo=repo, user=user, access=req.access, peer=node)
 
-    async def list_readable(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.ListReadable, args, self.where(ctx))
+    async def list_readable(self, ctx: CallContext, req: s.ListReadable) -> Any:
         actor = self.m.actor(req.actor)
         if not actor.is_admin and req.user != actor.id:
             raise Forbidden(f"{actor.login} may list their own repositories only")
@@ -145,11 +128,10 @@ class RepoDb(Service):
 
     # ---- repositories -------------------------------------------------------
 
-    async def create_repo(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.CreateRepo, args, self.where(ctx))
+    async def create_repo(self, ctx: CallContext, req: s.CreateRepo) -> Any:
         self.m.require_namespace(self.m.actor(req.actor), req.path)
         repo, _ = await self.m.write(
-            self.m.writer.create_repo,
+            self.m.writer.repos.create,
             req.path,
             actor=req.actor,
             node=ctx.caller,
@@ -159,28 +141,25 @@ class RepoDb(Service):
         )
         return dump(repo)
 
-    async def get_repo(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.RepoRef, args, self.where(ctx))
+    async def get_repo(self, ctx: CallContext, req: s.RepoRef) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "read")
-        return dump(self.m.reader.get_repo(req.repo))
+        return dump(self.m.reader.repos.get(req.repo))
 
-    async def list_repos(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.ListRepos, args, self.where(ctx))
+    async def list_repos(self, ctx: CallContext, req: s.ListRepos) -> Any:
         actor = self.m.actor(req.actor)
         visible_to = req.visible_to if actor.is_admin else actor.id
-        # Plain dicts from the rows: no model per repository (see list_repos_json).
+        # Plain dicts from the rows: no model per repository (see Repos.all_json).
         return await self.m.bulk_read(
-            self.m.bulk.list_repos_json,
+            self.m.bulk.repos.all_json,
             owner=req.owner,
             visible_to=visible_to,
             public_only=req.public_only,
         )
 
-    async def update_repo(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.UpdateRepo, args, self.where(ctx))
+    async def update_repo(self, ctx: CallContext, req: s.UpdateRepo) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         repo, _ = await self.m.write(
-            self.m.writer.update_repo,
+            self.m.writer.repos.update,
             req.repo,
             actor=req.actor,
             node=ctx.caller,
@@ -190,52 +169,51 @@ class RepoDb(Service):
         )
         return dump(repo)
 
-    async def rename_repo(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.RenameRepo, args, self.where(ctx))
+    async def rename_repo(self, ctx: CallContext, req: s.RenameRepo) -> Any:
         actor = self.m.actor(req.actor)
         self.m.require_repo(actor, req.repo, "admin")
         self.m.require_namespace(actor, req.new_path)
         repo, _ = await self.m.write(
-            self.m.writer.rename_repo, req.repo, req.new_path, actor=req.actor, node=ctx.caller
+            self.m.writer.repos.rename, req.repo, req.new_path, actor=req.actor, node=ctx.caller
         )
         return dump(repo)
 
-    async def delete_repo(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.DeleteRepo, args, self.where(ctx))
+    async def delete_repo(self, ctx: CallContext, req: s.DeleteRepo) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         repo, _ = await self.m.write(
-            self.m.writer.delete_repo, req.repo, actor=req.actor, node=ctx.caller
+            self.m.writer.repos.delete, req.repo, actor=req.actor, node=ctx.caller
         )
         return dump(repo)
 
     # ---- permissions and protection -----------------------------------------
 
-    async def grant(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.Grant, args, self.where(ctx))
+    async def grant(self, ctx: CallContext, req: s.Grant) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         grant, _ = await self.m.write(
-            self.m.writer.grant, req.repo, req.grantee, req.level, actor=req.actor, node=ctx.caller
+            self.m.writer.access.grant,
+            req.repo,
+            req.grantee,
+            req.level,
+            actor=req.actor,
+            node=ctx.caller,
         )
         return dump(grant)
 
-    async def revoke(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.Revoke, args, self.where(ctx))
+    async def revoke(self, ctx: CallContext, req: s.Revoke) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         await self.m.write(
-            self.m.writer.revoke, req.repo, req.grantee, actor=req.actor, node=ctx.caller
+            self.m.writer.access.revoke, req.repo, req.grantee, actor=req.actor, node=ctx.caller
         )
         return None
 
-    async def list_grants(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.RepoRef, args, self.where(ctx))
+    async def list_grants(self, ctx: CallContext, req: s.RepoRef) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
-        return dump(self.m.reader.list_grants(req.repo))
+        return dump(self.m.reader.access.grants(req.repo))
 
-    async def protect_branch(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.Protect, args, self.where(ctx))
+    async def protect_branch(self, ctx: CallContext, req: s.Protect) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         rule, _ = await self.m.write(
-            self.m.writer.protect_branch,
+            self.m.writer.branches.protect,
             req.repo,
             req.pattern,
             actor=req.actor,
@@ -244,23 +222,24 @@ class RepoDb(Service):
         )
         return dump(rule)
 
-    async def unprotect_branch(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.Unprotect, args, self.where(ctx))
+    async def unprotect_branch(self, ctx: CallContext, req: s.Unprotect) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         await self.m.write(
-            self.m.writer.unprotect_branch, req.repo, req.pattern, actor=req.actor, node=ctx.caller
+            self.m.writer.branches.unprotect,
+            req.repo,
+            req.pattern,
+            actor=req.actor,
+            node=ctx.caller,
         )
         return None
 
-    async def list_protected(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.RepoRef, args, self.where(ctx))
+    async def list_protected(self, ctx: CallContext, req: s.RepoRef) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "read")
-        return dump(self.m.reader.list_protected(req.repo))
+        return dump(self.m.reader.branches.rules(req.repo))
 
     # ---- audit and figures --------------------------------------------------
 
-    async def query_audit(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.QueryAudit, args, self.where(ctx))
+    async def query_audit(self, ctx: CallContext, req: s.QueryAudit) -> Any:
         actor = self.m.actor(req.actor)
         if not actor.is_admin:
             if req.query.repo is None:
@@ -271,23 +250,21 @@ class RepoDb(Service):
             self.m.require_repo(actor, req.query.repo, "admin")
         if req.query.limit < 1:
             raise BadRequest(f"{self.where(ctx)}: field 'query.limit' must be at least 1")
-        entries = await self.m.bulk_read(self.m.bulk.query_audit, **req.query.model_dump())
+        entries = await self.m.bulk_read(self.m.bulk.audit.query, **req.query.model_dump())
         return dump(entries)
 
-    async def recent_pushes(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.RecentPushes, args, self.where(ctx))
+    async def recent_pushes(self, ctx: CallContext, req: s.RecentPushes) -> Any:
         actor = self.m.actor(req.actor)
-        entries = self.m.reader.recent_pushes(req.limit)
+        entries = self.m.reader.audit.recent_pushes(req.limit)
         if not actor.is_admin:
             entries = [
                 e
                 for e in entries
                 if e.repo is not None
-                and self.m.reader.check_access(actor.id, e.repo, "read").allowed
+                and self.m.reader.access.check(actor.id, e.repo, "read").allowed
             ]
         return dump(entries)
 
-    async def counts(self, ctx: CallContext, args: Any) -> Any:
-        req = rq.parse(rq.Read, args, self.where(ctx))
+    async def counts(self, ctx: CallContext, req: Read) -> Any:
         self.m.actor(req.actor)
-        return dump(self.m.reader.counts())
+        return dump(self.m.reader.audit.counts())

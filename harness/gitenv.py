@@ -274,7 +274,7 @@ class GitSite:
         """Audit entries of accepted pushes to ``repo``, oldest first."""
         entries = self.call_am(
             "am_repo_db", "query_audit", {"query": {"action": "push", "repo": repo, "limit": 10000}}
-        )
+        )["items"]
         return sorted((e for e in entries if e["action"] == "push"), key=lambda e: e["id"])
 
     # ---- git ----------------------------------------------------------------------

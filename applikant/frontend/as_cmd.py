@@ -14,7 +14,8 @@ sshd runs it for every SSH login with a key af put in authorized_keys (or that
    shell), with ``APPLIKANT_USER`` and ``APPLIKANT_REPO`` set for the hooks;
 4. on no, prints one line on stderr (``applikant: <reason>``) and exits 1.
 
-``info`` lists the repos the user can read, with the access they have.
+``info`` lists the repos the user can read, with the access they have (the
+first hundred: af asks am for one page).
 
 When af or am cannot be reached: one line within 5 seconds, exit 1, nothing
 executed. Imports neither trio, pydantic nor typer: it starts on every fetch.
@@ -93,6 +94,8 @@ def _info(client: Client, user: str) -> int:
         lines.append(f"{flags:<7} {entry.get('repo')}")
     if not repos:
         lines.append(" (no repositories)")
+    elif info.get("more"):
+        lines += ["", f" (the first {len(repos)}; the web UI lists every one)"]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return 0

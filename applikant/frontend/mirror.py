@@ -11,9 +11,10 @@ the snapshot already contained changes nothing. Events queued before the marker
 are dropped: the snapshot is newer than them.
 
 Keys, ``keys_mode = "file"``: the authorized_keys file is rewritten atomically
-(:func:`applikant.frontend.authkeys.write_atomic`) after each batch of events,
-so a key added in am works within milliseconds. ``keys_mode = "command"``:
-nothing is kept; sshd asks ``keys-for`` at each login (see auth.py).
+after each batch of events from lines made once per key (keysfile.py), so a key
+added in am works within milliseconds, also among 100,000. ``keys_mode =
+"command"``: nothing is kept; sshd asks ``keys-for`` at each login (see auth.py).
+A snapshot (all keys, all repos) is read from am a page at a time.
 
 Repos: created, renamed and deleted on disk as am's events say. The resync
 creates what is missing and follows renames it missed (each repo carries its
@@ -33,6 +34,7 @@ import trio
 
 from applikant.amclient import AmClient, AmError, AmRefused
 from applikant.frontend import authkeys
+from applikant.frontend.keysfile import KeysFile
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
 from applikant.logs import EventLog
 from applikant.node.node import CallContext
@@ -47,6 +49,7 @@ RESYNC: dict[str, Any] = {"kind": "_resync"}
 ID_FILE = "applikant-id"
 AM_TIMEOUT = 10.0
 QUEUE_SIZE = 10000
+PAGE = 1000  # items per page of am's lists in a snapshot
 
 
 class Mirror:
@@ -57,13 +60,12 @@ class Mirror:
     ) -> None:
         if keys_mode not in ("file", "command"):
             raise ValueError(f"af.keys_mode must be 'file' or 'command', not {keys_mode!r}")
-        authkeys._check_as_command(as_command)  # fail at start, not at the first key
         self.link = link
         self.disk = disk
         self.keys_mode = keys_mode
         self.keys_file = keys_file
         self.as_command = as_command
-        self.keys: dict[str, tuple[str, str]] = {}  # fingerprint -> (user id, key line)
+        self.keys = KeysFile(keys_file, as_command)
         self.synced = False  # a full snapshot has been applied since the last connect
         self.applied = 0  # events applied (tests wait on it)
         self._send, self._recv = trio.open_memory_channel[dict[str, Any]](QUEUE_SIZE)
@@ -127,16 +129,29 @@ class Mirror:
                 self.applied += 1
             await self._write_keys()
 
+    async def _every(self, service: str, method: str) -> list[Any]:
+        """Every item of one of am's paged lists."""
+        items: list[Any] = []
+        cursor = None
+        while True:
+            page = await self.link.call(
+                service, method, {"limit": PAGE, "cursor": cursor}, timeout=AM_TIMEOUT
+            )
+            items += page["items"]
+            cursor = page["next"]
+            if cursor is None:
+                return items
+
+    async def _reload_keys(self) -> None:
+        self.keys.replace(await self._every("am_user_db", "all_keys"))
+        self._dirty = True
+
     async def _resync(self) -> None:
         if self.keys_mode == "file":
-            keys = await self.link.call("am_user_db", "all_keys", {}, timeout=AM_TIMEOUT)
-            self.keys = {}
-            for key in keys:
-                self._add_key(key)
-            self._dirty = True
+            await self._reload_keys()
             await self._write_keys()
-        repos = await self.link.call("am_repo_db", "list_repos", {}, timeout=AM_TIMEOUT)
-        await trio.to_thread.run_sync(self._reconcile_repos, list(repos))
+        repos = await self._every("am_repo_db", "list_repos")
+        await trio.to_thread.run_sync(self._reconcile_repos, repos)
         self.synced = True
         log.info("resynced", keys=len(self.keys), repos=len(repos))
 
@@ -163,34 +178,23 @@ class Mirror:
                 {"fingerprint": event.get("fingerprint")},
                 timeout=AM_TIMEOUT,
             )
-            if key:
-                self._add_key(key)
+            if isinstance(key, dict) and self.keys.add(key):
                 self._dirty = True
         elif kind == "key.removed":
-            if self.keys.pop(str(event.get("fingerprint")), None) is not None:
+            if self.keys.remove(str(event.get("fingerprint"))):
                 self._dirty = True
         elif kind == "user.disabled":
-            user = event.get("user")
-            for fp in [fp for fp, (uid, _) in self.keys.items() if uid == user]:
-                del self.keys[fp]
+            if self.keys.remove_user(str(event.get("user"))):
                 self._dirty = True
         elif kind in ("user.enabled", "user.deleted"):
-            keys = await self.link.call("am_user_db", "all_keys", {}, timeout=AM_TIMEOUT)
-            self.keys = {}
-            for key in keys:
-                self._add_key(key)
-            self._dirty = True
-
-    def _add_key(self, key: Any) -> None:
-        if isinstance(key, dict) and isinstance(key.get("fingerprint"), str):
-            self.keys[key["fingerprint"]] = (str(key.get("user")), str(key.get("public_key")))
+            await self._reload_keys()
 
     async def _write_keys(self) -> None:
         if not self._dirty or self.keys_mode != "file":
             return
-        content = authkeys.render(list(self.keys.values()), self.as_command)
+        lines = self.keys.lines()
         self._dirty = False
-        await trio.to_thread.run_sync(_write_keys_file, self.keys_file, content)
+        await trio.to_thread.run_sync(self.keys.write, lines)
 
     async def _fetch_repo(self, full_name: str) -> dict[str, Any] | None:
         try:
@@ -296,9 +300,3 @@ def _set_head(path: str, branch: str) -> None:
     except OSError:
         pass
     authkeys.write_atomic(head, want, mode=0o644)
-
-
-def _write_keys_file(path: str, content: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    authkeys.write_atomic(path, content, mode=0o600)

@@ -22,9 +22,9 @@ logged-in user). Mutating methods require it; reads default to `system`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from applikant.node.errors import BadRequest
 
@@ -35,6 +35,8 @@ __all__ = [
     "Mutation",
     "Op",
     "OwnerKind",
+    "Page",
+    "Paged",
     "Read",
     "Req",
     "Result",
@@ -70,6 +72,27 @@ class Mutation(Req):
 
 class Read(Req):
     actor: str = SYSTEM
+
+
+class Paged(Req):
+    """A page of a list: at most `limit` items after `cursor` (the `next` of the
+    page before; none for the first page). Cursors are opaque; see
+    applikant.manager.store.paging."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+T = TypeVar("T")
+
+
+class Page(Result, Generic[T]):
+    """One page of a list: `next` is the cursor of the page after it (None: the
+    last page); `total` is given only when it cost nothing to know."""
+
+    items: list[T]
+    next: str | None = None
+    total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import AccessLevel, Body, Mutation, Op, OwnerKind, Read, Req, Result
+from .base import AccessLevel, Body, Mutation, Op, OwnerKind, Page, Paged, Read, Req, Result
 
 # ---- results ------------------------------------------------------------------
 
@@ -152,13 +152,19 @@ class RepoRef(Read):
     repo: str
 
 
-class ListRepos(Read):
+class ListRepos(Read, Paged):
+    """Without `owner`: the site's repositories by id (`newest_first` turns the
+    order round); with it, that owner's by name. `q` searches names and
+    descriptions."""
+
     owner: str | None = None
     visible_to: str | None = None
     public_only: bool = False
+    q: str | None = Field(default=None, max_length=100)
+    newest_first: bool = False
 
 
-class ListReadable(Read):
+class ListReadable(Read, Paged):
     user: str | None
 
 
@@ -208,6 +214,7 @@ class AuditFilter(Req):
     since: str | None = None
     until: str | None = None
     limit: int = 100
+    cursor: str | None = Field(default=None, max_length=512)
 
 
 class QueryAudit(Read):
@@ -220,10 +227,10 @@ class RecentPushes(Read):
 
 AM_REPO_DB: dict[str, Op] = {
     "check_access": Op(CheckAccess, AccessDecision),
-    "list_readable": Op(ListReadable, list[Readable]),
+    "list_readable": Op(ListReadable, Page[Readable]),
     "create_repo": Op(CreateRepo, Repo),
     "get_repo": Op(RepoRef, Repo),
-    "list_repos": Op(ListRepos, list[Repo]),
+    "list_repos": Op(ListRepos, Page[Repo]),
     "update_repo": Op(UpdateRepo, Repo),
     "rename_repo": Op(RenameRepo, Repo),
     "delete_repo": Op(DeleteRepo, Repo),
@@ -233,7 +240,7 @@ AM_REPO_DB: dict[str, Op] = {
     "protect_branch": Op(Protect, ProtectedBranch),
     "unprotect_branch": Op(Unprotect, None),
     "list_protected": Op(RepoRef, list[ProtectedBranch]),
-    "query_audit": Op(QueryAudit, list[AuditEntry]),
+    "query_audit": Op(QueryAudit, Page[AuditEntry]),
     "recent_pushes": Op(RecentPushes, list[AuditEntry]),
     "counts": Op(Read, Counts),
 }

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from .base import Body, Mutation, Op, Read, Req, Result
+from .base import Body, Mutation, Op, Page, Paged, Read, Req, Result
 
 TOKEN_TITLE_MAX = 100
 """The longest API token title am accepts."""
@@ -147,8 +147,15 @@ class UserRef(Read):
     user: str
 
 
-class ListUsers(Read):
+class ListUsers(Read, Paged):
+    """Users by login; `q` searches logins and display names."""
+
     include_disabled: bool = True
+    q: str | None = Field(default=None, max_length=100)
+
+
+class ListKeys(UserRef, Paged):
+    pass
 
 
 class UpdateUser(UserChanges, Mutation):
@@ -192,7 +199,7 @@ class FindKey(Read):
     include_disabled: bool = False
 
 
-class AllKeys(Read):
+class AllKeys(Read, Paged):
     include_disabled: bool = False
 
 
@@ -225,6 +232,10 @@ class GroupRef(Read):
     group: str
 
 
+class ListGroups(Read, Paged):
+    pass
+
+
 class DeleteGroup(Mutation):
     group: str
 
@@ -241,7 +252,7 @@ class Subscribe(Req):
 AM_USER_DB: dict[str, Op] = {
     "add_user": Op(AddUser, User),
     "get_user": Op(UserRef, User),
-    "list_users": Op(ListUsers, list[User]),
+    "list_users": Op(ListUsers, Page[User]),
     "update_user": Op(UpdateUser, User),
     "disable_user": Op(UserAction, User),
     "enable_user": Op(UserAction, User),
@@ -250,10 +261,10 @@ AM_USER_DB: dict[str, Op] = {
     "verify_password": Op(VerifyPassword, User | None),
     "add_key": Op(AddKey, SshKey),
     "get_key": Op(KeyRef, SshKey),
-    "list_keys": Op(UserRef, list[SshKey]),
+    "list_keys": Op(ListKeys, Page[SshKey]),
     "remove_key": Op(RemoveKey, SshKey),
     "find_key": Op(FindKey, SshKey | None),
-    "all_keys": Op(AllKeys, list[SshKey]),
+    "all_keys": Op(AllKeys, Page[SshKey]),
     "touch_key": Op(TouchKey, None),
     "update_key": Op(UpdateKey, SshKey),
     "create_token": Op(CreateToken, NewApiToken),
@@ -263,7 +274,7 @@ AM_USER_DB: dict[str, Op] = {
     "create_group": Op(CreateGroup, Group),
     "delete_group": Op(DeleteGroup, None),
     "get_group": Op(GroupRef, Group),
-    "list_groups": Op(Read, list[Group]),
+    "list_groups": Op(ListGroups, Page[Group]),
     "add_member": Op(Membership, Group),
     "remove_member": Op(Membership, Group),
     "groups_of": Op(UserRef, list[str]),

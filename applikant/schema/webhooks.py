@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from applikant.webhooks.models import Attempt
 
-from .base import Mutation, Op, Read, Result
+from .base import Mutation, Op, Page, Paged, Read, Result
 
 
 class Webhook(Result):
@@ -64,9 +66,11 @@ class WebhookRef(Mutation):
     hook: str
 
 
-class HookRead(Read):
+class HookRead(Read, Paged):
+    """A hook's deliveries, newest first; `limit` defaults to 50."""
+
     hook: str
-    limit: int = 50
+    limit: int = Field(default=50, ge=1, le=500)
 
 
 class DeliveryRef(Read):
@@ -81,7 +85,7 @@ AM_WEBHOOKS: dict[str, Op] = {
     "add_hook": Op(AddHook, NewWebhook),
     "list_hooks": Op(HookScope, list[Webhook]),
     "remove_hook": Op(WebhookRef, Webhook),
-    "list_deliveries": Op(HookRead, list[Delivery]),
+    "list_deliveries": Op(HookRead, Page[Delivery]),
     "get_delivery": Op(DeliveryRef, Delivery),
     "redeliver": Op(Redeliver, Delivery),
 }

@@ -138,6 +138,7 @@ class ApiRoute:
     body: type[BaseModel] | None = None
     answer: Any = None  # a model, [model] for a list, None for 204
     status: int = 200
+    paged: bool = False  # ?limit=&cursor=, a Link header to the next page (api.paged)
 
 
 async def viewer(request: Request, *, write: bool) -> Viewer:

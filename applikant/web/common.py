@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -14,6 +15,7 @@ from .auth import Viewer
 __all__ = [
     "AUDIT_FILTERS",
     "client_of",
+    "logins_of",
     "query_audit",
     "readable_repo",
     "require_admin",
@@ -89,8 +91,29 @@ def _utc(value: str) -> str:
     return value
 
 
-async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str], limit: int) -> list[dict]:
-    """Audit entries matching `filters` (the non-empty ones of AUDIT_FILTERS).
+async def logins_of(web: Any, viewer: Viewer, actors: Iterable[str]) -> dict[str, str]:
+    """{user id: login} for the user ids among `actors` (the few on one page):
+    one lookup each, never the whole list of users."""
+    out: dict[str, str] = {}
+    for actor in dict.fromkeys(actors):
+        if re.fullmatch(r"user-[1-9]\d*", actor):
+            try:
+                out[actor] = (await web.am.get_user(viewer.id, actor))["login"]
+            except AmError as exc:
+                if exc.status != 404:
+                    raise
+    return out
+
+
+async def query_audit(
+    web: Any,
+    viewer: Viewer,
+    filters: dict[str, str],
+    limit: int,
+    cursor: str | None = None,
+) -> dict:
+    """A page of the audit entries matching `filters` (the non-empty ones of
+    AUDIT_FILTERS), after `cursor`.
 
     People type what they see: `actor` may be a login as well as `user-42` or
     `system`, and `since`/`until` a day or a time without a zone (UTC). am
@@ -109,4 +132,4 @@ async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str], limit: 
     for bound in ("since", "until"):
         if bound in query:
             query[bound] = _utc(query[bound])
-    return await web.am.query_audit(viewer.id, {**query, "limit": limit})
+    return await web.am.query_audit(viewer.id, {**query, "limit": limit, "cursor": cursor})

@@ -13,12 +13,14 @@ from .auth import AuthError
 from .common import (
     AUDIT_FILTERS,
     client_of,
+    logins_of,
     query_audit,
     require_admin,
     require_login,
     viewer_of,
     web_of,
 )
+from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render
 from .security import TOKEN_TITLE_MAX, new_csrf
 
@@ -78,19 +80,23 @@ async def dashboard(request: Request) -> Response:
     """What the viewer can read: their own and their groups' repositories, the
     latest pushes they may see; site totals and the cluster for site admins.
 
-    Every call to am is bounded: one owner at a time, pushes by a limit.
+    Every call to am is bounded, whatever the viewer may read: the viewer's
+    groups (one indexed lookup), a page of repositories per owner until the list
+    is full, the last pushes by a limit, one lookup per pusher shown.
     """
     viewer = await viewer_of(request)
     if viewer.user is None:
         return redirect("/repos")
-    am = web_of(request).am
+    web = web_of(request)
+    am = web.am
     pushes = await am.recent_pushes(viewer.id, DASHBOARD_PUSHES)
-    groups = [g["name"] for g in await am.list_groups(viewer.id) if viewer.login in g["members"]]
+    groups = await am.groups_of(viewer.id, viewer.id)
     mine: list[dict[str, Any]] = []
     for owner in [viewer.login, *sorted(groups, key=str.lower)]:
         if len(mine) > DASHBOARD_REPOS:
             break
-        mine.extend(await am.list_repos(viewer.id, owner=owner))
+        page = await am.list_repos(viewer.id, owner=owner, limit=DASHBOARD_REPOS + 1 - len(mine))
+        mine.extend(page["items"])
     counts: dict[str, Any] = {}
     nodes: list[dict[str, Any]] = []
     cluster_error = ""
@@ -100,7 +106,7 @@ async def dashboard(request: Request) -> Response:
             nodes = await am.cluster()
         except AmError as exc:
             cluster_error = exc.message
-    logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
+    logins = await logins_of(web, viewer, [p["actor"] for p in pushes])
     return render(
         request,
         "dashboard.html",
@@ -166,20 +172,30 @@ async def password_post(request: Request) -> Response:
     return redirect("/settings/tokens")
 
 
+AUDIT_PAGE = 200
+
+
 async def audit(request: Request) -> Response:
     viewer = await require_admin(request)
+    web = web_of(request)
     filters = {k: request.query_params.get(k, "").strip()[:200] for k in AUDIT_FILTERS}
     error = ""
-    entries: list[dict] = []
+    found: dict[str, Any] = {"items": [], "next": None}
     try:
-        entries = await query_audit(web_of(request), viewer, filters, limit=200)
+        found = await query_audit(web, viewer, filters, AUDIT_PAGE, cursor_of(request))
     except AmError as exc:
         if exc.status != 400:
             raise
         error = exc.message
-    logins = {u["id"]: u["login"] for u in await web_of(request).am.list_users(viewer.id)}
+    entries = found["items"]
     return render(
-        request, "audit.html", entries=entries, filters=filters, error=error, logins=logins
+        request,
+        "audit.html",
+        entries=entries,
+        filters=filters,
+        error=error,
+        logins=await logins_of(web, viewer, [e["actor"] for e in entries]),
+        pager=keyset(request, found, prev_label="← Newest", next_label="Older →"),
     )
 
 

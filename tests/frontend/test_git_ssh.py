@@ -95,7 +95,7 @@ def test_push_denied_without_write_access(
         "am_repo_db",
         "query_audit",
         {"query": {"action": "access.denied", "repo": "alice/readonly"}},
-    )
+    )["items"]
     assert [(e["actor"], e["details"]["access"]) for e in denied] == [(bob.id, "write")]
     assert denied[0]["node"] == site.af_node  # recorded as coming from the git host
 

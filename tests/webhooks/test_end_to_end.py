@@ -76,7 +76,7 @@ def add_hook(
 
 
 def deliveries(site: GitSite, hook: str) -> list[dict[str, Any]]:
-    return site.call_am("am_webhooks", "list_deliveries", {"hook": hook})
+    return site.call_am("am_webhooks", "list_deliveries", {"hook": hook})["items"]
 
 
 def finished(site: GitSite, hook: str, n: int = 1) -> list[dict[str, Any]] | None:

@@ -7,7 +7,7 @@ Methods (args is one map; `actor` as in am_user_db):
 | add_hook | repo (None: site-wide), url, events, secret?, active?, ping? | Webhook + secret | repo admins; site admins for site-wide |
 | list_hooks | repo (None: site-wide) | [Webhook] | the same |
 | remove_hook | hook | Webhook | the same, for the hook's scope |
-| list_deliveries | hook, limit? | [Delivery with its attempts] | the same |
+| list_deliveries | hook, limit?, cursor? | page of Delivery with its attempts | the same |
 | get_delivery | delivery | Delivery | the same |
 | redeliver | delivery | Delivery (the new one) | the same |
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import trio
@@ -175,7 +176,13 @@ class WebhooksService(Service):
 
     async def list_deliveries(self, ctx: CallContext, req: s.HookRead) -> Any:
         self._require_hook(self.m.actor(req.actor), req.hook)
-        return dump(await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit))
+        page = await self.m.read_page(
+            lambda store: partial(store.webhooks.delivery_page, req.hook),
+            req.limit,
+            scan=True,  # each delivery brings its attempts
+            cursor=req.cursor,
+        )
+        return dump(page)
 
     async def get_delivery(self, ctx: CallContext, req: s.DeliveryRef) -> Any:
         delivery = self.m.reader.webhooks.delivery(req.delivery)

@@ -14,6 +14,7 @@ matches `push` and `push.denied`, not `pushy`.
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from applikant.manager.errors import BadRequest
 from applikant.manager.names import check_text
 from applikant.manager.store.branches import as_ref_update
 from applikant.manager.store.core import Part, Query, Row, format_time
+from applikant.manager.store.paging import Page, check_limit, cut, decode
 from applikant.manager.store.rows import repo_row
 from applikant.schema.hooks import RefUpdate
 from applikant.schema.repos import AuditEntry, Counts
@@ -32,6 +34,10 @@ _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
 _ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
+_NO_ID = 1 << 62  # above every id: the first page starts below it
+AUDIT_PAGE_SQL = "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?"
+# The next action name after one, within a dotted family: one index seek each.
+NEXT_ACTION_SQL = "SELECT min(action) FROM audit_log WHERE action > ? AND action < ?"
 
 
 def _check_action(action: object) -> str:
@@ -62,6 +68,26 @@ def _check_event_id(value: object) -> str:
     if not isinstance(value, str) or not _EVENT_ID_RE.match(value):
         raise BadRequest("event_id must be 1 to 64 letters, digits, dashes (a UUID)")
     return value
+
+
+def _actions_under(q: Query, action: str) -> list[str | None]:
+    """`action` and the dotted sub-actions the log holds (`push`, `push.denied`),
+    found by hopping through the index by action (a loose index scan)."""
+    found: list[str | None] = [action]
+    after, end = action + ".", action + "/"
+    while True:
+        name = q.scalar(NEXT_ACTION_SQL, (after, end))
+        if name is None:
+            return found
+        found.append(name)
+        after = name
+
+
+def _newest(ranges: Sequence[Sequence[Row]], limit: int) -> list[Row]:
+    """The first `limit` rows of several newest-first ranges, newest first."""
+    if len(ranges) == 1:
+        return list(ranges[0][:limit])
+    return list(heapq.merge(*ranges, key=lambda row: row["id"], reverse=True))[:limit]
 
 
 def entry_from_row(row: Row) -> AuditEntry:
@@ -155,7 +181,7 @@ class Audit(Part):
             tx.event("repo.pushed", **event)
             return self._entry(tx, entry_id)
 
-    def query(
+    def page(
         self,
         *,
         actor: str | None = None,
@@ -164,24 +190,23 @@ class Audit(Part):
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int = 100,
-    ) -> list[AuditEntry]:
-        """Entries matching every given filter, newest first.
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        """One page of the entries matching every given filter, newest first.
 
         `action` matches itself and its dotted sub-actions; `since` is inclusive,
-        `until` exclusive; `limit` is 1 to 10,000.
+        `until` exclusive; `limit` is 1 to 10,000. The entries come from one
+        index range per matching action (the index by action, then id), or from
+        the index of the actor, the repository or the ids: never a sort of the
+        whole log.
         """
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= LIMIT_MAX:
-            raise BadRequest(f"limit must be an integer from 1 to {LIMIT_MAX}")
-        where: list[str] = []
-        params: list[object] = []
+        check_limit(limit, LIMIT_MAX)
+        key = decode("audit", cursor, int)
+        where = ["id < ?"]
+        params: list[object] = [key[0] if key else _NO_ID]
         if actor is not None:
             where.append("actor = ?")
             params.append(actor)
-        if action is not None:
-            _check_action(action)
-            # A range instead of LIKE, so that the index on action is used.
-            where.append("(action = ? OR (action > ? AND action < ?))")
-            params += [action, action + ".", action + "/"]
         if repo is not None:
             where.append("repo = ?")
             params.append(repo[:-4] if repo.endswith(".git") else repo)
@@ -190,13 +215,26 @@ class Audit(Part):
             if text is not None:
                 where.append(f"time {op} ?")
                 params.append(text)
-        sql = "SELECT * FROM audit_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
         with self._core.read() as q:
-            rows = q.all(sql, (*params, limit))
-        return [entry_from_row(row) for row in rows]
+            actions: list[str | None] = [None]
+            if action is not None:
+                actions = _actions_under(q, _check_action(action))
+            ranges = []
+            for name in actions:
+                sql, args = AUDIT_PAGE_SQL, list(params)
+                if name is not None:
+                    sql = sql.replace("WHERE ", "WHERE action = ? AND ")
+                    args.insert(0, name)
+                sql = sql.replace("id < ?", " AND ".join(where))
+                ranges.append(q.all(sql, (*args, limit + 1)))
+            rows = _newest(ranges, limit + 1)
+        return cut(
+            [entry_from_row(row) for row in rows], limit, "audit", lambda e: (e.id,), key is None
+        )
+
+    def query(self, **filters: Any) -> list[AuditEntry]:
+        """The first page of `page(**filters)`: the newest matching entries."""
+        return self.page(**filters).items
 
     def recent_pushes(self, limit: int = 10) -> list[AuditEntry]:
         """The latest accepted pushes, newest first (for the dashboard)."""

@@ -17,6 +17,7 @@ Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
 Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 Version 4 adds `builds` (the build queue and its history) and `build_logs`.
 Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
+Version 6 adds the indexes the paged lists read in order (store/paging.py).
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -227,7 +228,16 @@ CREATE TABLE webhook_attempts (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
+# Version 6: the indexes of the paged lists (paging.py), each read as one range in
+# the list's order: repositories by id among one owner's and among the public
+# ones (the arms of "what a user may read"), users and groups by name.
+_V6 = """
+CREATE INDEX IF NOT EXISTS repos_by_owner ON repos(owner_id, id);
+CREATE INDEX IF NOT EXISTS repos_public ON repos(is_public, id);
+CREATE INDEX IF NOT EXISTS owners_by_kind ON owners(kind, name);
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -7,6 +7,9 @@ real OpenSSH sshd reading af's authorized_keys, plus git clients with their own 
         site.clone(alice, "alice/project", tmp_path / "w")
 
 Every process is started by this harness and stopped by PID when the block ends.
+With `account=` (harness/account.py) the site runs as production runs it: sshd
+logs clients in as that service account, and am, af and aw run as it; without,
+everything runs as the user running the tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from applikant import procs
 from applikant.node import blocking
 from applikant.node.errors import DistError
 from applikant.node.settings import DistSettings
+from harness.account import ServiceAccount
 from harness.cluster import Cluster
 from harness.notify import NotifySocket
 from harness.sshd import SshServer, make_client_key
@@ -60,7 +63,8 @@ class User:
 
 
 class GitSite:
-    """See the module docstring. ``keys_mode`` is af's ("file" or "command")."""
+    """See the module docstring. ``keys_mode`` is af's ("file" or "command");
+    ``account`` the service account everything runs as (None: this user)."""
 
     def __init__(
         self,
@@ -69,7 +73,9 @@ class GitSite:
         keys_mode: str = "file",
         af_toml: str = "",
         extra_keys_files: tuple[Path, ...] = (),
+        account: ServiceAccount | None = None,
     ) -> None:
+        self.account = account
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.keys_mode = keys_mode
@@ -80,7 +86,7 @@ class GitSite:
             f'\n[af]\nrepo_root = "{self.repo_root}"\nauthorized_keys = "{self.keys_file}"\n'
             f'spool_dir = "{self.spool_dir}"\nkeys_mode = "{keys_mode}"\nam_retry = 0.2\n{af_toml}'
         )
-        self.cluster = Cluster(self.tmp, tick_time=5.0, extra_toml=extra)
+        self.cluster = Cluster(self.tmp, tick_time=5.0, extra_toml=extra, account=account)
         self.env = dict(self.cluster.env)
         self.settings = DistSettings(portmapper_port=self.cluster.pm_port, call_timeout=30.0)
         self.cookie = self.cluster.cookie.encode()
@@ -92,7 +98,7 @@ class GitSite:
         self.home.mkdir(exist_ok=True)
         self.keys_dir = self.tmp / "keys"
         self.keys_dir.mkdir(exist_ok=True)
-        bindir = os.path.dirname(os.path.abspath(sys.executable))
+        bindir = os.path.dirname(os.path.abspath(self.cluster.python))
         sshd_extra = ""
         if keys_mode == "command":
             keys_for = self._safe_keys_for(f"{bindir}/applikant-keys-for")
@@ -105,6 +111,7 @@ class GitSite:
             authorized_keys=self.keys_file if keys_mode == "file" else None,
             extra_config=sshd_extra,
             extra_keys_files=extra_keys_files,
+            user=account.name if account else None,
         )
         self._n = 0
 
@@ -122,6 +129,9 @@ class GitSite:
         self.stop()
 
     def start(self) -> None:
+        if self.account is not None:
+            self.keys_file.parent.mkdir(mode=0o700, exist_ok=True)  # af writes there
+            self.account.own(self.tmp)
         self.cluster.start_portmapper()
         self.start_am()
         self.start_af()
@@ -151,9 +161,10 @@ class GitSite:
         where = self.tmp / f"n{self._n}"  # a short path: AF_UNIX names are limited to 107 bytes
         where.mkdir(exist_ok=True)
         notify = NotifySocket(where)
+        os.chmod(notify.path, 0o777)  # as systemd's: any service account may write
         try:
             proc = procs.Proc(
-                argv,
+                self.cluster.as_account(argv),
                 env={**self.env, "NOTIFY_SOCKET": notify.path},
                 log_path=str(self.tmp / f"{component}-{self._n}.log"),
             )
@@ -169,7 +180,7 @@ class GitSite:
 
     def start_am(self) -> None:
         self.am_proc = self._daemon(
-            "am", [sys.executable, "-m", "applikant.cli.main", "start", "am"]
+            "am", [self.cluster.python, "-m", "applikant.cli.main", "start", "am"]
         )
 
     def kill_am(self, sig: int = signal.SIGKILL) -> None:
@@ -180,7 +191,7 @@ class GitSite:
 
     def start_af(self) -> None:
         self.af_proc = self._daemon(
-            "af", [sys.executable, "-m", "applikant.cli.main", "start", "af"]
+            "af", [self.cluster.python, "-m", "applikant.cli.main", "start", "af"]
         )
 
     def stop_af(self, sig: int = signal.SIGTERM) -> None:

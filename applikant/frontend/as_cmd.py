@@ -21,8 +21,7 @@ When af or am cannot be reached: one line within 5 seconds, exit 1, nothing
 executed. Imports neither trio, pydantic nor typer: it starts on every fetch.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: importing __future__ costs every fetch.
 import os
 import sys
 
@@ -74,7 +73,7 @@ def git_environ(
     return env
 
 
-def _info(client: Client, user: str) -> int:
+def _info(client: "Client", user: str) -> int:
     from applikant.frontend.afclient import Unreachable
 
     try:
@@ -102,7 +101,19 @@ def _info(client: Client, user: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``as``; returns the exit status, or never returns (exec) on success."""
+    """Run ``as``; returns the exit status, or never returns (exec) on success.
+
+    Run as the program (no `argv`), it ends the process itself once its work is
+    done (afclient.exit_now) rather than return to a slow interpreter exit."""
+    status = _main(argv)
+    if argv is None:
+        from applikant.frontend.afclient import exit_now
+
+        exit_now(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     from applikant.frontend.afclient import Client, Unreachable, parse_config_option
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -171,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _hook_server(
-    client: Client, user: str, repo: str, path: str
-) -> Callable[[str, dict[str, str], str], tuple[bool, list[str]]]:
+    client: "Client", user: str, repo: str, path: str
+) -> "Callable[[str, dict[str, str], str], tuple[bool, list[str]]]":
     """What answers the hooks of one push: the same request ``ah`` would send,
     over the link to af this process already has."""
     from applikant.frontend.afclient import Unreachable

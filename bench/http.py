@@ -53,6 +53,15 @@ def _timed(fn) -> float:
 
 def rps(base: str, path: str, clients: int, seconds: float, **client_kwargs) -> float:
     """Requests/second for GET `path` from `clients` threads with keep-alive clients."""
+    count, took = requests(base, path, clients, seconds, **client_kwargs)
+    return count / took
+
+
+def requests(
+    base: str, path: str, clients: int, seconds: float, **client_kwargs
+) -> tuple[int, float]:
+    """(requests answered, seconds taken) for GET `path` from `clients` threads
+    with keep-alive clients, for about `seconds`."""
     counts = [0] * clients
     errors: list[str] = []
     stop = time.perf_counter() + seconds
@@ -74,7 +83,7 @@ def rps(base: str, path: str, clients: int, seconds: float, **client_kwargs) -> 
         t.join()
     if errors:
         raise RuntimeError(errors[0])
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts), time.perf_counter() - start
 
 
 def main() -> None:

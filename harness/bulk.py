@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from applikant.manager.passwords import Passwords
@@ -113,6 +114,6 @@ def fill(path: str, n: int, *, readable: int = 10_000, prefix: str = "s", seed: 
     return Shape(prefix, f"{prefix}readers", n, n, len(granted))
 
 
-def _many(tx: Tx, sql: str, rows: list[tuple[object, ...]]) -> None:
+def _many(tx: Tx, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
     for start in range(0, len(rows), BATCH):
         tx.many(sql, rows[start : start + BATCH])

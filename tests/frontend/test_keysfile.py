@@ -37,6 +37,7 @@ def test_the_same_file_as_a_full_render(tmp_path: Path) -> None:
     assert not kf.add(keys[0])  # already there
     assert kf.remove(keys[4]["fingerprint"]) and not kf.remove(keys[4]["fingerprint"])
     assert kf.remove_user("user-2") and not kf.remove_user("user-2")
+
     def kept(ks: list[dict[str, str]]) -> list[dict[str, str]]:
         return [k for k in ks if k is not keys[4] and k["user"] != "user-2"]
 

@@ -52,9 +52,10 @@ class UserDb(Service):
     NAME = "am_user_db"
     SCHEMA = s.AM_USER_DB
 
-    def _shown(self, actor: Actor, user: s.User) -> dict[str, Any]:
-        data = user.model_dump(mode="json")
-        if not actor.is_admin and user.id != actor.id:
+    def _shown(self, actor: Actor, user: s.User | dict[str, Any]) -> dict[str, Any]:
+        """The user as `actor` may see them: the email only to admins and themself."""
+        data = user.model_dump(mode="json") if isinstance(user, s.User) else user
+        if not actor.is_admin and data["id"] != actor.id:
             data["email"] = ""
         return data
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -134,13 +133,7 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def merged(arms: Iterable[Iterable[int]], limit: int, descending: bool) -> list[int]:
-    """The first `limit` distinct ids of several id-ordered lists, in that order."""
-    out: list[int] = []
-    for number in heapq.merge(*arms, reverse=descending):
-        if out and out[-1] == number:
-            continue
-        out.append(number)
-        if len(out) == limit:
-            break
-    return out
+def merged(ids: Iterable[int], limit: int, descending: bool) -> list[int]:
+    """The first `limit` distinct `ids` in order (the ids of several ranges of at
+    most `limit` each: a set and a sort are cheaper than a merge)."""
+    return sorted(set(ids), reverse=descending)[:limit]

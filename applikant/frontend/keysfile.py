@@ -8,9 +8,17 @@ and the file is written again from the lines already made: one join and one
 atomic write (temp file, fsync, rename), about 20 ms for 100,000 keys here.
 sshd never sees a half-written file.
 
+Newest keys first. sshd reads the file from the top at every login (twice:
+the client's offer, then its signature), parsing each line until one matches:
+among 100,000 keys a key at the end costs a second or more per login here, one
+near the top nothing. A key just added is the one about to be tried (a new
+user, a new laptop); the oldest keys pay the most. A site with that many keys
+is better served by ``keys_mode = "command"`` (keys-for: one indexed lookup per
+login, whatever the number of keys).
+
 The content is exactly :func:`applikant.frontend.authkeys.render` of the keys in
-the order af learned them, which is am's key order (a resync lists keys by id,
-and new keys come after): ``applikant doctor`` compares the two.
+the reverse of the order af learned them, which is am's key order (a resync
+lists keys by id, and new keys come after): ``applikant doctor`` compares the two.
 """
 
 from __future__ import annotations
@@ -63,9 +71,9 @@ class KeysFile:
         return bool(gone)
 
     def lines(self) -> list[str]:
-        """The lines as they are now (a copy: the file is written from it in a
-        worker thread while the dict may change)."""
-        return [line for _, line in self._lines.values()]
+        """The lines as they are now, newest first (a copy: the file is written
+        from it in a worker thread while the dict may change)."""
+        return [line for _, line in reversed(self._lines.values())]
 
     def content(self) -> str:
         return _content(self.lines())

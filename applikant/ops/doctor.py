@@ -545,8 +545,9 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
                 break
     except DistError as exc:
         return Check("authorized_keys", "skip", f"am does not answer: {exc}")
-    expected = authkeys.render(
-        [(k["user"], k["public_key"]) for k in keys], cfg.af.as_command or default_as_command()
+    expected = authkeys.render(  # newest first, as af writes it (frontend/keysfile.py)
+        [(k["user"], k["public_key"]) for k in reversed(keys)],
+        cfg.af.as_command or default_as_command(),
     )
     try:
         with open(path, encoding="utf-8") as f:

@@ -22,7 +22,8 @@ def key(i: int, user: int | None = None) -> dict[str, str]:
 
 
 def full(keys: list[dict[str, str]]) -> str:
-    return render([(k["user"], k["public_key"]) for k in keys], AS)
+    """The file for `keys` in the order af learned them: newest first."""
+    return render([(k["user"], k["public_key"]) for k in reversed(keys)], AS)
 
 
 def test_the_same_file_as_a_full_render(tmp_path: Path) -> None:
@@ -42,6 +43,7 @@ def test_the_same_file_as_a_full_render(tmp_path: Path) -> None:
         return [k for k in ks if k is not keys[4] and k["user"] != "user-2"]
 
     assert kf.content() == full([*kept(keys[:10]), bad, *kept(keys[10:])])
+    assert kf.lines()[0].endswith(f" {keys[-1]['user']}")  # newest first
     kf.write(kf.lines())
     path = tmp_path / "ssh" / "authorized_keys"
     assert path.read_text() == kf.content()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -172,19 +171,17 @@ class Site:
     def keys_for_p50_ms(self, runs: int) -> float:
         """keys-for as sshd runs it: a process, as the account, for one bulk key."""
         fingerprint = self.web.call_am("am_user_db", "get_key", {"key": "key-100"})["fingerprint"]
-        argv = self.account.argv(
-            [
-                self.account.program("applikant-keys-for"),
-                "--config",
-                str(self.web.cluster.config),
-                self.account.name,
-                fingerprint,
-            ]
-        )
+        argv = [
+            self.account.program("applikant-keys-for"),
+            "--config",
+            str(self.web.cluster.config),
+            self.account.name,
+            fingerprint,
+        ]
         times = []
         for _ in range(runs + 3):
             t = time.perf_counter()
-            done = subprocess.run(argv, capture_output=True, text=True, env=self.account.env())
+            done = self.account.run(argv)
             times.append((time.perf_counter() - t) * 1000)
             assert done.returncode == 0 and "command=" in done.stdout, done.stderr
         return statistics.median(times[3:])
@@ -347,11 +344,10 @@ def main() -> None:
 
 def python_pass_ms(account: ServiceAccount, runs: int) -> float:
     """The floor keys-for stands on: the account's Python doing nothing, p50."""
-    argv = account.argv([account.python, "-c", "pass"])
     times = []
     for _ in range(runs + 3):
         t = time.perf_counter()
-        subprocess.run(argv, check=True, env=account.env())
+        account.run([account.python, "-c", "pass"], check=True)
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times[3:])
 

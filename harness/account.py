@@ -30,6 +30,7 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ServiceAccount"]
 
@@ -127,6 +128,20 @@ class ServiceAccount:
         return [
             "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--", *argv
         ]  # fmt: skip
+
+    def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """`argv` run as the account, switched to it in the child before exec (as
+        sshd starts an AuthorizedKeysCommand: no extra program in between)."""
+        return subprocess.run(
+            argv,
+            user=self.uid,
+            group=self.gid,
+            extra_groups=[],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            **kwargs,
+        )
 
     def env(self) -> dict[str, str]:
         """What the account's processes need instead of root's: its home, a plain PATH."""

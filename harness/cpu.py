@@ -51,11 +51,14 @@ def _cpuacct_root() -> Path | None:
 class ServerCpu:
     """See the module docstring. `how` says which way it counts."""
 
-    def __init__(self, pids: Sequence[int], name: str = "applikant-bench") -> None:
+    def __init__(
+        self, pids: Sequence[int], name: str = "applikant-bench", *, cgroup: bool = True
+    ) -> None:
         self.roots = list(pids)
         self.group: Path | None = None
         self.how = "proc"
-        for root, how in ((_cgroup2_root(), "cgroup2"), (_cpuacct_root(), "cgroup1-cpuacct")):
+        found = ((_cgroup2_root(), "cgroup2"), (_cpuacct_root(), "cgroup1-cpuacct"))
+        for root, how in found if cgroup else ():
             if root is None:
                 continue
             group = root / f"{name}-{os.getpid()}-{os.urandom(3).hex()}"

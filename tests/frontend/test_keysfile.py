@@ -43,7 +43,8 @@ def test_the_same_file_as_a_full_render(tmp_path: Path) -> None:
         return [k for k in ks if k is not keys[4] and k["user"] != "user-2"]
 
     assert kf.content() == full([*kept(keys[:10]), bad, *kept(keys[10:])])
-    assert kf.lines()[0].endswith(f" {keys[-1]['user']}")  # newest first
+    newest = kept(keys[10:])[-1]
+    assert kf.lines()[0].split()[-2] == newest["public_key"].split()[1]  # newest first
     kf.write(kf.lines())
     path = tmp_path / "ssh" / "authorized_keys"
     assert path.read_text() == kf.content()

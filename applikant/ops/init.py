@@ -4,6 +4,11 @@ Creates the data directory, the repo root, a strong random cookie readable by th
 service user only, a config file, and am's database with the first admin. Refuses
 to touch an existing installation; `force` rewrites the config file and the cookie
 but never replaces a database (its users are kept; the admin is added if missing).
+
+The repo root gets the cluster's marker (frontend/repostore.py: the cluster id is
+derived from the cookie), unless it has one; :func:`mark_repo_root` marks an
+existing installation's root on the operator's word (`applikant init
+--mark-repo-root`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..frontend import repostore
 from ..manager.errors import BadRequest, Conflict
 from ..manager.names import check_owner_name, check_password
 from ..manager.passwords import Passwords
@@ -54,6 +60,30 @@ def _owner(user: str | None) -> tuple[int, int] | None:
 def _chown(path: Path, owner: tuple[int, int] | None) -> None:
     if owner is not None and os.geteuid() == 0:
         os.chown(path, *owner)
+
+
+def _read_cookie(path: Path) -> bytes | None:
+    try:
+        return path.read_text(encoding="utf-8").strip().encode() or None
+    except OSError:
+        return None
+
+
+def _mark(
+    root: Path, cookie: bytes, old_cookie: bytes | None, owner: tuple[int, int] | None
+) -> None:
+    """The cluster's marker on a new root; a root marked with the cookie this
+    `init --force` replaces follows the new cookie (the same store, re-keyed)."""
+    cluster = repostore.cluster_id(cookie)
+    try:
+        found = repostore.read_marker(str(root))
+    except repostore.MarkerError:
+        return  # af and doctor say what is wrong with it
+    if found is None:
+        repostore.write_marker(str(root), cluster, "applikant init")
+    elif old_cookie is not None and found.cluster == repostore.cluster_id(old_cookie):
+        repostore.rewrite_marker(str(root), cluster, "applikant init --force")
+    _chown(root / repostore.MARKER, owner)
 
 
 def config_text(data_dir: Path, cookie_file: Path, host: str, dev_mode: bool) -> str:
@@ -103,10 +133,13 @@ def initialize(
         _chown(d, owner)
     tmp = cookie_file.with_name(".cookie.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+    old_cookie = _read_cookie(cookie_file)
+    cookie = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
+        f.write(cookie + "\n")
     _chown(tmp, owner)
     os.replace(tmp, cookie_file)
+    _mark(data_dir / "repos", cookie.encode(), old_cookie, owner)
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(config_text(data_dir, cookie_file, host, dev_mode))
     generated = password is None
@@ -132,3 +165,23 @@ def initialize(
     return InitResult(
         config_file, data_dir, cookie_file, db, admin, password if generated else None
     )
+
+
+def mark_repo_root(root: Path, cookie: bytes, *, replace: bool = False) -> repostore.Marker:
+    """Mark ``root`` as this cluster's store: when it has no marker (its store was
+    lost for good and this root starts again), or, with ``replace``, when it
+    carries another cluster id (the cookie was changed on purpose: the store id
+    is kept). InitError when it is another cluster's and ``replace`` is not set."""
+    cluster = repostore.cluster_id(cookie)
+    try:
+        found = repostore.read_marker(str(root))
+    except repostore.MarkerError as exc:
+        raise InitError(f"{exc}; move it away first") from None
+    if found is not None and found.cluster == cluster:
+        return found
+    if found is not None and not replace:
+        raise InitError(
+            f"{root} is marked for cluster {found.cluster}, not this cluster ({cluster}); "
+            "if the cookie was changed on purpose, add --force to re-mark it"
+        )
+    return repostore.rewrite_marker(str(root), cluster, "applikant init --mark-repo-root")

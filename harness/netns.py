@@ -9,7 +9,8 @@ started in it can reach nothing else.
 
 `run(host, argv)` starts a process inside a host (`ip netns exec`), tracked and
 stopped by PID at `close()`; `cut(host)` / `heal(host)` bring the host's switch port
-down and up (packets are dropped silently, like a pulled cable); `close()` stops
+down and up (packets are dropped silently, like a pulled cable); `throttle(host,
+rate)` makes its uplink slow (tc's token bucket filter); `close()` stops
 every process, then deletes the namespaces of this network, and only those
 (names carry a random suffix, so parallel runs never collide).
 
@@ -338,6 +339,26 @@ class Network:
                 return
             time.sleep(0.01)
         raise AssertionError(f"{label}'s link did not come back up")
+
+    def throttle(self, label: str, rate: str) -> None:
+        """Limit what host `label` sends to `rate` (tc's token bucket, e.g. "2mbit"):
+        a slow uplink, so that a transfer is still running when a test acts."""
+        subprocess.run(
+            [
+                *("tc", "-n", self.hosts[label].ns, "qdisc", "replace", "dev", "eth0", "root"),
+                *("tbf", "rate", rate, "burst", "16kb", "latency", "1s"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+
+    def unthrottle(self, label: str) -> None:
+        subprocess.run(
+            ["tc", "-n", self.hosts[label].ns, "qdisc", "del", "dev", "eth0", "root"],
+            capture_output=True,
+            timeout=10,
+        )
 
     # ---- teardown --------------------------------------------------------------
 

@@ -510,6 +510,27 @@ class Deployment:
             )
         return r
 
+    def push_together(
+        self, label: str, user: User, works: dict[str, Path], ref: str = "HEAD:refs/heads/main"
+    ) -> dict[str, subprocess.CompletedProcess[str]]:
+        """`git push origin REF` from each work dir at the same moment (one thread
+        each, released together), from host `label`; the results by key."""
+        import threading
+
+        results: dict[str, subprocess.CompletedProcess[str]] = {}
+        start = threading.Barrier(len(works))
+
+        def push(key: str) -> None:
+            start.wait()
+            results[key] = self.git(label, user, "push", "origin", ref, cwd=works[key], check=False)
+
+        threads = [threading.Thread(target=push, args=(key,)) for key in works]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
     def ssh(
         self, label: str, user: User, git: str, command: str
     ) -> subprocess.CompletedProcess[str]:

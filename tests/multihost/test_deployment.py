@@ -31,7 +31,7 @@ TICK = 2.0
 @pytest.fixture
 def deploy(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Make]:
     """make(labels) -> a Deployment on a fresh Network (hosts 10.77.0.2, .3, ... in
-    the order of `labels`; the pki has certificates for .2 to .4). Everything is
+    the order of `labels`; the pki has certificates for .2 to .5). Everything is
     stopped and the namespaces removed after the test, also when it fails."""
     reason = unavailable()
     if reason is not None:

@@ -340,12 +340,13 @@ class Network:
             time.sleep(0.01)
         raise AssertionError(f"{label}'s link did not come back up")
 
-    def throttle(self, label: str, rate: str) -> None:
-        """Limit what host `label` sends to `rate` (tc's token bucket, e.g. "2mbit"):
-        a slow uplink, so that a transfer is still running when a test acts."""
+    def throttle(self, label: str, rate: str, *, inbound: bool = False) -> None:
+        """Limit what host `label` sends (or, `inbound`, receives) to `rate` (tc's
+        token bucket, e.g. "2mbit"): a slow link, so that a transfer is still running
+        when a test acts. Each host's link has its own queue."""
         subprocess.run(
             [
-                *("tc", "-n", self.hosts[label].ns, "qdisc", "replace", "dev", "eth0", "root"),
+                *("tc", "-n", *self._link_end(label, inbound), "root"),
                 *("tbf", "rate", rate, "burst", "16kb", "latency", "1s"),
             ],
             check=True,
@@ -353,12 +354,20 @@ class Network:
             timeout=10,
         )
 
-    def unthrottle(self, label: str) -> None:
+    def unthrottle(self, label: str, *, inbound: bool = False) -> None:
         subprocess.run(
-            ["tc", "-n", self.hosts[label].ns, "qdisc", "del", "dev", "eth0", "root"],
+            ["tc", "-n", *self._link_end(label, inbound, "del"), "root"],
             capture_output=True,
             timeout=10,
         )
+
+    def _link_end(self, label: str, inbound: bool, verb: str = "replace") -> list[str]:
+        """Where a host's traffic in one direction queues: its own eth0 (outbound)
+        or its port on the switch (inbound)."""
+        h = self.hosts[label]
+        if inbound:
+            return [self.switch, "qdisc", verb, "dev", h.port]
+        return [h.ns, "qdisc", verb, "dev", "eth0"]
 
     # ---- teardown --------------------------------------------------------------
 

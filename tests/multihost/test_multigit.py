@@ -148,19 +148,33 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
 
     # Concurrent pushes to one branch through both hosts: git's ref lock on the
     # shared file system lets exactly one win; the other gets git's own refusal.
+    # In the last rounds each push carries 1 MiB over a slow link into its git
+    # host, so that both have read the refs before either moves one: the loser
+    # then loses at git's ref lock rather than in its client.
     works = {label: d.base / f"race-{label}" for label in ("git1", "git2")}
     for label, w in works.items():
         d.git("client", alice, "clone", "-q", d.ssh_url(label, REPO), str(w))
-    for round_ in range(3):
+    refusals: list[str] = []
+    for round_ in range(4):
+        slow = round_ >= 2
+        for w in works.values():
+            (w / "payload.bin").write_bytes(os.urandom(1024 * 1024 if slow else 16))
         commits = {
             label: d.commit("client", w, f"race {round_} {label}") for label, w in works.items()
         }
-        results = d.push_together("client", alice, works)
+        for label in works if slow else ():
+            d.net.throttle(label, "4mbit", inbound=True)
+        try:
+            results = d.push_together("client", alice, works)
+        finally:
+            for label in works if slow else ():
+                d.net.unthrottle(label, inbound=True)
         winners = [label for label, r in results.items() if r.returncode == 0]
         assert len(winners) == 1, {k: (r.returncode, r.stderr) for k, r in results.items()}
         [loser] = set(works) - set(winners)
         err = results[loser].stderr
-        assert any(s in err for s in GIT_REFUSALS) and "applikant" not in err, err
+        assert any(s in err for s in GIT_REFUSALS) and "push refused" not in err, err
+        refusals.append(next(s for s in GIT_REFUSALS if s in err))
         assert ls_remote(d, "web", alice)["refs/heads/main"] == commits[winners[0]]
         pushed.append(commits[winners[0]])
         for w in works.values():  # both start the next round from the winner
@@ -193,7 +207,10 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
         r = d.git("client", alice, "ls-remote", d.ssh_url(via, "alice/renamed"), check=False)
         assert r.returncode != 0 and "alice/renamed" in r.stderr, r
     assert intents(d) == [] and not [p for p in d.store.iterdir() if p.name.startswith(".trash")]
-    print(f"a push through one host visible through the other and aw after {visible_ms} ms")
+    print(
+        f"a push through one host visible through the other and aw after "
+        f"{[round(ms) for ms in visible_ms]} ms; the racing pushes' losers: {refusals}"
+    )
 
 
 def test_a_root_that_is_not_the_clusters_store_is_refused_and_says_why(deploy: Make) -> None:

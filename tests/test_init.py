@@ -76,3 +76,32 @@ def test_init_takes_a_password_from_stdin_and_refuses_bad_input(tmp_path: Path) 
     assert "password:" not in ok.stdout
     with Store(str(tmp_path / "data" / "am.sqlite3"), passwords=Passwords()) as store:
         assert store.verify_password("root-admin", "long enough pw") is not None
+
+
+def test_init_marks_the_repo_root_for_its_cookie_and_re_marks_it_on_the_operators_word(
+    tmp_path: Path,
+) -> None:
+    from applikant.frontend import repostore
+
+    assert init(tmp_path).returncode == 0
+    data = tmp_path / "data"
+    repos = str(data / "repos")
+
+    def cluster() -> str:
+        return repostore.cluster_id(data.joinpath("cookie").read_text().strip().encode())
+
+    marker = repostore.read_marker(repos)
+    assert marker is not None and marker.cluster == cluster()
+    # --force makes a new cookie: the store it marked follows it (same store id).
+    assert init(tmp_path, "--force").returncode == 0
+    again = repostore.read_marker(repos)
+    assert again is not None and again.cluster == cluster() and again.store == marker.store
+
+    # A root marked by another cluster is left alone unless the operator says so.
+    other = repostore.rewrite_marker(repos, "0" * 32, "another cluster")
+    refused = init(tmp_path, "--mark-repo-root")
+    assert refused.returncode == 1 and "not this cluster" in refused.stderr
+    assert repostore.read_marker(repos) == other
+    forced = init(tmp_path, "--mark-repo-root", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"cluster {cluster()}, store {marker.store}" in forced.stdout

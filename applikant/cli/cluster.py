@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -117,7 +117,7 @@ def _uptime(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def _af_store(node: str) -> dict | None:
+def _af_store(node: str) -> dict[str, Any] | None:
     """An af's view of its repo root (af_status, a local name), None for other nodes."""
     if not node.startswith("af@"):
         return None

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import envconfig
 from . import common
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 app = typer.Typer()
 
@@ -88,7 +91,7 @@ def _mark_repo_root(force: bool) -> None:
     typer.echo(f"{root}: cluster {marker.cluster}, store {marker.store}")
 
 
-def _config():  # type: ignore[no-untyped-def]
+def _config() -> Config:
     from .. import config as config_mod
 
     try:

@@ -196,27 +196,28 @@ class StoreRole:
         """Check the root once am answers, then keep the role as nodes come and go."""
         events = self.node.monitor()
         task_status.started()
-        retry = max(self.link.retry, 0.2)
-        await self._am_seen.wait()
-        while self.state == "checking":
-            try:
-                await self._settle()
-                await self._check()
-            except (AmError, DistError, OSError) as exc:
-                log.warning("store_check_deferred", reason=str(exc))
-                await trio.sleep(retry)
-        tick = self.node.settings.tick_time
-        while self.state == "ok":
-            with trio.move_on_after(tick):
-                event = await events.receive()
-                if isinstance(event, NameLost):
-                    log.info("global_name_kept_elsewhere", name=event.name, winner=event.winner)
-                elif not isinstance(event, NodeDownEvent):
-                    continue
-            try:
-                await self._review()
-            except (DistError, OSError) as exc:
-                log.warning("store_review_failed", reason=str(exc))
+        async with events:  # closed when the role ends (refused): the node stops feeding it
+            await self._am_seen.wait()
+            retry = max(self.link.retry, 0.2)
+            while self.state == "checking":
+                try:
+                    await self._settle()
+                    await self._check()
+                except (AmError, DistError, OSError) as exc:
+                    log.warning("store_check_deferred", reason=str(exc))
+                    await trio.sleep(retry)
+            tick = self.node.settings.tick_time
+            while self.state == "ok":
+                with trio.move_on_after(tick):  # and once a tick: names can leave quietly
+                    event = await events.receive()
+                    if isinstance(event, NameLost):
+                        log.info("global_name_kept_elsewhere", name=event.name, winner=event.winner)
+                    elif not isinstance(event, NodeDownEvent):
+                        continue
+                try:
+                    await self._review()
+                except (DistError, OSError) as exc:
+                    log.warning("store_review_failed", reason=str(exc))
 
     async def _settle(self) -> None:
         try:
@@ -308,11 +309,11 @@ class StoreRole:
     async def _claim(self) -> bool:
         """Claim af_repo_manager (and the other af names that are free); whether
         this af now holds af_repo_manager."""
-        handlers = self.services()
-        try:
-            await self.node.register_global(MANAGER, handlers[MANAGER])
-        except NameTaken:
-            return False
+        if self.node.registry.owner(MANAGER) != self.node.name:
+            try:
+                await self.node.register_global(MANAGER, self.services()[MANAGER])
+            except NameTaken:
+                return False
         await self._settle()
         if self.node.registry.owner(MANAGER) != self.node.name:
             return False

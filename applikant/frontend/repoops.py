@@ -15,8 +15,9 @@ on the word of a list alone: a repo on disk that am does not know is logged.
 
 Test-only fault hook: with ``APPLIKANT_TEST_FAULT=stop-after-intent`` (or
 ``stop-after-intent:<op>`` for one of ``create``, ``rename``, ``delete``) the
-process stops itself (SIGSTOP) right after an intent is durable and before it is
-acted on: what a crash at that point leaves behind, for a test to kill.
+operation stops for good right after its intent is durable and before it is acted
+on (its thread blocks; the rest of af goes on): what a crash at that point leaves
+behind, once a test kills the process.
 
 Blocking code, run in a worker thread.
 """
@@ -24,7 +25,7 @@ Blocking code, run in a worker thread.
 from __future__ import annotations
 
 import os
-import signal
+import threading
 from typing import Any
 
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
@@ -68,7 +69,7 @@ class RepoOps:
         fault = os.environ.get(FAULT_ENV, "")
         if fault in ("stop-after-intent", f"stop-after-intent:{intent['op']}"):
             log.warning("test_fault", fault=fault, intent=os.path.basename(path))
-            os.kill(os.getpid(), signal.SIGSTOP)
+            threading.Event().wait()  # never set
         return path
 
     # ---- operations (each idempotent) -------------------------------------------------

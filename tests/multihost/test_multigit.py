@@ -17,7 +17,7 @@ host; a holder killed between its journal and its act is finished by the af
 that takes over; concurrent pushes to one branch through both hosts have exactly
 one winner, the other gets git's own refusal; a push through one host is
 fetchable at once through the other and through aw; every push is recorded
-once; a git host cut off in the middle of a push leaves the repository
+once and builds once; a git host cut off in the middle of a push leaves the repository
 consistent (`git fsck` clean, refs old or new).
 """
 
@@ -43,7 +43,7 @@ REPO = "alice/project"
 # whether it lost before or after reading the refs): never a refusal of ours.
 GIT_REFUSALS = ("failed to update ref", "cannot lock ref", "fetch first", "non-fast-forward")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # whole clusters on a shared machine
 
 
 @pytest.fixture
@@ -133,8 +133,13 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
     visible_ms = []
     for i, (via, other) in enumerate([("git1", "git2"), ("git2", "git1"), ("git1", "git2")]):
         with_remote(d, work, via)
+        if i == 1:  # from here on every commit has a build script: one build per push
+            (work / ".applikant").mkdir()
+            (work / ".applikant" / "build.sh").write_text("echo hi\n")
+            d.git("client", None, "add", ".applikant", cwd=work)
         commit = d.commit("client", work, f"{i} via {via}")
-        d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
+        r = d.git("client", alice, "push", "origin", "HEAD:refs/heads/main", cwd=work)
+        assert ("queued" in r.stderr) == (i >= 1), r.stderr
         done = time.monotonic()
         for seen in (other, "web"):
             assert ls_remote(d, seen, alice)["refs/heads/main"] == commit, (i, seen)
@@ -159,6 +164,7 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
         slow = round_ >= 2
         for w in works.values():
             (w / "payload.bin").write_bytes(os.urandom(1024 * 1024 if slow else 16))
+            d.git("client", None, "add", "payload.bin", cwd=w)
         commits = {
             label: d.commit("client", w, f"race {round_} {label}") for label, w in works.items()
         }
@@ -181,7 +187,7 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
             d.git("client", alice, "fetch", "-q", "origin", cwd=w)
             d.git("client", None, "reset", "-q", "--hard", "origin/main", cwd=w)
 
-    # Every accepted push recorded once, whichever host took it.
+    # Every accepted push recorded once, and built once, whichever host took it.
     entries = wait_until(
         lambda: (lambda e: e if len(e) >= len(pushed) else None)(d.pushes(REPO)),
         15,
@@ -192,6 +198,8 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
     assert [e["details"]["refs"][0]["new"] for e in entries] == pushed, entries
     assert len({e["event_id"] for e in entries}) == len(entries)
     assert {e["node"] for e in entries} == {af1, af2}
+    builds = d.cli_ok("manager", "build", "list", "--repo", REPO, "--limit", "1000")
+    assert sorted(b["commit"] for b in builds) == sorted(pushed[1:]), builds
     r = d.exec("manager", ["git", "--git-dir", str(d.store / f"{REPO}.git"), "fsck", "--strict"])
     assert r.returncode == 0, r.stderr
 
@@ -349,6 +357,7 @@ def test_a_git_host_cut_off_mid_push_leaves_the_repository_consistent(deploy: Ma
     slow = d.base / "slow"
     d.git("client", alice, "clone", "-q", d.ssh_url("git2", REPO), str(slow))
     (slow / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))  # incompressible
+    d.git("client", None, "add", "big.bin", cwd=slow)
     big = d.commit("client", slow, "a big one through git2")
 
     # The client's uplink made slow, a push through git2 started; once git2 is

@@ -78,13 +78,7 @@ _SERVER_HOOKS = frozenset(
     )
 )
 _GIT_TIMEOUT = 60
-# core.fsync=committed: loose objects are fsynced too (git's default leaves them
-# out), so a ref that moved never points at objects a crash of the file server lost.
-_CONFIG = (
-    ("core.hooksPath", "hooks"),
-    ("core.logAllRefUpdates", "true"),
-    ("core.fsync", "committed"),
-)
+_CONFIG = (("core.hooksPath", "hooks"), ("core.logAllRefUpdates", "true"))
 _LOCK_NAME = ".applikant.lock"
 _TRASH_PREFIX = ".trash-"
 _TMP_PREFIX = ".tmp-"

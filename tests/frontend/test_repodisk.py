@@ -61,7 +61,6 @@ def test_create_layout_hooks_and_config(disk: RepoDisk, hook_program: Path) -> N
     assert sorted(os.listdir(os.path.join(path, "hooks"))) == sorted(ALL_HOOKS)  # no samples
     assert git("config", "core.logAllRefUpdates", cwd=Path(path)).strip() == "true"
     assert git("config", "core.hooksPath", cwd=Path(path)).strip() == "hooks"
-    assert git("config", "core.fsync", cwd=Path(path)).strip() == "committed"
     assert disk.check_hooks("team/project") == []
     assert disk.exists("team/project") and not disk.exists("team/other")
     # Nothing hidden left beside it.

@@ -48,7 +48,7 @@ import trio
 from applikant import envconfig
 from applikant.amclient import AmClient
 from applikant.config import Config
-from applikant.frontend import authkeys, hookpipe
+from applikant.frontend import authkeys, hookpipe, repostore
 from applikant.frontend.hookserver import HookServer
 from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
@@ -125,7 +125,8 @@ class Frontend:
         self.disk = repo_disk(config)
         self.link = AmClient(node, config.node_name("am"), component="af", retry=af.am_retry)
         self.ops = RepoOps(self.disk, node.name)
-        self.role = StoreRole(node, self.link, self.ops, self.services, self._on_manage)
+        cluster = repostore.cluster_id(config.cookie())
+        self.role = StoreRole(node, self.link, self.ops, cluster, self.services, self._on_manage)
         try:
             self.mirror = Mirror(
                 self.link,

@@ -133,14 +133,16 @@ OnManage = Callable[[], Awaitable[None]]
 class StoreRole:
     """This af's standing on its repo root: ``state`` is ``checking``, ``ok`` or
     ``refused`` (``reason`` says why); ``manages`` is true while it holds
-    ``af_repo_manager`` and may change the store. ``services`` are the
-    cluster-wide af names claimed with it (the contract in DESIGN.md)."""
+    ``af_repo_manager`` and may change the store. ``cluster`` is the cluster id
+    (:func:`~applikant.frontend.repostore.cluster_id` of the cookie); ``services``
+    are the cluster-wide af names claimed with it (the contract in DESIGN.md)."""
 
     def __init__(
         self,
         node: Node,
         link: AmClient,
         ops: RepoOps,
+        cluster: str,
         services: Callable[[], Mapping[str, Mapping[str, Any]]],
         on_manage: OnManage,
     ) -> None:
@@ -148,7 +150,7 @@ class StoreRole:
         self.link = link
         self.ops = ops
         self.root = ops.disk.root
-        self.cluster = repostore.cluster_id(node.cookie)
+        self.cluster = cluster
         self.services = services
         self.on_manage = on_manage
         self.state = "checking"

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import envconfig
+from . import envconfig, installpaths
 from .builder.settings import BuilderSettings
 from .node.settings import DistSettings
 
@@ -24,7 +24,7 @@ class Section(BaseModel):
 
 class NodeSection(Section):
     host: str = ""  # host part of node names; empty: this machine's short hostname
-    data_dir: str = "/var/lib/applikant"
+    data_dir: str = installpaths.DATA_DIR  # /var/lib/applikant, or make install's DATADIR
     cookie_file: str = ""  # empty: <data_dir>/cookie
     dev_mode: bool = False  # accepts the example cookie; never in production
     log_level: str = "info"
@@ -62,17 +62,17 @@ class WebhooksSection(Section):
     """`[webhooks]`: how am's delivery worker posts and retries (see
     applikant.webhooks.RetryPolicy and DeliverySettings for the meanings)."""
 
-    retry_base: float = Field(5.0, gt=0)  # seconds before the 2nd attempt
-    retry_factor: float = Field(3.0, ge=1)  # each wait this many times the last
-    retry_cap: float = Field(600.0, gt=0)  # no wait is longer
-    max_attempts: int = Field(8, ge=1)  # then the delivery has failed
-    retry_jitter: float = Field(0.1, ge=0, lt=1)  # up to this fraction off each wait
-    connect_timeout: float = Field(5.0, gt=0)
-    read_timeout: float = Field(10.0, gt=0)  # between two reads of the answer
-    total_timeout: float = Field(20.0, gt=0)  # the whole attempt
-    max_response: int = Field(4096, ge=0)  # bytes of the answer kept in the log
-    concurrency: int = Field(4, ge=1)  # attempts at once
-    poll_interval: float = Field(30.0, gt=0)  # longest sleep between looks at the queue
+    retry_base: float = Field(default=5.0, gt=0)  # seconds before the 2nd attempt
+    retry_factor: float = Field(default=3.0, ge=1)  # each wait this many times the last
+    retry_cap: float = Field(default=600.0, gt=0)  # no wait is longer
+    max_attempts: int = Field(default=8, ge=1)  # then the delivery has failed
+    retry_jitter: float = Field(default=0.1, ge=0, lt=1)  # up to this fraction off each wait
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)  # between two reads of the answer
+    total_timeout: float = Field(default=20.0, gt=0)  # the whole attempt
+    max_response: int = Field(default=4096, ge=0)  # bytes of the answer kept in the log
+    concurrency: int = Field(default=4, ge=1)  # attempts at once
+    poll_interval: float = Field(default=30.0, gt=0)  # longest sleep between looks at the queue
 
     def policy(self) -> Any:
         from applikant.webhooks import RetryPolicy

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 
-from . import quicktoml
-from .node import rawsock
+from . import installpaths, quicktoml
+from .node import lean
 from .node.settings import DistSettings
 
-DEFAULT_CONFIG = "/etc/applikant/applikant.toml"
+# /etc/applikant/applikant.toml, or the SYSCONFDIR given to `make install`.
+DEFAULT_CONFIG = installpaths.CONFIG
 # The example cookie in etc/applikant.toml: accepted in development mode only.
 EXAMPLE_COOKIE = "change-me-example-cookie"
 
@@ -70,11 +71,11 @@ def section(raw: dict, name: str) -> dict:
 
 def node_host(raw: dict) -> str:
     """The host part of this machine's node names: [node].host or the short hostname."""
-    return section(raw, "node").get("host") or rawsock.gethostname().split(".")[0]
+    return section(raw, "node").get("host") or lean.gethostname().split(".")[0]
 
 
 def data_dir(raw: dict) -> str:
-    return section(raw, "node").get("data_dir") or "/var/lib/applikant"
+    return section(raw, "node").get("data_dir") or installpaths.DATA_DIR
 
 
 def dev_mode(raw: dict) -> bool:

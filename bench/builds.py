@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.builds import BuildSite
-from harness.gitenv import wait_for
+from harness.wait import wait_until
 
 from . import common
 
@@ -62,7 +62,7 @@ def main() -> None:
                 first = first or numbers[0]
             elapsed = time.monotonic() - t0
             queued = len(site.call_am("am_builds", "list", {"repo": "bench/b", "limit": 1000}))
-            wait_for(lambda: site.build(numbers[0])["status"] != "queued", 10, "the first build")
+            wait_until(lambda: site.build(numbers[0])["status"] != "queued", what="the first build")
             for number in numbers:  # do not wait for them all
                 try:
                     site.call_am("am_builds", "cancel", {"build": str(number)})

@@ -26,6 +26,7 @@ from typing import Any
 from applikant import envconfig, procs
 from applikant.node import blocking
 from applikant.node.errors import DistError
+from harness.wait import wait_until
 
 from . import common
 
@@ -54,7 +55,7 @@ def fill(path: str, n: int) -> None:
     from applikant.manager.store import Store
 
     Store(path).close()  # the schema, by the store's own migrations
-    from applikant.manager.schema import connect
+    from applikant.manager.store.sqlite import connect
 
     rng = random.Random(n)
     conn = connect(path)
@@ -237,17 +238,22 @@ async def client(name: str, n: int) -> None:
 def _wait_for_am(env: dict[str, str], am: procs.Proc, timeout: float = 60.0) -> None:
     raw = envconfig.load_raw(env["APPLIKANT_CONFIG"])
     cookie, settings = envconfig.cookie(raw), envconfig.dist_settings(raw)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def up() -> bool:
         try:
             blocking.call(
                 "am@localhost", cookie, "am_repo_db", "counts", {}, settings=settings, timeout=5.0
             )
-            return
+            return True
         except DistError:
-            if not am.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"am did not start:\n{am.log_text()[-2000:]}") from None
-            time.sleep(0.05)
+            if not am.alive():
+                raise RuntimeError(f"am exited:\n{am.log_text()[-2000:]}") from None
+            return False
+
+    try:
+        wait_until(up, timeout, "am to answer", every=0.05)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}\n{am.log_text()[-2000:]}") from None
 
 
 def run_size(n: int) -> dict[str, float]:

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 from harness.netns import Network, unavailable
-from tests.multihost.deployment import Deployment, User, wait_until
+from harness.wait import wait_until
+from tests.multihost.deployment import Deployment, User
 
 from . import common
 
@@ -134,10 +135,10 @@ def run(base: Path, rounds: int, pushes: int) -> tuple[dict[str, object], list[t
             d.start_git(via)
         d.start_web("web")
         user = d.add_user("bench", "bench-password-0123")
-        wait_until(lambda: all(d.key_installed(via, user) for via in GIT_HOSTS), 10, what="keys")
+        wait_until(lambda: all(d.key_installed(via, user) for via in GIT_HOSTS), what="keys")
         for repo in (RACE, MANY):
             d.cli_ok("manager", "repo", "create", repo)
-            wait_until((d.store / f"{repo}.git" / "HEAD").exists, 10, what=repo)
+            wait_until((d.store / f"{repo}.git" / "HEAD").exists, what=repo)
         winners = race_rounds(d, user, rounds, base)
         visible_ms, ls_remote_ms = visibility(d, user, rounds, base)
         two, two_accepted = throughput(d, user, pushes, GIT_HOSTS, base, "two")

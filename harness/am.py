@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from applikant import envconfig, procs
 from applikant.node import blocking
 from applikant.node.errors import DistError, RemoteError
 from harness.cluster import Cluster
+from harness.wait import TIMEOUT, wait_until
 
 SLOW_GIT = """#!{python}
 import os, sys, time
@@ -56,7 +56,7 @@ class Am:
         assert self.git_delay_file is not None
         self.git_delay_file.write_text(str(seconds))
 
-    def start(self, timeout: float = 20.0) -> Am:
+    def start(self, timeout: float = TIMEOUT) -> Am:
         n = sum(1 for p in self.cluster.procs if p.argv[-2:] == ["start", "am"])
         self.proc = procs.Proc(
             [sys.executable, "-m", "applikant.cli.main", "start", "am"],
@@ -64,17 +64,22 @@ class Am:
             log_path=str(self.cluster.tmp / f"am-{n}.log"),
         )
         self.cluster.procs.append(self.proc)
-        deadline = time.monotonic() + timeout
-        while True:
+        proc = self.proc
+
+        def up() -> bool:
             try:
                 self.call("am_repo_db", "counts", {})
-                return self
+                return True
             except DistError:
-                if not self.proc.alive() or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"am did not come up; log:\n{self.proc.log_text()}"
-                    ) from None
-                time.sleep(0.05)
+                if not proc.alive():
+                    raise AssertionError(f"am exited; log:\n{proc.log_text()}") from None
+                return False
+
+        try:
+            wait_until(up, timeout, "am to answer", every=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; log:\n{proc.log_text()}") from None
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no checkpoint."""

@@ -1,4 +1,12 @@
-"""Shared fixtures: every process a test starts is stopped when it ends."""
+"""Shared fixtures: every process a test starts is stopped when it ends.
+
+The layers: a test that starts daemons (a portmapper, am, af, aw, ab, sshd, a
+browser, network namespaces) or drives the `applikant` command line process by
+process is end-to-end and marked `slow`; the rest is the unit layer that
+`make test-fast` runs (`pytest -m "not slow"`). A test is marked here when it
+uses one of the fixtures below that start daemons; a module that starts
+processes itself says `pytestmark = pytest.mark.slow`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,27 @@ from pathlib import Path
 import pytest
 
 from harness.cluster import Cluster
+
+#: Fixtures that start daemons: whoever uses one (directly or through another
+#: fixture) is an end-to-end test.
+DAEMON_FIXTURES = frozenset(
+    {
+        "cluster",  # a portmapper and nodes (below)
+        "am_cluster",  # tests/manager: a portmapper for am, then am itself
+        "site",  # a whole suite: GitSite, BuildSite, WebSite
+        "own_site",
+        "sites",  # tests/multihost: hosts made of network namespaces
+        "deploy",
+        "sshd",  # a real OpenSSH server
+        "browser",  # headless Chromium
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DAEMON_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ import pytest
 
 from applikant import procs
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -59,6 +61,7 @@ def listening(port: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="needs OpenSSH's server")
+@pytest.mark.timeout(400)  # its waits: 100 s for the banner, 120 s for the steps, 30 s to stop
 def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
     ports = {name: procs.free_port() for name in ("WEB", "SSH", "PORTMAPPER")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIKANT_", "GIT_"))}

@@ -6,7 +6,12 @@ import json
 import signal
 from pathlib import Path
 
-from harness.gitenv import GitSite, wait_for
+import pytest
+
+from harness.gitenv import GitSite
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.slow
 
 
 def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
@@ -28,6 +33,6 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
             af = {n["node"]: n for n in out["nodes"]}["af@localhost"]
             return af if af["state"] == "down" else None
 
-        af = wait_for(af_down, timeout=15, what="af down in status")
+        af = wait_until(af_down, what="af down in status")
         assert af["last_down_reason"]
         assert af["info"] == {}

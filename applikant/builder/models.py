@@ -1,6 +1,6 @@
 """What a build is: the record am's store persists, and what one run returns.
 
-Same conventions as `applikant.manager.models`: frozen pydantic models of
+Same conventions as the results of `applikant.schema`: frozen pydantic models of
 JSON-friendly types only (str, int, bool, datetime as ISO 8601 UTC), unknown
 fields refused, so that `model.model_dump(mode="json")` crosses the node layer
 and `Model.model_validate(data)` rebuilds it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,7 @@ FOLLOW_EVERY = 0.3  # seconds between looks at a running build's log
 IdArg = Annotated[str, typer.Argument(help="the build: 42, #42 or build-42")]
 
 
-def builds(method: str, **args: object) -> object:
+def builds(method: str, **args: object) -> Any:
     return am("am_builds", method, **args)
 
 
@@ -61,7 +61,7 @@ def list_(
     if as_json:
         common.emit_json(found)
     else:
-        common.table([_row(b) for b in found], HEADERS)  # type: ignore[union-attr]
+        common.table([_row(b) for b in found], HEADERS)
 
 
 @app.command("show")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -26,8 +25,8 @@ from ..node.settings import DistSettings
 if TYPE_CHECKING:
     from ..ops.sshd import SshServer
 
-# The defaults of DESIGN.md; the environment may move them (the make-run test
-# does, to free ports and a temporary directory).
+# make run's defaults (web UI 8008, sshd 2222, portmapper 4370); the environment
+# may move them (the make-run test does, to free ports and a temporary directory).
 VAR = Path(os.environ.get("APPLIKANT_RUN_DIR", "var")).resolve()
 WEB_PORT = int(os.environ.get("APPLIKANT_RUN_WEB_PORT", "8008"))
 SSH_PORT = int(os.environ.get("APPLIKANT_RUN_SSH_PORT", "2222"))
@@ -39,47 +38,22 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def write_config(var: Path, ssh_user: str) -> Path:
+def setup(var: Path, ssh_user: str) -> tuple[Path, str]:
+    """The config file and a fresh cookie (rewritten on every start), and the first
+    admin `root` with a new password, through `applikant init`'s own steps.
+    Returns the config file and the password to print."""
+    from ..ops.init import dev_setup
+
     config = var / "applikant.toml"
-    config.write_text(
-        "# Written by `make run`: development settings, one host.\n"
-        f'[node]\nhost = "localhost"\ndata_dir = "{var}"\ndev_mode = true\n\n'
+    password = dev_setup(
+        var,
+        config,
         f"[dist]\nportmapper_port = {PM_PORT}\n\n"
         f'[af]\nauthorized_keys = "{var}/ssh/authorized_keys"\n\n'
         f'[aw]\nlisten = "127.0.0.1:{WEB_PORT}"\n'
-        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n'
+        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n',
     )
-    return config
-
-
-def fresh_cookie(var: Path) -> None:
-    cookie = var / "cookie"
-    cookie.unlink(missing_ok=True)
-    fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
-
-
-def admin_password(var: Path) -> str:
-    """Create the first admin (`root`) or give it a new password: printed below."""
-    from ..manager.passwords import Passwords
-    from ..manager.store import SYSTEM, Store
-
-    password = secrets.token_urlsafe(12)
-    with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
-        try:
-            store.get_user("root")
-            store.set_password("root", password, actor=SYSTEM, node="make-run")
-        except Exception:
-            store.add_user(
-                "root",
-                actor=SYSTEM,
-                node="make-run",
-                password=password,
-                is_admin=True,
-                display_name="Administrator",
-            )
-    return password
+    return config, password
 
 
 def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0) -> None:
@@ -108,9 +82,7 @@ def main() -> None:
     (VAR / "ssh").mkdir(parents=True, exist_ok=True)
     os.chmod(VAR / "ssh", 0o700)
     ssh_user = getpass.getuser()
-    config = write_config(VAR, ssh_user)
-    fresh_cookie(VAR)
-    password = admin_password(VAR)
+    config, password = setup(VAR, ssh_user)
     env = {"APPLIKANT_CONFIG": str(config)}
     for var in ("APPLIKANT_COOKIE", "APPLIKANT_AM_NODE", "APPLIKANT_AF_NODE"):
         os.environ.pop(var, None)

@@ -81,9 +81,10 @@ def _info(client: Client, user: str) -> int:
     except Unreachable as exc:
         _say(str(exc))
         return 1
-    repos = reply.get("repos", []) if isinstance(reply, dict) else []
+    info = reply if isinstance(reply, dict) else {}
+    repos = info.get("repos", [])
     lines = [
-        f"hello {reply.get('login') or user}, this is applikant on {reply.get('host', '?')}",
+        f"hello {info.get('login') or user}, this is applikant on {info.get('host', '?')}",
         "",
     ]
     for entry in repos:

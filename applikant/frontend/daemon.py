@@ -19,7 +19,7 @@ What it starts (each part has its own module):
 Names: every service is registered under a *local* name on af's node, which is
 what ``as``, ``ah`` and ``keys-for`` call (they know af's node, and a second git
 host with its own af needs nothing else). Once its root has been accepted, af
-also claims them as global names (the contract in DESIGN.md) when free: the
+also claims them as global names (the cluster's contract) when free: the
 holder of ``af_repo_manager`` is the one af that changes the shared store; the
 others forward such changes to it, serve their own host through the local names,
 and take the global names over when their holder goes down. An af whose root was

@@ -41,8 +41,9 @@ manages the store calls the changing methods (repomanager.py, repoops.py). The
 ``flock`` is then a guard within that host; git's own lock files guard pushes.
 """
 
-from __future__ import annotations  # the method named list() shadows the builtin in annotations
+from __future__ import annotations
 
+import builtins
 import fcntl
 import os
 import shutil
@@ -185,7 +186,8 @@ class RepoDisk:
                     found.append(repo)
         return sorted(found)
 
-    def check_hooks(self, repo: str) -> list[str]:
+    # In the class body after `def list`, `list` names that method: hence builtins.list.
+    def check_hooks(self, repo: str) -> builtins.list[str]:
         """Problems with ``repo``'s hooks, one line each; empty when all is well."""
         p = self.path(repo)
         if not self.exists(repo):

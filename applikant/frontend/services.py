@@ -40,8 +40,10 @@ ACCESS = ("read", "write")
 
 def _user(args: Any) -> str:
     user = args.get("user") if isinstance(args, dict) else None
-    rest = user[5:] if isinstance(user, str) and user.startswith("user-") else ""
-    if not rest or not rest.isdigit() or not rest.isascii():
+    if not isinstance(user, str) or not user.startswith("user-"):
+        raise BadRequest("user must look like user-42")
+    rest = user[5:]
+    if not rest.isdigit() or not rest.isascii():
         raise BadRequest("user must look like user-42")
     return user
 

@@ -25,15 +25,15 @@ from typing import Any, TypeVar
 import trio
 
 from applikant.logs import EventLog
-from applikant.manager.base import SYSTEM, Event, parse_id
 from applikant.manager.errors import Forbidden, NotFound
-from applikant.manager.models import AccessDecision
 from applikant.manager.names import parse_repo_path
 from applikant.manager.notify import Subscribers
 from applikant.manager.observer import Observer
 from applikant.manager.passwords import Passwords
-from applikant.manager.store import Store
+from applikant.manager.store import SYSTEM, Event, Store
+from applikant.manager.store.rows import parse_id
 from applikant.node.node import Node
+from applikant.schema.repos import AccessDecision
 
 log = EventLog("am")
 
@@ -136,7 +136,7 @@ class Manager:
         if parse_id(actor, "user") is None:
             raise Forbidden(f"actor {actor[:80]!r} is neither system nor a user id (user-42)")
         try:
-            user = self.reader.get_user(actor)
+            user = self.reader.users.get(actor)
         except NotFound:
             raise Forbidden(f"actor {actor} has no account") from None
         if user.disabled:
@@ -168,7 +168,7 @@ class Manager:
         """
         if actor.is_admin:
             return None
-        decision = self.reader.check_access(actor.id, repo, level)
+        decision = self.reader.access.check(actor.id, repo, level)
         if decision.allowed:
             return decision
         if decision.level is None:
@@ -183,7 +183,7 @@ class Manager:
             return owner
         if owner.casefold() == actor.login.casefold():
             return owner
-        groups = {g.casefold() for g in self.reader.groups_of(actor.id)}
+        groups = {g.casefold() for g in self.reader.groups.of(actor.id)}
         if owner.casefold() in groups:
             return owner
         raise Forbidden(

@@ -22,9 +22,23 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..logs import EventLog
-from . import api, gitread, metrics, pages, pages_builds, pages_repos, pages_users, pages_webhooks
+from . import (
+    api,
+    assets,
+    gitread,
+    metrics,
+    pages,
+    pages_builds,
+    pages_code,
+    pages_commits,
+    pages_owner,
+    pages_repos,
+    pages_users,
+    pages_webhooks,
+)
 from .am import Am, AmError
 from .auth import Auth, AuthError
+from .common import viewer_of
 from .githttp import GitDenied, GitHttp
 from .render import HERE, FormError, error_page
 
@@ -87,7 +101,10 @@ class _SecurityHeaders:
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + self.HEADERS
+                headers = list(message.get("headers", []))
+                own = {name.lower() for name, _ in headers}
+                # A response with its own policy (raw files: sandboxed) keeps it.
+                message["headers"] = headers + [h for h in self.HEADERS if h[0] not in own]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -135,6 +152,11 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         return api_error(status, message, headers or None)
     if status == 401 and request.method == "GET":
         return RedirectResponse("/login?next=" + quote(request.url.path), status_code=303)
+    if "session" in request.scope and status != 503:
+        try:  # the header of an error page shows who is logged in, as on every page
+            await viewer_of(request)
+        except Exception:
+            pass  # am is away: the page says so without the name
     response = error_page(request, status, message)
     response.headers.update(headers)
     return response
@@ -144,6 +166,7 @@ def build(web: Web) -> Any:
     """The ASGI app for `web` (see the module docstring)."""
     https = web.site.public_url.startswith("https://")
     routes = [
+        *assets.routes(),  # before /static: the generated stylesheet of highlighting
         Mount("/static", app=StaticFiles(directory=f"{HERE}/static"), name="static"),
         *pages_builds.routes(),  # before /api: /api/builds/{n}/log
         Mount("/api", routes=api.routes()),
@@ -151,7 +174,10 @@ def build(web: Web) -> Any:
         *pages_users.routes(),
         *pages_webhooks.routes(),  # before pages_repos: /admin/webhooks
         *pages_repos.routes(),
+        *pages_code.routes(),
+        *pages_commits.routes(),
         *metrics.routes(),
+        *pages_owner.routes(),  # last: /{owner} takes any single name that is left
     ]
     handlers = {
         Exception: _on_error,
@@ -174,7 +200,7 @@ def build(web: Web) -> Any:
                 https_only=https,
             ),
         ],
-        exception_handlers=handlers,  # type: ignore[arg-type]
+        exception_handlers=handlers,
     )
     starlette.state.web = web
 

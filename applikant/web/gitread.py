@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import trio
+
+from .lru import Lru
 
 __all__ = [
     "Blob",
@@ -59,6 +62,7 @@ class Ref:
     target: str
     date: str
     subject: str
+    author: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Blob:
     size: int
     data: bytes  # at most BLOB_LIMIT bytes
     truncated: bool
+    id: str = ""
 
     @property
     def binary(self) -> bool:
@@ -137,37 +142,150 @@ def check_path(path: str) -> str:
     return "/".join(parts)
 
 
-async def _git(path: str, *args: str, limit: int = 8 * 1024 * 1024, ok_codes=(0,)) -> bytes:
-    """Run `git --git-dir=path args`; stdout (at most `limit` bytes)."""
+TIMEOUT = 20.0
+
+
+def _argv(path: str, args: tuple[str, ...]) -> list[str]:
     if not os.path.isdir(path):
         raise GitReadError(404, "the repository has no data on this server yet")
-    argv = ["git", f"--git-dir={path}", *args]
-    result = await trio.run_process(
-        argv, capture_stdout=True, capture_stderr=True, check=False, stdin=b"", env=git_env()
-    )
-    if result.returncode not in ok_codes:
+    return ["git", f"--git-dir={path}", "-c", "core.quotepath=false", *args]
+
+
+async def _git(
+    path: str,
+    *args: str,
+    limit: int = 8 * 1024 * 1024,
+    ok_codes: tuple[int, ...] = (0,),
+    timeout: float = TIMEOUT,
+) -> bytes:
+    """Run `git --git-dir=path args`; stdout (at most `limit` bytes).
+
+    GitReadError(404) when git fails, 503 when it runs longer than `timeout`.
+    """
+    data, _complete, code = await _capped(path, args, limit, timeout)
+    if code not in ok_codes:
         raise GitReadError(404, "not found in this repository")
-    return result.stdout[:limit]
+    return data
+
+
+async def _capped(
+    path: str, args: tuple[str, ...], limit: int, timeout: float = TIMEOUT, stdin: bytes = b""
+) -> tuple[bytes, bool, int | None]:
+    """(stdout up to `limit` bytes, whether that was all of it, exit code).
+
+    A process with more to say than `limit` is killed: the caller shows what
+    fits and says that the rest was cut (exit code None then).
+    """
+    proc = await trio.lowlevel.open_process(
+        _argv(path, args), stdout=-1, stderr=-3, stdin=-1 if stdin else -3, env=git_env()
+    )
+    if stdin:
+        assert proc.stdin is not None
+        await proc.stdin.send_all(stdin)  # small: a line or two, within the pipe's buffer
+        await proc.stdin.aclose()
+    chunks: list[bytes] = []
+    got = 0
+    complete = False
+    try:
+        assert proc.stdout is not None
+        with trio.move_on_after(timeout) as scope:
+            while got <= limit:
+                chunk = await proc.stdout.receive_some(65536)
+                if not chunk:
+                    complete = True
+                    break
+                chunks.append(bytes(chunk))
+                got += len(chunk)
+        if scope.cancelled_caught:
+            raise GitReadError(
+                503, f"git took longer than {timeout:g} s to answer this; try a smaller request"
+            )
+    finally:
+        if not complete and proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+    data = b"".join(chunks)
+    if not complete:
+        return data[:limit], False, None
+    return data, True, proc.returncode
+
+
+async def stream(path: str, *args: str, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """The stdout of a git command, chunk by chunk (archives, raw files): never
+    held whole in memory; the process is killed when the reader stops early."""
+    proc = await trio.lowlevel.open_process(
+        _argv(path, args), stdout=-1, stderr=-3, stdin=-3, env=git_env()
+    )
+    try:
+        assert proc.stdout is not None
+        while True:
+            data = await proc.stdout.receive_some(chunk)
+            if not data:
+                break
+            yield bytes(data)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+
+
+_refs_cache: dict[str, tuple[tuple[object, ...], list[Ref]]] = {}
+_REFS_CACHE_MAX = 512
+
+
+def _refs_signature(path: str) -> tuple[object, ...]:
+    """What changes whenever a branch or tag does: packed-refs, and every directory
+    under refs/heads and refs/tags (git writes a ref by renaming a file into one)."""
+    stamps: list[object] = []
+    try:
+        st = os.stat(os.path.join(path, "packed-refs"))
+        stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    except FileNotFoundError:
+        stamps.append(None)
+    for top in ("refs/heads", "refs/tags"):
+        for dirpath, _dirs, _files in os.walk(os.path.join(path, top)):
+            st = os.stat(dirpath)
+            stamps.append((dirpath, st.st_mtime_ns, st.st_ino))
+    return tuple(stamps)
 
 
 async def refs(path: str) -> list[Ref]:
-    """Branches and tags, newest first."""
-    fmt = "%(refname)%00%(objectname)%00%(creatordate:iso-strict)%00%(contents:subject)"
+    """Branches and tags, newest first; a tag's target is the commit it names.
+
+    Kept until a ref changes on disk (`_refs_signature`), so most pages list the
+    refs without running git."""
+    signature = _refs_signature(path)
+    cached = _refs_cache.get(path)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    fmt = (
+        "%(refname)%00%(objectname)%00%(*objectname)%00%(creatordate:iso-strict)%00"
+        "%(contents:subject)%00%(authorname)%(*authorname)"
+    )
     out = await _git(
         path, "for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/heads", "refs/tags"
     )
     result = []
     for line in out.decode("utf-8", "replace").splitlines():
-        name, target, date, subject = ([*line.split("\x00"), "", "", ""])[:4]
+        name, target, peeled, date, subject, author = ([*line.split("\x00"), "", "", "", ""])[:6]
         kind = "branch" if name.startswith("refs/heads/") else "tag"
         short = name.removeprefix("refs/heads/").removeprefix("refs/tags/")
-        result.append(Ref(short, kind, target, date, subject))
+        result.append(Ref(short, kind, peeled or target, date, subject, author))
+    if len(_refs_cache) >= _REFS_CACHE_MAX:
+        _refs_cache.pop(next(iter(_refs_cache)))
+    _refs_cache[path] = (signature, result)
     return result
 
 
 async def resolve(path: str, ref: str) -> str:
-    """The commit id that `ref` names; GitReadError(404) if none."""
+    """The commit id that `ref` names; GitReadError(404) if none. A full commit id
+    found once is remembered (objects do not change)."""
     check_ref(ref)
+    key = ("resolve", path, ref)
+    if immutable(ref) and _memo.get(key):
+        return ref
     out = await _git(
         path,
         "rev-parse",
@@ -180,21 +298,111 @@ async def resolve(path: str, ref: str) -> str:
     commit = out.decode().strip()
     if not commit:
         raise GitReadError(404, f"no branch, tag or commit {ref!r} in this repository")
+    if immutable(ref) and commit == ref:
+        _memo.put(key, True, 100)
     return commit
 
 
-async def log(path: str, commit: str, limit: int = 20, subpath: str = "") -> list[Commit]:
-    """The last `limit` commits reachable from `commit` (touching `subpath` if given)."""
-    args = ["log", f"-n{int(limit)}", "--format=%H%x00%an%x00%ae%x00%aI%x00%s", commit, "--"]
-    if subpath:
-        args.append(check_path(subpath))
-    out = await _git(path, *args)
+_LOG_FORMAT = "--format=%H%x00%an%x00%ae%x00%aI%x00%s"
+
+
+_FULL_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
+_memo: Lru[tuple[object, ...], object] = Lru(64 * 1024 * 1024)  # about bytes
+
+
+def immutable(commit: str) -> bool:
+    """Whether `commit` is a full object id: what is read at it never changes."""
+    return _FULL_ID.match(commit) is not None
+
+
+def _commits(out: bytes) -> list[Commit]:
     commits = []
     for line in out.decode("utf-8", "replace").splitlines():
         parts = line.split("\x00")
         if len(parts) == 5:
             commits.append(Commit(*parts))
     return commits
+
+
+async def log(
+    path: str, commit: str, limit: int = 20, subpath: str = "", skip: int = 0
+) -> list[Commit]:
+    """`limit` commits reachable from `commit` after the first `skip` (touching
+    `subpath` if given), newest first: one page of a history. Cached for a full id."""
+    key = ("log", path, commit, int(limit), subpath, int(skip))
+    found = _memo.get(key) if immutable(commit) else None
+    if found is not None:
+        return found  # type: ignore[return-value]
+    args = ["log", f"-n{int(limit)}", f"--skip={int(skip)}", _LOG_FORMAT, commit, "--"]
+    if subpath:
+        args.append(check_path(subpath))
+    result = _commits(await _git(path, *args))
+    if immutable(commit):
+        _memo.put(key, result, 200 + 250 * len(result))
+    return result
+
+
+async def log_range(path: str, base: str, head: str, limit: int = 250) -> list[Commit]:
+    """Commits reachable from `head` but not from `base` (`git log base..head`; full ids)."""
+    key = ("range", path, base, head, int(limit))
+    found = _memo.get(key)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    result = _commits(
+        await _git(path, "log", f"-n{int(limit)}", _LOG_FORMAT, head, f"^{base}", "--")
+    )
+    if immutable(base) and immutable(head):
+        _memo.put(key, result, 200 + 250 * len(result))
+    return result
+
+
+async def ahead_behind(path: str, base: str, head: str) -> tuple[int, int]:
+    """(commits in `head` not in `base`, commits in `base` not in `head`); cached."""
+    found = _ahead_behind.get((base, head))
+    if found is None:
+        out = await _git(path, "rev-list", "--left-right", "--count", f"{base}...{head}")
+        behind, _, ahead = out.decode().strip().partition("\t")
+        found = (int(ahead or 0), int(behind or 0))
+        _ahead_behind.put((base, head), found, 1)
+    return found
+
+
+_ahead_behind: Lru[tuple[str, str], tuple[int, int]] = Lru(100_000)  # entries
+
+
+def unquote(text: str) -> str:
+    """A path as git prints it: C-quoted ("a\\tb", octal escapes) when it has odd bytes."""
+    if not (len(text) >= 2 and text[0] == '"' and text[-1] == '"'):
+        return text
+    raw = text[1:-1].encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    simple = {
+        ord("n"): 10,
+        ord("t"): 9,
+        ord('"'): 34,
+        ord("\\"): 92,
+        ord("a"): 7,
+        ord("b"): 8,
+        ord("f"): 12,
+        ord("r"): 13,
+        ord("v"): 11,
+    }
+    while i < len(raw):
+        c = raw[i]
+        if c == 92 and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            if nxt in simple:
+                out.append(simple[nxt])
+                i += 2
+                continue
+            if 48 <= nxt <= 55 and i + 3 < len(raw) + 0 and raw[i + 1 : i + 4].isdigit():
+                out.append(int(raw[i + 1 : i + 4], 8) & 0xFF)
+                i += 4
+                continue
+        out.append(c)
+        i += 1
+    return out.decode("utf-8", "replace")
 
 
 async def object_kind(path: str, commit: str, subpath: str) -> str | None:
@@ -206,17 +414,22 @@ async def object_kind(path: str, commit: str, subpath: str) -> str | None:
 
 
 async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
-    """Entries of the tree at `subpath` in `commit`, directories first."""
+    """Entries of the tree at `subpath` in `commit`, directories first (one git process)."""
     subpath = check_path(subpath)
-    kind = await object_kind(path, commit, subpath)
-    if kind != "tree":
+    key = ("tree", path, commit, subpath)
+    found = _memo.get(key) if immutable(commit) else None
+    if found is not None:
+        return found  # type: ignore[return-value]
+    out, _complete, code = await _capped(
+        path, ("ls-tree", "-z", "-l", "--end-of-options", f"{commit}:{subpath}"), 32 * 1024 * 1024
+    )
+    if code not in (0, None):
         raise GitReadError(404, f"no directory {subpath or '/'!r} at this commit")
-    out = await _git(path, "ls-tree", "-z", "-l", "--end-of-options", f"{commit}:{subpath}")
     entries = []
     for record in out.split(b"\x00"):
-        if not record:
+        meta, tab, name = record.decode("utf-8", "replace").partition("\t")
+        if not tab:
             continue
-        meta, _, name = record.decode("utf-8", "replace").partition("\t")
         mode, kind, oid, size = meta.split(maxsplit=3)
         entries.append(
             TreeEntry(
@@ -229,37 +442,54 @@ async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
             )
         )
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
+    if immutable(commit):
+        _memo.put(key, entries, 200 + 200 * len(entries))
     return entries
+
+
+async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, bytes] | None:
+    """(id, type, size, at most `limit` bytes of content) of the object `spec`
+    names, or None when there is none: one `git cat-file --batch`. Cached when
+    `spec` is `<full commit id>:<path>`."""
+    if "\n" in spec:
+        raise GitReadError(404, "names with line breaks cannot be shown here")
+    key = ("object", path, spec, limit)
+    cacheable = immutable(spec.partition(":")[0]) and ":" in spec
+    if cacheable:
+        found = _memo.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
+    data, _complete, _code = await _capped(
+        path, ("cat-file", "--batch"), limit + 200, stdin=spec.encode() + b"\n"
+    )
+    head, _, body = data.partition(b"\n")
+    fields = head.decode("utf-8", "replace").rsplit(" ", 2)
+    if len(fields) != 3 or not fields[2].isdigit() or fields[1] in ("missing", "ambiguous"):
+        return None
+    size = int(fields[2])
+    result = (fields[0], fields[1], size, body[: min(size, limit)])
+    if cacheable:
+        _memo.put(key, result, len(result[3]) + 200)
+    return result
 
 
 async def read_blob(path: str, commit: str, subpath: str, limit: int = BLOB_LIMIT) -> Blob:
     """At most `limit` bytes of the file `subpath` in `commit`; GitReadError(404) if none."""
     subpath = check_path(subpath)
-    if not subpath or await object_kind(path, commit, subpath) != "blob":
+    found = await read_object(path, f"{commit}:{subpath}", limit) if subpath else None
+    if found is None or found[1] != "blob":
         raise GitReadError(404, f"no file {subpath!r} at this commit")
-    spec = f"{commit}:{subpath}"
-    size = int((await _git(path, "cat-file", "-s", "--end-of-options", spec)).decode())
-    data = b""
-    if size:
-        # Stream and stop at the limit: a huge file is never read whole.
-        argv = ["git", f"--git-dir={path}", "cat-file", "blob", "--end-of-options", spec]
-        proc = await trio.lowlevel.open_process(argv, stdout=-1, stderr=-3, stdin=-3, env=git_env())
-        chunks = []
-        got = 0
-        try:
-            assert proc.stdout is not None
-            while got < limit:
-                chunk = await proc.stdout.receive_some(min(65536, limit - got))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                got += len(chunk)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-        data = b"".join(chunks)
-    return Blob(subpath, size, data, size > len(data))
+    oid, _kind, size, data = found
+    return Blob(subpath, size, data, size > len(data), oid)
+
+
+def readme_of(entries: list[TreeEntry]) -> TreeEntry | None:
+    """The README among a directory's entries (Markdown first), if there is one."""
+    names = sorted(
+        (e for e in entries if e.kind == "blob" and _README.match(e.name)),
+        key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name),
+    )
+    return names[0] if names else None
 
 
 async def find_readme(path: str, commit: str) -> Blob | None:
@@ -268,10 +498,71 @@ async def find_readme(path: str, commit: str) -> Blob | None:
         entries = await ls_tree(path, commit, "")
     except GitReadError:
         return None
-    names = sorted(
-        (e for e in entries if e.kind == "blob" and _README.match(e.name)),
-        key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name),
-    )
-    if not names:
-        return None
-    return await read_blob(path, commit, names[0].path, limit=256 * 1024)
+    entry = readme_of(entries)
+    return None if entry is None else await read_blob(path, commit, entry.path, limit=256 * 1024)
+
+
+# ---- the last commit of each entry of a tree -------------------------------------
+
+_last: Lru[tuple[str, str], dict[str, Commit]] = Lru(16 * 1024 * 1024)  # about bytes
+
+
+async def last_commits(
+    path: str, commit: str, subpath: str, names: list[str], budget: float = 1.0
+) -> dict[str, Commit]:
+    """For each of `names` (entries of the directory `subpath` at `commit`), the
+    newest commit that changed it, as far as one `git log` finds in `budget`
+    seconds; names not reached are missing. Complete answers are cached by
+    (commit, subpath): both are immutable, so they never go stale."""
+    subpath = check_path(subpath)
+    cached = _last.get((commit, subpath))
+    if cached is not None:
+        return cached
+    wanted = set(names)
+    found: dict[str, Commit] = {}
+    prefix = subpath + "/" if subpath else ""
+    args = [
+        *_argv(path, ()),
+        "log",
+        "--format=%x01%H%x00%an%x00%ae%x00%aI%x00%s",
+        "--name-only",
+        "--no-renames",
+        commit,
+        "--",
+        subpath or ".",
+    ]
+    proc = await trio.lowlevel.open_process(args, stdout=-1, stderr=-3, stdin=-3, env=git_env())
+    current: Commit | None = None
+    done = False
+    pending = b""
+    try:
+        assert proc.stdout is not None
+        with trio.move_on_after(budget):
+            while wanted and not done:
+                chunk = await proc.stdout.receive_some(65536)
+                if not chunk:
+                    done = True
+                lines = (pending + chunk).split(b"\n")
+                pending = b"" if done else lines.pop()
+                for raw in lines:
+                    if not raw:
+                        continue
+                    if raw.startswith(b"\x01"):
+                        parts = raw[1:].decode("utf-8", "replace").split("\x00")
+                        current = Commit(*parts) if len(parts) == 5 else None
+                        continue
+                    name = unquote(raw.decode("utf-8", "replace"))
+                    if current is None or not name.startswith(prefix):
+                        continue
+                    top = name[len(prefix) :].split("/", 1)[0]
+                    if top in wanted:
+                        found[top] = current
+                        wanted.discard(top)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+    if not wanted or done:
+        _last.put((commit, subpath), found, 256 + 300 * len(found))
+    return found

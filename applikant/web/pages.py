@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,20 +70,36 @@ async def logout(request: Request) -> Response:
     return redirect("/login")
 
 
+DASHBOARD_REPOS = 20
+DASHBOARD_PUSHES = 10
+
+
 async def dashboard(request: Request) -> Response:
+    """What the viewer can read: their own and their groups' repositories, the
+    latest pushes they may see; site totals and the cluster for site admins.
+
+    Every call to am is bounded: one owner at a time, pushes by a limit.
+    """
     viewer = await viewer_of(request)
     if viewer.user is None:
         return redirect("/repos")
     am = web_of(request).am
-    counts = await am.counts(viewer.id)
-    pushes = await am.recent_pushes(viewer.id, 10)
-    try:
-        nodes = await am.cluster()
-        cluster_error = ""
-    except AmError as exc:
-        nodes, cluster_error = [], exc.message
-    repos = await am.list_repos(viewer.id)
-    mine = [r for r in repos if r["owner"] == viewer.login][:10]
+    pushes = await am.recent_pushes(viewer.id, DASHBOARD_PUSHES)
+    groups = [g["name"] for g in await am.list_groups(viewer.id) if viewer.login in g["members"]]
+    mine: list[dict[str, Any]] = []
+    for owner in [viewer.login, *sorted(groups, key=str.lower)]:
+        if len(mine) > DASHBOARD_REPOS:
+            break
+        mine.extend(await am.list_repos(viewer.id, owner=owner))
+    counts: dict[str, Any] = {}
+    nodes: list[dict[str, Any]] = []
+    cluster_error = ""
+    if viewer.is_admin:
+        counts = await am.counts(viewer.id)
+        try:
+            nodes = await am.cluster()
+        except AmError as exc:
+            cluster_error = exc.message
     logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
     return render(
         request,
@@ -92,7 +108,9 @@ async def dashboard(request: Request) -> Response:
         pushes=pushes,
         nodes=nodes,
         cluster_error=cluster_error,
-        mine=mine,
+        mine=mine[:DASHBOARD_REPOS],
+        more_mine=len(mine) > DASHBOARD_REPOS,
+        groups=groups,
         logins=logins,
     )
 
@@ -163,10 +181,6 @@ async def audit(request: Request) -> Response:
     return render(
         request, "audit.html", entries=entries, filters=filters, error=error, logins=logins
     )
-
-
-async def login_redirect(request: Request) -> Response:
-    return redirect("/login?next=" + quote(request.url.path))
 
 
 def routes() -> list[Route]:

@@ -1,15 +1,10 @@
-"""Repository pages: the list, creation, the code browser, and settings.
+"""Repository pages: the list, creation, and settings.
 
     /repos                       list with search (?q=)
     /repos/new                   create
-    /{owner}/{name}              summary: clone URLs, README, root tree, last commits
-    /{owner}/{name}/tree?ref=&path=     a directory at any branch, tag or commit
-    /{owner}/{name}/blob?ref=&path=     a file
-    /{owner}/{name}/commits?ref=        history
     /{owner}/{name}/settings     permissions, protected branches, rename, delete
 
-Refs and paths come in the query string, so branch names with slashes are never
-ambiguous; both are checked (gitread.check_ref / check_path) before git runs.
+The code browser is pages_code, history and changes pages_commits.
 """
 
 from __future__ import annotations
@@ -22,7 +17,8 @@ from starlette.routing import Route
 from . import gitread
 from .am import AmError
 from .common import readable_repo, require_login, viewer_of, web_of
-from .render import field, flash, markdown, read_form, redirect, render
+from .paging import numbered, page_of
+from .render import field, flash, read_form, redirect, render
 
 
 async def repos(request: Request) -> Response:
@@ -33,26 +29,13 @@ async def repos(request: Request) -> Response:
     if q:
         found = [r for r in found if q in r["full_name"].lower() or q in r["description"].lower()]
     total = len(found)
-    page = max(
-        1,
-        min(
-            int(request.query_params.get("page", "1") or 1)
-            if request.query_params.get("page", "1").isdigit()
-            else 1,
-            10_000,
-        ),
-    )
+    page = page_of(request)
     per = 100
     shown = found[(page - 1) * per : page * per]
-    return render(
-        request,
-        "repos.html",
-        repos=shown,
-        q=q,
-        total=total,
-        page=page,
-        pages=max(1, (total + per - 1) // per),
+    pager = numbered(
+        request, page, total > page * per, prev_label="← Previous", next_label="Next →"
     )
+    return render(request, "repos.html", repos=shown, q=q, total=total, pager=pager)
 
 
 async def owners_for(request: Request, viewer) -> list[str]:
@@ -122,93 +105,6 @@ async def _open(request: Request, access: str = "read"):
     )
     path = gitread.repo_path(web.repo_root, repo["full_name"])
     return web, viewer, repo, decision, path
-
-
-async def _ref_and_commit(
-    request: Request, repo: dict, path: str, refs: list[gitread.Ref]
-) -> tuple[str, str | None]:
-    ref = request.query_params.get("ref", "")
-    if not ref:
-        names = [r.name for r in refs if r.kind == "branch"]
-        ref = repo["default_branch"] if repo["default_branch"] in names or not names else names[0]
-        if not refs:
-            return ref, None
-    return ref, await gitread.resolve(path, gitread.check_ref(ref))
-
-
-async def repo_home(request: Request) -> Response:
-    return await _browse(request, "tree")
-
-
-async def repo_tree(request: Request) -> Response:
-    return await _browse(request, "tree")
-
-
-async def repo_blob(request: Request) -> Response:
-    return await _browse(request, "blob")
-
-
-async def _browse(request: Request, view: str) -> Response:
-    web, _viewer, repo, decision, path = await _open(request)
-    subpath = gitread.check_path(request.query_params.get("path", ""))
-    try:
-        refs = await gitread.refs(path)
-    except gitread.GitReadError:
-        refs = []
-    ref, commit = await _ref_and_commit(request, repo, path, refs)
-    context = dict(
-        repo=repo,
-        decision=decision,
-        refs=refs,
-        ref=ref,
-        commit=commit,
-        subpath=subpath,
-        crumbs=_crumbs(subpath),
-        parent=subpath.rpartition("/")[0],
-        entries=[],
-        blob=None,
-        readme_html="",
-        commits=[],
-        view=view,
-        http_url=web.site.http_clone(repo["full_name"]),
-        ssh_url=web.site.ssh_clone(repo["full_name"]),
-    )
-    if commit is not None:
-        if view == "tree":
-            context["entries"] = await gitread.ls_tree(path, commit, subpath)
-            context["commits"] = await gitread.log(path, commit, 10, subpath)
-            if not subpath:
-                readme = await gitread.find_readme(path, commit)
-                if readme is not None and not readme.binary:
-                    text = readme.text()
-                    context["readme_html"] = (
-                        markdown(text)
-                        if readme.path.lower().endswith((".md", ".markdown"))
-                        else None
-                    )
-                    context["readme_text"] = text
-                    context["readme_name"] = readme.path
-        else:
-            context["blob"] = await gitread.read_blob(path, commit, subpath)
-            context["commits"] = await gitread.log(path, commit, 1, subpath)
-    context.setdefault("readme_text", "")
-    context.setdefault("readme_name", "")
-    return render(request, "repo.html", **context)
-
-
-def _crumbs(subpath: str) -> list[tuple[str, str]]:
-    parts = subpath.split("/") if subpath else []
-    return [(p, "/".join(parts[: i + 1])) for i, p in enumerate(parts)]
-
-
-async def repo_commits(request: Request) -> Response:
-    _web, _viewer, repo, decision, path = await _open(request)
-    refs = await gitread.refs(path)
-    ref, commit = await _ref_and_commit(request, repo, path, refs)
-    commits = await gitread.log(path, commit, 100) if commit else []
-    return render(
-        request, "commits.html", repo=repo, refs=refs, ref=ref, commits=commits, decision=decision
-    )
 
 
 async def repo_settings(request: Request) -> Response:
@@ -285,10 +181,6 @@ def routes() -> list[Route]:
         Route("/repos", repos),
         Route("/repos/new", repo_new, methods=["GET"]),
         Route("/repos/new", repo_create, methods=["POST"]),
-        Route("/{owner}/{name}", repo_home),
-        Route("/{owner}/{name}/tree", repo_tree),
-        Route("/{owner}/{name}/blob", repo_blob),
-        Route("/{owner}/{name}/commits", repo_commits),
         Route("/{owner}/{name}/settings", repo_settings, methods=["GET"]),
         Route("/{owner}/{name}/settings", repo_settings_post, methods=["POST"]),
     ]

@@ -2,24 +2,25 @@
 
 Every form POST goes through `read_form`, which refuses a request whose hidden
 `csrf` field does not match the session's token (403, nothing changed).
-Templates are Jinja2 with autoescaping on; README files are rendered with
-markdown-it-py with raw HTML disabled, so repository content cannot inject
-markup or script.
+Templates are Jinja2 with autoescaping on; Markdown is rendered by
+`markdown.render` (raw HTML disabled, links validated), so repository content
+cannot inject markup or script. Times go through `timefmt` (the `when` and
+`when_abs` filters), so every page shows them one way.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from typing import Any
 
 import jinja2
-from markdown_it import MarkdownIt
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from . import markdown as _markdown
 from .security import csrf_ok, new_csrf
+from .timefmt import time_tag
 
 __all__ = [
     "FormError",
@@ -42,24 +43,19 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+def markdown(text: str, base: _markdown.Base | None = None, key: str = "") -> str:
+    return _markdown.render(text, base, key=key)
 
 
-def markdown(text: str) -> str:
-    return _md.render(text)
+def _when(value: Any) -> Any:
+    """A `<time>` with relative words and the absolute time on hover."""
+    return time_tag(value)
 
 
-def _when(value: Any) -> str:
-    """ISO 8601 as `2024-05-01 12:34 UTC`; anything else unchanged."""
-    if not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return str(value)
-    return moment.strftime("%Y-%m-%d %H:%M") + (
-        " UTC" if moment.utcoffset() is not None and not moment.utcoffset() else ""
-    )
+def _when_abs(value: Any) -> Any:
+    """A `<time>` with the absolute time and relative words on hover."""
+    return time_tag(value, absolute_text=True)
 
 
 def _size(value: Any) -> str:
@@ -74,6 +70,7 @@ def _size(value: Any) -> str:
 
 
 templates.filters["when"] = _when
+templates.filters["when_abs"] = _when_abs
 templates.filters["size"] = _size
 
 

@@ -20,6 +20,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from ..fsutil import write_atomic
+from ..schema.users import TOKEN_TITLE_MAX as TOKEN_TITLE_MAX  # the longest am accepts
+
 __all__ = [
     "Throttle",
     "csrf_ok",
@@ -42,11 +45,7 @@ def load_secret(path: str) -> str:
         pass
     value = secrets.token_hex(32)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, value + "\n", mode=0o600)
     return value
 
 
@@ -79,10 +78,6 @@ def parse_bearer(header: str) -> str | None:
     if scheme.lower() not in ("bearer", "token") or not value.strip() or len(value) > 512:
         return None
     return value.strip()
-
-
-TOKEN_TITLE_MAX = 100
-"""The longest token title am accepts (applikant.manager.tokens.TITLE_MAX)."""
 
 
 def looks_like_token(secret: str) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,8 @@ import pytest
 
 from applikant.builder.logcap import MARKER_PREFIX
 from harness.builds import BuildSite
-from harness.gitenv import User, wait_for
+from harness.gitenv import User
+from harness.wait import wait_until
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
@@ -117,7 +120,7 @@ def test_timeout(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "slow", tmp_path)
     _, stderr = site.push_script(alice, work, "echo sleeping\nsleep 60\n")
     number = site.queued_number(stderr)
-    build = site.wait_build(number, "timed-out", timeout=20)
+    build = site.wait_build(number, "timed-out")
     assert build["reason"] == "timed out after 6 s"
     assert site.log_lines(number)[0] == "sleeping"
 
@@ -129,13 +132,13 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
     # concurrency 1: the second one waits in the queue
     _, stderr = site.push_script(alice, work, "echo second\n", branch="other")
     queued = site.queued_number(stderr)
-    wait_for(lambda: site.log_lines(running) == ["started"], 10, "the build to start")
+    wait_until(lambda: site.log_lines(running) == ["started"], what="the build to start")
     assert site.build(queued)["status"] == "queued"
     r = cli(site, "build", "cancel", str(queued))
     assert r.returncode == 0 and "cancelled" in r.stdout
     r = cli(site, "build", "cancel", str(running))
     assert r.returncode == 0 and "cancel asked" in r.stdout, r.stdout + r.stderr
-    build = site.wait_build(running, "cancelled", timeout=5)
+    build = site.wait_build(running, "cancelled")
     assert build["reason"] == "cancelled"
     assert site.build(queued)["started_at"] is None
     r = cli(site, "build", "cancel", str(running))
@@ -144,28 +147,38 @@ def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path)
 
 def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "follow", tmp_path)
+    # The build holds after its first line until the test opens the gate, so the
+    # first line is seen while it runs, however slow the machine.
+    gate = site.shared / "follow-gate"
     _, stderr = site.push_script(
-        alice, work, "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done\n"
+        alice,
+        work,
+        f"echo line 1\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n"
+        "for i in 2 3 4 5; do echo line $i; sleep 0.3; done\n",
     )
     number = site.queued_number(stderr)
     env = dict(os.environ, **site.env)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first == "line 1\n"
-        # the first line came while the build still ran
-        assert site.build(number)["status"] == "running"
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
+    argv = [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"]
+    # (closes its pipes and waits for it at the end of the block)
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        # A stuck CLI is killed, which ends the reads below.
+        watchdog = threading.Timer(60, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            assert first == "line 1\n"
+            # the first line came while the build still ran
+            assert site.build(number)["status"] == "running"
+            gate.touch()
+            # Read on from the same buffered stream: readline may already hold
+            # the next lines (communicate() would read past them).
+            out, err = proc.stdout.read(), proc.stderr.read()
+            proc.wait()
+        finally:
+            watchdog.cancel()
     assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
     assert proc.returncode == 0 and f"build #{number} succeeded" in err
 
@@ -191,10 +204,10 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     work = repo_and_clone(site, alice, "killed", tmp_path)
     _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
     number = site.queued_number(stderr)
-    wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+    wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
     site.stop_ab(signal.SIGKILL)
     site.start_ab()
-    build = site.wait_build(number, "failed", timeout=10)
+    build = site.wait_build(number, "failed")
     assert build["reason"].startswith("interrupted"), build
     assert site.log_lines(number)[-1].startswith("applikant: interrupted")
 
@@ -206,10 +219,10 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     try:
         _, stderr = site.push_script(alice, work, "echo started\nsleep 2\necho done\n")
         number = site.queued_number(stderr)
-        wait_for(lambda: "started" in site.log_lines(number), 10, "the build to start")
+        wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
         site.stop_ab(signal.SIGKILL)
         site.start_ab(requeue)
-        build = site.wait_build(number, "succeeded", timeout=15)
+        build = site.wait_build(number, "succeeded")
         assert build["attempt"] == 2
         lines = site.log_lines(number)
         assert lines[0] == "started" and lines[-1] == "done"
@@ -248,7 +261,7 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
     _, stderr = site.push_script(alice, work, "echo '<b>not html</b>'\nsleep 1\necho done\n")
     number = site.queued_number(stderr)
     with httpx.Client(base_url=site.base, timeout=20) as web:
-        wait_for(lambda: "<b>" in "".join(site.log_lines(number)), 10, "the first line")
+        wait_until(lambda: "<b>" in "".join(site.log_lines(number)), what="the first line")
         page = web.get(f"/alice/web/builds/{number}")
         assert page.status_code == 200
         assert "&lt;b&gt;not html&lt;/b&gt;" in page.text and "/static/build.js" in page.text
@@ -260,6 +273,10 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
         assert rest["final"] and rest["status"] == "succeeded" and rest["lines"][-1][1] == "done"
         listing = web.get("/alice/web/builds")
         assert listing.status_code == 200 and f'/alice/web/builds/{number}"' in listing.text
+        assert 'class="badge status-succeeded"' in listing.text
+        done = web.get(f"/alice/web/builds/{number}").text
+        assert re.search(r'id="build-summary">Succeeded in \d+ s<', done), done[:2000]
+        assert "This build is" not in done
         assert 'href="/alice/web/builds"' in web.get("/alice/web").text
         assert web.get("/api/builds/999999/log").status_code == 404
         assert web.get(f"/alice/ok/builds/{number}").status_code == 404  # private, other repo

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from applikant.manager.base import Event
 from applikant.manager.passwords import Passwords
-from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store import SYSTEM, Event, Store
 from harness.am import Am
 from harness.cluster import Cluster
 from tests.manager.helpers import RealKeys
@@ -36,17 +35,17 @@ def real_keys(tmp_path_factory: pytest.TempPathFactory) -> RealKeys:
 
 @pytest.fixture
 def alice(store: Store) -> str:
-    return store.add_user("alice", actor=SYSTEM, password="alice-password").id
+    return store.users.add("alice", actor=SYSTEM, password="alice-password").id
 
 
 @pytest.fixture
 def bob(store: Store) -> str:
-    return store.add_user("bob", actor=SYSTEM).id
+    return store.users.add("bob", actor=SYSTEM).id
 
 
 @pytest.fixture
 def root(store: Store) -> str:
-    return store.add_user("root", actor=SYSTEM, is_admin=True).id
+    return store.users.add("root", actor=SYSTEM, is_admin=True).id
 
 
 # ---- am as a real process (service, hook and CLI tests) ----------------------

@@ -8,8 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.am import Am
 from tests.manager.helpers import RealKeys
+
+# Each test runs a few dozen CLI processes (a Python start each) one after the other.
+pytestmark = pytest.mark.timeout(300)
 
 
 def ok(am: Am, *args: str, input: str | None = None) -> str:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.netns import Network, NsProc
+from harness.wait import wait_until
 
 COOKIE = "multihost-deployment-cookie-0123456789"
 PM_PORT = 4370  # every host has its own network stack: the default port is free
@@ -280,7 +281,7 @@ class Deployment:
                 env={**self.env(label), **(env or {}), "NOTIFY_SOCKET": notify.path},
             )
             try:
-                notify.wait_for("READY=1", timeout=20)
+                notify.wait_for("READY=1")
             except AssertionError:
                 raise AssertionError(
                     f"{component} on {label} did not start:\n{proc.log_text()}"
@@ -428,7 +429,7 @@ class Deployment:
         r = self.call_raw(label, self.node("af", label), "af_status", "status")
         return json.loads(r.stdout) if r.returncode == 0 else None
 
-    def wait_af_synced(self, label: str, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_af_synced(self, label: str, timeout: float = 30.0) -> dict[str, Any]:
         def ok() -> Any:
             s = self.af_status(label)
             return s if s and s.get("am_up") and s.get("synced") else None
@@ -575,19 +576,6 @@ class Deployment:
         assert r.returncode == 0, f"curl {url} on {label}: {r.stderr}"
         body, _, code = r.stdout.rpartition("\n")
         return int(code), body
-
-
-def wait_until(
-    predicate: Any, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def _call_main(argv: list[str]) -> int:

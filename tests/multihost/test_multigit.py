@@ -34,7 +34,8 @@ from typing import Any
 import pytest
 
 from harness.netns import Network, unavailable
-from tests.multihost.deployment import Deployment, User, wait_until
+from harness.wait import wait_until
+from tests.multihost.deployment import Deployment, User
 
 Make = Callable[..., Deployment]
 TICK = 2.0
@@ -98,7 +99,6 @@ def setup_cluster(d: Deployment, *, web: bool = True) -> User:
     alice = d.add_user("alice", "alice-secret-password-1")
     wait_until(
         lambda: d.key_installed("git1", alice) and d.key_installed("git2", alice),
-        10,
         what="alice's key on both git hosts",
     )
     return alice
@@ -119,7 +119,7 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
 
     # Created once, in the store: every host sees it at once, hooks and all.
     d.cli_ok("manager", "repo", "create", REPO)
-    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, 10, what="the repository")
+    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, what="the repository")
     hook = d.store / f"{REPO}.git" / "hooks" / "pre-receive"
     assert hook.resolve() == d.store / ".applikant-hook"
     assert ls_remote(d, "git2", alice) == ls_remote(d, "web", alice) == {}
@@ -190,7 +190,6 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
     # Every accepted push recorded once, and built once, whichever host took it.
     entries = wait_until(
         lambda: (lambda e: e if len(e) >= len(pushed) else None)(d.pushes(REPO)),
-        15,
         what="the pushes audited",
     )
     time.sleep(1.0)  # a second record of any push would be in by now
@@ -205,12 +204,12 @@ def test_one_store_one_history_through_both_git_hosts_and_aw(deploy: Make) -> No
 
     # Renamed and deleted once, seen through both hosts and aw.
     d.cli_ok("manager", "repo", "rename", REPO, "alice/renamed")
-    wait_until((d.store / "alice" / "renamed.git" / "HEAD").exists, 10, what="the rename")
+    wait_until((d.store / "alice" / "renamed.git" / "HEAD").exists, what="the rename")
     assert not (d.store / f"{REPO}.git").exists()
     for via in ("git1", "git2", "web"):
         assert ls_remote(d, via, alice, "alice/renamed")["refs/heads/main"] == pushed[-1], via
     d.cli_ok("manager", "repo", "rm", "alice/renamed", "--yes")
-    wait_until(lambda: not (d.store / "alice" / "renamed.git").exists(), 10, what="the delete")
+    wait_until(lambda: not (d.store / "alice" / "renamed.git").exists(), what="the delete")
     for via in ("git1", "git2"):
         r = d.git("client", alice, "ls-remote", d.ssh_url(via, "alice/renamed"), check=False)
         assert r.returncode != 0 and "alice/renamed" in r.stderr, r
@@ -228,7 +227,7 @@ def test_a_root_that_is_not_the_clusters_store_is_refused_and_says_why(deploy: M
     af1, af2 = d.node("af", "git1"), d.node("af", "git2")
     d.add_user("alice", "alice-secret-password-1", key=False)
     d.cli_ok("manager", "repo", "create", REPO)
-    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, 10, what="the repository")
+    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, what="the repository")
 
     def refused(label: str, root: Path, says: str) -> None:
         store = store_of(d, label)
@@ -249,7 +248,7 @@ def test_a_root_that_is_not_the_clusters_store_is_refused_and_says_why(deploy: M
             reported = entries and any(says in e["error"] for e in entries[0]["errors"])
             return entries[0] if reported else None
 
-        entry = wait_until(af2_in_status, 10, what="af's refusal reported to am")
+        entry = wait_until(af2_in_status, what="af's refusal reported to am")
         assert entry["store"]["state"] == "refused" and says in entry["store"]["reason"], entry
         table = d.cli("manager", "status").stdout
         assert "repo root refused" in table, table
@@ -316,11 +315,11 @@ def test_a_holder_killed_between_journal_and_act_is_finished_by_the_next(deploy:
     assert store_of(d, "git1")["manages"] and not store_of(d, "git2")["manages"]
     d.add_user("alice", "alice-secret-password-1", key=False)
     d.cli_ok("manager", "repo", "create", REPO)
-    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, 10, what="the repository")
+    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, what="the repository")
     repo_id = (d.store / f"{REPO}.git" / "applikant-id").read_text().strip()
 
     d.cli_ok("manager", "repo", "rename", REPO, "alice/moved")
-    [intent] = wait_until(lambda: intents(d), 10, what="af1's intent in the journal")
+    [intent] = wait_until(lambda: intents(d), what="af1's intent in the journal")
     assert intent == {"op": "rename", "old": REPO, "new": "alice/moved", "id": repo_id, "by": af1}
     time.sleep(0.5)  # stopped: it does not act
     assert (d.store / f"{REPO}.git").exists() and not (d.store / "alice" / "moved.git").exists()
@@ -333,7 +332,7 @@ def test_a_holder_killed_between_journal_and_act_is_finished_by_the_next(deploy:
         4 * TICK + 5,
         what="af2 holding af_repo_manager",
     )
-    wait_until((d.store / "alice" / "moved.git" / "HEAD").exists, 10, what="the rename finished")
+    wait_until((d.store / "alice" / "moved.git" / "HEAD").exists, what="the rename finished")
     assert not (d.store / f"{REPO}.git").exists()
     assert (d.store / "alice" / "moved.git" / "applikant-id").read_text().strip() == repo_id
     assert intents(d) == []
@@ -341,7 +340,7 @@ def test_a_holder_killed_between_journal_and_act_is_finished_by_the_next(deploy:
     assert store_of(d, "git2")["manages"]
     # and it manages from now on: a new repository is made by af2.
     d.cli_ok("manager", "repo", "create", "alice/after")
-    wait_until((d.store / "alice" / "after.git" / "HEAD").exists, 10, what="a new repository")
+    wait_until((d.store / "alice" / "after.git" / "HEAD").exists, what="a new repository")
 
 
 def test_a_git_host_cut_off_mid_push_leaves_the_repository_consistent(deploy: Make) -> None:
@@ -349,7 +348,7 @@ def test_a_git_host_cut_off_mid_push_leaves_the_repository_consistent(deploy: Ma
     alice = setup_cluster(d)
     d.cli_ok("manager", "repo", "create", REPO)
     git_dir = d.store / f"{REPO}.git"
-    wait_until((git_dir / "HEAD").exists, 10, what="the repository")
+    wait_until((git_dir / "HEAD").exists, what="the repository")
     base = d.base / "base"
     d.git("client", alice, "clone", "-q", d.ssh_url("git1", REPO), str(base))
     first = d.commit("client", base, "first")
@@ -374,7 +373,7 @@ def test_a_git_host_cut_off_mid_push_leaves_the_repository_consistent(deploy: Ma
     wait_until(
         lambda: [p for p in objects.iterdir() if p.name.startswith("tmp_objdir-incoming")],
         30,
-        interval=0.05,
+        every=0.05,
         what="git2 receiving the pack",
     )
     d.net.cut("git2")
@@ -410,6 +409,6 @@ def test_a_git_host_cut_off_mid_push_leaves_the_repository_consistent(deploy: Ma
     for via in ("git1", "web"):
         assert ls_remote(d, via, alice)["refs/heads/main"] == head, via
     pushes = wait_until(
-        lambda: (lambda e: e if len(e) == 3 else None)(d.pushes(REPO)), 15, what="audited"
+        lambda: (lambda e: e if len(e) == 3 else None)(d.pushes(REPO)), what="audited"
     )
     assert [e["details"]["refs"][0]["new"] for e in pushes] == [first, second, head]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -21,24 +19,7 @@ from applikant.node.errors import (
 from applikant.node.node import CallContext, NameLost, NodeDownEvent, NodeUp, open_node
 from applikant.node.settings import DistSettings, TlsSettings
 
-COOKIE = b"cookie"
-
-
-@asynccontextmanager
-async def running_portmapper() -> AsyncIterator[DistSettings]:
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(portmapper.serve, "127.0.0.1", 0)
-        yield DistSettings(
-            portmapper_port=port,
-            listen_min=30000 + port % 20000,
-            listen_max=30099 + port % 20000,
-            handshake_timeout=2.0,
-        )
-        nursery.cancel_scope.cancel()
-
-
-async def echo(ctx: CallContext, args: object) -> object:
-    return args
+from .support import COOKIE, echo, running_portmapper
 
 
 async def test_nodeup_nodedown_events_and_sync() -> None:
@@ -290,7 +271,7 @@ async def test_a_lost_peer_is_dialled_again_but_not_one_that_said_goodbye() -> N
             assert await events.receive() == NodeDownEvent("c@localhost", "connection closed")
             await trio.sleep(1.0)
             assert "c@localhost" not in a.nodes()
-            assert "c@localhost" not in a._dialing
+            assert "c@localhost" not in a._connector.dialing
 
 
 async def test_casts_arrive_in_order_without_a_reply() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.forge import Known, build_known_repo, build_many_repo
 from harness.web import WebSite
 
 _names = itertools.count(1)
@@ -33,3 +34,19 @@ def _close_clients(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "site" in request.fixturenames:
         request.getfixturevalue("site").close_clients()
+
+
+KNOWN = "kowner/known"
+
+
+@pytest.fixture(scope="session")
+def known(site: WebSite, tmp_path_factory: pytest.TempPathFactory) -> Known:
+    """kowner/known (harness/forge.py) and kowner/many (120 commits), both private,
+    owned by kowner (password kowner-pass-1); kstranger may read neither."""
+    owner = site.add_user("kowner")
+    site.call_am("am_user_db", "set_password", {"user": owner.id, "password": "kowner-pass-1"})
+    site.user_with_password("kstranger", "kstranger-pass-1")
+    tmp = tmp_path_factory.mktemp("forge")
+    known = build_known_repo(site, tmp, owner, KNOWN)
+    build_many_repo(site, tmp, owner, "kowner/many")
+    return known

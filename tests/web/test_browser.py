@@ -6,44 +6,22 @@ repository view. Screenshots of the main pages go to tests/artifacts/ (not in gi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.browser import chromium, has_chromium, shot
 from harness.sshd import make_client_key
 from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
+pytestmark = pytest.mark.skipif(not has_chromium(), reason="needs Debian's chromium")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    with chromium() as b:
+        yield b
 
 
 def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> None:
@@ -95,15 +73,15 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
     shot(page, "repo-settings")
 
     # brdev pushes over SSH (af picks the key up from am).
-    from harness.gitenv import User, wait_for
+    from harness.gitenv import User
+    from harness.wait import wait_until
 
     user = User("brdev", "", key, pub)
     blob = pub.split()[1]
-    wait_for(lambda: blob in site.keys_file.read_text(), 10, "brdev's key in authorized_keys")
-    wait_for(
+    wait_until(lambda: blob in site.keys_file.read_text(), what="brdev's key in authorized_keys")
+    wait_until(
         lambda: (site.repo_root / ADMIN_LOGIN / "webapp.git" / "HEAD").exists(),
-        10,
-        "the repository on disk",
+        what="the repository on disk",
     )
     work = tmp_path / "work"
     site.commit(work, "first from the browser test")
@@ -115,10 +93,9 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
 
     # The push on the dashboard, the commit in the repository view.
     page.goto(f"{base}/")
-    wait_for(
+    wait_until(
         lambda: page.reload() or f"{ADMIN_LOGIN}/webapp" in page.locator("#pushes").inner_text(),
-        10,
-        "the push on the dashboard",
+        what="the push on the dashboard",
     )
     assert "up" in page.locator("#cluster").inner_text()
     shot(page, "dashboard")

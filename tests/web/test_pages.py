@@ -108,18 +108,18 @@ def test_repo_browser(site: WebSite, browsable: dict) -> None:
     r = c.get("/pgowner/code")
     assert r.status_code == 200
     html = r.text
-    assert "<h1>Hello</h1>" in html
+    assert '<h1 id="user-content-hello">' in html and "Hello</h1>" in html
     assert "<script>alert(1)</script>" not in html and 'href="javascript' not in html
     assert (
         f"{site.base}/pgowner/code.git" in html
         and "ssh://git@127.0.0.1:2222/pgowner/code.git" in html
     )
-    for needle in ("feature/x", "v1.0", "add readme &amp; src", "src/"):
+    for needle in ("feature/x", "v1.0", "add readme &amp; src", 'path=src">src</a>'):
         assert needle in html, needle
     r = c.get("/pgowner/code/tree", params={"ref": "feature/x", "path": "src"})
     assert r.status_code == 200 and "main.py" in r.text
     r = c.get("/pgowner/code/blob", params={"ref": "v1.0", "path": "src/main.py"})
-    assert r.status_code == 200 and "print(&#39;hi&#39;)" in r.text
+    assert r.status_code == 200 and "'hi'</span>" in r.text and 'id="L1"' in r.text
     r = c.get("/pgowner/code/commits", params={"ref": "main"})
     assert r.status_code == 200 and "first commit" in r.text
     assert c.get("/pgowner/code/settings").status_code == 200

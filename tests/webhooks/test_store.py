@@ -11,7 +11,7 @@ import pytest
 
 from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.store import Store
-from applikant.manager.webhooks_store import normalize_events
+from applikant.manager.store.webhooks import normalize_events
 from applikant.webhooks import Attempt, Outcome
 
 ZERO = "0" * 40
@@ -21,8 +21,8 @@ EVENT_ID = "9b2f3c4e-1111-4222-8333-944445555666"
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(str(tmp_path / "am.sqlite3"))
-    s.add_user("alice", actor="system")
-    s.create_repo("alice/p", actor="system")
+    s.users.add("alice", actor="system")
+    s.repos.create("alice/p", actor="system")
     return s
 
 
@@ -31,11 +31,11 @@ def later() -> datetime:
 
 
 def bodies(store: Store, event: str) -> list[dict]:
-    return [json.loads(d.body) for d in store.due_deliveries(later(), 100) if d.event == event]
+    return [json.loads(d.body) for d in store.webhooks.due(later(), 100) if d.event == event]
 
 
 def push(store: Store, new: str = "a" * 40, event_id: str | None = EVENT_ID) -> None:
-    store.record_push(
+    store.audit.record_push(
         "alice/p",
         [{"refname": "refs/heads/main", "old": ZERO, "new": new}],
         actor="user-1",
@@ -44,17 +44,19 @@ def push(store: Store, new: str = "a" * 40, event_id: str | None = EVENT_ID) -> 
 
 
 def test_a_push_makes_one_delivery_per_interested_hook(store: Store) -> None:
-    repo_hook = store.add_hook(
+    repo_hook = store.webhooks.add(
         "alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False
     )
-    store.add_hook("alice/p", "http://127.0.0.1:9/b", ["repo.deleted"], actor="system", ping=False)
-    store.add_hook(None, "https://example.org/site", ["push"], actor="system", ping=False)
-    store.add_hook(
+    store.webhooks.add(
+        "alice/p", "http://127.0.0.1:9/b", ["repo.deleted"], actor="system", ping=False
+    )
+    store.webhooks.add(None, "https://example.org/site", ["push"], actor="system", ping=False)
+    store.webhooks.add(
         "alice/p", "http://127.0.0.1:9/off", ["push"], actor="system", ping=False, active=False
     )
     push(store)
     push(store)  # the same post-receive delivered twice: recorded once, sent once
-    due = store.due_deliveries(later(), 100)
+    due = store.webhooks.due(later(), 100)
     assert sorted(d.url for d in due) == ["http://127.0.0.1:9/a", "https://example.org/site"]
     assert len({d.body for d in due}) == 1 and {d.event for d in due} == {"push"}
     body = json.loads(due[0].body)
@@ -73,33 +75,33 @@ def test_a_push_makes_one_delivery_per_interested_hook(store: Store) -> None:
 
 
 def test_deliveries_commit_with_their_change_or_not_at_all(store: Store) -> None:
-    store.add_hook(
+    store.webhooks.add(
         None, "http://127.0.0.1:9/a", ["push", "repo_created"], actor="system", ping=False
     )
     with pytest.raises(NotFound):
-        store.record_push(
+        store.audit.record_push(
             "alice/none",
             [{"refname": "refs/heads/main", "old": ZERO, "new": "b" * 40}],
             actor="user-1",
         )
     with pytest.raises(RuntimeError):
-        with store._write("system", None) as tx:
+        with store.transaction("system") as tx:
             tx.event("repo.created", repo="alice/p", id="repo-1")
             raise RuntimeError("the change fails after its event was queued")
-    assert store.due_deliveries(later(), 100) == []
+    assert store.webhooks.due(later(), 100) == []
 
 
 def test_repo_created_deleted_and_build_finished(store: Store) -> None:
-    store.add_hook(
+    store.webhooks.add(
         None,
         "http://127.0.0.1:9/a",
         ["repo_created", "repo_deleted", "build_finished"],
         actor="system",
         ping=False,
     )
-    store.create_repo("alice/q", actor="system")
-    store.delete_repo("alice/q", actor="system")
-    with store._write("system", None) as tx:  # as the build queue announces a build
+    store.repos.create("alice/q", actor="system")
+    store.repos.delete("alice/q", actor="system")
+    with store.transaction("system") as tx:  # as the build queue announces a build
         tx.event(
             "build.finished",
             build="build-7",
@@ -121,18 +123,20 @@ def test_repo_created_deleted_and_build_finished(store: Store) -> None:
 
 
 def test_repo_hooks_go_with_their_repository(store: Store) -> None:
-    hook = store.add_hook("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system")
-    assert [d.event for d in store.due_deliveries(later(), 10)] == ["ping"]
-    store.delete_repo("alice/p", actor="system")
+    hook = store.webhooks.add("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system")
+    assert [d.event for d in store.webhooks.due(later(), 10)] == ["ping"]
+    store.repos.delete("alice/p", actor="system")
     with pytest.raises(NotFound):
-        store.get_hook(hook.id)
-    assert store.due_deliveries(later(), 10) == [] and store.next_delivery_due() is None
+        store.webhooks.get(hook.id)
+    assert store.webhooks.due(later(), 10) == [] and store.webhooks.next_due() is None
 
 
 def test_attempts_are_logged_and_finish_a_delivery(store: Store) -> None:
-    hook = store.add_hook("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False)
+    hook = store.webhooks.add(
+        "alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False
+    )
     push(store)
-    (d,) = store.due_deliveries(later(), 10)
+    (d,) = store.webhooks.due(later(), 10)
     now = datetime.now(UTC)
     failed = Attempt(
         number=1,
@@ -143,9 +147,9 @@ def test_attempts_are_logged_and_finish_a_delivery(store: Store) -> None:
         location="http://elsewhere/",
         error="redirects are not followed",
     )
-    store.record_attempt(d.id, failed, now + timedelta(seconds=60))
-    assert store.due_deliveries(later(), 10) == []  # not due again yet
-    assert store.next_delivery_due() == now + timedelta(seconds=60)
+    store.webhooks.record_attempt(d.id, failed, now + timedelta(seconds=60))
+    assert store.webhooks.due(later(), 10) == []  # not due again yet
+    assert store.webhooks.next_due() == now + timedelta(seconds=60)
     ok = Attempt(
         number=2,
         started_at=now,
@@ -154,20 +158,20 @@ def test_attempts_are_logged_and_finish_a_delivery(store: Store) -> None:
         status_code=200,
         response="thanks",
     )
-    store.record_attempt(d.id, ok, None)
-    (logged,) = store.list_deliveries(hook.id)
+    store.webhooks.record_attempt(d.id, ok, None)
+    (logged,) = store.webhooks.deliveries(hook.id)
     assert (logged.status, logged.attempts) == ("delivered", 2)
     assert [a.outcome for a in logged.log] == [Outcome.REDIRECT, Outcome.DELIVERED]
     assert logged.log[0].location == "http://elsewhere/" and logged.log[1].response == "thanks"
-    assert store.get_hook(hook.id).last_status == "delivered"
+    assert store.webhooks.get(hook.id).last_status == "delivered"
 
-    again = store.redeliver(d.id, actor="system")
+    again = store.webhooks.redeliver(d.id, actor="system")
     assert again.redelivery_of == d.id and again.body == logged.body and again.status == "pending"
-    assert [p.id for p in store.due_deliveries(later(), 10)] == [again.id]
-    store.remove_hook(hook.id, actor="system")
-    store.record_attempt(again.id, ok, None)  # removed meanwhile: ignored
+    assert [p.id for p in store.webhooks.due(later(), 10)] == [again.id]
+    store.webhooks.remove(hook.id, actor="system")
+    store.webhooks.record_attempt(again.id, ok, None)  # removed meanwhile: ignored
     with pytest.raises(NotFound):
-        store.get_delivery(again.id)
+        store.webhooks.delivery(again.id)
 
 
 def test_bad_hooks_are_refused_in_words(store: Store) -> None:
@@ -178,16 +182,16 @@ def test_bad_hooks_are_refused_in_words(store: Store) -> None:
         ("", "empty"),
     ]:
         with pytest.raises(BadRequest, match=words):
-            store.add_hook("alice/p", url, ["push"], actor="system")
+            store.webhooks.add("alice/p", url, ["push"], actor="system")
     with pytest.raises(BadRequest, match="unknown event"):
-        store.add_hook("alice/p", "http://127.0.0.1:9/", ["tag"], actor="system")
+        store.webhooks.add("alice/p", "http://127.0.0.1:9/", ["tag"], actor="system")
     with pytest.raises(NotFound):
-        store.add_hook("alice/none", "http://127.0.0.1:9/", ["push"], actor="system")
+        store.webhooks.add("alice/none", "http://127.0.0.1:9/", ["push"], actor="system")
     with pytest.raises(BadRequest, match="hook id"):
-        store.remove_hook("7", actor="system")
+        store.webhooks.remove("7", actor="system")
     with pytest.raises(BadRequest, match="UUID"):
-        store.redeliver("nope", actor="system")
-    assert store.list_hooks("alice/p") == []
+        store.webhooks.redeliver("nope", actor="system")
+    assert store.webhooks.hooks("alice/p") == []
 
 
 def test_event_names() -> None:

@@ -1,0 +1,68 @@
+"""am's global services, and the one place they are started and registered.
+
+| name | module | serves |
+|---|---|---|
+| `am_user_db` | user_db | users, SSH keys, API tokens, groups, change subscriptions |
+| `am_repo_db` | repo_db | repositories, permissions, protected branches, access decisions, the audit log |
+| `am_hook_api` | hook_api | the verdict on a push (pre-receive, update) and its record (post-receive) |
+| `am_builds` | builds | the build queue, for people and for runners (ab) |
+| `am_webhooks` | webhooks | hooks, their delivery log, redelivery (and the delivery worker) |
+| `am_observer` | observer | the nodes am has seen, subscriptions, errors nodes report |
+
+Each method's args and answer are modelled in applikant.schema, one module
+per service; `base.Service` checks the args against them before a method runs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import trio
+
+from applikant import config as config_mod
+from applikant.manager.runtime import Manager
+from applikant.manager.services.base import Service
+from applikant.manager.services.builds import BuildsService
+from applikant.manager.services.hook_api import HookApi
+from applikant.manager.services.observer import ObserverService, watch_nodes
+from applikant.manager.services.repo_db import RepoDb
+from applikant.manager.services.user_db import UserDb
+from applikant.manager.services.webhooks import WebhooksService, run_worker
+
+__all__ = ["Service", "start"]
+
+
+async def start(manager: Manager, config: config_mod.Config, nursery: trio.Nursery) -> None:
+    """Start what the services run in the background (the node watch, the
+    subscribers' delivery, the webhook worker, the builds' runner watch), then
+    register every global name, in that order: when a name appears in the
+    cluster, its service answers."""
+    node = manager.node
+    events = node.monitor()
+    for peer in node.nodes():
+        manager.observer.up(peer)
+    nursery.start_soon(watch_nodes, manager, events)
+    manager.subscribers.start(nursery)
+    hooks = config.webhooks
+    nursery.start_soon(
+        partial(
+            run_worker,
+            manager,
+            policy=hooks.policy(),
+            settings=hooks.delivery(),
+            concurrency=hooks.concurrency,
+            poll_interval=hooks.poll_interval,
+        )
+    )
+    builds = BuildsService(manager, config.builder.on_interrupt)
+    await nursery.start(builds.run)
+    services: list[Service] = [
+        UserDb(manager),
+        RepoDb(manager),
+        HookApi(manager),
+        ObserverService(manager),
+        WebhooksService(manager),
+        builds,
+    ]
+    for service in services:
+        await node.register_global(service.NAME, service.handlers())

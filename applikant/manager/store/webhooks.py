@@ -1,0 +1,485 @@
+"""Webhooks in am's store: hooks, their deliveries and every attempt, and the
+durable queue the delivery worker (applikant.webhooks.deliver_pending) reads.
+
+- A hook belongs to one repository, or to the site (`repo` None: every
+  repository). Its secret is made here when none is given and is returned once,
+  by `add`; listings never show it. Hooks go when their repository goes.
+- A delivery is made *inside the transaction of the change it reports*: when
+  a push (`repo.pushed`), a new or deleted repository, or a finished build
+  (`build.finished`) commits, so do its deliveries, one per active hook that
+  wants the event. A push is thus acknowledged without waiting for any
+  receiver, and nothing is lost when am dies: the worker finds the pending
+  deliveries after a restart. A push recorded twice (same event id) makes no
+  second delivery, since the second record_push changes nothing. (The core
+  runs the delivery-making hook before every commit: `Core.before_commit`.)
+- The body (JSON text) is fixed when the delivery is made: every attempt, and a
+  redelivery (a new delivery, new id, same body), sends and signs the same bytes.
+- Attempts are kept with their outcome, status code, Location of a redirect,
+  the first bytes of the answer, the error in words and the duration.
+
+Event names are the library's: push, repo_created, repo_deleted,
+build_finished, ping (dotted forms such as `repo.created` are accepted).
+Hook ids are `hook-7`; delivery ids are UUIDs (the X-Applikant-Delivery header).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from applikant.manager.errors import BadRequest, Conflict, NotFound
+from applikant.manager.store.core import Core, Part, Query, Row, Tx, format_time
+from applikant.manager.store.rows import REPO_SELECT, parse_id, repo_row
+from applikant.schema.webhooks import Delivery, NewWebhook, Webhook
+from applikant.webhooks import (
+    Attempt,
+    InvalidHookURL,
+    Outcome,
+    PendingDelivery,
+    encode_body,
+    new_secret,
+    validate_url,
+)
+
+__all__ = ["HOOK_EVENTS", "Webhooks", "normalize_events"]
+
+#: What a hook may subscribe to (ping is sent to every new hook, unasked).
+HOOK_EVENTS = ("push", "repo_created", "repo_deleted", "build_finished")
+HOOKS_PER_SCOPE_MAX = 50
+SECRET_MAX = 256
+DELIVERIES_LIST_MAX = 500
+
+# The store's change events that make deliveries, and the hook event each is.
+_TRIGGERS = {
+    "repo.pushed": "push",
+    "repo.created": "repo_created",
+    "repo.deleted": "repo_deleted",
+    "build.finished": "build_finished",
+}
+_HOOK_ID = re.compile(r"hook-([1-9][0-9]{0,17})\Z")
+_ZERO = "0" * 40
+# What a repeated attempt number overwrites (an attempt recorded twice).
+_ATTEMPT_RESULT = (
+    "started_at",
+    "duration",
+    "outcome",
+    "status_code",
+    "location",
+    "response",
+    "error",
+)
+
+
+def normalize_events(events: object) -> list[str]:
+    """The hook events named in `events` (dotted or underscored), deduplicated,
+    in HOOK_EVENTS order; BadRequest for anything else."""
+    if isinstance(events, str):
+        events = [events]
+    if not isinstance(events, list) or not events:
+        raise BadRequest(f"a hook needs at least one event: {', '.join(HOOK_EVENTS)}")
+    wanted = set()
+    for name in events:
+        if not isinstance(name, str):
+            raise BadRequest("events must be strings")
+        canon = name.strip().replace(".", "_").replace("-", "_")
+        if canon not in HOOK_EVENTS:
+            raise BadRequest(f"unknown event {name[:40]!r}; events are {', '.join(HOOK_EVENTS)}")
+        wanted.add(canon)
+    return [e for e in HOOK_EVENTS if e in wanted]
+
+
+def _hook_number(ref: object) -> int:
+    match = _HOOK_ID.match(ref) if isinstance(ref, str) else None
+    if match is None:
+        raise BadRequest(f"{str(ref)[:80]!r} is not a hook id (hook-7)")
+    return int(match.group(1))
+
+
+def _delivery_id(ref: object) -> str:
+    try:
+        return str(uuid.UUID(str(ref)))
+    except ValueError:
+        raise BadRequest(f"{str(ref)[:80]!r} is not a delivery id (a UUID)") from None
+
+
+# The order deliveries were made in, within one transaction (one created_at),
+# is SQLite's rowid here and in `deliveries`: the one thing in these parts a
+# second backend has to give another way (a sequence column).
+_HOOK_SELECT = (
+    "SELECT h.*, o.name AS owner, r.name AS repo_name,"
+    " (SELECT d.status FROM webhook_deliveries d WHERE d.hook_id = h.id"
+    "  ORDER BY d.created_at DESC, d.rowid DESC LIMIT 1) AS last_status"
+    " FROM webhooks h LEFT JOIN repos r ON r.id = h.repo_id"
+    " LEFT JOIN owners o ON o.id = r.owner_id"
+)
+
+
+def _hook_from_row(row: Row) -> Webhook:
+    return Webhook(
+        id=f"hook-{row['id']}",
+        repo=None if row["repo_id"] is None else f"{row['owner']}/{row['repo_name']}",
+        url=row["url"],
+        events=json.loads(row["events"]),
+        active=bool(row["active"]),
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        last_status=row["last_status"],
+    )
+
+
+def _attempt_from_row(row: Row) -> Attempt:
+    return Attempt(
+        number=row["number"],
+        started_at=row["started_at"],
+        duration=row["duration"],
+        outcome=Outcome(row["outcome"]),
+        status_code=row["status_code"],
+        location=row["location"],
+        response=row["response"],
+        error=row["error"],
+    )
+
+
+def _repo_json(row: Row) -> dict[str, Any]:
+    return {
+        "id": f"repo-{row['id']}",
+        "full_name": f"{row['owner']}/{row['name']}",
+        "owner": row["owner"],
+        "name": row["name"],
+        "is_public": bool(row["is_public"]),
+        "default_branch": row["default_branch"],
+        "description": row["description"],
+    }
+
+
+def _hook_row(q: Query, ref: object) -> Row:
+    row = q.one(_HOOK_SELECT + " WHERE h.id = ?", (_hook_number(ref),))
+    if row is None:
+        raise NotFound(f"no hook {ref}")
+    return row
+
+
+class Webhooks(Part):
+    """`store.webhooks`: hooks, and the deliveries made with the changes they report."""
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core)
+        self.queued_deliveries = 0  # made by this store so far (for the worker's wake)
+        # Inside every transaction, before its commit: the deliveries for the
+        # events it queued commit with the change, or neither does.
+        core.before_commit(self._deliveries_for)
+
+    # ---- deliveries made with the change they report ------------------------------
+
+    def _deliveries_for(self, tx: Tx) -> None:
+        if any(event.get("kind") in _TRIGGERS for event in tx.events):
+            self.queued_deliveries += self._enqueue(tx)
+
+    def _enqueue(self, tx: Tx) -> int:
+        made = 0
+        for event in list(tx.events):
+            hook_event = _TRIGGERS.get(event.get("kind", ""))
+            if hook_event is None:
+                continue
+            repo = self._event_repo(tx, event)
+            payload = self._payload(tx, hook_event, event, repo)
+            hooks = tx.all(
+                "SELECT id, events FROM webhooks WHERE active = 1"
+                " AND (repo_id IS NULL OR repo_id = ?) ORDER BY id",
+                (repo["id"] if repo is not None else None,),
+            )
+            for hook in hooks:
+                if hook_event in json.loads(hook["events"]):
+                    self._insert_delivery(tx, hook["id"], hook_event, encode_body(payload))
+                    made += 1
+        return made
+
+    def _event_repo(self, q: Query, event: dict[str, Any]) -> Row | None:
+        number = parse_id(str(event.get("id") or event.get("repo_id") or ""), "repo")
+        if number is not None:
+            row = q.one(REPO_SELECT + " WHERE r.id = ?", (number,))
+            if row is not None:
+                return row
+        repo = event.get("repo")
+        if isinstance(repo, str) and "/" in repo:
+            owner, _, name = repo.removesuffix(".git").partition("/")
+            return q.one(REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name))
+        return None
+
+    def _payload(
+        self, tx: Tx, hook_event: str, event: dict[str, Any], repo: Row | None
+    ) -> dict[str, Any]:
+        if repo is not None:
+            repository: dict[str, Any] = _repo_json(repo)
+        else:  # a deleted repository: what the event still says of it
+            repository = {"id": event.get("id"), "full_name": event.get("repo")}
+        actor = str(event.get("actor") or tx.actor)
+        payload: dict[str, Any] = {
+            "event": hook_event,
+            "created_at": tx.now,
+            "repository": repository,
+            "sender": self._who(tx, actor),
+        }
+        if hook_event == "push":
+            refs = [
+                {
+                    "ref": r["ref"],
+                    "before": r["old"],
+                    "after": r["new"],
+                    "created": r["old"] == _ZERO,
+                    "deleted": r["new"] == _ZERO,
+                }
+                for r in event.get("refs", [])
+            ]
+            payload.update(pusher=payload["sender"], refs=refs)
+            if len(refs) == 1:  # GitHub's shape, for receivers written for it
+                payload.update(ref=refs[0]["ref"], before=refs[0]["before"], after=refs[0]["after"])
+            if event.get("event_id"):
+                payload["push_id"] = event["event_id"]
+        elif hook_event == "build_finished":
+            build = {k: v for k, v in event.items() if k not in ("kind", "repo", "actor")}
+            if "build" in build:  # the builds' events name the build `build`
+                build["id"] = build.pop("build")
+            payload["build"] = build
+        return payload
+
+    def _who(self, q: Query, actor: str) -> dict[str, Any]:
+        number = parse_id(actor, "user")
+        if number is None:
+            return {"id": actor, "login": actor}
+        row = q.one("SELECT name FROM owners WHERE id = ?", (number,))
+        return {"id": actor, "login": row["name"] if row else None}
+
+    def _insert_delivery(
+        self, tx: Tx, hook_id: int, event: str, body: str, redelivery_of: str | None = None
+    ) -> str:
+        delivery_id = str(uuid.uuid4())
+        tx.run(
+            "INSERT INTO webhook_deliveries (id, hook_id, event, body, status, attempts,"
+            " next_attempt_at, created_at, redelivery_of) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            (delivery_id, hook_id, event, body, tx.now, tx.now, redelivery_of),
+        )
+        return delivery_id
+
+    # ---- hooks ------------------------------------------------------------------------
+
+    def add(
+        self,
+        repo: str | None,
+        url: str,
+        events: object,
+        *,
+        secret: str | None = None,
+        active: bool = True,
+        ping: bool = True,
+        actor: str,
+        node: str | None = None,
+    ) -> NewWebhook:
+        """A new hook on `repo` (None: site-wide); the answer carries its secret.
+
+        Raises BadRequest for a URL that is not http(s) (the message says why),
+        unknown events or a bad secret, NotFound for an unknown repository,
+        Conflict beyond HOOKS_PER_SCOPE_MAX hooks. With `ping`, a `ping`
+        delivery is queued at once so the receiver can be checked.
+        """
+        try:
+            url = validate_url(url)
+        except InvalidHookURL as exc:
+            raise BadRequest(f"invalid hook URL: {exc}") from None
+        names = normalize_events(events)
+        if secret is None or secret == "":
+            secret = new_secret()
+        if not isinstance(secret, str) or len(secret) > SECRET_MAX or not secret.isprintable():
+            raise BadRequest(
+                f"the secret must be printable text of at most {SECRET_MAX} characters"
+            )
+        if not isinstance(active, bool):
+            raise BadRequest("active must be true or false")
+        with self._core.write(actor, node) as tx:
+            if repo is None:
+                repo_id = None
+                count = tx.scalar("SELECT count(*) FROM webhooks WHERE repo_id IS NULL")
+            else:
+                repo_id = repo_row(tx, repo)["id"]
+                count = tx.scalar("SELECT count(*) FROM webhooks WHERE repo_id = ?", (repo_id,))
+            if count >= HOOKS_PER_SCOPE_MAX:
+                raise Conflict(f"there are {count} hooks here already; remove some first")
+            number = tx.insert(
+                "INSERT INTO webhooks (repo_id, url, secret, events, active, created_at, created_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (repo_id, url, secret, json.dumps(names), int(active), tx.now, tx.actor),
+            )
+            hook = _hook_from_row(_hook_row(tx, f"hook-{number}"))
+            tx.audit("hook.add", hook.repo, hook=hook.id, url=url, events=names)
+            if ping and active:
+                body = encode_body(
+                    {
+                        "event": "ping",
+                        "created_at": tx.now,
+                        "hook": {"id": hook.id, "repo": hook.repo, "events": names, "url": url},
+                        "zen": "Keep it logically awesome.",
+                    }
+                )
+                self._insert_delivery(tx, number, "ping", body)
+                self.queued_deliveries += 1
+        return NewWebhook(**hook.model_dump(), secret=secret)
+
+    def hooks(self, repo: str | None) -> list[Webhook]:
+        """The hooks of `repo`, or the site-wide ones (None), oldest first."""
+        with self._core.read() as q:
+            if repo is None:
+                rows = q.all(_HOOK_SELECT + " WHERE h.repo_id IS NULL ORDER BY h.id")
+            else:
+                repo_id = repo_row(q, repo)["id"]
+                rows = q.all(_HOOK_SELECT + " WHERE h.repo_id = ? ORDER BY h.id", (repo_id,))
+            return [_hook_from_row(row) for row in rows]
+
+    def get(self, ref: str) -> Webhook:
+        with self._core.read() as q:
+            return _hook_from_row(_hook_row(q, ref))
+
+    def remove(self, ref: str, *, actor: str, node: str | None = None) -> Webhook:
+        """Delete a hook with its deliveries and their log; return what was removed."""
+        with self._core.write(actor, node) as tx:
+            hook = _hook_from_row(_hook_row(tx, ref))
+            tx.run("DELETE FROM webhooks WHERE id = ?", (_hook_number(ref),))
+            tx.audit("hook.remove", hook.repo, hook=hook.id, url=hook.url)
+            return hook
+
+    # ---- the delivery log --------------------------------------------------------------
+
+    def _delivery(self, q: Query, row: Row) -> Delivery:
+        attempts = q.all(
+            "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY number", (row["id"],)
+        )
+        return Delivery(
+            id=row["id"],
+            hook=f"hook-{row['hook_id']}",
+            event=row["event"],
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            created_at=row["created_at"],
+            redelivery_of=row["redelivery_of"],
+            body=row["body"],
+            log=[_attempt_from_row(a) for a in attempts],
+        )
+
+    def deliveries(self, hook: str, limit: int = 50) -> list[Delivery]:
+        """A hook's deliveries, newest first, each with its attempts."""
+        if not isinstance(limit, int) or not 1 <= limit <= DELIVERIES_LIST_MAX:
+            raise BadRequest(f"limit must be 1 to {DELIVERIES_LIST_MAX}")
+        with self._core.read() as q:
+            number = _hook_row(q, hook)["id"]
+            # rowid: see _HOOK_SELECT.
+            rows = q.all(
+                "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (number, limit),
+            )
+            return [self._delivery(q, row) for row in rows]
+
+    def delivery(self, ref: str) -> Delivery:
+        with self._core.read() as q:
+            row = q.one("SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),))
+            if row is None:
+                raise NotFound(f"no delivery {ref}")
+            return self._delivery(q, row)
+
+    def redeliver(self, ref: str, *, actor: str, node: str | None = None) -> Delivery:
+        """A new delivery of the same body to the same hook (its current URL and
+        secret), due now. Raises NotFound for an unknown delivery."""
+        with self._core.write(actor, node) as tx:
+            row = tx.one("SELECT * FROM webhook_deliveries WHERE id = ?", (_delivery_id(ref),))
+            if row is None:
+                raise NotFound(f"no delivery {ref}")
+            hook = _hook_from_row(_hook_row(tx, f"hook-{row['hook_id']}"))
+            new_id = self._insert_delivery(
+                tx, row["hook_id"], row["event"], row["body"], redelivery_of=row["id"]
+            )
+            tx.audit(
+                "hook.redeliver", hook.repo, hook=hook.id, delivery=row["id"], new_delivery=new_id
+            )
+            self.queued_deliveries += 1
+            made = tx.one("SELECT * FROM webhook_deliveries WHERE id = ?", (new_id,))
+            assert made is not None
+            return self._delivery(tx, made)
+
+    # ---- the queue (applikant.webhooks.DeliveryQueue, synchronously) --------------------
+
+    def due(self, now: datetime, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries due at `now`, the longest waiting first."""
+        with self._core.read() as q:
+            rows = q.all(
+                "SELECT d.id, d.hook_id, d.event, d.body, d.attempts, h.url, h.secret"
+                " FROM webhook_deliveries d JOIN webhooks h ON h.id = d.hook_id"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+                " ORDER BY d.next_attempt_at LIMIT ?",
+                (format_time(now), limit),
+            )
+        return [
+            PendingDelivery(
+                id=r["id"],
+                hook_id=f"hook-{r['hook_id']}",
+                url=r["url"],
+                secret=r["secret"],
+                event=r["event"],
+                body=r["body"],
+                attempts=r["attempts"],
+            )
+            for r in rows
+        ]
+
+    def next_due(self) -> datetime | None:
+        """When the next pending delivery falls due (None: nothing pending)."""
+        with self._core.read() as q:
+            due = q.scalar(
+                "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
+            )
+        return None if due is None else datetime.fromisoformat(due.replace("Z", "+00:00"))
+
+    def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        next_attempt_at: datetime | None,
+        *,
+        actor: str = "system",
+        node: str | None = None,
+    ) -> None:
+        """Keep an attempt; finish the delivery when `next_attempt_at` is None.
+        A delivery removed meanwhile (its hook deleted) is ignored. Not audited:
+        the delivery log is the record."""
+        with self._core.write(actor, node) as tx:
+            row = tx.one("SELECT attempts FROM webhook_deliveries WHERE id = ?", (delivery_id,))
+            if row is None:
+                return
+            number = row["attempts"] + 1
+            tx.upsert(
+                "webhook_attempts",
+                ("delivery_id", "number"),
+                {
+                    "delivery_id": delivery_id,
+                    "number": number,
+                    "started_at": format_time(attempt.started_at),
+                    "duration": attempt.duration,
+                    "outcome": attempt.outcome.value,
+                    "status_code": attempt.status_code,
+                    "location": attempt.location,
+                    "response": attempt.response,
+                    "error": attempt.error,
+                },
+                _ATTEMPT_RESULT,
+            )
+            if next_attempt_at is None:
+                status, due = ("delivered" if attempt.ok else "failed"), None
+            else:
+                status, due = "pending", format_time(next_attempt_at)
+            tx.run(
+                "UPDATE webhook_deliveries SET attempts = ?, status = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                (number, status, due, delivery_id),
+            )

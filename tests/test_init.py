@@ -156,3 +156,50 @@ def test_prepare_ab_makes_the_build_user_of_the_config_and_the_builds_dir(tmp_pa
             tmp_path, 'build_user = "no-such-build-user"\ncreate_build_user = false'
         )
         assert missing.returncode == 1 and "no build user 'no-such-build-user'" in missing.stderr
+
+
+def test_init_marks_the_repo_root_for_its_cookie_and_re_marks_it_on_the_operators_word(
+    tmp_path: Path,
+) -> None:
+    from applikant.frontend import repostore
+
+    assert init(tmp_path).returncode == 0
+    data = tmp_path / "data"
+    repos = str(data / "repos")
+
+    def cluster() -> str:
+        return repostore.cluster_id(data.joinpath("cookie").read_text().strip().encode())
+
+    marker = repostore.read_marker(repos)
+    assert marker is not None and marker.cluster == cluster()
+    # --force makes a new cookie: the store it marked follows it (same store id).
+    assert init(tmp_path, "--force").returncode == 0
+    again = repostore.read_marker(repos)
+    assert again is not None and again.cluster == cluster() and again.store == marker.store
+
+    # A root marked by another cluster is left alone unless the operator says so.
+    other = repostore.rewrite_marker(repos, "0" * 32, "another cluster")
+    refused = init(tmp_path, "--mark-repo-root")
+    assert refused.returncode == 1 and "not this cluster" in refused.stderr
+    assert repostore.read_marker(repos) == other
+    forced = init(tmp_path, "--mark-repo-root", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"cluster {cluster()}, store {marker.store}" in forced.stdout
+
+    # `make run` makes a new cookie on every start: its marked root follows it.
+    from applikant.ops.init import dev_setup
+
+    var = tmp_path / "var"
+    (var / "repos").mkdir(parents=True)
+    dev_setup(var, var / "applikant.toml", "")
+    repostore.write_marker(
+        str(var / "repos"),
+        repostore.cluster_id((var / "cookie").read_text().strip().encode()),
+        "af@localhost",
+    )
+    store = repostore.read_marker(str(var / "repos"))
+    dev_setup(var, var / "applikant.toml", "")
+    dev = repostore.read_marker(str(var / "repos"))
+    assert dev is not None and store is not None and dev.store == store.store
+    assert dev.cluster == repostore.cluster_id((var / "cookie").read_text().strip().encode())
+    assert dev.cluster != store.cluster

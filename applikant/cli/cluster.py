@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -117,9 +117,21 @@ def _uptime(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def _af_store(node: str) -> dict[str, Any] | None:
+    """An af's view of its repo root (af_status, a local name), None for other nodes."""
+    if not node.startswith("af@"):
+        return None
+    try:
+        found = common.call_quietly("af_status", "status", peer=node, node=node) or {}
+    except common.CallFailed:
+        return None
+    return found.get("store") if isinstance(found, dict) else None
+
+
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """One screen: every node am knows, up or down, its uptime, names and last errors."""
+    """One screen: every node am knows, up or down, its uptime, names and last errors
+    (an af that refuses its repo root says why)."""
     raw = common.raw_config()
     am = envconfig.am_node(raw)
     cluster = common.call("am_observer", "cluster", {}, peer=am)
@@ -135,6 +147,11 @@ def status(json_out: JsonOpt = False) -> None:
                 info = {"error": str(exc)}
         errors = entry.get("errors") or []
         last_error = errors[-1]["error"] if errors else (entry.get("last_down_reason") or "")
+        store = _af_store(name) if entry.get("state") == "up" else None
+        if store is not None:
+            entry = {**entry, "store": store}
+            if store.get("state") == "refused":
+                last_error = f"repo root refused: {store.get('reason')}"
         rows.append(
             [
                 name,

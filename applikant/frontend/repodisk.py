@@ -33,7 +33,12 @@ is what a deployment that counts milliseconds needs, selectable with
 
 ``core.logAllRefUpdates=true`` is set: bare repos keep no reflog by default,
 and after a force-push the reflog is the admin's way back. It costs one
-appended line per updated ref.
+appended line per updated ref. ``core.fsync=committed`` hardens loose objects
+as well as packs and refs (git's default leaves loose objects out).
+
+Several git hosts share the root (a shared file system); only the af that
+manages the store calls the changing methods (repomanager.py, repoops.py). The
+``flock`` is then a guard within that host; git's own lock files guard pushes.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ _SERVER_HOOKS = frozenset(
     )
 )
 _GIT_TIMEOUT = 60
+_CONFIG = (("core.hooksPath", "hooks"), ("core.logAllRefUpdates", "true"))
 _LOCK_NAME = ".applikant.lock"
 _TRASH_PREFIX = ".trash-"
 _TMP_PREFIX = ".tmp-"
@@ -324,7 +330,7 @@ class RepoDisk:
             except BaseException:
                 os.unlink(tmp)
                 raise
-        for key, value in (("core.hooksPath", "hooks"), ("core.logAllRefUpdates", "true")):
+        for key, value in _CONFIG:
             if _read_config(repo_path, key) != value:
                 _git("config", "--file", os.path.join(repo_path, "config"), key, value)
 

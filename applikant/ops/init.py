@@ -17,6 +17,12 @@ the build user named in `[builder]`, and the builds directory.
 
 Every file is written through `fsutil.write_atomic` (temp file, fsync, rename,
 directory fsync): a crash leaves the old file or the new one, never half of one.
+
+The repo root gets the cluster's marker (frontend/repostore.py: the cluster id is
+derived from the cookie) unless it has one; a root marked with the cookie that
+`initialize(force=True)` or `dev_setup` replaces follows the new cookie (the same
+store, re-keyed). :func:`mark_repo_root` marks a root on the operator's word
+(`applikant init --mark-repo-root`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import envconfig, installpaths
+from ..frontend import repostore
 from ..fsutil import write_atomic
 from ..manager.errors import BadRequest, Conflict
 from ..manager.names import check_owner_name, check_password
@@ -94,6 +101,35 @@ def write_config(config_file: Path, text: str) -> None:
     """The config file (mode 0644: it holds paths, no secret), its directory made."""
     config_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(str(config_file), text, mode=0o644)
+
+
+def _read_cookie(path: Path) -> bytes | None:
+    try:
+        return path.read_text(encoding="utf-8").strip().encode() or None
+    except OSError:
+        return None
+
+
+def mark_new_cookie(
+    root: Path, cookie_file: Path, old_cookie: bytes | None, owner: tuple[int, int] | None = None
+) -> None:
+    """After a new cookie: the cluster's marker on a root that has none, and a root
+    marked with the cookie just replaced (`old_cookie`) re-keyed to the new one."""
+    cookie = _read_cookie(cookie_file)
+    if cookie is None or not root.is_dir():
+        return
+    cluster = repostore.cluster_id(cookie)
+    try:
+        found = repostore.read_marker(str(root))
+    except repostore.MarkerError:
+        return  # af and doctor say what is wrong with it
+    if found is None:
+        repostore.write_marker(str(root), cluster, "applikant init")
+    elif old_cookie is not None and found.cluster == repostore.cluster_id(old_cookie):
+        repostore.rewrite_marker(str(root), cluster, "applikant init (new cookie)")
+    else:
+        return
+    _chown(root / repostore.MARKER, owner)
 
 
 def write_cookie(cookie_file: Path, owner: tuple[int, int] | None = None) -> None:
@@ -186,7 +222,9 @@ def initialize(
         d.mkdir(exist_ok=True)
         os.chmod(d, 0o700 if sub == ".ssh" else 0o750)
         _chown(d, owner)
+    old_cookie = _read_cookie(cookie_file)
     write_cookie(cookie_file, owner)
+    mark_new_cookie(data_dir / "repos", cookie_file, old_cookie, owner)
     if not keep_config:
         write_config(config_file, config_text(data_dir, cookie_file, host, dev_mode))
     shown = ensure_admin(db, admin, password, fast_hash=fast_hash)
@@ -209,7 +247,9 @@ def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str:
         + "\n"
         + settings,
     )
+    old_cookie = _read_cookie(cookie_file)
     write_cookie(cookie_file)
+    mark_new_cookie(data_dir / "repos", cookie_file, old_cookie)
     password = make_password()
     ensure_admin(data_dir / "am.sqlite3", "root", password, reset=True, node="make-run")
     return password
@@ -257,3 +297,23 @@ def prepare_builder(cfg: Config) -> list[str]:
     root.mkdir(mode=0o711, parents=True, exist_ok=True)
     done.append(f"builds directory {root}")
     return done
+
+
+def mark_repo_root(root: Path, cookie: bytes, *, replace: bool = False) -> repostore.Marker:
+    """Mark ``root`` as this cluster's store: when it has no marker (its store was
+    lost for good and this root starts again), or, with ``replace``, when it
+    carries another cluster id (the cookie was changed on purpose: the store id
+    is kept). InitError when it is another cluster's and ``replace`` is not set."""
+    cluster = repostore.cluster_id(cookie)
+    try:
+        found = repostore.read_marker(str(root))
+    except repostore.MarkerError as exc:
+        raise InitError(f"{exc}; move it away first") from None
+    if found is not None and found.cluster == cluster:
+        return found
+    if found is not None and not replace:
+        raise InitError(
+            f"{root} is marked for cluster {found.cluster}, not this cluster ({cluster}); "
+            "if the cookie was changed on purpose, add --force to re-mark it"
+        )
+    return repostore.rewrite_marker(str(root), cluster, "applikant init --mark-repo-root")

@@ -31,9 +31,9 @@ import threading
 import time
 from pathlib import Path
 
+from harness.deployment import Deployment, User
 from harness.netns import Network, unavailable
 from harness.wait import wait_until
-from tests.multihost.deployment import Deployment, User
 
 from . import common
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.netns import Network, unavailable
-from harness.wait import wait_until
-from tests.multihost.deployment import (
+from harness.deployment import (
     HTTP_PORT,
     LISTEN_MAX,
     LISTEN_MIN,
@@ -23,6 +21,8 @@ from tests.multihost.deployment import (
     SSH_PORT,
     Deployment,
 )
+from harness.netns import Network, unavailable
+from harness.wait import wait_until
 
 # Several hosts, each a whole suite; partitions wait for tick times.
 pytestmark = pytest.mark.timeout(300)

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
+from harness.deployment import Deployment, User
 from harness.netns import Network, unavailable
 from harness.wait import wait_until
-from tests.multihost.deployment import Deployment, User
 
 Make = Callable[..., Deployment]
 TICK = 2.0

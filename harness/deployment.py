@@ -24,7 +24,7 @@ the network file system (NFS, CephFS) a real deployment mounts on each of them a
 the same path. `start_git(label, repo_root=...)` gives a host a root of its own
 instead (a host whose mount is missing, or another cluster's store).
 
-`python -m tests.multihost.deployment call NODE SERVICE METHOD [JSON]` is a node
+`python -m harness.deployment call NODE SERVICE METHOD [JSON]` is a node
 call from inside a host (with that host's config): the JSON reply on stdout, or
 `error <Kind>: <message>` on stderr and exit status 1.
 """
@@ -253,7 +253,7 @@ class Deployment:
             [
                 PY,
                 "-m",
-                "tests.multihost.deployment",
+                "harness.deployment",
                 "call",
                 node,
                 service,

@@ -73,6 +73,17 @@ class WebhooksSection(Section):
     max_response: int = Field(default=4096, ge=0)  # bytes of the answer kept in the log
     concurrency: int = Field(default=4, ge=1)  # attempts at once
     poll_interval: float = Field(default=30.0, gt=0)  # longest sleep between looks at the queue
+    # Where deliveries may connect besides public addresses (applikant.webhooks.urls):
+    # host names, `*.domain`, CIDRs, `loopback`, `private`, or `*`.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        from applikant.webhooks.urls import HostPolicy
+
+        HostPolicy.parse(value)  # ValueError names the entry
+        return value
 
     def policy(self) -> Any:
         from applikant.webhooks import RetryPolicy
@@ -87,12 +98,14 @@ class WebhooksSection(Section):
 
     def delivery(self) -> Any:
         from applikant.webhooks import DeliverySettings
+        from applikant.webhooks.urls import HostPolicy
 
         return DeliverySettings(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             total=self.total_timeout,
             max_response=self.max_response,
+            policy=HostPolicy.parse(self.allowed_hosts),
         )
 
 

@@ -17,6 +17,7 @@ Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
 Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 Version 4 adds `builds` (the build queue and its history) and `build_logs`.
 Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
+Version 6 adds `sessions`: web sessions, kept as SHA-256 hashes of their secrets.
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -227,7 +228,27 @@ CREATE TABLE webhook_attempts (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
+# Version 6: web sessions (store/sessions.py), so that every aw agrees on them and
+# they can be ended. Only the SHA-256 of a session's secret is kept; times are
+# core.format_time text, so expiry compares as text.
+_V6 = """
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    authenticated_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    idle_timeout INTEGER NOT NULL,
+    address TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_by_user ON sessions(user_id, id);
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -3,8 +3,10 @@
 ``af_auth`` (asked by ``as`` and ``keys-for`` on every login):
 
 * ``check_access({"user", "repo", "access"})`` -> ``{"allowed", "reason",
-  "level", "path"}``: am decides; af adds the absolute path of the repo on
-  this host (creating it first if am knows it and the disk does not yet).
+  "level", "path", "repo"}``: am decides; af adds the absolute path of the repo
+  on this host (creating it first if am knows it and the disk does not yet)
+  and its canonical name (``ALICE/Secret`` is ``alice/secret``). A repository
+  that is not its own directory under the root (a symlink) is refused.
 * ``info({"user"})`` -> ``{"host", "login", "repos": [{"repo", "level"}]}``.
 * ``keys_for({"login", "fingerprint"})`` -> ``{"lines"}``: the forced-command
   line for that key, from am's fingerprint index; ``""`` when none.
@@ -104,6 +106,11 @@ class Auth:
         if not isinstance(decision, dict) or decision.get("allowed") is not True:
             reason = decision.get("reason") if isinstance(decision, dict) else None
             return _no(str(reason or f"{user} has no {access} access to {repo}"))
+        # am finds names case-insensitively; the disk, the hooks and the audit
+        # log use the canonical one (ALICE/Secret is alice/secret).
+        canonical = decision.get("repo")
+        if isinstance(canonical, str) and canonical.casefold() == repo.casefold():
+            repo = canonical
         try:
             path = self.disk.path(repo)
             if not self.disk.exists(repo):
@@ -116,6 +123,7 @@ class Auth:
             "reason": str(decision.get("reason", "")),
             "level": decision.get("level"),
             "path": path,
+            "repo": repo,
         }
 
     async def _create_now(self, repo: str) -> str:

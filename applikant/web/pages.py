@@ -92,7 +92,8 @@ DASHBOARD_PUSHES = 10
 
 async def dashboard(request: Request) -> Response:
     """What the viewer can read: their own and their groups' repositories, the
-    latest pushes they may see; site totals and the cluster for site admins.
+    latest pushes they may see, totals of what they may read (site totals for
+    site admins), and the cluster for site admins.
 
     Every call to am is bounded: one owner at a time, pushes by a limit.
     """
@@ -107,11 +108,10 @@ async def dashboard(request: Request) -> Response:
         if len(mine) > DASHBOARD_REPOS:
             break
         mine.extend(await am.list_repos(viewer.id, owner=owner))
-    counts: dict[str, Any] = {}
+    counts = await am.counts(viewer.id)  # am scopes them to what the viewer may read
     nodes: list[dict[str, Any]] = []
     cluster_error = ""
     if viewer.is_admin:
-        counts = await am.counts(viewer.id)
         try:
             nodes = await am.cluster()
         except AmError as exc:

@@ -82,6 +82,7 @@ def hypercorn_config(listen: str) -> HyperConfig:
     hc.bind = [listen]
     hc.accesslog = None
     hc.keep_alive_timeout = 75
+    hc.backlog = 1024  # a burst of logins waits to be accepted (and throttled), not reset
     hc.graceful_timeout = 2
     hc.include_server_header = False
     return hc

@@ -257,19 +257,27 @@ def test_a_disabled_account_is_logged_out_everywhere(site: SessionSite) -> None:
 async def _burst(
     base: str, cookie: httpx.Cookies, csrf_token: str, forms: list[dict], address: str = ""
 ) -> list[httpx.Response]:
-    """POST /login with every form at once; the answers in the same order."""
+    """POST /login with every form at once; the answers that came back (a
+    connection the loaded machine dropped is no answer, and no guess seen)."""
     answers: list[httpx.Response | None] = [None] * len(forms)
     limits = httpx.Limits(max_connections=len(forms), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base, cookies=cookie, limits=limits, timeout=120) as c:
 
         async def one(i: int, form: dict) -> None:
             headers = {"x-forwarded-for": address or next(_addresses)}
-            answers[i] = await c.post("/login", data={**form, "csrf": csrf_token}, headers=headers)
+            try:
+                answers[i] = await c.post(
+                    "/login", data={**form, "csrf": csrf_token}, headers=headers
+                )
+            except httpx.TransportError:
+                pass
 
         async with trio.open_nursery() as nursery:
             for i, form in enumerate(forms):
                 nursery.start_soon(one, i, form)
-    return [a for a in answers if a is not None]
+    found = [a for a in answers if a is not None]
+    assert len(found) >= len(forms) * 2 // 3, f"only {len(found)} of {len(forms)} answered"
+    return found
 
 
 def _form_cookie(site: SessionSite) -> tuple[httpx.Cookies, str]:
@@ -313,3 +321,24 @@ def test_metrics_are_not_open_through_a_proxy_on_this_host(site: SessionSite) ->
     assert r.status_code == 403
     admin = site.admin_client()
     assert admin.get("/metrics").status_code == 200
+
+
+def test_an_admin_setting_a_password_proves_their_own(site: SessionSite) -> None:
+    ivan = user(site, "sivan", "ivan-pass-1")
+    admin = browser(site)
+    log_in(admin, ADMIN_LOGIN, ADMIN_PASSWORD)
+    c = browser(site)
+    log_in(c, "sivan", "ivan-pass-1")
+    token = csrf(admin)
+    form = {"csrf": token, "action": "password", "password": "set-by-admin-1"}
+    r = admin.post("/users/sivan/admin", data=form)  # aw1: no recent login is enough
+    assert r.status_code == 303
+    assert "current password" in admin.get("/users/sivan").text
+    assert still_works(c)  # nothing changed
+    r = admin.post("/users/sivan/admin", data={**form, "current": ADMIN_PASSWORD})
+    assert r.status_code == 303
+    assert not still_works(c)  # ivan's sessions ended with his old password
+    ok = site.call_am(
+        "am_user_db", "verify_password", {"login": "sivan", "password": "set-by-admin-1"}
+    )
+    assert ok["id"] == ivan["id"]

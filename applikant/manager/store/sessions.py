@@ -21,7 +21,6 @@ when sessions are started (at most a batch at a time).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -29,6 +28,7 @@ from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.store import users as users_part  # (users.py imports this module)
 from applikant.manager.store.core import Part, Query, Row, Tx, format_time
 from applikant.manager.store.rows import USER_SELECT, parse_id, user_row
+from applikant.manager.store.tokens import token_hash
 from applikant.schema.sessions import USER_AGENT_MAX, NewSession, Session
 from applikant.schema.users import User
 
@@ -46,9 +46,8 @@ SESSION_SELECT = (
 )
 
 
-def session_hash(secret: str) -> str:
-    """The hex SHA-256 of a session's secret: what the table keeps."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+#: The hex SHA-256 of a session's secret: what the table keeps (as for tokens).
+session_hash = token_hash
 
 
 def session_from_row(row: Row) -> Session:

@@ -106,7 +106,7 @@ install:
 render = sed -e "s|@PREFIX@|$(PREFIX)|g" -e "s|@CONFIG@|$(SYSCONFDIR)/applikant.toml|g" \
 	-e "s|@CONFIG_DIR@|$(SYSCONFDIR)|g" \
 	-e "s|@DATADIR@|$(DATADIR)|g" -e "s|@USER@|$(SERVICE_USER)|g" \
-	-e "s|^@STATE_DIRECTORY@$$|$(if $(STATE_DIRECTORY),StateDirectory=$(STATE_DIRECTORY)\nStateDirectoryMode=0750,\# DATADIR is outside /var/lib: \`applikant init\` makes it)|" \
+	-e "s|^@STATE_DIRECTORY@$$|$(if $(STATE_DIRECTORY),StateDirectory=$(STATE_DIRECTORY)\nStateDirectoryMode=0700,\# DATADIR is outside /var/lib: \`applikant init\` makes it)|" \
 	$(1) > $(2) && chmod 0644 $(2)
 
 # systemd units with this installation's paths filled in.

@@ -46,7 +46,7 @@ def test_init_creates_a_working_install_once(tmp_path: Path) -> None:
     cookie = data / "cookie"
     assert stat.S_IMODE(cookie.stat().st_mode) == 0o400
     assert len(cookie.read_text().strip()) >= 40
-    assert stat.S_IMODE(data.stat().st_mode) == 0o750
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert (data / "repos").is_dir() and (data / "spool").is_dir()
     config = (tmp_path / "etc" / "applikant.toml").read_text()
     assert f'data_dir = "{data}"' in config and "dev_mode = false" in config

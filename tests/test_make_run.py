@@ -4,10 +4,12 @@ Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from applikant import procs
+from harness.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,13 +58,69 @@ class Lines:
         raise AssertionError(f"make run printed no {marker!r}:\n" + "\n".join(self.seen))
 
 
+def assert_private(var: Path) -> None:
+    """The data dir is its owner's, am's database and the files beside it 0600."""
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    for name in ("am.sqlite3", "am.sqlite3-wal", "am.sqlite3-shm", "session.key"):
+        assert stat.S_IMODE((var / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((var / "cookie").stat().st_mode) == 0o400
+
+
+def build_as_the_build_user(steps: list[str], tmp_path: Path, env: dict[str, str]) -> None:
+    """A push with .applikant/build.sh builds, as the build user, with var/ 0700."""
+    cli = next(line for line in steps if " key add " in line).strip().split(" key add ")[0]
+    work = tmp_path / "var" / "demo"
+    script = work / ".applikant" / "build.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\necho built by $(id -un)\n")
+    script.chmod(0o755)
+    git = "git -C " + str(work)
+    push = subprocess.run(
+        [
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            f"{git} add .applikant && {git} -c user.name=You -c user.email=you@example.org "
+            f"commit -qm build && {git} push -q origin HEAD:main",
+        ],
+        env={**env, "GIT_SSH_COMMAND": ssh_command(steps)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert push.returncode == 0 and "queued" in push.stderr, push.stderr
+
+    def cli_out(args: str) -> str:
+        done = subprocess.run(
+            ["bash", "-c", f"{cli} {args}"], env=env, capture_output=True, text=True, timeout=30
+        )
+        return done.stdout if done.returncode == 0 else ""
+
+    def finished() -> dict | None:
+        listed = cli_out("build list --repo root/demo --json")
+        build = json.loads(listed)[0] if listed else None
+        return build if build and build["status"] not in ("queued", "running") else None
+
+    build = wait_until(finished, timeout=120, what="the build to finish")
+    log = cli_out(f"build log {build['number']}")
+    assert build["status"] == "succeeded", log
+    assert "built by applikant-build" in log
+
+
+def ssh_command(steps: list[str]) -> str:
+    line = next(line for line in steps if "GIT_SSH_COMMAND=" in line)
+    return line.split("GIT_SSH_COMMAND=", 1)[1].strip().strip('"')
+
+
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="needs OpenSSH's server")
-@pytest.mark.timeout(400)  # its waits: 100 s for the banner, 120 s for the steps, 30 s to stop
+@pytest.mark.timeout(520)  # its waits: 100 s for the banner, 120 s for the steps, 120 s for
+# the build, 30 s to stop
 def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
     ports = {name: procs.free_port() for name in ("WEB", "SSH", "PORTMAPPER")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIKANT_", "GIT_"))}
@@ -94,6 +153,9 @@ def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
         )
         assert run.returncode == 0, run.stdout + run.stderr
         assert (tmp_path / "var" / "demo-http" / "README.md").read_text() == "hello\n"
+        assert_private(tmp_path / "var")
+        if os.geteuid() == 0:
+            build_as_the_build_user(steps, tmp_path, env)
         web = f"http://127.0.0.1:{ports['WEB']}"
         page = httpx.get(f"{web}/login")
         assert page.status_code == 200

@@ -8,11 +8,14 @@ it started, by PID.
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,9 +54,28 @@ def setup(var: Path, ssh_user: str) -> tuple[Path, str]:
         f"[dist]\nportmapper_port = {PM_PORT}\n\n"
         f'[af]\nauthorized_keys = "{var}/ssh/authorized_keys"\n\n'
         f'[aw]\nlisten = "127.0.0.1:{WEB_PORT}"\n'
-        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n',
+        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n' + builder_section(var),
     )
     return config, password
+
+
+def builder_section(var: Path) -> str:
+    """`[builder]` for make run. var/ is 0700 (its owner's: the build user must
+    not read it, or ab refuses to build). ab makes the checkout itself, from
+    var/repos, and hands it to the build user in the builds root, by default
+    var-builds beside var/; when ab runs as root and the build user cannot
+    enter the directories above it (a clone under /root), the builds go to a
+    fresh directory under /tmp instead, removed when make run stops."""
+    if os.geteuid() != 0 or _enterable_by_all(var.parent):
+        return ""
+    root = tempfile.mkdtemp(prefix="applikant-make-run-builds-")
+    atexit.register(shutil.rmtree, root, True)
+    return f'\n[builder]\nbuilds_root = "{root}"\n'
+
+
+def _enterable_by_all(path: Path) -> bool:
+    here = path.resolve()
+    return all(os.stat(d).st_mode & 0o001 for d in [here, *here.parents])
 
 
 def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0) -> None:

@@ -8,7 +8,9 @@ sshd runs it for every SSH login with a key af put in authorized_keys (or that
    verbs and one ``owner/name``; anything else is refused here, before any
    network call);
 2. asks af (``af_auth.check_access``, on af's node, which asks am) whether the
-   user may read or write the repo, and where it lives;
+   user may read or write the repo, where it lives, and its canonical name
+   (names are found case-insensitively: ``ALICE/Secret`` reads and pushes
+   ``alice/secret``);
 3. on yes, replaces itself with ``git-upload-pack`` / ``git-receive-pack`` /
    ``git-upload-archive`` and the absolute repo path as one argv element (no
    shell), with ``APPLIKANT_USER`` and ``APPLIKANT_REPO`` set for the hooks;
@@ -140,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(path, str) or not path.startswith("/") or request.verb not in VERBS:
         _say("the git service gave no repository path; nothing was run")
         return 1
-    env = git_environ(dict(os.environ), user, request.repo or "", config_path)
+    # The canonical name af answers (ALICE/Secret is alice/secret), for the hooks.
+    repo = reply.get("repo")
+    if not isinstance(repo, str) or repo.casefold() != (request.repo or "").casefold():
+        repo = request.repo or ""
+    env = git_environ(dict(os.environ), user, repo, config_path)
     sys.stderr.flush()
     if request.verb == "git-receive-pack":
         # as stays the parent and answers the hooks itself (hookpipe.py).
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             return hookpipe.run_with_hooks(
                 [request.verb, path],
                 env,
-                _hook_server(client, user, request.repo or "", path),
+                _hook_server(client, user, repo, path),
                 on_idle=client.close,
             )
         finally:

@@ -166,16 +166,16 @@ class RepoDisk:
     def list(self) -> list[str]:
         """Every repo under the root as a sorted list of ``"owner/name"``.
 
-        Hidden temp and trash entries, stray files and names that fail the
-        shared checks are not repos and are skipped.
+        Hidden temp and trash entries, stray files, symlinks and names that
+        fail the shared checks are not repos and are skipped.
         """
         found = []
         for owner in _listdir(self.root):
             owner_dir = os.path.join(self.root, owner)
-            if not os.path.isdir(owner_dir):
+            if not os.path.isdir(owner_dir) or os.path.islink(owner_dir):
                 continue
             for entry in _listdir(owner_dir):
-                if not entry.endswith(".git"):
+                if not entry.endswith(".git") or os.path.islink(os.path.join(owner_dir, entry)):
                     continue
                 repo = f"{owner}/{entry[:-4]}"
                 try:

@@ -3,10 +3,12 @@
 ``af_auth`` (asked by ``as`` and ``keys-for`` on every login):
 
 * ``check_access({"user", "repo", "access"})`` -> ``{"allowed", "reason",
-  "level", "path"}``: am decides; af adds the absolute path of the repo in the
-  shared store (having the managing af create it first if am knows it and the
-  store does not yet). An af whose repo root was refused (repomanager.py)
-  answers no, with the reason.
+  "level", "path", "repo"}``: am decides; af adds the absolute path of the repo
+  in the shared store (having the managing af create it first if am knows it
+  and the store does not yet) and its canonical name (``ALICE/Secret`` is
+  ``alice/secret``). A repository that is not its own directory under the root
+  (a symlink) is refused, and an af whose repo root was refused
+  (repomanager.py) answers no, with the reason.
 * ``info({"user"})`` -> ``{"host", "login", "repos": [{"repo", "level"}]}``.
 * ``keys_for({"login", "fingerprint"})`` -> ``{"lines"}``: the forced-command
   line for that key, from am's fingerprint index; ``""`` when none.
@@ -94,6 +96,11 @@ class Auth:
         if not isinstance(decision, dict) or decision.get("allowed") is not True:
             reason = decision.get("reason") if isinstance(decision, dict) else None
             return _no(str(reason or f"{user} has no {access} access to {repo}"))
+        # am finds names case-insensitively; the disk, the hooks and the audit
+        # log use the canonical one (ALICE/Secret is alice/secret).
+        canonical = decision.get("repo")
+        if isinstance(canonical, str) and canonical.casefold() == repo.casefold():
+            repo = canonical
         try:
             path = self.disk.path(repo)
             if not self.disk.exists(repo):
@@ -106,6 +113,7 @@ class Auth:
             "reason": str(decision.get("reason", "")),
             "level": decision.get("level"),
             "path": path,
+            "repo": repo,
         }
 
     async def _create_now(self, repo: str) -> str:

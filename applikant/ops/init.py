@@ -2,14 +2,15 @@
 what ab's unit needs before its sandbox (`prepare_builder`).
 
 `initialize` makes a new installation, ready for `systemctl start`: the data
-directory, the repo root, a strong random cookie readable by the service user
-only, a config file, and am's database with the first admin, all owned by the
-service user. It refuses to touch an existing installation; `force` rewrites the
+directory (0700), the repo root, a strong random cookie readable by the service
+user only, a config file, and am's database (0600, as its -wal and -shm) with
+the first admin, all owned by the service user. It refuses to touch an existing installation; `force` rewrites the
 config file and the cookie but never replaces a database (its users are kept; the
 admin is added if missing).
 
-`dev_setup` is what `make run` does on every start: the same config file and
-cookie, rewritten, and the admin `root` with a new password.
+`dev_setup` is what `make run` does on every start: the data directory made
+private (0700), the same config file and cookie, rewritten, and the admin
+`root` with a new password.
 
 `prepare_builder` is what ab's unit runs as root before ab's sandbox applies
 (`/etc` and everything outside its ReadWritePaths are read-only to ab itself):
@@ -81,6 +82,15 @@ def _owner(user: str | None) -> tuple[int, int] | None:
 def _chown(path: Path, owner: tuple[int, int] | None) -> None:
     if owner is not None and os.geteuid() == 0:
         os.chown(path, *owner)
+
+
+def make_private_dir(data_dir: Path) -> None:
+    """The data directory, made when missing, its owner's only (0700): it holds
+    am's database (password and token hashes, webhook secrets), the cookie and
+    the private repositories. Every daemon runs as its owner (ab, as root, reads
+    the repositories for the checkout; builds run elsewhere, as the build user)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
 
 
 def node_section(data_dir: Path, cookie_file: Path, host: str, dev_mode: bool) -> str:
@@ -214,8 +224,7 @@ def initialize(
         problem = _config_disagrees(config_file, data_dir, cookie_file)
         if problem:
             raise InitError(f"{config_file} {problem} (use --force to rewrite it)")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o750)
+    make_private_dir(data_dir)
     _chown(data_dir, owner)
     for sub in ("repos", "spool", ".ssh"):
         d = data_dir / sub
@@ -240,6 +249,7 @@ def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str:
     both rewritten, and the admin `root`, made or given a new password. Returns
     that password, to be printed."""
     cookie_file = data_dir / "cookie"
+    make_private_dir(data_dir)
     write_config(
         config_file,
         "# Written by `make run`: development settings, one host.\n\n"

@@ -1,7 +1,8 @@
 """The ASGI application: git paths to `GitHttp`, everything else to Starlette.
 
-`build(web)` wires the pieces together: signed-cookie sessions (HttpOnly,
-SameSite=Lax, Secure when the public URL is https), security headers, the
+`build(web)` wires the pieces together: a signed cookie (HttpOnly,
+SameSite=Lax, Secure when the public URL is https) that holds the secret of
+a session am keeps (auth.py) and the CSRF token, security headers, the
 pages, the REST API under /api, static files, and error handlers that answer
 in words (an HTML page, or JSON under /api) and never with a traceback.
 """
@@ -41,6 +42,7 @@ from .auth import Auth, AuthError
 from .common import viewer_of
 from .githttp import GitDenied, GitHttp
 from .render import HERE, FormError, error_page
+from .security import TrustedProxies
 
 __all__ = ["Site", "Web", "build"]
 
@@ -74,6 +76,8 @@ class Web:
     site: Site
     repo_root: str
     session_secret: str
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    metrics_token: str = ""  # a bearer token that may read /metrics ("" : none)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,7 +199,7 @@ def build(web: Web) -> Any:
                 SessionMiddleware,
                 secret_key=web.session_secret,
                 session_cookie="applikant_session",
-                max_age=14 * 24 * 3600,
+                max_age=web.auth.lifetimes.max_age,
                 same_site="lax",
                 https_only=https,
             ),
@@ -204,7 +208,8 @@ def build(web: Web) -> Any:
     )
     starlette.state.web = web
 
-    async def authorize(owner: str, name: str, headers: dict[str, str], client: str) -> str:
+    async def authorize(owner: str, name: str, headers: dict[str, str], peer: str) -> str:
+        client = web.proxies.client(peer, headers.get("x-forwarded-for")) if web.proxies else peer
         return await git_authorize(web, owner, name, headers, client)
 
     git = GitHttp(web.repo_root, authorize)

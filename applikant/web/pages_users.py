@@ -14,6 +14,7 @@ from starlette.routing import Route
 from .am import AmError
 from .common import require_admin, require_login, web_of
 from .render import field, flash, read_form, redirect, render
+from .sessionflow import confirmed, renew_session
 
 
 def _may_manage(viewer, user: dict) -> bool:
@@ -139,7 +140,11 @@ async def user_admin(request: Request) -> Response:
         await am.set_admin(viewer.id, user["id"], action == "make_admin")
     elif action == "password":
         password = field(form, "password", 1024)
+        if not await confirmed(request, viewer, field(form, "current", 1024)):
+            return redirect(f"/users/{user['login']}")
         await am.set_password(viewer.id, user["id"], password or None)
+        if user["id"] == viewer.id:
+            await renew_session(request, viewer)
     else:
         raise HTTPException(400, "unknown action")
     flash(request, f"user {user['login']} updated")

@@ -3,6 +3,7 @@
 | name | module | serves |
 |---|---|---|
 | `am_user_db` | user_db | users, SSH keys, API tokens, groups, change subscriptions |
+| `am_sessions` | sessions | web sessions: login, resolve, list, end (so every aw agrees) |
 | `am_repo_db` | repo_db | repositories, permissions, protected branches, access decisions, the audit log |
 | `am_hook_api` | hook_api | the verdict on a push (pre-receive, update) and its record (post-receive) |
 | `am_builds` | builds | the build queue, for people and for runners (ab) |
@@ -26,6 +27,7 @@ from applikant.manager.services.builds import BuildsService
 from applikant.manager.services.hook_api import HookApi
 from applikant.manager.services.observer import ObserverService, watch_nodes
 from applikant.manager.services.repo_db import RepoDb
+from applikant.manager.services.sessions import SessionsService
 from applikant.manager.services.user_db import UserDb
 from applikant.manager.services.webhooks import WebhooksService, run_worker
 
@@ -58,6 +60,7 @@ async def start(manager: Manager, config: config_mod.Config, nursery: trio.Nurse
     await nursery.start(builds.run)
     services: list[Service] = [
         UserDb(manager),
+        SessionsService(manager),
         RepoDb(manager),
         HookApi(manager),
         ObserverService(manager),

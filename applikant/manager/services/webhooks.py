@@ -13,7 +13,9 @@ Methods (args is one map; `actor` as in am_user_db):
 
 A repository's hooks are for those who administer it; someone who cannot even
 read it is told it does not exist (Manager.require_repo). The secret is in the
-answer to add_hook only.
+answer to add_hook only. The receivers' answers in the delivery log are shown
+whole (as kept: `[webhooks] max_response`) to site admins only, and cut to
+their first SHOWN_RESPONSE characters for everyone else.
 
 The worker (`run_worker`) is applikant.webhooks.deliver_pending over the
 store (`StoreQueue`), in am's nursery. It is woken after every
@@ -47,6 +49,7 @@ from applikant.webhooks import (
     RetryPolicy,
     deliver_pending,
 )
+from applikant.webhooks.deliver import shown_response
 
 log = EventLog("am")
 
@@ -127,6 +130,14 @@ async def run_worker(
             await trio.sleep(RESTART_AFTER)
 
 
+def _shown(actor: Actor, delivery: s.Delivery) -> Any:
+    """A delivery as `actor` may see it: answers cut short but for site admins."""
+    data = dump(delivery)
+    for entry in data["log"]:
+        entry["response"] = shown_response(entry["response"], actor.is_admin)
+    return data
+
+
 class WebhooksService(Service):
     NAME = "am_webhooks"
     SCHEMA = s.AM_WEBHOOKS
@@ -174,13 +185,16 @@ class WebhooksService(Service):
         return dump(hook)
 
     async def list_deliveries(self, ctx: CallContext, req: s.HookRead) -> Any:
-        self._require_hook(self.m.actor(req.actor), req.hook)
-        return dump(await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit))
+        actor = self.m.actor(req.actor)
+        self._require_hook(actor, req.hook)
+        found = await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit)
+        return [_shown(actor, d) for d in found]
 
     async def get_delivery(self, ctx: CallContext, req: s.DeliveryRef) -> Any:
+        actor = self.m.actor(req.actor)
         delivery = self.m.reader.webhooks.delivery(req.delivery)
-        self._require_hook(self.m.actor(req.actor), delivery.hook)
-        return dump(delivery)
+        self._require_hook(actor, delivery.hook)
+        return _shown(actor, delivery)
 
     async def redeliver(self, ctx: CallContext, req: s.Redeliver) -> Any:
         delivery = self.m.reader.webhooks.delivery(req.delivery)

@@ -131,6 +131,7 @@ def decide(r: Resolved, access: str) -> AccessDecision:
             allowed=True,
             level=have,
             reason=f"{r.who} has {have} access to {r.full_name} ({r.via})",
+            repo=r.full_name,
         )
     return AccessDecision(
         allowed=False, level=have, reason=f"{r.who} has no {access} access to {r.full_name}"

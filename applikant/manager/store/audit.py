@@ -24,13 +24,14 @@ from applikant.manager.errors import BadRequest
 from applikant.manager.names import check_text
 from applikant.manager.store.branches import as_ref_update
 from applikant.manager.store.core import Part, Query, Row, format_time
-from applikant.manager.store.rows import repo_row
+from applikant.manager.store.rows import repo_row, user_row
 from applikant.schema.hooks import RefUpdate
 from applikant.schema.repos import AuditEntry, Counts
 
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
+COUNT_CHUNK = 500  # repositories per query when counting a user's pushes
 _ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
 
 
@@ -207,6 +208,39 @@ class Audit(Part):
                 "SELECT * FROM audit_log WHERE action = 'push' ORDER BY id DESC LIMIT ?", (limit,)
             )
         return [entry_from_row(row) for row in rows]
+
+    def counts_for(self, user: str, readable: list[str]) -> Counts:
+        """The dashboard's figures as `user` (not a site admin) may see them:
+        enabled users and groups (which they can list anyway), the repositories
+        in `readable`, their own keys, and the pushes to those repositories;
+        no refusal counts (those are for site admins)."""
+        with self._core.read() as q:
+            uid = user_row(q, user)["id"]
+            row = q.one(
+                "SELECT (SELECT count(*) FROM users WHERE disabled = 0) AS users,"
+                " (SELECT count(*) FROM ssh_keys WHERE user_id = ?) AS keys,"
+                " (SELECT count(*) FROM groups) AS groups",
+                (uid,),
+            )
+            assert row is not None
+            pushes = 0
+            for start in range(0, len(readable), COUNT_CHUNK):
+                chunk = readable[start : start + COUNT_CHUNK]
+                pushes += q.scalar(
+                    "SELECT count(*) FROM audit_log WHERE action = 'push' AND repo IN ("
+                    + ", ".join("?" for _ in chunk)
+                    + ")",
+                    chunk,
+                )
+        return Counts(
+            users=row["users"],
+            repos=len(readable),
+            keys=row["keys"],
+            groups=row["groups"],
+            pushes=pushes,
+            push_denials=None,
+            access_denials=None,
+        )
 
     def counts(self) -> Counts:
         """How many users, repositories, keys and groups there are, and how many

@@ -12,7 +12,7 @@ from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.names import check_name, parse_repo_path
 from applikant.manager.store.core import SYSTEM, Query, Row
 
-_ID_RE = re.compile(r"(user|group|key|repo|token)-([1-9][0-9]{0,17})\Z")
+_ID_RE = re.compile(r"(user|group|key|repo|token|session)-([1-9][0-9]{0,17})\Z")
 
 USER_SELECT = (
     "SELECT u.id, o.name AS login, u.display_name, u.email, u.password_hash,"

@@ -17,6 +17,7 @@ Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
 Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 Version 4 adds `builds` (the build queue and its history) and `build_logs`.
 Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
+Version 6 adds `sessions`: web sessions, kept as SHA-256 hashes of their secrets.
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -24,7 +25,9 @@ tests check the query plans.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -227,7 +230,55 @@ CREATE TABLE webhook_attempts (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
+# Version 6: web sessions (store/sessions.py), so that every aw agrees on them and
+# they can be ended. Only the SHA-256 of a session's secret is kept; times are
+# core.format_time text, so expiry compares as text.
+_V6 = """
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    authenticated_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    idle_timeout INTEGER NOT NULL,
+    address TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_by_user ON sessions(user_id, id);
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
+
+
+#: The database and the files SQLite keeps beside it: the service user's only.
+PRIVATE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def make_private(path: str) -> None:
+    """Create the database file 0600 if it is missing, and take every group and
+    other permission from it and its -wal, -shm and -journal files: they hold
+    password and token hashes and webhook secrets. SQLite gives the -wal and
+    -shm it creates the mode of the database file, so they stay 0600 too,
+    whatever the process's umask. Files this process may not change (another
+    user's, read by root's doctor) are left alone."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a read-only place: sqlite3 says what is wrong
+    for suffix in PRIVATE_SUFFIXES:
+        try:
+            mode = stat.S_IMODE(os.stat(path + suffix).st_mode)
+            if mode & 0o077:
+                os.chmod(path + suffix, mode & 0o700)
+        except OSError:
+            pass
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -312,6 +363,7 @@ class SqliteBackend(Backend):
     def open(
         self, path: str, migrations: Sequence[Any] | None, read_only: bool
     ) -> tuple[Connection, int]:
+        make_private(path)
         conn = connect(path)
         conn.row_factory = sqlite3.Row
         try:

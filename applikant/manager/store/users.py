@@ -3,13 +3,15 @@
 Users are never deleted, only disabled: their id stays in audit entries and
 forced-command lines, and a disabled account can neither log in nor use its keys.
 Password hashing (tens of milliseconds) runs outside the store's lock so that it
-never delays access checks.
+never delays access checks. A password change or a disabled account ends all of
+the user's web sessions in the same transaction (sessions.py).
 """
 
 from __future__ import annotations
 
 from applikant.manager.errors import BadRequest, Conflict
 from applikant.manager.names import check_email, check_owner_name, check_password, check_text
+from applikant.manager.store import sessions
 from applikant.manager.store.core import Part, Row
 from applikant.manager.store.rows import USER_SELECT, owner_row, user_row
 from applikant.schema.users import User
@@ -124,6 +126,8 @@ class Users(Part):
         with self._core.write(actor, node) as tx:
             row = user_row(tx, ref)
             tx.run(f"UPDATE users SET {column} = ? WHERE id = ?", (int(value), row["id"]))
+            if column == "disabled" and value:
+                sessions.end_for_user(tx, row["id"])
             uid = f"user-{row['id']}"
             tx.audit(action, user=uid, login=row["login"], **{column: value})
             tx.event(event, user=uid, login=row["login"])
@@ -152,6 +156,7 @@ class Users(Part):
         with self._core.write(actor, node) as tx:
             row = user_row(tx, ref)
             tx.run("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row["id"]))
+            sessions.end_for_user(tx, row["id"])  # a copied cookie dies with the old password
             uid = f"user-{row['id']}"
             tx.audit("user.passwd", user=uid, login=row["login"], cleared=password is None)
 

@@ -119,7 +119,10 @@ def _uptime(seconds: float) -> str:
 
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """One screen: every node am knows, up or down, its uptime, names and last errors."""
+    """One screen: every node am knows, up or down, its version, uptime, names and
+    last errors."""
+    from ..version import version
+
     raw = common.raw_config()
     am = envconfig.am_node(raw)
     cluster = common.call("am_observer", "cluster", {}, peer=am)
@@ -131,14 +134,16 @@ def status(json_out: JsonOpt = False) -> None:
         if entry.get("state") == "up":
             try:
                 info = common.call_quietly("node", "info", peer=name, node=name) or {}
+                info["version"] = common.call_quietly("applikant", "version", peer=name, node=name)
             except common.CallFailed as exc:
-                info = {"error": str(exc)}
+                info.setdefault("error", str(exc))
         errors = entry.get("errors") or []
         last_error = errors[-1]["error"] if errors else (entry.get("last_down_reason") or "")
         rows.append(
             [
                 name,
                 entry.get("state", "?"),
+                info.get("version", "-"),
                 _uptime(info["uptime_s"]) if "uptime_s" in info else "-",
                 ", ".join(info.get("own_names", [])) or "-",
                 last_error[:60],
@@ -146,6 +151,7 @@ def status(json_out: JsonOpt = False) -> None:
         )
         report.append({**entry, "info": info})
     if json_out:
-        common.emit_json({"am": am, "nodes": report})
+        common.emit_json({"version": version(), "am": am, "nodes": report})
     else:
-        common.table(rows, ["node", "state", "uptime", "global names", "last error"])
+        typer.echo(f"applikant {version()} (this command)")
+        common.table(rows, ["node", "state", "version", "uptime", "global names", "last error"])

@@ -61,9 +61,9 @@ class UserDb(Service):
 
     async def add_user(self, ctx: CallContext, req: s.AddUser) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "add users")
-        fields = req.model_dump(exclude={"actor", "login"})
+        fields = req.model_dump(exclude={"actor", "by", "login"})
         user, _ = await self.m.write(
-            self.m.writer.users.add, req.login, actor=req.actor, node=ctx.caller, **fields
+            self.m.writer.users.add, req.login, actor=req.recorded_actor, node=ctx.caller, **fields
         )
         return dump(user)
 
@@ -82,7 +82,7 @@ class UserDb(Service):
         user, _ = await self.m.write(
             self.m.writer.users.update,
             req.user,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             display_name=req.display_name,
             email=req.email,
@@ -97,13 +97,17 @@ class UserDb(Service):
 
     async def _flag(self, ctx: CallContext, req: s.UserAction, fn: Any, what: str) -> Any:
         self.m.require_admin(self.m.actor(req.actor), what)
-        user, _ = await self.m.write(fn, req.user, actor=req.actor, node=ctx.caller)
+        user, _ = await self.m.write(fn, req.user, actor=req.recorded_actor, node=ctx.caller)
         return dump(user)
 
     async def set_admin(self, ctx: CallContext, req: s.SetAdmin) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "grant or take site admin rights")
         user, _ = await self.m.write(
-            self.m.writer.users.set_admin, req.user, req.is_admin, actor=req.actor, node=ctx.caller
+            self.m.writer.users.set_admin,
+            req.user,
+            req.is_admin,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(user)
 
@@ -113,7 +117,7 @@ class UserDb(Service):
             self.m.writer.users.set_password,
             req.user,
             req.password,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         return None
@@ -132,7 +136,7 @@ class UserDb(Service):
             self.m.writer.keys.add,
             req.user,
             req.key,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             title=req.title,
         )
@@ -157,7 +161,11 @@ class UserDb(Service):
                 raise Forbidden(f"{actor.login} may remove their own keys only")
             owner = actor.id  # someone else's key is then "not found"
         key, _ = await self.m.write(
-            self.m.writer.keys.remove, req.key, actor=req.actor, node=ctx.caller, user=owner
+            self.m.writer.keys.remove,
+            req.key,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+            user=owner,
         )
         return dump(key)
 
@@ -182,7 +190,7 @@ class UserDb(Service):
             self.m.writer.keys.update,
             req.key,
             req.title,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             user=owner,
         )
@@ -193,7 +201,11 @@ class UserDb(Service):
     async def create_token(self, ctx: CallContext, req: s.CreateToken) -> Any:
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "make API tokens")
         token, _ = await self.m.write(
-            self.m.writer.tokens.create, req.user, req.title, actor=req.actor, node=ctx.caller
+            self.m.writer.tokens.create,
+            req.user,
+            req.title,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(token)
 
@@ -209,7 +221,11 @@ class UserDb(Service):
                 raise Forbidden(f"{actor.login} may revoke their own tokens only")
             owner = actor.id  # someone else's token is then "not found"
         token, _ = await self.m.write(
-            self.m.writer.tokens.revoke, req.token, actor=req.actor, node=ctx.caller, user=owner
+            self.m.writer.tokens.revoke,
+            req.token,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+            user=owner,
         )
         return dump(token)
 
@@ -233,7 +249,7 @@ class UserDb(Service):
         group, _ = await self.m.write(
             self.m.writer.groups.create,
             req.name,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             description=req.description,
         )
@@ -241,7 +257,9 @@ class UserDb(Service):
 
     async def delete_group(self, ctx: CallContext, req: s.DeleteGroup) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "delete groups")
-        await self.m.write(self.m.writer.groups.delete, req.group, actor=req.actor, node=ctx.caller)
+        await self.m.write(
+            self.m.writer.groups.delete, req.group, actor=req.recorded_actor, node=ctx.caller
+        )
         return None
 
     async def get_group(self, ctx: CallContext, req: s.GroupRef) -> Any:
@@ -260,7 +278,9 @@ class UserDb(Service):
 
     async def _membership(self, ctx: CallContext, req: s.Membership, fn: Any) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "change group membership")
-        group, _ = await self.m.write(fn, req.group, req.user, actor=req.actor, node=ctx.caller)
+        group, _ = await self.m.write(
+            fn, req.group, req.user, actor=req.recorded_actor, node=ctx.caller
+        )
         return dump(group)
 
     async def groups_of(self, ctx: CallContext, req: s.UserRef) -> Any:

@@ -10,6 +10,7 @@ methods that change something, `system` by default for reads):
 | list_users | include_disabled? | [User] | admins all; others enabled users, no emails |
 | update_user | user, display_name?, email? | User | admins, the user |
 | disable_user / enable_user | user | User | admins |
+| delete_user | user, transfer_to? | {user, transferred: [full names]} | admins (not themselves) |
 | set_admin | user, is_admin | User | admins |
 | set_password | user, password (None removes it) | None | admins, the user |
 | verify_password | login, password | User or None | system (aw's login) |
@@ -20,6 +21,7 @@ methods that change something, `system` by default for reads):
 | find_key | fingerprint, include_disabled? | SshKey or None | admins (af, sshd) |
 | all_keys | include_disabled? | [SshKey] | admins (af) |
 | touch_key | fingerprint | None | admins (af, on login) |
+| touch_keys | fingerprints | None | admins (af: the keys let in since it last said) |
 | update_key | key (key-7 or SHA256:...), title | SshKey (same id) | admins, the key's owner |
 | create_token | user, title | ApiToken + token (the secret, shown this once) | admins, the user |
 | list_tokens | user | [ApiToken] (no secrets) | admins, the user |
@@ -39,12 +41,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from applikant.manager.errors import Forbidden, NotFound
+from applikant.manager.errors import BadRequest, Forbidden, NotFound
 from applikant.manager.runtime import Actor
 from applikant.manager.services.base import Service, dump
+from applikant.manager.store import Store
 from applikant.node.node import CallContext
 from applikant.schema import users as s
 from applikant.schema.base import Read
+from applikant.schema.users import User
+
+
+def delete_user(
+    store: Store, user: str, transfer_to: str | None, *, actor: str, node: str | None
+) -> tuple[User, list[str]]:
+    """Delete `user`, first moving its repositories to `transfer_to` (a user or
+    group), all in one transaction: it all happens, or nothing does (a name
+    already taken at the new owner refuses the whole)."""
+    moved = []
+    with store.transaction(actor, node):
+        if transfer_to is not None:
+            target = store.users.get(user)
+            if transfer_to.casefold() == target.login.casefold():
+                raise BadRequest(f"{target.login}'s repositories cannot go to {target.login}")
+            for full in store.users.owned_repos(user):
+                name = full.split("/", 1)[1]
+                moved.append(
+                    store.repos.rename(
+                        full, f"{transfer_to}/{name}", actor=actor, node=node
+                    ).full_name
+                )
+        return store.users.delete(user, actor=actor, node=node), moved
 
 
 class UserDb(Service):
@@ -99,6 +125,21 @@ class UserDb(Service):
         self.m.require_admin(self.m.actor(req.actor), what)
         user, _ = await self.m.write(fn, req.user, actor=req.recorded_actor, node=ctx.caller)
         return dump(user)
+
+    async def delete_user(self, ctx: CallContext, req: s.DeleteUser) -> Any:
+        actor = self.m.actor(req.actor)
+        self.m.require_admin(actor, "delete accounts")
+        if self.m.is_self(actor, req.user) or req.user == actor.id:
+            raise Forbidden(f"{actor.login} cannot delete their own account; ask another admin")
+        (gone, moved), _ = await self.m.write(
+            delete_user,
+            self.m.writer,
+            req.user,
+            req.transfer_to,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+        )
+        return {"user": dump(gone), "transferred": moved}
 
     async def set_admin(self, ctx: CallContext, req: s.SetAdmin) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "grant or take site admin rights")
@@ -181,6 +222,12 @@ class UserDb(Service):
     async def touch_key(self, ctx: CallContext, req: s.TouchKey) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "record key use")
         await self.m.write(self.m.writer.keys.touch, req.fingerprint)
+        return None
+
+    async def touch_keys(self, ctx: CallContext, req: s.TouchKeys) -> Any:
+        self.m.require_admin(self.m.actor(req.actor), "record key use")
+        if req.fingerprints:
+            await self.m.write(self.m.writer.keys.touch_many, req.fingerprints)
         return None
 
     async def update_key(self, ctx: CallContext, req: s.UpdateKey) -> Any:

@@ -10,6 +10,8 @@ What it starts (each part has its own module):
   the delivery of spooled post-receive events.
 * :class:`~applikant.frontend.services.Auth` and ``RepoManager``:
   ``af_auth`` and ``af_repo_manager``.
+* :class:`~applikant.frontend.keyuse.KeyUse`: when keys were last used, told
+  to am in batches.
 
 Names: every service is registered under a *local* name on af's node, which is
 what ``as``, ``ah`` and ``keys-for`` call (they know af's node, and a second git
@@ -40,6 +42,7 @@ from applikant.amclient import AmClient
 from applikant.config import Config
 from applikant.frontend import authkeys, hookpipe
 from applikant.frontend.hookserver import HookServer
+from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
 from applikant.frontend.services import Auth, RepoManager
@@ -127,7 +130,8 @@ class Frontend:
             ) from None
         self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
         host = node.name.split("@", 1)[1]
-        self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)
+        self.key_use = KeyUse(self.link)
+        self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command, self.key_use)
         self.repos = RepoManager(self.disk, self.mirror)
         self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
@@ -142,6 +146,7 @@ class Frontend:
             "applied": self.mirror.applied,
             "keys": len(self.mirror.keys),
             "spool_delivered": self.hooks.delivered,
+            "keys_used_told": self.key_use.flushed,
             "keys_mode": self.mirror.keys_mode,
         }
 
@@ -165,6 +170,7 @@ class Frontend:
         nursery.start_soon(self._keep_global_names, events)
         nursery.start_soon(self.mirror.run)
         nursery.start_soon(self.hooks.run_spool)
+        nursery.start_soon(self.key_use.run)
         await nursery.start(self.link.run)
         log.info(
             "af_started",

@@ -2,9 +2,11 @@
 
 ``af_auth`` (asked by ``as`` and ``keys-for`` on every login):
 
-* ``check_access({"user", "repo", "access"})`` -> ``{"allowed", "reason",
+* ``check_access({"user", "repo", "access", "key"?})`` -> ``{"allowed", "reason",
   "level", "path"}``: am decides; af adds the absolute path of the repo on
   this host (creating it first if am knows it and the disk does not yet).
+  ``key`` (the fingerprint the forced command names) is noted as used when
+  access is granted; :class:`~applikant.frontend.keyuse.KeyUse` tells am in batches.
 * ``info({"user"})`` -> ``{"host", "login", "repos": [{"repo", "level"}]}``.
 * ``keys_for({"login", "fingerprint"})`` -> ``{"lines"}``: the forced-command
   line for that key, from am's fingerprint index; ``""`` when none.
@@ -25,6 +27,7 @@ import trio
 
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
 from applikant.frontend import authkeys
+from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.mirror import Mirror
 from applikant.frontend.repodisk import (
     CommandRefused,
@@ -71,13 +74,20 @@ class Auth:
     """The ``af_auth`` service."""
 
     def __init__(
-        self, link: AmClient, disk: RepoDisk, mirror: Mirror, host: str, as_command: str
+        self,
+        link: AmClient,
+        disk: RepoDisk,
+        mirror: Mirror,
+        host: str,
+        as_command: str,
+        key_use: KeyUse | None = None,
     ) -> None:
         self.link = link
         self.disk = disk
         self.mirror = mirror
         self.host = host
         self.as_command = as_command
+        self.key_use = key_use
 
     def handlers(self) -> dict[str, Any]:
         return {"check_access": self.check_access, "info": self.info, "keys_for": self.keys_for}
@@ -111,6 +121,8 @@ class Auth:
         except (CommandRefused, RepoDiskError, AmUnavailable, AmRefused, OSError) as exc:
             log.error("repo_unavailable", repo=repo, reason=str(exc))
             return _no(f"repository {repo} is not available on this host")
+        if self.key_use is not None and authkeys.valid_fingerprint(args.get("key")):
+            self.key_use.used(args["key"])
         return {
             "allowed": True,
             "reason": str(decision.get("reason", "")),
@@ -165,7 +177,7 @@ class Auth:
         if not isinstance(key, dict):
             return {"lines": ""}
         lines = authkeys.keys_for_output(
-            [(str(key.get("user")), str(key.get("public_key")))], self.as_command
+            [(str(key.get("user")), str(key.get("public_key")), fingerprint)], self.as_command
         )
         return {"lines": lines}
 

@@ -15,7 +15,9 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
   are not in the repository yet when pre-receive runs.
 * pre-receive fails closed: am unreachable means the push is refused.
 * post-receive: ``build`` per updated branch says whether its new commit has
-  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``).
+  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``);
+  ``commits`` and ``total_commits`` describe what the branch brought, for the
+  webhooks' payloads (:mod:`applikant.frontend.pushinfo`).
 * post-receive cannot fail a push that already happened. When am cannot be
   reached the event is spooled durably (:mod:`applikant.frontend.spool`) and
   delivered, with its ``event_id`` so that am records it once, when am is back.
@@ -31,7 +33,7 @@ import trio
 
 from applikant import gitops
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
-from applikant.frontend import spool
+from applikant.frontend import pushinfo, spool
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
 from applikant.logs import EventLog
 from applikant.node.node import CallContext
@@ -265,6 +267,11 @@ class HookServer:
                     gitops.has_path, git_dir, ref["new"], BUILD_SCRIPT, quarantine
                 )
                 ref["build"] = found is True
+                pushed = await pushinfo.describe(
+                    git_dir, ref["ref"], ref["old"], ref["new"], quarantine
+                )
+                if pushed is not None:
+                    ref.update(pushed)
 
         async with trio.open_nursery() as nursery:
             for ref in wanted:

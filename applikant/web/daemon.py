@@ -17,6 +17,7 @@ from hypercorn.trio import serve
 
 from .. import envconfig
 from ..config import Config
+from ..links import Links
 from ..logs import EventLog
 from ..node.node import Node
 from .am import Am
@@ -41,11 +42,11 @@ def make_web(node: Node, config: Config) -> Web:
             hint="its tokens no longer work: make new ones, then delete the file",
         )
     am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
-    public_url = config.aw.public_url or f"http://{config.aw.listen}"
+    links = Links.from_config(config)
     return Web(
         am=am,
         auth=Auth(am, Throttle()),
-        site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
+        site=Site(public_url=links.public_url, ssh_url=links.ssh_url),
         repo_root=config.aw.repo_root or config.path(config.af.repo_root, "repos"),
         session_secret=secret,
     )

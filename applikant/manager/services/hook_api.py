@@ -16,7 +16,8 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   the reasons goes to the audit log.
 - post-receive: records the push (`push`, old/new per ref), once per event_id
   however often it is delivered (af's spool may deliver twice), and hands it on:
-  subscribers get `repo.pushed`; then queues one build per updated branch whose
+  subscribers get `repo.pushed` (with the commits each branch brought, when
+  af described them: webhooks' payloads); then queues one build per updated branch whose
   new commit has `.applikant/build.sh` (`build` per ref, found by af), once
   per event_id, and tells the pusher `build #N queued` (services/builds.py).
 - post-update: nothing to decide or record.
@@ -202,6 +203,12 @@ class HookApi(Service):
 
     async def _record(self, req: HookCall, node: str) -> dict[str, Any]:
         updates = [{"refname": r.ref, "old": r.old, "new": r.new} for r in req.refs]
+        # What each branch brought (described on the git host): for webhooks.
+        pushed = {
+            r.ref: r.model_dump(include={"commits", "total_commits", "head_commit"})
+            for r in req.refs
+            if r.commits is not None
+        }
         try:
             entry, events = await self.m.write(
                 self.m.writer.audit.record_push,
@@ -210,6 +217,7 @@ class HookApi(Service):
                 actor=req.user,
                 node=node,
                 event_id=req.event_id,
+                pushed=pushed,
             )
         except NotFound as exc:
             raise NotFound(f"push not recorded: {exc.message}") from None

@@ -86,8 +86,11 @@ def grantee_row(q: Query, ref: object) -> Row:
         number = parse_id(ref, "user") or parse_id(ref, "group")
         if number is not None:
             kind = ref.split("-", 1)[0]
+            table = "users" if kind == "user" else "groups"  # not a deleted user's tombstone
             row = q.one(
-                "SELECT id, name, kind FROM owners WHERE id = ? AND kind = ?", (number, kind)
+                f"SELECT o.id, o.name, o.kind FROM owners o JOIN {table} t ON t.id = o.id"
+                " WHERE o.id = ? AND o.kind = ?",
+                (number, kind),
             )
             if row is None:
                 raise NotFound(f"no {kind} {ref}")

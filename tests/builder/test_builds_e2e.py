@@ -308,9 +308,7 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
             },
         )
         page = web.get(f"/alice/web/builds/{n}")
-        r = web.post(
-            f"/alice/web/builds/{n}", data={"action": "rerun", "csrf": csrf_of(page.text)}
-        )
+        r = web.post(f"/alice/web/builds/{n}", data={"action": "rerun", "csrf": csrf_of(page.text)})
         assert r.status_code == 303
         again = int(r.headers["location"].rsplit("/", 1)[1])
         assert again == int(n) + 1  # the repository's next number

@@ -198,3 +198,56 @@ def test_event_names() -> None:
     for bad in ([], "ping", ["ping"], [1]):
         with pytest.raises(BadRequest):
             normalize_events(bad)
+
+
+def test_a_hook_is_changed_and_tested(store: Store) -> None:
+    hook = store.webhooks.add(
+        "alice/p", "http://127.0.0.1:9/a", ["push"], secret="one", actor="system", ping=False
+    )
+    changed = store.webhooks.update(
+        hook.id,
+        url="http://127.0.0.1:9/b",
+        secret="two",
+        events=["push", "build.finished"],
+        active=False,
+        actor="user-1",
+    )
+    assert (changed.url, changed.events, changed.active) == (
+        "http://127.0.0.1:9/b",
+        ["push", "build_finished"],
+        False,
+    )
+    push(store)
+    assert bodies(store, "push") == []  # inactive: no deliveries
+    test = store.webhooks.test(hook.id, actor="user-1")  # a test goes out all the same
+    (due,) = store.webhooks.due(later(), 10)
+    assert (due.id, due.event, due.url, due.secret) == (test.id, "ping", changed.url, "two")
+    ping = json.loads(due.body)
+    assert ping["hook"]["id"] == hook.id and ping["sender"]["login"] == "alice"
+    assert ping["repository"]["html_url"] == "http://127.0.0.1:8008/alice/p"
+    (entry,) = store.audit.query(action="hook.update")
+    assert entry.details["secret_changed"] is True and "two" not in json.dumps(entry.details)
+    for bad in ({"url": "ftp://x"}, {"events": ["tag"]}, {"secret": "\x00"}, {"active": "yes"}):
+        with pytest.raises(BadRequest):
+            store.webhooks.update(hook.id, actor="system", **bad)
+    with pytest.raises(NotFound):
+        store.webhooks.update("hook-99", url="http://127.0.0.1:9/c", actor="system")
+    assert store.webhooks.get(hook.id).url == "http://127.0.0.1:9/b"
+
+
+def test_old_deliveries_that_are_over_are_pruned(tmp_path: Path) -> None:
+    clock = [datetime(2024, 1, 1, tzinfo=UTC)]
+    s = Store(str(tmp_path / "am.sqlite3"), clock=lambda: clock[0])
+    s.users.add("alice", actor="system")
+    s.repos.create("alice/p", actor="system")
+    hook = s.webhooks.add("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False)
+    push(s, event_id="old-1")
+    push(s, new="b" * 40, event_id="old-2")
+    done, pending = sorted(s.webhooks.deliveries(hook.id), key=lambda d: d.body)
+    attempt = Attempt(number=1, started_at=clock[0], duration=0.1, outcome=Outcome.DELIVERED)
+    s.webhooks.record_attempt(done.id, attempt, None)
+    clock[0] += timedelta(days=40)
+    push(s, new="c" * 40, event_id="new-1")
+    assert s.webhooks.prune_deliveries(clock[0] - timedelta(days=30)) == 1
+    left = {d.id for d in s.webhooks.deliveries(hook.id)}
+    assert done.id not in left and pending.id in left and len(left) == 2  # pending stays

@@ -63,14 +63,18 @@ def test_without_a_config_the_cookie_error_names_every_place_looked_at(
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIKANT_")}
     where = tmp_path / "elsewhere"
     where.mkdir()
-    r = subprocess.run(
-        [sys.executable, "-m", "applikant.cli.main", "user", "list"],
-        cwd=where,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+
+    def user_list() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "applikant.cli.main", "user", "list"],
+            cwd=where,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    r = user_list()
     assert r.returncode == 1
     if os.path.exists(envconfig.DEFAULT_CONFIG) or os.path.exists(envconfig.dev_configs()[-1]):
         return  # this machine has a config where the search ends; the message differs
@@ -82,13 +86,6 @@ def test_without_a_config_the_cookie_error_names_every_place_looked_at(
     (where / "var" / "applikant.toml").write_text(
         f'[node]\ndata_dir = "{where / "var"}"\n[dist]\nportmapper_port = 1\n'
     )
-    found = subprocess.run(
-        [sys.executable, "-m", "applikant.cli.main", "user", "list"],
-        cwd=where,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    found = user_list()
     # The config was found: the cookie was read, and the failure is now am's absence.
     assert "cookie" not in found.stderr and "portmapper" in found.stderr, found.stderr

@@ -26,12 +26,11 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
 import trio
 
-from applikant import gitops
+from applikant import gitasync, gitops
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
 from applikant.frontend import pushinfo, spool
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
@@ -365,20 +364,4 @@ async def is_fast_forward(git_dir: str, old: str, new: str, env: dict[str, str])
     ``env`` holds the quarantine variables only; the git process dies with the
     task when the hook call is cancelled (``ah`` gave up).
     """
-    argv = gitops.ancestor_argv(git_dir, old, new)
-    if argv is None:
-        return None
-    with trio.move_on_after(GIT_TIMEOUT):
-        try:
-            done = await trio.run_process(
-                argv,
-                env=gitops.git_env(env),
-                check=False,
-                stdin=b"",
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return None
-        return gitops.interpret_ancestor(done.returncode)
-    return None
+    return await gitasync.is_fast_forward(git_dir, old, new, env, GIT_TIMEOUT)

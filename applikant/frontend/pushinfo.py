@@ -22,12 +22,9 @@ failure or a timeout gives no commits (None), and the push stands as it is.
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Any
 
-import trio
-
-from applikant import gitops
+from applikant import gitasync, gitops
 
 __all__ = ["COMMITS_MAX", "describe", "log_argv", "parse_log"]
 
@@ -101,20 +98,8 @@ def parse_log(out: bytes) -> list[dict[str, Any]]:
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> bytes | None:
-    with trio.move_on_after(TIMEOUT):
-        try:
-            done = await trio.run_process(
-                argv,
-                env=gitops.git_env(env),
-                check=False,
-                stdin=b"",
-                capture_stdout=True,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return None
-        return done.stdout if done.returncode == 0 else None
-    return None
+    done = await gitasync.run(argv, env, timeout=TIMEOUT, capture=True)
+    return done.stdout if done is not None and done.returncode == 0 else None
 
 
 async def describe(

@@ -33,13 +33,12 @@ The models of the args and answers are applikant.schema.hooks (AM_HOOK_API).
 from __future__ import annotations
 
 import os
-import subprocess
 from fnmatch import fnmatchcase
 from typing import Any
 
 import trio
 
-from applikant import gitops
+from applikant import gitasync
 from applikant.logs import EventLog
 from applikant.manager.errors import NotFound, ServiceError
 from applikant.manager.names import is_zero_id
@@ -58,23 +57,7 @@ GIT_TIMEOUT = 30.0
 async def fast_forward(git_dir: str, old: str, new: str, env: dict[str, str] | None) -> bool | None:
     """gitops.is_fast_forward without blocking the loop; the git process dies
     with the task when it is cancelled."""
-    argv = gitops.ancestor_argv(git_dir, old, new)
-    if argv is None:
-        return None
-    with trio.move_on_after(GIT_TIMEOUT):
-        try:
-            done = await trio.run_process(
-                argv,
-                env=gitops.git_env(env),
-                check=False,
-                stdin=b"",
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return None
-        return gitops.interpret_ancestor(done.returncode)
-    return None
+    return await gitasync.is_fast_forward(git_dir, old, new, env, GIT_TIMEOUT)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

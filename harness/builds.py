@@ -144,6 +144,8 @@ class BuildSite(GitSite):
         import re
 
         found = re.findall(r"build (\S+/\S+) #(\d+) queued for \S+: http", stderr)
-        assert found, f"no 'build owner/name #N queued for BRANCH: URL' in the push output:\n{stderr}"
+        assert found, (
+            f"no 'build owner/name #N queued for BRANCH: URL' in the push output:\n{stderr}"
+        )
         repo, number = found[-1]
         return f"{repo}#{number}"

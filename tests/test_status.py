@@ -21,6 +21,7 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
         nodes = {n["node"]: n for n in report["nodes"]}
+        assert len(nodes) == len(report["nodes"])  # am once, though it is its own observer
         assert nodes["am@localhost"]["info"]["uptime_s"] > 0
         assert "am_user_db" in nodes["am@localhost"]["info"]["own_names"]
         assert nodes["af@localhost"]["state"] == "up"

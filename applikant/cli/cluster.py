@@ -127,7 +127,9 @@ def status(json_out: JsonOpt = False) -> None:
     am = envconfig.am_node(raw)
     cluster = common.call("am_observer", "cluster", {}, peer=am)
     rows, report = [], []
-    nodes = [{"node": am, "state": "up", "errors": []}, *list(cluster.get("nodes", []))]
+    nodes = list(cluster.get("nodes", []))  # am's own entry first
+    if not any(n.get("node") == am for n in nodes):
+        nodes.insert(0, {"node": am, "state": "up", "errors": []})
     for entry in nodes:
         name = entry["node"]
         info: dict = {}

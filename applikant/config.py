@@ -33,6 +33,10 @@ class NodeSection(Section):
 class AmSection(Section):
     node: str = "am"
     db: str = ""  # empty: <data_dir>/am.sqlite3
+    # Retention, pruned by am in the background every prune_interval seconds:
+    keep_builds: int = Field(default=200, ge=0)  # per repository, with logs; 0 keeps all
+    keep_deliveries_days: float = Field(default=30.0, ge=0)  # webhook deliveries; 0 keeps all
+    prune_interval: float = Field(default=3600.0, gt=0)
 
 
 class AfSection(Section):

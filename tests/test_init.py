@@ -83,7 +83,7 @@ def test_init_takes_a_password_from_stdin_and_refuses_bad_input(tmp_path: Path) 
         assert store.users.verify_password("root-admin", "long enough pw") is not None
 
 
-def test_dev_setup_rewrites_config_and_cookie_and_gives_root_a_new_password(
+def test_dev_setup_rewrites_config_and_cookie_and_keeps_roots_password(
     tmp_path: Path,
 ) -> None:
     from applikant import config as config_mod
@@ -100,12 +100,16 @@ def test_dev_setup_rewrites_config_and_cookie_and_gives_root_a_new_password(
     assert loaded.aw.listen == "127.0.0.1:18008"
     assert not [p.name for p in var.iterdir() if ".tmp" in p.name]  # no writer leftovers
 
+    assert first is not None
     second = dev_setup(var, config, "")  # the next `make run`: same database
-    assert second != first and cookie.read_text() != first_cookie
+    assert second is None and cookie.read_text() != first_cookie
     with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
-        assert store.users.verify_password("root", first) is None
-        admin = store.users.verify_password("root", second)
+        admin = store.users.verify_password("root", first)
         assert admin is not None and admin.is_admin
+        store.users.set_password("root", "changed in the web UI", actor="user-1")
+    assert dev_setup(var, config, "") is None  # a password set since is kept too
+    with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
+        assert store.users.verify_password("root", "changed in the web UI") is not None
 
 
 def test_init_keeps_a_config_that_names_its_data_dir(tmp_path: Path) -> None:

@@ -58,6 +58,52 @@ class Lines:
         raise AssertionError(f"make run printed no {marker!r}:\n" + "\n".join(self.seen))
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class MakeRun:
+    """One `make run` in its own session, stopped as Ctrl-C would."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.make = subprocess.Popen(
+            ["make", "-s", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.output = Lines(self.make)
+
+    def stop(self) -> None:
+        make = self.make
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        try:
+            make.wait(30)
+        finally:
+            if make.poll() is None:
+                os.killpg(make.pid, signal.SIGKILL)
+                make.wait()
+            if make.stdout:
+                make.stdout.close()
+
+
+def log_in(web: str, password: str) -> int:
+    page = httpx.get(f"{web}/login")
+    assert page.status_code == 200
+    token = page.text.split('name="csrf" value="')[1].split('"')[0]
+    login = httpx.post(
+        f"{web}/login",
+        cookies=page.cookies,
+        follow_redirects=False,
+        data={"login": "root", "password": password, "csrf": token},
+    )
+    return login.status_code
+
+
 def assert_private(var: Path) -> None:
     """The data dir is its owner's, am's database and the files beside it 0600."""
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
@@ -68,7 +114,7 @@ def assert_private(var: Path) -> None:
 
 def build_as_the_build_user(steps: list[str], tmp_path: Path, env: dict[str, str]) -> None:
     """A push with .applikant/build.sh builds, as the build user, with var/ 0700."""
-    cli = next(line for line in steps if " key add " in line).strip().split(" key add ")[0]
+    exports = next(line for line in steps if "export APPLIKANT_CONFIG=" in line).strip()
     work = tmp_path / "var" / "demo"
     script = work / ".applikant" / "build.sh"
     script.parent.mkdir()
@@ -93,7 +139,11 @@ def build_as_the_build_user(steps: list[str], tmp_path: Path, env: dict[str, str
 
     def cli_out(args: str) -> str:
         done = subprocess.run(
-            ["bash", "-c", f"{cli} {args}"], env=env, capture_output=True, text=True, timeout=30
+            ["bash", "-c", f"{exports}; applikant {args}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         return done.stdout if done.returncode == 0 else ""
 
@@ -113,37 +163,29 @@ def ssh_command(steps: list[str]) -> str:
     return line.split("GIT_SSH_COMMAND=", 1)[1].strip().strip('"')
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="needs OpenSSH's server")
-@pytest.mark.timeout(520)  # its waits: 100 s for the banner, 120 s for the steps, 120 s for
-# the build, 30 s to stop
+# its waits: 100 s for the banner, 120 s for the steps, 120 s for the build, 30 s to
+# stop, twice
+@pytest.mark.timeout(620)
 def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
     ports = {name: procs.free_port() for name in ("WEB", "SSH", "PORTMAPPER")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIKANT_", "GIT_"))}
     env.update({f"APPLIKANT_RUN_{k}_PORT": str(v) for k, v in ports.items()})
     env["APPLIKANT_RUN_DIR"] = str(tmp_path / "var")
-    make = subprocess.Popen(
-        ["make", "-s", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    web = f"http://127.0.0.1:{ports['WEB']}"
+    run = MakeRun(env)
     try:
-        output = Lines(make)
-        lines = output.until("Try it", timeout=100)
-        steps = output.until("demo-http", timeout=10)
+        lines = run.output.until("Try it", timeout=100)
+        steps = run.output.until("demo-http", timeout=10)
         password = (
             next(line for line in lines if "password:" in line).split("password:")[1].split()[0]
         )
+        assert f"127.0.0.1:{ports['SSH']}" in "\n".join(lines)  # the ports it uses
+        assert f"portmapper 127.0.0.1:{ports['PORTMAPPER']}" in "\n".join(lines)
+        exports = [line for line in steps if "APPLIKANT_CONFIG" in line]
+        assert len(exports) == 1 and exports[0].strip().startswith("export APPLIKANT_CONFIG=")
         script = "\n".join(line.strip() for line in steps if line.startswith("  "))
-        run = subprocess.run(
+        done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             cwd=tmp_path,
             env=env,
@@ -151,31 +193,23 @@ def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-        assert run.returncode == 0, run.stdout + run.stderr
+        assert done.returncode == 0, done.stdout + done.stderr
         assert (tmp_path / "var" / "demo-http" / "README.md").read_text() == "hello\n"
         assert_private(tmp_path / "var")
         if os.geteuid() == 0:
             build_as_the_build_user(steps, tmp_path, env)
-        web = f"http://127.0.0.1:{ports['WEB']}"
-        page = httpx.get(f"{web}/login")
-        assert page.status_code == 200
-        token = page.text.split('name="csrf" value="')[1].split('"')[0]
-        login = httpx.post(
-            f"{web}/login",
-            cookies=page.cookies,
-            follow_redirects=False,
-            data={"login": "root", "password": password, "csrf": token},
-        )
-        assert login.status_code in (302, 303), login.text[:500]
+        assert log_in(web, password) in (302, 303)
     finally:
-        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        try:
-            make.wait(30)
-        finally:
-            if make.poll() is None:
-                os.killpg(make.pid, signal.SIGKILL)
-                make.wait()
-            if make.stdout:
-                make.stdout.close()
+        run.stop()
     for port in ports.values():
         assert not listening(port), f"something still listens on {port}"
+
+    # The next `make run` keeps root's password, and says how to set a new one.
+    again = MakeRun(env)
+    try:
+        lines = again.output.until("Try it", timeout=100)
+        assert not [line for line in lines if "password:" in line]
+        assert any("applikant user passwd root" in line for line in lines)
+        assert log_in(web, password) in (302, 303)
+    finally:
+        again.stop()

@@ -1,9 +1,9 @@
 """`make run`: the whole suite on one host with embedded defaults, data under ./var.
 
 Starts the portmapper, am, af and aw (and a private sshd on 127.0.0.1:2222 when
-OpenSSH's server is installed), creates the first admin on the first run, prints
-how to log in, add a key, create a repo, push and clone; Ctrl-C stops everything
-it started, by PID.
+OpenSSH's server is installed), creates the first admin on the first run (its
+password printed that once, kept afterwards), prints how to log in, add a key,
+create a repo, push and clone; Ctrl-C stops everything it started, by PID.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def setup(var: Path, ssh_user: str) -> tuple[Path, str]:
+def setup(var: Path, ssh_user: str) -> tuple[Path, str | None]:
     """The config file and a fresh cookie (rewritten on every start), and the first
-    admin `root` with a new password, through `applikant init`'s own steps.
-    Returns the config file and the password to print."""
+    admin `root`, made on the first run, through `applikant init`'s own steps.
+    Returns the config file and root's password when it was made now."""
     from ..ops.init import dev_setup
 
     config = var / "applikant.toml"
@@ -178,21 +178,30 @@ def start_sshd(var: Path) -> SshServer | None:
     return server
 
 
-def print_welcome(config: Path, password: str, ssh_user: str, sshd: bool) -> None:
+def print_welcome(config: Path, password: str | None, ssh_user: str, sshd: bool) -> None:
     """The steps a newcomer follows (and the make-run test follows to the letter)."""
-    cli = f"APPLIKANT_CONFIG={config} {Path(sys.executable).parent}/applikant"
+    from ..version import version
+
     key = VAR / "demo_key"
     work = VAR / "demo"
+    web = f"http://127.0.0.1:{WEB_PORT}/"
     say()
-    say(f"Applikant is running (logs in {VAR}/log/). Ctrl-C stops it.")
+    say(f"Applikant {version()} is running (logs in {VAR}/log/). Ctrl-C stops it.")
     say()
-    say(f"  web UI      http://127.0.0.1:{WEB_PORT}/   login: root   password: {password}")
+    if password is not None:
+        say(f"  web UI      {web}   login: root   password: {password}   (shown this once)")
+    else:
+        say(f"  web UI      {web}   login: root   (the password printed on the first run;")
+        say("              a new one: applikant user passwd root, after the export below)")
+    ssh = f"127.0.0.1:{SSH_PORT}" if sshd else "off (no OpenSSH server)"
+    say(f"  git (SSH)   {ssh}   portmapper 127.0.0.1:{PM_PORT}")
     say()
     say("Try it, in another terminal:")
     say()
+    say(f'  export APPLIKANT_CONFIG={config} PATH="{Path(sys.executable).parent}:$PATH"')
     say(f"  ssh-keygen -q -t ed25519 -N '' -f {key}")
-    say(f"  {cli} key add root {key}.pub")
-    say(f"  {cli} repo create root/demo --public")
+    say(f"  applikant key add root {key}.pub")
+    say("  applikant repo create root/demo --public")
     if sshd:
         say(
             f'  export GIT_SSH_COMMAND="ssh -i {key} -o IdentitiesOnly=yes '

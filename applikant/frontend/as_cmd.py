@@ -1,4 +1,7 @@
-"""``as``, the sshd forced command: ``applikant-as [--config PATH] user-42``.
+"""``as``, the sshd forced command: ``applikant-as [--config PATH] user-42 [SHA256:...]``.
+
+The fingerprint names the key the session was let in with (af records its last
+use); lines written before it was there still work without it.
 
 sshd runs it for every SSH login with a key af put in authorized_keys (or that
 ``keys-for`` printed), whatever the client asked to run; the client's wish is in
@@ -106,10 +109,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     config_path, args = parse_config_option(args)
-    if len(args) != 1 or not _valid_user(args[0]):
-        _say("misconfigured forced command: expected `applikant-as [--config PATH] user-N`")
+    if (
+        len(args) not in (1, 2)
+        or not _valid_user(args[0])
+        or (len(args) == 2 and not args[1].startswith("SHA256:"))
+    ):
+        _say(
+            "misconfigured forced command: expected "
+            "`applikant-as [--config PATH] user-N [SHA256:fingerprint]`"
+        )
         return 1
     user = args[0]
+    key = args[1] if len(args) == 2 else None
     try:
         request = parse(os.environ.get("SSH_ORIGINAL_COMMAND"))
     except CommandRefused as exc:
@@ -127,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         reply = client.call(
             "af_auth",
             "check_access",
-            {"user": user, "repo": request.repo, "access": request.access, "verb": request.verb},
+            {
+                "user": user,
+                "repo": request.repo,
+                "access": request.access,
+                "verb": request.verb,
+                "key": key,
+            },
             prefix="as",
             timeout=CALL_TIMEOUT,
         )

@@ -15,6 +15,8 @@ What it starts (each part has its own module):
 * :class:`~applikant.frontend.services.Auth` and
   :class:`~applikant.frontend.repomanager.RepoManager`: ``af_auth`` and
   ``af_repo_manager``.
+* :class:`~applikant.frontend.keyuse.KeyUse`: when keys were last used, told
+  to am in batches.
 
 Names: every service is registered under a *local* name on af's node, which is
 what ``as``, ``ah`` and ``keys-for`` call (they know af's node, and a second git
@@ -50,6 +52,7 @@ from applikant.amclient import AmClient
 from applikant.config import Config
 from applikant.frontend import authkeys, hookpipe, repostore
 from applikant.frontend.hookserver import HookServer
+from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
 from applikant.frontend.repomanager import RepoManager, StoreRole
@@ -142,7 +145,10 @@ class Frontend:
         self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
         host = node.name.split("@", 1)[1]
         self.repos = RepoManager(node, self.role, self.ops)
-        self.auth = Auth(self.link, self.disk, self.role, self.repos, host, self.as_command)
+        self.key_use = KeyUse(self.link)
+        self.auth = Auth(
+            self.link, self.disk, self.role, self.repos, host, self.as_command, self.key_use
+        )
         self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.on_connect)
@@ -157,6 +163,7 @@ class Frontend:
             "applied": self.mirror.applied,
             "keys": len(self.mirror.keys),
             "spool_delivered": self.hooks.delivered,
+            "keys_used_told": self.key_use.flushed,
             "keys_mode": self.mirror.keys_mode,
             "store": self.role.info(),
         }
@@ -191,6 +198,7 @@ class Frontend:
         await nursery.start(self.role.run)
         nursery.start_soon(self.mirror.run)
         nursery.start_soon(self.hooks.run_spool)
+        nursery.start_soon(self.key_use.run)
         await nursery.start(self.link.run)
         log.info(
             "af_started",

@@ -211,7 +211,9 @@ class Mirror:
     async def _write_keys(self) -> None:
         if not self._dirty or self.keys_mode != "file":
             return
-        content = authkeys.render(list(self.keys.values()), self.as_command)
+        content = authkeys.render(
+            [(uid, line, fp) for fp, (uid, line) in self.keys.items()], self.as_command
+        )
         self._dirty = False
         await trio.to_thread.run_sync(_write_keys_file, self.keys_file, content)
 

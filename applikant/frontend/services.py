@@ -2,13 +2,15 @@
 
 ``af_auth`` (asked by ``as`` and ``keys-for`` on every login):
 
-* ``check_access({"user", "repo", "access"})`` -> ``{"allowed", "reason",
+* ``check_access({"user", "repo", "access", "key"?})`` -> ``{"allowed", "reason",
   "level", "path", "repo"}``: am decides; af adds the absolute path of the repo
   in the shared store (having the managing af create it first if am knows it
   and the store does not yet) and its canonical name (``ALICE/Secret`` is
   ``alice/secret``). A repository that is not its own directory under the root
   (a symlink) is refused, and an af whose repo root was refused
-  (repomanager.py) answers no, with the reason.
+  (repomanager.py) answers no, with the reason. ``key`` (the fingerprint the
+  forced command names) is noted as used when access is granted;
+  :class:`~applikant.frontend.keyuse.KeyUse` tells am in batches.
 * ``info({"user"})`` -> ``{"host", "login", "repos": [{"repo", "level"}]}``.
 * ``keys_for({"login", "fingerprint"})`` -> ``{"lines"}``: the forced-command
   line for that key, from am's fingerprint index; ``""`` when none.
@@ -25,6 +27,7 @@ from typing import Any
 
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
 from applikant.frontend import authkeys
+from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError, RepoNotFound
 from applikant.frontend.repomanager import RepoManager, StoreRole, repo_arg
 from applikant.logs import EventLog
@@ -61,7 +64,9 @@ class Auth:
         repos: RepoManager,
         host: str,
         as_command: str,
+        key_use: KeyUse | None = None,
     ) -> None:
+        self.key_use = key_use
         self.link = link
         self.disk = disk
         self.role = role
@@ -108,6 +113,8 @@ class Auth:
         except (CommandRefused, RepoDiskError, AmUnavailable, AmRefused, OSError) as exc:
             log.error("repo_unavailable", repo=repo, reason=str(exc))
             return _no(f"repository {repo} is not available on this host")
+        if self.key_use is not None and authkeys.valid_fingerprint(args.get("key")):
+            self.key_use.used(args["key"])
         return {
             "allowed": True,
             "reason": str(decision.get("reason", "")),
@@ -163,7 +170,7 @@ class Auth:
         if not isinstance(key, dict):
             return {"lines": ""}
         lines = authkeys.keys_for_output(
-            [(str(key.get("user")), str(key.get("public_key")))], self.as_command
+            [(str(key.get("user")), str(key.get("public_key")), fingerprint)], self.as_command
         )
         return {"lines": lines}
 

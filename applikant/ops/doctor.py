@@ -576,7 +576,8 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
     except DistError as exc:
         return Check("authorized_keys", "skip", f"am does not answer: {exc}")
     expected = authkeys.render(
-        [(k["user"], k["public_key"]) for k in keys], cfg.af.as_command or default_as_command()
+        [(k["user"], k["public_key"], k["fingerprint"]) for k in keys],
+        cfg.af.as_command or default_as_command(),
     )
     try:
         with open(path, encoding="utf-8") as f:

@@ -10,7 +10,8 @@ admin is added if missing).
 
 `dev_setup` is what `make run` does on every start: the data directory made
 private (0700), the same config file and cookie, rewritten, and the admin
-`root` with a new password.
+`root`, made with a password on the first run only (a password changed later,
+in the web UI or with `applikant user passwd root`, is kept).
 
 `prepare_builder` is what ab's unit runs as root before ab's sandbox applies
 (`/etc` and everything outside its ReadWritePaths are read-only to ab itself):
@@ -243,11 +244,12 @@ def initialize(
     return InitResult(config_file, data_dir, cookie_file, db, admin, shown, keep_config)
 
 
-def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str:
+def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str | None:
     """`make run`'s set-up, on every start: the config file (`[node]` for one host
     in development mode, then `settings`, more TOML sections) and a fresh cookie,
-    both rewritten, and the admin `root`, made or given a new password. Returns
-    that password, to be printed."""
+    both rewritten, and the admin `root`, made on the first run. Returns root's
+    password when it was made now (to be printed once), else None: root keeps
+    whatever password it has."""
     cookie_file = data_dir / "cookie"
     make_private_dir(data_dir)
     write_config(
@@ -260,9 +262,7 @@ def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str:
     old_cookie = _read_cookie(cookie_file)
     write_cookie(cookie_file)
     mark_new_cookie(data_dir / "repos", cookie_file, old_cookie)
-    password = make_password()
-    ensure_admin(data_dir / "am.sqlite3", "root", password, reset=True, node="make-run")
-    return password
+    return ensure_admin(data_dir / "am.sqlite3", "root", node="make-run")
 
 
 def _config_disagrees(config_file: Path, data_dir: Path, cookie_file: Path) -> str | None:

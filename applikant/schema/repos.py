@@ -51,7 +51,12 @@ class ProtectedBranch(Result):
 
 
 class AuditEntry(Result):
-    """One line of the append-only audit log; `details` is action-specific JSON."""
+    """One line of the append-only audit log; `details` is action-specific JSON.
+
+    `actor` is who acted, as recorded: `user-42`, `system`, `cli:root` (the
+    admin command line run by root), `anonymous`. `actor_login` is the login of
+    a `user-42` actor as it is now (None for the others, and for an account
+    deleted since)."""
 
     id: int
     time: datetime
@@ -61,6 +66,7 @@ class AuditEntry(Result):
     repo: str | None
     details: dict[str, Any]
     event_id: str | None = None
+    actor_login: str | None = None
 
 
 class AccessDecision(Result):

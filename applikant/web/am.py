@@ -133,6 +133,12 @@ class Am:
         method = "disable_user" if disabled else "enable_user"
         return await self.call(USERS, method, {"user": user, "actor": actor})
 
+    async def delete_user(self, actor: str, user: str, transfer_to: str | None = None) -> dict:
+        """{user, transferred}: the account as it was, and its repositories' new names."""
+        return await self.call(
+            USERS, "delete_user", _clean({"user": user, "transfer_to": transfer_to, "actor": actor})
+        )
+
     async def set_admin(self, actor: str, user: str, is_admin: bool) -> dict:
         return await self.call(
             USERS, "set_admin", {"user": user, "is_admin": is_admin, "actor": actor}

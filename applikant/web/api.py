@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..schema import observer, repos, sessions, users
+from . import api_hooks
 from .am import AmError
 from .apitable import (
     ADMIN,
@@ -177,6 +178,14 @@ async def user_patch(call: Call) -> Response:
     if req.is_admin is not None:
         user = await am.set_admin(actor, user["id"], req.is_admin)
     return ok(await am.get_user(actor, user["id"]))
+
+
+async def user_delete(call: Call) -> Response:
+    """Delete an account; `?transfer_to=` gives its repositories to a user or group first."""
+    transfer = call.query.get("transfer_to", "").strip()[:64] or None
+    if call.params["id"] in (call.actor, call.who.login):
+        raise ApiError(400, "you cannot delete your own account; ask another admin")
+    return ok(await call.am.delete_user(call.actor, call.params["id"], transfer))
 
 
 async def keys_list(call: Call) -> Response:
@@ -398,6 +407,14 @@ ROUTES: list[ApiRoute] = [
         sessions.UserPatchBody,
         users.User,
     ),
+    R(
+        "DELETE",
+        "/users/{id}",
+        user_delete,
+        "Delete a user (refused while they own repositories; ?transfer_to= moves them first)",
+        ADMIN,
+        answer=users.DeletedUser,
+    ),
     R("GET", "/users/{id}/keys", keys_list, "A user's SSH keys", SELF, answer=[users.SshKey]),
     R(
         "POST",
@@ -492,6 +509,7 @@ ROUTES: list[ApiRoute] = [
         answer=[observer.ClusterNode],
     ),
     R("GET", "/counts", counts, "Totals for the dashboard", LOGGED_IN, answer=repos.Counts),
+    *api_hooks.ROUTES,  # webhooks and their deliveries
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,10 +22,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from ..links import Links
 from ..logs import EventLog
 from . import (
     api,
     assets,
+    badge,
     gitread,
     metrics,
     pages,
@@ -50,21 +52,11 @@ log = EventLog("aw")
 
 
 @dataclass
-class Site:
-    """What pages show about this installation."""
+class Site(Links):
+    """What pages show about this installation: its name, and its addresses
+    (the same as am's webhook payloads give, applikant.links)."""
 
-    public_url: str
-    ssh_url: str = ""
     name: str = "Applikant"
-
-    def http_clone(self, full_name: str) -> str:
-        return f"{self.public_url.rstrip('/')}/{full_name}.git"
-
-    def ssh_clone(self, full_name: str) -> str:
-        if self.ssh_url:
-            return f"{self.ssh_url.rstrip('/')}/{full_name}.git"
-        host = urlsplit(self.public_url).hostname or "localhost"
-        return f"git@{host}:{full_name}.git"
 
 
 @dataclass
@@ -172,7 +164,8 @@ def build(web: Web) -> Any:
     routes = [
         *assets.routes(),  # before /static: the generated stylesheet of highlighting
         Mount("/static", app=StaticFiles(directory=f"{HERE}/static"), name="static"),
-        *pages_builds.routes(),  # before /api: /api/builds/{n}/log
+        *pages_builds.routes(),  # before /api: /api/builds/{id}/log
+        *badge.routes(),
         Mount("/api", routes=api.routes()),
         *pages.routes(),
         *pages_users.routes(),

@@ -18,6 +18,7 @@ from hypercorn.trio import serve
 
 from .. import envconfig
 from ..config import Config
+from ..links import Links
 from ..logs import EventLog
 from ..node.node import Node
 from .am import Am
@@ -42,7 +43,7 @@ def make_web(node: Node, config: Config) -> Web:
             hint="its tokens no longer work: make new ones, then delete the file",
         )
     am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
-    public_url = config.aw.public_url or f"http://{config.aw.listen}"
+    links = Links.from_config(config)
     aw = config.aw
     lifetimes = Lifetimes(
         idle=aw.session_idle_timeout,
@@ -52,7 +53,7 @@ def make_web(node: Node, config: Config) -> Web:
     return Web(
         am=am,
         auth=Auth(am, Throttle(), lifetimes),
-        site=Site(public_url=public_url.rstrip("/"), ssh_url=aw.ssh_url),
+        site=Site(public_url=links.public_url, ssh_url=links.ssh_url),
         repo_root=aw.repo_root or config.path(config.af.repo_root, "repos"),
         session_secret=secret,
         proxies=TrustedProxies(aw.trusted_proxies),

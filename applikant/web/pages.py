@@ -116,7 +116,6 @@ async def dashboard(request: Request) -> Response:
             nodes = await am.cluster()
         except AmError as exc:
             cluster_error = exc.message
-    logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
     return render(
         request,
         "dashboard.html",
@@ -127,7 +126,6 @@ async def dashboard(request: Request) -> Response:
         mine=mine[:DASHBOARD_REPOS],
         more_mine=len(mine) > DASHBOARD_REPOS,
         groups=groups,
-        logins=logins,
     )
 
 
@@ -227,10 +225,7 @@ async def audit(request: Request) -> Response:
         if exc.status != 400:
             raise
         error = exc.message
-    logins = {u["id"]: u["login"] for u in await web_of(request).am.list_users(viewer.id)}
-    return render(
-        request, "audit.html", entries=entries, filters=filters, error=error, logins=logins
-    )
+    return render(request, "audit.html", entries=entries, filters=filters, error=error)
 
 
 def routes() -> list[Route]:

@@ -6,8 +6,15 @@ The request:
     Content-Type: application/json
     User-Agent: Applikant-Hookshot/1
     X-Applikant-Event: push
+    X-Applikant-Event-Type: push
     X-Applikant-Delivery: <uuid, the same for every attempt of a delivery>
     X-Applikant-Signature-256: sha256=<hex HMAC-SHA256 of the body with the secret>
+    X-GitHub-Event: push            (repository for repo_created and repo_deleted)
+    X-GitHub-Delivery: <the same uuid>
+    X-Hub-Signature-256: <the same signature>
+
+so that receivers written for GitHub (or Gitea's GitHub-compatible mode) read
+it as they read GitHub's; the bodies have Gitea's and GitHub's fields.
 
     <the delivery's JSON body>
 
@@ -94,13 +101,22 @@ def encode_body(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
+#: GitHub's names for the events whose name is not the same.
+GITHUB_EVENTS = {"repo_created": "repository", "repo_deleted": "repository"}
+
+
 def request_headers(*, event: str, delivery_id: str, secret: str, body: bytes) -> dict[str, str]:
+    signed = signature(secret, body)
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Applikant-Event": event,
+        "X-Applikant-Event-Type": event,
         "X-Applikant-Delivery": delivery_id,
-        "X-Applikant-Signature-256": signature(secret, body),
+        "X-Applikant-Signature-256": signed,
+        "X-GitHub-Event": GITHUB_EVENTS.get(event, event),
+        "X-GitHub-Delivery": delivery_id,
+        "X-Hub-Signature-256": signed,
     }
 
 

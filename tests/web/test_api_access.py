@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from applikant.schema import repos, sessions, users
+from applikant.schema import repos, sessions, users, webhooks
 from applikant.web.api import ROUTES
 from applikant.web.apitable import (
     ADMIN,
@@ -85,6 +85,8 @@ def world(site: WebSite, name: str) -> World:
             "kid": key["id"],
             "tid": token["id"],
             "login": stranger["login"],
+            "hook": "hook-1",
+            "delivery": "00000000-0000-4000-8000-000000000000",
         },
         clients={"anonymous": site.client(), **{role: c for role, (_, c) in people.items()}},
         bodies={
@@ -98,6 +100,8 @@ def world(site: WebSite, name: str) -> World:
             users.KeyPut: {"title": "changed"},
             sessions.NewTokenBody: {"title": "stolen"},
             users.NewGroup: {"name": f"{name}grp2"},
+            webhooks.NewHook: {"url": "http://127.0.0.1:9/stolen", "events": ["push"]},
+            webhooks.HookPatch: {"url": "http://127.0.0.1:9/changed"},
         },
     )
 

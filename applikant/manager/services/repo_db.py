@@ -143,7 +143,7 @@ class RepoDb(Service):
         repo, _ = await self.m.write(
             self.m.writer.repos.create,
             req.path,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             description=req.description,
             is_public=req.is_public,
@@ -171,7 +171,7 @@ class RepoDb(Service):
         repo, _ = await self.m.write(
             self.m.writer.repos.update,
             req.repo,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             description=req.description,
             is_public=req.is_public,
@@ -184,14 +184,18 @@ class RepoDb(Service):
         self.m.require_repo(actor, req.repo, "admin")
         self.m.require_namespace(actor, req.new_path)
         repo, _ = await self.m.write(
-            self.m.writer.repos.rename, req.repo, req.new_path, actor=req.actor, node=ctx.caller
+            self.m.writer.repos.rename,
+            req.repo,
+            req.new_path,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(repo)
 
     async def delete_repo(self, ctx: CallContext, req: s.DeleteRepo) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         repo, _ = await self.m.write(
-            self.m.writer.repos.delete, req.repo, actor=req.actor, node=ctx.caller
+            self.m.writer.repos.delete, req.repo, actor=req.recorded_actor, node=ctx.caller
         )
         return dump(repo)
 
@@ -204,7 +208,7 @@ class RepoDb(Service):
             req.repo,
             req.grantee,
             req.level,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         return dump(grant)
@@ -212,7 +216,11 @@ class RepoDb(Service):
     async def revoke(self, ctx: CallContext, req: s.Revoke) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         await self.m.write(
-            self.m.writer.access.revoke, req.repo, req.grantee, actor=req.actor, node=ctx.caller
+            self.m.writer.access.revoke,
+            req.repo,
+            req.grantee,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return None
 
@@ -226,7 +234,7 @@ class RepoDb(Service):
             self.m.writer.branches.protect,
             req.repo,
             req.pattern,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             admins_only=req.admins_only,
         )
@@ -238,7 +246,7 @@ class RepoDb(Service):
             self.m.writer.branches.unprotect,
             req.repo,
             req.pattern,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         return None

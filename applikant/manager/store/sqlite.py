@@ -18,6 +18,8 @@ Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 Version 4 adds `builds` (the build queue and its history) and `build_logs`.
 Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
 Version 6 adds `sessions`: web sessions, kept as SHA-256 hashes of their secrets.
+Version 7 numbers builds per repository (`builds.number`, `repos.builds_made`),
+and indexes what the commit pages, the badges and the pruning look up.
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -250,7 +252,30 @@ CREATE INDEX sessions_by_user ON sessions(user_id, id);
 CREATE INDEX sessions_by_expiry ON sessions(expires_at);
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# Version 7: builds are numbered per repository (`alice/app #12`), existing ones
+# in the order they were queued; `repos.builds_made` is the last number given,
+# so pruning old builds never hands a number out twice. Builds of a deleted
+# repository (repo_id NULL) keep their numbers, counted by the name they had.
+# Indexes: a commit's builds (commit pages), a branch's latest (badges), and
+# deliveries by age (pruning).
+_V7 = """
+ALTER TABLE builds ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+UPDATE builds SET number = (SELECT count(*) FROM builds b2
+    WHERE b2.repo_id = builds.repo_id AND b2.id <= builds.id) WHERE repo_id IS NOT NULL;
+UPDATE builds SET number = (SELECT count(*) FROM builds b2
+    WHERE b2.repo_id IS NULL AND b2.repo = builds.repo AND b2.id <= builds.id)
+    WHERE repo_id IS NULL;
+CREATE UNIQUE INDEX builds_by_repo_number ON builds(repo_id, number);
+CREATE INDEX builds_by_commit ON builds(repo_id, commit_id, id);
+CREATE INDEX builds_by_ref ON builds(repo_id, ref, id);
+ALTER TABLE repos ADD COLUMN builds_made INTEGER NOT NULL DEFAULT 0;
+UPDATE repos SET builds_made = (SELECT COALESCE(MAX(b.number), 0) FROM builds b
+    WHERE b.repo_id = repos.id);
+CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(created_at);
+"""
+
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 
 
 #: The database and the files SQLite keeps beside it: the service user's only.

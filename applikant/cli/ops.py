@@ -38,9 +38,21 @@ def init(
         bool, typer.Option(help="rewrite config and cookie of an existing install")
     ] = False,
     dev: Annotated[bool, typer.Option(help="development mode (never in production)")] = False,
+    mark_repo_root: Annotated[
+        bool,
+        typer.Option(
+            "--mark-repo-root",
+            help="only mark the configured repo root as this cluster's store (--force: "
+            "re-mark one marked with another cookie)",
+        ),
+    ] = False,
 ) -> None:
     """Set up this host: data dir, repo root, cookie, config file, first admin."""
     from ..ops.init import InitError, initialize, next_steps
+
+    if mark_repo_root:
+        _mark_repo_root(force)
+        return
 
     config_file = Path(os.environ.get("APPLIKANT_CONFIG") or envconfig.DEFAULT_CONFIG)
     password = None
@@ -72,6 +84,18 @@ def init(
         typer.echo(f"admin         {result.admin}")
     for line in next_steps(result):
         typer.echo(line)
+
+
+def _mark_repo_root(force: bool) -> None:
+    from ..ops.init import InitError, mark_repo_root
+
+    cfg = _config()
+    root = Path(cfg.path(cfg.af.repo_root, "repos"))
+    try:
+        marker = mark_repo_root(root, cfg.cookie(), replace=force)
+    except (InitError, envconfig.ConfigError) as exc:
+        common.fail(str(exc))
+    typer.echo(f"{root}: cluster {marker.cluster}, store {marker.store}")
 
 
 @app.command("prepare-ab", hidden=True)

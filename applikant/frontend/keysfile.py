@@ -56,7 +56,7 @@ class KeysFile:
         if not isinstance(fingerprint, str) or fingerprint in self._lines:
             return False
         user = str(key.get("user"))
-        line = authkeys.line_for(user, str(key.get("public_key")), self.as_command)
+        line = authkeys.line_for(user, str(key.get("public_key")), self.as_command, fingerprint)
         self._lines[fingerprint] = (user, line)
         return True
 

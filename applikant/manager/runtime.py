@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from applikant.links import Links
 from applikant.logs import EventLog
 from applikant.manager.errors import Forbidden, NotFound
 from applikant.manager.names import parse_repo_path
@@ -84,6 +85,9 @@ class Manager:
         # Called on the trio thread after each write, with its events (the
         # webhook worker's wake-up).
         self.listeners: list[Callable[[list[Event]], None]] = []
+        # Where people reach aw (messages to pushers, webhook payloads); set
+        # from the config when the services start.
+        self.links = Links("http://127.0.0.1:8008")
 
     def close(self) -> None:
         for store in (self.bulk, self.reader, self.writer):

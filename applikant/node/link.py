@@ -159,8 +159,13 @@ class Link:
             self.close(f"connection lost: {exc or type(exc).__name__}")
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run `fn(*args)` for the peer: cancelled when the link closes."""
+        """Run `fn(*args)` for the peer: cancelled when the link closes. On a
+        link that has closed, nothing runs (its nursery may be gone already:
+        a heartbeat can come between the close and the link leaving the node's
+        table)."""
         assert self._nursery is not None, "the link is not running"
+        if self.closed:
+            return
         self._nursery.start_soon(fn, *args)
 
     # ---- the link's own events ----------------------------------------------

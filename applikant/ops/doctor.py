@@ -293,6 +293,48 @@ def check_repos(cfg: Config) -> Check:
     return Check("repo root", "ok", f"{disk.root}, {len(repos)} repositories, hooks in place")
 
 
+def check_repo_store(cfg: Config, cookie: bytes) -> Check:
+    """The repo root's cluster marker, and what this host's af says of its root."""
+    from ..frontend import repostore
+
+    root = cfg.path(cfg.af.repo_root, "repos")
+    af = cfg.node_name("af")
+    store: dict[str, Any] = {}
+    if af.split("@")[1] == envconfig.node_host(cfg.raw):
+        try:
+            store = _call(cfg, cookie, af, "af_status", "status", node=af).get("store") or {}
+        except (DistError, AttributeError):
+            pass  # "af up" says why af does not answer
+    mount = (
+        f"mount the cluster's shared repository root at {root} (the same path as on the "
+        "other git hosts), then systemctl restart applikant-af"
+    )
+    if store.get("state") == "refused":
+        return Check("repo store", "fail", f"af refuses {root}: {store.get('reason')}", mount)
+    try:
+        marker = repostore.read_marker(root)
+    except repostore.MarkerError as exc:
+        return Check("repo store", "fail", str(exc), mount)
+    if marker is None:
+        return Check(
+            "repo store",
+            "warn",
+            f"{root} carries no cluster marker yet",
+            "start af (the first af of a cluster marks its store); " + mount,
+        )
+    cluster = repostore.cluster_id(cookie)
+    if marker.cluster != cluster:
+        return Check(
+            "repo store",
+            "fail",
+            f"{root} is marked for another cluster ({marker.cluster}; this one is {cluster})",
+            mount + "; or, if this cluster's cookie was changed on purpose, "
+            "`applikant init --mark-repo-root --force`",
+        )
+    managed = f", managed by {store['manager']}" if store.get("manager") else ""
+    return Check("repo store", "ok", f"{root}: cluster {cluster}, store {marker.store}{managed}")
+
+
 # ---- sshd ---------------------------------------------------------------------
 
 
@@ -546,7 +588,7 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
     except DistError as exc:
         return Check("authorized_keys", "skip", f"am does not answer: {exc}")
     expected = authkeys.render(  # newest first, as af writes it (frontend/keysfile.py)
-        [(k["user"], k["public_key"]) for k in reversed(keys)],
+        [(k["user"], k["public_key"], k["fingerprint"]) for k in reversed(keys)],
         cfg.af.as_command or default_as_command(),
     )
     try:
@@ -580,6 +622,8 @@ def run_checks(cfg: Config, sshd_config: str = SSHD_CONFIG) -> list[Check]:
     if cookie is not None and registered is not None:
         checks += check_daemons(cfg, cookie, registered)
     checks.append(check_repos(cfg))
+    if cookie is not None:
+        checks.append(check_repo_store(cfg, cookie))
     checks += check_sshd(cfg, user, sshd_config)
     checks.append(check_forced_command(cfg))
     if cookie is not None and registered is not None:

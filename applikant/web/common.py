@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -15,7 +14,6 @@ from .auth import Viewer
 __all__ = [
     "AUDIT_FILTERS",
     "client_of",
-    "logins_of",
     "query_audit",
     "readable_repo",
     "require_admin",
@@ -30,14 +28,18 @@ def web_of(request: Request) -> Any:
 
 
 def client_of(request: Request) -> str:
-    return request.client.host if request.client else ""
+    """The client's address: the peer's, or behind a trusted reverse proxy the
+    one it forwarded for (`[aw] trusted_proxies`)."""
+    peer = request.client.host if request.client else ""
+    proxies = web_of(request).proxies
+    return proxies.client(peer, request.headers.get("x-forwarded-for")) if proxies else peer
 
 
 async def viewer_of(request: Request) -> Viewer:
     """The session's viewer (pages); cached on the request."""
     cached = getattr(request.state, "viewer", None)
     if cached is None:
-        cached = await web_of(request).auth.session_viewer(request.session)
+        cached = await web_of(request).auth.session_viewer(request.session, client_of(request))
         request.state.viewer = cached
     return cached
 
@@ -89,20 +91,6 @@ def _utc(value: str) -> str:
     if _NAIVE_RE.match(value):
         return value.replace(" ", "T") + "Z"
     return value
-
-
-async def logins_of(web: Any, viewer: Viewer, actors: Iterable[str]) -> dict[str, str]:
-    """{user id: login} for the user ids among `actors` (the few on one page):
-    one lookup each, never the whole list of users."""
-    out: dict[str, str] = {}
-    for actor in dict.fromkeys(actors):
-        if re.fullmatch(r"user-[1-9]\d*", actor):
-            try:
-                out[actor] = (await web.am.get_user(viewer.id, actor))["login"]
-            except AmError as exc:
-                if exc.status != 404:
-                    raise
-    return out
 
 
 async def query_audit(

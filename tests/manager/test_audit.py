@@ -161,3 +161,17 @@ def test_query_by_action_uses_an_index(store: Store) -> None:
         )
     ]
     assert any("audit_by_action" in d for d in plan), plan
+
+
+def test_entries_name_user_actors_by_login_and_filter_by_login(store: Store, alice: str) -> None:
+    """`actor_login` is the account's login now; `cli:root` (the admin command
+    line run by root) is recorded as given; a login filters like its id."""
+    store.repos.create("alice/logins", actor=alice)
+    store.repos.update("alice/logins", description="by the CLI", actor="cli:root")
+    made, changed = store.audit.query(repo="alice/logins", limit=2)[::-1]
+    assert (made.actor, made.actor_login) == (alice, "alice")
+    assert (changed.actor, changed.actor_login) == ("cli:root", None)
+    assert [e.id for e in store.audit.query(actor="alice", repo="alice/logins")] == [made.id]
+    assert [e.id for e in store.audit.query(actor="cli:root")] == [changed.id]
+    with pytest.raises(BadRequest, match="no user 'nobody'"):
+        store.audit.query(actor="nobody")

@@ -135,3 +135,82 @@ def test_renamed_repo_and_listing(store: Store) -> None:
     assert store.builds.all(status="running") == []
     with pytest.raises(BadRequest):
         store.builds.all(status="nope")
+
+
+def _finish_all(store: Store) -> None:
+    for build in store.builds.all(limit=1000):
+        if build.status.value == "queued":
+            store.builds.cancel(build.id, actor=S)
+
+
+def test_builds_are_numbered_per_repository(store: Store) -> None:
+    store.repos.create("alice/q", actor=S)
+    assert queue(store, C1, C2) == [1, 2]
+    made = store.builds.enqueue("alice/q", [{"ref": "refs/heads/m", "commit": C1}], actor=S)
+    assert [(b.repo, b.number) for b in made] == [("alice/q", 1)]
+    assert store.builds.get("alice/q#1").id == made[0].id
+    assert store.builds.get("alice/p #2").ref == "refs/heads/b1"  # as people write it
+    assert store.builds.get("1", repo="alice/q").id == made[0].id
+    assert store.builds.get(made[0].id).number == 1  # the id still names it
+    with pytest.raises(NotFound, match="no build alice/q #9"):
+        store.builds.get("alice/q#9")
+    again = store.builds.rerun("alice/q#1", actor="user-1")
+    assert (again.repo, again.number) == ("alice/q", 2)
+    assert store.builds.get("alice/p#1").pusher_login == "alice"
+
+
+def test_prune_keeps_the_newest_finished_builds_of_each_repository(store: Store) -> None:
+    store.repos.create("alice/q", actor=S)
+    for i in range(5):
+        queue(store, C1, event_id=f"p{i}")
+    store.builds.enqueue("alice/q", [{"ref": "refs/heads/m", "commit": C1}], actor=S)
+    _finish_all(store)
+    queue(store, C2, event_id="still-queued")  # #6 of alice/p, never pruned
+    assert store.builds.prune(2, limit=2) == 2  # a batch at a time
+    assert store.builds.prune(2) == 2
+    assert store.builds.prune(2) == 0
+    assert [b.number for b in store.builds.all(repo="alice/p")] == [6, 5]
+    assert [b.number for b in store.builds.all(repo="alice/q")] == [1]
+    # Numbers go on from the last one given, not from what is left.
+    assert queue(store, C1, event_id="after") == [7]
+    with pytest.raises(BadRequest):
+        store.builds.prune(0)
+
+
+def test_latest_of_a_branch_and_builds_of_commits(store: Store) -> None:
+    assert store.builds.latest("alice/p", "refs/heads/b0") is None
+    queue(store, C1, event_id="x1")
+    queue(store, C1, event_id="x2")
+    latest = store.builds.latest("alice/p", "refs/heads/b0")
+    assert latest is not None and latest.number == 2
+    found = store.builds.of_commits("alice/p", [C1, C2, C1])
+    assert set(found) == {C1} and found[C1].number == 2
+
+
+def test_schema_7_numbers_the_builds_of_an_older_store(tmp_path: Path) -> None:
+    """A store at schema 5 gets its builds numbered per repository, in the order
+    they were queued, when am opens it."""
+    from applikant.manager.store.sqlite import MIGRATIONS
+
+    path = str(tmp_path / "old.sqlite3")
+    old = Store(path, migrations=MIGRATIONS[:5])
+    old.users.add("alice", actor=S)
+    for name in ("p", "q"):
+        old.repos.create(f"alice/{name}", actor=S)
+    with old.transaction(S) as tx:
+        for repo_id, name in ((1, "p"), (2, "q"), (1, "p"), (1, "p")):
+            tx.run(
+                "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at) VALUES (?, ?, ?, ?, ?)",
+                (repo_id, f"alice/{name}", "refs/heads/main", C1, tx.now),
+            )
+    old.close()
+    new = Store(path)
+    assert new.schema_version == len(MIGRATIONS)
+    assert [(b.id, b.number) for b in new.builds.all(repo="alice/p")] == [
+        ("build-4", 3),
+        ("build-3", 2),
+        ("build-1", 1),
+    ]
+    assert [b.number for b in new.builds.all(repo="alice/q")] == [1]
+    made = new.builds.enqueue("alice/p", [{"ref": "refs/heads/main", "commit": C2}], actor=S)
+    assert made[0].number == 4

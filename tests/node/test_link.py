@@ -234,6 +234,22 @@ async def test_close_fails_pending_calls_and_stops_what_runs_for_the_peer() -> N
         assert peer.cancels() == []  # a dead link is not told to cancel
 
 
+async def test_nothing_is_spawned_for_a_closed_link() -> None:
+    """A heartbeat may tick a link after it closed and its nursery ended: that
+    must not take the node down ("Nursery is closed to new arrivals")."""
+    ran: list[str] = []
+
+    async def tick() -> None:
+        ran.append("tick")
+
+    async with linked(silent) as (link, _peer):
+        link.close("gone")
+        await trio.testing.wait_all_tasks_blocked()
+    link.spawn(tick)  # the link's nursery is over by now
+    await trio.testing.wait_all_tasks_blocked()
+    assert ran == []
+
+
 async def test_peer_closing_its_end_fails_pending_calls() -> None:
     async with linked(silent) as (link, peer):
         async with trio.open_nursery() as nursery:

@@ -17,7 +17,10 @@ Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
 Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
 Version 4 adds `builds` (the build queue and its history) and `build_logs`.
 Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
-Version 6 adds the indexes the paged lists read in order (store/paging.py).
+Version 6 adds `sessions`: web sessions, kept as SHA-256 hashes of their secrets.
+Version 7 numbers builds per repository (`builds.number`, `repos.builds_made`),
+and indexes what the commit pages, the badges and the pruning look up.
+Version 8 adds the indexes the paged lists read in order (store/paging.py).
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -25,7 +28,9 @@ tests check the query plans.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -228,16 +233,86 @@ CREATE TABLE webhook_attempts (
 ) WITHOUT ROWID;
 """
 
-# Version 6: the indexes of the paged lists (paging.py), each read as one range in
+# Version 6: web sessions (store/sessions.py), so that every aw agrees on them and
+# they can be ended. Only the SHA-256 of a session's secret is kept; times are
+# core.format_time text, so expiry compares as text.
+_V6 = """
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    authenticated_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    idle_timeout INTEGER NOT NULL,
+    address TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_by_user ON sessions(user_id, id);
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+"""
+
+# Version 7: builds are numbered per repository (`alice/app #12`), existing ones
+# in the order they were queued; `repos.builds_made` is the last number given,
+# so pruning old builds never hands a number out twice. Builds of a deleted
+# repository (repo_id NULL) keep their numbers, counted by the name they had.
+# Indexes: a commit's builds (commit pages), a branch's latest (badges), and
+# deliveries by age (pruning).
+_V7 = """
+ALTER TABLE builds ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+UPDATE builds SET number = (SELECT count(*) FROM builds b2
+    WHERE b2.repo_id = builds.repo_id AND b2.id <= builds.id) WHERE repo_id IS NOT NULL;
+UPDATE builds SET number = (SELECT count(*) FROM builds b2
+    WHERE b2.repo_id IS NULL AND b2.repo = builds.repo AND b2.id <= builds.id)
+    WHERE repo_id IS NULL;
+CREATE UNIQUE INDEX builds_by_repo_number ON builds(repo_id, number);
+CREATE INDEX builds_by_commit ON builds(repo_id, commit_id, id);
+CREATE INDEX builds_by_ref ON builds(repo_id, ref, id);
+ALTER TABLE repos ADD COLUMN builds_made INTEGER NOT NULL DEFAULT 0;
+UPDATE repos SET builds_made = (SELECT COALESCE(MAX(b.number), 0) FROM builds b
+    WHERE b.repo_id = repos.id);
+CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(created_at);
+"""
+
+# Version 8: the indexes of the paged lists (paging.py), each read as one range in
 # the list's order: repositories by id among one owner's and among the public
 # ones (the arms of "what a user may read"), users and groups by name.
-_V6 = """
+_V8 = """
 CREATE INDEX IF NOT EXISTS repos_by_owner ON repos(owner_id, id);
 CREATE INDEX IF NOT EXISTS repos_public ON repos(is_public, id);
 CREATE INDEX IF NOT EXISTS owners_by_kind ON owners(kind, name);
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6]
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
+
+
+#: The database and the files SQLite keeps beside it: the service user's only.
+PRIVATE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def make_private(path: str) -> None:
+    """Create the database file 0600 if it is missing, and take every group and
+    other permission from it and its -wal, -shm and -journal files: they hold
+    password and token hashes and webhook secrets. SQLite gives the -wal and
+    -shm it creates the mode of the database file, so they stay 0600 too,
+    whatever the process's umask. Files this process may not change (another
+    user's, read by root's doctor) are left alone."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a read-only place: sqlite3 says what is wrong
+    for suffix in PRIVATE_SUFFIXES:
+        try:
+            mode = stat.S_IMODE(os.stat(path + suffix).st_mode)
+            if mode & 0o077:
+                os.chmod(path + suffix, mode & 0o700)
+        except OSError:
+            pass
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -322,6 +397,7 @@ class SqliteBackend(Backend):
     def open(
         self, path: str, migrations: Sequence[Any] | None, read_only: bool
     ) -> tuple[Connection, int]:
+        make_private(path)
         conn = connect(path)
         conn.row_factory = sqlite3.Row
         try:

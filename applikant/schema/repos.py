@@ -106,6 +106,7 @@ class Counts(Result):
     pushes: int = 0
     push_denials: int | None = 0  # None: for site admins only
     access_denials: int | None = 0
+    capped: list[str] = []  # figures counted only up to a cap: "1,000+"
 
 
 # ---- bodies ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def key(i: int, user: int | None = None) -> dict[str, str]:
 
 def full(keys: list[dict[str, str]]) -> str:
     """The file for `keys` in the order af learned them: newest first."""
-    return render([(k["user"], k["public_key"]) for k in reversed(keys)], AS)
+    return render([(k["user"], k["public_key"], k["fingerprint"]) for k in reversed(keys)], AS)
 
 
 def test_the_same_file_as_a_full_render(tmp_path: Path) -> None:

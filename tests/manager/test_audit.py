@@ -175,3 +175,19 @@ def test_entries_name_user_actors_by_login_and_filter_by_login(store: Store, ali
     assert [e.id for e in store.audit.query(actor="cli:root")] == [changed.id]
     with pytest.raises(BadRequest, match="no user 'nobody'"):
         store.audit.query(actor="nobody")
+
+
+def test_a_users_counts_stop_at_the_cap(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-admin's figures cost a bounded amount of work: past the cap they
+    are shown as "at least" (named in `capped`)."""
+    from applikant.manager.store import audit
+
+    monkeypatch.setattr(audit, "COUNT_CAP", 3)
+    alice = store.users.add("alice", actor=SYSTEM).id
+    for i in range(5):
+        store.users.add(f"u{i}", actor=SYSTEM)
+    store.groups.create("team", actor=SYSTEM)
+    counts = store.audit.counts_for(alice, ["alice/a"], more=True)
+    assert (counts.users, counts.groups, counts.repos) == (3, 1, 1)
+    assert counts.capped == ["pushes", "repos", "users"]
+    assert store.audit.counts_for(alice, []).capped == ["users"]

@@ -224,7 +224,16 @@ def test_counts_and_recent_pushes(am: Am, people: dict[str, str]) -> None:
     counts = am.repos("counts")
     assert (
         set(counts)
-        == {"users", "repos", "keys", "groups", "pushes", "push_denials", "access_denials"}
+        == {
+            "users",
+            "repos",
+            "keys",
+            "groups",
+            "pushes",
+            "push_denials",
+            "access_denials",
+            "capped",
+        }
         and counts["users"] >= 4
     )
     assert isinstance(am.repos("recent_pushes", limit=5), list)

@@ -47,7 +47,8 @@ from applikant.logs import EventLog
 from applikant.manager.errors import BadRequest, Forbidden, ServiceError
 from applikant.manager.services.base import Service, dump
 from applikant.manager.store import Store
-from applikant.manager.store.paging import LIMIT_MAX, Page, every
+from applikant.manager.store.audit import COUNT_CAP
+from applikant.manager.store.paging import Page
 from applikant.node.node import CallContext
 from applikant.schema import repos as s
 from applikant.schema.base import SYSTEM, Read
@@ -62,9 +63,11 @@ def _printable(text: str, limit: int) -> str:
 
 
 def _counts_for(store: Store, user: str) -> s.Counts:
-    """The dashboard's figures scoped to what `user` may read (bulk thread)."""
-    readable = [r["repo"] for r in every(lambda c: _readable(store, user, LIMIT_MAX, c))]
-    return store.audit.counts_for(user, readable)
+    """The dashboard's figures scoped to what `user` may read: the first
+    COUNT_CAP repositories they can read, and whether there are more."""
+    page = store.repos.page(visible_to=user, limit=COUNT_CAP)
+    readable = [r["full_name"] for r in page.items]
+    return store.audit.counts_for(user, readable, more=page.next is not None)
 
 
 def _readable(store: Store, user: str | None, limit: int, cursor: str | None) -> Page[Any]:

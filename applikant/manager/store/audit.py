@@ -35,6 +35,7 @@ _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
 COUNT_CHUNK = 500  # repositories per query when counting a user's pushes
+COUNT_CAP = 1000  # a non-admin's figures are counted up to this ("1,000+")
 _ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
 _NO_ID = 1 << 62  # above every id: the first page starts below it
 AUDIT_PAGE_SQL = "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?"
@@ -269,37 +270,52 @@ class Audit(Part):
             )
             return _entries(q, rows)
 
-    def counts_for(self, user: str, readable: list[str]) -> Counts:
+    def counts_for(self, user: str, readable: list[str], more: bool = False) -> Counts:
         """The dashboard's figures as `user` (not a site admin) may see them:
         enabled users and groups (which they can list anyway), the repositories
-        in `readable`, their own keys, and the pushes to those repositories;
-        no refusal counts (those are for site admins)."""
+        in `readable` (`more`: the user can read others too), their own keys,
+        and the pushes to those repositories; no refusal counts (those are for
+        site admins).
+
+        Counted up to COUNT_CAP each, a bounded amount of work whatever the size
+        of the site: a figure that reached it is named in `capped` ("1,000+").
+        """
+        capped = ["repos", "pushes"] if more else []
         with self._core.read() as q:
             uid = user_row(q, user)["id"]
-            row = q.one(
-                "SELECT (SELECT count(*) FROM users WHERE disabled = 0) AS users,"
-                " (SELECT count(*) FROM ssh_keys WHERE user_id = ?) AS keys,"
-                " (SELECT count(*) FROM groups) AS groups",
-                (uid,),
-            )
-            assert row is not None
+            keys = q.scalar("SELECT count(*) FROM ssh_keys WHERE user_id = ?", (uid,))
+            found = {}
+            for name, sql in (
+                ("users", "SELECT 1 FROM users WHERE disabled = 0"),
+                ("groups", "SELECT 1 FROM groups"),
+            ):
+                found[name] = q.scalar(
+                    f"SELECT count(*) FROM ({sql} LIMIT ?) AS c", (COUNT_CAP + 1,)
+                )
             pushes = 0
             for start in range(0, len(readable), COUNT_CHUNK):
+                if pushes > COUNT_CAP:
+                    break
                 chunk = readable[start : start + COUNT_CHUNK]
                 pushes += q.scalar(
-                    "SELECT count(*) FROM audit_log WHERE action = 'push' AND repo IN ("
-                    + ", ".join("?" for _ in chunk)
-                    + ")",
-                    chunk,
+                    "SELECT count(*) FROM (SELECT 1 FROM audit_log WHERE action = 'push'"
+                    " AND repo IN (" + ", ".join("?" for _ in chunk) + ") LIMIT ?) AS c",
+                    (*chunk, COUNT_CAP + 1),
                 )
+        found["pushes"], found["repos"] = pushes, len(readable)
+        for name, value in found.items():
+            if value > COUNT_CAP:
+                found[name] = COUNT_CAP
+                capped.append(name)
         return Counts(
-            users=row["users"],
-            repos=len(readable),
-            keys=row["keys"],
-            groups=row["groups"],
-            pushes=pushes,
+            users=found["users"],
+            repos=found["repos"],
+            keys=keys,
+            groups=found["groups"],
+            pushes=found["pushes"],
             push_denials=None,
             access_denials=None,
+            capped=sorted(set(capped)),
         )
 
     def counts(self) -> Counts:

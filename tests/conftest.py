@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import postgres
 from harness.cluster import Cluster
 
 #: Fixtures that start daemons: whoever uses one (directly or through another
@@ -46,3 +47,19 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[postgres.PgServer]:
+    """One PostgreSQL server for the whole session (initdb in a temporary
+    directory, run as an unprivileged user on a free loopback port); tests take
+    a fresh database each (PgServer.create_database). Skipped, saying why, where
+    no server can be started."""
+    reason = postgres.unavailable()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests need a server: {reason}")
+    server = postgres.PgServer.start_new()
+    try:
+        yield server
+    finally:
+        server.stop()

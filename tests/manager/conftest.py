@@ -1,4 +1,5 @@
-"""Fixtures for the manager tests: a store on a real SQLite file, and real SSH keys."""
+"""Fixtures for the manager tests: a store on each backend (a real SQLite file,
+and a fresh database on a real PostgreSQL server), and real SSH keys."""
 
 from __future__ import annotations
 
@@ -21,9 +22,28 @@ def events() -> list[Event]:
     return []
 
 
+#: The backends every store test runs on; PostgreSQL needs a server (slow).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store lives: a SQLite file, or the URL of a fresh PostgreSQL
+    database already at the current schema (one server per session)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "am.sqlite3")
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
 @pytest.fixture
-def store(tmp_path: Path, events: list[Event]) -> Iterator[Store]:
-    s = Store(str(tmp_path / "am.sqlite3"), on_change=events.append, passwords=FAST)
+def store(db: str, events: list[Event]) -> Iterator[Store]:
+    s = Store(db, on_change=events.append, passwords=FAST)
     yield s
     s.close()
 

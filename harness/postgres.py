@@ -40,7 +40,9 @@ def bindir() -> Path | None:
     """The newest installed server's bin directory (Debian's layout), or what is on PATH."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if found:
         return Path(found[-1]).parent
@@ -160,7 +162,16 @@ class PgServer:
         """pg_ctl stop -m fast; the directory removed."""
         if (self.data / "postmaster.pid").exists():
             subprocess.run(
-                [*_as_user(), str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                [
+                    *_as_user(),
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
                 capture_output=True,
                 timeout=60,
             )

@@ -188,7 +188,7 @@ def connect(url: str, *, timeout: float = 5.0, application: str = "applikant") -
     URL sets those itself."""
     given = pg_conninfo.conninfo_to_dict(url)
     beat = max(1, round(timeout / 3))
-    defaults = {
+    defaults: dict[str, str | int] = {
         "connect_timeout": max(2, round(timeout)),
         "keepalives": 1,
         "keepalives_idle": beat,
@@ -198,7 +198,10 @@ def connect(url: str, *, timeout: float = 5.0, application: str = "applikant") -
         "application_name": application,
     }
     extra = {k: v for k, v in defaults.items() if k not in given}
-    conn = psycopg.connect(url, autocommit=True, row_factory=row_factory, **extra)
+    target = pg_conninfo.make_conninfo(url, **extra)
+    conn: psycopg.Connection[Any] = psycopg.connect(
+        target, autocommit=True, row_factory=row_factory
+    )
     return PgConnection(conn)
 
 

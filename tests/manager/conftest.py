@@ -82,12 +82,17 @@ def am_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.stop()
 
 
-@pytest.fixture(scope="module")
-def am(am_cluster: Cluster) -> Iterator[Am]:
-    """am running on a real SQLite file, shared by one test module: tests use
-    names of their own."""
-    daemon = Am(am_cluster).start()
+@pytest.fixture(scope="module", params=BACKENDS)
+def am(request: pytest.FixtureRequest, am_cluster: Cluster) -> Iterator[Am]:
+    """am running on a real SQLite file, then on a PostgreSQL database, each
+    shared by one test module: tests use names of their own."""
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_server").create_database()
+    daemon = Am(am_cluster, db=url).start()
     try:
         yield daemon
     finally:
         daemon.stop()
+        if url is not None:
+            request.getfixturevalue("pg_server").drop_database(url)

@@ -57,9 +57,9 @@ class GlobalNames:
     ) -> None:
         me = self.node.name
         owner = self.registry.owner(name)
-        if owner is not None and owner != me:
-            if stamp is None or not self.registry.beats(name, stamp, me):
-                raise NameTaken(f"{name} is already registered by {owner}")
+        taken = owner is not None and owner != me
+        if taken and (stamp is None or not self.registry.beats(name, stamp, me)):
+            raise NameTaken(f"{name} is already registered by {owner}")
         if stamp is None:
             stamp = time.time()
         self.registry.claim(name, me, stamp)

@@ -40,7 +40,7 @@ def make_web(node: Node, config: Config) -> Web:
             path=old_tokens,
             hint="its tokens no longer work: make new ones, then delete the file",
         )
-    am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
+    am = Am(node, envconfig.am_nodes(config.raw), timeout=config.dist.call_timeout)
     public_url = config.aw.public_url or f"http://{config.aw.listen}"
     return Web(
         am=am,

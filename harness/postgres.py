@@ -115,6 +115,10 @@ class PgServer:
                 "--no-sync",
             ]
         )
+        # The server listens on one test address only (loopback, or a test
+        # namespace's): every client there may connect, as initdb's -A says.
+        with open(self.data / "pg_hba.conf", "a", encoding="utf-8") as f:
+            f.write("host all all 0.0.0.0/0 trust\n")
 
     def server_args(self) -> list[str]:
         """`postgres` settings: this address and port, the socket in our directory."""
@@ -197,11 +201,16 @@ class PgServer:
     def url(self, database: str = "postgres", host: str | None = None) -> str:
         return f"postgresql://{ROLE}@{host or self.host}:{self.port}/{database}"
 
+    def local_url(self, database: str = "postgres") -> str:
+        """The URL through the server's Unix socket (in our directory): it works
+        from any network namespace of this machine."""
+        return f"postgresql://{ROLE}@/{database}?host={self.dir}&port={self.port}"
+
     def sql(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
         """One statement in its own session (CREATE DATABASE cannot be in a transaction)."""
         import psycopg
 
-        with psycopg.connect(self.url(database), autocommit=True) as conn:
+        with psycopg.connect(self.local_url(database), autocommit=True) as conn:
             cur = conn.execute(statement)
             return list(cur.fetchall()) if cur.description else []
 
@@ -225,7 +234,7 @@ class PgServer:
             name = f"applikant_template_{os.getpid()}"
             self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self.sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
-            Store(self.url(name)).close()
+            Store(self.local_url(name)).close()
             self._template = name
         return self._template
 

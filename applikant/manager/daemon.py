@@ -144,8 +144,8 @@ async def lead(
         try:
             await trio.to_thread.run_sync(lease.connect)
             if not await trio.to_thread.run_sync(lease.try_acquire):
+                log.info("am_standby", db=redact(url))
                 if not started:
-                    log.info("am_standby", db=redact(url))
                     task_status.started()
                     started = True
                 await _wait_for_lock(lease, poll)

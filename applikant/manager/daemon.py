@@ -26,6 +26,7 @@ from applikant import envconfig
 from applikant.logs import EventLog
 from applikant.manager import services
 from applikant.manager.errors import SchemaTooNew
+from applikant.manager.passwords import Passwords
 from applikant.manager.runtime import Manager, open_manager
 from applikant.manager.store.engines import backend_for, is_url, redact
 from applikant.node.node import Node
@@ -138,6 +139,8 @@ async def lead(
     timeout = config.am.lease_timeout
     poll = min(0.25, timeout / 4)
     unavailable = backend_for(url).unavailable_errors
+    # Made once, before any lease: a takeover should not wait for it.
+    passwords = await trio.to_thread.run_sync(Passwords)
     started = False
     while True:
         lease = Lease(url, node.name, timeout=timeout)
@@ -151,7 +154,7 @@ async def lead(
                 await _wait_for_lock(lease, poll)
             ready = trio.Event()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_active, node, config, url, lease, ready)
+                nursery.start_soon(_active, node, config, url, lease, ready, passwords)
                 await ready.wait()
                 if not started:
                     task_status.started()
@@ -185,6 +188,7 @@ async def _active(
     url: str,
     lease: Lease,
     ready: trio.Event,
+    passwords: Passwords,
 ) -> None:
     """Holding the lease's lock: take the lease, serve, watch it; return when
     it is lost (or the database fails; `ready` is set then too)."""
@@ -198,7 +202,7 @@ async def _active(
             getting_ready.start_soon(_touch, lease, timeout / 4)
             before = await trio.to_thread.run_sync(backend_for(url).version_of, url)
             manager = await trio.to_thread.run_sync(
-                partial(open_manager, url, node, timeout=max(timeout, 2.0))
+                partial(open_manager, url, node, passwords, timeout=max(timeout, 2.0))
             )
             epoch = await trio.to_thread.run_sync(lease.take)
             getting_ready.cancel_scope.cancel()

@@ -75,6 +75,8 @@ class Manager:
         self.path = path
         self.node = node
         self._collected: list[Event] = []
+        # One hasher for the three stores: making one costs a hash (~0.5 s).
+        passwords = passwords if passwords is not None else Passwords()
         self.writer = Store(
             path,
             on_change=self._collected_append,

@@ -156,6 +156,14 @@ def row_factory(cursor: Any) -> Any:
     return cls
 
 
+def _text_safe(params: Sequence[Any] | None) -> Sequence[Any] | None:
+    """PostgreSQL's text cannot hold NUL: a NUL in a value (a build's output, a
+    webhook receiver's answer) is stored as U+FFFD instead of failing the write."""
+    if not params or not any(isinstance(p, str) and "\x00" in p for p in params):
+        return params
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
+
+
 class PgConnection:
     """A psycopg connection with the DB-API surface the store uses (backend.Connection)."""
 
@@ -164,11 +172,11 @@ class PgConnection:
         self._lock = threading.Lock()
 
     def execute(self, sql: str, params: Sequence[Any] | None = (), /) -> Any:
-        return self.raw.execute(sql, params)
+        return self.raw.execute(sql, _text_safe(params))
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any:
         with self.raw.cursor() as cur:
-            cur.executemany(sql, params)
+            cur.executemany(sql, [_text_safe(p) for p in params])
             return cur
 
     def close(self) -> None:

@@ -49,6 +49,25 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.stop()
 
 
+#: The backends every store test runs on; PostgreSQL needs a server (slow).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store lives: a SQLite file, or the URL of a fresh PostgreSQL
+    database already at the current schema (one server per session)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "am.sqlite3")
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[postgres.PgServer]:
     """One PostgreSQL server for the whole session (initdb in a temporary

@@ -4,7 +4,6 @@ and a fresh database on a real PostgreSQL server), and real SSH keys."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,6 +11,7 @@ from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Event, Store
 from harness.am import Am
 from harness.cluster import Cluster
+from tests.conftest import BACKENDS
 from tests.manager.helpers import RealKeys
 
 FAST = Passwords(fast=True)
@@ -20,25 +20,6 @@ FAST = Passwords(fast=True)
 @pytest.fixture
 def events() -> list[Event]:
     return []
-
-
-#: The backends every store test runs on; PostgreSQL needs a server (slow).
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Where a store lives: a SQLite file, or the URL of a fresh PostgreSQL
-    database already at the current schema (one server per session)."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "am.sqlite3")
-        return
-    server = request.getfixturevalue("pg_server")
-    url = server.create_database(migrated=True)
-    try:
-        yield url
-    finally:
-        server.drop_database(url)
 
 
 @pytest.fixture

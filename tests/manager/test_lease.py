@@ -147,7 +147,7 @@ def test_a_silent_holder_loses_the_lock_after_its_timeout(url: str) -> None:
         # The holder stops touching its session (a stopped am): the server ends it.
         wait_until(standby.try_acquire, timeout=20, what="the standby to get the lock")
         assert standby.take() == 2
-        with pytest.raises(Exception, match="idle-session timeout|closed|terminat"):
+        with pytest.raises(Exception, match=r"idle-session timeout|closed|terminat"):
             silent.check()
     finally:
         silent.close()

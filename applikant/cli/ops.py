@@ -96,6 +96,14 @@ def _config() -> Config:
         common.fail(str(exc))
 
 
+def _database(cfg: Config) -> Path | str:
+    """am's database: the SQLite file, or the PostgreSQL URL as it is."""
+    from ..manager.store.engines import is_url
+
+    db = cfg.path(cfg.am.db, "am.sqlite3")
+    return db if is_url(db) else Path(db)
+
+
 def _refuse_while_running(cfg: Config) -> None:
     """Restore writes under the daemons' feet: they must be stopped."""
     from ..node import pmclient
@@ -122,9 +130,7 @@ def backup(dest: Annotated[Path, typer.Argument(help="new directory for the back
 
     cfg = _config()
     try:
-        manifest = make_backup(
-            Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg), dest.resolve()
-        )
+        manifest = make_backup(_database(cfg), repo_disk(cfg), dest.resolve())
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(
@@ -155,7 +161,7 @@ def restore(
         write_hook_script(cfg)
         manifest = do_restore(
             src.resolve(),
-            Path(cfg.path(cfg.am.db, "am.sqlite3")),
+            _database(cfg),
             repo_disk(cfg),
             force=force,
             owner=owner,

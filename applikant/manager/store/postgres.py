@@ -176,7 +176,7 @@ class PgConnection:
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any:
         with self.raw.cursor() as cur:
-            cur.executemany(sql, [_text_safe(p) for p in params])
+            cur.executemany(sql, [_text_safe(p) or () for p in params])
             return cur
 
     def close(self) -> None:
@@ -274,11 +274,10 @@ def _rollback(conn: PgConnection) -> None:
 
 def schema_version(conn: PgConnection) -> int:
     """The version the database is at (0 for an empty database)."""
-    row = conn.execute(
-        "SELECT CASE WHEN to_regclass('applikant_schema') IS NULL THEN 0"
-        " ELSE (SELECT version FROM applikant_schema) END"
-    ).fetchone()
-    return int(row[0] or 0)
+    if conn.execute("SELECT to_regclass('applikant_schema')").fetchone()[0] is None:
+        return 0
+    row = conn.execute("SELECT version FROM applikant_schema").fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def migrate(conn: PgConnection, migrations: Sequence[Migration] = MIGRATIONS) -> int:

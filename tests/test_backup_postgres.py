@@ -83,3 +83,37 @@ def test_backup_and_restore_a_postgresql_store(tmp_path: Path, pg_server: PgServ
     assert r.returncode == 1 and "same kind of store" in r.stderr, r.stderr
     for url in (source, target):
         pg_server.drop_database(url)
+
+
+def test_init_with_a_config_on_postgresql_makes_the_admin_there(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    """A second manager host runs `applikant init` with the shared config: the
+    admin is made once, in the shared database, and nothing in a SQLite file."""
+    import os
+    import subprocess
+    import sys
+
+    url = pg_server.create_database()
+    config = tmp_path / "applikant.toml"
+    data = tmp_path / "data"
+    for host in ("one", "two"):
+        config.write_text(
+            f'[node]\ndata_dir = "{data}"\ncookie_file = "{data / "cookie"}"\n\n'
+            f'[am]\ndb = "{url}"\n'
+        )
+        r = subprocess.run(
+            [sys.executable, "-m", "applikant.cli.main", "init", "--data-dir", str(data)],
+            env=dict(os.environ, APPLIKANT_CONFIG=str(config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, (host, r.stderr)
+        assert f"database      {url}" in r.stdout
+        assert ("password:" in r.stdout) == (host == "one"), r.stdout  # made once
+        (data / "cookie").unlink()  # the next host is a fresh one
+    assert not (data / "am.sqlite3").exists()
+    with Store(url, passwords=FAST) as store:
+        assert [(u.login, u.is_admin) for u in store.users.all()] == [("root", True)]
+    pg_server.drop_database(url)

@@ -65,7 +65,9 @@ def init(
     typer.echo(f"config file   {result.config_file}{kept}")
     typer.echo(f"data dir      {result.data_dir}")
     typer.echo(f"cookie        {result.cookie_file} (mode 0400)")
-    typer.echo(f"database      {result.db}")
+    from ..manager.store.engines import redact
+
+    typer.echo(f"database      {redact(str(result.db))}")
     if result.password:
         typer.echo(f"admin         {result.admin}  password: {result.password}  (shown once)")
     else:

@@ -30,6 +30,7 @@ DAEMON_FIXTURES = frozenset(
         "deploy",
         "sshd",  # a real OpenSSH server
         "browser",  # headless Chromium
+        "pg_server",  # a PostgreSQL server (the store tests' `postgresql` half)
     }
 )
 

@@ -35,7 +35,7 @@ class Am:
         self.node = cluster.node("am")
         if db is not None:  # a PostgreSQL URL (harness/postgres.py), or another file
             with open(cluster.config, "a", encoding="utf-8") as f:
-                f.write(f'\n[am]\ndb = "{db}"\nlease_timeout = 2.0\n')
+                f.write(f'\n[am]\ndb = "{db}"\nlease_timeout = 5.0\n')
         raw = envconfig.load_raw(str(cluster.config))
         self.cookie = envconfig.cookie(raw)
         self.settings = envconfig.dist_settings(raw)

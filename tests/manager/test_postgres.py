@@ -100,3 +100,16 @@ def test_a_read_only_store_cannot_write(empty: str) -> None:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             reader.users.add("bob", actor=SYSTEM)
         assert [u.login for u in writer.users.all()] == ["alice"]
+
+
+def test_flags_given_as_bools_are_numbers_as_on_sqlite(empty: str) -> None:
+    """Parts may pass True/False for the INTEGER flags, on either backend."""
+    from tests.manager.helpers import raw
+
+    with Store(empty, passwords=FAST) as store:
+        store.users.add("alice", actor=SYSTEM)
+        with store.transaction(SYSTEM) as tx:
+            tx.run("UPDATE users SET is_admin = ? WHERE is_admin = ?", (True, False))
+        assert raw(store, "SELECT is_admin FROM users WHERE disabled = ?", (False,)).fetchall() == [
+            (1,)
+        ]

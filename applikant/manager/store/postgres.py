@@ -156,12 +156,25 @@ def row_factory(cursor: Any) -> Any:
     return cls
 
 
-def _text_safe(params: Sequence[Any] | None) -> Sequence[Any] | None:
-    """PostgreSQL's text cannot hold NUL: a NUL in a value (a build's output, a
-    webhook receiver's answer) is stored as U+FFFD instead of failing the write."""
-    if not params or not any(isinstance(p, str) and "\x00" in p for p in params):
+def _adapted(params: Sequence[Any] | None) -> Sequence[Any] | None:
+    """Values as SQLite would take them: a bool is 0 or 1 (the schema's flags
+    are INTEGER; psycopg would send a boolean, which PostgreSQL does not compare
+    with a number); and since PostgreSQL's text cannot hold NUL, a NUL in a
+    value (a build's output, a webhook receiver's answer) is stored as U+FFFD
+    instead of failing the write."""
+    if not params or not any(
+        isinstance(p, bool) or (isinstance(p, str) and "\x00" in p) for p in params
+    ):
         return params
-    return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
+    return [_adapt(p) for p in params]
+
+
+def _adapt(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 class PgConnection:
@@ -172,11 +185,11 @@ class PgConnection:
         self._lock = threading.Lock()
 
     def execute(self, sql: str, params: Sequence[Any] | None = (), /) -> Any:
-        return self.raw.execute(sql, _text_safe(params))
+        return self.raw.execute(sql, _adapted(params))
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any:
         with self.raw.cursor() as cur:
-            cur.executemany(sql, [_text_safe(p) or () for p in params])
+            cur.executemany(sql, [_adapted(p) or () for p in params])
             return cur
 
     def close(self) -> None:

@@ -206,6 +206,23 @@ class PgServer:
         from any network namespace of this machine."""
         return f"postgresql://{ROLE}@/{database}?host={self.dir}&port={self.port}"
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the server takes sessions: a server started in the foreground
+        listens before it has finished starting up (it answers "the database
+        system is starting up" meanwhile)."""
+        import psycopg
+
+        from harness.wait import wait_until
+
+        def ready() -> bool:
+            try:
+                psycopg.connect(self.local_url(), autocommit=True, connect_timeout=5).close()
+            except psycopg.OperationalError:
+                return False
+            return True
+
+        wait_until(ready, timeout=timeout, what="PostgreSQL to take sessions")
+
     def sql(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
         """One statement in its own session (CREATE DATABASE cannot be in a transaction)."""
         import psycopg

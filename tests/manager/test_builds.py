@@ -191,12 +191,12 @@ def test_latest_of_a_branch_and_builds_of_commits(store: Store) -> None:
 
 
 def test_schema_9_numbers_the_builds_of_an_older_store(tmp_path: Path) -> None:
-    """A store at schema 5 gets its builds numbered per repository, in the order
+    """A store at schema 8 gets its builds numbered per repository, in the order
     they were queued, when am opens it."""
     from applikant.manager.store.schema import MIGRATIONS
 
     path = str(tmp_path / "old.sqlite3")
-    old = Store(path, migrations=MIGRATIONS[:5])
+    old = Store(path, migrations=MIGRATIONS[:8])  # the last schema before numbering
     old.users.add("alice", actor=S)
     for name in ("p", "q"):
         old.repos.create(f"alice/{name}", actor=S)

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from harness import postgres
+from harness.deployment import Deployment, User
 from harness.netns import Network, unavailable
 from harness.wait import wait_until
-from tests.multihost.deployment import Deployment, User
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -69,6 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             pg.initdb()
             server = net.run("db", pg.argv(), name="postgres")
             net.wait_listening("db", PG_PORT, proc=server)
+            pg.wait_ready()
             pg.sql('CREATE DATABASE "applikant" TEMPLATE template0')
             url = pg.url("applikant")
             managers = ["manager1", "manager2"]
@@ -89,7 +90,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             d.start_portmapper("manager2")
             d.start("manager2", "am")
             d.start_git("git")
-            d.start_web("web", git="git")
+            d.start_web("web")
             yield Site(d, pg)
         finally:
             net.close()

@@ -21,7 +21,7 @@ COMMANDS := applikant applikant-as applikant-ah applikant-keys-for
 # one under /root or /home (pyenv): the units' ProtectHome hides it from the daemons.
 INSTALL_PYTHON ?= /usr/bin/python3
 # Debian packages the tests drive for real (installed when missing and we are root).
-DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium python3-venv
+DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium python3-venv postgresql
 
 .PHONY: venv deps compile lint run test test-fast bench clean install install-units
 

@@ -32,7 +32,14 @@ class NodeSection(Section):
 
 class AmSection(Section):
     node: str = "am"
-    db: str = ""  # empty: <data_dir>/am.sqlite3
+    # empty: <data_dir>/am.sqlite3; a postgresql://... URL: the store on PostgreSQL
+    db: str = ""
+    # PostgreSQL: seconds an active am may go silent (dead, stopped, cut off)
+    # before a standby takes its lease; also how soon am notices a dead server.
+    lease_timeout: float = Field(default=3.0, gt=0, le=300)
+    # Other am nodes (standbys on PostgreSQL) that af, aw, ab and the command
+    # line look for when `node` does not answer: ["am@manager2"].
+    standby: list[str] = Field(default_factory=list)
     # Retention, pruned by am in the background every prune_interval seconds:
     keep_builds: int = Field(default=200, ge=0)  # per repository, with logs; 0 keeps all
     keep_deliveries_days: float = Field(default=30.0, ge=0)  # webhook deliveries; 0 keeps all

@@ -161,5 +161,15 @@ def am_node(raw: dict) -> str:
     return node_name(raw, "am", "APPLIKANT_AM_NODE")
 
 
+def am_nodes(raw: dict) -> list[str]:
+    """Where am may be: its node, then `[am] standby` (other am nodes sharing a
+    PostgreSQL store), in that order."""
+    standby = section(raw, "am").get("standby") or []
+    if not isinstance(standby, list) or not all(isinstance(n, str) for n in standby):
+        raise ConfigError("[am] standby must be a list of node names")
+    first = am_node(raw)
+    return [first, *(n for n in standby if n != first)]
+
+
 def af_node(raw: dict) -> str:
     return node_name(raw, "af", "APPLIKANT_AF_NODE")

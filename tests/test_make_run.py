@@ -153,7 +153,7 @@ def build_as_the_build_user(steps: list[str], tmp_path: Path, env: dict[str, str
         return build if build and build["status"] not in ("queued", "running") else None
 
     build = wait_until(finished, timeout=120, what="the build to finish")
-    log = cli_out(f"build log {build['number']}")
+    log = cli_out(f"build log root/demo#{build['number']}")
     assert build["status"] == "succeeded", log
     assert "built by applikant-build" in log
 

@@ -77,7 +77,9 @@ def init(
     typer.echo(f"config file   {result.config_file}{kept}")
     typer.echo(f"data dir      {result.data_dir}")
     typer.echo(f"cookie        {result.cookie_file} (mode 0400)")
-    typer.echo(f"database      {result.db}")
+    from ..manager.store.engines import redact
+
+    typer.echo(f"database      {redact(str(result.db))}")
     if result.password:
         typer.echo(f"admin         {result.admin}  password: {result.password}  (shown once)")
     else:
@@ -120,6 +122,14 @@ def _config() -> Config:
         common.fail(str(exc))
 
 
+def _database(cfg: Config) -> Path | str:
+    """am's database: the SQLite file, or the PostgreSQL URL as it is."""
+    from ..manager.store.engines import is_url
+
+    db = cfg.path(cfg.am.db, "am.sqlite3")
+    return db if is_url(db) else Path(db)
+
+
 def _refuse_while_running(cfg: Config) -> None:
     """Restore writes under the daemons' feet: they must be stopped."""
     from ..node import pmclient
@@ -146,9 +156,7 @@ def backup(dest: Annotated[Path, typer.Argument(help="new directory for the back
 
     cfg = _config()
     try:
-        manifest = make_backup(
-            Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg), dest.resolve()
-        )
+        manifest = make_backup(_database(cfg), repo_disk(cfg), dest.resolve())
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(
@@ -179,7 +187,7 @@ def restore(
         write_hook_script(cfg)
         manifest = do_restore(
             src.resolve(),
-            Path(cfg.path(cfg.am.db, "am.sqlite3")),
+            _database(cfg),
             repo_disk(cfg),
             force=force,
             owner=owner,

@@ -126,7 +126,9 @@ class Frontend:
         # Every hook links to a shell script that `as` answers over pipes, or
         # that runs ah (hookpipe.py); pre-receive and post-receive only (ah_cmd.py).
         self.disk = repo_disk(config)
-        self.link = AmClient(node, config.node_name("am"), component="af", retry=af.am_retry)
+        self.link = AmClient(
+            node, envconfig.am_nodes(config.raw), component="af", retry=af.am_retry
+        )
         self.ops = RepoOps(self.disk, node.name)
         cluster = repostore.cluster_id(config.cookie())
         self.role = StoreRole(node, self.link, self.ops, cluster, self.services, self._on_manage)

@@ -33,6 +33,7 @@ from .protocol import (
     ErrorReply,
     Event,
     Reply,
+    State,
     Tick,
 )
 
@@ -194,6 +195,12 @@ class Link:
     # ---- sending ----------------------------------------------------------
 
     async def send_event(self, event: Event) -> None:
+        """Send one message; NodeDown once the link (or its protocol) is closing:
+        the peer said goodbye or broke the protocol, and the reader is ending it."""
+        if self.closed:
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})")
+        if self.proto.state is not State.CONNECTED:
+            raise NodeDown(f"{self.peer} is down (its link is closing)")
         await self.send_bytes(self.proto.send(event))
 
     async def send_bytes(self, data: bytes) -> None:

@@ -43,6 +43,7 @@ from ..manager.errors import BadRequest, Conflict
 from ..manager.names import check_owner_name, check_password
 from ..manager.passwords import Passwords
 from ..manager.store import SYSTEM, Store
+from ..manager.store.engines import is_url
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -57,7 +58,7 @@ class InitResult:
     config_file: Path
     data_dir: Path
     cookie_file: Path
-    db: Path
+    db: Path | str  # the SQLite file, or the PostgreSQL URL the kept config names
     admin: str
     password: str | None  # generated passwords are returned once, to be printed once
     config_kept: bool = False  # an existing config file naming this data dir was kept
@@ -156,7 +157,7 @@ def write_cookie(cookie_file: Path, owner: tuple[int, int] | None = None) -> Non
 
 
 def ensure_admin(
-    db: Path,
+    db: Path | str,
     admin: str,
     password: str | None = None,
     *,
@@ -216,8 +217,6 @@ def initialize(
             f"{cookie_file} exists: this host is already set up "
             "(use --force to rewrite the config file and the cookie)"
         )
-    if db.exists() and not force:
-        raise InitError(f"{db} exists: refusing to touch an existing database")
     # A config file without its data dir (a host rebuilt, a restore onto a new
     # data dir) is kept with the operator's edits, when it names this data dir.
     keep_config = config_file.exists() and not force
@@ -225,6 +224,11 @@ def initialize(
         problem = _config_disagrees(config_file, data_dir, cookie_file)
         if problem:
             raise InitError(f"{config_file} {problem} (use --force to rewrite it)")
+    # A kept config may put am's store on PostgreSQL: the admin goes there (an
+    # admin that exists already, made on another manager host, is left as it is).
+    url = _postgres_db(config_file) if keep_config else None
+    if url is None and db.exists() and not force:
+        raise InitError(f"{db} exists: refusing to touch an existing database")
     make_private_dir(data_dir)
     _chown(data_dir, owner)
     for sub in ("repos", "spool", ".ssh"):
@@ -237,11 +241,11 @@ def initialize(
     mark_new_cookie(data_dir / "repos", cookie_file, old_cookie, owner)
     if not keep_config:
         write_config(config_file, config_text(data_dir, cookie_file, host, dev_mode))
-    shown = ensure_admin(db, admin, password, fast_hash=fast_hash)
+    shown = ensure_admin(url or db, admin, password, fast_hash=fast_hash)
     for path in data_dir.iterdir():
         if path.name.startswith("am.sqlite3"):
             _chown(path, owner)
-    return InitResult(config_file, data_dir, cookie_file, db, admin, shown, keep_config)
+    return InitResult(config_file, data_dir, cookie_file, url or db, admin, shown, keep_config)
 
 
 def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str | None:
@@ -263,6 +267,12 @@ def dev_setup(data_dir: Path, config_file: Path, settings: str) -> str | None:
     write_cookie(cookie_file)
     mark_new_cookie(data_dir / "repos", cookie_file, old_cookie)
     return ensure_admin(data_dir / "am.sqlite3", "root", node="make-run")
+
+
+def _postgres_db(config_file: Path) -> str | None:
+    """The PostgreSQL URL of `[am] db` in the config file, or None (SQLite)."""
+    db = envconfig.section(envconfig.load_raw(str(config_file)), "am").get("db") or ""
+    return db if is_url(db) else None
 
 
 def _config_disagrees(config_file: Path, data_dir: Path, cookie_file: Path) -> str | None:

@@ -19,6 +19,7 @@ after a restart of either side finds am without a delay.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -67,7 +68,7 @@ class Am:
     """Calls to am on behalf of aw; `actor` is `user-N` of the logged-in user."""
 
     def __init__(
-        self, node: Node, am_node: str, *, timeout: float = 10.0, retry: float = 1.0
+        self, node: Node, am_node: str | Sequence[str], *, timeout: float = 10.0, retry: float = 1.0
     ) -> None:
         self.node = node
         self.client = AmClient(node, am_node, component="aw", retry=retry, timeout=timeout)

@@ -42,7 +42,7 @@ def make_web(node: Node, config: Config) -> Web:
             path=old_tokens,
             hint="its tokens no longer work: make new ones, then delete the file",
         )
-    am = Am(node, envconfig.am_node(config.raw), timeout=config.dist.call_timeout)
+    am = Am(node, envconfig.am_nodes(config.raw), timeout=config.dist.call_timeout)
     links = Links.from_config(config)
     aw = config.aw
     lifetimes = Lifetimes(

@@ -7,6 +7,7 @@ import pytest
 from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.store import SYSTEM, Store
 from applikant.manager.store.access import ACCESS_SQL
+from tests.manager.helpers import is_postgres, plan, scans_a_table
 
 
 @pytest.fixture
@@ -144,12 +145,11 @@ def test_highest_level_wins(store: Store, world: dict[str, str]) -> None:
 @pytest.mark.parametrize("name", sorted(ACCESS_SQL))
 def test_every_access_query_is_indexed(store: Store, world: dict[str, str], name: str) -> None:
     sql = ACCESS_SQL[name]
-    params = (1,) * sql.count("?")
-    plan = [
-        row["detail"] for row in store.core.connection.execute("EXPLAIN QUERY PLAN " + sql, params)
-    ]
-    assert plan, name
-    assert not any(d.startswith("SCAN") for d in plan), (name, plan)
-    # A temporary B-tree may sort the user's few matching groups; that is bounded
-    # by the user's memberships, not by the size of the store.
-    assert all(d.startswith("SEARCH") or d == "USE TEMP B-TREE FOR ORDER BY" for d in plan), plan
+    params = ("1",) * sql.count("?")  # text: it fits the name columns and the ids
+    steps = plan(store, sql, params)
+    assert steps, name
+    assert not scans_a_table(steps), (name, steps)
+    if not is_postgres(store):
+        # A temporary B-tree may sort the user's few matching groups; that is
+        # bounded by the user's memberships, not by the size of the store.
+        assert all(d.startswith("SEARCH") or d == "USE TEMP B-TREE FOR ORDER BY" for d in steps)

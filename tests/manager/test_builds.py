@@ -3,12 +3,14 @@ log lines in order, finish, cancel, rerun, interrupted runners, durability."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.store import Store
+from tests.manager.conftest import FAST
 
 C1, C2 = "a" * 40, "b" * 40
 S = "system"
@@ -20,11 +22,12 @@ def events() -> list[dict]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, events: list[dict]) -> Store:
-    s = Store(str(tmp_path / "am.sqlite3"), on_change=events.append)
+def store(db: str, events: list[dict]) -> Iterator[Store]:
+    s = Store(db, on_change=events.append, passwords=FAST)
     s.users.add("alice", actor=S)
     s.repos.create("alice/p", actor=S)
-    return s
+    yield s
+    s.close()
 
 
 def queue(store: Store, *commits: str, event_id: str | None = "e1") -> list[int]:
@@ -38,7 +41,7 @@ def queue(store: Store, *commits: str, event_id: str | None = "e1") -> list[int]
 
 
 def test_enqueue_is_idempotent_per_event_and_durable(
-    store: Store, tmp_path: Path, events: list[dict]
+    store: Store, db: str, events: list[dict]
 ) -> None:
     events.clear()
     assert queue(store, C1, C2) == [1, 2]
@@ -46,9 +49,9 @@ def test_enqueue_is_idempotent_per_event_and_durable(
     assert [e["kind"] for e in events] == ["build.queued", "build.queued"]
     assert queue(store, C1, event_id="e2") == [3]
     store.close()
-    again = Store(str(tmp_path / "am.sqlite3"))
-    assert [b.status.value for b in again.builds.all()] == ["queued"] * 3
-    assert again.builds.get("#2").ref == "refs/heads/b1"
+    with Store(db, passwords=FAST) as again:
+        assert [b.status.value for b in again.builds.all()] == ["queued"] * 3
+        assert again.builds.get("#2").ref == "refs/heads/b1"
 
 
 def test_bad_input(store: Store) -> None:
@@ -187,13 +190,13 @@ def test_latest_of_a_branch_and_builds_of_commits(store: Store) -> None:
     assert set(found) == {C1} and found[C1].number == 2
 
 
-def test_schema_7_numbers_the_builds_of_an_older_store(tmp_path: Path) -> None:
-    """A store at schema 5 gets its builds numbered per repository, in the order
+def test_schema_9_numbers_the_builds_of_an_older_store(tmp_path: Path) -> None:
+    """A store at schema 8 gets its builds numbered per repository, in the order
     they were queued, when am opens it."""
-    from applikant.manager.store.sqlite import MIGRATIONS
+    from applikant.manager.store.schema import MIGRATIONS
 
     path = str(tmp_path / "old.sqlite3")
-    old = Store(path, migrations=MIGRATIONS[:5])
+    old = Store(path, migrations=MIGRATIONS[:8])  # the last schema before numbering
     old.users.add("alice", actor=S)
     for name in ("p", "q"):
         old.repos.create(f"alice/{name}", actor=S)
@@ -214,3 +217,12 @@ def test_schema_7_numbers_the_builds_of_an_older_store(tmp_path: Path) -> None:
     assert [b.number for b in new.builds.all(repo="alice/q")] == [1]
     made = new.builds.enqueue("alice/p", [{"ref": "refs/heads/main", "commit": C2}], actor=S)
     assert made[0].number == 4
+
+
+def test_a_nul_in_a_log_line_is_stored_on_every_backend(store: Store) -> None:
+    """PostgreSQL's text cannot hold NUL: it is kept as U+FFFD there, as is on SQLite."""
+    [build] = store.builds.enqueue("alice/p", [{"ref": "refs/heads/main", "commit": C1}], actor=S)
+    [running] = store.builds.take("ab@x", 1, actor=S)
+    store.builds.append_log(running.id, ["a\x00b"], runner="ab@x", attempt=1, actor=S)
+    [[_, line]] = store.builds.read_log(build.id)["lines"]
+    assert line in ("a\x00b", "a\ufffdb")

@@ -22,7 +22,10 @@ pytestmark = [
 ]
 
 # Deliveries are kept 0.00003 days: about 2.6 seconds.
-RETENTION = "\n[am]\nkeep_builds = 2\nkeep_deliveries_days = 0.00003\nprune_interval = 0.5\n"
+RETENTION = (
+    "\n[am]\nkeep_builds = 2\nkeep_deliveries_days = 0.00003\nprune_interval = 0.5\n"
+    '\n[webhooks]\nallowed_hosts = ["loopback"]\n'  # the receiver is on loopback
+)
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,9 @@ def test_start_find_list_end(store: Store, alice: str, tmp_path: Path) -> None:
     assert made.id.startswith("session-") and made.user == alice
     assert (made.address, made.user_agent, made.idle_timeout) == ("192.0.2.7", "Firefox", HOUR)
     assert made.secret not in repr(made) and len(made.secret) >= 43
-    store.core.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    assert made.secret.encode() not in (tmp_path / "am.sqlite3").read_bytes()
+    if store.core.backend.name == "sqlite":  # the secret is not in the database file
+        store.core.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert made.secret.encode() not in (tmp_path / "am.sqlite3").read_bytes()
     stored = store.core.connection.execute("SELECT token_hash FROM sessions").fetchone()[0]
     assert stored == session_hash(made.secret)
 

@@ -25,6 +25,7 @@ from applikant.node.protocol import (
     NamesHeld,
     Peers,
     Reply,
+    State,
     SyncAck,
     SyncRequest,
     Tick,
@@ -289,6 +290,18 @@ async def test_write_on_a_broken_stream_is_node_down(how: str) -> None:
     assert "write failed" in link.down_reason
     assert not link.writing()
     with pytest.raises(NodeDown):
+        await link.send_event(Tick())
+
+
+async def test_a_send_while_the_protocol_is_closing_is_node_down() -> None:
+    """The peer said goodbye (or broke the protocol) and the reader has not yet
+    ended the link: a send then is NodeDown, like a send on a closed link (a
+    broadcast skips that peer), never a local protocol error."""
+    ours, _theirs = handshaken(US, PEER)
+    our_stream, _their_stream = trio.testing.memory_stream_pair()
+    link = Link(our_stream, ours, PEER, False, "memory", Deadlines())
+    ours.state = State.CLOSED
+    with pytest.raises(NodeDown, match="its link is closing"):
         await link.send_event(Tick())
 
 

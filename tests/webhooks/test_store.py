@@ -4,12 +4,14 @@ their payloads, the queue the worker reads, the log, redelivery."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from applikant.manager.errors import BadRequest, NotFound
+from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
 from applikant.manager.store.webhooks import normalize_events
 from applikant.webhooks import Attempt, Outcome
@@ -19,11 +21,12 @@ EVENT_ID = "9b2f3c4e-1111-4222-8333-944445555666"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(str(tmp_path / "am.sqlite3"))
+def store(db: str) -> Iterator[Store]:
+    s = Store(db, passwords=Passwords(fast=True))
     s.users.add("alice", actor="system")
     s.repos.create("alice/p", actor="system")
-    return s
+    yield s
+    s.close()
 
 
 def later() -> datetime:

@@ -32,15 +32,34 @@ from applikant.manager.services.retention import run_pruner
 from applikant.manager.services.sessions import SessionsService
 from applikant.manager.services.user_db import UserDb
 from applikant.manager.services.webhooks import WebhooksService, run_worker
+from applikant.node.node import Node
 
-__all__ = ["Service", "start"]
+__all__ = ["NAMES", "Service", "start", "stop"]
 
 
-async def start(manager: Manager, config: config_mod.Config, nursery: trio.Nursery) -> None:
+#: Every global name am registers (what a standby takes over, and gives up).
+NAMES = (
+    UserDb.NAME,
+    RepoDb.NAME,
+    HookApi.NAME,
+    ObserverService.NAME,
+    WebhooksService.NAME,
+    BuildsService.NAME,
+)
+
+
+async def start(
+    manager: Manager,
+    config: config_mod.Config,
+    nursery: trio.Nursery,
+    *,
+    stamp: float | None = None,
+) -> None:
     """Start what the services run in the background (the node watch, the
     subscribers' delivery, the webhook worker, the pruner, the builds' runner watch), then
     register every global name, in that order: when a name appears in the
-    cluster, its service answers."""
+    cluster, its service answers. `stamp` (an am holding a lease: minus its
+    epoch) takes the names over from an am with an older lease."""
     node = manager.node
     manager.links = manager.writer.webhooks.links = Links.from_config(config)
     events = node.monitor()
@@ -80,4 +99,10 @@ async def start(manager: Manager, config: config_mod.Config, nursery: trio.Nurse
         builds,
     ]
     for service in services:
-        await node.register_global(service.NAME, service.handlers())
+        await node.register_global(service.NAME, service.handlers(), stamp=stamp)
+
+
+async def stop(node: Node) -> None:
+    """Withdraw am's global names (an am that lost its lease)."""
+    for name in NAMES:
+        await node.unregister_global(name)

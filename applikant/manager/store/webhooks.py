@@ -126,19 +126,18 @@ def _delivery_id(ref: object) -> str:
 
 
 # The order deliveries were made in, within one transaction (one created_at),
-# is SQLite's rowid here and in `deliveries`: the one thing in these parts a
-# second backend has to give another way (a sequence column).
+# is their `seq` (schema version 6), here and in `deliveries`.
 _HOOK_SELECT = (
     "SELECT h.*, o.name AS owner, r.name AS repo_name,"
     " (SELECT d.status FROM webhook_deliveries d WHERE d.hook_id = h.id"
-    "  ORDER BY d.created_at DESC, d.rowid DESC LIMIT 1) AS last_status"
+    "  ORDER BY d.created_at DESC, d.seq DESC LIMIT 1) AS last_status"
     " FROM webhooks h LEFT JOIN repos r ON r.id = h.repo_id"
     " LEFT JOIN owners o ON o.id = r.owner_id"
 )
-# rowid: see _HOOK_SELECT. The cursor is the last row's (created_at, rowid).
+# seq: see _HOOK_SELECT. The cursor is the last row's (created_at, seq).
 DELIVERIES_PAGE_SQL = (
-    "SELECT rowid AS seq, * FROM webhook_deliveries WHERE hook_id = ?"
-    " AND (created_at, rowid) < (?, ?) ORDER BY created_at DESC, rowid DESC LIMIT ?"
+    "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
+    " AND (created_at, seq) < (?, ?) ORDER BY created_at DESC, seq DESC LIMIT ?"
 )
 
 
@@ -248,9 +247,11 @@ class Webhooks(Part):
         self, tx: Tx, hook_id: int, event: str, body: str, redelivery_of: str | None = None
     ) -> str:
         delivery_id = str(uuid.uuid4())
+        # seq: one more than the last, which the write lock makes unique.
         tx.run(
             "INSERT INTO webhook_deliveries (id, hook_id, event, body, status, attempts,"
-            " next_attempt_at, created_at, redelivery_of) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            " next_attempt_at, created_at, redelivery_of, seq) VALUES (?, ?, ?, ?, 'pending',"
+            " 0, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM webhook_deliveries))",
             (delivery_id, hook_id, event, body, tx.now, tx.now, redelivery_of),
         )
         return delivery_id

@@ -3,10 +3,14 @@ repositories and grants per transaction, for benchmarks and the tests that need
 a site bigger than one call at a time would make in reasonable time.
 
     shape = fill("var/am.sqlite3", 100_000, readable=10_000)
+    # or fill("postgresql://am@127.0.0.1:5432/applikant", ...): either backend
     # then, through am: add a user to shape.readers and they can read 10,000
 
 The rows go through the store core (`Store.transaction`, `Tx.many`), into the
-same file a running am serves (WAL lets it read on): am sees them at once.
+same store a running am serves (a SQLite file, whose WAL lets am read on, or a
+PostgreSQL database): am sees them at once. The ids are chosen here, after the
+largest ones in the store; the store then assigns its own after them
+(`Tx.ids_given`), so am goes on adding users, keys and repositories.
 Nothing is announced (no change events) and nothing is audited: af does not
 hear of these repositories (so it makes none of them on disk) nor of these
 keys (until it reads am's keys again, as on a resync).
@@ -60,7 +64,8 @@ def key_line(rng: random.Random) -> tuple[str, str]:
 
 
 def fill(path: str, n: int, *, readable: int = 10_000, prefix: str = "s", seed: int = 1) -> Shape:
-    """Add the site described in the module docstring to the store at `path`."""
+    """Add the site described in the module docstring to the store at `path`
+    (a SQLite file or a PostgreSQL URL)."""
     rng = random.Random(seed)
     readable = min(readable, n)
     step = max(1, n // readable) if readable else 0
@@ -111,6 +116,7 @@ def fill(path: str, n: int, *, readable: int = 10_000, prefix: str = "s", seed: 
             )
             _many(tx, "INSERT INTO repo_perms (repo_id, grantee_id, level) VALUES (?, ?, 1)",
                   [(repo_base + i, readers) for i in granted])  # fmt: skip
+            tx.ids_given("owners", "ssh_keys", "repos")
     return Shape(prefix, f"{prefix}readers", n, n, len(granted))
 
 

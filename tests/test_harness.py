@@ -1,5 +1,6 @@
 """The harness the benchmarks stand on: a server's CPU counted over all its
-processes, and a site run as a service account made for the run."""
+processes, a site run as a service account made for the run, and big sites
+filled straight into am's store (on either backend)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from applikant.manager.passwords import Passwords
+from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store.paging import every
 from harness.account import ServiceAccount
+from harness.bulk import fill
 from harness.cpu import ServerCpu
 from harness.gitenv import GitSite
+from tests.manager.helpers import random_ed25519_line
 
 # A parent that forks a child burning 0.3 s of CPU, then waits for a line on stdin.
 BURNER = """
@@ -88,3 +94,26 @@ def test_a_site_as_a_service_account(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         pwd.getpwnam(name)
     assert not base.exists()
+
+
+def test_a_bulk_site_on_either_store(db: str) -> None:
+    """What fill makes is what its docstring says, and the store goes on after it
+    (new users, keys and repositories get ids of their own, on PostgreSQL too)."""
+    with Store(db, passwords=Passwords(fast=True)) as store:
+        before = store.users.add("early", actor=SYSTEM).id
+    shape = fill(db, 60, readable=20, prefix="b")
+    assert (shape.users, shape.repos, shape.readable) == (60, 60, 20)
+    with Store(db, passwords=Passwords(fast=True)) as store:
+        reader = store.users.add("reader", actor=SYSTEM).id
+        assert reader not in (before, store.users.get("bu60").id)
+        store.keys.add(reader, random_ed25519_line(), actor=SYSTEM)
+        store.repos.create("reader/own", actor=SYSTEM)
+        store.groups.create("later", actor=SYSTEM)
+        store.groups.add_member(shape.readers, reader, actor=SYSTEM)
+        seen = list(every(lambda c: store.repos.page(limit=7, cursor=c, visible_to=reader)))
+        names = {r["full_name"] for r in seen}
+        assert len(names) == len(seen) == 21 and "reader/own" in names
+        assert all(store.access.check(reader, n, "read").allowed for n in names)
+        public = list(every(lambda c: store.repos.page(limit=5, cursor=c, public_only=True)))
+        assert len(public) == 2  # a tenth of the readable ones
+        assert len(store.keys.of("bu7")) == 1 and store.groups.get("bg6").members

@@ -15,8 +15,11 @@ import pytest
 
 from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.store import SYSTEM, Store
-from applikant.manager.store.paging import Page, decode, encode
-from tests.manager.helpers import is_postgres, random_ed25519_line
+from applikant.manager.store.paging import Page, decode, encode, every
+from applikant.manager.store.schema import MIGRATIONS
+from tests.conftest import BACKENDS
+from tests.manager.conftest import FAST
+from tests.manager.helpers import is_postgres, random_ed25519_line, raw
 
 ZERO = "0" * 40
 
@@ -213,6 +216,52 @@ def test_every_paged_query_reads_index_ranges(store: Store) -> None:
                 assert not sorts, (sql, sorts)
             checked += 1
     assert checked > len(calls)
+
+
+PAGING_INDEXES = {"repos_by_owner", "repos_public", "owners_by_kind"}
+
+
+def index_names(store: Store) -> set[str]:
+    sql = (
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        if is_postgres(store)
+        else "SELECT name FROM sqlite_master WHERE type = 'index'"
+    )
+    return {row[0] for row in raw(store, sql)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_schema_10_indexes_an_older_stores_lists(
+    request: pytest.FixtureRequest, tmp_path: Any, backend: str
+) -> None:
+    """A store at schema 9 gets the paged lists' indexes when am opens it (the
+    deliveries' index by hook, time and seq in place of the one by hook and time),
+    and its lists page as a new store's do."""
+    path = str(tmp_path / "old.sqlite3")
+    if backend == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        path = server.create_database()  # empty: migrated here, to schema 9 only
+        request.addfinalizer(lambda: server.drop_database(path))
+    with Store(path, migrations=MIGRATIONS[:9], passwords=FAST) as old:
+        assert old.schema_version == 9
+        assert not PAGING_INDEXES & index_names(old)
+        assert "webhook_deliveries_by_hook" in index_names(old)
+        ids = fill(old)
+    with Store(path, passwords=FAST) as new:
+        assert new.schema_version == len(MIGRATIONS) == 10
+        names = index_names(new)
+        assert PAGING_INDEXES | {"webhook_deliveries_by_hook_seq"} <= names
+        assert "webhook_deliveries_by_hook" not in names
+        pages = every(lambda c: new.repos.page(visible_to=ids["carol"], limit=3, cursor=c))
+        shown = [r["full_name"] for r in pages]
+        assert len(shown) == len(set(shown)) == 6 + 3 + 1  # team's, public, granted to team
+        hook = new.webhooks.hooks("alice/r0")[0].id
+        first = new.webhooks.delivery_page(hook, limit=1)
+        second = new.webhooks.delivery_page(hook, limit=1, cursor=first.next)
+        assert new.webhooks.delivery_page(hook).total == 2 and second.next is None
+        assert [d.id for d in first.items + second.items] == [
+            d.id for d in new.webhooks.deliveries(hook)
+        ]
 
 
 # ---- pages while the list changes ----------------------------------------------------

@@ -218,7 +218,7 @@ def test_every_paged_query_reads_index_ranges(store: Store) -> None:
     assert checked > len(calls)
 
 
-PAGING_INDEXES = {"repos_by_owner", "repos_public", "owners_by_kind"}
+PAGING_INDEXES = {"repos_by_owner", "repos_public", "owners_by_kind", "audit_by_repo_action"}
 
 
 def index_names(store: Store) -> set[str]:

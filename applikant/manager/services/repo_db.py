@@ -47,7 +47,6 @@ from applikant.logs import EventLog
 from applikant.manager.errors import BadRequest, Forbidden, ServiceError
 from applikant.manager.services.base import Service, dump
 from applikant.manager.store import Store
-from applikant.manager.store.audit import COUNT_CAP
 from applikant.manager.store.paging import Page
 from applikant.node.node import CallContext
 from applikant.schema import repos as s
@@ -60,14 +59,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def _printable(text: str, limit: int) -> str:
     """`text` fit for the audit log: control characters escaped, at most `limit` long."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:limit]
-
-
-def _counts_for(store: Store, user: str) -> s.Counts:
-    """The dashboard's figures scoped to what `user` may read: the first
-    COUNT_CAP repositories they can read, and whether there are more."""
-    page = store.repos.page(visible_to=user, limit=COUNT_CAP)
-    readable = [r["full_name"] for r in page.items]
-    return store.audit.counts_for(user, readable, more=page.next is not None)
 
 
 def _readable(store: Store, user: str | None, limit: int, cursor: str | None) -> Page[Any]:
@@ -309,4 +300,4 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         if actor.is_admin:
             return dump(self.m.reader.audit.counts())
-        return dump(await self.m.bulk_read(_counts_for, self.m.bulk, actor.id))
+        return dump(await self.m.bulk_read(self.m.bulk.audit.counts_for, actor.id))

@@ -23,6 +23,7 @@ from typing import Any
 
 from applikant.manager.errors import BadRequest, ServiceError
 from applikant.manager.names import check_text
+from applikant.manager.store import listing
 from applikant.manager.store.branches import as_ref_update
 from applikant.manager.store.core import Part, Query, Row, format_time
 from applikant.manager.store.paging import Page, check_limit, cut, decode
@@ -34,9 +35,17 @@ from applikant.schema.repos import AuditEntry, Counts
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
-COUNT_CHUNK = 500  # repositories per query when counting a user's pushes
 COUNT_CAP = 1000  # a non-admin's figures are counted up to this ("1,000+")
 _ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
+# How many repositories `{ids}` (a statement) gives, and how many pushes to them
+# (up to a limit), read once (a WITH used twice is made once, in SQLite and in
+# PostgreSQL); the pushes are found repository by repository (audit_by_repo_action).
+READABLE_COUNTS_SQL = (
+    "WITH readable AS ({ids}) SELECT (SELECT count(*) FROM readable),"
+    " (SELECT count(*) FROM (SELECT 1 FROM audit_log WHERE action = 'push' AND repo IN"
+    " (SELECT o.name || '/' || r.name FROM repos r JOIN owners o ON o.id = r.owner_id"
+    " WHERE r.id IN (SELECT id FROM readable)) LIMIT ?) AS c)"
+)
 _NO_ID = 1 << 62  # above every id: the first page starts below it
 AUDIT_PAGE_SQL = "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?"
 # The next action name after one, within a dotted family: one index seek each.
@@ -270,20 +279,21 @@ class Audit(Part):
             )
             return _entries(q, rows)
 
-    def counts_for(self, user: str, readable: list[str], more: bool = False) -> Counts:
+    def counts_for(self, user: str) -> Counts:
         """The dashboard's figures as `user` (not a site admin) may see them:
         enabled users and groups (which they can list anyway), the repositories
-        in `readable` (`more`: the user can read others too), their own keys,
-        and the pushes to those repositories; no refusal counts (those are for
-        site admins).
+        they can read, their own keys, and the pushes to those repositories; no
+        refusal counts (those are for site admins).
 
         Counted up to COUNT_CAP each, a bounded amount of work whatever the size
         of the site: a figure that reached it is named in `capped` ("1,000+").
+        The pushes are those to the first repositories the user can read (a
+        lower bound, named in `capped`, when there are more than COUNT_CAP).
+        Each figure is one statement whose rows stay in the database.
         """
-        capped = ["repos", "pushes"] if more else []
         with self._core.read() as q:
-            uid = user_row(q, user)["id"]
-            keys = q.scalar("SELECT count(*) FROM ssh_keys WHERE user_id = ?", (uid,))
+            viewer = user_row(q, user)
+            keys = q.scalar("SELECT count(*) FROM ssh_keys WHERE user_id = ?", (viewer["id"],))
             found = {}
             for name, sql in (
                 ("users", "SELECT 1 FROM users WHERE disabled = 0"),
@@ -292,17 +302,13 @@ class Audit(Part):
                 found[name] = q.scalar(
                     f"SELECT count(*) FROM ({sql} LIMIT ?) AS c", (COUNT_CAP + 1,)
                 )
-            pushes = 0
-            for start in range(0, len(readable), COUNT_CHUNK):
-                if pushes > COUNT_CAP:
-                    break
-                chunk = readable[start : start + COUNT_CHUNK]
-                pushes += q.scalar(
-                    "SELECT count(*) FROM (SELECT 1 FROM audit_log WHERE action = 'push'"
-                    " AND repo IN (" + ", ".join("?" for _ in chunk) + ") LIMIT ?) AS c",
-                    (*chunk, COUNT_CAP + 1),
-                )
-        found["pushes"], found["repos"] = pushes, len(readable)
+            found["repos"] = found["pushes"] = 0
+            if not viewer["disabled"]:
+                ids, params = listing.readable_ids(q, viewer, COUNT_CAP + 1)
+                row = q.one(READABLE_COUNTS_SQL.format(ids=ids), (*params, COUNT_CAP + 1))
+                assert row is not None
+                found["repos"], found["pushes"] = row[0], row[1]
+        capped = ["pushes"] if found["repos"] > COUNT_CAP else []
         for name, value in found.items():
             if value > COUNT_CAP:
                 found[name] = COUNT_CAP

@@ -31,7 +31,7 @@ from applikant.manager.store.core import Query, Row
 from applikant.manager.store.paging import Page, cut, decode, encode, like_pattern, merged
 from applikant.manager.store.rows import REPO_SELECT, json_time, owner_row, user_row
 
-__all__ = ["ARMS_SQL", "repo_json_from_row", "repo_page"]
+__all__ = ["ARMS_SQL", "readable_ids", "repo_json_from_row", "repo_page"]
 
 # The ranges of the arms, oldest first; `_ordered` turns one into newest first.
 ARMS_SQL = {
@@ -129,6 +129,38 @@ def repo_page(
     kind = "repos-newest" if newest_first else "repos"
     key = decode(kind, cursor, int)
     after = key[0] if key is not None else (_INFINITY if newest_first else 0)
+    sql, values = _arms(q, viewer, public_only, search, after, limit + 1, newest_first)
+    found = [row[0] for row in q.all(" UNION ALL ".join(sql), values)]
+    ids = merged(found, limit + 1, newest_first)
+    rows = _rows_by_id(q, ids[:limit])
+    if len(ids) > limit:  # the cursor is the last id shown (even if it went meanwhile)
+        return Page(rows, encode(kind, ids[limit - 1]))
+    return Page(rows, None, len(rows) if key is None else None)
+
+
+def readable_ids(q: Query, viewer: Row, limit: int) -> tuple[str, list[object]]:
+    """One statement (and its parameters) whose rows are the ids of the first
+    `limit` repositories `viewer` (an enabled user) may read, oldest first: the
+    ranges of `repo_page`, merged by the database (UNION), so that nothing comes
+    back but what the caller makes of them (the dashboard counts them)."""
+    who = None if viewer["is_admin"] else viewer
+    parts, values = _arms(q, who, False, None, 0, limit, False)
+    union = " UNION ".join(parts)
+    return f"SELECT id FROM ({union}) AS readable ORDER BY id LIMIT ?", [*values, limit]
+
+
+def _arms(
+    q: Query,
+    viewer: Row | None,
+    public_only: bool,
+    search: str | None,
+    after: int,
+    each: int,
+    newest_first: bool,
+) -> tuple[list[str], list[object]]:
+    """The ranges a list of the site's repositories merges (see the module
+    docstring), each at most `each` ids after `after`: one SELECT per range
+    (`arm0`, `arm1`, ...) and the parameters of them all, in order."""
     arms: list[tuple[str, list[object]]] = []
     if viewer is None and not public_only:
         arms.append((ARMS_SQL["all"], [after]))
@@ -143,13 +175,8 @@ def repo_page(
     for i, (sql, params) in enumerate(arms):
         sql, extra = _with_search(_ordered(sql, newest_first), search)
         parts.append(f"SELECT * FROM ({sql}) AS arm{i}")
-        values += [*params, *extra, limit + 1]
-    found = [row[0] for row in q.all(" UNION ALL ".join(parts), values)]
-    ids = merged(found, limit + 1, newest_first)
-    rows = _rows_by_id(q, ids[:limit])
-    if len(ids) > limit:  # the cursor is the last id shown (even if it went meanwhile)
-        return Page(rows, encode(kind, ids[limit - 1]))
-    return Page(rows, None, len(rows) if key is None else None)
+        values += [*params, *extra, each]
+    return parts, values
 
 
 def _rows_by_id(q: Query, ids: list[int]) -> list[dict[str, Any]]:

@@ -340,7 +340,9 @@ CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(created_at);
 # Version 10: the indexes of the paged lists (paging.py, listing.py), each read as
 # one range in the list's order: repositories by id among one owner's and among
 # the public ones (the arms of "what a user may read"), users and groups by name,
-# and a hook's deliveries by (time, seq), which replaces the index by hook and time.
+# a hook's deliveries by (time, seq), which replaces the index by hook and time,
+# and audit entries by repository and action (the audit filtered by both, and a
+# user's pushes counted repository by repository rather than among all pushes).
 _V10 = """
 CREATE INDEX IF NOT EXISTS repos_by_owner ON repos(owner_id, id);
 CREATE INDEX IF NOT EXISTS repos_public ON repos(is_public, id);
@@ -348,6 +350,7 @@ CREATE INDEX IF NOT EXISTS owners_by_kind ON owners(kind, name);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_hook_seq
     ON webhook_deliveries(hook_id, created_at, seq);
 DROP INDEX IF EXISTS webhook_deliveries_by_hook;
+CREATE INDEX IF NOT EXISTS audit_by_repo_action ON audit_log(repo, action, id);
 """
 
 MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]

@@ -87,12 +87,14 @@ class Connector:
         except (OSError, trio.TooSlowError) as exc:
             raise NodeDown(f"cannot reach {peer}: {exc or 'timed out'}") from exc
         proto = protocol.Connection(
-            Role.CLIENT, self.name, self.cookie, max_frame=self.settings.max_frame
+            Role.CLIENT, self.name, self.cookie, max_frame=self.settings.max_frame, peer=peer
         )
         try:
             done = await self._handshake(stream, proto, address)
         except HandshakeRefused as exc:
             await trio.aclose_forcefully(stream)
+            if exc.code == protocol.REFUSE_WRONG_NODE:  # we refused: another node answered
+                raise Refused(f"{address}: {exc.reason}") from exc
             reason = f"{peer} refused the connection: {exc.reason}"
             if exc.code in (protocol.REFUSE_SIMULTANEOUS, protocol.REFUSE_NAME_IN_USE):
                 # The peer dialled us at the same moment and its link won; or a

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .faststream import FastSocketStream
 from .globalnames import GlobalNames
+from .guard import Admission, Guard
 from .heartbeat import heartbeats
 from .link import EventHandler, Link
 from .mesh import Mesh
@@ -254,11 +255,14 @@ class Node:
                 nursery.start_soon(heartbeats, self.links.values, self.settings.tick_time)
                 nursery.start_soon(self.services.run_casts, self.name, self._local_inbox)
                 if listeners:
-                    nursery.start_soon(
-                        partial(trio.serve_listeners, handler_nursery=nursery),
-                        self._accept_tcp,
-                        listeners,
+                    s = self.settings
+                    guard = Guard(
+                        self.name,
+                        max_total=s.max_connections,
+                        max_per_address=s.max_connections_per_address,
+                        log=log,
                     )
+                    await nursery.start(guard.serve, listeners, self._accept_tcp)
                 task_status.started()
         finally:
             self._nursery = None
@@ -269,9 +273,14 @@ class Node:
         if established is not None:
             await self._serve_link(self._link(established))
 
-    async def _accept_tcp(self, accepted: trio.SocketStream) -> None:
+    async def _accept_tcp(self, accepted: trio.SocketStream, admission: Admission) -> None:
+        """A connection from a listener: counted by the guard, which may close it
+        to make room until its handshake proves the cookie."""
         stream = FastSocketStream.from_trio(accepted)
-        await self.accept(stream, peer_address(stream))
+        established = await self._connector.accept(stream, peer_address(stream))
+        if established is not None:
+            admission.prove()
+            await self._serve_link(self._link(established))
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run `fn(*args)` for the node's life; nothing once the node has stopped."""
@@ -391,7 +400,9 @@ async def open_node(
     listener, node.port = await listen(node.settings)
     try:
         async with _unwrapped(), trio.open_nursery() as nursery:
-            await nursery.start(partial(keep_registered, node.settings, node.name, node.port))
+            await nursery.start(
+                partial(keep_registered, node.settings, node.name, node.port, cookie)
+            )
             await nursery.start(node.run, [listener])
             log.info("node_started", port=node.port)
             try:

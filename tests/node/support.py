@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import trio
@@ -39,7 +40,7 @@ COOKIE = b"cookie"
 async def running_portmapper() -> AsyncIterator[DistSettings]:
     """A portmapper on a free loopback port, and settings that point nodes at it."""
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(portmapper.serve, "127.0.0.1", 0)
+        port = await nursery.start(partial(portmapper.serve, cookie=COOKIE), "127.0.0.1", 0)
         yield DistSettings(
             portmapper_port=port,
             listen_min=30000 + port % 20000,

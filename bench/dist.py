@@ -3,7 +3,9 @@ sequential, 16 concurrent callers, 1 KB and 64 KB payloads (and MB/s); with
 --tls, the same over TLS in the same run and the TLS/plain ratio at 1 KB.
 
 Beside each rate, the caller's CPU time per call (`*_cpu_us`): on a machine
-shared with other work the rates swing with the load, the CPU cost much less."""
+shared with other work the rates swing with the load, the CPU cost much less.
+`frame_auth` says whether the link's frames were authenticated (and
+`frame_auth_suite` with what): they always are since protocol version 2."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import trio
 
@@ -47,10 +50,10 @@ async def client(name: str) -> None:
 
     raw = envconfig.load_raw()
     async with open_node(name, envconfig.cookie(raw), envconfig.dist_settings(raw)) as node:
-        await node.connect("server@localhost")
+        link = await node.connect("server@localhost")
         await node.sync()
         await _measure(node, b"x", 4)  # warm up
-        result = {}
+        result: dict[str, float | str] = {"frame_auth_suite": link.proto.suite}
         for key, payload, callers in (
             ("seq_calls_per_s", 10, 1),
             ("conc16_calls_per_s", 10, 16),
@@ -61,11 +64,11 @@ async def client(name: str) -> None:
             rate, cpu_us = await _measure(node, b"x" * payload, callers)
             result[key] = rate
             result[key.replace("calls_per_s", "cpu_us")] = cpu_us
-        result["mb_per_s_64k"] = result["calls_per_s_64k"] * 65536 / 1e6
+        result["mb_per_s_64k"] = float(result["calls_per_s_64k"]) * 65536 / 1e6
         print(json.dumps(result), flush=True)
 
 
-def run_pair(tls_dir: str | None) -> dict[str, float]:
+def run_pair(tls_dir: str | None) -> dict[str, Any]:
     extra = ""
     if tls_dir:
         extra = (
@@ -101,8 +104,12 @@ def main() -> None:
         trio.run(client, args.client)
         return
     plain = run_pair(None)
-    result = {k: round(v, 1) for k, v in plain.items()}
+    suite = plain.pop("frame_auth_suite")
+    result: dict[str, Any] = {k: round(v, 1) for k, v in plain.items()}
+    result["frame_auth"] = bool(suite)
+    result["frame_auth_suite"] = suite
     rows = [
+        ("frame authentication", suite or "none"),
         (
             "sequential calls/s",
             f"{plain['seq_calls_per_s']:,.0f}  (target >= 7,000; OTP 25: 14,500)",
@@ -129,6 +136,7 @@ def main() -> None:
             certs.make_ca(f"{tmp}/ca")
             certs.make_cert(f"{tmp}/ca", "localhost", tmp)
             tls = run_pair(tmp)
+        tls.pop("frame_auth_suite")
         for k, v in tls.items():
             result[f"tls_{k}"] = round(v, 1)
         result["tls_ratio_1k"] = round(tls["calls_per_s_1k"] / plain["calls_per_s_1k"], 3)

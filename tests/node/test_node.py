@@ -312,3 +312,27 @@ async def test_a_dialler_refuses_a_node_it_did_not_ask_for() -> None:
                 with pytest.raises(Refused, match="a@localhost answered where c@localhost"):
                     await b.connect("c@localhost")
             assert b.nodes() == [] and a.nodes() == []
+
+
+async def test_a_node_listener_is_capped_and_silent_connections_make_room() -> None:
+    """Silent connections to a node (no handshake) beyond its cap per address push
+    out the oldest of them; a real peer still links, and stays."""
+    async with running_portmapper() as plain:
+        s = DistSettings(**{**plain.as_dict(), "max_connections_per_address": 4})
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
+            silent = [await trio.open_tcp_stream("127.0.0.1", a.port) for _ in range(10)]
+            try:
+                await b.connect("a@localhost")
+                assert await b.call("node", "ping", node="a@localhost") == "pong"
+                with trio.fail_after(10):
+                    assert await silent[0].receive_some(1) == b""  # pushed out
+                for _ in range(10):  # more silence: the proven link stays
+                    silent.append(await trio.open_tcp_stream("127.0.0.1", a.port))
+                assert await b.call("node", "ping", node="a@localhost") == "pong"
+                assert a.nodes() == ["b@localhost"]
+            finally:
+                for stream in silent:
+                    await stream.aclose()

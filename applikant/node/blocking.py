@@ -127,6 +127,8 @@ class EphemeralNode:
                 if event is NEED_DATA:
                     self._sock.settimeout(_left(deadline, self.peer))
                     proto.receive_data(self._sock.recv(4096))
+                elif type(event) is protocol.PeerLinked:
+                    proto.proceed()  # (a stale link of a process of ours with this pid)
                 elif type(event) is protocol.HandshakeFailed:
                     if not event.by_peer:  # we refused: another node answered
                         raise Refused(event.reason)

@@ -80,12 +80,20 @@ class Link:
         hidden: bool,
         address: str,
         deadlines: Deadlines,
+        *,
+        dialer: str = "",
+        replaces: object | None = None,
     ) -> None:
+        """`dialer`: the node that dialled this link; `replaces`: the link the dialler
+        asked this one to replace (connect.py's rules)."""
         self.stream = stream
         self.proto = proto
         self.peer = peer
         self.hidden = hidden
         self.address = address
+        self.dialer = dialer
+        self.replaces = replaces
+        self.finished = trio.Event()  # set by whoever ran the link, once it is all gone
         self.pending: dict[int, Pending] = {}
         self.handlers: dict[int, trio.CancelScope] = {}  # calls served for the peer
         self.last_recv = trio.current_time()

@@ -82,7 +82,7 @@ class Node:
         self.mesh = Mesh(self)
         self.globalnames = GlobalNames(self)
         self.registry = self.globalnames.registry
-        self._connector = Connector(name, cookie, self.settings, self.links.__contains__, opener)
+        self._connector = Connector(name, cookie, self.settings, self.links.get, opener)
         self._links_changed = trio.Event()
         self._local_casts, self._local_inbox = trio.open_memory_channel[Cast](math.inf)
         self._nursery: trio.Nursery | None = None
@@ -218,7 +218,14 @@ class Node:
         if mixed:
             raise Refused(mixed)
         nursery = self._running()
-        dialing = self._connector.dialing
+        connector = self._connector
+        incoming = connector.accepting.get(peer)
+        if incoming is not None:  # the peer is dialling us: that link, not a crossing one
+            await incoming.wait()
+            link = self.links.get(peer)
+            if link is not None:
+                return link
+        dialing = connector.dialing
         in_progress = dialing.get(peer)
         if in_progress is not None:
             await in_progress.wait()
@@ -299,16 +306,36 @@ class Node:
     # ---- a link's life ------------------------------------------------------------
 
     def _link(self, est: Established) -> Link:
-        return Link(est.stream, est.proto, est.peer, est.hidden, est.address, self.deadlines)
+        return Link(
+            est.stream,
+            est.proto,
+            est.peer,
+            est.hidden,
+            est.address,
+            self.deadlines,
+            dialer=est.dialer,
+            replaces=est.replaces,
+        )
 
     async def _serve_link(
         self, link: Link, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         peer = link.peer
-        if peer in self.links:  # lost a race with a simultaneous dial
-            await trio.aclose_forcefully(link.stream)
-            task_status.started()
-            return
+        try:
+            while (old := self.links.get(peer)) is not None:
+                if not _supersedes(link, old):  # the other link of a crossed dial stays
+                    await trio.aclose_forcefully(link.stream)
+                    task_status.started()
+                    return
+                log.info("link_replaced", peer=peer, dialer=link.dialer, address=link.address)
+                old.close(f"replaced by a new link dialled by {link.dialer}")
+                await old.finished.wait()  # its nodedown, before this one's nodeup
+            await self._run_link(link, task_status)
+        finally:
+            link.finished.set()
+
+    async def _run_link(self, link: Link, task_status: trio.TaskStatus[None]) -> None:
+        peer = link.peer
         self.links[peer] = link
         self._changed()
         greeting: list[Event] = []
@@ -324,7 +351,8 @@ class Node:
                 self._dispatch, [self.services.link_casts], greeting, task_status=task_status
             )
         finally:
-            del self.links[peer]
+            if self.links.get(peer) is link:
+                del self.links[peer]
             self._changed()
             if not link.hidden:
                 log.info("nodedown", peer=peer, reason=link.down_reason)
@@ -373,6 +401,16 @@ class Node:
             "own_names": sorted(self.services.globals),
             "counters": dict(self.counters),
         }
+
+
+def _supersedes(new: Link, old: Link) -> bool:
+    """Whether a newly made link takes the place of the one held to the same peer;
+    both sides of a crossed dial answer the same (connect.py's rules)."""
+    if new.replaces is old:  # its dialler found our link stale
+        return True
+    if new.dialer == old.dialer:  # a node's newer dial (its older one is gone to it)
+        return True
+    return new.dialer > old.dialer  # crossed dials: the greater name's stays
 
 
 @asynccontextmanager

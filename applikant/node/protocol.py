@@ -19,16 +19,20 @@ either side said (T, the transcript: version, names, challenges, hidden, the
 suites offered and the one chosen):
 
     C -> S  hello     {v, name, hidden, challenge_c, macs: [suite, ...]}
-    S -> C  challenge {v, name, challenge_s, mac}     or refuse {reason, code}
-    C -> S  proof     {digest: HMAC(cookie, "c" | T)}  or refuse (not the node asked for)
+    S -> C  challenge {v, name, challenge_s, mac, linked}   or refuse {reason, code}
+    C -> S  proof     {digest: HMAC(cookie, "c" | T)}  or refuse (not the node asked
+                                                          for; or linked already)
     S -> C  welcome   {digest: HMAC(cookie, "s" | T)}  or refuse (wrong cookie)
 
-The server decides whether to take the peer (name clash, name kinds) between
-hello and challenge: `next_event` hands it a PeerHello and the driver answers
-with `accept()` or `refuse(reason)`. A client told the node it expects (`peer=`)
-refuses any other before proving anything. A peer of another protocol version is
-refused in words it can show (its hello still parses). Deadlines are the driver's
-business.
+The server decides whether to take the peer (name clash, name kinds, a dial of
+its own under way) between hello and challenge: `next_event` hands it a PeerHello
+and the driver answers with `accept(linked)` or `refuse(reason)`. `linked` tells
+the client that the server holds a link to it already; the client then gets a
+PeerLinked and answers `proceed()` (that link is stale to it: the server replaces
+it once the cookie is proved) or `refuse(reason, REFUSE_LINKED)` (it has the link
+too). A client told the node it expects (`peer=`) refuses any other before
+proving anything. A peer of another protocol version is refused in words it can
+show (its hello still parses). Deadlines are the driver's business.
 
 Messages after the handshake, and their events:
 
@@ -89,6 +93,7 @@ REFUSE_MIXED_NAMES = "mixed_names"
 REFUSE_VERSION = "version"
 REFUSE_NO_SUITE = "no_common_suite"
 REFUSE_WRONG_NODE = "wrong_node"
+REFUSE_LINKED = "linked"
 REFUSE_OTHER = "refused"
 MAX_SUITES = 8
 
@@ -189,6 +194,14 @@ class PeerHello(_Event):
     __slots__ = ("peer", "hidden")
     peer: str
     hidden: bool
+
+
+class PeerLinked(_Event):
+    """Client side: the server holds a link to us already. Answer with proceed()
+    (it is stale: the new link replaces it) or refuse(reason, REFUSE_LINKED)."""
+
+    __slots__ = ("peer",)
+    peer: str
 
 
 class HandshakeDone(_Event):
@@ -322,6 +335,7 @@ class ConnectionClosed(_Event):
 
 Event = (
     PeerHello
+    | PeerLinked
     | HandshakeDone
     | HandshakeFailed
     | Call
@@ -351,12 +365,13 @@ def transcript(
     hidden: bool,
     offered: list[str],
     chosen: str,
+    linked: bool = False,
 ) -> bytes:
     """Everything both sides said in a handshake, in one unambiguous byte string
     (msgpack of a list): the proofs and the link's keys are made over it, so that
     nothing a man in the middle changes goes unnoticed."""
     packed: bytes = msgpack.packb(
-        [VERSION, client, server, challenge_c, challenge_s, hidden, offered, chosen],
+        [VERSION, client, server, challenge_c, challenge_s, hidden, offered, chosen, linked],
         use_bin_type=True,
     )
     return packed
@@ -476,6 +491,7 @@ class Connection:
         self.peer: str | None = None
         self.peer_hidden = False
         self.suite = ""  # the frame authentication suite, once chosen
+        self.linked = False  # the server said it holds a link to the client already
         self.state = State.HANDSHAKE
         self._cookie = cookie
         self._max_frame = max_frame
@@ -513,10 +529,12 @@ class Connection:
         )
         self._step = "challenge"
 
-    def accept(self) -> None:
-        """Server: take the peer announced by PeerHello; the cookie check follows."""
+    def accept(self, linked: bool = False) -> None:
+        """Server: take the peer announced by PeerHello; the cookie check follows.
+        `linked`: we hold a link to that peer already (it may replace it)."""
         if self._step != "decide":
             raise LocalProtocolError("accept() only answers a PeerHello")
+        self.linked = linked
         self._put(
             {
                 "t": "challenge",
@@ -524,9 +542,16 @@ class Connection:
                 "name": self.our_name,
                 "challenge": self._challenge,
                 "mac": self.suite,
+                "linked": linked,
             }
         )
         self._step = "proof"
+
+    def proceed(self) -> None:
+        """Client: answer PeerLinked by going on (our link to the peer is gone)."""
+        if self._step != "prove" or self.state is not State.HANDSHAKE:
+            raise LocalProtocolError("proceed() only answers a PeerLinked")
+        self._prove()
 
     def refuse(self, reason: str, code: str = REFUSE_OTHER) -> HandshakeFailed:
         """Turn the peer away with a reason it will show its user: a server before
@@ -762,15 +787,24 @@ class Connection:
         suite = obj.get("mac")
         if type(suite) is not str or suite not in self._offered:
             raise RemoteProtocolError(f"the peer chose {suite!r}, which was not offered")
+        linked = obj.get("linked", False)
+        if type(linked) is not bool:
+            raise RemoteProtocolError("the challenge's linked flag is not a boolean")
         self.suite = suite
+        self.linked = linked
         self._step = "prove"
         if self.expected is not None and peer != self.expected:
             return self.refuse(
                 f"{peer} answered where {self.expected} was asked for", REFUSE_WRONG_NODE
             )
+        if linked:
+            return PeerLinked(peer)
+        self._prove()
+        return self.next_event()
+
+    def _prove(self) -> None:
         self._put({"t": "proof", "digest": hmac_sha256(self._cookie, b"c" + self._transcript())})
         self._step = "welcome"
-        return self.next_event()
 
     def _on_proof(self, obj: dict[str, Any]) -> Event:
         expected = hmac_sha256(self._cookie, b"c" + self._transcript())
@@ -803,6 +837,7 @@ class Connection:
                 self.hidden,
                 self._offered,
                 self.suite,
+                self.linked,
             )
         return transcript(
             self.peer,
@@ -812,6 +847,7 @@ class Connection:
             self.peer_hidden,
             self._offered,
             self.suite,
+            self.linked,
         )
 
     def _done(self) -> HandshakeDone:

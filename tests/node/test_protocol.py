@@ -56,6 +56,7 @@ from applikant.node.protocol import (
     NameReleased,
     NamesHeld,
     PeerHello,
+    PeerLinked,
     Peers,
     Reply,
     Role,
@@ -193,6 +194,10 @@ class Pair:
 
     def handshake(self) -> Pair:
         self.client.initiate()
+        return self.handshake_rest()
+
+    def handshake_rest(self) -> Pair:
+        """Shuttle what both sides have to say until neither has more."""
         for _ in range(10):
             out_c = self.client.data_to_send()
             if out_c:
@@ -1286,7 +1291,7 @@ def test_handshake_fed_random_bytes_only_remote_errors(chunks: list[bytes], role
         for chunk in chunks:
             conn.receive_data(chunk)
             for event in drain(conn, accept_all):
-                assert type(event) in (PeerHello, HandshakeFailed, HandshakeDone)
+                assert type(event) in (PeerHello, PeerLinked, HandshakeFailed, HandshakeDone)
                 assert type(event) is not HandshakeDone  # nobody proved the cookie
     except RemoteProtocolError:
         assert conn.state == State.ERROR
@@ -1444,3 +1449,79 @@ def test_a_client_refusal_before_a_challenge_is_an_error() -> None:
     server = _server_fed(encode_frame({"t": "refuse", "reason": "early"}))
     with pytest.raises(RemoteProtocolError, match="unexpected"):
         server.next_event()
+
+
+# ---- a peer that holds a link already ---------------------------------------------------
+
+
+def _accept_linked(conn: Connection, event: Any) -> Any:
+    if type(event) is PeerHello:
+        conn.accept(linked=True)
+    return None
+
+
+def test_a_linked_server_lets_the_client_decide_and_proceed() -> None:
+    pair = Pair(decide=_accept_linked)
+    pair.client.initiate()
+    pair._to_server(pair.client.data_to_send())
+    pair._to_client(pair.server.data_to_send())
+    assert pair.client_events == [PeerLinked(SERVER)]
+    assert pair.client.data_to_send() == b""  # no proof until the driver decides
+    pair.client.proceed()
+    pair.handshake_rest()
+    assert pair.server_events[-1] == HandshakeDone(CLIENT, False)
+    assert pair.client_events[-1] == HandshakeDone(SERVER, False)
+    assert pair.client.linked and pair.server.linked
+    assert pair.c_to_s(Tick()) == [Tick()]
+
+
+def test_a_client_that_holds_the_link_withdraws() -> None:
+    pair = Pair(decide=_accept_linked)
+    pair.client.initiate()
+    pair._to_server(pair.client.data_to_send())
+    pair._to_client(pair.server.data_to_send())
+    failed = pair.client.refuse("holds a link already", protocol.REFUSE_LINKED)
+    assert failed.code == protocol.REFUSE_LINKED and not failed.by_peer
+    pair.handshake_rest()
+    assert pair.server_events[-1] == HandshakeFailed(
+        "holds a link already", by_peer=True, code=protocol.REFUSE_LINKED
+    )
+    assert [f["t"] for f in frames(pair.c2s)] == ["hello", "refuse"]
+
+
+def test_a_flipped_linked_flag_fails_the_proof() -> None:
+    def tamper(data: bytes) -> bytes:
+        return b"".join(
+            encode_frame(dict(obj, linked=False) if obj.get("t") == "challenge" else obj)
+            for obj in frames(data)
+        )
+
+    pair = Pair(decide=_accept_linked, tamper_s2c=tamper).handshake()
+    assert pair.server_events[-1].code == REFUSE_COOKIE
+
+
+def test_proceed_answers_a_peer_linked_only() -> None:
+    client = Connection(Role.CLIENT, CLIENT, COOKIE)
+    with pytest.raises(LocalProtocolError):
+        client.proceed()
+    client.initiate()
+    with pytest.raises(LocalProtocolError):
+        client.proceed()
+    assert connected().client.linked is False
+
+
+def test_a_linked_flag_must_be_a_boolean() -> None:
+    client = Connection(Role.CLIENT, CLIENT, COOKIE, macs=(HMAC_SHA256,))
+    client.initiate()
+    client.data_to_send()
+    challenge = {
+        "t": "challenge",
+        "v": VERSION,
+        "name": SERVER,
+        "challenge": os.urandom(CHALLENGE_BYTES),
+        "mac": HMAC_SHA256,
+        "linked": 1,
+    }
+    client.receive_data(encode_frame(challenge))
+    with pytest.raises(RemoteProtocolError, match="linked"):
+        client.next_event()

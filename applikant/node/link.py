@@ -197,6 +197,10 @@ class Link:
     # ---- sending ----------------------------------------------------------
 
     async def send_event(self, event: Event) -> None:
+        """Send one message; NodeDown if the link is closed (then the protocol
+        object has ended too, and must not be asked to frame anything)."""
+        if self.closed:
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         await self.send_bytes(self.proto.send(event))
 
     async def send_bytes(self, data: bytes) -> None:

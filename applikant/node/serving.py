@@ -123,8 +123,8 @@ class Services:
                 self._busy -= 1
                 if not self._busy and self._idle is not None:
                     self._idle.set()
-        if scope.cancelled_caught:
-            return  # the caller gave up: no answer wanted
+        if scope.cancelled_caught or link.closed:
+            return  # the caller gave up, or is gone: no answer wanted
         reply: Reply | ErrorReply = (
             Reply(call.req_id, value) if ok else ErrorReply(call.req_id, *value)
         )

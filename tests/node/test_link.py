@@ -379,3 +379,16 @@ async def test_the_greeting_goes_out_before_any_answer() -> None:
         await peer.wait_for(lambda ev: bool(peer.of_type(SyncAck)))
         nursery.cancel_scope.cancel()
     assert peer.events == [*greeting, SyncAck(1)]
+
+
+async def test_nothing_is_framed_once_the_peer_has_closed() -> None:
+    """A tick (or an answer) due just after the peer closed the link is dropped with
+    NodeDown: the protocol object has ended and must not be asked for a frame (it
+    took af down once: LocalProtocolError out of the heartbeat)."""
+    async with linked(silent) as (link, peer):
+        assert peer.stream is not None
+        await peer.stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert link.closed
+        with pytest.raises(NodeDown):
+            await link.send_event(Tick())

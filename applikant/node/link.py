@@ -103,6 +103,9 @@ class Link:
         self.casts, self.cast_inbox = trio.open_memory_channel[Cast](math.inf)
         self._deadlines = deadlines
         self._nursery: trio.Nursery | None = None
+        self._table: Mapping[type[Event], EventHandler] = {}
+        self._reader: object = None  # which _read loop reads now (see read_elsewhere)
+        self.reader_scope = trio.CancelScope()  # the reading task's (see _read)
         self._out: list[bytes] = []
         self._writing = False
         self._next_id = 0
@@ -123,6 +126,7 @@ class Link:
         overtakes it; then `task_status.started()`. Events of types neither in
         `dispatch` nor in the link's own table are ignored."""
         table: dict[type[Event], EventHandler] = {**_LINK_EVENTS, **dispatch}
+        self._table = table
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -136,13 +140,21 @@ class Link:
                 except NodeDown:
                     pass  # closed: the reader ends at once
                 task_status.started()
-                await self._read(table)
+                self._reader = token = object()
+                await self._read(table, token)  # (the nursery then waits for the link's end)
         finally:
             self.close(self.down_reason)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
 
-    async def _read(self, table: Mapping[type[Event], EventHandler]) -> None:
+    async def _read(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
+        """Read and dispatch until the link ends, or until this task is needed for
+        something else (read_elsewhere) and another task reads on. The scope is
+        the handle that cancels the call this task may come to serve."""
+        with trio.CancelScope() as self.reader_scope:
+            await self._read_loop(table, token)
+
+    async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
         proto, stream = self.proto, self.stream
         try:
             while True:
@@ -160,11 +172,20 @@ class Link:
                     result = handler(self, event)
                     if result is not None:
                         await result
+                        if self._reader is not token:
+                            return  # a new task reads this link now
         except ProtocolError as exc:
             log.warning("protocol_error", peer=self.peer, address=self.address, reason=str(exc))
             self.close(f"protocol error: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.close(f"connection lost: {exc or type(exc).__name__}")
+
+    def read_elsewhere(self) -> None:
+        """The task reading this link has something else to do (a call it serves
+        that waits): a new task reads on from where it is, and the current loop
+        stops after its handler returns."""
+        self._reader = token = object()
+        self.spawn(self._read, self._table, token)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run `fn(*args)` for the peer: cancelled when the link closes."""
@@ -210,11 +231,23 @@ class Link:
         everyone. A peer that stops reading is cut off by the heartbeat, which
         closes the stream and so ends a blocked write.
         """
+        if self._queue(data):
+            await self._flush()
+
+    def send_soon(self, data: bytes) -> None:
+        """Send data without waiting: what the kernel does not take now goes out
+        from a task of the link's (a reader never blocks on a write)."""
+        if self._queue(data):
+            self.spawn(self._flush_quietly)
+
+    def _queue(self, data: bytes) -> bool:
+        """Send what the kernel takes at once, or queue it; True if a flush must
+        follow (this caller then writes, `_writing` is set)."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if self._writing:
             self._out.append(data)
-            return
+            return False
         try_send = getattr(self.stream, "try_send", None)
         if try_send is not None:  # the common case: the kernel takes it all at once
             try:
@@ -223,10 +256,14 @@ class Link:
                 self.close(f"write failed: {exc or type(exc).__name__}")
                 raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
             if sent == len(data):
-                return
+                return False
             data = memoryview(data)[sent:].tobytes()
         self._out.append(data)
         self._writing = True
+        return True
+
+    async def _flush(self) -> None:
+        """Write out the queue; only the task that set `_writing` runs this."""
         try:
             with trio.CancelScope(shield=True):
                 while self._out:
@@ -238,6 +275,12 @@ class Link:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
         finally:
             self._writing = False
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except NodeDown:
+            pass  # the link is closed: nobody waits for this write
 
     def writing(self) -> bool:
         return self._writing

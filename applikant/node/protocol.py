@@ -58,12 +58,14 @@ from __future__ import annotations
 import os
 import struct
 
-import msgpack  # type: ignore[import-untyped]
-
 from . import names
 from .errors import LocalProtocolError, RemoteProtocolError
 from .frameauth import SUITES, TAG_BYTES, FrameMac, derive_keys, hmac_sha256
-from .lean import compare_digest
+from .lean import codec, compare_digest
+
+# msgpack, or for `as` and `ah` its pure-Python twin (lean.py says why):
+# _packb(obj) with use_bin_type, _unpackb(data) with raw=False, strict_map_key.
+_packb, _unpackb = codec()
 
 TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
 if TYPE_CHECKING:
@@ -370,16 +372,15 @@ def transcript(
     """Everything both sides said in a handshake, in one unambiguous byte string
     (msgpack of a list): the proofs and the link's keys are made over it, so that
     nothing a man in the middle changes goes unnoticed."""
-    packed: bytes = msgpack.packb(
-        [VERSION, client, server, challenge_c, challenge_s, hidden, offered, chosen, linked],
-        use_bin_type=True,
+    packed: bytes = _packb(
+        [VERSION, client, server, challenge_c, challenge_s, hidden, offered, chosen, linked]
     )
     return packed
 
 
 def encode_frame(obj: Any) -> bytes:
     """One frame without a tag (handshake, portmapper): length prefix and msgpack body."""
-    body: bytes = msgpack.packb(obj, use_bin_type=True)
+    body: bytes = _packb(obj)
     return _LEN.pack(len(body)) + body
 
 
@@ -441,9 +442,7 @@ class FrameDecoder:
                         )
                     end += self._tag
                 try:
-                    obj = msgpack.unpackb(
-                        memoryview(buf)[start : end - self._tag], raw=False, strict_map_key=True
-                    )
+                    obj = _unpackb(memoryview(buf)[start : end - self._tag])
                 except Exception as exc:
                     raise RemoteProtocolError(f"undecodable frame: {exc}") from exc
                 if end == len(buf):
@@ -605,7 +604,7 @@ class Connection:
     def _frame(self, obj: Any, what: str = "message") -> bytes:
         """`obj` as one tagged frame (tests use it to send malformed messages)."""
         try:
-            body: bytes = msgpack.packb(obj, use_bin_type=True)
+            body: bytes = _packb(obj)
         except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
         if len(body) > self._max_frame:

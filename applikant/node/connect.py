@@ -137,7 +137,7 @@ class Connector:
         port = await pmregister.lookup(host, name, self.settings)
         stream: trio.abc.Stream = FastSocketStream.from_trio(await trio.open_tcp_stream(host, port))
         if self._ssl_client is not None:
-            stream = trio.SSLStream(stream, self._ssl_client, server_hostname=host)
+            stream = _tls(stream, self._ssl_client, server_hostname=host)
         return stream, f"{host}:{port}"
 
     # ---- accepting ----------------------------------------------------------
@@ -146,7 +146,7 @@ class Connector:
         """Shake hands as the server over an incoming stream; None (logged, the
         stream closed) if the peer is refused or the handshake fails."""
         if self._ssl_server is not None:
-            stream = trio.SSLStream(stream, self._ssl_server, server_side=True)
+            stream = _tls(stream, self._ssl_server, server_side=True)
         proto = protocol.Connection(
             Role.SERVER, self.name, self.cookie, max_frame=self.settings.max_frame
         )
@@ -247,6 +247,15 @@ class Connector:
                     raise HandshakeRefused(event.reason, event.code)
                 elif type(event) is HandshakeDone:
                     return event, held
+
+
+def _tls(stream: trio.abc.Stream, context: Any, **kw: Any) -> trio.abc.Stream:
+    """TLS over a stream: the fast one over our own socket stream, trio's otherwise."""
+    if isinstance(stream, FastSocketStream):
+        from .fasttls import FastSSLStream
+
+        return FastSSLStream(stream, context, **kw)
+    return trio.SSLStream(stream, context, **kw)
 
 
 def peer_address(stream: trio.abc.Stream) -> str:

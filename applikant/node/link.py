@@ -256,8 +256,11 @@ class Link:
                 self.close(f"write failed: {exc or type(exc).__name__}")
                 raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
             if sent == len(data):
-                return False
-            data = memoryview(data)[sent:].tobytes()
+                if not getattr(self.stream, "backlog", b""):
+                    return False
+                data = b""  # (TLS: the records the kernel did not take wait in the stream)
+            else:
+                data = memoryview(data)[sent:].tobytes()
         self._out.append(data)
         self._writing = True
         return True

@@ -396,6 +396,7 @@ class Node:
             "node": self.name,
             "port": self.port,
             "uptime_s": time.time() - self.started_at,
+            "cpu_s": time.process_time(),  # (what serving costs: bench.dist)
             "nodes": self.nodes(),
             "global_names": self.global_names(),
             "own_names": sorted(self.services.globals),

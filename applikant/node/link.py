@@ -49,12 +49,14 @@ Background = Callable[["Link"], Awaitable[None]]
 
 class Pending:
     """A call waiting for its reply: settled by the reader (reply), by the link's
-    failure (NodeDown) or by the node's deadline heap (CallTimeout)."""
+    failure (NodeDown) or by the node's deadline heap (CallTimeout). The caller
+    parks itself (`wait`) and settling wakes it: what a trio.Event does, without
+    its parking lot (one caller per call)."""
 
-    __slots__ = ("done", "error", "settled", "value", "what")
+    __slots__ = ("error", "settled", "task", "value", "what")
 
     def __init__(self, what: tuple[str, str, str, float | None]) -> None:
-        self.done = trio.Event()
+        self.task: trio.lowlevel.Task | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.settled = False
@@ -62,7 +64,22 @@ class Pending:
 
     def settle(self, value: Any = None, error: BaseException | None = None) -> None:
         self.value, self.error, self.settled = value, error, True
-        self.done.set()
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Return once settled; a checkpoint, cancellable like Event.wait."""
+        if self.settled:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def expire(self) -> None:
         peer, target, method, timeout = self.what
@@ -304,7 +321,7 @@ class Link:
             self._deadlines.add(trio.current_time() + timeout, pending)
         try:
             await self.send_event(Call(req_id, node, target, method, args))
-            await pending.done.wait()
+            await pending.wait()
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)
             if self.pending.pop(req_id, None) is not None and not self.closed:

@@ -239,9 +239,9 @@ class Link:
         object has ended too, and must not be asked to frame anything)."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
-        await self.send_bytes(self.proto.send(event))
+        await self.send_bytes(self.proto.send_parts(event))
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
 
         The write is shielded: a half-written frame would corrupt the link for
@@ -251,17 +251,24 @@ class Link:
         if self._queue(data):
             await self._flush()
 
-    def send_soon(self, data: bytes) -> None:
+    def send_soon(self, data: bytes | list[bytes]) -> None:
         """Send data without waiting: what the kernel does not take now goes out
         from a task of the link's (a reader never blocks on a write)."""
         if self._queue(data):
             self.spawn(self._flush_quietly)
 
-    def _queue(self, data: bytes) -> bool:
+    def _queue(self, data: bytes | list[bytes]) -> bool:
         """Send what the kernel takes at once, or queue it; True if a flush must
-        follow (this caller then writes, `_writing` is set)."""
+        follow (this caller then writes, `_writing` is set). `data` may come in
+        pieces (protocol.send_parts), written with one sendmsg when they can be."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
+        if type(data) is list:
+            send_parts = getattr(self.stream, "try_send_parts", None)
+            if len(data) > 1 and send_parts is not None and not self._writing:
+                return self._queue_parts(send_parts, data)
+            data = data[0] if len(data) == 1 else b"".join(data)
+        assert type(data) is bytes
         if self._writing:
             self._out.append(data)
             return False
@@ -279,6 +286,18 @@ class Link:
             else:
                 data = memoryview(data)[sent:].tobytes()
         self._out.append(data)
+        self._writing = True
+        return True
+
+    def _queue_parts(self, send_parts: Callable[[list[bytes]], int], parts: list[bytes]) -> bool:
+        try:
+            sent = send_parts(parts)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.close(f"write failed: {exc or type(exc).__name__}")
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
+        if sent == sum(len(part) for part in parts):
+            return False
+        self._out.append(b"".join(parts)[sent:])  # (the kernel was full: the slow path)
         self._writing = True
         return True
 

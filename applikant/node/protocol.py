@@ -83,6 +83,7 @@ VERSION = 2  # 2: authenticated frames, the suites in the hello, the transcript 
 HANDSHAKE_MAX_FRAME = 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 CHALLENGE_BYTES = 32
+LARGE_BODY = 16384  # from this size a frame goes out in pieces (send_parts)
 MAX_REASON_BYTES = 400
 
 _LEN = struct.Struct(">I")
@@ -385,11 +386,15 @@ def encode_frame(obj: Any) -> bytes:
 
 
 class FrameDecoder:
-    """Splits a byte stream into msgpack frames, enforcing a size limit per frame."""
+    """Splits a byte stream into msgpack frames, enforcing a size limit per frame.
+
+    Bytes fed while nothing is pending are kept as they are, not copied: a whole
+    frame that arrives in one read (the common case, large frames included) is
+    decoded where the read put it."""
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._mac: FrameMac | None = None
         self._tag = 0
@@ -401,10 +406,15 @@ class FrameDecoder:
         self._tag = TAG_BYTES
 
     def feed(self, data: bytes | bytearray) -> None:
-        if data:
-            self._buf += data
-        else:
+        if not data:
             self.eof = True
+        elif self._pos == len(self._buf) and type(data) is bytes:
+            self._buf, self._pos = data, 0  # nothing pending: take it as it is
+        else:
+            if type(self._buf) is not bytearray:
+                self._buf = bytearray(memoryview(self._buf)[self._pos :])
+                self._pos = 0
+            self._buf += data
 
     def wanted(self) -> int:
         """Bytes still missing from the frame being received (0 if none is started):
@@ -446,9 +456,8 @@ class FrameDecoder:
                 except Exception as exc:
                     raise RemoteProtocolError(f"undecodable frame: {exc}") from exc
                 if end == len(buf):
-                    buf.clear()
-                    self._pos = 0
-                elif end > 65536:
+                    self._buf, self._pos = b"", 0
+                elif end > 65536 and type(buf) is bytearray:
                     del buf[:end]
                     self._pos = 0
                 else:
@@ -567,6 +576,12 @@ class Connection:
     def send(self, event: Event) -> bytes:
         """Bytes for one message after the handshake, tagged with the next sequence
         number: they must go out before those of any later send()."""
+        parts = self.send_parts(event)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def send_parts(self, event: Event) -> list[bytes]:
+        """send(), as pieces to write in order (a large body is not copied into one
+        frame: the driver hands the pieces to the kernel with sendmsg)."""
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state}")
         obj: list[Any]
@@ -599,10 +614,13 @@ class Connection:
         else:
             raise LocalProtocolError(f"{type(event).__name__} is not a message")
         _check_keys(obj)
-        return self._frame(obj, type(event).__name__)
+        return self._frame_parts(obj, type(event).__name__)
 
     def _frame(self, obj: Any, what: str = "message") -> bytes:
         """`obj` as one tagged frame (tests use it to send malformed messages)."""
+        return b"".join(self._frame_parts(obj, what))
+
+    def _frame_parts(self, obj: Any, what: str) -> list[bytes]:
         try:
             body: bytes = _packb(obj)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -611,12 +629,16 @@ class Connection:
             raise LocalProtocolError(
                 f"{what} of {len(body)} bytes exceeds the frame limit of {self._max_frame}"
             )
-        return self._seal(body)
+        return self._seal_parts(body)
 
     def _seal(self, body: bytes) -> bytes:
         """A frame of `body` with its tag: the sequence number moves on."""
+        return b"".join(self._seal_parts(body))
+
+    def _seal_parts(self, body: bytes) -> list[bytes]:
         assert self._send_mac is not None
-        return b"".join((_LEN.pack(len(body)), body, self._send_mac.sign(body)))
+        parts = [_LEN.pack(len(body)), body, self._send_mac.sign(body)]
+        return parts if len(body) >= LARGE_BODY else [b"".join(parts)]
 
     def _put(self, obj: dict[str, Any]) -> None:
         self._outbox += encode_frame(obj)

@@ -162,7 +162,7 @@ class Services:
         )
         try:
             try:
-                frame = link.proto.send(reply)
+                frame: bytes | list[bytes] = link.proto.send_parts(reply)
             except LocalProtocolError as exc:
                 log.error(
                     "reply_unencodable", service=call.target, method=call.method, reason=str(exc)

@@ -1525,3 +1525,15 @@ def test_a_linked_flag_must_be_a_boolean() -> None:
     client.receive_data(encode_frame(challenge))
     with pytest.raises(RemoteProtocolError, match="linked"):
         client.next_event()
+
+
+@pytest.mark.parametrize("size", [10, protocol.LARGE_BODY, 100_000])
+def test_send_parts_are_the_frame_in_pieces(size: int) -> None:
+    """A large body leaves as [header, body, tag] (sendmsg, no copy); the peer
+    reads the same frame either way."""
+    a, b = connected(), connected()
+    msg = Reply(1, b"x" * size)
+    parts = a.client.send_parts(msg)
+    assert len(parts) == (3 if size >= protocol.LARGE_BODY else 1)
+    assert feed(a.server, b"".join(parts)) == [msg]
+    assert feed(b.server, b.client.send(msg), chunks_whole) == [msg]

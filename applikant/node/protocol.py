@@ -230,6 +230,9 @@ class HandshakeFailed(_Event):
 # ---- events: calls ------------------------------------------------------------
 
 
+_set = object.__setattr__  # (the events of every call have their __init__ written out)
+
+
 class Call(_Event):
     """A request. `node` None means `target` is a global name; else a local name there."""
 
@@ -240,11 +243,22 @@ class Call(_Event):
     method: str
     args: Any
 
+    def __init__(self, req_id: int, node: str | None, target: str, method: str, args: Any) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "node", node)
+        _set(self, "target", target)
+        _set(self, "method", method)
+        _set(self, "args", args)
+
 
 class Reply(_Event):
     __slots__ = ("req_id", "value")
     req_id: int
     value: Any
+
+    def __init__(self, req_id: int, value: Any) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "value", value)
 
 
 class ErrorReply(_Event):
@@ -254,6 +268,11 @@ class ErrorReply(_Event):
     req_id: int
     kind: str
     message: str
+
+    def __init__(self, req_id: int, kind: str, message: str) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "kind", kind)
+        _set(self, "message", message)
 
 
 class Cast(_Event):

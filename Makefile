@@ -21,18 +21,19 @@ COMMANDS := applikant applikant-as applikant-ah applikant-keys-for
 # one under /root or /home (pyenv): the units' ProtectHome hides it from the daemons.
 INSTALL_PYTHON ?= /usr/bin/python3
 # Debian packages the tests drive for real (installed when missing and we are root).
-DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium python3-venv
+DEB_PACKAGES := git openssh-server openssh-client iproute2 chromium python3-venv postgresql
 
 .PHONY: venv deps compile lint run test test-fast bench clean install install-units
 
 venv: $(VENV)/.installed
 
-# A plain-path editable install (compat mode): the setuptools import-hook finder
-# would add ~10 ms to every `as`/`ah` start.
+# The editable install is a plain path in a .pth file, not setuptools' import-hook
+# finder (~10 ms more on every `as`/`ah` start): pyproject.toml's `package-dir`
+# maps the packages to the checkout's root, which setuptools serves that way.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 deps:
@@ -106,7 +107,7 @@ install:
 render = sed -e "s|@PREFIX@|$(PREFIX)|g" -e "s|@CONFIG@|$(SYSCONFDIR)/applikant.toml|g" \
 	-e "s|@CONFIG_DIR@|$(SYSCONFDIR)|g" \
 	-e "s|@DATADIR@|$(DATADIR)|g" -e "s|@USER@|$(SERVICE_USER)|g" \
-	-e "s|^@STATE_DIRECTORY@$$|$(if $(STATE_DIRECTORY),StateDirectory=$(STATE_DIRECTORY)\nStateDirectoryMode=0750,\# DATADIR is outside /var/lib: \`applikant init\` makes it)|" \
+	-e "s|^@STATE_DIRECTORY@$$|$(if $(STATE_DIRECTORY),StateDirectory=$(STATE_DIRECTORY)\nStateDirectoryMode=0700,\# DATADIR is outside /var/lib: \`applikant init\` makes it)|" \
 	$(1) > $(2) && chmod 0644 $(2)
 
 # systemd units with this installation's paths filled in.
@@ -115,5 +116,8 @@ install-units:
 	@for unit in systemd/*.service systemd/*.target; do \
 	  $(call render,$$unit,$(DESTDIR)$(UNITDIR)/$$(basename $$unit)); done
 
+# Everything `make run` and `make venv` made: the venv, make run's state (var/)
+# and its builds' work dirs (var-builds/), bytecode, tool caches.
 clean:
-	rm -rf $(VENV) var .pytest_cache build *.egg-info
+	rm -rf $(VENV) var var-builds .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find applikant bench harness tests -name __pycache__ -type d -prune -exec rm -rf {} +

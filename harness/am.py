@@ -1,5 +1,5 @@
 """am as a real process for the service tests: `applikant start am` on a real
-SQLite file, in a Cluster (config, portmapper), called through ephemeral nodes
+SQLite file (or a PostgreSQL database), in a Cluster (config, portmapper), called through ephemeral nodes
 (applikant.node.blocking) or the admin CLI. Stopped by PID at the end."""
 
 from __future__ import annotations
@@ -30,13 +30,16 @@ os.execv({git!r}, ["git", *sys.argv[1:]])
 class Am:
     """One am daemon and the means to call it."""
 
-    def __init__(self, cluster: Cluster, slow_git: bool = False) -> None:
+    def __init__(self, cluster: Cluster, slow_git: bool = False, db: str | None = None) -> None:
         self.cluster = cluster
         self.node = cluster.node("am")
+        if db is not None:  # a PostgreSQL URL (harness/postgres.py), or another file
+            with open(cluster.config, "a", encoding="utf-8") as f:
+                f.write(f'\n[am]\ndb = "{db}"\nlease_timeout = 5.0\n')
         raw = envconfig.load_raw(str(cluster.config))
         self.cookie = envconfig.cookie(raw)
         self.settings = envconfig.dist_settings(raw)
-        self.db = str(cluster.tmp / "am.sqlite3")
+        self.db = db or str(cluster.tmp / "am.sqlite3")
         self.env = dict(cluster.env)
         self.git_delay_file: Path | None = None
         if slow_git:

@@ -139,9 +139,13 @@ class BuildSite(GitSite):
         return commit, r.stderr
 
     @staticmethod
-    def queued_number(stderr: str) -> int:
+    def queued_build(stderr: str) -> str:
+        """The last build the push output says it queued, as `owner/name#12`."""
         import re
 
-        found = re.findall(r"build #(\d+) queued", stderr)
-        assert found, f"no 'build #N queued' in the push output:\n{stderr}"
-        return int(found[-1])
+        found = re.findall(r"build (\S+/\S+) #(\d+) queued for \S+: http", stderr)
+        assert found, (
+            f"no 'build owner/name #N queued for BRANCH: URL' in the push output:\n{stderr}"
+        )
+        repo, number = found[-1]
+        return f"{repo}#{number}"

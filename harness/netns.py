@@ -9,7 +9,8 @@ started in it can reach nothing else.
 
 `run(host, argv)` starts a process inside a host (`ip netns exec`), tracked and
 stopped by PID at `close()`; `cut(host)` / `heal(host)` bring the host's switch port
-down and up (packets are dropped silently, like a pulled cable); `close()` stops
+down and up (packets are dropped silently, like a pulled cable); `throttle(host,
+rate)` makes its uplink slow (tc's token bucket filter); `close()` stops
 every process, then deletes the namespaces of this network, and only those
 (names carry a random suffix, so parallel runs never collide).
 
@@ -339,6 +340,35 @@ class Network:
             what=f"{label}'s link to come back up",
             every=0.01,
         )
+
+    def throttle(self, label: str, rate: str, *, inbound: bool = False) -> None:
+        """Limit what host `label` sends (or, `inbound`, receives) to `rate` (tc's
+        token bucket, e.g. "2mbit"): a slow link, so that a transfer is still running
+        when a test acts. Each host's link has its own queue."""
+        subprocess.run(
+            [
+                *("tc", "-n", *self._link_end(label, inbound), "root"),
+                *("tbf", "rate", rate, "burst", "16kb", "latency", "1s"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+
+    def unthrottle(self, label: str, *, inbound: bool = False) -> None:
+        subprocess.run(
+            ["tc", "-n", *self._link_end(label, inbound, "del"), "root"],
+            capture_output=True,
+            timeout=10,
+        )
+
+    def _link_end(self, label: str, inbound: bool, verb: str = "replace") -> list[str]:
+        """Where a host's traffic in one direction queues: its own eth0 (outbound)
+        or its port on the switch (inbound)."""
+        h = self.hosts[label]
+        if inbound:
+            return [self.switch, "qdisc", verb, "dev", h.port]
+        return [h.ns, "qdisc", verb, "dev", "eth0"]
 
     # ---- teardown --------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import postgres
 from harness.cluster import Cluster
 
 #: Fixtures that start daemons: whoever uses one (directly or through another
@@ -29,6 +30,7 @@ DAEMON_FIXTURES = frozenset(
         "deploy",
         "sshd",  # a real OpenSSH server
         "browser",  # headless Chromium
+        "pg_server",  # a PostgreSQL server (the store tests' `postgresql` half)
     }
 )
 
@@ -46,3 +48,38 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+#: The backends every store test runs on; PostgreSQL needs a server (slow).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store lives: a SQLite file, or the URL of a fresh PostgreSQL
+    database already at the current schema (one server per session)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "am.sqlite3")
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database(migrated=True)
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[postgres.PgServer]:
+    """One PostgreSQL server for the whole session (initdb in a temporary
+    directory, run as an unprivileged user on a free loopback port); tests take
+    a fresh database each (PgServer.create_database). Skipped, saying why, where
+    no server can be started."""
+    reason = postgres.unavailable()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests need a server: {reason}")
+    server = postgres.PgServer.start_new()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -280,7 +280,7 @@ def run_end_to_end(host: InstalledHost) -> None:
     build_sh = 'echo "built by $(id -un) in $PWD"\n'
     commit = host.commit(work, {".applikant/build.sh": build_sh}, "first")
     pushed = host.git(key, "push", host.ssh_url("alice/project"), "HEAD:main", cwd=work).stderr
-    assert "build #" in pushed and "queued" in pushed
+    assert "build alice/project #1 queued for main" in pushed
     host.git(key, "clone", "-q", host.ssh_url("alice/project"), str(host.client / "ssh-clone"))
     assert (
         host.git(None, "rev-parse", "HEAD", cwd=host.client / "ssh-clone").stdout.strip() == commit

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from applikant.version import version
 from harness.gitenv import GitSite
 from harness.wait import wait_until
 
@@ -20,12 +21,15 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
         nodes = {n["node"]: n for n in report["nodes"]}
+        assert len(nodes) == len(report["nodes"])  # am once, though it is its own observer
         assert nodes["am@localhost"]["info"]["uptime_s"] > 0
         assert "am_user_db" in nodes["am@localhost"]["info"]["own_names"]
         assert nodes["af@localhost"]["state"] == "up"
         assert "af_auth" in nodes["af@localhost"]["info"]["own_names"]
+        assert report["version"] == nodes["af@localhost"]["info"]["version"] == version()
         table = site.cluster.cli("status")
         assert "af@localhost" in table.stdout and "UPTIME" in table.stdout
+        assert f"applikant {version()} (this command)" in table.stdout and "VERSION" in table.stdout
         site.stop_af(signal.SIGKILL)
 
         def af_down() -> dict | None:

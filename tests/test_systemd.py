@@ -138,7 +138,7 @@ def test_state_directory_only_when_datadir_is_under_var_lib(tmp_path: Path) -> N
         if name != "applikant-ab.service":
             service = unit(default / name)["Service"]
             assert service["StateDirectory"] == "applikant", name
-            assert service["StateDirectoryMode"] == "0750", name
+            assert service["StateDirectoryMode"] == "0700", name  # the data dir is private
         # elsewhere no stray /var/lib/applikant: `applikant init` makes DATADIR.
         assert "StateDirectory" not in unit(elsewhere / name)["Service"], name
 

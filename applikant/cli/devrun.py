@@ -1,18 +1,21 @@
 """`make run`: the whole suite on one host with embedded defaults, data under ./var.
 
 Starts the portmapper, am, af and aw (and a private sshd on 127.0.0.1:2222 when
-OpenSSH's server is installed), creates the first admin on the first run, prints
-how to log in, add a key, create a repo, push and clone; Ctrl-C stops everything
-it started, by PID.
+OpenSSH's server is installed), creates the first admin on the first run (its
+password printed that once, kept afterwards), prints how to log in, add a key,
+create a repo, push and clone; Ctrl-C stops everything it started, by PID.
 """
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,10 +41,10 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def setup(var: Path, ssh_user: str) -> tuple[Path, str]:
+def setup(var: Path, ssh_user: str) -> tuple[Path, str | None]:
     """The config file and a fresh cookie (rewritten on every start), and the first
-    admin `root` with a new password, through `applikant init`'s own steps.
-    Returns the config file and the password to print."""
+    admin `root`, made on the first run, through `applikant init`'s own steps.
+    Returns the config file and root's password when it was made now."""
     from ..ops.init import dev_setup
 
     config = var / "applikant.toml"
@@ -51,9 +54,28 @@ def setup(var: Path, ssh_user: str) -> tuple[Path, str]:
         f"[dist]\nportmapper_port = {PM_PORT}\n\n"
         f'[af]\nauthorized_keys = "{var}/ssh/authorized_keys"\n\n'
         f'[aw]\nlisten = "127.0.0.1:{WEB_PORT}"\n'
-        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n',
+        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n' + builder_section(var),
     )
     return config, password
+
+
+def builder_section(var: Path) -> str:
+    """`[builder]` for make run. var/ is 0700 (its owner's: the build user must
+    not read it, or ab refuses to build). ab makes the checkout itself, from
+    var/repos, and hands it to the build user in the builds root, by default
+    var-builds beside var/; when ab runs as root and the build user cannot
+    enter the directories above it (a clone under /root), the builds go to a
+    fresh directory under /tmp instead, removed when make run stops."""
+    if os.geteuid() != 0 or _enterable_by_all(var.parent):
+        return ""
+    root = tempfile.mkdtemp(prefix="applikant-make-run-builds-")
+    atexit.register(shutil.rmtree, root, True)
+    return f'\n[builder]\nbuilds_root = "{root}"\n'
+
+
+def _enterable_by_all(path: Path) -> bool:
+    here = path.resolve()
+    return all(os.stat(d).st_mode & 0o001 for d in [here, *here.parents])
 
 
 def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0) -> None:
@@ -156,21 +178,30 @@ def start_sshd(var: Path) -> SshServer | None:
     return server
 
 
-def print_welcome(config: Path, password: str, ssh_user: str, sshd: bool) -> None:
+def print_welcome(config: Path, password: str | None, ssh_user: str, sshd: bool) -> None:
     """The steps a newcomer follows (and the make-run test follows to the letter)."""
-    cli = f"APPLIKANT_CONFIG={config} {Path(sys.executable).parent}/applikant"
+    from ..version import version
+
     key = VAR / "demo_key"
     work = VAR / "demo"
+    web = f"http://127.0.0.1:{WEB_PORT}/"
     say()
-    say(f"Applikant is running (logs in {VAR}/log/). Ctrl-C stops it.")
+    say(f"Applikant {version()} is running (logs in {VAR}/log/). Ctrl-C stops it.")
     say()
-    say(f"  web UI      http://127.0.0.1:{WEB_PORT}/   login: root   password: {password}")
+    if password is not None:
+        say(f"  web UI      {web}   login: root   password: {password}   (shown this once)")
+    else:
+        say(f"  web UI      {web}   login: root   (the password printed on the first run;")
+        say("              a new one: applikant user passwd root, after the export below)")
+    ssh = f"127.0.0.1:{SSH_PORT}" if sshd else "off (no OpenSSH server)"
+    say(f"  git (SSH)   {ssh}   portmapper 127.0.0.1:{PM_PORT}")
     say()
     say("Try it, in another terminal:")
     say()
+    say(f'  export APPLIKANT_CONFIG={config} PATH="{Path(sys.executable).parent}:$PATH"')
     say(f"  ssh-keygen -q -t ed25519 -N '' -f {key}")
-    say(f"  {cli} key add root {key}.pub")
-    say(f"  {cli} repo create root/demo --public")
+    say(f"  applikant key add root {key}.pub")
+    say("  applikant repo create root/demo --public")
     if sshd:
         say(
             f'  export GIT_SSH_COMMAND="ssh -i {key} -o IdentitiesOnly=yes '

@@ -38,9 +38,21 @@ def init(
         bool, typer.Option(help="rewrite config and cookie of an existing install")
     ] = False,
     dev: Annotated[bool, typer.Option(help="development mode (never in production)")] = False,
+    mark_repo_root: Annotated[
+        bool,
+        typer.Option(
+            "--mark-repo-root",
+            help="only mark the configured repo root as this cluster's store (--force: "
+            "re-mark one marked with another cookie)",
+        ),
+    ] = False,
 ) -> None:
     """Set up this host: data dir, repo root, cookie, config file, first admin."""
     from ..ops.init import InitError, initialize, next_steps
+
+    if mark_repo_root:
+        _mark_repo_root(force)
+        return
 
     config_file = Path(os.environ.get("APPLIKANT_CONFIG") or envconfig.DEFAULT_CONFIG)
     password = None
@@ -65,13 +77,27 @@ def init(
     typer.echo(f"config file   {result.config_file}{kept}")
     typer.echo(f"data dir      {result.data_dir}")
     typer.echo(f"cookie        {result.cookie_file} (mode 0400)")
-    typer.echo(f"database      {result.db}")
+    from ..manager.store.engines import redact
+
+    typer.echo(f"database      {redact(str(result.db))}")
     if result.password:
         typer.echo(f"admin         {result.admin}  password: {result.password}  (shown once)")
     else:
         typer.echo(f"admin         {result.admin}")
     for line in next_steps(result):
         typer.echo(line)
+
+
+def _mark_repo_root(force: bool) -> None:
+    from ..ops.init import InitError, mark_repo_root
+
+    cfg = _config()
+    root = Path(cfg.path(cfg.af.repo_root, "repos"))
+    try:
+        marker = mark_repo_root(root, cfg.cookie(), replace=force)
+    except (InitError, envconfig.ConfigError) as exc:
+        common.fail(str(exc))
+    typer.echo(f"{root}: cluster {marker.cluster}, store {marker.store}")
 
 
 @app.command("prepare-ab", hidden=True)
@@ -94,6 +120,14 @@ def _config() -> Config:
         return config_mod.load()
     except envconfig.ConfigError as exc:
         common.fail(str(exc))
+
+
+def _database(cfg: Config) -> Path | str:
+    """am's database: the SQLite file, or the PostgreSQL URL as it is."""
+    from ..manager.store.engines import is_url
+
+    db = cfg.path(cfg.am.db, "am.sqlite3")
+    return db if is_url(db) else Path(db)
 
 
 def _refuse_while_running(cfg: Config) -> None:
@@ -122,9 +156,7 @@ def backup(dest: Annotated[Path, typer.Argument(help="new directory for the back
 
     cfg = _config()
     try:
-        manifest = make_backup(
-            Path(cfg.path(cfg.am.db, "am.sqlite3")), repo_disk(cfg), dest.resolve()
-        )
+        manifest = make_backup(_database(cfg), repo_disk(cfg), dest.resolve())
     except BackupError as exc:
         common.fail(str(exc))
     typer.echo(
@@ -155,7 +187,7 @@ def restore(
         write_hook_script(cfg)
         manifest = do_restore(
             src.resolve(),
-            Path(cfg.path(cfg.am.db, "am.sqlite3")),
+            _database(cfg),
             repo_disk(cfg),
             force=force,
             owner=owner,

@@ -15,7 +15,9 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
   are not in the repository yet when pre-receive runs.
 * pre-receive fails closed: am unreachable means the push is refused.
 * post-receive: ``build`` per updated branch says whether its new commit has
-  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``).
+  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``);
+  ``commits`` and ``total_commits`` describe what the branch brought, for the
+  webhooks' payloads (:mod:`applikant.frontend.pushinfo`).
 * post-receive cannot fail a push that already happened. When am cannot be
   reached the event is spooled durably (:mod:`applikant.frontend.spool`) and
   delivered, with its ``event_id`` so that am records it once, when am is back.
@@ -24,14 +26,13 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
 import trio
 
-from applikant import gitops
+from applikant import gitasync, gitops
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
-from applikant.frontend import spool
+from applikant.frontend import pushinfo, spool
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
 from applikant.logs import EventLog
 from applikant.node.node import CallContext
@@ -265,6 +266,11 @@ class HookServer:
                     gitops.has_path, git_dir, ref["new"], BUILD_SCRIPT, quarantine
                 )
                 ref["build"] = found is True
+                pushed = await pushinfo.describe(
+                    git_dir, ref["ref"], ref["old"], ref["new"], quarantine
+                )
+                if pushed is not None:
+                    ref.update(pushed)
 
         async with trio.open_nursery() as nursery:
             for ref in wanted:
@@ -358,20 +364,4 @@ async def is_fast_forward(git_dir: str, old: str, new: str, env: dict[str, str])
     ``env`` holds the quarantine variables only; the git process dies with the
     task when the hook call is cancelled (``ah`` gave up).
     """
-    argv = gitops.ancestor_argv(git_dir, old, new)
-    if argv is None:
-        return None
-    with trio.move_on_after(GIT_TIMEOUT):
-        try:
-            done = await trio.run_process(
-                argv,
-                env=gitops.git_env(env),
-                check=False,
-                stdin=b"",
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return None
-        return gitops.interpret_ancestor(done.returncode)
-    return None
+    return await gitasync.is_fast_forward(git_dir, old, new, env, GIT_TIMEOUT)

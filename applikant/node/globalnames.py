@@ -49,13 +49,19 @@ class GlobalNames:
     # ---- our own claims -----------------------------------------------------------
 
     async def register(
-        self, name: str, handlers: Mapping[str, Handler], on_lost: Callable[[str, str], None] | None
+        self,
+        name: str,
+        handlers: Mapping[str, Handler],
+        on_lost: Callable[[str, str], None] | None,
+        stamp: float | None = None,
     ) -> None:
         me = self.node.name
         owner = self.registry.owner(name)
-        if owner is not None and owner != me:
+        taken = owner is not None and owner != me
+        if taken and (stamp is None or not self.registry.beats(name, stamp, me)):
             raise NameTaken(f"{name} is already registered by {owner}")
-        stamp = time.time()
+        if stamp is None:
+            stamp = time.time()
         self.registry.claim(name, me, stamp)
         self.node.services.globals[name] = Service(handlers, on_lost)
         log.info("global_registered", name=name)

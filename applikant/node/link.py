@@ -33,6 +33,7 @@ from .protocol import (
     ErrorReply,
     Event,
     Reply,
+    State,
     Tick,
 )
 
@@ -205,8 +206,13 @@ class Link:
         self.spawn(self._read, self._table, token)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run `fn(*args)` for the peer: cancelled when the link closes."""
+        """Run `fn(*args)` for the peer: cancelled when the link closes. On a
+        link that has closed, nothing runs (its nursery may be gone already:
+        a heartbeat can come between the close and the link leaving the node's
+        table)."""
         assert self._nursery is not None, "the link is not running"
+        if self.closed:
+            return
         self._nursery.start_soon(fn, *args)
 
     # ---- the link's own events ----------------------------------------------
@@ -235,10 +241,13 @@ class Link:
     # ---- sending ----------------------------------------------------------
 
     async def send_event(self, event: Event) -> None:
-        """Send one message; NodeDown if the link is closed (then the protocol
-        object has ended too, and must not be asked to frame anything)."""
+        """Send one message; NodeDown once the link (or its protocol) is closing:
+        the peer said goodbye or broke the protocol, and the reader is ending it
+        (the protocol object must not be asked to frame anything then)."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
+        if self.proto.state is not State.CONNECTED:
+            raise NodeDown(f"{self.peer} is down (its link is closing)")
         await self.send_bytes(self.proto.send_parts(event))
 
     async def send_bytes(self, data: bytes | list[bytes]) -> None:

@@ -123,12 +123,18 @@ class Node:
         name: str,
         handlers: Mapping[str, Handler],
         on_lost: Callable[[str, str], None] | None = None,
+        *,
+        stamp: float | None = None,
     ) -> None:
         """Claim a cluster-wide name. Raises NameTaken if another node holds it.
 
         `on_lost(name, winner)` is called if a healed partition reveals an older claim.
+        `stamp` replaces the claim's time: the smallest stamp wins, so a claim
+        whose stamp is below the holder's takes the name over (the holder is told
+        it lost, as after a partition). A standby am claims with its lease's
+        epoch, negated: the newest lease wins wherever partitions heal.
         """
-        await self.globalnames.register(name, handlers, on_lost)
+        await self.globalnames.register(name, handlers, on_lost, stamp)
 
     async def unregister_global(self, name: str) -> None:
         await self.globalnames.unregister(name)

@@ -22,6 +22,15 @@ daemons (which run as that user) can use it.
 This covers one host that holds both am's database and the repositories (the
 embedded default); on several hosts, run it where am's database lives for the
 database and on each git host for the repositories.
+
+When `[am] db` is a PostgreSQL URL the database part is `am.pgdump`, made by
+`pg_dump --format=custom` (one consistent snapshot, while am writes) and put
+back by `pg_restore` into the database the URL names: an empty one, or with
+`force` one whose tables are replaced (pg_restore --clean; take a backup of it
+first if it holds anything of value). pg_dump and pg_restore come with
+Debian's `postgresql-client` and must be at least the server's version. The
+database's own replication and point-in-time recovery stay the database's
+business; this is the cluster's portable snapshot.
 """
 
 from __future__ import annotations
@@ -39,12 +48,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..manager.store.engines import is_url, redact
+
 if TYPE_CHECKING:
     from ..frontend.repodisk import RepoDisk
 
 FORMAT = 1
 #: What SQLite keeps beside a database in WAL mode.
 SIDECARS = ("-wal", "-shm")
+#: The database file in a backup, by backend.
+DUMP_NAMES = {"sqlite": "am.sqlite3", "postgresql": "am.pgdump"}
 
 
 class BackupError(Exception):
@@ -125,21 +138,57 @@ def _copy_database(db: Path, target: Path) -> None:
         source.close()
 
 
-def backup(db: Path, disk: RepoDisk, dest: Path) -> dict[str, Any]:
-    """Write a complete backup to `dest` (which must not exist); return the manifest."""
+def _pg_tool(name: str) -> str:
+    """pg_dump or pg_restore: on PATH (Debian's wrapper), or the newest installed."""
+    import glob
+
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        raise BackupError(f"{name} is not installed (apt-get install postgresql-client)")
+    return found
+
+
+def _pg(tool: str, *args: str) -> None:
+    r = subprocess.run([_pg_tool(tool), *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BackupError(f"{tool} failed: {r.stderr.strip()[-800:]}")
+
+
+def _dump_database(db: Path | str, target: Path) -> None:
+    if is_url(str(db)):
+        _pg(
+            "pg_dump",
+            "--format=custom",
+            "--no-owner",
+            "--no-privileges",
+            "--file",
+            str(target),
+            f"--dbname={db}",
+        )
+    else:
+        _copy_database(Path(db), target)
+
+
+def backup(db: Path | str, disk: RepoDisk, dest: Path) -> dict[str, Any]:
+    """Write a complete backup to `dest` (which must not exist); return the
+    manifest. `db` is the SQLite file, or the PostgreSQL URL."""
     repo_root = Path(disk.root)
+    kind = "postgresql" if is_url(str(db)) else "sqlite"
     if dest.exists():
         raise BackupError(f"{dest} exists; choose a new directory for the backup")
     if not dest.parent.is_dir():
         raise BackupError(f"{dest.parent} does not exist; make it first")
-    if not db.exists():
+    if kind == "sqlite" and not Path(db).exists():
         raise BackupError(f"no database at {db}")
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    dump = DUMP_NAMES[kind]
     with _umask(BACKUP_UMASK):
         (tmp / "repos").mkdir(parents=True)
         try:
-            _copy_database(db, tmp / "am.sqlite3")
+            _dump_database(db, tmp / dump)
             repos: dict[str, Any] = {}
             for repo in disk.list():
                 path = str(repo_root / f"{repo}.git")
@@ -157,8 +206,9 @@ def backup(db: Path, disk: RepoDisk, dest: Path) -> dict[str, Any]:
                 "format": FORMAT,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "host": socket.gethostname(),
-                "database": "am.sqlite3",
-                "database_sha256": _sha256(tmp / "am.sqlite3"),
+                "database": dump,
+                "database_kind": kind,
+                "database_sha256": _sha256(tmp / dump),
                 "repos": repos,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -197,9 +247,52 @@ def _set_aside(db: Path, stamp: str) -> list[tuple[Path, Path]]:
     return moves
 
 
+def _pg_has_tables(url: str) -> bool:
+    from ..manager.store.postgres import connect, schema_version
+
+    try:
+        conn = connect(url)
+    except Exception as exc:
+        raise BackupError(f"cannot reach the database {redact(url)}: {exc}") from None
+    try:
+        return schema_version(conn) > 0
+    finally:
+        conn.close()
+
+
+def _restore_postgres(
+    src: Path, manifest: dict[str, Any], url: str, disk: RepoDisk, force: bool
+) -> None:
+    """The repositories as for SQLite, then pg_restore (last: a failure before
+    leaves the database as it was)."""
+    if _pg_has_tables(url) and not force:
+        raise BackupError(
+            f"{redact(url)} holds am's tables: restore goes into an empty database; to "
+            "replace them (a fresh install's), add --force"
+        )
+    created: list[str] = []
+    try:
+        _restore_repos(src, manifest, disk, created)
+        clean = ["--clean", "--if-exists"] if force else []
+        _pg(
+            "pg_restore",
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            "--exit-on-error",
+            *clean,
+            f"--dbname={url}",
+            str(src / manifest["database"]),
+        )
+    except BaseException:
+        for repo in created:
+            disk.delete(repo)
+        raise
+
+
 def restore(
     src: Path,
-    db: Path,
+    db: Path | str,
     disk: RepoDisk,
     *,
     force: bool = False,
@@ -218,6 +311,20 @@ def restore(
     repo_root = Path(disk.root)
     if disk.list():
         raise BackupError(f"{repo_root} holds repositories: restore onto an empty one")
+    kind = manifest.get("database_kind", "sqlite")
+    if kind != ("postgresql" if is_url(str(db)) else "sqlite"):
+        raise BackupError(
+            f"the backup holds a {kind} database, but [am] db names "
+            + ("a PostgreSQL database" if is_url(str(db)) else "a SQLite file")
+            + ": restore onto the same kind of store"
+        )
+    if kind == "postgresql":
+        with _umask(RESTORE_UMASK):
+            _restore_postgres(src, manifest, str(db), disk, force)
+        if owner is not None:
+            chown_tree(repo_root, owner)
+        return manifest
+    db = Path(db)
     if db.exists() and not force:
         raise BackupError(
             f"{db} exists: restore goes onto an empty installation; to replace the "
@@ -238,14 +345,7 @@ def _restore(src: Path, manifest: dict[str, Any], db: Path, disk: RepoDisk) -> N
     created: list[str] = []
     moved: list[tuple[Path, Path]] = []
     try:
-        for repo, entry in manifest["repos"].items():
-            path = disk.create(repo, default_branch=entry["head"])
-            created.append(repo)
-            if "bundle" in entry:
-                bundle = str((src / entry["bundle"]).resolve())
-                _git("fetch", "--quiet", bundle, "+refs/*:refs/*", cwd=path)
-            if _refs(path) != entry["refs"]:
-                raise BackupError(f"{repo} came back with other refs than it was saved with")
+        _restore_repos(src, manifest, disk, created)
         moved = _set_aside(db, time.strftime("%Y%m%d-%H%M%S"))
         os.replace(tmp_db, db)
     except BaseException:
@@ -255,3 +355,16 @@ def _restore(src: Path, manifest: dict[str, Any], db: Path, disk: RepoDisk) -> N
         for repo in created:  # back to the empty installation it was
             disk.delete(repo)
         raise
+
+
+def _restore_repos(src: Path, manifest: dict[str, Any], disk: RepoDisk, created: list[str]) -> None:
+    """Every repository of the backup, created through `disk` and fetched from
+    its bundle; `created` names those made so far (undone on failure)."""
+    for repo, entry in manifest["repos"].items():
+        path = disk.create(repo, default_branch=entry["head"])
+        created.append(repo)
+        if "bundle" in entry:
+            bundle = str((src / entry["bundle"]).resolve())
+            _git("fetch", "--quiet", bundle, "+refs/*:refs/*", cwd=path)
+        if _refs(path) != entry["refs"]:
+            raise BackupError(f"{repo} came back with other refs than it was saved with")

@@ -15,6 +15,9 @@ What is compared with what:
   owned by the service user (a restore or a `git` run as root leaves root's
   files, which af and am cannot write), and none is open to others;
 - the daemons: every one configured for this host (am, af, aw, ab) answers;
+- am's database: a SQLite file at a schema this am knows; or a PostgreSQL
+  server that answers, at a schema this am knows, with an active am holding
+  the lease (and which one), and connections to spare;
 - the service account: it exists, has a shell to run the forced command, and
   logs in with keys only (no password; not locked when sshd runs without PAM).
 """
@@ -31,6 +34,7 @@ from typing import Any
 
 from .. import envconfig, installpaths
 from ..config import Config
+from ..manager.store.engines import is_url, redact
 from ..node import blocking, pmclient
 from ..node.errors import DistError
 
@@ -188,10 +192,11 @@ def check_daemons(cfg: Config, cookie: bytes, registered: dict[str, int]) -> lis
 def _data_roots(cfg: Config) -> list[str]:
     """The data dir, and the places af and am write that may lie outside it."""
     roots = [os.path.abspath(cfg.node.data_dir)]
+    db = cfg.path(cfg.am.db, "am.sqlite3")
     for path in (
         cfg.path(cfg.af.repo_root, "repos"),
         cfg.path(cfg.af.spool_dir, "spool"),
-        os.path.dirname(cfg.path(cfg.am.db, "am.sqlite3")),
+        *([] if is_url(db) else [os.path.dirname(db)]),
     ):
         path = os.path.abspath(path)
         if not any(path == r or path.startswith(r + os.sep) for r in roots):
@@ -291,6 +296,48 @@ def check_repos(cfg: Config) -> Check:
             "repository it knows",
         )
     return Check("repo root", "ok", f"{disk.root}, {len(repos)} repositories, hooks in place")
+
+
+def check_repo_store(cfg: Config, cookie: bytes) -> Check:
+    """The repo root's cluster marker, and what this host's af says of its root."""
+    from ..frontend import repostore
+
+    root = cfg.path(cfg.af.repo_root, "repos")
+    af = cfg.node_name("af")
+    store: dict[str, Any] = {}
+    if af.split("@")[1] == envconfig.node_host(cfg.raw):
+        try:
+            store = _call(cfg, cookie, af, "af_status", "status", node=af).get("store") or {}
+        except (DistError, AttributeError):
+            pass  # "af up" says why af does not answer
+    mount = (
+        f"mount the cluster's shared repository root at {root} (the same path as on the "
+        "other git hosts), then systemctl restart applikant-af"
+    )
+    if store.get("state") == "refused":
+        return Check("repo store", "fail", f"af refuses {root}: {store.get('reason')}", mount)
+    try:
+        marker = repostore.read_marker(root)
+    except repostore.MarkerError as exc:
+        return Check("repo store", "fail", str(exc), mount)
+    if marker is None:
+        return Check(
+            "repo store",
+            "warn",
+            f"{root} carries no cluster marker yet",
+            "start af (the first af of a cluster marks its store); " + mount,
+        )
+    cluster = repostore.cluster_id(cookie)
+    if marker.cluster != cluster:
+        return Check(
+            "repo store",
+            "fail",
+            f"{root} is marked for another cluster ({marker.cluster}; this one is {cluster})",
+            mount + "; or, if this cluster's cookie was changed on purpose, "
+            "`applikant init --mark-repo-root --force`",
+        )
+    managed = f", managed by {store['manager']}" if store.get("manager") else ""
+    return Check("repo store", "ok", f"{root}: cluster {cluster}, store {marker.store}{managed}")
 
 
 # ---- sshd ---------------------------------------------------------------------
@@ -534,7 +581,8 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
     except DistError as exc:
         return Check("authorized_keys", "skip", f"am does not answer: {exc}")
     expected = authkeys.render(
-        [(k["user"], k["public_key"]) for k in keys], cfg.af.as_command or default_as_command()
+        [(k["user"], k["public_key"], k["fingerprint"]) for k in keys],
+        cfg.af.as_command or default_as_command(),
     )
     try:
         with open(path, encoding="utf-8") as f:
@@ -556,17 +604,127 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
     return Check("authorized_keys", "ok", f"{path}, {len(keys)} keys, in step with am")
 
 
+def check_database(cfg: Config) -> list[Check]:
+    """am's database: there, at a schema this am knows; on PostgreSQL also the
+    lease (which am is active) and the server's settings that matter."""
+    from ..manager.store.engines import backend_for
+    from ..manager.store.schema import MIGRATIONS
+
+    db = cfg.path(cfg.am.db, "am.sqlite3")
+    known = len(MIGRATIONS)
+    if not is_url(db):
+        if not os.path.exists(db):
+            return [Check("database", "skip", f"no SQLite file at {db} (am makes it)")]
+        try:
+            version = backend_for(db).version_of(db) or 0
+        except Exception as exc:
+            return [Check("database", "fail", f"{db}: {exc}", "restore it from a backup")]
+        return [_schema_check(f"SQLite file {db}", version, known)]
+    return _check_postgres(db, known, cfg.am.lease_timeout)
+
+
+def _schema_check(where: str, version: int, known: int) -> Check:
+    if version > known:
+        return Check(
+            "database",
+            "fail",
+            f"{where} is at schema version {version}; this applikant knows up to {known}",
+            "upgrade applikant on this host (every am of the cluster runs one version)",
+        )
+    if version < known:
+        return Check(
+            "database",
+            "warn",
+            f"{where} is at schema version {version} of {known}",
+            "start am: it migrates the database (take a backup first: applikant backup)",
+        )
+    return Check("database", "ok", f"{where}, schema version {version}")
+
+
+def _check_postgres(url: str, known: int, timeout: float) -> list[Check]:
+    from ..manager.lease import current
+    from ..manager.store.postgres import connect, schema_version
+
+    shown = redact(url)
+    try:
+        conn = connect(url, timeout=max(timeout, 3.0), application="applikant-doctor")
+    except Exception as exc:
+        return [
+            Check(
+                "database",
+                "fail",
+                f"PostgreSQL at {shown} does not answer: {str(exc).strip()[:300]}",
+                "check [am] db, that the server runs and lets this host in (pg_hba.conf), "
+                "and the password (the service user's ~/.pgpass)",
+            )
+        ]
+    try:
+        version = schema_version(conn)
+        checks = [_schema_check(f"PostgreSQL {shown}", version, known)]
+        has_leases = conn.execute("SELECT to_regclass('am_leases')").fetchone()[0] is not None
+        lease = current(conn) if has_leases else None
+        if lease is None:
+            checks.append(Check("am lease", "warn", "no am has taken the lease yet", "start am"))
+        elif lease.held:
+            since = lease.acquired_at.strftime("%Y-%m-%d %H:%M:%S %Z")
+            checks.append(
+                Check(
+                    "am lease",
+                    "ok",
+                    f"{lease.holder} is active (epoch {lease.epoch}, since {since})",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    "am lease",
+                    "fail",
+                    f"no am is active: the last lease (epoch {lease.epoch}) was {lease.holder}'s",
+                    "start am (systemctl start applikant-am) on a manager host",
+                )
+            )
+        used, most, sync = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_stat_activity),"
+            " current_setting('max_connections')::int, current_setting('synchronous_commit')"
+        ).fetchone()
+        spare = int(most) - int(used)
+        checks.append(
+            Check(
+                "database connections",
+                "ok" if spare >= 10 else "warn",
+                f"{used} of {most} in use (each am uses 4, doctor 1)",
+                "" if spare >= 10 else "raise max_connections on the server",
+            )
+        )
+        if sync == "off":
+            checks.append(
+                Check(
+                    "database durability",
+                    "warn",
+                    "the server has synchronous_commit = off (am turns it on for its own sessions)",
+                    "set synchronous_commit = on for the database: "
+                    "ALTER DATABASE ... SET synchronous_commit = on",
+                )
+            )
+        return checks
+    finally:
+        conn.close()
+
+
 def run_checks(cfg: Config, sshd_config: str = SSHD_CONFIG) -> list[Check]:
     checks: list[Check] = []
     user = service_user(cfg)
     cookie_check, cookie = check_cookie(cfg)
     checks.append(cookie_check)
     checks += check_ownership(cfg, user)
+    checks += check_database(cfg)
     pm_check, registered = check_portmapper(cfg)
     checks.append(pm_check)
     if cookie is not None and registered is not None:
         checks += check_daemons(cfg, cookie, registered)
     checks.append(check_repos(cfg))
+    if cookie is not None:
+        checks.append(check_repo_store(cfg, cookie))
     checks += check_sshd(cfg, user, sshd_config)
     checks.append(check_forced_command(cfg))
     if cookie is not None and registered is not None:

@@ -2,11 +2,13 @@
 
 Each module holds one of am's global services: the pydantic model of every
 method's arguments, the models of its answers, the table of both
-(`AM_USER_DB`, `AM_REPO_DB`, `AM_HOOK_API`, `AM_BUILDS`, `AM_WEBHOOKS`,
-`AM_OBSERVER`, each `{method: Op(request, answer)}`), and the bodies of aw's
+(`AM_USER_DB`, `AM_SESSIONS`, `AM_REPO_DB`, `AM_HOOK_API`, `AM_BUILDS`,
+`AM_WEBHOOKS`, `AM_OBSERVER`, each `{method: Op(request, answer)}`), and the bodies of aw's
 REST API for the same operations:
 
 - `users`: am_user_db (users, SSH keys, API tokens, groups)
+- `sessions`: am_sessions (web sessions), and the REST bodies that ask for the
+  current password
 - `repos`: am_repo_db (repositories, permissions, protected branches, access
   decisions, the audit log)
 - `hooks`: am_hook_api; `builds`: am_builds; `webhooks`: am_webhooks;

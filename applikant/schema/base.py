@@ -17,6 +17,10 @@ Three kinds of model, one convention each:
 `actor` is who a call acts for: `system` (the admin command line and the
 daemons, which hold the cluster cookie) or `user-42` (aw acting for a
 logged-in user). Mutating methods require it; reads default to `system`.
+`by` names the person behind a `system` call, for the record: the admin
+command line sends `cli:<OS user>` (`cli:root`). am authorises the call as
+`system` (the cookie is the credential) and writes `by` into the audit log as
+the actor (`recorded_actor`); `by` with any other actor is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from applikant.node.errors import BadRequest
 
@@ -38,12 +42,23 @@ __all__ = [
     "Read",
     "Req",
     "Result",
+    "acts_as_system",
     "describe",
     "parse",
 ]
 
 SYSTEM = "system"
 """The actor of changes made by am itself or by its local admin command line."""
+
+BY_PATTERN = r"^cli:[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$"
+"""What `by` may say: the admin command line and the OS user who ran it."""
+
+
+def acts_as_system(actor: str) -> bool:
+    """Whether an audit actor is the cluster itself: `system`, or the admin
+    command line recorded as its OS user (`cli:root`)."""
+    return actor == SYSTEM or actor.startswith("cli:")
+
 
 AccessLevel = Literal["read", "write", "admin"]
 OwnerKind = Literal["user", "group"]
@@ -64,11 +79,29 @@ class Body(Req):
     model_config = ConfigDict(str_max_length=BODY_STR_MAX)
 
 
-class Mutation(Req):
+class _Acting(Req):
+    """A request made for someone (see the module docstring for `actor`, `by`)."""
+
+    actor: str = SYSTEM
+    by: str | None = Field(default=None, pattern=BY_PATTERN)
+
+    @model_validator(mode="after")
+    def _by_for_system_only(self) -> _Acting:
+        if self.by is not None and self.actor != SYSTEM:
+            raise ValueError("'by' names the person behind a system call only")
+        return self
+
+    @property
+    def recorded_actor(self) -> str:
+        """Who the audit log names: `by` for a system call that gives it, else the actor."""
+        return self.by or self.actor
+
+
+class Mutation(_Acting):
     actor: str
 
 
-class Read(Req):
+class Read(_Acting):
     actor: str = SYSTEM
 
 
@@ -108,6 +141,8 @@ def describe(error: Any) -> str:
         return f"unknown field {loc!r}"
     if kind == "literal_error":
         return f"field {loc!r} must be {error['ctx']['expected']}"
+    if kind == "value_error" and not error["loc"]:  # a rule across fields
+        return str(error["ctx"]["error"])
     if kind in _TYPE_WORDS:
         return f"field {loc!r} must be {_TYPE_WORDS[kind]}"
     if kind == "string_too_long":

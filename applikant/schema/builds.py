@@ -1,7 +1,8 @@
 """`am_builds`: the build queue, for people (CLI, aw) and runners (ab).
 
-A build is `applikant.builder.models.Build`; `build` arguments are build-42,
-#42 or 42.
+A build is `applikant.builder.models.Build`; a `build` argument is its id
+(build-42), or its repository and number (alice/app#12), or a number with
+`repo` (12 of alice/app). A number alone, without `repo`, is an id.
 """
 
 from __future__ import annotations
@@ -49,16 +50,33 @@ class ListBuilds(Read):
 
 class BuildRef(Read):
     build: str | int
+    repo: str | None = None
 
 
 class ReadLog(Read):
     build: str | int
+    repo: str | None = None
     after: int = 0
     limit: int = 5000
 
 
 class BuildAction(Mutation):
     build: str | int
+    repo: str | None = None
+
+
+class LatestBuild(Read):
+    """The newest build of a branch (the badge)."""
+
+    repo: str
+    branch: str = Field(min_length=1, max_length=1000)
+
+
+class CommitBuilds(Read):
+    """The newest build of each commit that has one (commit pages)."""
+
+    repo: str
+    commits: list[str] = Field(max_length=1000)
 
 
 class Hello(Read):
@@ -92,6 +110,8 @@ AM_BUILDS: dict[str, Op] = {
     "log": Op(ReadLog, BuildLog),
     "cancel": Op(BuildAction, Build),
     "rerun": Op(BuildAction, Build),
+    "latest": Op(LatestBuild, Build | None),
+    "of_commits": Op(CommitBuilds, dict[str, Build]),
     "counts": Op(None, dict[str, int]),
     "hello": Op(Hello, Interrupted),
     "take": Op(Take, list[Build]),

@@ -51,7 +51,12 @@ class ProtectedBranch(Result):
 
 
 class AuditEntry(Result):
-    """One line of the append-only audit log; `details` is action-specific JSON."""
+    """One line of the append-only audit log; `details` is action-specific JSON.
+
+    `actor` is who acted, as recorded: `user-42`, `system`, `cli:root` (the
+    admin command line run by root), `anonymous`. `actor_login` is the login of
+    a `user-42` actor as it is now (None for the others, and for an account
+    deleted since)."""
 
     id: int
     time: datetime
@@ -61,18 +66,22 @@ class AuditEntry(Result):
     repo: str | None
     details: dict[str, Any]
     event_id: str | None = None
+    actor_login: str | None = None
 
 
 class AccessDecision(Result):
     """The answer to "may this user do that?"; `reason` is meant for people.
 
     `level` is the access the user actually has on the repository (None for none),
-    whether or not it was enough.
+    whether or not it was enough. `repo` is the repository's canonical name
+    (`alice/secret` when `ALICE/Secret` was asked), given when allowed: names
+    are looked up case-insensitively, and every read and push then uses it.
     """
 
     allowed: bool
     reason: str
     level: AccessLevel | None = None
+    repo: str | None = None
 
 
 class Readable(Result):
@@ -86,15 +95,17 @@ class Readable(Result):
 
 
 class Counts(Result):
-    """Totals for the dashboard."""
+    """Totals for the dashboard: site-wide for site admins; for anyone else,
+    what they may read (enabled users, groups, the repositories they can read,
+    their own keys, the pushes to those repositories) and no refusal counts."""
 
     users: int
     repos: int
     keys: int
     groups: int
     pushes: int = 0
-    push_denials: int = 0
-    access_denials: int = 0
+    push_denials: int | None = 0  # None: for site admins only
+    access_denials: int | None = 0
 
 
 # ---- bodies ------------------------------------------------------------------------

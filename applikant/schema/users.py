@@ -54,6 +54,7 @@ class ApiToken(Result):
 
     id: str
     user: str
+    login: str  # the user's
     title: str
     created_at: datetime
     last_used_at: datetime | None
@@ -102,6 +103,14 @@ class UserPatch(UserChanges):
     disabled: bool | None = None
     is_admin: bool | None = None
     password: str | None = Field(default=None, max_length=1024, repr=False)
+
+
+class DeletedUser(Result):
+    """The answer to delete_user: the account as it was, and where its
+    repositories went (their new full names), if they were transferred."""
+
+    user: User
+    transferred: list[str]
 
 
 class NewKey(Body):
@@ -159,6 +168,14 @@ class UserAction(Mutation):
     user: str
 
 
+class DeleteUser(Mutation):
+    """Delete an account; `transfer_to` (a user or group) takes its
+    repositories first, else it must own none."""
+
+    user: str
+    transfer_to: str | None = Field(default=None, max_length=64)
+
+
 class SetAdmin(Mutation):
     user: str
     is_admin: bool
@@ -198,6 +215,12 @@ class AllKeys(Read):
 
 class TouchKey(Read):
     fingerprint: str
+
+
+class TouchKeys(Read):
+    """Keys used since af last said (af batches them): their last use is now."""
+
+    fingerprints: list[str] = Field(max_length=1000)
 
 
 class UpdateKey(KeyTitle, Mutation):
@@ -246,6 +269,7 @@ AM_USER_DB: dict[str, Op] = {
     "disable_user": Op(UserAction, User),
     "enable_user": Op(UserAction, User),
     "set_admin": Op(SetAdmin, User),
+    "delete_user": Op(DeleteUser, DeletedUser),
     "set_password": Op(SetPassword, None),
     "verify_password": Op(VerifyPassword, User | None),
     "add_key": Op(AddKey, SshKey),
@@ -255,6 +279,7 @@ AM_USER_DB: dict[str, Op] = {
     "find_key": Op(FindKey, SshKey | None),
     "all_keys": Op(AllKeys, list[SshKey]),
     "touch_key": Op(TouchKey, None),
+    "touch_keys": Op(TouchKeys, None),
     "update_key": Op(UpdateKey, SshKey),
     "create_token": Op(CreateToken, NewApiToken),
     "list_tokens": Op(UserRef, list[ApiToken]),

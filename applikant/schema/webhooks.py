@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from applikant.webhooks.models import Attempt
 
-from .base import Mutation, Op, Read, Result
+from .base import Body, Mutation, Op, Read, Result
 
 
 class Webhook(Result):
@@ -47,17 +49,46 @@ class Delivery(Result):
     log: list[Attempt]
 
 
-class AddHook(Mutation):
-    repo: str | None = None
-    url: str
-    events: list[str] = ["push"]
-    secret: str | None = None
+# ---- bodies: what people send, through aw's API or the admin CLI ----------------
+
+
+class NewHook(Body):
+    """A new hook (`POST /api/repos/{owner}/{name}/hooks`, `POST /api/admin/hooks`):
+    the secret defaults to a random one, shown once in the answer."""
+
+    url: str = Field(max_length=2048)
+    events: list[str] = Field(default=["push"], min_length=1, max_length=10)
+    secret: str | None = Field(default=None, max_length=256, repr=False)
     active: bool = True
+
+
+class HookPatch(Body):
+    """Changes to a hook (`PATCH .../hooks/{hook}`); None leaves a field as it is."""
+
+    url: str | None = Field(default=None, max_length=2048)
+    events: list[str] | None = Field(default=None, min_length=1, max_length=10)
+    secret: str | None = Field(default=None, max_length=256, repr=False)
+    active: bool | None = None
+
+
+# ---- requests of am_webhooks ------------------------------------------------------
+
+
+class AddHook(NewHook, Mutation):
+    repo: str | None = None
     ping: bool = True
+
+
+class UpdateHook(HookPatch, Mutation):
+    hook: str
 
 
 class HookScope(Read):
     repo: str | None = None
+
+
+class HookRef(Read):
+    hook: str
 
 
 class WebhookRef(Mutation):
@@ -80,6 +111,9 @@ class Redeliver(Mutation):
 AM_WEBHOOKS: dict[str, Op] = {
     "add_hook": Op(AddHook, NewWebhook),
     "list_hooks": Op(HookScope, list[Webhook]),
+    "get_hook": Op(HookRef, Webhook),
+    "update_hook": Op(UpdateHook, Webhook),
+    "test_hook": Op(WebhookRef, Delivery),
     "remove_hook": Op(WebhookRef, Webhook),
     "list_deliveries": Op(HookRead, list[Delivery]),
     "get_delivery": Op(DeliveryRef, Delivery),

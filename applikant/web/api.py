@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..schema import observer, repos, users
+from ..schema import observer, repos, sessions, users
+from . import api_hooks
 from .am import AmError
 from .apitable import (
     ADMIN,
@@ -35,8 +36,9 @@ from .apitable import (
     Call,
     endpoint,
 )
-from .common import AUDIT_FILTERS, query_audit, web_of
+from .common import AUDIT_FILTERS, client_of, query_audit, web_of
 from .openapi import document
+from .sessionflow import renew_session
 
 
 def ok(value: Any, status: int = 200) -> JSONResponse:
@@ -149,24 +151,41 @@ async def user_get(call: Call) -> Response:
     return ok(await call.am.get_user(call.actor, call.params["id"]))
 
 
+async def _confirm(call: Call, password: str | None) -> None:
+    """The caller proved their password (see auth.Auth.confirm_recent), or 403."""
+    await web_of(call.request).auth.confirm_recent(call.who, password, client_of(call.request))
+
+
 async def user_patch(call: Call) -> Response:
-    req: users.UserPatch = call.body
+    req: sessions.UserPatchBody = call.body
     actor, user, am = call.actor, call.user, call.am
     if (req.disabled is not None or req.is_admin is not None) and not call.who.is_admin:
         raise ApiError(403, "only site administrators may disable accounts or change admins")
     if req.disabled is not None and user["id"] == actor:
         raise ApiError(400, "you cannot disable your own account")
+    if req.password is not None:
+        await _confirm(call, req.current_password)  # before anything changes
     if req.display_name is not None or req.email is not None:
         user = await am.update_user(
             actor, user["id"], display_name=req.display_name, email=req.email
         )
     if req.password is not None:
         await am.set_password(actor, user["id"], req.password)
+        if user["id"] == actor:
+            await renew_session(call.request, call.who)
     if req.disabled is not None:
         user = await am.set_disabled(actor, user["id"], req.disabled)
     if req.is_admin is not None:
         user = await am.set_admin(actor, user["id"], req.is_admin)
     return ok(await am.get_user(actor, user["id"]))
+
+
+async def user_delete(call: Call) -> Response:
+    """Delete an account; `?transfer_to=` gives its repositories to a user or group first."""
+    transfer = call.query.get("transfer_to", "").strip()[:64] or None
+    if call.params["id"] in (call.actor, call.who.login):
+        raise ApiError(400, "you cannot delete your own account; ask another admin")
+    return ok(await call.am.delete_user(call.actor, call.params["id"], transfer))
 
 
 async def keys_list(call: Call) -> Response:
@@ -220,7 +239,8 @@ async def tokens_list(call: Call) -> Response:
 
 
 async def tokens_create(call: Call) -> Response:
-    req: users.NewToken = call.body
+    req: sessions.NewTokenBody = call.body
+    await _confirm(call, req.current_password)
     return ok(await call.am.create_token(call.actor, call.user["id"], req.title), 201)
 
 
@@ -382,10 +402,18 @@ ROUTES: list[ApiRoute] = [
         "PATCH",
         "/users/{id}",
         user_patch,
-        "Change a user (the flags: site admins only)",
+        "Change a user (the flags: site admins only; a password: see current_password)",
         SELF,
-        users.UserPatch,
+        sessions.UserPatchBody,
         users.User,
+    ),
+    R(
+        "DELETE",
+        "/users/{id}",
+        user_delete,
+        "Delete a user (refused while they own repositories; ?transfer_to= moves them first)",
+        ADMIN,
+        answer=users.DeletedUser,
     ),
     R("GET", "/users/{id}/keys", keys_list, "A user's SSH keys", SELF, answer=[users.SshKey]),
     R(
@@ -421,9 +449,9 @@ ROUTES: list[ApiRoute] = [
         "POST",
         "/users/{id}/tokens",
         tokens_create,
-        "Create an API token (its secret is shown once)",
+        "Create an API token (its secret is shown once; see current_password)",
         SELF,
-        users.NewToken,
+        sessions.NewTokenBody,
         users.NewApiToken,
         201,
     ),
@@ -481,6 +509,7 @@ ROUTES: list[ApiRoute] = [
         answer=[observer.ClusterNode],
     ),
     R("GET", "/counts", counts, "Totals for the dashboard", LOGGED_IN, answer=repos.Counts),
+    *api_hooks.ROUTES,  # webhooks and their deliveries
 ]
 
 

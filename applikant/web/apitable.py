@@ -147,7 +147,7 @@ async def viewer(request: Request, *, write: bool) -> Viewer:
     if header:
         found: Viewer = await web.auth.from_headers(header, client_of(request))
         return found
-    found = await web.auth.session_viewer(request.session)
+    found = await web.auth.session_viewer(request.session, client_of(request))
     if (
         found.user is not None
         and write

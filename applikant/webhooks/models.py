@@ -68,9 +68,10 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"  # a 2xx answer
     HTTP_ERROR = "http-error"  # any other status but 3xx
     REDIRECT = "redirect"  # 3xx: not followed; its Location is recorded
-    TIMEOUT = "timeout"  # connect, read or the whole attempt took too long
-    CONNECTION_ERROR = "connection-error"  # refused, reset, unknown host, TLS...
+    TIMEOUT = "timeout"  # (older records: now a connection-error)
+    CONNECTION_ERROR = "connection-error"  # no answer: refused, filtered, timed out, TLS...
     INVALID_URL = "invalid-url"  # a stored URL that no longer passes validate_url
+    BLOCKED = "blocked"  # the host's addresses are not ones webhooks may reach
 
 
 class Attempt(_Model):

@@ -1,6 +1,6 @@
 """Builds end to end with real processes: portmapper, am, af, sshd and ab
 (harness/builds.py). A push with .applikant/build.sh queues a build
-(`build #N queued` in the push output), ab runs it, its log and status are in
+(`build alice/app #N queued for main: URL` in the push output), ab runs it, its log and status are in
 am, and the CLI reads, follows, cancels and re-runs it. Then the ways a build
 can be cut short: timeout, cancel, ab killed mid-build (failed, or queued
 again), am restarted with builds queued, a build that prints megabytes.
@@ -66,22 +66,30 @@ def test_push_queues_a_build_that_succeeds_with_its_log(
         work,
         'echo "hello from $APPLIKANT_REPO"\necho "ref $APPLIKANT_REF"\ngit log -1 --format=%H\n',
     )
-    number = site.queued_number(stderr)
-    assert f"remote: applikant: build #{number} queued" in stderr
+    number = site.queued_build(stderr)
+    assert number == "alice/ok#1"  # numbered per repository
+    assert (
+        f"remote: applikant: build alice/ok #1 queued for main: {site.base}/alice/ok/builds/1"
+        in stderr
+    )
     build = site.wait_build(number, "succeeded")
     assert build["commit"] == commit and build["ref"] == "refs/heads/main"
     assert build["repo"] == "alice/ok" and build["pusher"] == alice.id
+    assert build["number"] == 1 and build["pusher_login"] == "alice"
     assert build["exit_code"] == 0 and build["runner"] == site.ab_node
     assert build["queued_at"] <= build["started_at"] <= build["finished_at"]
     assert site.log_lines(number)[-3:] == ["hello from alice/ok", "ref refs/heads/main", commit]
 
     # the CLI: list, show, log
     listed = json.loads(cli(site, "build", "list", "--repo", "alice/ok", "--json").stdout)
-    assert [b["number"] for b in listed] == [number]
-    r = cli(site, "build", "show", str(number))
+    assert [f"{b['repo']}#{b['number']}" for b in listed] == [number]
+    r = cli(site, "build", "show", number)
     assert r.returncode == 0 and "succeeded" in r.stdout and commit in r.stdout
-    r = cli(site, "build", "log", f"#{number}")
+    assert "alice/ok #1" in r.stdout and "alice" in r.stdout
+    r = cli(site, "build", "log", "1", "--repo", "alice/ok")
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == commit
+    r = cli(site, "build", "log", "1")  # a number alone: which repository's?
+    assert r.returncode == 1 and "--repo" in r.stderr and "alice/ok" not in r.stdout
 
     # a push without build.sh, a tag and a deletion queue nothing
     site.git(None, "rm", "-q", "-r", ".applikant", cwd=work)
@@ -99,17 +107,17 @@ def test_push_queues_a_build_that_succeeds_with_its_log(
 def test_failing_build_and_rerun(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "fails", tmp_path)
     _, stderr = site.push_script(alice, work, "echo about to fail\nexit 3\n")
-    number = site.queued_number(stderr)
+    number = site.queued_build(stderr)
     build = site.wait_build(number, "failed")
     assert build["exit_code"] == 3 and build["reason"] == "exited with code 3"
     assert site.log_lines(number) == ["about to fail", MARKER_PREFIX + "exited with code 3"]
-    r = cli(site, "build", "log", str(number))
+    r = cli(site, "build", "log", number)
     assert r.returncode == 1
 
-    r = cli(site, "build", "rerun", str(number))
+    r = cli(site, "build", "rerun", number)
     assert r.returncode == 0, r.stderr
-    again = int(r.stdout.split("#")[1].split()[0])
-    assert again > number
+    assert r.stdout.strip() == "build alice/fails #2 queued"
+    again = "alice/fails#2"
     rerun = site.wait_build(again, "failed")
     assert rerun["commit"] == build["commit"] and rerun["attempt"] == 2
     audit = site.call_am("am_repo_db", "query_audit", {"query": {"action": "build"}})
@@ -119,7 +127,7 @@ def test_failing_build_and_rerun(site: BuildSite, alice: User, tmp_path: Path) -
 def test_timeout(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "slow", tmp_path)
     _, stderr = site.push_script(alice, work, "echo sleeping\nsleep 60\n")
-    number = site.queued_number(stderr)
+    number = site.queued_build(stderr)
     build = site.wait_build(number, "timed-out")
     assert build["reason"] == "timed out after 6 s"
     assert site.log_lines(number)[0] == "sleeping"
@@ -128,20 +136,20 @@ def test_timeout(site: BuildSite, alice: User, tmp_path: Path) -> None:
 def test_cancel_running_and_queued(site: BuildSite, alice: User, tmp_path: Path) -> None:
     work = repo_and_clone(site, alice, "cancel", tmp_path)
     _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
-    running = site.queued_number(stderr)
+    running = site.queued_build(stderr)
     # concurrency 1: the second one waits in the queue
     _, stderr = site.push_script(alice, work, "echo second\n", branch="other")
-    queued = site.queued_number(stderr)
+    queued = site.queued_build(stderr)
     wait_until(lambda: site.log_lines(running) == ["started"], what="the build to start")
     assert site.build(queued)["status"] == "queued"
-    r = cli(site, "build", "cancel", str(queued))
+    r = cli(site, "build", "cancel", queued)
     assert r.returncode == 0 and "cancelled" in r.stdout
-    r = cli(site, "build", "cancel", str(running))
+    r = cli(site, "build", "cancel", running)
     assert r.returncode == 0 and "cancel asked" in r.stdout, r.stdout + r.stderr
     build = site.wait_build(running, "cancelled")
     assert build["reason"] == "cancelled"
     assert site.build(queued)["started_at"] is None
-    r = cli(site, "build", "cancel", str(running))
+    r = cli(site, "build", "cancel", running)
     assert r.returncode == 1 and "already ended" in r.stderr
 
 
@@ -156,9 +164,9 @@ def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> Non
         f"echo line 1\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n"
         "for i in 2 3 4 5; do echo line $i; sleep 0.3; done\n",
     )
-    number = site.queued_number(stderr)
+    number = site.queued_build(stderr)
     env = dict(os.environ, **site.env)
-    argv = [sys.executable, "-m", "applikant.cli.main", "build", "log", str(number), "--follow"]
+    argv = [sys.executable, "-m", "applikant.cli.main", "build", "log", number, "--follow"]
     # (closes its pipes and waits for it at the end of the block)
     with subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -180,7 +188,7 @@ def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> Non
         finally:
             watchdog.cancel()
     assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
-    assert proc.returncode == 0 and f"build #{number} succeeded" in err
+    assert proc.returncode == 0 and f"build {number} succeeded" in err
 
 
 def test_megabytes_of_output_are_capped(site: BuildSite, alice: User, tmp_path: Path) -> None:
@@ -188,13 +196,13 @@ def test_megabytes_of_output_are_capped(site: BuildSite, alice: User, tmp_path: 
     _, stderr = site.push_script(
         alice, work, "yes 'a line of output' | head -c 5000000\necho end\n"
     )
-    number = site.queued_number(stderr)
+    number = site.queued_build(stderr)
     build = site.wait_build(number, "succeeded")
     assert build["log_truncated"] is True
     lines = site.log_lines(number)
     assert sum(len(line) + 1 for line in lines) <= LOG_LIMIT + 200
     assert any(line.startswith(MARKER_PREFIX) and "log" in line for line in lines[-3:]), lines[-3:]
-    r = cli(site, "build", "show", str(number))
+    r = cli(site, "build", "show", number)
     assert "(truncated)" in r.stdout
 
 
@@ -203,7 +211,7 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
 ) -> None:
     work = repo_and_clone(site, alice, "killed", tmp_path)
     _, stderr = site.push_script(alice, work, "echo started\nsleep 60\n")
-    number = site.queued_number(stderr)
+    number = site.queued_build(stderr)
     wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
     site.stop_ab(signal.SIGKILL)
     site.start_ab()
@@ -218,7 +226,7 @@ def test_ab_killed_mid_build_fails_it_then_requeue_mode_requeues(
     site.start_ab(requeue)
     try:
         _, stderr = site.push_script(alice, work, "echo started\nsleep 2\necho done\n")
-        number = site.queued_number(stderr)
+        number = site.queued_build(stderr)
         wait_until(lambda: "started" in site.log_lines(number), what="the build to start")
         site.stop_ab(signal.SIGKILL)
         site.start_ab(requeue)
@@ -238,7 +246,7 @@ def test_am_restarted_with_queued_builds(site: BuildSite, alice: User, tmp_path:
     numbers = []
     for branch in ("one", "two"):
         _, stderr = site.push_script(alice, work, f"echo {branch}\n", branch=branch)
-        numbers.append(site.queued_number(stderr))
+        numbers.append(site.queued_build(stderr))
     assert [site.build(n)["status"] for n in numbers] == ["queued", "queued"]
     site.kill_am()
     site.start_am()
@@ -259,29 +267,31 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
     work = repo_and_clone(site, alice, "web", tmp_path)
     site.call_am("am_repo_db", "update_repo", {"repo": "alice/web", "is_public": True})
     _, stderr = site.push_script(alice, work, "echo '<b>not html</b>'\nsleep 1\necho done\n")
-    number = site.queued_number(stderr)
+    number = site.queued_build(stderr)
+    n = number.split("#")[1]
+    build_id = site.build(number)["id"]
     with httpx.Client(base_url=site.base, timeout=20) as web:
         wait_until(lambda: "<b>" in "".join(site.log_lines(number)), what="the first line")
-        page = web.get(f"/alice/web/builds/{number}")
+        page = web.get(f"/alice/web/builds/{n}")
         assert page.status_code == 200
         assert "&lt;b&gt;not html&lt;/b&gt;" in page.text and "/static/build.js" in page.text
         assert 'data-final="false"' in page.text
-        first = web.get(f"/api/builds/{number}/log", params={"after": 0}).json()
+        first = web.get(f"/api/builds/{build_id}/log", params={"after": 0}).json()
         assert first["lines"][0] == [1, "<b>not html</b>"] and first["status"] == "running"
         site.wait_build(number, "succeeded")
-        rest = web.get(f"/api/builds/{number}/log", params={"after": first["next"]}).json()
+        rest = web.get(f"/api/builds/{build_id}/log", params={"after": first["next"]}).json()
         assert rest["final"] and rest["status"] == "succeeded" and rest["lines"][-1][1] == "done"
         listing = web.get("/alice/web/builds")
-        assert listing.status_code == 200 and f'/alice/web/builds/{number}"' in listing.text
+        assert listing.status_code == 200 and f'/alice/web/builds/{n}"' in listing.text
         assert 'class="badge status-succeeded"' in listing.text
-        done = web.get(f"/alice/web/builds/{number}").text
+        done = web.get(f"/alice/web/builds/{n}").text
         assert re.search(r'id="build-summary">Succeeded in \d+ s<', done), done[:2000]
         assert "This build is" not in done
         assert 'href="/alice/web/builds"' in web.get("/alice/web").text
-        assert web.get("/api/builds/999999/log").status_code == 404
-        assert web.get(f"/alice/ok/builds/{number}").status_code == 404  # private, other repo
+        assert web.get("/api/builds/build-999999/log").status_code == 404
+        assert web.get(f"/alice/ok/builds/{n}").status_code == 404  # private, other repo
         # anonymous readers cannot re-run; alice (a writer) can
-        assert web.post(f"/alice/web/builds/{number}", data={"action": "rerun"}).status_code in (
+        assert web.post(f"/alice/web/builds/{n}", data={"action": "rerun"}).status_code in (
             403,
             401,
         )
@@ -297,10 +307,9 @@ def test_web_pages_and_log_json(site: BuildSite, alice: User, tmp_path: Path) ->
                 "csrf": csrf_of(login.text),
             },
         )
-        page = web.get(f"/alice/web/builds/{number}")
-        r = web.post(
-            f"/alice/web/builds/{number}", data={"action": "rerun", "csrf": csrf_of(page.text)}
-        )
+        page = web.get(f"/alice/web/builds/{n}")
+        r = web.post(f"/alice/web/builds/{n}", data={"action": "rerun", "csrf": csrf_of(page.text)})
         assert r.status_code == 303
         again = int(r.headers["location"].rsplit("/", 1)[1])
-        site.wait_build(again, "succeeded")
+        assert again == int(n) + 1  # the repository's next number
+        site.wait_build(f"alice/web#{again}", "succeeded")

@@ -67,7 +67,10 @@ def test_as_refuses_bad_commands_before_any_call(nowhere: dict[str, str]) -> Non
     assert r.returncode == 1 and "interactive shells" in r.stderr
 
 
-@pytest.mark.parametrize("argv", [[], ["root"], ["user-1", "user-2"], ["user-x"], ["--config"]])
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["root"], ["user-1", "user-2"], ["user-x"], ["--config"], ["user-1", "SHA256:a", "b"]],
+)
 def test_as_refuses_a_bad_forced_command(nowhere: dict[str, str], argv: list[str]) -> None:
     r = _run([*AS, *argv], dict(nowhere, SSH_ORIGINAL_COMMAND="git-upload-pack 'a/b'"))
     assert r.returncode == 1 and "misconfigured forced command" in r.stderr

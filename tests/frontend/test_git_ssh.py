@@ -89,7 +89,7 @@ def test_push_denied_without_write_access(
     site.commit(work)
     r = site.push(bob, work, check=False)
     assert r.returncode != 0
-    assert f"applikant: {bob.id} has no write access to alice/readonly" in r.stderr
+    assert "applikant: bob has no write access to alice/readonly" in r.stderr  # by login
     assert site.head("alice/readonly") is None
     denied = site.call_am(
         "am_repo_db",
@@ -393,3 +393,24 @@ def test_keys_command_mode(tmp_path: Path) -> None:
         assert not site.keys_file.exists() or gina.pub.split()[1] not in site.keys_file.read_text()
         site.remove_key(gina)
         assert site.ssh(gina, "info").returncode == 255
+
+
+def test_keys_last_use_is_recorded_in_batches(site: GitSite, alice: User) -> None:
+    """The forced command names the key; af notes it when it lets a session in
+    and tells am within its flush interval; `key list` shows it."""
+    lines = site.keys_file.read_text()
+    key = site.call_am("am_user_db", "get_key", {"key": alice.key_id})
+    assert f'{alice.id} {key["fingerprint"]}"' in lines  # as <user> <fingerprint>
+    site.create_repo("alice/used")
+    idle = site.add_user("idle")  # a key never used
+    for _ in range(3):  # a busy client: three sessions, one write to am
+        site.git(alice, "ls-remote", site.url("alice/used"))
+
+    def used() -> str | None:
+        return site.call_am("am_user_db", "get_key", {"key": alice.key_id})["last_used_at"]
+
+    when = wait_until(used, timeout=30, what="alice's key's last use in am")
+    assert site.call_am("am_user_db", "get_key", {"key": idle.key_id})["last_used_at"] is None
+    out = site.cluster.cli("key", "list", "alice")
+    assert out.returncode == 0 and when[:16].replace("T", " ") in out.stdout, out.stdout
+    assert site.status()["keys_used_told"] >= 1

@@ -7,6 +7,7 @@ import pytest
 from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.store import SYSTEM, Store
 from applikant.manager.store.access import ACCESS_SQL
+from tests.manager.helpers import is_postgres, plan, scans_a_table
 
 
 @pytest.fixture
@@ -53,10 +54,10 @@ def test_reasons(store: Store, world: dict[str, str]) -> None:
     store.access.grant("team/tool", "readers", "write", actor=SYSTEM)
     d = store.access.check(world["dave"], "team/tool.git", "write")
     assert d.allowed and d.level == "write"
-    assert d.reason == f"{world['dave']} has write access to team/tool (via group readers)"
+    assert d.reason == "dave has write access to team/tool (via group readers)"
     d = store.access.check(world["carol"], "team/tool", "admin")
     assert not d.allowed and d.level == "write"
-    assert d.reason == f"{world['carol']} has no admin access to team/tool"
+    assert d.reason == "carol has no admin access to team/tool"  # by login, not user-N
     d = store.access.check(world["carol"], "team/tool", "write")
     assert d.reason.endswith("(member of owning group team)")
     assert store.access.check(world["alice"], "alice/app", "admin").reason.endswith("(owner)")
@@ -88,14 +89,14 @@ def test_private_and_missing_look_the_same(store: Store, world: dict[str, str]) 
 def test_disabled_and_unknown_users(store: Store, world: dict[str, str]) -> None:
     store.users.disable(world["alice"], actor=SYSTEM)
     d = store.access.check(world["alice"], "alice/open", "read")
-    assert not d.allowed and d.reason == f"account {world['alice']} is disabled"
+    assert not d.allowed and d.reason == "account alice is disabled"
     store.users.disable(world["root"], actor=SYSTEM)
     assert not store.access.check(world["root"], "alice/app", "read").allowed
     d = store.access.check("user-999", "alice/open", "read")
     assert not d.allowed and d.reason == "no account user-999"
-    # A login is accepted too, and named by its id in reasons.
+    # A login is accepted too; reasons name people by login either way.
     d = store.access.check("carol", "team/tool", "write")
-    assert d.allowed and d.reason.startswith(f"{world['carol']} has write")
+    assert d.allowed and d.reason.startswith("carol has write")
     assert not store.access.check("nobody", "alice/open", "read").allowed
 
 
@@ -144,12 +145,11 @@ def test_highest_level_wins(store: Store, world: dict[str, str]) -> None:
 @pytest.mark.parametrize("name", sorted(ACCESS_SQL))
 def test_every_access_query_is_indexed(store: Store, world: dict[str, str], name: str) -> None:
     sql = ACCESS_SQL[name]
-    params = (1,) * sql.count("?")
-    plan = [
-        row["detail"] for row in store.core.connection.execute("EXPLAIN QUERY PLAN " + sql, params)
-    ]
-    assert plan, name
-    assert not any(d.startswith("SCAN") for d in plan), (name, plan)
-    # A temporary B-tree may sort the user's few matching groups; that is bounded
-    # by the user's memberships, not by the size of the store.
-    assert all(d.startswith("SEARCH") or d == "USE TEMP B-TREE FOR ORDER BY" for d in plan), plan
+    params = ("1",) * sql.count("?")  # text: it fits the name columns and the ids
+    steps = plan(store, sql, params)
+    assert steps, name
+    assert not scans_a_table(steps), (name, steps)
+    if not is_postgres(store):
+        # A temporary B-tree may sort the user's few matching groups; that is
+        # bounded by the user's memberships, not by the size of the store.
+        assert all(d.startswith("SEARCH") or d == "USE TEMP B-TREE FOR ORDER BY" for d in steps)

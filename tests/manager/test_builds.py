@@ -3,12 +3,14 @@ log lines in order, finish, cancel, rerun, interrupted runners, durability."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.store import Store
+from tests.manager.conftest import FAST
 
 C1, C2 = "a" * 40, "b" * 40
 S = "system"
@@ -20,11 +22,12 @@ def events() -> list[dict]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, events: list[dict]) -> Store:
-    s = Store(str(tmp_path / "am.sqlite3"), on_change=events.append)
+def store(db: str, events: list[dict]) -> Iterator[Store]:
+    s = Store(db, on_change=events.append, passwords=FAST)
     s.users.add("alice", actor=S)
     s.repos.create("alice/p", actor=S)
-    return s
+    yield s
+    s.close()
 
 
 def queue(store: Store, *commits: str, event_id: str | None = "e1") -> list[int]:
@@ -38,7 +41,7 @@ def queue(store: Store, *commits: str, event_id: str | None = "e1") -> list[int]
 
 
 def test_enqueue_is_idempotent_per_event_and_durable(
-    store: Store, tmp_path: Path, events: list[dict]
+    store: Store, db: str, events: list[dict]
 ) -> None:
     events.clear()
     assert queue(store, C1, C2) == [1, 2]
@@ -46,9 +49,9 @@ def test_enqueue_is_idempotent_per_event_and_durable(
     assert [e["kind"] for e in events] == ["build.queued", "build.queued"]
     assert queue(store, C1, event_id="e2") == [3]
     store.close()
-    again = Store(str(tmp_path / "am.sqlite3"))
-    assert [b.status.value for b in again.builds.all()] == ["queued"] * 3
-    assert again.builds.get("#2").ref == "refs/heads/b1"
+    with Store(db, passwords=FAST) as again:
+        assert [b.status.value for b in again.builds.all()] == ["queued"] * 3
+        assert again.builds.get("#2").ref == "refs/heads/b1"
 
 
 def test_bad_input(store: Store) -> None:
@@ -135,3 +138,91 @@ def test_renamed_repo_and_listing(store: Store) -> None:
     assert store.builds.all(status="running") == []
     with pytest.raises(BadRequest):
         store.builds.all(status="nope")
+
+
+def _finish_all(store: Store) -> None:
+    for build in store.builds.all(limit=1000):
+        if build.status.value == "queued":
+            store.builds.cancel(build.id, actor=S)
+
+
+def test_builds_are_numbered_per_repository(store: Store) -> None:
+    store.repos.create("alice/q", actor=S)
+    assert queue(store, C1, C2) == [1, 2]
+    made = store.builds.enqueue("alice/q", [{"ref": "refs/heads/m", "commit": C1}], actor=S)
+    assert [(b.repo, b.number) for b in made] == [("alice/q", 1)]
+    assert store.builds.get("alice/q#1").id == made[0].id
+    assert store.builds.get("alice/p #2").ref == "refs/heads/b1"  # as people write it
+    assert store.builds.get("1", repo="alice/q").id == made[0].id
+    assert store.builds.get(made[0].id).number == 1  # the id still names it
+    with pytest.raises(NotFound, match="no build alice/q #9"):
+        store.builds.get("alice/q#9")
+    again = store.builds.rerun("alice/q#1", actor="user-1")
+    assert (again.repo, again.number) == ("alice/q", 2)
+    assert store.builds.get("alice/p#1").pusher_login == "alice"
+
+
+def test_prune_keeps_the_newest_finished_builds_of_each_repository(store: Store) -> None:
+    store.repos.create("alice/q", actor=S)
+    for i in range(5):
+        queue(store, C1, event_id=f"p{i}")
+    store.builds.enqueue("alice/q", [{"ref": "refs/heads/m", "commit": C1}], actor=S)
+    _finish_all(store)
+    queue(store, C2, event_id="still-queued")  # #6 of alice/p, never pruned
+    assert store.builds.prune(2, limit=2) == 2  # a batch at a time
+    assert store.builds.prune(2) == 2
+    assert store.builds.prune(2) == 0
+    assert [b.number for b in store.builds.all(repo="alice/p")] == [6, 5]
+    assert [b.number for b in store.builds.all(repo="alice/q")] == [1]
+    # Numbers go on from the last one given, not from what is left.
+    assert queue(store, C1, event_id="after") == [7]
+    with pytest.raises(BadRequest):
+        store.builds.prune(0)
+
+
+def test_latest_of_a_branch_and_builds_of_commits(store: Store) -> None:
+    assert store.builds.latest("alice/p", "refs/heads/b0") is None
+    queue(store, C1, event_id="x1")
+    queue(store, C1, event_id="x2")
+    latest = store.builds.latest("alice/p", "refs/heads/b0")
+    assert latest is not None and latest.number == 2
+    found = store.builds.of_commits("alice/p", [C1, C2, C1])
+    assert set(found) == {C1} and found[C1].number == 2
+
+
+def test_schema_9_numbers_the_builds_of_an_older_store(tmp_path: Path) -> None:
+    """A store at schema 8 gets its builds numbered per repository, in the order
+    they were queued, when am opens it."""
+    from applikant.manager.store.schema import MIGRATIONS
+
+    path = str(tmp_path / "old.sqlite3")
+    old = Store(path, migrations=MIGRATIONS[:8])  # the last schema before numbering
+    old.users.add("alice", actor=S)
+    for name in ("p", "q"):
+        old.repos.create(f"alice/{name}", actor=S)
+    with old.transaction(S) as tx:
+        for repo_id, name in ((1, "p"), (2, "q"), (1, "p"), (1, "p")):
+            tx.run(
+                "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at) VALUES (?, ?, ?, ?, ?)",
+                (repo_id, f"alice/{name}", "refs/heads/main", C1, tx.now),
+            )
+    old.close()
+    new = Store(path)
+    assert new.schema_version == len(MIGRATIONS)
+    assert [(b.id, b.number) for b in new.builds.all(repo="alice/p")] == [
+        ("build-4", 3),
+        ("build-3", 2),
+        ("build-1", 1),
+    ]
+    assert [b.number for b in new.builds.all(repo="alice/q")] == [1]
+    made = new.builds.enqueue("alice/p", [{"ref": "refs/heads/main", "commit": C2}], actor=S)
+    assert made[0].number == 4
+
+
+def test_a_nul_in_a_log_line_is_stored_on_every_backend(store: Store) -> None:
+    """PostgreSQL's text cannot hold NUL: it is kept as U+FFFD there, as is on SQLite."""
+    [build] = store.builds.enqueue("alice/p", [{"ref": "refs/heads/main", "commit": C1}], actor=S)
+    [running] = store.builds.take("ab@x", 1, actor=S)
+    store.builds.append_log(running.id, ["a\x00b"], runner="ab@x", attempt=1, actor=S)
+    [[_, line]] = store.builds.read_log(build.id)["lines"]
+    assert line in ("a\x00b", "a\ufffdb")

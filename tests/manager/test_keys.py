@@ -6,7 +6,7 @@ import pytest
 
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.store import SYSTEM, Event, Store
-from tests.manager.helpers import RealKeys, random_ed25519_line
+from tests.manager.helpers import RealKeys, plan, random_ed25519_line, scans_a_table, uses_index
 
 
 def test_add_list_get_remove(
@@ -128,12 +128,9 @@ def test_touch_last_used(store: Store, alice: str) -> None:
 def test_find_by_fingerprint_uses_the_index(store: Store) -> None:
     from applikant.manager.store.keys import FIND_KEY_SQL
 
-    plan = store.core.connection.execute(
-        "EXPLAIN QUERY PLAN " + FIND_KEY_SQL, ("SHA256:x",)
-    ).fetchall()
-    details = [row["detail"] for row in plan]
-    assert any("USING INDEX" in d and "ssh_keys" in d for d in details), details
-    assert not any(d.startswith("SCAN") for d in details), details
+    steps = plan(store, FIND_KEY_SQL, ("SHA256:x",))
+    assert uses_index(steps, "ssh_keys"), steps
+    assert not scans_a_table(steps), steps
 
 
 def test_update_title_keeps_the_key(

@@ -81,8 +81,10 @@ def test_check_access_and_list_readable(am: Am, people: dict[str, str]) -> None:
     assert check(people["alice"], "alice/secret", "write") == {
         "allowed": True,
         "level": "admin",
-        "reason": f"{people['alice']} has admin access to alice/secret (owner)",
+        "reason": "alice has admin access to alice/secret (owner)",  # by login
+        "repo": "alice/secret",
     }
+    assert check(people["alice"], "ALICE/Secret", "read")["repo"] == "alice/secret"  # canonical
     assert check(people["bob"], "crew/tool", "write")["allowed"]
     assert not check(people["bob"], "crew/tool", "admin")["allowed"]
     denied = check(people["carol"], "alice/secret", "read")

@@ -266,7 +266,7 @@ def test_api_tokens(am: Am) -> None:
     me = add_user(am, "tokenuser")
     other = add_user(am, "tokenother")
     made = am.users("create_token", actor=me["id"], user="tokenuser", title="ci")
-    assert set(made) == {"id", "user", "title", "created_at", "last_used_at", "token"}
+    assert set(made) == {"id", "user", "login", "title", "created_at", "last_used_at", "token"}
     assert made["user"] == me["id"] and made["token"].startswith(me["id"] + ".")
     assert made["last_used_at"] is None
     # Only the cluster's services verify; the answer is the user, or None.

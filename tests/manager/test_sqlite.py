@@ -17,6 +17,12 @@ from applikant.manager.store.sqlite import MIGRATIONS, migrate, schema_version
 FAST = Passwords(fast=True)
 
 
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """This module is about SQLite files: its store is on one only."""
+    return str(tmp_path / "am.sqlite3")
+
+
 def test_pragmas(store: Store) -> None:
     conn = store.core.connection
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -11,6 +11,7 @@ from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Store
 from applikant.manager.store.tokens import TOKENS_PER_USER_MAX, token_hash
+from tests.manager.helpers import is_postgres, plan, raw, uses_index
 
 FAST = Passwords(fast=True)
 
@@ -21,9 +22,11 @@ def test_create_verify_list_revoke(store: Store, alice: str, tmp_path: Path) -> 
     assert made.token.startswith(f"{alice}.") and len(made.token.split(".", 1)[1]) >= 43
     assert made.token not in repr(made)
     # Only the hash is kept: the secret is nowhere in the database files.
-    store.core.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    assert made.token.encode() not in (tmp_path / "am.sqlite3").read_bytes()
-    stored = store.core.connection.execute("SELECT token_hash FROM api_tokens").fetchone()[0]
+    if not is_postgres(store):
+        raw(store, "PRAGMA wal_checkpoint(TRUNCATE)")
+        assert made.token.encode() not in (tmp_path / "am.sqlite3").read_bytes()
+    assert not raw(store, "SELECT 1 FROM api_tokens WHERE token_hash = ?", (made.token,)).fetchall()
+    stored = raw(store, "SELECT token_hash FROM api_tokens").fetchone()[0]
     assert stored == token_hash(made.token)
 
     user = store.tokens.verify(made.token)
@@ -113,8 +116,5 @@ def test_last_used_is_written_once_a_minute(tmp_path: Path) -> None:
 def test_lookup_by_hash_uses_the_index(store: Store) -> None:
     from applikant.manager.store.tokens import TOKEN_SELECT
 
-    plan = store.core.connection.execute(
-        "EXPLAIN QUERY PLAN " + TOKEN_SELECT + " WHERE token_hash = ?", ("x",)
-    ).fetchall()
-    details = [row["detail"] for row in plan]
-    assert any("USING INDEX" in d for d in details), details
+    steps = plan(store, TOKEN_SELECT + " WHERE token_hash = ?", ("x",))
+    assert uses_index(steps), steps

@@ -45,6 +45,7 @@ def test_ids_are_stable_and_listed_by_login(store: Store) -> None:
 def test_bad_input_changes_nothing(
     store: Store, events: list[Event], kwargs: dict, error: type
 ) -> None:
+    kwargs = dict(kwargs)  # the same dict is given to the test on each backend
     login = kwargs.pop("login")
     with pytest.raises(error):
         store.users.add(login, actor=SYSTEM, **kwargs)
@@ -142,3 +143,48 @@ def test_passwords_module() -> None:
     assert p.verify(encoded, "correct horse") and not p.verify(encoded, "wrong")
     assert not p.verify(None, "x") and not p.verify("garbage", "x")
     assert not p.needs_rehash(encoded) and p.needs_rehash("garbage")
+
+
+def test_delete_takes_keys_tokens_memberships_and_grants_and_never_reuses_the_id(
+    store: Store, events: list[Event], alice: str, bob: str, root: str
+) -> None:
+    from tests.manager.helpers import random_ed25519_line
+
+    newest = store.users.add("carol", actor=SYSTEM)
+    store.keys.add(newest.id, random_ed25519_line(), actor=SYSTEM)
+    store.tokens.create(newest.id, "ci", actor=SYSTEM)
+    store.groups.create("team", actor=SYSTEM)
+    store.groups.add_member("team", "carol", actor=SYSTEM)
+    store.repos.create("alice/app", actor=alice)
+    store.access.grant("alice/app", "carol", "write", actor=SYSTEM)
+    events.clear()
+    gone = store.users.delete("carol", actor="cli:root")
+    assert gone.id == newest.id and gone.login == "carol"
+    assert events == [{"kind": "user.deleted", "user": newest.id, "login": "carol"}]
+    with pytest.raises(NotFound):
+        store.users.get(newest.id)
+    with pytest.raises(NotFound):  # a grant to the deleted id names no one
+        store.access.grant("alice/app", newest.id, "read", actor=SYSTEM)
+    assert store.groups.get("team").members == []
+    assert store.access.grants("alice/app") == []
+    assert store.keys.all() == [] and store.audit.counts().users == 3
+    (entry,) = store.audit.query(action="user.delete")
+    assert entry.actor == "cli:root" and entry.details["login"] == "carol"
+    # The login is free again; the id (it was the newest) is never given again.
+    again = store.users.add("carol", actor=SYSTEM)
+    assert again.id != newest.id
+    assert not store.access.check(newest.id, "alice/app", "read").allowed
+
+
+def test_delete_is_refused_while_owning_repositories_or_for_the_last_admin(
+    store: Store, alice: str, root: str
+) -> None:
+    store.repos.create("alice/one", actor=alice)
+    store.repos.create("alice/two", actor=alice)
+    with pytest.raises(Conflict, match=r"alice owns 2 repositories \(alice/one, alice/two\)"):
+        store.users.delete("alice", actor=SYSTEM)
+    assert store.users.get("alice").login == "alice"  # nothing changed
+    with pytest.raises(Conflict, match="root is the last site admin"):
+        store.users.delete("root", actor=SYSTEM)
+    with pytest.raises(NotFound):
+        store.users.delete("nobody", actor=SYSTEM)

@@ -1,7 +1,8 @@
 """The reference deployment across hosts (issue 8): am on `manager`, af with a real
 sshd on `git`, aw on `web`, each with its own portmapper and config, TLS on every
 link between them; git clients on `client`, a fourth host with no Applikant on it.
-Then partitions (a host's cable pulled and plugged back in) and two git hosts."""
+Then partitions (a host's cable pulled and plugged back in) and two git hosts
+sharing one repository store (test_multigit.py has the store's own tests)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.netns import Network, unavailable
-from harness.wait import wait_until
-from tests.multihost.deployment import (
+from harness.deployment import (
     HTTP_PORT,
     LISTEN_MAX,
     LISTEN_MIN,
@@ -22,6 +21,8 @@ from tests.multihost.deployment import (
     SSH_PORT,
     Deployment,
 )
+from harness.netns import Network, unavailable
+from harness.wait import wait_until
 
 # Several hosts, each a whole suite; partitions wait for tick times.
 pytestmark = pytest.mark.timeout(300)
@@ -33,7 +34,7 @@ TICK = 2.0
 @pytest.fixture
 def deploy(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Make]:
     """make(labels) -> a Deployment on a fresh Network (hosts 10.77.0.2, .3, ... in
-    the order of `labels`; the pki has certificates for .2 to .4). Everything is
+    the order of `labels`; the pki has certificates for .2 to .5). Everything is
     stopped and the namespaces removed after the test, also when it fails."""
     reason = unavailable()
     if reason is not None:
@@ -56,7 +57,7 @@ def deploy(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Make
 def reference(d: Deployment) -> None:
     d.start_manager("manager")
     d.start_git("git")
-    d.start_web("web", git="git")
+    d.start_web("web")
 
 
 def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(deploy: Make) -> None:
@@ -266,7 +267,9 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     )
 
 
-def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy: Make) -> None:
+def test_two_git_hosts_share_one_store_keys_in_step_each_as_asks_its_own_af(
+    deploy: Make,
+) -> None:
     d = deploy(["manager", "git1", "git2", "client"], tick_time=TICK)
     d.start_manager("manager")
     d.start_git("git1")
@@ -295,18 +298,25 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
         what="alice's key on both git hosts",
     )
     key_after = time.monotonic() - added_at
-    # A repository created in am is made on both (each git host has its own copy:
-    # nothing replicates repositories between git hosts; that is storage's business).
+    # A repository created in am is made once, in the store both git hosts share.
     d.cli_ok("manager", "repo", "create", "alice/project")
-    for label in ("git1", "git2"):
-        head = d.git_hosts[label].repo_root / "alice" / "project.git" / "HEAD"
-        wait_until(head.exists, what=f"the repo on {label}")
+    wait_until((d.store / "alice" / "project.git" / "HEAD").exists, what="the repo")
 
-    # Both serve pushes; am records which af each came through.
+    # Both serve pushes to that one repository, one history; am records which af
+    # each came through.
+    work = d.base / "work"
+    d.git("client", alice, "clone", "-q", d.ssh_url("git1", "alice/project"), str(work))
     commits = {}
     for label in ("git1", "git2"):
-        work = d.base / f"work-{label}"
-        d.git("client", alice, "clone", "-q", d.ssh_url(label, "alice/project"), str(work))
+        d.git(
+            "client",
+            None,
+            "remote",
+            "set-url",
+            "origin",
+            d.ssh_url(label, "alice/project"),
+            cwd=work,
+        )
         commits[label] = d.commit("client", work, f"via {label}")
         d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
         assert d.head(label, "alice/project") == commits[label]
@@ -343,7 +353,6 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
     d.stop("git1", "af")
     r = d.ssh("client", alice, "git1", "info")
     assert r.returncode == 1 and "the git service (af) cannot be reached" in r.stderr, r
-    work = d.base / "work-git2"
     again = d.commit("client", work, "git2 without git1's af")
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
     assert d.head("git2", "alice/project") == again

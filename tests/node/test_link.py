@@ -26,6 +26,7 @@ from applikant.node.protocol import (
     NamesHeld,
     Peers,
     Reply,
+    State,
     SyncAck,
     SyncRequest,
     Tick,
@@ -236,6 +237,22 @@ async def test_close_fails_pending_calls_and_stops_what_runs_for_the_peer() -> N
         assert peer.cancels() == []  # a dead link is not told to cancel
 
 
+async def test_nothing_is_spawned_for_a_closed_link() -> None:
+    """A heartbeat may tick a link after it closed and its nursery ended: that
+    must not take the node down ("Nursery is closed to new arrivals")."""
+    ran: list[str] = []
+
+    async def tick() -> None:
+        ran.append("tick")
+
+    async with linked(silent) as (link, _peer):
+        link.close("gone")
+        await trio.testing.wait_all_tasks_blocked()
+    link.spawn(tick)  # the link's nursery is over by now
+    await trio.testing.wait_all_tasks_blocked()
+    assert ran == []
+
+
 async def test_peer_closing_its_end_fails_pending_calls() -> None:
     async with linked(silent) as (link, peer):
         async with trio.open_nursery() as nursery:
@@ -296,6 +313,18 @@ async def test_write_on_a_broken_stream_is_node_down(how: str) -> None:
     assert "write failed" in link.down_reason
     assert not link.writing()
     with pytest.raises(NodeDown):
+        await link.send_event(Tick())
+
+
+async def test_a_send_while_the_protocol_is_closing_is_node_down() -> None:
+    """The peer said goodbye (or broke the protocol) and the reader has not yet
+    ended the link: a send then is NodeDown, like a send on a closed link (a
+    broadcast skips that peer), never a local protocol error."""
+    ours, _theirs = handshaken(US, PEER)
+    our_stream, _their_stream = trio.testing.memory_stream_pair()
+    link = Link(our_stream, ours, PEER, False, "memory", Deadlines())
+    ours.state = State.CLOSED
+    with pytest.raises(NodeDown, match="its link is closing"):
         await link.send_event(Tick())
 
 

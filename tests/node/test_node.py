@@ -102,6 +102,30 @@ async def test_healed_partition_tells_the_loser() -> None:
             assert a.global_names() == b.global_names() == {"dup": "a@localhost"}
 
 
+async def test_a_lower_stamp_takes_a_held_name_over_and_the_holder_is_told() -> None:
+    """What a standby am does with its lease's epoch: -2 beats the holder's -1."""
+    async with running_portmapper() as s:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
+            events = a.monitor()
+            await a.register_global("am_x", {"echo": echo}, stamp=-1.0)
+            await b.connect("a@localhost")
+            await b.sync()
+            with pytest.raises(NameTaken):
+                await b.register_global("am_x", {"echo": echo}, stamp=-1.0)
+            with pytest.raises(NameTaken):
+                await b.register_global("am_x", {"echo": echo})
+            await b.register_global("am_x", {"echo": echo}, stamp=-2.0)
+            assert b.global_names() == {"am_x": "b@localhost"}
+            assert await events.receive() == NodeUp("b@localhost")
+            assert await events.receive() == NameLost("am_x", "b@localhost")
+            await a.sync()
+            assert a.global_names() == {"am_x": "b@localhost"}
+            assert await a.call("am_x", "echo", 7) == 7  # served by b now
+
+
 async def test_handler_is_cancelled_when_its_caller_goes_down() -> None:
     started, cancelled = trio.Event(), trio.Event()
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from applikant.schema import repos, users
+from applikant.schema import repos, sessions, users, webhooks
 from applikant.web.api import ROUTES
 from applikant.web.apitable import (
     ADMIN,
@@ -52,8 +52,10 @@ class World:
 def world(site: WebSite, name: str) -> World:
     admin = site.client(auth=(ADMIN_LOGIN, ADMIN_PASSWORD))
     people = {}
+    passwords = {}
     for role in ("owner", "reader", "writer", "stranger", "victim"):
-        user = site.user_with_password(f"{name}{role[:3]}", f"{name}-{role}-password")
+        passwords[role] = f"{name}-{role}-password"
+        user = site.user_with_password(f"{name}{role[:3]}", passwords[role])
         token = site.token_for(user["id"])
         people[role] = (user, site.client(headers={"authorization": f"Bearer {token}"}))
     owner, o = people["owner"]
@@ -67,7 +69,11 @@ def world(site: WebSite, name: str) -> World:
     _, pub = make_client_key(site.keys_dir, name=f"access_{name}")
     _, other = make_client_key(site.keys_dir, name=f"access2_{name}")
     key = v.post(f"/api/users/{victim['id']}/keys", json={"key": pub}).json()
-    token = v.post(f"/api/users/{victim['id']}/tokens", json={"title": "ci"}).json()
+    # A token proves no password: the victim makes this one with theirs.
+    token = v.post(
+        f"/api/users/{victim['id']}/tokens",
+        json={"title": "ci", "current_password": passwords["victim"]},
+    ).json()
     assert admin.post("/api/groups", json={"name": f"{name}grp"}).status_code == 201
     stranger = people["stranger"][0]
     return World(
@@ -79,6 +85,8 @@ def world(site: WebSite, name: str) -> World:
             "kid": key["id"],
             "tid": token["id"],
             "login": stranger["login"],
+            "hook": "hook-1",
+            "delivery": "00000000-0000-4000-8000-000000000000",
         },
         clients={"anonymous": site.client(), **{role: c for role, (_, c) in people.items()}},
         bodies={
@@ -87,11 +95,13 @@ def world(site: WebSite, name: str) -> World:
             repos.GrantLevel: {"level": "admin"},
             repos.BranchRule: {"pattern": "release/*", "admins_only": True},
             users.NewUser: {"login": f"{name}new", "is_admin": True},
-            users.UserPatch: {"display_name": "changed", "password": "changed-password"},
+            sessions.UserPatchBody: {"display_name": "changed", "password": "changed-password"},
             users.NewKey: {"key": other},
             users.KeyPut: {"title": "changed"},
-            users.NewToken: {"title": "stolen"},
+            sessions.NewTokenBody: {"title": "stolen"},
             users.NewGroup: {"name": f"{name}grp2"},
+            webhooks.NewHook: {"url": "http://127.0.0.1:9/stolen", "events": ["push"]},
+            webhooks.HookPatch: {"url": "http://127.0.0.1:9/changed"},
         },
     )
 

@@ -4,12 +4,14 @@ their payloads, the queue the worker reads, the log, redelivery."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from applikant.manager.errors import BadRequest, NotFound
+from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
 from applikant.manager.store.webhooks import normalize_events
 from applikant.webhooks import Attempt, Outcome
@@ -19,11 +21,12 @@ EVENT_ID = "9b2f3c4e-1111-4222-8333-944445555666"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(str(tmp_path / "am.sqlite3"))
+def store(db: str) -> Iterator[Store]:
+    s = Store(db, passwords=Passwords(fast=True))
     s.users.add("alice", actor="system")
     s.repos.create("alice/p", actor="system")
-    return s
+    yield s
+    s.close()
 
 
 def later() -> datetime:
@@ -60,16 +63,10 @@ def test_a_push_makes_one_delivery_per_interested_hook(store: Store) -> None:
     assert sorted(d.url for d in due) == ["http://127.0.0.1:9/a", "https://example.org/site"]
     assert len({d.body for d in due}) == 1 and {d.event for d in due} == {"push"}
     body = json.loads(due[0].body)
-    assert body["refs"] == [
-        {
-            "ref": "refs/heads/main",
-            "before": ZERO,
-            "after": "a" * 40,
-            "created": True,
-            "deleted": False,
-        }
-    ]
-    assert body["pusher"] == {"id": "user-1", "login": "alice"}
+    assert (body["ref"], body["before"], body["after"]) == ("refs/heads/main", ZERO, "a" * 40)
+    assert (body["created"], body["deleted"]) == (True, False)
+    assert body["commits"] == [] and body["head_commit"] is None  # no git host said more
+    assert body["pusher"]["login"] == "alice" and body["pusher"]["id"] == 1
     assert body["repository"]["full_name"] == "alice/p" and body["push_id"] == EVENT_ID
     assert next(d for d in due if d.hook_id == repo_hook.id).secret == repo_hook.secret
 
@@ -112,12 +109,13 @@ def test_repo_created_deleted_and_build_finished(store: Store) -> None:
             status="succeeded",
         )
     assert bodies(store, "repo_created")[0]["repository"]["full_name"] == "alice/q"
-    assert bodies(store, "repo_deleted")[0]["repository"] == {
-        "id": "repo-2",
-        "full_name": "alice/q",
-    }
+    assert bodies(store, "repo_created")[0]["action"] == "created"
+    deleted = bodies(store, "repo_deleted")[0]
+    assert deleted["action"] == "deleted"
+    assert deleted["repository"] == {"id": 2, "full_name": "alice/q", "name": "q"}
     build = bodies(store, "build_finished")[0]
-    assert build["build"]["id"] == "build-7" and build["build"]["status"] == "succeeded"
+    assert build["build"]["id"] == "build-7" and build["build"]["result"] == "succeeded"
+    assert build["build"]["url"] == "http://127.0.0.1:8008/alice/p/builds/7"
     assert build["build"]["commit"] == "c" * 40
     assert build["repository"]["full_name"] == "alice/p"
 
@@ -203,3 +201,56 @@ def test_event_names() -> None:
     for bad in ([], "ping", ["ping"], [1]):
         with pytest.raises(BadRequest):
             normalize_events(bad)
+
+
+def test_a_hook_is_changed_and_tested(store: Store) -> None:
+    hook = store.webhooks.add(
+        "alice/p", "http://127.0.0.1:9/a", ["push"], secret="one", actor="system", ping=False
+    )
+    changed = store.webhooks.update(
+        hook.id,
+        url="http://127.0.0.1:9/b",
+        secret="two",
+        events=["push", "build.finished"],
+        active=False,
+        actor="user-1",
+    )
+    assert (changed.url, changed.events, changed.active) == (
+        "http://127.0.0.1:9/b",
+        ["push", "build_finished"],
+        False,
+    )
+    push(store)
+    assert bodies(store, "push") == []  # inactive: no deliveries
+    test = store.webhooks.test(hook.id, actor="user-1")  # a test goes out all the same
+    (due,) = store.webhooks.due(later(), 10)
+    assert (due.id, due.event, due.url, due.secret) == (test.id, "ping", changed.url, "two")
+    ping = json.loads(due.body)
+    assert ping["hook"]["id"] == hook.id and ping["sender"]["login"] == "alice"
+    assert ping["repository"]["html_url"] == "http://127.0.0.1:8008/alice/p"
+    (entry,) = store.audit.query(action="hook.update")
+    assert entry.details["secret_changed"] is True and "two" not in json.dumps(entry.details)
+    for bad in ({"url": "ftp://x"}, {"events": ["tag"]}, {"secret": "\x00"}, {"active": "yes"}):
+        with pytest.raises(BadRequest):
+            store.webhooks.update(hook.id, actor="system", **bad)
+    with pytest.raises(NotFound):
+        store.webhooks.update("hook-99", url="http://127.0.0.1:9/c", actor="system")
+    assert store.webhooks.get(hook.id).url == "http://127.0.0.1:9/b"
+
+
+def test_old_deliveries_that_are_over_are_pruned(tmp_path: Path) -> None:
+    clock = [datetime(2024, 1, 1, tzinfo=UTC)]
+    s = Store(str(tmp_path / "am.sqlite3"), clock=lambda: clock[0])
+    s.users.add("alice", actor="system")
+    s.repos.create("alice/p", actor="system")
+    hook = s.webhooks.add("alice/p", "http://127.0.0.1:9/a", ["push"], actor="system", ping=False)
+    push(s, event_id="old-1")
+    push(s, new="b" * 40, event_id="old-2")
+    done, pending = sorted(s.webhooks.deliveries(hook.id), key=lambda d: d.body)
+    attempt = Attempt(number=1, started_at=clock[0], duration=0.1, outcome=Outcome.DELIVERED)
+    s.webhooks.record_attempt(done.id, attempt, None)
+    clock[0] += timedelta(days=40)
+    push(s, new="c" * 40, event_id="new-1")
+    assert s.webhooks.prune_deliveries(clock[0] - timedelta(days=30)) == 1
+    left = {d.id for d in s.webhooks.deliveries(hook.id)}
+    assert done.id not in left and pending.id in left and len(left) == 2  # pending stays

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from applikant.manager.errors import Unavailable
 from applikant.manager.runtime import Manager
 from applikant.node.errors import ServiceError
 from applikant.node.node import CallContext, Handler
@@ -62,6 +63,13 @@ class Service:
                 return await method(ctx, req)
             except ServiceError:
                 raise
+            except self.m.unavailable as exc:
+                # The database is out of reach, or this am was fenced: the
+                # caller tries again (elsewhere); the lease watch looks now.
+                self.m.trouble.set()
+                raise Unavailable(
+                    f"the manager (am) cannot serve now: {_first_line(exc)}"
+                ) from None
             except Exception as exc:
                 observer.error(
                     ctx.caller, f"{ctx.service}.{ctx.method} failed: {type(exc).__name__}"
@@ -69,3 +77,7 @@ class Service:
                 raise
 
         return handler
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

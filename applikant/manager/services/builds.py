@@ -5,10 +5,12 @@ Methods (args is one map; `actor` as in am_user_db; `build` is build-42, #42 or 
 | method | args | result | who |
 |---|---|---|---|
 | list | repo?, status?, limit?, before? | [Build], newest first | readers of the repo; without repo: admins all, others what they can read |
-| get | build | Build | readers of its repo |
-| log | build, after?, limit? | {lines: [[seq, line]], next, status, final, truncated, total} | readers |
-| cancel | build | Build | writers of its repo |
-| rerun | build | Build (the new one) | writers of its repo |
+| get | build, repo? | Build | readers of its repo |
+| log | build, repo?, after?, limit? | {lines: [[seq, line]], next, status, final, truncated, total} | readers |
+| cancel | build, repo? | Build | writers of its repo |
+| rerun | build, repo? | Build (the new one) | writers of its repo |
+| latest | repo, branch | Build or None: the branch's newest | readers |
+| of_commits | repo, commits | {commit: its newest Build} | readers |
 | counts | - | {status: n} | anyone |
 | hello | on_interrupt?, running: [build ids] | {interrupted: [Build]} | runners (system) |
 | take | count | [Build] now running on the caller | runners |
@@ -93,9 +95,11 @@ async def enqueue_builds(m: Manager, req: HookCall, node: str) -> list[str]:
         return [f"builds not queued: {exc.message}"]
     for build in builds:
         log.info("build_queued", build=build.id, repo=build.repo, ref=build.ref)
-    if len(builds) == 1:
-        return [f"build #{builds[0].number} queued"]
-    return [f"build #{b.number} queued for {b.ref.removeprefix('refs/heads/')}" for b in builds]
+    return [
+        f"build {b.repo} #{b.number} queued for {b.ref.removeprefix('refs/heads/')}: "
+        + m.links.build(b.repo, b.number)
+        for b in builds
+    ]
 
 
 class BuildsService(Service):
@@ -112,8 +116,10 @@ class BuildsService(Service):
     def _readable(self, actor: Actor, repo: str) -> bool:
         return actor.is_admin or self.m.reader.access.check(actor.id, repo, "read").allowed
 
-    def _require_build(self, actor: Actor, build: str | int, level: str) -> Build:
-        found = self.m.reader.builds.get(build)
+    def _require_build(
+        self, actor: Actor, req: s.BuildRef | s.BuildAction | s.ReadLog, level: str
+    ) -> Build:
+        found = self.m.reader.builds.get(req.build, req.repo)
         self.m.require_repo(actor, found.repo, level)
         return found
 
@@ -133,28 +139,39 @@ class BuildsService(Service):
         return dump(found)
 
     async def get(self, ctx: CallContext, req: s.BuildRef) -> Any:
-        return dump(self._require_build(self.m.actor(req.actor), req.build, "read"))
+        return dump(self._require_build(self.m.actor(req.actor), req, "read"))
 
     async def log(self, ctx: CallContext, req: s.ReadLog) -> Any:
-        self._require_build(self.m.actor(req.actor), req.build, "read")
+        found = self._require_build(self.m.actor(req.actor), req, "read")
         return await self.m.bulk_read(
-            self.m.bulk.builds.read_log, req.build, after=req.after, limit=req.limit
+            self.m.bulk.builds.read_log, found.id, after=req.after, limit=req.limit
         )
 
+    async def latest(self, ctx: CallContext, req: s.LatestBuild) -> Any:
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "read")
+        return dump(self.m.reader.builds.latest(req.repo, f"refs/heads/{req.branch}"))
+
+    async def of_commits(self, ctx: CallContext, req: s.CommitBuilds) -> Any:
+        self.m.require_repo(self.m.actor(req.actor), req.repo, "read")
+        found = await self.m.bulk_read(self.m.bulk.builds.of_commits, req.repo, req.commits)
+        return {commit: dump(build) for commit, build in found.items()}
+
     async def cancel(self, ctx: CallContext, req: s.BuildAction) -> Any:
-        self._require_build(self.m.actor(req.actor), req.build, "write")
+        found = self._require_build(self.m.actor(req.actor), req, "write")
         build, _ = await self.m.write(
-            self.m.writer.builds.cancel, req.build, actor=req.actor, node=ctx.caller
+            self.m.writer.builds.cancel, found.id, actor=req.recorded_actor, node=ctx.caller
         )
-        log.info("build_cancel", build=build.id, status=build.status.value, actor=req.actor)
+        log.info(
+            "build_cancel", build=build.id, status=build.status.value, actor=req.recorded_actor
+        )
         return dump(build)
 
     async def rerun(self, ctx: CallContext, req: s.BuildAction) -> Any:
-        old = self._require_build(self.m.actor(req.actor), req.build, "write")
+        old = self._require_build(self.m.actor(req.actor), req, "write")
         build, _ = await self.m.write(
-            self.m.writer.builds.rerun, req.build, actor=req.actor, node=ctx.caller
+            self.m.writer.builds.rerun, old.id, actor=req.recorded_actor, node=ctx.caller
         )
-        log.info("build_rerun", build=build.id, of=old.id, actor=req.actor)
+        log.info("build_rerun", build=build.id, of=old.id, actor=req.recorded_actor)
         return dump(build)
 
     async def counts(self, ctx: CallContext, req: None) -> Any:

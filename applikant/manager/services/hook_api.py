@@ -16,7 +16,8 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   the reasons goes to the audit log.
 - post-receive: records the push (`push`, old/new per ref), once per event_id
   however often it is delivered (af's spool may deliver twice), and hands it on:
-  subscribers get `repo.pushed`; then queues one build per updated branch whose
+  subscribers get `repo.pushed` (with the commits each branch brought, when
+  af described them: webhooks' payloads); then queues one build per updated branch whose
   new commit has `.applikant/build.sh` (`build` per ref, found by af), once
   per event_id, and tells the pusher `build #N queued` (services/builds.py).
 - post-update: nothing to decide or record.
@@ -32,13 +33,12 @@ The models of the args and answers are applikant.schema.hooks (AM_HOOK_API).
 from __future__ import annotations
 
 import os
-import subprocess
 from fnmatch import fnmatchcase
 from typing import Any
 
 import trio
 
-from applikant import gitops
+from applikant import gitasync
 from applikant.logs import EventLog
 from applikant.manager.errors import NotFound, ServiceError
 from applikant.manager.names import is_zero_id
@@ -57,23 +57,7 @@ GIT_TIMEOUT = 30.0
 async def fast_forward(git_dir: str, old: str, new: str, env: dict[str, str] | None) -> bool | None:
     """gitops.is_fast_forward without blocking the loop; the git process dies
     with the task when it is cancelled."""
-    argv = gitops.ancestor_argv(git_dir, old, new)
-    if argv is None:
-        return None
-    with trio.move_on_after(GIT_TIMEOUT):
-        try:
-            done = await trio.run_process(
-                argv,
-                env=gitops.git_env(env),
-                check=False,
-                stdin=b"",
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return None
-        return gitops.interpret_ancestor(done.returncode)
-    return None
+    return await gitasync.is_fast_forward(git_dir, old, new, env, GIT_TIMEOUT)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -202,6 +186,12 @@ class HookApi(Service):
 
     async def _record(self, req: HookCall, node: str) -> dict[str, Any]:
         updates = [{"refname": r.ref, "old": r.old, "new": r.new} for r in req.refs]
+        # What each branch brought (described on the git host): for webhooks.
+        pushed = {
+            r.ref: r.model_dump(include={"commits", "total_commits", "head_commit"})
+            for r in req.refs
+            if r.commits is not None
+        }
         try:
             entry, events = await self.m.write(
                 self.m.writer.audit.record_push,
@@ -210,6 +200,7 @@ class HookApi(Service):
                 actor=req.user,
                 node=node,
                 event_id=req.event_id,
+                pushed=pushed,
             )
         except NotFound as exc:
             raise NotFound(f"push not recorded: {exc.message}") from None

@@ -21,7 +21,7 @@ Methods (args is one map; `actor` as in am_user_db):
 | list_protected | repo | [ProtectedBranch] | readers |
 | query_audit | query: {actor?, action?, repo?, since?, until?, limit?} | [AuditEntry] | admins; repo admins with query.repo |
 | recent_pushes | limit? | [AuditEntry] | anyone (only pushes to repos they can read) |
-| counts | - | Counts | anyone |
+| counts | - | Counts | site-wide for admins; scoped to what they may read for others |
 
 check_access answers on the trio thread from the read-only connection: it is
 the call every clone and push waits for, and it is benchmarked (bench.manager).
@@ -53,6 +53,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def _printable(text: str, limit: int) -> str:
     """`text` fit for the audit log: control characters escaped, at most `limit` long."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:limit]
+
+
+def _counts_for(store: Store, user: str) -> s.Counts:
+    """The dashboard's figures scoped to what `user` may read (bulk thread)."""
+    return store.audit.counts_for(user, [r["repo"] for r in _readable(store, user)])
 
 
 def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
@@ -91,7 +96,12 @@ class RepoDb(Service):
         decision = self.m.reader.access.check(req.user, req.repo, req.access)
         if req.audit and not decision.allowed:
             await self._audit_denial(req, decision, ctx.caller)
-        return {"allowed": decision.allowed, "reason": decision.reason, "level": decision.level}
+        return {
+            "allowed": decision.allowed,
+            "reason": decision.reason,
+            "level": decision.level,
+            "repo": decision.repo,
+        }
 
     async def _audit_denial(
         self, req: s.CheckAccess, decision: s.AccessDecision, node: str
@@ -133,7 +143,7 @@ class RepoDb(Service):
         repo, _ = await self.m.write(
             self.m.writer.repos.create,
             req.path,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             description=req.description,
             is_public=req.is_public,
@@ -161,7 +171,7 @@ class RepoDb(Service):
         repo, _ = await self.m.write(
             self.m.writer.repos.update,
             req.repo,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             description=req.description,
             is_public=req.is_public,
@@ -174,14 +184,18 @@ class RepoDb(Service):
         self.m.require_repo(actor, req.repo, "admin")
         self.m.require_namespace(actor, req.new_path)
         repo, _ = await self.m.write(
-            self.m.writer.repos.rename, req.repo, req.new_path, actor=req.actor, node=ctx.caller
+            self.m.writer.repos.rename,
+            req.repo,
+            req.new_path,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(repo)
 
     async def delete_repo(self, ctx: CallContext, req: s.DeleteRepo) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         repo, _ = await self.m.write(
-            self.m.writer.repos.delete, req.repo, actor=req.actor, node=ctx.caller
+            self.m.writer.repos.delete, req.repo, actor=req.recorded_actor, node=ctx.caller
         )
         return dump(repo)
 
@@ -194,7 +208,7 @@ class RepoDb(Service):
             req.repo,
             req.grantee,
             req.level,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         return dump(grant)
@@ -202,7 +216,11 @@ class RepoDb(Service):
     async def revoke(self, ctx: CallContext, req: s.Revoke) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
         await self.m.write(
-            self.m.writer.access.revoke, req.repo, req.grantee, actor=req.actor, node=ctx.caller
+            self.m.writer.access.revoke,
+            req.repo,
+            req.grantee,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return None
 
@@ -216,7 +234,7 @@ class RepoDb(Service):
             self.m.writer.branches.protect,
             req.repo,
             req.pattern,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             admins_only=req.admins_only,
         )
@@ -228,7 +246,7 @@ class RepoDb(Service):
             self.m.writer.branches.unprotect,
             req.repo,
             req.pattern,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         return None
@@ -266,5 +284,7 @@ class RepoDb(Service):
         return dump(entries)
 
     async def counts(self, ctx: CallContext, req: Read) -> Any:
-        self.m.actor(req.actor)
-        return dump(self.m.reader.audit.counts())
+        actor = self.m.actor(req.actor)
+        if actor.is_admin:
+            return dump(self.m.reader.audit.counts())
+        return dump(await self.m.bulk_read(_counts_for, self.m.bulk, actor.id))

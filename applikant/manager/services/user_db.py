@@ -10,6 +10,7 @@ methods that change something, `system` by default for reads):
 | list_users | include_disabled? | [User] | admins all; others enabled users, no emails |
 | update_user | user, display_name?, email? | User | admins, the user |
 | disable_user / enable_user | user | User | admins |
+| delete_user | user, transfer_to? | {user, transferred: [full names]} | admins (not themselves) |
 | set_admin | user, is_admin | User | admins |
 | set_password | user, password (None removes it) | None | admins, the user |
 | verify_password | login, password | User or None | system (aw's login) |
@@ -20,6 +21,7 @@ methods that change something, `system` by default for reads):
 | find_key | fingerprint, include_disabled? | SshKey or None | admins (af, sshd) |
 | all_keys | include_disabled? | [SshKey] | admins (af) |
 | touch_key | fingerprint | None | admins (af, on login) |
+| touch_keys | fingerprints | None | admins (af: the keys let in since it last said) |
 | update_key | key (key-7 or SHA256:...), title | SshKey (same id) | admins, the key's owner |
 | create_token | user, title | ApiToken + token (the secret, shown this once) | admins, the user |
 | list_tokens | user | [ApiToken] (no secrets) | admins, the user |
@@ -39,12 +41,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from applikant.manager.errors import Forbidden, NotFound
+from applikant.manager.errors import BadRequest, Forbidden, NotFound
 from applikant.manager.runtime import Actor
 from applikant.manager.services.base import Service, dump
+from applikant.manager.store import Store
 from applikant.node.node import CallContext
 from applikant.schema import users as s
 from applikant.schema.base import Read
+from applikant.schema.users import User
+
+
+def delete_user(
+    store: Store, user: str, transfer_to: str | None, *, actor: str, node: str | None
+) -> tuple[User, list[str]]:
+    """Delete `user`, first moving its repositories to `transfer_to` (a user or
+    group), all in one transaction: it all happens, or nothing does (a name
+    already taken at the new owner refuses the whole)."""
+    moved = []
+    with store.transaction(actor, node):
+        if transfer_to is not None:
+            target = store.users.get(user)
+            if transfer_to.casefold() == target.login.casefold():
+                raise BadRequest(f"{target.login}'s repositories cannot go to {target.login}")
+            for full in store.users.owned_repos(user):
+                name = full.split("/", 1)[1]
+                moved.append(
+                    store.repos.rename(
+                        full, f"{transfer_to}/{name}", actor=actor, node=node
+                    ).full_name
+                )
+        return store.users.delete(user, actor=actor, node=node), moved
 
 
 class UserDb(Service):
@@ -61,9 +87,9 @@ class UserDb(Service):
 
     async def add_user(self, ctx: CallContext, req: s.AddUser) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "add users")
-        fields = req.model_dump(exclude={"actor", "login"})
+        fields = req.model_dump(exclude={"actor", "by", "login"})
         user, _ = await self.m.write(
-            self.m.writer.users.add, req.login, actor=req.actor, node=ctx.caller, **fields
+            self.m.writer.users.add, req.login, actor=req.recorded_actor, node=ctx.caller, **fields
         )
         return dump(user)
 
@@ -82,7 +108,7 @@ class UserDb(Service):
         user, _ = await self.m.write(
             self.m.writer.users.update,
             req.user,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             display_name=req.display_name,
             email=req.email,
@@ -97,13 +123,32 @@ class UserDb(Service):
 
     async def _flag(self, ctx: CallContext, req: s.UserAction, fn: Any, what: str) -> Any:
         self.m.require_admin(self.m.actor(req.actor), what)
-        user, _ = await self.m.write(fn, req.user, actor=req.actor, node=ctx.caller)
+        user, _ = await self.m.write(fn, req.user, actor=req.recorded_actor, node=ctx.caller)
         return dump(user)
+
+    async def delete_user(self, ctx: CallContext, req: s.DeleteUser) -> Any:
+        actor = self.m.actor(req.actor)
+        self.m.require_admin(actor, "delete accounts")
+        if self.m.is_self(actor, req.user) or req.user == actor.id:
+            raise Forbidden(f"{actor.login} cannot delete their own account; ask another admin")
+        (gone, moved), _ = await self.m.write(
+            delete_user,
+            self.m.writer,
+            req.user,
+            req.transfer_to,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+        )
+        return {"user": dump(gone), "transferred": moved}
 
     async def set_admin(self, ctx: CallContext, req: s.SetAdmin) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "grant or take site admin rights")
         user, _ = await self.m.write(
-            self.m.writer.users.set_admin, req.user, req.is_admin, actor=req.actor, node=ctx.caller
+            self.m.writer.users.set_admin,
+            req.user,
+            req.is_admin,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(user)
 
@@ -113,7 +158,7 @@ class UserDb(Service):
             self.m.writer.users.set_password,
             req.user,
             req.password,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         return None
@@ -132,7 +177,7 @@ class UserDb(Service):
             self.m.writer.keys.add,
             req.user,
             req.key,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             title=req.title,
         )
@@ -157,7 +202,11 @@ class UserDb(Service):
                 raise Forbidden(f"{actor.login} may remove their own keys only")
             owner = actor.id  # someone else's key is then "not found"
         key, _ = await self.m.write(
-            self.m.writer.keys.remove, req.key, actor=req.actor, node=ctx.caller, user=owner
+            self.m.writer.keys.remove,
+            req.key,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+            user=owner,
         )
         return dump(key)
 
@@ -175,6 +224,12 @@ class UserDb(Service):
         await self.m.write(self.m.writer.keys.touch, req.fingerprint)
         return None
 
+    async def touch_keys(self, ctx: CallContext, req: s.TouchKeys) -> Any:
+        self.m.require_admin(self.m.actor(req.actor), "record key use")
+        if req.fingerprints:
+            await self.m.write(self.m.writer.keys.touch_many, req.fingerprints)
+        return None
+
     async def update_key(self, ctx: CallContext, req: s.UpdateKey) -> Any:
         actor = self.m.actor(req.actor)
         owner = None if actor.is_admin else actor.id  # someone else's key: "not found"
@@ -182,7 +237,7 @@ class UserDb(Service):
             self.m.writer.keys.update,
             req.key,
             req.title,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             user=owner,
         )
@@ -193,7 +248,11 @@ class UserDb(Service):
     async def create_token(self, ctx: CallContext, req: s.CreateToken) -> Any:
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "make API tokens")
         token, _ = await self.m.write(
-            self.m.writer.tokens.create, req.user, req.title, actor=req.actor, node=ctx.caller
+            self.m.writer.tokens.create,
+            req.user,
+            req.title,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(token)
 
@@ -209,7 +268,11 @@ class UserDb(Service):
                 raise Forbidden(f"{actor.login} may revoke their own tokens only")
             owner = actor.id  # someone else's token is then "not found"
         token, _ = await self.m.write(
-            self.m.writer.tokens.revoke, req.token, actor=req.actor, node=ctx.caller, user=owner
+            self.m.writer.tokens.revoke,
+            req.token,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+            user=owner,
         )
         return dump(token)
 
@@ -233,7 +296,7 @@ class UserDb(Service):
         group, _ = await self.m.write(
             self.m.writer.groups.create,
             req.name,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
             description=req.description,
         )
@@ -241,7 +304,9 @@ class UserDb(Service):
 
     async def delete_group(self, ctx: CallContext, req: s.DeleteGroup) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "delete groups")
-        await self.m.write(self.m.writer.groups.delete, req.group, actor=req.actor, node=ctx.caller)
+        await self.m.write(
+            self.m.writer.groups.delete, req.group, actor=req.recorded_actor, node=ctx.caller
+        )
         return None
 
     async def get_group(self, ctx: CallContext, req: s.GroupRef) -> Any:
@@ -260,7 +325,9 @@ class UserDb(Service):
 
     async def _membership(self, ctx: CallContext, req: s.Membership, fn: Any) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "change group membership")
-        group, _ = await self.m.write(fn, req.group, req.user, actor=req.actor, node=ctx.caller)
+        group, _ = await self.m.write(
+            fn, req.group, req.user, actor=req.recorded_actor, node=ctx.caller
+        )
         return dump(group)
 
     async def groups_of(self, ctx: CallContext, req: s.UserRef) -> Any:

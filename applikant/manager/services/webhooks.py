@@ -6,14 +6,19 @@ Methods (args is one map; `actor` as in am_user_db):
 |---|---|---|---|
 | add_hook | repo (None: site-wide), url, events, secret?, active?, ping? | Webhook + secret | repo admins; site admins for site-wide |
 | list_hooks | repo (None: site-wide) | [Webhook] | the same |
-| remove_hook | hook | Webhook | the same, for the hook's scope |
+| get_hook | hook | Webhook | the same, for the hook's scope |
+| update_hook | hook, url?, secret?, events?, active? | Webhook | the same |
+| test_hook | hook | Delivery (a ping, due now) | the same |
+| remove_hook | hook | Webhook | the same |
 | list_deliveries | hook, limit? | [Delivery with its attempts] | the same |
 | get_delivery | delivery | Delivery | the same |
 | redeliver | delivery | Delivery (the new one) | the same |
 
 A repository's hooks are for those who administer it; someone who cannot even
 read it is told it does not exist (Manager.require_repo). The secret is in the
-answer to add_hook only.
+answer to add_hook only. The receivers' answers in the delivery log are shown
+whole (as kept: `[webhooks] max_response`) to site admins only, and cut to
+their first SHOWN_RESPONSE characters for everyone else.
 
 The worker (`run_worker`) is applikant.webhooks.deliver_pending over the
 store (`StoreQueue`), in am's nursery. It is woken after every
@@ -40,6 +45,7 @@ from applikant.manager.store.core import Event
 from applikant.manager.store.webhooks import Webhooks
 from applikant.node.node import CallContext
 from applikant.schema import webhooks as s
+from applikant.schema.webhooks import Webhook
 from applikant.webhooks import (
     Attempt,
     DeliverySettings,
@@ -47,6 +53,7 @@ from applikant.webhooks import (
     RetryPolicy,
     deliver_pending,
 )
+from applikant.webhooks.deliver import shown_response
 
 log = EventLog("am")
 
@@ -127,6 +134,14 @@ async def run_worker(
             await trio.sleep(RESTART_AFTER)
 
 
+def _shown(actor: Actor, delivery: s.Delivery) -> Any:
+    """A delivery as `actor` may see it: answers cut short but for site admins."""
+    data = dump(delivery)
+    for entry in data["log"]:
+        entry["response"] = shown_response(entry["response"], actor.is_admin)
+    return data
+
+
 class WebhooksService(Service):
     NAME = "am_webhooks"
     SCHEMA = s.AM_WEBHOOKS
@@ -137,7 +152,7 @@ class WebhooksService(Service):
         else:
             self.m.require_repo(actor, repo, "admin")
 
-    def _require_hook(self, actor: Actor, hook: str) -> None:
+    def _require_hook(self, actor: Actor, hook: str) -> Webhook:
         """Authorise for the hook's scope; a hook of a repository the actor cannot
         administer is reported as not found, whatever it is."""
         found = self.m.reader.webhooks.get(hook)
@@ -145,6 +160,7 @@ class WebhooksService(Service):
             self._require_scope(actor, found.repo)
         except NotFound:
             raise NotFound(f"no hook {hook}") from None
+        return found
 
     async def add_hook(self, ctx: CallContext, req: s.AddHook) -> Any:
         self._require_scope(self.m.actor(req.actor), req.repo)
@@ -156,7 +172,7 @@ class WebhooksService(Service):
             secret=req.secret,
             active=req.active,
             ping=req.ping,
-            actor=req.actor,
+            actor=req.recorded_actor,
             node=ctx.caller,
         )
         log.info("hook_added", hook=hook.id, repo=hook.repo or "(site)", url=hook.url)
@@ -166,26 +182,56 @@ class WebhooksService(Service):
         self._require_scope(self.m.actor(req.actor), req.repo)
         return dump(self.m.reader.webhooks.hooks(req.repo))
 
+    async def get_hook(self, ctx: CallContext, req: s.HookRef) -> Any:
+        return dump(self._require_hook(self.m.actor(req.actor), req.hook))
+
+    async def update_hook(self, ctx: CallContext, req: s.UpdateHook) -> Any:
+        self._require_hook(self.m.actor(req.actor), req.hook)
+        hook, _ = await self.m.write(
+            self.m.writer.webhooks.update,
+            req.hook,
+            url=req.url,
+            secret=req.secret,
+            events=req.events,
+            active=req.active,
+            actor=req.recorded_actor,
+            node=ctx.caller,
+        )
+        return dump(hook)
+
+    async def test_hook(self, ctx: CallContext, req: s.WebhookRef) -> Any:
+        self._require_hook(self.m.actor(req.actor), req.hook)
+        made, _ = await self.m.write(
+            self.m.writer.webhooks.test, req.hook, actor=req.recorded_actor, node=ctx.caller
+        )
+        return dump(made)
+
     async def remove_hook(self, ctx: CallContext, req: s.WebhookRef) -> Any:
         self._require_hook(self.m.actor(req.actor), req.hook)
         hook, _ = await self.m.write(
-            self.m.writer.webhooks.remove, req.hook, actor=req.actor, node=ctx.caller
+            self.m.writer.webhooks.remove, req.hook, actor=req.recorded_actor, node=ctx.caller
         )
         return dump(hook)
 
     async def list_deliveries(self, ctx: CallContext, req: s.HookRead) -> Any:
-        self._require_hook(self.m.actor(req.actor), req.hook)
-        return dump(await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit))
+        actor = self.m.actor(req.actor)
+        self._require_hook(actor, req.hook)
+        found = await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit)
+        return [_shown(actor, d) for d in found]
 
     async def get_delivery(self, ctx: CallContext, req: s.DeliveryRef) -> Any:
+        actor = self.m.actor(req.actor)
         delivery = self.m.reader.webhooks.delivery(req.delivery)
-        self._require_hook(self.m.actor(req.actor), delivery.hook)
-        return dump(delivery)
+        self._require_hook(actor, delivery.hook)
+        return _shown(actor, delivery)
 
     async def redeliver(self, ctx: CallContext, req: s.Redeliver) -> Any:
         delivery = self.m.reader.webhooks.delivery(req.delivery)
         self._require_hook(self.m.actor(req.actor), delivery.hook)
         made, _ = await self.m.write(
-            self.m.writer.webhooks.redeliver, req.delivery, actor=req.actor, node=ctx.caller
+            self.m.writer.webhooks.redeliver,
+            req.delivery,
+            actor=req.recorded_actor,
+            node=ctx.caller,
         )
         return dump(made)

@@ -7,7 +7,7 @@
     store.access.check(alice.id, "alice/project", "write").allowed  # True
 
 The parts, each a small class over the shared core (core.py):
-`store.users`, `store.keys`, `store.tokens`, `store.groups`, `store.repos`,
+`store.users`, `store.keys`, `store.tokens`, `store.sessions`, `store.groups`, `store.repos`,
 `store.access` (grants and decisions), `store.branches` (protection and the
 per-ref push decision), `store.audit` (the log's queries and figures),
 `store.webhooks`, `store.builds`. One operation may span several parts in one
@@ -56,6 +56,7 @@ from applikant.manager.store.core import SYSTEM, Core, Event, Tx
 from applikant.manager.store.groups import Groups
 from applikant.manager.store.keys import Keys
 from applikant.manager.store.repos import Repos
+from applikant.manager.store.sessions import Sessions
 from applikant.manager.store.tokens import Tokens
 from applikant.manager.store.users import Users
 from applikant.manager.store.webhooks import Webhooks
@@ -90,6 +91,7 @@ class Store:
         self.users = Users(self.core)
         self.keys = Keys(self.core)
         self.tokens = Tokens(self.core)
+        self.sessions = Sessions(self.core)
         self.groups = Groups(self.core)
         self.repos = Repos(self.core)
         self.access = Access(self.core)

@@ -63,17 +63,19 @@ def _hidden(full_name: str, access: str) -> str:
 
 
 def _access_user(q: Query, user: object) -> tuple[Row | None, str]:
-    """The user's row (None if unknown) and how reasons name them (`user-42`)."""
+    """The user's row (None if unknown) and how reasons name them: by login,
+    as people know them (an unknown id as given)."""
     if not isinstance(user, str):
         raise BadRequest("user must be an id such as user-42, or None for anonymous")
     number = parse_id(user, "user")
     if number is not None:
-        return q.one(ACCESS_SQL["user"], (number,)), user
+        row = q.one(ACCESS_SQL["user"], (number,))
+        return row, user if row is None else row["login"]
     try:
         row = user_row(q, user)
     except ServiceError:
         return None, user[:80]
-    return row, f"user-{row['id']}"
+    return row, row["login"]
 
 
 def resolve(q: Query, user: str | None, path: object) -> Resolved:
@@ -131,6 +133,7 @@ def decide(r: Resolved, access: str) -> AccessDecision:
             allowed=True,
             level=have,
             reason=f"{r.who} has {have} access to {r.full_name} ({r.via})",
+            repo=r.full_name,
         )
     return AccessDecision(
         allowed=False, level=have, reason=f"{r.who} has no {access} access to {r.full_name}"

@@ -20,17 +20,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from applikant.manager.errors import BadRequest
+from applikant.manager.errors import BadRequest, ServiceError
 from applikant.manager.names import check_text
 from applikant.manager.store.branches import as_ref_update
 from applikant.manager.store.core import Part, Query, Row, format_time
-from applikant.manager.store.rows import repo_row
+from applikant.manager.store.rows import logins_of, parse_id, repo_row, user_row
+from applikant.schema.base import acts_as_system
 from applikant.schema.hooks import RefUpdate
 from applikant.schema.repos import AuditEntry, Counts
 
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
+COUNT_CHUNK = 500  # repositories per query when counting a user's pushes
 _ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
 
 
@@ -64,7 +66,7 @@ def _check_event_id(value: object) -> str:
     return value
 
 
-def entry_from_row(row: Row) -> AuditEntry:
+def entry_from_row(row: Row, logins: Mapping[str, str] | None = None) -> AuditEntry:
     keys = row.keys()
     return AuditEntry(
         id=row["id"],
@@ -75,7 +77,24 @@ def entry_from_row(row: Row) -> AuditEntry:
         repo=row["repo"],
         details=json.loads(row["details"]),
         event_id=row["event_id"] if "event_id" in keys else None,
+        actor_login=(logins or {}).get(row["actor"]),
     )
+
+
+def _entries(q: Query, rows: Sequence[Row]) -> list[AuditEntry]:
+    """The entries of `rows`, their user actors named by login (one lookup)."""
+    logins = logins_of(q, (r["actor"] for r in rows))
+    return [entry_from_row(row, logins) for row in rows]
+
+
+def _actor_filter(q: Query, actor: str) -> str:
+    """The stored form of an `--actor` filter: a login is its account's id."""
+    if acts_as_system(actor) or actor == "anonymous" or parse_id(actor, "user") is not None:
+        return actor
+    try:
+        return f"user-{user_row(q, actor)['id']}"
+    except ServiceError:
+        raise BadRequest(f"no user {actor[:64]!r} to filter by") from None
 
 
 class Audit(Part):
@@ -112,7 +131,7 @@ class Audit(Part):
     def _entry(self, q: Query, entry_id: int) -> AuditEntry:
         row = q.one(_ENTRY_SQL, (entry_id,))
         assert row is not None
-        return entry_from_row(row)
+        return _entries(q, [row])[0]
 
     def record_push(
         self,
@@ -122,10 +141,13 @@ class Audit(Part):
         actor: str,
         node: str | None = None,
         event_id: str | None = None,
+        pushed: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> AuditEntry:
         """Record an accepted push (post-receive): one entry with old/new ids per ref.
 
-        Emits a `repo.pushed` event so that builds and webhooks can follow.
+        Emits a `repo.pushed` event so that builds and webhooks can follow;
+        `pushed` (by ref: commits, total_commits, head_commit) goes into the
+        event's refs, not into the audit entry.
         With `event_id` (the hook call's UUID) the push is recorded once however
         often it is delivered: a repeat returns the first entry and emits nothing.
         Raises NotFound for an unknown repository.
@@ -140,7 +162,7 @@ class Audit(Part):
             if event_id is not None:
                 seen = tx.one("SELECT * FROM audit_log WHERE event_id = ?", (event_id,))
                 if seen is not None:
-                    return entry_from_row(seen)
+                    return _entries(tx, [seen])[0]
             rrow = repo_row(tx, repo)
             full = f"{rrow['owner']}/{rrow['name']}"
             entry_id = tx.audit_entry("push", full, {"refs": refs}, event_id=event_id)
@@ -148,7 +170,7 @@ class Audit(Part):
                 "repo": full,
                 "id": f"repo-{rrow['id']}",
                 "actor": actor,
-                "refs": refs,
+                "refs": [{**r, **(pushed or {}).get(r["ref"], {})} for r in refs],
             }
             if event_id is not None:
                 event["event_id"] = event_id
@@ -175,6 +197,8 @@ class Audit(Part):
         where: list[str] = []
         params: list[object] = []
         if actor is not None:
+            with self._core.read() as q:
+                actor = _actor_filter(q, actor)
             where.append("actor = ?")
             params.append(actor)
         if action is not None:
@@ -195,8 +219,7 @@ class Audit(Part):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._core.read() as q:
-            rows = q.all(sql, (*params, limit))
-        return [entry_from_row(row) for row in rows]
+            return _entries(q, q.all(sql, (*params, limit)))
 
     def recent_pushes(self, limit: int = 10) -> list[AuditEntry]:
         """The latest accepted pushes, newest first (for the dashboard)."""
@@ -206,7 +229,40 @@ class Audit(Part):
             rows = q.all(
                 "SELECT * FROM audit_log WHERE action = 'push' ORDER BY id DESC LIMIT ?", (limit,)
             )
-        return [entry_from_row(row) for row in rows]
+            return _entries(q, rows)
+
+    def counts_for(self, user: str, readable: list[str]) -> Counts:
+        """The dashboard's figures as `user` (not a site admin) may see them:
+        enabled users and groups (which they can list anyway), the repositories
+        in `readable`, their own keys, and the pushes to those repositories;
+        no refusal counts (those are for site admins)."""
+        with self._core.read() as q:
+            uid = user_row(q, user)["id"]
+            row = q.one(
+                "SELECT (SELECT count(*) FROM users WHERE disabled = 0) AS users,"
+                " (SELECT count(*) FROM ssh_keys WHERE user_id = ?) AS keys,"
+                " (SELECT count(*) FROM groups) AS groups",
+                (uid,),
+            )
+            assert row is not None
+            pushes = 0
+            for start in range(0, len(readable), COUNT_CHUNK):
+                chunk = readable[start : start + COUNT_CHUNK]
+                pushes += q.scalar(
+                    "SELECT count(*) FROM audit_log WHERE action = 'push' AND repo IN ("
+                    + ", ".join("?" for _ in chunk)
+                    + ")",
+                    chunk,
+                )
+        return Counts(
+            users=row["users"],
+            repos=len(readable),
+            keys=row["keys"],
+            groups=row["groups"],
+            pushes=pushes,
+            push_denials=None,
+            access_denials=None,
+        )
 
     def counts(self) -> Counts:
         """How many users, repositories, keys and groups there are, and how many

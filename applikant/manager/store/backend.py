@@ -22,7 +22,16 @@ only this:
   which SQLite and PostgreSQL share);
 - `integrity_errors`: the driver's exceptions for a violated constraint (the
   core answers them with Conflict);
-- `in_transaction`: whether a transaction is open on the connection.
+- `in_transaction`: whether a transaction is open on the connection;
+- `version_of`: the schema version of an existing database, without
+  migrating it (None when there is none yet);
+- `unavailable_errors`: the driver's exceptions for a database that cannot be
+  reached, or that this am may no longer write to (the services answer them
+  as "unavailable", which callers treat like an am that is away);
+- `lease`: the epoch of the lease the store's am holds, checked by every
+  write transaction (None: not fenced; SQLite has one am and no lease).
+
+The schema and its history are schema.py's, one for every backend.
 
 `SAVEPOINT`, `RELEASE SAVEPOINT`, `ROLLBACK TO SAVEPOINT`, `COMMIT` and
 `ROLLBACK` are standard and used as they are.
@@ -56,14 +65,24 @@ class Connection(Protocol):
 class Backend(ABC):
     """One database engine; see the module docstring."""
 
+    #: "sqlite" or "postgresql": what `[am] db` chose (backend_for).
+    name = ""
     #: The driver's exceptions for a violated constraint.
     integrity_errors: tuple[type[Exception], ...] = ()
+    #: The driver's exceptions for a database out of reach (or a lost lease).
+    unavailable_errors: tuple[type[Exception], ...] = ()
+    #: The lease epoch write transactions check (None: no fencing).
+    lease: int | None = None
 
     @abstractmethod
     def open(
         self, path: str, migrations: Sequence[Any] | None, read_only: bool
     ) -> tuple[Connection, int]:
         """A migrated connection to `path` and the schema version it is at."""
+
+    @abstractmethod
+    def version_of(self, path: str) -> int | None:
+        """The schema version of the database at `path` as it is (None: none yet)."""
 
     @abstractmethod
     def prepare(self, sql: str) -> str:

@@ -8,10 +8,15 @@ synchronous=FULL) and survives a crash of am. From there:
       +-----cancel-------+--> cancelled (a running build: cancel_requested,
                                 the runner stops it and reports "cancelled")
 
-The number users see is the build's id (`build #42` is `build-42`), unique in
-the cluster. Log lines are numbered per build from 1 (`seq`), in the order the
-runner sent them; a build queued again after an interruption keeps its earlier
-lines and goes on numbering after them.
+Builds are numbered per repository (`alice/app #12`; `repos.builds_made` is
+the last number given, so a number is never given twice, even after old
+builds were pruned); `build-42` is a build's id, unique in the cluster, what
+runners and events name it by. Log lines are numbered per build from 1
+(`seq`), in the order the runner sent them; a build queued again after an
+interruption keeps its earlier lines and goes on numbering after them.
+
+`prune(keep)` deletes all but the newest `keep` finished builds of each
+repository, with their logs (am runs it in the background).
 
 Runner calls (`take`, `append_log`, `finish`) name the runner node and the
 attempt: a runner that lost a build (interrupted while it was unreachable, or
@@ -25,6 +30,7 @@ Events (to am's subscribers, after the commit): `build.queued`,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,10 +38,13 @@ from applikant.builder.models import FINAL_STATUSES, Build, BuildStatus
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.names import is_zero_id
 from applikant.manager.store.core import Part, Query, Row, Tx
-from applikant.manager.store.rows import repo_row
+from applikant.manager.store.rows import logins_of, repo_row
 from applikant.schema.builds import LOG_BATCH_MAX
 
 __all__ = ["LINE_MAX", "LOG_BATCH_MAX", "Builds", "parse_build_ref"]
+
+_REPO_NUMBER = re.compile(r"\s*([^\s#]+/[^\s#]+?)(?:\.git)?\s*#\s*(\d{1,18})\s*\Z")
+PRUNE_BATCH = 500  # builds deleted per transaction by prune
 
 LINE_MAX = 64 * 1024  # characters per stored line (the runner splits at max_line)
 LIST_MAX = 1000
@@ -54,20 +63,20 @@ def parse_build_ref(ref: object) -> int:
     elif isinstance(ref, str):
         text = ref.strip().removeprefix("build-").removeprefix("#")
         if not text.isdigit() or len(text) > 18:
-            raise BadRequest(f"a build is given as build-42, #42 or 42, not {ref[:40]!r}")
+            raise BadRequest(f"a build is given as alice/app#12 or build-42, not {ref[:40]!r}")
         number = int(text)
     else:
-        raise BadRequest("a build is given as build-42, #42 or 42")
+        raise BadRequest("a build is given as alice/app#12 or build-42")
     if number < 1:
         raise BadRequest("build numbers start at 1")
     return number
 
 
-def build_from_row(row: Row) -> Build:
+def build_from_row(row: Row, logins: Mapping[str, str] | None = None) -> Build:
     return Build.model_validate(
         {
             "id": f"build-{row['id']}",
-            "number": row["id"],
+            "number": row["number"],
             "repo": row["repo_now"],
             "ref": row["ref"],
             "commit": row["commit_id"],
@@ -81,11 +90,18 @@ def build_from_row(row: Row) -> Build:
             "log_size": row["log_size"],
             "log_truncated": bool(row["log_truncated"]),
             "pusher": row["pusher"],
+            "pusher_login": (logins or {}).get(row["pusher"] or ""),
             "attempt": row["attempt"],
             "runner": row["runner"],
             "cancel_requested": bool(row["cancel_requested"]),
         }
     )
+
+
+def _builds(q: Query, rows: Sequence[Row]) -> list[Build]:
+    """The builds of `rows`, their pushers named by login."""
+    logins = logins_of(q, (r["pusher"] for r in rows))
+    return [build_from_row(r, logins) for r in rows]
 
 
 def _brief(build: Build) -> dict[str, Any]:
@@ -102,16 +118,41 @@ def _brief(build: Build) -> dict[str, Any]:
     }
 
 
-def _build_row(q: Query, ref: object) -> Row:
-    number = parse_build_ref(ref)
+def _build_row(q: Query, ref: object, repo: str | None = None) -> Row:
+    """A build by id (`build-42`), by repository and number (`alice/app#12`,
+    or `12` with `repo`), or by a bare number, which is an id (`42`, `#42`)."""
+    text = ref.strip() if isinstance(ref, str) else ref
+    match = _REPO_NUMBER.match(text) if isinstance(text, str) else None
+    if match is not None:
+        repo, text = match.group(1), match.group(2)
+    if repo is not None and not (isinstance(text, str) and text.startswith("build-")):
+        number = parse_build_ref(text)
+        rrow = repo_row(q, repo)
+        full = f"{rrow['owner']}/{rrow['name']}"
+        row = q.one(_SELECT + " WHERE b.repo_id = ? AND b.number = ?", (rrow["id"], number))
+        if row is None:
+            raise NotFound(f"no build {full} #{number}")
+        return row
+    number = parse_build_ref(text)
     row = q.one(_SELECT + " WHERE b.id = ?", (number,))
     if row is None:
-        raise NotFound(f"no build #{number}")
+        raise NotFound(f"no build build-{number}")
     return row
 
 
+def _label(row: Row) -> str:
+    """How people name a build: `alice/app #12`."""
+    return f"{row['repo_now']} #{row['number']}"
+
+
+def _next_number(tx: Tx, repo_id: int) -> int:
+    """The repository's next build number (its counter is raised in this transaction)."""
+    tx.run("UPDATE repos SET builds_made = builds_made + 1 WHERE id = ?", (repo_id,))
+    return int(tx.scalar("SELECT builds_made FROM repos WHERE id = ?", (repo_id,)))
+
+
 def _tx_build(tx: Tx, number: int) -> Build:
-    return build_from_row(_build_row(tx, number))
+    return _builds(tx, [_build_row(tx, number)])[0]
 
 
 class Builds(Part):
@@ -119,10 +160,11 @@ class Builds(Part):
 
     # ---- reading ---------------------------------------------------------------
 
-    def get(self, ref: object) -> Build:
-        """The build `ref` (build-42, #42, 42); NotFound when there is none."""
+    def get(self, ref: object, repo: str | None = None) -> Build:
+        """The build `ref` (build-42, alice/app#12, or 12 of `repo`); NotFound
+        when there is none."""
         with self._core.read() as q:
-            return build_from_row(_build_row(q, ref))
+            return _builds(q, [_build_row(q, ref, repo)])[0]
 
     def all(
         self,
@@ -155,7 +197,7 @@ class Builds(Part):
                 params.append(before)
             sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
             rows = q.all(sql + " ORDER BY b.id DESC LIMIT ?", (*params, limit))
-            return [build_from_row(r) for r in rows]
+            return _builds(q, rows)
 
     def read_log(self, ref: object, *, after: int = 0, limit: int = 5000) -> dict[str, Any]:
         """Log lines numbered above `after`, at most `limit`:
@@ -182,6 +224,33 @@ class Builds(Part):
             "truncated": bool(row["log_truncated"]),
             "total": row["log_lines"],
         }
+
+    def latest(self, repo: str, ref: str) -> Build | None:
+        """The newest build of `ref` (refs/heads/main) in `repo`, or None (badges)."""
+        with self._core.read() as q:
+            rrow = repo_row(q, repo)
+            row = q.one(
+                _SELECT + " WHERE b.repo_id = ? AND b.ref = ? ORDER BY b.id DESC LIMIT 1",
+                (rrow["id"], ref),
+            )
+            return None if row is None else _builds(q, [row])[0]
+
+    def of_commits(self, repo: str, commits: Sequence[str]) -> dict[str, Build]:
+        """The newest build of each of `commits` (full ids) in `repo` that has
+        one, by commit (the commit list and commit pages)."""
+        if len(commits) > LIST_MAX:
+            raise BadRequest(f"at most {LIST_MAX} commits at once")
+        found: dict[str, Build] = {}
+        with self._core.read() as q:
+            rrow = repo_row(q, repo)
+            for commit in dict.fromkeys(commits):
+                row = q.one(
+                    _SELECT + " WHERE b.repo_id = ? AND b.commit_id = ? ORDER BY b.id DESC LIMIT 1",
+                    (rrow["id"], commit),
+                )
+                if row is not None:
+                    found[commit] = _builds(q, [row])[0]
+        return found
 
     def counts(self) -> dict[str, int]:
         """How many builds are in each status."""
@@ -239,9 +308,18 @@ class Builds(Part):
                         built.append(seen["id"])
                         continue
                 number = tx.insert(
-                    "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, event_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (rrow["id"], full, item["ref"], item["commit"], tx.now, pusher, event_id),
+                    "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher,"
+                    " event_id, number) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rrow["id"],
+                        full,
+                        item["ref"],
+                        item["commit"],
+                        tx.now,
+                        pusher,
+                        event_id,
+                        _next_number(tx, rrow["id"]),
+                    ),
                 )
                 built.append(number)
                 tx.event("build.queued", **_brief(_tx_build(tx, number)))
@@ -252,10 +330,10 @@ class Builds(Part):
         with self._core.write(actor, node) as tx:
             row = _build_row(tx, ref)
             if row["repo_id"] is None:
-                raise Conflict(f"build #{row['id']}'s repository no longer exists")
+                raise Conflict(f"build {_label(row)}'s repository no longer exists")
             number = tx.insert(
-                "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, attempt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO builds (repo_id, repo, ref, commit_id, queued_at, pusher, attempt,"
+                " number) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row["repo_id"],
                     row["repo_now"],
@@ -264,6 +342,7 @@ class Builds(Part):
                     tx.now,
                     actor if actor.startswith("user-") else row["pusher"],
                     row["attempt"] + 1,
+                    _next_number(tx, row["repo_id"]),
                 ),
             )
             build = _tx_build(tx, number)
@@ -279,12 +358,13 @@ class Builds(Part):
             row = _build_row(tx, ref)
             number = row["id"]
             if row["status"] in _FINAL:
-                raise Conflict(f"build #{number} has already ended ({row['status']})")
+                raise Conflict(f"build {_label(row)} has already ended ({row['status']})")
             if row["status"] == BuildStatus.QUEUED.value:
+                who = logins_of(tx, [actor]).get(actor, actor)
                 tx.run(
                     "UPDATE builds SET status = 'cancelled', finished_at = ?, reason = ?"
                     " WHERE id = ?",
-                    (tx.now, f"cancelled by {actor} before it started", number),
+                    (tx.now, f"cancelled by {who} before it started", number),
                 )
                 build = _tx_build(tx, number)
                 tx.event("build.finished", **_brief(build))
@@ -322,7 +402,7 @@ class Builds(Part):
         row = _build_row(q, ref)
         if row["status"] != "running" or row["runner"] != runner or row["attempt"] != attempt:
             raise Conflict(
-                f"build #{row['id']} (attempt {attempt}) is no longer running on "
+                f"build {_label(row)} (attempt {attempt}) is no longer running on "
                 f"{runner}: it is {row['status']}"
             )
         return row
@@ -443,6 +523,52 @@ class Builds(Part):
                     tx.event("build.queued", **_brief(build))
                 changed.append(build)
             return changed
+
+    # ---- retention -----------------------------------------------------------------
+
+    def prune(self, keep: int, *, limit: int = PRUNE_BATCH, actor: str = "system") -> int:
+        """Delete finished builds of a repository beyond its newest `keep`, with
+        their logs: at most `limit` in this one transaction; how many were
+        deleted (call again while it is `limit`). A repository that is gone
+        counts as one, by the name its builds keep. Queued and running builds
+        are never deleted. Not audited: housekeeping."""
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise BadRequest("keep must be an integer of at least 1")
+        final = ", ".join(f"'{status}'" for status in _FINAL)
+        with self._core.write(actor) as tx:
+            scopes: list[tuple[str, object]] = [
+                ("repo_id = ?", r[0])
+                for r in tx.all(
+                    "SELECT repo_id FROM builds WHERE repo_id IS NOT NULL"
+                    " GROUP BY repo_id HAVING count(*) > ?",
+                    (keep,),
+                )
+            ]
+            scopes += [
+                ("repo_id IS NULL AND repo = ?", r[0])
+                for r in tx.all(
+                    "SELECT repo FROM builds WHERE repo_id IS NULL GROUP BY repo HAVING count(*) > ?",
+                    (keep,),
+                )
+            ]
+            doomed: list[int] = []
+            for where, value in scopes:
+                if len(doomed) >= limit:
+                    break
+                doomed += [
+                    r[0]
+                    for r in tx.all(
+                        f"SELECT id FROM builds WHERE {where} AND status IN ({final})"
+                        f" AND id < (SELECT min(id) FROM (SELECT id FROM builds WHERE {where}"
+                        "  ORDER BY id DESC LIMIT ?) newest)"
+                        " ORDER BY id LIMIT ?",
+                        (value, value, keep, limit - len(doomed)),
+                    )
+                ]
+            if not doomed:
+                return 0
+            marks = ", ".join("?" for _ in doomed)
+            return tx.run(f"DELETE FROM builds WHERE id IN ({marks})", doomed)
 
     def runners(self) -> list[str]:
         """The runner nodes that builds are running on."""

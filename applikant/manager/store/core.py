@@ -39,7 +39,7 @@ from applikant.manager.errors import BadRequest, Conflict
 from applikant.manager.names import check_text
 from applikant.manager.passwords import Passwords
 from applikant.manager.store.backend import Backend, Connection
-from applikant.manager.store.sqlite import SqliteBackend
+from applikant.manager.store.engines import backend_for
 from applikant.schema.base import SYSTEM
 
 __all__ = ["SYSTEM", "Core", "Event", "Part", "Query", "Row", "Tx", "format_time"]
@@ -137,8 +137,8 @@ class Tx(Query):
     ) -> int:
         """The one INSERT into the append-only audit log (see audit.py); its id."""
         return self.insert(
-            "INSERT INTO audit_log (time, actor, node, action, repo, details, event_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (time, actor, node, action, repo, details, event_id, lease)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self.now,
                 self.actor,
@@ -147,6 +147,7 @@ class Tx(Query):
                 repo,
                 json.dumps(details, sort_keys=True, separators=(",", ":")),
                 event_id,
+                self._backend.lease,
             ),
         )
 
@@ -161,7 +162,8 @@ class Tx(Query):
 
 class Core:
     """Connection, lock, transactions, before-commit hooks and change events;
-    see the module docstring. `backend` defaults to SQLite."""
+    see the module docstring. `backend` defaults to the one `path` names
+    (engines.backend_for: PostgreSQL for a URL, SQLite for a file)."""
 
     def __init__(
         self,
@@ -175,7 +177,7 @@ class Core:
         read_only: bool = False,
     ) -> None:
         if backend is None:
-            backend = SqliteBackend()
+            backend = backend_for(str(path))
         self.backend = backend
         self.path = str(path)
         self.passwords = passwords if passwords is not None else Passwords()
@@ -225,9 +227,20 @@ class Core:
 
     def untracked(self, sql: str, params: Params = ()) -> None:
         """One statement that is no change to audit (the time a key was last
-        used): committed on its own, or with the transaction in progress."""
+        used): committed on its own (under the write lock, fenced like any
+        write), or with the transaction in progress."""
         with self.lock:
-            self.connection.execute(self.backend.prepare(sql), params)
+            conn = self.connection
+            if self._tx is not None:
+                conn.execute(self.backend.prepare(sql), params)
+                return
+            self.backend.begin_write(conn)
+            try:
+                conn.execute(self.backend.prepare(sql), params)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
 
     def _transaction(self, actor: str, node: str | None) -> Iterator[Tx]:
         conn = self.connection

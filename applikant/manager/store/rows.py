@@ -7,12 +7,14 @@ naming what was asked for, or BadRequest for a malformed reference.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from applikant.manager.errors import BadRequest, NotFound
 from applikant.manager.names import check_name, parse_repo_path
-from applikant.manager.store.core import SYSTEM, Query, Row
+from applikant.manager.store.core import Query, Row
+from applikant.schema.base import acts_as_system
 
-_ID_RE = re.compile(r"(user|group|key|repo|token)-([1-9][0-9]{0,17})\Z")
+_ID_RE = re.compile(r"(user|group|key|repo|token|session)-([1-9][0-9]{0,17})\Z")
 
 USER_SELECT = (
     "SELECT u.id, o.name AS login, u.display_name, u.email, u.password_hash,"
@@ -59,6 +61,20 @@ def user_row(q: Query, ref: object) -> Row:
     return row
 
 
+def logins_of(q: Query, refs: Iterable[object]) -> dict[str, str]:
+    """The logins of the `user-42` ids among `refs`, as they are now: one
+    indexed lookup per 500; ids of deleted accounts (and anything else) are
+    left out."""
+    numbers = sorted({n for n in (parse_id(str(r), "user") for r in refs) if n is not None})
+    logins: dict[str, str] = {}
+    for i in range(0, len(numbers), 500):
+        chunk = numbers[i : i + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in q.all(f"{USER_SELECT} WHERE u.id IN ({marks})", chunk):
+            logins[f"user-{row['id']}"] = row["login"]
+    return logins
+
+
 def owner_row(q: Query, name: str) -> Row | None:
     """The user or group called `name` (id, name, kind), or None."""
     return q.one("SELECT id, name, kind FROM owners WHERE name = ?", (name,))
@@ -70,8 +86,11 @@ def grantee_row(q: Query, ref: object) -> Row:
         number = parse_id(ref, "user") or parse_id(ref, "group")
         if number is not None:
             kind = ref.split("-", 1)[0]
+            table = "users" if kind == "user" else "groups"  # not a deleted user's tombstone
             row = q.one(
-                "SELECT id, name, kind FROM owners WHERE id = ? AND kind = ?", (number, kind)
+                f"SELECT o.id, o.name, o.kind FROM owners o JOIN {table} t ON t.id = o.id"
+                " WHERE o.id = ? AND o.kind = ?",
+                (number, kind),
             )
             if row is None:
                 raise NotFound(f"no {kind} {ref}")
@@ -93,8 +112,9 @@ def repo_row(q: Query, path: object) -> Row:
 
 
 def actor_is_admin(q: Query, actor: str) -> bool:
-    """True for am itself and for enabled site admins: they may see who owns what."""
-    if actor == SYSTEM:
+    """True for am itself (and the admin command line) and for enabled site
+    admins: they may see who owns what."""
+    if acts_as_system(actor):
         return True
     number = parse_id(actor, "user")
     if number is None:

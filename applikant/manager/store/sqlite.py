@@ -1,233 +1,53 @@
-"""The SQLite backend: the schema as numbered migrations, how a connection is
-opened, and the few things only SQLite spells its own way (backend.py).
+"""The SQLite backend: how a connection is opened and migrated, and the few
+things only SQLite spells its own way (backend.py). The schema and its history
+are schema.py's, shared with PostgreSQL.
 
-`MIGRATIONS[i]` takes the schema from version i to i+1; the version lives in
-`PRAGMA user_version`. Each migration runs in its own IMMEDIATE transaction
-together with the version bump, so a crash leaves the database at a whole version.
-Migrations are only ever appended: a released one is never edited.
-
-Shape of the data (version 1):
-- `owners` is the one namespace of logins and group names (both own repositories),
-  unique case-insensitively. A user's or group's id is its owner id, so grants can
-  name either through one foreign key.
-- `repo_perms` holds explicit grants (1 read, 2 write, 3 admin) to owners.
-- `audit_log` refuses UPDATE and DELETE through triggers: append-only.
-
-Version 2 adds `audit_log.event_id` (unique when set) for idempotent pushes.
-Version 3 adds `api_tokens`: personal API tokens, kept as SHA-256 hashes only.
-Version 4 adds `builds` (the build queue and its history) and `build_logs`.
-Version 5 adds `webhooks`, `webhook_deliveries` and `webhook_attempts`.
-
-Every lookup on the hot path (check_access, key by fingerprint) has an index;
-tests check the query plans.
+The version lives in `PRAGMA user_version`. Each migration runs in its own
+IMMEDIATE transaction together with the version bump, so a crash leaves the
+database at a whole version.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Sequence
 from typing import Any
 
 from applikant.manager.errors import SchemaTooNew
 from applikant.manager.store.backend import Backend, Connection
+from applikant.manager.store.schema import MIGRATIONS, Migration, Step
 
-Migration = str | Callable[[sqlite3.Connection], None]
+__all__ = ["MIGRATIONS", "SqliteBackend", "connect", "migrate", "schema_version"]
 
-_V1 = """
-CREATE TABLE owners (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL COLLATE NOCASE UNIQUE,
-    kind TEXT NOT NULL CHECK (kind IN ('user', 'group'))
-);
 
-CREATE TABLE users (
-    id INTEGER PRIMARY KEY REFERENCES owners(id) ON DELETE CASCADE,
-    display_name TEXT NOT NULL DEFAULT '',
-    email TEXT NOT NULL DEFAULT '',
-    password_hash TEXT,
-    is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),
-    disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
-    created_at TEXT NOT NULL
-);
+#: The database and the files SQLite keeps beside it: the service user's only.
+PRIVATE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
-CREATE TABLE groups (
-    id INTEGER PRIMARY KEY REFERENCES owners(id) ON DELETE CASCADE,
-    description TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
-);
 
-CREATE TABLE group_members (
-    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    PRIMARY KEY (group_id, user_id)
-) WITHOUT ROWID;
-CREATE INDEX group_members_by_user ON group_members(user_id, group_id);
-
-CREATE TABLE ssh_keys (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    title TEXT NOT NULL,
-    key_type TEXT NOT NULL,
-    bits INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL UNIQUE,
-    public_key TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    last_used_at TEXT
-);
-CREATE INDEX ssh_keys_by_user ON ssh_keys(user_id);
-
-CREATE TABLE repos (
-    id INTEGER PRIMARY KEY,
-    owner_id INTEGER NOT NULL REFERENCES owners(id),
-    name TEXT NOT NULL COLLATE NOCASE,
-    description TEXT NOT NULL DEFAULT '',
-    is_public INTEGER NOT NULL DEFAULT 0 CHECK (is_public IN (0, 1)),
-    default_branch TEXT NOT NULL DEFAULT 'main',
-    created_at TEXT NOT NULL,
-    UNIQUE (owner_id, name)
-);
-
-CREATE TABLE repo_perms (
-    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    grantee_id INTEGER NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
-    level INTEGER NOT NULL CHECK (level IN (1, 2, 3)),
-    PRIMARY KEY (repo_id, grantee_id)
-) WITHOUT ROWID;
-CREATE INDEX repo_perms_by_grantee ON repo_perms(grantee_id, repo_id);
-
-CREATE TABLE protected_branches (
-    id INTEGER PRIMARY KEY,
-    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
-    pattern TEXT NOT NULL,
-    admins_only INTEGER NOT NULL DEFAULT 0 CHECK (admins_only IN (0, 1)),
-    created_at TEXT NOT NULL,
-    UNIQUE (repo_id, pattern)
-);
-
-CREATE TABLE audit_log (
-    id INTEGER PRIMARY KEY,
-    time TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    node TEXT,
-    action TEXT NOT NULL,
-    repo TEXT,
-    details TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX audit_by_time ON audit_log(time);
-CREATE INDEX audit_by_actor ON audit_log(actor, id);
-CREATE INDEX audit_by_action ON audit_log(action, id);
-CREATE INDEX audit_by_repo ON audit_log(repo, id);
-CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-
-# Version 2: a push delivered twice (a spooled post-receive event whose answer was
-# lost) is recorded once: the hook's event id is unique among audit entries.
-_V2 = """
-ALTER TABLE audit_log ADD COLUMN event_id TEXT;
-CREATE UNIQUE INDEX audit_by_event ON audit_log(event_id) WHERE event_id IS NOT NULL;
-"""
-
-# Version 3: personal API tokens (aw's REST API and HTTP clone). Only the SHA-256
-# of a token is kept; a lookup by that hash (its unique index) finds the token.
-_V3 = """
-CREATE TABLE api_tokens (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    title TEXT NOT NULL,
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    last_used_at TEXT
-);
-CREATE INDEX api_tokens_by_user ON api_tokens(user_id, id);
-"""
-
-# Version 4: the build queue (store/builds.py). A build's number is its id (`#42`);
-# (event_id, ref) makes enqueueing a push's builds idempotent; log lines are
-# stored as they come, numbered per build from 1.
-_V4 = """
-CREATE TABLE builds (
-    id INTEGER PRIMARY KEY,
-    repo_id INTEGER REFERENCES repos(id) ON DELETE SET NULL,
-    repo TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    commit_id TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN
-        ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed-out')),
-    queued_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    exit_code INTEGER,
-    reason TEXT NOT NULL DEFAULT '',
-    log_size INTEGER NOT NULL DEFAULT 0,
-    log_truncated INTEGER NOT NULL DEFAULT 0 CHECK (log_truncated IN (0, 1)),
-    log_lines INTEGER NOT NULL DEFAULT 0,
-    pusher TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1,
-    runner TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
-    event_id TEXT,
-    UNIQUE (event_id, ref)
-);
-CREATE INDEX builds_by_status ON builds(status, id);
-CREATE INDEX builds_by_repo ON builds(repo_id, id);
-
-CREATE TABLE build_logs (
-    build_id INTEGER NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    line TEXT NOT NULL,
-    PRIMARY KEY (build_id, seq)
-) WITHOUT ROWID;
-"""
-
-# Version 5: webhooks (store/webhooks.py). A hook with no repo_id is site-wide;
-# a delivery keeps its JSON body (every attempt signs the same bytes) and is due
-# at next_attempt_at while pending; each attempt is kept in its log.
-_V5 = """
-CREATE TABLE webhooks (
-    id INTEGER PRIMARY KEY,
-    repo_id INTEGER REFERENCES repos(id) ON DELETE CASCADE,
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    events TEXT NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE INDEX webhooks_by_repo ON webhooks(repo_id, id);
-
-CREATE TABLE webhook_deliveries (
-    id TEXT PRIMARY KEY,
-    hook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
-    event TEXT NOT NULL,
-    body TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT,
-    created_at TEXT NOT NULL,
-    redelivery_of TEXT
-);
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at)
-    WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_by_hook ON webhook_deliveries(hook_id, created_at);
-
-CREATE TABLE webhook_attempts (
-    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
-    number INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    duration REAL NOT NULL,
-    outcome TEXT NOT NULL,
-    status_code INTEGER,
-    location TEXT,
-    response TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (delivery_id, number)
-) WITHOUT ROWID;
-"""
-
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5]
+def make_private(path: str) -> None:
+    """Create the database file 0600 if it is missing, and take every group and
+    other permission from it and its -wal, -shm and -journal files: they hold
+    password and token hashes and webhook secrets. SQLite gives the -wal and
+    -shm it creates the mode of the database file, so they stay 0600 too,
+    whatever the process's umask. Files this process may not change (another
+    user's, read by root's doctor) are left alone."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a read-only place: sqlite3 says what is wrong
+    for suffix in PRIVATE_SUFFIXES:
+        try:
+            mode = stat.S_IMODE(os.stat(path + suffix).st_mode)
+            if mode & 0o077:
+                os.chmod(path + suffix, mode & 0o700)
+        except OSError:
+            pass
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -276,7 +96,11 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
                 conn.execute("COMMIT")
                 return version
             step = migrations[version]
-            if callable(step):
+            if isinstance(step, Step):
+                for script in (step.sql, step.sqlite):
+                    for statement in _statements(script):
+                        conn.execute(statement)
+            elif callable(step):
                 step(conn)
             else:
                 for statement in _statements(step):
@@ -307,11 +131,13 @@ def _statements(script: str) -> list[str]:
 class SqliteBackend(Backend):
     """SQLite through the standard library: the embedded default."""
 
+    name = "sqlite"
     integrity_errors = (sqlite3.IntegrityError,)
 
     def open(
         self, path: str, migrations: Sequence[Any] | None, read_only: bool
     ) -> tuple[Connection, int]:
+        make_private(path)
         conn = connect(path)
         conn.row_factory = sqlite3.Row
         try:
@@ -324,6 +150,15 @@ class SqliteBackend(Backend):
             conn.close()
             raise
         return conn, version
+
+    def version_of(self, path: str) -> int | None:
+        if not os.path.exists(path):
+            return None
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return schema_version(conn)
+        finally:
+            conn.close()
 
     def prepare(self, sql: str) -> str:
         return sql

@@ -34,7 +34,10 @@ TOKEN_MAX = 512
 SECRET_BYTES = 32
 TOUCH_EVERY = timedelta(seconds=60)
 
-TOKEN_SELECT = "SELECT id, user_id, title, token_hash, created_at, last_used_at FROM api_tokens"
+TOKEN_SELECT = (
+    "SELECT id, user_id, title, token_hash, created_at, last_used_at,"
+    " (SELECT name FROM owners WHERE owners.id = api_tokens.user_id) AS login FROM api_tokens"
+)
 
 
 def token_hash(token: str) -> str:
@@ -46,6 +49,7 @@ def token_from_row(row: Row) -> ApiToken:
     return ApiToken(
         id=f"token-{row['id']}",
         user=f"user-{row['user_id']}",
+        login=row["login"],
         title=row["title"],
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],

@@ -1,15 +1,23 @@
 """Users: accounts with a stable id, a login, a password hash and two flags.
 
-Users are never deleted, only disabled: their id stays in audit entries and
-forced-command lines, and a disabled account can neither log in nor use its keys.
+A disabled account can neither log in nor use its keys; it keeps everything.
+A deleted account goes with its keys, tokens, memberships and grants, and is
+refused while it owns repositories (they are deleted or transferred first,
+services.user_db). Its id is never given again: its row in `owners` stays as
+a tombstone (named `~deleted-<id>`, which no login can be, so the login is
+free again), because its id lives on in audit entries, builds, webhooks and
+the sessions of browsers that were logged in. The last enabled site admin
+cannot be deleted.
 Password hashing (tens of milliseconds) runs outside the store's lock so that it
-never delays access checks.
+never delays access checks. A password change or a disabled account ends all of
+the user's web sessions in the same transaction (sessions.py).
 """
 
 from __future__ import annotations
 
 from applikant.manager.errors import BadRequest, Conflict
 from applikant.manager.names import check_email, check_owner_name, check_password, check_text
+from applikant.manager.store import sessions
 from applikant.manager.store.core import Part, Row
 from applikant.manager.store.rows import USER_SELECT, owner_row, user_row
 from applikant.schema.users import User
@@ -111,6 +119,53 @@ class Users(Part):
             tx.event("user.updated", user=uid, login=row["login"])
             return user_from_row(user_row(tx, uid))
 
+    def owned_repos(self, ref: str) -> list[str]:
+        """The repositories the user owns, by full name."""
+        with self._core.read() as q:
+            row = user_row(q, ref)
+            names = q.all("SELECT name FROM repos WHERE owner_id = ? ORDER BY name", (row["id"],))
+        return [f"{row['login']}/{r[0]}" for r in names]
+
+    def delete(self, ref: str, *, actor: str, node: str | None = None) -> User:
+        """Delete an account (see the module docstring); return it as it was.
+
+        Conflict while it owns repositories (naming them), or when it is the
+        last enabled site admin; NotFound for an unknown user.
+        """
+        with self._core.write(actor, node) as tx:
+            row = user_row(tx, ref)
+            gone = user_from_row(row)
+            owned = [
+                r[0]
+                for r in tx.all(
+                    "SELECT name FROM repos WHERE owner_id = ? ORDER BY name", (row["id"],)
+                )
+            ]
+            if owned:
+                listed = ", ".join(f"{row['login']}/{n}" for n in owned[:10])
+                more = f" and {len(owned) - 10} more" if len(owned) > 10 else ""
+                raise Conflict(
+                    f"{row['login']} owns {len(owned)} repositories ({listed}{more}); "
+                    "delete them, or transfer them to another owner (--transfer-to)"
+                )
+            if row["is_admin"] and not row["disabled"]:
+                others = tx.scalar(
+                    "SELECT count(*) FROM users WHERE is_admin = 1 AND disabled = 0 AND id <> ?",
+                    (row["id"],),
+                )
+                if not others:
+                    raise Conflict(f"{row['login']} is the last site admin; make another one first")
+            keys = tx.scalar("SELECT count(*) FROM ssh_keys WHERE user_id = ?", (row["id"],))
+            tx.run("DELETE FROM users WHERE id = ?", (row["id"],))  # keys, tokens, memberships
+            tx.run("DELETE FROM repo_perms WHERE grantee_id = ?", (row["id"],))
+            tx.run(
+                "UPDATE owners SET name = ? WHERE id = ?",
+                (f"~deleted-{row['id']}", row["id"]),
+            )
+            tx.audit("user.delete", user=gone.id, login=gone.login, keys=keys)
+            tx.event("user.deleted", user=gone.id, login=gone.login)
+            return gone
+
     def _set_flag(
         self,
         ref: str,
@@ -124,6 +179,8 @@ class Users(Part):
         with self._core.write(actor, node) as tx:
             row = user_row(tx, ref)
             tx.run(f"UPDATE users SET {column} = ? WHERE id = ?", (int(value), row["id"]))
+            if column == "disabled" and value:
+                sessions.end_for_user(tx, row["id"])
             uid = f"user-{row['id']}"
             tx.audit(action, user=uid, login=row["login"], **{column: value})
             tx.event(event, user=uid, login=row["login"])
@@ -152,6 +209,7 @@ class Users(Part):
         with self._core.write(actor, node) as tx:
             row = user_row(tx, ref)
             tx.run("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row["id"]))
+            sessions.end_for_user(tx, row["id"])  # a copied cookie dies with the old password
             uid = f"user-{row['id']}"
             tx.audit("user.passwd", user=uid, login=row["login"], cleared=password is None)
 

@@ -14,6 +14,11 @@ durable queue the delivery worker (applikant.webhooks.deliver_pending) reads.
   runs the delivery-making hook before every commit: `Core.before_commit`.)
 - The body (JSON text) is fixed when the delivery is made: every attempt, and a
   redelivery (a new delivery, new id, same body), sends and signs the same bytes.
+  Bodies are shaped like Gitea's and GitHub's (hookpayloads.py); a push makes
+  one delivery per updated ref.
+- A hook can be changed (URL, secret, events, active) and tested (a `ping`
+  delivery, due now). Deliveries that are over are pruned after some days
+  (`prune_deliveries`; am runs it in the background); pending ones never are.
 - Attempts are kept with their outcome, status code, Location of a redirect,
   the first bytes of the answer, the error in words and the duration.
 
@@ -30,7 +35,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from applikant.links import Links
 from applikant.manager.errors import BadRequest, Conflict, NotFound
+from applikant.manager.store import hookpayloads as payloads
 from applikant.manager.store.core import Core, Part, Query, Row, Tx, format_time
 from applikant.manager.store.rows import REPO_SELECT, parse_id, repo_row
 from applikant.schema.webhooks import Delivery, NewWebhook, Webhook
@@ -60,7 +67,6 @@ _TRIGGERS = {
     "build.finished": "build_finished",
 }
 _HOOK_ID = re.compile(r"hook-([1-9][0-9]{0,17})\Z")
-_ZERO = "0" * 40
 # What a repeated attempt number overwrites (an attempt recorded twice).
 _ATTEMPT_RESULT = (
     "started_at",
@@ -91,6 +97,19 @@ def normalize_events(events: object) -> list[str]:
     return [e for e in HOOK_EVENTS if e in wanted]
 
 
+def _checked_url(url: object) -> str:
+    try:
+        return validate_url(url if isinstance(url, str) else "")
+    except InvalidHookURL as exc:
+        raise BadRequest(f"invalid hook URL: {exc}") from None
+
+
+def _checked_secret(secret: object) -> str:
+    if not isinstance(secret, str) or len(secret) > SECRET_MAX or not secret.isprintable():
+        raise BadRequest(f"the secret must be printable text of at most {SECRET_MAX} characters")
+    return secret
+
+
 def _hook_number(ref: object) -> int:
     match = _HOOK_ID.match(ref) if isinstance(ref, str) else None
     if match is None:
@@ -106,12 +125,11 @@ def _delivery_id(ref: object) -> str:
 
 
 # The order deliveries were made in, within one transaction (one created_at),
-# is SQLite's rowid here and in `deliveries`: the one thing in these parts a
-# second backend has to give another way (a sequence column).
+# is their `seq` (schema version 6), here and in `deliveries`.
 _HOOK_SELECT = (
     "SELECT h.*, o.name AS owner, r.name AS repo_name,"
     " (SELECT d.status FROM webhook_deliveries d WHERE d.hook_id = h.id"
-    "  ORDER BY d.created_at DESC, d.rowid DESC LIMIT 1) AS last_status"
+    "  ORDER BY d.created_at DESC, d.seq DESC LIMIT 1) AS last_status"
     " FROM webhooks h LEFT JOIN repos r ON r.id = h.repo_id"
     " LEFT JOIN owners o ON o.id = r.owner_id"
 )
@@ -143,18 +161,6 @@ def _attempt_from_row(row: Row) -> Attempt:
     )
 
 
-def _repo_json(row: Row) -> dict[str, Any]:
-    return {
-        "id": f"repo-{row['id']}",
-        "full_name": f"{row['owner']}/{row['name']}",
-        "owner": row["owner"],
-        "name": row["name"],
-        "is_public": bool(row["is_public"]),
-        "default_branch": row["default_branch"],
-        "description": row["description"],
-    }
-
-
 def _hook_row(q: Query, ref: object) -> Row:
     row = q.one(_HOOK_SELECT + " WHERE h.id = ?", (_hook_number(ref),))
     if row is None:
@@ -168,6 +174,8 @@ class Webhooks(Part):
     def __init__(self, core: Core) -> None:
         super().__init__(core)
         self.queued_deliveries = 0  # made by this store so far (for the worker's wake)
+        # Where aw is reached, for the URLs in payloads (am sets it from the config).
+        self.links = Links("http://127.0.0.1:8008")
         # Inside every transaction, before its commit: the deliveries for the
         # events it queued commit with the change, or neither does.
         core.before_commit(self._deliveries_for)
@@ -185,7 +193,7 @@ class Webhooks(Part):
             if hook_event is None:
                 continue
             repo = self._event_repo(tx, event)
-            payload = self._payload(tx, hook_event, event, repo)
+            bodies = [encode_body(p) for p in self._payloads(tx, hook_event, event, repo)]
             hooks = tx.all(
                 "SELECT id, events FROM webhooks WHERE active = 1"
                 " AND (repo_id IS NULL OR repo_id = ?) ORDER BY id",
@@ -193,8 +201,9 @@ class Webhooks(Part):
             )
             for hook in hooks:
                 if hook_event in json.loads(hook["events"]):
-                    self._insert_delivery(tx, hook["id"], hook_event, encode_body(payload))
-                    made += 1
+                    for body in bodies:
+                        self._insert_delivery(tx, hook["id"], hook_event, body)
+                        made += 1
         return made
 
     def _event_repo(self, q: Query, event: dict[str, Any]) -> Row | None:
@@ -209,57 +218,34 @@ class Webhooks(Part):
             return q.one(REPO_SELECT + " WHERE o.name = ? AND r.name = ?", (owner, name))
         return None
 
-    def _payload(
+    def _payloads(
         self, tx: Tx, hook_event: str, event: dict[str, Any], repo: Row | None
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
+        links = self.links
         if repo is not None:
-            repository: dict[str, Any] = _repo_json(repo)
+            repository = payloads.repository(tx, links, repo)
         else:  # a deleted repository: what the event still says of it
-            repository = {"id": event.get("id"), "full_name": event.get("repo")}
-        actor = str(event.get("actor") or tx.actor)
-        payload: dict[str, Any] = {
-            "event": hook_event,
-            "created_at": tx.now,
-            "repository": repository,
-            "sender": self._who(tx, actor),
-        }
+            repository = payloads.gone_repository(event)
+        sender = payloads.person(tx, links, str(event.get("actor") or tx.actor))
         if hook_event == "push":
-            refs = [
-                {
-                    "ref": r["ref"],
-                    "before": r["old"],
-                    "after": r["new"],
-                    "created": r["old"] == _ZERO,
-                    "deleted": r["new"] == _ZERO,
-                }
-                for r in event.get("refs", [])
-            ]
-            payload.update(pusher=payload["sender"], refs=refs)
-            if len(refs) == 1:  # GitHub's shape, for receivers written for it
-                payload.update(ref=refs[0]["ref"], before=refs[0]["before"], after=refs[0]["after"])
-            if event.get("event_id"):
-                payload["push_id"] = event["event_id"]
+            made = payloads.push_payloads(tx, links, event, repository, sender)
         elif hook_event == "build_finished":
-            build = {k: v for k, v in event.items() if k not in ("kind", "repo", "actor")}
-            if "build" in build:  # the builds' events name the build `build`
-                build["id"] = build.pop("build")
-            payload["build"] = build
-        return payload
-
-    def _who(self, q: Query, actor: str) -> dict[str, Any]:
-        number = parse_id(actor, "user")
-        if number is None:
-            return {"id": actor, "login": actor}
-        row = q.one("SELECT name FROM owners WHERE id = ?", (number,))
-        return {"id": actor, "login": row["name"] if row else None}
+            made = [payloads.build_payload(tx, links, event, repository, sender)]
+        else:
+            made = [payloads.repo_payload(hook_event.removeprefix("repo_"), repository, sender)]
+        for payload in made:
+            payload["created_at"] = tx.now
+        return made
 
     def _insert_delivery(
         self, tx: Tx, hook_id: int, event: str, body: str, redelivery_of: str | None = None
     ) -> str:
         delivery_id = str(uuid.uuid4())
+        # seq: one more than the last, which the write lock makes unique.
         tx.run(
             "INSERT INTO webhook_deliveries (id, hook_id, event, body, status, attempts,"
-            " next_attempt_at, created_at, redelivery_of) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+            " next_attempt_at, created_at, redelivery_of, seq) VALUES (?, ?, ?, ?, 'pending',"
+            " 0, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM webhook_deliveries))",
             (delivery_id, hook_id, event, body, tx.now, tx.now, redelivery_of),
         )
         return delivery_id
@@ -285,17 +271,9 @@ class Webhooks(Part):
         Conflict beyond HOOKS_PER_SCOPE_MAX hooks. With `ping`, a `ping`
         delivery is queued at once so the receiver can be checked.
         """
-        try:
-            url = validate_url(url)
-        except InvalidHookURL as exc:
-            raise BadRequest(f"invalid hook URL: {exc}") from None
+        url = _checked_url(url)
         names = normalize_events(events)
-        if secret is None or secret == "":
-            secret = new_secret()
-        if not isinstance(secret, str) or len(secret) > SECRET_MAX or not secret.isprintable():
-            raise BadRequest(
-                f"the secret must be printable text of at most {SECRET_MAX} characters"
-            )
+        secret = _checked_secret(new_secret() if secret is None or secret == "" else secret)
         if not isinstance(active, bool):
             raise BadRequest("active must be true or false")
         with self._core.write(actor, node) as tx:
@@ -315,17 +293,72 @@ class Webhooks(Part):
             hook = _hook_from_row(_hook_row(tx, f"hook-{number}"))
             tx.audit("hook.add", hook.repo, hook=hook.id, url=url, events=names)
             if ping and active:
-                body = encode_body(
-                    {
-                        "event": "ping",
-                        "created_at": tx.now,
-                        "hook": {"id": hook.id, "repo": hook.repo, "events": names, "url": url},
-                        "zen": "Keep it logically awesome.",
-                    }
-                )
-                self._insert_delivery(tx, number, "ping", body)
-                self.queued_deliveries += 1
+                self._ping(tx, hook)
         return NewWebhook(**hook.model_dump(), secret=secret)
+
+    def _ping(self, tx: Tx, hook: Webhook) -> str:
+        """Queue a `ping` delivery to `hook`, due now; its id."""
+        repo = None
+        if hook.repo is not None:
+            repo = payloads.repository(tx, self.links, repo_row(tx, hook.repo))
+        sender = payloads.person(tx, self.links, tx.actor)
+        described = {"id": hook.id, "repo": hook.repo, "events": hook.events, "url": hook.url}
+        body = encode_body(payloads.ping_payload(described, repo, sender, tx.now))
+        self.queued_deliveries += 1
+        return self._insert_delivery(tx, _hook_number(hook.id), "ping", body)
+
+    def update(
+        self,
+        ref: str,
+        *,
+        url: str | None = None,
+        secret: str | None = None,
+        events: object = None,
+        active: bool | None = None,
+        actor: str,
+        node: str | None = None,
+    ) -> Webhook:
+        """Change a hook's URL, secret, events or active flag (None leaves one
+        as it is); the hook. Deliveries already made keep their body and go to
+        the hook's URL and secret as they are at each attempt. BadRequest for
+        a bad value, NotFound for an unknown hook; audited with what changed
+        (never the secret itself)."""
+        changes: dict[str, Any] = {}
+        if url is not None:
+            changes["url"] = _checked_url(url)
+        if secret is not None:
+            changes["secret"] = _checked_secret(secret)
+        if events is not None:
+            changes["events"] = json.dumps(normalize_events(events))
+        if active is not None:
+            if not isinstance(active, bool):
+                raise BadRequest("active must be true or false")
+            changes["active"] = int(active)
+        with self._core.write(actor, node) as tx:
+            row = _hook_row(tx, ref)
+            for column, value in changes.items():
+                tx.run(f"UPDATE webhooks SET {column} = ? WHERE id = ?", (value, row["id"]))
+            hook = _hook_from_row(_hook_row(tx, ref))
+            told = {k: v for k, v in changes.items() if k != "secret"}
+            if "events" in told:
+                told["events"] = hook.events
+            if "active" in told:
+                told["active"] = hook.active
+            tx.audit(
+                "hook.update", hook.repo, hook=hook.id, secret_changed="secret" in changes, **told
+            )
+            return hook
+
+    def test(self, ref: str, *, actor: str, node: str | None = None) -> Delivery:
+        """A test delivery (`ping`) to the hook, due now, whether it is active
+        or not; the delivery. NotFound for an unknown hook."""
+        with self._core.write(actor, node) as tx:
+            hook = _hook_from_row(_hook_row(tx, ref))
+            delivery_id = self._ping(tx, hook)
+            tx.audit("hook.test", hook.repo, hook=hook.id, delivery=delivery_id)
+            made = tx.one("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,))
+            assert made is not None
+            return self._delivery(tx, made)
 
     def hooks(self, repo: str | None) -> list[Webhook]:
         """The hooks of `repo`, or the site-wide ones (None), oldest first."""
@@ -374,10 +407,10 @@ class Webhooks(Part):
             raise BadRequest(f"limit must be 1 to {DELIVERIES_LIST_MAX}")
         with self._core.read() as q:
             number = _hook_row(q, hook)["id"]
-            # rowid: see _HOOK_SELECT.
+            # seq: see _HOOK_SELECT.
             rows = q.all(
                 "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
-                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                " ORDER BY created_at DESC, seq DESC LIMIT ?",
                 (number, limit),
             )
             return [self._delivery(q, row) for row in rows]
@@ -483,3 +516,26 @@ class Webhooks(Part):
                 " next_attempt_at = ? WHERE id = ?",
                 (number, status, due, delivery_id),
             )
+
+    # ---- retention ---------------------------------------------------------------------
+
+    def prune_deliveries(
+        self, before: datetime, *, limit: int = 1000, actor: str = "system"
+    ) -> int:
+        """Delete deliveries made before `before` that are over (delivered or
+        failed), with their attempts: at most `limit` in this one transaction;
+        how many were deleted (call again while it is `limit`). Pending
+        deliveries are never deleted. Not audited: housekeeping."""
+        with self._core.write(actor) as tx:
+            doomed = [
+                r[0]
+                for r in tx.all(
+                    "SELECT id FROM webhook_deliveries WHERE created_at < ?"
+                    " AND status <> 'pending' ORDER BY created_at LIMIT ?",
+                    (format_time(before), limit),
+                )
+            ]
+            if not doomed:
+                return 0
+            marks = ", ".join("?" for _ in doomed)
+            return tx.run(f"DELETE FROM webhook_deliveries WHERE id IN ({marks})", doomed)

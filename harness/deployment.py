@@ -6,7 +6,7 @@ every link, and git clients on a host without Applikant.
     d = Deployment(net, base, pki)            # base: a path without "_" (see below)
     d.start_manager("manager")
     d.start_git("git")                         # portmapper, af, sshd on <git ip>:22
-    d.start_web("web", git="git")              # aw on <web ip>:8008
+    d.start_web("web")                         # aw on <web ip>:8008
     alice = d.add_user("alice", password="...")
     d.git("client", alice, "clone", d.ssh_url("git", "alice/project"), "w")
 
@@ -17,7 +17,14 @@ host's config file into sshd's forced commands, and refuses other characters
 Every process is started inside a host through the Network, which stops it by PID
 and removes the namespaces when it is closed.
 
-`python -m tests.multihost.deployment call NODE SERVICE METHOD [JSON]` is a node
+The repository store: every git host and the web host use one directory,
+`d.store` (<base>/store), as their repo root. Network namespaces separate the
+hosts' networks but not their file systems, so that one host path stands in for
+the network file system (NFS, CephFS) a real deployment mounts on each of them at
+the same path. `start_git(label, repo_root=...)` gives a host a root of its own
+instead (a host whose mount is missing, or another cluster's store).
+
+`python -m harness.deployment call NODE SERVICE METHOD [JSON]` is a node
 call from inside a host (with that host's config): the JSON reply on stdout, or
 `error <Kind>: <message>` on stderr and exit status 1.
 """
@@ -103,6 +110,7 @@ class Deployment:
         self.home.mkdir(exist_ok=True)
         self.keys_dir = base / "keys"
         self.keys_dir.mkdir(exist_ok=True)
+        self.store = base / "store"  # the shared repository root (see the module docstring)
         self.daemons: dict[tuple[str, str], NsProc] = {}
         self._n = 0
         self._configs: dict[str, dict[str, dict[str, Any]]] = {}
@@ -245,7 +253,7 @@ class Deployment:
             [
                 PY,
                 "-m",
-                "tests.multihost.deployment",
+                "harness.deployment",
                 "call",
                 node,
                 service,
@@ -254,7 +262,9 @@ class Deployment:
             ],
         )
 
-    def _daemon(self, label: str, component: str, argv: list[str]) -> NsProc:
+    def _daemon(
+        self, label: str, component: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> NsProc:
         """Start a daemon in host `label` and wait for its READY=1 (a NOTIFY_SOCKET is
         a path in the file system, so it reaches across network namespaces)."""
         from harness.notify import NotifySocket
@@ -265,7 +275,10 @@ class Deployment:
         notify = NotifySocket(where)
         try:
             proc = self.net.run(
-                label, argv, name=component, env={**self.env(label), "NOTIFY_SOCKET": notify.path}
+                label,
+                argv,
+                name=component,
+                env={**self.env(label), **(env or {}), "NOTIFY_SOCKET": notify.path},
             )
             try:
                 notify.wait_for("READY=1")
@@ -288,12 +301,23 @@ class Deployment:
         assert {("127.0.0.1", PM_PORT), (self.ip(label), PM_PORT)} <= listening, listening
         return proc
 
-    def start(self, label: str, component: str) -> NsProc:
-        """`applikant start COMPONENT` in host `label`."""
-        return self._daemon(label, component, [PY, "-m", "applikant.cli.main", "start", component])
+    def start(self, label: str, component: str, env: dict[str, str] | None = None) -> NsProc:
+        """`applikant start COMPONENT` in host `label` (with `env` added to the host's)."""
+        return self._daemon(
+            label, component, [PY, "-m", "applikant.cli.main", "start", component], env
+        )
 
     def stop(self, label: str, component: str) -> None:
         self.daemons.pop((label, component)).stop()
+
+    def kill(self, label: str, component: str) -> None:
+        """SIGKILL (a crash: no goodbye to the cluster), then reap."""
+        import signal
+
+        proc = self.daemons.pop((label, component))
+        proc.signal(signal.SIGKILL)
+        proc.popen.wait(10)
+        proc.stop()
 
     def log(self, label: str, component: str) -> str:
         return self.daemons[(label, component)].log_text()
@@ -306,13 +330,26 @@ class Deployment:
         self.start_portmapper(label)
         return self.start(label, "am")
 
-    def start_git(self, label: str) -> GitHost:
-        """A git host: portmapper, af (repos, sshd's authorized_keys, spool under the
-        host's data dir) and a real sshd on the host's address, port 22, reading af's
-        authorized_keys (as harness/gitenv.py, but in the namespace)."""
+    def start_git(
+        self,
+        label: str,
+        *,
+        repo_root: Path | None = None,
+        env: dict[str, str] | None = None,
+        sshd: bool = True,
+    ) -> GitHost:
+        """A git host: portmapper, af (the shared store as its repo root unless
+        `repo_root` is given; sshd's authorized_keys and the spool under the host's
+        data dir; `env` added to af's environment) and a real sshd on the host's
+        address, port 22, reading af's authorized_keys (as harness/gitenv.py, but
+        in the namespace)."""
         data = self.data(label)
         host = GitHost(
-            label, data, data / "repos", data / "ssh" / "authorized_keys", data / "spool"
+            label,
+            data,
+            repo_root or self.store,
+            data / "ssh" / "authorized_keys",
+            data / "spool",
         )
         self.write_config(
             label,
@@ -324,24 +361,21 @@ class Deployment:
                 "am_retry": 0.2,
             },
         )
-        self.start_portmapper(label)
-        host.af = self.start(label, "af")
+        if (label, "portmapper") not in self.daemons:
+            self.start_portmapper(label)
+        host.af = self.start(label, "af", env)
         self.git_hosts[label] = host
         self.wait_af_synced(label)
-        host.sshd = self.start_sshd(label, host.keys_file)
+        if sshd:
+            host.sshd = self.start_sshd(label, host.keys_file)
         return host
 
-    def start_web(self, label: str, git: str) -> NsProc:
-        """aw on <host>:8008. It reads the repositories from `[aw] repo_root`: here the
-        git host's repo root itself. On one machine the file system is shared, so
-        this stands in for the read-only mount of the git host's repo root that a
-        real web host would have (NFS, sshfs, ...)."""
+    def start_web(self, label: str) -> NsProc:
+        """aw on <host>:8008. It reads the repositories from `[aw] repo_root`: the
+        shared store, as every git host (see the module docstring)."""
         self.write_config(
             label,
-            aw={
-                "listen": f"{self.ip(label)}:{HTTP_PORT}",
-                "repo_root": str(self.git_hosts[git].repo_root),
-            },
+            aw={"listen": f"{self.ip(label)}:{HTTP_PORT}", "repo_root": str(self.store)},
         )
         self.start_portmapper(label)
         proc = self.start(label, "aw")
@@ -476,6 +510,27 @@ class Deployment:
                 f"git {' '.join(args)} on {label} failed ({r.returncode}):\n{r.stderr}"
             )
         return r
+
+    def push_together(
+        self, label: str, user: User, works: dict[str, Path], ref: str = "HEAD:refs/heads/main"
+    ) -> dict[str, subprocess.CompletedProcess[str]]:
+        """`git push origin REF` from each work dir at the same moment (one thread
+        each, released together), from host `label`; the results by key."""
+        import threading
+
+        results: dict[str, subprocess.CompletedProcess[str]] = {}
+        start = threading.Barrier(len(works))
+
+        def push(key: str) -> None:
+            start.wait()
+            results[key] = self.git(label, user, "push", "origin", ref, cwd=works[key], check=False)
+
+        threads = [threading.Thread(target=push, args=(key,)) for key in works]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
 
     def ssh(
         self, label: str, user: User, git: str, command: str

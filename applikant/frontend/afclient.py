@@ -17,8 +17,11 @@ meanwhile) is re-opened once.
 from __future__ import annotations
 
 from applikant import envconfig
-from applikant.node import blocking
+from applikant.node import lean
 from applikant.node.errors import CallTimeout, DistError, RemoteError
+
+lean.prefer_pure_codec()  # as and ah: msgpack's import costs more than their messages
+from applikant.node import blocking  # noqa: E402 (after the codec is chosen)
 
 __all__ = ["CONNECT_TIMEOUT", "Client", "Unreachable", "parse_config_option"]
 

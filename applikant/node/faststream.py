@@ -97,6 +97,18 @@ class FastSocketStream(trio.abc.Stream):
         except OSError as exc:
             raise self._broken(exc) from exc
 
+    def try_send_parts(self, parts: list[bytes]) -> int:
+        """try_send of the pieces in order, in one system call (sendmsg)."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_open()
+        try:
+            return self.socket.sendmsg(parts)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._broken(exc) from exc
+
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")

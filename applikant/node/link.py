@@ -50,12 +50,14 @@ Background = Callable[["Link"], Awaitable[None]]
 
 class Pending:
     """A call waiting for its reply: settled by the reader (reply), by the link's
-    failure (NodeDown) or by the node's deadline heap (CallTimeout)."""
+    failure (NodeDown) or by the node's deadline heap (CallTimeout). The caller
+    parks itself (`wait`) and settling wakes it: what a trio.Event does, without
+    its parking lot (one caller per call)."""
 
-    __slots__ = ("done", "error", "settled", "value", "what")
+    __slots__ = ("error", "settled", "task", "value", "what")
 
     def __init__(self, what: tuple[str, str, str, float | None]) -> None:
-        self.done = trio.Event()
+        self.task: trio.lowlevel.Task | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.settled = False
@@ -63,7 +65,22 @@ class Pending:
 
     def settle(self, value: Any = None, error: BaseException | None = None) -> None:
         self.value, self.error, self.settled = value, error, True
-        self.done.set()
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Return once settled; a checkpoint, cancellable like Event.wait."""
+        if self.settled:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def expire(self) -> None:
         peer, target, method, timeout = self.what
@@ -81,12 +98,20 @@ class Link:
         hidden: bool,
         address: str,
         deadlines: Deadlines,
+        *,
+        dialer: str = "",
+        replaces: object | None = None,
     ) -> None:
+        """`dialer`: the node that dialled this link; `replaces`: the link the dialler
+        asked this one to replace (connect.py's rules)."""
         self.stream = stream
         self.proto = proto
         self.peer = peer
         self.hidden = hidden
         self.address = address
+        self.dialer = dialer
+        self.replaces = replaces
+        self.finished = trio.Event()  # set by whoever ran the link, once it is all gone
         self.pending: dict[int, Pending] = {}
         self.handlers: dict[int, trio.CancelScope] = {}  # calls served for the peer
         self.last_recv = trio.current_time()
@@ -96,6 +121,9 @@ class Link:
         self.casts, self.cast_inbox = trio.open_memory_channel[Cast](math.inf)
         self._deadlines = deadlines
         self._nursery: trio.Nursery | None = None
+        self._table: Mapping[type[Event], EventHandler] = {}
+        self._reader: object = None  # which _read loop reads now (see read_elsewhere)
+        self.reader_scope = trio.CancelScope()  # the reading task's (see _read)
         self._out: list[bytes] = []
         self._writing = False
         self._next_id = 0
@@ -116,6 +144,7 @@ class Link:
         overtakes it; then `task_status.started()`. Events of types neither in
         `dispatch` nor in the link's own table are ignored."""
         table: dict[type[Event], EventHandler] = {**_LINK_EVENTS, **dispatch}
+        self._table = table
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -129,13 +158,21 @@ class Link:
                 except NodeDown:
                     pass  # closed: the reader ends at once
                 task_status.started()
-                await self._read(table)
+                self._reader = token = object()
+                await self._read(table, token)  # (the nursery then waits for the link's end)
         finally:
             self.close(self.down_reason)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
 
-    async def _read(self, table: Mapping[type[Event], EventHandler]) -> None:
+    async def _read(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
+        """Read and dispatch until the link ends, or until this task is needed for
+        something else (read_elsewhere) and another task reads on. The scope is
+        the handle that cancels the call this task may come to serve."""
+        with trio.CancelScope() as self.reader_scope:
+            await self._read_loop(table, token)
+
+    async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
         proto, stream = self.proto, self.stream
         try:
             while True:
@@ -153,11 +190,20 @@ class Link:
                     result = handler(self, event)
                     if result is not None:
                         await result
+                        if self._reader is not token:
+                            return  # a new task reads this link now
         except ProtocolError as exc:
             log.warning("protocol_error", peer=self.peer, address=self.address, reason=str(exc))
             self.close(f"protocol error: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.close(f"connection lost: {exc or type(exc).__name__}")
+
+    def read_elsewhere(self) -> None:
+        """The task reading this link has something else to do (a call it serves
+        that waits): a new task reads on from where it is, and the current loop
+        stops after its handler returns."""
+        self._reader = token = object()
+        self.spawn(self._read, self._table, token)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run `fn(*args)` for the peer: cancelled when the link closes. On a
@@ -196,25 +242,45 @@ class Link:
 
     async def send_event(self, event: Event) -> None:
         """Send one message; NodeDown once the link (or its protocol) is closing:
-        the peer said goodbye or broke the protocol, and the reader is ending it."""
+        the peer said goodbye or broke the protocol, and the reader is ending it
+        (the protocol object must not be asked to frame anything then)."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if self.proto.state is not State.CONNECTED:
             raise NodeDown(f"{self.peer} is down (its link is closing)")
-        await self.send_bytes(self.proto.send(event))
+        await self.send_bytes(self.proto.send_parts(event))
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
 
         The write is shielded: a half-written frame would corrupt the link for
         everyone. A peer that stops reading is cut off by the heartbeat, which
         closes the stream and so ends a blocked write.
         """
+        if self._queue(data):
+            await self._flush()
+
+    def send_soon(self, data: bytes | list[bytes]) -> None:
+        """Send data without waiting: what the kernel does not take now goes out
+        from a task of the link's (a reader never blocks on a write)."""
+        if self._queue(data):
+            self.spawn(self._flush_quietly)
+
+    def _queue(self, data: bytes | list[bytes]) -> bool:
+        """Send what the kernel takes at once, or queue it; True if a flush must
+        follow (this caller then writes, `_writing` is set). `data` may come in
+        pieces (protocol.send_parts), written with one sendmsg when they can be."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
+        if type(data) is list:
+            send_parts = getattr(self.stream, "try_send_parts", None)
+            if len(data) > 1 and send_parts is not None and not self._writing:
+                return self._queue_parts(send_parts, data)
+            data = data[0] if len(data) == 1 else b"".join(data)
+        assert type(data) is bytes
         if self._writing:
             self._out.append(data)
-            return
+            return False
         try_send = getattr(self.stream, "try_send", None)
         if try_send is not None:  # the common case: the kernel takes it all at once
             try:
@@ -223,10 +289,29 @@ class Link:
                 self.close(f"write failed: {exc or type(exc).__name__}")
                 raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
             if sent == len(data):
-                return
-            data = memoryview(data)[sent:].tobytes()
+                if not getattr(self.stream, "backlog", b""):
+                    return False
+                data = b""  # (TLS: the records the kernel did not take wait in the stream)
+            else:
+                data = memoryview(data)[sent:].tobytes()
         self._out.append(data)
         self._writing = True
+        return True
+
+    def _queue_parts(self, send_parts: Callable[[list[bytes]], int], parts: list[bytes]) -> bool:
+        try:
+            sent = send_parts(parts)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.close(f"write failed: {exc or type(exc).__name__}")
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
+        if sent == sum(len(part) for part in parts):
+            return False
+        self._out.append(b"".join(parts)[sent:])  # (the kernel was full: the slow path)
+        self._writing = True
+        return True
+
+    async def _flush(self) -> None:
+        """Write out the queue; only the task that set `_writing` runs this."""
         try:
             with trio.CancelScope(shield=True):
                 while self._out:
@@ -238,6 +323,12 @@ class Link:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
         finally:
             self._writing = False
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except NodeDown:
+            pass  # the link is closed: nobody waits for this write
 
     def writing(self) -> bool:
         return self._writing
@@ -258,7 +349,7 @@ class Link:
             self._deadlines.add(trio.current_time() + timeout, pending)
         try:
             await self.send_event(Call(req_id, node, target, method, args))
-            await pending.done.wait()
+            await pending.wait()
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)
             if self.pending.pop(req_id, None) is not None and not self.closed:

@@ -15,6 +15,7 @@ import trio.testing
 
 from applikant.node.deadlines import Deadlines
 from applikant.node.errors import CallTimeout, NodeDown, NoSuchName, RemoteError
+from applikant.node.frameauth import TAG_BYTES
 from applikant.node.link import Dispatch, Link
 from applikant.node.protocol import (
     Call,
@@ -29,6 +30,7 @@ from applikant.node.protocol import (
     SyncAck,
     SyncRequest,
     Tick,
+    encode_frame,
 )
 
 from .support import Answer, FakePeer, answer_echo, handshaken, silent
@@ -268,11 +270,32 @@ async def test_peer_closing_its_end_fails_pending_calls() -> None:
 
 async def test_garbage_from_the_peer_ends_the_link() -> None:
     async with linked(silent) as (link, peer):
-        assert peer.stream is not None
-        await peer.stream.send_all(b"\x00\x00\x00\x03\x93\x01\x02")  # [1, 2]: no such message
+        assert peer.stream is not None and peer.proto is not None
+        await peer.stream.send_all(peer.proto._frame([1, 2]))  # authentic, but no message
         await trio.testing.wait_all_tasks_blocked()
         assert link.closed
         assert link.down_reason.startswith("protocol error")
+
+
+async def test_an_injected_frame_ends_the_link_unanswered(caplog: pytest.LogCaptureFixture) -> None:
+    """A frame written into the stream by someone without the link's keys (the
+    relay of the security review) is never served: the link ends, logged with
+    the peer's address."""
+    served: list[Call] = []
+
+    def serve(link: Link, call: Call) -> None:
+        served.append(call)
+
+    async with linked(silent, {Call: serve}) as (link, peer):
+        assert peer.stream is not None
+        injected = encode_frame([1, 4242, None, "am_user_db", "list_users", {"actor": "system"}])
+        await peer.stream.send_all(injected + bytes(TAG_BYTES))
+        await trio.testing.wait_all_tasks_blocked()
+        assert link.closed
+        assert "authentication" in link.down_reason
+    assert served == []
+    [record] = [r for r in caplog.records if r.getMessage() == "protocol_error"]
+    assert record.fields["address"] == "memory"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("how", ["ours_closed", "theirs_gone"])
@@ -385,3 +408,16 @@ async def test_the_greeting_goes_out_before_any_answer() -> None:
         await peer.wait_for(lambda ev: bool(peer.of_type(SyncAck)))
         nursery.cancel_scope.cancel()
     assert peer.events == [*greeting, SyncAck(1)]
+
+
+async def test_nothing_is_framed_once_the_peer_has_closed() -> None:
+    """A tick (or an answer) due just after the peer closed the link is dropped with
+    NodeDown: the protocol object has ended and must not be asked for a frame (it
+    took af down once: LocalProtocolError out of the heartbeat)."""
+    async with linked(silent) as (link, peer):
+        assert peer.stream is not None
+        await peer.stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert link.closed
+        with pytest.raises(NodeDown):
+            await link.send_event(Tick())

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from .am import AmError
 from .auth import Viewer
+from .together import gather
 
 __all__ = [
     "AUDIT_FILTERS",
@@ -71,12 +72,25 @@ async def readable_repo(
     Existence of a private repository is not revealed to those who cannot read it.
     """
     path = f"{owner}/{name}"
-    decision = await web.am.check_access(viewer.id, path, access)
+
+    async def repo_or_error() -> Any:
+        try:
+            return await web.am.get_repo(viewer.id, path)
+        except AmError as exc:
+            return exc
+
+    # Both questions at once (one round trip to am, not two); the decision is
+    # read first, so a refusal is answered as before, whatever get_repo said.
+    decision, repo = await gather(
+        lambda: web.am.check_access(viewer.id, path, access), repo_or_error
+    )
     if not decision["allowed"]:
         if access != "read" and decision.get("level"):
             raise AmError(403, decision["reason"], "forbidden")
         raise AmError(404, decision["reason"], "not_found")
-    return await web.am.get_repo(viewer.id, path), decision
+    if isinstance(repo, AmError):
+        raise repo
+    return repo, decision
 
 
 AUDIT_FILTERS = ("actor", "action", "repo", "since", "until")

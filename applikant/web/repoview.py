@@ -62,15 +62,16 @@ async def at_ref(
     commit: str | None = None
     if ref:
         gitread.check_ref(ref)
-        if not with_refs:
+        if not with_refs and gitread.immutable(ref):
             return ref, await gitread.resolve(ctx.git, ref), refs
-        # One process for both: a branch or tag name is looked up among the refs
-        # (tags first, as git does); anything else (an id, `main~2`) asks git.
+        # A branch or tag name is looked up among the refs (tags first, as git
+        # does), which are cached until a ref changes on disk: no git process on
+        # a warm page. Anything else (an id, `main~2`) asks git.
         refs = await all_refs(ctx.git)
         named = {r.name: r.target for r in refs if r.kind == "branch"}
         named.update({r.name: r.target for r in refs if r.kind == "tag"})
         commit = named.get(ref) or await gitread.resolve(ctx.git, ref)
-        return ref, commit, refs
+        return ref, commit, refs if with_refs else []
     refs = await all_refs(ctx.git)
     branches = [r for r in refs if r.kind == "branch"]
     if not branches:

@@ -69,9 +69,9 @@ def tree_rows(
 def commit_rows(
     full_name: str,
     commits: list[Commit],
-    builds: Mapping[str, Mapping[str, Any]],
+    builds: Mapping[str, dict[str, Any]],
     subpath: str,
-    summary: Callable[[Mapping[str, Any]], str],
+    summary: Callable[[dict[str, Any]], str],
 ) -> Markup:
     """One `<tr>` per commit: id and message (links to it), author, when, its
     newest build (`summary` words its state) and a link to its files."""

@@ -6,17 +6,19 @@ instead of a git process (about 3-5 ms each on a busy host).
 
 Bounds: at most `MAX_PROCESSES` processes (the least recently used one is
 closed to make room), each closed after `IDLE` seconds unused (a system task
-sweeps them and ends when none is left), and objects larger than
-`MAX_OBJECT` are not read through the pipe (the caller falls back to a
-one-shot process it can cut short). A process is never shared between
-repositories. One request at a time talks to a process (a lock); a request
-that is cancelled or times out mid-answer leaves the pipe in an unknown
-state, so that process is killed, and a process that died is replaced on the
-next read (one retry). Processes belong to the trio run that started them
-(a RunVar), and are killed when it ends.
+sweeps them and ends when none is left), and objects larger than `MAX_OBJECT`
+are not read through the pipe (the caller falls back to a one-shot process it
+can cut short). A process is never shared between repositories, nor kept for
+a repository whose directory was replaced (deleted and made again under the
+same name). One request at a time talks to a process (a lock); a request that
+is cancelled or times out mid-answer leaves the pipe in an unknown state, so
+that process is killed, and a process that died is replaced on the next read
+(one retry). Processes belong to the trio run that started them (a RunVar),
+and are killed when it ends.
 
-Callers pass names that never change meaning (`<full commit id>:<path>`):
-the process reads refs as of its own start only for names, never ours.
+Callers pass `<full commit id>:<path>`, which names the same object whenever
+it is asked; objects pushed after the process started are found (git looks
+for new packs when an object is missing).
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ class Dead(Exception):
 class _Batch:
     """The process of one repository and what was read ahead of its answers."""
 
-    def __init__(self, path: str, proc: trio.Process) -> None:
+    def __init__(self, path: str, proc: trio.Process, ident: tuple[int, int]) -> None:
         self.path = path
         self.proc = proc
+        self.ident = ident  # the directory it was started on (see _identity)
         self.lock = trio.Lock()
         self.used = trio.current_time()
         self.pending = bytearray()
@@ -141,11 +144,25 @@ async def _sweep(pool: _Pool) -> None:
             pool.batches.clear()
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the repository's directory, None if there is none: a
+    repository deleted and made again under the same name is another one, and
+    must not be read by a process that still holds the old one's packs open."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 async def _batch(path: str) -> _Batch | None:
     """The process for `path`, started if needed; None when every slot is busy."""
     pool = _current()
+    ident = _identity(path)
     batch = pool.batches.get(path)
-    if batch is not None and batch.alive and batch.proc.returncode is None:
+    if ident is None:
+        return None
+    if batch is not None and batch.alive and batch.proc.returncode is None and batch.ident == ident:
         pool.batches.move_to_end(path)
         return batch
     if batch is not None:
@@ -157,8 +174,6 @@ async def _batch(path: str) -> _Batch | None:
             return None
         pool.batches.pop(idle.path, None)
         await idle.aclose()
-    if not os.path.isdir(path):
-        return None
     proc = await trio.lowlevel.open_process(
         ["git", f"--git-dir={path}", "cat-file", "--batch-command"],
         stdin=-1,
@@ -166,7 +181,7 @@ async def _batch(path: str) -> _Batch | None:
         stderr=-3,
         env=_env(),
     )
-    batch = _Batch(path, proc)
+    batch = _Batch(path, proc, ident)
     pool.batches[path] = batch
     if not pool.sweeping:
         pool.sweeping = True

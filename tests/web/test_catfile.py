@@ -4,6 +4,7 @@ at once, bounded, closed when idle, replaced when killed or cut short."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -130,3 +131,18 @@ async def test_gitread_through_the_pipe_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(gitread.GitReadError) as e:
         await gitread.read_object(str(tmp_path / "nothing.git"), f"{commit}:a.txt", 10)
     assert e.value.status == 404
+
+
+async def test_a_replaced_repository_gets_a_new_process(tmp_path: Path) -> None:
+    bare, _work, env = _repo(tmp_path, "d")
+    old = _head(bare, env)
+    assert await catfile.read(bare, f"{old}:a.txt", 100) is not None
+    (pid,) = catfile.pids(bare)
+    # Deleted and made again under the same name, with other history.
+    shutil.rmtree(bare)
+    (tmp_path / "again").mkdir()
+    other, _w, _e = _repo(tmp_path / "again", "d")
+    os.rename(other, bare)
+    assert await catfile.read(bare, f"{old}:a.txt", 100) is None  # not the old one's
+    found = await catfile.read(bare, f"{_head(bare, env)}:a.txt", 100)
+    assert found is not None and catfile.pids(bare) != [pid]

@@ -74,7 +74,7 @@ async def enqueue_builds(m: Manager, req: rq.HookCall, node: str) -> list[str]:
     if not wanted:
         return []
     try:
-        builds, _ = await m.write(
+        builds, _ = await m.write_reserved(
             m.writer.enqueue_builds,
             req.repo,
             wanted,
@@ -226,7 +226,7 @@ class BuildsService(Service):
 
     async def _interrupt(self, runner: str, keep: list[str], why: str) -> list[Any]:
         policy = self.policies.get(runner, self.default_policy)
-        changed, _ = await self.m.write(
+        changed, _ = await self.m.write_reserved(
             self.m.writer.interrupt_builds,
             runner,
             policy=policy,
@@ -275,7 +275,7 @@ class BuildsService(Service):
     async def append_log(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(AppendLog, args, self.where(ctx))
         self._require_runner(req)
-        answer, _ = await self.m.write(
+        answer, _ = await self.m.write_reserved(
             self.m.writer.append_build_log,
             req.build,
             req.lines,
@@ -288,7 +288,7 @@ class BuildsService(Service):
     async def finish(self, ctx: CallContext, args: Any) -> Any:
         req = rq.parse(Finish, args, self.where(ctx))
         self._require_runner(req)
-        build, _ = await self.m.write(
+        build, _ = await self.m.write_reserved(
             self.m.writer.finish_build,
             req.build,
             req.result,

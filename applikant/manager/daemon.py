@@ -21,6 +21,7 @@ import trio
 
 from applikant import config as config_mod
 from applikant import envconfig
+from applikant.diskspace import Reserve
 from applikant.logs import EventLog
 from applikant.manager import requests as rq
 from applikant.manager.builds_service import BuildsService
@@ -124,4 +125,5 @@ async def setup(node: Node, config: config_mod.Config, nursery: trio.Nursery) ->
         # run_daemon prints a ConfigError as one plain line and exits 1.
         log.error("start_failed", db=path, reason=str(exc))
         raise envconfig.ConfigError(f"cannot open the database {path}: {exc}") from None
+    manager.reserve = Reserve([path], config.node.disk_reserve_mb)
     await nursery.start(_serve, node, manager, config)

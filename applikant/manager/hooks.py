@@ -20,6 +20,8 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   new commit has `.applikant/build.sh` (`build` per ref, found by af), once
   per event_id, and tells the pusher `build #N queued` (builds_service.py).
 - post-update: nothing to decide or record.
+- Below am's disk reserve a push is refused at pre-receive; the record of a
+  push already accepted uses the reserve (Manager.write_reserved).
 
 Each call runs in its own task (the node layer's), concurrently with the others;
 when the calling node goes down the task is cancelled, and with it any git
@@ -164,6 +166,11 @@ class HookApi(Service):
                 nursery.start_soon(fill, update)
 
     async def _decide(self, req: rq.HookCall, node: str) -> dict[str, Any]:
+        try:
+            self.m.check_reserve()  # a push accepted now must fit when it is recorded
+        except ServiceError as exc:
+            log.warning("push_refused_disk_reserve", repo=req.repo, reason=exc.message)
+            return {"ok": False, "messages": [f"push refused: {exc.message}"]}
         updates = [
             {"refname": r.ref, "old": r.old, "new": r.new, "is_fast_forward": r.ff}
             for r in req.refs
@@ -201,7 +208,7 @@ class HookApi(Service):
     async def _record(self, req: rq.HookCall, node: str) -> dict[str, Any]:
         updates = [{"refname": r.ref, "old": r.old, "new": r.new} for r in req.refs]
         try:
-            entry, events = await self.m.write(
+            entry, events = await self.m.write_reserved(
                 self.m.writer.record_push,
                 req.repo,
                 updates,

@@ -104,7 +104,7 @@ async def run_worker(
     """Deliver for ever (until cancelled with am's nursery)."""
     waker = Waker(manager)
     manager.listeners.append(waker)
-    queue = StoreQueue(manager.reader, manager.writer, manager.write)
+    queue = StoreQueue(manager.reader, manager.writer, manager.write_reserved)
     log.info("webhooks_worker_started", next_due=str(queue.reader.next_delivery_due()))
     while True:
         try:

@@ -38,7 +38,8 @@ import trio
 from applikant import envconfig
 from applikant.amclient import AmClient
 from applikant.config import Config
-from applikant.frontend import authkeys, hookpipe
+from applikant.diskspace import Reserve
+from applikant.frontend import authkeys, hookpipe, spool
 from applikant.frontend.hookserver import HookServer
 from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
@@ -125,16 +126,23 @@ class Frontend:
             raise envconfig.ConfigError(
                 f"[af] as_command {self.as_command!r} or keys_mode {af.keys_mode!r}: {exc}"
             ) from None
-        self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
+        # Below it, pushes are refused and records of accepted ones still fit.
+        self.reserve = Reserve([self.repo_root, self.spool_dir], config.node.disk_reserve_mb)
+        self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name, self.reserve)
         host = node.name.split("@", 1)[1]
-        self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command)
+        self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command, self.reserve)
         self.repos = RepoManager(self.disk, self.mirror)
         self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
-        self.link.on_connect(self.hooks.on_connect)
+        self.link.on_connect(self.hooks.delivery.on_connect)
 
     async def status(self, ctx: object, args: object) -> dict:
-        """``af_status.status`` (local): the link to am and the mirror's progress."""
+        """``af_status.status`` (local): the link to am, the mirror's progress, and
+        the pushes not recorded yet (``events``) with the newest dead letters."""
+        events = await trio.to_thread.run_sync(spool.summary, self.spool_dir)
+        dead = await trio.to_thread.run_sync(spool.dead_letters, self.spool_dir, 20)
+        shortfall = await trio.to_thread.run_sync(self.reserve.shortfall)
+        delivery = self.hooks.delivery
         return {
             "am_up": self.link.up,
             "connects": self.link.connects,
@@ -143,6 +151,18 @@ class Frontend:
             "keys": len(self.mirror.keys),
             "spool_delivered": self.hooks.delivered,
             "keys_mode": self.mirror.keys_mode,
+            "keys_written": self.mirror.keys_written,
+            "keys_error": self.mirror.keys_error,
+            "events": {
+                **events,
+                "delivered": delivery.delivered,
+                "discarded": delivery.discarded,
+                "last_error": delivery.last_error,
+            },
+            "dead_letters": [
+                {k: d[k] for k in ("event_id", "repo", "reason", "time")} for d in dead
+            ],
+            "disk": {"ok": shortfall is None, "problem": str(shortfall or "")},
         }
 
     def services(self) -> dict[str, dict]:
@@ -154,8 +174,14 @@ class Frontend:
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Register the services and start the tasks; returns once they run."""
-        await trio.to_thread.run_sync(self.disk.purge_trash)
-        await trio.to_thread.run_sync(write_hook_script, self.config)
+        try:
+            await trio.to_thread.run_sync(self.disk.purge_trash)
+            await trio.to_thread.run_sync(write_hook_script, self.config)
+        except OSError as exc:
+            # A full disk must not keep af down; the script in place still works.
+            if not os.access(self.disk.hook_program, os.X_OK):
+                raise
+            log.error("start_repairs_failed", reason=str(exc), note="keeping the hook script")
         self.node.register_local(EVENTS_SERVICE, {"changed": self.mirror.changed})
         self.node.register_local("af_status", {"status": self.status})
         for name, handlers in self.services().items():
@@ -164,7 +190,7 @@ class Frontend:
         await self._claim_global_names()
         nursery.start_soon(self._keep_global_names, events)
         nursery.start_soon(self.mirror.run)
-        nursery.start_soon(self.hooks.run_spool)
+        nursery.start_soon(self.hooks.delivery.run)
         await nursery.start(self.link.run)
         log.info(
             "af_started",

@@ -12,7 +12,10 @@ are dropped: the snapshot is newer than them.
 
 Keys, ``keys_mode = "file"``: the authorized_keys file is rewritten atomically
 (:func:`applikant.frontend.authkeys.write_atomic`) after each batch of events,
-so a key added in am works within milliseconds. ``keys_mode = "command"``:
+so a key added in am works within milliseconds. When the file cannot be
+written (a full disk) the last good one stays in place, the error is logged
+and shown in af's status, and the write is tried again every
+``KEYS_RETRY`` seconds: af never stops over it. ``keys_mode = "command"``:
 nothing is kept; sshd asks ``keys-for`` at each login (see auth.py).
 
 Repos: created, renamed and deleted on disk as am's events say. The resync
@@ -47,6 +50,7 @@ RESYNC: dict[str, Any] = {"kind": "_resync"}
 ID_FILE = "applikant-id"
 AM_TIMEOUT = 10.0
 QUEUE_SIZE = 10000
+KEYS_RETRY = 2.0  # seconds between attempts to write a keys file the disk refused
 
 
 class Mirror:
@@ -66,6 +70,8 @@ class Mirror:
         self.keys: dict[str, tuple[str, str]] = {}  # fingerprint -> (user id, key line)
         self.synced = False  # a full snapshot has been applied since the last connect
         self.applied = 0  # events applied (tests wait on it)
+        self.keys_written = 0  # times the keys file was written (status, tests)
+        self.keys_error = ""  # why the last write failed; empty once one succeeds
         self._send, self._recv = trio.open_memory_channel[dict[str, Any]](QUEUE_SIZE)
         self._dirty = False
 
@@ -102,7 +108,9 @@ class Mirror:
     async def run(self) -> None:
         """The one task that applies events, batch by batch."""
         while True:
-            batch = [await self._recv.receive()]
+            batch = []
+            with trio.move_on_after(KEYS_RETRY if self.keys_error else float("inf")):
+                batch = [await self._recv.receive()]
             while True:
                 try:
                     batch.append(self._recv.receive_nowait())
@@ -116,6 +124,11 @@ class Mirror:
                 except AmError as exc:
                     # The link reports am down and queues another resync on return.
                     log.warning("resync_failed", reason=str(exc))
+                    continue
+                except (RepoDiskError, CommandRefused, OSError) as exc:
+                    log.error("resync_failed", reason=str(exc))
+                    await trio.sleep(KEYS_RETRY)
+                    self._put(RESYNC)
                     continue
             for event in batch:
                 try:
@@ -189,8 +202,23 @@ class Mirror:
         if not self._dirty or self.keys_mode != "file":
             return
         content = authkeys.render(list(self.keys.values()), self.as_command)
+        try:
+            await trio.to_thread.run_sync(_write_keys_file, self.keys_file, content)
+        except OSError as exc:
+            if not self.keys_error:
+                log.error(
+                    "keys_write_failed",
+                    path=self.keys_file,
+                    reason=str(exc),
+                    note="the last good file stays in place; retrying",
+                )
+            self.keys_error = str(exc)
+            return
+        if self.keys_error:
+            log.info("keys_written_again", path=self.keys_file)
         self._dirty = False
-        await trio.to_thread.run_sync(_write_keys_file, self.keys_file, content)
+        self.keys_error = ""
+        self.keys_written += 1
 
     async def _fetch_repo(self, full_name: str) -> dict[str, Any] | None:
         try:

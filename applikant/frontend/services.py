@@ -10,7 +10,9 @@
   line for that key, from am's fingerprint index; ``""`` when none.
 
 When am cannot be reached, ``check_access`` answers "no" with a reason at once
-(never after the caller's deadline), so ``as`` can tell the user why.
+(never after the caller's deadline), so ``as`` can tell the user why. Below the
+disk reserve (:mod:`applikant.diskspace`) a push is refused here, before its
+pack is uploaded; reads go on.
 
 ``af_repo_manager`` (asked by am and admins): ``create_repo``,
 ``list_repos``, ``rename_repo``, ``delete_repo``, ``check_repo`` on this
@@ -24,6 +26,7 @@ from typing import Any
 import trio
 
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
+from applikant.diskspace import Reserve
 from applikant.frontend import authkeys
 from applikant.frontend.mirror import Mirror
 from applikant.frontend.repodisk import (
@@ -69,13 +72,20 @@ class Auth:
     """The ``af_auth`` service."""
 
     def __init__(
-        self, link: AmClient, disk: RepoDisk, mirror: Mirror, host: str, as_command: str
+        self,
+        link: AmClient,
+        disk: RepoDisk,
+        mirror: Mirror,
+        host: str,
+        as_command: str,
+        reserve: Reserve | None = None,
     ) -> None:
         self.link = link
         self.disk = disk
         self.mirror = mirror
         self.host = host
         self.as_command = as_command
+        self.reserve = reserve if reserve is not None else Reserve([], 0)
 
     def handlers(self) -> dict[str, Any]:
         return {"check_access": self.check_access, "info": self.info, "keys_for": self.keys_for}
@@ -85,6 +95,12 @@ class Auth:
         access = args.get("access")
         if access not in ACCESS:
             raise BadRequest("access must be read or write")
+        shortfall = self.reserve.shortfall() if access == "write" else None
+        if shortfall is not None:
+            return _no(
+                f"the git host's disk is nearly full ({shortfall}): pushes are refused "
+                "until space is freed; clones and fetches go on"
+            )
         if not self.link.up:
             return _no("the manager (am) cannot be reached; try again in a moment")
         try:

@@ -1,0 +1,50 @@
+"""The disk reserve: what counts as free, the cap on small filesystems, the words."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from applikant import diskspace
+from applikant.diskspace import MIB, Reserve
+
+
+def test_existing_climbs_to_a_real_directory(tmp_path: Path) -> None:
+    assert diskspace.existing(str(tmp_path / "a" / "b" / "c")) == str(tmp_path)
+    assert diskspace.existing(str(tmp_path)) == str(tmp_path)
+
+
+def test_usage_matches_statvfs(tmp_path: Path) -> None:
+    free, total = diskspace.usage(str(tmp_path / "not-yet"))
+    st = os.statvfs(tmp_path)
+    assert total == st.f_blocks * st.f_frsize
+    assert 0 <= free <= total
+
+
+def test_reserve_is_capped_at_a_tenth_of_the_filesystem() -> None:
+    reserve = Reserve([], 256)
+    assert reserve.reserve_of(100 * 1024 * MIB) == 256 * MIB
+    assert reserve.reserve_of(1000 * MIB) == 100 * MIB
+    assert Reserve([], 0).reserve_of(1000 * MIB) == 0
+
+
+def test_shortfall(tmp_path: Path) -> None:
+    free, total = diskspace.usage(str(tmp_path))
+    assert Reserve([str(tmp_path)], 0).shortfall() is None
+    # a reserve larger than the whole filesystem's tenth is capped: never short here
+    # unless the disk is nearly full, so ask for more than is free instead
+    huge = Reserve([str(tmp_path)], 1)
+    huge.reserve_of = lambda total: free + 1  # type: ignore[method-assign]
+    short = huge.shortfall()
+    assert short is not None and short.free == free
+    assert str(short).startswith(f"only {free // MIB} MiB free on {tmp_path}")
+
+
+def test_paths_that_cannot_be_looked_at_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: str) -> tuple[int, int]:
+        raise PermissionError(13, "denied")
+
+    monkeypatch.setattr(diskspace, "usage", broken)
+    assert Reserve(["/nowhere"], 256).shortfall() is None

@@ -31,10 +31,9 @@ def test_reserve_is_capped_at_a_tenth_of_the_filesystem() -> None:
 
 
 def test_shortfall(tmp_path: Path) -> None:
-    free, total = diskspace.usage(str(tmp_path))
+    free, _ = diskspace.usage(str(tmp_path))
     assert Reserve([str(tmp_path)], 0).shortfall() is None
-    # a reserve larger than the whole filesystem's tenth is capped: never short here
-    # unless the disk is nearly full, so ask for more than is free instead
+    # ask for one byte more than is free
     huge = Reserve([str(tmp_path)], 1)
     huge.reserve_of = lambda total: free + 1  # type: ignore[method-assign]
     short = huge.shortfall()

@@ -14,6 +14,8 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         r = site.cluster.cli("status", "--json")
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
+        names = [n["node"] for n in report["nodes"]]
+        assert sorted(names) == sorted(set(names)), "each node once"
         nodes = {n["node"]: n for n in report["nodes"]}
         assert nodes["am@localhost"]["info"]["uptime_s"] > 0
         assert "am_user_db" in nodes["am@localhost"]["info"]["own_names"]
@@ -21,6 +23,7 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         assert "af_auth" in nodes["af@localhost"]["info"]["own_names"]
         table = site.cluster.cli("status")
         assert "af@localhost" in table.stdout and "UPTIME" in table.stdout
+        assert table.stdout.count("am@localhost") == 1
         site.stop_af(signal.SIGKILL)
 
         def af_down() -> dict | None:

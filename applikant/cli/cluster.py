@@ -124,7 +124,9 @@ def status(json_out: JsonOpt = False) -> None:
     am = envconfig.am_node(raw)
     cluster = common.call("am_observer", "cluster", {}, peer=am)
     rows, report = [], []
-    nodes = [{"node": am, "state": "up", "errors": []}, *list(cluster.get("nodes", []))]
+    nodes = list(cluster.get("nodes", []))
+    if not any(entry.get("node") == am for entry in nodes):  # am lists itself; once
+        nodes.insert(0, {"node": am, "state": "up", "errors": []})
     for entry in nodes:
         name = entry["node"]
         info: dict = {}

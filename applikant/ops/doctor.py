@@ -18,6 +18,7 @@ from .. import envconfig
 from ..config import Config
 from ..node import blocking, pmclient
 from ..node.errors import DistError
+from . import doctor_data
 
 AM_SERVICES = ("am_user_db", "am_repo_db", "am_hook_api", "am_observer")
 AF_SERVICES = ("af_auth", "af_hook_server", "af_repo_manager")
@@ -263,7 +264,10 @@ def run_checks(cfg: Config) -> list[Check]:
     if cookie is not None and registered is not None:
         checks += check_daemons(cfg, cookie, registered)
     checks.append(check_repos(cfg))
-    checks += check_sshd()
+    checks += (
+        doctor_data.make_run_sshd_checks(cfg) if doctor_data.is_make_run(cfg) else check_sshd()
+    )
+    checks += doctor_data.check_events(cfg) + doctor_data.check_disk_reserve(cfg)
     if cookie is not None and registered is not None:
         checks.append(check_authorized_keys(cfg, cookie))
     if shutil.which("git") is None:

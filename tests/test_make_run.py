@@ -1,9 +1,11 @@
 """`make run` as a newcomer meets it: the whole suite starts, the printed steps
-work to the letter (key, repo, clone and push over SSH, clone over HTTP), and
-Ctrl-C stops everything it started."""
+work to the letter (key, repo, clone and push over SSH, clone over HTTP), a
+daemon killed is started again (and said so), and only Ctrl-C stops everything
+it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -51,6 +53,47 @@ class Lines:
             if marker in line:
                 return lines
         raise AssertionError(f"make run printed no {marker!r}:\n" + "\n".join(self.seen))
+
+
+def descendant(pid: int, wanted: str) -> int:
+    """The pid of the process under `pid` whose command line ends with `wanted`
+    (a daemon make run started for this test)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
+    for child, parent in parents.items():
+        ancestor = parent
+        while ancestor not in (0, 1, pid):
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == pid:
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b" ".join(a for a in argv if a).decode().endswith(wanted):
+                return child
+    raise AssertionError(f"no {wanted!r} under make run")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    applikant = str(ROOT / ".venv" / "bin" / "applikant")
+    return subprocess.run([applikant, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def wait_ok(args: list[str], env: dict[str, str], timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = run_cli(args, env)
+        if r.returncode == 0:
+            return r.stdout
+        if time.monotonic() > deadline:
+            raise AssertionError(f"applikant {' '.join(args)}: {r.stderr}")
+        time.sleep(0.5)
 
 
 def listening(port: int) -> bool:
@@ -102,6 +145,20 @@ def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
             data={"login": "root", "password": password, "csrf": token},
         )
         assert login.status_code in (302, 303), login.text[:500]
+
+        # A daemon that dies is started again, and make run says so.
+        cli = {**env, "APPLIKANT_CONFIG": str(tmp_path / "var" / "applikant.toml")}
+        am = descendant(make.pid, "start am")
+        os.kill(am, signal.SIGKILL)
+        output.until("am stopped (killed by SIGKILL)", timeout=15)
+        output.until("am restarted", timeout=15)
+        status = wait_ok(["status", "--json"], cli)
+        names = [n["node"] for n in json.loads(status)["nodes"]]
+        assert names.count("am@localhost") == 1, names
+        doctor = {c["check"]: c for c in json.loads(run_cli(["doctor", "--json"], cli).stdout)}
+        assert doctor["sshd (make run)"]["status"] == "ok", doctor
+        assert doctor["dead letters"]["status"] == "ok"
+        assert make.poll() is None
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         try:

@@ -48,6 +48,7 @@ def make_web(node: Node, config: Config) -> Web:
         site=Site(public_url=public_url.rstrip("/"), ssh_url=config.aw.ssh_url),
         repo_root=config.aw.repo_root or config.path(config.af.repo_root, "repos"),
         session_secret=secret,
+        extra={"af_name": config.node_name("af").split("@")[0]},
     )
 
 

@@ -20,6 +20,7 @@ from .common import (
     viewer_of,
     web_of,
 )
+from .githosts import git_host_reports
 from .render import field, flash, read_form, redirect, render
 from .security import TOKEN_TITLE_MAX, new_csrf
 
@@ -94,6 +95,7 @@ async def dashboard(request: Request) -> Response:
         mine.extend(await am.list_repos(viewer.id, owner=owner))
     counts: dict[str, Any] = {}
     nodes: list[dict[str, Any]] = []
+    git_hosts: list[dict[str, Any]] = []
     cluster_error = ""
     if viewer.is_admin:
         counts = await am.counts(viewer.id)
@@ -101,6 +103,9 @@ async def dashboard(request: Request) -> Response:
             nodes = await am.cluster()
         except AmError as exc:
             cluster_error = exc.message
+        git_hosts = await git_host_reports(
+            am.node, nodes, web_of(request).extra.get("af_name", "af")
+        )
     logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
     return render(
         request,
@@ -108,6 +113,7 @@ async def dashboard(request: Request) -> Response:
         counts=counts,
         pushes=pushes,
         nodes=nodes,
+        git_hosts=git_hosts,
         cluster_error=cluster_error,
         mine=mine[:DASHBOARD_REPOS],
         more_mine=len(mine) > DASHBOARD_REPOS,

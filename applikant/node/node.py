@@ -551,8 +551,8 @@ class Node:
                 )
             finally:
                 del link.handlers[call.req_id]
-        if scope.cancelled_caught:
-            return  # the caller gave up: no answer wanted
+        if scope.cancelled_caught or link.closed:
+            return  # the caller gave up, or its link went away meanwhile: nobody to answer
         reply: Any = Reply(call.req_id, value) if ok else ErrorReply(call.req_id, *value)
         try:
             try:
@@ -571,6 +571,10 @@ class Node:
             await link.send_bytes(frame)
         except NodeDown:
             pass
+        except LocalProtocolError:
+            # The link closed between the check above and the send (a peer that
+            # went away while this node was stopped): one lost answer, never the daemon.
+            log.info("reply_dropped", service=call.target, method=call.method, peer=link.peer)
 
     async def _invoke(
         self, caller: str, node: str | None, target: str, method: str, args: Any

@@ -188,13 +188,14 @@ class Ledger:
     repo: str
     work: Path
     user: User
+    label: str = ""  # in branch names: ledgers of one repository must differ
     pushes: list[Push] = field(default_factory=list)
 
-    def prepare(self, label: str = "") -> Push:
+    def prepare(self) -> Push:
         """A new commit for a new branch (nothing is sent yet)."""
         n = len(self.pushes)
-        new = self.site.commit(self.work, f"push {label}{n}")
-        push = Push(f"refs/heads/{label}p{n}", new)
+        new = self.site.commit(self.work, f"push {self.label}{n}")
+        push = Push(f"refs/heads/{self.label}p{n}", new)
         self.pushes.append(push)
         self.site.git(None, "reset", "-q", "--hard", "HEAD~1", cwd=self.work)
         return push
@@ -216,8 +217,8 @@ class Ledger:
         push.output = r.stdout + r.stderr
         return push
 
-    def push(self, label: str = "") -> Push:
-        return self.send(self.prepare(label))
+    def push(self) -> Push:
+        return self.send(self.prepare())
 
     def spawn(self, push: Push) -> subprocess.Popen[str]:
         """Start ``push`` in the background; :meth:`collect` its result."""

@@ -238,10 +238,10 @@ class Campaign:
             restarted = self.restart_am()
             for future in futures:
                 future.result()
-            futures = [pool.submit(ledger.push) for ledger in ledgers]
+            self.recover("concurrent", ledgers[0], restarted)
+            futures = [pool.submit(ledger.push) for ledger in ledgers]  # all at once, am up
             for future in futures:
                 future.result()
-        self.recover("concurrent", ledgers[0], restarted)
 
     # ---- the verdict ----------------------------------------------------------------
 

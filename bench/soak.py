@@ -1,10 +1,10 @@
 """aw's memory under a long mixed load: does its RSS stay flat after warm-up?
 
---requests requests (100,000 by default) from --clients keep-alive clients, in
-a fixed mix: repository pages (home, tree, file, commit, history), the API
-(`GET /api/repos`, `GET /api/repos/OWNER/NAME`) and HTTP clones (one clone is
-the two requests git makes: `info/refs` and a `git-upload-pack` POST that gets
-the whole pack, read to the end). aw's RSS is read from /proc every --sample
+--requests requests (100,000 by default) from --clients clients, in a fixed
+mix (--mix): repository pages (home, tree, file, commit, history) and the API
+(`GET /api/repos`, `GET /api/repos/OWNER/NAME`) on kept connections, and HTTP
+clones, each on a connection of its own as git makes them (two requests:
+`info/refs` and a `git-upload-pack` POST whose whole pack is read). aw's RSS is read from /proc every --sample
 requests; the verdict is its growth from request --warmup (10,000) to the last
 (goal: under 10%).
 
@@ -68,11 +68,13 @@ class Load:
 
     @staticmethod
     def plan(mix: str) -> list[str]:
-        """One round of the mix ``pages,api,clones[,git clones]`` (``5,2,1``: five
-        pages, two API calls, one clone of two requests); a *git clone* is made by
-        git itself (protocol v2, three requests), a process per clone."""
-        pages, api, clones, git_clones = (int(n) for n in (mix + ",0").split(",")[:4])
-        return ["page"] * pages + ["api"] * api + ["clone"] * clones + ["git"] * git_clones
+        """One round of the mix ``pages,api,clones,git clones,fresh clones``
+        (``5,2,0,0,1``: five pages, two API calls on kept connections, one clone
+        of two requests on a connection of its own, as git makes it); a *git
+        clone* is made by git itself (protocol v2, three requests)."""
+        counts = [int(n) for n in (mix + ",0,0").split(",")[:5]]
+        kinds = ("page", "api", "clone", "git", "fresh")
+        return [kind for kind, n in zip(kinds, counts, strict=True) for _ in range(n)]
 
     def run(self, client: httpx.Client, kind: str, i: int) -> int:
         """Make the requests of one `kind`; how many were made."""
@@ -94,6 +96,9 @@ class Load:
             )
             shutil.rmtree(dest)
             return 3
+        if kind == "fresh":  # a clone on a connection of its own, as git makes it
+            with httpx.Client(base_url=self.site.base, timeout=60, verify=False) as fresh:
+                return self.run(fresh, "clone", i)
         git = f"/{REPO}.git"
         r = client.get(f"{git}/info/refs", params={"service": "git-upload-pack"})
         r.raise_for_status()
@@ -158,7 +163,12 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--sample", type=int, default=5_000)
     p.add_argument("--commits", type=int, default=300, help="commits in the cloned repository")
-    p.add_argument("--mix", default="5,2,1", help="pages,api calls,clones in each round")
+    p.add_argument(
+        "--mix",
+        default="5,2,0,0,1",
+        help="pages, API calls, clones on a kept connection, git clones (git itself), "
+        "clones on a connection of their own (as git makes them), in each round",
+    )
     p.add_argument(
         "--env", action="append", default=[], help="NAME=VALUE for aw (e.g. MALLOC_ARENA_MAX=2)"
     )

@@ -52,11 +52,19 @@ def make_web(node: Node, config: Config) -> Web:
     )
 
 
+KEEP_ALIVE = 5.0
+
+
 def hypercorn_config(listen: str) -> HyperConfig:
     hc = HyperConfig()
     hc.bind = [listen]
     hc.accesslog = None
-    hc.keep_alive_timeout = 75
+    # Hypercorn's trio server closes a connection the client has closed only when
+    # its keep-alive timer ends (the idle task outlives the reader): every clone
+    # over HTTP left a socket in CLOSE-WAIT for this long, and aw's memory and
+    # descriptors grew with the connection rate. 5 s (Hypercorn's default) still
+    # spans a clone's round trips and a page's requests; bench.soak measures it.
+    hc.keep_alive_timeout = KEEP_ALIVE
     hc.graceful_timeout = 2
     hc.include_server_header = False
     return hc

@@ -81,12 +81,15 @@ def _read_stdin() -> str | None:
     return data.decode("utf-8", "replace")
 
 
-def push_fields(pid: int | None) -> dict[str, Any]:
+def push_fields(pid: int | None, check: bool = False) -> dict[str, Any]:
     """``{"event_id", "push"}`` of the push carried by receive-pack ``pid``: the
     same in its pre- and post-receive hooks (pushid.py); a random event id and
-    no ``push`` when that process cannot be seen."""
+    no ``push`` when that process cannot be seen (or, with ``check``, does not
+    run receive-pack: a hook run by hand)."""
     from applikant.frontend import pushid
 
+    if pid and check and not pushid.is_receive_pack(pid):
+        pid = None
     found = pushid.identify(pid) if pid else None
     if found is None:
         return {"event_id": new_event_id(), "push": None}
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "stdin": stdin,
         "env": collect_env(dict(os.environ)),
         "cwd": os.getcwd(),
-        **push_fields(os.getppid()),  # our parent is the push's receive-pack
+        **push_fields(os.getppid(), check=True),  # our parent: the push's receive-pack
     }
     client = None
     try:

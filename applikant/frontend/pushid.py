@@ -22,7 +22,7 @@ try:  # the builtin SHA-256, without hashlib's OpenSSL import
 except ImportError:  # pragma: no cover - 3.12+
     from _sha2 import sha256 as _sha256  # type: ignore[no-redef]
 
-__all__ = ["alive", "event_id", "identify", "start_time"]
+__all__ = ["alive", "event_id", "identify", "is_receive_pack", "start_time"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
@@ -40,6 +40,17 @@ def start_time(pid: int) -> int | None:
     if len(fields) < 20 or fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def is_receive_pack(pid: int) -> bool:
+    """Whether process ``pid`` runs git's receive-pack (a hook run by anything
+    else, e.g. by hand, is no push of its own)."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    return any(arg.endswith((b"receive-pack", b"git-receive-pack")) for arg in argv[:2])
 
 
 def _boot_id() -> str:

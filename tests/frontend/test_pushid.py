@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 from applikant.frontend import pushid
@@ -57,3 +58,21 @@ def test_push_fields() -> None:
     assert fields["event_id"] == pushid.identify(os.getpid())["event_id"]  # type: ignore[index]
     gone = push_fields(None)
     assert gone["push"] is None and uuid.UUID(gone["event_id"]).version == 4
+
+
+def test_only_receive_pack_names_a_push() -> None:
+    assert not pushid.is_receive_pack(os.getpid())
+    assert not pushid.is_receive_pack(2**30)
+    # a hook run by hand (its parent is no receive-pack) gets an event id of its own
+    assert push_fields(os.getpid(), check=True)["push"] is None
+    child = subprocess.Popen(["bash", "-c", "exec -a git-receive-pack sleep 30"])
+    try:
+        deadline = time.monotonic() + 10
+        while not pushid.is_receive_pack(child.pid):  # bash has not exec'd yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        fields = push_fields(child.pid, check=True)
+        assert fields["push"]["pid"] == child.pid
+    finally:
+        child.kill()
+        child.wait()

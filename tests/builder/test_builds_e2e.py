@@ -163,10 +163,18 @@ def test_log_follow_streams(site: BuildSite, alice: User, tmp_path: Path) -> Non
         assert first == "line 1\n"
         # the first line came while the build still ran
         assert site.build(number)["status"] == "running"
-        out, err = proc.communicate(timeout=20)
+        # read() and not communicate(): lines after the first may already sit in
+        # the buffer readline() filled, which communicate() would skip
+        out = proc.stdout.read()
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.wait(20)
     finally:
         proc.kill()
         proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     assert out.splitlines() == [f"line {i}" for i in range(2, 6)]
     assert proc.returncode == 0 and f"build #{number} succeeded" in err
 

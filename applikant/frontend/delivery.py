@@ -109,7 +109,7 @@ class Delivery:
 
     def _backoff(self, failures: int) -> float:
         base = max(self.link.retry, 0.2)
-        delay = min(BACKOFF_CAP, base * 2 ** max(failures - 1, 0))
+        delay = min(BACKOFF_CAP, base * 2.0 ** max(failures - 1, 0))
         return delay * random.uniform(0.9, 1.1)
 
     async def run(self) -> None:
@@ -252,4 +252,4 @@ def post_receive_request(request: dict[str, Any], refs: list[dict[str, Any]]) ->
 
 def _age(record: dict[str, Any]) -> float:
     written = record.get("time")
-    return time.time() - written if isinstance(written, (int, float)) else ORPHAN_AGE
+    return time.time() - float(written) if isinstance(written, (int, float)) else ORPHAN_AGE

@@ -574,7 +574,7 @@ class Node:
         except LocalProtocolError:
             # The link closed between the check above and the send (a peer that
             # went away while this node was stopped): one lost answer, never the daemon.
-            log.info("reply_dropped", service=call.target, method=call.method, peer=link.peer)
+            log.info("reply_dropped", peer=link.peer)
 
     async def _invoke(
         self, caller: str, node: str | None, target: str, method: str, args: Any

@@ -21,7 +21,9 @@ __all__ = ["git_host_reports"]
 TIMEOUT = 2.0
 
 
-async def git_host_reports(node: Any, nodes: list[dict[str, Any]], af_name: str) -> list[dict]:
+async def git_host_reports(
+    node: Any, nodes: list[dict[str, Any]], af_name: str
+) -> list[dict[str, Any]]:
     """``[{"node", "events", "dead_letters", "disk"}]`` of the af nodes among
     ``nodes`` (am's observer's list) that answer; ``af_name`` is af's short name."""
     wanted = [

@@ -12,15 +12,13 @@ carry the same event id, and am records the push once (it deduplicates on it).
 :func:`alive` tells whether the push may still be in flight: while its
 receive-pack lives, refs may still move; once it is gone, they are final.
 
-Stdlib only, no ``hashlib`` (``as`` and ``ah`` import this on every push).
+No ``hashlib`` (``as`` and ``ah`` import this on every push): the node
+protocol's own HMAC-SHA256, which they have loaded already.
 """
 
 from __future__ import annotations
 
-try:  # the builtin SHA-256, without hashlib's OpenSSL import
-    from _sha256 import sha256 as _sha256  # Python 3.11
-except ImportError:  # pragma: no cover - 3.12+
-    from _sha2 import sha256 as _sha256  # type: ignore[no-redef]
+from applikant.node.protocol import hmac_sha256
 
 __all__ = ["alive", "event_id", "identify", "is_receive_pack", "start_time"]
 
@@ -64,7 +62,7 @@ def _boot_id() -> str:
 def event_id(pid: int, start: int) -> str:
     """The event id of the push carried by receive-pack ``(pid, start)``: a
     UUID-shaped hex string, the same wherever it is computed on this boot."""
-    h = bytearray(_sha256(f"{_boot_id()}:{pid}:{start}".encode()).digest()[:16])
+    h = bytearray(hmac_sha256(_boot_id().encode(), f"{pid}:{start}".encode())[:16])
     h[6] = (h[6] & 0x0F) | 0x50  # version 5 (name-based), as uuid5 would mark it
     h[8] = (h[8] & 0x3F) | 0x80
     x = h.hex()

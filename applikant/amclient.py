@@ -11,7 +11,8 @@ Guarantees:
 
 * :meth:`AmClient.call` returns am's reply or raises one of two errors, both
   :class:`AmError`: :class:`AmUnavailable` when am could not be asked (not
-  running, names not registered, too slow, unreachable; ``reason`` says which,
+  running, names not registered, too slow, unreachable, or answering that it
+  cannot serve now, e.g. a fenced am; ``reason`` says which,
   ``str()`` says it to people) or :class:`AmRefused` when am answered with a
   typed error (``kind``, ``message``). It never takes longer than its timeout.
 * :meth:`AmClient.run` keeps the link: while am is away it tries every
@@ -53,7 +54,8 @@ class AmError(Exception):
 
 
 class AmUnavailable(AmError):
-    """am could not be asked; ``reason`` is ``not_running``, ``timeout`` or ``unreachable``."""
+    """am could not be asked; ``reason`` is ``not_running``, ``timeout``,
+    ``unreachable`` or ``unavailable`` (am answered that it cannot serve now)."""
 
     def __init__(self, message: str, reason: str = "unreachable") -> None:
         super().__init__(message)
@@ -72,6 +74,8 @@ def am_error(exc: DistError, timeout: float) -> AmError:
     if isinstance(exc, AmError):
         return exc
     if isinstance(exc, RemoteError):
+        if exc.kind == "unavailable":  # am is there but cannot serve (a fenced am)
+            return AmUnavailable(exc.message, "unavailable")
         return AmRefused(exc.kind, exc.message)
     if isinstance(exc, NoSuchName):
         return AmUnavailable("the manager (am) is not running", "not_running")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import envconfig
+from . import envconfig, installpaths
 from .builder.settings import BuilderSettings
 from .node.settings import DistSettings
 
@@ -24,7 +24,7 @@ class Section(BaseModel):
 
 class NodeSection(Section):
     host: str = ""  # host part of node names; empty: this machine's short hostname
-    data_dir: str = "/var/lib/applikant"
+    data_dir: str = installpaths.DATA_DIR  # /var/lib/applikant, or make install's DATADIR
     cookie_file: str = ""  # empty: <data_dir>/cookie
     dev_mode: bool = False  # accepts the example cookie; never in production
     log_level: str = "info"
@@ -35,7 +35,18 @@ class NodeSection(Section):
 
 class AmSection(Section):
     node: str = "am"
-    db: str = ""  # empty: <data_dir>/am.sqlite3
+    # empty: <data_dir>/am.sqlite3; a postgresql://... URL: the store on PostgreSQL
+    db: str = ""
+    # PostgreSQL: seconds an active am may go silent (dead, stopped, cut off)
+    # before a standby takes its lease; also how soon am notices a dead server.
+    lease_timeout: float = Field(default=3.0, gt=0, le=300)
+    # Other am nodes (standbys on PostgreSQL) that af, aw, ab and the command
+    # line look for when `node` does not answer: ["am@manager2"].
+    standby: list[str] = Field(default_factory=list)
+    # Retention, pruned by am in the background every prune_interval seconds:
+    keep_builds: int = Field(default=200, ge=0)  # per repository, with logs; 0 keeps all
+    keep_deliveries_days: float = Field(default=30.0, ge=0)  # webhook deliveries; 0 keeps all
+    prune_interval: float = Field(default=3600.0, gt=0)
 
 
 class AfSection(Section):
@@ -59,23 +70,52 @@ class AwSection(Section):
     ssh_url: str = ""  # e.g. ssh://git@host:2222; shown as clone URL
     session_secret_file: str = ""  # empty: <data_dir>/session.key
     repo_root: str = ""  # where aw reads repositories; empty: [af].repo_root (one host)
+    session_idle_timeout: int = Field(default=7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
+    session_max_age: int = Field(default=14 * 24 * 3600, ge=60, le=366 * 24 * 3600)
+    reauth_window: int = Field(default=600, ge=0)  # a login this recent proves the password
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    metrics_token_file: str = ""  # a file with a bearer token that may read /metrics
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR") from None
+        return value
 
 
 class WebhooksSection(Section):
     """`[webhooks]`: how am's delivery worker posts and retries (see
     applikant.webhooks.RetryPolicy and DeliverySettings for the meanings)."""
 
-    retry_base: float = Field(5.0, gt=0)  # seconds before the 2nd attempt
-    retry_factor: float = Field(3.0, ge=1)  # each wait this many times the last
-    retry_cap: float = Field(600.0, gt=0)  # no wait is longer
-    max_attempts: int = Field(8, ge=1)  # then the delivery has failed
-    retry_jitter: float = Field(0.1, ge=0, lt=1)  # up to this fraction off each wait
-    connect_timeout: float = Field(5.0, gt=0)
-    read_timeout: float = Field(10.0, gt=0)  # between two reads of the answer
-    total_timeout: float = Field(20.0, gt=0)  # the whole attempt
-    max_response: int = Field(4096, ge=0)  # bytes of the answer kept in the log
-    concurrency: int = Field(4, ge=1)  # attempts at once
-    poll_interval: float = Field(30.0, gt=0)  # longest sleep between looks at the queue
+    retry_base: float = Field(default=5.0, gt=0)  # seconds before the 2nd attempt
+    retry_factor: float = Field(default=3.0, ge=1)  # each wait this many times the last
+    retry_cap: float = Field(default=600.0, gt=0)  # no wait is longer
+    max_attempts: int = Field(default=8, ge=1)  # then the delivery has failed
+    retry_jitter: float = Field(default=0.1, ge=0, lt=1)  # up to this fraction off each wait
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)  # between two reads of the answer
+    total_timeout: float = Field(default=20.0, gt=0)  # the whole attempt
+    max_response: int = Field(default=4096, ge=0)  # bytes of the answer kept in the log
+    concurrency: int = Field(default=4, ge=1)  # attempts at once
+    poll_interval: float = Field(default=30.0, gt=0)  # longest sleep between looks at the queue
+    # Where deliveries may connect besides public addresses (applikant.webhooks.urls):
+    # host names, `*.domain`, CIDRs, `loopback`, `private`, or `*`.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        from applikant.webhooks.urls import HostPolicy
+
+        HostPolicy.parse(value)  # ValueError names the entry
+        return value
 
     def policy(self) -> Any:
         from applikant.webhooks import RetryPolicy
@@ -90,12 +130,14 @@ class WebhooksSection(Section):
 
     def delivery(self) -> Any:
         from applikant.webhooks import DeliverySettings
+        from applikant.webhooks.urls import HostPolicy
 
         return DeliverySettings(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             total=self.total_timeout,
             max_response=self.max_response,
+            policy=HostPolicy.parse(self.allowed_hosts),
         )
 
 

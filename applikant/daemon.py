@@ -4,7 +4,8 @@ A component gives `run_daemon` a `setup(node, config, nursery)` coroutine that
 registers its services and starts its tasks; once setup returns, the daemon tells
 systemd READY=1 (and any test waiting on NOTIFY_SOCKET). SIGTERM or SIGINT:
 STOPPING=1, global names withdrawn, running handlers get `grace` seconds, then
-everything is cancelled.
+everything is cancelled. Every daemon's node answers `applikant.version` (a
+local name), which `applikant status` shows.
 """
 
 from __future__ import annotations
@@ -31,10 +32,17 @@ async def _watchdog(interval: float) -> None:
         await trio.sleep(interval)
 
 
+async def _version(ctx: object, args: object) -> str:
+    from .version import version
+
+    return version()
+
+
 async def serve(component: str, cfg: config_mod.Config, setup: Setup, grace: float = 2.0) -> None:
     name = cfg.node_name(component)
     logs.set_node(name)
     async with open_node(name, cfg.cookie(), cfg.dist) as node:
+        node.register_local("applikant", {"version": _version})
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 await setup(node, cfg, nursery)

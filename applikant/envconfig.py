@@ -5,17 +5,24 @@ Order of precedence, as in the reference: environment (`APPLIKANT_CONFIG`,
 `APPLIKANT_COOKIE`, `APPLIKANT_AF_NODE`, `APPLIKANT_AM_NODE`), then the TOML file,
 then defaults that work on one host. The daemons validate the same table in full
 with pydantic (config.py).
+
+Which file: `APPLIKANT_CONFIG`, else the installed one
+(`/etc/applikant/applikant.toml`) when it exists, else, in a development
+checkout only (no `make install` paths), the one `make run` writes:
+`var/applikant.toml` in the current directory, then in the checkout the
+package runs from. When none is found, errors name every place looked at.
 """
 
 from __future__ import annotations
 
 import os
 
-from . import quicktoml
-from .node import rawsock
+from . import installpaths, quicktoml
+from .node import lean
 from .node.settings import DistSettings
 
-DEFAULT_CONFIG = "/etc/applikant/applikant.toml"
+# /etc/applikant/applikant.toml, or the SYSCONFDIR given to `make install`.
+DEFAULT_CONFIG = installpaths.CONFIG
 # The example cookie in etc/applikant.toml: accepted in development mode only.
 EXAMPLE_COOKIE = "change-me-example-cookie"
 
@@ -24,11 +31,33 @@ class ConfigError(Exception):
     """The configuration is missing, unreadable or wrong; the message says how to fix it."""
 
 
+def dev_configs() -> list[str]:
+    """Where `make run`'s config may be, in a development checkout (none when
+    installed): `./var/applikant.toml`, then the checkout's own."""
+    if installpaths.INSTALLED:
+        return []
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    found = [os.path.abspath(os.path.join("var", "applikant.toml"))]
+    mine = os.path.join(checkout, "var", "applikant.toml")
+    return found if mine in found else [*found, mine]
+
+
 def config_path() -> str | None:
+    """The config file to read (see the module docstring), or None when there is none."""
     path = os.environ.get("APPLIKANT_CONFIG")
     if path:
         return path
-    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+    for candidate in (DEFAULT_CONFIG, *dev_configs()):
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def looked_at() -> str:
+    """Every place config_path looks, for an error when it found nothing."""
+    places = ["APPLIKANT_CONFIG (not set)", DEFAULT_CONFIG]
+    places += [f"{p} (make run's)" for p in dev_configs()]
+    return ", ".join(places)
 
 
 def load_raw(path: str | None = None) -> dict:
@@ -70,11 +99,11 @@ def section(raw: dict, name: str) -> dict:
 
 def node_host(raw: dict) -> str:
     """The host part of this machine's node names: [node].host or the short hostname."""
-    return section(raw, "node").get("host") or rawsock.gethostname().split(".")[0]
+    return section(raw, "node").get("host") or lean.gethostname().split(".")[0]
 
 
 def data_dir(raw: dict) -> str:
-    return section(raw, "node").get("data_dir") or "/var/lib/applikant"
+    return section(raw, "node").get("data_dir") or installpaths.DATA_DIR
 
 
 def dev_mode(raw: dict) -> bool:
@@ -94,9 +123,14 @@ def cookie(raw: dict) -> bytes:
             with open(path, encoding="utf-8") as f:
                 value = f.read().strip()
         except OSError as exc:
+            hint = "set APPLIKANT_COOKIE or run `applikant init`"
+            if config_path() is None:
+                hint = (
+                    f"no config file was found (looked at {looked_at()}): "
+                    "set APPLIKANT_CONFIG, or run `applikant init`"
+                )
             raise ConfigError(
-                f"cannot read the cookie file {path} ({exc.strerror}); "
-                "set APPLIKANT_COOKIE or run `applikant init`"
+                f"cannot read the cookie file {path} ({exc.strerror}); {hint}"
             ) from None
     if not value:
         raise ConfigError("the cookie is empty; run `applikant init` to make one")
@@ -125,6 +159,16 @@ def node_name(raw: dict, component: str, env: str | None = None) -> str:
 
 def am_node(raw: dict) -> str:
     return node_name(raw, "am", "APPLIKANT_AM_NODE")
+
+
+def am_nodes(raw: dict) -> list[str]:
+    """Where am may be: its node, then `[am] standby` (other am nodes sharing a
+    PostgreSQL store), in that order."""
+    standby = section(raw, "am").get("standby") or []
+    if not isinstance(standby, list) or not all(isinstance(n, str) for n in standby):
+        raise ConfigError("[am] standby must be a list of node names")
+    first = am_node(raw)
+    return [first, *(n for n in standby if n != first)]
 
 
 def af_node(raw: dict) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 __all__ = [
     "QUARANTINE_VARS",
     "ancestor_argv",
+    "git_argv",
     "git_env",
     "has_path",
     "has_path_argv",
@@ -58,7 +59,8 @@ def git_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return clean
 
 
-def _git(git_dir: str) -> list[str]:
+def git_argv(git_dir: str) -> list[str]:
+    """`git` with the repository `git_dir`, trusted whoever owns it."""
     path = os.path.abspath(git_dir)
     # The repository may belong to another account (am reading af's repos): trust
     # exactly this one. Command-line config counts as protected configuration.
@@ -69,7 +71,7 @@ def ancestor_argv(git_dir: str, old: str, new: str) -> list[str] | None:
     """argv of `git merge-base --is-ancestor old new`, or None for ids git needs not see."""
     if not (_is_oid(old) and _is_oid(new)):
         return None
-    return [*_git(git_dir), "merge-base", "--is-ancestor", old, new]
+    return [*git_argv(git_dir), "merge-base", "--is-ancestor", old, new]
 
 
 def interpret_ancestor(returncode: int) -> bool | None:
@@ -107,7 +109,7 @@ def has_path_argv(git_dir: str, commit: str, path: str) -> list[str] | None:
         return None
     if "\n" in path or "\x00" in path or path.startswith("/"):
         return None
-    return [*_git(git_dir), "cat-file", "-e", f"{commit}:{path}"]
+    return [*git_argv(git_dir), "cat-file", "-e", f"{commit}:{path}"]
 
 
 def has_path(
@@ -122,7 +124,7 @@ def has_path(
     env_ = git_env(env)
     try:
         exists = subprocess.run(
-            [*_git(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
+            [*git_argv(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
             env=env_,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

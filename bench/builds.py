@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.builds import BuildSite
-from harness.gitenv import wait_for
+from harness.wait import wait_until
 
 from . import common
 
@@ -46,7 +46,7 @@ def main() -> None:
             for i in range(args.runs):
                 _, stderr = site.push_script(user, work, f"echo run {i}\n", message=f"r{i}")
                 returned = time.time()
-                number = site.queued_number(stderr)
+                number = site.queued_build(stderr)
                 build = site.wait_build(number, "running", "succeeded", "failed")
                 starts.append(max(0.0, _ts(build["started_at"]) - returned))
                 waits.append(_ts(build["started_at"]) - _ts(build["queued_at"]))
@@ -58,11 +58,11 @@ def main() -> None:
                 _, stderr = site.push_script(
                     user, work, "sleep 2\n", branch=f"burst{i}", message=f"b{i}"
                 )
-                numbers.append(site.queued_number(stderr))
+                numbers.append(site.queued_build(stderr))
                 first = first or numbers[0]
             elapsed = time.monotonic() - t0
             queued = len(site.call_am("am_builds", "list", {"repo": "bench/b", "limit": 1000}))
-            wait_for(lambda: site.build(numbers[0])["status"] != "queued", 10, "the first build")
+            wait_until(lambda: site.build(numbers[0])["status"] != "queued", what="the first build")
             for number in numbers:  # do not wait for them all
                 try:
                     site.call_am("am_builds", "cancel", {"build": str(number)})

@@ -1,6 +1,9 @@
 """Calls per second between two long-lived node processes over loopback:
 sequential, 16 concurrent callers, 1 KB and 64 KB payloads (and MB/s); with
---tls, the same over TLS in the same run and the TLS/plain ratio at 1 KB."""
+--tls, the same over TLS in the same run and the TLS/plain ratio at 1 KB.
+
+Beside each rate, the caller's CPU time per call (`*_cpu_us`): on a machine
+shared with other work the rates swing with the load, the CPU cost much less."""
 
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ from . import common
 SECONDS = 2.0  # per measurement
 
 
-async def _measure(node, payload: bytes, callers: int) -> float:
-    """Calls per second of `callers` tasks calling echo for SECONDS."""
+async def _measure(node, payload: bytes, callers: int) -> tuple[float, float]:
+    """Calls per second of `callers` tasks calling echo for SECONDS, and this
+    process's CPU microseconds per call."""
     count = 0
     deadline = trio.current_time() + SECONDS
 
@@ -29,11 +33,11 @@ async def _measure(node, payload: bytes, callers: int) -> float:
             await node.call("echo", "echo", payload)
             count += 1
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with trio.open_nursery() as nursery:
         for _ in range(callers):
             nursery.start_soon(caller)
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) * 1e6 / count
 
 
 async def client(name: str) -> None:
@@ -46,15 +50,18 @@ async def client(name: str) -> None:
         await node.connect("server@localhost")
         await node.sync()
         await _measure(node, b"x", 4)  # warm up
-        result = {
-            "seq_calls_per_s": await _measure(node, b"x" * 10, 1),
-            "conc16_calls_per_s": await _measure(node, b"x" * 10, 16),
-            "calls_per_s_1k": await _measure(node, b"x" * 1024, 1),
-            "conc16_calls_per_s_1k": await _measure(node, b"x" * 1024, 16),
-        }
-        calls_64k = await _measure(node, b"x" * 65536, 1)
-        result["calls_per_s_64k"] = calls_64k
-        result["mb_per_s_64k"] = calls_64k * 65536 / 1e6
+        result = {}
+        for key, payload, callers in (
+            ("seq_calls_per_s", 10, 1),
+            ("conc16_calls_per_s", 10, 16),
+            ("calls_per_s_1k", 1024, 1),
+            ("conc16_calls_per_s_1k", 1024, 16),
+            ("calls_per_s_64k", 65536, 1),
+        ):
+            rate, cpu_us = await _measure(node, b"x" * payload, callers)
+            result[key] = rate
+            result[key.replace("calls_per_s", "cpu_us")] = cpu_us
+        result["mb_per_s_64k"] = result["calls_per_s_64k"] * 65536 / 1e6
         print(json.dumps(result), flush=True)
 
 
@@ -107,6 +114,11 @@ def main() -> None:
         ("sequential 1 KB calls/s", f"{plain['calls_per_s_1k']:,.0f}"),
         ("16 concurrent 1 KB calls/s", f"{plain['conc16_calls_per_s_1k']:,.0f}"),
         ("sequential 64 KB MB/s", f"{plain['mb_per_s_64k']:,.0f}  (target >= 300; OTP 25: 460)"),
+        (
+            "caller CPU per call, µs",
+            f"{plain['seq_cpu_us']:.0f} sequential, {plain['conc16_cpu_us']:.0f} 16 concurrent, "
+            f"{plain['cpu_us_64k']:.0f} at 64 KB",
+        ),
     ]
     if args.tls:
         import tempfile

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.faults import Ledger, Tmpfs, Watch, tmpfs_unavailable
-from harness.gitenv import GitSite, User, wait_for
+from harness.gitenv import GitSite, User
+from harness.wait import wait_until
 
 from . import common
 
@@ -249,7 +250,9 @@ class Campaign:
         ledgers = self.ledgers.get(scenario, [])
         self.site.wait_synced(60)
         if ledgers:
-            wait_for(lambda: ledgers[0].waiting() == 0, 120, "af to deliver every push", 0.2)
+            wait_until(
+                lambda: ledgers[0].waiting() == 0, 120, "af to deliver every push", every=0.2
+            )
         totals: dict[str, Any] = dict.fromkeys(COUNTS, 0)
         problems: list[str] = []
         for ledger in ledgers:

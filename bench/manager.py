@@ -3,11 +3,13 @@ p50/p99 latency with 10, 1,000 and 100,000 users + keys + repos, and pre-receive
 decisions/s for a push of 1 and of 100 refs; and how long `list_repos` takes
 (all repositories, as a site admin would list them, and what one user can read).
 
-For each size: a fresh SQLite file is filled here, in one transaction (with the
-store's own schema and migrations; far faster than 300,000 acknowledged writes
-through am), then a portmapper and am start as real processes, and a client
-node process (`--client`) measures: sequential calls for latency, 16 concurrent
-callers for throughput, pushes to a repository with a protected `main`.
+For each size: a fresh SQLite file (or, with `--store postgresql`, a fresh
+database on a PostgreSQL server started here, harness/postgres.py) is filled,
+in one transaction (with the store's own schema and migrations; far faster
+than 300,000 acknowledged writes through am), then a portmapper and am start
+as real processes, and a client node process (`--client`) measures: sequential
+calls for latency, 16 concurrent callers for throughput, durable writes (a
+push's post-receive record), pushes to a repository with a protected `main`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from applikant import envconfig, procs
 from applikant.node import blocking
 from applikant.node.errors import DistError
+from harness.wait import wait_until
 
 from . import common
 
@@ -48,66 +51,101 @@ def _key_line(rng: random.Random) -> tuple[str, str]:
     return f"ssh-ed25519 {base64.b64encode(blob).decode()}", fp
 
 
-def fill(path: str, n: int) -> None:
+def rows(n: int) -> list[tuple[str, tuple[str, ...], Any]]:
     """n users (u1..), each with a key and a repo (uI/repo, protected main); groups of
-    ten users (gJ) with read on their members' repos; each repo grants the next user write."""
+    ten users (gJ) with read on their members' repos; each repo grants the next user
+    write. As (table, columns, rows) for either backend."""
+    rng = random.Random(n)
+    groups = max(1, n // 10)
+    keys = (_key_line(rng) for _ in range(n))
+    return [
+        ("owners", ("id", "name", "kind"), ((i, f"u{i}", "user") for i in range(1, n + 1))),
+        (
+            "users",
+            ("id", "display_name", "email", "created_at"),
+            ((i, f"User {i}", f"u{i}@example.org", NOW) for i in range(1, n + 1)),
+        ),
+        (
+            "owners",
+            ("id", "name", "kind"),
+            ((n + j, f"g{j}", "group") for j in range(1, groups + 1)),
+        ),
+        (
+            "groups",
+            ("id", "description", "created_at"),
+            ((n + j, "", NOW) for j in range(1, groups + 1)),
+        ),
+        (
+            "group_members",
+            ("group_id", "user_id"),
+            ((n + 1 + (i - 1) // 10, i) for i in range(1, n + 1)),
+        ),
+        (
+            "ssh_keys",
+            ("user_id", "title", "key_type", "bits", "fingerprint", "public_key", "created_at"),
+            ((i, "k", "ssh-ed25519", 256, fp, line, NOW) for i, (line, fp) in enumerate(keys, 1)),
+        ),
+        (
+            "repos",
+            ("id", "owner_id", "name", "description", "is_public", "default_branch", "created_at"),
+            ((i, i, "repo", "", int(i % 7 == 0), "main", NOW) for i in range(1, n + 1)),
+        ),
+        (
+            "repo_perms",
+            ("repo_id", "grantee_id", "level"),
+            ((i, i % n + 1, 2) for i in range(1, n + 1) if i % n + 1 != i),
+        ),
+        (
+            "repo_perms",
+            ("repo_id", "grantee_id", "level"),
+            ((i, n + 1 + (i - 1) // 10, 1) for i in range(1, n + 1)),
+        ),
+        (
+            "protected_branches",
+            ("repo_id", "pattern", "admins_only", "created_at"),
+            ((i, "main", 0, NOW) for i in range(1, n + 1)),
+        ),
+    ]
+
+
+def fill(path: str, n: int) -> None:
+    """The store at `path` (a SQLite file or a PostgreSQL URL) with `rows(n)`, in one
+    transaction, after the store's own migrations made the schema."""
     from applikant.manager.store import Store
+    from applikant.manager.store.engines import is_url
 
     Store(path).close()  # the schema, by the store's own migrations
-    from applikant.manager.schema import connect
+    if is_url(path):
+        _fill_postgres(path, n)
+        return
+    from applikant.manager.store.sqlite import connect
 
-    rng = random.Random(n)
     conn = connect(path)
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("BEGIN")
-    groups = max(1, n // 10)
-    conn.executemany(
-        "INSERT INTO owners (id, name, kind) VALUES (?, ?, 'user')",
-        ((i, f"u{i}") for i in range(1, n + 1)),
-    )
-    conn.executemany(
-        "INSERT INTO users (id, display_name, email, created_at) VALUES (?, ?, ?, ?)",
-        ((i, f"User {i}", f"u{i}@example.org", NOW) for i in range(1, n + 1)),
-    )
-    conn.executemany(
-        "INSERT INTO owners (id, name, kind) VALUES (?, ?, 'group')",
-        ((n + j, f"g{j}") for j in range(1, groups + 1)),
-    )
-    conn.executemany(
-        "INSERT INTO groups (id, description, created_at) VALUES (?, '', ?)",
-        ((n + j, NOW) for j in range(1, groups + 1)),
-    )
-    conn.executemany(
-        "INSERT INTO group_members (group_id, user_id) VALUES (?, ?)",
-        ((n + 1 + (i - 1) // 10, i) for i in range(1, n + 1)),
-    )
-    keys = (_key_line(rng) for _ in range(n))
-    conn.executemany(
-        "INSERT INTO ssh_keys (user_id, title, key_type, bits, fingerprint, public_key, created_at)"
-        " VALUES (?, 'k', 'ssh-ed25519', 256, ?, ?, ?)",
-        ((i, fp, line, NOW) for i, (line, fp) in enumerate(keys, start=1)),
-    )
-    conn.executemany(
-        "INSERT INTO repos (id, owner_id, name, description, is_public, default_branch, created_at)"
-        " VALUES (?, ?, 'repo', '', ?, 'main', ?)",
-        ((i, i, int(i % 7 == 0), NOW) for i in range(1, n + 1)),
-    )
-    conn.executemany(
-        "INSERT INTO repo_perms (repo_id, grantee_id, level) VALUES (?, ?, 2)",
-        ((i, i % n + 1) for i in range(1, n + 1) if i % n + 1 != i),
-    )
-    conn.executemany(
-        "INSERT INTO repo_perms (repo_id, grantee_id, level) VALUES (?, ?, 1)",
-        ((i, n + 1 + (i - 1) // 10) for i in range(1, n + 1)),
-    )
-    conn.executemany(
-        "INSERT INTO protected_branches (repo_id, pattern, admins_only, created_at)"
-        " VALUES (?, 'main', 0, ?)",
-        ((i, NOW) for i in range(1, n + 1)),
-    )
+    for table, columns, values in rows(n):
+        marks = ", ".join("?" for _ in columns)
+        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+
+
+def _fill_postgres(url: str, n: int) -> None:
+    """COPY, then the identity sequences moved past the ids given, and statistics."""
+    import psycopg
+
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        for table, columns, values in rows(n):
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        for table in ("owners", "repos"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+            )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
 
 def queries(n: int, count: int = 1000) -> list[dict[str, Any]]:
@@ -176,6 +214,48 @@ def _push(n: int, refs: int, user: int) -> dict[str, Any]:
     }
 
 
+async def _writes(node: Any, n: int) -> dict[str, float]:
+    """Durable writes/s: post-receive records of a 1-ref push (an audit entry
+    each, committed before the answer), from 1 caller and from 16."""
+    import itertools
+    import uuid
+
+    import trio
+
+    counter = itertools.count()
+
+    def record() -> dict[str, Any]:
+        k = next(counter)
+        user = k % n + 1
+        return {
+            "hook": "post-receive",
+            "repo": f"u{user}/repo",
+            "user": f"user-{user}",
+            "node": "af@bench",
+            "event_id": str(uuid.uuid4()),
+            "refs": [{"ref": "refs/heads/main", "old": "1" * 40, "new": "2" * 40, "ff": True}],
+        }
+
+    async def rate(callers: int) -> float:
+        count = 0
+        deadline = trio.current_time() + SECONDS
+
+        async def caller() -> None:
+            nonlocal count
+            while trio.current_time() < deadline:
+                answer = await node.call("am_hook_api", "handle_hook", record())
+                assert answer["ok"], answer
+                count += 1
+
+        start = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(callers):
+                nursery.start_soon(caller)
+        return count / (time.perf_counter() - start)
+
+    return {"writes_per_s": await rate(1), "writes_per_s_16": await rate(16)}
+
+
 async def _listing(node: Any, n: int) -> dict[str, float]:
     """Median milliseconds of one `list_repos` call: all n, and one user's view."""
     calls = max(3, min(50, 20_000 // n))
@@ -220,6 +300,7 @@ async def client(name: str, n: int) -> None:
             "allowed_share": allowed / 200,
         }
         result.update(await _listing(node, n))
+        result.update(await _writes(node, n))
         for refs in (1, 100):
             pushes = [_push(n, refs, random.Random(k).randint(1, n)) for k in range(50)]
             first = await node.call("am_hook_api", "handle_hook", pushes[0])
@@ -237,23 +318,31 @@ async def client(name: str, n: int) -> None:
 def _wait_for_am(env: dict[str, str], am: procs.Proc, timeout: float = 60.0) -> None:
     raw = envconfig.load_raw(env["APPLIKANT_CONFIG"])
     cookie, settings = envconfig.cookie(raw), envconfig.dist_settings(raw)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def up() -> bool:
         try:
             blocking.call(
                 "am@localhost", cookie, "am_repo_db", "counts", {}, settings=settings, timeout=5.0
             )
-            return
+            return True
         except DistError:
-            if not am.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"am did not start:\n{am.log_text()[-2000:]}") from None
-            time.sleep(0.05)
+            if not am.alive():
+                raise RuntimeError(f"am exited:\n{am.log_text()[-2000:]}") from None
+            return False
+
+    try:
+        wait_until(up, timeout, "am to answer", every=0.05)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}\n{am.log_text()[-2000:]}") from None
 
 
-def run_size(n: int) -> dict[str, float]:
-    with common.cluster_dir() as (d, env, pm_port):
+def run_size(n: int, server: Any = None) -> dict[str, float]:
+    """One size on SQLite, or on a fresh database of `server` (a PgServer)."""
+    url = server.create_database(f"bench_{n}") if server is not None else None
+    extra = f'[am]\ndb = "{url}"\n' if url else ""
+    with common.cluster_dir(extra) as (d, env, pm_port):
         t0 = time.perf_counter()
-        fill(str(d / "am.sqlite3"), n)
+        fill(url or str(d / "am.sqlite3"), n)
         fill_s = time.perf_counter() - t0
         with common.portmapper(d, env, pm_port):
             am = procs.Proc(
@@ -279,6 +368,8 @@ def run_size(n: int) -> dict[str, float]:
                 )
                 if out.returncode != 0:
                     raise RuntimeError(f"the client failed:\n{out.stderr[-3000:]}")
+    if url is not None:
+        server.drop_database(url)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["fill_s"] = fill_s
     return result
@@ -288,6 +379,12 @@ def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--client", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=10, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="am's store: a SQLite file, or a PostgreSQL server started here",
+    )
     p.add_argument(
         "--sizes",
         default=",".join(str(s) for s in SIZES),
@@ -301,9 +398,21 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     by_size = {}
-    for n in sizes:
-        by_size[n] = run_size(n)
-    result: dict[str, float] = {}
+    server = None
+    if args.store == "postgresql":
+        from harness import postgres
+
+        reason = postgres.unavailable()
+        if reason is not None:
+            sys.exit(f"bench.manager --store postgresql: {reason}")
+        server = postgres.PgServer.start_new()
+    try:
+        for n in sizes:
+            by_size[n] = run_size(n, server)
+    finally:
+        if server is not None:
+            server.stop()
+    result: dict[str, Any] = {"store": args.store}
     rows = []
     for n, r in by_size.items():
         for key in (
@@ -318,6 +427,8 @@ def main() -> None:
             "fill_s",
             "list_repos_ms",
             "list_repos_user_ms",
+            "writes_per_s",
+            "writes_per_s_16",
         ):
             result[
                 f"check_access_{key}_{n}"
@@ -341,6 +452,12 @@ def main() -> None:
                 f"{n:>7,} users/keys/repos: pre-receive decisions/s (1 ref / 100 refs)",
                 f"{r['decisions_per_s_1']:,.0f} / {r['decisions_per_s_100']:,.0f}"
                 f"  ({r['pushes_per_s_1']:,.0f} / {r['pushes_per_s_100']:,.0f} pushes/s)",
+            )
+        )
+        rows.append(
+            (
+                f"{n:>7,} users/keys/repos: durable writes/s (1 / 16 callers)",
+                f"{r['writes_per_s']:,.0f} / {r['writes_per_s_16']:,.0f}",
             )
         )
         rows.append(

@@ -1,5 +1,5 @@
 """am as a real process for the service tests: `applikant start am` on a real
-SQLite file, in a Cluster (config, portmapper), called through ephemeral nodes
+SQLite file (or a PostgreSQL database), in a Cluster (config, portmapper), called through ephemeral nodes
 (applikant.node.blocking) or the admin CLI. Stopped by PID at the end."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from applikant import envconfig, procs
 from applikant.node import blocking
 from applikant.node.errors import DistError, RemoteError
 from harness.cluster import Cluster
+from harness.wait import TIMEOUT, wait_until
 
 SLOW_GIT = """#!{python}
 import os, sys, time
@@ -30,13 +30,16 @@ os.execv({git!r}, ["git", *sys.argv[1:]])
 class Am:
     """One am daemon and the means to call it."""
 
-    def __init__(self, cluster: Cluster, slow_git: bool = False) -> None:
+    def __init__(self, cluster: Cluster, slow_git: bool = False, db: str | None = None) -> None:
         self.cluster = cluster
         self.node = cluster.node("am")
+        if db is not None:  # a PostgreSQL URL (harness/postgres.py), or another file
+            with open(cluster.config, "a", encoding="utf-8") as f:
+                f.write(f'\n[am]\ndb = "{db}"\nlease_timeout = 5.0\n')
         raw = envconfig.load_raw(str(cluster.config))
         self.cookie = envconfig.cookie(raw)
         self.settings = envconfig.dist_settings(raw)
-        self.db = str(cluster.tmp / "am.sqlite3")
+        self.db = db or str(cluster.tmp / "am.sqlite3")
         self.env = dict(cluster.env)
         self.git_delay_file: Path | None = None
         if slow_git:
@@ -56,7 +59,7 @@ class Am:
         assert self.git_delay_file is not None
         self.git_delay_file.write_text(str(seconds))
 
-    def start(self, timeout: float = 20.0) -> Am:
+    def start(self, timeout: float = TIMEOUT) -> Am:
         n = sum(1 for p in self.cluster.procs if p.argv[-2:] == ["start", "am"])
         self.proc = procs.Proc(
             [sys.executable, "-m", "applikant.cli.main", "start", "am"],
@@ -64,17 +67,22 @@ class Am:
             log_path=str(self.cluster.tmp / f"am-{n}.log"),
         )
         self.cluster.procs.append(self.proc)
-        deadline = time.monotonic() + timeout
-        while True:
+        proc = self.proc
+
+        def up() -> bool:
             try:
                 self.call("am_repo_db", "counts", {})
-                return self
+                return True
             except DistError:
-                if not self.proc.alive() or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"am did not come up; log:\n{self.proc.log_text()}"
-                    ) from None
-                time.sleep(0.05)
+                if not proc.alive():
+                    raise AssertionError(f"am exited; log:\n{proc.log_text()}") from None
+                return False
+
+        try:
+            wait_until(up, timeout, "am to answer", every=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; log:\n{proc.log_text()}") from None
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no checkpoint."""

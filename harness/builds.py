@@ -16,7 +16,8 @@ from typing import Any
 
 from applikant import procs
 from applikant.node.errors import DistError
-from harness.gitenv import GitSite, User, wait_for
+from harness.gitenv import GitSite, User
+from harness.wait import TIMEOUT, wait_until
 
 __all__ = ["BuildSite"]
 
@@ -59,7 +60,7 @@ class BuildSite(GitSite):
             )
         finally:
             self.env = env_backup
-        wait_for(lambda: self.ab_status().get("am_up"), 15, "ab linked to am")
+        wait_until(lambda: self.ab_status().get("am_up"), what="ab linked to am")
         return self.ab_proc
 
     def stop_ab(self, sig: int = signal.SIGTERM) -> None:
@@ -106,13 +107,15 @@ class BuildSite(GitSite):
     def build(self, ref: str | int) -> dict[str, Any]:
         return self.call_am("am_builds", "get", {"build": str(ref)})
 
-    def wait_build(self, ref: str | int, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_build(
+        self, ref: str | int, *statuses: str, timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
         def ok() -> Any:
             b = self.build(ref)
             return b if b["status"] in statuses else None
 
         try:
-            return wait_for(ok, timeout, f"build {ref} to be {'/'.join(statuses)}", every=0.05)
+            return wait_until(ok, timeout, f"build {ref} to be {'/'.join(statuses)}", every=0.05)
         except AssertionError:
             raise AssertionError(
                 f"build {ref}: {self.build(ref)}\n"
@@ -136,9 +139,13 @@ class BuildSite(GitSite):
         return commit, r.stderr
 
     @staticmethod
-    def queued_number(stderr: str) -> int:
+    def queued_build(stderr: str) -> str:
+        """The last build the push output says it queued, as `owner/name#12`."""
         import re
 
-        found = re.findall(r"build #(\d+) queued", stderr)
-        assert found, f"no 'build #N queued' in the push output:\n{stderr}"
-        return int(found[-1])
+        found = re.findall(r"build (\S+/\S+) #(\d+) queued for \S+: http", stderr)
+        assert found, (
+            f"no 'build owner/name #N queued for BRANCH: URL' in the push output:\n{stderr}"
+        )
+        repo, number = found[-1]
+        return f"{repo}#{number}"

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from applikant import procs
+from harness.wait import TIMEOUT
 
 COOKIE = "test-cookie-0123456789"
 
@@ -52,7 +53,7 @@ class Cluster:
             [sys.executable, "-m", "applikant.cli.main", "portmapper", "--port", str(self.pm_port)],
             "portmapper",
         )
-        procs.wait_port("127.0.0.1", self.pm_port, proc=proc.popen)
+        procs.wait_port("127.0.0.1", self.pm_port, timeout=TIMEOUT, proc=proc.popen)
         self.portmapper = proc
         return proc
 
@@ -75,7 +76,7 @@ class Cluster:
             proc.port = int(line.split()[1])  # type: ignore[attr-defined]
         return proc
 
-    def read_line(self, proc: procs.Proc, prefix: str, timeout: float = 15.0) -> str:
+    def read_line(self, proc: procs.Proc, prefix: str, timeout: float = TIMEOUT) -> str:
         """The next stdout line of `proc` starting with prefix; AssertionError if none comes."""
         assert proc.popen.stdout is not None
         deadline = time.monotonic() + timeout

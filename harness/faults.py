@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from applikant.node.errors import DistError
-from harness.gitenv import GitSite, User, wait_for
+from harness.gitenv import GitSite, User
+from harness.wait import wait_until
 
 __all__ = ["Ledger", "Push", "Tmpfs", "Watch", "tmpfs_unavailable"]
 
@@ -257,7 +258,7 @@ class Ledger:
 
     def settle(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until af holds nothing back, then count (see :meth:`count`)."""
-        wait_for(lambda: self.waiting() == 0, timeout, "af to deliver every push", every=0.1)
+        wait_until(lambda: self.waiting() == 0, timeout, "af to deliver every push", every=0.1)
         return self.count()
 
     def count(self) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,9 @@ from applikant.node.settings import DistSettings
 from harness.cluster import Cluster
 from harness.notify import NotifySocket
 from harness.sshd import SshServer, make_client_key
+from harness.wait import TIMEOUT, wait_until
 
-__all__ = ["GitSite", "User", "git_env", "wait_for"]
-
-
-def wait_for(
-    cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition", every: float = 0.02
-) -> Any:
-    """Poll ``cond`` until it returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+__all__ = ["GitSite", "User", "git_env"]
 
 
 def git_env(home: Path, **extra: str) -> dict[str, str]:
@@ -182,7 +168,7 @@ class GitSite:
             )
             self.cluster.procs.append(proc)
             try:
-                notify.wait_for("READY=1", timeout=20)
+                notify.wait_for("READY=1")
             except AssertionError:
                 raise AssertionError(f"{component} did not start:\n{proc.log_text()}") from None
         finally:
@@ -215,7 +201,7 @@ class GitSite:
     def status(self) -> dict[str, Any]:
         return self.call_af("af_status", "status", None)
 
-    def wait_synced(self, timeout: float = 15.0) -> dict[str, Any]:
+    def wait_synced(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Wait until af is linked to am and has applied a full snapshot."""
 
         def ok() -> Any:
@@ -225,7 +211,7 @@ class GitSite:
                 return None
             return s if s["am_up"] and s["synced"] else None
 
-        return wait_for(ok, timeout, "af to sync with am")
+        return wait_until(ok, timeout, "af to sync with am")
 
     # ---- calls ------------------------------------------------------------------
 
@@ -272,10 +258,9 @@ class GitSite:
         user.key_id = key["id"]
         if wait and self.keys_mode == "file":
             blob = user.pub.split()[1]
-            wait_for(
+            wait_until(
                 lambda: blob in self.keys_file.read_text(),
-                5,
-                f"{user.login}'s key in authorized_keys",
+                what=f"{user.login}'s key in authorized_keys",
             )
 
     def remove_key(self, user: User) -> None:
@@ -285,7 +270,7 @@ class GitSite:
         repo = self.call_am("am_repo_db", "create_repo", {"path": path, **kwargs})
         git_dir = self.repo_root / (path + ".git")
         if wait:
-            wait_for(lambda: (git_dir / "HEAD").exists(), 5, f"{path} on disk")
+            wait_until(lambda: (git_dir / "HEAD").exists(), what=f"{path} on disk")
         return repo
 
     def grant(self, repo: str, grantee: str, level: str) -> None:

@@ -9,7 +9,8 @@ started in it can reach nothing else.
 
 `run(host, argv)` starts a process inside a host (`ip netns exec`), tracked and
 stopped by PID at `close()`; `cut(host)` / `heal(host)` bring the host's switch port
-down and up (packets are dropped silently, like a pulled cable); `close()` stops
+down and up (packets are dropped silently, like a pulled cable); `throttle(host,
+rate)` makes its uplink slow (tc's token bucket filter); `close()` stops
 every process, then deletes the namespaces of this network, and only those
 (names carry a random suffix, so parallel runs never collide).
 
@@ -29,6 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.wait import TIMEOUT, wait_until
 
 PREFIX = "akmh"
 SUBNET = "10.77.0"
@@ -127,7 +130,7 @@ class NsProc:
             self._cond.notify_all()
 
     def wait_line(
-        self, match: str | Callable[[str], bool], timeout: float = 15.0, start: int = 0
+        self, match: str | Callable[[str], bool], timeout: float = TIMEOUT, start: int = 0
     ) -> str:
         """The first stdout line (from index `start`) that starts with `match` (or for
         which it returns true); AssertionError with the log if none comes in time."""
@@ -310,17 +313,16 @@ class Network:
         return found
 
     def wait_listening(
-        self, label: str, port: int, timeout: float = 15.0, proc: NsProc | None = None
+        self, label: str, port: int, timeout: float = TIMEOUT, proc: NsProc | None = None
     ) -> None:
         """Wait until something listens on `port` in host `label`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(p == port for _, p, _ in self.listening(label)):
-                return
+
+        def listens() -> bool:
             if proc is not None and not proc.alive():
                 raise AssertionError(f"{proc.argv} exited before listening:\n{proc.log_text()}")
-            time.sleep(0.03)
-        raise AssertionError(f"nothing listens on port {port} in {label} after {timeout} s")
+            return any(p == port for _, p, _ in self.listening(label))
+
+        wait_until(listens, timeout, f"something to listen on port {port} in {label}")
 
     # ---- partitions ------------------------------------------------------------
 
@@ -331,13 +333,42 @@ class Network:
     def heal(self, label: str) -> None:
         _ip("-n", self.switch, "link", "set", self.hosts[label].port, "up")
         # Wait for the carrier, so the first packet after heal() is not lost.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            state = _ip("-n", self.hosts[label].ns, "-o", "link", "show", "eth0").stdout
-            if "LOWER_UP" in state:
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"{label}'s link did not come back up")
+        wait_until(
+            lambda: (
+                "LOWER_UP" in _ip("-n", self.hosts[label].ns, "-o", "link", "show", "eth0").stdout
+            ),
+            what=f"{label}'s link to come back up",
+            every=0.01,
+        )
+
+    def throttle(self, label: str, rate: str, *, inbound: bool = False) -> None:
+        """Limit what host `label` sends (or, `inbound`, receives) to `rate` (tc's
+        token bucket, e.g. "2mbit"): a slow link, so that a transfer is still running
+        when a test acts. Each host's link has its own queue."""
+        subprocess.run(
+            [
+                *("tc", "-n", *self._link_end(label, inbound), "root"),
+                *("tbf", "rate", rate, "burst", "16kb", "latency", "1s"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+
+    def unthrottle(self, label: str, *, inbound: bool = False) -> None:
+        subprocess.run(
+            ["tc", "-n", *self._link_end(label, inbound, "del"), "root"],
+            capture_output=True,
+            timeout=10,
+        )
+
+    def _link_end(self, label: str, inbound: bool, verb: str = "replace") -> list[str]:
+        """Where a host's traffic in one direction queues: its own eth0 (outbound)
+        or its port on the switch (inbound)."""
+        h = self.hosts[label]
+        if inbound:
+            return [self.switch, "qdisc", verb, "dev", h.port]
+        return [h.ns, "qdisc", verb, "dev", "eth0"]
 
     # ---- teardown --------------------------------------------------------------
 

@@ -6,6 +6,8 @@ import socket
 import time
 from pathlib import Path
 
+from harness.wait import TIMEOUT
+
 
 class NotifySocket:
     def __init__(self, directory: Path) -> None:
@@ -14,7 +16,7 @@ class NotifySocket:
         self.sock.bind(self.path)
         self.messages: list[str] = []
 
-    def wait_for(self, line: str, timeout: float = 15.0) -> list[str]:
+    def wait_for(self, line: str, timeout: float = TIMEOUT) -> list[str]:
         """Wait for a datagram containing `line`; AssertionError if none comes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

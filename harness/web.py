@@ -26,13 +26,13 @@ ADMIN_PASSWORD = "root-password-123"
 class WebSite(GitSite):
     """GitSite plus aw; `base` is aw's URL."""
 
-    def __init__(self, tmp: Path, **kwargs) -> None:
+    def __init__(self, tmp: Path, extra_toml: str = "", **kwargs) -> None:
         self.http_port = procs.free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         aw = (
             f'\n[aw]\nlisten = "127.0.0.1:{self.http_port}"\nssh_url = "ssh://git@127.0.0.1:2222"\n'
         )
-        super().__init__(tmp, af_toml=aw, **kwargs)
+        super().__init__(tmp, af_toml=aw + extra_toml, **kwargs)
         self.aw_proc: procs.Proc | None = None
         self.admin_id = ""
         self._clients: list[httpx.Client] = []

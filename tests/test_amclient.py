@@ -149,6 +149,11 @@ def test_node_errors_map_to_two_kinds_in_words() -> None:
             "unreachable",
             "the manager (am) cannot be reached (am@h refused the connection: bad cookie)",
         ),
+        # A fenced am (it lost its lease to a standby) answers so: like an am away.
+        RemoteError("unavailable", "the manager (am) cannot serve now: lost the lease"): (
+            "unavailable",
+            "the manager (am) cannot serve now: lost the lease",
+        ),
     }
     for exc, (reason, words) in cases.items():
         mapped = am_error(exc, 2.5)

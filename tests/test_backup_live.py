@@ -10,9 +10,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import Store
 from harness.gitenv import GitSite
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Path) -> None:
@@ -45,6 +49,9 @@ def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Pat
             stop.set()
             thread.join()
         assert r.returncode == 0, r.stderr
+        # Restore writes under the daemons' feet: refused while they run.
+        r = site.cluster.cli("restore", "--force", str(tmp_path / "backup"))
+        assert r.returncode == 1 and "stop them first" in r.stderr, r.stderr
 
     new = tmp_path / "new"
     new.mkdir()
@@ -64,12 +71,10 @@ def test_backup_during_ssh_pushes_restores_everything_acknowledged(tmp_path: Pat
     with Store(str(new / "am.sqlite3"), passwords=Passwords(fast=True)) as store:
         pushed = {
             entry_new
-            for e in store.query_audit(action="push", repo="alice/project", limit=1000)
+            for e in store.audit.query(action="push", repo="alice/project", limit=1000)
             for entry_new in (ref["new"] for ref in e.details.get("refs", []))
         }
         assert set(before) <= pushed
-        assert [k.public_key.split()[1] for k in store.list_keys(alice.id)] == [
-            alice.pub.split()[1]
-        ]
-        assert store.check_access(bob.id, "alice/project", "write").allowed
-        assert store.get_user("bob").login == "bob"
+        assert [k.public_key.split()[1] for k in store.keys.of(alice.id)] == [alice.pub.split()[1]]
+        assert store.access.check(bob.id, "alice/project", "write").allowed
+        assert store.users.get("bob").login == "bob"

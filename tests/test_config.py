@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -48,3 +49,43 @@ def test_example_cookie_is_refused_outside_development_mode(tmp_path: Path, monk
     monkeypatch.delenv("APPLIKANT_COOKIE")
     with pytest.raises(envconfig.ConfigError, match="applikant init"):
         envconfig.cookie({"node": {"cookie_file": str(tmp_path / "missing")}})
+
+
+def test_without_a_config_the_cookie_error_names_every_place_looked_at(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A CLI run with no APPLIKANT_CONFIG and no installed config says where it
+    looked, make run's var/applikant.toml included; from a directory holding
+    make run's config, it finds it."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIKANT_")}
+    where = tmp_path / "elsewhere"
+    where.mkdir()
+
+    def user_list() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "applikant.cli.main", "user", "list"],
+            cwd=where,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    r = user_list()
+    assert r.returncode == 1
+    if os.path.exists(envconfig.DEFAULT_CONFIG) or os.path.exists(envconfig.dev_configs()[-1]):
+        return  # this machine has a config where the search ends; the message differs
+    assert "APPLIKANT_CONFIG (not set)" in r.stderr
+    assert envconfig.DEFAULT_CONFIG in r.stderr
+    assert f"{where}/var/applikant.toml (make run's)" in r.stderr
+    (where / "var").mkdir()
+    (where / "var" / "cookie").write_text("a-cookie-for-this-test\n")
+    (where / "var" / "applikant.toml").write_text(
+        f'[node]\ndata_dir = "{where / "var"}"\n[dist]\nportmapper_port = 1\n'
+    )
+    found = user_list()
+    # The config was found: the cookie was read, and the failure is now am's absence.
+    assert "cookie" not in found.stderr and "portmapper" in found.stderr, found.stderr

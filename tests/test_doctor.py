@@ -1,4 +1,8 @@
-"""`applikant doctor` finds what operators get wrong and says how to fix it."""
+"""`applikant doctor` finds what operators get wrong and says how to fix it, with
+the real paths: daemons down (ab included), a cookie others can read, missing
+hooks, stale keys, files the service user does not own, and an sshd whose
+effective configuration (`sshd -T`) does not read af's keys or allows passwords.
+tests/test_install.py runs it on an installed host, where everything is ok."""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from harness.gitenv import GitSite
 
+pytestmark = pytest.mark.slow
 
-def doctor(site: GitSite) -> dict[str, dict[str, str]]:
-    r = site.cluster.cli("doctor", "--json")
+
+def doctor(site: GitSite, *args: str) -> dict[str, dict[str, str]]:
+    r = site.cluster.cli("doctor", "--json", *args)
     assert r.returncode in (0, 1), r.stderr
     return {c["check"]: c for c in json.loads(r.stdout)}
 
@@ -30,8 +38,10 @@ def test_doctor_on_a_running_site_and_after_breaking_it(tmp_path: Path) -> None:
             "authorized_keys",
         ):
             assert checks[name]["status"] == "ok", checks[name]
-        assert checks["aw up"]["status"] == "fail"  # this site runs no aw
-        assert "systemctl start applikant-aw" in checks["aw up"]["fix"]
+        for daemon in ("aw", "ab"):  # this site runs neither
+            assert checks[f"{daemon} up"]["status"] == "fail"
+            assert f"systemctl start applikant-{daemon}" in checks[f"{daemon} up"]["fix"]
+        assert checks["data owner"]["status"] == "ok", checks["data owner"]
 
         cookie = Path(site.cluster.tmp / "cookie")
         os.chmod(cookie, 0o644)
@@ -89,3 +99,40 @@ def test_doctor_on_pushes_not_recorded_and_free_space(tmp_path: Path) -> None:
         assert "move the .json file back" in dead["fix"]
         waiting = checks["pushes not recorded yet"]
         assert waiting["status"] == "warn" and "1 event(s) queued" in waiting["found"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sshd -T and chown need root")
+def test_doctor_reads_sshds_effective_config_and_names_wrong_owners(tmp_path: Path) -> None:
+    with GitSite(tmp_path) as site:
+        site.add_user("alice")
+        site.create_repo("alice/project")
+        config = site.sshd.config_path
+        checks = doctor(site, "--sshd-config", str(config))
+        assert checks["sshd keys"]["status"] == "ok", checks["sshd keys"]
+        assert str(site.keys_file) in checks["sshd keys"]["found"]
+        assert checks["sshd keys only"]["status"] == "ok", checks["sshd keys only"]
+
+        # sshd reads another file for the service user, and takes passwords.
+        broken = tmp_path / "sshd_config_broken"
+        broken.write_text(
+            config.read_text()
+            .replace(
+                f"AuthorizedKeysFile {site.keys_file}", "AuthorizedKeysFile .ssh/authorized_keys"
+            )
+            .replace("PasswordAuthentication no", "PasswordAuthentication yes")
+        )
+        checks = doctor(site, "--sshd-config", str(broken))
+        keys = checks["sshd keys"]
+        assert keys["status"] == "fail" and str(site.keys_file) in keys["found"]
+        assert "/etc/ssh/sshd_config.d/applikant.conf" in keys["fix"]
+        assert "sshd_applikant.conf" in keys["fix"]
+        only = checks["sshd keys only"]
+        assert only["status"] == "fail" and "passwordauthentication yes" in only["found"]
+
+        # A file left by root (a restore, a git run as root) in the service user's place.
+        repo_config = site.repo_root / "alice" / "project.git" / "config"
+        os.chown(repo_config, 65534, 65534)
+        owner = doctor(site)["data owner"]
+        assert owner["status"] == "fail" and "not owned by root" in owner["found"]
+        assert str(repo_config) in owner["found"]
+        assert f"chown -R root: {site.tmp}" in owner["fix"]

@@ -6,7 +6,13 @@ import json
 import signal
 from pathlib import Path
 
-from harness.gitenv import GitSite, wait_for
+import pytest
+
+from applikant.version import version
+from harness.gitenv import GitSite
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.slow
 
 
 def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
@@ -17,13 +23,16 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         names = [n["node"] for n in report["nodes"]]
         assert sorted(names) == sorted(set(names)), "each node once"
         nodes = {n["node"]: n for n in report["nodes"]}
+        assert len(nodes) == len(report["nodes"])  # am once, though it is its own observer
         assert nodes["am@localhost"]["info"]["uptime_s"] > 0
         assert "am_user_db" in nodes["am@localhost"]["info"]["own_names"]
         assert nodes["af@localhost"]["state"] == "up"
         assert "af_auth" in nodes["af@localhost"]["info"]["own_names"]
+        assert report["version"] == nodes["af@localhost"]["info"]["version"] == version()
         table = site.cluster.cli("status")
         assert "af@localhost" in table.stdout and "UPTIME" in table.stdout
         assert table.stdout.count("am@localhost") == 1
+        assert f"applikant {version()} (this command)" in table.stdout and "VERSION" in table.stdout
         site.stop_af(signal.SIGKILL)
 
         def af_down() -> dict | None:
@@ -31,6 +40,6 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
             af = {n["node"]: n for n in out["nodes"]}["af@localhost"]
             return af if af["state"] == "down" else None
 
-        af = wait_for(af_down, timeout=15, what="af down in status")
+        af = wait_until(af_down, what="af down in status")
         assert af["last_down_reason"]
         assert af["info"] == {}

@@ -13,9 +13,9 @@ import sqlite3
 from pathlib import Path
 
 from applikant import procs
-from applikant.manager.schema import MIGRATIONS
+from applikant.manager.store.sqlite import MIGRATIONS
 from harness.cluster import Cluster
-from harness.gitenv import wait_for
+from harness.wait import wait_until
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "am-schema-v1.sqlite3"
 
@@ -27,14 +27,16 @@ def test_am_upgrades_a_first_schema_store_on_start(cluster: Cluster, tmp_path: P
     cluster.config.write_text(cluster.config.read_text() + f'\n[am]\ndb = "{db}"\n')
     cluster.start_portmapper()
     am = cluster._spawn(procs.python_module("applikant.cli.main", "start", "am"), "am")
-    wait_for(
+    wait_until(
         lambda: cluster.cli("ping", "am@localhost").returncode == 0 or not am.alive(),
-        timeout=20,
         what="am up",
     )
     assert am.alive(), am.log_text()
     version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
     assert version == len(MIGRATIONS)
+    # The one line an operator looks for after an upgrade (README: upgrade).
+    assert "am_schema_migrated" in am.log_text()
+    assert f"from_version=1 to_version={len(MIGRATIONS)}" in am.log_text()
 
     users = json.loads(cluster.cli("user", "list", "--json").stdout)
     assert sorted(u["login"] for u in users) == ["alice", "bob"]

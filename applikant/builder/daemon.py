@@ -33,6 +33,7 @@ from typing import Any
 
 import trio
 
+from applikant import envconfig
 from applikant.amclient import AmClient, AmError, AmRefused, AmUnavailable
 from applikant.builder.models import Build, BuildStatus, utcnow
 from applikant.builder.runner import run_build
@@ -119,7 +120,9 @@ class Runner:
         builder: BuilderSettings = config.builder
         self.settings = builder.resolved(config.node.data_dir)
         self.repo_root = config.path(config.af.repo_root, "repos")
-        self.link = AmClient(node, config.node_name("am"), component="ab", retry=config.af.am_retry)
+        self.link = AmClient(
+            node, envconfig.am_nodes(config.raw), component="ab", retry=config.af.am_retry
+        )
         self.running: dict[str, trio.Event] = {}  # build id -> its cancel event
         self.settled: set[str] = set()  # finished here, result not yet taken by am
         self.wake = trio.Event()

@@ -68,9 +68,9 @@ def run_argv(
         argv += ["--memory", str(lim.memory_bytes), "--memory-swap", str(lim.memory_bytes)]
     if lim.processes:
         argv += ["--pids-limit", str(lim.processes)]
-    for name, value in lim.rlimits().items():
+    for name, limit in lim.rlimits().items():
         if name in ("cpu", "fsize", "nofile", "core"):
-            argv += ["--ulimit", f"{name}={value}:{value}"]
+            argv += ["--ulimit", f"{name}={limit}:{limit}"]
     argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     if d.read_only:
         argv += ["--read-only", "--tmpfs", f"/tmp:rw,exec,nosuid,size={d.tmpfs_size}"]

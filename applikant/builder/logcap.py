@@ -39,7 +39,7 @@ class LogCap:
         self.discarded = 0  # bytes of output dropped after the cap
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[str]:
+    def feed(self, data: bytes | bytearray) -> list[str]:
         """The complete lines that `data` finishes, after the cap."""
         if self.truncated:
             self.discarded += len(data)

@@ -1,6 +1,6 @@
 """What a build is: the record am's store persists, and what one run returns.
 
-Same conventions as `applikant.manager.models`: frozen pydantic models of
+Same conventions as the results of `applikant.schema`: frozen pydantic models of
 JSON-friendly types only (str, int, bool, datetime as ISO 8601 UTC), unknown
 fields refused, so that `model.model_dump(mode="json")` crosses the node layer
 and `Model.model_validate(data)` rebuilds it.
@@ -109,8 +109,8 @@ class BuildResult(_Model):
 
 class Build(_Model):
     """A build as am's store keeps it: its spec, where it is in its life, and
-    the outcome once final. `id` is the store's (e.g. "build-42"), `number`
-    what users see ("build #42")."""
+    the outcome once final. `id` is the store's (e.g. "build-42", unique in the
+    cluster), `number` its number in its repository (people see "alice/app #12")."""
 
     id: str
     number: int = 0
@@ -126,6 +126,7 @@ class Build(_Model):
     log_size: int = 0
     log_truncated: bool = False
     pusher: str | None = None  # user id of who pushed, when a push queued it
+    pusher_login: str | None = None  # their login now (None: not a user, or deleted)
     attempt: int = 1  # a re-run or a re-queue after an interruption counts up
     runner: str | None = None  # the node of the ab that runs (or ran) it
     cancel_requested: bool = False  # cancel asked while running; the runner stops it

@@ -94,7 +94,10 @@ def _signal_name(n: int) -> str:
         return f"signal {n}"
 
 
-_SIGNAL_WORDS = {signal.SIGXCPU: " (CPU time limit)", signal.SIGXFSZ: " (file size limit)"}
+_SIGNAL_WORDS: dict[int, str] = {
+    signal.SIGXCPU: " (CPU time limit)",
+    signal.SIGXFSZ: " (file size limit)",
+}
 
 
 async def _build_user(settings: BuilderSettings) -> BuildUser | None:

@@ -49,12 +49,17 @@ PR_SET_CHILD_SUBREAPER = 36
 KILL_DEADLINE = 10.0
 
 
-class _Terminate(Exception):
-    """SIGTERM from ab (or an operator): stop the build like "kill" does."""
+# SIGTERM from ab (or an operator) stops the build like "kill" does, whenever it
+# comes: the handler only sets this flag, and the signal's wakeup byte (a pipe in
+# `wait`'s selector) makes the main loop look at it. Raising from the handler
+# instead would let a SIGTERM that lands before the loop starts (ab cancelling a
+# build just started) escape as an error, with the build not stopped.
+_stop_requested = False
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminate
+    global _stop_requested
+    _stop_requested = True
 
 
 def _set_subreaper() -> bool:
@@ -154,36 +159,42 @@ class Supervisor:
                 pass
         return len(pids)
 
-    def wait(self) -> None:
-        """Until build.sh exits or ab says to stop (then stop it)."""
+    def wait(self, wakeup: int) -> None:
+        """Until build.sh exits or ab says to stop (then stop it). `wakeup` is the
+        read end of the signal wakeup pipe."""
         assert self.child is not None
         pidfd = os.pidfd_open(self.child.pid)
         sel = selectors.DefaultSelector()
         sel.register(pidfd, selectors.EVENT_READ)
         sel.register(0, selectors.EVENT_READ)
+        sel.register(wakeup, selectors.EVENT_READ)
         try:
             while self.returncode is None:
+                if _stop_requested:
+                    self._stop(sel, pidfd)
+                    return
                 for key, _ in sel.select():
                     if key.fd == pidfd:
                         self._reap()
+                    elif key.fd == wakeup:
+                        _drain(wakeup)
                     elif key.fd == 0:
                         data = os.read(0, 4096)
                         if not data or b"kill" in data:
-                            self._stop(sel)
+                            self._stop(sel, pidfd)
                             return
-        except _Terminate:
-            self._stop(sel)
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             sel.close()
             os.close(pidfd)
 
-    def _stop(self, sel: selectors.BaseSelector) -> None:
+    def _stop(self, sel: selectors.BaseSelector, pidfd: int) -> None:
         # From here on we only clean up: a second SIGTERM must not stop that.
+        # Only build.sh's exit may end the grace period below.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.killed = True
-        if 0 in sel.get_map():
-            sel.unregister(0)
+        for fd in [fd for fd in sel.get_map() if fd != pidfd]:
+            sel.unregister(fd)
         grace = float(self.config.get("grace", 2.0))
         if grace > 0:
             self._signal_all(signal.SIGTERM)
@@ -206,6 +217,14 @@ class Supervisor:
             time.sleep(0.005)
 
 
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def _read_config() -> dict:
     data = b""
     while not data.endswith(b"\n"):
@@ -226,10 +245,15 @@ def main() -> int:
         "error": None,
     }
     sup: Supervisor | None = None
+    wakeup, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
     try:
         sup = Supervisor(_read_config())
-        sup.start()
-        sup.wait()
+        if _stop_requested:  # stopped before it began: build.sh never runs
+            sup.killed = True
+        else:
+            sup.start()
+            sup.wait(wakeup)
     except Exception as exc:  # reported to ab, which records it as the reason
         report["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -44,7 +44,10 @@ def _utc(value: str | None, what: str) -> str | None:
 
 @app.callback()
 def audit(
-    actor: Annotated[str | None, typer.Option("--actor", help="user-42 or system")] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", help="a login, user-42, cli:root (the CLI run by root) or system"),
+    ] = None,
     action: Annotated[
         str | None,
         typer.Option("--action", help="e.g. push (matches push and push.denied), user.add"),
@@ -79,7 +82,7 @@ def audit(
             [
                 e["id"],
                 e["time"][:19].replace("T", " "),
-                e["actor"],
+                e.get("actor_login") or e["actor"],
                 e["node"] or "",
                 e["action"],
                 e["repo"] or "",

@@ -1,8 +1,11 @@
 """What the admin command groups (user, key, group, repo, perm, branch, audit)
-share: calls to am as `system`, the --json option, short times, reading secrets."""
+share: calls to am as `system` on behalf of the OS user who runs them (the
+audit log says `cli:root`), the --json option, short times, reading secrets."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import secrets
 import sys
 from typing import Annotated, Any
@@ -17,9 +20,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 
 
+def cli_actor() -> str:
+    """`cli:<the OS user running this command>`, what the audit log records."""
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (a container)
+        name = str(os.geteuid())
+    return f"cli:{name}"
+
+
 def am(service: str, method: str, **args: Any) -> Any:
-    """Call am as the local admin (the cluster cookie is the credential)."""
-    return common.call(service, method, {"actor": SYSTEM, **args})
+    """Call am as the local admin (the cluster cookie is the credential), on
+    behalf of the OS user who runs the command (`by`, for the audit log)."""
+    return common.call(service, method, {"actor": SYSTEM, "by": cli_actor(), **args})
 
 
 def users(method: str, **args: Any) -> Any:

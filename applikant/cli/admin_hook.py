@@ -1,7 +1,8 @@
-"""Manage webhooks (per repository or site-wide): add, list, rm, deliveries, redeliver."""
+"""Manage webhooks (per repository or site-wide): add, list, edit, test, rm, deliveries, redeliver."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 
 import typer
@@ -32,8 +33,10 @@ def _row(h: dict) -> list:
 
 
 def _scope(repo: str | None, site: bool) -> str | None:
-    if site == (repo is not None):
-        common.fail("give a repository (owner/name) or --site, not both")
+    if repo is None and not site:
+        common.fail("no repository given: give owner/name, or --site for the site-wide hooks")
+    if repo is not None and site:
+        common.fail(f"both a repository ({repo}) and --site given: give one of them")
     return repo
 
 
@@ -64,8 +67,15 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a hook; its secret is printed this once (deliveries are signed with it)."""
-    if len(target) != (1 if site else 2):
-        common.fail("usage: applikant hook add REPO URL, or applikant hook add --site URL")
+    if site and len(target) != 1:
+        common.fail(f"--site takes the URL only, but {len(target)} arguments were given")
+    if not site and len(target) == 1:
+        common.fail(
+            f"only one argument ({target[0]}): give the repository and the URL "
+            "(owner/name URL), or --site URL"
+        )
+    if not site and len(target) != 2:
+        common.fail(f"{len(target)} arguments: give the repository and the URL (owner/name URL)")
     repo, url = (None, target[0]) if site else (target[0], target[1])
     made = hooks(
         "add_hook",
@@ -99,6 +109,55 @@ def list_(
         common.emit_json(found)
     else:
         common.table([_row(h) for h in found], HEADERS)
+
+
+@app.command("edit")
+def edit(
+    hook: Annotated[str, typer.Argument(help="hook id (hook-7)")],
+    url: Annotated[str | None, typer.Option("--url", help="a new URL")] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", "-e", help=f"the events, replacing them (repeat): {EVENT_NAMES}"),
+    ] = None,
+    secret: Annotated[str | None, typer.Option("--secret", help="a new signing secret")] = None,
+    new_secret: Annotated[
+        bool, typer.Option("--new-secret", help="a new random secret, printed once")
+    ] = False,
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--inactive", help="switch the hook on or off"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a hook's URL, events, secret, or switch it on or off."""
+    if secret is not None and new_secret:
+        common.fail("both --secret and --new-secret given: give one of them")
+    if new_secret:
+        secret = secrets.token_hex(32)  # as am makes them
+    if url is None and event is None and secret is None and active is None:
+        common.fail(
+            "nothing to change: give --url, --event, --secret or --new-secret, "
+            "or --active/--inactive"
+        )
+    changed = hooks("update_hook", hook=hook, url=url, events=event, secret=secret, active=active)
+    if as_json:
+        common.emit_json({**changed, "secret": secret} if new_secret else changed)
+        return
+    common.table([_row(changed)], HEADERS)
+    if new_secret:
+        typer.echo(f"\nnew secret (shown only now):\n{secret}")
+
+
+@app.command("test")
+def test(
+    hook: Annotated[str, typer.Argument(help="hook id (hook-7)")], as_json: JsonOpt = False
+) -> None:
+    """Send a test delivery (a ping) now; `hook deliveries` shows its answer."""
+    made = hooks("test_hook", hook=hook)
+    if as_json:
+        common.emit_json(made)
+    else:
+        typer.echo(f"queued {made['id']} (ping to {hook}); see: applikant hook deliveries {hook}")
 
 
 @app.command("rm")

@@ -18,7 +18,7 @@ HEADERS = ["id", "user", "title", "created", "last used"]
 def _row(t: dict) -> list:
     return [
         t["id"],
-        t["user"],
+        t["login"],
         t["title"],
         short_time(t["created_at"]),
         short_time(t["last_used_at"]) or "never",
@@ -63,4 +63,4 @@ def rm(
     if as_json:
         common.emit_json(revoked)
     else:
-        typer.echo(f"revoked {revoked['id']} ({revoked['title']}) of {revoked['user']}")
+        typer.echo(f"revoked {revoked['id']} ({revoked['title']}) of {revoked['login']}")

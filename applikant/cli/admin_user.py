@@ -1,4 +1,4 @@
-"""Manage accounts: add, list, show, disable, enable, passwd, admin."""
+"""Manage accounts: add, list, show, edit, disable, enable, passwd, admin, rm."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from . import common
 from .admin_common import (
     JsonOpt,
+    YesOpt,
     fields,
     new_password,
     read_secret_stdin,
@@ -113,6 +114,49 @@ def show(
         [[k["id"], k["key_type"], k["bits"], k["fingerprint"], k["title"]] for k in keys],
         ["key", "type", "bits", "fingerprint", "title"],
     )
+
+
+@app.command("edit")
+def edit(
+    user: Annotated[str, typer.Argument(help="login or id")],
+    name: Annotated[str | None, typer.Option("--name", help="a new display name")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="a new email ('' clears it)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change an account's display name or email."""
+    if name is None and email is None:
+        common.fail("nothing to change: give --name or --email (or both)")
+    _print(users("update_user", user=user, display_name=name, email=email), as_json)
+
+
+@app.command("rm")
+def rm(
+    user: Annotated[str, typer.Argument(help="login or id")],
+    transfer_to: Annotated[
+        str | None,
+        typer.Option(
+            "--transfer-to",
+            help="a user or group that takes the account's repositories first",
+        ),
+    ] = None,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an account with its keys, tokens, memberships and grants. Refused
+    while it owns repositories, unless --transfer-to gives them a new owner."""
+    if not yes:
+        found = users("get_user", user=user)
+        what = f" and move its repositories to {transfer_to}" if transfer_to else ""
+        if not typer.confirm(f"delete {found['login']} ({found['id']}){what}?"):
+            common.fail("nothing was deleted")
+    done = users("delete_user", user=user, transfer_to=transfer_to)
+    if as_json:
+        common.emit_json(done)
+        return
+    gone = done["user"]
+    typer.echo(f"deleted {gone['login']} ({gone['id']})")
+    for full in done["transferred"]:
+        typer.echo(f"  repository now {full}")
 
 
 @app.command("disable")

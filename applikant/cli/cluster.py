@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -117,15 +117,29 @@ def _uptime(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def _af_store(node: str) -> dict[str, Any] | None:
+    """An af's view of its repo root (af_status, a local name), None for other nodes."""
+    if not node.startswith("af@"):
+        return None
+    try:
+        found = common.call_quietly("af_status", "status", peer=node, node=node) or {}
+    except common.CallFailed:
+        return None
+    return found.get("store") if isinstance(found, dict) else None
+
+
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """One screen: every node am knows, up or down, its uptime, names and last errors."""
+    """One screen: every node am knows, up or down, its version, uptime, names and
+    last errors (an af that refuses its repo root says why)."""
+    from ..version import version
+
     raw = common.raw_config()
     am = envconfig.am_node(raw)
     cluster = common.call("am_observer", "cluster", {}, peer=am)
     rows, report = [], []
-    nodes = list(cluster.get("nodes", []))
-    if not any(entry.get("node") == am for entry in nodes):  # am lists itself; once
+    nodes = list(cluster.get("nodes", []))  # am's own entry first
+    if not any(n.get("node") == am for n in nodes):  # am lists itself; once
         nodes.insert(0, {"node": am, "state": "up", "errors": []})
     for entry in nodes:
         name = entry["node"]
@@ -133,14 +147,21 @@ def status(json_out: JsonOpt = False) -> None:
         if entry.get("state") == "up":
             try:
                 info = common.call_quietly("node", "info", peer=name, node=name) or {}
+                info["version"] = common.call_quietly("applikant", "version", peer=name, node=name)
             except common.CallFailed as exc:
-                info = {"error": str(exc)}
+                info.setdefault("error", str(exc))
         errors = entry.get("errors") or []
         last_error = errors[-1]["error"] if errors else (entry.get("last_down_reason") or "")
+        store = _af_store(name) if entry.get("state") == "up" else None
+        if store is not None:
+            entry = {**entry, "store": store}
+            if store.get("state") == "refused":
+                last_error = f"repo root refused: {store.get('reason')}"
         rows.append(
             [
                 name,
                 entry.get("state", "?"),
+                info.get("version", "-"),
                 _uptime(info["uptime_s"]) if "uptime_s" in info else "-",
                 ", ".join(info.get("own_names", [])) or "-",
                 last_error[:60],
@@ -148,6 +169,7 @@ def status(json_out: JsonOpt = False) -> None:
         )
         report.append({**entry, "info": info})
     if json_out:
-        common.emit_json({"am": am, "nodes": report})
+        common.emit_json({"version": version(), "am": am, "nodes": report})
     else:
-        common.table(rows, ["node", "state", "uptime", "global names", "last error"])
+        typer.echo(f"applikant {version()} (this command)")
+        common.table(rows, ["node", "state", "version", "uptime", "global names", "last error"])

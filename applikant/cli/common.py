@@ -77,25 +77,31 @@ def call_quietly(
     try:
         cookie = envconfig.cookie(raw)
         settings = envconfig.dist_settings(raw)
-        peer = peer or envconfig.am_node(raw)
+        peers = [peer] if peer else envconfig.am_nodes(raw)
     except envconfig.ConfigError as exc:
         raise CallFailed(str(exc)) from None
-    try:
-        return blocking.call(
-            peer,
-            cookie,
-            target,
-            method,
-            args,
-            node=node,
-            settings=settings,
-            timeout=timeout,
-            prefix="cli",
-        )
-    except DistError as exc:
-        raise CallFailed(explain(exc, peer)) from None
-    except ValueError as exc:  # a bad node name
-        raise CallFailed(str(exc)) from None
+    for i, first in enumerate(peers):
+        try:
+            return blocking.call(
+                first,
+                cookie,
+                target,
+                method,
+                args,
+                node=node,
+                settings=settings,
+                timeout=timeout,
+                prefix="cli",
+            )
+        except NodeDown as exc:
+            # am's node is not there: its standby (`[am] standby`) may serve.
+            if i + 1 == len(peers):
+                raise CallFailed(explain(exc, first)) from None
+        except DistError as exc:
+            raise CallFailed(explain(exc, first)) from None
+        except ValueError as exc:  # a bad node name
+            raise CallFailed(str(exc)) from None
+    raise CallFailed("no am node is configured")
 
 
 def call(

@@ -1,20 +1,23 @@
 """`make run`: the whole suite on one host with embedded defaults, data under ./var.
 
 Starts the portmapper, am, af and aw (and a private sshd on 127.0.0.1:2222 when
-OpenSSH's server is installed), creates the first admin on the first run, prints
-how to log in, add a key, create a repo, push and clone. A daemon that dies is
-started again, with backoff, and the restart printed (supervise.py); only
-Ctrl-C stops everything it started, by PID.
+OpenSSH's server is installed), creates the first admin on the first run (its
+password printed that once, kept afterwards), prints how to log in, add a key,
+create a repo, push and clone. A daemon that dies is started again, with
+backoff, and the restart printed (supervise.py); only Ctrl-C stops everything
+it started, by PID.
 """
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import os
-import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -29,8 +32,8 @@ from .supervise import Supervisor
 if TYPE_CHECKING:
     from ..ops.sshd import SshServer
 
-# The defaults of DESIGN.md; the environment may move them (the make-run test
-# does, to free ports and a temporary directory).
+# make run's defaults (web UI 8008, sshd 2222, portmapper 4370); the environment
+# may move them (the make-run test does, to free ports and a temporary directory).
 VAR = Path(os.environ.get("APPLIKANT_RUN_DIR", "var")).resolve()
 WEB_PORT = int(os.environ.get("APPLIKANT_RUN_WEB_PORT", "8008"))
 SSH_PORT = int(os.environ.get("APPLIKANT_RUN_SSH_PORT", "2222"))
@@ -42,47 +45,41 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def write_config(var: Path, ssh_user: str) -> Path:
+def setup(var: Path, ssh_user: str) -> tuple[Path, str | None]:
+    """The config file and a fresh cookie (rewritten on every start), and the first
+    admin `root`, made on the first run, through `applikant init`'s own steps.
+    Returns the config file and root's password when it was made now."""
+    from ..ops.init import dev_setup
+
     config = var / "applikant.toml"
-    config.write_text(
-        "# Written by `make run`: development settings, one host.\n"
-        f'[node]\nhost = "localhost"\ndata_dir = "{var}"\ndev_mode = true\n\n'
+    password = dev_setup(
+        var,
+        config,
         f"[dist]\nportmapper_port = {PM_PORT}\n\n"
         f'[af]\nauthorized_keys = "{var}/ssh/authorized_keys"\n\n'
         f'[aw]\nlisten = "127.0.0.1:{WEB_PORT}"\n'
-        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n'
+        f'ssh_url = "ssh://{ssh_user}@127.0.0.1:{SSH_PORT}"\n' + builder_section(var),
     )
-    return config
+    return config, password
 
 
-def fresh_cookie(var: Path) -> None:
-    cookie = var / "cookie"
-    cookie.unlink(missing_ok=True)
-    fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
+def builder_section(var: Path) -> str:
+    """`[builder]` for make run. var/ is 0700 (its owner's: the build user must
+    not read it, or ab refuses to build). ab makes the checkout itself, from
+    var/repos, and hands it to the build user in the builds root, by default
+    var-builds beside var/; when ab runs as root and the build user cannot
+    enter the directories above it (a clone under /root), the builds go to a
+    fresh directory under /tmp instead, removed when make run stops."""
+    if os.geteuid() != 0 or _enterable_by_all(var.parent):
+        return ""
+    root = tempfile.mkdtemp(prefix="applikant-make-run-builds-")
+    atexit.register(shutil.rmtree, root, True)
+    return f'\n[builder]\nbuilds_root = "{root}"\n'
 
 
-def admin_password(var: Path) -> str:
-    """Create the first admin (`root`) or give it a new password: printed below."""
-    from ..manager.passwords import Passwords
-    from ..manager.store import SYSTEM, Store
-
-    password = secrets.token_urlsafe(12)
-    with Store(str(var / "am.sqlite3"), passwords=Passwords()) as store:
-        try:
-            store.get_user("root")
-            store.set_password("root", password, actor=SYSTEM, node="make-run")
-        except Exception:
-            store.add_user(
-                "root",
-                actor=SYSTEM,
-                node="make-run",
-                password=password,
-                is_admin=True,
-                display_name="Administrator",
-            )
-    return password
+def _enterable_by_all(path: Path) -> bool:
+    here = path.resolve()
+    return all(os.stat(d).st_mode & 0o001 for d in [here, *here.parents])
 
 
 def wait_node(name: str, proc: procs.Proc, cookie: bytes, timeout: float = 20.0) -> None:
@@ -111,9 +108,7 @@ def main() -> None:
     (VAR / "ssh").mkdir(parents=True, exist_ok=True)
     os.chmod(VAR / "ssh", 0o700)
     ssh_user = getpass.getuser()
-    config = write_config(VAR, ssh_user)
-    fresh_cookie(VAR)
-    password = admin_password(VAR)
+    config, password = setup(VAR, ssh_user)
     env = {"APPLIKANT_CONFIG": str(config)}
     for var in ("APPLIKANT_COOKIE", "APPLIKANT_AM_NODE", "APPLIKANT_AF_NODE"):
         os.environ.pop(var, None)
@@ -197,21 +192,30 @@ def start_sshd(var: Path) -> SshServer | None:
     return server
 
 
-def print_welcome(config: Path, password: str, ssh_user: str, sshd: bool) -> None:
+def print_welcome(config: Path, password: str | None, ssh_user: str, sshd: bool) -> None:
     """The steps a newcomer follows (and the make-run test follows to the letter)."""
-    cli = f"APPLIKANT_CONFIG={config} {Path(sys.executable).parent}/applikant"
+    from ..version import version
+
     key = VAR / "demo_key"
     work = VAR / "demo"
+    web = f"http://127.0.0.1:{WEB_PORT}/"
     say()
-    say(f"Applikant is running (logs in {VAR}/log/). Ctrl-C stops it.")
+    say(f"Applikant {version()} is running (logs in {VAR}/log/). Ctrl-C stops it.")
     say()
-    say(f"  web UI      http://127.0.0.1:{WEB_PORT}/   login: root   password: {password}")
+    if password is not None:
+        say(f"  web UI      {web}   login: root   password: {password}   (shown this once)")
+    else:
+        say(f"  web UI      {web}   login: root   (the password printed on the first run;")
+        say("              a new one: applikant user passwd root, after the export below)")
+    ssh = f"127.0.0.1:{SSH_PORT}" if sshd else "off (no OpenSSH server)"
+    say(f"  git (SSH)   {ssh}   portmapper 127.0.0.1:{PM_PORT}")
     say()
     say("Try it, in another terminal:")
     say()
+    say(f'  export APPLIKANT_CONFIG={config} PATH="{Path(sys.executable).parent}:$PATH"')
     say(f"  ssh-keygen -q -t ed25519 -N '' -f {key}")
-    say(f"  {cli} key add root {key}.pub")
-    say(f"  {cli} repo create root/demo --public")
+    say(f"  applikant key add root {key}.pub")
+    say("  applikant repo create root/demo --public")
     if sshd:
         say(
             f'  export GIT_SSH_COMMAND="ssh -i {key} -o IdentitiesOnly=yes '

@@ -41,12 +41,22 @@ from . import tls  # noqa: E402
 ADMIN_GROUPS.append(tls)  # `applikant tls`: certificates for links between hosts
 ADMIN_GROUPS.append(admin_hook)  # `applikant hook`: webhooks
 
+# add_completion: `applikant --install-completion` (bash, zsh, fish; the shell is
+# the one it runs in) and `--show-completion`.
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     help="Applikant: a self-hosted git platform for small teams.",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ..version import version
+
+        typer.echo(f"applikant {version()}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -57,9 +67,16 @@ def _root(
             "--config",
             "-c",
             envvar="APPLIKANT_CONFIG",
-            help="config file (default /etc/applikant/applikant.toml)",
+            help="config file (default /etc/applikant/applikant.toml; "
+            "in a checkout, make run's var/applikant.toml)",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     common.set_config(config)
 

@@ -1,4 +1,7 @@
-"""``as``, the sshd forced command: ``applikant-as [--config PATH] user-42``.
+"""``as``, the sshd forced command: ``applikant-as [--config PATH] user-42 [SHA256:...]``.
+
+The fingerprint names the key the session was let in with (af records its last
+use); lines written before it was there still work without it.
 
 sshd runs it for every SSH login with a key af put in authorized_keys (or that
 ``keys-for`` printed), whatever the client asked to run; the client's wish is in
@@ -8,7 +11,9 @@ sshd runs it for every SSH login with a key af put in authorized_keys (or that
    verbs and one ``owner/name``; anything else is refused here, before any
    network call);
 2. asks af (``af_auth.check_access``, on af's node, which asks am) whether the
-   user may read or write the repo, and where it lives;
+   user may read or write the repo, where it lives, and its canonical name
+   (names are found case-insensitively: ``ALICE/Secret`` reads and pushes
+   ``alice/secret``);
 3. on yes, replaces itself with ``git-upload-pack`` / ``git-receive-pack`` /
    ``git-upload-archive`` and the absolute repo path as one argv element (no
    shell), with ``APPLIKANT_USER`` and ``APPLIKANT_REPO`` set for the hooks;
@@ -82,9 +87,10 @@ def _info(client: Client, user: str) -> int:
     except Unreachable as exc:
         _say(str(exc))
         return 1
-    repos = reply.get("repos", []) if isinstance(reply, dict) else []
+    info = reply if isinstance(reply, dict) else {}
+    repos = info.get("repos", [])
     lines = [
-        f"hello {reply.get('login') or user}, this is applikant on {reply.get('host', '?')}",
+        f"hello {info.get('login') or user}, this is applikant on {info.get('host', '?')}",
         "",
     ]
     for entry in repos:
@@ -104,10 +110,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     config_path, args = parse_config_option(args)
-    if len(args) != 1 or not _valid_user(args[0]):
-        _say("misconfigured forced command: expected `applikant-as [--config PATH] user-N`")
+    if (
+        len(args) not in (1, 2)
+        or not _valid_user(args[0])
+        or (len(args) == 2 and not args[1].startswith("SHA256:"))
+    ):
+        _say(
+            "misconfigured forced command: expected "
+            "`applikant-as [--config PATH] user-N [SHA256:fingerprint]`"
+        )
         return 1
     user = args[0]
+    key = args[1] if len(args) == 2 else None
     try:
         request = parse(os.environ.get("SSH_ORIGINAL_COMMAND"))
     except CommandRefused as exc:
@@ -125,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         reply = client.call(
             "af_auth",
             "check_access",
-            {"user": user, "repo": request.repo, "access": request.access, "verb": request.verb},
+            {
+                "user": user,
+                "repo": request.repo,
+                "access": request.access,
+                "verb": request.verb,
+                "key": key,
+            },
             prefix="as",
             timeout=CALL_TIMEOUT,
         )
@@ -140,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(path, str) or not path.startswith("/") or request.verb not in VERBS:
         _say("the git service gave no repository path; nothing was run")
         return 1
-    env = git_environ(dict(os.environ), user, request.repo or "", config_path)
+    # The canonical name af answers (ALICE/Secret is alice/secret), for the hooks.
+    repo = reply.get("repo")
+    if not isinstance(repo, str) or repo.casefold() != (request.repo or "").casefold():
+        repo = request.repo or ""
+    env = git_environ(dict(os.environ), user, repo, config_path)
     sys.stderr.flush()
     if request.verb == "git-receive-pack":
         # as stays the parent and answers the hooks itself (hookpipe.py).
@@ -151,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             return hookpipe.run_with_hooks(
                 [request.verb, path],
                 env,
-                _hook_server(client, user, request.repo or "", path, push),
+                _hook_server(client, user, repo, path, push),
                 on_idle=client.close,
                 on_start=lambda pid: push.update(pid=pid),
             )

@@ -1,9 +1,10 @@
 """sshd's view of the keys: forced-command lines, the authorized_keys file, atomic writes.
 
 Every key a user registers in am becomes one line that pins the session to
-``as`` for that user, whatever the client asks to run::
+``as`` for that user, whatever the client asks to run, and names the key (its
+fingerprint), so that af can record when each key was last used::
 
-    command="/usr/bin/applikant-as user-42",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty ssh-ed25519 AAAA... user-42
+    command="/usr/bin/applikant-as user-42 SHA256:abc...",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty ssh-ed25519 AAAA... user-42
 
 The line is rebuilt from the key's type and base64 blob only: the client's
 comment and any options it came with are dropped, the blob is decoded and its
@@ -36,6 +37,7 @@ __all__ = [
     "keys_for_output",
     "parse_key",
     "render",
+    "valid_fingerprint",
     "write_atomic",  # from applikant.fsutil
 ]
 
@@ -67,6 +69,21 @@ _DIGITS = frozenset("0123456789")
 # option string early.
 _COMMAND_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._+-_")
 _MAX_BLOB = 16384  # an RSA-16384 key is ~2.1 KB; anything larger is not a key
+# What a key's fingerprint looks like (am's, OpenSSH's): harmless to any shell.
+_FINGERPRINT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+#: One key for the lines: (user id, key line) or (user id, key line, fingerprint).
+Key = tuple[str, str] | tuple[str, str, str]
+
+
+def valid_fingerprint(value: object) -> bool:
+    """A `SHA256:` fingerprint (43 base64 characters, no padding)."""
+    return (
+        isinstance(value, str)
+        and value.startswith("SHA256:")
+        and len(value) == 50
+        and all(c in _FINGERPRINT_CHARS for c in value[7:])
+    )
 
 
 class InvalidKey(ValueError):
@@ -134,26 +151,35 @@ def _check_as_command(as_command: str) -> None:
             raise InvalidKey("the as command may hold only a path and plain words, single-spaced")
 
 
-def forced_command_line(key_line: str, user_id: str, as_command: str) -> str:
-    """One authorized_keys line (no newline) pinning ``key_line`` to ``as <user_id>``.
+def forced_command_line(
+    key_line: str, user_id: str, as_command: str, fingerprint: str | None = None
+) -> str:
+    """One authorized_keys line (no newline) pinning ``key_line`` to ``as <user_id>``,
+    and with a ``fingerprint`` to ``as <user_id> <fingerprint>`` (the key used).
 
     The comment becomes ``user_id`` so an admin reading the file sees whose key
-    it is. Raises :class:`InvalidKey` on a bad key, a user id not ``user-N`` or
-    an as command that is not a plain absolute path.
+    it is. Raises :class:`InvalidKey` on a bad key, a user id not ``user-N``, a
+    malformed fingerprint or an as command that is not a plain absolute path.
     """
     _check_user_id(user_id)
     _check_as_command(as_command)
     keytype, blob64 = parse_key(key_line)
-    return f'command="{as_command} {user_id}",{FORCED_OPTIONS} {keytype} {blob64} {user_id}'
+    args = user_id
+    if fingerprint is not None:
+        if not valid_fingerprint(fingerprint):
+            raise InvalidKey("the fingerprint must look like SHA256:<43 base64 characters>")
+        args += f" {fingerprint}"
+    return f'command="{as_command} {args}",{FORCED_OPTIONS} {keytype} {blob64} {user_id}'
 
 
-def _lines(keys: Iterable[tuple[str, str]], as_command: str) -> list[str]:
+def _lines(keys: Iterable[Key], as_command: str) -> list[str]:
     _check_as_command(as_command)  # one bad setting must fail loudly, not skip every key
     out: list[str] = []
     seen: set[str] = set()
-    for user_id, key_line in keys:
+    for key in keys:
+        user_id, key_line = key[0], key[1]
         try:
-            line = forced_command_line(key_line, user_id, as_command)
+            line = forced_command_line(key_line, user_id, as_command, *key[2:])
         except InvalidKey:
             # One bad key in am must not lock every other user out; it is
             # reported in the file instead of breaking the rebuild.
@@ -180,8 +206,8 @@ def _valid_user(user_id: str) -> bool:
     return True
 
 
-def render(keys: Iterable[tuple[str, str]], as_command: str) -> str:
-    """The whole authorized_keys file for ``(user_id, key_line)`` pairs, in order.
+def render(keys: Iterable[Key], as_command: str) -> str:
+    """The whole authorized_keys file for ``(user_id, key_line[, fingerprint])``, in order.
 
     Invalid keys are left out with a comment line, duplicate keys after their
     first owner too; a bad ``as_command`` raises :class:`InvalidKey`. The result
@@ -190,7 +216,7 @@ def render(keys: Iterable[tuple[str, str]], as_command: str) -> str:
     return HEADER + "".join(line + "\n" for line in _lines(keys, as_command))
 
 
-def keys_for_output(matches: Iterable[tuple[str, str]], as_command: str) -> str:
+def keys_for_output(matches: Iterable[Key], as_command: str) -> str:
     """What ``applikant keys-for %u %f`` prints: the same lines, no header.
 
     Empty when nothing matched, which sshd reads as "no such key".

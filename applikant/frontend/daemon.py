@@ -4,18 +4,28 @@ What it starts (each part has its own module):
 
 * :class:`~applikant.amclient.AmClient`: the link to am, re-opened when am
   comes back (or its names move); each time it runs the callbacks below.
+* :class:`~applikant.frontend.repomanager.StoreRole`: checks the repo root (the
+  cluster's marker; the same store as the af that manages it) before af serves
+  anything, and holds or follows ``af_repo_manager``.
 * :class:`~applikant.frontend.mirror.Mirror`: am's change events and full
-  snapshots applied to sshd's keys and the repos on disk.
+  snapshots applied to sshd's keys, and to the shared store when this af
+  manages it.
 * :class:`~applikant.frontend.hookserver.HookServer`: ``af_hook_server`` and
   the delivery of spooled post-receive events.
-* :class:`~applikant.frontend.services.Auth` and ``RepoManager``:
-  ``af_auth`` and ``af_repo_manager``.
+* :class:`~applikant.frontend.services.Auth` and
+  :class:`~applikant.frontend.repomanager.RepoManager`: ``af_auth`` and
+  ``af_repo_manager``.
+* :class:`~applikant.frontend.keyuse.KeyUse`: when keys were last used, told
+  to am in batches.
 
 Names: every service is registered under a *local* name on af's node, which is
 what ``as``, ``ah`` and ``keys-for`` call (they know af's node, and a second git
-host with its own af needs nothing else). The same services are also claimed as
-global names (the contract in DESIGN.md) when free; a second af finds them taken,
-logs it and serves its own host through the local names.
+host with its own af needs nothing else). Once its root has been accepted, af
+also claims them as global names (the cluster's contract) when free: the
+holder of ``af_repo_manager`` is the one af that changes the shared store; the
+others forward such changes to it, serve their own host through the local names,
+and take the global names over when their holder goes down. An af whose root was
+refused claims nothing and answers every ``as`` with the reason.
 
 Files, from ``[af]`` (empty means under ``[node].data_dir``): ``repo_root``
 (``repos``), ``authorized_keys`` (``.ssh/authorized_keys``), ``spool_dir``
@@ -23,15 +33,17 @@ Files, from ``[af]`` (empty means under ``[node].data_dir``): ``repo_root``
 ``applikant-ah`` and ``applikant-as`` beside this Python, with ``--config PATH``
 added to the latter when af was started with a config file other than the
 default one (sshd gives forced commands an empty environment). Hooks link to
-``<repo_root>/.applikant-hook``, a shell script af writes at start: ``as``
-answers it over pipes during SSH pushes, anything else runs ``ah`` through it
-(see hookpipe.py).
+``<repo_root>/.applikant-hook``, a shell script the managing af writes when it
+takes the role: ``as`` answers it over pipes during SSH pushes, anything else
+runs ``ah`` through it (see hookpipe.py). With several git hosts the root is
+mounted at the same path on each, and Applikant installed at the same path.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import trio
 
@@ -39,14 +51,16 @@ from applikant import envconfig
 from applikant.amclient import AmClient
 from applikant.config import Config
 from applikant.diskspace import Reserve
-from applikant.frontend import authkeys, hookpipe, spool
+from applikant.frontend import authkeys, hookpipe, repostore, spool
 from applikant.frontend.hookserver import HookServer
+from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
 from applikant.frontend.repodisk import ESSENTIAL_HOOKS, RepoDisk
-from applikant.frontend.services import Auth, RepoManager
+from applikant.frontend.repomanager import RepoManager, StoreRole
+from applikant.frontend.repoops import RepoOps
+from applikant.frontend.services import Auth
 from applikant.logs import EventLog
-from applikant.node.errors import NameTaken
-from applikant.node.node import NameLost, Node, NodeDownEvent
+from applikant.node.node import CallContext, Node
 
 __all__ = ["Frontend", "default_as_command", "default_program", "setup"]
 
@@ -113,11 +127,16 @@ class Frontend:
         # Every hook links to a shell script that `as` answers over pipes, or
         # that runs ah (hookpipe.py); pre-receive and post-receive only (ah_cmd.py).
         self.disk = repo_disk(config)
-        self.link = AmClient(node, config.node_name("am"), component="af", retry=af.am_retry)
+        self.link = AmClient(
+            node, envconfig.am_nodes(config.raw), component="af", retry=af.am_retry
+        )
+        self.ops = RepoOps(self.disk, node.name)
+        cluster = repostore.cluster_id(config.cookie())
+        self.role = StoreRole(node, self.link, self.ops, cluster, self.services, self._on_manage)
         try:
             self.mirror = Mirror(
                 self.link,
-                self.disk,
+                self.role,
                 keys_mode=af.keys_mode,
                 keys_file=self.keys_file,
                 as_command=self.as_command,
@@ -130,15 +149,25 @@ class Frontend:
         self.reserve = Reserve([self.repo_root, self.spool_dir], config.node.disk_reserve_mb)
         self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name, self.reserve)
         host = node.name.split("@", 1)[1]
-        self.auth = Auth(self.link, self.disk, self.mirror, host, self.as_command, self.reserve)
-        self.repos = RepoManager(self.disk, self.mirror)
+        self.repos = RepoManager(node, self.role, self.ops)
+        self.key_use = KeyUse(self.link)
+        self.auth = Auth(
+            self.link,
+            self.disk,
+            self.role,
+            self.repos,
+            host,
+            self.as_command,
+            self.key_use,
+            self.reserve,
+        )
         self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
         self.link.on_connect(self.hooks.delivery.on_connect)
 
-    async def status(self, ctx: object, args: object) -> dict:
-        """``af_status.status`` (local): the link to am, the mirror's progress, and
-        the pushes not recorded yet (``events``) with the newest dead letters."""
+    async def status(self, ctx: object, args: object) -> dict[str, Any]:
+        """``af_status.status`` (local): the link to am, the mirror's progress, the
+        store, and the pushes not recorded yet (``events``) with the newest dead letters."""
         events = await trio.to_thread.run_sync(spool.summary, self.spool_dir)
         dead = await trio.to_thread.run_sync(spool.dead_letters, self.spool_dir, 20)
         shortfall = await trio.to_thread.run_sync(self.reserve.shortfall)
@@ -146,10 +175,12 @@ class Frontend:
         return {
             "am_up": self.link.up,
             "connects": self.link.connects,
-            "synced": self.mirror.synced,
+            # settled: keys in step with am, the root checked (and reconciled when managing)
+            "synced": self.mirror.synced and self.role.state != "checking",
             "applied": self.mirror.applied,
             "keys": len(self.mirror.keys),
             "spool_delivered": self.hooks.delivered,
+            "keys_used_told": self.key_use.flushed,
             "keys_mode": self.mirror.keys_mode,
             "keys_written": self.mirror.keys_written,
             "keys_error": self.mirror.keys_error,
@@ -163,34 +194,46 @@ class Frontend:
                 {k: d[k] for k in ("event_id", "repo", "reason", "time")} for d in dead
             ],
             "disk": {"ok": shortfall is None, "problem": str(shortfall or "")},
+            "store": self.role.info(),
         }
 
-    def services(self) -> dict[str, dict]:
+    async def handle_hook(self, ctx: CallContext, request: object) -> dict[str, Any]:
+        """``af_hook_server.handle_hook``, refused while this host serves no store."""
+        if not self.role.serving:
+            hook = request.get("hook") if isinstance(request, dict) else None
+            return {"ok": hook != "pre-receive", "messages": [f"applikant: {self.role.why_not()}"]}
+        return await self.hooks.handle_hook(ctx, request)
+
+    def services(self) -> dict[str, dict[str, Any]]:
         return {
             "af_auth": self.auth.handlers(),
-            "af_hook_server": {"handle_hook": self.hooks.handle_hook},
+            "af_hook_server": {"handle_hook": self.handle_hook},
             "af_repo_manager": self.repos.handlers(),
         }
 
-    async def start(self, nursery: trio.Nursery) -> None:
-        """Register the services and start the tasks; returns once they run."""
+    async def _on_manage(self) -> None:
+        """This af has just become the store's manager: the hook script, then a
+        resync that replays the journal and reconciles the store with am."""
         try:
-            await trio.to_thread.run_sync(self.disk.purge_trash)
             await trio.to_thread.run_sync(write_hook_script, self.config)
         except OSError as exc:
             # A full disk must not keep af down; the script in place still works.
             if not os.access(self.disk.hook_program, os.X_OK):
                 raise
-            log.error("start_repairs_failed", reason=str(exc), note="keeping the hook script")
+            log.error("hook_script_not_rewritten", reason=str(exc), note="keeping the one in place")
+        self.mirror.request_resync()
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Register the local services and start the tasks; returns once they run.
+        The global names follow once the repo root is accepted (StoreRole)."""
         self.node.register_local(EVENTS_SERVICE, {"changed": self.mirror.changed})
         self.node.register_local("af_status", {"status": self.status})
         for name, handlers in self.services().items():
             self.node.register_local(name, handlers)
-        events = self.node.monitor()
-        await self._claim_global_names()
-        nursery.start_soon(self._keep_global_names, events)
+        await nursery.start(self.role.run)
         nursery.start_soon(self.mirror.run)
         nursery.start_soon(self.hooks.delivery.run)
+        nursery.start_soon(self.key_use.run)
         await nursery.start(self.link.run)
         log.info(
             "af_started",
@@ -199,36 +242,6 @@ class Frontend:
             as_command=self.as_command,
             spool_dir=self.spool_dir,
         )
-
-    async def _claim_global_names(self) -> None:
-        """Claim the cluster-wide af names that nobody holds. With several git
-        hosts the first af holds them and the others serve their own host through
-        the local names; when the holder goes away, a survivor takes them over."""
-        for name, handlers in self.services().items():
-            owner = self.node.registry.owner(name)
-            if owner is not None:
-                continue
-            try:
-                await self.node.register_global(name, handlers)
-            except NameTaken as exc:
-                log.info(
-                    "global_name_taken",
-                    name=name,
-                    reason=str(exc),
-                    note="serving this host through the local name",
-                )
-
-    async def _keep_global_names(self, events: trio.MemoryReceiveChannel) -> None:
-        async for event in events:
-            if isinstance(event, (NodeDownEvent, NameLost)):
-                if isinstance(event, NameLost):
-                    log.info(
-                        "global_name_kept_elsewhere",
-                        name=event.name,
-                        winner=event.winner,
-                        note="serving this host through the local name",
-                    )
-                await self._claim_global_names()
 
 
 async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:

@@ -15,7 +15,9 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
   are not in the repository yet when pre-receive runs.
 * pre-receive fails closed: am unreachable means the push is refused.
 * post-receive: ``build`` per updated branch says whether its new commit has
-  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``).
+  ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``);
+  ``commits`` and ``total_commits`` describe what the branch brought, for the
+  webhooks' payloads (:mod:`applikant.frontend.pushinfo`).
 * Write ahead: once am approves a push, its intent is made durable in af's
   spool (:func:`applikant.frontend.spool.write_intent`) *before* the answer
   lets git move any ref. If it cannot be written (a full disk, an I/O error)
@@ -32,16 +34,15 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import time
 from typing import Any
 
 import trio
 
-from applikant import gitops
+from applikant import gitasync, gitops
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
 from applikant.diskspace import Reserve
-from applikant.frontend import spool
+from applikant.frontend import pushinfo, spool
 from applikant.frontend.delivery import Delivery, Outcome
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
 from applikant.logs import EventLog
@@ -301,6 +302,11 @@ class HookServer:
                     gitops.has_path, git_dir, ref["new"], BUILD_SCRIPT, quarantine
                 )
                 ref["build"] = found is True
+                pushed = await pushinfo.describe(
+                    git_dir, ref["ref"], ref["old"], ref["new"], quarantine
+                )
+                if pushed is not None:
+                    ref.update(pushed)
 
         async with trio.open_nursery() as nursery:
             for ref in wanted:
@@ -384,20 +390,4 @@ async def is_fast_forward(git_dir: str, old: str, new: str, env: dict[str, str])
     ``env`` holds the quarantine variables only; the git process dies with the
     task when the hook call is cancelled (``ah`` gave up).
     """
-    argv = gitops.ancestor_argv(git_dir, old, new)
-    if argv is None:
-        return None
-    with trio.move_on_after(GIT_TIMEOUT):
-        try:
-            done = await trio.run_process(
-                argv,
-                env=gitops.git_env(env),
-                check=False,
-                stdin=b"",
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return None
-        return gitops.interpret_ancestor(done.returncode)
-    return None
+    return await gitasync.is_fast_forward(git_dir, old, new, env, GIT_TIMEOUT)

@@ -1,4 +1,5 @@
-"""af's copy of what am decides for this git host: sshd's keys and the repos on disk.
+"""af's copy of what am decides for this git host: sshd's keys, and the repos of
+the shared store when this af manages it.
 
 am casts a change event to af (local service ``af_events``, method ``changed``)
 for every committed change; af's link to am subscribes on each (re)connect. Events go into
@@ -16,54 +17,65 @@ so a key added in am works within milliseconds. When the file cannot be
 written (a full disk) the last good one stays in place, the error is logged
 and shown in af's status, and the write is tried again every
 ``KEYS_RETRY`` seconds: af never stops over it. ``keys_mode = "command"``:
-nothing is kept; sshd asks ``keys-for`` at each login (see auth.py).
+nothing is kept; sshd asks ``keys-for`` at each login (see auth.py). Keys are
+per host: every af keeps its own sshd's.
 
-Repos: created, renamed and deleted on disk as am's events say. The resync
-creates what is missing and follows renames it missed (each repo carries its
-am id in ``<repo>/applikant-id``); it never deletes: a repo on disk that am
-does not know is logged, because deleting data on the word of a freshly
-restored am database would be worse than an orphan. A repo whose id differs
-from am's (deleted and re-created while af was away) is moved aside under a
-hidden ``.orphaned-*`` name rather than handed to the new repo's readers.
+Repos live in one store shared by every git host (repomanager.py): only the af
+that manages it (``store.manages``) creates, renames and deletes them as am's
+events say, and reconciles the store with am on each resync (repoops.py: the
+intent journal is replayed first; missing repos are created, missed renames
+followed by id, nothing deleted). The other afs ignore repo events: they see the
+result through the shared file system. An af that becomes the manager asks for
+a resync (:meth:`Mirror.request_resync`), which reconciles what happened while
+nobody managed the store.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from applikant.amclient import AmClient, AmError, AmRefused
 from applikant.frontend import authkeys
-from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
+from applikant.frontend.repodisk import CommandRefused, RepoDiskError
+from applikant.frontend.repoops import RepoOps
 from applikant.logs import EventLog
 from applikant.node.node import CallContext
 
-__all__ = ["EVENTS_SERVICE", "ID_FILE", "RESYNC", "Mirror"]
+__all__ = ["EVENTS_SERVICE", "RESYNC", "Mirror", "Store"]
 
 log = EventLog("af")
 
 #: Local service name am casts change events to.
 EVENTS_SERVICE = "af_events"
 RESYNC: dict[str, Any] = {"kind": "_resync"}
-ID_FILE = "applikant-id"
 AM_TIMEOUT = 10.0
 QUEUE_SIZE = 10000
 KEYS_RETRY = 2.0  # seconds between attempts to write a keys file the disk refused
+
+
+class Store(Protocol):
+    """What the mirror needs of the store role: may it change repos, and how."""
+
+    @property
+    def manages(self) -> bool: ...
+
+    ops: RepoOps
 
 
 class Mirror:
     """Applies am's events and snapshots to the keys file and the repo root."""
 
     def __init__(
-        self, link: AmClient, disk: RepoDisk, *, keys_mode: str, keys_file: str, as_command: str
+        self, link: AmClient, store: Store, *, keys_mode: str, keys_file: str, as_command: str
     ) -> None:
         if keys_mode not in ("file", "command"):
             raise ValueError(f"af.keys_mode must be 'file' or 'command', not {keys_mode!r}")
         authkeys._check_as_command(as_command)  # fail at start, not at the first key
         self.link = link
-        self.disk = disk
+        self.store = store
         self.keys_mode = keys_mode
         self.keys_file = keys_file
         self.as_command = as_command
@@ -79,6 +91,10 @@ class Mirror:
 
     async def on_connect(self) -> None:
         """AmClient callback, after the subscription to am's events: queue a resync."""
+        self.request_resync()
+
+    def request_resync(self) -> None:
+        """Fetch the full state again (this af has just become the store's manager)."""
         self.synced = False
         self._put(RESYNC)
 
@@ -148,25 +164,32 @@ class Mirror:
                 self._add_key(key)
             self._dirty = True
             await self._write_keys()
-        repos = await self.link.call("am_repo_db", "list_repos", {}, timeout=AM_TIMEOUT)
-        await trio.to_thread.run_sync(self._reconcile_repos, list(repos))
+        repos: list[Any] = []
+        if self.store.manages:
+            repos = list(await self.link.call("am_repo_db", "list_repos", {}, timeout=AM_TIMEOUT))
+            await trio.to_thread.run_sync(self.store.ops.reconcile, repos)
         self.synced = True
-        log.info("resynced", keys=len(self.keys), repos=len(repos))
+        log.info("resynced", keys=len(self.keys), repos=len(repos), manages=self.store.manages)
 
     async def _apply(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
         if kind.startswith(("key.", "user.")) and self.keys_mode == "file":
             await self._apply_key_event(kind, event)
-        elif kind == "repo.created" or (kind == "repo.updated" and "default_branch" in event):
+        elif not kind.startswith("repo.") or not self.store.manages:
+            return
+        ops = self.store.ops
+        if kind == "repo.created" or (kind == "repo.updated" and "default_branch" in event):
             repo = await self._fetch_repo(str(event.get("repo")))
             if repo is not None:
-                await trio.to_thread.run_sync(self._ensure_repo, repo)
+                await trio.to_thread.run_sync(ops.ensure, repo)
         elif kind == "repo.renamed":
             await trio.to_thread.run_sync(
-                self._rename, str(event.get("old")), str(event.get("new"))
+                ops.rename, str(event.get("old")), str(event.get("new")), str(event.get("id") or "")
             )
         elif kind == "repo.deleted":
-            await trio.to_thread.run_sync(self._delete, str(event.get("repo")), event.get("id"))
+            await trio.to_thread.run_sync(
+                ops.delete, str(event.get("repo")), str(event.get("id") or "")
+            )
 
     async def _apply_key_event(self, kind: str, event: dict[str, Any]) -> None:
         if kind == "key.added":
@@ -201,7 +224,9 @@ class Mirror:
     async def _write_keys(self) -> None:
         if not self._dirty or self.keys_mode != "file":
             return
-        content = authkeys.render(list(self.keys.values()), self.as_command)
+        content = authkeys.render(
+            [(uid, line, fp) for fp, (uid, line) in self.keys.items()], self.as_command
+        )
         try:
             await trio.to_thread.run_sync(_write_keys_file, self.keys_file, content)
         except OSError as exc:
@@ -230,100 +255,6 @@ class Mirror:
                 return None  # deleted again since; its own event follows
             raise
         return repo if isinstance(repo, dict) else None
-
-    # ---- repos on disk (run in a worker thread) -----------------------------
-
-    def read_id(self, repo: str) -> str | None:
-        try:
-            with open(os.path.join(self.disk.path(repo), ID_FILE), encoding="utf-8") as f:
-                return f.read().strip() or None
-        except (OSError, CommandRefused):
-            return None
-
-    def _write_id(self, repo: str, repo_id: str) -> None:
-        path = os.path.join(self.disk.path(repo), ID_FILE)
-        authkeys.write_atomic(path, repo_id + "\n", mode=0o644)
-
-    def _ensure_repo(self, repo: dict[str, Any]) -> str:
-        """Create ``repo`` (an am Repo as a dict) unless it is there with its id."""
-        name, repo_id = str(repo["full_name"]), str(repo.get("id") or "")
-        branch = str(repo.get("default_branch") or "main")
-        if self.disk.exists(name):
-            found = self.read_id(name)
-            if found and repo_id and found != repo_id:
-                self._set_aside(name, found)
-            elif not found and repo_id:
-                self._write_id(name, repo_id)
-        created = not self.disk.exists(name)
-        path = self.disk.create(name, default_branch=branch)
-        if repo_id:
-            self._write_id(name, repo_id)
-        if not created:
-            _set_head(path, branch)
-        else:
-            log.info("repo_created", repo=name)
-        return path
-
-    def _set_aside(self, name: str, old_id: str) -> None:
-        src = self.disk.path(name)
-        dst = os.path.join(
-            self.disk.root, f".orphaned-{name.replace('/', '-')}-{old_id}-{os.urandom(3).hex()}"
-        )
-        os.rename(src, dst)
-        log.warning("repo_set_aside", repo=name, old_id=old_id, moved_to=dst)
-
-    def _rename(self, old: str, new: str) -> None:
-        if self.disk.exists(old) and not self.disk.exists(new):
-            self.disk.rename(old, new)
-            log.info("repo_renamed", old=old, new=new)
-
-    def _delete(self, name: str, repo_id: Any) -> None:
-        if not self.disk.exists(name):
-            return
-        found = self.read_id(name)
-        if found and repo_id and found != repo_id:
-            return  # another repo took the name since; not the one am deleted
-        self.disk.delete(name)
-        log.info("repo_deleted", repo=name)
-
-    def _reconcile_repos(self, repos: list[Any]) -> None:
-        wanted = [r for r in repos if isinstance(r, dict) and isinstance(r.get("full_name"), str)]
-        on_disk = set(self.disk.list())
-        by_id = {self.read_id(name): name for name in on_disk}
-        by_id.pop(None, None)
-        for repo in wanted:
-            name, repo_id = repo["full_name"], str(repo.get("id") or "")
-            # A rename that happened while af was away: the id is on disk under the old name.
-            old = by_id.get(repo_id)
-            if old and old != name and not self.disk.exists(name):
-                try:
-                    self.disk.rename(old, name)
-                    log.info("repo_renamed", old=old, new=name, during="resync")
-                except (RepoDiskError, CommandRefused) as exc:
-                    log.error("repo_rename_failed", old=old, new=name, reason=str(exc))
-            try:
-                self._ensure_repo(repo)
-            except (RepoDiskError, CommandRefused, OSError) as exc:
-                log.error("repo_create_failed", repo=name, reason=str(exc))
-        known = {r["full_name"] for r in wanted}
-        for name in sorted(set(self.disk.list()) - known):
-            log.warning("repo_unknown_to_am", repo=name)
-
-    def ensure_now(self, repo: dict[str, Any]) -> str:
-        """Create ``repo`` at once (af_auth found it in am but not on disk)."""
-        return self._ensure_repo(repo)
-
-
-def _set_head(path: str, branch: str) -> None:
-    head = os.path.join(path, "HEAD")
-    want = f"ref: refs/heads/{branch}\n"
-    try:
-        with open(head, encoding="utf-8") as f:
-            if f.read() == want:
-                return
-    except OSError:
-        pass
-    authkeys.write_atomic(head, want, mode=0o644)
 
 
 def _write_keys_file(path: str, content: str) -> None:

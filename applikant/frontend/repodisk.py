@@ -33,11 +33,17 @@ is what a deployment that counts milliseconds needs, selectable with
 
 ``core.logAllRefUpdates=true`` is set: bare repos keep no reflog by default,
 and after a force-push the reflog is the admin's way back. It costs one
-appended line per updated ref.
+appended line per updated ref. ``core.fsync=committed`` hardens loose objects
+as well as packs and refs (git's default leaves loose objects out).
+
+Several git hosts share the root (a shared file system); only the af that
+manages the store calls the changing methods (repomanager.py, repoops.py). The
+``flock`` is then a guard within that host; git's own lock files guard pushes.
 """
 
-from __future__ import annotations  # the method named list() shadows the builtin in annotations
+from __future__ import annotations
 
+import builtins
 import fcntl
 import os
 import shutil
@@ -73,6 +79,7 @@ _SERVER_HOOKS = frozenset(
     )
 )
 _GIT_TIMEOUT = 60
+_CONFIG = (("core.hooksPath", "hooks"), ("core.logAllRefUpdates", "true"))
 _LOCK_NAME = ".applikant.lock"
 _TRASH_PREFIX = ".trash-"
 _TMP_PREFIX = ".tmp-"
@@ -159,16 +166,16 @@ class RepoDisk:
     def list(self) -> list[str]:
         """Every repo under the root as a sorted list of ``"owner/name"``.
 
-        Hidden temp and trash entries, stray files and names that fail the
-        shared checks are not repos and are skipped.
+        Hidden temp and trash entries, stray files, symlinks and names that
+        fail the shared checks are not repos and are skipped.
         """
         found = []
         for owner in _listdir(self.root):
             owner_dir = os.path.join(self.root, owner)
-            if not os.path.isdir(owner_dir):
+            if not os.path.isdir(owner_dir) or os.path.islink(owner_dir):
                 continue
             for entry in _listdir(owner_dir):
-                if not entry.endswith(".git"):
+                if not entry.endswith(".git") or os.path.islink(os.path.join(owner_dir, entry)):
                     continue
                 repo = f"{owner}/{entry[:-4]}"
                 try:
@@ -179,7 +186,8 @@ class RepoDisk:
                     found.append(repo)
         return sorted(found)
 
-    def check_hooks(self, repo: str) -> list[str]:
+    # In the class body after `def list`, `list` names that method: hence builtins.list.
+    def check_hooks(self, repo: str) -> builtins.list[str]:
         """Problems with ``repo``'s hooks, one line each; empty when all is well."""
         p = self.path(repo)
         if not self.exists(repo):
@@ -322,7 +330,7 @@ class RepoDisk:
             except BaseException:
                 os.unlink(tmp)
                 raise
-        for key, value in (("core.hooksPath", "hooks"), ("core.logAllRefUpdates", "true")):
+        for key, value in _CONFIG:
             if _read_config(repo_path, key) != value:
                 _git("config", "--file", os.path.join(repo_path, "config"), key, value)
 

@@ -219,20 +219,22 @@ def check_repo(repo: str) -> None:
 
 
 def resolve_repo_path(repo_root: str, repo: str) -> str:
-    """Return ``<root>/<owner>/<name>.git`` (absolute), confined to the root.
+    """Return ``<root>/<owner>/<name>.git`` (absolute), its own directory.
 
     Raises :class:`CommandRefused` when ``repo`` is not a safe ``owner/name`` or
-    when the path, with every symlink resolved, is not strictly inside the
-    resolved root (an owner directory or repo symlinked out of the root). The
-    path need not exist. The returned path is the unresolved one, so messages and
-    hooks see the name the admin expects; a symlink inside the root is allowed.
+    when the path, with every symlink resolved, is not exactly
+    ``<real root>/<owner>/<name>.git``: an owner directory or a repository that
+    is a symlink, inside the root (``bob/alias.git -> ../alice/secret.git``
+    would serve alice's repository to whoever may read bob's) or out of it, is
+    refused. The root itself may be a symlink. The path need not exist. The
+    returned path is the unresolved one, so messages and hooks see the name the
+    admin expects.
     """
     check_repo(repo)
     owner, name = repo.split("/")
     root = os.path.abspath(repo_root)
     path = os.path.join(root, owner, name + ".git")
     real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise CommandRefused(f"repository {repo} resolves outside the repository root")
+    if os.path.realpath(path) != os.path.join(real_root, owner, name + ".git"):
+        raise CommandRefused(f"repository {repo} is not its own directory in the repository root")
     return path

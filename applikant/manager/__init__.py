@@ -1,14 +1,19 @@
 """am, the manager: the cluster's single source of truth.
 
-The pure part (no network) is `store.Store`, a synchronous SQLite store built
-from one module per job: `schema` (migrations), `names` and `sshkeys`
-(validation), `passwords`, `models` (the service boundary), and the store's parts
-`users`, `keys`, `tokens`, `groups`, `repos`, `access`, `branches`, `audit` over `base`.
-
-The daemon (`daemon.setup`, run by `applikant start am`) serves it over the node
-layer: `runtime` (the store opened for writing in a worker thread and read-only
-on the event loop, authorization), `requests` (argument models), the services
-`users_service` (am_user_db), `repos_service` (am_repo_db), `hooks`
-(am_hook_api) and the observer (`observer`, am_observer), and `notify` (change
-events to subscribers).
+- `store` (no network): `Store`, one database in parts that share one
+  connection and one transaction (`store.users`, `store.keys`, `store.repos`,
+  `store.access`, `store.branches`, `store.audit`, `store.webhooks`,
+  `store.builds`...), over a core (`store.core`: lock, transactions, audit
+  entries, change events) and a backend (`store.sqlite`: schema migrations and
+  what SQLite spells its own way). Validation helpers: `names`, `sshkeys`,
+  `passwords`; errors: `errors`.
+- `runtime`: the running manager: the store opened three ways (a writer in a
+  worker thread, a reader on the event loop, a bulk reader for listings) and
+  who may do what.
+- `services`: the global services (am_user_db, am_repo_db, am_hook_api,
+  am_builds, am_webhooks, am_observer), one module each, started and
+  registered by `services.start`; their arguments and answers are
+  applikant.schema.
+- `notify` (change events to subscribers), `observer` (what am knows of the
+  cluster's nodes), `daemon` (`applikant start am`).
 """

@@ -9,6 +9,10 @@ say what happened and, where it helps, what to do; they never carry a traceback.
 - Conflict ("conflict"): the input is fine but clashes with what is stored
   (a duplicate login, a key registered to another account).
 - Forbidden ("forbidden"): the actor may not do this.
+- Unavailable ("unavailable"): am cannot serve this now (its database is out of
+  reach, or it lost its lease to a standby): the caller treats it as an am
+  that is away (a post-receive is spooled, a pre-receive refused) and tries
+  again, perhaps on the am that took over.
 
 SchemaTooNew is not a service error: it stops am at startup.
 """
@@ -24,8 +28,13 @@ __all__ = [
     "NotFound",
     "SchemaTooNew",
     "ServiceError",
+    "Unavailable",
 ]
 
 
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer am than this one; we refuse to touch it."""
+
+
+class Unavailable(ServiceError):
+    kind = "unavailable"

@@ -1,7 +1,8 @@
 """The running manager: the store opened three ways, writes off the event loop,
 change events to subscribers, and who may do what.
 
-Three connections to the one SQLite file (WAL lets readers run beside the writer):
+Three connections to the one database (a SQLite file, where WAL lets readers run
+beside the writer; or a PostgreSQL database, store/postgres.py):
 - `writer`: every change, always in a worker thread (a commit waits for fsync,
   milliseconds), one at a time under `_write_lock`, so the change events of
   each write reach subscribers in commit order;
@@ -16,7 +17,9 @@ Authorization happens here, before the store is asked: see `actor`, `require_*`.
 A disk reserve (applikant.diskspace, `[node] disk_reserve_mb`): below it,
 `write` refuses new changes with `Unavailable` and words, while
 `write_reserved` lets work already accepted finish (a push's record and its
-builds, running builds, webhook bookkeeping) in the space kept for it.
+builds, running builds, webhook bookkeeping, pruning) and the bookkeeping of
+reads (logins, a session's, token's or key's last use) in the space kept for
+it. On PostgreSQL am keeps no reserve (manager/daemon.py says why).
 """
 
 from __future__ import annotations
@@ -30,17 +33,18 @@ from typing import Any, TypeVar
 import trio
 
 from applikant.diskspace import Reserve
+from applikant.links import Links
 from applikant.logs import EventLog
-from applikant.manager.base import SYSTEM, Event, parse_id
-from applikant.manager.errors import Forbidden, NotFound
-from applikant.manager.models import AccessDecision
+from applikant.manager.errors import Forbidden, NotFound, Unavailable
 from applikant.manager.names import parse_repo_path
 from applikant.manager.notify import Subscribers
 from applikant.manager.observer import Observer
 from applikant.manager.passwords import Passwords
-from applikant.manager.store import Store
-from applikant.node.errors import Unavailable
+from applikant.manager.store import SYSTEM, Event, Store
+from applikant.manager.store.engines import backend_for, is_url
+from applikant.manager.store.rows import parse_id
 from applikant.node.node import Node
+from applikant.schema.repos import AccessDecision
 
 log = EventLog("am")
 
@@ -68,17 +72,46 @@ SYSTEM_ACTOR = Actor(SYSTEM, SYSTEM, True)
 class Manager:
     """State shared by am's services; see the module docstring."""
 
-    def __init__(self, path: str, node: Node, passwords: Passwords | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        node: Node,
+        passwords: Passwords | None = None,
+        *,
+        lease: int | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.path = path
         self.node = node
         self._collected: list[Event] = []
-        self.writer = Store(path, on_change=self._collected_append, passwords=passwords)
+        # One hasher for the three stores: making one costs a hash (~0.5 s).
+        passwords = passwords if passwords is not None else Passwords()
+        self.writer = Store(
+            path,
+            on_change=self._collected_append,
+            passwords=passwords,
+            backend=backend_for(path, lease=lease, timeout=timeout),
+        )
         try:
-            self.reader = Store(path, passwords=passwords, read_only=True)
-            self.bulk = Store(path, passwords=passwords, read_only=True)
+            self.reader = Store(
+                path,
+                passwords=passwords,
+                read_only=True,
+                backend=backend_for(path, timeout=timeout),
+            )
+            self.bulk = Store(
+                path,
+                passwords=passwords,
+                read_only=True,
+                backend=backend_for(path, timeout=timeout),
+            )
         except BaseException:
             self.writer.close()
             raise
+        #: The database's errors for "cannot be reached" and "lost the lease":
+        #: the services answer them as Unavailable, and set `trouble`.
+        self.unavailable = self.writer.core.backend.unavailable_errors
+        self.trouble = trio.Event()
         self._write_lock = trio.Lock()
         self._bulk_limiter = trio.CapacityLimiter(1)
         self._kdf_limiter = trio.CapacityLimiter(KDF_PARALLEL)
@@ -89,6 +122,9 @@ class Manager:
         # Called on the trio thread after each write, with its events (the
         # webhook worker's wake-up).
         self.listeners: list[Callable[[list[Event]], None]] = []
+        # Where people reach aw (messages to pushers, webhook payloads); set
+        # from the config when the services start.
+        self.links = Links("http://127.0.0.1:8008")
 
     def close(self) -> None:
         for store in (self.bulk, self.reader, self.writer):
@@ -161,7 +197,7 @@ class Manager:
         if parse_id(actor, "user") is None:
             raise Forbidden(f"actor {actor[:80]!r} is neither system nor a user id (user-42)")
         try:
-            user = self.reader.get_user(actor)
+            user = self.reader.users.get(actor)
         except NotFound:
             raise Forbidden(f"actor {actor} has no account") from None
         if user.disabled:
@@ -193,7 +229,7 @@ class Manager:
         """
         if actor.is_admin:
             return None
-        decision = self.reader.check_access(actor.id, repo, level)
+        decision = self.reader.access.check(actor.id, repo, level)
         if decision.allowed:
             return decision
         if decision.level is None:
@@ -208,7 +244,7 @@ class Manager:
             return owner
         if owner.casefold() == actor.login.casefold():
             return owner
-        groups = {g.casefold() for g in self.reader.groups_of(actor.id)}
+        groups = {g.casefold() for g in self.reader.groups.of(actor.id)}
         if owner.casefold() in groups:
             return owner
         raise Forbidden(
@@ -217,8 +253,17 @@ class Manager:
         )
 
 
-def open_manager(path: str, node: Node, passwords: Passwords | None = None) -> Manager:
-    """Open (and migrate) the database at `path`, creating its directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    return Manager(path, node, passwords)
+def open_manager(
+    path: str,
+    node: Node,
+    passwords: Passwords | None = None,
+    *,
+    lease: int | None = None,
+    timeout: float = 5.0,
+) -> Manager:
+    """Open (and migrate) the database at `path` (a SQLite file, whose directory
+    is made, or a PostgreSQL URL; `lease` and `timeout` are PostgreSQL's)."""
+    if not is_url(path):
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    return Manager(path, node, passwords, lease=lease, timeout=timeout)

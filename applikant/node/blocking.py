@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import names, pmclient, protocol, rawsock
+from . import lean, names, pmclient, protocol
 from .errors import (
     CallTimeout,
     HandshakeRefused,
@@ -28,7 +28,7 @@ from .settings import DistSettings
 def ephemeral_name(prefix: str, peer: str) -> str:
     """`<prefix>_<pid>@<this host>`, of the same kind (short/long) as `peer`."""
     peer_long = names.is_long(peer)
-    host = rawsock.gethostname()
+    host = lean.gethostname()
     if peer_long and "." not in host:
         host = names.host_of(peer)  # an ephemeral name is a label only; keep the kind
     elif not peer_long:
@@ -71,7 +71,7 @@ class EphemeralNode:
         except NodeDown as exc:
             raise NodeDown(f"{peer} is not reachable: {exc}") from None
         try:
-            sock = rawsock.connect(host, port, _left(deadline, peer))
+            sock = lean.connect(host, port, _left(deadline, peer))
         except OSError as exc:
             raise NodeDown(
                 f"{peer} is not reachable at {host}:{port} ({exc.strerror or exc})"
@@ -167,18 +167,17 @@ class EphemeralNode:
                         continue
                     proto.receive_data(data)
                     continue
-                t = type(event)
-                if t is Reply and event.req_id == req_id:
+                if type(event) is Reply and event.req_id == req_id:
                     return event.value
-                if t is ErrorReply and event.req_id == req_id:
+                if type(event) is ErrorReply and event.req_id == req_id:
                     raise error_from_reply(event.kind, event.message)
-                if t is protocol.Call:  # we serve nothing
+                if type(event) is protocol.Call:  # we serve nothing
                     sock.sendall(
                         proto.send(
                             ErrorReply(event.req_id, "no_such_name", f"{self.name} serves nothing")
                         )
                     )
-                elif t is ConnectionClosed:
+                elif type(event) is ConnectionClosed:
                     raise NodeDown(f"{self.peer} closed the connection during {target}.{method}")
         except (OSError, RemoteProtocolError) as exc:
             raise NodeDown(f"lost {self.peer} during {target}.{method}: {exc}") from None

@@ -5,7 +5,7 @@ The trio side (node.py) speaks the same requests through `request_frames`.
 
 from __future__ import annotations
 
-from . import rawsock
+from . import lean
 from .errors import NodeDown
 from .protocol import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 
@@ -29,7 +29,7 @@ def request(host: str, port: int, req: dict[str, Any], timeout: float = 3.0) -> 
     """One request on a fresh connection; NodeDown when no portmapper answers."""
     what = f"portmapper at {host}:{port}"
     try:
-        sock = rawsock.connect(host, port, timeout)
+        sock = lean.connect(host, port, timeout)
         try:
             sock.sendall(encode_frame(req))
             decoder = FrameDecoder(MAX_FRAME)

@@ -21,27 +21,48 @@ sending it, over the other's fresh challenge and both names:
 The server decides whether to take the peer (name clash, name kinds) between
 hello and challenge: `next_event` hands it a PeerHello and the driver answers
 with `accept()` or `refuse(reason)`. Deadlines are the driver's business.
+
+Messages after the handshake, and their events:
+
+    [1, req_id, node, target, method, args]   Call
+    [2, req_id, value]                        Reply
+    [3, req_id, kind, message]                ErrorReply
+    [4, node, target, method, args]           Cast
+    [5, req_id]                               Cancel
+    [6]                                       Tick
+    [7, "names", [[name, stamp], ...]]        NamesHeld      (the global registry,
+    [7, "add", [name, stamp]]                 NameClaimed     checked here: a driver
+    [7, "remove", name]                       NameReleased    sees well-formed names
+    [7, "sync", token] / [7, "sync_ack", token]  SyncRequest / SyncAck    and stamps)
+    [7, "bye", None]                          Goodbye
+    [8, [node, ...]]                          Peers
+
+A malformed message is a RemoteProtocolError (the link ends); a registry
+operation this version does not know is skipped.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from _operator import _compare_digest as compare_digest
 
-import msgpack
-
-try:  # the builtin SHA-256, without hashlib's OpenSSL import (~3 ms on `as`'s start)
-    from _sha256 import sha256 as _sha256  # Python 3.11
-except ImportError:  # pragma: no cover - Python 3.12+
-    from _sha2 import sha256 as _sha256  # type: ignore[no-redef]
+import msgpack  # type: ignore[import-untyped]
 
 from . import names
 from .errors import LocalProtocolError, RemoteProtocolError
+from .lean import compare_digest, sha256
 
 TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, ClassVar
+
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**kwargs: object) -> object:
+        """For the type checker only: the events are typed like frozen dataclasses."""
+        return lambda cls: cls
+
 
 VERSION = 1
 HANDSHAKE_MAX_FRAME = 1024
@@ -61,6 +82,16 @@ REFUSE_OTHER = "refused"
 # Message kinds after the handshake (first element of every frame list).
 K_CALL, K_REPLY, K_ERROR, K_CAST, K_CANCEL, K_TICK, K_REGISTRY, K_PEERS = range(1, 9)
 
+# The operations of K_REGISTRY frames: [K_REGISTRY, op, data].
+OP_NAMES, OP_ADD, OP_REMOVE, OP_SYNC, OP_SYNC_ACK, OP_BYE = (
+    "names",
+    "add",
+    "remove",
+    "sync",
+    "sync_ack",
+    "bye",
+)
+
 
 class Role:
     CLIENT = "client"
@@ -74,23 +105,30 @@ class State:
     ERROR = "error"
 
 
-class _NeedData:
+class NeedData:
+    """The type of NEED_DATA: `next_event` has no whole frame yet."""
+
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
-NEED_DATA: Any = _NeedData()
+NEED_DATA = NeedData()
 
 
+@dataclass_transform(frozen_default=True, eq_default=True)
 class _Event:
     """Immutable, slotted, compared by value: a frozen dataclass without the
-    import cost of dataclasses (this module is on `as`'s start-up path)."""
+    import cost of dataclasses (this module is on `as`'s start-up path).
+
+    Fields are the `__slots__`, in order; their annotations are for the type
+    checker (strings at run time, so they cost nothing).
+    """
 
     __slots__ = ()
-    _defaults: dict[str, Any] = {}
+    _defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        fields = self.__slots__
+        fields: tuple[str, ...] = self.__slots__
         if not kwargs and len(args) == len(fields):  # the hot path
             for name, value in zip(fields, args, strict=False):
                 object.__setattr__(self, name, value)
@@ -114,30 +152,36 @@ class _Event:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in self.__slots__)
+        fields: tuple[str, ...] = self.__slots__
+        return tuple(getattr(self, f) for f in fields)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
+        return type(other) is type(self) and other._values() == self._values()
 
     def __hash__(self) -> int:
         return hash((type(self), self._values()))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        fields: tuple[str, ...] = self.__slots__
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in fields)
         return f"{type(self).__name__}({inner})"
 
 
-# ---- events ---------------------------------------------------------------
+# ---- events: the handshake ----------------------------------------------------
 
 
 class PeerHello(_Event):
     """Server side: a peer says who it is; answer with accept() or refuse()."""
 
     __slots__ = ("peer", "hidden")
+    peer: str
+    hidden: bool
 
 
 class HandshakeDone(_Event):
     __slots__ = ("peer", "hidden")
+    peer: str
+    hidden: bool
 
 
 class HandshakeFailed(_Event):
@@ -147,33 +191,55 @@ class HandshakeFailed(_Event):
     """
 
     __slots__ = ("reason", "by_peer", "code")
-    _defaults = {"code": "refused"}
+    _defaults = {"code": REFUSE_OTHER}
+    reason: str
+    by_peer: bool
+    if TYPE_CHECKING:
+        code: str = REFUSE_OTHER
+
+
+# ---- events: calls ------------------------------------------------------------
 
 
 class Call(_Event):
     """A request. `node` None means `target` is a global name; else a local name there."""
 
     __slots__ = ("req_id", "node", "target", "method", "args")
+    req_id: int
+    node: str | None
+    target: str
+    method: str
+    args: Any
 
 
 class Reply(_Event):
     __slots__ = ("req_id", "value")
+    req_id: int
+    value: Any
 
 
 class ErrorReply(_Event):
     """A typed failure: `kind` one of no_such_name, node_down, timeout or a service kind."""
 
     __slots__ = ("req_id", "kind", "message")
+    req_id: int
+    kind: str
+    message: str
 
 
 class Cast(_Event):
     __slots__ = ("node", "target", "method", "args")
+    node: str | None
+    target: str
+    method: str
+    args: Any
 
 
 class Cancel(_Event):
     """The caller gave up on req_id: the handler should be cancelled."""
 
     __slots__ = ("req_id",)
+    req_id: int
 
 
 class Tick(_Event):
@@ -182,16 +248,57 @@ class Tick(_Event):
     __slots__ = ()
 
 
-class Registry(_Event):
-    """Global registry traffic; op and data are interpreted by registry.py."""
+# ---- events: the global registry and the mesh ---------------------------------------
+# On the wire all are K_REGISTRY frames [K_REGISTRY, op, data]; the core checks
+# their shapes, so that a driver only ever sees well-formed names and stamps.
 
-    __slots__ = ("op", "data")
+
+class NamesHeld(_Event):
+    """The sender's own global names with their claim stamps (sent on connect);
+    they replace whatever the receiver knew of the sender's claims."""
+
+    __slots__ = ("entries",)
+    entries: list[tuple[str, float]]
+
+
+class NameClaimed(_Event):
+    """The sender claims a global name, at time `stamp` (the older claim wins)."""
+
+    __slots__ = ("name", "stamp")
+    name: str
+    stamp: float
+
+
+class NameReleased(_Event):
+    """The sender gives up its claim on a global name."""
+
+    __slots__ = ("name",)
+    name: str
+
+
+class SyncRequest(_Event):
+    """Answer with SyncAck(token) once everything received before it is applied."""
+
+    __slots__ = ("token",)
+    token: int
+
+
+class SyncAck(_Event):
+    __slots__ = ("token",)
+    token: int
+
+
+class Goodbye(_Event):
+    """The sender stops cleanly: do not dial it again when its link closes."""
+
+    __slots__ = ()
 
 
 class Peers(_Event):
     """The sender's long-lived peers, so that the receiver completes the mesh."""
 
     __slots__ = ("nodes",)
+    nodes: list[str]
 
 
 class ConnectionClosed(_Event):
@@ -210,7 +317,12 @@ Event = (
     | Cast
     | Cancel
     | Tick
-    | Registry
+    | NamesHeld
+    | NameClaimed
+    | NameReleased
+    | SyncRequest
+    | SyncAck
+    | Goodbye
     | Peers
     | ConnectionClosed
 )
@@ -225,10 +337,10 @@ _TRANS_36 = bytes(x ^ 0x36 for x in range(256))
 def hmac_sha256(key: bytes, msg: bytes) -> bytes:
     """RFC 2104 HMAC-SHA256 (the same bytes as hmac.new(key, msg, "sha256"); tested so)."""
     if len(key) > 64:
-        key = _sha256(key).digest()
+        key = sha256(key).digest()
     key = key.ljust(64, b"\0")
-    inner = _sha256(key.translate(_TRANS_36) + msg).digest()
-    return _sha256(key.translate(_TRANS_5C) + inner).digest()
+    inner = sha256(key.translate(_TRANS_36) + msg).digest()
+    return sha256(key.translate(_TRANS_5C) + inner).digest()
 
 
 def _digest(cookie: bytes, tag: bytes, challenge: bytes, client: str, server: str) -> bytes:
@@ -239,7 +351,7 @@ def _digest(cookie: bytes, tag: bytes, challenge: bytes, client: str, server: st
 
 def encode_frame(obj: Any) -> bytes:
     """One frame: length prefix and msgpack body."""
-    body = msgpack.packb(obj, use_bin_type=True)
+    body: bytes = msgpack.packb(obj, use_bin_type=True)
     return _LEN.pack(len(body)) + body
 
 
@@ -252,7 +364,7 @@ class FrameDecoder:
         self._pos = 0
         self.eof = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if data:
             self._buf += data
         else:
@@ -264,7 +376,7 @@ class FrameDecoder:
         avail = len(self._buf) - self._pos
         if avail < 4:
             return 0
-        (length,) = _LEN.unpack_from(self._buf, self._pos)
+        length: int = _LEN.unpack_from(self._buf, self._pos)[0]
         return max(0, min(length, self.max_frame) + 4 - avail)
 
     def next_frame(self) -> Any:
@@ -310,7 +422,7 @@ class Connection:
 
     def __init__(
         self,
-        role: Role,
+        role: str,
         our_name: str,
         cookie: bytes,
         *,
@@ -382,27 +494,37 @@ class Connection:
         """Bytes for one message after the handshake."""
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state}")
-        t = type(event)
-        if t is Call:
+        obj: list[Any]
+        if type(event) is Call:
             obj = [K_CALL, event.req_id, event.node, event.target, event.method, event.args]
-        elif t is Reply:
+        elif type(event) is Reply:
             obj = [K_REPLY, event.req_id, event.value]
-        elif t is ErrorReply:
+        elif type(event) is ErrorReply:
             obj = [K_ERROR, event.req_id, event.kind, event.message]
-        elif t is Cast:
+        elif type(event) is Cast:
             obj = [K_CAST, event.node, event.target, event.method, event.args]
-        elif t is Tick:
-            return _TICK_FRAME
-        elif t is Cancel:
-            obj = [K_CANCEL, event.req_id]
-        elif t is Registry:
-            obj = [K_REGISTRY, event.op, event.data]
-        elif t is Peers:
+        elif type(event) is Tick:
+            return TICK_FRAME
+        elif type(event) is Cancel:
+            return encode_frame([K_CANCEL, event.req_id])
+        elif type(event) is Peers:
             obj = [K_PEERS, list(event.nodes)]
+        elif type(event) is NamesHeld:
+            obj = [K_REGISTRY, OP_NAMES, [[n, s] for n, s in event.entries]]
+        elif type(event) is NameClaimed:
+            obj = [K_REGISTRY, OP_ADD, [event.name, event.stamp]]
+        elif type(event) is NameReleased:
+            obj = [K_REGISTRY, OP_REMOVE, event.name]
+        elif type(event) is SyncRequest:
+            obj = [K_REGISTRY, OP_SYNC, event.token]
+        elif type(event) is SyncAck:
+            obj = [K_REGISTRY, OP_SYNC_ACK, event.token]
+        elif type(event) is Goodbye:
+            obj = [K_REGISTRY, OP_BYE, None]
         else:
-            raise LocalProtocolError(f"{t.__name__} is not a message")
-        if t is not Tick and t is not Cancel:
-            _check_keys(obj)
+            raise LocalProtocolError(f"{type(event).__name__} is not a message")
+        t = type(event)
+        _check_keys(obj)
         try:
             frame = encode_frame(obj)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -418,34 +540,40 @@ class Connection:
 
     # ---- incoming ---------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the peer; b"" means end of file."""
         self._decoder.feed(data)
 
     def bytes_wanted(self) -> int:
         return self._decoder.wanted()
 
-    def next_event(self) -> Any:
+    def next_event(self) -> Event | NeedData:
         """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
         if self.state in (State.CLOSED, State.ERROR):
             return ConnectionClosed()
         try:
-            obj = self._decoder.next_frame()
-            if obj is NEED_DATA:
-                return NEED_DATA
-            if type(obj) is ConnectionClosed:
+            while True:
+                obj = self._decoder.next_frame()
+                if type(obj) is NeedData:  # (`is NEED_DATA` would make NEED_DATA Any to mypy)
+                    return NEED_DATA
+                if type(obj) is ConnectionClosed:
+                    if self.state is State.HANDSHAKE:
+                        raise RemoteProtocolError(
+                            "the peer closed the connection during the handshake"
+                        )
+                    self.state = State.CLOSED
+                    closed: ConnectionClosed = obj
+                    return closed
                 if self.state is State.HANDSHAKE:
-                    raise RemoteProtocolError("the peer closed the connection during the handshake")
-                self.state = State.CLOSED
-                return obj
-            if self.state is State.HANDSHAKE:
-                return self._handshake(obj)
-            return self._message(obj)
+                    return self._handshake(obj)
+                event = self._message(obj)
+                if event is not None:
+                    return event
         except RemoteProtocolError:
             self.state = State.ERROR
             raise
 
-    def _message(self, obj: Any) -> Event:
+    def _message(self, obj: Any) -> Event | None:
         if type(obj) is not list or not obj:
             raise RemoteProtocolError("a message must be a non-empty list")
         kind = obj[0]
@@ -473,7 +601,7 @@ class Connection:
                 _check_id(obj[1])
                 return Cancel(obj[1])
             if kind == K_REGISTRY and n == 3 and type(obj[1]) is str:
-                return Registry(obj[1], obj[2])
+                return _registry(obj[1], obj[2])
             if kind == K_PEERS and n == 2 and type(obj[1]) is list:
                 if not all(type(x) is str for x in obj[1]):
                     raise RemoteProtocolError("peers must be node names")
@@ -598,6 +726,34 @@ def _check_keys(obj: Any) -> None:
                 _check_keys(value)
 
 
+def _registry(op: str, data: Any) -> Event | None:
+    """A K_REGISTRY frame as its event. None for an operation this version does not
+    know: skipped, so that a newer peer's addition does not end the link."""
+    if op == OP_ADD:
+        if type(data) is list and len(data) == 2 and type(data[0]) is str and _is_stamp(data[1]):
+            return NameClaimed(data[0], float(data[1]))
+    elif op == OP_REMOVE:
+        if type(data) is str:
+            return NameReleased(data)
+    elif op == OP_NAMES:
+        if type(data) is list and all(
+            type(e) is list and len(e) == 2 and type(e[0]) is str and _is_stamp(e[1]) for e in data
+        ):
+            return NamesHeld([(e[0], float(e[1])) for e in data])
+    elif op in (OP_SYNC, OP_SYNC_ACK):
+        if type(data) is int:
+            return SyncRequest(data) if op == OP_SYNC else SyncAck(data)
+    elif op == OP_BYE:
+        return Goodbye()
+    else:
+        return None
+    raise RemoteProtocolError(f"malformed registry message {op!r}")
+
+
+def _is_stamp(value: Any) -> bool:
+    return type(value) is float or type(value) is int
+
+
 def _check_id(req_id: Any) -> None:
     if type(req_id) is not int or req_id < 0:
         raise RemoteProtocolError("a request id must be a non-negative integer")
@@ -613,4 +769,4 @@ def _check_call(req_id: Any, node: Any, target: Any, method: Any) -> None:
         raise RemoteProtocolError("a call names its node, target and method as strings")
 
 
-_TICK_FRAME = encode_frame([K_TICK])
+TICK_FRAME = encode_frame([K_TICK])

@@ -34,6 +34,11 @@ class GlobalRegistry:
             return None
         return min(claims.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
+    def beats(self, name: str, stamp: float, node: str) -> bool:
+        """Whether a claim (stamp, node) would win `name` over every current claim."""
+        claims = self._claims.get(name, {})
+        return all((stamp, node) < (s, n) for n, s in claims.items() if n != node)
+
     def names(self) -> dict[str, str]:
         """Every name and the node that owns it."""
         return {name: owner for name in self._claims if (owner := self.owner(name))}

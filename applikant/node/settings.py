@@ -66,7 +66,7 @@ class DistSettings(_Settings):
     portmapper_port = 4370
     # Where the portmapper listens: add this host's own address so that nodes on
     # other hosts can look names up. Empty: portmapper_host only.
-    portmapper_listen: list = []
+    portmapper_listen: list[str] = []
     # Address the node listens on; peers are found through their host's portmapper.
     bind_host = "127.0.0.1"
     listen_min = 9100

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..diskspace import MIB, Reserve, existing, usage
 from ..frontend import spool
+from ..manager.store.engines import is_url
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -78,12 +79,24 @@ def check_events(cfg: Config) -> list[Check]:
 
 def check_disk_reserve(cfg: Config) -> list[Check]:
     """Free space against the reserve on each filesystem that holds data."""
+    db = cfg.path(cfg.am.db, "am.sqlite3")
     paths = [
         cfg.node.data_dir,
-        cfg.path(cfg.am.db, "am.sqlite3"),
         cfg.path(cfg.af.repo_root, "repos"),
         cfg.path(cfg.af.spool_dir, "spool"),
     ]
+    checks = []
+    if is_url(db):
+        checks.append(
+            _check(
+                "disk reserve (am's database)",
+                "skip",
+                "am's database is on PostgreSQL: its disk is the server's, and am keeps "
+                "no reserve for it (watch that server's free space where it runs)",
+            )
+        )
+    else:
+        paths.insert(1, db)
     reserve = Reserve([], cfg.node.disk_reserve_mb)
     seen: dict[int, list[str]] = {}
     for path in paths:
@@ -91,7 +104,6 @@ def check_disk_reserve(cfg: Config) -> list[Check]:
             seen.setdefault(os.stat(existing(path)).st_dev, []).append(path)
         except OSError:
             continue
-    checks = []
     for group in seen.values():
         name = f"disk reserve {existing(group[0])}"
         try:

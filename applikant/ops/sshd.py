@@ -325,7 +325,7 @@ LogLevel VERBOSE
         return f"{self.destination}:{path}"
 
     def run(
-        self, key_path: str | os.PathLike[str], command: str, **kw: object
+        self, key_path: str | os.PathLike[str], command: str, *, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """``ssh <server> <command>`` with captured text output; never raises on exit status."""
         return subprocess.run(
@@ -333,8 +333,7 @@ LogLevel VERBOSE
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
-            timeout=60,
-            **kw,  # type: ignore[arg-type]
+            timeout=timeout,
         )
 
     def log_tail(self, lines: int = 40) -> str:

@@ -16,6 +16,7 @@ after a restart of either side finds am without a delay.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ __all__ = ["STATUS", "Am", "AmError"]
 log = EventLog("aw")
 
 USERS = "am_user_db"
+SESSIONS = "am_sessions"
 REPOS = "am_repo_db"
 OBSERVER = "am_observer"
 SYSTEM = "system"
@@ -63,7 +65,7 @@ class Am:
     """Calls to am on behalf of aw; `actor` is `user-N` of the logged-in user."""
 
     def __init__(
-        self, node: Node, am_node: str, *, timeout: float = 10.0, retry: float = 1.0
+        self, node: Node, am_node: str | Sequence[str], *, timeout: float = 10.0, retry: float = 1.0
     ) -> None:
         self.node = node
         self.client = AmClient(node, am_node, component="aw", retry=retry, timeout=timeout)
@@ -102,7 +104,9 @@ class Am:
                 message = f"{exc}, so this cannot be answered right now; try again in a moment"
             else:
                 message = f"{exc}; try again in a moment"
-            raise AmError(503, message, "unavailable") from None
+            # "timeout": am is there but too slow (busy); callers may say so.
+            kind = "timeout" if exc.reason == "timeout" else "unavailable"
+            raise AmError(503, message, kind) from None
 
     # ---- users --------------------------------------------------------------
     # Every call names its actor: the logged-in user (`user-42`), whose rights am
@@ -130,6 +134,12 @@ class Am:
         method = "disable_user" if disabled else "enable_user"
         return await self.call(USERS, method, {"user": user, "actor": actor})
 
+    async def delete_user(self, actor: str, user: str, transfer_to: str | None = None) -> dict:
+        """{user, transferred}: the account as it was, and its repositories' new names."""
+        return await self.call(
+            USERS, "delete_user", _clean({"user": user, "transfer_to": transfer_to, "actor": actor})
+        )
+
     async def set_admin(self, actor: str, user: str, is_admin: bool) -> dict:
         return await self.call(
             USERS, "set_admin", {"user": user, "is_admin": is_admin, "actor": actor}
@@ -137,6 +147,35 @@ class Am:
 
     async def set_password(self, actor: str, user: str, password: str | None) -> None:
         await self.call(USERS, "set_password", {"user": user, "password": password, "actor": actor})
+
+    # ---- sessions: am keeps them, so every aw agrees (applikant.schema.sessions) ----
+
+    async def resolve_session(self, secret: str, address: str) -> dict | None:
+        """{session, user} for a cookie's secret, or None (ended, expired...)."""
+        return await self.call(SESSIONS, "resolve", {"secret": secret, "address": address})
+
+    async def start_session(self, user: str, **lifetime: Any) -> dict:
+        """A new session (with its `secret`) for `user`: address, user_agent, idle, max_age."""
+        return await self.call(SESSIONS, "start", {**lifetime, "user": user})
+
+    async def confirm_session(self, session: str) -> dict:
+        """Note that the user just proved their password in `session`."""
+        return await self.call(SESSIONS, "confirm", {"session": session})
+
+    async def list_sessions(self, actor: str, user: str) -> list[dict]:
+        return await self.call(SESSIONS, "list", {"user": user, "actor": actor})
+
+    async def end_session(self, actor: str, session: str, user: str | None = None) -> dict:
+        return await self.call(
+            SESSIONS, "end", _clean({"session": session, "user": user, "actor": actor})
+        )
+
+    async def end_sessions(self, actor: str, user: str, keep: str | None = None) -> int:
+        """End every session of `user` but `keep`; how many ended."""
+        found = await self.call(
+            SESSIONS, "end_all", _clean({"user": user, "keep": keep, "actor": actor})
+        )
+        return int(found["ended"])
 
     # ---- keys ---------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The ASGI application: git paths to `GitHttp`, everything else to Starlette.
 
-`build(web)` wires the pieces together: signed-cookie sessions (HttpOnly,
-SameSite=Lax, Secure when the public URL is https), security headers, the
+`build(web)` wires the pieces together: a signed cookie (HttpOnly,
+SameSite=Lax, Secure when the public URL is https) that holds the secret of
+a session am keeps (auth.py) and the CSRF token, security headers, the
 pages, the REST API under /api, static files, and error handlers that answer
 in words (an HTML page, or JSON under /api) and never with a traceback.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,10 +22,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from ..links import Links
 from ..logs import EventLog
 from . import (
     api,
     assets,
+    badge,
     gitread,
     metrics,
     pages,
@@ -41,6 +44,7 @@ from .auth import Auth, AuthError
 from .common import viewer_of
 from .githttp import GitDenied, GitHttp
 from .render import HERE, FormError, error_page
+from .security import TrustedProxies
 
 __all__ = ["Site", "Web", "build"]
 
@@ -48,21 +52,11 @@ log = EventLog("aw")
 
 
 @dataclass
-class Site:
-    """What pages show about this installation."""
+class Site(Links):
+    """What pages show about this installation: its name, and its addresses
+    (the same as am's webhook payloads give, applikant.links)."""
 
-    public_url: str
-    ssh_url: str = ""
     name: str = "Applikant"
-
-    def http_clone(self, full_name: str) -> str:
-        return f"{self.public_url.rstrip('/')}/{full_name}.git"
-
-    def ssh_clone(self, full_name: str) -> str:
-        if self.ssh_url:
-            return f"{self.ssh_url.rstrip('/')}/{full_name}.git"
-        host = urlsplit(self.public_url).hostname or "localhost"
-        return f"git@{host}:{full_name}.git"
 
 
 @dataclass
@@ -74,6 +68,8 @@ class Web:
     site: Site
     repo_root: str
     session_secret: str
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    metrics_token: str = ""  # a bearer token that may read /metrics ("" : none)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -168,7 +164,8 @@ def build(web: Web) -> Any:
     routes = [
         *assets.routes(),  # before /static: the generated stylesheet of highlighting
         Mount("/static", app=StaticFiles(directory=f"{HERE}/static"), name="static"),
-        *pages_builds.routes(),  # before /api: /api/builds/{n}/log
+        *pages_builds.routes(),  # before /api: /api/builds/{id}/log
+        *badge.routes(),
         Mount("/api", routes=api.routes()),
         *pages.routes(),
         *pages_users.routes(),
@@ -195,16 +192,17 @@ def build(web: Web) -> Any:
                 SessionMiddleware,
                 secret_key=web.session_secret,
                 session_cookie="applikant_session",
-                max_age=14 * 24 * 3600,
+                max_age=web.auth.lifetimes.max_age,
                 same_site="lax",
                 https_only=https,
             ),
         ],
-        exception_handlers=handlers,  # type: ignore[arg-type]
+        exception_handlers=handlers,
     )
     starlette.state.web = web
 
-    async def authorize(owner: str, name: str, headers: dict[str, str], client: str) -> str:
+    async def authorize(owner: str, name: str, headers: dict[str, str], peer: str) -> str:
+        client = web.proxies.client(peer, headers.get("x-forwarded-for")) if web.proxies else peer
         return await git_authorize(web, owner, name, headers, client)
 
     git = GitHttp(web.repo_root, authorize)

@@ -28,14 +28,18 @@ def web_of(request: Request) -> Any:
 
 
 def client_of(request: Request) -> str:
-    return request.client.host if request.client else ""
+    """The client's address: the peer's, or behind a trusted reverse proxy the
+    one it forwarded for (`[aw] trusted_proxies`)."""
+    peer = request.client.host if request.client else ""
+    proxies = web_of(request).proxies
+    return proxies.client(peer, request.headers.get("x-forwarded-for")) if proxies else peer
 
 
 async def viewer_of(request: Request) -> Viewer:
     """The session's viewer (pages); cached on the request."""
     cached = getattr(request.state, "viewer", None)
     if cached is None:
-        cached = await web_of(request).auth.session_viewer(request.session)
+        cached = await web_of(request).auth.session_viewer(request.session, client_of(request))
         request.state.viewer = cached
     return cached
 

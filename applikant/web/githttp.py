@@ -236,7 +236,7 @@ class GitHttp:
                         ],
                     }
                 )
-                chunk = head + first
+                chunk: bytes | bytearray = head + first
                 while chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     chunk = await proc.stdout.receive_some(CHUNK)

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 import trio
 
+from ..logs import EventLog
 from .lru import Lru
+
+events = EventLog("aw")
 
 __all__ = [
     "Blob",
@@ -53,6 +56,13 @@ class GitReadError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class BadRepoPath(GitReadError, ValueError):
+    """A repository's name or directory aw must not read (404 on a page)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
 
 
 @dataclass(frozen=True)
@@ -114,14 +124,18 @@ def git_env() -> dict[str, str]:
 
 
 def repo_path(root: str, full_name: str) -> str:
-    """`<root>/<owner>/<name>.git` for a name am returned; ValueError if it escapes root."""
+    """`<root>/<owner>/<name>.git` for a name am returned; BadRepoPath (a
+    ValueError, 404) unless that is the repository's own directory: an owner
+    directory or repository that is a symlink (`bob/alias.git ->
+    ../alice/secret.git`) is refused, as af does."""
     owner, _, name = full_name.partition("/")
     if not owner or not name or "/" in name or ".." in full_name or "\x00" in full_name:
-        raise ValueError(f"not a repository name: {full_name!r}")
+        raise BadRepoPath(f"not a repository name: {full_name!r}")
     base = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(base, owner, name + ".git"))
-    if os.path.dirname(os.path.dirname(path)) != base:
-        raise ValueError(f"{full_name!r} leaves the repository root")
+    path = os.path.join(base, owner, name + ".git")
+    if os.path.realpath(path) != path:
+        events.warning("repo_not_own_directory", repo=full_name, real=os.path.realpath(path))
+        raise BadRepoPath(f"repository {full_name} is not available on this host")
     return path
 
 

@@ -1,7 +1,11 @@
 """`GET /metrics`: the cluster's figures in Prometheus' text format.
 
-Scraped from loopback (a local Prometheus or node exporter proxy) or by a logged-in
-site admin; anyone else gets 403. Everything comes from am (counts, hook calls,
+Scraped by a site admin, with the bearer token of `[aw] metrics_token_file`
+(a Prometheus elsewhere), or from loopback (a local Prometheus) when the
+request came through no proxy: a peer that is a trusted proxy, or a request
+with a forwarding header (X-Forwarded-For, Forwarded, X-Real-IP), is not
+"local" whatever its address, so a reverse proxy on the same host does not
+open /metrics to everyone. Anyone else gets 403. Everything comes from am (counts, hook calls,
 the nodes its observer sees, the build queue when builds run), from each git
 host's af (pushes not recorded yet, dead letters, its disk reserve) and from
 the node layer's own counters of am and aw.
@@ -9,7 +13,6 @@ the node layer's own counters of am and aw.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from starlette.requests import Request
@@ -18,17 +21,26 @@ from starlette.routing import Route
 
 from ..node.errors import DistError
 from .am import AmError
-from .common import viewer_of
+from .common import viewer_of, web_of
 from .githosts import git_host_reports
+from .security import FORWARDING_HEADERS, is_loopback, parse_bearer, secret_ok
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _loopback(request: Request) -> bool:
-    try:
-        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
-    except ValueError:
+def _local(request: Request) -> bool:
+    """A scraper on this host talking to aw directly (see the module docstring)."""
+    peer = request.client.host if request.client else ""
+    if not is_loopback(peer) or web_of(request).proxies.trusts(peer):
         return False
+    return not any(h in request.headers for h in FORWARDING_HEADERS)
+
+
+async def _may_scrape(request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return secret_ok(web_of(request).metrics_token, parse_bearer(header))
+    return _local(request) or (await viewer_of(request)).is_admin
 
 
 class Exposition:
@@ -72,9 +84,10 @@ async def _optional(coro: Any) -> Any:
 
 async def metrics(request: Request) -> PlainTextResponse:
     web = request.app.state.web
-    if not _loopback(request) and not (await viewer_of(request)).is_admin:
+    if not await _may_scrape(request):
         return PlainTextResponse(
-            "metrics are served to loopback and site admins only\n", status_code=403
+            "metrics are served to site admins, the metrics token and local scrapers only\n",
+            status_code=403,
         )
     out = Exposition()
     counts = await _optional(web.am.counts("system")) or {}

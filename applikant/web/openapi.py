@@ -1,16 +1,21 @@
 """/api/openapi.json: an OpenAPI 3.1 document made from the API's route table.
 
-Schemas come from the pydantic models themselves (request models in api.py,
-answers from applikant.manager.models), so the document cannot drift from
-what the handlers validate and return.
+Schemas come from the pydantic models themselves (applikant.schema: the
+bodies aw validates and the results am returns), and each operation's access
+(`x-access`, and in words in its description) is the route's `access`, the one
+the dispatcher enforces (apitable.py): the document cannot drift from what the
+API does.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
+
+from .apitable import ApiRoute, ErrorOut
 
 REF = "#/components/schemas/{model}"
 
@@ -26,7 +31,7 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
 _cache: dict[int, dict[str, Any]] = {}
 
 
-def document(routes: list[Any]) -> dict[str, Any]:
+def document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
     """The document for `routes` (made once per route table)."""
     key = id(routes)
     if key not in _cache:
@@ -34,15 +39,15 @@ def document(routes: list[Any]) -> dict[str, Any]:
     return _cache[key]
 
 
-def _document(routes: list[Any]) -> dict[str, Any]:
-    from .api import ErrorOut
-
+def _document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
     components: dict[str, Any] = {}
     error_ref = _schema(ErrorOut, components)
     paths: dict[str, Any] = {}
     for r in routes:
         op: dict[str, Any] = {
             "summary": r.summary,
+            "description": f"Access: {r.access.text}.",
+            "x-access": r.access.name,
             "operationId": f"{r.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', r.path)}".rstrip("_"),
         }
         params = re.findall(r"{(\w+)}", r.path)
@@ -82,8 +87,10 @@ def _document(routes: list[Any]) -> dict[str, Any]:
                 "content": {"application/json": {"schema": error_ref}},
             }
         op["responses"] = responses
-        if r.auth != "none":
+        if r.access.login:
             op["security"] = [{"bearer": []}, {"basic": []}, {"session": []}]
+        else:  # credentials are optional: they may show more
+            op["security"] = [{}, {"bearer": []}, {"basic": []}, {"session": []}]
         paths.setdefault("/api" + r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -1,10 +1,18 @@
-"""Pages for signing in and out, the dashboard, personal tokens and the audit log."""
+"""Pages for signing in and out, the dashboard, the user's settings (API tokens,
+password, sessions) and the audit log.
+
+A login starts a session in am and puts only its secret in the cookie; logout
+ends it in am, so a copy of the cookie stops working too. A password change
+ends every session of the user (am does it with the change) and starts a new
+one for this browser. Creating a token or changing the password asks for the
+current password unless the login is recent (auth.Auth.confirm_recent).
+"""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,7 +30,8 @@ from .common import (
 )
 from .githosts import git_host_reports
 from .render import field, flash, read_form, redirect, render
-from .security import TOKEN_TITLE_MAX, new_csrf
+from .security import TOKEN_TITLE_MAX
+from .sessionflow import begin, confirmed, renew_session
 
 
 def _safe_next(value: str) -> str:
@@ -51,7 +60,9 @@ async def login_post(request: Request) -> Response:
     nxt = _safe_next(field(form, "next", 1000) or "/")
     request.state.viewer = await viewer_of(request)
     try:
-        user = await web_of(request).auth.password(login, password, client_of(request))
+        made = await web_of(request).auth.login(
+            login, password, client_of(request), request.headers.get("user-agent", "")
+        )
     except AuthError as exc:
         response = render(
             request, "login.html", status=exc.status, next=nxt, login=login, error=exc.message
@@ -59,15 +70,19 @@ async def login_post(request: Request) -> Response:
         if exc.status == 429:
             response.headers["retry-after"] = str(int(exc.retry_after) + 1)
         return response
-    # A fresh session: nothing from before the login survives (no fixation).
-    request.session.clear()
-    request.session["uid"] = user["id"]
-    request.session["csrf"] = new_csrf()
+    begin(request, made["session"]["secret"])
     return redirect(nxt)
 
 
 async def logout(request: Request) -> Response:
     await read_form(request)
+    viewer = await viewer_of(request)
+    if viewer.session is not None and viewer.id is not None:
+        try:
+            await web_of(request).am.end_session(viewer.id, viewer.session["id"], viewer.id)
+        except AmError as exc:
+            if exc.status != 404:  # already ended elsewhere: nothing to do
+                raise
     request.session.clear()
     return redirect("/login")
 
@@ -78,7 +93,8 @@ DASHBOARD_PUSHES = 10
 
 async def dashboard(request: Request) -> Response:
     """What the viewer can read: their own and their groups' repositories, the
-    latest pushes they may see; site totals and the cluster for site admins.
+    latest pushes they may see, totals of what they may read (site totals for
+    site admins), and the cluster for site admins.
 
     Every call to am is bounded: one owner at a time, pushes by a limit.
     """
@@ -93,12 +109,11 @@ async def dashboard(request: Request) -> Response:
         if len(mine) > DASHBOARD_REPOS:
             break
         mine.extend(await am.list_repos(viewer.id, owner=owner))
-    counts: dict[str, Any] = {}
+    counts = await am.counts(viewer.id)  # am scopes them to what the viewer may read
     nodes: list[dict[str, Any]] = []
     git_hosts: list[dict[str, Any]] = []
     cluster_error = ""
     if viewer.is_admin:
-        counts = await am.counts(viewer.id)
         try:
             nodes = await am.cluster()
         except AmError as exc:
@@ -106,7 +121,6 @@ async def dashboard(request: Request) -> Response:
         git_hosts = await git_host_reports(
             am.node, nodes, web_of(request).extra.get("af_name", "af")
         )
-    logins = {u["id"]: u["login"] for u in await am.list_users(viewer.id)} if pushes else {}
     return render(
         request,
         "dashboard.html",
@@ -118,15 +132,24 @@ async def dashboard(request: Request) -> Response:
         mine=mine[:DASHBOARD_REPOS],
         more_mine=len(mine) > DASHBOARD_REPOS,
         groups=groups,
-        logins=logins,
     )
 
 
 async def tokens_page(request: Request) -> Response:
     viewer = await require_login(request)
-    tokens = await web_of(request).am.list_tokens(viewer.id, viewer.id)
+    am, auth = web_of(request).am, web_of(request).auth
+    tokens = await am.list_tokens(viewer.id, viewer.id)
+    sessions = await am.list_sessions(viewer.id, viewer.id)
     fresh = request.session.pop("new_token", None)
-    return render(request, "tokens.html", tokens=tokens, fresh=fresh)
+    return render(
+        request,
+        "tokens.html",
+        tokens=tokens,
+        fresh=fresh,
+        sessions=sessions,
+        current=viewer.session["id"] if viewer.session else "",
+        recent=auth.recent(viewer),
+    )
 
 
 async def tokens_create(request: Request) -> Response:
@@ -135,6 +158,8 @@ async def tokens_create(request: Request) -> Response:
     title = field(form, "title", TOKEN_TITLE_MAX).strip()
     if not title:
         flash(request, "give the token a title, so you know later what uses it", "error")
+        return redirect("/settings/tokens")
+    if not await confirmed(request, viewer, field(form, "current", 1024)):
         return redirect("/settings/tokens")
     made = await web_of(request).am.create_token(viewer.id, viewer.id, title)
     # Shown exactly once, on the next page, then only its hash remains.
@@ -169,8 +194,30 @@ async def password_post(request: Request) -> Response:
             raise
         flash(request, exc.message, "error")
         return redirect("/settings/tokens")
-    flash(request, "password changed")
+    await renew_session(request, viewer)
+    flash(request, "password changed; every other session is logged out")
     return redirect("/settings/tokens")
+
+
+async def sessions_post(request: Request) -> Response:
+    """End one of the viewer's sessions, or all of them ("log out everywhere")."""
+    viewer = await require_login(request)
+    form = await read_form(request)
+    am = web_of(request).am
+    action = field(form, "action", 20)
+    if action == "end":
+        sid = field(form, "id", 40)
+        await am.end_session(viewer.id, sid, viewer.id)
+        if viewer.session is not None and sid == viewer.session["id"]:
+            request.session.clear()
+            return redirect("/login")
+        flash(request, "session logged out")
+        return redirect("/settings/tokens")
+    if action == "everywhere":
+        await am.end_sessions(viewer.id, viewer.id)
+        request.session.clear()
+        return redirect("/login")
+    raise HTTPException(400, "unknown action")
 
 
 async def audit(request: Request) -> Response:
@@ -184,14 +231,7 @@ async def audit(request: Request) -> Response:
         if exc.status != 400:
             raise
         error = exc.message
-    logins = {u["id"]: u["login"] for u in await web_of(request).am.list_users(viewer.id)}
-    return render(
-        request, "audit.html", entries=entries, filters=filters, error=error, logins=logins
-    )
-
-
-async def login_redirect(request: Request) -> Response:
-    return redirect("/login?next=" + quote(request.url.path))
+    return render(request, "audit.html", entries=entries, filters=filters, error=error)
 
 
 def routes() -> list[Route]:
@@ -204,5 +244,6 @@ def routes() -> list[Route]:
         Route("/settings/tokens", tokens_create, methods=["POST"]),
         Route("/settings/tokens/revoke", tokens_revoke, methods=["POST"]),
         Route("/settings/password", password_post, methods=["POST"]),
+        Route("/settings/sessions", sessions_post, methods=["POST"]),
         Route("/audit", audit),
     ]

@@ -2,8 +2,10 @@
 runs), cancel and re-run, and the JSON the page polls.
 
     /{owner}/{name}/builds             the builds of a repository, newest first
-    /{owner}/{name}/builds/{number}    one build: status, times, log; POST cancel|rerun
-    /api/builds/{number}/log?after=N   new log lines and the status, as JSON
+    /{owner}/{name}/builds/{number}    one build (numbered per repository): status,
+                                       times, log; POST cancel|rerun
+    /{owner}/{name}/badge/{branch}.svg the status of the branch's newest build (badge.py)
+    /api/builds/{id}/log?after=N       new log lines and the status, as JSON (build-42)
 
 The build page is complete without JavaScript (the whole log, a reload shows
 more); static/build.js polls the JSON every second while the build is queued
@@ -77,7 +79,7 @@ async def _build_of(request: Request, access: str) -> tuple[dict, dict, dict]:
         web_of(request), viewer, request.path_params["owner"], request.path_params["name"], access
     )
     try:
-        build = await _builds(request, "get", build=str(_number(request)))
+        build = await _builds(request, "get", build=str(_number(request)), repo=repo["full_name"])
     except AmError as exc:
         if exc.status == 404:
             raise HTTPException(404, "no such build") from None
@@ -138,12 +140,15 @@ async def build_post(request: Request) -> Response:
 
 
 async def log_json(request: Request) -> Response:
-    """`GET /api/builds/{number}/log?after=N`: {lines: [[seq, line]], next, status, final}."""
+    """`GET /api/builds/{id}/log?after=N`: {lines: [[seq, line]], next, status, final}."""
     after = request.query_params.get("after", "0")
     if not after.isdigit() or len(after) > 18:
         return JSONResponse({"error": "bad_request", "message": "after must be a number"}, 400)
+    build_id = request.path_params["build"]
     try:
-        build = await _builds(request, "get", build=str(_number(request)))
+        if not build_id.startswith("build-"):
+            raise HTTPException(404)
+        build = await _builds(request, "get", build=build_id[:40])
     except (AmError, HTTPException):
         return JSONResponse({"error": "not_found", "message": "no such build"}, 404)
     owner, name = build["repo"].split("/", 1)
@@ -164,7 +169,7 @@ async def log_json(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/builds/{number}/log", log_json, methods=["GET"]),
+        Route("/api/builds/{build}/log", log_json, methods=["GET"]),
         Route("/{owner}/{name}/builds", builds_page, methods=["GET"]),
         Route("/{owner}/{name}/builds/{number}", build_page, methods=["GET"]),
         Route("/{owner}/{name}/builds/{number}", build_post, methods=["POST"]),

@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import diff, gitread
+from .badge import commit_builds
 from .paging import numbered, page_of
 from .render import render
 from .repoview import RepoContext, all_refs, at_ref, open_repo
@@ -61,6 +62,7 @@ async def commits_page(request: Request) -> Response:
     if subpath and commit is not None and not commits and page == 1:
         raise gitread.GitReadError(404, f"no history of {subpath!r} on {ref}")
     pager = numbered(request, page, len(commits) > COMMITS_PER_PAGE)
+    shown = commits[:COMMITS_PER_PAGE]
     return render(
         request,
         "commits.html",
@@ -69,7 +71,8 @@ async def commits_page(request: Request) -> Response:
             ref=ref,
             commit=commit,
             subpath=subpath,
-            commits=commits[:COMMITS_PER_PAGE],
+            commits=shown,
+            builds=await commit_builds(ctx, [c.id for c in shown]),
             pager=pager,
             tab="commits",
         ),
@@ -88,11 +91,13 @@ async def commit_page(request: Request) -> Response:
         return await _patch(ctx, await _commit_id(ctx, rev[: suffix.start()]), suffix[1])
     commit = await _commit_id(ctx, rev)
     details, changes = await diff.commit_diff(ctx.git, commit)
+    builds = await commit_builds(ctx, [commit])
     return render(
         request,
         "commit.html",
         **ctx.context(
             ref=commit,
+            build=builds.get(commit),
             details=details,
             diff=changes,
             style=_style(request),

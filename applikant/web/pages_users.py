@@ -14,6 +14,7 @@ from starlette.routing import Route
 from .am import AmError
 from .common import require_admin, require_login, web_of
 from .render import field, flash, read_form, redirect, render
+from .sessionflow import confirmed, renew_session
 
 
 def _may_manage(viewer, user: dict) -> bool:
@@ -79,7 +80,7 @@ async def _user_for_change(request: Request):
     viewer = await require_login(request)
     user = await web_of(request).am.get_user(viewer.id, request.path_params["login"])
     if not _may_manage(viewer, user):
-        raise HTTPException(403, "you may only change your own keys")
+        raise HTTPException(403, "you may only change your own account")
     return viewer, user
 
 
@@ -125,6 +126,51 @@ async def key_remove(request: Request) -> Response:
     return redirect(f"/users/{user['login']}")
 
 
+async def user_details(request: Request) -> Response:
+    """The display name and email, changed by the user or a site admin."""
+    viewer, user = await _user_for_change(request)
+    form = await read_form(request)
+    try:
+        await web_of(request).am.update_user(
+            viewer.id,
+            user["id"],
+            display_name=field(form, "display_name", 128),
+            email=field(form, "email", 254).strip(),
+        )
+    except AmError as exc:
+        if exc.status != 400:
+            raise
+        flash(request, exc.message, "error")
+        return redirect(f"/users/{user['login']}")
+    flash(request, f"details of {user['login']} saved")
+    return redirect(f"/users/{user['login']}")
+
+
+async def user_delete(request: Request) -> Response:
+    """Delete an account (site admins, not their own); its repositories go to
+    `transfer_to` first, if given."""
+    viewer = await require_admin(request)
+    form = await read_form(request)
+    am = web_of(request).am
+    user = await am.get_user(viewer.id, request.path_params["login"])
+    if user["id"] == viewer.id:
+        raise HTTPException(400, "you cannot delete your own account")
+    if field(form, "confirm", 64) != user["login"]:
+        flash(request, "type the login to confirm the deletion", "error")
+        return redirect(f"/users/{user['login']}")
+    transfer = field(form, "transfer_to", 64).strip() or None
+    try:
+        done = await am.delete_user(viewer.id, user["id"], transfer)
+    except AmError as exc:
+        if exc.status not in (400, 404, 409):
+            raise
+        flash(request, exc.message, "error")
+        return redirect(f"/users/{user['login']}")
+    moved = f"; its repositories now belong to {transfer}" if done["transferred"] else ""
+    flash(request, f"user {user['login']} deleted{moved}")
+    return redirect("/users")
+
+
 async def user_admin(request: Request) -> Response:
     viewer = await require_admin(request)
     form = await read_form(request)
@@ -139,7 +185,11 @@ async def user_admin(request: Request) -> Response:
         await am.set_admin(viewer.id, user["id"], action == "make_admin")
     elif action == "password":
         password = field(form, "password", 1024)
+        if not await confirmed(request, viewer, field(form, "current", 1024)):
+            return redirect(f"/users/{user['login']}")
         await am.set_password(viewer.id, user["id"], password or None)
+        if user["id"] == viewer.id:
+            await renew_session(request, viewer)
     else:
         raise HTTPException(400, "unknown action")
     flash(request, f"user {user['login']} updated")
@@ -220,6 +270,8 @@ def routes() -> list[Route]:
         Route("/users/{login}/keys", key_add, methods=["POST"]),
         Route("/users/{login}/keys/remove", key_remove, methods=["POST"]),
         Route("/users/{login}/admin", user_admin, methods=["POST"]),
+        Route("/users/{login}/details", user_details, methods=["POST"]),
+        Route("/users/{login}/delete", user_delete, methods=["POST"]),
         Route("/groups", groups, methods=["GET"]),
         Route("/groups", group_create, methods=["POST"]),
         Route("/groups/{name}", group_detail, methods=["GET"]),

@@ -1,7 +1,7 @@
 """Webhook pages: a repository's hooks (its admins), the site-wide ones (site admins).
 
     /{owner}/{name}/settings/webhooks          list, add, delete
-    /{owner}/{name}/settings/webhooks/{hook}   the delivery log, redeliver
+    /{owner}/{name}/settings/webhooks/{hook}   the delivery log, redeliver, edit, test
     /admin/webhooks                            site-wide hooks
     /admin/webhooks/{hook}                     their delivery log
 
@@ -87,6 +87,25 @@ async def hooks_post(request: Request) -> Response:
             if not field(form, "secret", 256):
                 request.session["new_hook_secret"] = [made["id"], made["secret"]]
             flash(request, f"hook {made['id']} added; a ping is on its way")
+        elif action in ("edit", "test"):
+            hook = field(form, "hook", 30)
+            if action == "test":
+                made = await _hooks(request, "test_hook", viewer.id, hook=hook)
+                flash(request, f"test delivery {made['id']} queued")
+            else:
+                await _hooks(
+                    request,
+                    "update_hook",
+                    viewer.id,
+                    hook=hook,
+                    url=field(form, "url", 2048).strip(),
+                    events=[name for name, _ in EVENTS if form.get(f"event_{name}") == "on"]
+                    or ["push"],
+                    secret=field(form, "secret", 256) or None,
+                    active=form.get("active") == "on",
+                )
+                flash(request, f"hook {hook} saved")
+            return redirect(f"{base}/{hook}")
         elif action == "delete":
             removed = await _hooks(request, "remove_hook", viewer.id, hook=field(form, "hook", 30))
             flash(request, f"hook {removed['id']} ({removed['url']}) removed")
@@ -130,6 +149,7 @@ async def deliveries_page(request: Request) -> Response:
         hook=hook,
         deliveries=deliveries,
         base=base,
+        events=EVENTS,
     )
 
 

@@ -1,7 +1,8 @@
 """Webhook delivery: signed JSON POSTs, retried with backoff, every attempt logged.
 
 Public API:
-- `validate_url(url)`: refuse what cannot be a hook's URL (urls.py).
+- `validate_url(url)`: refuse what cannot be a hook's URL; `HostPolicy`: the
+  addresses deliveries may connect to (urls.py; enforced per connection by dial.py).
 - `signature(secret, body)`, `verify(secret, body, header)` (sign.py).
 - `attempt(client, delivery) -> Attempt`: one POST (deliver.py).
 - `RetryPolicy`, `next_attempt_at(attempt, now)` (retry.py).
@@ -10,6 +11,8 @@ Public API:
 """
 
 from .deliver import (
+    COULD_NOT_DELIVER,
+    SHOWN_RESPONSE,
     USER_AGENT,
     DeliverySettings,
     attempt,
@@ -17,26 +20,31 @@ from .deliver import (
     make_client,
     new_delivery_id,
     request_headers,
+    shown_response,
 )
 from .models import EVENTS, Attempt, Hook, Outcome, PendingDelivery, new_secret
 from .retry import DEFAULT_POLICY, RetryPolicy, is_final_failure, next_attempt_at
 from .sign import signature, verify
-from .urls import InvalidHookURL, validate_url
+from .urls import HostPolicy, InvalidHookURL, blocked_reason, validate_url
 from .worker import DeliveryQueue, deliver_pending
 
 __all__ = [
+    "COULD_NOT_DELIVER",
     "DEFAULT_POLICY",
     "EVENTS",
+    "SHOWN_RESPONSE",
     "USER_AGENT",
     "Attempt",
     "DeliveryQueue",
     "DeliverySettings",
     "Hook",
+    "HostPolicy",
     "InvalidHookURL",
     "Outcome",
     "PendingDelivery",
     "RetryPolicy",
     "attempt",
+    "blocked_reason",
     "deliver_pending",
     "encode_body",
     "is_final_failure",
@@ -45,6 +53,7 @@ __all__ = [
     "new_secret",
     "next_attempt_at",
     "request_headers",
+    "shown_response",
     "signature",
     "validate_url",
     "verify",

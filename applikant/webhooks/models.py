@@ -1,6 +1,6 @@
 """Webhooks as am's store keeps them: hooks, deliveries, and attempts.
 
-Same conventions as `applikant.manager.models`: frozen pydantic models of
+Same conventions as the results of `applikant.schema`: frozen pydantic models of
 JSON-friendly types, unknown fields refused, datetimes UTC.
 
 A delivery is made once, when the event happens (its JSON body fixed then, so
@@ -40,6 +40,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _push_only() -> list[Event]:
+    return ["push"]
+
+
 class Hook(_Model):
     """A webhook: where to send which events, and the secret that signs them.
     `repo_id` None: a site-wide hook (every repository)."""
@@ -48,7 +52,7 @@ class Hook(_Model):
     repo_id: str | None = None
     url: str
     secret: str = Field(min_length=1, max_length=256)
-    events: list[Event] = Field(default_factory=lambda: ["push"], min_length=1)
+    events: list[Event] = Field(default_factory=_push_only, min_length=1)
     active: bool = True
 
     @field_validator("url")
@@ -64,9 +68,10 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"  # a 2xx answer
     HTTP_ERROR = "http-error"  # any other status but 3xx
     REDIRECT = "redirect"  # 3xx: not followed; its Location is recorded
-    TIMEOUT = "timeout"  # connect, read or the whole attempt took too long
-    CONNECTION_ERROR = "connection-error"  # refused, reset, unknown host, TLS...
+    TIMEOUT = "timeout"  # (older records: now a connection-error)
+    CONNECTION_ERROR = "connection-error"  # no answer: refused, filtered, timed out, TLS...
     INVALID_URL = "invalid-url"  # a stored URL that no longer passes validate_url
+    BLOCKED = "blocked"  # the host's addresses are not ones webhooks may reach
 
 
 class Attempt(_Model):

@@ -10,7 +10,8 @@ together do not come back together; a delay never exceeds the cap.
 
 Not every failure is worth retrying: a 4xx answer other than 408 (request
 timeout) and 429 (too many requests) means the receiver refuses the delivery
-itself, so it is final (a user can redeliver it by hand). Timeouts, refused
+itself, so it is final (a user can redeliver it by hand); so is an address
+webhooks may not reach (a site admin may allow it, then redeliver). Timeouts, refused
 connections, 5xx, 3xx (not followed, perhaps temporary) are retried.
 """
 
@@ -64,7 +65,7 @@ DEFAULT_POLICY = RetryPolicy()
 def is_final_failure(attempt: Attempt) -> bool:
     """A failure that retrying will not mend: the receiver said no, or the URL
     is no longer acceptable."""
-    if attempt.outcome is Outcome.INVALID_URL:
+    if attempt.outcome in (Outcome.INVALID_URL, Outcome.BLOCKED):
         return True
     code = attempt.status_code
     return (

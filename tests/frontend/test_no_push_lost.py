@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.faults import Ledger, Tmpfs, Watch, tmpfs_unavailable
-from harness.gitenv import GitSite, wait_for
+from harness.gitenv import GitSite
+from harness.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def verdict(ledger: Ledger, **expected: int) -> dict:
 
 
 def wait_head(site: GitSite, ref: str, new: str) -> None:
-    wait_for(lambda: site.head(REPO, ref) == new, 20, f"{ref} at {new[:8]}", every=0.005)
+    wait_until(lambda: site.head(REPO, ref) == new, 30, f"{ref} at {new[:8]}", every=0.005)
 
 
 def stopped_in_pre_receive(site: GitSite, ledger: Ledger) -> tuple[object, object]:
@@ -181,7 +182,7 @@ def test_am_stopped_and_continued(cluster: tuple[GitSite, Ledger]) -> None:
     continued = time.monotonic()
     for push, proc in zip(waiting, procs, strict=True):
         ledger.collect(push, proc)
-    wait_for(lambda: ledger.push().acknowledged, 20, "a push to go through after SIGCONT")
+    wait_until(lambda: ledger.push().acknowledged, 30, "a push to go through after SIGCONT")
     assert time.monotonic() - continued < 20
     counts = verdict(ledger)
     assert counts["acknowledged"] >= 1
@@ -276,14 +277,16 @@ def test_repositories_full(full_site: tuple[GitSite, Ledger], disks: dict[str, T
     disks["repos"].fill()
     keys_before = site.keys_file.read_text()
     bob = site.add_user("bob", wait=False)
-    wait_for(lambda: site.status()["keys_error"], 10, "af to report the keys file it cannot write")
+    wait_until(
+        lambda: site.status()["keys_error"], 30, "af to report the keys file it cannot write"
+    )
     assert site.keys_file.read_text() == keys_before
     site.stop_af(signal.SIGKILL)
     site.start_af()  # starts on a full disk
     clone = site.clone(ledger.user, REPO, ledger.work.parent / "clone", check=False)
     assert clone.returncode == 0, clone.stderr
     disks["repos"].release()
-    wait_for(lambda: bob.pub.split()[1] in site.keys_file.read_text(), 15, "bob's key written")
+    wait_until(lambda: bob.pub.split()[1] in site.keys_file.read_text(), 30, "bob's key written")
     ledger.push()
     verdict(ledger, acknowledged=1, refused=1)
 

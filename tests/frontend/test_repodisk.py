@@ -226,13 +226,18 @@ def test_confinement(disk: RepoDisk, tmp_path: Path) -> None:
         lambda: disk.path("evil/x"),
         lambda: disk.exists("evil/x"),
     ):
-        with pytest.raises(CommandRefused, match="outside"):
+        with pytest.raises(CommandRefused, match="not its own directory"):
             op()
     assert os.listdir(outside) == []
     disk.create("team/a")
     with pytest.raises(CommandRefused):
         disk.rename("team/a", "evil/a")
     assert disk.exists("team/a")
+    # A link inside the root is no repository of its own either, nor listed.
+    os.symlink(os.path.join("..", "team", "a.git"), os.path.join(disk.root, "team", "alias.git"))
+    with pytest.raises(CommandRefused, match="not its own directory"):
+        disk.exists("team/alias")
+    assert disk.list() == ["team/a"]
     for bad in ["../x", "a/b/c", "/etc/passwd", ".x/y", "a/b.git"]:
         with pytest.raises(CommandRefused):
             disk.create(bad)

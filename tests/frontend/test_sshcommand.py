@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -209,7 +210,7 @@ def test_resolve_refuses_owner_symlink_out(tmp_path) -> None:
     outside = tmp_path / "outside"
     (outside / "p.git").mkdir(parents=True)
     (root / "evil").symlink_to(outside)
-    with pytest.raises(CommandRefused, match="outside"):
+    with pytest.raises(CommandRefused, match="not its own directory"):
         resolve_repo_path(str(root), "evil/p")
 
 
@@ -217,7 +218,7 @@ def test_resolve_refuses_repo_symlink_out(tmp_path) -> None:
     root = tmp_path / "repos"
     (root / "team").mkdir(parents=True)
     (root / "team" / "p.git").symlink_to("/etc")
-    with pytest.raises(CommandRefused, match="outside"):
+    with pytest.raises(CommandRefused, match="not its own directory"):
         resolve_repo_path(str(root), "team/p")
 
 
@@ -227,24 +228,37 @@ def test_resolve_refuses_symlink_to_root_sibling_with_common_prefix(tmp_path) ->
     sibling = tmp_path / "repos-evil"
     sibling.mkdir()
     (root / "team" / "p.git").symlink_to(sibling)
-    with pytest.raises(CommandRefused, match="outside"):
+    with pytest.raises(CommandRefused, match="not its own directory"):
         resolve_repo_path(str(root), "team/p")
 
 
-def test_resolve_allows_symlink_inside_root_and_symlinked_root(tmp_path) -> None:
+def test_resolve_allows_a_symlinked_root(tmp_path) -> None:
     real_root = tmp_path / "real"
     (real_root / "team" / "p.git").mkdir(parents=True)
-    (real_root / "alias").symlink_to(real_root / "team")
     link_root = tmp_path / "link"
     link_root.symlink_to(real_root)
-    assert resolve_repo_path(str(link_root), "alias/p") == str(link_root / "alias" / "p.git")
+    assert resolve_repo_path(str(link_root), "team/p") == str(link_root / "team" / "p.git")
+
+
+def test_resolve_refuses_symlinks_inside_the_root(tmp_path) -> None:
+    """bob/alias.git -> ../alice/secret.git must not serve alice's repository
+    to whoever may read bob's; nor a whole owner directory linked to another."""
+    root = tmp_path / "repos"
+    (root / "alice" / "secret.git").mkdir(parents=True)
+    (root / "bob").mkdir()
+    (root / "bob" / "alias.git").symlink_to(Path("..") / "alice" / "secret.git")
+    (root / "carol").symlink_to("alice")
+    for repo in ("bob/alias", "carol/secret"):
+        with pytest.raises(CommandRefused, match="not its own directory"):
+            resolve_repo_path(str(root), repo)
+    assert resolve_repo_path(str(root), "alice/secret") == str(root / "alice" / "secret.git")
 
 
 def test_resolve_refuses_dangling_symlink_out(tmp_path) -> None:
     root = tmp_path / "repos"
     (root / "team").mkdir(parents=True)
     (root / "team" / "p.git").symlink_to(tmp_path / "not-yet")
-    with pytest.raises(CommandRefused, match="outside"):
+    with pytest.raises(CommandRefused, match="not its own directory"):
         resolve_repo_path(str(root), "team/p")
 
 

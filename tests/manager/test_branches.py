@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from applikant.manager.base import Event
 from applikant.manager.errors import BadRequest, NotFound
-from applikant.manager.models import RefUpdate
-from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store import SYSTEM, Event, Store
+from applikant.schema.hooks import RefUpdate
 
 Z = "0" * 40
 A = "a" * 40
@@ -17,39 +16,41 @@ B = "b" * 40
 @pytest.fixture
 def repo(store: Store, alice: str, bob: str, root: str) -> str:
     """alice owns alice/app; bob can write; carol can read."""
-    store.create_repo("alice/app", actor=SYSTEM)
-    store.grant("alice/app", bob, "write", actor=SYSTEM)
-    carol = store.add_user("carol", actor=SYSTEM).id
-    store.grant("alice/app", carol, "read", actor=SYSTEM)
-    store.protect_branch("alice/app", "main", actor=SYSTEM)
-    store.protect_branch("alice/app", "refs/heads/release/*", actor=SYSTEM, admins_only=True)
+    store.repos.create("alice/app", actor=SYSTEM)
+    store.access.grant("alice/app", bob, "write", actor=SYSTEM)
+    carol = store.users.add("carol", actor=SYSTEM).id
+    store.access.grant("alice/app", carol, "read", actor=SYSTEM)
+    store.branches.protect("alice/app", "main", actor=SYSTEM)
+    store.branches.protect("alice/app", "refs/heads/release/*", actor=SYSTEM, admins_only=True)
     return "alice/app"
 
 
 def decide(
     store: Store, user: str | None, ref: str, old: str, new: str, ff: bool | None = None
 ) -> str:
-    d = store.decide_ref_update(user, "alice/app", ref, old, new, ff)
+    d = store.branches.decide_ref(user, "alice/app", ref, old, new, ff)
     return "ok" if d.allowed else d.reason
 
 
 def test_protect_list_unprotect(store: Store, alice: str, events: list[Event]) -> None:
-    store.create_repo("alice/app", actor=SYSTEM)
+    store.repos.create("alice/app", actor=SYSTEM)
     events.clear()
-    rule = store.protect_branch("alice/app", "release/*", actor=alice)
+    rule = store.branches.protect("alice/app", "release/*", actor=alice)
     assert (rule.pattern, rule.admins_only) == ("release/*", False)
-    assert store.protect_branch("alice/app", "release/*", actor=alice, admins_only=True).admins_only
-    assert [(p.pattern, p.admins_only) for p in store.list_protected("alice/app")] == [
+    assert store.branches.protect(
+        "alice/app", "release/*", actor=alice, admins_only=True
+    ).admins_only
+    assert [(p.pattern, p.admins_only) for p in store.branches.rules("alice/app")] == [
         ("release/*", True)
     ]
-    store.unprotect_branch("alice/app", "refs/heads/release/*", actor=alice)
-    assert store.list_protected("alice/app") == []
+    store.branches.unprotect("alice/app", "refs/heads/release/*", actor=alice)
+    assert store.branches.rules("alice/app") == []
     with pytest.raises(NotFound, match="no protection rule"):
-        store.unprotect_branch("alice/app", "main", actor=alice)
+        store.branches.unprotect("alice/app", "main", actor=alice)
     with pytest.raises(BadRequest):
-        store.protect_branch("alice/app", "bad pattern", actor=alice)
+        store.branches.protect("alice/app", "bad pattern", actor=alice)
     with pytest.raises(NotFound):
-        store.protect_branch("alice/none", "main", actor=alice)
+        store.branches.protect("alice/none", "main", actor=alice)
     assert [e["kind"] for e in events] == [
         "branch.protected",
         "branch.protected",
@@ -58,10 +59,10 @@ def test_protect_list_unprotect(store: Store, alice: str, events: list[Event]) -
 
 
 def test_write_needed(store: Store, repo: str) -> None:
-    carol = store.get_user("carol").id
+    carol = store.users.get("carol").id
     assert (
         decide(store, carol, "refs/heads/topic", A, B, True)
-        == f"{carol} has no write access to alice/app"
+        == "carol has no write access to alice/app"
     )
     assert "does not exist or you have no write access" in decide(
         store, None, "refs/heads/topic", A, B, True
@@ -117,10 +118,10 @@ def test_tags(store: Store, repo: str, bob: str, alice: str) -> None:
 def test_many_refs_at_once(store: Store, repo: str, bob: str) -> None:
     updates = [RefUpdate(refname=f"refs/heads/b{i}", old=Z, new=A) for i in range(100)]
     updates.append(RefUpdate(refname="refs/heads/main", old=A, new=B, is_fast_forward=False))
-    decisions = store.decide_ref_updates(bob, "alice/app", updates)
+    decisions = store.branches.decide(bob, "alice/app", updates)
     assert [d.allowed for d in decisions] == [True] * 100 + [False]
     as_dicts = [u.model_dump() for u in updates[:2]]
-    assert all(d.allowed for d in store.decide_ref_updates(bob, "alice/app", as_dicts))
+    assert all(d.allowed for d in store.branches.decide(bob, "alice/app", as_dicts))
 
 
 @pytest.mark.parametrize(
@@ -135,9 +136,9 @@ def test_many_refs_at_once(store: Store, repo: str, bob: str) -> None:
 )
 def test_malformed_updates(store: Store, repo: str, bob: str, ref: str, old: str, new: str) -> None:
     with pytest.raises(BadRequest):
-        store.decide_ref_update(bob, "alice/app", ref, old, new, True)
+        store.branches.decide_ref(bob, "alice/app", ref, old, new, True)
 
 
 def test_malformed_update_dict(store: Store, repo: str, bob: str) -> None:
     with pytest.raises(BadRequest, match="malformed ref update"):
-        store.decide_ref_updates(bob, "alice/app", [{"refname": "refs/heads/x"}])
+        store.branches.decide(bob, "alice/app", [{"refname": "refs/heads/x"}])

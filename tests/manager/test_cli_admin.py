@@ -5,11 +5,18 @@ SIGKILL of am."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.am import Am
 from tests.manager.helpers import RealKeys
+
+# Each test runs a few dozen CLI processes (a Python start each) one after the other.
+pytestmark = pytest.mark.timeout(300)
 
 
 def ok(am: Am, *args: str, input: str | None = None) -> str:
@@ -138,7 +145,10 @@ def test_repos_perms_branches_audit(am: Am) -> None:
 
     entries = js(am, "audit", "--repo", "cli-owner/app2", "--limit", "3")
     assert [e["action"] for e in entries] == ["repo.delete", "perm.revoke", "branch.unprotect"]
-    assert all(e["actor"] == "system" and e["node"].startswith("cli_") for e in entries)
+    # Recorded as the OS user who ran the command, not as `system`.
+    me = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
+    assert all(e["actor"] == me and e["node"].startswith("cli_") for e in entries)
+    assert me in ok(am, "audit", "--repo", "cli-owner/app2", "--limit", "1")
     assert [e["action"] for e in js(am, "audit", "--action", "perm")][:2] == [
         "perm.revoke",
         "perm.grant",
@@ -174,8 +184,43 @@ def test_tokens(am: Am) -> None:
     made = js(am, "token", "create", user["id"], "-t", "ci")
     listed = js(am, "token", "list", "cli-tok")
     assert [t["title"] for t in listed] == ["deploy", "ci"] and "token" not in listed[0]
-    assert "deploy" in ok(am, "token", "list", "cli-tok")
+    table = ok(am, "token", "list", "cli-tok")
+    assert "deploy" in table and "cli-tok" in table and user["id"] not in table  # by login
     assert made["id"] in ok(am, "token", "rm", "cli-tok", made["id"])
     assert am.users("verify_token", token=made["token"]) is None
     assert "no token" in refused(am, "token", "rm", "cli-tok", made["id"])
     assert "title" in refused(am, "token", "create", "cli-tok", "--title", "")
+
+
+def test_user_edit_and_rm(am: Am) -> None:
+    ok(am, "user", "add", "cli-leaver", "--no-password")
+    ok(am, "user", "add", "cli-heir", "--no-password")
+    edited = js(am, "user", "edit", "cli-leaver", "--name", "Lee Ver", "--email", "lee@example.org")
+    assert (edited["display_name"], edited["email"]) == ("Lee Ver", "lee@example.org")
+    assert "nothing to change: give --name or --email" in refused(am, "user", "edit", "cli-leaver")
+    assert "email" in refused(am, "user", "edit", "cli-leaver", "--email", "not-an-email")
+    ok(am, "repo", "create", "cli-leaver/one")
+    ok(am, "repo", "create", "cli-leaver/two")
+    ok(am, "repo", "create", "cli-heir/two")
+    # Refused while it owns repositories, naming them; nothing changes.
+    said = refused(am, "user", "rm", "cli-leaver", "--yes")
+    assert (
+        "owns 2 repositories (cli-leaver/one, cli-leaver/two)" in said and "--transfer-to" in said
+    )
+    # A transfer that clashes (cli-heir/two exists) changes nothing either.
+    assert "already exists" in refused(
+        am, "user", "rm", "cli-leaver", "--transfer-to", "cli-heir", "--yes"
+    )
+    assert am.repos("get_repo", repo="cli-leaver/one")
+    am.repos("delete_repo", repo="cli-heir/two", actor="system")
+    done = js(am, "user", "rm", "cli-leaver", "--transfer-to", "cli-heir", "--yes")
+    assert done["user"]["login"] == "cli-leaver"
+    assert done["transferred"] == ["cli-heir/one", "cli-heir/two"]
+    assert am.repos("get_repo", repo="cli-heir/one")["full_name"] == "cli-heir/one"
+    assert "no user named 'cli-leaver'" in refused(am, "user", "show", "cli-leaver")
+    deleted = js(am, "audit", "--action", "user.delete", "--limit", "1")[0]
+    assert deleted["details"]["login"] == "cli-leaver" and deleted["actor"].startswith("cli:")
+    # The login can be taken again, by a new account.
+    again = js(am, "user", "add", "cli-leaver", "--no-password")
+    assert again["id"] != done["user"]["id"]
+    assert "deleted cli-leaver" in ok(am, "user", "rm", "cli-leaver", "--yes")

@@ -20,8 +20,8 @@ CHILD = textwrap.dedent(
 
     store = Store(sys.argv[1], passwords=Passwords(fast=True))
     for i in range(int(sys.argv[2])):
-        store.add_user(f"user{i}", actor=SYSTEM)
-        store.create_repo(f"user{i}/repo", actor=SYSTEM)
+        store.users.add(f"user{i}", actor=SYSTEM)
+        store.repos.create(f"user{i}/repo", actor=SYSTEM)
     print("acked", flush=True)
     time.sleep(60)
     """
@@ -53,7 +53,7 @@ def test_acknowledged_change_survives_sigkill(tmp_path: Path) -> None:
     # The WAL was not checkpointed; reopening must replay it.
     assert Path(path + "-wal").exists()
     with Store(path, passwords=Passwords(fast=True)) as store:
-        assert store.get_user("user19").login == "user19"
-        assert store.get_repo("user19/repo").full_name == "user19/repo"
-        assert store.counts().users == 20
-        assert len(store.query_audit(action="repo.create", limit=100)) == 20
+        assert store.users.get("user19").login == "user19"
+        assert store.repos.get("user19/repo").full_name == "user19/repo"
+        assert store.audit.counts().users == 20
+        assert len(store.audit.query(action="repo.create", limit=100)) == 20

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from applikant.manager.base import Event
 from applikant.manager.errors import BadRequest, Conflict, NotFound
-from applikant.manager.store import SYSTEM, Store
-from tests.manager.helpers import RealKeys, random_ed25519_line
+from applikant.manager.store import SYSTEM, Event, Store
+from tests.manager.helpers import RealKeys, plan, random_ed25519_line, scans_a_table, uses_index
 
 
 def test_add_list_get_remove(
@@ -15,15 +14,15 @@ def test_add_list_get_remove(
 ) -> None:
     events.clear()
     text = real_keys.public("ed", "ed25519")
-    key = store.add_key(alice, text, actor=SYSTEM, node="aw@web")
+    key = store.keys.add(alice, text, actor=SYSTEM, node="aw@web")
     bits, fingerprint, _ = real_keys.keygen_fingerprint("ed")
     assert (key.user, key.login, key.fingerprint, key.bits) == (alice, "alice", fingerprint, bits)
     assert key.title == "ed@test" and key.key_type == "ssh-ed25519"
     assert key.public_key == text.strip() and key.last_used_at is None
-    assert store.list_keys("alice") == [key]
-    assert store.get_key(key.id) == key == store.get_key(fingerprint)
-    assert store.find_key_by_fingerprint(fingerprint) == key
-    assert store.all_keys() == [key]
+    assert store.keys.of("alice") == [key]
+    assert store.keys.get(key.id) == key == store.keys.get(fingerprint)
+    assert store.keys.find(fingerprint) == key
+    assert store.keys.all() == [key]
     assert events == [
         {
             "kind": "key.added",
@@ -33,125 +32,124 @@ def test_add_list_get_remove(
             "fingerprint": fingerprint,
         }
     ]
-    (entry,) = store.query_audit(action="key")
+    (entry,) = store.audit.query(action="key")
     assert (
         entry.action == "key.add"
         and entry.node == "aw@web"
         and entry.details["fingerprint"] == fingerprint
     )
 
-    removed = store.remove_key(key.id, actor=SYSTEM)
+    removed = store.keys.remove(key.id, actor=SYSTEM)
     assert removed == key
-    assert store.list_keys(alice) == [] and store.find_key_by_fingerprint(fingerprint) is None
+    assert store.keys.of(alice) == [] and store.keys.find(fingerprint) is None
     assert events[-1]["kind"] == "key.removed" and events[-1]["fingerprint"] == fingerprint
 
 
 def test_title(store: Store, alice: str) -> None:
-    assert store.add_key(alice, random_ed25519_line(""), actor=SYSTEM).title == "ssh-ed25519 key"
+    assert store.keys.add(alice, random_ed25519_line(""), actor=SYSTEM).title == "ssh-ed25519 key"
     assert (
-        store.add_key(alice, random_ed25519_line("c"), actor=SYSTEM, title="laptop").title
+        store.keys.add(alice, random_ed25519_line("c"), actor=SYSTEM, title="laptop").title
         == "laptop"
     )
     with pytest.raises(BadRequest, match="title"):
-        store.add_key(alice, random_ed25519_line(), actor=SYSTEM, title="x" * 129)
+        store.keys.add(alice, random_ed25519_line(), actor=SYSTEM, title="x" * 129)
 
 
 def test_garbage_and_short_rsa_change_nothing(
     store: Store, alice: str, real_keys: RealKeys
 ) -> None:
     with pytest.raises(BadRequest, match="2048"):
-        store.add_key(alice, real_keys.public("rsa1024", "rsa", 1024), actor=SYSTEM)
+        store.keys.add(alice, real_keys.public("rsa1024", "rsa", 1024), actor=SYSTEM)
     with pytest.raises(BadRequest, match="private key"):
-        store.add_key(alice, real_keys.make("ed", "ed25519").read_text(), actor=SYSTEM)
+        store.keys.add(alice, real_keys.make("ed", "ed25519").read_text(), actor=SYSTEM)
     with pytest.raises(BadRequest):
-        store.add_key(alice, "garbage", actor=SYSTEM)
-    assert store.list_keys(alice) == [] and store.query_audit(action="key") == []
+        store.keys.add(alice, "garbage", actor=SYSTEM)
+    assert store.keys.of(alice) == [] and store.audit.query(action="key") == []
 
 
 def test_unknown_user(store: Store) -> None:
     with pytest.raises(NotFound, match="no user named 'ghost'"):
-        store.add_key("ghost", random_ed25519_line(), actor=SYSTEM)
+        store.keys.add("ghost", random_ed25519_line(), actor=SYSTEM)
 
 
 def test_duplicate_key_names_owner_only_to_admins(
     store: Store, alice: str, bob: str, root: str
 ) -> None:
     line = random_ed25519_line()
-    store.add_key(alice, line, actor=alice)
+    store.keys.add(alice, line, actor=alice)
     with pytest.raises(Conflict) as info:
-        store.add_key(bob, line, actor=bob)
+        store.keys.add(bob, line, actor=bob)
     assert info.value.message == (
         "the key is already registered to another account; use a different key, or ask an admin"
     )
     assert "alice" not in info.value.message
     with pytest.raises(Conflict, match=r"another account: alice \(user-1\)"):
-        store.add_key(bob, line, actor=root)
+        store.keys.add(bob, line, actor=root)
     with pytest.raises(Conflict, match="alice"):
-        store.add_key(bob, line, actor=SYSTEM)
+        store.keys.add(bob, line, actor=SYSTEM)
     with pytest.raises(Conflict, match="already registered to alice as"):
-        store.add_key(alice, line, actor=alice)
+        store.keys.add(alice, line, actor=alice)
     # A disabled admin is no admin.
-    store.disable_user(root, actor=SYSTEM)
+    store.users.disable(root, actor=SYSTEM)
     with pytest.raises(Conflict) as info:
-        store.add_key(bob, line, actor=root)
+        store.keys.add(bob, line, actor=root)
     assert "alice" not in info.value.message
-    assert store.list_keys(bob) == []
+    assert store.keys.of(bob) == []
 
 
 def test_remove_own_key_only(store: Store, alice: str, bob: str) -> None:
-    key = store.add_key(alice, random_ed25519_line(), actor=alice)
+    key = store.keys.add(alice, random_ed25519_line(), actor=alice)
     with pytest.raises(NotFound, match="bob has no key"):
-        store.remove_key(key.id, actor=bob, user=bob)
-    store.remove_key(key.fingerprint, actor=alice, user=alice)
+        store.keys.remove(key.id, actor=bob, user=bob)
+    store.keys.remove(key.fingerprint, actor=alice, user=alice)
     with pytest.raises(NotFound):
-        store.remove_key(key.id, actor=SYSTEM)
+        store.keys.remove(key.id, actor=SYSTEM)
     with pytest.raises(BadRequest):
-        store.get_key("whatever")
+        store.keys.get("whatever")
 
 
 def test_disabled_users_keys_hidden_from_sshd(store: Store, alice: str, bob: str) -> None:
-    ka = store.add_key(alice, random_ed25519_line(), actor=SYSTEM)
-    kb = store.add_key(bob, random_ed25519_line(), actor=SYSTEM)
-    store.disable_user(alice, actor=SYSTEM)
-    assert store.find_key_by_fingerprint(ka.fingerprint) is None
-    assert store.find_key_by_fingerprint(ka.fingerprint, include_disabled=True) == ka
-    assert store.all_keys() == [kb]
-    assert store.all_keys(include_disabled=True) == [ka, kb]
+    ka = store.keys.add(alice, random_ed25519_line(), actor=SYSTEM)
+    kb = store.keys.add(bob, random_ed25519_line(), actor=SYSTEM)
+    store.users.disable(alice, actor=SYSTEM)
+    assert store.keys.find(ka.fingerprint) is None
+    assert store.keys.find(ka.fingerprint, include_disabled=True) == ka
+    assert store.keys.all() == [kb]
+    assert store.keys.all(include_disabled=True) == [ka, kb]
 
 
 def test_touch_last_used(store: Store, alice: str) -> None:
-    key = store.add_key(alice, random_ed25519_line(), actor=SYSTEM)
-    store.touch_key(key.fingerprint)
-    assert store.get_key(key.id).last_used_at is not None
-    store.touch_key("SHA256:unknown")  # harmless
+    key = store.keys.add(alice, random_ed25519_line(), actor=SYSTEM)
+    store.keys.touch(key.fingerprint)
+    assert store.keys.get(key.id).last_used_at is not None
+    store.keys.touch("SHA256:unknown")  # harmless
 
 
 def test_find_by_fingerprint_uses_the_index(store: Store) -> None:
-    from applikant.manager.keys import FIND_KEY_SQL
+    from applikant.manager.store.keys import FIND_KEY_SQL
 
-    plan = store._conn.execute("EXPLAIN QUERY PLAN " + FIND_KEY_SQL, ("SHA256:x",)).fetchall()
-    details = [row["detail"] for row in plan]
-    assert any("USING INDEX" in d and "ssh_keys" in d for d in details), details
-    assert not any(d.startswith("SCAN") for d in details), details
+    steps = plan(store, FIND_KEY_SQL, ("SHA256:x",))
+    assert uses_index(steps, "ssh_keys"), steps
+    assert not scans_a_table(steps), steps
 
 
 def test_update_title_keeps_the_key(
     store: Store, alice: str, bob: str, events: list[Event]
 ) -> None:
-    key = store.add_key(alice, random_ed25519_line(), actor=SYSTEM, title="old")
+    key = store.keys.add(alice, random_ed25519_line(), actor=SYSTEM, title="old")
     events.clear()
-    changed = store.update_key(key.id, "  laptop  ", actor=alice, user=alice)
+    changed = store.keys.update(key.id, "  laptop  ", actor=alice, user=alice)
     assert changed.id == key.id and changed.fingerprint == key.fingerprint
-    assert changed.title == "laptop" and store.get_key(key.id).title == "laptop"
-    entry = store.query_audit(action="key.update", limit=1)[0]
+    assert changed.title == "laptop" and store.keys.get(key.id).title == "laptop"
+    entry = store.audit.query(action="key.update", limit=1)[0]
     assert entry.details["old_title"] == "old" and entry.details["title"] == "laptop"
     assert [e["kind"] for e in events] == ["key.updated"]
     # Someone else's key is not found; bad titles are refused; nothing changes.
     with pytest.raises(NotFound):
-        store.update_key(key.id, "mine now", actor=bob, user=bob)
+        store.keys.update(key.id, "mine now", actor=bob, user=bob)
     for bad in ("", "  ", "x" * 129, "a\nb"):
         with pytest.raises(BadRequest):
-            store.update_key(key.id, bad, actor=SYSTEM)
+            store.keys.update(key.id, bad, actor=SYSTEM)
     with pytest.raises(NotFound):
-        store.update_key("key-99999", "x", actor=SYSTEM)
-    assert store.get_key(key.id).title == "laptop"
+        store.keys.update("key-99999", "x", actor=SYSTEM)
+    assert store.keys.get(key.id).title == "laptop"

@@ -1,59 +1,72 @@
-"""The models at the service boundary: JSON round trips, and inputs that fit the store."""
+"""The schema at the service boundary: results survive msgpack, and the bodies
+people send fit the store methods that take them."""
 
 from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 import pytest
 
-from applikant.manager import models
 from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store.access import Access
+from applikant.manager.store.audit import Audit
+from applikant.manager.store.branches import Branches
+from applikant.manager.store.groups import Groups
+from applikant.manager.store.keys import Keys
+from applikant.manager.store.repos import Repos
+from applikant.manager.store.tokens import Tokens
+from applikant.manager.store.users import Users
+from applikant.schema import repos, users
 from tests.manager.helpers import random_ed25519_line
 
-INPUTS = [
-    (models.NewUser, "add_user"),
-    (models.UserChanges, "update_user"),
-    (models.NewKey, "add_key"),
-    (models.NewRepo, "create_repo"),
-    (models.RepoChanges, "update_repo"),
-    (models.GrantRequest, "grant"),
-    (models.BranchRule, "protect_branch"),
-    (models.AuditQuery, "query_audit"),
+INPUTS: list[tuple[type, Callable[..., Any]]] = [
+    (users.NewUser, Users.add),
+    (users.UserChanges, Users.update),
+    (users.NewKey, Keys.add),
+    (users.NewToken, Tokens.create),
+    (users.NewGroup, Groups.create),
+    (repos.RepoSettings, Repos.create),
+    (repos.RepoChanges, Repos.update),
+    (repos.GrantLevel, Access.grant),
+    (repos.BranchRule, Branches.protect),
+    (repos.AuditFilter, Audit.query),
 ]
 
 
 @pytest.mark.parametrize(("model", "method"), INPUTS)
-def test_input_fields_are_method_parameters(model: type, method: str) -> None:
-    params = inspect.signature(getattr(Store, method)).parameters
+def test_input_fields_are_method_parameters(model: type, method: Callable[..., Any]) -> None:
+    params = inspect.signature(method).parameters
     assert set(model.model_fields) <= set(params), set(model.model_fields) - set(params)
 
 
 def test_outputs_survive_msgpack(store: Store) -> None:
-    req = models.NewUser(login="alice", password="alice-password")
+    req = users.NewUser(login="alice", password="alice-password")
     assert "alice-password" not in repr(req)
-    alice = store.add_user(**req.model_dump(), actor=SYSTEM)
-    key = store.add_key(
-        **models.NewKey(user=alice.id, key=random_ed25519_line()).model_dump(), actor=SYSTEM
+    alice = store.users.add(**req.model_dump(), actor=SYSTEM)
+    key = store.keys.add(
+        alice.id, **users.NewKey(key=random_ed25519_line()).model_dump(), actor=SYSTEM
     )
-    repo = store.create_repo(**models.NewRepo(path="alice/app").model_dump(), actor=SYSTEM)
-    store.protect_branch(
-        **models.BranchRule(repo="alice/app", pattern="main").model_dump(), actor=SYSTEM
+    repo = store.repos.create("alice/app", **repos.RepoSettings().model_dump(), actor=SYSTEM)
+    store.branches.protect(
+        "alice/app", **repos.BranchRule(pattern="main").model_dump(), actor=SYSTEM
     )
     outputs = [
         alice,
         key,
         repo,
-        store.list_protected("alice/app")[0],
-        store.grant(
-            **models.GrantRequest(repo="alice/app", grantee="alice", level="read").model_dump(),
-            actor=SYSTEM,
+        store.branches.rules("alice/app")[0],
+        store.access.grant(
+            "alice/app", "alice", **repos.GrantLevel(level="read").model_dump(), actor=SYSTEM
         ),
-        store.query_audit(**models.AuditQuery(limit=1).model_dump())[0],
-        store.check_access(alice.id, "alice/app", "write"),
-        store.counts(),
-        store.create_group("team", actor=SYSTEM),
+        store.audit.query(**repos.AuditFilter(limit=1).model_dump())[0],
+        store.access.check(alice.id, "alice/app", "write"),
+        store.audit.counts(),
+        store.groups.create("team", actor=SYSTEM),
+        store.tokens.create(alice.id, "ci", actor=SYSTEM),
     ]
     for out in outputs:
         wire = msgpack.packb(out.model_dump(mode="json"))
@@ -67,9 +80,9 @@ def test_threads_one_at_a_time(store: Store) -> None:
     def work(n: int) -> None:
         try:
             for i in range(20):
-                user = store.add_user(f"t{n}x{i}", actor=SYSTEM)
-                store.create_repo(f"t{n}x{i}/r", actor=SYSTEM)
-                assert store.check_access(user.id, f"t{n}x{i}/r", "admin").allowed
+                user = store.users.add(f"t{n}x{i}", actor=SYSTEM)
+                store.repos.create(f"t{n}x{i}/r", actor=SYSTEM)
+                assert store.access.check(user.id, f"t{n}x{i}/r", "admin").allowed
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -79,4 +92,4 @@ def test_threads_one_at_a_time(store: Store) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert store.counts().users == 80 and store.counts().repos == 80
+    assert store.audit.counts().users == 80 and store.audit.counts().repos == 80

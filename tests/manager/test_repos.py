@@ -7,24 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from applikant.manager.base import Event
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.passwords import Passwords
-from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store import SYSTEM, Event, Store
 
 FAST = Passwords(fast=True)
 
 
 def test_create_get_update(store: Store, alice: str, events: list[Event]) -> None:
     events.clear()
-    repo = store.create_repo("alice/project.git", actor=alice, description="a thing")
+    repo = store.repos.create("alice/project.git", actor=alice, description="a thing")
     assert (repo.id, repo.full_name, repo.owner_kind) == ("repo-1", "alice/project", "user")
     assert (repo.is_public, repo.default_branch, repo.description) == (False, "main", "a thing")
-    assert store.get_repo("alice/project") == repo == store.get_repo("/ALICE/Project.git")
+    assert store.repos.get("alice/project") == repo == store.repos.get("/ALICE/Project.git")
     assert events == [{"kind": "repo.created", "repo": "alice/project", "id": "repo-1"}]
-    repo = store.update_repo("alice/project", actor=alice, is_public=True, default_branch="trunk")
+    repo = store.repos.update("alice/project", actor=alice, is_public=True, default_branch="trunk")
     assert repo.is_public and repo.default_branch == "trunk" and repo.description == "a thing"
-    (entry,) = store.query_audit(action="repo.update")
+    (entry,) = store.audit.query(action="repo.update")
     assert entry.details == {"is_public": True, "default_branch": "trunk"}
     assert entry.repo == "alice/project" and entry.actor == alice
 
@@ -44,86 +43,86 @@ def test_create_get_update(store: Store, alice: str, events: list[Event]) -> Non
 )
 def test_bad_create(store: Store, alice: str, path: str, error: type) -> None:
     with pytest.raises(error):
-        store.create_repo(path, actor=SYSTEM)
-    assert store.list_repos() == [] and store.query_audit(action="repo") == []
+        store.repos.create(path, actor=SYSTEM)
+    assert store.repos.all() == [] and store.audit.query(action="repo") == []
 
 
 def test_bad_fields(store: Store, alice: str) -> None:
     with pytest.raises(BadRequest):
-        store.create_repo("alice/x", actor=SYSTEM, default_branch="a..b")
+        store.repos.create("alice/x", actor=SYSTEM, default_branch="a..b")
     with pytest.raises(BadRequest):
-        store.create_repo("alice/x", actor=SYSTEM, is_public="yes")  # type: ignore[arg-type]
-    store.create_repo("alice/x", actor=SYSTEM)
+        store.repos.create("alice/x", actor=SYSTEM, is_public="yes")  # type: ignore[arg-type]
+    store.repos.create("alice/x", actor=SYSTEM)
     with pytest.raises(BadRequest):
-        store.update_repo("alice/x", actor=SYSTEM, description="x" * 2000)
+        store.repos.update("alice/x", actor=SYSTEM, description="x" * 2000)
     with pytest.raises(NotFound, match="no repository alice/y"):
-        store.update_repo("alice/y", actor=SYSTEM, description="d")
+        store.repos.update("alice/y", actor=SYSTEM, description="d")
 
 
 def test_duplicate_case_insensitive(store: Store, alice: str) -> None:
-    store.create_repo("alice/App", actor=SYSTEM)
+    store.repos.create("alice/App", actor=SYSTEM)
     with pytest.raises(Conflict, match="alice/App already exists"):
-        store.create_repo("ALICE/app.git", actor=SYSTEM)
+        store.repos.create("ALICE/app.git", actor=SYSTEM)
 
 
 def test_group_owned(store: Store) -> None:
-    store.create_group("team", actor=SYSTEM)
-    assert store.create_repo("team/app", actor=SYSTEM).owner_kind == "group"
+    store.groups.create("team", actor=SYSTEM)
+    assert store.repos.create("team/app", actor=SYSTEM).owner_kind == "group"
 
 
 def test_rename_and_move(store: Store, alice: str, events: list[Event]) -> None:
-    store.create_group("team", actor=SYSTEM)
-    store.create_repo("alice/app", actor=SYSTEM)
-    store.grant("alice/app", "team", "read", actor=SYSTEM)
-    store.protect_branch("alice/app", "main", actor=SYSTEM)
+    store.groups.create("team", actor=SYSTEM)
+    store.repos.create("alice/app", actor=SYSTEM)
+    store.access.grant("alice/app", "team", "read", actor=SYSTEM)
+    store.branches.protect("alice/app", "main", actor=SYSTEM)
     events.clear()
-    moved = store.rename_repo("alice/app", "team/service.git", actor=SYSTEM)
+    moved = store.repos.rename("alice/app", "team/service.git", actor=SYSTEM)
     assert moved.full_name == "team/service" and moved.id == "repo-1"
     assert events == [
         {"kind": "repo.renamed", "id": "repo-1", "old": "alice/app", "new": "team/service"}
     ]
-    assert [g.grantee for g in store.list_grants("team/service")] == ["team"]
-    assert [p.pattern for p in store.list_protected("team/service")] == ["main"]
+    assert [g.grantee for g in store.access.grants("team/service")] == ["team"]
+    assert [p.pattern for p in store.branches.rules("team/service")] == ["main"]
     with pytest.raises(NotFound):
-        store.get_repo("alice/app")
-    assert store.rename_repo("team/service", "team/Service", actor=SYSTEM).name == "Service"
-    store.create_repo("alice/other", actor=SYSTEM)
+        store.repos.get("alice/app")
+    assert store.repos.rename("team/service", "team/Service", actor=SYSTEM).name == "Service"
+    store.repos.create("alice/other", actor=SYSTEM)
     with pytest.raises(Conflict):
-        store.rename_repo("alice/other", "team/service", actor=SYSTEM)
+        store.repos.rename("alice/other", "team/service", actor=SYSTEM)
     with pytest.raises(NotFound, match="no user or group named 'ghost'"):
-        store.rename_repo("alice/other", "ghost/x", actor=SYSTEM)
+        store.repos.rename("alice/other", "ghost/x", actor=SYSTEM)
     with pytest.raises(BadRequest):
-        store.rename_repo("alice/other", "alice/../x", actor=SYSTEM)
+        store.repos.rename("alice/other", "alice/../x", actor=SYSTEM)
 
 
 def test_delete(store: Store, alice: str, bob: str, events: list[Event]) -> None:
-    store.create_repo("alice/app", actor=SYSTEM)
-    store.grant("alice/app", bob, "write", actor=SYSTEM)
+    store.repos.create("alice/app", actor=SYSTEM)
+    store.access.grant("alice/app", bob, "write", actor=SYSTEM)
     events.clear()
-    assert store.delete_repo("alice/app.git", actor=SYSTEM).full_name == "alice/app"
+    assert store.repos.delete("alice/app.git", actor=SYSTEM).full_name == "alice/app"
     assert events == [{"kind": "repo.deleted", "repo": "alice/app", "id": "repo-1"}]
-    assert store.list_repos() == []
+    assert store.repos.all() == []
     # The grant went with it: a new repository of the same name starts clean.
-    store.create_repo("alice/app", actor=SYSTEM)
-    assert store.list_grants("alice/app") == []
+    store.repos.create("alice/app", actor=SYSTEM)
+    assert store.access.grants("alice/app") == []
     with pytest.raises(NotFound):
-        store.delete_repo("alice/nope", actor=SYSTEM)
+        store.repos.delete("alice/nope", actor=SYSTEM)
 
 
 def test_list_visibility(store: Store, alice: str, bob: str, root: str) -> None:
-    carol = store.add_user("carol", actor=SYSTEM).id
-    store.create_group("team", actor=SYSTEM)
-    store.add_member("team", carol, actor=SYSTEM)
-    store.create_repo("alice/private", actor=SYSTEM)
-    store.create_repo("alice/public", actor=SYSTEM, is_public=True)
-    store.create_repo("team/tool", actor=SYSTEM)
-    store.create_repo("bob/granted", actor=SYSTEM)
-    store.create_repo("bob/via-group", actor=SYSTEM)
-    store.grant("bob/granted", alice, "read", actor=SYSTEM)
-    store.grant("bob/via-group", "team", "read", actor=SYSTEM)
+    carol = store.users.add("carol", actor=SYSTEM).id
+    store.groups.create("team", actor=SYSTEM)
+    store.groups.add_member("team", carol, actor=SYSTEM)
+    store.repos.create("alice/private", actor=SYSTEM)
+    store.repos.create("alice/public", actor=SYSTEM, is_public=True)
+    store.repos.create("team/tool", actor=SYSTEM)
+    store.repos.create("bob/granted", actor=SYSTEM)
+    store.repos.create("bob/via-group", actor=SYSTEM)
+    store.access.grant("bob/granted", alice, "read", actor=SYSTEM)
+    store.access.grant("bob/via-group", "team", "read", actor=SYSTEM)
 
     def names(**kw: object) -> list[str]:
-        return [r.full_name for r in store.list_repos(**kw)]  # type: ignore[arg-type]
+        return [r.full_name for r in store.repos.all(**kw)]  # type: ignore[arg-type]
 
     assert names() == ["alice/private", "alice/public", "bob/granted", "bob/via-group", "team/tool"]
     assert names(owner="alice") == ["alice/private", "alice/public"]
@@ -131,7 +130,7 @@ def test_list_visibility(store: Store, alice: str, bob: str, root: str) -> None:
     assert names(visible_to=alice) == ["alice/private", "alice/public", "bob/granted"]
     assert names(visible_to=carol) == ["alice/public", "bob/via-group", "team/tool"]
     assert names(visible_to=root) == names()
-    store.disable_user(carol, actor=SYSTEM)
+    store.users.disable(carol, actor=SYSTEM)
     assert names(visible_to=carol) == []
 
 
@@ -147,14 +146,14 @@ def test_listing_dicts_are_the_models_json(tmp_path: Path) -> None:
         * 10
     )
     with Store(str(tmp_path / "am.sqlite3"), passwords=FAST, clock=lambda: next(moments)) as s:
-        uid = s.add_user("alice", actor=SYSTEM).id
-        s.create_group("Team", actor=SYSTEM)
-        s.create_repo("alice/One", actor=SYSTEM, description="d\nmore", is_public=True)
-        s.create_repo("Team/two", actor=SYSTEM, default_branch="trunk")
-        s.create_repo("alice/three", actor=SYSTEM)
+        uid = s.users.add("alice", actor=SYSTEM).id
+        s.groups.create("Team", actor=SYSTEM)
+        s.repos.create("alice/One", actor=SYSTEM, description="d\nmore", is_public=True)
+        s.repos.create("Team/two", actor=SYSTEM, default_branch="trunk")
+        s.repos.create("alice/three", actor=SYSTEM)
         for kw in ({}, {"owner": "alice"}, {"public_only": True}, {"visible_to": uid}):
-            as_json = s.list_repos_json(**kw)  # type: ignore[arg-type]
-            models = [r.model_dump(mode="json") for r in s.list_repos(**kw)]  # type: ignore[arg-type]
+            as_json = s.repos.all_json(**kw)  # type: ignore[arg-type]
+            models = [r.model_dump(mode="json") for r in s.repos.all(**kw)]  # type: ignore[arg-type]
             assert as_json == models and as_json
             assert [list(d) for d in as_json] == [list(d) for d in models]
-        assert "2024-05-01T12:00:00Z" in {r["created_at"] for r in s.list_repos_json()}
+        assert "2024-05-01T12:00:00Z" in {r["created_at"] for r in s.repos.all_json()}

@@ -21,6 +21,12 @@ def people(am: Am) -> dict[str, str]:
     return ids
 
 
+@pytest.fixture(scope="module")
+def dup(am: Am, people: dict[str, str]) -> dict[str, Any]:
+    """The repository `alice/dup`, made once for the bad-input cases."""
+    return am.repos("create_repo", actor="system", path="alice/dup")
+
+
 def test_repo_lifecycle(am: Am, people: dict[str, str]) -> None:
     repo = am.repos(
         "create_repo",
@@ -75,8 +81,10 @@ def test_check_access_and_list_readable(am: Am, people: dict[str, str]) -> None:
     assert check(people["alice"], "alice/secret", "write") == {
         "allowed": True,
         "level": "admin",
-        "reason": f"{people['alice']} has admin access to alice/secret (owner)",
+        "reason": "alice has admin access to alice/secret (owner)",  # by login
+        "repo": "alice/secret",
     }
+    assert check(people["alice"], "ALICE/Secret", "read")["repo"] == "alice/secret"  # canonical
     assert check(people["bob"], "crew/tool", "write")["allowed"]
     assert not check(people["bob"], "crew/tool", "admin")["allowed"]
     denied = check(people["carol"], "alice/secret", "read")
@@ -200,12 +208,8 @@ BAD_REPO_CALLS = [
     "method,args,kind", BAD_REPO_CALLS, ids=[f"{m}-{i}" for i, (m, *_) in enumerate(BAD_REPO_CALLS)]
 )
 def test_bad_repo_input_changes_nothing(
-    am: Am, people: dict[str, str], method: str, args: Any, kind: str
+    am: Am, dup: dict[str, Any], method: str, args: Any, kind: str
 ) -> None:
-    try:
-        am.repos("create_repo", actor="system", path="alice/dup")
-    except Exception:
-        pass
     before = snapshot(am)
     err = am.error("am_repo_db", method, args)
     assert err.kind == kind, err

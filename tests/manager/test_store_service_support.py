@@ -8,30 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from applikant.manager import requests as rq
-from applikant.manager.base import Event
 from applikant.manager.errors import BadRequest
-from applikant.manager.schema import MIGRATIONS, migrate, schema_version
-from applikant.manager.store import SYSTEM, Store
+from applikant.manager.store import SYSTEM, Event, Store
+from applikant.manager.store.sqlite import MIGRATIONS, migrate, schema_version
+from applikant.schema.base import parse
+from applikant.schema.hooks import HookCall
+from applikant.schema.repos import CheckAccess
+from applikant.schema.users import AddUser
 from tests.manager.conftest import FAST
 
 OLD, NEW = "1" * 40, "2" * 40
 
 
 def test_push_with_event_id_is_recorded_once(store: Store, alice: str, events: list[Event]) -> None:
-    store.create_repo("alice/app", actor=SYSTEM)
+    store.repos.create("alice/app", actor=SYSTEM)
     events.clear()
     refs = [{"refname": "refs/heads/main", "old": OLD, "new": NEW}]
-    first = store.record_push("alice/app", refs, actor=alice, node="af@git", event_id="e-1")
-    again = store.record_push("alice/app", refs, actor=alice, node="af@git", event_id="e-1")
+    first = store.audit.record_push("alice/app", refs, actor=alice, node="af@git", event_id="e-1")
+    again = store.audit.record_push("alice/app", refs, actor=alice, node="af@git", event_id="e-1")
     assert first == again and first.event_id == "e-1"
     assert [e["kind"] for e in events] == ["repo.pushed"] and events[0]["event_id"] == "e-1"
-    assert len(store.query_audit(action="push")) == 1
+    assert len(store.audit.query(action="push")) == 1
     # A duplicate is recognised even when the repository has gone since.
-    store.delete_repo("alice/app", actor=SYSTEM)
-    assert store.record_push("alice/app", refs, actor=alice, event_id="e-1") == first
+    store.repos.delete("alice/app", actor=SYSTEM)
+    assert store.audit.record_push("alice/app", refs, actor=alice, event_id="e-1") == first
     with pytest.raises(BadRequest, match="event_id"):
-        store.record_push("alice/app", refs, actor=alice, event_id="../x")
+        store.audit.record_push("alice/app", refs, actor=alice, event_id="../x")
 
 
 def test_migration_from_version_1_keeps_the_log(tmp_path: Path) -> None:
@@ -44,8 +46,8 @@ def test_migration_from_version_1_keeps_the_log(tmp_path: Path) -> None:
     conn.close()
     with Store(path, passwords=FAST) as store:
         assert store.schema_version == len(MIGRATIONS) >= 3
-        assert store.query_audit()[0].action == "x.y"
-        assert store.query_audit()[0].event_id is None
+        assert store.audit.query()[0].action == "x.y"
+        assert store.audit.query()[0].event_id is None
 
 
 def test_migration_from_version_2_adds_tokens(tmp_path: Path) -> None:
@@ -57,8 +59,8 @@ def test_migration_from_version_2_adds_tokens(tmp_path: Path) -> None:
     conn.close()
     with Store(path, passwords=FAST) as store:
         assert store.schema_version == len(MIGRATIONS) >= 3
-        made = store.create_token("alice", "ci", actor=SYSTEM)
-        assert store.verify_token(made.token).login == "alice"  # type: ignore[union-attr]
+        made = store.tokens.create("alice", "ci", actor=SYSTEM)
+        assert store.tokens.verify(made.token).login == "alice"  # type: ignore[union-attr]
 
 
 def test_read_only_store_cannot_write(tmp_path: Path) -> None:
@@ -66,11 +68,11 @@ def test_read_only_store_cannot_write(tmp_path: Path) -> None:
     writer = Store(path, passwords=FAST)
     reader = Store(path, passwords=FAST, read_only=True)
     try:
-        writer.add_user("alice", actor=SYSTEM)
-        assert reader.get_user("alice").login == "alice"  # sees committed changes at once
+        writer.users.add("alice", actor=SYSTEM)
+        assert reader.users.get("alice").login == "alice"  # sees committed changes at once
         with pytest.raises(sqlite3.OperationalError):
-            reader.add_user("bob", actor=SYSTEM)
-        assert schema_version(reader._conn) == len(MIGRATIONS)
+            reader.users.add("bob", actor=SYSTEM)
+        assert schema_version(reader.core.connection) == len(MIGRATIONS)
     finally:
         reader.close()
         writer.close()
@@ -91,15 +93,15 @@ def test_read_only_store_cannot_write(tmp_path: Path) -> None:
 )
 def test_request_messages_name_method_and_field(args: object, words: str) -> None:
     with pytest.raises(BadRequest) as info:
-        rq.parse(rq.AddUser, args, "am_user_db.add_user")
+        parse(AddUser, args, "am_user_db.add_user")
     assert info.value.message.startswith("am_user_db.add_user: ")
     assert words in info.value.message
 
 
 def test_nested_fields_are_named_by_path() -> None:
     with pytest.raises(BadRequest, match=r"field 'refs\.0\.ff' must be true or false"):
-        rq.parse(
-            rq.HookCall,
+        parse(
+            HookCall,
             {
                 "hook": "update",
                 "repo": "a/b",
@@ -109,4 +111,4 @@ def test_nested_fields_are_named_by_path() -> None:
             "am_hook_api.handle_hook",
         )
     with pytest.raises(BadRequest, match="field 'access' must be 'read', 'write' or 'admin'"):
-        rq.parse(rq.CheckAccess, {"user": None, "repo": "a/b", "access": "all"}, "x")
+        parse(CheckAccess, {"user": None, "repo": "a/b", "access": "all"}, "x")

@@ -14,7 +14,7 @@ from harness.netns import Network, unavailable
 from tests.multihost.sites import Sites
 
 NetFactory = Callable[..., Sites]
-HOSTS = ["10.77.0.2", "10.77.0.3", "10.77.0.4"]
+HOSTS = ["10.77.0.2", "10.77.0.3", "10.77.0.4", "10.77.0.5"]
 
 
 @pytest.fixture

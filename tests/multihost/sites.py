@@ -9,11 +9,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.netns import Network, NsProc
+from harness.wait import TIMEOUT
 
 COOKIE = "multihost-test-cookie-0123456789"
 PM_PORT = 4370  # every host has its own network stack: the default port is free
@@ -29,7 +29,7 @@ class Probe:
         self.port = int(proc.wait_line("READY").split()[1])
         self._ids = itertools.count(1)
 
-    def request(self, op: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+    def request(self, op: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         req_id = next(self._ids)
         self.proc.send(json.dumps({"id": req_id, "op": op, **fields}))
         line = self.proc.wait_line(
@@ -50,7 +50,7 @@ class Probe:
         return [json.loads(s[6:]) for s in self.proc.lines[after:] if s.startswith("EVENT ")]
 
     def wait_event(
-        self, event: str, timeout: float = 15.0, after: int = 0, **match: Any
+        self, event: str, timeout: float = TIMEOUT, after: int = 0, **match: Any
     ) -> dict[str, Any]:
         def test(line: str) -> bool:
             if not line.startswith("EVENT "):
@@ -185,21 +185,3 @@ class Sites:
     ) -> subprocess.CompletedProcess[str]:
         """`python -c code` inside host `label`."""
         return self.net.exec(label, [sys.executable, "-c", code], env=self.env(label, config))
-
-
-def wait_until(
-    predicate: Callable[[], Any],
-    timeout: float = 15.0,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)

@@ -1,7 +1,8 @@
 """The reference deployment across hosts (issue 8): am on `manager`, af with a real
 sshd on `git`, aw on `web`, each with its own portmapper and config, TLS on every
 link between them; git clients on `client`, a fourth host with no Applikant on it.
-Then partitions (a host's cable pulled and plugged back in) and two git hosts."""
+Then partitions (a host's cable pulled and plugged back in) and two git hosts
+sharing one repository store (test_multigit.py has the store's own tests)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.netns import Network, unavailable
-from tests.multihost.deployment import (
+from harness.deployment import (
     HTTP_PORT,
     LISTEN_MAX,
     LISTEN_MIN,
     PM_PORT,
     SSH_PORT,
     Deployment,
-    wait_until,
 )
+from harness.netns import Network, unavailable
+from harness.wait import wait_until
+
+# Several hosts, each a whole suite; partitions wait for tick times.
+pytestmark = pytest.mark.timeout(300)
 
 Make = Callable[..., Deployment]
 TICK = 2.0
@@ -30,7 +34,7 @@ TICK = 2.0
 @pytest.fixture
 def deploy(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Make]:
     """make(labels) -> a Deployment on a fresh Network (hosts 10.77.0.2, .3, ... in
-    the order of `labels`; the pki has certificates for .2 to .4). Everything is
+    the order of `labels`; the pki has certificates for .2 to .5). Everything is
     stopped and the namespaces removed after the test, also when it fails."""
     reason = unavailable()
     if reason is not None:
@@ -53,17 +57,17 @@ def deploy(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Make
 def reference(d: Deployment) -> None:
     d.start_manager("manager")
     d.start_git("git")
-    d.start_web("web", git="git")
+    d.start_web("web")
 
 
 def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(deploy: Make) -> None:
     d = deploy(["manager", "git", "web", "client"], tick_time=5.0)
     reference(d)
     alice = d.add_user("alice", "alice-secret-password-1")
-    wait_until(lambda: d.key_installed("git", alice), 5, what="alice's key on the git host")
+    wait_until(lambda: d.key_installed("git", alice), what="alice's key on the git host")
     d.cli_ok("manager", "repo", "create", "alice/project")
     repo_dir = d.git_hosts["git"].repo_root / "alice" / "project.git"
-    wait_until(lambda: (repo_dir / "HEAD").exists(), 5, what="the repo on the git host")
+    wait_until(lambda: (repo_dir / "HEAD").exists(), what="the repo on the git host")
 
     # Clone and push over SSH from the client host to the git host's sshd.
     work = d.base / "work"
@@ -74,7 +78,7 @@ def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(deploy
     assert d.head("git", "alice/project") == first
 
     # The push is in am's audit log, asked from the manager host and from the web host.
-    entries = wait_until(lambda: d.pushes("alice/project"), 10, what="the push audited")
+    entries = wait_until(lambda: d.pushes("alice/project"), what="the push audited")
     [entry] = entries
     assert entry["actor"] == alice.id and entry["repo"] == "alice/project", entry
     assert entry["node"] == d.node("af", "git"), entry
@@ -112,7 +116,6 @@ def test_the_reference_deployment_push_over_ssh_audit_and_clone_over_http(deploy
     assert r.returncode == 1 and d.am in r.stderr, r
     wait_until(
         lambda: f"event=handshake_failed address={d.ip('client')}:" in d.log("manager", "am"),
-        5,
         what="am logged the refused plain node",
     )
     assert set(d.cli_ok("manager", "global-names").values()) >= {
@@ -132,15 +135,15 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     reference(d)
     git = d.git_hosts["git"]
     alice = d.add_user("alice", "alice-secret-password-1")
-    wait_until(lambda: d.key_installed("git", alice), 5, what="alice's key on the git host")
+    wait_until(lambda: d.key_installed("git", alice), what="alice's key on the git host")
     d.cli_ok("manager", "repo", "create", "alice/project")
     repo_dir = git.repo_root / "alice" / "project.git"
-    wait_until(lambda: (repo_dir / "HEAD").exists(), 5, what="the repo on the git host")
+    wait_until(lambda: (repo_dir / "HEAD").exists(), what="the repo on the git host")
     work = d.base / "work"
     d.git("client", alice, "clone", "-q", d.ssh_url("git", "alice/project"), str(work))
     first = d.commit("client", work, "first")
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
-    wait_until(lambda: d.pushes("alice/project"), 10, what="the first push audited")
+    wait_until(lambda: d.pushes("alice/project"), what="the first push audited")
     assert info_refs(d, "client", "web", alice, "alice/project")[0] == 200
     everywhere = d.global_names("manager", d.am)
     assert {"am_user_db", "am_hook_api", "af_auth", "af_hook_server"} <= set(everywhere)
@@ -151,12 +154,10 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     d.net.cut("manager")
     wait_until(
         lambda: (d.af_status("git") or {}).get("am_up") is False,
-        3 * TICK + 2,
         what="af to see am down",
     )
     wait_until(
         lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
-        3 * TICK + 2,
         what="aw to see am down",
     )
     seen_down = time.monotonic() - cut_at
@@ -195,17 +196,15 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     # ---- Healed: nobody dials, the nodes find each other again. -------------------
     healed_at = time.monotonic()
     d.net.heal("manager")
-    d.wait_af_synced("git", timeout=15)
+    d.wait_af_synced("git")
     wait_until(
         lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200,
-        15,
         what="aw answering again",
     )
     back_after = time.monotonic() - healed_at
     # The spooled event arrives, once.
     wait_until(
         lambda: not [p for p in git.spool_dir.iterdir() if p.suffix == ".json"],
-        15,
         what="af's spool drained",
     )
 
@@ -216,7 +215,7 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
             if any(ref["ref"] == "refs/heads/spooled" for ref in e["details"]["refs"])
         ]
 
-    wait_until(spooled_entries, 10, what="the spooled post-receive recorded")
+    wait_until(spooled_entries, what="the spooled post-receive recorded")
     # The names converge: am, af and aw see the same cluster again.
     for label, node in (
         ("manager", d.am),
@@ -225,13 +224,12 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     ):
         wait_until(
             lambda label=label, node=node: d.global_names(label, node) == everywhere,
-            10,
             what=f"{node}'s global names",
         )
     # The refused push goes through now, and is recorded.
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
     assert d.head("git", "alice/project") == second
-    wait_until(lambda: second in d.pushed_commits("alice/project"), 10, what="second audited")
+    wait_until(lambda: second in d.pushed_commits("alice/project"), what="second audited")
     time.sleep(1.0)  # af's retry is 0.2 s: a second delivery would be in by now
     entries = d.pushes("alice/project")
     assert len(spooled_entries()) == 1, entries
@@ -243,7 +241,6 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     d.net.cut("web")
     wait_until(
         lambda: "am_user_db" not in d.global_names("web", d.node("aw", "web")),
-        3 * TICK + 2,
         what="aw to see am down",
     )
     # From the web host itself (its own address still answers there).
@@ -251,16 +248,14 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     assert status == 503 and "the manager (am)" in body, (status, body)
     third = d.commit("client", work, "while the web host is away")
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
-    wait_until(lambda: third in d.pushed_commits("alice/project"), 10, what="third audited")
+    wait_until(lambda: third in d.pushed_commits("alice/project"), what="third audited")
     d.net.heal("web")
     wait_until(
         lambda: info_refs(d, "client", "web", alice, "alice/project")[0] == 200,
-        15,
         what="aw answering again after its own cut",
     )
     wait_until(
         lambda: d.global_names("web", d.node("aw", "web")) == everywhere,
-        10,
         what="aw's global names",
     )
     http_work = d.base / "http-work"
@@ -272,7 +267,9 @@ def test_partitions_fail_closed_spool_and_heal_by_themselves(deploy: Make) -> No
     )
 
 
-def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy: Make) -> None:
+def test_two_git_hosts_share_one_store_keys_in_step_each_as_asks_its_own_af(
+    deploy: Make,
+) -> None:
     d = deploy(["manager", "git1", "git2", "client"], tick_time=TICK)
     d.start_manager("manager")
     d.start_git("git1")
@@ -283,7 +280,6 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
     # (the first to claim them), and each af serves its own host under local names.
     wait_until(
         lambda: set(d.cli_ok("manager", "nodes")["nodes"]) >= {af1, af2},
-        10,
         what="both afs linked to am",
     )
     names = d.global_names("manager", d.am)
@@ -291,7 +287,6 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
     for label in ("git1", "git2"):
         wait_until(
             lambda label=label: d.global_names(label, d.node("af", label)) == names,
-            10,
             what=f"{label}'s af agrees on the global names",
         )
 
@@ -300,28 +295,33 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
     alice = d.add_user("alice", "alice-secret-password-1")
     wait_until(
         lambda: d.key_installed("git1", alice) and d.key_installed("git2", alice),
-        5,
         what="alice's key on both git hosts",
     )
     key_after = time.monotonic() - added_at
-    # A repository created in am is made on both (each git host has its own copy:
-    # nothing replicates repositories between git hosts; that is storage's business).
+    # A repository created in am is made once, in the store both git hosts share.
     d.cli_ok("manager", "repo", "create", "alice/project")
-    for label in ("git1", "git2"):
-        head = d.git_hosts[label].repo_root / "alice" / "project.git" / "HEAD"
-        wait_until(head.exists, 5, what=f"the repo on {label}")
+    wait_until((d.store / "alice" / "project.git" / "HEAD").exists, what="the repo")
 
-    # Both serve pushes; am records which af each came through.
+    # Both serve pushes to that one repository, one history; am records which af
+    # each came through.
+    work = d.base / "work"
+    d.git("client", alice, "clone", "-q", d.ssh_url("git1", "alice/project"), str(work))
     commits = {}
     for label in ("git1", "git2"):
-        work = d.base / f"work-{label}"
-        d.git("client", alice, "clone", "-q", d.ssh_url(label, "alice/project"), str(work))
+        d.git(
+            "client",
+            None,
+            "remote",
+            "set-url",
+            "origin",
+            d.ssh_url(label, "alice/project"),
+            cwd=work,
+        )
         commits[label] = d.commit("client", work, f"via {label}")
         d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
         assert d.head(label, "alice/project") == commits[label]
     entries = wait_until(
         lambda: len(d.pushes("alice/project")) == 2 and d.pushes("alice/project"),
-        10,
         what="both pushes audited",
     )
     assert {e["node"]: e["details"]["refs"][0]["new"] for e in entries} == {
@@ -336,7 +336,6 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
         lambda: all(
             d.ssh("client", bob, label, "info").returncode == 0 for label in ("git1", "git2")
         ),
-        5,
         what="bob's key working on both",
     )
     key_works_after = time.monotonic() - started
@@ -344,7 +343,6 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
     d.cli_ok("manager", "key", "rm", key_id)
     wait_until(
         lambda: not d.key_installed("git1", bob) and not d.key_installed("git2", bob),
-        5,
         what="bob's key gone from both",
     )
     r = d.ssh("client", bob, "git2", "info")
@@ -355,16 +353,14 @@ def test_two_git_hosts_serve_pushes_keys_in_step_each_as_asks_its_own_af(deploy:
     d.stop("git1", "af")
     r = d.ssh("client", alice, "git1", "info")
     assert r.returncode == 1 and "the git service (af) cannot be reached" in r.stderr, r
-    work = d.base / "work-git2"
     again = d.commit("client", work, "git2 without git1's af")
     d.git("client", alice, "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
     assert d.head("git2", "alice/project") == again
-    wait_until(lambda: again in d.pushed_commits("alice/project"), 10, what="audited")
+    wait_until(lambda: again in d.pushed_commits("alice/project"), what="audited")
     # The cluster-wide af names went with af1's node; the second af, which lost them
     # at its first contact with the cluster, does not claim them again.
     left = wait_until(
         lambda: (lambda n: n if af1 not in n.values() else None)(d.global_names("manager", d.am)),
-        3 * TICK + 2,
         what="af1's names gone",
     )
     print(
@@ -381,12 +377,11 @@ def test_the_cluster_wide_af_names_move_to_a_surviving_af(deploy: Make) -> None:
     d.start_git("git2")
     af1, af2 = d.node("af", "git1"), d.node("af", "git2")
     wait_until(
-        lambda: d.global_names("manager", d.am).get("af_auth") == af1, 10, what="af1 owning af_auth"
+        lambda: d.global_names("manager", d.am).get("af_auth") == af1, what="af1 owning af_auth"
     )
     d.stop("git1", "af")
     wait_until(
         lambda: af1 not in d.global_names("manager", d.am).values(),
-        3 * TICK + 2,
         what="af1's names gone",
     )
     names = wait_until(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sys
 
+from harness.wait import wait_until
 from tests.multihost.conftest import NetFactory
-from tests.multihost.sites import PM_PORT, wait_until
+from tests.multihost.sites import PM_PORT
 
 
 def test_long_names_across_hosts_through_each_hosts_portmapper(sites: NetFactory) -> None:

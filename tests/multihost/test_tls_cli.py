@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+pytestmark = pytest.mark.slow  # the command line, one process per step
+
 
 def tls(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

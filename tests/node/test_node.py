@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -21,24 +19,7 @@ from applikant.node.errors import (
 from applikant.node.node import CallContext, NameLost, NodeDownEvent, NodeUp, open_node
 from applikant.node.settings import DistSettings, TlsSettings
 
-COOKIE = b"cookie"
-
-
-@asynccontextmanager
-async def running_portmapper() -> AsyncIterator[DistSettings]:
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(portmapper.serve, "127.0.0.1", 0)
-        yield DistSettings(
-            portmapper_port=port,
-            listen_min=30000 + port % 20000,
-            listen_max=30099 + port % 20000,
-            handshake_timeout=2.0,
-        )
-        nursery.cancel_scope.cancel()
-
-
-async def echo(ctx: CallContext, args: object) -> object:
-    return args
+from .support import COOKIE, echo, running_portmapper
 
 
 async def test_nodeup_nodedown_events_and_sync() -> None:
@@ -118,6 +99,30 @@ async def test_healed_partition_tells_the_loser() -> None:
             await a.sync()
             await b.sync()
             assert a.global_names() == b.global_names() == {"dup": "a@localhost"}
+
+
+async def test_a_lower_stamp_takes_a_held_name_over_and_the_holder_is_told() -> None:
+    """What a standby am does with its lease's epoch: -2 beats the holder's -1."""
+    async with running_portmapper() as s:
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
+            events = a.monitor()
+            await a.register_global("am_x", {"echo": echo}, stamp=-1.0)
+            await b.connect("a@localhost")
+            await b.sync()
+            with pytest.raises(NameTaken):
+                await b.register_global("am_x", {"echo": echo}, stamp=-1.0)
+            with pytest.raises(NameTaken):
+                await b.register_global("am_x", {"echo": echo})
+            await b.register_global("am_x", {"echo": echo}, stamp=-2.0)
+            assert b.global_names() == {"am_x": "b@localhost"}
+            assert await events.receive() == NodeUp("b@localhost")
+            assert await events.receive() == NameLost("am_x", "b@localhost")
+            await a.sync()
+            assert a.global_names() == {"am_x": "b@localhost"}
+            assert await a.call("am_x", "echo", 7) == 7  # served by b now
 
 
 async def test_handler_is_cancelled_when_its_caller_goes_down() -> None:
@@ -290,7 +295,7 @@ async def test_a_lost_peer_is_dialled_again_but_not_one_that_said_goodbye() -> N
             assert await events.receive() == NodeDownEvent("c@localhost", "connection closed")
             await trio.sleep(1.0)
             assert "c@localhost" not in a.nodes()
-            assert "c@localhost" not in a._dialing
+            assert "c@localhost" not in a._connector.dialing
 
 
 async def test_casts_arrive_in_order_without_a_reply() -> None:

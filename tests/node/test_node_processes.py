@@ -1,4 +1,8 @@
-"""The node layer through real processes on loopback: portmapper, nodes, CLI."""
+"""The node layer through real processes on loopback: portmapper, nodes, CLI.
+
+Seconds per test (processes start, real heartbeats run out): marked slow. The
+same behaviours are tested in milliseconds on the mock clock (test_node_memory,
+test_link) and over real sockets in one process (test_node)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from applikant.node import blocking
 from applikant.node.errors import NodeDown, NoSuchName, Refused, RemoteError
 from applikant.node.settings import DistSettings
 from harness.cluster import Cluster
+
+pytestmark = pytest.mark.slow
 
 
 def settings(c: Cluster, **kw: object) -> DistSettings:

@@ -45,14 +45,19 @@ from applikant.node.protocol import (
     ConnectionClosed,
     ErrorReply,
     FrameDecoder,
+    Goodbye,
     HandshakeDone,
     HandshakeFailed,
+    NameClaimed,
+    NameReleased,
+    NamesHeld,
     PeerHello,
     Peers,
-    Registry,
     Reply,
     Role,
     State,
+    SyncAck,
+    SyncRequest,
     Tick,
     encode_frame,
     hmac_sha256,
@@ -540,6 +545,31 @@ def test_malformed_hello_refused(hello: dict[str, Any]) -> None:
     assert server.data_to_send() == b""
 
 
+def test_registry_messages_keep_their_wire_form() -> None:
+    """The typed registry events are the frames the driver used to build by hand."""
+    pair = connected()
+    assert pair.client.send(NameClaimed("x", 1.5)) == encode_frame([K_REGISTRY, "add", ["x", 1.5]])
+    assert pair.client.send(NameReleased("x")) == encode_frame([K_REGISTRY, "remove", "x"])
+    assert pair.client.send(NamesHeld([("x", 1.5)])) == encode_frame(
+        [K_REGISTRY, "names", [["x", 1.5]]]
+    )
+    assert pair.client.send(SyncRequest(3)) == encode_frame([K_REGISTRY, "sync", 3])
+    assert pair.client.send(SyncAck(3)) == encode_frame([K_REGISTRY, "sync_ack", 3])
+    assert pair.client.send(Goodbye()) == encode_frame([K_REGISTRY, "bye", None])
+    # integer stamps (an older or other sender) arrive as floats
+    assert feed(pair.server, encode_frame([K_REGISTRY, "names", [["y", 2]]])) == [
+        NamesHeld([("y", 2.0)])
+    ]
+
+
+def test_unknown_registry_operations_are_skipped() -> None:
+    """A newer peer's registry operation does not end the link: it is passed over."""
+    pair = connected()
+    data = encode_frame([K_REGISTRY, "claim", {"name": "x"}]) + pair.client.send(Tick())
+    assert feed(pair.server, data) == [Tick()]
+    assert pair.server.state == State.CONNECTED
+
+
 @pytest.mark.parametrize(
     "garbage",
     [
@@ -622,8 +652,13 @@ def sample_messages() -> list[Any]:
         Cancel(0),
         Cancel(99),
         Tick(),
-        Registry("names", [["repos", 1.5], ["users", 2.0]]),
-        Registry("claim", {"name": "x", "stamp": 3.25}),
+        NamesHeld([("repos", 1.5), ("users", 2.0)]),
+        NamesHeld([]),
+        NameClaimed("x", 3.25),
+        NameReleased("x"),
+        SyncRequest(7),
+        SyncAck(7),
+        Goodbye(),
         Peers(["a@host", "b@host"]),
         Peers([]),
     ]
@@ -899,6 +934,18 @@ MALFORMED = [
     [K_TICK, 1],
     [K_REGISTRY, 5, {}],
     [K_REGISTRY, "op"],
+    [K_REGISTRY, "add", ["x"]],
+    [K_REGISTRY, "add", ["x", "1.5"]],
+    [K_REGISTRY, "add", [5, 1.5]],
+    [K_REGISTRY, "add", ["x", True]],
+    [K_REGISTRY, "add", {"name": "x", "stamp": 1.5}],
+    [K_REGISTRY, "remove", ["x"]],
+    [K_REGISTRY, "names", [["x"]]],
+    [K_REGISTRY, "names", [["x", 1.5, 2]]],
+    [K_REGISTRY, "names", ["x", 1.5]],
+    [K_REGISTRY, "names", {"x": 1.5}],
+    [K_REGISTRY, "sync", "token"],
+    [K_REGISTRY, "sync_ack", None],
     [K_PEERS, "a@b"],
     [K_PEERS, [1]],
     [K_PEERS, ["a@b"], 1],
@@ -1069,7 +1116,12 @@ messages = st.one_of(
     st.builds(Cast, st.none() | node_names, texts, texts, msgpack_values),
     st.builds(Cancel, req_ids),
     st.just(Tick()),
-    st.builds(Registry, texts, msgpack_values),
+    st.builds(NamesHeld, st.lists(st.tuples(texts, _float()), max_size=4)),
+    st.builds(NameClaimed, texts, _float()),
+    st.builds(NameReleased, texts),
+    st.builds(SyncRequest, st.integers(0, 2**63)),
+    st.builds(SyncAck, st.integers(0, 2**63)),
+    st.just(Goodbye()),
     st.builds(Peers, st.lists(node_names, max_size=4)),
 )
 

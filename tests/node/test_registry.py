@@ -63,6 +63,15 @@ def test_equal_stamps_broken_by_node_name() -> None:
     assert reg.owner("repos") == "a@host"
 
 
+def test_beats_says_whether_a_stamp_would_take_the_name() -> None:
+    reg = GlobalRegistry(ME)
+    assert reg.beats("repos", 9.0, ME)  # nobody holds it
+    reg.claim("repos", "a@host", -1.0)
+    assert not reg.beats("repos", -1.0, "c@host") and not reg.beats("repos", 0.0, ME)
+    assert not reg.beats("repos", -1.0, ME)  # "a@host" < ME on equal stamps
+    assert reg.beats("repos", -1.5, ME) and reg.beats("repos", -2.0, "c@host")
+
+
 def test_claiming_after_losing_loses_again() -> None:
     reg = GlobalRegistry(ME)
     reg.claim("repos", "a@host", 1.0)

@@ -19,7 +19,10 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebSite]:
-    with WebSite(tmp_path_factory.mktemp("web")) as s:
+    # Webhook receivers in these tests listen on loopback, which deliveries
+    # refuse unless an admin allows it.
+    loopback_hooks = '\n[webhooks]\nallowed_hosts = ["loopback"]\n'
+    with WebSite(tmp_path_factory.mktemp("web"), extra_toml=loopback_hooks) as s:
         yield s
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.gitenv import wait_for
+import pytest
+
+from harness.wait import wait_until
 from harness.web import ADMIN_LOGIN, ADMIN_PASSWORD, WebSite
+
+pytestmark = pytest.mark.slow
 
 
 def test_am_down_gives_503_then_recovers(tmp_path: Path) -> None:
@@ -22,6 +26,6 @@ def test_am_down_gives_503_then_recovers(tmp_path: Path) -> None:
         r = site.client().get("/root/x.git/info/refs", params={"service": "git-upload-pack"})
         assert r.status_code == 503
         site.start_am()
-        wait_for(lambda: api.get("/api/repos").status_code == 200, 15, "aw to reach am again")
+        wait_until(lambda: api.get("/api/repos").status_code == 200, what="aw to reach am again")
         assert c.get("/").status_code == 200
         site.close_clients()

@@ -256,7 +256,7 @@ def test_tokens_live_in_am_only(site: WebSite, name: str) -> None:
     r = u.post(f"/api/users/{user['id']}/tokens", json={"title": "ci"})
     assert r.status_code == 201, r.text
     made = r.json()
-    assert set(made) == {"id", "user", "title", "created_at", "last_used_at", "token"}
+    assert set(made) == {"id", "user", "login", "title", "created_at", "last_used_at", "token"}
     # am knows the token (one source of truth); aw keeps no file of its own.
     assert site.call_am("am_user_db", "verify_token", {"token": made["token"]})["id"] == user["id"]
     assert not list(site.tmp.rglob("aw-tokens.sqlite3"))

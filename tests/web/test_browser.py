@@ -73,15 +73,15 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
     shot(page, "repo-settings")
 
     # brdev pushes over SSH (af picks the key up from am).
-    from harness.gitenv import User, wait_for
+    from harness.gitenv import User
+    from harness.wait import wait_until
 
     user = User("brdev", "", key, pub)
     blob = pub.split()[1]
-    wait_for(lambda: blob in site.keys_file.read_text(), 10, "brdev's key in authorized_keys")
-    wait_for(
+    wait_until(lambda: blob in site.keys_file.read_text(), what="brdev's key in authorized_keys")
+    wait_until(
         lambda: (site.repo_root / ADMIN_LOGIN / "webapp.git" / "HEAD").exists(),
-        10,
-        "the repository on disk",
+        what="the repository on disk",
     )
     work = tmp_path / "work"
     site.commit(work, "first from the browser test")
@@ -93,10 +93,9 @@ def test_admin_flow_in_the_browser(site: WebSite, browser, tmp_path: Path) -> No
 
     # The push on the dashboard, the commit in the repository view.
     page.goto(f"{base}/")
-    wait_for(
+    wait_until(
         lambda: page.reload() or f"{ADMIN_LOGIN}/webapp" in page.locator("#pushes").inner_text(),
-        10,
-        "the push on the dashboard",
+        what="the push on the dashboard",
     )
     assert "up" in page.locator("#cluster").inner_text()
     shot(page, "dashboard")

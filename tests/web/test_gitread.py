@@ -77,3 +77,16 @@ async def test_refusals(bare: str) -> None:
     for name in ("../x", "o/../../x", "o", "o/r/s"):
         with pytest.raises(ValueError):
             gitread.repo_path(bare, name)
+
+
+def test_a_symlinked_repository_is_not_read(bare: str) -> None:
+    """bob/alias.git -> ../o/r.git is not bob's repository: aw refuses it (404)."""
+    root = Path(bare)
+    (root / "bob").mkdir()
+    (root / "bob" / "alias.git").symlink_to(Path("..") / "o" / "r.git")
+    (root / "carol").symlink_to("o")
+    for name in ("bob/alias", "carol/r"):
+        with pytest.raises(gitread.GitReadError) as e:
+            gitread.repo_path(bare, name)
+        assert e.value.status == 404 and isinstance(e.value, ValueError)
+    assert gitread.repo_path(bare, "o/r") == str(root.resolve() / "o" / "r.git")

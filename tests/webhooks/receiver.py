@@ -7,6 +7,7 @@ Paths:
   /flaky/N      500 for the first N requests, then 200
   /hang         never answers
   /redirect     302 to itself, for ever
+  /bounce       302 to `redirect_to`
   /status/N     answers N
   /big          200 with a 1 MiB body
 A request whose signature does not verify gets 401, whatever the path.
@@ -43,12 +44,14 @@ class Seen:
 @dataclass
 class Receiver:
     port: int = 0
+    host: str = "127.0.0.1"
+    redirect_to: str = ""
     seen: list[Seen] = field(default_factory=list)
     hits: dict[str, int] = field(default_factory=dict)
     stop: trio.Event = field(default_factory=trio.Event)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def app(self) -> Starlette:
         async def endpoint(request: Request) -> Response:
@@ -70,6 +73,8 @@ class Receiver:
                 await trio.sleep_forever()
             if parts[0] == "redirect":
                 return RedirectResponse(self.url(path), status_code=302)
+            if parts[0] == "bounce":
+                return RedirectResponse(self.redirect_to, status_code=302)
             if parts[0] == "status":
                 return PlainTextResponse(f"status {parts[1]}", status_code=int(parts[1]))
             if parts[0] == "big":
@@ -79,18 +84,18 @@ class Receiver:
         return Starlette(routes=[Route("/{path:path}", endpoint, methods=["POST"])])
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-async def start_receiver(nursery: trio.Nursery, port: int = 0) -> Receiver:
-    """A Receiver listening (on `port`, or a free one) until the nursery ends
-    or its `stop` is set."""
-    receiver = Receiver(port=port or free_port())
+async def start_receiver(nursery: trio.Nursery, port: int = 0, host: str = "127.0.0.1") -> Receiver:
+    """A Receiver listening on `host` (any loopback address) and `port` (or a
+    free one) until the nursery ends or its `stop` is set."""
+    receiver = Receiver(port=port or free_port(host), host=host)
     config = Config()
-    config.bind = [f"127.0.0.1:{receiver.port}"]
+    config.bind = [f"{host}:{receiver.port}"]
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 0.1

@@ -62,6 +62,7 @@ def test_what_is_not_retried() -> None:
     for code in (408, 429, 500, 502, 503):
         assert not is_final_failure(failed(1, code=code))
     assert is_final_failure(failed(1, Outcome.INVALID_URL, None))
+    assert is_final_failure(failed(1, Outcome.BLOCKED, None))  # a site admin may allow it
     for outcome in (Outcome.TIMEOUT, Outcome.CONNECTION_ERROR):
         assert next_attempt_at(failed(1, outcome, None), NOW) is not None
     assert next_attempt_at(failed(1, Outcome.REDIRECT, 302), NOW) is not None

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.gitenv import wait_for
+from harness.wait import wait_until
 from harness.web import WebSite, csrf_of
 
 from .receiver import SECRET
@@ -71,14 +71,14 @@ def test_repo_webhooks_page(site: WebSite, receiver: ThreadedReceiver) -> None:
     (hook_id,) = re.findall(r'href="/root/hooked/settings/webhooks/(hook-\d+)"', page.text)
     assert "push, repo_deleted" in page.text
 
-    (ping,) = wait_for(lambda: receiver.seen("/ok/web", "ping"), 10, "the ping")
+    (ping,) = wait_until(lambda: receiver.seen("/ok/web", "ping"), what="the ping")
     assert ping.signed
 
     def logged() -> str | None:
         text = c.get(f"/root/hooked/settings/webhooks/{hook_id}").text
         return text if "HTTP 200" in text else None
 
-    log = wait_for(logged, 10, "the delivery log with the answer")
+    log = wait_until(logged, what="the delivery log with the answer")
     delivery = ping.headers["x-applikant-delivery"]
     assert delivery in log and "delivered" in log
 
@@ -87,7 +87,7 @@ def test_repo_webhooks_page(site: WebSite, receiver: ThreadedReceiver) -> None:
         data={"csrf": csrf, "action": "redeliver", "hook": hook_id, "delivery": delivery},
     )
     assert r.status_code == 303 and r.headers["location"].endswith(hook_id)
-    again = wait_for(lambda: receiver.seen("/ok/web", "ping")[1:], 10, "the redelivery")
+    again = wait_until(lambda: receiver.seen("/ok/web", "ping")[1:], what="the redelivery")
     assert again[0].body == ping.body
 
     r = c.post(
@@ -115,7 +115,7 @@ def test_site_webhooks_page_is_for_site_admins(site: WebSite, receiver: Threaded
     assert re.search(r'id="new-secret">[0-9a-f]{64}<', page.text)  # shown once
     assert 'id="new-secret"' not in c.get("/admin/webhooks").text
     site.create_repo("root/announced", wait=False)
-    wait_for(lambda: receiver.seen("/ok/siteweb", "ping"), 10, "the ping")
+    wait_until(lambda: receiver.seen("/ok/siteweb", "ping"), what="the ping")
 
     site.user_with_password("plainuser", "plain-password-1")
     plain = site.login("plainuser", "plain-password-1")

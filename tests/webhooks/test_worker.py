@@ -22,6 +22,7 @@ from applikant.webhooks import (
 )
 
 from .receiver import SECRET, free_port, start_receiver
+from .test_deliver import LOOPBACK
 
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -113,6 +114,7 @@ async def run_until_idle(queue: MemoryQueue, **kwargs: object) -> None:
     await deliver_pending(
         queue,
         policy=kwargs.pop("policy", POLICY),
+        settings=kwargs.pop("settings", LOOPBACK),
         now=clock,  # type: ignore[arg-type]
         wake=queue.wake,
         rng=random.Random(1),
@@ -168,10 +170,12 @@ async def test_hanging_url_retried_then_given_up(
     queue = MemoryQueue()
     did = queue.add(receiver.url("/hang"))
     start = trio.current_time()
-    await run_until_idle(queue, settings=DeliverySettings(read_timeout=10, total=20))
+    await run_until_idle(
+        queue, settings=DeliverySettings(read_timeout=10, total=20, policy=LOOPBACK.policy)
+    )
     entry = queue.entries[did]
     assert entry.state == "failed" and entry.due is None
-    assert [a.outcome for a in entry.attempts] == [Outcome.TIMEOUT] * POLICY.max_attempts
+    assert [a.outcome for a in entry.attempts] == [Outcome.CONNECTION_ERROR] * POLICY.max_attempts
     # Each gap is the attempt's own 10 s timeout plus the backoff delay.
     assert within_schedule([g - 10 for g in gaps(entry)], POLICY, slack=1)
     assert trio.current_time() - start < sum(POLICY.schedule()) + 10 * 8 + 10

@@ -1,0 +1,257 @@
+"""Making links: dialling a peer, accepting one, the handshake between them.
+
+A link starts as a stream (TCP, found through the peer host's portmapper, or any
+trio Stream a test or a caller hands in), optionally wrapped in TLS, over which
+the sans-IO handshake runs under one deadline. The rules on who may link live
+here too: one link per peer name, and when two nodes dial each other at the
+same moment, the one with the smaller name keeps its own dial and refuses the
+other (REFUSE_SIMULTANEOUS), whose dialler then waits for the winning link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..logs import EventLog
+from . import names, pmregister, protocol
+from .errors import HandshakeRefused, NodeDown, NodeStartError, ProtocolError, Refused
+from .faststream import FastSocketStream
+from .protocol import NEED_DATA, HandshakeDone, HandshakeFailed, PeerHello, Role
+from .settings import DistSettings
+
+log = EventLog("dist")
+
+# Opens a stream to a peer, by name: (stream, address for logs). OSError or
+# trio.TooSlowError when it cannot.
+Opener = Callable[[str], Awaitable[tuple[trio.abc.Stream, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """A stream whose handshake succeeded: ready to become a Link."""
+
+    stream: trio.abc.Stream
+    proto: protocol.Connection
+    peer: str
+    hidden: bool
+    address: str
+
+
+class Crossed(Refused):
+    """The peer refused us because a link between us is being made the other way
+    (a simultaneous dial it wins), or one exists already: wait for that link."""
+
+
+class Connector:
+    """Dials and accepts for one node; `linked(peer)` says whether a link exists."""
+
+    def __init__(
+        self,
+        name: str,
+        cookie: bytes,
+        settings: DistSettings,
+        linked: Callable[[str], bool],
+        opener: Opener | None = None,
+    ) -> None:
+        self.name = name
+        self.cookie = cookie
+        self.settings = settings
+        self.dialing: dict[str, trio.Event] = {}  # peers being dialled, set when done
+        self._linked = linked
+        self._reserved: set[str] = set()  # accepted peers whose handshake is running
+        self._open = opener or self._open_tcp
+        self._ssl_server: Any = None
+        self._ssl_client: Any = None
+        if settings.tls.enabled:
+            from . import tls
+
+            self._ssl_server = tls.server_context(settings.tls)
+            self._ssl_client = tls.client_context(settings.tls)
+
+    # ---- dialling -----------------------------------------------------------
+
+    async def dial(self, peer: str) -> Established:
+        """Open a stream to `peer` and shake hands as the client.
+
+        Raises NodeDown (unreachable, handshake failed, someone else answered),
+        Refused (the peer turned us away; Crossed when a link is coming the
+        other way).
+        """
+        try:
+            with trio.fail_after(self.settings.connect_timeout):
+                stream, address = await self._open(peer)
+        except (OSError, trio.TooSlowError) as exc:
+            raise NodeDown(f"cannot reach {peer}: {exc or 'timed out'}") from exc
+        proto = protocol.Connection(
+            Role.CLIENT, self.name, self.cookie, max_frame=self.settings.max_frame
+        )
+        try:
+            done = await self._handshake(stream, proto, address)
+        except HandshakeRefused as exc:
+            await trio.aclose_forcefully(stream)
+            reason = f"{peer} refused the connection: {exc.reason}"
+            if exc.code in (protocol.REFUSE_SIMULTANEOUS, protocol.REFUSE_NAME_IN_USE):
+                # The peer dialled us at the same moment and its link won; or a
+                # node with our name is really connected there (then none comes).
+                raise Crossed(reason) from exc
+            raise Refused(reason) from exc
+        except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            await trio.aclose_forcefully(stream)
+            tls_error = _tls_error(exc)
+            if tls_error is not None:  # as the blocking driver says it
+                raise Refused(f"TLS with {peer} failed: {tls_error}") from exc
+            raise NodeDown(f"handshake with {peer} failed: {_why(exc)}") from exc
+        except BaseException:  # cancelled mid-handshake: the socket must not leak
+            await trio.aclose_forcefully(stream)
+            raise
+        if done.peer != peer:
+            await trio.aclose_forcefully(stream)
+            raise NodeDown(f"{address} answered as {done.peer}, not {peer}")
+        return Established(stream, proto, peer, False, address)
+
+    async def _open_tcp(self, peer: str) -> tuple[trio.abc.Stream, str]:
+        """The default opener: the port from the peer host's portmapper, then TCP
+        (and TLS when configured)."""
+        name, host = names.split(peer)
+        port = await pmregister.lookup(host, name, self.settings)
+        stream: trio.abc.Stream = FastSocketStream.from_trio(await trio.open_tcp_stream(host, port))
+        if self._ssl_client is not None:
+            stream = trio.SSLStream(stream, self._ssl_client, server_hostname=host)
+        return stream, f"{host}:{port}"
+
+    # ---- accepting ----------------------------------------------------------
+
+    async def accept(self, stream: trio.abc.Stream, address: str) -> Established | None:
+        """Shake hands as the server over an incoming stream; None (logged, the
+        stream closed) if the peer is refused or the handshake fails."""
+        if self._ssl_server is not None:
+            stream = trio.SSLStream(stream, self._ssl_server, server_side=True)
+        proto = protocol.Connection(
+            Role.SERVER, self.name, self.cookie, max_frame=self.settings.max_frame
+        )
+        try:
+            done = await self._handshake(stream, proto, address)
+        except HandshakeRefused as exc:
+            log.warning(
+                "handshake_refused", peer=proto.peer or "?", address=address, reason=exc.reason
+            )
+            await trio.aclose_forcefully(stream)
+            return None
+        except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            log.warning("handshake_failed", address=address, reason=_why(exc))
+            await trio.aclose_forcefully(stream)
+            return None
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        finally:
+            # The caller makes the link before its next checkpoint: no window
+            # in which another connection could take the same name.
+            if proto.peer is not None:
+                self._reserved.discard(proto.peer)
+        return Established(stream, proto, done.peer, done.hidden, address)
+
+    def _decide(self, hello: PeerHello, stream: trio.abc.Stream) -> tuple[str, str] | None:
+        """Whether to take an incoming peer: (reason, code) to refuse it, else None."""
+        peer = hello.peer
+        if self._ssl_server is not None and not hello.hidden:
+            # Hidden ephemeral nodes' names are labels only (blocking.ephemeral_name).
+            from . import tls
+
+            host = names.host_of(peer)
+            if not tls.cert_matches(stream.getpeercert(), host):  # type: ignore[attr-defined]
+                return (
+                    f"the TLS certificate {peer} presented is not for {host}",
+                    protocol.REFUSE_OTHER,
+                )
+        if self._linked(peer) or peer in self._reserved:
+            return (
+                f"a node named {peer} is already connected to {self.name}",
+                protocol.REFUSE_NAME_IN_USE,
+            )
+        if peer in self.dialing and self.name < peer:
+            return (
+                f"{self.name} is connecting to {peer} at the same moment",
+                protocol.REFUSE_SIMULTANEOUS,
+            )
+        self._reserved.add(peer)
+        return None
+
+    # ---- the handshake ----------------------------------------------------------
+
+    async def _handshake(
+        self, stream: trio.abc.Stream, proto: protocol.Connection, address: str
+    ) -> HandshakeDone:
+        """Run the handshake under its deadline; HandshakeRefused if either side refuses."""
+        with trio.fail_after(self.settings.handshake_timeout):
+            if proto.role is Role.CLIENT:
+                proto.initiate()
+            while True:
+                event = proto.next_event()
+                if type(event) is PeerHello:
+                    refusal = self._decide(event, stream)
+                    if refusal is None:
+                        proto.accept()
+                    else:
+                        event = proto.refuse(*refusal)
+                out = proto.data_to_send()
+                if out:
+                    await stream.send_all(out)
+                if event is NEED_DATA:
+                    proto.receive_data(await stream.receive_some(4096))
+                elif type(event) is HandshakeFailed:
+                    if event.code == protocol.REFUSE_COOKIE and not event.by_peer:
+                        log.warning("wrong_cookie", peer=proto.peer or "?", address=address)
+                    raise HandshakeRefused(event.reason, event.code)
+                elif type(event) is HandshakeDone:
+                    return event
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """host:port of the other end of a socket stream, for logs; "?" if unknown."""
+    try:
+        host, port = stream.getpeername()[:2]  # type: ignore[attr-defined]
+        return f"{host}:{port}"
+    except (AttributeError, OSError):
+        return "?"
+
+
+def _why(exc: BaseException) -> str:
+    """Words for a failed handshake. trio's SSLStream raises an empty
+    BrokenResourceError from the ssl error: the words are in its cause."""
+    if isinstance(exc, trio.TooSlowError):
+        return "no handshake within the deadline"
+    return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+
+
+def _tls_error(exc: BaseException) -> BaseException | None:
+    import ssl
+
+    for e in (exc, exc.__cause__):
+        if isinstance(e, ssl.SSLError):
+            return e
+    return None
+
+
+async def listen(settings: DistSettings) -> tuple[trio.SocketListener, int]:
+    """A listener on the first free port of the node's range, and that port.
+
+    Raises NodeStartError when every port of the range is taken.
+    """
+    s = settings
+    family = trio.socket.AF_INET6 if ":" in s.bind_host else trio.socket.AF_INET
+    for port in range(s.listen_min, s.listen_max + 1):
+        sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        try:
+            await sock.bind((s.bind_host, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(128)
+        return trio.SocketListener(sock), port
+    raise NodeStartError(f"no free port in {s.listen_min}-{s.listen_max} on {s.bind_host}")

@@ -1,0 +1,223 @@
+"""The REST API's route table, and the one dispatcher that enforces it.
+
+Every route under /api is an `ApiRoute`: method, path, handler, the body it
+takes, what it answers, and the `Access` it needs. The table is the single
+source of the OpenAPI document (openapi.py) and of the authorization:
+`endpoint(route)` finds out who calls, refuses anyone below the route's
+access before the handler runs, checks the body against the route's model,
+and hands the handler a `Call` with all of it. So the documented access is the
+enforced one; a handler may refuse more (someone else's key, the admin flags
+of an account), never less.
+
+Refusals, the same on every route: no credentials where some are needed 401;
+a user below the route's access 403 ("only site administrators may do this",
+"you may only manage your own account"); a repository the caller cannot read
+404 with am's reason (its existence is not revealed), one they can read but
+not change 403. A session may change things only with its X-CSRF-Token header
+(403). Bodies must be `application/json` (415), at most 1 MiB (413), valid
+JSON objects (400) matching the route's model (422).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..schema.base import Result
+from .am import Am
+from .auth import Viewer
+from .common import client_of, web_of
+from .security import csrf_ok
+
+__all__ = [
+    "ADMIN",
+    "ANONYMOUS",
+    "LOGGED_IN",
+    "REPO_ADMIN",
+    "REPO_READ",
+    "REPO_WRITE",
+    "SELF",
+    "Access",
+    "ApiError",
+    "ApiRoute",
+    "Call",
+    "ErrorOut",
+    "endpoint",
+]
+
+BODY_MAX = 1024 * 1024
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ErrorOut(Result):
+    """Every refusal of the API: the HTTP status and why, in words."""
+
+    status: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a route. `name` is what the document shows (`x-access`)."""
+
+    name: str
+    text: str
+    login: bool = True  # needs credentials (401 without)
+    admin: bool = False  # a site administrator
+    self_or_admin: bool = False  # the user `{id}` of the path, or a site administrator
+    repo: str | None = None  # this access to `{owner}/{name}` (read, write, admin)
+
+
+ANONYMOUS = Access("anonymous", "anyone, with or without credentials", login=False)
+LOGGED_IN = Access("logged_in", "any logged-in user")
+ADMIN = Access("admin", "site administrators", admin=True)
+SELF = Access("self", "the user named in the path, or a site administrator", self_or_admin=True)
+REPO_READ = Access(
+    "repo:read",
+    "whoever may read the repository (anyone, for a public one)",
+    login=False,
+    repo="read",
+)
+REPO_WRITE = Access("repo:write", "users with write access to the repository", repo="write")
+REPO_ADMIN = Access("repo:admin", "users with admin access to the repository", repo="admin")
+
+
+@dataclass
+class Call:
+    """One API request once its access is checked: what a handler works with."""
+
+    request: Request
+    who: Viewer
+    body: Any = None  # the route's body model, validated
+    repo: dict[str, Any] = field(default_factory=dict)  # {owner}/{name}, for repo access
+    user: dict[str, Any] = field(default_factory=dict)  # {id}, for self access
+
+    @property
+    def actor(self) -> str:
+        """The caller's id (`user-42`), on the routes whose access needs a login."""
+        assert self.who.id is not None, "only for routes whose access needs a login"
+        return self.who.id
+
+    @property
+    def am(self) -> Am:
+        am: Am = web_of(self.request).am
+        return am
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.request.path_params)
+
+    @property
+    def query(self) -> Any:
+        return self.request.query_params
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    access: Access
+    body: type[BaseModel] | None = None
+    answer: Any = None  # a model, [model] for a list, None for 204
+    status: int = 200
+
+
+async def viewer(request: Request, *, write: bool) -> Viewer:
+    """The caller: token/Basic first, else the session (with CSRF for changes)."""
+    web = web_of(request)
+    header = request.headers.get("authorization", "")
+    if header:
+        found: Viewer = await web.auth.from_headers(header, client_of(request))
+        return found
+    found = await web.auth.session_viewer(request.session, client_of(request))
+    if (
+        found.user is not None
+        and write
+        and not csrf_ok(request.session.get("csrf"), request.headers.get("x-csrf-token"))
+    ):
+        raise ApiError(403, "a session may change things only with its X-CSRF-Token header")
+    return found
+
+
+async def read_body(request: Request, model: type[BaseModel]) -> Any:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "send the body as application/json")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BODY_MAX:
+            raise ApiError(413, f"the body is larger than {BODY_MAX} bytes")
+        chunks.append(chunk)
+    try:
+        data = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, f"{where}: {first['msg']}") from None
+
+
+async def _enforce(access: Access, call: Call) -> None:
+    """Refuse the caller unless they have `access` (see the module docstring)."""
+    who = call.who
+    if access.login and who.user is None:
+        raise ApiError(401, "authentication required: send Authorization: Bearer <token>")
+    if access.admin and not who.is_admin:
+        raise ApiError(403, "only site administrators may do this")
+    if access.self_or_admin:
+        user = await call.am.get_user(who.id, call.params["id"])
+        if not (who.is_admin or who.id == user["id"]):
+            raise ApiError(403, "you may only manage your own account")
+        call.user = user
+    if access.repo is not None:
+        path = f"{call.params['owner']}/{call.params['name']}"
+        decision = await call.am.check_access(who.id, path, access.repo)
+        if not decision["allowed"]:
+            status = 403 if access.repo != "read" and decision.get("level") else 404
+            raise ApiError(status, decision["reason"])
+        call.repo = await call.am.get_repo(who.id, path)
+
+
+def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint of `route`: caller, access, body, then the handler.
+    am's refusals (AmError) and bad credentials (AuthError) are answered by
+    the app's handlers, as JSON under /api."""
+
+    async def run(request: Request) -> Response:
+        try:
+            who = await viewer(request, write=request.method in CHANGES)
+            call = Call(request, who)
+            await _enforce(route.access, call)
+            if route.body is not None:
+                call.body = await read_body(request, route.body)
+            return await route.handler(call)
+        except ApiError as exc:
+            return JSONResponse(
+                {"status": exc.status, "message": exc.message}, status_code=exc.status
+            )
+
+    return run

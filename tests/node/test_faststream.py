@@ -1,0 +1,107 @@
+"""FastSocketStream is a correct trio Stream (trio's own generic stream checks),
+except for the one rule it breaks on purpose: an operation the kernel completes
+at once is not a scheduling point."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import trio
+import trio.testing
+from trio.testing import _check_streams
+
+from applikant.node.faststream import FAIR_EVERY, FastSocketStream
+
+
+async def stream_pair() -> tuple[FastSocketStream, FastSocketStream]:
+    left, right = socket.socketpair()
+    return FastSocketStream(left), FastSocketStream(right)
+
+
+async def fill(stream: FastSocketStream) -> None:
+    """Write until the kernel buffers are full and send_all has to wait."""
+
+    async def sender() -> None:
+        while True:
+            await stream.send_all(b"x" * 10000)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+
+
+async def clogged_pair() -> tuple[FastSocketStream, FastSocketStream]:
+    left, right = await stream_pair()
+    await fill(left)
+    await fill(right)
+    return left, right
+
+
+@pytest.fixture
+def no_checkpoint_rule(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """trio's checks also assert that every send_all and receive_some is a
+    scheduling point: the deviation this stream makes on purpose (see its
+    docstring, and the test below that pins it). Everything else they check holds."""
+    from contextlib import nullcontext
+
+    monkeypatch.setattr(_check_streams, "assert_checkpoints", nullcontext)
+    yield
+
+
+async def test_trio_generic_stream_checks(no_checkpoint_rule: None) -> None:
+    await trio.testing.check_two_way_stream(stream_pair, clogged_pair)
+
+
+async def test_the_deviation_an_operation_that_need_not_wait_lets_no_task_run() -> None:
+    a, b = await stream_pair()
+    ran: list[str] = []
+
+    async def other(tag: str) -> None:
+        ran.append(tag)
+
+    async with a, b, trio.open_nursery() as nursery:
+        nursery.start_soon(other, "first")  # would run at the next scheduling point
+        await a.send_all(b"hello")
+        assert await b.receive_some(5) == b"hello"  # all there was, and wanted
+        assert ran == []
+        # ... but a reader that always finds data yields every FAIR_EVERY reads, so
+        # that a busy link cannot starve the tasks it spawns
+        await a.send_all(b"x" * (FAIR_EVERY * 8))
+        reads = 0
+        while not ran and reads < 2 * FAIR_EVERY:  # (after its yield, trio may
+            assert await b.receive_some(1) == b"x"  # still run this task first)
+            reads += 1
+        assert ran == ["first"] and reads >= FAIR_EVERY // 2
+        # ... and an operation that has to wait is a scheduling point, as usual
+        nursery.start_soon(other, "second")
+        nursery.start_soon(a.send_all, b"late")
+        assert await b.receive_some() == b"x" * (FAIR_EVERY * 8 - reads)
+        assert await b.receive_some() == b"late"
+        assert ran == ["first", "second"]
+        # ... and an operation in a cancelled scope is cancelled, even one that need
+        # not wait (the other half of trio's rule holds)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(trio.Cancelled):
+                await a.send_all(b"never")
+        await a.send_all(b"y")
+        assert await b.receive_some() == b"y"  # "never" was not sent
+
+
+async def test_the_socket_of_a_trio_stream_is_taken_over() -> None:
+    with trio.socket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = await trio.open_tcp_stream("127.0.0.1", listener.getsockname()[1])
+        server, _ = await listener.accept()
+        with server:
+            fast = FastSocketStream.from_trio(client)
+            async with fast:
+                assert client.socket.fileno() == -1  # detached: one owner only
+                assert fast.getpeername() == listener.getsockname()[:2]
+                assert fast.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                await fast.send_all(b"ping")
+                assert await server.recv(4) == b"ping"

@@ -36,7 +36,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.faults import Ledger, Tmpfs, Watch, tmpfs_unavailable
+from harness.faults import HookGate, Ledger, Tmpfs, Watch, tmpfs_unavailable
 from harness.gitenv import GitSite, User
 from harness.wait import wait_until
 
@@ -127,15 +127,25 @@ class Campaign:
         am = self.site.am_proc
         assert am is not None
         if phase == "deciding":
-            watch = Watch.quarantine(self.site.repo_root / f"{ledger.repo}.git")
+            gate = HookGate.of(self.site, ledger.repo)
+            gate.hold()
+            push = ledger.prepare()
+            proc = ledger.spawn(push)
+            try:
+                gate.wait_arrived()
+                am.signal(signal.SIGSTOP)
+            finally:
+                gate.open()
+            time.sleep(0.5)
+            seen = None
         else:
             watch = Watch.intents(self.site.spool_dir)
-        push = ledger.prepare()
-        proc = ledger.spawn(push)
-        try:
-            seen = watch.wait(30)
-        finally:
-            watch.close()
+            push = ledger.prepare()
+            proc = ledger.spawn(push)
+            try:
+                seen = watch.wait(30)
+            finally:
+                watch.close()
         if seen:
             am.signal(signal.SIGSTOP)
             if phase == "recording":

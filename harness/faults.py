@@ -10,7 +10,8 @@ whether anything acknowledged was lost or recorded twice.
 
 The moment a push is approved (af writes its intent) is seen with inotify on
 af's `spool/intents/`: a test can stop am right there, between pre-receive and
-post-receive, and strike at the phase it wants.
+post-receive, and strike at the phase it wants. A push can also be held at its
+pre-receive, before am is asked (HookGate).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from applikant.node.errors import DistError
 from harness.gitenv import GitSite, User
 from harness.wait import wait_until
 
-__all__ = ["Ledger", "Push", "Tmpfs", "Watch", "tmpfs_unavailable"]
+__all__ = ["HookGate", "Ledger", "Push", "Tmpfs", "Watch", "tmpfs_unavailable"]
 
 ZERO = "0" * 40
 
@@ -116,13 +117,11 @@ class Watch:
     """Wakes when a name appears in a directory (Linux inotify through libc).
 
     :meth:`intents` wakes when af writes a push's intent: the push was
-    approved and its refs are about to move. :meth:`quarantine` wakes when
-    receive-pack starts taking a push's objects: the access check is behind
-    it, pre-receive just ahead. close() when done.
+    approved and its refs are about to move (:class:`HookGate` holds a push
+    before am is asked). close() when done.
     """
 
     IN_MOVED_TO = 0x80
-    IN_CREATE = 0x100
 
     def __init__(self, directory: Path, mask: int, prefix: str = "", suffix: str = "") -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -138,10 +137,6 @@ class Watch:
     def intents(cls, spool_dir: Path) -> Watch:
         # write_atomic renames the finished file into place
         return cls(Path(spool_dir) / "intents", cls.IN_MOVED_TO, suffix=".json")
-
-    @classmethod
-    def quarantine(cls, git_dir: Path) -> Watch:
-        return cls(Path(git_dir) / "objects", cls.IN_CREATE, prefix="tmp_objdir-incoming-")
 
     def wait(self, timeout: float) -> str | None:
         """The next name that appeared, or None after ``timeout`` s."""
@@ -166,6 +161,45 @@ class Watch:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+class HookGate:
+    """Holds a repository's pre-receive before it asks af anything, while held.
+
+    The repository's ``hooks/pre-receive`` becomes a script that notes its
+    arrival, waits while the gate is held, then runs af's hook script in its own
+    shell (sourced: ``$0`` still names the hook, the pipes to ``as`` are the
+    same). A test holds the gate, starts a push, waits for it to arrive, stops
+    am, and opens the gate: pre-receive then surely asks a stopped am, which a
+    watch on the push's objects could not promise (am may answer first).
+    """
+
+    @classmethod
+    def of(cls, site: GitSite, repo: str) -> HookGate:
+        return cls(site.repo_root / f"{repo}.git", site.repo_root / ".applikant-hook", site.tmp)
+
+    def __init__(self, git_dir: Path, hook_script: Path, where: Path) -> None:
+        self.arrived_path = Path(where) / "gate-arrived"
+        self.held_path = Path(where) / "gate-held"
+        hook = Path(git_dir) / "hooks" / "pre-receive"
+        hook.unlink()
+        hook.write_text(
+            "#!/bin/sh\n"
+            f": > '{self.arrived_path}'\n"
+            f"while [ -e '{self.held_path}' ]; do sleep 0.02; done\n"
+            f". '{hook_script}'\n"
+        )
+        hook.chmod(0o755)
+
+    def hold(self) -> None:
+        self.arrived_path.unlink(missing_ok=True)
+        self.held_path.touch()
+
+    def wait_arrived(self, timeout: float = 30.0) -> None:
+        wait_until(self.arrived_path.exists, timeout, "the push to reach pre-receive")
+
+    def open(self) -> None:
+        self.held_path.unlink(missing_ok=True)
 
 
 @dataclass

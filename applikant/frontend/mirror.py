@@ -80,7 +80,10 @@ class Mirror:
         self.keys_file = keys_file
         self.as_command = as_command
         self.keys: dict[str, tuple[str, str]] = {}  # fingerprint -> (user id, key line)
-        self.synced = False  # a full snapshot has been applied since the last connect
+        # A full snapshot has been applied since the last connect, and no other
+        # asked for since (af's status says "synced" only then: tests wait on it).
+        self.synced = False
+        self._resyncs_asked = 0
         self.applied = 0  # events applied (tests wait on it)
         self.keys_written = 0  # times the keys file was written (status, tests)
         self.keys_error = ""  # why the last write failed; empty once one succeeds
@@ -96,6 +99,7 @@ class Mirror:
     def request_resync(self) -> None:
         """Fetch the full state again (this af has just become the store's manager)."""
         self.synced = False
+        self._resyncs_asked += 1
         self._put(RESYNC)
 
     async def changed(self, ctx: CallContext, event: Any) -> None:
@@ -157,6 +161,7 @@ class Mirror:
             await self._write_keys()
 
     async def _resync(self) -> None:
+        asked = self._resyncs_asked
         if self.keys_mode == "file":
             keys = await self.link.call("am_user_db", "all_keys", {}, timeout=AM_TIMEOUT)
             self.keys = {}
@@ -168,7 +173,7 @@ class Mirror:
         if self.store.manages:
             repos = list(await self.link.call("am_repo_db", "list_repos", {}, timeout=AM_TIMEOUT))
             await trio.to_thread.run_sync(self.store.ops.reconcile, repos)
-        self.synced = True
+        self.synced = self._resyncs_asked == asked  # else another one is queued
         log.info("resynced", keys=len(self.keys), repos=len(repos), manages=self.store.manages)
 
     async def _apply(self, event: dict[str, Any]) -> None:

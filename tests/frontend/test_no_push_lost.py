@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults import Ledger, Tmpfs, Watch, tmpfs_unavailable
+from harness.faults import HookGate, Ledger, Tmpfs, Watch, tmpfs_unavailable
 from harness.gitenv import GitSite
 from harness.wait import wait_until
 
@@ -65,18 +65,19 @@ def wait_head(site: GitSite, ref: str, new: str) -> None:
 
 
 def stopped_in_pre_receive(site: GitSite, ledger: Ledger) -> tuple[object, object]:
-    """A push started and held in pre-receive: am is stopped as soon as the push's
-    objects start arriving (its access check is behind it)."""
+    """A push whose pre-receive asks a stopped am: held at the hook (its access
+    check behind it) until am is stopped."""
     assert site.am_proc is not None
-    watch = Watch.quarantine(site.repo_root / f"{REPO}.git")
+    gate = HookGate.of(site, REPO)
+    gate.hold()
     push = ledger.prepare()
     proc = ledger.spawn(push)
     try:
-        assert watch.wait(20), "the push never reached receive-pack"
+        gate.wait_arrived()
+        site.am_proc.signal(signal.SIGSTOP)
     finally:
-        watch.close()
-    site.am_proc.signal(signal.SIGSTOP)
-    time.sleep(1.0)  # pre-receive now waits for am
+        gate.open()
+    time.sleep(1.0)  # pre-receive now waits for am (or finds it gone: refused too)
     return push, proc
 
 

@@ -726,11 +726,12 @@ def run_checks(cfg: Config, sshd_config: str = SSHD_CONFIG) -> list[Check]:
     checks.append(check_repos(cfg))
     if cookie is not None:
         checks.append(check_repo_store(cfg, cookie))
-    checks += (
-        doctor_data.make_run_sshd_checks(cfg)
-        if doctor_data.is_make_run(cfg)
-        else check_sshd(cfg, user, sshd_config)
-    )
+    # Under make run's config its own sshd is the one that matters, unless another
+    # sshd_config is named (--sshd-config).
+    if sshd_config == SSHD_CONFIG and doctor_data.is_make_run(cfg):
+        checks += doctor_data.make_run_sshd_checks(cfg)
+    else:
+        checks += check_sshd(cfg, user, sshd_config)
     checks.append(check_forced_command(cfg))
     checks += doctor_data.check_events(cfg) + doctor_data.check_disk_reserve(cfg)
     if cookie is not None and registered is not None:

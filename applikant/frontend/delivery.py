@@ -2,8 +2,14 @@
 
 What there is to deliver lives in af's spool (:mod:`applikant.frontend.spool`):
 queued post-receive events, and intents written ahead of pushes whose
-post-receive never reached am. :meth:`Delivery.run` goes over them whenever
-woken (a new event, am back) and at least every ``retry`` seconds:
+post-receive never reached am. :meth:`Delivery.run` goes over them when there
+is something to do, and sleeps otherwise (at rest it does not wake at all but
+for a sweep every ``SWEEP`` seconds, for files ``as``/``ah`` spooled while af
+was out of reach): when woken (a new event queued, am back: :meth:`wake`,
+:meth:`on_connect`), when a held-back event's retry is due, and when an intent
+whose push still runs is due for another look (:meth:`watch`; 0.5, 1, 2...
+``WATCH_CAP`` s while the push runs; a push whose post-receive reached am
+forgets it, :meth:`forget`):
 
 * a queued event is sent to ``am_hook_api.handle_hook``;
 * an intent whose push is over (its receive-pack is gone, :mod:`pushid`) is
@@ -47,6 +53,12 @@ PERMANENT = frozenset({"bad_request", "not_found", "forbidden", "conflict"})
 BACKOFF_CAP = 60.0
 #: An intent without a receive-pack to watch is settled after this long.
 ORPHAN_AGE = 600.0
+#: Seconds between two looks at an intent whose push still runs: from
+#: WATCH_FIRST, doubling to WATCH_CAP.
+WATCH_FIRST = 0.5
+WATCH_CAP = 10.0
+#: Seconds between two passes when nothing is due (files spooled by as/ah).
+SWEEP = 60.0
 
 Build = Callable[[dict[str, Any]], dict[str, Any]]
 Prepare = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -77,8 +89,10 @@ class Delivery:
         self.last_error = ""
         self._wake = trio.Event()
         self._held: dict[str, tuple[int, float]] = {}  # path -> (failures, next attempt)
+        self._watched: dict[str, tuple[int, float]] = {}  # intent path -> (looks, next look)
         self._outages = 0
         self._paused_until = 0.0
+        self._sleep: trio.CancelScope | None = None  # run()'s sleep, while it sleeps
 
     # ---- one attempt -----------------------------------------------------------
 
@@ -98,6 +112,7 @@ class Delivery:
     # ---- the loop --------------------------------------------------------------
 
     def wake(self) -> None:
+        """Something new to deliver: a pass now."""
         self._wake.set()
 
     async def on_connect(self) -> None:
@@ -107,28 +122,67 @@ class Delivery:
         self._paused_until = 0.0
         self.wake()
 
+    def queued(self, path: str, reason: str) -> None:
+        """A post-receive event af just queued after a failed attempt: retried
+        after the first backoff (or as soon as am is back)."""
+        self._hold(path, reason)
+
+    def watch(self, path: str) -> None:
+        """An intent just written ahead of a push: looked at if its push ends
+        without its post-receive reaching am (see :meth:`forget`)."""
+        self._watched[path] = (0, trio.current_time() + WATCH_FIRST)
+        self._due_by(self._watched[path][1])
+
+    def forget(self, path: str) -> None:
+        """The intent at ``path`` is settled (recorded, queued or dropped)."""
+        self._watched.pop(path, None)
+
     def _backoff(self, failures: int) -> float:
         base = max(self.link.retry, 0.2)
         delay = min(BACKOFF_CAP, base * 2.0 ** max(failures - 1, 0))
         return delay * random.uniform(0.9, 1.1)
 
+    def _due_by(self, when: float) -> None:
+        """Make run()'s sleep end by ``when`` (no pass before then)."""
+        if self._sleep is not None and when < self._sleep.deadline:
+            self._sleep.deadline = when
+
+    def _next_due(self) -> float:
+        """When the next pass is due: a retry, a look at an intent, the end of a
+        pause, or the sweep."""
+        now = trio.current_time()
+        due = [now + SWEEP]
+        due += [t for _, t in self._held.values()]
+        due += [t for _, t in self._watched.values()]
+        if self._paused_until > now:
+            due.append(self._paused_until)
+        return min(due)
+
     async def run(self) -> None:
-        """Deliver and settle whenever woken, and every ``retry`` seconds; forever."""
+        """Deliver and settle when there is something to do (see the module
+        docstring); asleep otherwise. Forever."""
         while True:
-            with trio.move_on_after(max(self.link.retry, 0.2)):
-                await self._wake.wait()
             self._wake = trio.Event()
             await self.settle()
+            with trio.move_on_at(self._next_due()) as self._sleep:
+                await self._wake.wait()
+            self._sleep = None
 
     async def settle(self) -> int:
         """One pass over the queued events, then the intents; how many were recorded."""
         done = 0
-        for path in await trio.to_thread.run_sync(spool.pending, self.spool_dir):
+        queued = await trio.to_thread.run_sync(spool.pending, self.spool_dir)
+        intents = await trio.to_thread.run_sync(spool.intents, self.spool_dir)
+        # Forget the files that went (delivered by post-receive, removed by hand).
+        for table, paths in ((self._held, {*queued, *intents}), (self._watched, set(intents))):
+            for gone in set(table) - paths:
+                del table[gone]
+        for path in queued:
             outcome = await self._queued(path)
             done += outcome == "recorded"
             if outcome == "stop":
-                break
-        for path in await trio.to_thread.run_sync(spool.intents, self.spool_dir):
+                break  # am is away: intents whose refs never moved are still settled
+        for path in intents:
             outcome = await self._intent(path)
             done += outcome == "recorded"
             if outcome == "stop":
@@ -162,9 +216,12 @@ class Delivery:
             push = record.get("push") or {}
             if push:
                 if pushid.alive(push.get("pid"), push.get("start")):
+                    self._look_later(path)
                     return "running"
-            elif _age(record) < ORPHAN_AGE:
+            elif (age := _age(record)) < ORPHAN_AGE:
+                self._watched[path] = (0, trio.current_time() + ORPHAN_AGE - age)
                 return "running"
+            self._watched.pop(path, None)
             data = self.build(request)
         except FileNotFoundError:
             return "gone"
@@ -215,9 +272,15 @@ class Delivery:
         self._hold(path, outcome.reason)
         return "held"
 
+    def _look_later(self, path: str) -> None:
+        looks = self._watched.get(path, (0, 0.0))[0] + 1
+        delay = min(WATCH_CAP, WATCH_FIRST * 2.0**looks)
+        self._watched[path] = (looks, trio.current_time() + delay)
+
     def _hold(self, path: str, reason: str) -> None:
         failures = self._held.get(path, (0, 0.0))[0] + 1
         self._held[path] = (failures, trio.current_time() + self._backoff(failures))
+        self._due_by(self._held[path][1])
         self.last_error = reason
         log.warning("delivery_failed", path=path, failures=failures, reason=reason)
 

@@ -170,7 +170,7 @@ class HookServer:
         if verdict["ok"]:
             record = {"request": request, "push": _push(request), "time": time.time()}
             try:
-                await trio.to_thread.run_sync(
+                path = await trio.to_thread.run_sync(
                     spool.write_intent, self.spool_dir, data["event_id"], record
                 )
             except (OSError, ValueError) as exc:
@@ -181,13 +181,16 @@ class HookServer:
                     "ok": False,
                     "messages": [f"applikant: push refused: {_disk_words(exc)}; nothing changed"],
                 }
+            self.delivery.watch(path)  # in case its post-receive never reaches am
         return verdict
 
     async def _post_receive(self, request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         event_id = data["event_id"]
+        intent = spool.intent_path(self.spool_dir, event_id)
         outcome = await self.delivery.send(data)
         if outcome.state == "recorded":
             await trio.to_thread.run_sync(spool.drop_intent, self.spool_dir, event_id)
+            self.delivery.forget(intent)
             return {"ok": True, "messages": _verdict(outcome.reply)["messages"]}
         record = {"request": request, "spooled_by": "af"}
         try:
@@ -196,12 +199,14 @@ class HookServer:
                     spool.bury, self.spool_dir, event_id, record, outcome.reason
                 )
             else:
-                await trio.to_thread.run_sync(spool.write, self.spool_dir, event_id, record)
+                queued = await trio.to_thread.run_sync(
+                    spool.write, self.spool_dir, event_id, record
+                )
+                self.delivery.queued(queued, outcome.reason)
             await trio.to_thread.run_sync(spool.drop_intent, self.spool_dir, event_id)
+            self.delivery.forget(intent)
         except (OSError, ValueError) as exc:
-            has_intent = await trio.to_thread.run_sync(
-                os.path.exists, spool.intent_path(self.spool_dir, event_id)
-            )
+            has_intent = await trio.to_thread.run_sync(os.path.exists, intent)
             if not has_intent:
                 log.error("spool_failed", repo=data["repo"], event_id=event_id, reason=str(exc))
                 return {
@@ -209,6 +214,7 @@ class HookServer:
                     "messages": [f"applikant: the push is done but could not be recorded: {exc}"],
                 }
             log.warning("spool_failed_intent_kept", event_id=event_id, reason=str(exc))
+            self.delivery.watch(intent)  # settled against the refs once the push is over
         return {"ok": True, "messages": [_later_words(outcome)]}
 
     async def post_receive_data(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -330,9 +336,6 @@ class HookServer:
         return out
 
     # ---- delivery -----------------------------------------------------------
-
-    def wake(self) -> None:
-        self.delivery.wake()
 
     async def deliver_spool(self) -> int:
         """One delivery pass now (tests); how many events am recorded."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -175,3 +176,84 @@ async def test_an_intent_of_an_unknown_push_waits_for_its_age(
     assert site.link.calls == []
     monkeypatch.setattr("applikant.frontend.delivery.ORPHAN_AGE", 0.0)
     assert await site.delivery.settle() == 1
+
+
+# ---- the loop: passes when there is something to do, asleep otherwise -------------
+
+
+@pytest.fixture
+def inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work meant for threads done inline, so that trio's mock clock jumps only
+    when the loop really sleeps (not while a thread lists the spool)."""
+
+    async def run_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync)
+
+
+class Passes:
+    """Counts run()'s passes over the spool."""
+
+    def __init__(self, site: Site) -> None:
+        self.count = 0
+        self.settle = site.delivery.settle
+        site.delivery.settle = self  # type: ignore[method-assign]
+
+    async def __call__(self) -> int:
+        self.count += 1
+        return await self.settle()
+
+
+async def test_at_rest_the_loop_sleeps_but_for_the_sweep(
+    site: Site, inline: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    from applikant.frontend.delivery import SWEEP
+
+    passes = Passes(site)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(site.delivery.run)
+        await trio.sleep(10 * SWEEP + 1)
+        assert passes.count == 11  # the first, then one per sweep
+        site.delivery.wake()  # something new: a pass now
+        await trio.sleep(0.01)
+        assert passes.count == 12
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_loop_retries_an_error_reply_with_backoff(
+    site: Site, inline: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    a = site.commit()
+    site.git("update-ref", "refs/heads/main", a)
+    site.intent([("refs/heads/main", ZERO, a)], gone_push())
+    site.link.answers = [AmRefused("internal", "database or disk is full")] * 3
+
+    async def prepare(request: dict[str, Any]) -> dict[str, Any]:
+        return site.server.build(request)  # no git processes under the mock clock
+
+    site.delivery.prepare = prepare
+    passes = Passes(site)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(site.delivery.run)
+        # 0.05 s of am_retry (the floor is 0.2 s): 0.2, 0.4, 0.8 s (+- 10%), then recorded
+        await trio.sleep(2.0)
+        assert len(site.link.calls) == 4 and site.delivery.delivered == 1
+        assert passes.count == 4 and spool.intents(site.delivery.spool_dir) == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_loop_settles_a_watched_intent_once_its_push_is_over(
+    site: Site, inline: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """pre-receive wrote an intent and the push died before any ref moved (no
+    post-receive): the loop looks at it when due and drops it, unwoken."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(site.delivery.run)
+        await trio.sleep(1.0)  # the first pass found nothing; asleep until the sweep
+        event_id = site.intent([("refs/heads/main", ZERO, site.commit())], gone_push())
+        site.delivery.watch(spool.intent_path(site.delivery.spool_dir, event_id))
+        await trio.sleep(1.0)
+        assert spool.intents(site.delivery.spool_dir) == [] and site.delivery.discarded == 1
+        assert site.link.calls == []
+        nursery.cancel_scope.cancel()

@@ -188,6 +188,9 @@ async def test_post_receive_spooled_then_delivered(
     await server.handle_hook(None, other)  # type: ignore[arg-type]
     link.calls.clear()
     link.answers = [{"ok": True, "messages": []}, AmRefused("not_found", "no repository team/p")]
+    assert await server.deliver_spool() == 0  # held back until am is back (or the backoff)
+    assert link.calls == []
+    await server.delivery.on_connect()  # am is back
     assert await server.deliver_spool() == 1
     assert spool.pending(server.spool_dir) == []
     assert [c[2]["event_id"] for c in link.calls] == [

@@ -47,3 +47,30 @@ def test_paths_that_cannot_be_looked_at_are_skipped(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(diskspace, "usage", broken)
     assert Reserve(["/nowhere"], 256).shortfall() is None
+
+
+def test_am_keeps_no_reserve_for_a_database_on_postgresql(tmp_path: Path) -> None:
+    """On PostgreSQL the database's disk is the server's: am keeps no reserve
+    (said in its log) and doctor says why it does not look; the local data
+    directory, repositories and spool are still checked."""
+    from applikant.config import Config
+    from applikant.manager.daemon import _reserve
+    from applikant.ops.doctor_data import check_disk_reserve
+
+    cfg = Config.model_validate(
+        {"node": {"data_dir": str(tmp_path), "disk_reserve_mb": 1}, "am": {"db": ""}}
+    )
+    sqlite = _reserve(cfg.path(cfg.am.db, "am.sqlite3"), cfg)
+    assert sqlite.reserve_mb == 1 and sqlite.paths == [str(tmp_path / "am.sqlite3")]
+    assert not any(c.name.startswith("disk reserve (am") for c in check_disk_reserve(cfg))
+
+    url = "postgresql://applikant@db.example.org/applikant"
+    cfg = Config.model_validate(
+        {"node": {"data_dir": str(tmp_path), "disk_reserve_mb": 1}, "am": {"db": url}}
+    )
+    assert _reserve(url, cfg).shortfall() is None and _reserve(url, cfg).reserve_mb == 0
+    checks = {c.name: c for c in check_disk_reserve(cfg)}
+    skipped = checks["disk reserve (am's database)"]
+    assert skipped.status == "skip" and "PostgreSQL" in skipped.found
+    [local] = [c for name, c in checks.items() if name.startswith("disk reserve /")]
+    assert str(tmp_path) in local.found and url not in local.found

@@ -308,6 +308,10 @@ def test_disk_reserve_refuses_pushes_not_clones(tmp_path: Path, disks: dict[str,
         assert not push.acknowledged and "the manager's disk is nearly full" in push.output
         r = site.cluster.cli("user", "add", "carol")
         assert r.returncode != 0 and "the manager's disk is nearly full" in r.stderr + r.stdout
+        # Reading goes on, with its bookkeeping: a login, a session's use.
+        made = site.call_am("am_sessions", "start", {"user": ledger.user.id})
+        found = site.call_am("am_sessions", "resolve", {"secret": made["secret"]})
+        assert found["user"]["login"] == ledger.user.login
         disks["db"].release()
         ledger.push()
         verdict(ledger, acknowledged=1, refused=2)

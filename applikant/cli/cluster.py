@@ -154,7 +154,7 @@ def status(json_out: JsonOpt = False) -> None:
     cluster = common.call("am_observer", "cluster", {}, peer=am)
     rows, report = [], []
     nodes = list(cluster.get("nodes", []))  # am's own entry first
-    if not any(n.get("node") == am for n in nodes):
+    if not any(n.get("node") == am for n in nodes):  # am lists itself; once
         nodes.insert(0, {"node": am, "state": "up", "errors": []})
     for entry in nodes:
         name = entry["node"]

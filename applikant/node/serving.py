@@ -31,7 +31,7 @@ from .errors import (
     ServiceError,
     reply_from_error,
 )
-from .protocol import Call, Cast, ErrorReply, Reply
+from .protocol import Call, Cast, ErrorReply, Reply, State
 
 if TYPE_CHECKING:
     from .link import Link
@@ -154,8 +154,8 @@ class Services:
             self._idle.set()
 
     def _answer(self, link: Link, call: Call, outcome: tuple[bool, Any]) -> None:
-        if link.closed:
-            return  # the caller is gone: no answer wanted
+        if link.closed or link.proto.state is not State.CONNECTED:
+            return  # the caller is gone, or its link is closing: no answer wanted
         ok, value = outcome
         reply: Reply | ErrorReply = (
             Reply(call.req_id, value) if ok else ErrorReply(call.req_id, *value)

@@ -18,7 +18,7 @@ protocol's own HMAC-SHA256, which they have loaded already.
 
 from __future__ import annotations
 
-from applikant.node.protocol import hmac_sha256
+from applikant.node.frameauth import hmac_sha256
 
 __all__ = ["alive", "event_id", "identify", "is_receive_pack", "start_time"]
 

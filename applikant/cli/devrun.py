@@ -124,6 +124,10 @@ def main() -> None:
         started.append(proc)
         return proc
 
+    # Ctrl-C stops everything even when make run was started with SIGINT ignored
+    # (a shell's background job): its daemons, in the same process group, get
+    # the SIGINT too and end cleanly; restarting them then would be wrong.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     sshd = None

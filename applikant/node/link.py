@@ -114,7 +114,8 @@ class Link:
         self.finished = trio.Event()  # set by whoever ran the link, once it is all gone
         self.pending: dict[int, Pending] = {}
         self.handlers: dict[int, trio.CancelScope] = {}  # calls served for the peer
-        self.last_recv = trio.current_time()
+        self._now = trio.lowlevel.current_clock().current_time  # (trio.current_time, less deep)
+        self.last_recv = self._now()
         self.closed = False
         self.down_reason = "connection closed"
         # Casts wait here for the link's cast task, which runs them in order.
@@ -126,6 +127,12 @@ class Link:
         self.reader_scope = trio.CancelScope()  # the reading task's (see _read)
         self._out: list[bytes] = []
         self._writing = False
+        # What the stream can do, looked up once (FastSocketStream, FastTLSStream):
+        self._try_send: Callable[[bytes], int] | None = getattr(stream, "try_send", None)
+        self._try_send_parts: Callable[[list[bytes]], int] | None = getattr(
+            stream, "try_send_parts", None
+        )
+        self._has_backlog = hasattr(stream, "backlog")
         self._next_id = 0
 
     # ---- running ----------------------------------------------------------
@@ -173,13 +180,14 @@ class Link:
             await self._read_loop(table, token)
 
     async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
-        proto, stream = self.proto, self.stream
+        proto, stream, now = self.proto, self.stream, self._now
         try:
             while True:
                 event = proto.next_event()
                 if event is NEED_DATA:
-                    data = await stream.receive_some(max(RECV_SIZE, proto.bytes_wanted()))
-                    self.last_recv = trio.current_time()
+                    wanted = proto.bytes_wanted()
+                    data = await stream.receive_some(RECV_SIZE if wanted < RECV_SIZE else wanted)
+                    self.last_recv = now()
                     proto.receive_data(data)
                     continue
                 if type(event) is ConnectionClosed:
@@ -244,11 +252,15 @@ class Link:
         """Send one message; NodeDown once the link (or its protocol) is closing:
         the peer said goodbye or broke the protocol, and the reader is ending it
         (the protocol object must not be asked to frame anything then)."""
+        if self._queue(self._frame(event)):
+            await self._flush()
+
+    def _frame(self, event: Event) -> list[bytes]:
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if self.proto.state is not State.CONNECTED:
             raise NodeDown(f"{self.peer} is down (its link is closing)")
-        await self.send_bytes(self.proto.send_parts(event))
+        return self.proto.send_parts(event)
 
     async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
@@ -273,15 +285,17 @@ class Link:
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if type(data) is list:
-            send_parts = getattr(self.stream, "try_send_parts", None)
-            if len(data) > 1 and send_parts is not None and not self._writing:
-                return self._queue_parts(send_parts, data)
-            data = data[0] if len(data) == 1 else b"".join(data)
+            if len(data) == 1:
+                data = data[0]
+            elif self._try_send_parts is not None and not self._writing:
+                return self._queue_parts(self._try_send_parts, data)
+            else:
+                data = b"".join(data)
         assert type(data) is bytes
         if self._writing:
             self._out.append(data)
             return False
-        try_send = getattr(self.stream, "try_send", None)
+        try_send = self._try_send
         if try_send is not None:  # the common case: the kernel takes it all at once
             try:
                 sent = try_send(data)
@@ -289,7 +303,7 @@ class Link:
                 self.close(f"write failed: {exc or type(exc).__name__}")
                 raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
             if sent == len(data):
-                if not getattr(self.stream, "backlog", b""):
+                if not self._has_backlog or not getattr(self.stream, "backlog", b""):
                     return False
                 data = b""  # (TLS: the records the kernel did not take wait in the stream)
             else:
@@ -346,9 +360,11 @@ class Link:
         pending = Pending((self.peer, target, method, timeout))
         self.pending[req_id] = pending
         if timeout is not None:
-            self._deadlines.add(trio.current_time() + timeout, pending)
+            self._deadlines.add(self._now() + timeout, pending)
         try:
-            await self.send_event(Call(req_id, node, target, method, args))
+            # (send_event written out: one coroutine less per call)
+            if self._queue(self._frame(Call(req_id, node, target, method, args))):
+                await self._flush()
             await pending.wait()
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)

@@ -39,7 +39,10 @@ from .protocol import (
 
 log = EventLog("dist")
 
-RECV_SIZE = 65536
+# One read takes a 64 KB message with its framing whole (65536 was a few bytes
+# short of it: a second read and a copy to join the two), and stays well under
+# glibc's mmap threshold (128 KB), so the buffer comes from the heap.
+RECV_SIZE = 65536 + 4096
 
 # A handler gets the link and the event; it may return an awaitable, which the
 # reader awaits before it reads on (so that registry messages apply in order).

@@ -184,14 +184,19 @@ class Link:
 
     async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
         proto, stream, now = self.proto, self.stream, self._now
+        corked = False  # what is sent while handling one read's messages goes out together
         try:
             while True:
                 event = proto.next_event()
                 if event is NEED_DATA:
+                    if corked:
+                        corked = False
+                        self._uncork()
                     wanted = proto.bytes_wanted()
                     data = await stream.receive_some(RECV_SIZE if wanted < RECV_SIZE else wanted)
                     self.last_recv = now()
                     proto.receive_data(data)
+                    corked = self._cork()
                     continue
                 if type(event) is ConnectionClosed:
                     self.close("connection closed")
@@ -200,6 +205,9 @@ class Link:
                 if handler is not None:
                     result = handler(self, event)
                     if result is not None:
+                        if corked:  # (nothing stays held while this task waits)
+                            corked = False
+                            self._uncork()
                         await result
                         if self._reader is not token:
                             return  # a new task reads this link now
@@ -208,6 +216,31 @@ class Link:
             self.close(f"protocol error: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.close(f"connection lost: {exc or type(exc).__name__}")
+        finally:
+            if corked:
+                self._uncork()
+
+    def _cork(self) -> bool:
+        """Hold the frames sent from now on (the answers to the calls one read
+        brought, in the reader's task, which does not wait meanwhile): they go
+        out with one write in `_uncork`, not one each. Holding is what a write
+        in progress does already (`_writing`: every sender queues in `_out`,
+        in order), so nothing overtakes a held frame. False if a write is in
+        progress: that writer sends what is queued."""
+        if self._writing:
+            return False
+        self._writing = True
+        return True
+
+    def _uncork(self) -> None:
+        out = self._out
+        self._writing = False
+        if out:
+            self._out = []
+            try:
+                self.send_soon(out[0] if len(out) == 1 else b"".join(out))
+            except NodeDown:
+                pass  # the link is closing: nobody waits for these
 
     def read_elsewhere(self) -> None:
         """The task reading this link has something else to do (a call it serves

@@ -43,6 +43,7 @@ log = EventLog("dist")
 # short of it: a second read and a copy to join the two), and stays well under
 # glibc's mmap threshold (128 KB), so the buffer comes from the heap.
 RECV_SIZE = 65536 + 4096
+MAX_PIECES = 64  # frames written with one sendmsg (the kernel takes up to IOV_MAX, 1024)
 
 # A handler gets the link and the event; it may return an awaitable, which the
 # reader awaits before it reads on (so that registry messages apply in order).
@@ -237,8 +238,8 @@ class Link:
         self._writing = False
         if out:
             self._out = []
-            try:
-                self.send_soon(out[0] if len(out) == 1 else b"".join(out))
+            try:  # (one sendmsg of the frames if they are not too many pieces)
+                self.send_soon(out if len(out) <= MAX_PIECES else b"".join(out))
             except NodeDown:
                 pass  # the link is closing: nobody waits for these
 
@@ -323,7 +324,10 @@ class Link:
         if type(data) is list:
             if len(data) == 1:
                 data = data[0]
-            elif self._try_send_parts is not None and not self._writing:
+            elif self._writing:  # (the pieces stay pieces: the writer joins or sendmsg's them)
+                self._out.extend(data)
+                return False
+            elif self._try_send_parts is not None:
                 return self._queue_parts(self._try_send_parts, data)
             else:
                 data = b"".join(data)

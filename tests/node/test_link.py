@@ -351,13 +351,18 @@ async def test_answers_to_one_read_go_out_in_one_write() -> None:
             writes.append(len(data))
             return super().try_send(data)
 
+        def try_send_parts(self, parts: list[bytes]) -> int:
+            writes.append(sum(len(part) for part in parts))
+            return super().try_send_parts(parts)
+
     ours, theirs = handshaken(US, PEER)
     a, b = socketpair()
     link = Link(Counting(a), ours, PEER, False, "socketpair", Deadlines())
     peer = FakePeer(PEER, silent, ticks=False)
     their_stream = FastSocketStream(b)
+    large = b"x" * 20000  # (its answer is sent in pieces: held as pieces, in order)
     await their_stream.send_all(
-        b"".join(theirs.send(Call(i, None, "s", "m", i)) for i in (1, 2, 3))
+        b"".join(theirs.send(Call(i, None, "s", "m", large if i == 2 else i)) for i in (1, 2, 3))
     )
 
     async def then_tick(link: Link) -> None:
@@ -373,6 +378,7 @@ async def test_answers_to_one_read_go_out_in_one_write() -> None:
         await nursery.start(link.run, {Call: answer})
         await peer.wait_for(lambda ev: len(ev) == 3)
         assert len(writes) == 1  # three answers, one write
+        assert peer.events[1] == Reply(2, large)
         await peer.send(Call(4, None, "s", "m", 4))
         await peer.send(Call(5, None, "s", "m", 5))
         await peer.wait_for(lambda ev: len(ev) == 6)

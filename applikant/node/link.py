@@ -137,6 +137,7 @@ class Link:
             stream, "try_send_parts", None
         )
         self._has_backlog = hasattr(stream, "backlog")
+        self._woken = 0  # callers the reader's current read answered
         self._next_id = 0
 
     # ---- running ----------------------------------------------------------
@@ -191,8 +192,15 @@ class Link:
                 event = proto.next_event()
                 if event is NEED_DATA:
                     if corked:
+                        if self._woken > 1:
+                            # Callers answered by this read call again in the next
+                            # pass of trio's scheduler: hold what they send until
+                            # all have (two passes: trio may run this task first).
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                            await trio.lowlevel.cancel_shielded_checkpoint()
                         corked = False
                         self._uncork()
+                    self._woken = 0
                     wanted = proto.bytes_wanted()
                     data = await stream.receive_some(RECV_SIZE if wanted < RECV_SIZE else wanted)
                     self.last_recv = now()
@@ -266,11 +274,13 @@ class Link:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:  # else the caller gave up
             pending.settle(event.value)
+            self._woken += 1
 
     def _on_error_reply(self, event: ErrorReply) -> None:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:
             pending.settle(error=error_from_reply(event.kind, event.message))
+            self._woken += 1
 
     def _on_cancel(self, event: Cancel) -> None:
         scope = self.handlers.get(event.req_id)

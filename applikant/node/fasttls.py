@@ -156,6 +156,8 @@ class FastSSLStream(trio.abc.Stream):
         while True:
             try:
                 data: bytes = self._tls.read(size)
+                if self._incoming.pending and len(data) < size:
+                    data = self._read_more(data, size)
                 if self._outgoing.pending:  # (a TLS 1.3 key update to answer)
                     self._send_soon()
                 return data
@@ -166,6 +168,23 @@ class FastSSLStream(trio.abc.Stream):
                 return b""
             except ssl.SSLError as exc:
                 raise trio.BrokenResourceError(f"TLS failed: {exc}") from exc
+
+    def _read_more(self, data: bytes, size: int) -> bytes:
+        """`data` and the plaintext of the records already received after it, up
+        to `size`: OpenSSL reads one record at a time, and what one socket read
+        brought should reach the reader as one read (it answers the messages of
+        one read together). An error is left for the next read to raise."""
+        chunks, got = [data], len(data)
+        while got < size and self._incoming.pending:
+            try:
+                more = self._tls.read(size - got)
+            except ssl.SSLError:
+                break
+            if not more:
+                break
+            chunks.append(more)
+            got += len(more)
+        return b"".join(chunks)
 
     async def _receive_records(self) -> bool:
         """Feed what the socket has to the TLS object; False at end of file."""

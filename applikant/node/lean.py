@@ -73,15 +73,12 @@ def codec() -> tuple[Any, Any]:
         from . import leanpack
 
         return leanpack.packb, leanpack.unpackb
+    from functools import partial
+
     import msgpack  # type: ignore[import-untyped]
 
     packer = msgpack.Packer(use_bin_type=True)
-    unpackb = msgpack.unpackb
-
-    def unpack(data: Any) -> Any:
-        return unpackb(data, raw=False, strict_map_key=True)
-
-    return packer.pack, unpack
+    return packer.pack, partial(msgpack.unpackb, raw=False, strict_map_key=True)
 
 
 def connect(host: str, port: int, timeout: float) -> sockets.socket:

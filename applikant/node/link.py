@@ -39,7 +39,11 @@ from .protocol import (
 
 log = EventLog("dist")
 
-RECV_SIZE = 65536
+# One read takes a 64 KB message with its framing whole (65536 was a few bytes
+# short of it: a second read and a copy to join the two), and stays well under
+# glibc's mmap threshold (128 KB), so the buffer comes from the heap.
+RECV_SIZE = 65536 + 4096
+MAX_PIECES = 64  # frames written with one sendmsg (the kernel takes up to IOV_MAX, 1024)
 
 # A handler gets the link and the event; it may return an awaitable, which the
 # reader awaits before it reads on (so that registry messages apply in order).
@@ -114,7 +118,8 @@ class Link:
         self.finished = trio.Event()  # set by whoever ran the link, once it is all gone
         self.pending: dict[int, Pending] = {}
         self.handlers: dict[int, trio.CancelScope] = {}  # calls served for the peer
-        self.last_recv = trio.current_time()
+        self._now = trio.lowlevel.current_clock().current_time  # (trio.current_time, less deep)
+        self.last_recv = self._now()
         self.closed = False
         self.down_reason = "connection closed"
         # Casts wait here for the link's cast task, which runs them in order.
@@ -126,6 +131,13 @@ class Link:
         self.reader_scope = trio.CancelScope()  # the reading task's (see _read)
         self._out: list[bytes] = []
         self._writing = False
+        # What the stream can do, looked up once (FastSocketStream, FastTLSStream):
+        self._try_send: Callable[[bytes], int] | None = getattr(stream, "try_send", None)
+        self._try_send_parts: Callable[[list[bytes]], int] | None = getattr(
+            stream, "try_send_parts", None
+        )
+        self._has_backlog = hasattr(stream, "backlog")
+        self._woken = 0  # callers the reader's current read answered
         self._next_id = 0
 
     # ---- running ----------------------------------------------------------
@@ -173,14 +185,27 @@ class Link:
             await self._read_loop(table, token)
 
     async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
-        proto, stream = self.proto, self.stream
+        proto, stream, now = self.proto, self.stream, self._now
+        corked = False  # what is sent while handling one read's messages goes out together
         try:
             while True:
                 event = proto.next_event()
                 if event is NEED_DATA:
-                    data = await stream.receive_some(max(RECV_SIZE, proto.bytes_wanted()))
-                    self.last_recv = trio.current_time()
+                    if corked:
+                        if self._woken > 1:
+                            # Callers answered by this read call again in the next
+                            # pass of trio's scheduler: hold what they send until
+                            # all have (two passes: trio may run this task first).
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        corked = False
+                        self._uncork()
+                    self._woken = 0
+                    wanted = proto.bytes_wanted()
+                    data = await stream.receive_some(RECV_SIZE if wanted < RECV_SIZE else wanted)
+                    self.last_recv = now()
                     proto.receive_data(data)
+                    corked = self._cork()
                     continue
                 if type(event) is ConnectionClosed:
                     self.close("connection closed")
@@ -189,6 +214,9 @@ class Link:
                 if handler is not None:
                     result = handler(self, event)
                     if result is not None:
+                        if corked:  # (nothing stays held while this task waits)
+                            corked = False
+                            self._uncork()
                         await result
                         if self._reader is not token:
                             return  # a new task reads this link now
@@ -197,6 +225,31 @@ class Link:
             self.close(f"protocol error: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.close(f"connection lost: {exc or type(exc).__name__}")
+        finally:
+            if corked:
+                self._uncork()
+
+    def _cork(self) -> bool:
+        """Hold the frames sent from now on (the answers to the calls one read
+        brought, in the reader's task, which does not wait meanwhile): they go
+        out with one write in `_uncork`, not one each. Holding is what a write
+        in progress does already (`_writing`: every sender queues in `_out`,
+        in order), so nothing overtakes a held frame. False if a write is in
+        progress: that writer sends what is queued."""
+        if self._writing:
+            return False
+        self._writing = True
+        return True
+
+    def _uncork(self) -> None:
+        out = self._out
+        self._writing = False
+        if out:
+            self._out = []
+            try:  # (one sendmsg of the frames if they are not too many pieces)
+                self.send_soon(out if len(out) <= MAX_PIECES else b"".join(out))
+            except NodeDown:
+                pass  # the link is closing: nobody waits for these
 
     def read_elsewhere(self) -> None:
         """The task reading this link has something else to do (a call it serves
@@ -221,11 +274,13 @@ class Link:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:  # else the caller gave up
             pending.settle(event.value)
+            self._woken += 1
 
     def _on_error_reply(self, event: ErrorReply) -> None:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:
             pending.settle(error=error_from_reply(event.kind, event.message))
+            self._woken += 1
 
     def _on_cancel(self, event: Cancel) -> None:
         scope = self.handlers.get(event.req_id)
@@ -244,11 +299,15 @@ class Link:
         """Send one message; NodeDown once the link (or its protocol) is closing:
         the peer said goodbye or broke the protocol, and the reader is ending it
         (the protocol object must not be asked to frame anything then)."""
+        if self._queue(self._frame(event)):
+            await self._flush()
+
+    def _frame(self, event: Event) -> list[bytes]:
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if self.proto.state is not State.CONNECTED:
             raise NodeDown(f"{self.peer} is down (its link is closing)")
-        await self.send_bytes(self.proto.send_parts(event))
+        return self.proto.send_parts(event)
 
     async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
@@ -273,15 +332,20 @@ class Link:
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if type(data) is list:
-            send_parts = getattr(self.stream, "try_send_parts", None)
-            if len(data) > 1 and send_parts is not None and not self._writing:
-                return self._queue_parts(send_parts, data)
-            data = data[0] if len(data) == 1 else b"".join(data)
+            if len(data) == 1:
+                data = data[0]
+            elif self._writing:  # (the pieces stay pieces: the writer joins or sendmsg's them)
+                self._out.extend(data)
+                return False
+            elif self._try_send_parts is not None:
+                return self._queue_parts(self._try_send_parts, data)
+            else:
+                data = b"".join(data)
         assert type(data) is bytes
         if self._writing:
             self._out.append(data)
             return False
-        try_send = getattr(self.stream, "try_send", None)
+        try_send = self._try_send
         if try_send is not None:  # the common case: the kernel takes it all at once
             try:
                 sent = try_send(data)
@@ -289,7 +353,7 @@ class Link:
                 self.close(f"write failed: {exc or type(exc).__name__}")
                 raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
             if sent == len(data):
-                if not getattr(self.stream, "backlog", b""):
+                if not self._has_backlog or not getattr(self.stream, "backlog", b""):
                     return False
                 data = b""  # (TLS: the records the kernel did not take wait in the stream)
             else:
@@ -346,9 +410,11 @@ class Link:
         pending = Pending((self.peer, target, method, timeout))
         self.pending[req_id] = pending
         if timeout is not None:
-            self._deadlines.add(trio.current_time() + timeout, pending)
+            self._deadlines.add(self._now() + timeout, pending)
         try:
-            await self.send_event(Call(req_id, node, target, method, args))
+            # (send_event written out: one coroutine less per call)
+            if self._queue(self._frame(Call(req_id, node, target, method, args))):
+                await self._flush()
             await pending.wait()
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)

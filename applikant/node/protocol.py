@@ -604,11 +604,18 @@ class Connection:
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state}")
         obj: list[Any]
-        if type(event) is Call:
-            obj = [K_CALL, event.req_id, event.node, event.target, event.method, event.args]
-        elif type(event) is Reply:
-            obj = [K_REPLY, event.req_id, event.value]
-        elif type(event) is ErrorReply:
+        if type(event) is Call:  # (the hot paths: only the payload can hold a map)
+            args = event.args
+            if isinstance(args, _CONTAINERS):
+                _check_keys(args)
+            obj = [K_CALL, event.req_id, event.node, event.target, event.method, args]
+            return self._frame_parts(obj, "Call")
+        if type(event) is Reply:
+            value = event.value
+            if isinstance(value, _CONTAINERS):
+                _check_keys(value)
+            return self._frame_parts([K_REPLY, event.req_id, value], "Reply")
+        if type(event) is ErrorReply:
             obj = [K_ERROR, event.req_id, event.kind, event.message]
         elif type(event) is Cast:
             obj = [K_CAST, event.node, event.target, event.method, event.args]
@@ -656,8 +663,10 @@ class Connection:
 
     def _seal_parts(self, body: bytes) -> list[bytes]:
         assert self._send_mac is not None
-        parts = [_LEN.pack(len(body)), body, self._send_mac.sign(body)]
-        return parts if len(body) >= LARGE_BODY else [b"".join(parts)]
+        size = len(body)
+        if size < LARGE_BODY:
+            return [_LEN.pack(size) + body + self._send_mac.sign(body)]
+        return [_LEN.pack(size), body, self._send_mac.sign(body)]
 
     def _put(self, obj: dict[str, Any]) -> None:
         self._outbox += encode_frame(obj)
@@ -959,7 +968,8 @@ def _check_id(req_id: Any) -> None:
 
 
 def _check_call(req_id: Any, node: Any, target: Any, method: Any) -> None:
-    _check_id(req_id)
+    if type(req_id) is not int or req_id < 0:
+        _check_id(req_id)  # (raises)
     if (
         (node is not None and type(node) is not str)
         or type(target) is not str

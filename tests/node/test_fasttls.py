@@ -83,6 +83,25 @@ async def test_try_send_hands_records_to_the_kernel(
     await b.aclose()
 
 
+async def test_records_that_came_together_are_read_together(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """OpenSSL reads one record at a time; a read returns the plaintext of all the
+    records already received (up to max_bytes), as a plain socket would: the
+    node's reader answers what one read brought with one write."""
+    a, b = await _shaken(contexts)
+    for word in (b"one ", b"two ", b"three"):  # three records, in the kernel together
+        assert a.try_send(word) == len(word)
+    await trio.testing.wait_all_tasks_blocked()
+    assert await b.receive_some(100) == b"one two three"
+    for word in (b"four ", b"five"):
+        assert a.try_send(word) == len(word)
+    assert await b.receive_some(7) == b"four fi"  # max_bytes still holds
+    assert await b.receive_some(100) == b"ve"
+    await a.aclose()
+    await b.aclose()
+
+
 async def test_a_peer_of_another_ca_is_refused(
     contexts: tuple[ssl.SSLContext, ssl.SSLContext], tmp_path: Path
 ) -> None:

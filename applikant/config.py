@@ -9,7 +9,7 @@ because both take them from the same places.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -28,6 +28,9 @@ class NodeSection(Section):
     cookie_file: str = ""  # empty: <data_dir>/cookie
     dev_mode: bool = False  # accepts the example cookie; never in production
     log_level: str = "info"
+    # Free space (MiB) kept on each data filesystem: below it am and af refuse
+    # pushes and changes (clones go on); capped at a tenth of the filesystem; 0: off.
+    disk_reserve_mb: Annotated[int, Field(ge=0)] = 256
 
 
 class AmSection(Section):

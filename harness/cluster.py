@@ -28,6 +28,7 @@ class Cluster:
         extra_toml: str = "",
         host: str = "localhost",
         account: ServiceAccount | None = None,
+        node_toml: str = "",
     ) -> None:
         self.tmp = tmp
         self.account = account
@@ -41,7 +42,7 @@ class Cluster:
         os.chmod(tmp / "cookie", 0o600)
         self.config.write_text(
             f'[node]\nhost = "{host}"\ndata_dir = "{tmp}"\ncookie_file = "{tmp / "cookie"}"\n'
-            f"dev_mode = true\n\n[dist]\nportmapper_port = {self.pm_port}\n"
+            f"dev_mode = true\n{node_toml}\n[dist]\nportmapper_port = {self.pm_port}\n"
             f"listen_min = {base}\nlisten_max = {base + 99}\ntick_time = {float(tick_time)}\n"
             f"handshake_timeout = 2.0\n{extra_toml}"
         )

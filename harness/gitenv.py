@@ -74,19 +74,31 @@ class GitSite:
         af_toml: str = "",
         extra_keys_files: tuple[Path, ...] = (),
         account: ServiceAccount | None = None,
+        data: dict[str, Path] | None = None,
+        disk_reserve_mb: int | None = None,
     ) -> None:
+        """``data`` may place ``db`` (am's database), ``repos``, ``spool`` and
+        ``keys`` (authorized_keys) elsewhere than under ``tmp``, e.g. on small
+        filesystems a test fills; ``disk_reserve_mb`` sets ``[node]``'s;
+        ``account`` runs the site as that service account (harness/account.py)."""
         self.account = account
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        data = data or {}
         self.keys_mode = keys_mode
-        self.keys_file = self.tmp / "ssh" / "authorized_keys"
-        self.repo_root = self.tmp / "repos"
-        self.spool_dir = self.tmp / "spool"
+        self.keys_file = data.get("keys", self.tmp / "ssh") / "authorized_keys"
+        self.repo_root = data.get("repos", self.tmp) / "repos"
+        self.spool_dir = data.get("spool", self.tmp) / "spool"
+        self.db = data.get("db", self.tmp) / "am.sqlite3"
         extra = (
-            f'\n[af]\nrepo_root = "{self.repo_root}"\nauthorized_keys = "{self.keys_file}"\n'
+            (f'\n[am]\ndb = "{self.db}"\n' if "db" in data else "")
+            + f'\n[af]\nrepo_root = "{self.repo_root}"\nauthorized_keys = "{self.keys_file}"\n'
             f'spool_dir = "{self.spool_dir}"\nkeys_mode = "{keys_mode}"\nam_retry = 0.2\n{af_toml}'
         )
-        self.cluster = Cluster(self.tmp, tick_time=5.0, extra_toml=extra, account=account)
+        node = "" if disk_reserve_mb is None else f"disk_reserve_mb = {disk_reserve_mb}\n"
+        self.cluster = Cluster(
+            self.tmp, tick_time=5.0, extra_toml=extra, node_toml=node, account=account
+        )
         self.env = dict(self.cluster.env)
         self.settings = DistSettings(portmapper_port=self.cluster.pm_port, call_timeout=30.0)
         self.cookie = self.cluster.cookie.encode()

@@ -67,6 +67,40 @@ def test_doctor_with_nothing_running(tmp_path: Path) -> None:
         assert "am up" not in checks  # nothing to ask without a portmapper
 
 
+def test_doctor_on_pushes_not_recorded_and_free_space(tmp_path: Path) -> None:
+    from applikant.frontend import spool
+
+    with GitSite(tmp_path) as site:
+        checks = doctor(site)
+        assert checks["dead letters"]["status"] == "ok"
+        assert checks["pushes not recorded yet"]["status"] == "ok"
+        reserve = [c for name, c in checks.items() if name.startswith("disk reserve ")]
+        assert reserve and all(c["status"] in ("ok", "warn") for c in reserve)
+        assert "MiB free of" in reserve[0]["found"] and "(reserve " in reserve[0]["found"]
+        # GitSite's sshd is a private one in the data directory, as make run's is
+        assert checks["sshd (make run)"]["status"] == "ok", checks["sshd (make run)"]
+        assert checks["sshd keys (make run)"]["status"] == "ok"
+        assert "sshd snippet" not in checks
+
+        site.stop_af()  # it would deliver (park) the queued junk below
+        spool_dir = str(site.spool_dir)
+        spool.bury(
+            spool_dir,
+            "cafe-1",
+            {"request": {"env": {"APPLIKANT_REPO": "alice/gone"}, "event_id": "cafe-1"}},
+            "not_found: push not recorded: no repository alice/gone",
+        )
+        old = spool.write(spool_dir, "cafe-2", {"request": {}})
+        os.utime(old, (1, 1))
+        checks = doctor(site)
+        dead = checks["dead letters"]
+        assert dead["status"] == "fail"
+        assert "1 push(es)" in dead["found"] and "alice/gone: not_found" in dead["found"]
+        assert "move the .json file back" in dead["fix"]
+        waiting = checks["pushes not recorded yet"]
+        assert waiting["status"] == "warn" and "1 event(s) queued" in waiting["found"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="sshd -T and chown need root")
 def test_doctor_reads_sshds_effective_config_and_names_wrong_owners(tmp_path: Path) -> None:
     with GitSite(tmp_path) as site:

@@ -1,6 +1,7 @@
 """`make run` as a newcomer meets it: the whole suite starts, the printed steps
-work to the letter (key, repo, clone and push over SSH, clone over HTTP), and
-Ctrl-C stops everything it started."""
+work to the letter (key, repo, clone and push over SSH, clone over HTTP), a
+daemon killed is started again (and said so), and only Ctrl-C stops everything
+it started."""
 
 from __future__ import annotations
 
@@ -61,6 +62,46 @@ class Lines:
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def descendant(pid: int, wanted: str) -> int:
+    """The pid of the process under `pid` whose command line ends with `wanted`
+    (a daemon make run started for this test)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat_line = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat_line[stat_line.rfind(b")") + 2 :].split()[1])
+    for child, parent in parents.items():
+        ancestor = parent
+        while ancestor not in (0, 1, pid):
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == pid:
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b" ".join(a for a in argv if a).decode().endswith(wanted):
+                return child
+    raise AssertionError(f"no {wanted!r} under make run")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    applikant = str(ROOT / ".venv" / "bin" / "applikant")
+    return subprocess.run([applikant, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def wait_ok(args: list[str], env: dict[str, str]) -> str:
+    """The output of the first `applikant ARGS` that succeeds (am restarting)."""
+    done = wait_until(
+        lambda: (r := run_cli(args, env)).returncode == 0 and r,
+        what=f"applikant {' '.join(args)} to succeed",
+        every=0.5,
+    )
+    return done.stdout
 
 
 class MakeRun:
@@ -164,9 +205,9 @@ def ssh_command(steps: list[str]) -> str:
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"), reason="needs OpenSSH's server")
-# its waits: 100 s for the banner, 120 s for the steps, 120 s for the build, 30 s to
-# stop, twice
-@pytest.mark.timeout(620)
+# its waits: 100 s for the banner, 120 s for the steps, 120 s for the build, 90 s
+# for am's restart, status and doctor, 30 s to stop, twice
+@pytest.mark.timeout(720)
 def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
     ports = {name: procs.free_port() for name in ("WEB", "SSH", "PORTMAPPER")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIKANT_", "GIT_"))}
@@ -199,6 +240,20 @@ def test_make_run_and_its_printed_steps(tmp_path: Path) -> None:
         if os.geteuid() == 0:
             build_as_the_build_user(steps, tmp_path, env)
         assert log_in(web, password) in (302, 303)
+
+        # A daemon that dies is started again, and make run says so.
+        cli = {**env, "APPLIKANT_CONFIG": str(tmp_path / "var" / "applikant.toml")}
+        am = descendant(run.make.pid, "start am")
+        os.kill(am, signal.SIGKILL)
+        run.output.until("am stopped (killed by SIGKILL)", timeout=15)
+        run.output.until("am restarted", timeout=15)
+        status = wait_ok(["status", "--json"], cli)
+        names = [n["node"] for n in json.loads(status)["nodes"]]
+        assert names.count("am@localhost") == 1, names
+        doctor = {c["check"]: c for c in json.loads(run_cli(["doctor", "--json"], cli).stdout)}
+        assert doctor["sshd (make run)"]["status"] == "ok", doctor
+        assert doctor["dead letters"]["status"] == "ok"
+        assert run.make.poll() is None
     finally:
         run.stop()
     for port in ports.values():

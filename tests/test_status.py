@@ -20,6 +20,8 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         r = site.cluster.cli("status", "--json")
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
+        names = [n["node"] for n in report["nodes"]]
+        assert sorted(names) == sorted(set(names)), "each node once"
         nodes = {n["node"]: n for n in report["nodes"]}
         assert len(nodes) == len(report["nodes"])  # am once, though it is its own observer
         assert nodes["am@localhost"]["info"]["uptime_s"] > 0
@@ -29,6 +31,7 @@ def test_status_shows_every_node_and_what_went_wrong(tmp_path: Path) -> None:
         assert report["version"] == nodes["af@localhost"]["info"]["version"] == version()
         table = site.cluster.cli("status")
         assert "af@localhost" in table.stdout and "UPTIME" in table.stdout
+        assert table.stdout.count("am@localhost") == 1
         assert f"applikant {version()} (this command)" in table.stdout and "VERSION" in table.stdout
         site.stop_af(signal.SIGKILL)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -33,6 +34,10 @@ def portmapper(
 
     raw = common.raw_config()
     settings = envconfig.dist_settings(raw)
+    try:
+        cookie = envconfig.cookie(raw)  # registrations must prove it
+    except envconfig.ConfigError as exc:
+        common.fail(str(exc))
     logs.setup()
     logs.set_node("portmapper")
     bind: str | list[str] = host or settings.portmapper_listen or settings.portmapper_host
@@ -43,7 +48,17 @@ def portmapper(
         # The signal receiver first: a SIGTERM right after READY must stop us cleanly.
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                bound = await nursery.start(pm.serve, bind, port or settings.portmapper_port)
+                bound = await nursery.start(
+                    partial(
+                        pm.serve,
+                        cookie=cookie,
+                        max_connections=settings.portmapper_max_connections,
+                        max_per_address=settings.portmapper_max_per_address,
+                        idle_timeout=settings.portmapper_idle_timeout,
+                    ),
+                    bind,
+                    port or settings.portmapper_port,
+                )
                 sdnotify.notify(f"READY=1\nSTATUS=portmapper on port {bound}")
                 async for _ in signals:
                     sdnotify.notify("STOPPING=1")
@@ -139,7 +154,7 @@ def status(json_out: JsonOpt = False) -> None:
     cluster = common.call("am_observer", "cluster", {}, peer=am)
     rows, report = [], []
     nodes = list(cluster.get("nodes", []))  # am's own entry first
-    if not any(n.get("node") == am for n in nodes):
+    if not any(n.get("node") == am for n in nodes):  # am lists itself; once
         nodes.insert(0, {"node": am, "state": "up", "errors": []})
     for entry in nodes:
         name = entry["node"]

@@ -3,7 +3,9 @@
 Starts the portmapper, am, af and aw (and a private sshd on 127.0.0.1:2222 when
 OpenSSH's server is installed), creates the first admin on the first run (its
 password printed that once, kept afterwards), prints how to log in, add a key,
-create a repo, push and clone; Ctrl-C stops everything it started, by PID.
+create a repo, push and clone. A daemon that dies is started again, with
+backoff, and the restart printed (supervise.py); only Ctrl-C stops everything
+it started, by PID.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,7 @@ from .. import procs
 from ..node import blocking
 from ..node.errors import DistError
 from ..node.settings import DistSettings
+from .supervise import Supervisor
 
 if TYPE_CHECKING:
     from ..ops.sshd import SshServer
@@ -120,22 +124,30 @@ def main() -> None:
         started.append(proc)
         return proc
 
+    # Ctrl-C stops everything even when make run was started with SIGINT ignored
+    # (a shell's background job): its daemons, in the same process group, get
+    # the SIGINT too and end cleanly; restarting them then would be wrong.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     sshd = None
+    supervisor = Supervisor(say)
+
+    def daemon(name: str) -> procs.Proc:
+        log = str(VAR / "log" / f"{name}.log")
+        return supervisor.add(name, lambda: start(name, "start", name), log)
+
     try:
-        pm = start("portmapper", "start", "portmapper")
+        pm = daemon("portmapper")
         procs.wait_port("127.0.0.1", PM_PORT, proc=pm.popen)
         for name in COMPONENTS:
-            wait_node(name, start(name, "start", name), cookie)
+            wait_node(name, daemon(name), cookie)
         procs.wait_port("127.0.0.1", WEB_PORT, timeout=20)
         sshd = start_sshd(VAR)
+        if sshd is not None:
+            supervisor.adopt("sshd", sshd, partial(_restart_sshd, sshd), str(sshd.log_path))
         print_welcome(config, password, ssh_user, sshd is not None)
-        while all(p.alive() for p in started):
-            time.sleep(0.5)
-        dead = [p for p in started if not p.alive()]
-        say(f"\n{dead[0].argv[-1]} stopped unexpectedly; see {dead[0].log_path}")
-        code = 1
+        supervisor.run_forever()
     except KeyboardInterrupt:
         say("\nstopping...")
     except (RuntimeError, OSError) as exc:
@@ -148,6 +160,12 @@ def main() -> None:
             proc.stop()
         say("stopped everything make run started")
     sys.exit(code)
+
+
+def _restart_sshd(sshd: SshServer) -> SshServer:
+    sshd.stop()
+    sshd.start()
+    return sshd
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -16,8 +16,11 @@ meanwhile) is re-opened once.
 
 # No `from __future__ import annotations`: importing __future__ costs every fetch.
 from applikant import envconfig
-from applikant.node import blocking
+from applikant.node import lean
 from applikant.node.errors import CallTimeout, DistError, RemoteError
+
+lean.prefer_pure_codec()  # as and ah: msgpack's import costs more than their messages
+from applikant.node import blocking  # noqa: E402 (after the codec is chosen)
 
 __all__ = ["CONNECT_TIMEOUT", "Client", "Unreachable", "exit_now", "parse_config_option"]
 

@@ -18,9 +18,11 @@ Which hooks a push needs:
 * ``pre-receive``: the decision for all refs of the push at once. When af or
   am cannot be reached the push is refused (fails closed) and nothing changes.
 * ``post-receive``: records the push (audit log, builds, webhooks). It cannot
-  undo anything, so it never fails the push: when af cannot be reached, the
-  event is spooled here (:mod:`applikant.frontend.spool`) for af to deliver
-  when it is back; af does the same when am cannot be reached.
+  undo anything, so it never fails the push. af wrote the push's intent before
+  its refs moved, so the push is recorded even when this hook cannot reach af;
+  a copy is spooled here too (:mod:`applikant.frontend.spool`) with the exact
+  refs. Both hooks carry the push's event id (:mod:`applikant.frontend.pushid`),
+  so am records it once.
 * ``update`` and ``post-update`` are not installed by af (pre-receive already
   sees every ref, one process per ref would be pure cost; post-update only
   serves dumb HTTP). If a repo still links them here, they exit 0 at once.
@@ -33,7 +35,11 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["HOOKS", "collect_env", "main", "new_event_id"]
+TYPE_CHECKING = False  # typing itself costs an import on every hook
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["HOOKS", "collect_env", "main", "new_event_id", "push_fields", "spool_locally"]
 
 #: Hooks that are forwarded to af; any other name exits 0 at once.
 HOOKS = ("pre-receive", "post-receive")
@@ -73,6 +79,21 @@ def _read_stdin() -> str | None:
     if len(data) > MAX_STDIN:
         return None
     return data.decode("utf-8", "replace")
+
+
+def push_fields(pid: int | None, check: bool = False) -> dict[str, Any]:
+    """``{"event_id", "push"}`` of the push carried by receive-pack ``pid``: the
+    same in its pre- and post-receive hooks (pushid.py); a random event id and
+    no ``push`` when that process cannot be seen (or, with ``check``, does not
+    run receive-pack: a hook run by hand)."""
+    from applikant.frontend import pushid
+
+    if pid and check and not pushid.is_receive_pack(pid):
+        pid = None
+    found = pushid.identify(pid) if pid else None
+    if found is None:
+        return {"event_id": new_event_id(), "push": None}
+    return {"event_id": found["event_id"], "push": {"pid": pid, "start": found["start"]}}
 
 
 def spool_locally(raw: dict | None, request: dict) -> str | None:
@@ -119,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "stdin": stdin,
         "env": collect_env(dict(os.environ)),
         "cwd": os.getcwd(),
-        "event_id": new_event_id(),
+        **push_fields(os.getppid(), check=True),  # our parent: the push's receive-pack
     }
     client = None
     try:
@@ -132,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         if hook == "pre-receive":
             _say(f"applikant: push refused, nothing changed: {exc}")
             return 1
-        if spool_locally(client.raw if client is not None else None, request):
-            _say("applikant: the push is done; it will be recorded when the git service is back")
-        else:
-            _say(f"applikant: the push is done but could not be recorded: {exc}")
+        # af wrote the push's intent before its refs moved; a copy here, with the
+        # same event id, gives af the exact refs (am records it once).
+        spool_locally(client.raw if client is not None else None, request)
+        _say("applikant: the push is done; it will be recorded when the git service is back")
         return 0
     ok = isinstance(reply, dict) and reply.get("ok") is True
     messages = reply.get("messages", []) if isinstance(reply, dict) else []

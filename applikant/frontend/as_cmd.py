@@ -35,6 +35,7 @@ from applikant.frontend.sshcommand import VERBS, CommandRefused, parse
 TYPE_CHECKING = False  # typing itself costs 2 ms to import, on every fetch
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from applikant.frontend.afclient import Client
 
@@ -183,12 +184,14 @@ def _main(argv: list[str] | None) -> int:
         # as stays the parent and answers the hooks itself (hookpipe.py).
         from applikant.frontend import hookpipe
 
+        push: dict[str, Any] = {}
         try:
             return hookpipe.run_with_hooks(
                 [request.verb, path],
                 env,
-                _hook_server(client, user, repo, path),
+                _hook_server(client, user, repo, path, push),
                 on_idle=client.close,
+                on_start=lambda pid: push.update(pid=pid),
             )
         finally:
             client.close()
@@ -205,21 +208,25 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _hook_server(
-    client: "Client", user: str, repo: str, path: str
+    client: "Client", user: str, repo: str, path: str, push: "dict[str, Any]"
 ) -> "Callable[[str, dict[str, str], str], tuple[bool, list[str]]]":
     """What answers the hooks of one push: the same request ``ah`` would send,
-    over the link to af this process already has."""
+    over the link to af this process already has. ``push`` gets the pid of
+    the push's receive-pack (``run_with_hooks``), which names the push."""
     from applikant.frontend.afclient import Unreachable
-    from applikant.frontend.ah_cmd import TIMEOUTS, new_event_id, spool_locally
+    from applikant.frontend.ah_cmd import TIMEOUTS, push_fields, spool_locally
 
     def serve(hook: str, env: dict[str, str], stdin: str) -> tuple[bool, list[str]]:
+        if "event_id" not in push:
+            push.update(push_fields(push.get("pid")))
         request = {
             "hook": hook,
             "args": [],
             "stdin": stdin,
             "env": {**env, "APPLIKANT_USER": user, "APPLIKANT_REPO": repo},
             "cwd": path,
-            "event_id": new_event_id(),
+            "event_id": push["event_id"],
+            "push": push.get("push"),
         }
         try:
             reply = client.call(
@@ -228,11 +235,10 @@ def _hook_server(
         except Unreachable as exc:
             if hook == "pre-receive":
                 return False, [f"applikant: push refused, nothing changed: {exc}"]
-            if spool_locally(client.raw, request):
-                return True, [
-                    "applikant: the push is done; it will be recorded when the git service is back"
-                ]
-            return True, [f"applikant: the push is done but could not be recorded: {exc}"]
+            spool_locally(client.raw, request)  # af also wrote the push's intent ahead
+            return True, [
+                "applikant: the push is done; it will be recorded when the git service is back"
+            ]
         ok = isinstance(reply, dict) and reply.get("ok") is True
         messages = reply.get("messages") if isinstance(reply, dict) else None
         messages = [str(m) for m in messages] if isinstance(messages, list) else []

@@ -50,7 +50,8 @@ import trio
 from applikant import envconfig
 from applikant.amclient import AmClient
 from applikant.config import Config
-from applikant.frontend import authkeys, hookpipe, repostore
+from applikant.diskspace import Reserve
+from applikant.frontend import authkeys, hookpipe, repostore, spool
 from applikant.frontend.hookserver import HookServer
 from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.mirror import AM_TIMEOUT, EVENTS_SERVICE, Mirror
@@ -144,19 +145,33 @@ class Frontend:
             raise envconfig.ConfigError(
                 f"[af] as_command {self.as_command!r} or keys_mode {af.keys_mode!r}: {exc}"
             ) from None
-        self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name)
+        # Below it, pushes are refused and records of accepted ones still fit.
+        self.reserve = Reserve([self.repo_root, self.spool_dir], config.node.disk_reserve_mb)
+        self.hooks = HookServer(self.link, self.disk, self.spool_dir, node.name, self.reserve)
         host = node.name.split("@", 1)[1]
         self.repos = RepoManager(node, self.role, self.ops)
         self.key_use = KeyUse(self.link)
         self.auth = Auth(
-            self.link, self.disk, self.role, self.repos, host, self.as_command, self.key_use
+            self.link,
+            self.disk,
+            self.role,
+            self.repos,
+            host,
+            self.as_command,
+            self.key_use,
+            self.reserve,
         )
         self.link.subscribe(EVENTS_SERVICE, timeout=AM_TIMEOUT)
         self.link.on_connect(self.mirror.on_connect)
-        self.link.on_connect(self.hooks.on_connect)
+        self.link.on_connect(self.hooks.delivery.on_connect)
 
     async def status(self, ctx: object, args: object) -> dict[str, Any]:
-        """``af_status.status`` (local): the link to am, the mirror's progress, the store."""
+        """``af_status.status`` (local): the link to am, the mirror's progress, the
+        store, and the pushes not recorded yet (``events``) with the newest dead letters."""
+        events = await trio.to_thread.run_sync(spool.summary, self.spool_dir)
+        dead = await trio.to_thread.run_sync(spool.dead_letters, self.spool_dir, 20)
+        shortfall = await trio.to_thread.run_sync(self.reserve.shortfall)
+        delivery = self.hooks.delivery
         return {
             "am_up": self.link.up,
             "connects": self.link.connects,
@@ -167,6 +182,18 @@ class Frontend:
             "spool_delivered": self.hooks.delivered,
             "keys_used_told": self.key_use.flushed,
             "keys_mode": self.mirror.keys_mode,
+            "keys_written": self.mirror.keys_written,
+            "keys_error": self.mirror.keys_error,
+            "events": {
+                **events,
+                "delivered": delivery.delivered,
+                "discarded": delivery.discarded,
+                "last_error": delivery.last_error,
+            },
+            "dead_letters": [
+                {k: d[k] for k in ("event_id", "repo", "reason", "time")} for d in dead
+            ],
+            "disk": {"ok": shortfall is None, "problem": str(shortfall or "")},
             "store": self.role.info(),
         }
 
@@ -187,7 +214,13 @@ class Frontend:
     async def _on_manage(self) -> None:
         """This af has just become the store's manager: the hook script, then a
         resync that replays the journal and reconciles the store with am."""
-        await trio.to_thread.run_sync(write_hook_script, self.config)
+        try:
+            await trio.to_thread.run_sync(write_hook_script, self.config)
+        except OSError as exc:
+            # A full disk must not keep af down; the script in place still works.
+            if not os.access(self.disk.hook_program, os.X_OK):
+                raise
+            log.error("hook_script_not_rewritten", reason=str(exc), note="keeping the one in place")
         self.mirror.request_resync()
 
     async def start(self, nursery: trio.Nursery) -> None:
@@ -199,7 +232,7 @@ class Frontend:
             self.node.register_local(name, handlers)
         await nursery.start(self.role.run)
         nursery.start_soon(self.mirror.run)
-        nursery.start_soon(self.hooks.run_spool)
+        nursery.start_soon(self.hooks.delivery.run)
         nursery.start_soon(self.key_use.run)
         await nursery.start(self.link.run)
         log.info(

@@ -129,6 +129,7 @@ def run_with_hooks(
     serve: Callable[[str, dict[str, str], str], tuple[bool, list[str]]],
     on_idle: Callable[[], None] | None = None,
     idle_after: float = 2.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> int:
     """Run ``argv`` (git-receive-pack) as a child with the hook pipes; answer each
     hook request with ``serve(hook, env, stdin) -> (ok, messages)``; return the
@@ -136,7 +137,8 @@ def run_with_hooks(
 
     ``on_idle`` is called when no hook request came for ``idle_after`` seconds
     (``as`` closes its link to af then, rather than let af see a silent peer
-    during a long upload). The child keeps stdin, stdout and stderr: the SSH
+    during a long upload). ``on_start`` is told the child's pid (the push's
+    receive-pack, see pushid.py). The child keeps stdin, stdout and stderr: the SSH
     channel. The loop ends when the child exits (not at end-of-file on the pipe: a ``git gc --auto`` it
     leaves running in the background may hold the pipe open much longer).
     """
@@ -158,6 +160,8 @@ def run_with_hooks(
             os._exit(127)
     os.close(req_w)
     os.close(rep_r)
+    if on_start is not None:
+        on_start(pid)
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(req_r, select.POLLIN)

@@ -18,21 +18,32 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
   ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``);
   ``commits`` and ``total_commits`` describe what the branch brought, for the
   webhooks' payloads (:mod:`applikant.frontend.pushinfo`).
-* post-receive cannot fail a push that already happened. When am cannot be
-  reached the event is spooled durably (:mod:`applikant.frontend.spool`) and
-  delivered, with its ``event_id`` so that am records it once, when am is back.
+* Write ahead: once am approves a push, its intent is made durable in af's
+  spool (:func:`applikant.frontend.spool.write_intent`) *before* the answer
+  lets git move any ref. If it cannot be written (a full disk, an I/O error)
+  the push is refused in words and nothing changes. Below the disk reserve
+  (:mod:`applikant.diskspace`) pushes are refused before am is even asked.
+* post-receive cannot fail a push that already happened. It is delivered to am
+  at once; when that fails for any reason it is queued and retried
+  (:mod:`applikant.frontend.delivery`), and its intent stays until am has it.
+  Both hooks of one push carry the same ``event_id`` (:mod:`pushid`), so am
+  records the push once however many copies reach it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 from typing import Any
 
 import trio
 
 from applikant import gitasync, gitops
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
+from applikant.diskspace import Reserve
 from applikant.frontend import pushinfo, spool
+from applikant.frontend.delivery import Delivery, Outcome
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
 from applikant.logs import EventLog
 from applikant.node.node import CallContext
@@ -50,7 +61,7 @@ GIT_TIMEOUT = 30.0
 BUILD_SCRIPT = ".applikant/build.sh"  # a branch whose commit has it gets a build
 
 
-class HookRefused(Exception):
+class HookRefused(ValueError):
     """The hook call cannot be acted on; ``str()`` is one line for the pusher."""
 
 
@@ -91,15 +102,28 @@ def _inside(path: str, directory: str) -> bool:
 
 
 class HookServer:
-    """Serves ``handle_hook`` and delivers the spool; see the module docstring."""
+    """Serves ``handle_hook``; its :attr:`delivery` delivers what waits. See the
+    module docstring. ``reserve`` covers the repo root and the spool."""
 
-    def __init__(self, link: AmClient, disk: RepoDisk, spool_dir: str, node_name: str) -> None:
+    def __init__(
+        self,
+        link: AmClient,
+        disk: RepoDisk,
+        spool_dir: str,
+        node_name: str,
+        reserve: Reserve | None = None,
+    ) -> None:
         self.link = link
         self.disk = disk
         self.spool_dir = spool_dir
         self.node_name = node_name
-        self.delivered = 0  # spooled events delivered (tests, logs)
-        self._wake = trio.Event()
+        self.reserve = reserve if reserve is not None else Reserve([], 0)
+        self.delivery = Delivery(link, spool_dir, self.build, self.post_receive_data)
+
+    @property
+    def delivered(self) -> int:
+        """Events delivered from the spool and from intents (tests, status)."""
+        return self.delivery.delivered
 
     # ---- the service ------------------------------------------------------
 
@@ -121,10 +145,16 @@ class HookServer:
             log.warning("hook_refused", hook=hook, reason=str(exc))
             return {"ok": hook == "post-receive", "messages": [f"applikant: {exc}"]}
         if hook == "pre-receive":
-            return await self._pre_receive(data)
+            return await self._pre_receive(request, data)
         return await self._post_receive(request, data)
 
-    async def _pre_receive(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def _pre_receive(self, request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        shortfall = self.reserve.shortfall()
+        if shortfall is not None:
+            log.warning("push_refused_disk_reserve", repo=data["repo"], reason=str(shortfall))
+            return _refused(
+                f"the git host's disk is nearly full ({shortfall}); clones and fetches go on"
+            )
         if not self.link.up:
             return _refused("the manager (am) cannot be reached")
         try:
@@ -136,51 +166,63 @@ class HookServer:
         except AmRefused as exc:
             log.error("pre_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message)
             return _refused(f"the manager refused the request ({exc.kind}): {exc.message}")
-        return _verdict(reply)
-
-    async def _post_receive(self, request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        if self.link.up:
+        verdict = _verdict(reply)
+        if verdict["ok"]:
+            record = {"request": request, "push": _push(request), "time": time.time()}
             try:
-                reply = await self.link.call(
-                    "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["post-receive"]
+                path = await trio.to_thread.run_sync(
+                    spool.write_intent, self.spool_dir, data["event_id"], record
                 )
-                verdict = _verdict(reply)
-                return {"ok": True, "messages": verdict["messages"]}
-            except AmUnavailable as exc:
-                reason = str(exc)
-            except AmRefused as exc:
+            except (OSError, ValueError) as exc:
                 log.error(
-                    "post_receive_error", repo=data["repo"], kind=exc.kind, reason=exc.message
+                    "intent_failed", repo=data["repo"], event_id=data["event_id"], reason=str(exc)
                 )
                 return {
-                    "ok": True,
-                    "messages": [f"applikant: the push was not recorded: {exc.message}"],
+                    "ok": False,
+                    "messages": [f"applikant: push refused: {_disk_words(exc)}; nothing changed"],
                 }
-        else:
-            reason = "the manager (am) cannot be reached"
+            self.delivery.watch(path)  # in case its post-receive never reaches am
+        return verdict
+
+    async def _post_receive(self, request: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        event_id = data["event_id"]
+        intent = spool.intent_path(self.spool_dir, event_id)
+        outcome = await self.delivery.send(data)
+        if outcome.state == "recorded":
+            await trio.to_thread.run_sync(spool.drop_intent, self.spool_dir, event_id)
+            self.delivery.forget(intent)
+            return {"ok": True, "messages": _verdict(outcome.reply)["messages"]}
+        record = {"request": request, "spooled_by": "af"}
         try:
-            await trio.to_thread.run_sync(
-                spool.write,
-                self.spool_dir,
-                data["event_id"],
-                {"request": request, "spooled_by": "af"},
-            )
+            if outcome.state == "refused":
+                await trio.to_thread.run_sync(
+                    spool.bury, self.spool_dir, event_id, record, outcome.reason
+                )
+            else:
+                queued = await trio.to_thread.run_sync(
+                    spool.write, self.spool_dir, event_id, record
+                )
+                self.delivery.queued(queued, outcome.reason)
+            await trio.to_thread.run_sync(spool.drop_intent, self.spool_dir, event_id)
+            self.delivery.forget(intent)
         except (OSError, ValueError) as exc:
-            log.error("spool_failed", repo=data["repo"], event_id=data["event_id"], reason=str(exc))
-            return {
-                "ok": True,
-                "messages": [f"applikant: the push is done but could not be recorded: {exc}"],
-            }
-        log.warning(
-            "post_receive_spooled", repo=data["repo"], event_id=data["event_id"], reason=reason
-        )
-        self.wake()
-        return {
-            "ok": True,
-            "messages": [
-                "applikant: the push is done; it will be recorded when the manager is back"
-            ],
-        }
+            has_intent = await trio.to_thread.run_sync(os.path.exists, intent)
+            if not has_intent:
+                log.error("spool_failed", repo=data["repo"], event_id=event_id, reason=str(exc))
+                return {
+                    "ok": True,
+                    "messages": [f"applikant: the push is done but could not be recorded: {exc}"],
+                }
+            log.warning("spool_failed_intent_kept", event_id=event_id, reason=str(exc))
+            self.delivery.watch(intent)  # settled against the refs once the push is over
+        return {"ok": True, "messages": [_later_words(outcome)]}
+
+    async def post_receive_data(self, request: dict[str, Any]) -> dict[str, Any]:
+        """am's hook data for a (spooled or settled) post-receive request, builds
+        marked; :class:`HookRefused` (a ``ValueError``) when it does not hold."""
+        data = self.build(request)
+        await self._mark_builds(data, request.get("env") or {})
+        return data
 
     # ---- building am's hook data -----------------------------------------------
 
@@ -293,55 +335,42 @@ class HookServer:
             out[var] = ":".join(paths)
         return out
 
-    # ---- the spool ------------------------------------------------------------
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run_spool(self) -> None:
-        """Deliver spooled events whenever am is up; forever."""
-        while True:
-            with trio.move_on_after(max(self.link.retry, 0.2)):
-                await self._wake.wait()
-            self._wake = trio.Event()
-            if self.link.up:
-                await self.deliver_spool()
-
-    async def on_connect(self) -> None:
-        """AmClient callback: deliver what waited for am (in the background)."""
-        self.wake()
+    # ---- delivery -----------------------------------------------------------
 
     async def deliver_spool(self) -> int:
-        """Deliver every spooled event, oldest first; how many were delivered."""
-        done = 0
-        for path in await trio.to_thread.run_sync(spool.pending, self.spool_dir):
-            try:
-                record = await trio.to_thread.run_sync(spool.read, path)
-                data = self.build(record["request"])
-                await self._mark_builds(data, record["request"].get("env") or {})
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError, KeyError, TypeError, HookRefused) as exc:
-                await trio.to_thread.run_sync(spool.park, path, f"unreadable: {exc}")
-                log.error("spool_parked", path=path, reason=str(exc))
-                continue
-            try:
-                await self.link.call(
-                    "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["post-receive"]
-                )
-            except AmUnavailable:
-                return done
-            except AmRefused as exc:
-                await trio.to_thread.run_sync(spool.park, path, f"{exc.kind}: {exc.message}")
-                log.error(
-                    "spool_parked", event_id=data["event_id"], kind=exc.kind, reason=exc.message
-                )
-                continue
-            await trio.to_thread.run_sync(spool.remove, path)
-            done += 1
-            self.delivered += 1
-            log.info("spool_delivered", repo=data["repo"], event_id=data["event_id"])
-        return done
+        """One delivery pass now (tests); how many events am recorded."""
+        return await self.delivery.settle()
+
+
+def _push(request: dict[str, Any]) -> dict[str, int] | None:
+    """The push's receive-pack as ``as``/``ah`` named it (:mod:`pushid`), if they did."""
+    push = request.get("push")
+    if isinstance(push, dict):
+        pid, start = push.get("pid"), push.get("start")
+        if isinstance(pid, int) and isinstance(start, int) and pid > 0:
+            return {"pid": pid, "start": start}
+    return None
+
+
+def _disk_words(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the git host's disk is full"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"the git host cannot record the push ({reason})"
+
+
+def _later_words(outcome: Outcome) -> str:
+    if outcome.state == "refused":
+        return (
+            f"applikant: the push is done, but the manager refused to record it ({outcome.reason}); "
+            "it is kept for the admin (applikant doctor)"
+        )
+    if outcome.unavailable:
+        return "applikant: the push is done; it will be recorded when the manager is back"
+    return (
+        f"applikant: the push is done; the manager could not record it yet ({outcome.reason}); "
+        "it will be retried"
+    )
 
 
 def _refused(reason: str) -> dict[str, Any]:

@@ -13,10 +13,13 @@ are dropped: the snapshot is newer than them.
 
 Keys, ``keys_mode = "file"``: the authorized_keys file is rewritten atomically
 after each batch of events from lines made once per key (keysfile.py), so a key
-added in am works within milliseconds, also among 100,000. ``keys_mode =
-"command"``: nothing is kept; sshd asks ``keys-for`` at each login (see auth.py).
-Keys are per host: every af keeps its own sshd's. A snapshot (all keys, all
-repos) is read from am a page at a time.
+added in am works within milliseconds, also among 100,000. When the file cannot
+be written (a full disk) the last good one stays in place, the error is logged
+and shown in af's status, and the write is tried again every ``KEYS_RETRY``
+seconds: af never stops over it. ``keys_mode = "command"``: nothing is kept;
+sshd asks ``keys-for`` at each login (see auth.py). Keys are per host: every af
+keeps its own sshd's. A snapshot (all keys, all repos) is read from am a page
+at a time.
 
 Repos live in one store shared by every git host (repomanager.py): only the af
 that manages it (``store.manages``) creates, renames and deletes them as am's
@@ -51,6 +54,7 @@ RESYNC: dict[str, Any] = {"kind": "_resync"}
 AM_TIMEOUT = 10.0
 QUEUE_SIZE = 10000
 PAGE = 1000  # items per page of am's lists in a snapshot
+KEYS_RETRY = 2.0  # seconds between attempts to write a keys file the disk refused
 
 
 class Store(Protocol):
@@ -76,8 +80,13 @@ class Mirror:
         self.keys_file = keys_file
         self.as_command = as_command
         self.keys = KeysFile(keys_file, as_command)
-        self.synced = False  # a full snapshot has been applied since the last connect
+        # A full snapshot has been applied since the last connect, and no other
+        # asked for since (af's status says "synced" only then: tests wait on it).
+        self.synced = False
+        self._resyncs_asked = 0
         self.applied = 0  # events applied (tests wait on it)
+        self.keys_written = 0  # times the keys file was written (status, tests)
+        self.keys_error = ""  # why the last write failed; empty once one succeeds
         self._send, self._recv = trio.open_memory_channel[dict[str, Any]](QUEUE_SIZE)
         self._dirty = False
 
@@ -90,6 +99,7 @@ class Mirror:
     def request_resync(self) -> None:
         """Fetch the full state again (this af has just become the store's manager)."""
         self.synced = False
+        self._resyncs_asked += 1
         self._put(RESYNC)
 
     async def changed(self, ctx: CallContext, event: Any) -> None:
@@ -118,7 +128,9 @@ class Mirror:
     async def run(self) -> None:
         """The one task that applies events, batch by batch."""
         while True:
-            batch = [await self._recv.receive()]
+            batch = []
+            with trio.move_on_after(KEYS_RETRY if self.keys_error else float("inf")):
+                batch = [await self._recv.receive()]
             while True:
                 try:
                     batch.append(self._recv.receive_nowait())
@@ -132,6 +144,11 @@ class Mirror:
                 except AmError as exc:
                     # The link reports am down and queues another resync on return.
                     log.warning("resync_failed", reason=str(exc))
+                    continue
+                except (RepoDiskError, CommandRefused, OSError) as exc:
+                    log.error("resync_failed", reason=str(exc))
+                    await trio.sleep(KEYS_RETRY)
+                    self._put(RESYNC)
                     continue
             for event in batch:
                 try:
@@ -161,6 +178,7 @@ class Mirror:
         self._dirty = True
 
     async def _resync(self) -> None:
+        asked = self._resyncs_asked
         if self.keys_mode == "file":
             await self._reload_keys()
             await self._write_keys()
@@ -168,7 +186,7 @@ class Mirror:
         if self.store.manages:
             repos = await self._every("am_repo_db", "list_repos")
             await trio.to_thread.run_sync(self.store.ops.reconcile, repos)
-        self.synced = True
+        self.synced = self._resyncs_asked == asked  # else another one is queued
         log.info("resynced", keys=len(self.keys), repos=len(repos), manages=self.store.manages)
 
     async def _apply(self, event: dict[str, Any]) -> None:
@@ -213,9 +231,23 @@ class Mirror:
     async def _write_keys(self) -> None:
         if not self._dirty or self.keys_mode != "file":
             return
-        lines = self.keys.lines()
+        try:
+            await trio.to_thread.run_sync(self.keys.write, self.keys.lines())
+        except OSError as exc:
+            if not self.keys_error:
+                log.error(
+                    "keys_write_failed",
+                    path=self.keys_file,
+                    reason=str(exc),
+                    note="the last good file stays in place; retrying",
+                )
+            self.keys_error = str(exc)
+            return
+        if self.keys_error:
+            log.info("keys_written_again", path=self.keys_file)
         self._dirty = False
-        await trio.to_thread.run_sync(self.keys.write, lines)
+        self.keys_error = ""
+        self.keys_written += 1
 
     async def _fetch_repo(self, full_name: str) -> dict[str, Any] | None:
         try:

@@ -18,7 +18,9 @@
   line for that key, from am's fingerprint index; ``""`` when none.
 
 When am cannot be reached, ``check_access`` answers "no" with a reason at once
-(never after the caller's deadline), so ``as`` can tell the user why.
+(never after the caller's deadline), so ``as`` can tell the user why. Below the
+disk reserve (:mod:`applikant.diskspace`) a push is refused here, before its
+pack is uploaded; reads go on.
 
 ``af_repo_manager`` is in repomanager.py.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from applikant.amclient import AmClient, AmRefused, AmUnavailable
+from applikant.diskspace import Reserve
 from applikant.frontend import authkeys
 from applikant.frontend.keyuse import KeyUse
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError, RepoNotFound
@@ -69,6 +72,7 @@ class Auth:
         host: str,
         as_command: str,
         key_use: KeyUse | None = None,
+        reserve: Reserve | None = None,
     ) -> None:
         self.key_use = key_use
         self.link = link
@@ -77,6 +81,7 @@ class Auth:
         self.repos = repos
         self.host = host
         self.as_command = as_command
+        self.reserve = reserve if reserve is not None else Reserve([], 0)
 
     def handlers(self) -> dict[str, Any]:
         return {"check_access": self.check_access, "info": self.info, "keys_for": self.keys_for}
@@ -88,6 +93,12 @@ class Auth:
             raise BadRequest("access must be read or write")
         if not self.role.serving:
             return _no(self.role.why_not())
+        shortfall = self.reserve.shortfall() if access == "write" else None
+        if shortfall is not None:
+            return _no(
+                f"the git host's disk is nearly full ({shortfall}): pushes are refused "
+                "until space is freed; clones and fetches go on"
+            )
         if not self.link.up:
             return _no("the manager (am) cannot be reached; try again in a moment")
         try:

@@ -1,6 +1,18 @@
-"""A durable spool of post-receive events that could not reach am yet.
+"""af's durable record of pushes: intents written ahead, events waiting for am, dead letters.
 
-One JSON file per event in the spool directory, named
+Three directories under the spool directory, one JSON file per push in each:
+
+* ``intents/<event_id>.json``: written by af when am approved a push, *before*
+  git moves any ref (the write-ahead record; if it cannot be written the push
+  is refused and nothing changes). Removed once the push is recorded in am.
+  After a crash, af settles each intent whose receive-pack is gone against the
+  refs on disk (:mod:`applikant.frontend.delivery`).
+* the directory itself: post-receive events that could not reach am yet.
+* ``failed/``: events am refused for good (the dead letters), each with a
+  ``.reason`` file beside it; ``applikant doctor``, ``/metrics`` and the admin
+  dashboard show them.
+
+Events waiting for am: one JSON file per event in the spool directory, named
 ``<time_ns>-<event_id>.json`` so that a directory listing sorts them in the
 order they happened. A file appears whole or not at all (temp file, fsync,
 rename, directory fsync): after a crash or power loss every event that was
@@ -9,10 +21,12 @@ reported spooled is there, and no half-written one is.
 Both af (am unreachable) and ``ah`` (af unreachable) write here; af delivers
 the files when am is back, oldest first, and removes each one once am has
 acknowledged it. am deduplicates on ``event_id``, so an event delivered twice
-(am recorded it but its answer was lost) is recorded once.
+(am recorded it but its answer was lost) is recorded once. An intent, its
+queued event and any copy ``ah`` spooled carry the same event id
+(:mod:`applikant.frontend.pushid`).
 
-Events am refuses for good (a malformed one, a repo deleted since) are moved to
-``failed/`` with the reason beside them rather than retried for ever.
+An intent is removed without a directory fsync: if the removal is lost in a
+crash, the intent is settled again and am's deduplication keeps it one record.
 
 Stdlib only: ``ah`` imports this module, on its failure path only.
 """
@@ -25,9 +39,29 @@ import time
 
 from applikant.fsutil import fsync_dir, write_atomic
 
-__all__ = ["FAILED_DIR", "park", "pending", "read", "remove", "write"]
+TYPE_CHECKING = False  # typing costs ah an import on its failure path
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "FAILED_DIR",
+    "INTENTS_DIR",
+    "bury",
+    "dead_letters",
+    "drop_intent",
+    "intent_path",
+    "intents",
+    "park",
+    "pending",
+    "read",
+    "remove",
+    "summary",
+    "write",
+    "write_intent",
+]
 
 FAILED_DIR = "failed"
+INTENTS_DIR = "intents"
 _SUFFIX = ".json"
 _ID_CHARS = frozenset("0123456789abcdef-")
 
@@ -85,9 +119,10 @@ def remove(path: str) -> None:
     fsync_dir(os.path.dirname(path))
 
 
-def park(path: str, reason: str) -> str:
-    """Move an event am refused for good to ``failed/``, with ``<name>.reason``."""
-    directory = os.path.join(os.path.dirname(path), FAILED_DIR)
+def park(path: str, reason: str, spool_dir: str | None = None) -> str:
+    """Move an event am refused for good to ``failed/`` (of ``spool_dir``, by
+    default the event's own directory), with ``<name>.reason`` beside it."""
+    directory = os.path.join(spool_dir or os.path.dirname(path), FAILED_DIR)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     target = os.path.join(directory, os.path.basename(path))
     with open(target + ".reason", "w", encoding="utf-8") as f:
@@ -96,3 +131,108 @@ def park(path: str, reason: str) -> str:
     fsync_dir(directory)
     fsync_dir(os.path.dirname(path))
     return target
+
+
+def bury(spool_dir: str, event_id: str, record: dict[str, Any], reason: str) -> str:
+    """Store an event am refused for good straight in ``failed/``, with its reason."""
+    path = write(os.path.join(spool_dir, FAILED_DIR), event_id, record)
+    write_atomic(path + ".reason", reason + "\n", mode=0o600)
+    return path
+
+
+# ---- intents: written ahead of the ref update -----------------------------------
+
+
+def intent_path(spool_dir: str, event_id: str) -> str:
+    """Where the intent of push ``event_id`` lives (whether or not it exists)."""
+    _check_id(event_id)
+    return os.path.join(spool_dir, INTENTS_DIR, event_id + _SUFFIX)
+
+
+def write_intent(spool_dir: str, event_id: str, record: dict[str, Any]) -> str:
+    """Make the intent of push ``event_id`` durable; its path.
+
+    Raises ``OSError`` (``ENOSPC``, ``EIO``...) when it could not be made
+    durable: the caller then refuses the push.
+    """
+    path = intent_path(spool_dir, event_id)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_atomic(path, json.dumps(record, sort_keys=True), mode=0o600)
+    return path
+
+
+def intents(spool_dir: str) -> list[str]:
+    """Paths of the intents, oldest first."""
+    directory = os.path.join(spool_dir, INTENTS_DIR)
+    found = []
+    for path in pending(directory):
+        try:
+            found.append((os.stat(path).st_mtime_ns, path))
+        except FileNotFoundError:
+            continue
+    return [path for _, path in sorted(found)]
+
+
+def drop_intent(spool_dir: str, event_id: str) -> None:
+    """Forget the intent of a push now recorded (idempotent, no fsync: see above)."""
+    try:
+        os.unlink(intent_path(spool_dir, event_id))
+    except FileNotFoundError:
+        pass
+
+
+# ---- what there is, for af's status and `applikant doctor` --------------------------
+
+
+def dead_letters(spool_dir: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest dead letters: ``{"file", "event_id", "repo", "reason", "time"}``."""
+    directory = os.path.join(spool_dir, FAILED_DIR)
+    paths = pending(directory)
+    out = []
+    for path in reversed(paths[-limit:] if limit else paths):
+        entry: dict[str, Any] = {
+            "file": path,
+            "event_id": "",
+            "repo": "",
+            "reason": "",
+            "time": 0.0,
+        }
+        try:
+            entry["time"] = os.stat(path).st_mtime
+            with open(path + ".reason", encoding="utf-8", errors="replace") as f:
+                entry["reason"] = f.read().strip()
+            request = read(path).get("request")
+            if isinstance(request, dict):
+                env = request.get("env")
+                env = env if isinstance(env, dict) else {}
+                entry["event_id"] = str(request.get("event_id") or "")
+                entry["repo"] = str(env.get("APPLIKANT_REPO") or request.get("cwd") or "")
+        except (OSError, ValueError):
+            pass
+        out.append(entry)
+    return out
+
+
+def summary(spool_dir: str, now: float | None = None) -> dict[str, Any]:
+    """Counts of intents, queued events and dead letters, and the age (seconds)
+    of the oldest intent and queued event (0 when none)."""
+    now = time.time() if now is None else now
+
+    def oldest(paths: list[str]) -> float:
+        ages = []
+        for path in paths:
+            try:
+                ages.append(now - os.stat(path).st_mtime)
+            except OSError:
+                continue
+        return round(max(ages, default=0.0), 3)
+
+    intent_paths = intents(spool_dir)
+    queued = pending(spool_dir)
+    return {
+        "intents": len(intent_paths),
+        "queued": len(queued),
+        "dead": len(pending(os.path.join(spool_dir, FAILED_DIR))),
+        "oldest_intent_s": oldest(intent_paths),
+        "oldest_queued_s": oldest(queued),
+    }

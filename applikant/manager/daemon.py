@@ -23,6 +23,7 @@ import trio
 
 from applikant import config as config_mod
 from applikant import envconfig
+from applikant.diskspace import Reserve
 from applikant.logs import EventLog
 from applikant.manager import services
 from applikant.manager.errors import SchemaTooNew
@@ -46,6 +47,7 @@ async def _serve(
     own: bool = True,
 ) -> None:
     """Serve am's names with `manager` until cancelled; close it then when `own`."""
+    manager.reserve = _reserve(manager.path, config)
     try:
         async with trio.open_nursery() as nursery:
             await services.start(manager, config, nursery, stamp=stamp)
@@ -63,6 +65,22 @@ async def _serve(
     finally:
         if own:
             manager.close()
+
+
+def _reserve(path: str, config: config_mod.Config) -> Reserve:
+    """am's disk reserve (applikant.diskspace): the filesystem of its SQLite file.
+
+    On PostgreSQL am keeps none: the database's disk is the server's, which am
+    cannot see (and am writes no data of its own locally). The server refuses a
+    write that does not fit (an error reply, which af retries), and its own disk
+    is watched where it runs; said once in the log.
+    """
+    if is_url(path):
+        log.info(
+            "disk_reserve_off", reason="am's database is on PostgreSQL; its disk is the server's"
+        )
+        return Reserve([], 0)
+    return Reserve([path], config.node.disk_reserve_mb)
 
 
 async def setup(node: Node, config: config_mod.Config, nursery: trio.Nursery) -> None:

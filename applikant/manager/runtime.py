@@ -13,6 +13,13 @@ beside the writer; or a PostgreSQL database, store/postgres.py):
   (all keys, all repositories, audit queries), so they never stall the loop.
 
 Authorization happens here, before the store is asked: see `actor`, `require_*`.
+
+A disk reserve (applikant.diskspace, `[node] disk_reserve_mb`): below it,
+`write` refuses new changes with `Unavailable` and words, while
+`write_reserved` lets work already accepted finish (a push's record and its
+builds, running builds, webhook bookkeeping, pruning) and the bookkeeping of
+reads (logins, a session's, token's or key's last use) in the space kept for
+it. On PostgreSQL am keeps no reserve (manager/daemon.py says why).
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ from typing import Any, TypeVar
 
 import trio
 
+from applikant.diskspace import Reserve
 from applikant.links import Links
 from applikant.logs import EventLog
-from applikant.manager.errors import Forbidden, NotFound
+from applikant.manager.errors import Forbidden, NotFound, Unavailable
 from applikant.manager.names import parse_repo_path
 from applikant.manager.notify import Subscribers
 from applikant.manager.observer import Observer
@@ -113,6 +121,7 @@ class Manager:
         self.subscribers = Subscribers(node)
         self.observer = Observer(node.name)
         self.writes = 0
+        self.reserve = Reserve([], 0)  # set by the daemon from the config
         # Called on the trio thread after each write, with its events (the
         # webhook worker's wake-up).
         self.listeners: list[Callable[[list[Event]], None]] = []
@@ -138,8 +147,25 @@ class Manager:
         Changes run one at a time. The events are handed to the subscribers before
         the next change starts, so every subscriber sees them in commit order. A
         cancelled caller does not stop a change already running: it is committed
-        (and announced) or not, never half done.
+        (and announced) or not, never half done. Below the disk reserve it
+        raises `Unavailable` and changes nothing.
         """
+        self.check_reserve()
+        return await self.write_reserved(fn, *args, **kwargs)
+
+    def check_reserve(self) -> None:
+        """`Unavailable` with words when am's disk is below its reserve."""
+        shortfall = self.reserve.shortfall()
+        if shortfall is not None:
+            raise Unavailable(
+                f"the manager's disk is nearly full ({shortfall}); nothing changed. "
+                "Free space on it, or lower [node] disk_reserve_mb"
+            )
+
+    async def write_reserved(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> tuple[T, list[Event]]:
+        """`write`, also below the disk reserve: for work already accepted."""
         async with self._write_lock:
             self._collected = []
             try:

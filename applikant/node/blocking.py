@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import lean, names, pmclient, protocol
+from . import frameauth, lean, names, pmclient, protocol
 from .errors import (
     CallTimeout,
     HandshakeRefused,
@@ -89,7 +89,13 @@ class EphemeralNode:
                 raise Refused(f"TLS with {peer} failed: {exc}") from None
         self._sock = sock
         self._proto = protocol.Connection(
-            Role.CLIENT, self.name, cookie, hidden=True, max_frame=s.max_frame
+            Role.CLIENT,
+            self.name,
+            cookie,
+            hidden=True,
+            max_frame=s.max_frame,
+            macs=frameauth.LEAN_SUITES,
+            peer=peer,
         )
         try:
             self._handshake(deadline)
@@ -121,9 +127,15 @@ class EphemeralNode:
                 if event is NEED_DATA:
                     self._sock.settimeout(_left(deadline, self.peer))
                     proto.receive_data(self._sock.recv(4096))
+                elif type(event) is protocol.PeerLinked:
+                    proto.proceed()  # (a stale link of a process of ours with this pid)
                 elif type(event) is protocol.HandshakeFailed:
+                    if not event.by_peer:  # we refused: another node answered
+                        raise Refused(event.reason)
                     raise Refused(f"{self.peer} refused the connection: {event.reason}")
                 elif type(event) is protocol.HandshakeDone:
+                    if event.peer != self.peer:  # (the core refuses it first)
+                        raise Refused(f"{event.peer} answered where {self.peer} was asked for")
                     return
         except HandshakeRefused as exc:
             raise Refused(f"{self.peer} refused the connection: {exc.reason}") from None

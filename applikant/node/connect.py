@@ -3,9 +3,18 @@
 A link starts as a stream (TCP, found through the peer host's portmapper, or any
 trio Stream a test or a caller hands in), optionally wrapped in TLS, over which
 the sans-IO handshake runs under one deadline. The rules on who may link live
-here too: one link per peer name, and when two nodes dial each other at the
-same moment, the one with the smaller name keeps its own dial and refuses the
-other (REFUSE_SIMULTANEOUS), whose dialler then waits for the winning link.
+here and in Node._serve_link, and settle every race at once, the same way on
+both sides:
+
+- Two nodes dial each other at the same moment: the dial of the node with the
+  greater name is kept (Erlang's rule). The greater refuses the smaller's hello
+  (REFUSE_SIMULTANEOUS) and the smaller waits for the greater's dial, which it
+  takes; if both dials got through anyway, each side keeps the greater's link.
+- A node dials a peer that still holds a link to it (the peer was stopped, or
+  has not noticed yet that the link died; the dialler restarted): the peer says
+  so (`linked`), the dialler, having no link, proceeds, and once the cookie is
+  proved the new link replaces the stale one. A dialler that has the link after
+  all (it took the peer's dial meanwhile) withdraws (REFUSE_LINKED) and uses it.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from ..logs import EventLog
 from . import names, pmregister, protocol
 from .errors import HandshakeRefused, NodeDown, NodeStartError, ProtocolError, Refused
 from .faststream import FastSocketStream
-from .protocol import NEED_DATA, HandshakeDone, HandshakeFailed, PeerHello, Role
+from .protocol import NEED_DATA, HandshakeDone, HandshakeFailed, PeerHello, PeerLinked, Role
 from .settings import DistSettings
 
 log = EventLog("dist")
@@ -32,37 +41,43 @@ Opener = Callable[[str], Awaitable[tuple[trio.abc.Stream, str]]]
 
 @dataclass(frozen=True, slots=True)
 class Established:
-    """A stream whose handshake succeeded: ready to become a Link."""
+    """A stream whose handshake succeeded: ready to become a Link. `dialer` is the
+    node that dialled it; `replaces` the link we told the dialler we held, which
+    it found stale (None if we held none)."""
 
     stream: trio.abc.Stream
     proto: protocol.Connection
     peer: str
     hidden: bool
     address: str
+    dialer: str
+    replaces: object | None = None
 
 
 class Crossed(Refused):
-    """The peer refused us because a link between us is being made the other way
-    (a simultaneous dial it wins), or one exists already: wait for that link."""
+    """Our dial gave way to a link made the other way: the peer's simultaneous dial
+    (it has the greater name), or one we hold already. Wait for that link."""
 
 
 class Connector:
-    """Dials and accepts for one node; `linked(peer)` says whether a link exists."""
+    """Dials and accepts for one node; `current(peer)` is the link to a peer, if any."""
 
     def __init__(
         self,
         name: str,
         cookie: bytes,
         settings: DistSettings,
-        linked: Callable[[str], bool],
+        current: Callable[[str], object | None],
         opener: Opener | None = None,
     ) -> None:
         self.name = name
         self.cookie = cookie
         self.settings = settings
         self.dialing: dict[str, trio.Event] = {}  # peers being dialled, set when done
-        self._linked = linked
-        self._reserved: set[str] = set()  # accepted peers whose handshake is running
+        # Peers whose dial to us is in its handshake (set when it is over): a
+        # connect() to them waits for it instead of crossing it with its own.
+        self.accepting: dict[str, trio.Event] = {}
+        self._current = current
         self._open = opener or self._open_tcp
         self._ssl_server: Any = None
         self._ssl_client: Any = None
@@ -87,17 +102,19 @@ class Connector:
         except (OSError, trio.TooSlowError) as exc:
             raise NodeDown(f"cannot reach {peer}: {exc or 'timed out'}") from exc
         proto = protocol.Connection(
-            Role.CLIENT, self.name, self.cookie, max_frame=self.settings.max_frame
+            Role.CLIENT, self.name, self.cookie, max_frame=self.settings.max_frame, peer=peer
         )
         try:
-            done = await self._handshake(stream, proto, address)
+            done, _ = await self._handshake(stream, proto, address)
         except HandshakeRefused as exc:
             await trio.aclose_forcefully(stream)
+            if exc.code == protocol.REFUSE_WRONG_NODE:  # we refused: another node answered
+                raise Refused(f"{address}: {exc.reason}") from exc
+            if exc.code == protocol.REFUSE_LINKED:  # we withdrew: we hold a link already
+                raise Crossed(exc.reason) from exc
             reason = f"{peer} refused the connection: {exc.reason}"
-            if exc.code in (protocol.REFUSE_SIMULTANEOUS, protocol.REFUSE_NAME_IN_USE):
-                # The peer dialled us at the same moment and its link won; or a
-                # node with our name is really connected there (then none comes).
-                raise Crossed(reason) from exc
+            if exc.code == protocol.REFUSE_SIMULTANEOUS:
+                raise Crossed(reason) from exc  # the peer's own dial to us wins
             raise Refused(reason) from exc
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
             await trio.aclose_forcefully(stream)
@@ -111,7 +128,7 @@ class Connector:
         if done.peer != peer:
             await trio.aclose_forcefully(stream)
             raise NodeDown(f"{address} answered as {done.peer}, not {peer}")
-        return Established(stream, proto, peer, False, address)
+        return Established(stream, proto, peer, False, address, dialer=self.name)
 
     async def _open_tcp(self, peer: str) -> tuple[trio.abc.Stream, str]:
         """The default opener: the port from the peer host's portmapper, then TCP
@@ -120,7 +137,7 @@ class Connector:
         port = await pmregister.lookup(host, name, self.settings)
         stream: trio.abc.Stream = FastSocketStream.from_trio(await trio.open_tcp_stream(host, port))
         if self._ssl_client is not None:
-            stream = trio.SSLStream(stream, self._ssl_client, server_hostname=host)
+            stream = _tls(stream, self._ssl_client, server_hostname=host)
         return stream, f"{host}:{port}"
 
     # ---- accepting ----------------------------------------------------------
@@ -129,16 +146,19 @@ class Connector:
         """Shake hands as the server over an incoming stream; None (logged, the
         stream closed) if the peer is refused or the handshake fails."""
         if self._ssl_server is not None:
-            stream = trio.SSLStream(stream, self._ssl_server, server_side=True)
+            stream = _tls(stream, self._ssl_server, server_side=True)
         proto = protocol.Connection(
             Role.SERVER, self.name, self.cookie, max_frame=self.settings.max_frame
         )
         try:
-            done = await self._handshake(stream, proto, address)
+            done, replaces = await self._handshake(stream, proto, address)
         except HandshakeRefused as exc:
-            log.warning(
-                "handshake_refused", peer=proto.peer or "?", address=address, reason=exc.reason
-            )
+            if exc.code in (protocol.REFUSE_LINKED, protocol.REFUSE_SIMULTANEOUS):
+                log.info("handshake_crossed", peer=proto.peer or "?", reason=exc.reason)
+            else:
+                log.warning(
+                    "handshake_refused", peer=proto.peer or "?", address=address, reason=exc.reason
+                )
             await trio.aclose_forcefully(stream)
             return None
         except (ProtocolError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
@@ -149,14 +169,25 @@ class Connector:
             await trio.aclose_forcefully(stream)
             raise
         finally:
-            # The caller makes the link before its next checkpoint: no window
-            # in which another connection could take the same name.
-            if proto.peer is not None:
-                self._reserved.discard(proto.peer)
-        return Established(stream, proto, done.peer, done.hidden, address)
+            # The caller makes the link before its next checkpoint: a connect()
+            # woken by this finds it.
+            self._accepted(proto.peer)
+        return Established(
+            stream, proto, done.peer, done.hidden, address, dialer=done.peer, replaces=replaces
+        )
+
+    def _accepted(self, peer: str | None) -> None:
+        """An incoming handshake is over: wake whoever waits on it."""
+        done = self.accepting.pop(peer, None) if peer is not None else None
+        if done is not None:
+            done.set()
 
     def _decide(self, hello: PeerHello, stream: trio.abc.Stream) -> tuple[str, str] | None:
-        """Whether to take an incoming peer: (reason, code) to refuse it, else None."""
+        """Whether to take an incoming peer: (reason, code) to refuse it, else None.
+
+        A peer we are dialling at this moment is refused if our name is the
+        greater: our dial is the one both sides keep. A peer we hold a link to is
+        taken, and told so (see the module docstring)."""
         peer = hello.peer
         if self._ssl_server is not None and not hello.hidden:
             # Hidden ephemeral nodes' names are labels only (blocking.ephemeral_name).
@@ -168,25 +199,22 @@ class Connector:
                     f"the TLS certificate {peer} presented is not for {host}",
                     protocol.REFUSE_OTHER,
                 )
-        if self._linked(peer) or peer in self._reserved:
+        if peer in self.dialing and self._current(peer) is None and self.name > peer:
             return (
-                f"a node named {peer} is already connected to {self.name}",
-                protocol.REFUSE_NAME_IN_USE,
-            )
-        if peer in self.dialing and self.name < peer:
-            return (
-                f"{self.name} is connecting to {peer} at the same moment",
+                f"{self.name} is connecting to {peer} at the same moment, and the dial "
+                "of the greater name is kept",
                 protocol.REFUSE_SIMULTANEOUS,
             )
-        self._reserved.add(peer)
         return None
 
     # ---- the handshake ----------------------------------------------------------
 
     async def _handshake(
         self, stream: trio.abc.Stream, proto: protocol.Connection, address: str
-    ) -> HandshakeDone:
-        """Run the handshake under its deadline; HandshakeRefused if either side refuses."""
+    ) -> tuple[HandshakeDone, object | None]:
+        """Run the handshake under its deadline; HandshakeRefused if either side
+        refuses. Also returns (server side) the link we told the peer we hold."""
+        held: object | None = None
         with trio.fail_after(self.settings.handshake_timeout):
             if proto.role is Role.CLIENT:
                 proto.initiate()
@@ -195,9 +223,19 @@ class Connector:
                 if type(event) is PeerHello:
                     refusal = self._decide(event, stream)
                     if refusal is None:
-                        proto.accept()
+                        held = self._current(event.peer)
+                        proto.accept(linked=held is not None)
+                        self.accepting.setdefault(event.peer, trio.Event())
                     else:
                         event = proto.refuse(*refusal)
+                elif type(event) is PeerLinked:
+                    if self._current(event.peer) is None:
+                        proto.proceed()  # the link it holds is stale: ours replaces it
+                    else:  # we took its dial meanwhile: that link is the one
+                        event = proto.refuse(
+                            f"{self.name} holds a link to {event.peer} already",
+                            protocol.REFUSE_LINKED,
+                        )
                 out = proto.data_to_send()
                 if out:
                     await stream.send_all(out)
@@ -208,7 +246,16 @@ class Connector:
                         log.warning("wrong_cookie", peer=proto.peer or "?", address=address)
                     raise HandshakeRefused(event.reason, event.code)
                 elif type(event) is HandshakeDone:
-                    return event
+                    return event, held
+
+
+def _tls(stream: trio.abc.Stream, context: Any, **kw: Any) -> trio.abc.Stream:
+    """TLS over a stream: the fast one over our own socket stream, trio's otherwise."""
+    if isinstance(stream, FastSocketStream):
+        from .fasttls import FastSSLStream
+
+        return FastSSLStream(stream, context, **kw)
+    return trio.SSLStream(stream, context, **kw)
 
 
 def peer_address(stream: trio.abc.Stream) -> str:

@@ -40,6 +40,7 @@ class FastSocketStream(trio.abc.Stream):
         except OSError:
             pass
         self.socket = sock
+        self._fd = sock.fileno()  # (what trio's waits take without asking the socket)
         self._closed = False
         self._sending = False
         self._receiving = False
@@ -97,6 +98,18 @@ class FastSocketStream(trio.abc.Stream):
         except OSError as exc:
             raise self._broken(exc) from exc
 
+    def try_send_parts(self, parts: list[bytes]) -> int:
+        """try_send of the pieces in order, in one system call (sendmsg)."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_open()
+        try:
+            return self.socket.sendmsg(parts)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._broken(exc) from exc
+
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
@@ -114,36 +127,56 @@ class FastSocketStream(trio.abc.Stream):
             raise ValueError("max_bytes must be at least 1")
         else:
             size = max_bytes
+        if self._drained:
+            # The last read took less than it could: the buffer was empty then, and
+            # most likely still is. Wait first instead of paying for an EAGAIN (the
+            # wait is the checkpoint: it raises Cancelled in a cancelled scope).
+            if self._receiving:
+                raise trio.BusyResourceError("another task is receiving on this stream")
+            self._check_open()
+            self._receiving = True
+            self._eager = 0
+            try:
+                await trio.lowlevel.wait_readable(self._fd)
+                self._check_open()
+                return await self._receive(size)
+            finally:
+                self._receiving = False
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._check_open()
         self._receiving = True
         try:
-            if self._drained:
-                # The last read took less than it could: the buffer was empty then, and
-                # most likely still is. Wait first instead of paying for an EAGAIN.
+            self._eager += 1
+            if self._eager >= FAIR_EVERY:
                 self._eager = 0
-                await trio.lowlevel.wait_readable(self.socket)
-                self._check_open()
-            else:
-                self._eager += 1
-                if self._eager >= FAIR_EVERY:
-                    self._eager = 0
-                    await trio.lowlevel.checkpoint()
-            while True:
-                try:
-                    data = self.socket.recv(size)
-                    self._drained = 0 < len(data) < size
-                    return data
-                except BlockingIOError:
-                    self._eager = 0
-                    await trio.lowlevel.wait_readable(self.socket)
-                    self._check_open()
-                except OSError as exc:
-                    raise self._broken(exc) from exc
+                await trio.lowlevel.checkpoint()
+            return await self._receive(size)
         finally:
             self._receiving = False
+
+    async def _receive(self, size: int) -> bytes:
+        try:
+            data = self.socket.recv(size)
+        except BlockingIOError:
+            data = await self._receive_waiting(size)
+        except OSError as exc:
+            raise self._broken(exc) from exc
+        self._drained = 0 < len(data) < size
+        return data
+
+    async def _receive_waiting(self, size: int) -> bytes:
+        while True:
+            self._eager = 0
+            await trio.lowlevel.wait_readable(self._fd)
+            self._check_open()
+            try:
+                return self.socket.recv(size)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._broken(exc) from exc
 
     async def aclose(self) -> None:
         if not self._closed:

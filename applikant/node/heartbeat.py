@@ -16,7 +16,7 @@ import trio
 from ..logs import EventLog
 from .errors import NodeDown
 from .link import Link
-from .protocol import TICK_FRAME
+from .protocol import TICK
 
 log = EventLog("dist")
 
@@ -38,6 +38,6 @@ async def heartbeats(links: Callable[[], Iterable[Link]], tick_time: float) -> N
 
 async def _tick(link: Link) -> None:
     try:
-        await link.send_bytes(TICK_FRAME)
+        await link.send_event(TICK)
     except NodeDown:
         pass

@@ -9,7 +9,10 @@ stdlib modules cost more than the work they do for us here:
   comparison `hmac.compare_digest` itself re-exports;
 - `socket` imports `enum` and `selectors` (~7 ms): `_socket` is the same socket
   object without them; `connect` and `gethostname` below are what the blocking
-  driver needs of it.
+  driver needs of it (`connect` skips the resolver for addresses and localhost:
+  a process's first getaddrinfo costs ~7 ms);
+- `msgpack` imports `datetime` and more (~7 ms): `as` and `ah` frame their few
+  small messages with leanpack.py instead (`prefer_pure_codec`).
 
 Private modules may move or vanish in a new Python: then the public module is
 used (slower, never broken). Only this module imports them; tests run the
@@ -21,8 +24,10 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing itself is not imported: it would cost `as` ~2 ms
 if TYPE_CHECKING:  # the public names for the type checker: both ways quack alike
     import socket as sockets
+    from collections.abc import Iterator
     from hashlib import sha256
     from hmac import compare_digest
+    from typing import Any
 else:
     try:
         from _sha256 import sha256  # Python 3.11
@@ -40,15 +45,48 @@ else:
     except ImportError:
         import socket as sockets
 
-__all__ = ["compare_digest", "connect", "gethostname", "sha256", "sockets"]
+__all__ = [
+    "codec",
+    "compare_digest",
+    "connect",
+    "gethostname",
+    "prefer_pure_codec",
+    "sha256",
+    "sockets",
+]
+
+_pure_codec = False
+
+
+def prefer_pure_codec() -> None:
+    """For `as` and `ah`: frame the protocol with leanpack (pure Python) instead of
+    the msgpack package, whose import costs more than their few small messages.
+    Has effect only before the protocol module is first imported."""
+    global _pure_codec
+    _pure_codec = True
+
+
+def codec() -> tuple[Any, Any]:
+    """(packb, unpackb): msgpack's, or leanpack's after prefer_pure_codec(). Both
+    take the same arguments here: packb(obj), unpackb(data)."""
+    if _pure_codec:
+        from . import leanpack
+
+        return leanpack.packb, leanpack.unpackb
+    from functools import partial
+
+    import msgpack  # type: ignore[import-untyped]
+
+    packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack, partial(msgpack.unpackb, raw=False, strict_map_key=True)
 
 
 def connect(host: str, port: int, timeout: float) -> sockets.socket:
-    """A blocking TCP connection to host:port (each resolved address in turn), with
+    """A blocking TCP connection to host:port (each address in turn), with
     TCP_NODELAY; OSError if none answers. Timeouts raise the builtin TimeoutError."""
     last: OSError | None = None
-    for family, type_, proto, _, addr in sockets.getaddrinfo(host, port, 0, sockets.SOCK_STREAM):
-        sock = sockets.socket(family, type_, proto)
+    for family, addr in _addresses(host, port):
+        sock = sockets.socket(family, sockets.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
             sock.connect(addr)
@@ -58,6 +96,25 @@ def connect(host: str, port: int, timeout: float) -> sockets.socket:
             sock.close()
             last = exc
     raise last or OSError(f"cannot resolve {host}")
+
+
+def _addresses(host: str, port: int) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """Where host:port may be, best first. An IP address, and localhost, without
+    the resolver unless those fail: the first getaddrinfo of a process loads the
+    NSS modules, about 7 ms of CPU, a third of what `as` spends on a call.
+    (localhost is tried as 127.0.0.1, then ::1, then as the resolver says.)"""
+    for family in (sockets.AF_INET, sockets.AF_INET6):
+        try:
+            sockets.inet_pton(family, host)
+        except OSError:
+            continue
+        yield family, (host, port)
+        return
+    if host == "localhost":
+        yield sockets.AF_INET, ("127.0.0.1", port)
+        yield sockets.AF_INET6, ("::1", port)
+    for family, _, _, _, addr in sockets.getaddrinfo(host, port, 0, sockets.SOCK_STREAM):
+        yield family, addr
 
 
 def gethostname() -> str:

@@ -39,7 +39,11 @@ from .protocol import (
 
 log = EventLog("dist")
 
-RECV_SIZE = 65536
+# One read takes a 64 KB message with its framing whole (65536 was a few bytes
+# short of it: a second read and a copy to join the two), and stays well under
+# glibc's mmap threshold (128 KB), so the buffer comes from the heap.
+RECV_SIZE = 65536 + 4096
+MAX_PIECES = 64  # frames written with one sendmsg (the kernel takes up to IOV_MAX, 1024)
 
 # A handler gets the link and the event; it may return an awaitable, which the
 # reader awaits before it reads on (so that registry messages apply in order).
@@ -50,12 +54,14 @@ Background = Callable[["Link"], Awaitable[None]]
 
 class Pending:
     """A call waiting for its reply: settled by the reader (reply), by the link's
-    failure (NodeDown) or by the node's deadline heap (CallTimeout)."""
+    failure (NodeDown) or by the node's deadline heap (CallTimeout). The caller
+    parks itself (`wait`) and settling wakes it: what a trio.Event does, without
+    its parking lot (one caller per call)."""
 
-    __slots__ = ("done", "error", "settled", "value", "what")
+    __slots__ = ("error", "settled", "task", "value", "what")
 
     def __init__(self, what: tuple[str, str, str, float | None]) -> None:
-        self.done = trio.Event()
+        self.task: trio.lowlevel.Task | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.settled = False
@@ -63,7 +69,22 @@ class Pending:
 
     def settle(self, value: Any = None, error: BaseException | None = None) -> None:
         self.value, self.error, self.settled = value, error, True
-        self.done.set()
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Return once settled; a checkpoint, cancellable like Event.wait."""
+        if self.settled:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def expire(self) -> None:
         peer, target, method, timeout = self.what
@@ -81,23 +102,42 @@ class Link:
         hidden: bool,
         address: str,
         deadlines: Deadlines,
+        *,
+        dialer: str = "",
+        replaces: object | None = None,
     ) -> None:
+        """`dialer`: the node that dialled this link; `replaces`: the link the dialler
+        asked this one to replace (connect.py's rules)."""
         self.stream = stream
         self.proto = proto
         self.peer = peer
         self.hidden = hidden
         self.address = address
+        self.dialer = dialer
+        self.replaces = replaces
+        self.finished = trio.Event()  # set by whoever ran the link, once it is all gone
         self.pending: dict[int, Pending] = {}
         self.handlers: dict[int, trio.CancelScope] = {}  # calls served for the peer
-        self.last_recv = trio.current_time()
+        self._now = trio.lowlevel.current_clock().current_time  # (trio.current_time, less deep)
+        self.last_recv = self._now()
         self.closed = False
         self.down_reason = "connection closed"
         # Casts wait here for the link's cast task, which runs them in order.
         self.casts, self.cast_inbox = trio.open_memory_channel[Cast](math.inf)
         self._deadlines = deadlines
         self._nursery: trio.Nursery | None = None
+        self._table: Mapping[type[Event], EventHandler] = {}
+        self._reader: object = None  # which _read loop reads now (see read_elsewhere)
+        self.reader_scope = trio.CancelScope()  # the reading task's (see _read)
         self._out: list[bytes] = []
         self._writing = False
+        # What the stream can do, looked up once (FastSocketStream, FastTLSStream):
+        self._try_send: Callable[[bytes], int] | None = getattr(stream, "try_send", None)
+        self._try_send_parts: Callable[[list[bytes]], int] | None = getattr(
+            stream, "try_send_parts", None
+        )
+        self._has_backlog = hasattr(stream, "backlog")
+        self._woken = 0  # callers the reader's current read answered
         self._next_id = 0
 
     # ---- running ----------------------------------------------------------
@@ -116,6 +156,7 @@ class Link:
         overtakes it; then `task_status.started()`. Events of types neither in
         `dispatch` nor in the link's own table are ignored."""
         table: dict[type[Event], EventHandler] = {**_LINK_EVENTS, **dispatch}
+        self._table = table
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -129,21 +170,42 @@ class Link:
                 except NodeDown:
                     pass  # closed: the reader ends at once
                 task_status.started()
-                await self._read(table)
+                self._reader = token = object()
+                await self._read(table, token)  # (the nursery then waits for the link's end)
         finally:
             self.close(self.down_reason)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
 
-    async def _read(self, table: Mapping[type[Event], EventHandler]) -> None:
-        proto, stream = self.proto, self.stream
+    async def _read(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
+        """Read and dispatch until the link ends, or until this task is needed for
+        something else (read_elsewhere) and another task reads on. The scope is
+        the handle that cancels the call this task may come to serve."""
+        with trio.CancelScope() as self.reader_scope:
+            await self._read_loop(table, token)
+
+    async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
+        proto, stream, now = self.proto, self.stream, self._now
+        corked = False  # what is sent while handling one read's messages goes out together
         try:
             while True:
                 event = proto.next_event()
                 if event is NEED_DATA:
-                    data = await stream.receive_some(max(RECV_SIZE, proto.bytes_wanted()))
-                    self.last_recv = trio.current_time()
+                    if corked:
+                        if self._woken > 1:
+                            # Callers answered by this read call again in the next
+                            # pass of trio's scheduler: hold what they send until
+                            # all have (two passes: trio may run this task first).
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        corked = False
+                        self._uncork()
+                    self._woken = 0
+                    wanted = proto.bytes_wanted()
+                    data = await stream.receive_some(RECV_SIZE if wanted < RECV_SIZE else wanted)
+                    self.last_recv = now()
                     proto.receive_data(data)
+                    corked = self._cork()
                     continue
                 if type(event) is ConnectionClosed:
                     self.close("connection closed")
@@ -152,12 +214,49 @@ class Link:
                 if handler is not None:
                     result = handler(self, event)
                     if result is not None:
+                        if corked:  # (nothing stays held while this task waits)
+                            corked = False
+                            self._uncork()
                         await result
+                        if self._reader is not token:
+                            return  # a new task reads this link now
         except ProtocolError as exc:
             log.warning("protocol_error", peer=self.peer, address=self.address, reason=str(exc))
             self.close(f"protocol error: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.close(f"connection lost: {exc or type(exc).__name__}")
+        finally:
+            if corked:
+                self._uncork()
+
+    def _cork(self) -> bool:
+        """Hold the frames sent from now on (the answers to the calls one read
+        brought, in the reader's task, which does not wait meanwhile): they go
+        out with one write in `_uncork`, not one each. Holding is what a write
+        in progress does already (`_writing`: every sender queues in `_out`,
+        in order), so nothing overtakes a held frame. False if a write is in
+        progress: that writer sends what is queued."""
+        if self._writing:
+            return False
+        self._writing = True
+        return True
+
+    def _uncork(self) -> None:
+        out = self._out
+        self._writing = False
+        if out:
+            self._out = []
+            try:  # (one sendmsg of the frames if they are not too many pieces)
+                self.send_soon(out if len(out) <= MAX_PIECES else b"".join(out))
+            except NodeDown:
+                pass  # the link is closing: nobody waits for these
+
+    def read_elsewhere(self) -> None:
+        """The task reading this link has something else to do (a call it serves
+        that waits): a new task reads on from where it is, and the current loop
+        stops after its handler returns."""
+        self._reader = token = object()
+        self.spawn(self._read, self._table, token)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run `fn(*args)` for the peer: cancelled when the link closes. On a
@@ -175,11 +274,13 @@ class Link:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:  # else the caller gave up
             pending.settle(event.value)
+            self._woken += 1
 
     def _on_error_reply(self, event: ErrorReply) -> None:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:
             pending.settle(error=error_from_reply(event.kind, event.message))
+            self._woken += 1
 
     def _on_cancel(self, event: Cancel) -> None:
         scope = self.handlers.get(event.req_id)
@@ -196,26 +297,55 @@ class Link:
 
     async def send_event(self, event: Event) -> None:
         """Send one message; NodeDown once the link (or its protocol) is closing:
-        the peer said goodbye or broke the protocol, and the reader is ending it."""
+        the peer said goodbye or broke the protocol, and the reader is ending it
+        (the protocol object must not be asked to frame anything then)."""
+        if self._queue(self._frame(event)):
+            await self._flush()
+
+    def _frame(self, event: Event) -> list[bytes]:
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
         if self.proto.state is not State.CONNECTED:
             raise NodeDown(f"{self.peer} is down (its link is closing)")
-        await self.send_bytes(self.proto.send(event))
+        return self.proto.send_parts(event)
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
 
         The write is shielded: a half-written frame would corrupt the link for
         everyone. A peer that stops reading is cut off by the heartbeat, which
         closes the stream and so ends a blocked write.
         """
+        if self._queue(data):
+            await self._flush()
+
+    def send_soon(self, data: bytes | list[bytes]) -> None:
+        """Send data without waiting: what the kernel does not take now goes out
+        from a task of the link's (a reader never blocks on a write)."""
+        if self._queue(data):
+            self.spawn(self._flush_quietly)
+
+    def _queue(self, data: bytes | list[bytes]) -> bool:
+        """Send what the kernel takes at once, or queue it; True if a flush must
+        follow (this caller then writes, `_writing` is set). `data` may come in
+        pieces (protocol.send_parts), written with one sendmsg when they can be."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
+        if type(data) is list:
+            if len(data) == 1:
+                data = data[0]
+            elif self._writing:  # (the pieces stay pieces: the writer joins or sendmsg's them)
+                self._out.extend(data)
+                return False
+            elif self._try_send_parts is not None:
+                return self._queue_parts(self._try_send_parts, data)
+            else:
+                data = b"".join(data)
+        assert type(data) is bytes
         if self._writing:
             self._out.append(data)
-            return
-        try_send = getattr(self.stream, "try_send", None)
+            return False
+        try_send = self._try_send
         if try_send is not None:  # the common case: the kernel takes it all at once
             try:
                 sent = try_send(data)
@@ -223,10 +353,29 @@ class Link:
                 self.close(f"write failed: {exc or type(exc).__name__}")
                 raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
             if sent == len(data):
-                return
-            data = memoryview(data)[sent:].tobytes()
+                if not self._has_backlog or not getattr(self.stream, "backlog", b""):
+                    return False
+                data = b""  # (TLS: the records the kernel did not take wait in the stream)
+            else:
+                data = memoryview(data)[sent:].tobytes()
         self._out.append(data)
         self._writing = True
+        return True
+
+    def _queue_parts(self, send_parts: Callable[[list[bytes]], int], parts: list[bytes]) -> bool:
+        try:
+            sent = send_parts(parts)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.close(f"write failed: {exc or type(exc).__name__}")
+            raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
+        if sent == sum(len(part) for part in parts):
+            return False
+        self._out.append(b"".join(parts)[sent:])  # (the kernel was full: the slow path)
+        self._writing = True
+        return True
+
+    async def _flush(self) -> None:
+        """Write out the queue; only the task that set `_writing` runs this."""
         try:
             with trio.CancelScope(shield=True):
                 while self._out:
@@ -238,6 +387,12 @@ class Link:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
         finally:
             self._writing = False
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except NodeDown:
+            pass  # the link is closed: nobody waits for this write
 
     def writing(self) -> bool:
         return self._writing
@@ -255,10 +410,12 @@ class Link:
         pending = Pending((self.peer, target, method, timeout))
         self.pending[req_id] = pending
         if timeout is not None:
-            self._deadlines.add(trio.current_time() + timeout, pending)
+            self._deadlines.add(self._now() + timeout, pending)
         try:
-            await self.send_event(Call(req_id, node, target, method, args))
-            await pending.done.wait()
+            # (send_event written out: one coroutine less per call)
+            if self._queue(self._frame(Call(req_id, node, target, method, args))):
+                await self._flush()
+            await pending.wait()
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)
             if self.pending.pop(req_id, None) is not None and not self.closed:

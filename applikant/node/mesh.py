@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = EventLog("dist")
 
 RECONNECT_FIRST = 0.25
-RECONNECT_MAX = 5.0
+RECONNECT_MAX = 0.5  # a peer that comes back (restarted, continued) is linked within a second
 
 
 class Mesh:

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .faststream import FastSocketStream
 from .globalnames import GlobalNames
+from .guard import Admission, Guard
 from .heartbeat import heartbeats
 from .link import EventHandler, Link
 from .mesh import Mesh
@@ -81,7 +82,7 @@ class Node:
         self.mesh = Mesh(self)
         self.globalnames = GlobalNames(self)
         self.registry = self.globalnames.registry
-        self._connector = Connector(name, cookie, self.settings, self.links.__contains__, opener)
+        self._connector = Connector(name, cookie, self.settings, self.links.get, opener)
         self._links_changed = trio.Event()
         self._local_casts, self._local_inbox = trio.open_memory_channel[Cast](math.inf)
         self._nursery: trio.Nursery | None = None
@@ -223,7 +224,14 @@ class Node:
         if mixed:
             raise Refused(mixed)
         nursery = self._running()
-        dialing = self._connector.dialing
+        connector = self._connector
+        incoming = connector.accepting.get(peer)
+        if incoming is not None:  # the peer is dialling us: that link, not a crossing one
+            await incoming.wait()
+            link = self.links.get(peer)
+            if link is not None:
+                return link
+        dialing = connector.dialing
         in_progress = dialing.get(peer)
         if in_progress is not None:
             await in_progress.wait()
@@ -260,11 +268,14 @@ class Node:
                 nursery.start_soon(heartbeats, self.links.values, self.settings.tick_time)
                 nursery.start_soon(self.services.run_casts, self.name, self._local_inbox)
                 if listeners:
-                    nursery.start_soon(
-                        partial(trio.serve_listeners, handler_nursery=nursery),
-                        self._accept_tcp,
-                        listeners,
+                    s = self.settings
+                    guard = Guard(
+                        self.name,
+                        max_total=s.max_connections,
+                        max_per_address=s.max_connections_per_address,
+                        log=log,
                     )
+                    await nursery.start(guard.serve, listeners, self._accept_tcp)
                 task_status.started()
         finally:
             self._nursery = None
@@ -275,9 +286,14 @@ class Node:
         if established is not None:
             await self._serve_link(self._link(established))
 
-    async def _accept_tcp(self, accepted: trio.SocketStream) -> None:
+    async def _accept_tcp(self, accepted: trio.SocketStream, admission: Admission) -> None:
+        """A connection from a listener: counted by the guard, which may close it
+        to make room until its handshake proves the cookie."""
         stream = FastSocketStream.from_trio(accepted)
-        await self.accept(stream, peer_address(stream))
+        established = await self._connector.accept(stream, peer_address(stream))
+        if established is not None:
+            admission.prove()
+            await self._serve_link(self._link(established))
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run `fn(*args)` for the node's life; nothing once the node has stopped."""
@@ -296,16 +312,36 @@ class Node:
     # ---- a link's life ------------------------------------------------------------
 
     def _link(self, est: Established) -> Link:
-        return Link(est.stream, est.proto, est.peer, est.hidden, est.address, self.deadlines)
+        return Link(
+            est.stream,
+            est.proto,
+            est.peer,
+            est.hidden,
+            est.address,
+            self.deadlines,
+            dialer=est.dialer,
+            replaces=est.replaces,
+        )
 
     async def _serve_link(
         self, link: Link, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         peer = link.peer
-        if peer in self.links:  # lost a race with a simultaneous dial
-            await trio.aclose_forcefully(link.stream)
-            task_status.started()
-            return
+        try:
+            while (old := self.links.get(peer)) is not None:
+                if not _supersedes(link, old):  # the other link of a crossed dial stays
+                    await trio.aclose_forcefully(link.stream)
+                    task_status.started()
+                    return
+                log.info("link_replaced", peer=peer, dialer=link.dialer, address=link.address)
+                old.close(f"replaced by a new link dialled by {link.dialer}")
+                await old.finished.wait()  # its nodedown, before this one's nodeup
+            await self._run_link(link, task_status)
+        finally:
+            link.finished.set()
+
+    async def _run_link(self, link: Link, task_status: trio.TaskStatus[None]) -> None:
+        peer = link.peer
         self.links[peer] = link
         self._changed()
         greeting: list[Event] = []
@@ -321,7 +357,8 @@ class Node:
                 self._dispatch, [self.services.link_casts], greeting, task_status=task_status
             )
         finally:
-            del self.links[peer]
+            if self.links.get(peer) is link:
+                del self.links[peer]
             self._changed()
             if not link.hidden:
                 log.info("nodedown", peer=peer, reason=link.down_reason)
@@ -365,11 +402,22 @@ class Node:
             "node": self.name,
             "port": self.port,
             "uptime_s": time.time() - self.started_at,
+            "cpu_s": time.process_time(),  # (what serving costs: bench.dist)
             "nodes": self.nodes(),
             "global_names": self.global_names(),
             "own_names": sorted(self.services.globals),
             "counters": dict(self.counters),
         }
+
+
+def _supersedes(new: Link, old: Link) -> bool:
+    """Whether a newly made link takes the place of the one held to the same peer;
+    both sides of a crossed dial answer the same (connect.py's rules)."""
+    if new.replaces is old:  # its dialler found our link stale
+        return True
+    if new.dialer == old.dialer:  # a node's newer dial (its older one is gone to it)
+        return True
+    return new.dialer > old.dialer  # crossed dials: the greater name's stays
 
 
 @asynccontextmanager
@@ -397,7 +445,9 @@ async def open_node(
     listener, node.port = await listen(node.settings)
     try:
         async with _unwrapped(), trio.open_nursery() as nursery:
-            await nursery.start(partial(keep_registered, node.settings, node.name, node.port))
+            await nursery.start(
+                partial(keep_registered, node.settings, node.name, node.port, cookie)
+            )
             await nursery.start(node.run, [listener])
             log.info("node_started", port=node.port)
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import lean
 from .errors import NodeDown
+from .frameauth import hmac_sha256
 from .protocol import NEED_DATA, ConnectionClosed, FrameDecoder, encode_frame
 
 TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
@@ -14,6 +15,21 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_FRAME = 1024 * 1024  # a names listing can be long
+CHALLENGE_BYTES = 32
+
+
+def registration_proof(cookie: bytes, challenge: bytes, name: str, port: int) -> bytes:
+    """What a registration shows to prove the cookie: an HMAC over the portmapper's
+    fresh challenge, the name and the port (so that it proves nothing else)."""
+    n = name.encode()
+    return hmac_sha256(
+        cookie,
+        b"applikant portmapper register\0"
+        + challenge
+        + len(n).to_bytes(2, "big")
+        + n
+        + port.to_bytes(2, "big"),
+    )
 
 
 def parse_answer(answer: Any, what: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import trio
 from ..logs import EventLog
 from . import names, protocol
 from .errors import NodeDown, NodeStartError, ProtocolError
-from .pmclient import MAX_FRAME, parse_answer
+from .pmclient import MAX_FRAME, parse_answer, registration_proof
 from .settings import DistSettings
 
 log = EventLog("dist")
@@ -29,13 +29,16 @@ async def keep_registered(
     settings: DistSettings,
     node: str,
     port: int,
+    cookie: bytes,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Register `node`'s name at `port` on this host; report started once registered.
 
-    Raises NodeStartError when the first registration fails: no portmapper within
-    `portmapper_wait` seconds, or the name is held by another node. Afterwards
+    The registration proves the cookie (the portmapper's challenge, answered with
+    an HMAC). Raises NodeStartError when the first registration fails: no
+    portmapper within `portmapper_wait` seconds, the name is held by another node,
+    or the portmapper has another cookie. Afterwards
     runs until cancelled, registering again whenever the connection ends.
     """
     s = settings
@@ -55,7 +58,13 @@ async def keep_registered(
             continue
         async with stream:
             try:
-                answer = await request(stream, {"op": "register", "name": name, "port": port})
+                challenge = parse_answer(await request(stream, {"op": "challenge"}), "portmapper")
+                if type(challenge.get("challenge")) is not bytes:
+                    raise NodeDown("the portmapper sent no challenge (an older version?)")
+                proof = registration_proof(cookie, challenge["challenge"], name, port)
+                answer = await request(
+                    stream, {"op": "register", "name": name, "port": port, "proof": proof}
+                )
                 parse_answer(answer, "portmapper")
             except NodeDown as exc:
                 if first:

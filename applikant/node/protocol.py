@@ -8,19 +8,31 @@ blocking driver (blocking.py) share this one object.
 
 Wire format: every frame is a 4-byte big-endian length and a msgpack body. The
 handshake frames are small maps and limited to HANDSHAKE_MAX_FRAME bytes; after it,
-frames are lists `[kind, ...]` limited to the connection's `max_frame`.
+frames are lists `[kind, ...]` limited to the connection's `max_frame`, each
+followed by a 16-byte tag (frameauth.py) over its body and its sequence number,
+with a key of its direction derived from the handshake. A frame whose tag does
+not check (injected, replayed, reordered, one missing) is a RemoteProtocolError.
 
 Handshake (client C connects to server S), each side proving the cookie without
-sending it, over the other's fresh challenge and both names:
+sending it, over the other's fresh challenge, both names and everything else
+either side said (T, the transcript: version, names, challenges, hidden, the
+suites offered and the one chosen):
 
-    C -> S  hello     {v, name, hidden, challenge_c}
-    S -> C  challenge {v, name, challenge_s}           or refuse {reason}
-    C -> S  proof     {digest: HMAC(cookie, "c" | challenge_s | C | S)}
-    S -> C  welcome   {digest: HMAC(cookie, "s" | challenge_c | C | S)}  or refuse
+    C -> S  hello     {v, name, hidden, challenge_c, macs: [suite, ...]}
+    S -> C  challenge {v, name, challenge_s, mac, linked}   or refuse {reason, code}
+    C -> S  proof     {digest: HMAC(cookie, "c" | T)}  or refuse (not the node asked
+                                                          for; or linked already)
+    S -> C  welcome   {digest: HMAC(cookie, "s" | T)}  or refuse (wrong cookie)
 
-The server decides whether to take the peer (name clash, name kinds) between
-hello and challenge: `next_event` hands it a PeerHello and the driver answers
-with `accept()` or `refuse(reason)`. Deadlines are the driver's business.
+The server decides whether to take the peer (name clash, name kinds, a dial of
+its own under way) between hello and challenge: `next_event` hands it a PeerHello
+and the driver answers with `accept(linked)` or `refuse(reason)`. `linked` tells
+the client that the server holds a link to it already; the client then gets a
+PeerLinked and answers `proceed()` (that link is stale to it: the server replaces
+it once the cookie is proved) or `refuse(reason, REFUSE_LINKED)` (it has the link
+too). A client told the node it expects (`peer=`) refuses any other before
+proving anything. A peer of another protocol version is refused in words it can
+show (its hello still parses). Deadlines are the driver's business.
 
 Messages after the handshake, and their events:
 
@@ -46,11 +58,14 @@ from __future__ import annotations
 import os
 import struct
 
-import msgpack  # type: ignore[import-untyped]
-
 from . import names
 from .errors import LocalProtocolError, RemoteProtocolError
-from .lean import compare_digest, sha256
+from .frameauth import SUITES, TAG_BYTES, FrameMac, derive_keys, hmac_sha256
+from .lean import codec, compare_digest
+
+# msgpack, or for `as` and `ah` its pure-Python twin (lean.py says why):
+# _packb(obj) with use_bin_type, _unpackb(data) with raw=False, strict_map_key.
+_packb, _unpackb = codec()
 
 TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
 if TYPE_CHECKING:
@@ -64,10 +79,11 @@ else:
         return lambda cls: cls
 
 
-VERSION = 1
+VERSION = 2  # 2: authenticated frames, the suites in the hello, the transcript in the proofs
 HANDSHAKE_MAX_FRAME = 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 CHALLENGE_BYTES = 32
+LARGE_BODY = 16384  # from this size a frame goes out in pieces (send_parts)
 MAX_REASON_BYTES = 400
 
 _LEN = struct.Struct(">I")
@@ -77,7 +93,12 @@ REFUSE_COOKIE = "cookie"
 REFUSE_NAME_IN_USE = "name_in_use"
 REFUSE_SIMULTANEOUS = "simultaneous"
 REFUSE_MIXED_NAMES = "mixed_names"
+REFUSE_VERSION = "version"
+REFUSE_NO_SUITE = "no_common_suite"
+REFUSE_WRONG_NODE = "wrong_node"
+REFUSE_LINKED = "linked"
 REFUSE_OTHER = "refused"
+MAX_SUITES = 8
 
 # Message kinds after the handshake (first element of every frame list).
 K_CALL, K_REPLY, K_ERROR, K_CAST, K_CANCEL, K_TICK, K_REGISTRY, K_PEERS = range(1, 9)
@@ -178,6 +199,14 @@ class PeerHello(_Event):
     hidden: bool
 
 
+class PeerLinked(_Event):
+    """Client side: the server holds a link to us already. Answer with proceed()
+    (it is stale: the new link replaces it) or refuse(reason, REFUSE_LINKED)."""
+
+    __slots__ = ("peer",)
+    peer: str
+
+
 class HandshakeDone(_Event):
     __slots__ = ("peer", "hidden")
     peer: str
@@ -201,6 +230,9 @@ class HandshakeFailed(_Event):
 # ---- events: calls ------------------------------------------------------------
 
 
+_set = object.__setattr__  # (the events of every call have their __init__ written out)
+
+
 class Call(_Event):
     """A request. `node` None means `target` is a global name; else a local name there."""
 
@@ -211,11 +243,22 @@ class Call(_Event):
     method: str
     args: Any
 
+    def __init__(self, req_id: int, node: str | None, target: str, method: str, args: Any) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "node", node)
+        _set(self, "target", target)
+        _set(self, "method", method)
+        _set(self, "args", args)
+
 
 class Reply(_Event):
     __slots__ = ("req_id", "value")
     req_id: int
     value: Any
+
+    def __init__(self, req_id: int, value: Any) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "value", value)
 
 
 class ErrorReply(_Event):
@@ -225,6 +268,11 @@ class ErrorReply(_Event):
     req_id: int
     kind: str
     message: str
+
+    def __init__(self, req_id: int, kind: str, message: str) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "kind", kind)
+        _set(self, "message", message)
 
 
 class Cast(_Event):
@@ -309,6 +357,7 @@ class ConnectionClosed(_Event):
 
 Event = (
     PeerHello
+    | PeerLinked
     | HandshakeDone
     | HandshakeFailed
     | Call
@@ -330,45 +379,61 @@ Event = (
 TICK = Tick()
 
 
-_TRANS_5C = bytes(x ^ 0x5C for x in range(256))
-_TRANS_36 = bytes(x ^ 0x36 for x in range(256))
-
-
-def hmac_sha256(key: bytes, msg: bytes) -> bytes:
-    """RFC 2104 HMAC-SHA256 (the same bytes as hmac.new(key, msg, "sha256"); tested so)."""
-    if len(key) > 64:
-        key = sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    inner = sha256(key.translate(_TRANS_36) + msg).digest()
-    return sha256(key.translate(_TRANS_5C) + inner).digest()
-
-
-def _digest(cookie: bytes, tag: bytes, challenge: bytes, client: str, server: str) -> bytes:
-    c, s = client.encode(), server.encode()
-    msg = b"".join((tag, challenge, _LEN.pack(len(c)), c, _LEN.pack(len(s)), s))
-    return hmac_sha256(cookie, msg)
+def transcript(
+    client: str,
+    server: str,
+    challenge_c: bytes,
+    challenge_s: bytes,
+    hidden: bool,
+    offered: list[str],
+    chosen: str,
+    linked: bool = False,
+) -> bytes:
+    """Everything both sides said in a handshake, in one unambiguous byte string
+    (msgpack of a list): the proofs and the link's keys are made over it, so that
+    nothing a man in the middle changes goes unnoticed."""
+    packed: bytes = _packb(
+        [VERSION, client, server, challenge_c, challenge_s, hidden, offered, chosen, linked]
+    )
+    return packed
 
 
 def encode_frame(obj: Any) -> bytes:
-    """One frame: length prefix and msgpack body."""
-    body: bytes = msgpack.packb(obj, use_bin_type=True)
+    """One frame without a tag (handshake, portmapper): length prefix and msgpack body."""
+    body: bytes = _packb(obj)
     return _LEN.pack(len(body)) + body
 
 
 class FrameDecoder:
-    """Splits a byte stream into msgpack frames, enforcing a size limit per frame."""
+    """Splits a byte stream into msgpack frames, enforcing a size limit per frame.
+
+    Bytes fed while nothing is pending are kept as they are, not copied: a whole
+    frame that arrives in one read (the common case, large frames included) is
+    decoded where the read put it."""
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._pos = 0
+        self._mac: FrameMac | None = None
+        self._tag = 0
         self.eof = False
 
+    def authenticate(self, mac: FrameMac) -> None:
+        """From the next frame on, each is followed by a tag that `mac` must verify."""
+        self._mac = mac
+        self._tag = TAG_BYTES
+
     def feed(self, data: bytes | bytearray) -> None:
-        if data:
-            self._buf += data
-        else:
+        if not data:
             self.eof = True
+        elif self._pos == len(self._buf) and type(data) is bytes:
+            self._buf, self._pos = data, 0  # nothing pending: take it as it is
+        else:
+            if type(self._buf) is not bytearray:
+                self._buf = bytearray(memoryview(self._buf)[self._pos :])
+                self._pos = 0
+            self._buf += data
 
     def wanted(self) -> int:
         """Bytes still missing from the frame being received (0 if none is started):
@@ -377,7 +442,7 @@ class FrameDecoder:
         if avail < 4:
             return 0
         length: int = _LEN.unpack_from(self._buf, self._pos)[0]
-        return max(0, min(length, self.max_frame) + 4 - avail)
+        return max(0, min(length, self.max_frame) + 4 + self._tag - avail)
 
     def next_frame(self) -> Any:
         """Return the next decoded object, NEED_DATA, or raise RemoteProtocolError.
@@ -392,19 +457,26 @@ class FrameDecoder:
                 raise RemoteProtocolError(
                     f"frame of {length} bytes exceeds the limit of {self.max_frame}"
                 )
-            if avail >= 4 + length:
+            if avail >= 4 + length + self._tag:
                 start = pos + 4
                 end = start + length
+                # (No memoryview is kept in a local: one alive would pin the buffer.)
+                if self._mac is not None:
+                    if not self._mac.verify(
+                        memoryview(buf)[start:end], memoryview(buf)[end : end + self._tag]
+                    ):
+                        raise RemoteProtocolError(
+                            "a frame failed its authentication (injected, replayed, "
+                            "reordered, or one is missing)"
+                        )
+                    end += self._tag
                 try:
-                    obj = msgpack.unpackb(
-                        memoryview(buf)[start:end], raw=False, strict_map_key=True
-                    )
+                    obj = _unpackb(memoryview(buf)[start : end - self._tag])
                 except Exception as exc:
                     raise RemoteProtocolError(f"undecodable frame: {exc}") from exc
                 if end == len(buf):
-                    buf.clear()
-                    self._pos = 0
-                elif end > 65536:
+                    self._buf, self._pos = b"", 0
+                elif end > 65536 and type(buf) is bytearray:
                     del buf[:end]
                     self._pos = 0
                 else:
@@ -428,22 +500,35 @@ class Connection:
         *,
         hidden: bool = False,
         max_frame: int = DEFAULT_MAX_FRAME,
+        macs: tuple[str, ...] = SUITES,
+        peer: str | None = None,
     ) -> None:
+        """`macs`: the frame authentication suites a client offers (best first), or a
+        server takes. `peer`: for a client, the node it means to reach; any other
+        that answers is refused (REFUSE_WRONG_NODE) before the proof."""
         names.split(our_name)
         if not cookie:
             raise LocalProtocolError("the cookie must not be empty")
+        if not macs or not all(m in SUITES for m in macs):
+            raise LocalProtocolError(f"frame authentication suites must be some of {SUITES}")
         self.role = role
         self.our_name = our_name
         self.hidden = hidden
+        self.expected = peer
         self.peer: str | None = None
         self.peer_hidden = False
+        self.suite = ""  # the frame authentication suite, once chosen
+        self.linked = False  # the server said it holds a link to the client already
         self.state = State.HANDSHAKE
         self._cookie = cookie
         self._max_frame = max_frame
+        self._macs = macs
+        self._offered: list[str] = list(macs)  # the client's offer (the server learns it)
         self._decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
         self._outbox = bytearray()
         self._challenge = os.urandom(CHALLENGE_BYTES)
         self._peer_challenge = b""
+        self._send_mac: FrameMac | None = None
         # Handshake steps; each value is what we wait for next.
         self._step = "hello" if role is Role.SERVER else "not_started"
 
@@ -466,23 +551,40 @@ class Connection:
                 "name": self.our_name,
                 "hidden": self.hidden,
                 "challenge": self._challenge,
+                "macs": self._offered,
             }
         )
         self._step = "challenge"
 
-    def accept(self) -> None:
-        """Server: take the peer announced by PeerHello; the cookie check follows."""
+    def accept(self, linked: bool = False) -> None:
+        """Server: take the peer announced by PeerHello; the cookie check follows.
+        `linked`: we hold a link to that peer already (it may replace it)."""
         if self._step != "decide":
             raise LocalProtocolError("accept() only answers a PeerHello")
+        self.linked = linked
         self._put(
-            {"t": "challenge", "v": VERSION, "name": self.our_name, "challenge": self._challenge}
+            {
+                "t": "challenge",
+                "v": VERSION,
+                "name": self.our_name,
+                "challenge": self._challenge,
+                "mac": self.suite,
+                "linked": linked,
+            }
         )
         self._step = "proof"
 
+    def proceed(self) -> None:
+        """Client: answer PeerLinked by going on (our link to the peer is gone)."""
+        if self._step != "prove" or self.state is not State.HANDSHAKE:
+            raise LocalProtocolError("proceed() only answers a PeerLinked")
+        self._prove()
+
     def refuse(self, reason: str, code: str = REFUSE_OTHER) -> HandshakeFailed:
-        """Server: turn the peer away with a reason it will show its user."""
-        if self.state is not State.HANDSHAKE or self.role is not Role.SERVER:
-            raise LocalProtocolError("refuse() is for a server during the handshake")
+        """Turn the peer away with a reason it will show its user: a server before
+        its challenge, a client before its proof."""
+        if self.state is not State.HANDSHAKE or self._step not in _REFUSING[self.role]:
+            raise LocalProtocolError("refuse() answers a hello, a proof or a challenge")
         # Bounded in bytes, not characters: the frame must fit HANDSHAKE_MAX_FRAME.
         short = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
         self._put({"t": "refuse", "reason": short, "code": code[:32]})
@@ -491,22 +593,36 @@ class Connection:
         return HandshakeFailed(reason, by_peer=False, code=code)
 
     def send(self, event: Event) -> bytes:
-        """Bytes for one message after the handshake."""
+        """Bytes for one message after the handshake, tagged with the next sequence
+        number: they must go out before those of any later send()."""
+        parts = self.send_parts(event)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def send_parts(self, event: Event) -> list[bytes]:
+        """send(), as pieces to write in order (a large body is not copied into one
+        frame: the driver hands the pieces to the kernel with sendmsg)."""
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"cannot send {type(event).__name__} in state {self.state}")
         obj: list[Any]
-        if type(event) is Call:
-            obj = [K_CALL, event.req_id, event.node, event.target, event.method, event.args]
-        elif type(event) is Reply:
-            obj = [K_REPLY, event.req_id, event.value]
-        elif type(event) is ErrorReply:
+        if type(event) is Call:  # (the hot paths: only the payload can hold a map)
+            args = event.args
+            if isinstance(args, _CONTAINERS):
+                _check_keys(args)
+            obj = [K_CALL, event.req_id, event.node, event.target, event.method, args]
+            return self._frame_parts(obj, "Call")
+        if type(event) is Reply:
+            value = event.value
+            if isinstance(value, _CONTAINERS):
+                _check_keys(value)
+            return self._frame_parts([K_REPLY, event.req_id, value], "Reply")
+        if type(event) is ErrorReply:
             obj = [K_ERROR, event.req_id, event.kind, event.message]
         elif type(event) is Cast:
             obj = [K_CAST, event.node, event.target, event.method, event.args]
         elif type(event) is Tick:
-            return TICK_FRAME
+            obj = [K_TICK]
         elif type(event) is Cancel:
-            return encode_frame([K_CANCEL, event.req_id])
+            obj = [K_CANCEL, event.req_id]
         elif type(event) is Peers:
             obj = [K_PEERS, list(event.nodes)]
         elif type(event) is NamesHeld:
@@ -523,17 +639,34 @@ class Connection:
             obj = [K_REGISTRY, OP_BYE, None]
         else:
             raise LocalProtocolError(f"{type(event).__name__} is not a message")
-        t = type(event)
         _check_keys(obj)
+        return self._frame_parts(obj, type(event).__name__)
+
+    def _frame(self, obj: Any, what: str = "message") -> bytes:
+        """`obj` as one tagged frame (tests use it to send malformed messages)."""
+        return b"".join(self._frame_parts(obj, what))
+
+    def _frame_parts(self, obj: Any, what: str) -> list[bytes]:
         try:
-            frame = encode_frame(obj)
+            body: bytes = _packb(obj)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise LocalProtocolError(f"cannot encode {t.__name__}: {exc}") from exc
-        if len(frame) - 4 > self._max_frame:
+            raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
+        if len(body) > self._max_frame:
             raise LocalProtocolError(
-                f"{t.__name__} of {len(frame) - 4} bytes exceeds the frame limit of {self._max_frame}"
+                f"{what} of {len(body)} bytes exceeds the frame limit of {self._max_frame}"
             )
-        return frame
+        return self._seal_parts(body)
+
+    def _seal(self, body: bytes) -> bytes:
+        """A frame of `body` with its tag: the sequence number moves on."""
+        return b"".join(self._seal_parts(body))
+
+    def _seal_parts(self, body: bytes) -> list[bytes]:
+        assert self._send_mac is not None
+        size = len(body)
+        if size < LARGE_BODY:
+            return [_LEN.pack(size) + body + self._send_mac.sign(body)]
+        return [_LEN.pack(size), body, self._send_mac.sign(body)]
 
     def _put(self, obj: dict[str, Any]) -> None:
         self._outbox += encode_frame(obj)
@@ -614,12 +747,15 @@ class Connection:
         if type(obj) is not dict or type(obj.get("t")) is not str:
             raise RemoteProtocolError("garbage during the handshake")
         t = obj["t"]
-        if t == "refuse" and self.role is Role.CLIENT:
+        # A refusal ends the handshake: a client's answer to a hello, or a server's
+        # to a challenge (the client did not find the node it asked for).
+        if t == "refuse" and self._step in ("challenge", "welcome", "proof"):
             self.state = State.CLOSED
+            self._step = "done"
             return HandshakeFailed(
                 str(obj.get("reason", "refused"))[:MAX_REASON_BYTES],
                 by_peer=True,
-                code=str(obj.get("code", REFUSE_OTHER)),
+                code=str(obj.get("code", REFUSE_OTHER))[:32],
             )
         expected = {
             "hello": "hello",
@@ -656,10 +792,35 @@ class Connection:
         return peer
 
     def _on_hello(self, obj: dict[str, Any]) -> Event:
+        version = obj.get("v")
+        if type(version) is int and version != VERSION:
+            # Another version's hello: refused in words its node shows (the refuse
+            # frame has kept its form since version 1).
+            self._step = "decide"
+            return self.refuse(
+                f"{self.our_name} speaks protocol version {VERSION}, not {version}: "
+                "run the same version of applikant on both nodes",
+                REFUSE_VERSION,
+            )
         peer = self._peer_fields(obj)
+        offered = obj.get("macs")
+        if (
+            type(offered) is not list
+            or not 0 < len(offered) <= MAX_SUITES
+            or not all(type(m) is str and len(m) <= 32 for m in offered)
+        ):
+            raise RemoteProtocolError("the hello offers no frame authentication suites")
         self.peer = peer
         self.peer_hidden = bool(obj.get("hidden", False))
+        self._offered = offered
         self._step = "decide"
+        self.suite = next((m for m in offered if m in self._macs), "")
+        if not self.suite:
+            return self.refuse(
+                f"no frame authentication suite in common (offered {offered}, "
+                f"{self.our_name} knows {list(self._macs)})",
+                REFUSE_NO_SUITE,
+            )
         mixed = names.check_same_kind(self.our_name, peer)
         if mixed:
             return self.refuse(mixed, REFUSE_MIXED_NAMES)
@@ -672,24 +833,38 @@ class Connection:
     def _on_challenge(self, obj: dict[str, Any]) -> Event | Any:
         peer = self._peer_fields(obj)
         self.peer = peer
-        digest = _digest(self._cookie, b"c", self._peer_challenge, self.our_name, peer)
-        self._put({"t": "proof", "digest": digest})
-        self._step = "welcome"
+        suite = obj.get("mac")
+        if type(suite) is not str or suite not in self._offered:
+            raise RemoteProtocolError(f"the peer chose {suite!r}, which was not offered")
+        linked = obj.get("linked", False)
+        if type(linked) is not bool:
+            raise RemoteProtocolError("the challenge's linked flag is not a boolean")
+        self.suite = suite
+        self.linked = linked
+        self._step = "prove"
+        if self.expected is not None and peer != self.expected:
+            return self.refuse(
+                f"{peer} answered where {self.expected} was asked for", REFUSE_WRONG_NODE
+            )
+        if linked:
+            return PeerLinked(peer)
+        self._prove()
         return self.next_event()
 
+    def _prove(self) -> None:
+        self._put({"t": "proof", "digest": hmac_sha256(self._cookie, b"c" + self._transcript())})
+        self._step = "welcome"
+
     def _on_proof(self, obj: dict[str, Any]) -> Event:
-        assert self.peer is not None
-        expected = _digest(self._cookie, b"c", self._challenge, self.peer, self.our_name)
+        expected = hmac_sha256(self._cookie, b"c" + self._transcript())
         got = obj.get("digest")
         if type(got) is not bytes or not compare_digest(expected, got):
             return self.refuse("wrong cookie", REFUSE_COOKIE)
-        digest = _digest(self._cookie, b"s", self._peer_challenge, self.peer, self.our_name)
-        self._put({"t": "welcome", "digest": digest})
+        self._put({"t": "welcome", "digest": hmac_sha256(self._cookie, b"s" + self._transcript())})
         return self._done()
 
     def _on_welcome(self, obj: dict[str, Any]) -> Event:
-        assert self.peer is not None
-        expected = _digest(self._cookie, b"s", self._challenge, self.our_name, self.peer)
+        expected = hmac_sha256(self._cookie, b"s" + self._transcript())
         got = obj.get("digest")
         if type(got) is not bytes or not compare_digest(expected, got):
             self.state = State.CLOSED
@@ -700,13 +875,46 @@ class Connection:
             )
         return self._done()
 
+    def _transcript(self) -> bytes:
+        assert self.peer is not None
+        if self.role is Role.CLIENT:
+            return transcript(
+                self.our_name,
+                self.peer,
+                self._challenge,
+                self._peer_challenge,
+                self.hidden,
+                self._offered,
+                self.suite,
+                self.linked,
+            )
+        return transcript(
+            self.peer,
+            self.our_name,
+            self._peer_challenge,
+            self._challenge,
+            self.peer_hidden,
+            self._offered,
+            self.suite,
+            self.linked,
+        )
+
     def _done(self) -> HandshakeDone:
+        """The cookie is proved both ways: the link's keys, then authenticated frames."""
+        c2s, s2c = derive_keys(self._cookie, self._transcript())
+        send_key, receive_key = (c2s, s2c) if self.role is Role.CLIENT else (s2c, c2s)
+        self._send_mac = FrameMac(self.suite, send_key)
+        self._decoder.authenticate(FrameMac(self.suite, receive_key))
         self.state = State.CONNECTED
         self._step = "done"
         self._decoder.max_frame = self._max_frame
         assert self.peer is not None
         return HandshakeDone(self.peer, self.peer_hidden)
 
+
+# Where each side may refuse: a server a hello (before or after PeerHello) or a
+# proof (wrong cookie), a client a challenge (not the node it asked for).
+_REFUSING = {Role.SERVER: ("hello", "decide", "proof"), Role.CLIENT: ("prove",)}
 
 _CONTAINERS = (dict, list, tuple)
 
@@ -760,13 +968,11 @@ def _check_id(req_id: Any) -> None:
 
 
 def _check_call(req_id: Any, node: Any, target: Any, method: Any) -> None:
-    _check_id(req_id)
+    if type(req_id) is not int or req_id < 0:
+        _check_id(req_id)  # (raises)
     if (
         (node is not None and type(node) is not str)
         or type(target) is not str
         or type(method) is not str
     ):
         raise RemoteProtocolError("a call names its node, target and method as strings")
-
-
-TICK_FRAME = encode_frame([K_TICK])

@@ -1,9 +1,12 @@
 """Serving calls and casts: the service tables of a node and how one call runs.
 
-Handlers are `async def handler(ctx: CallContext, args) -> result`. Each incoming
-call runs in a task of its own, in the calling link's nursery (its caller's node
-going down, or its caller's Cancel, cancels it); casts from one sender run one
-after the other, in the order sent. A handler's ServiceError (or a node-level
+Handlers are `async def handler(ctx: CallContext, args) -> result`. An incoming
+call starts in the link's reader (eager.py): one that finishes without waiting
+is answered at once, with no task of its own; one that waits goes on in the
+reader's task, whose cancel scope the caller's Cancel then cancels, while a new
+task reads the link. Either way it runs in the calling link's nursery (its
+caller's node going down cancels it). Casts from one sender run one after the
+other, in the order sent. A handler's ServiceError (or a node-level
 error) becomes a typed error reply; any other exception is logged here in full
 and answered as kind "internal", without a traceback.
 """
@@ -11,13 +14,14 @@ and answered as kind "internal", without a traceback.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..logs import EventLog
+from . import eager
 from .errors import (
     KIND_INTERNAL,
     DistError,
@@ -27,7 +31,7 @@ from .errors import (
     ServiceError,
     reply_from_error,
 )
-from .protocol import Call, Cast, ErrorReply, Reply
+from .protocol import Call, Cast, ErrorReply, Reply, State
 
 if TYPE_CHECKING:
     from .link import Link
@@ -106,31 +110,59 @@ class Services:
                 f"{target}.{method} failed on {me}; its log has the details",
             )
 
-    def on_call(self, link: Link, call: Call) -> None:
-        """The link's handler for Call: serve it in a task of the link's own."""
-        link.spawn(self._serve_call, link, call)
+    def on_call(self, link: Link, call: Call) -> Awaitable[None] | None:
+        """The link's handler for Call, run by its reader: the call's answer at
+        once if its handler does not wait, else an awaitable that serves it to the
+        end in the reader's task (which hands the reading on)."""
+        self._busy += 1
+        coro = self.invoke(link.peer, call.node, call.target, call.method, call.args)
+        try:
+            done, step = eager.start(coro)
+        except BaseException:
+            self._done_one()
+            raise
+        if done:
+            self._done_one()
+            self._answer(link, call, step)
+            return None
+        scope = link.reader_scope  # (this task's: the new reader gets its own)
+        link.read_elsewhere()
+        return self._serve_rest(link, call, coro, step, scope)
 
-    async def _serve_call(self, link: Link, call: Call) -> None:
-        with trio.CancelScope() as scope:
-            link.handlers[call.req_id] = scope
-            self._busy += 1
-            try:
-                ok, value = await self.invoke(
-                    link.peer, call.node, call.target, call.method, call.args
-                )
-            finally:
-                del link.handlers[call.req_id]
-                self._busy -= 1
-                if not self._busy and self._idle is not None:
-                    self._idle.set()
-        if scope.cancelled_caught:
-            return  # the caller gave up: no answer wanted
+    async def _serve_rest(
+        self,
+        link: Link,
+        call: Call,
+        coro: Coroutine[Any, Any, Any],
+        trap: Any,
+        scope: trio.CancelScope,
+    ) -> None:
+        """The rest of a call whose handler waited, in this task, which does
+        nothing else now: the caller's Cancel cancels the task's scope (no answer
+        then goes out; the cancellation ends the task's reading loop)."""
+        link.handlers[call.req_id] = scope
+        try:
+            outcome = await eager.resume(coro, trap)
+        finally:
+            del link.handlers[call.req_id]
+            self._done_one()
+        self._answer(link, call, outcome)
+
+    def _done_one(self) -> None:
+        self._busy -= 1
+        if not self._busy and self._idle is not None:
+            self._idle.set()
+
+    def _answer(self, link: Link, call: Call, outcome: tuple[bool, Any]) -> None:
+        if link.closed or link.proto.state is not State.CONNECTED:
+            return  # the caller is gone, or its link is closing: no answer wanted
+        ok, value = outcome
         reply: Reply | ErrorReply = (
             Reply(call.req_id, value) if ok else ErrorReply(call.req_id, *value)
         )
         try:
             try:
-                frame = link.proto.send(reply)
+                frame: bytes | list[bytes] = link.proto.send_parts(reply)
             except LocalProtocolError as exc:
                 log.error(
                     "reply_unencodable", service=call.target, method=call.method, reason=str(exc)
@@ -142,7 +174,7 @@ class Services:
                         f"{call.target}.{call.method} gave an answer that cannot be sent",
                     )
                 )
-            await link.send_bytes(frame)
+            link.send_soon(frame)
         except NodeDown:
             pass
 

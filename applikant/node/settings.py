@@ -78,6 +78,15 @@ class DistSettings(_Settings):
     call_timeout = 10.0
     # How long a starting node waits for its portmapper before giving up.
     portmapper_wait = 10.0
+    # Caps on incoming connections (guard.py): past them, the oldest connection
+    # that has not proved the cookie is closed to make room.
+    max_connections = 2048
+    max_connections_per_address = 1024
+    # The portmapper's caps, and how long a connection that has not registered
+    # may stay silent.
+    portmapper_max_connections = 1024
+    portmapper_max_per_address = 256
+    portmapper_idle_timeout = 5.0
     max_frame = 16 * 1024 * 1024
     tls = TlsSettings()
 
@@ -89,6 +98,18 @@ class DistSettings(_Settings):
             raise ValueError("dist.listen_min and dist.listen_max must be a port range")
         if self.tick_time <= 0:
             raise ValueError("dist.tick_time must be positive")
+        if (
+            min(
+                self.max_connections,
+                self.max_connections_per_address,
+                self.portmapper_max_connections,
+                self.portmapper_max_per_address,
+            )
+            < 1
+        ):
+            raise ValueError("dist's connection caps must be at least 1")
+        if self.portmapper_idle_timeout <= 0:
+            raise ValueError("dist.portmapper_idle_timeout must be positive")
         if not all(isinstance(h, str) and h for h in self.portmapper_listen):
             raise ValueError("dist.portmapper_listen must be a list of addresses")
 

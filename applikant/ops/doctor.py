@@ -37,6 +37,7 @@ from ..config import Config
 from ..manager.store.engines import is_url, redact
 from ..node import blocking, pmclient
 from ..node.errors import DistError
+from . import doctor_data
 
 AM_SERVICES = ("am_user_db", "am_repo_db", "am_hook_api", "am_observer")
 AF_SERVICES = ("af_auth", "af_hook_server", "af_repo_manager")
@@ -737,8 +738,14 @@ def run_checks(cfg: Config, sshd_config: str = SSHD_CONFIG) -> list[Check]:
     checks.append(check_repos(cfg))
     if cookie is not None:
         checks.append(check_repo_store(cfg, cookie))
-    checks += check_sshd(cfg, user, sshd_config)
+    # Under make run's config its own sshd is the one that matters, unless another
+    # sshd_config is named (--sshd-config).
+    if sshd_config == SSHD_CONFIG and doctor_data.is_make_run(cfg):
+        checks += doctor_data.make_run_sshd_checks(cfg)
+    else:
+        checks += check_sshd(cfg, user, sshd_config)
     checks.append(check_forced_command(cfg))
+    checks += doctor_data.check_events(cfg) + doctor_data.check_disk_reserve(cfg)
     if cookie is not None and registered is not None:
         checks.append(check_authorized_keys(cfg, cookie))
     if shutil.which("git") is None:

@@ -161,6 +161,14 @@ class SshServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def returncode(self) -> int | None:
+        """How the listener ended (None while it runs or before it started)."""
+        return self._proc.poll() if self._proc else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     # -- lifecycle ---------------------------------------------------------------
 
     def __enter__(self) -> SshServer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -10,14 +11,18 @@ from starlette.requests import Request
 
 from .am import AmError
 from .auth import Viewer
+from .lru import Lru
+from .together import gather
 
 __all__ = [
     "AUDIT_FILTERS",
     "client_of",
     "query_audit",
     "readable_repo",
+    "readable_repo_for",
     "require_admin",
     "require_login",
+    "session_hint",
     "viewer_of",
     "web_of",
 ]
@@ -39,9 +44,36 @@ async def viewer_of(request: Request) -> Viewer:
     """The session's viewer (pages); cached on the request."""
     cached = getattr(request.state, "viewer", None)
     if cached is None:
+        sid = _sid(request)
         cached = await web_of(request).auth.session_viewer(request.session, client_of(request))
         request.state.viewer = cached
+        if sid and cached.id is not None:
+            _seen.put(_digest(sid), cached.id)
     return cached
+
+
+# The user each session stood for when this aw last resolved it, by a digest of
+# its secret: a guess that lets a page ask am about access while the session is
+# being resolved (repoview.open_repo), never a proof of who is asking.
+_seen: Lru[bytes, str] = Lru(100_000)  # entries
+
+
+def _sid(request: Request) -> str | None:
+    sid = request.session.get("sid") if "session" in request.scope else None
+    return sid if isinstance(sid, str) else None
+
+
+def _digest(sid: str) -> bytes:
+    return hashlib.sha256(sid.encode()).digest()
+
+
+def session_hint(request: Request) -> str | None:
+    """The user id this request's session was last resolved to (None: unknown,
+    anonymous, or already resolved on this request)."""
+    sid = _sid(request)
+    if sid is None or getattr(request.state, "viewer", None) is not None:
+        return None
+    return _seen.get(_digest(sid))
 
 
 class LoginRequired(HTTPException):
@@ -70,13 +102,31 @@ async def readable_repo(
 
     Existence of a private repository is not revealed to those who cannot read it.
     """
+    return await readable_repo_for(web, viewer.id, owner, name, access)
+
+
+async def readable_repo_for(
+    web: Any, user: str | None, owner: str, name: str, access: str = "read"
+) -> tuple[dict, dict]:
+    """`readable_repo` for the user id `user` (None: anonymous)."""
     path = f"{owner}/{name}"
-    decision = await web.am.check_access(viewer.id, path, access)
+
+    async def repo_or_error() -> Any:
+        try:
+            return await web.am.get_repo(user, path)
+        except AmError as exc:
+            return exc
+
+    # Both questions at once (one round trip to am, not two); the decision is
+    # read first, so a refusal is answered as before, whatever get_repo said.
+    decision, repo = await gather(lambda: web.am.check_access(user, path, access), repo_or_error)
     if not decision["allowed"]:
         if access != "read" and decision.get("level"):
             raise AmError(403, decision["reason"], "forbidden")
         raise AmError(404, decision["reason"], "not_found")
-    return await web.am.get_repo(viewer.id, path), decision
+    if isinstance(repo, AmError):
+        raise repo
+    return repo, decision
 
 
 AUDIT_FILTERS = ("actor", "action", "repo", "since", "until")

@@ -58,7 +58,11 @@ def make_web(node: Node, config: Config) -> Web:
         session_secret=secret,
         proxies=TrustedProxies(aw.trusted_proxies),
         metrics_token=_metrics_token(aw.metrics_token_file),
+        extra={"af_name": config.node_name("af").split("@")[0]},
     )
+
+
+KEEP_ALIVE = 5.0
 
 
 def _metrics_token(path: str) -> str:
@@ -82,7 +86,12 @@ def hypercorn_config(listen: str) -> HyperConfig:
     hc = HyperConfig()
     hc.bind = [listen]
     hc.accesslog = None
-    hc.keep_alive_timeout = 75
+    # Hypercorn's trio server closes a connection the client has closed only when
+    # its keep-alive timer ends (the idle task outlives the reader): every clone
+    # over HTTP left a socket in CLOSE-WAIT for this long, and aw's memory and
+    # descriptors grew with the connection rate. 5 s (Hypercorn's default) still
+    # spans a clone's round trips and a page's requests; bench.soak measures it.
+    hc.keep_alive_timeout = KEEP_ALIVE
     hc.backlog = 1024  # a burst of logins waits to be accepted (and throttled), not reset
     hc.graceful_timeout = 2
     hc.include_server_header = False

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import trio
 
 from ..logs import EventLog
+from . import catfile
 from .lru import Lru
 
 events = EventLog("aw")
@@ -421,10 +422,8 @@ def unquote(text: str) -> str:
 
 async def object_kind(path: str, commit: str, subpath: str) -> str | None:
     """blob, tree or None for `subpath` in `commit` ('' is the root tree)."""
-    out = await _git(
-        path, "cat-file", "-t", "--end-of-options", f"{commit}:{subpath}", ok_codes=(0, 128)
-    )
-    return out.decode().strip() or None
+    found = await read_object(path, f"{commit}:{subpath}", 0)
+    return None if found is None else found[1]
 
 
 async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
@@ -463,8 +462,9 @@ async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
 
 async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, bytes] | None:
     """(id, type, size, at most `limit` bytes of content) of the object `spec`
-    names, or None when there is none: one `git cat-file --batch`. Cached when
-    `spec` is `<full commit id>:<path>`."""
+    names, or None when there is none: asked of the repository's long-lived
+    `git cat-file` (catfile), or of a one-shot one for a blob too large for it.
+    Cached when `spec` is `<full commit id>:<path>`."""
     if "\n" in spec:
         raise GitReadError(404, "names with line breaks cannot be shown here")
     key = ("object", path, spec, limit)
@@ -473,6 +473,15 @@ async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, 
         found = _memo.get(key)
         if found is not None:
             return found  # type: ignore[return-value]
+    try:
+        result = await catfile.read(path, spec, limit)
+    except catfile.Dead:
+        if not os.path.isdir(path):
+            raise GitReadError(404, "the repository has no data on this server yet") from None
+    else:
+        if result is None or limit <= 0 or result[1] != "blob" or result[2] <= catfile.MAX_OBJECT:
+            return _remember(key, result, cacheable)
+    # A blob too large for the pipe (or no process to ask): one git we can cut short.
     data, _complete, _code = await _capped(
         path, ("cat-file", "--batch"), limit + 200, stdin=spec.encode() + b"\n"
     )
@@ -481,8 +490,13 @@ async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, 
     if len(fields) != 3 or not fields[2].isdigit() or fields[1] in ("missing", "ambiguous"):
         return None
     size = int(fields[2])
-    result = (fields[0], fields[1], size, body[: min(size, limit)])
-    if cacheable:
+    return _remember(key, (fields[0], fields[1], size, body[: min(size, limit)]), cacheable)
+
+
+def _remember(
+    key: tuple[object, ...], result: tuple[str, str, int, bytes] | None, cacheable: bool
+) -> tuple[str, str, int, bytes] | None:
+    if cacheable and result is not None:
         _memo.put(key, result, len(result[3]) + 200)
     return result
 

@@ -6,8 +6,9 @@ request came through no proxy: a peer that is a trusted proxy, or a request
 with a forwarding header (X-Forwarded-For, Forwarded, X-Real-IP), is not
 "local" whatever its address, so a reverse proxy on the same host does not
 open /metrics to everyone. Anyone else gets 403. Everything comes from am (counts, hook calls,
-the nodes its observer sees, the build queue when builds run) and from the
-node layer's own counters of am and aw.
+the nodes its observer sees, the build queue when builds run), from each git
+host's af (pushes not recorded yet, dead letters, its disk reserve) and from
+the node layer's own counters of am and aw.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from ..node.errors import DistError
 from .am import AmError
 from .common import viewer_of, web_of
+from .githosts import git_host_reports
 from .security import FORWARDING_HEADERS, is_loopback, parse_bearer, secret_ok
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -107,6 +109,31 @@ async def metrics(request: Request) -> PlainTextResponse:
             "Nodes am's observer sees, by state",
             sum(1 for n in nodes if n.get("state") == state),
             {"state": state},
+        )
+    hosts = await git_host_reports(web.am.node, nodes, web.extra.get("af_name", "af"))
+    for host in hosts:
+        events, label = host["events"], {"node": host["node"]}
+        for state in ("intents", "queued"):
+            out.add(
+                "applikant_pushes_unrecorded",
+                "gauge",
+                "Pushes a git host has not got am to record yet (written-ahead intents, queued)",
+                events.get(state, 0),
+                {**label, "state": state},
+            )
+        out.add(
+            "applikant_pushes_dead_letters",
+            "gauge",
+            "Pushes am refused to record for good, kept by the git host (applikant doctor)",
+            events.get("dead", 0),
+            label,
+        )
+        out.add(
+            "applikant_disk_below_reserve",
+            "gauge",
+            "1 when a git host's data filesystem is below its reserve (pushes refused)",
+            0 if host["disk"].get("ok", True) else 1,
+            label,
         )
     hooks = await _optional(web.am.call("am_hook_api", "stats", {})) or {}
     if hooks:

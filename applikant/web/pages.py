@@ -28,6 +28,7 @@ from .common import (
     viewer_of,
     web_of,
 )
+from .githosts import git_host_reports
 from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render
 from .security import TOKEN_TITLE_MAX
@@ -114,18 +115,23 @@ async def dashboard(request: Request) -> Response:
         mine.extend(page["items"])
     counts = await am.counts(viewer.id)  # am scopes them to what the viewer may read
     nodes: list[dict[str, Any]] = []
+    git_hosts: list[dict[str, Any]] = []
     cluster_error = ""
     if viewer.is_admin:
         try:
             nodes = await am.cluster()
         except AmError as exc:
             cluster_error = exc.message
+        git_hosts = await git_host_reports(
+            am.node, nodes, web_of(request).extra.get("af_name", "af")
+        )
     return render(
         request,
         "dashboard.html",
         counts=counts,
         pushes=pushes,
         nodes=nodes,
+        git_hosts=git_hosts,
         cluster_error=cluster_error,
         mine=mine[:DASHBOARD_REPOS],
         more_mine=len(mine) > DASHBOARD_REPOS,

@@ -34,6 +34,7 @@ from . import gitread, highlight
 from .markdown import Base, is_markdown
 from .render import markdown, render
 from .repoview import RepoContext, at_ref, open_repo
+from .rows import tree_rows
 from .together import gather
 
 __all__ = ["routes"]
@@ -103,6 +104,7 @@ async def _tree(request: Request, home: bool) -> Response:
     ref, commit, refs = await at_ref(ctx, request.query_params.get("ref", ""), with_refs=True)
     context = _base_context(ctx, ref, commit, refs, subpath)
     context.update(entries=[], last={}, latest=None, readme_html="", readme_text="", readme=None)
+    context["rows"] = ""
     context.update(view="tree", home=home, tab="code")
     if commit is None:
         return render(request, "repo.html", **context)
@@ -128,6 +130,7 @@ async def _tree(request: Request, home: bool) -> Response:
         ),
     )
     context.update(entries=entries, last=last, latest=latest[0] if latest else None)
+    context["rows"] = tree_rows(ctx.full_name, ref, entries, last)
     context["commits"] = latest
     if readme is not None and not readme.binary:
         blob = readme

@@ -25,9 +25,11 @@ from starlette.routing import Route
 
 from . import diff, gitread
 from .badge import commit_builds
+from .pages_builds import build_summary
 from .paging import numbered, page_of
 from .render import render
 from .repoview import RepoContext, all_refs, at_ref, open_repo
+from .rows import commit_rows
 from .together import gather
 
 __all__ = ["routes"]
@@ -63,6 +65,7 @@ async def commits_page(request: Request) -> Response:
         raise gitread.GitReadError(404, f"no history of {subpath!r} on {ref}")
     pager = numbered(request, page, len(commits) > COMMITS_PER_PAGE)
     shown = commits[:COMMITS_PER_PAGE]
+    builds = await commit_builds(ctx, [c.id for c in shown])
     return render(
         request,
         "commits.html",
@@ -72,7 +75,7 @@ async def commits_page(request: Request) -> Response:
             commit=commit,
             subpath=subpath,
             commits=shown,
-            builds=await commit_builds(ctx, [c.id for c in shown]),
+            rows=commit_rows(ctx.full_name, shown, builds, subpath, build_summary),
             pager=pager,
             tab="commits",
         ),

@@ -25,6 +25,7 @@ from .timefmt import time_tag
 __all__ = [
     "FormError",
     "error_page",
+    "file_size",
     "flash",
     "markdown",
     "read_form",
@@ -58,7 +59,8 @@ def _when_abs(value: Any) -> Any:
     return time_tag(value, absolute_text=True)
 
 
-def _size(value: Any) -> str:
+def file_size(value: Any) -> str:
+    """`512 B`, `1.5 KiB`: a size as the file lists show it."""
     if value is None:
         return ""
     n = float(value)
@@ -71,7 +73,7 @@ def _size(value: Any) -> str:
 
 templates.filters["when"] = _when
 templates.filters["when_abs"] = _when_abs
-templates.filters["size"] = _size
+templates.filters["size"] = file_size
 
 
 class FormError(Exception):

@@ -2,7 +2,10 @@
 read it, where it is on disk, and which commit the page shows.
 
 `open_repo` answers 404 for a repository the viewer may not read (private
-ones are not revealed), so every route built on it is covered. `at_ref`
+ones are not revealed), so every route built on it is covered. It asks am
+every time (decisions are never cached); for a session it has seen before it
+asks while the session is resolved, for the user that session last stood for,
+and uses that answer only if it still does. `at_ref`
 turns the `ref` query parameter (a branch, tag or commit id, checked by
 gitread) into a commit id, defaulting to the repository's default branch.
 """
@@ -15,8 +18,10 @@ from typing import Any
 from starlette.requests import Request
 
 from . import gitread
+from .am import AmError
 from .auth import Viewer
-from .common import readable_repo, viewer_of, web_of
+from .common import readable_repo, readable_repo_for, session_hint, viewer_of, web_of
+from .together import gather
 
 __all__ = ["RepoContext", "all_refs", "at_ref", "open_repo"]
 
@@ -41,10 +46,28 @@ class RepoContext:
 async def open_repo(request: Request, access: str = "read") -> RepoContext:
     """The repository named by the path; AmError(404) when the viewer may not read it."""
     web = web_of(request)
-    viewer = await viewer_of(request)
-    repo, decision = await readable_repo(
-        web, viewer, request.path_params["owner"], request.path_params["name"], access
-    )
+    owner, name = request.path_params["owner"], request.path_params["name"]
+    hint = session_hint(request)
+    if hint is None:
+        viewer = await viewer_of(request)
+        repo, decision = await readable_repo(web, viewer, owner, name, access)
+    else:
+        # Ask am whether the session's last user may read the repository while
+        # the session itself is resolved: one round trip instead of two. The
+        # answer counts only if the session still stands for that user.
+        async def guess() -> Any:
+            try:
+                return await readable_repo_for(web, hint, owner, name, access)
+            except AmError as exc:
+                return exc
+
+        viewer, guessed = await gather(lambda: viewer_of(request), guess)
+        if viewer.id != hint:
+            repo, decision = await readable_repo(web, viewer, owner, name, access)
+        elif isinstance(guessed, AmError):
+            raise guessed
+        else:
+            repo, decision = guessed
     return RepoContext(
         web, viewer, repo, decision, gitread.repo_path(web.repo_root, repo["full_name"])
     )
@@ -62,15 +85,16 @@ async def at_ref(
     commit: str | None = None
     if ref:
         gitread.check_ref(ref)
-        if not with_refs:
+        if not with_refs and gitread.immutable(ref):
             return ref, await gitread.resolve(ctx.git, ref), refs
-        # One process for both: a branch or tag name is looked up among the refs
-        # (tags first, as git does); anything else (an id, `main~2`) asks git.
+        # A branch or tag name is looked up among the refs (tags first, as git
+        # does), which are cached until a ref changes on disk: no git process on
+        # a warm page. Anything else (an id, `main~2`) asks git.
         refs = await all_refs(ctx.git)
         named = {r.name: r.target for r in refs if r.kind == "branch"}
         named.update({r.name: r.target for r in refs if r.kind == "tag"})
         commit = named.get(ref) or await gitread.resolve(ctx.git, ref)
-        return ref, commit, refs
+        return ref, commit, refs if with_refs else []
     refs = await all_refs(ctx.git)
     branches = [r for r in refs if r.kind == "branch"]
     if not branches:

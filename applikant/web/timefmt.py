@@ -6,6 +6,7 @@ static/site.js formats times that arrive later (live build updates) the same way
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,18 +59,30 @@ def relative(moment: datetime, now: datetime | None = None) -> str:
     return f"in {words}" if future else f"{words} ago"
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(value: str) -> tuple[datetime, str, str] | None:
+    """(moment, its ISO form, its absolute words) for a stored time: a list page
+    shows dozens of them, mostly the same ones again, so each is parsed once."""
+    moment = parse(value)
+    if moment is None:
+        return None
+    return moment, str(escape(moment.isoformat())), str(escape(absolute(moment)))
+
+
 def time_tag(value: Any, absolute_text: bool = False) -> Markup:
     """The `<time>` element for `value`; '' for nothing, the text itself if unreadable."""
     if value is None or value == "":
         return Markup("")
-    moment = parse(value)
-    if moment is None:
-        return Markup(escape(str(value)))
-    full, words = absolute(moment), relative(moment)
+    found = _parsed(value) if isinstance(value, str) else None
+    if found is None:
+        moment = parse(value)
+        if moment is None:
+            return Markup(escape(str(value)))
+        found = moment, str(escape(moment.isoformat())), str(escape(absolute(moment)))
+    moment, iso, full = found
+    words = str(escape(relative(moment)))
     shown, hover = (full, words) if absolute_text else (words, full)
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        moment.isoformat(), hover, shown
-    )
+    return Markup(f'<time datetime="{iso}" title="{hover}">{shown}</time>')
 
 
 def duration(seconds: float) -> str:

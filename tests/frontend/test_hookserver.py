@@ -4,6 +4,7 @@ am is replaced by a recording link here; the end-to-end tests use the real one."
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -12,28 +13,13 @@ from typing import Any
 import pytest
 
 from applikant.amclient import AmRefused, AmUnavailable
+from applikant.diskspace import Reserve
 from applikant.frontend import spool
 from applikant.frontend.hookserver import HookRefused, HookServer, parse_refs
 from applikant.frontend.repodisk import RepoDisk
+from harness.amlink import RecordingLink
 
 OLD, NEW, ZERO = "a" * 40, "b" * 40, "0" * 40
-
-
-class RecordingLink:
-    """Stands in for AmClient: records calls, answers from a queue of replies or errors."""
-
-    def __init__(self, up: bool = True) -> None:
-        self.up = up
-        self.retry = 0.05
-        self.calls: list[tuple[str, str, Any]] = []
-        self.answers: list[Any] = []
-
-    async def call(self, target: str, method: str, args: Any = None, *, timeout: float) -> Any:
-        self.calls.append((target, method, args))
-        answer = self.answers.pop(0) if self.answers else {"ok": True, "messages": []}
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
 
 
 @pytest.fixture
@@ -202,6 +188,9 @@ async def test_post_receive_spooled_then_delivered(
     await server.handle_hook(None, other)  # type: ignore[arg-type]
     link.calls.clear()
     link.answers = [{"ok": True, "messages": []}, AmRefused("not_found", "no repository team/p")]
+    assert await server.deliver_spool() == 0  # held back until am is back (or the backoff)
+    assert link.calls == []
+    await server.delivery.on_connect()  # am is back
     assert await server.deliver_spool() == 1
     assert spool.pending(server.spool_dir) == []
     assert [c[2]["event_id"] for c in link.calls] == [
@@ -218,3 +207,85 @@ async def test_unknown_hooks(setup: tuple[HookServer, RecordingLink, RepoDisk]) 
     assert (await server.handle_hook(None, {"hook": "proc-receive"}))["ok"] is False  # type: ignore[arg-type]
     assert (await server.handle_hook(None, "junk"))["ok"] is False  # type: ignore[arg-type]
     assert link.calls == []
+
+
+# ---- write ahead ------------------------------------------------------------------
+
+
+async def test_an_approved_push_is_written_ahead_and_dropped_once_recorded(
+    setup: tuple[HookServer, RecordingLink, RepoDisk],
+) -> None:
+    server, link, disk = setup
+    pre = {**_request(disk), "push": {"pid": os.getpid(), "start": 1}}
+    reply = await server.handle_hook(None, pre)  # type: ignore[arg-type]
+    assert reply["ok"] is True
+    path = spool.intent_path(server.spool_dir, pre["event_id"])
+    record = spool.read(path)
+    assert record["request"] == pre and record["push"] == {"pid": os.getpid(), "start": 1}
+    await server.handle_hook(None, _request(disk, "post-receive"))  # type: ignore[arg-type]
+    assert not os.path.exists(path)
+    assert [c[2]["hook"] for c in link.calls] == ["pre-receive", "post-receive"]
+
+
+async def test_a_refused_push_writes_nothing(
+    setup: tuple[HookServer, RecordingLink, RepoDisk],
+) -> None:
+    server, link, disk = setup
+    link.answers = [{"ok": False, "messages": ["refused refs/heads/main: protected"]}]
+    reply = await server.handle_hook(None, _request(disk))  # type: ignore[arg-type]
+    assert reply["ok"] is False
+    assert spool.intents(server.spool_dir) == []
+
+
+async def test_no_intent_no_push(
+    setup: tuple[HookServer, RecordingLink, RepoDisk], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _, disk = setup
+
+    def full(*args: Any) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "write_intent", full)
+    reply = await server.handle_hook(None, _request(disk))  # type: ignore[arg-type]
+    assert reply == {
+        "ok": False,
+        "messages": ["applikant: push refused: the git host's disk is full; nothing changed"],
+    }
+    # any other failure is refused too, in its own words
+    Path(server.spool_dir).write_text("not a directory")
+    monkeypatch.undo()
+    reply = await server.handle_hook(None, _request(disk))  # type: ignore[arg-type]
+    assert reply["ok"] is False
+    assert reply["messages"][0].startswith("applikant: push refused: the git host cannot record")
+
+
+async def test_below_the_reserve_am_is_not_asked(
+    setup: tuple[HookServer, RecordingLink, RepoDisk],
+) -> None:
+    server, link, disk = setup
+    server.reserve = Reserve([disk.root], 1)
+    server.reserve.reserve_of = lambda total: total + 1  # type: ignore[method-assign]
+    reply = await server.handle_hook(None, _request(disk))  # type: ignore[arg-type]
+    assert reply["ok"] is False
+    assert "the git host's disk is nearly full (only " in reply["messages"][0]
+    assert "clones and fetches go on" in reply["messages"][0]
+    assert link.calls == []
+
+
+async def test_post_receive_failures_are_kept(
+    setup: tuple[HookServer, RecordingLink, RepoDisk],
+) -> None:
+    server, link, disk = setup
+    # an error reply (a failed commit in am) is retried, not taken as final
+    link.answers = [AmRefused("internal", "database or disk is full")]
+    reply = await server.handle_hook(None, _request(disk, "post-receive"))  # type: ignore[arg-type]
+    assert "could not record it yet (internal: database or disk is full)" in reply["messages"][0]
+    assert len(spool.pending(server.spool_dir)) == 1
+    # a rejection for good is a dead letter, with its reason
+    other = {**_request(disk, "post-receive"), "event_id": "ffff0000-0000-4000-8000-000000000000"}
+    link.answers = [AmRefused("bad_request", "refs: too many")]
+    reply = await server.handle_hook(None, other)  # type: ignore[arg-type]
+    assert reply["ok"] is True and "kept for the admin" in reply["messages"][0]
+    [dead] = spool.dead_letters(server.spool_dir)
+    assert dead["event_id"] == other["event_id"] and dead["reason"] == "bad_request: refs: too many"
+    assert dead["repo"] == "team/p"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import trio
@@ -39,7 +40,7 @@ COOKIE = b"cookie"
 async def running_portmapper() -> AsyncIterator[DistSettings]:
     """A portmapper on a free loopback port, and settings that point nodes at it."""
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(portmapper.serve, "127.0.0.1", 0)
+        port = await nursery.start(partial(portmapper.serve, cookie=COOKIE), "127.0.0.1", 0)
         yield DistSettings(
             portmapper_port=port,
             listen_min=30000 + port % 20000,
@@ -159,19 +160,61 @@ class FakePeer:
         return self.of_type(Cancel)
 
 
+class GatedStream(trio.abc.Stream):
+    """One node's end of a memory stream: while its node is frozen (as a process
+    under SIGSTOP) nothing goes in or out; `latency` delays each send (so that
+    two handshakes can cross mid-way). A severed stream (a partition) drops what
+    is sent, never delivers, and its close reaches nobody."""
+
+    def __init__(self, inner: trio.abc.Stream, net: MemoryNet, node: str, peer: str) -> None:
+        self.inner, self.net, self.node, self.peer = inner, net, node, peer
+        self.severed = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.net.running(self.node)
+        if self.net.latency:
+            await trio.sleep(self.net.latency)
+        if self.severed:
+            return
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        await self.net.running(self.node)
+        if self.severed:
+            await trio.sleep_forever()
+        data = await self.inner.receive_some(max_bytes)
+        await self.net.running(self.node)  # what arrived while frozen waits
+        if self.severed:
+            await trio.sleep_forever()
+        return data
+
+    async def aclose(self) -> None:
+        if not self.severed:
+            await self.inner.aclose()
+        await trio.lowlevel.checkpoint()
+
+
 class MemoryNet:
     """Nodes and fake peers that reach each other over in-memory streams: each Node
-    gets an opener that hands the other end to the node (or fake) it names."""
+    gets an opener that hands the other end to the node (or fake) it names. A node
+    can be frozen and thawed (SIGSTOP, SIGCONT): its streams stand still and the
+    connections made to it meanwhile wait in its backlog."""
 
-    def __init__(self, nursery: trio.Nursery) -> None:
+    def __init__(self, nursery: trio.Nursery, latency: float = 0.0) -> None:
         self.nursery = nursery
+        self.latency = latency
         self.nodes: dict[str, Node] = {}
         self.fakes: dict[str, FakePeer] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
+        self._thawed: dict[str, trio.Event] = {}  # frozen nodes, set when thawed
+        self._streams: list[GatedStream] = []
 
     async def node(self, name: str, **settings: Any) -> Node:
         """A Node named `name`, running until the net ends or `stop(name)`."""
-        node = Node(name, COOKIE, DistSettings(**settings), opener=self.open)
+        node = Node(name, COOKIE, DistSettings(**settings), opener=partial(self.open, name))
         self.nodes[name] = node
         self._scopes[name] = scope = trio.CancelScope()
 
@@ -187,24 +230,54 @@ class MemoryNet:
         self._scopes[name].cancel()
         del self.nodes[name]
 
+    def freeze(self, name: str) -> None:
+        self._thawed.setdefault(name, trio.Event())
+
+    def thaw(self, name: str) -> None:
+        thawed = self._thawed.pop(name, None)
+        if thawed is not None:
+            thawed.set()
+
+    async def running(self, name: str) -> None:
+        """Return once `name` is not frozen."""
+        while (thawed := self._thawed.get(name)) is not None:
+            await thawed.wait()
+
+    def sever(self, a: str, b: str) -> None:
+        """Cut every stream between a and b without either side hearing of it."""
+        for stream in self._streams:
+            if {stream.node, stream.peer} == {a, b}:
+                stream.severed = True
+
     def fake(self, peer: FakePeer) -> FakePeer:
         self.fakes[peer.name] = peer
         return peer
 
-    async def open(self, peer: str) -> tuple[trio.abc.Stream, str]:
+    async def open(self, dialler: str, peer: str) -> tuple[trio.abc.Stream, str]:
+        await self.running(dialler)
         ours, theirs = trio.testing.memory_stream_pair()
         if peer in self.nodes:
             node = self.nodes[peer]
-            node.spawn(node.accept, theirs, "memory")
+
+            their_end = GatedStream(theirs, self, peer, dialler)
+            self._streams.append(their_end)
+
+            async def accept() -> None:
+                await self.running(peer)  # in the backlog while frozen
+                await node.accept(their_end, "memory")
+
+            node.spawn(accept)
         elif peer in self.fakes:
             self.nursery.start_soon(self.fakes[peer].serve, theirs)
         else:
             raise OSError(f"no node {peer} on this memory net")
-        return ours, "memory"
+        our_end = GatedStream(ours, self, dialler, peer)
+        self._streams.append(our_end)
+        return our_end, "memory"
 
 
 @asynccontextmanager
-async def memory_net() -> AsyncIterator[MemoryNet]:
+async def memory_net(latency: float = 0.0) -> AsyncIterator[MemoryNet]:
     async with trio.open_nursery() as nursery:
-        yield MemoryNet(nursery)
+        yield MemoryNet(nursery, latency)
         nursery.cancel_scope.cancel()

@@ -105,3 +105,18 @@ async def test_the_socket_of_a_trio_stream_is_taken_over() -> None:
                 assert fast.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 await fast.send_all(b"ping")
                 assert await server.recv(4) == b"ping"
+
+
+async def test_try_send_parts_writes_the_pieces_in_order() -> None:
+    left, right = await stream_pair()
+    parts = [b"head", b"x" * 100_000, b"tail"]
+    sent = left.try_send_parts(parts)
+    assert 0 < sent <= sum(len(p) for p in parts)
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(left.send_all, b"".join(parts)[sent:])
+        while len(got) < 100_008:
+            got += await right.receive_some(65536)
+    assert bytes(got) == b"".join(parts)
+    await left.aclose()
+    await right.aclose()

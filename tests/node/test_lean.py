@@ -85,3 +85,15 @@ def test_both_ways_give_the_same_answers() -> None:
     for attr in ("getaddrinfo", "socket", "gethostname", "SOCK_STREAM", "IPPROTO_TCP"):
         assert hasattr(lean.sockets, attr) and hasattr(socket, attr)
     assert lean.sockets.gethostname() == socket.gethostname()
+
+
+def test_addresses_skip_the_resolver_for_ips_and_localhost() -> None:
+    from applikant.node import lean
+
+    assert list(lean._addresses("127.0.0.1", 5)) == [(lean.sockets.AF_INET, ("127.0.0.1", 5))]
+    assert list(lean._addresses("::1", 5)) == [(lean.sockets.AF_INET6, ("::1", 5))]
+    first_two = list(lean._addresses("localhost", 5))[:2]
+    assert first_two == [
+        (lean.sockets.AF_INET, ("127.0.0.1", 5)),
+        (lean.sockets.AF_INET6, ("::1", 5)),
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from socket import socket, socketpair
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ import trio.testing
 
 from applikant.node.deadlines import Deadlines
 from applikant.node.errors import CallTimeout, NodeDown, NoSuchName, RemoteError
+from applikant.node.faststream import FastSocketStream
+from applikant.node.frameauth import TAG_BYTES
 from applikant.node.link import Dispatch, Link
 from applikant.node.protocol import (
     Call,
@@ -29,6 +32,7 @@ from applikant.node.protocol import (
     SyncAck,
     SyncRequest,
     Tick,
+    encode_frame,
 )
 
 from .support import Answer, FakePeer, answer_echo, handshaken, silent
@@ -268,11 +272,32 @@ async def test_peer_closing_its_end_fails_pending_calls() -> None:
 
 async def test_garbage_from_the_peer_ends_the_link() -> None:
     async with linked(silent) as (link, peer):
-        assert peer.stream is not None
-        await peer.stream.send_all(b"\x00\x00\x00\x03\x93\x01\x02")  # [1, 2]: no such message
+        assert peer.stream is not None and peer.proto is not None
+        await peer.stream.send_all(peer.proto._frame([1, 2]))  # authentic, but no message
         await trio.testing.wait_all_tasks_blocked()
         assert link.closed
         assert link.down_reason.startswith("protocol error")
+
+
+async def test_an_injected_frame_ends_the_link_unanswered(caplog: pytest.LogCaptureFixture) -> None:
+    """A frame written into the stream by someone without the link's keys (the
+    relay of the security review) is never served: the link ends, logged with
+    the peer's address."""
+    served: list[Call] = []
+
+    def serve(link: Link, call: Call) -> None:
+        served.append(call)
+
+    async with linked(silent, {Call: serve}) as (link, peer):
+        assert peer.stream is not None
+        injected = encode_frame([1, 4242, None, "am_user_db", "list_users", {"actor": "system"}])
+        await peer.stream.send_all(injected + bytes(TAG_BYTES))
+        await trio.testing.wait_all_tasks_blocked()
+        assert link.closed
+        assert "authentication" in link.down_reason
+    assert served == []
+    [record] = [r for r in caplog.records if r.getMessage() == "protocol_error"]
+    assert record.fields["address"] == "memory"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("how", ["ours_closed", "theirs_gone"])
@@ -313,6 +338,102 @@ async def test_concurrent_sends_are_batched_and_whole() -> None:
                 nursery.start_soon(link.send_event, Cancel(i))
         await peer.wait_for(lambda ev: len(peer.cancels()) == 20)
         assert sorted(c.req_id for c in peer.cancels()) == list(range(20))
+
+
+class CountingStream(FastSocketStream):
+    """A socket stream that notes the size of each write that does not wait."""
+
+    def __init__(self, sock: socket) -> None:
+        super().__init__(sock)
+        self.writes: list[int] = []
+
+    def try_send(self, data: bytes) -> int:
+        self.writes.append(len(data))
+        return super().try_send(data)
+
+    def try_send_parts(self, parts: list[bytes]) -> int:
+        self.writes.append(sum(len(part) for part in parts))
+        return super().try_send_parts(parts)
+
+
+async def test_answers_to_one_read_go_out_in_one_write() -> None:
+    """Calls that arrive together are answered with one write: the reader holds
+    what it sends until it has handled what one read brought, and lets it go
+    before it waits (a handler that waits sends in order after the held ones)."""
+    ours, theirs = handshaken(US, PEER)
+    a, b = socketpair()
+    stream = CountingStream(a)
+    writes = stream.writes
+    link = Link(stream, ours, PEER, False, "socketpair", Deadlines())
+    peer = FakePeer(PEER, silent, ticks=False)
+    their_stream = FastSocketStream(b)
+    large = b"x" * 20000  # (its answer is sent in pieces: held as pieces, in order)
+    await their_stream.send_all(
+        b"".join(theirs.send(Call(i, None, "s", "m", large if i == 2 else i)) for i in (1, 2, 3))
+    )
+
+    async def then_tick(link: Link) -> None:
+        await trio.lowlevel.checkpoint()
+        await link.send_event(Tick())
+
+    def answer(link: Link, call: Call) -> Any:
+        link.send_soon(link.proto.send(Reply(call.req_id, call.args)))
+        return then_tick(link) if call.req_id == 4 else None
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.run, their_stream, theirs)
+        await nursery.start(link.run, {Call: answer})
+        await peer.wait_for(lambda ev: len(ev) == 3)
+        assert len(writes) == 1  # three answers, one write
+        assert peer.events[1] == Reply(2, large)
+        await peer.send(Call(4, None, "s", "m", 4))
+        await peer.send(Call(5, None, "s", "m", 5))
+        await peer.wait_for(lambda ev: len(ev) == 6)
+        assert not link.closed  # every frame passed the peer's authentication: in order
+        nursery.cancel_scope.cancel()
+    await their_stream.aclose()
+    assert [(type(e).__name__, getattr(e, "req_id", None)) for e in peer.events] == [
+        ("Reply", 1),
+        ("Reply", 2),
+        ("Reply", 3),
+        ("Reply", 4),
+        ("Tick", None),
+        ("Reply", 5),
+    ]
+
+
+async def test_callers_answered_by_one_read_call_again_in_one_write() -> None:
+    """Callers whose replies came in one read call again in the next pass of the
+    scheduler: what they send is held until all have, and goes out in one write."""
+    ours, theirs = handshaken(US, PEER)
+    a, b = socketpair()
+    stream = CountingStream(a)
+    link = Link(stream, ours, PEER, False, "socketpair", Deadlines())
+    peer = FakePeer(PEER, silent, ticks=False)
+    their_stream = FastSocketStream(b)
+
+    async def caller(n: int) -> None:
+        for _ in range(2):
+            await link.call(None, "s", "m", n, timeout=None)
+
+    async def answer(calls: list[Call]) -> None:
+        await their_stream.send_all(b"".join(theirs.send(Reply(c.req_id, c.args)) for c in calls))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.run, their_stream, theirs)
+        await nursery.start(link.run, {})
+        async with trio.open_nursery() as callers:
+            for n in range(3):
+                callers.start_soon(caller, n)
+            await peer.wait_for(lambda ev: len(ev) == 3)
+            before = len(stream.writes)
+            await answer(peer.calls())
+            await peer.wait_for(lambda ev: len(ev) == 6)
+            assert len(stream.writes) == before + 1  # three calls again, one write
+            await answer(peer.calls()[3:])
+        assert link.pending == {} and not link.closed
+        nursery.cancel_scope.cancel()
+    await their_stream.aclose()
 
 
 # ---- dispatch -----------------------------------------------------------------------
@@ -385,3 +506,16 @@ async def test_the_greeting_goes_out_before_any_answer() -> None:
         await peer.wait_for(lambda ev: bool(peer.of_type(SyncAck)))
         nursery.cancel_scope.cancel()
     assert peer.events == [*greeting, SyncAck(1)]
+
+
+async def test_nothing_is_framed_once_the_peer_has_closed() -> None:
+    """A tick (or an answer) due just after the peer closed the link is dropped with
+    NodeDown: the protocol object has ended and must not be asked for a frame (it
+    took af down once: LocalProtocolError out of the heartbeat)."""
+    async with linked(silent) as (link, peer):
+        assert peer.stream is not None
+        await peer.stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert link.closed
+        with pytest.raises(NodeDown):
+            await link.send_event(Tick())

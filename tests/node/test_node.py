@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
-from applikant.node import blocking, certs, pmclient, portmapper
+from applikant.node import blocking, certs, pmclient, pmregister, portmapper
 from applikant.node.errors import (
     NameTaken,
     NodeDown,
@@ -191,19 +192,6 @@ async def test_portmapper_missing_or_name_taken_stops_a_start(tmp_path: Path) ->
                     pass
 
 
-def test_portmapper_takes_registrations_from_loopback_only() -> None:
-    pm = portmapper.Portmapper()
-    owned: set[str] = set()
-    answer = pm.answer({"op": "register", "name": "a", "port": 9100}, "10.1.2.3", owned)
-    assert answer == {"ok": False, "error": "registrations are accepted from loopback only"}
-    assert pm.answer({"op": "register", "name": "a", "port": 9100}, "::1", owned) == {"ok": True}
-    assert pm.answer({"op": "lookup", "name": "a"}, "10.1.2.3", set()) == {"ok": True, "port": 9100}
-    assert pm.answer({"op": "bogus"}, "127.0.0.1", set())["ok"] is False
-    assert (
-        pm.answer({"op": "register", "name": "../x", "port": 1}, "127.0.0.1", set())["ok"] is False
-    )
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, TlsSettings]:
     certs.make_ca(tmp_path / "ca")
@@ -324,8 +312,51 @@ async def test_casts_arrive_in_order_without_a_reply() -> None:
 
 async def test_portmapper_listens_on_several_addresses() -> None:
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(portmapper.serve, ["127.0.0.1", "127.0.0.2"], 0)
+        port = await nursery.start(
+            partial(portmapper.serve, cookie=COOKIE), ["127.0.0.1", "127.0.0.2"], 0
+        )
         for host in ("127.0.0.1", "127.0.0.2"):
             listed = await trio.to_thread.run_sync(pmclient.names, host, port)
             assert listed == {}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_dialler_refuses_a_node_it_did_not_ask_for() -> None:
+    """A name at the portmapper that leads to another node (the relay of the
+    security review, or a stale entry): the trio driver refuses it, as the
+    blocking one does (tests/node/test_attacks.py)."""
+    async with running_portmapper() as s, open_node("a@localhost", COOKIE, s) as a:
+        async with open_node("b@localhost", COOKIE, s) as b:
+            pm = await trio.open_tcp_stream("127.0.0.1", s.portmapper_port)
+            async with pm:
+                challenge = (await pmregister.request(pm, {"op": "challenge"}))["challenge"]
+                proof = pmclient.registration_proof(COOKIE, challenge, "c", a.port)
+                req = {"op": "register", "name": "c", "port": a.port, "proof": proof}
+                assert await pmregister.request(pm, req) == {"ok": True}
+                with pytest.raises(Refused, match="a@localhost answered where c@localhost"):
+                    await b.connect("c@localhost")
+            assert b.nodes() == [] and a.nodes() == []
+
+
+async def test_a_node_listener_is_capped_and_silent_connections_make_room() -> None:
+    """Silent connections to a node (no handshake) beyond its cap per address push
+    out the oldest of them; a real peer still links, and stays."""
+    async with running_portmapper() as plain:
+        s = DistSettings(**{**plain.as_dict(), "max_connections_per_address": 4})
+        async with (
+            open_node("a@localhost", COOKIE, s) as a,
+            open_node("b@localhost", COOKIE, s) as b,
+        ):
+            silent = [await trio.open_tcp_stream("127.0.0.1", a.port) for _ in range(10)]
+            try:
+                await b.connect("a@localhost")
+                assert await b.call("node", "ping", node="a@localhost") == "pong"
+                with trio.fail_after(10):
+                    assert await silent[0].receive_some(1) == b""  # pushed out
+                for _ in range(10):  # more silence: the proven link stays
+                    silent.append(await trio.open_tcp_stream("127.0.0.1", a.port))
+                assert await b.call("node", "ping", node="a@localhost") == "pong"
+                assert a.nodes() == ["b@localhost"]
+            finally:
+                for stream in silent:
+                    await stream.aclose()

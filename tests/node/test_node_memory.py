@@ -209,3 +209,45 @@ async def test_sync_right_after_connect_knows_the_peers_names(attempt: int) -> N
         await a.connect("b@host")
         await a.sync()
         assert a.global_names() == {"svc": "b@host"}
+
+
+async def test_a_waiting_handler_hands_the_reading_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Calls that do not wait are answered in the link's reader; one that waits
+    goes on in that task while a new one reads: the link keeps answering, the
+    waiting call can still be cancelled by its caller, and ends with its answer."""
+    release = trio.Event()
+    cancelled = trio.Event()
+
+    async def wait_for_it(ctx: CallContext, args: object) -> str:
+        try:
+            await release.wait()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+        return "released"
+
+    async with memory_net() as net:
+        a = await net.node("a@host")
+        b = await net.node("b@host")
+        await b.register_global("svc", {"echo": echo, "wait": wait_for_it})
+        await a.connect("b@host")
+        await a.sync()
+        with pytest.raises(CallTimeout):
+            await a.call("svc", "wait", timeout=1)
+        await cancelled.wait()  # the caller's Cancel reached the waiting handler
+        async with trio.open_nursery() as nursery:
+            results: list[object] = []
+
+            async def waiting() -> None:
+                results.append(await a.call("svc", "wait", timeout=100))
+
+            nursery.start_soon(waiting)
+            for i in range(5):  # answered while the other call waits
+                assert await a.call("svc", "echo", i) == i
+            assert results == []
+            release.set()
+        assert results == ["released"]
+        assert await a.call("svc", "echo", "still") == "still"
+        assert b.services.busy == 0

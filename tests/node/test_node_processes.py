@@ -18,7 +18,7 @@ import msgpack
 import pytest
 
 from applikant.node import blocking
-from applikant.node.errors import NodeDown, NoSuchName, Refused, RemoteError
+from applikant.node.errors import CallTimeout, NodeDown, NoSuchName, Refused, RemoteError
 from applikant.node.settings import DistSettings
 from harness.cluster import Cluster
 
@@ -284,3 +284,49 @@ def test_partitions_healing_with_one_name_keep_a_deterministic_winner(cluster: C
     for n in "abc":
         wait_for(lambda n=n: global_names(cluster, n) == {"dup": "a@localhost"})
     assert first.alive()
+
+
+def _back_within(c: Cluster, via: str, limit: float) -> float:
+    """Seconds until a call through `via` to am's service works again."""
+    start = time.monotonic()
+    while True:
+        try:
+            assert ecall(c, via, "am_svc", "echo", "back", timeout=1) == "back"
+            return time.monotonic() - start
+        except (NodeDown, NoSuchName, CallTimeout):
+            if time.monotonic() - start > limit:
+                raise
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize("how", ["sigstop", "restart"])
+def test_a_peer_that_comes_back_is_linked_again_at_once(tmp_path, how: str) -> None:
+    """af holds its link to am; am is stopped past the tick time (SIGSTOP, then
+    SIGCONT) or killed and started again. af is linked to it again at once: no
+    "already connected" refusal, no simultaneous dials waiting each other out
+    (it took 6.4 s). The memory-stream twins on the mock clock (test_connect.py)
+    check the one second; here a loaded machine gets slack."""
+    c = Cluster(tmp_path, tick_time=1.0)
+    try:
+        c.start_portmapper()
+        am = c.start_node("am", "am_svc")
+        af = c.start_node("af", plain=True, connect=("am@localhost",))
+        _back_within(c, "af", 30)
+        if how == "sigstop":
+            am.signal(signal.SIGSTOP)
+            wait_for(lambda: "nodedown peer=am@localhost" in af.log_text(), timeout=20)
+            time.sleep(3.0)  # af dials the stopped node meanwhile, and times out
+            am.signal(signal.SIGCONT)
+        else:
+            am.signal(signal.SIGKILL)
+            am.popen.wait()
+            wait_for(lambda: "nodedown peer=am@localhost" in af.log_text(), timeout=20)
+            time.sleep(2.0)
+            am = c.start_node("am", "am_svc")
+        took = _back_within(c, "af", 10)
+        print(f"{how}: linked again and answering after {took:.2f} s")
+        assert took < 5.0
+        for log in (af.log_text(), am.log_text()):
+            assert "already connected" not in log
+    finally:
+        c.stop()

@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from applikant.node import protocol
+from applikant.node import frameauth, protocol
 from applikant.node.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from applikant.node.frameauth import AES_GCM, HMAC_SHA256, TAG_BYTES, hmac_sha256
 from applikant.node.protocol import (
     CHALLENGE_BYTES,
     HANDSHAKE_MAX_FRAME,
@@ -37,6 +38,9 @@ from applikant.node.protocol import (
     REFUSE_COOKIE,
     REFUSE_MIXED_NAMES,
     REFUSE_NAME_IN_USE,
+    REFUSE_NO_SUITE,
+    REFUSE_VERSION,
+    REFUSE_WRONG_NODE,
     VERSION,
     Call,
     Cancel,
@@ -52,6 +56,7 @@ from applikant.node.protocol import (
     NameReleased,
     NamesHeld,
     PeerHello,
+    PeerLinked,
     Peers,
     Reply,
     Role,
@@ -60,7 +65,6 @@ from applikant.node.protocol import (
     SyncRequest,
     Tick,
     encode_frame,
-    hmac_sha256,
 )
 
 COOKIE = b"cookie:" + bytes(range(256)) * 2  # long and binary: a scan for it cannot miss
@@ -147,15 +151,26 @@ class Pair:
         server_cookie: bytes = COOKIE,
         hidden: bool = False,
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
+        client_macs: tuple[str, ...] = frameauth.SUITES,
+        server_macs: tuple[str, ...] = frameauth.SUITES,
+        expect: str | None = None,
         chunker: Callable[[bytes], list[bytes]] = chunks_whole,
         decide: Callable[[Connection, Any], Any] = accept_all,
         tamper_c2s: Callable[[bytes], bytes] | None = None,
         tamper_s2c: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.client = Connection(
-            Role.CLIENT, client, client_cookie, hidden=hidden, max_frame=max_frame
+            Role.CLIENT,
+            client,
+            client_cookie,
+            hidden=hidden,
+            max_frame=max_frame,
+            macs=client_macs,
+            peer=expect,
         )
-        self.server = Connection(Role.SERVER, server, server_cookie, max_frame=max_frame)
+        self.server = Connection(
+            Role.SERVER, server, server_cookie, max_frame=max_frame, macs=server_macs
+        )
         self.chunker = chunker
         self.decide = decide
         self.tamper_c2s = tamper_c2s
@@ -179,6 +194,10 @@ class Pair:
 
     def handshake(self) -> Pair:
         self.client.initiate()
+        return self.handshake_rest()
+
+    def handshake_rest(self) -> Pair:
+        """Shuttle what both sides have to say until neither has more."""
         for _ in range(10):
             out_c = self.client.data_to_send()
             if out_c:
@@ -381,18 +400,27 @@ def test_proof_is_bound_to_the_server_name() -> None:
     assert pair.server_events[-1].code == REFUSE_COOKIE
 
 
-def test_hmac_binds_names_unambiguously() -> None:
-    """Names are length-prefixed in the digest: ('ab@c','d@e') != ('a@bc', ...)-style splits."""
-    ch = os.urandom(CHALLENGE_BYTES)
+def test_transcript_binds_every_field_unambiguously() -> None:
+    """The transcript is msgpack of a list: ('ab@c','d@e') and ('a@bc', ...)-style
+    splits differ, and so does every single field."""
+    a, b = os.urandom(CHALLENGE_BYTES), os.urandom(CHALLENGE_BYTES)
+    base = ("a@b", "c@d", a, b, False, [AES_GCM, HMAC_SHA256], AES_GCM)
+    variants = [
+        base,
+        ("a@bc", "@d", a, b, False, [AES_GCM, HMAC_SHA256], AES_GCM),
+        ("c@d", "a@b", a, b, False, [AES_GCM, HMAC_SHA256], AES_GCM),
+        ("a@b", "c@d", b, a, False, [AES_GCM, HMAC_SHA256], AES_GCM),
+        ("a@b", "c@d", a, b, True, [AES_GCM, HMAC_SHA256], AES_GCM),
+        ("a@b", "c@d", a, b, False, [HMAC_SHA256], AES_GCM),
+        ("a@b", "c@d", a, b, False, [AES_GCM, HMAC_SHA256], HMAC_SHA256),
+    ]
+    assert len({protocol.transcript(*v) for v in variants}) == len(variants)  # type: ignore[arg-type]
     digests = {
-        protocol._digest(COOKIE, b"c", ch, "a@b", "c@d"),
-        protocol._digest(COOKIE, b"c", ch, "a@bc", "@d"),
-        protocol._digest(COOKIE, b"s", ch, "a@b", "c@d"),
-        protocol._digest(COOKIE, b"c", ch, "c@d", "a@b"),
-        protocol._digest(COOKIE, b"c", os.urandom(CHALLENGE_BYTES), "a@b", "c@d"),
-        protocol._digest(OTHER_COOKIE, b"c", ch, "a@b", "c@d"),
+        hmac_sha256(COOKIE, b"c" + protocol.transcript(*base)),  # type: ignore[arg-type]
+        hmac_sha256(COOKIE, b"s" + protocol.transcript(*base)),  # type: ignore[arg-type]
+        hmac_sha256(OTHER_COOKIE, b"c" + protocol.transcript(*base)),  # type: ignore[arg-type]
     }
-    assert len(digests) == 6
+    assert len(digests) == 3
 
 
 @pytest.mark.parametrize("mode", FEEDERS)
@@ -475,6 +503,7 @@ def _hello(**over: Any) -> dict[str, Any]:
         "name": CLIENT,
         "hidden": False,
         "challenge": os.urandom(CHALLENGE_BYTES),
+        "macs": [HMAC_SHA256],
     }
     hello.update(over)
     return {k: v for k, v in hello.items() if v is not _DROP}
@@ -497,11 +526,17 @@ def test_crafted_hello_accepted(mode: str) -> None:
     ]
 
 
-def test_bad_version_refused_by_server() -> None:
-    server = _server_fed(encode_frame(_hello(v=99)))
-    with pytest.raises(RemoteProtocolError, match="99"):
-        server.next_event()
-    assert server.state == State.ERROR
+@pytest.mark.parametrize("version", [1, 99])
+def test_other_versions_refused_cleanly_by_server(version: int) -> None:
+    """An older node (version 1 sent no suites) gets a refusal it can show."""
+    hello = _hello(v=version, macs=_DROP) if version == 1 else _hello(v=version)
+    server = _server_fed(encode_frame(hello))
+    [failed] = drain(server)
+    assert type(failed) is HandshakeFailed and failed.code == REFUSE_VERSION
+    assert server.state == State.CLOSED
+    [refusal] = frames(server.data_to_send())
+    assert refusal["t"] == "refuse" and refusal["code"] == REFUSE_VERSION
+    assert str(version) in refusal["reason"] and str(VERSION) in refusal["reason"]
 
 
 def test_bad_version_refused_by_client() -> None:
@@ -530,6 +565,13 @@ def test_bad_version_refused_by_client() -> None:
         _hello(challenge=_DROP),
         _hello(challenge=b"short"),
         _hello(challenge="x" * CHALLENGE_BYTES),
+        _hello(macs=_DROP),
+        _hello(macs=[]),
+        _hello(macs=HMAC_SHA256),
+        _hello(macs=[1]),
+        _hello(macs=["x" * 33]),
+        _hello(macs=[HMAC_SHA256] * 9),
+        _hello(v="2"),
         _hello(t="proof"),
         _hello(t="welcome"),
         _hello(t="refuse"),
@@ -545,19 +587,24 @@ def test_malformed_hello_refused(hello: dict[str, Any]) -> None:
     assert server.data_to_send() == b""
 
 
+def body(frame: bytes) -> Any:
+    """The message in one tagged frame (length, body, tag)."""
+    assert struct.unpack(">I", frame[:4])[0] == len(frame) - 4 - TAG_BYTES
+    return msgpack.unpackb(frame[4:-TAG_BYTES], raw=False)
+
+
 def test_registry_messages_keep_their_wire_form() -> None:
     """The typed registry events are the frames the driver used to build by hand."""
     pair = connected()
-    assert pair.client.send(NameClaimed("x", 1.5)) == encode_frame([K_REGISTRY, "add", ["x", 1.5]])
-    assert pair.client.send(NameReleased("x")) == encode_frame([K_REGISTRY, "remove", "x"])
-    assert pair.client.send(NamesHeld([("x", 1.5)])) == encode_frame(
-        [K_REGISTRY, "names", [["x", 1.5]]]
-    )
-    assert pair.client.send(SyncRequest(3)) == encode_frame([K_REGISTRY, "sync", 3])
-    assert pair.client.send(SyncAck(3)) == encode_frame([K_REGISTRY, "sync_ack", 3])
-    assert pair.client.send(Goodbye()) == encode_frame([K_REGISTRY, "bye", None])
+    assert body(pair.client.send(NameClaimed("x", 1.5))) == [K_REGISTRY, "add", ["x", 1.5]]
+    assert body(pair.client.send(NameReleased("x"))) == [K_REGISTRY, "remove", "x"]
+    assert body(pair.client.send(NamesHeld([("x", 1.5)]))) == [K_REGISTRY, "names", [["x", 1.5]]]
+    assert body(pair.client.send(SyncRequest(3))) == [K_REGISTRY, "sync", 3]
+    assert body(pair.client.send(SyncAck(3))) == [K_REGISTRY, "sync_ack", 3]
+    assert body(pair.client.send(Goodbye())) == [K_REGISTRY, "bye", None]
     # integer stamps (an older or other sender) arrive as floats
-    assert feed(pair.server, encode_frame([K_REGISTRY, "names", [["y", 2]]])) == [
+    pair = connected()
+    assert feed(pair.server, pair.client._frame([K_REGISTRY, "names", [["y", 2]]])) == [
         NamesHeld([("y", 2.0)])
     ]
 
@@ -565,7 +612,7 @@ def test_registry_messages_keep_their_wire_form() -> None:
 def test_unknown_registry_operations_are_skipped() -> None:
     """A newer peer's registry operation does not end the link: it is passed over."""
     pair = connected()
-    data = encode_frame([K_REGISTRY, "claim", {"name": "x"}]) + pair.client.send(Tick())
+    data = pair.client._frame([K_REGISTRY, "claim", {"name": "x"}]) + pair.client.send(Tick())
     assert feed(pair.server, data) == [Tick()]
     assert pair.server.state == State.CONNECTED
 
@@ -676,12 +723,9 @@ def test_every_message_round_trips_both_ways(msg: Any, mode: str) -> None:
         (pair.s_to_c, pair.client, pair.server),
     ):
         if mode == "trailing":
-            data = sender.send(msg) + sender.send(Tick()) + sender.send(Cancel(5))[:3]
-            assert feed(receiver, data) == [
-                msg,
-                Tick(),
-            ]
-            receiver.receive_data(sender.send(Cancel(5))[3:])
+            cancel = sender.send(msg) + sender.send(Tick()) + sender.send(Cancel(5))
+            assert feed(receiver, cancel[:-3]) == [msg, Tick()]
+            receiver.receive_data(cancel[-3:])
             assert drain(receiver) == [Cancel(5)]
         else:
             assert send(msg, FEEDERS[mode]) == [msg]
@@ -691,9 +735,13 @@ def test_many_messages_in_one_chunk_and_bytewise() -> None:
     pair = connected()
     data = b"".join(pair.client.send(m) for m in MESSAGES)
     assert feed(pair.server, data) == MESSAGES
+    data = b"".join(pair.client.send(m) for m in MESSAGES)
     assert feed(pair.server, data, chunks_bytewise) == MESSAGES
-    # and split at every point into two
+    # and split at every point into two (each time on a new link: the same bytes
+    # twice on one link would be a replay)
     for cut in range(1, len(data), 7):  # (b"" would mean end of file)
+        pair = connected()
+        data = b"".join(pair.client.send(m) for m in MESSAGES)
         pair.server.receive_data(data[:cut])
         got = drain(pair.server)
         pair.server.receive_data(data[cut:])
@@ -724,20 +772,20 @@ def test_frame_over_max_frame_refused_exactly_max_passes() -> None:
     def reply_of_body(n: int) -> Reply:
         for pad in range(n):
             msg = Reply(1, b"x" * pad)
-            if len(encode_frame([K_REPLY, 1, msg.value])) - 4 == n:
+            if len(msgpack.packb([K_REPLY, 1, msg.value])) == n:
                 return msg
         raise AssertionError(n)
 
     exact = reply_of_body(limit)
     assert pair.c_to_s(exact) == [exact]
     assert pair.c_to_s(exact, chunks_bytewise) == [exact]
-    over_frame = encode_frame([K_REPLY, 1, b"x" * limit])
-    assert len(over_frame) - 4 > limit
+    over_frame = encode_frame([K_REPLY, 1, b"x" * limit]) + bytes(TAG_BYTES)
+    assert len(over_frame) - 4 - TAG_BYTES > limit
     with pytest.raises(LocalProtocolError, match="exceeds"):
         pair.client.send(Reply(1, b"x" * limit))
     assert pair.client.state == State.CONNECTED  # nothing was sent: the link lives on
     pair.server.receive_data(over_frame[:4])  # the header alone is enough to refuse
-    size = len(over_frame) - 4
+    size = len(over_frame) - 4 - TAG_BYTES
     with pytest.raises(RemoteProtocolError, match=f"{size} bytes"):
         pair.server.next_event()
     assert pair.server.state == State.ERROR
@@ -811,7 +859,7 @@ def test_send_after_the_connection_ended_is_a_local_error() -> None:
     closed.server.receive_data(b"")
     assert closed.server.next_event() == ConnectionClosed()
     broken = connected()
-    broken.server.receive_data(encode_frame({"not": "a message"}))
+    broken.server.receive_data(broken.client._frame({"not": "a message"}))
     with pytest.raises(RemoteProtocolError):
         broken.server.next_event()
     refused = Pair(client_cookie=OTHER_COOKIE).handshake()
@@ -970,8 +1018,8 @@ MALFORMED = [
 @pytest.mark.parametrize("obj", MALFORMED, ids=repr)
 def test_malformed_messages_are_remote_errors(obj: Any) -> None:
     pair = connected()
-    pair.server.receive_data(encode_frame(obj))
-    with pytest.raises(RemoteProtocolError):
+    pair.server.receive_data(pair.client._frame(obj))  # authenticated, but no message
+    with pytest.raises(RemoteProtocolError, match=r"message|malformed|request id|names|peers"):
         pair.server.next_event()
     # An error is final: the connection is in ERROR and only says it is closed.
     assert pair.server.state == State.ERROR
@@ -983,16 +1031,21 @@ def test_malformed_messages_are_remote_errors(obj: Any) -> None:
 @pytest.mark.parametrize(
     "garbage",
     [
-        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n" + bytes(TAG_BYTES),
         b"\xff\xff\xff\xff",
-        b"\x00\x00\x00\x01\xc1",
-        b"\x00\x00\x00\x03\x91\x01\x02",  # extra data after a complete body
-        encode_frame({"t": "hello"}),
+        b"\x00\x00\x00\x01\xc1" + bytes(TAG_BYTES),
+        b"\x00\x00\x00\x03\x91\x01\x02" + bytes(TAG_BYTES),
+        encode_frame({"t": "hello"}) + bytes(TAG_BYTES),
+        "sealed:\xc1",  # authenticated, but undecodable
+        "sealed:\x91\x01\x02",  # authenticated, extra data after a complete body
     ],
 )
-def test_garbage_after_the_handshake(garbage: bytes) -> None:
+def test_garbage_after_the_handshake(garbage: bytes | str) -> None:
     pair = connected()
-    pair.server.receive_data(pair.client.send(Tick()) + garbage)
+    tick = pair.client.send(Tick())
+    if isinstance(garbage, str):
+        garbage = pair.client._seal(garbage.removeprefix("sealed:").encode("latin-1"))
+    pair.server.receive_data(tick + garbage)
     assert pair.server.next_event() == Tick()
     with pytest.raises(RemoteProtocolError):
         pair.server.next_event()
@@ -1002,7 +1055,7 @@ def test_garbage_after_the_handshake(garbage: bytes) -> None:
 
 def test_handshake_frames_after_the_handshake_are_errors() -> None:
     pair = connected()
-    pair.client.receive_data(encode_frame({"t": "refuse", "reason": "late"}))
+    pair.client.receive_data(pair.server._frame({"t": "refuse", "reason": "late"}))
     with pytest.raises(RemoteProtocolError):
         pair.client.next_event()
 
@@ -1178,21 +1231,43 @@ fuzz_frames = st.one_of(
 )
 
 
+class _Sealed:
+    """Structured junk that the test tags as the peer would: it passes the frame
+    authentication and reaches the message checks."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+
+sealed_junk = st.one_of(
+    st.lists(st.one_of(st.integers(-2, 10), msgpack_values), max_size=7),
+    st.lists(msgpack_values, max_size=7).flatmap(
+        lambda rest: st.integers(1, 8).map(lambda k: [k, *rest])
+    ),
+    messages.map(lambda m: _wire(m)),
+    msgpack_values,
+).map(_Sealed)
+
+
 def _wire(msg: Any) -> Any:
     pair_conn = _CONNECTED_SENDER
-    return msgpack.unpackb(pair_conn.send(msg)[4:], raw=False)
+    return msgpack.unpackb(pair_conn.send(msg)[4:-TAG_BYTES], raw=False)
 
 
 _CONNECTED_SENDER = connected().client
 
 
 @FAST
-@given(chunks=st.lists(fuzz_frames, max_size=6), eof=st.booleans())
-def test_connected_fed_random_bytes_only_remote_errors(chunks: list[bytes], eof: bool) -> None:
+@given(chunks=st.lists(fuzz_frames | sealed_junk, max_size=6), eof=st.booleans())
+def test_connected_fed_random_bytes_only_remote_errors(
+    chunks: list[bytes | _Sealed], eof: bool
+) -> None:
     pair = connected()
     server = pair.server
     try:
         for chunk in chunks:
+            if isinstance(chunk, _Sealed):
+                chunk = pair.client._frame(chunk.obj)
             server.receive_data(chunk)
             for event in drain(server):
                 assert isinstance(event, protocol._Event)
@@ -1216,7 +1291,7 @@ def test_handshake_fed_random_bytes_only_remote_errors(chunks: list[bytes], role
         for chunk in chunks:
             conn.receive_data(chunk)
             for event in drain(conn, accept_all):
-                assert type(event) in (PeerHello, HandshakeFailed, HandshakeDone)
+                assert type(event) in (PeerHello, PeerLinked, HandshakeFailed, HandshakeDone)
                 assert type(event) is not HandshakeDone  # nobody proved the cookie
     except RemoteProtocolError:
         assert conn.state == State.ERROR
@@ -1227,3 +1302,238 @@ def test_protocol_errors_are_two_kinds() -> None:
     assert issubclass(RemoteProtocolError, ProtocolError)
     assert not issubclass(LocalProtocolError, RemoteProtocolError)
     assert not issubclass(RemoteProtocolError, LocalProtocolError)
+
+
+# ---- authenticated frames --------------------------------------------------------
+
+
+def _three_frames(pair: Pair) -> list[bytes]:
+    return [pair.client.send(Call(i, None, "svc", "m", [i])) for i in (1, 2, 3)]
+
+
+AUTH_ATTACKS: dict[str, Callable[[Pair, list[bytes]], bytes]] = {
+    # a relay that never knew the cookie writes a frame of its own
+    "inject": lambda pair, f: (
+        f[0]
+        + encode_frame([K_CALL, 4242, None, "am_user_db", "list_users", {"actor": "system"}])
+        + bytes(TAG_BYTES)
+    ),
+    "inject_tag_of_another": lambda pair, f: (
+        f[0]
+        + encode_frame([K_CALL, 4242, None, "am_user_db", "list_users", {}])
+        + f[1][-TAG_BYTES:]
+    ),
+    "replay": lambda pair, f: f[0] + f[0],
+    "reorder": lambda pair, f: f[0] + f[2] + f[1],
+    "drop": lambda pair, f: f[0] + f[2],
+    "flip_body_bit": lambda pair, f: f[0] + f[1][:10] + bytes([f[1][10] ^ 1]) + f[1][11:],
+    "flip_tag_bit": lambda pair, f: f[0] + f[1][:-1] + bytes([f[1][-1] ^ 0x80]),
+    "truncated_tag": lambda pair, f: f[0] + f[1][:-1] + f[2],
+    # the server's own frame sent back to it (the directions have their own keys)
+    "reflect": lambda pair, f: f[0] + pair.server.send(Call(9, None, "svc", "m", [])),
+    # a frame of another link (same cookie, same names, another handshake)
+    "other_link": lambda pair, f: f[0] + _three_frames(connected())[1],
+}
+
+
+@pytest.mark.parametrize("suite", [AES_GCM, HMAC_SHA256])
+@pytest.mark.parametrize("attack", AUTH_ATTACKS)
+def test_a_frame_that_fails_authentication_ends_the_connection(attack: str, suite: str) -> None:
+    pair = connected(client_macs=(suite,))
+    assert pair.client.suite == pair.server.suite == suite
+    frames_ = _three_frames(pair)
+    data = AUTH_ATTACKS[attack](pair, frames_)
+    pair.server.receive_data(data)
+    assert pair.server.next_event() == Call(1, None, "svc", "m", [1])  # before the attack
+    with pytest.raises(RemoteProtocolError, match="authentication"):
+        pair.server.next_event()
+    assert pair.server.state == State.ERROR
+    # nothing after it is ever taken, not even the right next frame
+    pair.server.receive_data(frames_[1])
+    assert pair.server.next_event() == ConnectionClosed()
+
+
+@pytest.mark.parametrize("suite", [AES_GCM, HMAC_SHA256])
+def test_frames_in_order_pass_whole_and_bytewise(suite: str) -> None:
+    pair = connected(client_macs=(suite,))
+    for chunker in (chunks_whole, chunks_bytewise):
+        data = b"".join(pair.client.send(m) for m in MESSAGES)
+        assert feed(pair.server, data, chunker) == MESSAGES
+
+
+def test_suites_offered_and_chosen() -> None:
+    assert connected().client.suite == AES_GCM  # long-lived nodes: the fast one first
+    lean = connected(client_macs=frameauth.LEAN_SUITES)  # as, ah: builtin SHA-256 only
+    assert lean.client.suite == lean.server.suite == HMAC_SHA256
+    picky = connected(client_macs=(HMAC_SHA256, AES_GCM), server_macs=(AES_GCM, HMAC_SHA256))
+    assert picky.server.suite == HMAC_SHA256  # the client's order decides
+    none = Pair(client_macs=(AES_GCM,), server_macs=(HMAC_SHA256,)).handshake()
+    [failed] = none.server_events
+    assert failed.code == REFUSE_NO_SUITE
+    assert none.client_events[0].code == REFUSE_NO_SUITE and none.client_events[0].by_peer
+    with pytest.raises(LocalProtocolError):
+        Connection(Role.CLIENT, CLIENT, COOKIE, macs=("rot13",))
+
+
+def _edit_hello(**fields: Any) -> Callable[[bytes], bytes]:
+    def tamper(data: bytes) -> bytes:
+        return b"".join(
+            encode_frame(dict(obj, **fields) if obj.get("t") == "hello" else obj)
+            for obj in frames(data)
+        )
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"hidden": True}, {"macs": [HMAC_SHA256]}],
+    ids=["hidden_flag", "downgraded_suites"],
+)
+def test_a_changed_hello_fails_the_proof(fields: dict[str, Any]) -> None:
+    """A man in the middle that edits the hello (makes a node hidden, strips the
+    fast suite) is caught: the proofs are made over the whole transcript."""
+    pair = Pair(tamper_c2s=_edit_hello(**fields)).handshake()
+    assert type(pair.server_events[-1]) is HandshakeFailed
+    assert pair.server_events[-1].code == REFUSE_COOKIE
+    assert pair.client.state == State.CLOSED
+
+
+def test_a_changed_suite_choice_fails_the_welcome() -> None:
+    def tamper(data: bytes) -> bytes:
+        return b"".join(
+            encode_frame(dict(obj, mac=HMAC_SHA256) if obj.get("t") == "challenge" else obj)
+            for obj in frames(data)
+        )
+
+    pair = Pair(tamper_s2c=tamper).handshake()
+    assert pair.server_events[-1].code == REFUSE_COOKIE
+    assert pair.client_events[-1].code == REFUSE_COOKIE
+
+
+def test_a_suite_not_offered_is_a_remote_error() -> None:
+    client = Connection(Role.CLIENT, CLIENT, COOKIE, macs=(HMAC_SHA256,))
+    client.initiate()
+    client.data_to_send()
+    challenge = {
+        "t": "challenge",
+        "v": VERSION,
+        "name": SERVER,
+        "challenge": os.urandom(CHALLENGE_BYTES),
+        "mac": AES_GCM,
+    }
+    client.receive_data(encode_frame(challenge))
+    with pytest.raises(RemoteProtocolError, match="not offered"):
+        client.next_event()
+    assert client.data_to_send() == b""  # no proof
+
+
+@pytest.mark.parametrize("mode", FEEDERS)
+def test_client_refuses_a_node_it_did_not_ask_for(mode: str) -> None:
+    """The client asked for x@host and s@host answered: refused before the proof."""
+    pair = Pair(expect="x@host", chunker=FEEDERS[mode]).handshake()
+    [failed] = pair.client_events
+    assert failed == HandshakeFailed(
+        "s@host answered where x@host was asked for", by_peer=False, code=REFUSE_WRONG_NODE
+    )
+    assert pair.client.state == State.CLOSED
+    assert [f["t"] for f in frames(pair.c2s)] == ["hello", "refuse"]  # no proof
+    assert pair.server_events[-1] == HandshakeFailed(
+        "s@host answered where x@host was asked for", by_peer=True, code=REFUSE_WRONG_NODE
+    )
+    assert pair.server.state == State.CLOSED
+    assert connected(expect=SERVER).client.peer == SERVER
+
+
+def test_a_client_refusal_before_a_challenge_is_an_error() -> None:
+    server = _server_fed(encode_frame({"t": "refuse", "reason": "early"}))
+    with pytest.raises(RemoteProtocolError, match="unexpected"):
+        server.next_event()
+
+
+# ---- a peer that holds a link already ---------------------------------------------------
+
+
+def _accept_linked(conn: Connection, event: Any) -> Any:
+    if type(event) is PeerHello:
+        conn.accept(linked=True)
+    return None
+
+
+def test_a_linked_server_lets_the_client_decide_and_proceed() -> None:
+    pair = Pair(decide=_accept_linked)
+    pair.client.initiate()
+    pair._to_server(pair.client.data_to_send())
+    pair._to_client(pair.server.data_to_send())
+    assert pair.client_events == [PeerLinked(SERVER)]
+    assert pair.client.data_to_send() == b""  # no proof until the driver decides
+    pair.client.proceed()
+    pair.handshake_rest()
+    assert pair.server_events[-1] == HandshakeDone(CLIENT, False)
+    assert pair.client_events[-1] == HandshakeDone(SERVER, False)
+    assert pair.client.linked and pair.server.linked
+    assert pair.c_to_s(Tick()) == [Tick()]
+
+
+def test_a_client_that_holds_the_link_withdraws() -> None:
+    pair = Pair(decide=_accept_linked)
+    pair.client.initiate()
+    pair._to_server(pair.client.data_to_send())
+    pair._to_client(pair.server.data_to_send())
+    failed = pair.client.refuse("holds a link already", protocol.REFUSE_LINKED)
+    assert failed.code == protocol.REFUSE_LINKED and not failed.by_peer
+    pair.handshake_rest()
+    assert pair.server_events[-1] == HandshakeFailed(
+        "holds a link already", by_peer=True, code=protocol.REFUSE_LINKED
+    )
+    assert [f["t"] for f in frames(pair.c2s)] == ["hello", "refuse"]
+
+
+def test_a_flipped_linked_flag_fails_the_proof() -> None:
+    def tamper(data: bytes) -> bytes:
+        return b"".join(
+            encode_frame(dict(obj, linked=False) if obj.get("t") == "challenge" else obj)
+            for obj in frames(data)
+        )
+
+    pair = Pair(decide=_accept_linked, tamper_s2c=tamper).handshake()
+    assert pair.server_events[-1].code == REFUSE_COOKIE
+
+
+def test_proceed_answers_a_peer_linked_only() -> None:
+    client = Connection(Role.CLIENT, CLIENT, COOKIE)
+    with pytest.raises(LocalProtocolError):
+        client.proceed()
+    client.initiate()
+    with pytest.raises(LocalProtocolError):
+        client.proceed()
+    assert connected().client.linked is False
+
+
+def test_a_linked_flag_must_be_a_boolean() -> None:
+    client = Connection(Role.CLIENT, CLIENT, COOKIE, macs=(HMAC_SHA256,))
+    client.initiate()
+    client.data_to_send()
+    challenge = {
+        "t": "challenge",
+        "v": VERSION,
+        "name": SERVER,
+        "challenge": os.urandom(CHALLENGE_BYTES),
+        "mac": HMAC_SHA256,
+        "linked": 1,
+    }
+    client.receive_data(encode_frame(challenge))
+    with pytest.raises(RemoteProtocolError, match="linked"):
+        client.next_event()
+
+
+@pytest.mark.parametrize("size", [10, protocol.LARGE_BODY, 100_000])
+def test_send_parts_are_the_frame_in_pieces(size: int) -> None:
+    """A large body leaves as [header, body, tag] (sendmsg, no copy); the peer
+    reads the same frame either way."""
+    a, b = connected(), connected()
+    msg = Reply(1, b"x" * size)
+    parts = a.client.send_parts(msg)
+    assert len(parts) == (3 if size >= protocol.LARGE_BODY else 1)
+    assert feed(a.server, b"".join(parts)) == [msg]
+    assert feed(b.server, b.client.send(msg), chunks_whole) == [msg]

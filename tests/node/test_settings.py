@@ -20,6 +20,11 @@ DEFAULTS = {
     "handshake_timeout": 5.0,
     "call_timeout": 10.0,
     "portmapper_wait": 10.0,
+    "max_connections": 2048,
+    "max_connections_per_address": 1024,
+    "portmapper_max_connections": 1024,
+    "portmapper_max_per_address": 256,
+    "portmapper_idle_timeout": 5.0,
     "max_frame": 16 * 1024 * 1024,
     "tls": {"enabled": False, "ca": "", "cert": "", "key": ""},
 }
@@ -155,3 +160,16 @@ def test_portmapper_listen_is_a_list_of_addresses() -> None:
         DistSettings(portmapper_listen=["127.0.0.1", 5])
     with pytest.raises(ValueError, match="must be a list"):
         DistSettings(portmapper_listen="127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"portmapper_max_per_address": 0}, "caps"),
+        ({"max_connections": 0}, "caps"),
+        ({"portmapper_idle_timeout": 0.0}, "idle"),
+    ],
+)
+def test_connection_caps_refused_in_words(values: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        DistSettings(**values)

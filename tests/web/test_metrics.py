@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from harness.web import WebSite
@@ -26,3 +28,33 @@ def test_metrics_count_users_nodes_and_calls(site: WebSite) -> None:
     site.add_user(f"metrics{int(users)}")
     again = httpx.get(f"{site.base}/metrics").text
     assert sample(again, "applikant_users") == users + 1
+
+
+def test_dead_letters_and_waiting_pushes_are_shown(site: WebSite) -> None:
+    """What a git host keeps for want of am's record is on /metrics and the dashboard."""
+    from applikant.frontend import spool
+
+    spool_dir = str(site.spool_dir)
+    text = httpx.get(f"{site.base}/metrics").text
+    assert sample(text, "applikant_pushes_dead_letters", '{node="af@localhost"}') == 0
+    assert sample(text, "applikant_disk_below_reserve", '{node="af@localhost"}') == 0
+    path = spool.bury(
+        spool_dir,
+        "dead-beef",
+        {"request": {"env": {"APPLIKANT_REPO": "team/gone"}, "event_id": "dead-beef"}},
+        "not_found: push not recorded: no repository team/gone",
+    )
+    try:
+        text = httpx.get(f"{site.base}/metrics").text
+        assert sample(text, "applikant_pushes_dead_letters", '{node="af@localhost"}') == 1
+        assert (
+            sample(text, "applikant_pushes_unrecorded", '{node="af@localhost",state="queued"}') == 0
+        )
+        page = site.admin_client().get(f"{site.base}/").text
+        assert "keeps 1 push the manager refused to record" in page
+        assert "team/gone" in page and "no repository team/gone" in page
+    finally:
+        os.unlink(path)
+        os.unlink(path + ".reason")
+    page = site.admin_client().get(f"{site.base}/").text
+    assert "refused to record" not in page

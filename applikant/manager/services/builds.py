@@ -82,7 +82,7 @@ async def enqueue_builds(m: Manager, req: HookCall, node: str) -> list[str]:
     if not wanted:
         return []
     try:
-        builds, _ = await m.write(
+        builds, _ = await m.write_reserved(
             m.writer.builds.enqueue,
             req.repo,
             wanted,
@@ -186,7 +186,7 @@ class BuildsService(Service):
 
     async def _interrupt(self, runner: str, keep: Sequence[str], why: str) -> Sequence[Build]:
         policy = self.policies.get(runner, self.default_policy)
-        changed, _ = await self.m.write(
+        changed, _ = await self.m.write_reserved(
             self.m.writer.builds.interrupt,
             runner,
             policy=policy,
@@ -232,7 +232,7 @@ class BuildsService(Service):
 
     async def append_log(self, ctx: CallContext, req: s.AppendLog) -> Any:
         self._require_runner(req)
-        answer, _ = await self.m.write(
+        answer, _ = await self.m.write_reserved(
             self.m.writer.builds.append_log,
             req.build,
             req.lines,
@@ -244,7 +244,7 @@ class BuildsService(Service):
 
     async def finish(self, ctx: CallContext, req: s.Finish) -> Any:
         self._require_runner(req)
-        build, _ = await self.m.write(
+        build, _ = await self.m.write_reserved(
             self.m.writer.builds.finish,
             req.build,
             req.result,

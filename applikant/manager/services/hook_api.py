@@ -21,6 +21,8 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   new commit has `.applikant/build.sh` (`build` per ref, found by af), once
   per event_id, and tells the pusher `build #N queued` (services/builds.py).
 - post-update: nothing to decide or record.
+- Below am's disk reserve a push is refused at pre-receive; the record of a
+  push already accepted uses the reserve (Manager.write_reserved).
 
 Each call runs in its own task (the node layer's), concurrently with the others;
 when the calling node goes down the task is cancelled, and with it any git
@@ -150,6 +152,11 @@ class HookApi(Service):
                 nursery.start_soon(fill, update)
 
     async def _decide(self, req: HookCall, node: str) -> dict[str, Any]:
+        try:
+            self.m.check_reserve()  # a push accepted now must fit when it is recorded
+        except ServiceError as exc:
+            log.warning("push_refused_disk_reserve", repo=req.repo, reason=exc.message)
+            return {"ok": False, "messages": [f"push refused: {exc.message}"]}
         updates = [
             {"refname": r.ref, "old": r.old, "new": r.new, "is_fast_forward": r.ff}
             for r in req.refs
@@ -193,7 +200,7 @@ class HookApi(Service):
             if r.commits is not None
         }
         try:
-            entry, events = await self.m.write(
+            entry, events = await self.m.write_reserved(
                 self.m.writer.audit.record_push,
                 req.repo,
                 updates,

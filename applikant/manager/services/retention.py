@@ -5,8 +5,8 @@ Every `[am] prune_interval` seconds (and once soon after am starts): the
 finished builds of each repository beyond its newest `keep_builds`, and the
 deliveries that are over and older than `keep_deliveries_days` days. 0 keeps
 everything. Each batch is one short write through the manager (other writes
-go between batches); nothing is audited (housekeeping), one log line says
-what went.
+go between batches, and below the disk reserve too: it frees space); nothing is
+audited (housekeeping), one log line says what went.
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ async def prune_once(manager: Manager, keep_builds: int, keep_days: float) -> di
     done = {"builds": 0, "deliveries": 0}
     if keep_builds > 0:
         while True:
-            gone, _ = await manager.write(manager.writer.builds.prune, keep_builds, limit=BATCH)
+            gone, _ = await manager.write_reserved(
+                manager.writer.builds.prune, keep_builds, limit=BATCH
+            )
             done["builds"] += gone
             if gone < BATCH:
                 break
     if keep_days > 0:
         before = manager.writer.core.clock() - timedelta(days=keep_days)
         while True:
-            gone, _ = await manager.write(
+            gone, _ = await manager.write_reserved(
                 manager.writer.webhooks.prune_deliveries, before, limit=BATCH
             )
             done["deliveries"] += gone

@@ -44,7 +44,9 @@ class SessionsService(Service):
             raise Forbidden(f"only the cluster's own services {what}")
 
     async def _start(self, ctx: CallContext, user: str, req: s.Lifetime) -> s.NewSession:
-        made, _ = await self.m.write(
+        # Below the disk reserve too: logging in is how people read (and how an
+        # admin sees the disk is full), not new work.
+        made, _ = await self.m.write_reserved(
             self.m.writer.sessions.start,
             user,
             actor=user,
@@ -76,12 +78,12 @@ class SessionsService(Service):
             return None
         session, user = found
         if self.m.reader.sessions.touch_due(session, req.address):
-            await self.m.write(self.m.writer.sessions.touch, session.id, req.address)
+            await self.m.write_reserved(self.m.writer.sessions.touch, session.id, req.address)
         return dump(s.SessionOf(session=session, user=user))
 
     async def confirm(self, ctx: CallContext, req: s.SessionRef) -> Any:
         self._system(req.actor, "confirm sessions")
-        session, _ = await self.m.write(self.m.writer.sessions.confirm, req.session)
+        session, _ = await self.m.write_reserved(self.m.writer.sessions.confirm, req.session)
         return dump(session)
 
     async def list(self, ctx: CallContext, req: s.ListSessions) -> Any:

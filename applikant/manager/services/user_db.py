@@ -238,13 +238,13 @@ class UserDb(Service):
 
     async def touch_key(self, ctx: CallContext, req: s.TouchKey) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "record key use")
-        await self.m.write(self.m.writer.keys.touch, req.fingerprint)
+        await self.m.write_reserved(self.m.writer.keys.touch, req.fingerprint)
         return None
 
     async def touch_keys(self, ctx: CallContext, req: s.TouchKeys) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "record key use")
         if req.fingerprints:
-            await self.m.write(self.m.writer.keys.touch_many, req.fingerprints)
+            await self.m.write_reserved(self.m.writer.keys.touch_many, req.fingerprints)
         return None
 
     async def update_key(self, ctx: CallContext, req: s.UpdateKey) -> Any:
@@ -303,7 +303,7 @@ class UserDb(Service):
             return None
         token, user = found
         if self.m.reader.tokens.touch_due(token):
-            await self.m.write(self.m.writer.tokens.touch, token.id)
+            await self.m.write_reserved(self.m.writer.tokens.touch, token.id)
         return dump(user)
 
     # ---- groups -----------------------------------------------------------

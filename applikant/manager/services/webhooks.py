@@ -64,7 +64,8 @@ RESTART_AFTER = 5.0  # seconds before the worker runs again after a store error
 class StoreQueue:
     """`applikant.webhooks.DeliveryQueue` over am's stores: reads on `reader`
     (quick indexed lookups, on the trio thread), attempts recorded through
-    `write` (am's Manager.write: one writer at a time, in a worker thread)."""
+    `write` (am's Manager.write_reserved: one writer at a time, in a worker
+    thread; deliveries already queued go on below the disk reserve)."""
 
     def __init__(
         self, reader: Webhooks, writer: Webhooks, write: Callable[..., Awaitable[Any]]
@@ -116,7 +117,7 @@ async def run_worker(
     """Deliver for ever (until cancelled with am's nursery)."""
     waker = Waker(manager)
     manager.listeners.append(waker)
-    queue = StoreQueue(manager.reader.webhooks, manager.writer.webhooks, manager.write)
+    queue = StoreQueue(manager.reader.webhooks, manager.writer.webhooks, manager.write_reserved)
     log.info("webhooks_worker_started", next_due=str(queue.reader.next_due()))
     while True:
         try:

@@ -61,7 +61,8 @@ def main() -> None:
                 numbers.append(site.queued_build(stderr))
                 first = first or numbers[0]
             elapsed = time.monotonic() - t0
-            queued = len(site.call_am("am_builds", "list", {"repo": "bench/b", "limit": 1000}))
+            page = site.call_am("am_builds", "list", {"repo": "bench/b", "limit": 1000})
+            queued = len(page["items"])
             wait_until(lambda: site.build(numbers[0])["status"] != "queued", what="the first build")
             for number in numbers:  # do not wait for them all
                 try:

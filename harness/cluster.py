@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from applikant import procs
+from harness.account import ServiceAccount
 from harness.wait import TIMEOUT
 
 COOKIE = "test-cookie-0123456789"
@@ -26,9 +27,12 @@ class Cluster:
         cookie: str = COOKIE,
         extra_toml: str = "",
         host: str = "localhost",
+        account: ServiceAccount | None = None,
         node_toml: str = "",
     ) -> None:
         self.tmp = tmp
+        self.account = account
+        self.python = account.python if account else sys.executable
         self.host = host
         self.cookie = cookie
         self.pm_port = procs.free_port()
@@ -43,6 +47,8 @@ class Cluster:
             f"handshake_timeout = 2.0\n{extra_toml}"
         )
         self.env = {"APPLIKANT_CONFIG": str(self.config), "PYTHONUNBUFFERED": "1"}
+        if account is not None:
+            self.env.update(account.env())
         for var in ("APPLIKANT_COOKIE", "APPLIKANT_AM_NODE", "APPLIKANT_AF_NODE"):
             os.environ.pop(var, None)
         self.procs: list[procs.Proc] = []
@@ -50,7 +56,7 @@ class Cluster:
 
     def start_portmapper(self) -> procs.Proc:
         proc = self._spawn(
-            [sys.executable, "-m", "applikant.cli.main", "portmapper", "--port", str(self.pm_port)],
+            [self.python, "-m", "applikant.cli.main", "portmapper", "--port", str(self.pm_port)],
             "portmapper",
         )
         procs.wait_port("127.0.0.1", self.pm_port, timeout=TIMEOUT, proc=proc.popen)
@@ -115,9 +121,13 @@ class Cluster:
     def _spawn(self, argv: list[str], label: str, stdout: int | None = None) -> procs.Proc:
         n = sum(1 for p in self.procs if p.log_path and Path(p.log_path).stem.startswith(label))
         log = str(self.tmp / f"{label}-{n}.log")
-        proc = procs.Proc(argv, env=self.env, log_path=log, stdout=stdout)
+        proc = procs.Proc(self.as_account(argv), env=self.env, log_path=log, stdout=stdout)
         self.procs.append(proc)
         return proc
+
+    def as_account(self, argv: list[str]) -> list[str]:
+        """`argv` run as the cluster's service account (as it is, without one)."""
+        return self.account.argv(argv) if self.account else argv
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

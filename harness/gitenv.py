@@ -7,6 +7,9 @@ real OpenSSH sshd reading af's authorized_keys, plus git clients with their own 
         site.clone(alice, "alice/project", tmp_path / "w")
 
 Every process is started by this harness and stopped by PID when the block ends.
+With `account=` (harness/account.py) the site runs as production runs it: sshd
+logs clients in as that service account, and am, af and aw run as it; without,
+everything runs as the user running the tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from applikant import procs
 from applikant.node import blocking
 from applikant.node.errors import DistError
 from applikant.node.settings import DistSettings
+from harness.account import ServiceAccount
 from harness.cluster import Cluster
 from harness.notify import NotifySocket
 from harness.sshd import SshServer, make_client_key
@@ -60,7 +63,8 @@ class User:
 
 
 class GitSite:
-    """See the module docstring. ``keys_mode`` is af's ("file" or "command")."""
+    """See the module docstring. ``keys_mode`` is af's ("file" or "command");
+    ``account`` the service account everything runs as (None: this user)."""
 
     def __init__(
         self,
@@ -69,12 +73,15 @@ class GitSite:
         keys_mode: str = "file",
         af_toml: str = "",
         extra_keys_files: tuple[Path, ...] = (),
+        account: ServiceAccount | None = None,
         data: dict[str, Path] | None = None,
         disk_reserve_mb: int | None = None,
     ) -> None:
         """``data`` may place ``db`` (am's database), ``repos``, ``spool`` and
         ``keys`` (authorized_keys) elsewhere than under ``tmp``, e.g. on small
-        filesystems a test fills; ``disk_reserve_mb`` sets ``[node]``'s."""
+        filesystems a test fills; ``disk_reserve_mb`` sets ``[node]``'s;
+        ``account`` runs the site as that service account (harness/account.py)."""
+        self.account = account
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         data = data or {}
@@ -89,7 +96,9 @@ class GitSite:
             f'spool_dir = "{self.spool_dir}"\nkeys_mode = "{keys_mode}"\nam_retry = 0.2\n{af_toml}'
         )
         node = "" if disk_reserve_mb is None else f"disk_reserve_mb = {disk_reserve_mb}\n"
-        self.cluster = Cluster(self.tmp, tick_time=5.0, extra_toml=extra, node_toml=node)
+        self.cluster = Cluster(
+            self.tmp, tick_time=5.0, extra_toml=extra, node_toml=node, account=account
+        )
         self.env = dict(self.cluster.env)
         self.settings = DistSettings(portmapper_port=self.cluster.pm_port, call_timeout=30.0)
         self.cookie = self.cluster.cookie.encode()
@@ -101,7 +110,7 @@ class GitSite:
         self.home.mkdir(exist_ok=True)
         self.keys_dir = self.tmp / "keys"
         self.keys_dir.mkdir(exist_ok=True)
-        bindir = os.path.dirname(os.path.abspath(sys.executable))
+        bindir = os.path.dirname(os.path.abspath(self.cluster.python))
         sshd_extra = ""
         if keys_mode == "command":
             keys_for = self._safe_keys_for(f"{bindir}/applikant-keys-for")
@@ -114,6 +123,7 @@ class GitSite:
             authorized_keys=self.keys_file if keys_mode == "file" else None,
             extra_config=sshd_extra,
             extra_keys_files=extra_keys_files,
+            user=account.name if account else None,
         )
         self._n = 0
 
@@ -131,6 +141,9 @@ class GitSite:
         self.stop()
 
     def start(self) -> None:
+        if self.account is not None:
+            self.keys_file.parent.mkdir(mode=0o700, exist_ok=True)  # af writes there
+            self.account.own(self.tmp)
         self.cluster.start_portmapper()
         self.start_am()
         self.start_af()
@@ -160,9 +173,10 @@ class GitSite:
         where = self.tmp / f"n{self._n}"  # a short path: AF_UNIX names are limited to 107 bytes
         where.mkdir(exist_ok=True)
         notify = NotifySocket(where)
+        os.chmod(notify.path, 0o777)  # as systemd's: any service account may write
         try:
             proc = procs.Proc(
-                argv,
+                self.cluster.as_account(argv),
                 env={**self.env, "NOTIFY_SOCKET": notify.path},
                 log_path=str(self.tmp / f"{component}-{self._n}.log"),
             )
@@ -178,7 +192,7 @@ class GitSite:
 
     def start_am(self) -> None:
         self.am_proc = self._daemon(
-            "am", [sys.executable, "-m", "applikant.cli.main", "start", "am"]
+            "am", [self.cluster.python, "-m", "applikant.cli.main", "start", "am"]
         )
 
     def kill_am(self, sig: int = signal.SIGKILL) -> None:
@@ -189,7 +203,7 @@ class GitSite:
 
     def start_af(self) -> None:
         self.af_proc = self._daemon(
-            "af", [sys.executable, "-m", "applikant.cli.main", "start", "af"]
+            "af", [self.cluster.python, "-m", "applikant.cli.main", "start", "af"]
         )
 
     def stop_af(self, sig: int = signal.SIGTERM) -> None:
@@ -283,7 +297,7 @@ class GitSite:
         """Audit entries of accepted pushes to ``repo``, oldest first."""
         entries = self.call_am(
             "am_repo_db", "query_audit", {"query": {"action": "push", "repo": repo, "limit": 10000}}
-        )
+        )["items"]
         return sorted((e for e in entries if e["action"] == "push"), key=lambda e: e["id"])
 
     # ---- git ----------------------------------------------------------------------

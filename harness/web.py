@@ -11,7 +11,6 @@ Everything is started by this harness and stopped by PID when the block ends.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import httpx
@@ -53,7 +52,7 @@ class WebSite(GitSite):
 
     def start_aw(self) -> None:
         self.aw_proc = self._daemon(
-            "aw", [sys.executable, "-m", "applikant.cli.main", "start", "aw"]
+            "aw", [self.cluster.python, "-m", "applikant.cli.main", "start", "aw"]
         )
 
     def aw_log(self) -> str:

@@ -73,7 +73,7 @@ def audit(
         }.items()
         if v is not None
     }
-    entries = repos("query_audit", query=query)
+    entries = repos("query_audit", query=query)["items"]
     if as_json:
         common.emit_json(entries)
         return

@@ -77,7 +77,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List builds, newest first."""
-    found = builds("list", repo=repo, status=status, limit=limit)
+    found = builds("list", repo=repo, status=status, limit=limit)["items"]
     if as_json:
         common.emit_json(found)
     else:

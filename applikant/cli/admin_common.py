@@ -35,6 +35,18 @@ def am(service: str, method: str, **args: Any) -> Any:
     return common.call(service, method, {"actor": SYSTEM, "by": cli_actor(), **args})
 
 
+def every(service: str, method: str, **args: Any) -> list[Any]:
+    """Every item of one of am's paged lists, a page of 1,000 at a time."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = am(service, method, **args, limit=1000, cursor=cursor)
+        items += page["items"]
+        cursor = page["next"]
+        if cursor is None:
+            return items
+
+
 def users(method: str, **args: Any) -> Any:
     return am("am_user_db", method, **args)
 

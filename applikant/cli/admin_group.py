@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import common
-from .admin_common import JsonOpt, YesOpt, fields, repos, short_time, users
+from .admin_common import JsonOpt, YesOpt, every, fields, short_time, users
 
 NAME = "group"
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -45,7 +45,7 @@ def create(
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """List groups with their members."""
-    groups = users("list_groups")
+    groups = every("am_user_db", "list_groups")
     if as_json:
         common.emit_json(groups)
     else:
@@ -56,7 +56,7 @@ def list_(as_json: JsonOpt = False) -> None:
 def show(name: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
     """Show a group, its members and its repositories."""
     group = users("get_group", group=name)
-    owned = repos("list_repos", owner=group["name"])
+    owned = every("am_repo_db", "list_repos", owner=group["name"])
     if as_json:
         common.emit_json({**group, "repos": [r["full_name"] for r in owned]})
         return

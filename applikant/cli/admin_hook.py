@@ -187,7 +187,7 @@ def deliveries(
     as_json: JsonOpt = False,
 ) -> None:
     """A hook's deliveries, newest first, with every attempt's result."""
-    found = hooks("list_deliveries", hook=hook, limit=limit)
+    found = hooks("list_deliveries", hook=hook, limit=limit)["items"]
     if as_json:
         common.emit_json(found)
         return

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import common
-from .admin_common import JsonOpt, short_time, users
+from .admin_common import JsonOpt, every, short_time, users
 
 NAME = "key"
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -68,7 +68,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List the keys of one account, or every key of every enabled account."""
-    keys = users("list_keys", user=user) if user else users("all_keys")
+    keys = every("am_user_db", "list_keys", user=user) if user else every("am_user_db", "all_keys")
     if as_json:
         common.emit_json(keys)
     else:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import common
-from .admin_common import JsonOpt, YesOpt, fields, repos, short_time, yes_no
+from .admin_common import JsonOpt, YesOpt, every, fields, repos, short_time, yes_no
 
 NAME = "repo"
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -61,7 +61,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List repositories."""
-    found = repos("list_repos", owner=owner, public_only=public)
+    found = every("am_repo_db", "list_repos", owner=owner, public_only=public)
     if as_json:
         common.emit_json(found)
     else:

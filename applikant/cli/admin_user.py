@@ -10,6 +10,7 @@ from . import common
 from .admin_common import (
     JsonOpt,
     YesOpt,
+    every,
     fields,
     new_password,
     read_secret_stdin,
@@ -78,7 +79,7 @@ def add(
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """List all accounts."""
-    found = users("list_users")
+    found = every("am_user_db", "list_users")
     if as_json:
         common.emit_json(found)
         return
@@ -91,7 +92,7 @@ def show(
 ) -> None:
     """Show one account with its keys and groups."""
     found = users("get_user", user=user)
-    keys = users("list_keys", user=found["id"])
+    keys = every("am_user_db", "list_keys", user=found["id"])
     groups = users("groups_of", user=found["id"])
     if as_json:
         common.emit_json({**found, "keys": keys, "groups": groups})

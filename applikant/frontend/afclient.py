@@ -14,8 +14,7 @@ call's timeout; a link that failed otherwise than by timing out (af dropped it
 meanwhile) is re-opened once.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: importing __future__ costs every fetch.
 from applikant import envconfig
 from applikant.node import lean
 from applikant.node.errors import CallTimeout, DistError, RemoteError
@@ -23,7 +22,7 @@ from applikant.node.errors import CallTimeout, DistError, RemoteError
 lean.prefer_pure_codec()  # as and ah: msgpack's import costs more than their messages
 from applikant.node import blocking  # noqa: E402 (after the codec is chosen)
 
-__all__ = ["CONNECT_TIMEOUT", "Client", "Unreachable", "parse_config_option"]
+__all__ = ["CONNECT_TIMEOUT", "Client", "Unreachable", "exit_now", "parse_config_option"]
 
 #: Seconds to reach af (portmapper lookup, TCP, handshake). af is on this host.
 CONNECT_TIMEOUT = 2.0
@@ -88,6 +87,21 @@ class Client:
         eph, self._eph = self._eph, None
         if eph is not None:
             eph.close()
+
+
+def exit_now(status: int) -> None:
+    """End this short-lived program with `status` now, its output flushed: the
+    interpreter's teardown (freeing every module, a last collection) is 2-4 ms
+    of CPU that nothing needs, on every fetch, push and SSH login."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _first_line(exc: BaseException) -> str:

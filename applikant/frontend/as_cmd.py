@@ -19,14 +19,14 @@ sshd runs it for every SSH login with a key af put in authorized_keys (or that
    shell), with ``APPLIKANT_USER`` and ``APPLIKANT_REPO`` set for the hooks;
 4. on no, prints one line on stderr (``applikant: <reason>``) and exits 1.
 
-``info`` lists the repos the user can read, with the access they have.
+``info`` lists the repos the user can read, with the access they have (the
+first hundred: af asks am for one page).
 
 When af or am cannot be reached: one line within 5 seconds, exit 1, nothing
 executed. Imports neither trio, pydantic nor typer: it starts on every fetch.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: importing __future__ costs every fetch.
 import os
 import sys
 
@@ -79,7 +79,7 @@ def git_environ(
     return env
 
 
-def _info(client: Client, user: str) -> int:
+def _info(client: "Client", user: str) -> int:
     from applikant.frontend.afclient import Unreachable
 
     try:
@@ -99,13 +99,27 @@ def _info(client: Client, user: str) -> int:
         lines.append(f"{flags:<7} {entry.get('repo')}")
     if not repos:
         lines.append(" (no repositories)")
+    elif info.get("more"):
+        lines += ["", f" (the first {len(repos)}; the web UI lists every one)"]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``as``; returns the exit status, or never returns (exec) on success."""
+    """Run ``as``; returns the exit status, or never returns (exec) on success.
+
+    Run as the program (no `argv`), it ends the process itself once its work is
+    done (afclient.exit_now) rather than return to a slow interpreter exit."""
+    status = _main(argv)
+    if argv is None:
+        from applikant.frontend.afclient import exit_now
+
+        exit_now(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     from applikant.frontend.afclient import Client, Unreachable, parse_config_option
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -194,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _hook_server(
-    client: Client, user: str, repo: str, path: str, push: dict[str, Any]
-) -> Callable[[str, dict[str, str], str], tuple[bool, list[str]]]:
+    client: "Client", user: str, repo: str, path: str, push: "dict[str, Any]"
+) -> "Callable[[str, dict[str, str], str], tuple[bool, list[str]]]":
     """What answers the hooks of one push: the same request ``ah`` would send,
     over the link to af this process already has. ``push`` gets the pid of
     the push's receive-pack (``run_with_hooks``), which names the push."""

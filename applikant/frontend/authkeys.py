@@ -35,6 +35,7 @@ __all__ = [
     "InvalidKey",
     "forced_command_line",
     "keys_for_output",
+    "line_for",
     "parse_key",
     "render",
     "valid_fingerprint",
@@ -172,21 +173,27 @@ def forced_command_line(
     return f'command="{as_command} {args}",{FORCED_OPTIONS} {keytype} {blob64} {user_id}'
 
 
+def line_for(user_id: str, key_line: str, as_command: str, fingerprint: str | None = None) -> str:
+    """The forced-command line of one key, or a comment line when the key is
+    invalid: one bad key in am must not lock every other user out, so it is
+    reported in the file instead of breaking the rebuild. ``as_command`` is
+    assumed checked (see :func:`render`)."""
+    try:
+        return forced_command_line(key_line, user_id, as_command, fingerprint)
+    except InvalidKey:
+        who = user_id if isinstance(user_id, str) and _valid_user(user_id) else "an unknown user"
+        return f"# skipped an invalid key of {who}"
+
+
 def _lines(keys: Iterable[Key], as_command: str) -> list[str]:
     _check_as_command(as_command)  # one bad setting must fail loudly, not skip every key
     out: list[str] = []
     seen: set[str] = set()
     for key in keys:
-        user_id, key_line = key[0], key[1]
-        try:
-            line = forced_command_line(key_line, user_id, as_command, *key[2:])
-        except InvalidKey:
-            # One bad key in am must not lock every other user out; it is
-            # reported in the file instead of breaking the rebuild.
-            who = (
-                user_id if isinstance(user_id, str) and _valid_user(user_id) else "an unknown user"
-            )
-            out.append(f"# skipped an invalid key of {who}")
+        user_id = key[0]
+        line = line_for(user_id, key[1], as_command, *key[2:])
+        if line.startswith("#"):
+            out.append(line)
             continue
         blob = line.split(" ")[-2]
         if blob in seen:

@@ -13,8 +13,7 @@ refused) and one line on stderr, which sshd logs.
 Stdlib and the blocking driver only: it runs on every SSH login.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: importing __future__ costs every login.
 import sys
 
 __all__ = ["main"]
@@ -23,6 +22,17 @@ CALL_TIMEOUT = 3.0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run keys-for; the exit status. Run as the program (no `argv`), it ends
+    the process itself once its answer is out (afclient.exit_now)."""
+    status = _main(argv)
+    if argv is None:
+        from applikant.frontend.afclient import exit_now
+
+        exit_now(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     from applikant.frontend.afclient import Client, Unreachable, parse_config_option
 
     config_path, args = parse_config_option(list(sys.argv[1:] if argv is None else argv))

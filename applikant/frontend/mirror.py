@@ -12,13 +12,14 @@ the snapshot already contained changes nothing. Events queued before the marker
 are dropped: the snapshot is newer than them.
 
 Keys, ``keys_mode = "file"``: the authorized_keys file is rewritten atomically
-(:func:`applikant.frontend.authkeys.write_atomic`) after each batch of events,
-so a key added in am works within milliseconds. When the file cannot be
-written (a full disk) the last good one stays in place, the error is logged
-and shown in af's status, and the write is tried again every
-``KEYS_RETRY`` seconds: af never stops over it. ``keys_mode = "command"``:
-nothing is kept; sshd asks ``keys-for`` at each login (see auth.py). Keys are
-per host: every af keeps its own sshd's.
+after each batch of events from lines made once per key (keysfile.py), so a key
+added in am works within milliseconds, also among 100,000. When the file cannot
+be written (a full disk) the last good one stays in place, the error is logged
+and shown in af's status, and the write is tried again every ``KEYS_RETRY``
+seconds: af never stops over it. ``keys_mode = "command"``: nothing is kept;
+sshd asks ``keys-for`` at each login (see auth.py). Keys are per host: every af
+keeps its own sshd's. A snapshot (all keys, all repos) is read from am a page
+at a time.
 
 Repos live in one store shared by every git host (repomanager.py): only the af
 that manages it (``store.manages``) creates, renames and deletes them as am's
@@ -32,13 +33,12 @@ nobody managed the store.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
 import trio
 
 from applikant.amclient import AmClient, AmError, AmRefused
-from applikant.frontend import authkeys
+from applikant.frontend.keysfile import KeysFile
 from applikant.frontend.repodisk import CommandRefused, RepoDiskError
 from applikant.frontend.repoops import RepoOps
 from applikant.logs import EventLog
@@ -53,6 +53,7 @@ EVENTS_SERVICE = "af_events"
 RESYNC: dict[str, Any] = {"kind": "_resync"}
 AM_TIMEOUT = 10.0
 QUEUE_SIZE = 10000
+PAGE = 1000  # items per page of am's lists in a snapshot
 KEYS_RETRY = 2.0  # seconds between attempts to write a keys file the disk refused
 
 
@@ -73,13 +74,12 @@ class Mirror:
     ) -> None:
         if keys_mode not in ("file", "command"):
             raise ValueError(f"af.keys_mode must be 'file' or 'command', not {keys_mode!r}")
-        authkeys._check_as_command(as_command)  # fail at start, not at the first key
         self.link = link
         self.store = store
         self.keys_mode = keys_mode
         self.keys_file = keys_file
         self.as_command = as_command
-        self.keys: dict[str, tuple[str, str]] = {}  # fingerprint -> (user id, key line)
+        self.keys = KeysFile(keys_file, as_command)
         # A full snapshot has been applied since the last connect, and no other
         # asked for since (af's status says "synced" only then: tests wait on it).
         self.synced = False
@@ -160,18 +160,31 @@ class Mirror:
                 self.applied += 1
             await self._write_keys()
 
+    async def _every(self, service: str, method: str) -> list[Any]:
+        """Every item of one of am's paged lists."""
+        items: list[Any] = []
+        cursor = None
+        while True:
+            page = await self.link.call(
+                service, method, {"limit": PAGE, "cursor": cursor}, timeout=AM_TIMEOUT
+            )
+            items += page["items"]
+            cursor = page["next"]
+            if cursor is None:
+                return items
+
+    async def _reload_keys(self) -> None:
+        self.keys.replace(await self._every("am_user_db", "all_keys"))
+        self._dirty = True
+
     async def _resync(self) -> None:
         asked = self._resyncs_asked
         if self.keys_mode == "file":
-            keys = await self.link.call("am_user_db", "all_keys", {}, timeout=AM_TIMEOUT)
-            self.keys = {}
-            for key in keys:
-                self._add_key(key)
-            self._dirty = True
+            await self._reload_keys()
             await self._write_keys()
         repos: list[Any] = []
         if self.store.manages:
-            repos = list(await self.link.call("am_repo_db", "list_repos", {}, timeout=AM_TIMEOUT))
+            repos = await self._every("am_repo_db", "list_repos")
             await trio.to_thread.run_sync(self.store.ops.reconcile, repos)
         self.synced = self._resyncs_asked == asked  # else another one is queued
         log.info("resynced", keys=len(self.keys), repos=len(repos), manages=self.store.manages)
@@ -204,36 +217,22 @@ class Mirror:
                 {"fingerprint": event.get("fingerprint")},
                 timeout=AM_TIMEOUT,
             )
-            if key:
-                self._add_key(key)
+            if isinstance(key, dict) and self.keys.add(key):
                 self._dirty = True
         elif kind == "key.removed":
-            if self.keys.pop(str(event.get("fingerprint")), None) is not None:
+            if self.keys.remove(str(event.get("fingerprint"))):
                 self._dirty = True
         elif kind == "user.disabled":
-            user = event.get("user")
-            for fp in [fp for fp, (uid, _) in self.keys.items() if uid == user]:
-                del self.keys[fp]
+            if self.keys.remove_user(str(event.get("user"))):
                 self._dirty = True
         elif kind in ("user.enabled", "user.deleted"):
-            keys = await self.link.call("am_user_db", "all_keys", {}, timeout=AM_TIMEOUT)
-            self.keys = {}
-            for key in keys:
-                self._add_key(key)
-            self._dirty = True
-
-    def _add_key(self, key: Any) -> None:
-        if isinstance(key, dict) and isinstance(key.get("fingerprint"), str):
-            self.keys[key["fingerprint"]] = (str(key.get("user")), str(key.get("public_key")))
+            await self._reload_keys()
 
     async def _write_keys(self) -> None:
         if not self._dirty or self.keys_mode != "file":
             return
-        content = authkeys.render(
-            [(uid, line, fp) for fp, (uid, line) in self.keys.items()], self.as_command
-        )
         try:
-            await trio.to_thread.run_sync(_write_keys_file, self.keys_file, content)
+            await trio.to_thread.run_sync(self.keys.write, self.keys.lines())
         except OSError as exc:
             if not self.keys_error:
                 log.error(
@@ -260,9 +259,3 @@ class Mirror:
                 return None  # deleted again since; its own event follows
             raise
         return repo if isinstance(repo, dict) else None
-
-
-def _write_keys_file(path: str, content: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    authkeys.write_atomic(path, content, mode=0o600)

@@ -80,6 +80,7 @@ MANAGER = "af_repo_manager"
 #: What :func:`decide` can say.
 REFUSE, JOIN, CLAIM, ADOPT = "refuse", "join", "claim", "adopt"
 CALL_TIMEOUT = 10.0
+AM_REPOS_ASKED = 100  # how many of am's repositories an unmarked root's check counts
 PROBE_TRIES = 10  # a new file may take a moment to show on another NFS client
 
 
@@ -90,12 +91,14 @@ def decide(
     holder: tuple[str, str] | None = None,
     has_entries: bool = False,
     am_repos: int = 0,
+    am_repos_more: bool = False,
 ) -> tuple[str, str]:
     """What an af with ``marker`` on its root does: (:data:`REFUSE`, why) or
     (:data:`JOIN` | :data:`CLAIM` | :data:`ADOPT`, ""). ``holder`` is (node,
     store id) of the af managing the store, if another one does; ``has_entries``
     whether the root holds anything of its own; ``am_repos`` how many
-    repositories am knows (asked only for an unmarked root with nobody managing)."""
+    repositories am knows (asked only for an unmarked root with nobody managing;
+    ``am_repos_more``: it knows more than that)."""
     if marker is not None and marker.cluster != cluster:
         return REFUSE, (
             f"the repo root is marked for another cluster (cluster id {marker.cluster}, "
@@ -120,7 +123,8 @@ def decide(
     if has_entries or am_repos == 0:
         return ADOPT, ""
     return REFUSE, (
-        f"the repo root is empty and has no cluster marker, but am knows {am_repos} "
+        f"the repo root is empty and has no cluster marker, but am knows {am_repos}"
+        f"{' or more' if am_repos_more else ''} "
         "repositories: the cluster's store is elsewhere; mount the shared repository root "
         "here (or, if the store is lost for good, mark this root with "
         "`applikant init --mark-repo-root`)"
@@ -239,11 +243,16 @@ class StoreRole:
             await self._join(owner)
             return
         has_entries = await trio.to_thread.run_sync(repostore.has_entries, self.root)
-        am_repos = 0
+        am_repos, more = 0, False
         if marker is None and not has_entries:
-            repos = await self.link.call("am_repo_db", "list_repos", {}, timeout=CALL_TIMEOUT)
-            am_repos = len(repos) if isinstance(repos, list) else 0
-        verdict, why = decide(self.cluster, marker, has_entries=has_entries, am_repos=am_repos)
+            # One page is enough to know whether the cluster's repositories are elsewhere.
+            page = await self.link.call(
+                "am_repo_db", "list_repos", {"limit": AM_REPOS_ASKED}, timeout=CALL_TIMEOUT
+            )
+            am_repos, more = len(page["items"]), page["next"] is not None
+        verdict, why = decide(
+            self.cluster, marker, has_entries=has_entries, am_repos=am_repos, am_repos_more=more
+        )
         if verdict == REFUSE:
             await self._refuse(why)
             return

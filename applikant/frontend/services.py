@@ -11,7 +11,9 @@
   (repomanager.py) answers no, with the reason. ``key`` (the fingerprint the
   forced command names) is noted as used when access is granted;
   :class:`~applikant.frontend.keyuse.KeyUse` tells am in batches.
-* ``info({"user"})`` -> ``{"host", "login", "repos": [{"repo", "level"}]}``.
+* ``info({"user"})`` -> ``{"host", "login", "repos": [{"repo", "level"}], "more"}``:
+  the first :data:`INFO_REPOS` repositories the user can read (oldest first;
+  ``more`` when there are others), one page from am whatever they can read.
 * ``keys_for({"login", "fingerprint"})`` -> ``{"lines"}``: the forced-command
   line for that key, from am's fingerprint index; ``""`` when none.
 
@@ -44,6 +46,8 @@ log = EventLog("af")
 #: af must answer ``as`` (deadline 2.5 s) even when am hangs.
 AM_TIMEOUT = 2.0
 ACCESS = ("read", "write")
+#: Repositories `info` lists; a user who reads 10,000 gets these and "more".
+INFO_REPOS = 100
 
 
 def _user(args: Any) -> str:
@@ -145,8 +149,11 @@ class Auth:
     async def info(self, ctx: CallContext, args: Any) -> dict[str, Any]:
         user = _user(args)
         try:
-            repos = await self.link.call(
-                "am_repo_db", "list_readable", {"user": user}, timeout=AM_TIMEOUT
+            page = await self.link.call(
+                "am_repo_db",
+                "list_readable",
+                {"user": user, "limit": INFO_REPOS},
+                timeout=AM_TIMEOUT,
             )
         except AmUnavailable as exc:
             raise ServiceError(f"{exc}; try again in a moment", kind="unavailable") from None
@@ -159,10 +166,12 @@ class Auth:
         except (AmUnavailable, AmRefused):
             pass  # the greeting falls back to the id
         out = []
+        repos = page.get("items") if isinstance(page, dict) else None
         for entry in repos if isinstance(repos, list) else []:
             if isinstance(entry, dict):
                 out.append({"repo": entry.get("repo"), "level": entry.get("level") or "read"})
-        return {"host": self.host, "login": login, "repos": out}
+        more = isinstance(page, dict) and page.get("next") is not None
+        return {"host": self.host, "login": login, "repos": out, "more": more}
 
     async def keys_for(self, ctx: CallContext, args: Any) -> dict[str, str]:
         fingerprint = args.get("fingerprint") if isinstance(args, dict) else None

@@ -51,6 +51,9 @@ log = EventLog("am")
 T = TypeVar("T")
 
 KDF_PARALLEL = 4  # password hashes at once (64 MiB of memory each)
+#: Pages up to this size are read on the trio thread (a fraction of a millisecond,
+#: less than the hop to a worker thread); larger ones, and searches, on `bulk`.
+INLINE_PAGE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,23 @@ class Manager:
         return await trio.to_thread.run_sync(
             partial(fn, *args, **kwargs), limiter=self._bulk_limiter
         )
+
+    async def read_page(
+        self,
+        part: Callable[[Store], Callable[..., T]],
+        /,
+        limit: int,
+        *,
+        scan: bool = False,
+        **kwargs: Any,
+    ) -> T:
+        """One page of a list: `part(store)` is the store's page method (e.g.
+        `lambda s: s.repos.page`), run with `limit` and `kwargs` on the reader
+        for a small page, on the bulk connection in a worker thread for a large
+        one or one that may `scan` (a search)."""
+        if limit <= INLINE_PAGE and not scan:
+            return part(self.reader)(limit=limit, **kwargs)
+        return await self.bulk_read(part(self.bulk), limit=limit, **kwargs)
 
     async def hash_work(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a password verification (tens of ms of KDF) in a worker thread."""

@@ -80,6 +80,13 @@ def _refs(path: str) -> dict[str, str]:
     return {ref: sha for sha, ref in (line.split(" ", 1) for line in lines)}
 
 
+def _bundle_refs(bundle: str, cwd: str) -> dict[str, str]:
+    """The refs a bundle holds (its HEAD line left out), as `_refs` gives them."""
+    lines = _git("bundle", "list-heads", bundle, cwd=cwd).splitlines()
+    pairs = (line.split(" ", 1) for line in lines if line.strip())
+    return {ref: sha for sha, ref in pairs if ref != "HEAD"}
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -199,6 +206,9 @@ def backup(db: Path | str, disk: RepoDisk, dest: Path) -> dict[str, Any]:
                     bundle = tmp / "repos" / f"{repo}.bundle"
                     bundle.parent.mkdir(parents=True, exist_ok=True)
                     _git("bundle", "create", str(bundle), "--all", cwd=path)
+                    # A push may land between reading the refs and bundling them:
+                    # the refs kept are the bundle's own, which a restore checks.
+                    entry["refs"] = _bundle_refs(str(bundle), path)
                     entry["bundle"] = f"repos/{repo}.bundle"
                     entry["sha256"] = _sha256(bundle)
                 repos[repo] = entry

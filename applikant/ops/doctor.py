@@ -575,14 +575,26 @@ def check_authorized_keys(cfg: Config, cookie: bytes) -> Check:
     from ..frontend.daemon import default_as_command
 
     path = cfg.path(cfg.af.authorized_keys, os.path.join(".ssh", "authorized_keys"))
+    keys: list[dict] = []
+    cursor = None
     try:
-        keys = _call(
-            cfg, cookie, cfg.node_name("am"), "am_user_db", "all_keys", {"actor": "system"}
-        )
+        while True:  # every key, a page at a time (am's lists are paged)
+            page = _call(
+                cfg,
+                cookie,
+                cfg.node_name("am"),
+                "am_user_db",
+                "all_keys",
+                {"actor": "system", "limit": 1000, "cursor": cursor},
+            )
+            keys += page["items"]
+            cursor = page["next"]
+            if cursor is None:
+                break
     except DistError as exc:
         return Check("authorized_keys", "skip", f"am does not answer: {exc}")
-    expected = authkeys.render(
-        [(k["user"], k["public_key"], k["fingerprint"]) for k in keys],
+    expected = authkeys.render(  # newest first, as af writes it (frontend/keysfile.py)
+        [(k["user"], k["public_key"], k["fingerprint"]) for k in reversed(keys)],
         cfg.af.as_command or default_as_command(),
     )
     try:

@@ -26,7 +26,7 @@ the actor (`recorded_actor`); `by` with any other actor is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -39,6 +39,8 @@ __all__ = [
     "Mutation",
     "Op",
     "OwnerKind",
+    "Page",
+    "Paged",
     "Read",
     "Req",
     "Result",
@@ -103,6 +105,27 @@ class Mutation(_Acting):
 
 class Read(_Acting):
     actor: str = SYSTEM
+
+
+class Paged(Req):
+    """A page of a list: at most `limit` items after `cursor` (the `next` of the
+    page before; none for the first page). Cursors are opaque; see
+    applikant.manager.store.paging."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+T = TypeVar("T")
+
+
+class Page(Result, Generic[T]):
+    """One page of a list: `next` is the cursor of the page after it (None: the
+    last page); `total` is given only when it cost nothing to know."""
+
+    items: list[T]
+    next: str | None = None
+    total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

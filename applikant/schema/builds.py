@@ -13,7 +13,7 @@ from pydantic import Field
 
 from applikant.builder.models import Build
 
-from .base import Mutation, Op, Read, Result
+from .base import Mutation, Op, Page, Paged, Read, Result
 
 LOG_BATCH_MAX = 5000
 """Log lines per append_log call."""
@@ -41,11 +41,12 @@ class Interrupted(Result):
     interrupted: list[Build]
 
 
-class ListBuilds(Read):
+class ListBuilds(Read, Paged):
+    """Newest first; `limit` defaults to 50."""
+
     repo: str | None = None
     status: str | None = None
-    limit: int = 50
-    before: int | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
 
 
 class BuildRef(Read):
@@ -105,7 +106,7 @@ class Release(Read):
 
 
 AM_BUILDS: dict[str, Op] = {
-    "list": Op(ListBuilds, list[Build]),
+    "list": Op(ListBuilds, Page[Build]),
     "get": Op(BuildRef, Build),
     "log": Op(ReadLog, BuildLog),
     "cancel": Op(BuildAction, Build),

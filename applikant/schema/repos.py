@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import AccessLevel, Body, Mutation, Op, OwnerKind, Read, Req, Result
+from .base import AccessLevel, Body, Mutation, Op, OwnerKind, Page, Paged, Read, Req, Result
 
 # ---- results ------------------------------------------------------------------
 
@@ -106,6 +106,7 @@ class Counts(Result):
     pushes: int = 0
     push_denials: int | None = 0  # None: for site admins only
     access_denials: int | None = 0
+    capped: list[str] = []  # figures counted only up to a cap: "1,000+"
 
 
 # ---- bodies ------------------------------------------------------------------------
@@ -163,13 +164,19 @@ class RepoRef(Read):
     repo: str
 
 
-class ListRepos(Read):
+class ListRepos(Read, Paged):
+    """Without `owner`: the site's repositories by id (`newest_first` turns the
+    order round); with it, that owner's by name. `q` searches names and
+    descriptions."""
+
     owner: str | None = None
     visible_to: str | None = None
     public_only: bool = False
+    q: str | None = Field(default=None, max_length=100)
+    newest_first: bool = False
 
 
-class ListReadable(Read):
+class ListReadable(Read, Paged):
     user: str | None
 
 
@@ -219,6 +226,7 @@ class AuditFilter(Req):
     since: str | None = None
     until: str | None = None
     limit: int = 100
+    cursor: str | None = Field(default=None, max_length=512)
 
 
 class QueryAudit(Read):
@@ -231,10 +239,10 @@ class RecentPushes(Read):
 
 AM_REPO_DB: dict[str, Op] = {
     "check_access": Op(CheckAccess, AccessDecision),
-    "list_readable": Op(ListReadable, list[Readable]),
+    "list_readable": Op(ListReadable, Page[Readable]),
     "create_repo": Op(CreateRepo, Repo),
     "get_repo": Op(RepoRef, Repo),
-    "list_repos": Op(ListRepos, list[Repo]),
+    "list_repos": Op(ListRepos, Page[Repo]),
     "update_repo": Op(UpdateRepo, Repo),
     "rename_repo": Op(RenameRepo, Repo),
     "delete_repo": Op(DeleteRepo, Repo),
@@ -244,7 +252,7 @@ AM_REPO_DB: dict[str, Op] = {
     "protect_branch": Op(Protect, ProtectedBranch),
     "unprotect_branch": Op(Unprotect, None),
     "list_protected": Op(RepoRef, list[ProtectedBranch]),
-    "query_audit": Op(QueryAudit, list[AuditEntry]),
+    "query_audit": Op(QueryAudit, Page[AuditEntry]),
     "recent_pushes": Op(RecentPushes, list[AuditEntry]),
     "counts": Op(Read, Counts),
 }

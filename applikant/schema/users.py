@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from .base import Body, Mutation, Op, Read, Req, Result
+from .base import Body, Mutation, Op, Page, Paged, Read, Req, Result
 
 TOKEN_TITLE_MAX = 100
 """The longest API token title am accepts."""
@@ -156,8 +156,15 @@ class UserRef(Read):
     user: str
 
 
-class ListUsers(Read):
+class ListUsers(Read, Paged):
+    """Users by login; `q` searches logins and display names."""
+
     include_disabled: bool = True
+    q: str | None = Field(default=None, max_length=100)
+
+
+class ListKeys(UserRef, Paged):
+    pass
 
 
 class UpdateUser(UserChanges, Mutation):
@@ -209,7 +216,7 @@ class FindKey(Read):
     include_disabled: bool = False
 
 
-class AllKeys(Read):
+class AllKeys(Read, Paged):
     include_disabled: bool = False
 
 
@@ -248,6 +255,10 @@ class GroupRef(Read):
     group: str
 
 
+class ListGroups(Read, Paged):
+    pass
+
+
 class DeleteGroup(Mutation):
     group: str
 
@@ -264,7 +275,7 @@ class Subscribe(Req):
 AM_USER_DB: dict[str, Op] = {
     "add_user": Op(AddUser, User),
     "get_user": Op(UserRef, User),
-    "list_users": Op(ListUsers, list[User]),
+    "list_users": Op(ListUsers, Page[User]),
     "update_user": Op(UpdateUser, User),
     "disable_user": Op(UserAction, User),
     "enable_user": Op(UserAction, User),
@@ -274,10 +285,10 @@ AM_USER_DB: dict[str, Op] = {
     "verify_password": Op(VerifyPassword, User | None),
     "add_key": Op(AddKey, SshKey),
     "get_key": Op(KeyRef, SshKey),
-    "list_keys": Op(UserRef, list[SshKey]),
+    "list_keys": Op(ListKeys, Page[SshKey]),
     "remove_key": Op(RemoveKey, SshKey),
     "find_key": Op(FindKey, SshKey | None),
-    "all_keys": Op(AllKeys, list[SshKey]),
+    "all_keys": Op(AllKeys, Page[SshKey]),
     "touch_key": Op(TouchKey, None),
     "touch_keys": Op(TouchKeys, None),
     "update_key": Op(UpdateKey, SshKey),
@@ -288,7 +299,7 @@ AM_USER_DB: dict[str, Op] = {
     "create_group": Op(CreateGroup, Group),
     "delete_group": Op(DeleteGroup, None),
     "get_group": Op(GroupRef, Group),
-    "list_groups": Op(Read, list[Group]),
+    "list_groups": Op(ListGroups, Page[Group]),
     "add_member": Op(Membership, Group),
     "remove_member": Op(Membership, Group),
     "groups_of": Op(UserRef, list[str]),

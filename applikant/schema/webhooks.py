@@ -14,7 +14,7 @@ from pydantic import Field
 
 from applikant.webhooks.models import Attempt
 
-from .base import Body, Mutation, Op, Read, Result
+from .base import Body, Mutation, Op, Page, Paged, Read, Result
 
 
 class Webhook(Result):
@@ -95,9 +95,11 @@ class WebhookRef(Mutation):
     hook: str
 
 
-class HookRead(Read):
+class HookRead(Read, Paged):
+    """A hook's deliveries, newest first; `limit` defaults to 50."""
+
     hook: str
-    limit: int = 50
+    limit: int = Field(default=50, ge=1, le=500)
 
 
 class DeliveryRef(Read):
@@ -115,7 +117,7 @@ AM_WEBHOOKS: dict[str, Op] = {
     "update_hook": Op(UpdateHook, Webhook),
     "test_hook": Op(WebhookRef, Delivery),
     "remove_hook": Op(WebhookRef, Webhook),
-    "list_deliveries": Op(HookRead, list[Delivery]),
+    "list_deliveries": Op(HookRead, Page[Delivery]),
     "get_delivery": Op(DeliveryRef, Delivery),
     "redeliver": Op(Redeliver, Delivery),
 }

@@ -7,6 +7,9 @@ slow becomes `AmError(503)` with a message that says so. Nothing else escapes:
 pages and the API catch one exception type.
 
 Results are plain dicts (am's models as JSON), as they came over the wire.
+Lists come a page at a time: `{"items": [...], "next": cursor or None,
+"total": n or None}` (applikant.manager.store.paging); `limit` and `cursor`
+(the `next` of the page before) ask for one.
 
 The link itself is the daemons' shared client (`applikant.amclient`): `Am.run`
 keeps it open (dialling am every `retry` seconds while it is away, waiting for
@@ -119,8 +122,17 @@ class Am:
     async def get_user(self, actor: str | None, user: str) -> dict:
         return await self.call(USERS, "get_user", {"user": user, "actor": _who(actor)})
 
-    async def list_users(self, actor: str | None) -> list[dict]:
-        return await self.call(USERS, "list_users", {"actor": _who(actor)})
+    async def list_users(
+        self,
+        actor: str | None,
+        *,
+        q: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict:
+        """A page of users by login; `q` searches logins and display names."""
+        args = {"actor": _who(actor), "q": q or None, "limit": limit, "cursor": cursor}
+        return await self.call(USERS, "list_users", _clean(args))
 
     async def add_user(self, actor: str, **fields: Any) -> dict:
         return await self.call(USERS, "add_user", {**_clean(fields), "actor": actor})
@@ -179,8 +191,15 @@ class Am:
 
     # ---- keys ---------------------------------------------------------------
 
-    async def list_keys(self, actor: str, user: str) -> list[dict]:
-        return await self.call(USERS, "list_keys", {"user": user, "actor": actor})
+    async def list_keys(
+        self, actor: str, user: str, *, limit: int = 100, cursor: str | None = None
+    ) -> dict:
+        """A page of `user`'s keys, oldest first."""
+        return await self.call(
+            USERS,
+            "list_keys",
+            _clean({"user": user, "actor": actor, "limit": limit, "cursor": cursor}),
+        )
 
     async def get_key(self, actor: str, key: str) -> dict:
         return await self.call(USERS, "get_key", {"key": key, "actor": actor})
@@ -218,8 +237,17 @@ class Am:
 
     # ---- groups -------------------------------------------------------------
 
-    async def list_groups(self, actor: str | None) -> list[dict]:
-        return await self.call(USERS, "list_groups", {"actor": _who(actor)})
+    async def list_groups(
+        self, actor: str | None, *, limit: int = 100, cursor: str | None = None
+    ) -> dict:
+        """A page of groups by name, each with its members."""
+        return await self.call(
+            USERS, "list_groups", _clean({"actor": _who(actor), "limit": limit, "cursor": cursor})
+        )
+
+    async def groups_of(self, actor: str | None, user: str) -> list[str]:
+        """The names of the groups `user` belongs to (one indexed lookup)."""
+        return await self.call(USERS, "groups_of", {"user": user, "actor": _who(actor)})
 
     async def get_group(self, actor: str | None, group: str) -> dict:
         return await self.call(USERS, "get_group", {"group": group, "actor": _who(actor)})
@@ -242,12 +270,29 @@ class Am:
 
     # ---- repositories -------------------------------------------------------
 
-    async def list_repos(self, actor: str | None, *, owner: str | None = None) -> list[dict]:
-        """What `actor` may read (anonymous: the public ones), by full name."""
+    async def list_repos(
+        self,
+        actor: str | None,
+        *,
+        owner: str | None = None,
+        q: str | None = None,
+        newest_first: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict:
+        """A page of what `actor` may read (anonymous: the public ones): the
+        site's by id, or `owner`'s by name; `q` searches."""
+        args: dict[str, Any] = {
+            "owner": owner,
+            "q": q or None,
+            "limit": limit,
+            "cursor": cursor,
+            "newest_first": newest_first or None,
+        }
         if actor is None:
-            args = {"public_only": True, "owner": owner, "actor": SYSTEM}
+            args.update(public_only=True, actor=SYSTEM)
         else:
-            args = {"visible_to": actor, "owner": owner, "actor": actor}
+            args.update(visible_to=actor, actor=actor)
         return await self.call(REPOS, "list_repos", _clean(args))
 
     async def get_repo(self, actor: str | None, repo: str) -> dict:
@@ -308,10 +353,11 @@ class Am:
 
     # ---- audit, dashboard, cluster -------------------------------------------
 
-    async def query_audit(self, actor: str, query: dict[str, Any]) -> list[dict]:
-        """Entries matching `query` ({actor?, action?, repo?, since?, until?, limit?}),
-        newest first. The filters travel as one map, apart from the caller: the
-        `actor` filter (whose entries) is not the `actor` of the call (who asks)."""
+    async def query_audit(self, actor: str, query: dict[str, Any]) -> dict:
+        """A page of the entries matching `query` ({actor?, action?, repo?, since?,
+        until?, limit?, cursor?}), newest first. The filters travel as one map,
+        apart from the caller: the `actor` filter (whose entries) is not the
+        `actor` of the call (who asks)."""
         return await self.call(REPOS, "query_audit", {"query": _clean(query), "actor": actor})
 
     async def recent_pushes(self, actor: str, limit: int = 10) -> list[dict]:

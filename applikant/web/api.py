@@ -1,5 +1,10 @@
 """The REST API under /api: JSON in, JSON out, the same rules as the pages.
 
+Lists are paged as GitHub and Gitea page them: `?limit=` (1 to 100, 50 by
+default) and `?cursor=`; the body is one page (a JSON array), and a
+`Link: <URL>; rel="next"` header names the next one (none on the last page);
+`X-Total-Count` is sent when the total cost nothing to know.
+
 Authentication: `Authorization: Bearer <token>` (or HTTP Basic with a token or
 a password), or the browser's session; a session may only change things when
 the request also carries the session's CSRF token in `X-CSRF-Token`.
@@ -35,10 +40,14 @@ from .apitable import (
     ApiRoute,
     Call,
     endpoint,
+    page_args,
+    paged,
 )
 from .common import AUDIT_FILTERS, client_of, query_audit, web_of
 from .openapi import document
 from .sessionflow import renew_session
+
+AUDIT_MAX = 10_000  # the audit log may be read in larger pages (exports)
 
 
 def ok(value: Any, status: int = 200) -> JSONResponse:
@@ -57,11 +66,8 @@ async def me(call: Call) -> Response:
 
 
 async def repos_list(call: Call) -> Response:
-    found = await call.am.list_repos(call.who.id)
-    q = call.query.get("q", "").lower()[:100]
-    if q:
-        found = [r for r in found if q in r["full_name"].lower()]
-    return ok(found)
+    q = call.query.get("q", "").strip()[:100]
+    return paged(call, await call.am.list_repos(call.who.id, q=q, **page_args(call)))
 
 
 async def repos_create(call: Call) -> Response:
@@ -139,7 +145,8 @@ async def branches_delete(call: Call) -> Response:
 
 
 async def users_list(call: Call) -> Response:
-    return ok(await call.am.list_users(call.actor))
+    q = call.query.get("q", "").strip()[:100]
+    return paged(call, await call.am.list_users(call.actor, q=q, **page_args(call)))
 
 
 async def users_create(call: Call) -> Response:
@@ -189,7 +196,7 @@ async def user_delete(call: Call) -> Response:
 
 
 async def keys_list(call: Call) -> Response:
-    return ok(await call.am.list_keys(call.actor, call.user["id"]))
+    return paged(call, await call.am.list_keys(call.actor, call.user["id"], **page_args(call)))
 
 
 async def keys_add(call: Call) -> Response:
@@ -250,7 +257,7 @@ async def token_delete(call: Call) -> Response:
 
 
 async def groups_list(call: Call) -> Response:
-    return ok(await call.am.list_groups(call.actor))
+    return paged(call, await call.am.list_groups(call.actor, **page_args(call)))
 
 
 async def groups_create(call: Call) -> Response:
@@ -280,10 +287,8 @@ async def member_delete(call: Call) -> Response:
 async def audit(call: Call) -> Response:
     q = call.query
     filters = {k: q[k].strip()[:200] for k in AUDIT_FILTERS if q.get(k)}
-    limit = q.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 10_000:
-        raise ApiError(400, "limit must be an integer from 1 to 10000")
-    return ok(await query_audit(web_of(call.request), call.who, filters, int(limit)))
+    args = page_args(call, AUDIT_MAX)
+    return paged(call, await query_audit(web_of(call.request), call.who, filters, **args))
 
 
 async def cluster(call: Call) -> Response:
@@ -304,9 +309,10 @@ ROUTES: list[ApiRoute] = [
         "GET",
         "/repos",
         repos_list,
-        "Repositories the caller may read (?q= filters)",
+        "Repositories the caller may read, oldest first (?q= searches)",
         ANONYMOUS,
         answer=[repos.Repo],
+        paged=True,
     ),
     R(
         "POST",
@@ -388,7 +394,15 @@ ROUTES: list[ApiRoute] = [
         REPO_ADMIN,
         status=204,
     ),
-    R("GET", "/users", users_list, "All users", LOGGED_IN, answer=[users.User]),
+    R(
+        "GET",
+        "/users",
+        users_list,
+        "Users by login (?q= searches)",
+        LOGGED_IN,
+        answer=[users.User],
+        paged=True,
+    ),
     R("POST", "/users", users_create, "Create a user", ADMIN, users.NewUser, users.User, 201),
     R(
         "GET",
@@ -415,7 +429,15 @@ ROUTES: list[ApiRoute] = [
         ADMIN,
         answer=users.DeletedUser,
     ),
-    R("GET", "/users/{id}/keys", keys_list, "A user's SSH keys", SELF, answer=[users.SshKey]),
+    R(
+        "GET",
+        "/users/{id}/keys",
+        keys_list,
+        "A user's SSH keys",
+        SELF,
+        answer=[users.SshKey],
+        paged=True,
+    ),
     R(
         "POST",
         "/users/{id}/keys",
@@ -463,7 +485,15 @@ ROUTES: list[ApiRoute] = [
         SELF,
         status=204,
     ),
-    R("GET", "/groups", groups_list, "All groups", LOGGED_IN, answer=[users.Group]),
+    R(
+        "GET",
+        "/groups",
+        groups_list,
+        "Groups by name",
+        LOGGED_IN,
+        answer=[users.Group],
+        paged=True,
+    ),
     R(
         "POST",
         "/groups",
@@ -496,9 +526,10 @@ ROUTES: list[ApiRoute] = [
         "GET",
         "/audit",
         audit,
-        "The audit log, newest first (?actor=&action=&repo=&since=&until=&limit=)",
+        "The audit log, newest first (?actor=&action=&repo=&since=&until=; limit up to 10000)",
         ADMIN,
         answer=[repos.AuditEntry],
+        paged=True,
     ),
     R(
         "GET",

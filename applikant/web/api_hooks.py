@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..schema import webhooks as s
 from .am import AmError
-from .apitable import ADMIN, REPO_ADMIN, Access, ApiError, ApiRoute, Call
+from .apitable import ADMIN, REPO_ADMIN, Access, ApiError, ApiRoute, Call, page_args, paged
 
 __all__ = ["ROUTES"]
 
@@ -106,10 +106,8 @@ async def hook_test(call: Call) -> Response:
 
 async def deliveries_list(call: Call) -> Response:
     hook = await _hook(call)
-    limit = call.query.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise ApiError(400, "limit must be an integer from 1 to 500")
-    return _ok(await _hooks(call, "list_deliveries", hook=hook["id"], limit=int(limit)))
+    page = await _hooks(call, "list_deliveries", hook=hook["id"], **page_args(call, 500))
+    return paged(call, page)
 
 
 async def delivery_get(call: Call) -> Response:
@@ -160,9 +158,10 @@ def _routes(base: str, access: Access, whose: str) -> list[ApiRoute]:
             "GET",
             one + "/deliveries",
             deliveries_list,
-            "A webhook's deliveries, newest first, with every attempt (?limit=)",
+            "A webhook's deliveries, newest first, with every attempt (limit up to 500)",
             access,
             answer=[s.Delivery],
+            paged=True,
         ),
         R(
             "GET",

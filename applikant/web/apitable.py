@@ -49,9 +49,13 @@ __all__ = [
     "Call",
     "ErrorOut",
     "endpoint",
+    "page_args",
+    "paged",
 ]
 
 BODY_MAX = 1024 * 1024
+PAGE_LIMIT = 50
+PAGE_MAX = 100
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -138,6 +142,7 @@ class ApiRoute:
     body: type[BaseModel] | None = None
     answer: Any = None  # a model, [model] for a list, None for 204
     status: int = 200
+    paged: bool = False  # ?limit=&cursor=, a Link header to the next page (api.paged)
 
 
 async def viewer(request: Request, *, write: bool) -> Viewer:
@@ -221,3 +226,23 @@ def endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
             )
 
     return run
+
+
+def page_args(call: Call, maximum: int = PAGE_MAX) -> dict[str, Any]:
+    """`limit` and `cursor` of a paged route (`paged=True`) from the query; 400
+    for a limit out of range. See api.py for how lists are paged."""
+    text = call.query.get("limit", str(PAGE_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise ApiError(400, f"limit must be an integer from 1 to {maximum}")
+    return {"limit": int(text), "cursor": call.query.get("cursor") or None}
+
+
+def paged(call: Call, page: dict[str, Any]) -> JSONResponse:
+    """One page of a list from am: its items, `Link` to the next page, the total if known."""
+    response = JSONResponse(page["items"])
+    if page.get("next"):
+        url = call.request.url.include_query_params(cursor=page["next"])
+        response.headers["link"] = f'<{url}>; rel="next"'
+    if page.get("total") is not None:
+        response.headers["x-total-count"] = str(page["total"])
+    return response

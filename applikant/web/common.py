@@ -143,8 +143,15 @@ def _utc(value: str) -> str:
     return value
 
 
-async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str], limit: int) -> list[dict]:
-    """Audit entries matching `filters` (the non-empty ones of AUDIT_FILTERS).
+async def query_audit(
+    web: Any,
+    viewer: Viewer,
+    filters: dict[str, str],
+    limit: int,
+    cursor: str | None = None,
+) -> dict:
+    """A page of the audit entries matching `filters` (the non-empty ones of
+    AUDIT_FILTERS), after `cursor`.
 
     People type what they see: `actor` may be a login as well as `user-42` or
     `system`, and `since`/`until` a day or a time without a zone (UTC). am
@@ -163,4 +170,4 @@ async def query_audit(web: Any, viewer: Viewer, filters: dict[str, str], limit: 
     for bound in ("since", "until"):
         if bound in query:
             query[bound] = _utc(query[bound])
-    return await web.am.query_audit(viewer.id, {**query, "limit": limit})
+    return await web.am.query_audit(viewer.id, {**query, "limit": limit, "cursor": cursor})

@@ -28,6 +28,34 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
     return {"$ref": REF.format(model=model.__name__)}
 
 
+# A paged list (as GitHub and Gitea page): the body is one page, `Link` names the next.
+PAGE_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "items per page (default 50)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "where the page starts: the cursor in the previous page's Link header",
+        "schema": {"type": "string", "maxLength": 512},
+    },
+]
+PAGE_HEADERS = {
+    "Link": {
+        "description": 'the next page, `<URL>; rel="next"`; absent on the last page',
+        "schema": {"type": "string"},
+    },
+    "X-Total-Count": {
+        "description": "how many there are in all, when that was free to know",
+        "schema": {"type": "integer"},
+    },
+}
+
 _cache: dict[int, dict[str, Any]] = {}
 
 
@@ -51,11 +79,14 @@ def _document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
             "operationId": f"{r.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', r.path)}".rstrip("_"),
         }
         params = re.findall(r"{(\w+)}", r.path)
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+        if r.paged:
+            parameters += PAGE_PARAMETERS
+        if parameters:
+            op["parameters"] = parameters
         if r.body is not None:
             op["requestBody"] = {
                 "required": True,
@@ -73,6 +104,8 @@ def _document(routes: Sequence[ApiRoute]) -> dict[str, Any]:
                 "description": "success",
                 "content": {"application/json": {"schema": schema}},
             }
+            if r.paged:
+                responses[str(r.status)]["headers"] = PAGE_HEADERS
         for code, text in (
             ("400", "bad input"),
             ("401", "authentication required"),

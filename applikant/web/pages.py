@@ -29,6 +29,7 @@ from .common import (
     web_of,
 )
 from .githosts import git_host_reports
+from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render
 from .security import TOKEN_TITLE_MAX
 from .sessionflow import begin, confirmed, renew_session
@@ -96,19 +97,22 @@ async def dashboard(request: Request) -> Response:
     latest pushes they may see, totals of what they may read (site totals for
     site admins), and the cluster for site admins.
 
-    Every call to am is bounded: one owner at a time, pushes by a limit.
+    Every call to am is bounded, whatever the viewer may read: the viewer's
+    groups (one indexed lookup), a page of repositories per owner until the list
+    is full, the last pushes by a limit.
     """
     viewer = await viewer_of(request)
     if viewer.user is None:
         return redirect("/repos")
     am = web_of(request).am
     pushes = await am.recent_pushes(viewer.id, DASHBOARD_PUSHES)
-    groups = [g["name"] for g in await am.list_groups(viewer.id) if viewer.login in g["members"]]
+    groups = await am.groups_of(viewer.id, viewer.id)
     mine: list[dict[str, Any]] = []
     for owner in [viewer.login, *sorted(groups, key=str.lower)]:
         if len(mine) > DASHBOARD_REPOS:
             break
-        mine.extend(await am.list_repos(viewer.id, owner=owner))
+        page = await am.list_repos(viewer.id, owner=owner, limit=DASHBOARD_REPOS + 1 - len(mine))
+        mine.extend(page["items"])
     counts = await am.counts(viewer.id)  # am scopes them to what the viewer may read
     nodes: list[dict[str, Any]] = []
     git_hosts: list[dict[str, Any]] = []
@@ -220,18 +224,29 @@ async def sessions_post(request: Request) -> Response:
     raise HTTPException(400, "unknown action")
 
 
+AUDIT_PAGE = 200
+
+
 async def audit(request: Request) -> Response:
     viewer = await require_admin(request)
+    web = web_of(request)
     filters = {k: request.query_params.get(k, "").strip()[:200] for k in AUDIT_FILTERS}
     error = ""
-    entries: list[dict] = []
+    found: dict[str, Any] = {"items": [], "next": None}
     try:
-        entries = await query_audit(web_of(request), viewer, filters, limit=200)
+        found = await query_audit(web, viewer, filters, AUDIT_PAGE, cursor_of(request))
     except AmError as exc:
         if exc.status != 400:
             raise
         error = exc.message
-    return render(request, "audit.html", entries=entries, filters=filters, error=error)
+    return render(
+        request,
+        "audit.html",
+        entries=found["items"],
+        filters=filters,
+        error=error,
+        pager=keyset(request, found, prev_label="← Newest", next_label="Older →"),
+    )
 
 
 def routes() -> list[Route]:

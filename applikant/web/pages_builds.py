@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from .am import AmError
 from .common import readable_repo, viewer_of, web_of
+from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render, templates
 from .timefmt import between, duration
 
@@ -94,8 +95,18 @@ async def builds_page(request: Request) -> Response:
     repo, decision = await readable_repo(
         web_of(request), viewer, request.path_params["owner"], request.path_params["name"]
     )
-    builds = await _builds(request, "list", repo=repo["full_name"], limit=100)
-    return render(request, "builds.html", repo=repo, decision=decision, builds=builds, ref="")
+    found = await _builds(
+        request, "list", repo=repo["full_name"], limit=100, cursor=cursor_of(request)
+    )
+    return render(
+        request,
+        "builds.html",
+        repo=repo,
+        decision=decision,
+        builds=found["items"],
+        ref="",
+        pager=keyset(request, found, prev_label="← Newest", next_label="Older →"),
+    )
 
 
 async def build_page(request: Request) -> Response:

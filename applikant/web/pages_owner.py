@@ -18,10 +18,12 @@ from starlette.routing import Route
 
 from .am import AmError
 from .common import viewer_of, web_of
+from .paging import cursor_of, keyset
 from .render import render
 
 __all__ = ["routes"]
 
+PER_PAGE = 100
 # am's name rules (manager/names.py): anything else names no owner.
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
@@ -32,8 +34,10 @@ async def owner_page(request: Request) -> Response:
         raise HTTPException(404, "there is nothing at this address")
     viewer = await viewer_of(request)
     am = web_of(request).am
-    repos = await am.list_repos(viewer.id, owner=owner)
-    if viewer.user is None and not repos:
+    cursor = cursor_of(request)
+    found = await am.list_repos(viewer.id, owner=owner, limit=PER_PAGE, cursor=cursor)
+    repos = found["items"]
+    if viewer.user is None and not repos and cursor is None:
         raise HTTPException(404, f"no user or group {owner!r} with public repositories")
     user = group = None
     try:
@@ -49,9 +53,16 @@ async def owner_page(request: Request) -> Response:
             raise HTTPException(404, f"no user or group {owner!r}") from None
     groups: list[dict[str, Any]] = []
     if user is not None and viewer.user is not None:
-        groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
+        groups = [{"name": g} for g in await am.groups_of(viewer.id, user["id"])]
     return render(
-        request, "owner.html", owner=owner, user=user, group=group, repos=repos, groups=groups
+        request,
+        "owner.html",
+        owner=owner,
+        user=user,
+        group=group,
+        repos=repos,
+        groups=groups,
+        pager=keyset(request, found),
     )
 
 

@@ -1,6 +1,6 @@
 """Repository pages: the list, creation, and settings.
 
-    /repos                       list with search (?q=)
+    /repos                       list, newest first, with search (?q=), by cursor (?after=)
     /repos/new                   create
     /{owner}/{name}/settings     permissions, protected branches, rename, delete
 
@@ -17,40 +17,30 @@ from starlette.routing import Route
 from . import gitread
 from .am import AmError
 from .common import readable_repo, require_login, viewer_of, web_of
-from .paging import numbered, page_of
+from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render
+
+PER_PAGE = 100
 
 
 async def repos(request: Request) -> Response:
+    """What the viewer may read, newest first, a page at a time (am pages it)."""
     viewer = await viewer_of(request)
-    q = request.query_params.get("q", "").strip().lower()[:100]
-    am = web_of(request).am
-    found = await am.list_repos(viewer.id)
-    if q:
-        found = [r for r in found if q in r["full_name"].lower() or q in r["description"].lower()]
-    total = len(found)
-    page = page_of(request)
-    per = 100
-    shown = found[(page - 1) * per : page * per]
-    pager = numbered(
-        request, page, total > page * per, prev_label="← Previous", next_label="Next →"
+    q = request.query_params.get("q", "").strip()[:100]
+    found = await web_of(request).am.list_repos(
+        viewer.id, q=q, newest_first=True, limit=PER_PAGE, cursor=cursor_of(request)
     )
-    return render(request, "repos.html", repos=shown, q=q, total=total, pager=pager)
+    pager = keyset(request, found, prev_label="← Newest", next_label="Older →")
+    return render(
+        request, "repos.html", repos=found["items"], q=q, total=found["total"], pager=pager
+    )
 
 
 async def owners_for(request: Request, viewer) -> list[str]:
-    if viewer.is_admin:
-        names = [
-            u["login"] for u in await web_of(request).am.list_users(viewer.id) if not u["disabled"]
-        ]
-        names += [g["name"] for g in await web_of(request).am.list_groups(viewer.id)]
-        return sorted(set(names), key=str.lower)
-    groups = [
-        g["name"]
-        for g in await web_of(request).am.list_groups(viewer.id)
-        if viewer.login in g["members"]
-    ]
-    return [viewer.login, *groups]
+    """The viewer's login and their groups: where they may create repositories
+    (a site admin may also name any other owner)."""
+    groups = await web_of(request).am.groups_of(viewer.id, viewer.id)
+    return [viewer.login, *sorted(groups, key=str.lower)]
 
 
 async def repo_new(request: Request) -> Response:
@@ -68,7 +58,9 @@ async def repo_create(request: Request) -> Response:
     viewer = await require_login(request)
     form = await read_form(request)
     values = {
-        "owner": field(form, "owner", 64).strip() or viewer.login,
+        "owner": field(form, "other_owner", 64).strip()
+        or field(form, "owner", 64).strip()
+        or viewer.login,
         "name": field(form, "name", 100).strip(),
         "description": field(form, "description", 1024),
         "is_public": form.get("is_public") == "on",

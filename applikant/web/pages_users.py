@@ -2,6 +2,8 @@
 
 Everyone logged in may look; site admins create and change accounts and groups;
 a user manages their own keys. am checks the same rules again for every change.
+Lists are am's pages (`?after=CURSOR`); a person's page shows the first page of
+their repositories (all of them on `/{owner}`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from starlette.routing import Route
 
 from .am import AmError
 from .common import require_admin, require_login, web_of
+from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render
 from .sessionflow import confirmed, renew_session
 
@@ -21,13 +24,38 @@ def _may_manage(viewer, user: dict) -> bool:
     return viewer.is_admin or viewer.id == user["id"]
 
 
+PER_PAGE = 100
+#: Repositories on a person's or group's page; the rest are on /{owner}.
+REPOS_SHOWN = 50
+
+
 async def users(request: Request) -> Response:
     viewer = await require_login(request)
-    q = request.query_params.get("q", "").strip().lower()[:100]
-    found = await web_of(request).am.list_users(viewer.id)
-    if q:
-        found = [u for u in found if q in u["login"].lower() or q in u["display_name"].lower()]
-    return render(request, "users.html", users=found, q=q)
+    q = request.query_params.get("q", "").strip()[:100]
+    found = await web_of(request).am.list_users(
+        viewer.id, q=q, limit=PER_PAGE, cursor=cursor_of(request)
+    )
+    return render(request, "users.html", users=found["items"], q=q, pager=keyset(request, found))
+
+
+async def _details(request: Request, viewer, user: dict) -> dict:
+    """What a person's page shows besides the account: keys, groups, repositories."""
+    am = web_of(request).am
+    keys = (
+        (await am.list_keys(viewer.id, user["id"], limit=1000))["items"]
+        if _may_manage(viewer, user)
+        else []
+    )
+    groups = [{"name": g} for g in await am.groups_of(viewer.id, user["id"])]
+    repos = await am.list_repos(viewer.id, owner=user["login"], limit=REPOS_SHOWN)
+    return {
+        "user": user,
+        "keys": keys,
+        "groups": groups,
+        "repos": repos["items"],
+        "more_repos": repos["next"] is not None,
+        "manage": _may_manage(viewer, user),
+    }
 
 
 async def user_new(request: Request) -> Response:
@@ -60,19 +88,8 @@ async def user_detail(request: Request) -> Response:
     viewer = await require_login(request)
     am = web_of(request).am
     user = await am.get_user(viewer.id, request.path_params["login"])
-    keys = await am.list_keys(viewer.id, user["id"]) if _may_manage(viewer, user) else []
-    groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
-    repos = await am.list_repos(viewer.id, owner=user["login"])
     return render(
-        request,
-        "user.html",
-        user=user,
-        keys=keys,
-        groups=groups,
-        repos=repos,
-        manage=_may_manage(viewer, user),
-        key_error="",
-        key_values={},
+        request, "user.html", **await _details(request, viewer, user), key_error="", key_values={}
     )
 
 
@@ -94,18 +111,11 @@ async def key_add(request: Request) -> Response:
     except AmError as exc:
         if exc.status not in (400, 409):
             raise
-        keys = await am.list_keys(viewer.id, user["id"])
-        groups = [g for g in await am.list_groups(viewer.id) if user["login"] in g["members"]]
-        repos = await am.list_repos(viewer.id, owner=user["login"])
         return render(
             request,
             "user.html",
             status=exc.status,
-            user=user,
-            keys=keys,
-            groups=groups,
-            repos=repos,
-            manage=True,
+            **await _details(request, viewer, user),
             key_error=exc.message,
             key_values={"key": key, "title": title},
         )
@@ -196,14 +206,17 @@ async def user_admin(request: Request) -> Response:
     return redirect(f"/users/{user['login']}")
 
 
+async def _groups_page(request: Request, viewer) -> dict:
+    found = await web_of(request).am.list_groups(
+        viewer.id, limit=PER_PAGE, cursor=cursor_of(request)
+    )
+    return {"groups": found["items"], "pager": keyset(request, found)}
+
+
 async def groups(request: Request) -> Response:
     viewer = await require_login(request)
     return render(
-        request,
-        "groups.html",
-        groups=await web_of(request).am.list_groups(viewer.id),
-        error="",
-        values={},
+        request, "groups.html", **await _groups_page(request, viewer), error="", values={}
     )
 
 
@@ -221,7 +234,7 @@ async def group_create(request: Request) -> Response:
             request,
             "groups.html",
             status=exc.status,
-            groups=await am.list_groups(viewer.id),
+            **await _groups_page(request, viewer),
             error=exc.message,
             values={"name": name, "description": description},
         )
@@ -233,8 +246,14 @@ async def group_detail(request: Request) -> Response:
     viewer = await require_login(request)
     am = web_of(request).am
     group = await am.get_group(viewer.id, request.path_params["name"])
-    repos = await am.list_repos(viewer.id, owner=group["name"])
-    return render(request, "group.html", group=group, repos=repos)
+    repos = await am.list_repos(viewer.id, owner=group["name"], limit=REPOS_SHOWN)
+    return render(
+        request,
+        "group.html",
+        group=group,
+        repos=repos["items"],
+        more_repos=repos["next"] is not None,
+    )
 
 
 async def group_change(request: Request) -> Response:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from .am import AmError
 from .common import readable_repo, require_admin, viewer_of, web_of
+from .paging import cursor_of, keyset
 from .render import field, flash, read_form, redirect, render
 
 SERVICE = "am_webhooks"
@@ -140,15 +141,18 @@ async def deliveries_page(request: Request) -> Response:
     )
     if hook is None:
         raise HTTPException(404, f"no hook {hook_id[:40]} here")
-    deliveries = await _hooks(request, "list_deliveries", viewer.id, hook=hook_id, limit=50)
+    found = await _hooks(
+        request, "list_deliveries", viewer.id, hook=hook_id, limit=50, cursor=cursor_of(request)
+    )
     return render(
         request,
         "webhook_deliveries.html",
         repo=repo,
         decision=decision,
         hook=hook,
-        deliveries=deliveries,
+        deliveries=found["items"],
         base=base,
+        pager=keyset(request, found, prev_label="← Newest", next_label="Older →"),
         events=EVENTS,
     )
 

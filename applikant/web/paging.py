@@ -2,8 +2,10 @@
 
 A `Pager` holds the URL of the previous and the next page (empty: none), so a
 template shows "← newer" / "older →" whatever the list is paged by: git-backed
-lists use page numbers (`?page=N`, `git log --skip`), and a list from am can
-hand its cursor to `Pager(next=url_with(request, after=cursor))` the same way.
+lists use page numbers (`?page=N`, `git log --skip`, `numbered`), lists from am
+a cursor (`?after=CURSOR`, the `next` of am's page, `keyset`): a keyset page
+goes on from its cursor, and back to the first page (am's cursors only go
+forward; the browser's history goes back).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-__all__ = ["MAX_PAGE", "Pager", "numbered", "page_of", "url_with"]
+__all__ = ["MAX_PAGE", "Pager", "cursor_of", "keyset", "numbered", "page_of", "url_with"]
 
 MAX_PAGE = 100_000
 
@@ -47,6 +49,20 @@ def url_with(request: Request, **changes: str | int | None) -> str:
             params[key] = str(value)
     query = urlencode(params)
     return request.url.path + ("?" + query if query else "")
+
+
+def cursor_of(request: Request) -> str | None:
+    """The `after` query parameter: the cursor of the page to show (None: the first)."""
+    return request.query_params.get("after", "")[:512] or None
+
+
+def keyset(request: Request, page: dict, **labels: str) -> Pager:
+    """The pager of a list from am: on to its `next` cursor, back to the first page."""
+    return Pager(
+        prev=url_with(request, after=None) if cursor_of(request) else "",
+        next=url_with(request, after=page["next"]) if page.get("next") else "",
+        **{"prev_label": "← First page", "next_label": "Next →", **labels},
+    )
 
 
 def numbered(request: Request, page: int, has_more: bool, **labels: str) -> Pager:

@@ -101,7 +101,7 @@ def test_push_queues_a_build_that_succeeds_with_its_log(
     assert "queued" not in r.stderr
     r = site.push(alice, work, ":refs/heads/nobuild")
     assert "queued" not in r.stderr
-    assert len(site.call_am("am_builds", "list", {"repo": "alice/ok"})) == 1
+    assert len(site.call_am("am_builds", "list", {"repo": "alice/ok"})["items"]) == 1
 
 
 def test_failing_build_and_rerun(site: BuildSite, alice: User, tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_failing_build_and_rerun(site: BuildSite, alice: User, tmp_path: Path) -
     again = "alice/fails#2"
     rerun = site.wait_build(again, "failed")
     assert rerun["commit"] == build["commit"] and rerun["attempt"] == 2
-    audit = site.call_am("am_repo_db", "query_audit", {"query": {"action": "build"}})
+    audit = site.call_am("am_repo_db", "query_audit", {"query": {"action": "build"}})["items"]
     assert any(e["action"] == "build.rerun" for e in audit)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from applikant.frontend.services import INFO_REPOS
+from harness.bulk import fill
 from harness.gitenv import GitSite, User, git_env
 from harness.wait import wait_until
 
@@ -95,7 +97,7 @@ def test_push_denied_without_write_access(
         "am_repo_db",
         "query_audit",
         {"query": {"action": "access.denied", "repo": "alice/readonly"}},
-    )
+    )["items"]
     assert [(e["actor"], e["details"]["access"]) for e in denied] == [(bob.id, "write")]
     assert denied[0]["node"] == site.af_node  # recorded as coming from the git host
 
@@ -148,6 +150,19 @@ def test_info_lists_readable_repos(site: GitSite, alice: User, bob: User) -> Non
     rows = [line.split() for line in lines[1:] if line.strip()]
     assert ["R", "W", "alice/shown"] in rows
     assert not any(row[-1] == "alice/private" for row in rows)
+
+
+def test_info_is_bounded(site: GitSite) -> None:
+    """A user who reads more than info shows gets the first page and a word
+    that there are more (af asks am for one page, whatever they can read)."""
+    shape = fill(str(site.tmp / "am.sqlite3"), 150, readable=150, prefix="inf")
+    reader = site.add_user("infreader")
+    site.call_am("am_user_db", "add_member", {"group": shape.readers, "user": reader.id})
+    r = site.ssh(reader, "info")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()[1:] if line.startswith(" R")]
+    assert len(rows) == INFO_REPOS and rows[0] == ["R", "infu1/repo"]
+    assert "the web UI lists every one" in r.stdout
 
 
 def test_key_added_then_removed(site: GitSite, alice: User) -> None:

@@ -33,6 +33,7 @@ HOLDER = ("af@git1", "1" * 32)
         (None, {"am_repos": 0}, ADOPT, ""),
         # ... and an empty one refused when am knows repositories: they are elsewhere
         (None, {"am_repos": 3}, REFUSE, "am knows 3 repositories"),
+        (None, {"am_repos": 100, "am_repos_more": True}, REFUSE, "am knows 100 or more rep"),
     ],
 )
 def test_what_an_af_does_with_its_root(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,8 @@ from tests.manager.helpers import (
     plan,
     random_ed25519_line,
     raw,
+    scans_a_table,
+    uses_index,
 )
 
 A, B, Z = "a" * 40, "b" * 40, "0" * 40
@@ -175,3 +178,54 @@ def test_entries_name_user_actors_by_login_and_filter_by_login(store: Store, ali
     assert [e.id for e in store.audit.query(actor="cli:root")] == [changed.id]
     with pytest.raises(BadRequest, match="no user 'nobody'"):
         store.audit.query(actor="nobody")
+
+
+def test_a_users_counts_stop_at_the_cap(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-admin's figures are what they may read, at a bounded cost: past the
+    cap they are shown as "at least" (named in `capped`)."""
+    from applikant.manager.store import audit
+
+    monkeypatch.setattr(audit, "COUNT_CAP", 3)
+    alice = store.users.add("alice", actor=SYSTEM).id
+    bob = store.users.add("bob", actor=SYSTEM).id
+    for i in range(3):
+        store.users.add(f"u{i}", actor=SYSTEM)
+    store.groups.create("team", actor=SYSTEM)
+    store.groups.add_member("team", alice, actor=SYSTEM)
+    store.keys.add(alice, random_ed25519_line(), actor=SYSTEM)
+    store.repos.create("alice/a", actor=SYSTEM)
+    store.repos.create("bob/public", actor=SYSTEM, is_public=True)
+    store.repos.create("bob/secret", actor=SYSTEM)
+    store.repos.create("bob/granted", actor=SYSTEM)
+    store.access.grant("bob/granted", "team", "read", actor=SYSTEM)
+    for repo in ("alice/a", "alice/a", "bob/secret", "bob/granted"):
+        store.audit.record_push(repo, [{"refname": "refs/heads/m", "old": Z, "new": A}], actor=bob)
+    counts = store.audit.counts_for(alice)
+    assert (counts.users, counts.groups, counts.keys) == (3, 1, 1)
+    assert (counts.repos, counts.pushes) == (3, 3)  # not bob/secret, nor its push
+    assert counts.capped == ["users"]
+    store.repos.create("team/more", actor=SYSTEM)
+    counts = store.audit.counts_for(alice)
+    assert (counts.repos, counts.capped) == (3, ["pushes", "repos", "users"])
+    counts = store.audit.counts_for(bob)
+    assert (counts.repos, counts.pushes, counts.keys) == (3, 2, 0)  # his own and public
+    store.users.disable(alice, actor=SYSTEM)
+    assert (store.audit.counts_for(alice).repos, store.audit.counts_for(alice).pushes) == (0, 0)
+
+
+def test_a_users_counts_read_index_ranges(store: Store) -> None:
+    """The figures' statement finds pushes repository by repository, never
+    among all the site's pushes, on either backend."""
+    from applikant.manager.store import listing
+    from applikant.manager.store.audit import READABLE_COUNTS_SQL
+    from applikant.manager.store.rows import user_row
+
+    alice = store.users.add("alice", actor=SYSTEM).id
+    store.repos.create("alice/a", actor=SYSTEM)
+    with store.core.read() as q:
+        ids, params = listing.readable_ids(q, user_row(q, alice), 11)
+    steps = plan(store, READABLE_COUNTS_SQL.format(ids=ids), (*params, 11))
+    # SQLite names the scan of a subquery's rows (a range it read) by the subquery.
+    tables = [d for d in steps if not re.match(r"SCAN (CONSTANT ROW|readable|arm\d+|c)$", d)]
+    assert not scans_a_table(tables), steps
+    assert uses_index(steps, "audit_by_repo_action"), steps

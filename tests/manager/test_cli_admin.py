@@ -172,7 +172,7 @@ def test_acknowledged_changes_survive_sigkill(am: Am) -> None:
     assert am.users("get_user", user="durable")["login"] == "durable"
     assert am.repos("get_repo", repo="durable/kept")["full_name"] == "durable/kept"
     assert am.repos("list_grants", repo="durable/kept")[0]["grantee"] == "durable-dev"
-    assert am.repos("query_audit", query={"limit": 1})[0]["action"] == "perm.grant"
+    assert am.repos("query_audit", query={"limit": 1})["items"][0]["action"] == "perm.grant"
 
 
 def test_tokens(am: Am) -> None:

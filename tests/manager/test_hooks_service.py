@@ -85,7 +85,7 @@ def test_non_writers_are_refused_and_audited(am: Am, setup: dict[str, Any]) -> N
         assert "write access" in answer["messages"][0] or "no account" in answer["messages"][0]
     denied = am.repos(
         "query_audit", query={"action": "push.denied", "repo": "hadmin/proj", "limit": 2}
-    )
+    )["items"]
     assert [d["actor"] for d in denied] == ["user-999999", setup["ids"]["hreader"]]
     entry = denied[1]
     assert entry["node"] == "af@githost"
@@ -121,7 +121,7 @@ def test_post_receive_is_recorded_once(am: Am, setup: dict[str, Any]) -> None:
     assert first["entry"] == again["entry"]
     pushes = [
         e
-        for e in am.repos("query_audit", query={"action": "push", "limit": 50})
+        for e in am.repos("query_audit", query={"action": "push", "limit": 50})["items"]
         if e["event_id"] == event_id
     ]
     assert len(pushes) == 1

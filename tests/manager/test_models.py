@@ -33,7 +33,7 @@ INPUTS: list[tuple[type, Callable[..., Any]]] = [
     (repos.RepoChanges, Repos.update),
     (repos.GrantLevel, Access.grant),
     (repos.BranchRule, Branches.protect),
-    (repos.AuditFilter, Audit.query),
+    (repos.AuditFilter, Audit.page),
 ]
 
 

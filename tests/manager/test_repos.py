@@ -124,19 +124,23 @@ def test_list_visibility(store: Store, alice: str, bob: str, root: str) -> None:
     def names(**kw: object) -> list[str]:
         return [r.full_name for r in store.repos.all(**kw)]  # type: ignore[arg-type]
 
-    assert names() == ["alice/private", "alice/public", "bob/granted", "bob/via-group", "team/tool"]
+    # The site's list is by id (creation), one owner's by name.
+    assert names() == ["alice/private", "alice/public", "team/tool", "bob/granted", "bob/via-group"]
     assert names(owner="alice") == ["alice/private", "alice/public"]
+    assert names(owner="bob", visible_to=alice) == ["bob/granted"]
+    assert names(owner="team", visible_to=carol) == ["team/tool"]
+    assert names(owner="nobody") == []
     assert names(public_only=True) == ["alice/public"]
     assert names(visible_to=alice) == ["alice/private", "alice/public", "bob/granted"]
-    assert names(visible_to=carol) == ["alice/public", "bob/via-group", "team/tool"]
+    assert names(visible_to=carol) == ["alice/public", "team/tool", "bob/via-group"]
     assert names(visible_to=root) == names()
     store.users.disable(carol, actor=SYSTEM)
     assert names(visible_to=carol) == []
 
 
 def test_listing_dicts_are_the_models_json(tmp_path: Path) -> None:
-    """list_repos_json is what the service sends; it must equal the models' JSON
-    exactly (keys, order, values), whatever the times' fractions."""
+    """A page's dicts are what the service sends; they must equal the models'
+    JSON exactly (keys, order, values), whatever the times' fractions."""
     moments = iter(
         [
             datetime(2024, 5, 1, 12, 0, 0, 0, tzinfo=UTC),
@@ -152,8 +156,8 @@ def test_listing_dicts_are_the_models_json(tmp_path: Path) -> None:
         s.repos.create("Team/two", actor=SYSTEM, default_branch="trunk")
         s.repos.create("alice/three", actor=SYSTEM)
         for kw in ({}, {"owner": "alice"}, {"public_only": True}, {"visible_to": uid}):
-            as_json = s.repos.all_json(**kw)  # type: ignore[arg-type]
-            models = [r.model_dump(mode="json") for r in s.repos.all(**kw)]  # type: ignore[arg-type]
+            as_json = s.repos.page(**kw).items  # type: ignore[arg-type]
+            models = [s.repos.get(d["full_name"]).model_dump(mode="json") for d in as_json]
             assert as_json == models and as_json
             assert [list(d) for d in as_json] == [list(d) for d in models]
-        assert "2024-05-01T12:00:00Z" in {r["created_at"] for r in s.repos.all_json()}
+        assert "2024-05-01T12:00:00Z" in {r["created_at"] for r in s.repos.page().items}

@@ -38,8 +38,10 @@ def test_repo_lifecycle(am: Am, people: dict[str, str]) -> None:
     )
     assert repo["full_name"] == "alice/life" and repo["default_branch"] == "trunk"
     assert am.repos("get_repo", repo="alice/life")["id"] == repo["id"]
-    assert "alice/life" in [r["full_name"] for r in am.repos("list_repos")]
-    assert [r["full_name"] for r in am.repos("list_repos", owner="alice")] == ["alice/life"]
+    assert "alice/life" in [r["full_name"] for r in am.repos("list_repos")["items"]]
+    assert [r["full_name"] for r in am.repos("list_repos", owner="alice")["items"]] == [
+        "alice/life"
+    ]
 
     updated = am.repos(
         "update_repo", actor="system", repo="alice/life", is_public=True, description="Now public"
@@ -66,7 +68,7 @@ def test_repo_lifecycle(am: Am, people: dict[str, str]) -> None:
     am.repos("revoke", actor="system", repo="crew/life", grantee="crew")
     assert am.repos("delete_repo", actor="system", repo="crew/life")["id"] == repo["id"]
     assert am.error("am_repo_db", "get_repo", {"repo": "crew/life"}).kind == "not_found"
-    actions = [e["action"] for e in am.repos("query_audit", query={"repo": "crew/life"})]
+    actions = [e["action"] for e in am.repos("query_audit", query={"repo": "crew/life"})["items"]]
     assert actions == ["repo.delete", "perm.revoke", "branch.unprotect", "repo.rename"]
 
 
@@ -97,10 +99,12 @@ def test_check_access_and_list_readable(am: Am, people: dict[str, str]) -> None:
     assert check(people["root"], "crew/tool", "admin")["allowed"]
     assert not check("user-999999", "alice/open", "read")["allowed"]
 
-    readable = {r["repo"]: r["level"] for r in am.repos("list_readable", user=people["bob"])}
+    readable = {
+        r["repo"]: r["level"] for r in am.repos("list_readable", user=people["bob"])["items"]
+    }
     assert readable.get("crew/tool") == "write" and readable.get("alice/open") == "read"
     assert "alice/secret" not in readable
-    anonymous = {r["repo"] for r in am.repos("list_readable", user=None)}
+    anonymous = {r["repo"] for r in am.repos("list_readable", user=None)["items"]}
     assert "alice/open" in anonymous and "crew/tool" not in anonymous
     # A user asks about themself only.
     assert am.repos(
@@ -121,7 +125,7 @@ def test_users_manage_their_own_repositories(am: Am, people: dict[str, str]) -> 
     assert am.repos("create_repo", actor=bob, path="crew/bobs")["owner"] == "crew"
     am.repos("grant", actor=alice, repo="alice/own", grantee="carol", level="read")
     am.repos("protect_branch", actor=alice, repo="alice/own", pattern="main")
-    seen = {r["full_name"] for r in am.repos("list_repos", actor=carol, owner="alice")}
+    seen = {r["full_name"] for r in am.repos("list_repos", actor=carol, owner="alice")["items"]}
     assert "alice/own" in seen and "alice/secret" not in seen
 
     before = snapshot(am)
@@ -148,7 +152,7 @@ def test_users_manage_their_own_repositories(am: Am, people: dict[str, str]) -> 
     hidden = am.error("am_repo_db", "get_repo", {"actor": bob, "repo": "alice/own"})
     missing = am.error("am_repo_db", "get_repo", {"actor": bob, "repo": "alice/nope"})
     assert hidden.message.replace("own", "X") == missing.message.replace("nope", "X")
-    assert am.repos("query_audit", actor=alice, query={"repo": "alice/own"})
+    assert am.repos("query_audit", actor=alice, query={"repo": "alice/own"})["items"]
 
 
 BAD_REPO_CALLS = [
@@ -220,7 +224,16 @@ def test_counts_and_recent_pushes(am: Am, people: dict[str, str]) -> None:
     counts = am.repos("counts")
     assert (
         set(counts)
-        == {"users", "repos", "keys", "groups", "pushes", "push_denials", "access_denials"}
+        == {
+            "users",
+            "repos",
+            "keys",
+            "groups",
+            "pushes",
+            "push_denials",
+            "access_denials",
+            "capped",
+        }
         and counts["users"] >= 4
     )
     assert isinstance(am.repos("recent_pushes", limit=5), list)
@@ -230,7 +243,7 @@ def test_denied_access_is_audited_when_asked(am: Am, people: dict[str, str]) -> 
     am.repos("create_repo", actor="system", path="alice/Audited")
 
     def denials() -> list[dict[str, Any]]:
-        return am.repos("query_audit", query={"action": "access.denied", "limit": 100})
+        return am.repos("query_audit", query={"action": "access.denied", "limit": 100})["items"]
 
     seen = len(denials())
     # Without `audit`, or when allowed, nothing is written.
@@ -272,7 +285,8 @@ def test_denied_access_is_audited_when_asked(am: Am, people: dict[str, str]) -> 
         "anonymous",
     ]
     assert latest[0]["repo"] == "bad\\x01name/x"
-    assert len(am.repos("query_audit", query={"repo": "alice/Audited", "action": "access"})) == 3
+    audited = am.repos("query_audit", query={"repo": "alice/Audited", "action": "access"})
+    assert len(audited["items"]) == 3
     err = am.error(
         "am_repo_db",
         "check_access",
@@ -283,6 +297,6 @@ def test_denied_access_is_audited_when_asked(am: Am, people: dict[str, str]) -> 
 
 def test_list_repos_sends_the_models_json(am: Am, people: dict[str, str]) -> None:
     made = am.repos("create_repo", actor="system", path="alice/shape", description="s")
-    listed = {r["full_name"]: r for r in am.repos("list_repos")}
+    listed = {r["full_name"]: r for r in am.repos("list_repos")["items"]}
     assert listed["alice/shape"] == made == am.repos("get_repo", repo="alice/shape")
     assert list(listed["alice/shape"]) == list(made)

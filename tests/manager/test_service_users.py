@@ -13,7 +13,7 @@ from tests.manager.helpers import RealKeys, random_ed25519_line
 
 def snapshot(am: Am) -> tuple[Any, int]:
     """What a refused call must leave as it was: the counts and the audit log."""
-    last = am.repos("query_audit", query={"limit": 1})
+    last = am.repos("query_audit", query={"limit": 1})["items"]
     return am.repos("counts"), (last[0]["id"] if last else 0)
 
 
@@ -31,7 +31,7 @@ def test_user_lifecycle(am: Am) -> None:
     assert user["has_password"] and not user["is_admin"] and not user["disabled"]
     assert am.users("get_user", user="ulife")["id"] == user["id"]
     assert am.users("get_user", user=user["id"])["email"] == "u@example.org"
-    assert "ulife" in [u["login"] for u in am.users("list_users")]
+    assert "ulife" in [u["login"] for u in am.users("list_users")["items"]]
 
     changed = am.users("update_user", actor="system", user="ulife", display_name="Renamed")
     assert changed["display_name"] == "Renamed" and changed["email"] == "u@example.org"
@@ -48,7 +48,10 @@ def test_user_lifecycle(am: Am) -> None:
     am.users("set_password", actor="system", user="ulife", password="another-password-2")
     assert am.users("verify_password", login="ulife", password="another-password-2")
 
-    actions = [e["action"] for e in am.repos("query_audit", query={"actor": "system", "limit": 20})]
+    actions = [
+        e["action"]
+        for e in am.repos("query_audit", query={"actor": "system", "limit": 20})["items"]
+    ]
     for action in (
         "user.add",
         "user.update",
@@ -70,19 +73,19 @@ def test_keys_and_groups(am: Am, real_keys: RealKeys) -> None:
     assert am.users("find_key", fingerprint=fingerprint)["id"] == key["id"]
     assert am.users("find_key", fingerprint="SHA256:nope") is None
     assert am.users("get_key", key=key["id"])["fingerprint"] == fingerprint
-    assert fingerprint in {k["fingerprint"] for k in am.users("all_keys")}
-    assert [k["id"] for k in am.users("list_keys", user="kowner")] == [key["id"]]
+    assert fingerprint in {k["fingerprint"] for k in am.users("all_keys")["items"]}
+    assert [k["id"] for k in am.users("list_keys", user="kowner")["items"]] == [key["id"]]
 
     # A disabled user's keys vanish from what sshd is given, and come back.
     am.users("disable_user", actor="system", user="kowner")
     assert am.users("find_key", fingerprint=fingerprint) is None
-    assert fingerprint not in {k["fingerprint"] for k in am.users("all_keys")}
+    assert fingerprint not in {k["fingerprint"] for k in am.users("all_keys")["items"]}
     am.users("enable_user", actor="system", user="kowner")
     assert am.users("find_key", fingerprint=fingerprint) is not None
 
     removed = am.users("remove_key", actor="system", key=fingerprint)
     assert removed["id"] == key["id"]
-    assert am.users("list_keys", user="kowner") == []
+    assert am.users("list_keys", user="kowner")["items"] == []
 
     group = am.users("create_group", actor="system", name="kteam", description="Team K")
     assert group["members"] == []
@@ -90,7 +93,7 @@ def test_keys_and_groups(am: Am, real_keys: RealKeys) -> None:
         "kowner"
     ]
     assert am.users("groups_of", user="kowner") == ["kteam"]
-    assert "kteam" in [g["name"] for g in am.users("list_groups")]
+    assert "kteam" in [g["name"] for g in am.users("list_groups")["items"]]
     assert am.users("remove_member", actor="system", group="kteam", user="kowner")["members"] == []
     am.users("delete_group", actor="system", group="kteam")
     assert am.error("am_user_db", "get_group", {"group": "kteam"}).kind == "not_found"
@@ -101,7 +104,7 @@ def test_users_act_for_themselves_only(am: Am) -> None:
     other = add_user(am, "otherone")
     mine = am.users("add_key", actor=me["id"], user="selfie", key=random_ed25519_line())
     theirs = am.users("add_key", actor="system", user="otherone", key=random_ed25519_line())
-    assert am.users("list_keys", actor=me["id"], user=me["id"])[0]["id"] == mine["id"]
+    assert am.users("list_keys", actor=me["id"], user=me["id"])["items"][0]["id"] == mine["id"]
     before = snapshot(am)
     for method, args in [
         ("add_key", {"user": "otherone", "key": random_ed25519_line()}),
@@ -313,7 +316,10 @@ def test_api_tokens(am: Am) -> None:
     assert revoked["id"] == made["id"]
     assert am.users("verify_token", token=made["token"]) is None
     assert am.users("list_tokens", actor="system", user=me["id"]) == []
-    actions = [e["action"] for e in am.repos("query_audit", query={"action": "token", "limit": 10})]
+    actions = [
+        e["action"]
+        for e in am.repos("query_audit", query={"action": "token", "limit": 10})["items"]
+    ]
     assert actions[:3] == ["token.revoke", "token.create", "token.create"]
 
 

@@ -7,6 +7,7 @@ import pytest
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Event, Store
+from applikant.schema.users import User
 
 
 def test_add_and_get(store: Store, events: list[Event]) -> None:
@@ -188,3 +189,12 @@ def test_delete_is_refused_while_owning_repositories_or_for_the_last_admin(
         store.users.delete("root", actor=SYSTEM)
     with pytest.raises(NotFound):
         store.users.delete("nobody", actor=SYSTEM)
+
+
+def test_a_page_of_users_is_the_models_json(store: Store) -> None:
+    """The page's dicts are what the service sends: the models' JSON exactly."""
+    store.users.add("zed", actor=SYSTEM, display_name="Zed", email="z@example.org")
+    store.users.add("amy", actor=SYSTEM, password="amy-password-1", is_admin=True)
+    page = store.users.page().items
+    assert page == [store.users.get(d["login"]).model_dump(mode="json") for d in page]
+    assert [list(d) for d in page] == [list(User.model_fields)] * 2

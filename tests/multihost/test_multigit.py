@@ -315,7 +315,8 @@ def test_a_holder_killed_between_journal_and_act_is_finished_by_the_next(deploy:
     assert store_of(d, "git1")["manages"] and not store_of(d, "git2")["manages"]
     d.add_user("alice", "alice-secret-password-1", key=False)
     d.cli_ok("manager", "repo", "create", REPO)
-    wait_until((d.store / f"{REPO}.git" / "HEAD").exists, what="the repository")
+    # The id is written once the repository is in place: wait for it, not for HEAD.
+    wait_until((d.store / f"{REPO}.git" / "applikant-id").exists, what="the repository's id")
     repo_id = (d.store / f"{REPO}.git" / "applikant-id").read_text().strip()
 
     d.cli_ok("manager", "repo", "rename", REPO, "alice/moved")

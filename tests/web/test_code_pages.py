@@ -362,8 +362,9 @@ def test_huge_file_is_cut_in_the_blob_view(site: WebSite, known: Known, tmp_path
     ],
 )
 def test_an_empty_repository_answers_in_words(site: WebSite, known: Known, route: str) -> None:
-    if not site.call_am("am_repo_db", "list_repos", {"owner": "kowner"}) or not any(
-        r["name"] == "empty" for r in site.call_am("am_repo_db", "list_repos", {"owner": "kowner"})
+    if not site.call_am("am_repo_db", "list_repos", {"owner": "kowner"})["items"] or not any(
+        r["name"] == "empty"
+        for r in site.call_am("am_repo_db", "list_repos", {"owner": "kowner"})["items"]
     ):
         site.create_repo("kowner/empty")
     r = site.login("kowner", "kowner-pass-1").get(f"/kowner/empty{route}")

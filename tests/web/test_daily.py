@@ -48,7 +48,7 @@ def test_details_are_edited_on_the_users_page(site: WebSite, name: str) -> None:
     assert r.status_code == 403
     entries = site.call_am(
         "am_repo_db", "query_audit", {"query": {"action": "user.update", "actor": name}}
-    )
+    )["items"]
     assert entries and entries[0]["actor_login"] == name
 
 

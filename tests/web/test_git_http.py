@@ -184,7 +184,7 @@ def test_denied_clone_with_credentials_is_audited(
             "am_repo_db",
             "query_audit",
             {"query": {"action": "access.denied", "repo": "ghalice/priv"}},
-        )
+        )["items"]
 
     before = len(denials())
     # Anonymous first requests are git's way of asking for credentials: not audited.

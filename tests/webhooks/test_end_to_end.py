@@ -77,7 +77,7 @@ def add_hook(
 
 
 def deliveries(site: GitSite, hook: str) -> list[dict[str, Any]]:
-    return site.call_am("am_webhooks", "list_deliveries", {"hook": hook})
+    return site.call_am("am_webhooks", "list_deliveries", {"hook": hook})["items"]
 
 
 def finished(site: GitSite, hook: str, n: int = 1) -> list[dict[str, Any]] | None:
@@ -239,7 +239,7 @@ def test_answers_are_shown_whole_to_site_admins_only(
     assert as_admin["log"][0]["response"] == "x" * 4096  # [webhooks] max_response
     [as_alice] = site.call_am(
         "am_webhooks", "list_deliveries", {"hook": hook["id"], "actor": alice.id}
-    )
+    )["items"]
     assert as_alice["log"][0]["response"] == "x" * 256
     one = site.call_am(
         "am_webhooks", "get_delivery", {"delivery": as_alice["id"], "actor": alice.id}

@@ -278,7 +278,7 @@ def test_hook_edit_and_test_delivery_from_the_cli(
     assert out.returncode == 0, out.stderr
     audit = site.call_am(
         "am_repo_db", "query_audit", {"query": {"action": "hook.update", "repo": "carol/edit"}}
-    )
+    )["items"]
     assert audit[0]["actor"].startswith("cli:") and "another-secret" not in json.dumps(audit)
     assert audit[0]["details"]["secret_changed"] is True
     # What was missing is said plainly.

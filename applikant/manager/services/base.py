@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from applikant.manager.errors import Unavailable
 from applikant.manager.runtime import Manager
+from applikant.manager.store.paging import Page
 from applikant.node.errors import ServiceError
 from applikant.node.node import CallContext, Handler
 from applikant.schema.base import Op, parse
@@ -32,6 +33,8 @@ def dump(value: Any) -> Any:
     """A store result as msgpack-able data (models as JSON-friendly dicts)."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
+    if isinstance(value, Page):
+        return value.as_json(dump)
     if isinstance(value, (list, tuple)):
         return [dump(v) for v in value]
     return value

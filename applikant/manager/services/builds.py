@@ -4,7 +4,7 @@ Methods (args is one map; `actor` as in am_user_db; `build` is build-42, #42 or 
 
 | method | args | result | who |
 |---|---|---|---|
-| list | repo?, status?, limit?, before? | [Build], newest first | readers of the repo; without repo: admins all, others what they can read |
+| list | repo?, status?, limit?, cursor? | page of Build, newest first | readers of the repo; without repo: admins all, others what they can read (on the page) |
 | get | build, repo? | Build | readers of its repo |
 | log | build, repo?, after?, limit? | {lines: [[seq, line]], next, status, final, truncated, total} | readers |
 | cancel | build, repo? | Build | writers of its repo |
@@ -46,6 +46,7 @@ from applikant.manager.errors import Forbidden, ServiceError
 from applikant.manager.names import is_zero_id
 from applikant.manager.runtime import Actor, Manager
 from applikant.manager.services.base import Service, dump
+from applikant.manager.store.paging import Page
 from applikant.node.node import CallContext, NodeDownEvent
 from applikant.schema import builds as s
 from applikant.schema.base import Read
@@ -127,16 +128,16 @@ class BuildsService(Service):
         actor = self.m.actor(req.actor)
         if req.repo is not None:
             self.m.require_repo(actor, req.repo, "read")
-        found = await self.m.bulk_read(
-            self.m.bulk.builds.all,
+        page = await self.m.read_page(
+            lambda store: store.builds.page,
+            req.limit,
+            cursor=req.cursor,
             repo=req.repo,
             status=req.status,
-            limit=req.limit,
-            before=req.before,
         )
         if req.repo is None and not actor.is_admin:
-            found = [b for b in found if self._readable(actor, b.repo)]
-        return dump(found)
+            page = Page([b for b in page.items if self._readable(actor, b.repo)], page.next)
+        return dump(page)
 
     async def get(self, ctx: CallContext, req: s.BuildRef) -> Any:
         return dump(self._require_build(self.m.actor(req.actor), req, "read"))

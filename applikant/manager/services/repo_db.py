@@ -6,10 +6,10 @@ Methods (args is one map; `actor` as in am_user_db):
 | method | args | result | who |
 |---|---|---|---|
 | check_access | user (None: anonymous), repo, access, audit? | {allowed, reason, level} | system, or the user asking for themself |
-| list_readable | user (None: anonymous) | [{repo, level, is_public, description, default_branch}] | system, the user |
+| list_readable | user (None: anonymous), limit?, cursor? | page of {repo, level, is_public, description, default_branch} | system, the user |
 | create_repo | path, description?, is_public?, default_branch? | Repo | admins; users under their login or their groups |
 | get_repo | repo | Repo | readers (others: not found) |
-| list_repos | owner?, visible_to?, public_only? | [Repo] | admins all (or what visible_to can read); users what they can read |
+| list_repos | owner?, visible_to?, public_only?, q?, newest_first?, limit?, cursor? | page of Repo | admins all (or what visible_to can read); users what they can read |
 | update_repo | repo, description?, is_public?, default_branch? | Repo | repo admins |
 | rename_repo | repo, new_path | Repo | repo admins, who may also create under the new owner |
 | delete_repo | repo | Repo | repo admins |
@@ -19,7 +19,7 @@ Methods (args is one map; `actor` as in am_user_db):
 | protect_branch | repo, pattern, admins_only? | ProtectedBranch | repo admins |
 | unprotect_branch | repo, pattern | None | repo admins |
 | list_protected | repo | [ProtectedBranch] | readers |
-| query_audit | query: {actor?, action?, repo?, since?, until?, limit?} | [AuditEntry] | admins; repo admins with query.repo |
+| query_audit | query: {actor?, action?, repo?, since?, until?, limit?, cursor?} | page of AuditEntry | admins; repo admins with query.repo |
 | recent_pushes | limit? | [AuditEntry] | anyone (only pushes to repos they can read) |
 | counts | - | Counts | site-wide for admins; scoped to what they may read for others |
 
@@ -30,18 +30,24 @@ is also recorded as `access.denied` (actor: the user or `anonymous`; repo;
 details user, access, reason; node: the caller) before the answer goes back;
 an allowed call, or one without `audit`, writes nothing.
 
+Lists answer one page, `{items, next, total}`: `next` is the cursor to pass
+for the page after (None after the last); `total` only when it was free
+(applikant.manager.store.paging).
+
 The models of the args and answers are applikant.schema.repos (AM_REPO_DB).
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from applikant.logs import EventLog
 from applikant.manager.errors import BadRequest, Forbidden, ServiceError
 from applikant.manager.services.base import Service, dump
 from applikant.manager.store import Store
+from applikant.manager.store.paging import Page
 from applikant.node.node import CallContext
 from applikant.schema import repos as s
 from applikant.schema.base import SYSTEM, Read
@@ -55,19 +61,14 @@ def _printable(text: str, limit: int) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:limit]
 
 
-def _counts_for(store: Store, user: str) -> s.Counts:
-    """The dashboard's figures scoped to what `user` may read (bulk thread)."""
-    return store.audit.counts_for(user, [r["repo"] for r in _readable(store, user)])
-
-
-def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
-    """The repositories `user` can read, with the level they have (bulk thread)."""
+def _readable(store: Store, user: str | None, limit: int, cursor: str | None) -> Page[Any]:
+    """A page of the repositories `user` can read, with the level they have."""
     if user is None:
-        repos = store.repos.all_json(public_only=True)
+        page = store.repos.page(public_only=True, limit=limit, cursor=cursor)
     else:
-        repos = store.repos.all_json(visible_to=user)
+        page = store.repos.page(visible_to=user, limit=limit, cursor=cursor)
     out = []
-    for repo in repos:
+    for repo in page.items:
         decision = store.access.check(user, repo["full_name"], "read")
         if decision.allowed:
             out.append(
@@ -79,7 +80,7 @@ def _readable(store: Store, user: str | None) -> list[dict[str, Any]]:
                     "default_branch": repo["default_branch"],
                 }
             )
-    return out
+    return Page(out, page.next, page.total)
 
 
 class RepoDb(Service):
@@ -134,7 +135,10 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         if not actor.is_admin and req.user != actor.id:
             raise Forbidden(f"{actor.login} may list their own repositories only")
-        return await self.m.bulk_read(_readable, self.m.bulk, req.user)
+        page = await self.m.read_page(
+            lambda store: partial(_readable, store, req.user), req.limit, cursor=req.cursor
+        )
+        return dump(page)
 
     # ---- repositories -------------------------------------------------------
 
@@ -158,13 +162,19 @@ class RepoDb(Service):
     async def list_repos(self, ctx: CallContext, req: s.ListRepos) -> Any:
         actor = self.m.actor(req.actor)
         visible_to = req.visible_to if actor.is_admin else actor.id
-        # Plain dicts from the rows: no model per repository (see Repos.all_json).
-        return await self.m.bulk_read(
-            self.m.bulk.repos.all_json,
+        # Plain dicts from the rows: no model per repository (see Repos.page).
+        page = await self.m.read_page(
+            lambda store: store.repos.page,
+            req.limit,
+            scan=req.q is not None,
+            cursor=req.cursor,
             owner=req.owner,
             visible_to=visible_to,
             public_only=req.public_only,
+            q=req.q,
+            newest_first=req.newest_first,
         )
+        return dump(page)
 
     async def update_repo(self, ctx: CallContext, req: s.UpdateRepo) -> Any:
         self.m.require_repo(self.m.actor(req.actor), req.repo, "admin")
@@ -268,8 +278,11 @@ class RepoDb(Service):
             self.m.require_repo(actor, req.query.repo, "admin")
         if req.query.limit < 1:
             raise BadRequest(f"{self.where(ctx)}: field 'query.limit' must be at least 1")
-        entries = await self.m.bulk_read(self.m.bulk.audit.query, **req.query.model_dump())
-        return dump(entries)
+        query = req.query.model_dump()
+        page = await self.m.read_page(
+            lambda store: store.audit.page, query.pop("limit"), scan=True, **query
+        )
+        return dump(page)
 
     async def recent_pushes(self, ctx: CallContext, req: s.RecentPushes) -> Any:
         actor = self.m.actor(req.actor)
@@ -287,4 +300,4 @@ class RepoDb(Service):
         actor = self.m.actor(req.actor)
         if actor.is_admin:
             return dump(self.m.reader.audit.counts())
-        return dump(await self.m.bulk_read(_counts_for, self.m.bulk, actor.id))
+        return dump(await self.m.bulk_read(self.m.bulk.audit.counts_for, actor.id))

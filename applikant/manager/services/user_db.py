@@ -7,7 +7,7 @@ methods that change something, `system` by default for reads):
 |---|---|---|---|
 | add_user | login, display_name?, email?, password?, is_admin? | User | admins |
 | get_user | user | User | anyone (email only to admins and the user) |
-| list_users | include_disabled? | [User] | admins all; others enabled users, no emails |
+| list_users | include_disabled?, limit?, cursor? | page of User | admins all; others enabled users, no emails |
 | update_user | user, display_name?, email? | User | admins, the user |
 | disable_user / enable_user | user | User | admins |
 | delete_user | user, transfer_to? | {user, transferred: [full names]} | admins (not themselves) |
@@ -16,10 +16,10 @@ methods that change something, `system` by default for reads):
 | verify_password | login, password | User or None | system (aw's login) |
 | add_key | user, key, title? | SshKey | admins, the user |
 | get_key | key (key-7 or SHA256:...) | SshKey | admins, the key's owner |
-| list_keys | user | [SshKey] | admins, the user |
+| list_keys | user, limit?, cursor? | page of SshKey | admins, the user |
 | remove_key | key (key-7 or SHA256:...), user? | SshKey | admins, the key's owner |
 | find_key | fingerprint, include_disabled? | SshKey or None | admins (af, sshd) |
-| all_keys | include_disabled? | [SshKey] | admins (af) |
+| all_keys | include_disabled?, limit?, cursor? | page of SshKey, by id | admins (af) |
 | touch_key | fingerprint | None | admins (af, on login) |
 | touch_keys | fingerprints | None | admins (af: the keys let in since it last said) |
 | update_key | key (key-7 or SHA256:...), title | SshKey (same id) | admins, the key's owner |
@@ -29,10 +29,12 @@ methods that change something, `system` by default for reads):
 | verify_token | token | User or None (enabled accounts) | system (aw's API and HTTP clone) |
 | create_group | name, description? | Group | admins |
 | delete_group | group | None | admins |
-| get_group / list_groups | group / - | Group / [Group] | anyone |
+| get_group / list_groups | group / limit?, cursor? | Group / page of Group | anyone |
 | add_member / remove_member | group, user | Group | admins |
 | groups_of | user | [str] | anyone |
 | subscribe / unsubscribe | service | {"subscribed": bool} | the calling node |
+
+Lists answer one page, `{items, next, total}` (see am_repo_db).
 
 The models of the args and answers are applikant.schema.users (AM_USER_DB).
 """
@@ -47,7 +49,6 @@ from applikant.manager.services.base import Service, dump
 from applikant.manager.store import Store
 from applikant.node.node import CallContext
 from applikant.schema import users as s
-from applikant.schema.base import Read
 from applikant.schema.users import User
 
 
@@ -77,9 +78,10 @@ class UserDb(Service):
     NAME = "am_user_db"
     SCHEMA = s.AM_USER_DB
 
-    def _shown(self, actor: Actor, user: s.User) -> dict[str, Any]:
-        data = user.model_dump(mode="json")
-        if not actor.is_admin and user.id != actor.id:
+    def _shown(self, actor: Actor, user: s.User | dict[str, Any]) -> dict[str, Any]:
+        """The user as `actor` may see them: the email only to admins and themself."""
+        data = user.model_dump(mode="json") if isinstance(user, s.User) else user
+        if not actor.is_admin and data["id"] != actor.id:
             data["email"] = ""
         return data
 
@@ -100,8 +102,15 @@ class UserDb(Service):
     async def list_users(self, ctx: CallContext, req: s.ListUsers) -> Any:
         actor = self.m.actor(req.actor)
         include = req.include_disabled and actor.is_admin
-        users = await self.m.bulk_read(self.m.bulk.users.all, include_disabled=include)
-        return [self._shown(actor, u) for u in users]
+        page = await self.m.read_page(
+            lambda store: store.users.page,
+            req.limit,
+            scan=req.q is not None,
+            cursor=req.cursor,
+            include_disabled=include,
+            q=req.q,
+        )
+        return page.map(lambda u: self._shown(actor, u)).as_json()
 
     async def update_user(self, ctx: CallContext, req: s.UpdateUser) -> Any:
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "change the details")
@@ -190,9 +199,12 @@ class UserDb(Service):
             raise NotFound(f"{actor.login} has no key {req.key}")
         return dump(key)
 
-    async def list_keys(self, ctx: CallContext, req: s.UserRef) -> Any:
+    async def list_keys(self, ctx: CallContext, req: s.ListKeys) -> Any:
         self.m.require_self_or_admin(self.m.actor(req.actor), req.user, "list the keys")
-        return dump(self.m.reader.keys.of(req.user))
+        page = await self.m.read_page(
+            lambda store: store.keys.page, req.limit, cursor=req.cursor, user=req.user
+        )
+        return dump(page)
 
     async def remove_key(self, ctx: CallContext, req: s.RemoveKey) -> Any:
         actor = self.m.actor(req.actor)
@@ -216,8 +228,13 @@ class UserDb(Service):
 
     async def all_keys(self, ctx: CallContext, req: s.AllKeys) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "list every key")
-        keys = await self.m.bulk_read(self.m.bulk.keys.all, include_disabled=req.include_disabled)
-        return dump(keys)
+        page = await self.m.read_page(
+            lambda store: store.keys.page,
+            req.limit,
+            cursor=req.cursor,
+            include_disabled=req.include_disabled,
+        )
+        return dump(page)
 
     async def touch_key(self, ctx: CallContext, req: s.TouchKey) -> Any:
         self.m.require_admin(self.m.actor(req.actor), "record key use")
@@ -313,9 +330,10 @@ class UserDb(Service):
         self.m.actor(req.actor)
         return dump(self.m.reader.groups.get(req.group))
 
-    async def list_groups(self, ctx: CallContext, req: Read) -> Any:
+    async def list_groups(self, ctx: CallContext, req: s.ListGroups) -> Any:
         self.m.actor(req.actor)
-        return dump(await self.m.bulk_read(self.m.bulk.groups.all))
+        page = await self.m.read_page(lambda store: store.groups.page, req.limit, cursor=req.cursor)
+        return dump(page)
 
     async def add_member(self, ctx: CallContext, req: s.Membership) -> Any:
         return await self._membership(ctx, req, self.m.writer.groups.add_member)

@@ -10,7 +10,7 @@ Methods (args is one map; `actor` as in am_user_db):
 | update_hook | hook, url?, secret?, events?, active? | Webhook | the same |
 | test_hook | hook | Delivery (a ping, due now) | the same |
 | remove_hook | hook | Webhook | the same |
-| list_deliveries | hook, limit? | [Delivery with its attempts] | the same |
+| list_deliveries | hook, limit?, cursor? | page of Delivery with its attempts | the same |
 | get_delivery | delivery | Delivery | the same |
 | redeliver | delivery | Delivery (the new one) | the same |
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import trio
@@ -217,8 +218,13 @@ class WebhooksService(Service):
     async def list_deliveries(self, ctx: CallContext, req: s.HookRead) -> Any:
         actor = self.m.actor(req.actor)
         self._require_hook(actor, req.hook)
-        found = await self.m.bulk_read(self.m.bulk.webhooks.deliveries, req.hook, req.limit)
-        return [_shown(actor, d) for d in found]
+        page = await self.m.read_page(
+            lambda store: partial(store.webhooks.delivery_page, req.hook),
+            req.limit,
+            scan=True,  # each delivery brings its attempts
+            cursor=req.cursor,
+        )
+        return page.as_json(lambda d: _shown(actor, d))
 
     async def get_delivery(self, ctx: CallContext, req: s.DeliveryRef) -> Any:
         actor = self.m.actor(req.actor)

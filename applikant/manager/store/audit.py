@@ -14,6 +14,7 @@ matches `push` and `push.denied`, not `pushy`.
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,10 @@ from typing import Any
 
 from applikant.manager.errors import BadRequest, ServiceError
 from applikant.manager.names import check_text
+from applikant.manager.store import listing
 from applikant.manager.store.branches import as_ref_update
 from applikant.manager.store.core import Part, Query, Row, format_time
+from applikant.manager.store.paging import Page, check_limit, cut, decode
 from applikant.manager.store.rows import logins_of, parse_id, repo_row, user_row
 from applikant.schema.base import acts_as_system
 from applikant.schema.hooks import RefUpdate
@@ -32,8 +35,21 @@ from applikant.schema.repos import AuditEntry, Counts
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 DETAILS_MAX = 1 << 20
 LIMIT_MAX = 10_000
-COUNT_CHUNK = 500  # repositories per query when counting a user's pushes
+COUNT_CAP = 1000  # a non-admin's figures are counted up to this ("1,000+")
 _ENTRY_SQL = "SELECT * FROM audit_log WHERE id = ?"
+# How many repositories `{ids}` (a statement) gives, and how many pushes to them
+# (up to a limit), read once (a WITH used twice is made once, in SQLite and in
+# PostgreSQL); the pushes are found repository by repository (audit_by_repo_action).
+READABLE_COUNTS_SQL = (
+    "WITH readable AS ({ids}) SELECT (SELECT count(*) FROM readable),"
+    " (SELECT count(*) FROM (SELECT 1 FROM audit_log WHERE action = 'push' AND repo IN"
+    " (SELECT o.name || '/' || r.name FROM repos r JOIN owners o ON o.id = r.owner_id"
+    " WHERE r.id IN (SELECT id FROM readable)) LIMIT ?) AS c)"
+)
+_NO_ID = 1 << 62  # above every id: the first page starts below it
+AUDIT_PAGE_SQL = "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?"
+# The next action name after one, within a dotted family: one index seek each.
+NEXT_ACTION_SQL = "SELECT min(action) FROM audit_log WHERE action > ? AND action < ?"
 
 
 def _check_action(action: object) -> str:
@@ -64,6 +80,26 @@ def _check_event_id(value: object) -> str:
     if not isinstance(value, str) or not _EVENT_ID_RE.match(value):
         raise BadRequest("event_id must be 1 to 64 letters, digits, dashes (a UUID)")
     return value
+
+
+def _actions_under(q: Query, action: str) -> list[str | None]:
+    """`action` and the dotted sub-actions the log holds (`push`, `push.denied`),
+    found by hopping through the index by action (a loose index scan)."""
+    found: list[str | None] = [action]
+    after, end = action + ".", action + "/"
+    while True:
+        name = q.scalar(NEXT_ACTION_SQL, (after, end))
+        if name is None:
+            return found
+        found.append(name)
+        after = name
+
+
+def _newest(ranges: Sequence[Sequence[Row]], limit: int) -> list[Row]:
+    """The first `limit` rows of several newest-first ranges, newest first."""
+    if len(ranges) == 1:
+        return list(ranges[0][:limit])
+    return list(heapq.merge(*ranges, key=lambda row: row["id"], reverse=True))[:limit]
 
 
 def entry_from_row(row: Row, logins: Mapping[str, str] | None = None) -> AuditEntry:
@@ -177,7 +213,7 @@ class Audit(Part):
             tx.event("repo.pushed", **event)
             return self._entry(tx, entry_id)
 
-    def query(
+    def page(
         self,
         *,
         actor: str | None = None,
@@ -186,26 +222,25 @@ class Audit(Part):
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int = 100,
-    ) -> list[AuditEntry]:
-        """Entries matching every given filter, newest first.
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        """One page of the entries matching every given filter, newest first.
 
         `action` matches itself and its dotted sub-actions; `since` is inclusive,
-        `until` exclusive; `limit` is 1 to 10,000.
+        `until` exclusive; `limit` is 1 to 10,000. The entries come from one
+        index range per matching action (the index by action, then id), or from
+        the index of the actor, the repository or the ids: never a sort of the
+        whole log.
         """
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= LIMIT_MAX:
-            raise BadRequest(f"limit must be an integer from 1 to {LIMIT_MAX}")
-        where: list[str] = []
-        params: list[object] = []
+        check_limit(limit, LIMIT_MAX)
+        key = decode("audit", cursor, int)
+        where = ["id < ?"]
+        params: list[object] = [key[0] if key else _NO_ID]
         if actor is not None:
             with self._core.read() as q:
                 actor = _actor_filter(q, actor)
             where.append("actor = ?")
             params.append(actor)
-        if action is not None:
-            _check_action(action)
-            # A range instead of LIKE, so that the index on action is used.
-            where.append("(action = ? OR (action > ? AND action < ?))")
-            params += [action, action + ".", action + "/"]
         if repo is not None:
             where.append("repo = ?")
             params.append(repo[:-4] if repo.endswith(".git") else repo)
@@ -214,12 +249,25 @@ class Audit(Part):
             if text is not None:
                 where.append(f"time {op} ?")
                 params.append(text)
-        sql = "SELECT * FROM audit_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
         with self._core.read() as q:
-            return _entries(q, q.all(sql, (*params, limit)))
+            actions: list[str | None] = [None]
+            if action is not None:
+                actions = _actions_under(q, _check_action(action))
+            ranges = []
+            for name in actions:
+                sql, args = AUDIT_PAGE_SQL, list(params)
+                if name is not None:
+                    sql = sql.replace("WHERE ", "WHERE action = ? AND ")
+                    args.insert(0, name)
+                sql = sql.replace("id < ?", " AND ".join(where))
+                ranges.append(q.all(sql, (*args, limit + 1)))
+            rows = _newest(ranges, limit + 1)
+            page = cut(rows, limit, "audit", lambda r: (r["id"],), key is None)
+            return Page(_entries(q, page.items), page.next, page.total)
+
+    def query(self, **filters: Any) -> list[AuditEntry]:
+        """The first page of `page(**filters)`: the newest matching entries."""
+        return self.page(**filters).items
 
     def recent_pushes(self, limit: int = 10) -> list[AuditEntry]:
         """The latest accepted pushes, newest first (for the dashboard)."""
@@ -231,37 +279,49 @@ class Audit(Part):
             )
             return _entries(q, rows)
 
-    def counts_for(self, user: str, readable: list[str]) -> Counts:
+    def counts_for(self, user: str) -> Counts:
         """The dashboard's figures as `user` (not a site admin) may see them:
         enabled users and groups (which they can list anyway), the repositories
-        in `readable`, their own keys, and the pushes to those repositories;
-        no refusal counts (those are for site admins)."""
+        they can read, their own keys, and the pushes to those repositories; no
+        refusal counts (those are for site admins).
+
+        Counted up to COUNT_CAP each, a bounded amount of work whatever the size
+        of the site: a figure that reached it is named in `capped` ("1,000+").
+        The pushes are those to the first repositories the user can read (a
+        lower bound, named in `capped`, when there are more than COUNT_CAP).
+        Each figure is one statement whose rows stay in the database.
+        """
         with self._core.read() as q:
-            uid = user_row(q, user)["id"]
-            row = q.one(
-                "SELECT (SELECT count(*) FROM users WHERE disabled = 0) AS users,"
-                " (SELECT count(*) FROM ssh_keys WHERE user_id = ?) AS keys,"
-                " (SELECT count(*) FROM groups) AS groups",
-                (uid,),
-            )
-            assert row is not None
-            pushes = 0
-            for start in range(0, len(readable), COUNT_CHUNK):
-                chunk = readable[start : start + COUNT_CHUNK]
-                pushes += q.scalar(
-                    "SELECT count(*) FROM audit_log WHERE action = 'push' AND repo IN ("
-                    + ", ".join("?" for _ in chunk)
-                    + ")",
-                    chunk,
+            viewer = user_row(q, user)
+            keys = q.scalar("SELECT count(*) FROM ssh_keys WHERE user_id = ?", (viewer["id"],))
+            found = {}
+            for name, sql in (
+                ("users", "SELECT 1 FROM users WHERE disabled = 0"),
+                ("groups", "SELECT 1 FROM groups"),
+            ):
+                found[name] = q.scalar(
+                    f"SELECT count(*) FROM ({sql} LIMIT ?) AS c", (COUNT_CAP + 1,)
                 )
+            found["repos"] = found["pushes"] = 0
+            if not viewer["disabled"]:
+                ids, params = listing.readable_ids(q, viewer, COUNT_CAP + 1)
+                row = q.one(READABLE_COUNTS_SQL.format(ids=ids), (*params, COUNT_CAP + 1))
+                assert row is not None
+                found["repos"], found["pushes"] = row[0], row[1]
+        capped = ["pushes"] if found["repos"] > COUNT_CAP else []
+        for name, value in found.items():
+            if value > COUNT_CAP:
+                found[name] = COUNT_CAP
+                capped.append(name)
         return Counts(
-            users=row["users"],
-            repos=len(readable),
-            keys=row["keys"],
-            groups=row["groups"],
-            pushes=pushes,
+            users=found["users"],
+            repos=found["repos"],
+            keys=keys,
+            groups=found["groups"],
+            pushes=found["pushes"],
             push_denials=None,
             access_denials=None,
+            capped=sorted(set(capped)),
         )
 
     def counts(self) -> Counts:

@@ -29,7 +29,10 @@ only this:
   reached, or that this am may no longer write to (the services answer them
   as "unavailable", which callers treat like an am that is away);
 - `lease`: the epoch of the lease the store's am holds, checked by every
-  write transaction (None: not fenced; SQLite has one am and no lease).
+  write transaction (None: not fenced; SQLite has one am and no lease);
+- `ids_given`: after rows were inserted with ids the caller chose (a bulk
+  load), make the ids the database assigns continue after them (SQLite takes
+  the largest id plus one anyway; PostgreSQL moves the identity's sequence).
 
 The schema and its history are schema.py's, one for every backend.
 
@@ -99,6 +102,10 @@ class Backend(ABC):
     @abstractmethod
     def in_transaction(self, conn: Connection) -> bool:
         """Whether a transaction is open on `conn`."""
+
+    def ids_given(self, conn: Connection, table: str) -> None:  # noqa: B027 (SQLite: nothing)
+        """Ids assigned from now on in `table` come after the largest there (by
+        default nothing to do: the database takes the largest id plus one)."""
 
     def upsert(
         self, table: str, keys: tuple[str, ...], columns: tuple[str, ...], update: tuple[str, ...]

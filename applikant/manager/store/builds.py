@@ -38,6 +38,7 @@ from applikant.builder.models import FINAL_STATUSES, Build, BuildStatus
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.names import is_zero_id
 from applikant.manager.store.core import Part, Query, Row, Tx
+from applikant.manager.store.paging import Page, check_limit, cut, decode
 from applikant.manager.store.rows import logins_of, repo_row
 from applikant.schema.builds import LOG_BATCH_MAX
 
@@ -54,6 +55,7 @@ _SELECT = (
     "SELECT b.*, CASE WHEN r.id IS NULL THEN b.repo ELSE o.name || '/' || r.name END AS repo_now"
     " FROM builds b LEFT JOIN repos r ON r.id = b.repo_id LEFT JOIN owners o ON o.id = r.owner_id"
 )
+BUILDS_PAGE_SQL = _SELECT + " WHERE b.id < ? ORDER BY b.id DESC LIMIT ?"
 
 
 def parse_build_ref(ref: object) -> int:
@@ -166,20 +168,21 @@ class Builds(Part):
         with self._core.read() as q:
             return _builds(q, [_build_row(q, ref, repo)])[0]
 
-    def all(
+    def page(
         self,
         *,
         repo: str | None = None,
         status: str | None = None,
         runner: str | None = None,
         limit: int = 50,
-        before: int | None = None,
-    ) -> list[Build]:
-        """Builds matching every given filter, newest first; `before` pages on."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= LIST_MAX:
-            raise BadRequest(f"limit must be an integer from 1 to {LIST_MAX}")
-        where: list[str] = []
-        params: list[object] = []
+        cursor: str | None = None,
+    ) -> Page[Build]:
+        """One page of the builds matching every given filter, newest first (one
+        range of the primary key, or of the index by repository or by status)."""
+        check_limit(limit, LIST_MAX)
+        key = decode("builds", cursor, int)
+        where = ["b.id < ?"]
+        params: list[object] = [key[0] if key else 1 << 62]
         with self._core.read() as q:
             if repo is not None:
                 where.append("b.repo_id = ?")
@@ -192,12 +195,14 @@ class Builds(Part):
             if runner is not None:
                 where.append("b.runner = ?")
                 params.append(runner)
-            if before is not None:
-                where.append("b.id < ?")
-                params.append(before)
-            sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-            rows = q.all(sql + " ORDER BY b.id DESC LIMIT ?", (*params, limit))
-            return _builds(q, rows)
+            sql = BUILDS_PAGE_SQL.replace("b.id < ?", " AND ".join(where))
+            rows = q.all(sql, (*params, limit + 1))
+            builds = _builds(q, rows)
+        return cut(builds, limit, "builds", lambda b: (int(b.id[6:]),), key is None)
+
+    def all(self, **filters: Any) -> list[Build]:
+        """The first page of `page(**filters)`: the newest matching builds."""
+        return self.page(**filters).items
 
     def read_log(self, ref: object, *, after: int = 0, limit: int = 5000) -> dict[str, Any]:
         """Log lines numbered above `after`, at most `limit`:

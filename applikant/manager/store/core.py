@@ -124,6 +124,12 @@ class Tx(Query):
         sql = self._backend.upsert(table, tuple(keys), tuple(row), tuple(update))
         self._conn.execute(self._prepare(sql), tuple(row.values()))
 
+    def ids_given(self, *tables: str) -> None:
+        """After inserting rows with ids of the caller's choice (a bulk load):
+        the ids the database assigns in `tables` from now on come after them."""
+        for table in tables:
+            self._backend.ids_given(self._conn, table)
+
     def insert(self, sql: str, params: Params = ()) -> int:
         """Run an INSERT into a table with an integer `id`; the new row's id."""
         return self._backend.insert(self._conn, self._prepare(sql), params)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from applikant.manager.errors import Conflict, NotFound
 from applikant.manager.names import check_name, check_owner_name, check_text
 from applikant.manager.store.core import Part, Query, Row
+from applikant.manager.store.paging import LIMIT_MAX, Page, check_limit, cut, decode, every
 from applikant.manager.store.rows import owner_row, user_row
 from applikant.schema.users import Group
 
@@ -17,6 +18,7 @@ DESCRIPTION_MAX = 1024
 _GROUP_SELECT = (
     "SELECT g.id, o.name, g.description, g.created_at FROM owners o JOIN groups g ON g.id = o.id"
 )
+GROUPS_PAGE_SQL = _GROUP_SELECT + " WHERE o.kind = 'group' AND o.name > ? ORDER BY o.name LIMIT ?"
 
 
 def _group_row(q: Query, name: object) -> Row:
@@ -85,11 +87,18 @@ class Groups(Part):
         with self._core.read() as q:
             return _group_model(q, _group_row(q, name))
 
+    def page(self, *, limit: int = 100, cursor: str | None = None) -> Page[Group]:
+        """One page of groups with their members, ordered by name."""
+        check_limit(limit)
+        key = decode("groups", cursor, str)
+        with self._core.read() as q:
+            rows = q.all(GROUPS_PAGE_SQL, (key[0] if key else "", limit + 1))
+            groups = [_group_model(q, row) for row in rows]
+        return cut(groups, limit, "groups", lambda g: (g.name,), key is None)
+
     def all(self) -> list[Group]:
         """All groups with their members, ordered by name."""
-        with self._core.read() as q:
-            rows = q.all(_GROUP_SELECT + " ORDER BY o.name")
-            return [_group_model(q, row) for row in rows]
+        return list(every(lambda cursor: self.page(limit=LIMIT_MAX, cursor=cursor)))
 
     def of(self, user: str) -> list[str]:
         """The names of the groups `user` belongs to, ordered by name."""

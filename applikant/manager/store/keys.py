@@ -14,6 +14,7 @@ from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.names import check_text
 from applikant.manager.sshkeys import parse_public_key
 from applikant.manager.store.core import Part, Query, Row
+from applikant.manager.store.paging import LIMIT_MAX, Page, check_limit, cut, decode, every
 from applikant.manager.store.rows import actor_is_admin, parse_id, user_row
 from applikant.schema.users import SshKey
 
@@ -24,6 +25,8 @@ KEY_SELECT = (
     " FROM ssh_keys k JOIN users u ON u.id = k.user_id JOIN owners o ON o.id = k.user_id"
 )
 FIND_KEY_SQL = KEY_SELECT + " WHERE k.fingerprint = ?"
+KEYS_PAGE_SQL = KEY_SELECT + " WHERE k.id > ? ORDER BY k.id LIMIT ?"
+KEYS_OF_SQL = KEY_SELECT + " WHERE k.user_id = ? AND k.id > ? ORDER BY k.id LIMIT ?"
 
 
 def key_from_row(row: Row) -> SshKey:
@@ -143,10 +146,7 @@ class Keys(Part):
 
     def of(self, user: str) -> list[SshKey]:
         """The keys of one user, oldest first. Raises NotFound for an unknown user."""
-        with self._core.read() as q:
-            owner = user_row(q, user)
-            rows = q.all(KEY_SELECT + " WHERE k.user_id = ? ORDER BY k.id", (owner["id"],))
-        return [key_from_row(row) for row in rows]
+        return list(every(lambda cursor: self.page(limit=LIMIT_MAX, cursor=cursor, user=user)))
 
     def get(self, ref: str) -> SshKey:
         """A key by id (`key-7`) or fingerprint. Raises NotFound."""
@@ -252,9 +252,42 @@ class Keys(Part):
                 (self._core.now(), *wanted),
             )
 
+    def page(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        user: str | None = None,
+        include_disabled: bool = False,
+    ) -> Page[SshKey]:
+        """One page of keys by id: one user's (all of theirs), or every enabled
+        user's (for rebuilding authorized_keys; `include_disabled` adds the rest)."""
+        check_limit(limit)
+        key = decode("keys", cursor, int)
+        after = key[0] if key else 0
+        with self._core.read() as q:
+            if user is not None:
+                owner = user_row(q, user)
+                rows = q.all(KEYS_OF_SQL, (owner["id"], after, limit + 1))
+            else:
+                sql = KEYS_PAGE_SQL
+                if not include_disabled:
+                    sql = sql.replace(" ORDER BY", " AND u.disabled = 0 ORDER BY")
+                rows = q.all(sql, (after, limit + 1))
+        return cut(
+            [key_from_row(row) for row in rows],
+            limit,
+            "keys",
+            lambda k: (int(k.id[4:]),),
+            key is None,
+        )
+
     def all(self, *, include_disabled: bool = False) -> list[SshKey]:
         """Every key of every enabled user (for rebuilding authorized_keys), by id."""
-        where = "" if include_disabled else " WHERE u.disabled = 0"
-        with self._core.read() as q:
-            rows = q.all(KEY_SELECT + where + " ORDER BY k.id")
-        return [key_from_row(row) for row in rows]
+        return list(
+            every(
+                lambda cursor: self.page(
+                    limit=LIMIT_MAX, cursor=cursor, include_disabled=include_disabled
+                )
+            )
+        )

@@ -97,6 +97,9 @@ _DDL_RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
 def translate(ddl: str) -> str:
     """Portable DDL (schema.py's subset, in SQLite's words) as PostgreSQL's."""
     for pattern, replacement in _DDL_RULES:
@@ -388,3 +391,10 @@ class PostgresBackend(Backend):
 
     def in_transaction(self, conn: Connection) -> bool:
         return bool(getattr(conn, "in_transaction", False))
+
+    def ids_given(self, conn: Connection, table: str) -> None:
+        if not _IDENTIFIER.fullmatch(table):
+            raise ValueError(f"not a table name: {table!r}")
+        conn.execute(
+            f"SELECT setval(pg_get_serial_sequence(%s, 'id'), max(id)) FROM {table}", (table,)
+        )

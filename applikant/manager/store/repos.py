@@ -13,8 +13,10 @@ from typing import Any
 
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.names import check_branch_name, check_text, parse_repo_path
+from applikant.manager.store import listing
 from applikant.manager.store.core import Part, Row
-from applikant.manager.store.rows import REPO_SELECT, json_time, owner_row, repo_row, user_row
+from applikant.manager.store.paging import LIMIT_MAX, Page, check_limit, every
+from applikant.manager.store.rows import REPO_SELECT, owner_row, repo_row
 from applikant.schema.repos import Repo
 
 DESCRIPTION_MAX = 1024
@@ -32,27 +34,6 @@ def repo_from_row(row: Row) -> Repo:
         default_branch=row["default_branch"],
         created_at=row["created_at"],
     )
-
-
-def repo_json_from_row(row: Row) -> dict[str, Any]:
-    """`repo_from_row(row).model_dump(mode="json")`, built directly from the row.
-
-    Listings send hundreds or thousands of repositories; a model per row (and
-    its validation and serialisation) cost ten times the query. Same keys in the
-    same order, same values: tests compare the two.
-    """
-    owner, name = row["owner"], row["name"]
-    return {
-        "id": f"repo-{row['id']}",
-        "owner": owner,
-        "owner_kind": row["owner_kind"],
-        "name": name,
-        "full_name": f"{owner}/{name}",
-        "description": row["description"],
-        "is_public": bool(row["is_public"]),
-        "default_branch": row["default_branch"],
-        "created_at": json_time(row["created_at"]),
-    }
 
 
 def _check_public(value: object) -> bool:
@@ -105,6 +86,43 @@ class Repos(Part):
         with self._core.read() as q:
             return repo_from_row(repo_row(q, path))
 
+    def page(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        owner: str | None = None,
+        visible_to: str | None = None,
+        public_only: bool = False,
+        q: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[dict[str, Any]]:
+        """One page of repositories, as the JSON-friendly dicts the service sends
+        (`Repo.model_dump(mode="json")` of each, without building the models).
+
+        Without `owner`, the site's repositories by id (oldest first, or newest
+        first); with `owner`, that user's or group's by name. `visible_to` (a
+        user) keeps those the user may read (all for site admins, none for
+        disabled users); `public_only` keeps the public ones (what anonymous
+        visitors see); `q` keeps those whose full name or description contains
+        it (any case). Every page is one index range per source of access (see
+        listing.py), whatever the size of the site.
+        """
+        check_limit(limit)
+        if q is not None:
+            q = check_text(q, "search", 100).strip().lower() or None
+        with self._core.read() as q_:
+            return listing.repo_page(
+                q_,
+                limit=limit,
+                cursor=cursor,
+                owner=owner,
+                visible_to=visible_to,
+                public_only=public_only,
+                search=q,
+                newest_first=newest_first,
+            )
+
     def all(
         self,
         *,
@@ -112,54 +130,19 @@ class Repos(Part):
         visible_to: str | None = None,
         public_only: bool = False,
     ) -> list[Repo]:
-        """Repositories ordered by full name, optionally filtered.
-
-        `owner` keeps one owner's; `visible_to` (a user) keeps those the user may
-        read (all for site admins, none for disabled users); `public_only` keeps
-        the public ones (what anonymous visitors see).
-        """
-        rows = self._repo_rows(owner=owner, visible_to=visible_to, public_only=public_only)
-        return [repo_from_row(row) for row in rows]
-
-    def all_json(
-        self,
-        *,
-        owner: str | None = None,
-        visible_to: str | None = None,
-        public_only: bool = False,
-    ) -> list[dict[str, Any]]:
-        """What `all` returns, as the JSON-friendly dicts the service sends
-        (`Repo.model_dump(mode="json")` of each), without building the models."""
-        rows = self._repo_rows(owner=owner, visible_to=visible_to, public_only=public_only)
-        return [repo_json_from_row(row) for row in rows]
-
-    def _repo_rows(
-        self, *, owner: str | None, visible_to: str | None, public_only: bool
-    ) -> list[Row]:
-        where: list[str] = []
-        params: list[object] = []
-        with self._core.read() as q:
-            if owner is not None:
-                where.append("o.name = ?")
-                params.append(owner)
-            if public_only:
-                where.append("r.is_public = 1")
-            if visible_to is not None:
-                user = user_row(q, visible_to)
-                if user["disabled"]:
-                    return []
-                if not user["is_admin"]:
-                    where.append(
-                        "(r.is_public = 1 OR r.owner_id = ?"
-                        " OR r.owner_id IN (SELECT group_id FROM group_members WHERE user_id = ?)"
-                        " OR r.id IN (SELECT repo_id FROM repo_perms WHERE grantee_id = ?"
-                        "   OR grantee_id IN (SELECT group_id FROM group_members WHERE user_id = ?)))"
-                    )
-                    params += [user["id"]] * 4
-            sql = REPO_SELECT
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            return q.all(sql + " ORDER BY o.name, r.name", params)
+        """Every repository `page` would list with these filters, as models."""
+        return [
+            Repo.model_validate(item)
+            for item in every(
+                lambda cursor: self.page(
+                    limit=LIMIT_MAX,
+                    cursor=cursor,
+                    owner=owner,
+                    visible_to=visible_to,
+                    public_only=public_only,
+                )
+            )
+        ]
 
     def update(
         self,

@@ -38,6 +38,7 @@ checked in the database itself.
 Version 8 adds `sessions`: web sessions, kept as SHA-256 hashes of their secrets.
 Version 9 numbers builds per repository (`builds.number`, `repos.builds_made`),
 and indexes what the commit pages, the badges and the pruning look up.
+Version 10 adds the indexes the paged lists read in order (store/paging.py).
 
 Every lookup on the hot path (check_access, key by fingerprint) has an index;
 tests check the query plans.
@@ -336,4 +337,20 @@ UPDATE repos SET builds_made = (SELECT COALESCE(MAX(b.number), 0) FROM builds b
 CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries(created_at);
 """
 
-MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+# Version 10: the indexes of the paged lists (paging.py, listing.py), each read as
+# one range in the list's order: repositories by id among one owner's and among
+# the public ones (the arms of "what a user may read"), users and groups by name,
+# a hook's deliveries by (time, seq), which replaces the index by hook and time,
+# and audit entries by repository and action (the audit filtered by both, and a
+# user's pushes counted repository by repository rather than among all pushes).
+_V10 = """
+CREATE INDEX IF NOT EXISTS repos_by_owner ON repos(owner_id, id);
+CREATE INDEX IF NOT EXISTS repos_public ON repos(is_public, id);
+CREATE INDEX IF NOT EXISTS owners_by_kind ON owners(kind, name);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_hook_seq
+    ON webhook_deliveries(hook_id, created_at, seq);
+DROP INDEX IF EXISTS webhook_deliveries_by_hook;
+CREATE INDEX IF NOT EXISTS audit_by_repo_action ON audit_log(repo, action, id);
+"""
+
+MIGRATIONS: list[Migration] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]

@@ -19,10 +19,20 @@ from applikant.manager.errors import BadRequest, Conflict
 from applikant.manager.names import check_email, check_owner_name, check_password, check_text
 from applikant.manager.store import sessions
 from applikant.manager.store.core import Part, Row
-from applikant.manager.store.rows import USER_SELECT, owner_row, user_row
+from applikant.manager.store.paging import (
+    LIMIT_MAX,
+    Page,
+    check_limit,
+    cut,
+    decode,
+    every,
+    like_pattern,
+)
+from applikant.manager.store.rows import USER_SELECT, json_time, owner_row, user_row
 from applikant.schema.users import User
 
 DISPLAY_NAME_MAX = 128
+USERS_PAGE_SQL = USER_SELECT + " WHERE o.kind = 'user' AND o.name > ? ORDER BY o.name LIMIT ?"
 
 
 def user_from_row(row: Row) -> User:
@@ -36,6 +46,22 @@ def user_from_row(row: Row) -> User:
         has_password=row["password_hash"] is not None,
         created_at=row["created_at"],
     )
+
+
+def user_json_from_row(row: Row) -> dict[str, object]:
+    """`user_from_row(row).model_dump(mode="json")`, built directly from the row
+    (a page of users is a hundred of them; see listing.repo_json_from_row)."""
+    number, login, display_name, email, password_hash, is_admin, disabled, created = row
+    return {
+        "id": f"user-{number}",
+        "login": login,
+        "display_name": display_name,
+        "email": email,
+        "is_admin": bool(is_admin),
+        "disabled": bool(disabled),
+        "has_password": password_hash is not None,
+        "created_at": json_time(created),
+    }
 
 
 class Users(Part):
@@ -84,12 +110,51 @@ class Users(Part):
         with self._core.read() as q:
             return user_from_row(user_row(q, ref))
 
+    def page(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        include_disabled: bool = True,
+        q: str | None = None,
+    ) -> Page[dict[str, object]]:
+        """One page of users, ordered by login (case-insensitively), as the
+        JSON-friendly dicts the service sends: one range of the index of owners
+        by kind and name. `q` keeps those whose login or display name contains
+        it (any case), reading on until a page is full."""
+        check_limit(limit)
+        key = decode("users", cursor, str)
+        sql, params = USERS_PAGE_SQL, [key[0] if key else ""]
+        if not include_disabled:
+            sql = sql.replace(" ORDER BY", " AND u.disabled = 0 ORDER BY")
+        if q is not None and q.strip():
+            like = like_pattern(check_text(q, "search", 100).strip().lower())
+            sql = sql.replace(
+                " ORDER BY",
+                " AND (lower(o.name) LIKE ? ESCAPE '!' OR lower(u.display_name) LIKE ? ESCAPE '!')"
+                " ORDER BY",
+            )
+            params += [like, like]
+        with self._core.read() as q_:
+            rows = q_.all(sql, (*params, limit + 1))
+        return cut(
+            [user_json_from_row(row) for row in rows],
+            limit,
+            "users",
+            lambda u: (str(u["login"]),),
+            key is None,
+        )
+
     def all(self, *, include_disabled: bool = True) -> list[User]:
         """All users, ordered by login (case-insensitively)."""
-        where = "" if include_disabled else " WHERE u.disabled = 0"
-        with self._core.read() as q:
-            rows = q.all(USER_SELECT + where + " ORDER BY o.name")
-        return [user_from_row(row) for row in rows]
+        return [
+            User.model_validate(item)
+            for item in every(
+                lambda cursor: self.page(
+                    limit=LIMIT_MAX, cursor=cursor, include_disabled=include_disabled
+                )
+            )
+        ]
 
     def update(
         self,

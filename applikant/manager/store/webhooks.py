@@ -39,6 +39,7 @@ from applikant.links import Links
 from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.store import hookpayloads as payloads
 from applikant.manager.store.core import Core, Part, Query, Row, Tx, format_time
+from applikant.manager.store.paging import Page, check_limit, cut, decode
 from applikant.manager.store.rows import REPO_SELECT, parse_id, repo_row
 from applikant.schema.webhooks import Delivery, NewWebhook, Webhook
 from applikant.webhooks import (
@@ -132,6 +133,11 @@ _HOOK_SELECT = (
     "  ORDER BY d.created_at DESC, d.seq DESC LIMIT 1) AS last_status"
     " FROM webhooks h LEFT JOIN repos r ON r.id = h.repo_id"
     " LEFT JOIN owners o ON o.id = r.owner_id"
+)
+# seq: see _HOOK_SELECT. The cursor is the last row's (created_at, seq).
+DELIVERIES_PAGE_SQL = (
+    "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
+    " AND (created_at, seq) < (?, ?) ORDER BY created_at DESC, seq DESC LIMIT ?"
 )
 
 
@@ -401,19 +407,25 @@ class Webhooks(Part):
             log=[_attempt_from_row(a) for a in attempts],
         )
 
-    def deliveries(self, hook: str, limit: int = 50) -> list[Delivery]:
-        """A hook's deliveries, newest first, each with its attempts."""
-        if not isinstance(limit, int) or not 1 <= limit <= DELIVERIES_LIST_MAX:
-            raise BadRequest(f"limit must be 1 to {DELIVERIES_LIST_MAX}")
+    def delivery_page(
+        self, hook: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Delivery]:
+        """One page of a hook's deliveries, newest first, each with its attempts
+        (one range of the index by hook and time)."""
+        check_limit(limit, DELIVERIES_LIST_MAX)
+        key = decode("deliveries", cursor, str, int)
+        after = key if key is not None else ("~", 1 << 62)  # "~" sorts after every time
         with self._core.read() as q:
             number = _hook_row(q, hook)["id"]
-            # seq: see _HOOK_SELECT.
-            rows = q.all(
-                "SELECT * FROM webhook_deliveries WHERE hook_id = ?"
-                " ORDER BY created_at DESC, seq DESC LIMIT ?",
-                (number, limit),
+            rows = q.all(DELIVERIES_PAGE_SQL, (number, *after, limit + 1))
+            page = cut(
+                rows, limit, "deliveries", lambda r: (r["created_at"], r["seq"]), key is None
             )
-            return [self._delivery(q, row) for row in rows]
+            return page.map(lambda row: self._delivery(q, row))
+
+    def deliveries(self, hook: str, limit: int = 50) -> list[Delivery]:
+        """A hook's newest deliveries, each with its attempts."""
+        return self.delivery_page(hook, limit=limit).items
 
     def delivery(self, ref: str) -> Delivery:
         with self._core.read() as q:

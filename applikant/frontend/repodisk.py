@@ -48,7 +48,7 @@ import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from applikant.frontend.sshcommand import CommandRefused, check_repo, resolve_repo_path
@@ -216,11 +216,18 @@ class RepoDisk:
 
     # -- changes -----------------------------------------------------------
 
-    def create(self, repo: str, default_branch: str = "main") -> str:
+    def create(
+        self,
+        repo: str,
+        default_branch: str = "main",
+        prepare: Callable[[str], None] | None = None,
+    ) -> str:
         """Create ``repo`` (or repair the hooks of an existing one); return its path.
 
         Idempotent: creating an existing repo re-links its hooks and config and
-        does not touch its content or its HEAD.
+        does not touch its content or its HEAD. ``prepare`` is called with a new
+        repo's temporary path before it is moved into place: what it writes is
+        there as soon as anyone can see the repo.
         """
         _check_branch(default_branch)
         target = self.path(repo)
@@ -238,6 +245,8 @@ class RepoDisk:
                 # slipping in beside ours.
                 _git("init", "--quiet", "--bare", "--template=", "-b", default_branch, tmp)
                 self._install(tmp)
+                if prepare is not None:
+                    prepare(tmp)
                 # A leftover non-repo directory under the name (crash, manual
                 # mkdir) would make the rename fail; it is not a repo, so it goes.
                 if os.path.lexists(target) and not os.path.islink(target):

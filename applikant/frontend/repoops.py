@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 from typing import Any
 
 from applikant.frontend.repodisk import CommandRefused, RepoDisk, RepoDiskError
@@ -60,7 +61,7 @@ class RepoOps:
             return None
 
     def _write_id(self, repo: str, repo_id: str) -> None:
-        write_atomic(os.path.join(self.disk.path(repo), ID_FILE), repo_id + "\n", mode=0o644)
+        _write_id_at(self.disk.path(repo), repo_id)
 
     # ---- the journal ------------------------------------------------------------
 
@@ -102,9 +103,15 @@ class RepoOps:
             found = self.read_id(name)
             if found and repo_id and found != repo_id:
                 self._set_aside(name, found)
-        path = self.disk.create(name, default_branch=branch)
-        if repo_id:
-            self._write_id(name, repo_id)
+        # The id goes in before the repo is moved into place: a repo seen without
+        # its id would look like one am does not know.
+        path = self.disk.create(
+            name,
+            default_branch=branch,
+            prepare=partial(_write_id_at, repo_id=repo_id) if repo_id else None,
+        )
+        if repo_id and self.read_id(name) != repo_id:
+            self._write_id(name, repo_id)  # it was there already (made meanwhile)
         return path
 
     def _set_aside(self, name: str, old_id: str) -> None:
@@ -231,3 +238,7 @@ def _set_head(path: str, branch: str) -> None:
     except OSError:
         pass
     write_atomic(head, want, mode=0o644)
+
+
+def _write_id_at(path: str, repo_id: str) -> None:
+    write_atomic(os.path.join(path, ID_FILE), repo_id + "\n", mode=0o644)

@@ -41,6 +41,26 @@ def test_ensure_creates_once_with_its_id_and_leaves_no_intent(ops: RepoOps) -> N
     assert pending(ops) == [] and ops.disk.list() == ["alice/p"]
 
 
+def test_a_new_repo_carries_its_id_the_moment_it_appears(
+    ops: RepoOps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id is written into the temporary repo before the rename that makes it
+    visible: another af or aw never sees a repo without its id."""
+    from applikant.frontend import repodisk
+
+    seen: list[str | None] = []
+    real_rename = os.rename
+
+    def rename(src: str, dst: str) -> None:
+        if os.path.basename(src).startswith(repodisk._TMP_PREFIX):
+            seen.append(Path(src, ID_FILE).read_text() if Path(src, ID_FILE).exists() else None)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(repodisk.os, "rename", rename)
+    ops.ensure(repo("alice/p", "repo-7"))
+    assert seen == ["repo-7\n"] and ops.read_id("alice/p") == "repo-7"
+
+
 def test_a_repo_with_another_id_under_the_name_is_set_aside(ops: RepoOps) -> None:
     ops.ensure(repo("alice/p", "repo-1"))
     Path(ops.disk.path("alice/p"), "marker-file").write_text("old content")

@@ -13,6 +13,7 @@ for a refused one. Output sizes are bounded (a file view shows at most
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import AsyncIterator
@@ -132,12 +133,21 @@ def repo_path(root: str, full_name: str) -> str:
     owner, _, name = full_name.partition("/")
     if not owner or not name or "/" in name or ".." in full_name or "\x00" in full_name:
         raise BadRepoPath(f"not a repository name: {full_name!r}")
-    base = os.path.realpath(root)
-    path = os.path.join(base, owner, name + ".git")
-    if os.path.realpath(path) != path:
+    base = _real_root(root)
+    owner_dir = os.path.join(base, owner)
+    path = os.path.join(owner_dir, name + ".git")
+    # Under a root without symlinks (its real path), only these two can be one.
+    if os.path.normpath(path) != path or os.path.islink(owner_dir) or os.path.islink(path):
         events.warning("repo_not_own_directory", repo=full_name, real=os.path.realpath(path))
         raise BadRepoPath(f"repository {full_name} is not available on this host")
     return path
+
+
+@functools.lru_cache(maxsize=16)
+def _real_root(root: str) -> str:
+    """The repositories' root without symlinks: found once, not for each
+    request (a walk of every directory above it)."""
+    return os.path.realpath(root)
 
 
 def check_ref(ref: str) -> str:

@@ -42,6 +42,9 @@ templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates ship with aw and change only with it (a restart): no
+    # stat of each template a page uses on every request.
+    auto_reload=False,
 )
 
 

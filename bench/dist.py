@@ -11,6 +11,7 @@ shared with other work the rates swing with the load, the CPU cost much less.
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -25,14 +26,19 @@ from . import common
 SECONDS = 2.0  # per measurement
 
 
-async def _server_cpu(node) -> float:
+async def _server_usage(node) -> tuple[float, int]:
     info = await node.call("node", "info", node="server@localhost")
-    return float(info["cpu_s"])
+    return float(info["cpu_s"]), int(info["page_faults"])
 
 
-async def _measure(node, payload: bytes, callers: int) -> tuple[float, float, float]:
-    """Calls per second of `callers` tasks calling echo for SECONDS, and the CPU
-    microseconds per call of this process and of the server's."""
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+async def _measure(node, payload: bytes, callers: int) -> tuple[float, ...]:
+    """Calls per second of `callers` tasks calling echo for SECONDS, the CPU
+    microseconds per call of this process and of the server's, and the page
+    faults per call of each (memory the allocator gave back and takes again)."""
     count = 0
     deadline = trio.current_time() + SECONDS
 
@@ -42,14 +48,22 @@ async def _measure(node, payload: bytes, callers: int) -> tuple[float, float, fl
             await node.call("echo", "echo", payload)
             count += 1
 
-    server = await _server_cpu(node)
-    start, cpu = time.perf_counter(), time.process_time()
+    server, server_faults = await _server_usage(node)
+    start, cpu, faults = time.perf_counter(), time.process_time(), _faults()
     async with trio.open_nursery() as nursery:
         for _ in range(callers):
             nursery.start_soon(caller)
     rate = count / (time.perf_counter() - start)
     ours = (time.process_time() - cpu) * 1e6 / count
-    return rate, ours, (await _server_cpu(node) - server) * 1e6 / count
+    ours_faults = (_faults() - faults) / count
+    server_end, server_faults_end = await _server_usage(node)
+    return (
+        rate,
+        ours,
+        (server_end - server) * 1e6 / count,
+        ours_faults,
+        (server_faults_end - server_faults) / count,
+    )
 
 
 async def client(name: str) -> None:
@@ -70,10 +84,15 @@ async def client(name: str) -> None:
             ("conc16_calls_per_s_1k", 1024, 16),
             ("calls_per_s_64k", 65536, 1),
         ):
-            rate, cpu_us, server_us = await _measure(node, b"x" * payload, callers)
+            rate, cpu_us, server_us, faults, server_faults = await _measure(
+                node, b"x" * payload, callers
+            )
             result[key] = rate
             result[key.replace("calls_per_s", "cpu_us")] = cpu_us
             result[key.replace("calls_per_s", "server_cpu_us")] = server_us
+            if payload == 65536:
+                result["page_faults_64k"] = faults
+                result["server_page_faults_64k"] = server_faults
         result["mb_per_s_64k"] = float(result["calls_per_s_64k"]) * 65536 / 1e6
         print(json.dumps(result), flush=True)
 
@@ -141,6 +160,10 @@ def main() -> None:
             f"{plain['seq_server_cpu_us']:.0f} sequential, "
             f"{plain['conc16_server_cpu_us']:.0f} 16 concurrent, "
             f"{plain['server_cpu_us_64k']:.0f} at 64 KB",
+        ),
+        (
+            "page faults per 64 KB call",
+            f"{plain['page_faults_64k']:.1f} caller, {plain['server_page_faults_64k']:.1f} server",
         ),
     ]
     if args.tls:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 import trio
 
@@ -127,6 +128,21 @@ class FastSocketStream(trio.abc.Stream):
             raise ValueError("max_bytes must be at least 1")
         else:
             size = max_bytes
+        data: bytes = await self._receive(self.socket.recv, size)
+        return data
+
+    async def receive_into(self, buffer: memoryview) -> int:
+        """receive_some into `buffer` (recv_into): the number of bytes written to
+        its start, 0 at end of file. A driver that reuses one buffer allocates
+        nothing per read."""
+        if not len(buffer):
+            raise ValueError("the buffer must hold at least 1 byte")
+        count: int = await self._receive(self.socket.recv_into, buffer)
+        return count
+
+    async def _receive(self, op: Any, arg: Any) -> Any:
+        """`op(arg)` (recv or recv_into) once the socket has data, the checkpoints
+        as the module's docstring says."""
         if self._drained:
             # The last read took less than it could: the buffer was empty then, and
             # most likely still is. Wait first instead of paying for an EAGAIN (the
@@ -139,7 +155,7 @@ class FastSocketStream(trio.abc.Stream):
             try:
                 await trio.lowlevel.wait_readable(self._fd)
                 self._check_open()
-                return await self._receive(size)
+                return await self._try_receive(op, arg)
             finally:
                 self._receiving = False
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -152,27 +168,30 @@ class FastSocketStream(trio.abc.Stream):
             if self._eager >= FAIR_EVERY:
                 self._eager = 0
                 await trio.lowlevel.checkpoint()
-            return await self._receive(size)
+            return await self._try_receive(op, arg)
         finally:
             self._receiving = False
 
-    async def _receive(self, size: int) -> bytes:
+    async def _try_receive(self, op: Any, arg: Any) -> Any:
         try:
-            data = self.socket.recv(size)
+            result = op(arg)
         except BlockingIOError:
-            data = await self._receive_waiting(size)
+            result = await self._receive_waiting(op, arg)
         except OSError as exc:
             raise self._broken(exc) from exc
-        self._drained = 0 < len(data) < size
-        return data
+        if type(result) is int:
+            self._drained = 0 < result < len(arg)
+        else:
+            self._drained = 0 < len(result) < arg
+        return result
 
-    async def _receive_waiting(self, size: int) -> bytes:
+    async def _receive_waiting(self, op: Any, arg: Any) -> Any:
         while True:
             self._eager = 0
             await trio.lowlevel.wait_readable(self._fd)
             self._check_open()
             try:
-                return self.socket.recv(size)
+                return op(arg)
             except BlockingIOError:
                 pass
             except OSError as exc:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 TAG_BYTES = 16
+KEEP_SCRATCH = 1 << 20  # sign_joined keeps its buffer up to this size
 AES_GCM = "aes-gcm"
 HMAC_SHA256 = "hmac-sha256"
 SUITES = (AES_GCM, HMAC_SHA256)  # every suite this version knows, best first
@@ -65,7 +66,7 @@ class FrameMac:
     """One direction of one link: `sign` tags the next frame sent, `verify` checks
     the next frame received; each counts its own sequence number."""
 
-    __slots__ = ("_gmac", "_tag", "seq", "suite")
+    __slots__ = ("_gmac", "_scratch", "_tag", "seq", "suite")
 
     def __init__(self, suite: str, key: bytes) -> None:
         # AES-GCM's encrypt is called straight from sign and verify (on every frame
@@ -82,6 +83,7 @@ class FrameMac:
             raise ValueError(f"unknown frame authentication suite {suite!r}")
         self.suite = suite
         self.seq = 0
+        self._scratch: bytearray | None = None  # (sign_joined's, reused)
 
     def sign(self, body: Any) -> bytes:
         """The tag of the next frame's body (bytes or a memoryview)."""
@@ -92,6 +94,29 @@ class FrameMac:
             return gmac
         tag: bytes = self._tag(seq, body)
         return tag
+
+    def sign_joined(self, head: bytes, tail: bytes) -> bytes:
+        """sign(head + tail), without a fresh string of that size: the body of a
+        large frame, whose payload goes out as a piece of its own. GMAC needs
+        its input in one piece: the two are copied into a buffer kept for the
+        next (a fresh one each time would fault its pages in)."""
+        seq = self.seq
+        self.seq = seq + 1
+        if self._gmac is None:
+            tag: bytes = self._tag(seq, head, tail)
+            return tag
+        cut = len(head)
+        size = cut + len(tail)
+        scratch = self._scratch
+        if scratch is None or len(scratch) < size:
+            scratch = bytearray(size)
+            if size <= KEEP_SCRATCH:
+                self._scratch = scratch
+        view = memoryview(scratch)
+        view[:cut] = head
+        view[cut:size] = tail
+        gmac: bytes = self._gmac(_nonce(seq), b"", view[:size])
+        return gmac
 
     def verify(self, body: Any, tag: Any) -> bool:
         """Whether `tag` is the next frame's tag for `body` (constant-time compare);
@@ -117,10 +142,12 @@ def _hmac(key: bytes) -> Any:
     outer0 = sha256(padded.translate(_TRANS_5C))
     seq_bytes = _SEQ.pack
 
-    def tag(seq: int, body: Any) -> bytes:
+    def tag(seq: int, body: Any, tail: Any = b"") -> bytes:
         inner = inner0.copy()
         inner.update(seq_bytes(seq))
         inner.update(body)
+        if tail:
+            inner.update(tail)
         outer = outer0.copy()
         outer.update(inner.digest())
         return outer.digest()[:TAG_BYTES]

@@ -186,6 +186,9 @@ class Link:
 
     async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
         proto, stream, now = self.proto, self.stream, self._now
+        receive_into: Callable[[memoryview], Awaitable[int]] | None = getattr(
+            stream, "receive_into", None
+        )
         corked = False  # what is sent while handling one read's messages goes out together
         try:
             while True:
@@ -202,9 +205,12 @@ class Link:
                         self._uncork()
                     self._woken = 0
                     wanted = proto.bytes_wanted()
-                    data = await stream.receive_some(RECV_SIZE if wanted < RECV_SIZE else wanted)
+                    size = RECV_SIZE if wanted < RECV_SIZE else wanted
+                    if receive_into is not None:  # (into the protocol's own buffer)
+                        proto.received(await receive_into(proto.receive_buffer(size)))
+                    else:
+                        proto.receive_data(await stream.receive_some(size))
                     self.last_recv = now()
-                    proto.receive_data(data)
                     corked = self._cork()
                     continue
                 if type(event) is ConnectionClosed:

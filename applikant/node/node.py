@@ -15,6 +15,7 @@ registration (pmregister.py) and the monitors (monitor.py).
 from __future__ import annotations
 
 import math
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from typing import Any
 import trio
 
 from ..logs import EventLog
-from . import names
+from . import heap, names
 from .connect import Connector, Crossed, Established, Opener, listen, peer_address
 from .deadlines import Deadlines
 from .errors import (
@@ -403,6 +404,7 @@ class Node:
             "port": self.port,
             "uptime_s": time.time() - self.started_at,
             "cpu_s": time.process_time(),  # (what serving costs: bench.dist)
+            "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
             "nodes": self.nodes(),
             "global_names": self.global_names(),
             "own_names": sorted(self.services.globals),
@@ -442,6 +444,7 @@ async def open_node(
     `portmapper_wait`, the name is taken on this host, or no port is free.
     """
     node = Node(name, cookie, settings)
+    heap.keep_freed_memory()  # (large messages without page faults: heap.py)
     listener, node.port = await listen(node.settings)
     try:
         async with _unwrapped(), trio.open_nursery() as nursery:

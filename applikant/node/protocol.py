@@ -84,9 +84,13 @@ HANDSHAKE_MAX_FRAME = 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 CHALLENGE_BYTES = 32
 LARGE_BODY = 16384  # from this size a frame goes out in pieces (send_parts)
+MIN_BUFFER = 65536 + 4096  # a decoder's own receive buffer: a 64 KB message whole
+KEEP_BUFFER = 1 << 20  # a larger one is let go once its frames are decoded
 MAX_REASON_BYTES = 400
 
 _LEN = struct.Struct(">I")
+_BIN16 = struct.Struct(">BH")  # msgpack's bin 16 and bin 32 headers: 0xc5, 0xc6
+_BIN32 = struct.Struct(">BI")
 
 # Why a handshake was refused, for programs; the reason in words goes beside it.
 REFUSE_COOKIE = "cookie"
@@ -407,14 +411,19 @@ def encode_frame(obj: Any) -> bytes:
 class FrameDecoder:
     """Splits a byte stream into msgpack frames, enforcing a size limit per frame.
 
-    Bytes fed while nothing is pending are kept as they are, not copied: a whole
-    frame that arrives in one read (the common case, large frames included) is
-    decoded where the read put it."""
+    Two ways in, both without copying a whole frame that arrives in one read:
+    `feed` keeps bytes fed while nothing is pending as they are; `buffer` and
+    `filled` let a driver read straight into the decoder's own buffer (recv_into),
+    reused from read to read, so that a large frame costs no allocation (a fresh
+    64 KB each read made the heap grow and shrink: page faults costing more than
+    the copy). Frames are decoded where they lie; msgpack copies what it returns."""
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
         self._buf: bytes | bytearray = b""
-        self._pos = 0
+        self._pos = 0  # the first byte not decoded yet
+        self._end = 0  # the end of what was received (_buf may be longer: free room)
+        self._own: bytearray | None = None  # our buffer, kept while _buf is fed bytes
         self._mac: FrameMac | None = None
         self._tag = 0
         self.eof = False
@@ -425,20 +434,42 @@ class FrameDecoder:
         self._tag = TAG_BYTES
 
     def feed(self, data: bytes | bytearray) -> None:
-        if not data:
+        size = len(data)
+        if not size:
             self.eof = True
-        elif self._pos == len(self._buf) and type(data) is bytes:
-            self._buf, self._pos = data, 0  # nothing pending: take it as it is
+        elif self._pos == self._end and type(data) is bytes:
+            self._buf, self._pos, self._end = data, 0, size  # nothing pending: as it is
         else:
-            if type(self._buf) is not bytearray:
-                self._buf = bytearray(memoryview(self._buf)[self._pos :])
-                self._pos = 0
-            self._buf += data
+            self.buffer(size)[:size] = data
+            self._end += size
+
+    def buffer(self, size: int) -> memoryview:
+        """A writable view of at least `size` free bytes after those pending, for a
+        driver to read into; it then tells `filled` how many it wrote. Do not keep
+        the view past that."""
+        buf, pos, end = self._buf, self._pos, self._end
+        if type(buf) is bytearray and len(buf) - end >= size:
+            return memoryview(buf)[end:]
+        pending = end - pos
+        own = self._own
+        if own is None or len(own) < pending + size:
+            own = self._own = bytearray(max(pending + size, MIN_BUFFER))
+        if pending:  # (a part of one frame: moved to the front)
+            own[:pending] = buf[pos:end]
+        self._buf, self._pos, self._end = own, 0, pending
+        return memoryview(own)[pending:]
+
+    def filled(self, count: int) -> None:
+        """`count` bytes were written at the start of the last `buffer`; 0 is end of file."""
+        if count:
+            self._end += count
+        else:
+            self.eof = True
 
     def wanted(self) -> int:
         """Bytes still missing from the frame being received (0 if none is started):
         lets a driver read a large frame in one go."""
-        avail = len(self._buf) - self._pos
+        avail = self._end - self._pos
         if avail < 4:
             return 0
         length: int = _LEN.unpack_from(self._buf, self._pos)[0]
@@ -450,7 +481,7 @@ class FrameDecoder:
         At end of file with nothing buffered, returns ConnectionClosed.
         """
         buf, pos = self._buf, self._pos
-        avail = len(buf) - pos
+        avail = self._end - pos
         if avail >= 4:
             (length,) = _LEN.unpack_from(buf, pos)
             if length > self.max_frame:
@@ -474,11 +505,12 @@ class FrameDecoder:
                     obj = _unpackb(memoryview(buf)[start : end - self._tag])
                 except Exception as exc:
                     raise RemoteProtocolError(f"undecodable frame: {exc}") from exc
-                if end == len(buf):
-                    self._buf, self._pos = b"", 0
-                elif end > 65536 and type(buf) is bytearray:
-                    del buf[:end]
-                    self._pos = 0
+                if end == self._end:  # all decoded: the buffer is free again
+                    self._pos = self._end = 0
+                    if type(buf) is bytes:
+                        self._buf = b""
+                    elif len(buf) > KEEP_BUFFER:  # (not one huge frame's worth for good)
+                        self._buf, self._own = b"", None
                 else:
                     self._pos = end
                 return obj
@@ -608,12 +640,17 @@ class Connection:
             args = event.args
             if isinstance(args, _CONTAINERS):
                 _check_keys(args)
+            elif type(args) is bytes and len(args) >= LARGE_BODY:
+                head = [K_CALL, event.req_id, event.node, event.target, event.method]
+                return self._large_parts(head, args, "Call")
             obj = [K_CALL, event.req_id, event.node, event.target, event.method, args]
             return self._frame_parts(obj, "Call")
         if type(event) is Reply:
             value = event.value
             if isinstance(value, _CONTAINERS):
                 _check_keys(value)
+            elif type(value) is bytes and len(value) >= LARGE_BODY:
+                return self._large_parts([K_REPLY, event.req_id], value, "Reply")
             return self._frame_parts([K_REPLY, event.req_id, value], "Reply")
         if type(event) is ErrorReply:
             obj = [K_ERROR, event.req_id, event.kind, event.message]
@@ -657,6 +694,30 @@ class Connection:
             )
         return self._seal_parts(body)
 
+    def _large_parts(self, head: list[Any], payload: bytes, what: str) -> list[bytes]:
+        """The frame of the list `head + [payload]`, `payload` a large bytes: the
+        same bytes as _frame_parts makes, but the payload is neither copied into
+        a packed body (msgpack's buffer for that cost page faults at 64 KB) nor
+        into a frame: it goes to the kernel as its own piece."""
+        size = len(payload)
+        try:
+            packed: bytes = _packb(head)  # (a fixarray of fewer than 15: one byte of header)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
+        array = bytes((packed[0] + 1,))  # one more element: the payload
+        if size < 65536:
+            prefix = array + packed[1:] + _BIN16.pack(0xC5, size)
+        else:
+            prefix = array + packed[1:] + _BIN32.pack(0xC6, size)
+        body_size = len(prefix) + size
+        if body_size > self._max_frame:
+            raise LocalProtocolError(
+                f"{what} of {body_size} bytes exceeds the frame limit of {self._max_frame}"
+            )
+        assert self._send_mac is not None
+        tag = self._send_mac.sign_joined(prefix, payload)
+        return [_LEN.pack(body_size) + prefix, payload, tag]
+
     def _seal(self, body: bytes) -> bytes:
         """A frame of `body` with its tag: the sequence number moves on."""
         return b"".join(self._seal_parts(body))
@@ -676,6 +737,15 @@ class Connection:
     def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the peer; b"" means end of file."""
         self._decoder.feed(data)
+
+    def receive_buffer(self, size: int) -> memoryview:
+        """Room for at least `size` bytes from the peer, to read into (no copy, no
+        allocation per read); then `received(count)`. Instead of receive_data."""
+        return self._decoder.buffer(size)
+
+    def received(self, count: int) -> None:
+        """`count` bytes were read into the last receive_buffer(); 0 means end of file."""
+        self._decoder.filled(count)
 
     def bytes_wanted(self) -> int:
         return self._decoder.wanted()

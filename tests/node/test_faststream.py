@@ -120,3 +120,31 @@ async def test_try_send_parts_writes_the_pieces_in_order() -> None:
     assert bytes(got) == b"".join(parts)
     await left.aclose()
     await right.aclose()
+
+
+async def test_receive_into_fills_the_buffer_and_says_how_much() -> None:
+    left, right = await stream_pair()
+    buffer = bytearray(10)
+    await left.send_all(b"hello")
+    assert await right.receive_into(memoryview(buffer)) == 5
+    assert buffer[:5] == b"hello"
+    await left.send_all(b"x" * 30)
+    assert await right.receive_into(memoryview(buffer)[2:]) == 8  # no more than it holds
+    assert buffer == b"hexxxxxxxx"
+    with pytest.raises(ValueError):
+        await right.receive_into(memoryview(buffer)[:0])
+
+    async def later() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        await left.send_all(b"late")
+
+    async with trio.open_nursery() as nursery:  # one that has to wait for the bytes
+        nursery.start_soon(later)
+        assert await right.receive_into(memoryview(buffer)) == 10  # (22 x's were waiting)
+        while buffer[:4] != b"late":
+            assert await right.receive_into(memoryview(buffer)) > 0
+    await left.aclose()
+    assert await right.receive_into(memoryview(buffer)) == 0  # end of file
+    await right.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await right.receive_into(memoryview(buffer))

@@ -1537,3 +1537,104 @@ def test_send_parts_are_the_frame_in_pieces(size: int) -> None:
     assert len(parts) == (3 if size >= protocol.LARGE_BODY else 1)
     assert feed(a.server, b"".join(parts)) == [msg]
     assert feed(b.server, b.client.send(msg), chunks_whole) == [msg]
+
+
+# ---- large frames: payload pieces out, read into the decoder's own buffer -----------
+
+
+def _into(conn: Connection, data: bytes) -> None:
+    """Deliver `data` as a driver that reads into the protocol's buffer does."""
+    view = conn.receive_buffer(max(len(data), conn.bytes_wanted()))
+    view[: len(data)] = data
+    del view
+    conn.received(len(data))
+
+
+LARGE_SIZES = [protocol.LARGE_BODY, 65535 - 40, 65535, 65536, 100_000]
+
+
+@pytest.mark.parametrize("suite", [AES_GCM, HMAC_SHA256])
+@pytest.mark.parametrize("size", LARGE_SIZES)
+def test_a_large_bytes_payload_is_its_own_piece_in_msgpacks_bytes(suite: str, size: int) -> None:
+    """A large bytes payload goes out uncopied, as the middle piece of the frame,
+    and the frame is the very bytes msgpack would have made (the wire is unchanged)."""
+    pair = connected(client_macs=(suite,))
+    payload = os.urandom(size)
+    for msg, obj in (
+        (Call(7, "b@host", "svc", "echo", payload), [K_CALL, 7, "b@host", "svc", "echo", payload]),
+        (Reply(2**40, payload), [K_REPLY, 2**40, payload]),
+    ):
+        parts = pair.client.send_parts(msg)
+        assert len(parts) == 3 and parts[1] is payload
+        frame = b"".join(parts)
+        body = msgpack.packb(obj, use_bin_type=True)
+        assert frame[:4] == struct.pack(">I", len(body)) and frame[4:-TAG_BYTES] == body
+        _into(pair.server, frame)
+        assert drain(pair.server) == [msg]
+
+
+@pytest.mark.parametrize("suite", [AES_GCM, HMAC_SHA256])
+def test_a_large_frame_read_into_the_buffer_split_at_every_boundary(suite: str) -> None:
+    """Read into the decoder's buffer in two reads cut anywhere, and in three: the
+    frame is verified and decoded once whole, never before; what follows it
+    stays for the next read."""
+    pair = connected(client_macs=(suite,))
+    msg = Reply(3, os.urandom(protocol.LARGE_BODY + 100))
+    length = len(protocol.encode_frame([K_REPLY, 3, msg.value])) + TAG_BYTES
+    stride = 1 if suite == AES_GCM else 13  # (SHA-256 in Python's C is slower: fewer cuts)
+    cuts = sorted({*range(1, length, stride), *range(1, 40), *range(length - 40, length)})
+    for cut in cuts:
+        frame = pair.client.send(msg) + pair.client.send(Tick())
+        _into(pair.server, frame[:cut])
+        assert drain(pair.server) == []
+        _into(pair.server, frame[cut:length])
+        assert drain(pair.server) == [msg]
+        _into(pair.server, frame[length:])
+        assert drain(pair.server) == [Tick()]
+    for cut in range(1, length - 1, 997):  # three reads, the last glued to a tick
+        frame = pair.client.send(msg) + pair.client.send(Tick())
+        _into(pair.server, frame[:cut])
+        _into(pair.server, frame[cut : cut + 1])
+        assert drain(pair.server) == []
+        _into(pair.server, frame[cut + 1 :])
+        assert drain(pair.server) == [msg, Tick()]
+
+
+@pytest.mark.parametrize("suite", [AES_GCM, HMAC_SHA256])
+@pytest.mark.parametrize("where", ["length", "header", "payload", "last_byte", "tag"])
+def test_a_tampered_large_frame_is_refused_before_it_is_decoded(suite: str, where: str) -> None:
+    pair = connected(client_macs=(suite,))
+    frame = bytearray(pair.client.send(Call(1, None, "svc", "m", os.urandom(100_000))))
+    at = {"length": 3, "header": 6, "payload": 50_000, "last_byte": -TAG_BYTES - 1, "tag": -1}
+    frame[at[where]] ^= 1 if where != "length" else 0x20  # (a length: shorter by 32 bytes)
+    _into(pair.server, bytes(frame))
+    with pytest.raises(RemoteProtocolError, match="authentication"):
+        pair.server.next_event()
+    assert pair.server.state == State.ERROR
+
+
+def test_a_frame_larger_than_the_buffer_grows_it_and_a_huge_one_is_let_go() -> None:
+    pair = connected()
+    for size in (200_000, protocol.KEEP_BUFFER + 10, 20):
+        msg = Reply(1, b"z" * size)
+        frame = pair.client.send(msg)
+        _into(pair.server, frame[:10])  # (the length is known: the buffer grows to it)
+        assert pair.server.bytes_wanted() == len(frame) - 10
+        _into(pair.server, frame[10:])
+        assert drain(pair.server) == [msg]
+        kept = pair.server._decoder._own
+        assert kept is not None if size < protocol.KEEP_BUFFER else kept is None
+
+
+def test_bytes_fed_and_bytes_read_into_the_buffer_mix() -> None:
+    pair = connected()
+    data = b"".join(pair.client.send(m) for m in MESSAGES)
+    got: list[Any] = []
+    for i, start in enumerate(range(0, len(data), 37)):
+        chunk = data[start : start + 37]
+        if i % 2:
+            pair.server.receive_data(chunk)
+        else:
+            _into(pair.server, chunk)
+        got += drain(pair.server)
+    assert got == MESSAGES

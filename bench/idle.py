@@ -36,18 +36,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14, 15 of proc(5)
 
 
-def switches(pid: int) -> int:
-    """Context switches of all the process's threads: one per wake-up, roughly."""
-    total = 0
+def switches(pid: int) -> dict[str, int]:
+    """Context switches of each of the process's threads (by thread id): one per
+    wake-up, roughly."""
+    counts = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                        total += int(line.split()[1])
+                counts[tid] = sum(
+                    int(line.split()[1])
+                    for line in f
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+                )
         except FileNotFoundError:  # a thread that ended meanwhile
             pass
-    return total
+    return counts
+
+
+def switched(before: dict[str, int], after: dict[str, int]) -> int:
+    """The switches between two counts, thread by thread: a thread that ended
+    meanwhile (trio's idle worker threads end after 10 s) takes its count with
+    it, so process totals could go down; its last switches are not counted."""
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
 
 
 def shipped_defaults(config: Path) -> None:
@@ -73,7 +83,7 @@ def measure(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]
         cpu0, sw0 = before[name]
         out[name] = {
             "ms_per_s": round((cpu_seconds(pid) - cpu0) * 1000 / wall, 2),
-            "wakeups_per_s": round((switches(pid) - sw0) / wall, 1),
+            "wakeups_per_s": round(switched(sw0, switches(pid)) / wall, 1),
         }
     return out
 

@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 BLOB_LIMIT = 512 * 1024
+#: af's file of a repository's am id (frontend/repoops.py ID_FILE; a test checks).
+ID_FILE = "applikant-id"
 PATH_MAX = 4096
 _REF_OK = re.compile(r"[A-Za-z0-9._/@+-]{1,255}\Z")
 _README = re.compile(r"readme(\.(md|markdown|txt|rst))?\Z", re.IGNORECASE)
@@ -308,7 +310,7 @@ async def resolve(path: str, ref: str) -> str:
     """The commit id that `ref` names; GitReadError(404) if none. A full commit id
     found once is remembered (objects do not change)."""
     check_ref(ref)
-    key = ("resolve", path, ref)
+    key = ("resolve", _incarnation(path), ref)
     if immutable(ref) and _memo.get(key):
         return ref
     out = await _git(
@@ -335,6 +337,22 @@ _FULL_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
 _memo: Lru[tuple[object, ...], object] = Lru(64 * 1024 * 1024)  # about bytes
 
 
+def _incarnation(path: str) -> tuple[str, int, int]:
+    """The repository at `path` as the caches key it: a repository deleted and
+    made again under the same name shares nothing cached with the old one (which
+    may hold commits the new one has not, and other readers). Its am id file is
+    written once, when the repository is made: its inode and time tell one
+    incarnation from the next (the directory's own would change with pushes)."""
+    try:
+        st = os.stat(os.path.join(path, ID_FILE))
+    except OSError:
+        try:
+            st = os.stat(path)  # a repository not made by af (tests, imports)
+        except OSError:
+            return (path, 0, 0)
+    return (path, st.st_ino, st.st_mtime_ns)
+
+
 def immutable(commit: str) -> bool:
     """Whether `commit` is a full object id: what is read at it never changes."""
     return _FULL_ID.match(commit) is not None
@@ -354,7 +372,7 @@ async def log(
 ) -> list[Commit]:
     """`limit` commits reachable from `commit` after the first `skip` (touching
     `subpath` if given), newest first: one page of a history. Cached for a full id."""
-    key = ("log", path, commit, int(limit), subpath, int(skip))
+    key = ("log", _incarnation(path), commit, int(limit), subpath, int(skip))
     found = _memo.get(key) if immutable(commit) else None
     if found is not None:
         return found  # type: ignore[return-value]
@@ -369,7 +387,7 @@ async def log(
 
 async def log_range(path: str, base: str, head: str, limit: int = 250) -> list[Commit]:
     """Commits reachable from `head` but not from `base` (`git log base..head`; full ids)."""
-    key = ("range", path, base, head, int(limit))
+    key = ("range", _incarnation(path), base, head, int(limit))
     found = _memo.get(key)
     if found is not None:
         return found  # type: ignore[return-value]
@@ -439,7 +457,7 @@ async def object_kind(path: str, commit: str, subpath: str) -> str | None:
 async def ls_tree(path: str, commit: str, subpath: str = "") -> list[TreeEntry]:
     """Entries of the tree at `subpath` in `commit`, directories first (one git process)."""
     subpath = check_path(subpath)
-    key = ("tree", path, commit, subpath)
+    key = ("tree", _incarnation(path), commit, subpath)
     found = _memo.get(key) if immutable(commit) else None
     if found is not None:
         return found  # type: ignore[return-value]
@@ -477,7 +495,7 @@ async def read_object(path: str, spec: str, limit: int) -> tuple[str, str, int, 
     Cached when `spec` is `<full commit id>:<path>`."""
     if "\n" in spec:
         raise GitReadError(404, "names with line breaks cannot be shown here")
-    key = ("object", path, spec, limit)
+    key = ("object", _incarnation(path), spec, limit)
     cacheable = immutable(spec.partition(":")[0]) and ":" in spec
     if cacheable:
         found = _memo.get(key)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
 from applikant.web import gitread
 from harness.gitenv import git_env
@@ -90,3 +92,34 @@ def test_a_symlinked_repository_is_not_read(bare: str) -> None:
             gitread.repo_path(bare, name)
         assert e.value.status == 404 and isinstance(e.value, ValueError)
     assert gitread.repo_path(bare, "o/r") == str(root.resolve() / "o" / "r.git")
+
+
+async def test_a_repository_made_again_under_its_name_shares_nothing_cached(
+    bare: str, tmp_path: Path
+) -> None:
+    """o/r deleted and made again (empty, another am id): what aw read of the old
+    one at a full commit id is not served for the new one."""
+    from applikant.frontend.repoops import ID_FILE
+
+    assert gitread.ID_FILE == ID_FILE  # aw and af name the id file alike
+    path = gitread.repo_path(bare, "o/r")
+    Path(path, ID_FILE).write_text("repo-1\n")
+    commit = await gitread.resolve(path, "main")
+    assert await gitread.resolve(path, commit) == commit  # remembered now
+    assert [e.name for e in await gitread.ls_tree(path, commit, "dir/")] == ["a.txt"]
+    assert (await gitread.read_blob(path, commit, "dir/a.txt")).text() == "a\n"
+
+    shutil.rmtree(path)
+    await trio.run_process(
+        ["git", "init", "-q", "--bare", path], env=git_env(tmp_path), capture_stdout=True
+    )
+    Path(path, ID_FILE).write_text("repo-2\n")
+    reads = (
+        lambda: gitread.resolve(path, commit),
+        lambda: gitread.ls_tree(path, commit, "dir/"),
+        lambda: gitread.read_blob(path, commit, "dir/a.txt"),
+    )
+    for read in reads:
+        with pytest.raises(gitread.GitReadError) as e:
+            await read()
+        assert e.value.status == 404

@@ -51,9 +51,8 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg.pq import TransactionStatus
 
-from applikant.manager.errors import SchemaTooNew
 from applikant.manager.store.backend import Backend, Connection
-from applikant.manager.store.schema import MIGRATIONS, Migration, Step
+from applikant.manager.store.schema import MIGRATIONS, Migration, Step, reached
 
 __all__ = [
     "LOCK_CLASS",
@@ -306,12 +305,7 @@ def migrate(conn: PgConnection, migrations: Sequence[Migration] = MIGRATIONS) ->
         _locked(conn, MIGRATE_LOCK)
         try:
             version = schema_version(conn)
-            if version > target:
-                raise SchemaTooNew(
-                    f"the database is at schema version {version}, but this am knows only "
-                    f"up to {target}; upgrade applikant or restore a matching backup"
-                )
-            if version == target:
+            if reached(version, target):
                 conn.execute("COMMIT")
                 return version
             step = migrations[version]

@@ -50,7 +50,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MIGRATIONS", "Migration", "Step"]
+from applikant.manager.errors import SchemaTooNew
+
+__all__ = ["MIGRATIONS", "Migration", "Step", "reached"]
+
+
+def reached(version: int, target: int) -> bool:
+    """Whether a database at schema `version` needs no step to reach `target`.
+    SchemaTooNew when it is newer: this am refuses to guess at a schema it has
+    never seen (both backends open a database through this)."""
+    if version > target:
+        raise SchemaTooNew(
+            f"the database is at schema version {version}, but this am knows only "
+            f"up to {target}; upgrade applikant or restore a matching backup"
+        )
+    return version == target
 
 
 @dataclass(frozen=True)

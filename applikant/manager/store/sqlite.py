@@ -15,9 +15,8 @@ import stat
 from collections.abc import Sequence
 from typing import Any
 
-from applikant.manager.errors import SchemaTooNew
 from applikant.manager.store.backend import Backend, Connection
-from applikant.manager.store.schema import MIGRATIONS, Migration, Step
+from applikant.manager.store.schema import MIGRATIONS, Migration, Step, reached
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "connect", "migrate", "schema_version"]
 
@@ -87,12 +86,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = schema_version(conn)
-            if version > target:
-                raise SchemaTooNew(
-                    f"the database is at schema version {version}, but this am knows only "
-                    f"up to {target}; upgrade applikant or restore a matching backup"
-                )
-            if version == target:
+            if reached(version, target):
                 conn.execute("COMMIT")
                 return version
             step = migrations[version]

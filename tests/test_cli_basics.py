@@ -37,8 +37,10 @@ def test_version() -> None:
 def test_bash_completion_installs_in_one_command_and_completes(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}:{os.environ['PATH']}"}
     # Run from bash, as a person would: the shell is found from the parent process.
+    # (`; exit $?` keeps bash the parent: `bash -c CMD` alone execs CMD in bash's
+    # place, and the shell found is then whatever runs the tests, `sh` under make.)
     done = subprocess.run(
-        ["bash", "-c", "applikant --install-completion"],
+        ["bash", "-c", "applikant --install-completion; exit $?"],
         env=env,
         capture_output=True,
         text=True,

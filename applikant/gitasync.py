@@ -8,6 +8,7 @@ applikant.gitops's; this module only runs them.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
@@ -15,7 +16,7 @@ import trio
 
 from applikant import gitops
 
-__all__ = ["TIMEOUT", "is_fast_forward", "run"]
+__all__ = ["TIMEOUT", "has_path", "is_fast_forward", "run"]
 
 TIMEOUT = 30.0
 
@@ -60,3 +61,15 @@ async def is_fast_forward(
         return None
     done = await run(argv, env, timeout=timeout)
     return None if done is None else gitops.interpret_ancestor(done.returncode)
+
+
+async def has_path(
+    git_dir: str, commit: str, path: str, env: Mapping[str, str] | None, timeout: float = TIMEOUT
+) -> bool | None:
+    """gitops.has_path without blocking the loop (nor a worker thread: a fork
+    from a thread of a large daemon holds the GIL for milliseconds)."""
+    argv = gitops.has_path_argv(git_dir, commit, path)
+    if argv is None or not os.path.isdir(git_dir):
+        return None
+    done = await run(argv, env, timeout=timeout, capture=True)
+    return None if done is None else gitops.interpret_has_path(done.returncode, done.stdout)

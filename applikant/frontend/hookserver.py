@@ -304,8 +304,8 @@ class HookServer:
 
         async def mark(ref: dict[str, Any]) -> None:
             async with limiter:
-                found = await trio.to_thread.run_sync(
-                    gitops.has_path, git_dir, ref["new"], BUILD_SCRIPT, quarantine
+                found = await gitasync.has_path(
+                    git_dir, ref["new"], BUILD_SCRIPT, quarantine, GIT_TIMEOUT
                 )
                 ref["build"] = found is True
                 pushed = await pushinfo.describe(

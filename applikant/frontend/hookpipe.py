@@ -20,7 +20,12 @@ quarantine paths and ref names contain no newline)::
     env GIT_ALTERNATE_OBJECT_DIRECTORIES <value>
     env GIT_QUARANTINE_PATH <value>
     <old> <new> <ref>          (the hook's stdin, as git gave it)
+                               (an empty line, skipped)
     .
+
+The script copies the first ``BUILTIN_LINES`` ref lines with the shell's own
+``read`` and hands any more to ``cat``: a push of a few branches starts no
+process besides the shell.
 
 The reply: ``ok`` or ``no``, then the lines for the pusher (git shows them as
 ``remote: ...``), then ``.``.
@@ -63,6 +68,10 @@ MARKER = "APPLIKANT_HOOK_PIPE"
 HOOKS = ("pre-receive", "post-receive")
 ENV_VARS = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")
 MAX_REQUEST = 16 * 1024 * 1024
+#: Ref lines the hook script copies with the shell's own `read` (a byte per system
+#: call) before it hands the rest to `cat` (a process): a push of a branch or
+#: two then starts no process besides the shell.
+BUILTIN_LINES = 8
 
 
 def wrapper_script(ah_program: str) -> str:
@@ -82,8 +91,13 @@ esac
 if [ "${MARKER}" = 1 ]; then
   {{
     printf 'hook %s\\n' "$hook"
-{env_lines}    cat
-    printf '.\\n'
+{env_lines}    n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+      printf '%s\\n' "$line"
+      n=$((n + 1))
+      [ $n -lt {BUILTIN_LINES} ] || {{ cat; break; }}
+    done
+    printf '\\n.\\n'  # (an empty line is skipped; it ends a last line that had no newline)
   }} >&{REQUEST_FD} || exit 1
   IFS= read -r verdict <&{REPLY_FD} || exit 1
   while IFS= read -r line <&{REPLY_FD} && [ "$line" != . ]; do

@@ -12,7 +12,9 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
 * ``ff`` (pre-receive, branch updates) is found with git on this host, inside
   the push's quarantine (``GIT_OBJECT_DIRECTORY``,
   ``GIT_ALTERNATE_OBJECT_DIRECTORIES``, confined to the repo): the new objects
-  are not in the repository yet when pre-receive runs.
+  are not in the repository yet when pre-receive runs. Only when am asks for it
+  (``need_ff``: a protected branch's decision depends on it, and am cannot ask
+  git itself); the call then goes to am a second time, with the answers.
 * pre-receive fails closed: am unreachable means the push is refused.
 * post-receive: ``build`` per updated branch says whether its new commit has
   ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``);
@@ -138,7 +140,9 @@ class HookServer:
         try:
             data = self.build(request)
             if hook == "pre-receive":
-                await self._fill_ff(data, request.get("env") or {})
+                # ff only when am says a decision needs it (a protected branch)
+                data["env"] = self._quarantine_env(request.get("env") or {}, data["git_dir"])
+                data["ff_on_request"] = True
             else:
                 await self._mark_builds(data, request.get("env") or {})
         except HookRefused as exc:
@@ -161,6 +165,13 @@ class HookServer:
             reply = await self.link.call(
                 "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["pre-receive"]
             )
+            need = reply.get("need_ff") if isinstance(reply, dict) else None
+            if need:  # (the second time, am decides with what it is given)
+                data = {**data, "refs": [dict(r) for r in data["refs"]], "ff_on_request": False}
+                await self._fill_ff(data, need)
+                reply = await self.link.call(
+                    "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["pre-receive"]
+                )
         except AmUnavailable as exc:
             return _refused(str(exc))
         except AmRefused as exc:
@@ -267,16 +278,17 @@ class HookServer:
             raise HookRefused("the hook ran outside the repository root")
         return f"{parts[0]}/{parts[1][:-4]}"
 
-    async def _fill_ff(self, data: dict[str, Any], env: dict[str, Any]) -> None:
-        """Set ``ff`` on updates of existing refs, inside the push's quarantine.
-
-        The quarantine variables go to am too (``env``), so that am, when it
-        shares this file system, can ask git itself.
+    async def _fill_ff(self, data: dict[str, Any], refs: object) -> None:
+        """Set ``ff`` on the updates of existing refs am named (``need_ff``), asked
+        of git inside the push's quarantine (``data["env"]``, confined to the repo).
         """
-        git_dir = data["git_dir"]
-        quarantine = self._quarantine_env(env, git_dir)
-        data["env"] = quarantine
-        wanted = [r for r in data["refs"] if r["old"] not in ZERO_IDS and r["new"] not in ZERO_IDS]
+        git_dir, quarantine = data["git_dir"], data["env"]
+        names = set(refs) if isinstance(refs, list) else set()
+        wanted = [
+            r
+            for r in data["refs"]
+            if r["ref"] in names and r["old"] not in ZERO_IDS and r["new"] not in ZERO_IDS
+        ]
         limiter = trio.CapacityLimiter(GIT_PARALLEL)
 
         async def fill(ref: dict[str, Any]) -> None:

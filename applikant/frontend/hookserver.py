@@ -98,8 +98,9 @@ def _valid_user(user: object) -> bool:
     return 0 < len(rest) <= 20 and all(c in _DIGITS for c in rest)
 
 
-def _inside(path: str, directory: str) -> bool:
-    real, top = os.path.realpath(path), os.path.realpath(directory)
+def _inside(path: str, top: str) -> bool:
+    """Whether `path`, symlinks resolved, is `top` (already resolved) or under it."""
+    real = os.path.realpath(path)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
@@ -253,7 +254,7 @@ class HookServer:
             git_dir = self.disk.path(repo)
         except CommandRefused as exc:
             raise HookRefused(exc.message) from None
-        if os.path.realpath(git_dir) != os.path.realpath(cwd):
+        if cwd != git_dir and os.path.realpath(git_dir) != os.path.realpath(cwd):
             raise HookRefused(f"the hook ran in a different repository than {repo}")
         user = env.get("APPLIKANT_USER")
         if not _valid_user(user):
@@ -333,6 +334,7 @@ class HookServer:
     def _quarantine_env(self, env: dict[str, Any], git_dir: str) -> dict[str, str]:
         """The quarantine variables of the hook, made absolute and confined to the repo."""
         out: dict[str, str] = {}
+        top = ""
         for var in gitops.QUARANTINE_VARS:
             value = env.get(var)
             if not isinstance(value, str) or not value:
@@ -342,7 +344,8 @@ class HookServer:
                 if var == "GIT_ALTERNATE_OBJECT_DIRECTORIES"
                 else [os.path.join(git_dir, value)]
             )
-            if not all(_inside(p, git_dir) for p in paths):
+            top = top or os.path.realpath(git_dir)
+            if not all(_inside(p, top) for p in paths):
                 raise HookRefused("object directories outside the repository")
             out[var] = ":".join(paths)
         return out

@@ -321,15 +321,19 @@ class HookServer:
                     git_dir, ref["new"], BUILD_SCRIPT, quarantine, GIT_TIMEOUT
                 )
                 ref["build"] = found is True
+
+        async def describe(ref: dict[str, Any]) -> None:
+            async with limiter:
                 pushed = await pushinfo.describe(
                     git_dir, ref["ref"], ref["old"], ref["new"], quarantine
                 )
                 if pushed is not None:
                     ref.update(pushed)
 
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:  # both questions at once, per branch
             for ref in wanted:
                 nursery.start_soon(mark, ref)
+                nursery.start_soon(describe, ref)
 
     def _quarantine_env(self, env: dict[str, Any], git_dir: str) -> dict[str, str]:
         """The quarantine variables of the hook, made absolute and confined to the repo."""

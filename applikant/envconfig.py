@@ -173,3 +173,23 @@ def am_nodes(raw: dict) -> list[str]:
 
 def af_node(raw: dict) -> str:
     return node_name(raw, "af", "APPLIKANT_AF_NODE")
+
+
+def af_port_file(raw: dict) -> str:
+    """Where af says which port its node listens on (`<node> <port>`), so that
+    `as` and `ah` on its host reach it without asking the portmapper."""
+    return os.path.join(data_dir(raw), "af.port")
+
+
+def read_port_file(path: str, node: str) -> int | None:
+    """The port in a port file, if the file names `node`; None otherwise (no file,
+    another node's, garbled). Only a hint: the handshake proves who answers."""
+    try:
+        with open(path, "rb") as f:
+            fields = f.read(512).split()
+    except OSError:
+        return None
+    if len(fields) != 2 or fields[0] != node.encode() or not fields[1].isdigit():
+        return None
+    port = int(fields[1])
+    return port if 0 < port < 65536 else None

@@ -8,14 +8,17 @@ applikant.gitops's; this module only runs them.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import trio
 
 from applikant import gitops
 
-__all__ = ["TIMEOUT", "is_fast_forward", "run"]
+__all__ = ["TIMEOUT", "has_path", "is_fast_forward", "run"]
 
 TIMEOUT = 30.0
 
@@ -28,26 +31,88 @@ async def run(
     capture: bool = False,
 ) -> subprocess.CompletedProcess[bytes] | None:
     """Run git (`argv`) with the quarantine variables of `env`; its result,
-    or None when it could not start or took longer than `timeout`."""
-    command = list(argv)
-    quiet = subprocess.DEVNULL
+    or None when it could not start or took longer than `timeout` (it is
+    killed then, as when the calling task is cancelled)."""
     with trio.move_on_after(timeout):
         try:
-            if capture:
-                return await trio.run_process(
-                    command,
-                    env=gitops.git_env(env),
-                    check=False,
-                    stdin=b"",
-                    capture_stdout=True,
-                    stderr=quiet,
-                )
-            return await trio.run_process(
-                command, env=gitops.git_env(env), check=False, stdin=b"", stdout=quiet, stderr=quiet
-            )
+            return await _spawn(list(argv), gitops.git_env(env), capture)
         except OSError:
             return None
     return None
+
+
+def _start(argv: list[str], env: dict[str, str], capture: bool) -> tuple[int, int]:
+    """(pid, the read end of its stdout or -1): `argv` started with posix_spawn,
+    which returns once the child has exec'd (no Popen in a worker thread: that
+    costs the daemon three times the CPU per process), stdin and stderr on
+    /dev/null."""
+    read_end = write_end = -1
+    null = os.devnull
+    actions: list[tuple[Any, ...]] = [
+        (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, null, os.O_WRONLY, 0),
+    ]
+    if capture:
+        read_end, write_end = os.pipe()  # close-on-exec: no other child inherits them
+        actions.append((os.POSIX_SPAWN_DUP2, write_end, 1))
+    else:
+        actions.append((os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0))
+    try:
+        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsigdef=_DEFAULTS)
+    except BaseException:
+        if capture:
+            os.close(read_end)
+        raise
+    finally:
+        if capture:
+            os.close(write_end)
+    return pid, read_end
+
+
+def _reap(pid: int, kill: bool) -> int:
+    """The exit status of `pid`, which has ended (its pidfd said so) or is killed
+    now (SIGKILL: it ends at once)."""
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+async def _spawn(
+    argv: list[str], env: dict[str, str], capture: bool
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `argv` to its end (stdout read when `capture`), waited for through a
+    pidfd; killed and reaped if the task is cancelled."""
+    pid, read_end = _start(argv, env, capture)
+    reaped = False
+    try:
+        out = None
+        if capture:
+            async with trio.lowlevel.FdStream(read_end) as stream:
+                chunks = []
+                while chunk := await stream.receive_some(65536):
+                    chunks.append(chunk)
+                out = b"".join(chunks)
+        pidfd = os.pidfd_open(pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+        code = _reap(pid, kill=False)
+        reaped = True
+        return subprocess.CompletedProcess(argv, code, out, None)
+    finally:
+        if not reaped:  # cancelled or timed out: it must not outlive the call
+            _reap(pid, kill=True)
+
+
+#: Signals Python ignores that the child must not (what Popen's restore_signals resets).
+_DEFAULTS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
 
 
 async def is_fast_forward(
@@ -60,3 +125,15 @@ async def is_fast_forward(
         return None
     done = await run(argv, env, timeout=timeout)
     return None if done is None else gitops.interpret_ancestor(done.returncode)
+
+
+async def has_path(
+    git_dir: str, commit: str, path: str, env: Mapping[str, str] | None, timeout: float = TIMEOUT
+) -> bool | None:
+    """gitops.has_path without blocking the loop (nor a worker thread: a fork
+    from a thread of a large daemon holds the GIL for milliseconds)."""
+    argv = gitops.has_path_argv(git_dir, commit, path)
+    if argv is None or not os.path.isdir(git_dir):
+        return None
+    done = await run(argv, env, timeout=timeout, capture=True)
+    return None if done is None else gitops.interpret_has_path(done.returncode, done.stdout)

@@ -30,6 +30,7 @@ __all__ = [
     "has_path",
     "has_path_argv",
     "interpret_ancestor",
+    "interpret_has_path",
     "is_fast_forward",
 ]
 
@@ -104,12 +105,22 @@ def is_fast_forward(
 
 
 def has_path_argv(git_dir: str, commit: str, path: str) -> list[str] | None:
-    """argv of `git cat-file -e commit:path`, or None for a bad id or path."""
+    """argv of `git ls-tree --full-tree commit^{commit} -- path` (one git process
+    tells both whether the commit exists and whether it has the path: see
+    `interpret_has_path`), or None for a bad id or path."""
     if not _is_oid(commit) or not isinstance(path, str) or not path:
         return None
     if "\n" in path or "\x00" in path or path.startswith("/"):
         return None
-    return [*git_argv(git_dir), "cat-file", "-e", f"{commit}:{path}"]
+    return [*git_argv(git_dir), "ls-tree", "--full-tree", "-z", f"{commit}^{{commit}}", "--", path]
+
+
+def interpret_has_path(returncode: int, stdout: bytes) -> bool | None:
+    """`has_path_argv`'s answer: an entry listed (a file or a directory) is yes,
+    none is no; a failure (no such commit, not a commit) is "cannot tell"."""
+    if returncode != 0:
+        return None
+    return bool(stdout.strip(b"\x00\n"))
 
 
 def has_path(
@@ -121,28 +132,16 @@ def has_path(
     argv = has_path_argv(git_dir, commit, path)
     if argv is None or not os.path.isdir(git_dir):
         return None
-    env_ = git_env(env)
     try:
-        exists = subprocess.run(
-            [*git_argv(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
-            env=env_,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        if exists.returncode != 0:
-            return None
         done = subprocess.run(
             argv,
-            env=env_,
+            env=git_env(env),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             timeout=TIMEOUT,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.returncode == 0
+    return interpret_has_path(done.returncode, done.stdout)

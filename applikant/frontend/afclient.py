@@ -22,10 +22,19 @@ from applikant.node.errors import CallTimeout, DistError, RemoteError
 lean.prefer_pure_codec()  # as and ah: msgpack's import costs more than their messages
 from applikant.node import blocking  # noqa: E402 (after the codec is chosen)
 
-__all__ = ["CONNECT_TIMEOUT", "Client", "Unreachable", "exit_now", "parse_config_option"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "HINT_TIMEOUT",
+    "Client",
+    "Unreachable",
+    "exit_now",
+    "parse_config_option",
+]
 
 #: Seconds to reach af (portmapper lookup, TCP, handshake). af is on this host.
 CONNECT_TIMEOUT = 2.0
+#: Seconds for a first try at the port af's port file names, before the portmapper.
+HINT_TIMEOUT = 1.0
 
 
 class Unreachable(Exception):
@@ -64,13 +73,7 @@ class Client:
             fresh = self._eph is None
             try:
                 if self._eph is None:
-                    self._eph = blocking.EphemeralNode(
-                        self.af_node,
-                        self.cookie,
-                        prefix=prefix,
-                        settings=self.settings,
-                        timeout=CONNECT_TIMEOUT,
-                    )
+                    self._eph = self._connect(prefix)
                 return self._eph.call(service, method, args, node=self.af_node, timeout=timeout)
             except RemoteError as exc:
                 raise Unreachable(f"the git service failed ({exc.kind}): {exc.message}") from None
@@ -81,6 +84,31 @@ class Client:
                         f"the git service (af) cannot be reached: {_first_line(exc)}"
                     ) from None
         raise AssertionError("not reached")
+
+    def _connect(self, prefix: str) -> "blocking.EphemeralNode":
+        """A link to af: at the port af's port file names, if it does (no
+        portmapper round trip); else, or if af is not there (a stale file),
+        where the portmapper says. The handshake proves af answered."""
+        port = envconfig.read_port_file(envconfig.af_port_file(self.raw), self.af_node)
+        if port is not None:
+            try:
+                return blocking.EphemeralNode(
+                    self.af_node,
+                    self.cookie,
+                    prefix=prefix,
+                    settings=self.settings,
+                    timeout=HINT_TIMEOUT,
+                    port=port,
+                )
+            except (DistError, OSError):
+                pass  # af moved or is down: the portmapper knows
+        return blocking.EphemeralNode(
+            self.af_node,
+            self.cookie,
+            prefix=prefix,
+            settings=self.settings,
+            timeout=CONNECT_TIMEOUT,
+        )
 
     def close(self) -> None:
         """Close the link to af, if open."""

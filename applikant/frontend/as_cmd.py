@@ -197,10 +197,10 @@ def _main(argv: list[str] | None) -> int:
             client.close()
     client.close()
     try:
-        import signal
+        from applikant.node import lean
 
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; git must not
-        os.execvpe(request.verb, [request.verb, path], env)
+        lean.restore_sigpipe()
+        lean.execvpe(request.verb, [request.verb, path], env)
     except OSError as exc:
         _say(f"cannot run {request.verb}: {exc.strerror}")
         return 1

@@ -47,7 +47,7 @@ from typing import Any
 
 import trio
 
-from applikant import envconfig
+from applikant import envconfig, fsutil
 from applikant.amclient import AmClient
 from applikant.config import Config
 from applikant.diskspace import Reserve
@@ -235,6 +235,7 @@ class Frontend:
         nursery.start_soon(self.hooks.delivery.run)
         nursery.start_soon(self.key_use.run)
         await nursery.start(self.link.run)
+        nursery.start_soon(self._port_file)
         log.info(
             "af_started",
             repo_root=self.repo_root,
@@ -242,6 +243,26 @@ class Frontend:
             as_command=self.as_command,
             spool_dir=self.spool_dir,
         )
+
+    async def _port_file(self) -> None:
+        """Say where this node listens (envconfig.af_port_file) while af runs:
+        `as` and `ah` then skip the portmapper (the handshake still proves it is
+        af). Removed when af stops; a file left by a killed af is only a miss."""
+        path = envconfig.af_port_file(self.config.raw)
+        content = f"{self.node.name} {self.node.port}\n"
+        try:
+            await trio.to_thread.run_sync(lambda: fsutil.write_atomic(path, content, mode=0o644))
+        except OSError as exc:
+            log.warning("port_file_not_written", path=path, reason=str(exc))
+            return
+        try:
+            await trio.sleep_forever()
+        finally:
+            if envconfig.read_port_file(path, self.node.name) == self.node.port:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
 
 async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:

@@ -12,7 +12,9 @@ af turns that into am's hook data (``am_hook_api.handle_hook``)::
 * ``ff`` (pre-receive, branch updates) is found with git on this host, inside
   the push's quarantine (``GIT_OBJECT_DIRECTORY``,
   ``GIT_ALTERNATE_OBJECT_DIRECTORIES``, confined to the repo): the new objects
-  are not in the repository yet when pre-receive runs.
+  are not in the repository yet when pre-receive runs. Only when am asks for it
+  (``need_ff``: a protected branch's decision depends on it, and am cannot ask
+  git itself); the call then goes to am a second time, with the answers.
 * pre-receive fails closed: am unreachable means the push is refused.
 * post-receive: ``build`` per updated branch says whether its new commit has
   ``.applikant/build.sh`` (am then queues a build and says ``build #N queued``);
@@ -96,8 +98,9 @@ def _valid_user(user: object) -> bool:
     return 0 < len(rest) <= 20 and all(c in _DIGITS for c in rest)
 
 
-def _inside(path: str, directory: str) -> bool:
-    real, top = os.path.realpath(path), os.path.realpath(directory)
+def _inside(path: str, top: str) -> bool:
+    """Whether `path`, symlinks resolved, is `top` (already resolved) or under it."""
+    real = os.path.realpath(path)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
@@ -138,7 +141,9 @@ class HookServer:
         try:
             data = self.build(request)
             if hook == "pre-receive":
-                await self._fill_ff(data, request.get("env") or {})
+                # ff only when am says a decision needs it (a protected branch)
+                data["env"] = self._quarantine_env(request.get("env") or {}, data["git_dir"])
+                data["ff_on_request"] = True
             else:
                 await self._mark_builds(data, request.get("env") or {})
         except HookRefused as exc:
@@ -161,6 +166,13 @@ class HookServer:
             reply = await self.link.call(
                 "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["pre-receive"]
             )
+            need = reply.get("need_ff") if isinstance(reply, dict) else None
+            if need:  # (the second time, am decides with what it is given)
+                data = {**data, "refs": [dict(r) for r in data["refs"]], "ff_on_request": False}
+                await self._fill_ff(data, need)
+                reply = await self.link.call(
+                    "am_hook_api", "handle_hook", data, timeout=AM_TIMEOUT["pre-receive"]
+                )
         except AmUnavailable as exc:
             return _refused(str(exc))
         except AmRefused as exc:
@@ -242,7 +254,7 @@ class HookServer:
             git_dir = self.disk.path(repo)
         except CommandRefused as exc:
             raise HookRefused(exc.message) from None
-        if os.path.realpath(git_dir) != os.path.realpath(cwd):
+        if cwd != git_dir and os.path.realpath(git_dir) != os.path.realpath(cwd):
             raise HookRefused(f"the hook ran in a different repository than {repo}")
         user = env.get("APPLIKANT_USER")
         if not _valid_user(user):
@@ -267,16 +279,17 @@ class HookServer:
             raise HookRefused("the hook ran outside the repository root")
         return f"{parts[0]}/{parts[1][:-4]}"
 
-    async def _fill_ff(self, data: dict[str, Any], env: dict[str, Any]) -> None:
-        """Set ``ff`` on updates of existing refs, inside the push's quarantine.
-
-        The quarantine variables go to am too (``env``), so that am, when it
-        shares this file system, can ask git itself.
+    async def _fill_ff(self, data: dict[str, Any], refs: object) -> None:
+        """Set ``ff`` on the updates of existing refs am named (``need_ff``), asked
+        of git inside the push's quarantine (``data["env"]``, confined to the repo).
         """
-        git_dir = data["git_dir"]
-        quarantine = self._quarantine_env(env, git_dir)
-        data["env"] = quarantine
-        wanted = [r for r in data["refs"] if r["old"] not in ZERO_IDS and r["new"] not in ZERO_IDS]
+        git_dir, quarantine = data["git_dir"], data["env"]
+        names = set(refs) if isinstance(refs, list) else set()
+        wanted = [
+            r
+            for r in data["refs"]
+            if r["ref"] in names and r["old"] not in ZERO_IDS and r["new"] not in ZERO_IDS
+        ]
         limiter = trio.CapacityLimiter(GIT_PARALLEL)
 
         async def fill(ref: dict[str, Any]) -> None:
@@ -304,23 +317,28 @@ class HookServer:
 
         async def mark(ref: dict[str, Any]) -> None:
             async with limiter:
-                found = await trio.to_thread.run_sync(
-                    gitops.has_path, git_dir, ref["new"], BUILD_SCRIPT, quarantine
+                found = await gitasync.has_path(
+                    git_dir, ref["new"], BUILD_SCRIPT, quarantine, GIT_TIMEOUT
                 )
                 ref["build"] = found is True
+
+        async def describe(ref: dict[str, Any]) -> None:
+            async with limiter:
                 pushed = await pushinfo.describe(
                     git_dir, ref["ref"], ref["old"], ref["new"], quarantine
                 )
                 if pushed is not None:
                     ref.update(pushed)
 
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:  # both questions at once, per branch
             for ref in wanted:
                 nursery.start_soon(mark, ref)
+                nursery.start_soon(describe, ref)
 
     def _quarantine_env(self, env: dict[str, Any], git_dir: str) -> dict[str, str]:
         """The quarantine variables of the hook, made absolute and confined to the repo."""
         out: dict[str, str] = {}
+        top = ""
         for var in gitops.QUARANTINE_VARS:
             value = env.get(var)
             if not isinstance(value, str) or not value:
@@ -330,7 +348,8 @@ class HookServer:
                 if var == "GIT_ALTERNATE_OBJECT_DIRECTORIES"
                 else [os.path.join(git_dir, value)]
             )
-            if not all(_inside(p, git_dir) for p in paths):
+            top = top or os.path.realpath(git_dir)
+            if not all(_inside(p, top) for p in paths):
                 raise HookRefused("object directories outside the repository")
             out[var] = ":".join(paths)
         return out

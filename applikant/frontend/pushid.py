@@ -53,8 +53,8 @@ def is_receive_pack(pid: int) -> bool:
 
 def _boot_id() -> str:
     try:
-        with open(_BOOT_ID, encoding="ascii") as f:
-            return f.read().strip()
+        with open(_BOOT_ID, "rb") as f:  # bytes: a text file would import a codec
+            return f.read().strip().decode("ascii", "replace")
     except OSError:
         return ""
 

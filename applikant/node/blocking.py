@@ -55,10 +55,13 @@ class EphemeralNode:
         prefix: str = "cli",
         settings: DistSettings | None = None,
         timeout: float | None = None,
+        port: int | None = None,
     ) -> None:
-        """Connect and shake hands with `peer` within `timeout` seconds.
+        """Connect and shake hands with `peer` within `timeout` seconds; at `port`
+        when the caller knows it (the portmapper is not asked then).
 
-        Raises NodeDown (nothing answers), Refused (the peer turned us away).
+        Raises NodeDown (nothing answers), Refused (the peer turned us away, or
+        another node answered at `port`).
         """
         self.peer = peer
         self.settings = s = settings or DistSettings()
@@ -67,7 +70,8 @@ class EphemeralNode:
         deadline = time.monotonic() + (timeout if timeout is not None else s.connect_timeout)
         name, host = names.split(peer)
         try:
-            port = pmclient.lookup(host, name, s.portmapper_port, _left(deadline, peer))
+            if port is None:
+                port = pmclient.lookup(host, name, s.portmapper_port, _left(deadline, peer))
         except NodeDown as exc:
             raise NodeDown(f"{peer} is not reachable: {exc}") from None
         try:

@@ -71,6 +71,8 @@ class HookCall(Req):
     refs: list[HookRef] = Field(max_length=100_000)
     git_dir: str | None = None
     env: dict[str, str] | None = None
+    # pre-receive: `ff` left out; am answers `need_ff` when a decision needs it
+    ff_on_request: bool = False
 
 
 class Verdict(Result):
@@ -81,6 +83,7 @@ class Verdict(Result):
     messages: list[str]
     entry: int | None = None
     duplicate: bool | None = None
+    need_ff: list[str] | None = None  # pre-receive with ff_on_request: ask again with these
 
 
 class HookStats(Result):

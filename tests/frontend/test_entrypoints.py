@@ -1,6 +1,7 @@
 """as, ah and keys-for as processes, without a cluster: what they import, how they
 refuse, and that they give up within their deadline when af is not there."""
 
+import json
 import os
 import subprocess
 import sys
@@ -184,3 +185,21 @@ def test_collect_env() -> None:
         }
     )
     assert env == {"GIT_DIR": ".", "APPLIKANT_USER": "user-1", "PWD": "/r"}
+
+
+def test_as_push_path_imports_none_of_the_slow_stdlib_modules() -> None:
+    """What ``as`` loads for a push (and the fork that execs receive-pack) leaves
+    out ``signal`` (enum, functools, collections), ``warnings`` and text codecs:
+    each costs every push and fetch."""
+    code = (
+        "import json, sys; before = set(sys.modules);"
+        " import applikant.frontend.as_cmd, applikant.frontend.afclient,"
+        " applikant.frontend.hookpipe, applikant.frontend.ah_cmd, applikant.frontend.pushid;"
+        " applikant.frontend.pushid._boot_id();"
+        " from applikant.node import lean; lean.restore_sigpipe();"
+        " print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    loaded = json.loads(out.stdout)
+    slow = {"signal", "enum", "functools", "collections", "warnings", "typing", "encodings.ascii"}
+    assert slow.isdisjoint(loaded), sorted(slow & set(loaded))

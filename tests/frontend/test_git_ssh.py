@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from applikant import envconfig
 from applikant.frontend.services import INFO_REPOS
+from applikant.node import pmclient
 from harness.bulk import fill
 from harness.gitenv import GitSite, User, git_env
 from harness.wait import wait_until
@@ -383,7 +385,14 @@ def test_af_restarted(own_site: GitSite, tmp_path: Path) -> None:
     site.clone(erin, "erin/restart", work)
     site.commit(work)
     site.push(erin, work)
+    # af says where it listens (as skips the portmapper), and takes it back when it stops
+    port_file = str(site.tmp / "af.port")
+    pm_port = site.settings.portmapper_port
+    af_name, af_host = site.af_node.split("@")
+    first = pmclient.lookup(af_host, af_name, pm_port)
+    assert envconfig.read_port_file(port_file, site.af_node) == first
     site.stop_af()
+    assert not os.path.exists(port_file)
     r = site.ssh(erin, "git-upload-pack 'erin/restart'")  # refused, not hung: ssh has 60 s
     assert r.returncode == 1 and "the git service (af) cannot be reached" in r.stderr
     # changes made while af is away are there once it is back
@@ -391,6 +400,8 @@ def test_af_restarted(own_site: GitSite, tmp_path: Path) -> None:
     site.create_repo("frank/later", wait=False)
     site.start_af()
     site.wait_synced()
+    port = pmclient.lookup(af_host, af_name, pm_port)
+    wait_until(lambda: envconfig.read_port_file(port_file, site.af_node) == port, what="af.port")
     assert frank.pub.split()[1] in site.keys_file.read_text()
     assert (site.repo_root / "frank/later.git/HEAD").exists()
     tip = site.commit(work, "after restart")

@@ -157,3 +157,17 @@ def test_on_idle_while_the_child_works(tmp_path: Path) -> None:
         idle_after=0.1,
     )
     assert code == 0 and len(calls) >= 2
+
+
+@pytest.mark.parametrize("count", [1, hookpipe.BUILTIN_LINES, hookpipe.BUILTIN_LINES + 1, 300])
+def test_every_ref_line_reaches_as(repo: Path, monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """The script copies the first lines itself and the rest with cat: none lost,
+    none doubled, in order, a last line without its newline included."""
+    lines = [f"{OLD} {i:040x} refs/heads/b{i}" for i in range(count)]
+    feed = repo / "feed.txt"
+    feed.write_text("\n".join(lines))  # no newline after the last one
+    fake_rp = repo / "fake-receive-pack"
+    fake_rp.write_text(f"#!/bin/sh\nhooks/pre-receive < {feed} || exit 1\necho done\n")
+    code, seen, out = _run(repo, {"pre-receive": (True, [])}, monkeypatch)
+    assert code == 0 and out == "done\n"
+    assert seen[0][2] == "".join(line + "\n" for line in lines)

@@ -125,19 +125,38 @@ async def test_pre_receive_forwards_with_ff_and_quarantine(
         disk, GIT_QUARANTINE_PATH="objects/incoming", GIT_OBJECT_DIRECTORY=f"{git_dir}/objects"
     )
     req["stdin"] = f"{a} {b} refs/heads/main\n{b} {c} refs/heads/other\n{ZERO} {c} refs/heads/new\n"
-    link.answers = [{"ok": False, "messages": ["refused refs/heads/other: force", "applikant: x"]}]
+    quarantine = {
+        "GIT_QUARANTINE_PATH": f"{git_dir}/objects/incoming",
+        "GIT_OBJECT_DIRECTORY": f"{git_dir}/objects",
+    }
+    # am needs no fast-forward answer (no protected branch): one call, no git.
+    reply = await server.handle_hook(None, req)  # type: ignore[arg-type]
+    assert reply == {"ok": True, "messages": []}
+    [(target, method, data)] = link.calls
+    assert (target, method) == ("am_hook_api", "handle_hook")
+    assert [r["ff"] for r in data["refs"]] == [None, None, None]
+    assert data["ff_on_request"] is True and data["env"] == quarantine
+    # am asks (protected branches): git answers inside the quarantine, am is asked again.
+    link.calls.clear()
+    names = ["refs/heads/main", "refs/heads/other", "refs/heads/new"]
+    link.answers = [
+        {"ok": False, "need_ff": names, "messages": []},
+        {"ok": False, "messages": ["refused refs/heads/other: force", "applikant: x"]},
+    ]
     reply = await server.handle_hook(None, req)  # type: ignore[arg-type]
     assert reply == {
         "ok": False,
         "messages": ["applikant: refused refs/heads/other: force", "applikant: x"],
     }
-    [(target, method, data)] = link.calls
-    assert (target, method) == ("am_hook_api", "handle_hook")
-    assert [r["ff"] for r in data["refs"]] == [True, False, None]
-    assert data["env"] == {
-        "GIT_QUARANTINE_PATH": f"{git_dir}/objects/incoming",
-        "GIT_OBJECT_DIRECTORY": f"{git_dir}/objects",
-    }
+    [(_, _, first), (_, _, second)] = link.calls
+    assert [r["ff"] for r in first["refs"]] == [None, None, None]
+    assert [r["ff"] for r in second["refs"]] == [True, False, None]  # (a creation needs none)
+    assert second["ff_on_request"] is False and second["env"] == quarantine
+    # only the refs am named
+    link.calls.clear()
+    link.answers = [{"ok": False, "need_ff": ["refs/heads/other"], "messages": []}]
+    assert (await server.handle_hook(None, req))["ok"] is True  # type: ignore[arg-type]
+    assert [r["ff"] for r in link.calls[1][2]["refs"]] == [None, False, None]
 
 
 async def test_quarantine_outside_the_repo_refused(

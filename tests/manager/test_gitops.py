@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from applikant import gitops
+from applikant import gitasync, gitops
 from tests.manager.gitrepo import ZERO, Repo, git, make_repo
 
 
@@ -59,11 +59,24 @@ def test_quarantined_objects_are_seen_with_the_hook_env(repo: Repo, tmp_path: Pa
     assert gitops.has_path(bare, d, "README", env=hook_env) is True
 
 
-def test_has_path(repo: Repo) -> None:
+async def test_has_path(repo: Repo, tmp_path: Path) -> None:
+    """The same answers from gitops (blocking) and gitasync (af's and am's loop)."""
     bare = str(repo.bare)
-    assert gitops.has_path(bare, repo.a, ".applikant/build.sh") is True
-    assert gitops.has_path(bare, repo.a, ".applikant") is True
-    assert gitops.has_path(bare, repo.a, "missing.txt") is False
-    assert gitops.has_path(bare, "1" * 40, "README") is None
-    assert gitops.has_path(bare, repo.a, "") is None
-    assert gitops.has_path(bare, repo.a, "/abs") is None
+    tree = git("rev-parse", f"{repo.a}^{{tree}}", cwd=repo.work)
+    cases = [
+        (repo.a, ".applikant/build.sh", True),
+        (repo.a, ".applikant", True),  # a directory
+        (repo.a, "missing.txt", False),
+        (repo.a, ".applikant/build.sh/x", False),  # below a file
+        (repo.a, ".applikant/missing", False),
+        ("1" * 40, "README", None),  # no such commit
+        (tree, "README", None),  # not a commit
+        (repo.a, "", None),
+        (repo.a, "/abs", None),
+        (repo.a, "a\nb", None),
+    ]
+    for commit, path, wanted in cases:
+        assert gitops.has_path(bare, commit, path) is wanted, (commit, path)
+        assert await gitasync.has_path(bare, commit, path, None) is wanted, (commit, path)
+    assert gitops.has_path(str(tmp_path / "nothing"), repo.a, "README") is None
+    assert await gitasync.has_path(str(tmp_path / "nothing"), repo.a, "README", None) is None

@@ -109,6 +109,31 @@ def test_am_asks_git_when_ff_is_unknown(am: Am, setup: dict[str, Any]) -> None:
     assert not answer["ok"] and "not checked" in answer["messages"][0]
 
 
+def test_ff_on_request(am: Am, setup: dict[str, Any]) -> None:
+    """af leaves ff out and says so: am names the refs whose decision needs it
+    (existing protected branches it cannot ask git about itself), or decides."""
+    g: Repo = setup["git"]
+    writer = setup["ids"]["hwriter"]
+    gone = str(g.bare) + "-gone"
+    refs = [
+        ref("refs/heads/main", g.a, g.b),  # protected: needs the answer
+        ref("refs/heads/topic", g.b, g.c),  # not protected: does not
+        ref("refs/heads/release/2", ZERO, g.a),  # a creation: does not
+    ]
+    answer = hook(am, "pre-receive", writer, refs, git_dir=gone, ff_on_request=True)
+    assert answer == {"ok": False, "need_ff": ["refs/heads/main"], "messages": []}
+    # nothing protected is touched: decided at once
+    answer = hook(am, "pre-receive", writer, refs[1:2], git_dir=gone, ff_on_request=True)
+    assert answer == {"ok": True, "messages": []}
+    # am shares the file system: it asks git itself rather than ask back
+    answer = hook(am, "pre-receive", writer, refs[:1], git_dir=str(g.bare), ff_on_request=True)
+    assert answer == {"ok": True, "messages": []}
+    # asked again with the answers: decided
+    refs[0]["ff"] = False
+    answer = hook(am, "pre-receive", writer, refs[:1], git_dir=gone, ff_on_request=False)
+    assert not answer["ok"] and "force-push" in answer["messages"][0]
+
+
 def test_post_receive_is_recorded_once(am: Am, setup: dict[str, Any]) -> None:
     g: Repo = setup["git"]
     writer = setup["ids"]["hwriter"]

@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import json
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -97,3 +99,55 @@ def test_addresses_skip_the_resolver_for_ips_and_localhost() -> None:
         (lean.sockets.AF_INET, ("127.0.0.1", 5)),
         (lean.sockets.AF_INET6, ("::1", 5)),
     ]
+
+
+def _child(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=env
+    )
+
+
+def test_execvpe_walks_path_as_os_execvpe_does(tmp_path: Path) -> None:
+    """Missing and non-directory entries are skipped; the first runnable program wins."""
+    (tmp_path / "file").write_text("")
+    path = f"{tmp_path / 'missing'}:{tmp_path / 'file'}:/bin:/usr/bin"
+    code = (
+        "from applikant.node import lean;"
+        f" lean.execvpe('echo', ['echo', 'ran'], {{'PATH': {path!r}, 'X': 'y'}})"
+    )
+    done = _child(code)
+    assert (done.returncode, done.stdout) == (0, "ran\n"), done.stderr
+
+
+def test_execvpe_raises_like_os_execvpe(tmp_path: Path) -> None:
+    """Nothing found: FileNotFoundError; found but not runnable: that error, even
+    when a later entry lacks the program."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "prog").write_text("#!/bin/sh\n")  # not executable
+    for path, wanted in (
+        (f"{tmp_path}:/nonexistent", "FileNotFoundError"),
+        (
+            f"{tmp_path / 'missing'}:{blocked}:{tmp_path}",
+            "PermissionError",
+        ),
+    ):
+        code = (
+            "from applikant.node import lean\n"
+            "try:\n"
+            f"    lean.execvpe('prog', ['prog'], {{'PATH': {path!r}}})\n"
+            "except OSError as exc:\n"
+            "    print(type(exc).__name__)\n"
+        )
+        done = _child(code)
+        assert done.stdout.strip() == wanted, (path, done.stderr)
+
+
+def test_restore_sigpipe_gives_the_default_back() -> None:
+    code = (
+        "import signal; from applikant.node import lean;"
+        " assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN; lean.restore_sigpipe();"
+        " print(signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL)"
+    )
+    done = _child(code)
+    assert done.stdout.strip() == "True", done.stderr

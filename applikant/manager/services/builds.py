@@ -39,7 +39,7 @@ from typing import Any
 
 import trio
 
-from applikant import gitops
+from applikant import gitasync
 from applikant.builder.models import Build
 from applikant.logs import EventLog
 from applikant.manager.errors import Forbidden, ServiceError
@@ -65,7 +65,7 @@ async def _has_script(req: HookCall, commit: str) -> bool:
     (only possible when am shares the git host's file system)."""
     if not req.git_dir or not os.path.isdir(req.git_dir):
         return False
-    found = await trio.to_thread.run_sync(gitops.has_path, req.git_dir, commit, SCRIPT, req.env)
+    found = await gitasync.has_path(req.git_dir, commit, SCRIPT, req.env)
     return found is True
 
 

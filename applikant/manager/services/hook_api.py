@@ -11,8 +11,10 @@ Answer: {"ok": bool, "messages": [lines for the pusher]}, plus for post-receive
   access, protected branches, tags). `ff` is whether the update is a
   fast-forward, found by git on the git host (applikant.gitops); when it is null
   and `git_dir` exists here, am asks git itself (only for refs a protection rule
-  covers: nothing else depends on it); when it stays unknown, a protected branch
-  is refused. Any refused ref refuses the push, and a `push.denied` entry with
+  covers: nothing else depends on it). When it stays unknown and the call says
+  `ff_on_request` (af leaves `ff` out until asked: most pushes touch no protected
+  branch), the answer is `{"ok": false, "need_ff": [refs], "messages": []}` and
+  af asks again with them; otherwise a protected branch is refused. Any refused ref refuses the push, and a `push.denied` entry with
   the reasons goes to the audit log.
 - post-receive: records the push (`push`, old/new per ref), once per event_id
   however often it is delivered (af's spool may deliver twice), and hands it on:
@@ -118,14 +120,12 @@ class HookApi(Service):
         except ServiceError:
             return []  # no such repository: branches.decide gives the reason
 
-    async def _fill_ff(self, req: HookCall, updates: list[dict[str, Any]]) -> None:
-        """Ask git for the missing fast-forward answers that a decision depends on."""
-        git_dir = req.git_dir
-        if not git_dir or not os.path.isdir(git_dir):
-            return
+    def _ff_wanted(self, req: HookCall, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The updates whose decision depends on a fast-forward answer not given:
+        existing branches a protection rule covers."""
         patterns = self._protected_patterns(req.repo)
         if not patterns:
-            return
+            return []
         wanted = []
         for update in updates:
             ref = update["refname"]
@@ -137,8 +137,15 @@ class HookApi(Service):
                 and any(fnmatchcase(ref[len("refs/heads/") :], p) for p in patterns)
             ):
                 wanted.append(update)
-        if not wanted:
-            return
+        return wanted
+
+    async def _fill_ff(self, req: HookCall, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Ask git for the missing fast-forward answers that a decision depends on,
+        when the repository is on this file system; the updates still without one."""
+        wanted = self._ff_wanted(req, updates)
+        git_dir = req.git_dir
+        if not wanted or not git_dir or not os.path.isdir(git_dir):
+            return wanted
         limiter = trio.CapacityLimiter(GIT_PARALLEL)
 
         async def fill(update: dict[str, Any]) -> None:
@@ -150,6 +157,7 @@ class HookApi(Service):
         async with trio.open_nursery() as nursery:
             for update in wanted:
                 nursery.start_soon(fill, update)
+        return [u for u in wanted if u["is_fast_forward"] is None]
 
     async def _decide(self, req: HookCall, node: str) -> dict[str, Any]:
         try:
@@ -161,7 +169,10 @@ class HookApi(Service):
             {"refname": r.ref, "old": r.old, "new": r.new, "is_fast_forward": r.ff}
             for r in req.refs
         ]
-        await self._fill_ff(req, updates)
+        unknown = await self._fill_ff(req, updates)
+        if unknown and req.ff_on_request:
+            # The git host asks git only when a decision needs it: say which refs.
+            return {"ok": False, "need_ff": [u["refname"] for u in unknown], "messages": []}
         decisions = self.m.reader.branches.decide(req.user, req.repo, updates)
         refused = [(u, d) for u, d in zip(updates, decisions, strict=False) if not d.allowed]
         if not refused:

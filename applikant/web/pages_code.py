@@ -130,7 +130,7 @@ async def _tree(request: Request, home: bool) -> Response:
         ),
     )
     context.update(entries=entries, last=last, latest=latest[0] if latest else None)
-    context["rows"] = tree_rows(ctx.full_name, ref, entries, last)
+    context["rows"] = tree_rows(ctx.full_name, ref, entries, last, commit=commit, subpath=subpath)
     context["commits"] = latest
     if readme is not None and not readme.binary:
         blob = readme

@@ -166,6 +166,14 @@ class Am:
         """{session, user} for a cookie's secret, or None (ended, expired...)."""
         return await self.call(SESSIONS, "resolve", {"secret": secret, "address": address})
 
+    async def resolve_session_repo(
+        self, secret: str, address: str, repo: str, access: str
+    ) -> dict | None:
+        """{session, user, decision, repo} for a cookie's secret and the access
+        its user has to `repo` (the repository itself when allowed), or None."""
+        args = {"secret": secret, "address": address, "repo": repo, "access": access}
+        return await self.call(SESSIONS, "resolve_repo", args)
+
     async def start_session(self, user: str, **lifetime: Any) -> dict:
         """A new session (with its `secret`) for `user`: address, user_agent, idle, max_age."""
         return await self.call(SESSIONS, "start", {**lifetime, "user": user})

@@ -139,12 +139,17 @@ class Am:
         StaleToken says the token no longer stands for that user."""
         proof = _proof.get()
         if proof is not None and args is not None and args.get("actor") == proof.user["id"]:
-            got = await self._call(
-                USERS,
-                "as_token",
-                {"token": proof.token, "service": service, "method": method, "args": args},
-                timeout,
-            )
+            try:
+                got = await self._call(
+                    USERS,
+                    "as_token",
+                    {"token": proof.token, "service": service, "method": method, "args": args},
+                    timeout,
+                )
+            except AmError as exc:
+                if exc.kind == "no_such_method":  # an am from before as_token
+                    raise StaleToken() from None
+                raise
             if not got["ran"] or got["user"] != proof.user:
                 raise StaleToken()
             proof.checked = True

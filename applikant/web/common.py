@@ -56,11 +56,17 @@ async def viewer_and_repo(
     (`resolve_repo`), both as they are now: nothing of either is kept."""
     web = web_of(request)
     if "session" in request.scope and getattr(request.state, "viewer", None) is None:
-        viewer, found = await web.auth.session_repo(
-            request.session, client_of(request), f"{owner}/{name}", access
-        )
+        try:
+            viewer, found = await web.auth.session_repo(
+                request.session, client_of(request), f"{owner}/{name}", access
+            )
+        except AmError as exc:
+            if exc.kind != "no_such_method":
+                raise
+            # An am from before resolve_repo: the session, then the access.
+            viewer, found = await web.auth.session_repo(request.session, client_of(request))
         request.state.viewer = viewer
-        if found is not None:
+        if found is not None and "decision" in found:
             repo, decision = _decided(found["decision"], found["repo"], access)
             return viewer, repo, decision
     viewer = await viewer_of(request)

@@ -43,7 +43,7 @@ from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Event, Store
 from applikant.manager.store.engines import backend_for, is_url
 from applikant.manager.store.rows import parse_id
-from applikant.node.node import Node
+from applikant.node.node import Handler, Node
 from applikant.schema.repos import AccessDecision
 
 log = EventLog("am")
@@ -120,6 +120,8 @@ class Manager:
         self._kdf_limiter = trio.CapacityLimiter(KDF_PARALLEL)
         self.subscribers = Subscribers(node)
         self.observer = Observer(node.name)
+        #: Each service's handlers by method (services.start): as_token calls them.
+        self.handlers: dict[str, dict[str, Handler]] = {}
         self.writes = 0
         self.reserve = Reserve([], 0)  # set by the daemon from the config
         # Called on the trio thread after each write, with its events (the

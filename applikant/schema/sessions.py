@@ -17,7 +17,8 @@ from datetime import datetime
 
 from pydantic import Field
 
-from .base import Body, Mutation, Op, Read, Result
+from .base import AccessLevel, Body, Mutation, Op, Read, Result
+from .repos import AccessDecision, Repo
 from .users import NewToken, User, UserPatch
 
 #: The longest a session may live, and be idle, whatever aw asks (in seconds).
@@ -54,6 +55,14 @@ class SessionOf(Result):
 
     session: Session
     user: User
+
+
+class SessionRepo(SessionOf):
+    """A session and its user, and that user's access to one repository: a
+    repository page's questions in one call. `repo` only when allowed."""
+
+    decision: AccessDecision
+    repo: Repo | None = None
 
 
 class LoggedIn(Result):
@@ -110,6 +119,11 @@ class Resolve(Read):
     address: str = Field(default="", max_length=ADDRESS_MAX)
 
 
+class ResolveRepo(Resolve):
+    repo: str = Field(max_length=1024)
+    access: AccessLevel = "read"
+
+
 class SessionRef(Read):
     session: str
 
@@ -132,6 +146,7 @@ AM_SESSIONS: dict[str, Op] = {
     "login": Op(Login, LoggedIn | None),
     "start": Op(Start, NewSession),
     "resolve": Op(Resolve, SessionOf | None),
+    "resolve_repo": Op(ResolveRepo, SessionRepo | None),
     "confirm": Op(SessionRef, Session),
     "list": Op(ListSessions, list[Session]),
     "end": Op(EndSession, Session),

@@ -10,6 +10,7 @@ entries refer to.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -247,6 +248,25 @@ class VerifyToken(Read):
     token: str = Field(repr=False)
 
 
+class AsToken(VerifyToken):
+    """`service.method(args)` asked as the user an API token stands for."""
+
+    service: str = Field(max_length=64)
+    method: str = Field(max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TokenCall(Result):
+    """The answer to as_token: the token's user (None: unknown or revoked, or
+    the account disabled), and whether the call ran: only when `args` named
+    that very user as their actor. Its answer, or its refusal as [kind, message]."""
+
+    user: User | None = None
+    ran: bool = False
+    answer: Any = None
+    error: list[str] | None = None
+
+
 class CreateGroup(NewGroup, Mutation):
     pass
 
@@ -296,6 +316,7 @@ AM_USER_DB: dict[str, Op] = {
     "list_tokens": Op(UserRef, list[ApiToken]),
     "revoke_token": Op(RevokeToken, ApiToken),
     "verify_token": Op(VerifyToken, User | None),
+    "as_token": Op(AsToken, TokenCall),
     "create_group": Op(CreateGroup, Group),
     "delete_group": Op(DeleteGroup, None),
     "get_group": Op(GroupRef, Group),

@@ -19,7 +19,10 @@ after a restart of either side finds am without a delay.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -28,7 +31,7 @@ from ..amclient import AmClient, AmRefused, AmUnavailable
 from ..logs import EventLog
 from ..node.node import Node
 
-__all__ = ["STATUS", "Am", "AmError"]
+__all__ = ["STATUS", "Am", "AmError", "StaleToken", "TokenProof", "with_token"]
 
 log = EventLog("aw")
 
@@ -58,6 +61,43 @@ class AmError(Exception):
         self.status = status
         self.message = message
         self.kind = kind
+
+
+def _refused(service: str, method: str, kind: str, message: str) -> AmError:
+    """am's typed refusal as AmError (an unknown kind is a 500, and logged)."""
+    status = STATUS.get(kind, 500)
+    if status == 500:
+        log.warning("am_error", service=service, method=method, kind=kind, message=message)
+    return AmError(status, message, kind)
+
+
+class StaleToken(Exception):
+    """am says the API token of a `with_token` block no longer stands for the
+    user it was taken for (revoked, disabled, another user, or changed)."""
+
+
+@dataclass
+class TokenProof:
+    """An API token and the user it stood for when aw last checked it: aw's
+    guess, which am checks again on every call made under `with_token`."""
+
+    token: str
+    user: dict[str, Any]
+    checked: bool = False  # a call under it was answered for that very user
+
+
+_proof: ContextVar[TokenProof | None] = ContextVar("aw_token_proof", default=None)
+
+
+@contextmanager
+def with_token(proof: TokenProof) -> Iterator[TokenProof]:
+    """Calls in this block (and the tasks it starts) made as `proof.user` go
+    with the token (`Am.call`)."""
+    reset = _proof.set(proof)
+    try:
+        yield proof
+    finally:
+        _proof.reset(reset)
 
 
 def _clean(args: dict[str, Any]) -> dict[str, Any]:
@@ -92,16 +132,40 @@ class Am:
         *,
         timeout: float | None = None,
     ) -> Any:
-        """am's reply; AmError for every failure (see the module docstring)."""
-        try:
-            return await self.client.call(service, method, args or {}, timeout=timeout)
-        except AmRefused as exc:
-            status = STATUS.get(exc.kind, 500)
-            if status == 500:
-                log.warning(
-                    "am_error", service=service, method=method, kind=exc.kind, message=exc.message
+        """am's reply; AmError for every failure (see the module docstring).
+
+        Under `with_token(proof)`, a call whose actor is the proof's user goes
+        as `as_token`: am checks the token and answers in one call, and
+        StaleToken says the token no longer stands for that user."""
+        proof = _proof.get()
+        if proof is not None and args is not None and args.get("actor") == proof.user["id"]:
+            try:
+                got = await self._call(
+                    USERS,
+                    "as_token",
+                    {"token": proof.token, "service": service, "method": method, "args": args},
+                    timeout,
                 )
-            raise AmError(status, exc.message, exc.kind) from None
+            except AmError as exc:
+                if exc.kind == "no_such_method":  # an am from before as_token
+                    raise StaleToken() from None
+                raise
+            if not got["ran"] or got["user"] != proof.user:
+                raise StaleToken()
+            proof.checked = True
+            if got.get("error"):
+                kind, message = got["error"]
+                raise _refused(service, method, kind, message)
+            return got.get("answer")
+        return await self._call(service, method, args or {}, timeout)
+
+    async def _call(
+        self, service: str, method: str, args: dict[str, Any], timeout: float | None
+    ) -> Any:
+        try:
+            return await self.client.call(service, method, args, timeout=timeout)
+        except AmRefused as exc:
+            raise _refused(service, method, exc.kind, exc.message) from None
         except AmUnavailable as exc:
             if exc.reason == "not_running":
                 message = f"{exc}, so this cannot be answered right now; try again in a moment"
@@ -165,6 +229,14 @@ class Am:
     async def resolve_session(self, secret: str, address: str) -> dict | None:
         """{session, user} for a cookie's secret, or None (ended, expired...)."""
         return await self.call(SESSIONS, "resolve", {"secret": secret, "address": address})
+
+    async def resolve_session_repo(
+        self, secret: str, address: str, repo: str, access: str
+    ) -> dict | None:
+        """{session, user, decision, repo} for a cookie's secret and the access
+        its user has to `repo` (the repository itself when allowed), or None."""
+        args = {"secret": secret, "address": address, "repo": repo, "access": access}
+        return await self.call(SESSIONS, "resolve_repo", args)
 
     async def start_session(self, user: str, **lifetime: Any) -> dict:
         """A new session (with its `secret`) for `user`: address, user_agent, idle, max_age."""

@@ -39,6 +39,7 @@ from .apitable import (
     ApiError,
     ApiRoute,
     Call,
+    Json,
     endpoint,
     page_args,
     paged,
@@ -51,7 +52,7 @@ AUDIT_MAX = 10_000  # the audit log may be read in larger pages (exports)
 
 
 def ok(value: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(value, status_code=status)
+    return Json(value, status_code=status)
 
 
 def no_content() -> Response:

@@ -211,16 +211,27 @@ class Auth:
     async def session_viewer(self, cookie: dict, client: str = "") -> Viewer:
         """The viewer the cookie's session stands for; ANONYMOUS (and the cookie
         emptied) when it names none that is alive."""
+        viewer, _ = await self.session_repo(cookie, client)
+        return viewer
+
+    async def session_repo(
+        self, cookie: dict, client: str = "", repo: str = "", access: str = "read"
+    ) -> tuple[Viewer, dict | None]:
+        """`session_viewer`, and with `repo` am's {decision, repo} for that
+        viewer asked in the same call (None: anonymous, ask for yourself)."""
         secret = cookie.get("sid")
         if not isinstance(secret, str):
             if "uid" in cookie:
                 cookie.clear()  # a cookie from before sessions were kept in am
-            return ANONYMOUS
-        found = await self.am.resolve_session(secret, client[:64])
+            return ANONYMOUS, None
+        if repo:
+            found = await self.am.resolve_session_repo(secret, client[:64], repo, access)
+        else:
+            found = await self.am.resolve_session(secret, client[:64])
         if found is None:
             cookie.clear()
-            return ANONYMOUS
-        return Viewer(found["user"], "session", found["session"])
+            return ANONYMOUS, None
+        return Viewer(found["user"], "session", found["session"]), found
 
     async def start_session(self, user: str, client: str, user_agent: str) -> str:
         """A new session for `user` (after its password changed); its secret."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -11,7 +10,6 @@ from starlette.requests import Request
 
 from .am import AmError
 from .auth import Viewer
-from .lru import Lru
 from .together import gather
 
 __all__ = [
@@ -19,10 +17,9 @@ __all__ = [
     "client_of",
     "query_audit",
     "readable_repo",
-    "readable_repo_for",
     "require_admin",
     "require_login",
-    "session_hint",
+    "viewer_and_repo",
     "viewer_of",
     "web_of",
 ]
@@ -44,36 +41,37 @@ async def viewer_of(request: Request) -> Viewer:
     """The session's viewer (pages); cached on the request."""
     cached = getattr(request.state, "viewer", None)
     if cached is None:
-        sid = _sid(request)
         cached = await web_of(request).auth.session_viewer(request.session, client_of(request))
         request.state.viewer = cached
-        if sid and cached.id is not None:
-            _seen.put(_digest(sid), cached.id)
     return cached
 
 
-# The user each session stood for when this aw last resolved it, by a digest of
-# its secret: a guess that lets a page ask am about access while the session is
-# being resolved (repoview.open_repo), never a proof of who is asking.
-_seen: Lru[bytes, str] = Lru(100_000)  # entries
+async def viewer_and_repo(
+    request: Request, owner: str, name: str, access: str = "read"
+) -> tuple[Viewer, dict, dict]:
+    """The viewer, the repository and the decision when the viewer has `access`
+    to `owner/name`; AmError(404/403) otherwise (see `readable_repo`).
 
-
-def _sid(request: Request) -> str | None:
-    sid = request.session.get("sid") if "session" in request.scope else None
-    return sid if isinstance(sid, str) else None
-
-
-def _digest(sid: str) -> bytes:
-    return hashlib.sha256(sid.encode()).digest()
-
-
-def session_hint(request: Request) -> str | None:
-    """The user id this request's session was last resolved to (None: unknown,
-    anonymous, or already resolved on this request)."""
-    sid = _sid(request)
-    if sid is None or getattr(request.state, "viewer", None) is not None:
-        return None
-    return _seen.get(_digest(sid))
+    With a session, am answers the session and the access in one call
+    (`resolve_repo`), both as they are now: nothing of either is kept."""
+    web = web_of(request)
+    if "session" in request.scope and getattr(request.state, "viewer", None) is None:
+        try:
+            viewer, found = await web.auth.session_repo(
+                request.session, client_of(request), f"{owner}/{name}", access
+            )
+        except AmError as exc:
+            if exc.kind != "no_such_method":
+                raise
+            # An am from before resolve_repo: the session, then the access.
+            viewer, found = await web.auth.session_repo(request.session, client_of(request))
+        request.state.viewer = viewer
+        if found is not None and "decision" in found:
+            repo, decision = _decided(found["decision"], found["repo"], access)
+            return viewer, repo, decision
+    viewer = await viewer_of(request)
+    repo, decision = await readable_repo(web, viewer, owner, name, access)
+    return viewer, repo, decision
 
 
 class LoginRequired(HTTPException):
@@ -102,13 +100,12 @@ async def readable_repo(
 
     Existence of a private repository is not revealed to those who cannot read it.
     """
-    return await readable_repo_for(web, viewer.id, owner, name, access)
+    return await _readable_repo_for(web, viewer.id, owner, name, access)
 
 
-async def readable_repo_for(
+async def _readable_repo_for(
     web: Any, user: str | None, owner: str, name: str, access: str = "read"
 ) -> tuple[dict, dict]:
-    """`readable_repo` for the user id `user` (None: anonymous)."""
     path = f"{owner}/{name}"
 
     async def repo_or_error() -> Any:
@@ -120,12 +117,19 @@ async def readable_repo_for(
     # Both questions at once (one round trip to am, not two); the decision is
     # read first, so a refusal is answered as before, whatever get_repo said.
     decision, repo = await gather(lambda: web.am.check_access(user, path, access), repo_or_error)
+    return _decided(decision, repo, access)
+
+
+def _decided(decision: dict, repo: Any, access: str) -> tuple[dict, dict]:
+    """(repo, decision) for an allowed decision; the refusal as AmError otherwise."""
     if not decision["allowed"]:
         if access != "read" and decision.get("level"):
             raise AmError(403, decision["reason"], "forbidden")
         raise AmError(404, decision["reason"], "not_found")
     if isinstance(repo, AmError):
         raise repo
+    if not isinstance(repo, dict):
+        raise AmError(404, "repository not found", "not_found")
     return repo, decision
 
 

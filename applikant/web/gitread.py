@@ -24,17 +24,20 @@ import trio
 from ..logs import EventLog
 from . import catfile
 from .lru import Lru
+from .together import gather
 
 events = EventLog("aw")
 
 __all__ = [
     "Blob",
     "Commit",
+    "Directory",
     "GitReadError",
     "Ref",
     "TreeEntry",
     "check_path",
     "check_ref",
+    "directory",
     "find_readme",
     "git_env",
     "log",
@@ -546,6 +549,46 @@ def readme_of(entries: list[TreeEntry]) -> TreeEntry | None:
         key=lambda e: (not e.name.lower().endswith((".md", ".markdown")), e.name),
     )
     return names[0] if names else None
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What a directory's page shows of it at one commit."""
+
+    entries: list[TreeEntry]
+    latest: list[Commit]  # the newest commits that touched it
+    last: dict[str, Commit]  # the last commit of each entry (those found)
+    readme: Blob | None
+
+
+async def directory(
+    path: str, commit: str, subpath: str = "", limit: int = 1, readme_limit: int = 256 * 1024
+) -> Directory:
+    """The entries of `subpath` at `commit`, its `limit` newest commits, the
+    last commit of each entry and its README: kept whole at a full commit id
+    once every entry's last commit was found, so a warm page asks one cache.
+    GitReadError(404) when there is no such directory."""
+    subpath = check_path(subpath)
+    key = ("dir", _incarnation(path), commit, subpath, int(limit), int(readme_limit))
+    found = _memo.get(key) if immutable(commit) else None
+    if found is not None:
+        return found  # type: ignore[return-value]
+    entries, latest = await gather(
+        lambda: ls_tree(path, commit, subpath), lambda: log(path, commit, limit, subpath)
+    )
+    entry = readme_of(entries)
+
+    async def readme() -> Blob | None:
+        return None if entry is None else await read_blob(path, commit, entry.path, readme_limit)
+
+    last, blob = await gather(
+        lambda: last_commits(path, commit, subpath, [e.name for e in entries]), readme
+    )
+    result = Directory(entries, latest, last, blob)
+    if immutable(commit) and len(last) == len(entries):
+        size = len(blob.data) if blob is not None else 0
+        _memo.put(key, result, 500 + 200 * len(entries) + 250 * len(latest) + size)
+    return result
 
 
 async def find_readme(path: str, commit: str) -> Blob | None:

@@ -83,10 +83,6 @@ def _base_context(
     )
 
 
-async def _none() -> None:
-    return None
-
-
 # ---- directories ------------------------------------------------------------------
 
 
@@ -109,28 +105,21 @@ async def _tree(request: Request, home: bool) -> Response:
     if commit is None:
         return render(request, "repo.html", **context)
     try:
-        entries, latest = await gather(
-            lambda: gitread.ls_tree(ctx.git, commit, subpath),
-            lambda: gitread.log(ctx.git, commit, 10 if home else 1, subpath),
-        )
+        listing = await gitread.directory(ctx.git, commit, subpath, 10 if home else 1, README_LIMIT)
     except gitread.GitReadError as exc:
         if exc.status == 404 and subpath:
             found = await gitread.read_object(ctx.git, f"{commit}:{subpath}", 0)
             if found is not None and found[1] == "blob":
                 return RedirectResponse(f"/{ctx.full_name}/blob?{request.url.query}", 302)
         raise
-    readme_entry = gitread.readme_of(entries)
-    names = [e.name for e in entries]
-    last, readme = await gather(
-        lambda: gitread.last_commits(ctx.git, commit, subpath, names),
-        lambda: (
-            gitread.read_blob(ctx.git, commit, readme_entry.path, README_LIMIT)
-            if readme_entry is not None
-            else _none()
-        ),
+    entries, latest, last, readme = (
+        listing.entries,
+        listing.latest,
+        listing.last,
+        listing.readme,
     )
     context.update(entries=entries, last=last, latest=latest[0] if latest else None)
-    context["rows"] = tree_rows(ctx.full_name, ref, entries, last)
+    context["rows"] = tree_rows(ctx.full_name, ref, entries, last, commit=commit, subpath=subpath)
     context["commits"] = latest
     if readme is not None and not readme.binary:
         blob = readme

@@ -3,9 +3,8 @@ read it, where it is on disk, and which commit the page shows.
 
 `open_repo` answers 404 for a repository the viewer may not read (private
 ones are not revealed), so every route built on it is covered. It asks am
-every time (decisions are never cached); for a session it has seen before it
-asks while the session is resolved, for the user that session last stood for,
-and uses that answer only if it still does. `at_ref`
+every time (decisions are never cached); with a session, in one call that
+resolves the session and answers for its user (`common.viewer_and_repo`). `at_ref`
 turns the `ref` query parameter (a branch, tag or commit id, checked by
 gitread) into a commit id, defaulting to the repository's default branch.
 """
@@ -18,10 +17,8 @@ from typing import Any
 from starlette.requests import Request
 
 from . import gitread
-from .am import AmError
 from .auth import Viewer
-from .common import readable_repo, readable_repo_for, session_hint, viewer_of, web_of
-from .together import gather
+from .common import viewer_and_repo, web_of
 
 __all__ = ["RepoContext", "all_refs", "at_ref", "open_repo"]
 
@@ -47,27 +44,7 @@ async def open_repo(request: Request, access: str = "read") -> RepoContext:
     """The repository named by the path; AmError(404) when the viewer may not read it."""
     web = web_of(request)
     owner, name = request.path_params["owner"], request.path_params["name"]
-    hint = session_hint(request)
-    if hint is None:
-        viewer = await viewer_of(request)
-        repo, decision = await readable_repo(web, viewer, owner, name, access)
-    else:
-        # Ask am whether the session's last user may read the repository while
-        # the session itself is resolved: one round trip instead of two. The
-        # answer counts only if the session still stands for that user.
-        async def guess() -> Any:
-            try:
-                return await readable_repo_for(web, hint, owner, name, access)
-            except AmError as exc:
-                return exc
-
-        viewer, guessed = await gather(lambda: viewer_of(request), guess)
-        if viewer.id != hint:
-            repo, decision = await readable_repo(web, viewer, owner, name, access)
-        elif isinstance(guessed, AmError):
-            raise guessed
-        else:
-            repo, decision = guessed
+    viewer, repo, decision = await viewer_and_repo(request, owner, name, access)
     return RepoContext(
         web, viewer, repo, decision, gitread.repo_path(web.repo_root, repo["full_name"])
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["absolute", "between", "duration", "parse", "relative", "time_tag"]
+__all__ = ["absolute", "between", "duration", "parse", "relative", "time_html", "time_tag"]
 
 _UNITS = (
     (365 * 86400, "year"),
@@ -69,20 +69,27 @@ def _parsed(value: str) -> tuple[datetime, str, str] | None:
     return moment, str(escape(moment.isoformat())), str(escape(absolute(moment)))
 
 
-def time_tag(value: Any, absolute_text: bool = False) -> Markup:
-    """The `<time>` element for `value`; '' for nothing, the text itself if unreadable."""
+def time_tag(value: Any, absolute_text: bool = False, now: datetime | None = None) -> Markup:
+    """The `<time>` element for `value`; '' for nothing, the text itself if unreadable.
+    `now` (default: this moment) is what the relative words count from: a list
+    passes one for all of its rows."""
+    return Markup(time_html(value, absolute_text, now))
+
+
+def time_html(value: Any, absolute_text: bool = False, now: datetime | None = None) -> str:
+    """`time_tag` as the HTML text itself, for rows built in Python (rows.py)."""
     if value is None or value == "":
-        return Markup("")
+        return ""
     found = _parsed(value) if isinstance(value, str) else None
     if found is None:
         moment = parse(value)
         if moment is None:
-            return Markup(escape(str(value)))
+            return str(escape(str(value)))
         found = moment, str(escape(moment.isoformat())), str(escape(absolute(moment)))
     moment, iso, full = found
-    words = str(escape(relative(moment)))
+    words = relative(moment, now)  # numbers and fixed words: nothing to escape
     shown, hover = (full, words) if absolute_text else (words, full)
-    return Markup(f'<time datetime="{iso}" title="{hover}">{shown}</time>')
+    return f'<time datetime="{iso}" title="{hover}">{shown}</time>'
 
 
 def duration(seconds: float) -> str:

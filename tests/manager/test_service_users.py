@@ -359,3 +359,65 @@ def test_update_key_title(am: Am) -> None:
         am.users("update_key", actor="system", key=theirs["id"], title="admin did it")["title"]
         == "admin did it"
     )
+
+
+def test_as_token_checks_the_token_and_asks_as_its_user_in_one_call(am: Am) -> None:
+    """aw's API read for a token it has seen: am checks the token, then runs the
+    call only if its actor is the token's user, with that user's rights."""
+    me = add_user(am, "astokuser")
+    other = add_user(am, "astokother")
+    am.repos("create_repo", actor=other["id"], path="astokother/secret")
+    made = am.users("create_token", actor=me["id"], user=me["id"], title="t")
+
+    def as_token(service: str, method: str, args: dict[str, Any]) -> Any:
+        asked = {"token": made["token"], "service": service, "method": method, "args": args}
+        return am.call("am_user_db", "as_token", asked)
+
+    mine = {"actor": me["id"], "limit": 5}
+    got = as_token("am_repo_db", "list_repos", mine)
+    assert got["ran"] is True and got["user"] == am.users("verify_token", token=made["token"])
+    assert got["answer"] == am.repos("list_repos", **mine) and got.get("error") is None
+    # am's refusals of the inner call come back as they are, the user beside them.
+    refused = as_token("am_repo_db", "get_repo", {"actor": me["id"], "repo": "astokother/secret"})
+    assert refused["ran"] is True and refused["user"]["id"] == me["id"]
+    kind = am.error("am_repo_db", "get_repo", {"actor": me["id"], "repo": "astokother/secret"})
+    assert refused["error"] == [kind.kind, kind.message] and refused.get("answer") is None
+    bad = as_token("am_repo_db", "list_repos", {"actor": me["id"], "limit": 0})
+    assert bad["ran"] is True and bad["error"][0] == "bad_request"
+    # Another actor (or none: the system) is not run; the user says who the token is.
+    for args in ({"actor": other["id"]}, {"actor": "system"}, {}):
+        got = as_token("am_repo_db", "list_repos", args)
+        assert got["ran"] is False and got["user"]["id"] == me["id"] and "answer" not in got
+    # Only the cluster's services ask; no method that am lacks, and not itself.
+    err = am.error(
+        "am_user_db",
+        "as_token",
+        {
+            "actor": me["id"],
+            "token": made["token"],
+            "service": "am_repo_db",
+            "method": "list_repos",
+            "args": mine,
+        },
+    )
+    assert err.kind == "forbidden"
+    for service, method in (
+        ("am_repo_db", "nothing"),
+        ("nowhere", "x"),
+        ("am_user_db", "as_token"),
+    ):
+        err = am.error(
+            "am_user_db",
+            "as_token",
+            {"token": made["token"], "service": service, "method": method, "args": mine},
+        )
+        assert err.kind == "bad_request", (service, method)
+    # A disabled account, a revoked token: no user, nothing run, at once.
+    am.users("disable_user", actor="system", user=me["id"])
+    got = as_token("am_repo_db", "list_repos", mine)
+    assert got["user"] is None and got["ran"] is False and "answer" not in got
+    am.users("enable_user", actor="system", user=me["id"])
+    assert as_token("am_repo_db", "list_repos", mine)["ran"] is True
+    am.users("revoke_token", actor=me["id"], token=made["id"])
+    got = as_token("am_repo_db", "list_repos", mine)
+    assert got["user"] is None and got["ran"] is False

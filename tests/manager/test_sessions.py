@@ -176,3 +176,48 @@ def test_am_sessions(am: Am) -> None:
     # Bad input is a typed refusal.
     for args in ({"login": "sessuser"}, {"login": "sessuser", "password": "x", "idle": 1}):
         assert am.error("am_sessions", "login", args).kind == "bad_request"
+
+
+def test_resolve_repo_answers_the_session_and_the_access_as_they_are_now(am: Am) -> None:
+    """A repository page's three questions in one call: resolve, check_access
+    and get_repo for the session's user; each asked again on the next call."""
+    me = add_user(am, "rrowner", password="rr-password-1")
+    other = add_user(am, "rrother", password="rr-password-2")
+    am.repos("create_repo", actor=me["id"], path="rrowner/app")
+    call = am.call
+
+    def secret_of(login: str, password: str) -> str:
+        made = call("am_sessions", "login", {"login": login, "password": password})
+        return str(made["session"]["secret"])
+
+    mine, theirs = secret_of("rrowner", "rr-password-1"), secret_of("rrother", "rr-password-2")
+    args = {"secret": mine, "address": "::1", "repo": "RROWNER/app"}
+    got = call("am_sessions", "resolve_repo", args)
+    alone = call("am_sessions", "resolve", {"secret": mine, "address": "::1"})
+    assert got["session"]["id"] == alone["session"]["id"] and got["user"] == alone["user"]
+    assert alone["session"]["address"] == "::1"  # noted, as resolve notes it
+    decision = am.repos("check_access", user=me["id"], repo="RROWNER/app", access="read")
+    assert got["decision"] == decision and decision["repo"] == "rrowner/app"
+    assert got["repo"] == am.repos("get_repo", actor=me["id"], repo="rrowner/app")
+    admin = call("am_sessions", "resolve_repo", {**args, "access": "admin"})
+    assert admin["decision"]["allowed"] and admin["decision"]["level"] == "admin"
+
+    # Someone without access: the refusal, and no repository.
+    theirs_args = {"secret": theirs, "repo": "rrowner/app"}
+    refused = call("am_sessions", "resolve_repo", theirs_args)
+    assert refused["user"]["id"] == other["id"]
+    assert refused["decision"]["allowed"] is False and refused["repo"] is None
+    missing = call("am_sessions", "resolve_repo", {**theirs_args, "repo": "rrowner/nothing"})
+    assert missing["decision"]["allowed"] is False and missing["repo"] is None
+    # A grant counts on the very next call, and so does its revocation.
+    am.repos("grant", actor=me["id"], repo="rrowner/app", grantee=other["id"], level="read")
+    assert call("am_sessions", "resolve_repo", theirs_args)["repo"]["full_name"] == "rrowner/app"
+    am.repos("revoke", actor=me["id"], repo="rrowner/app", grantee=other["id"])
+    assert call("am_sessions", "resolve_repo", theirs_args)["repo"] is None
+    # An ended session answers nothing at all; only the cluster's services ask.
+    call("am_sessions", "end_all", {"actor": other["id"], "user": other["id"]})
+    assert call("am_sessions", "resolve_repo", theirs_args) is None
+    err = am.error("am_sessions", "resolve_repo", {**args, "actor": me["id"]})
+    assert err.kind == "forbidden"
+    for bad in ({"secret": mine}, {**args, "access": "owner"}, {**args, "repo": 7}):
+        assert am.error("am_sessions", "resolve_repo", bad).kind == "bad_request"

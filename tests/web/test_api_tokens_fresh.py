@@ -1,12 +1,16 @@
-"""A token's reads start before the token is checked (apitable._guessed), yet
-what changed in am takes effect on the very next request: a revoked token, a
-disabled account, a lost admin flag, a revoked grant. Each test first uses the
-token, so that aw has seen it (the case that reads ahead), then changes am
-and asks again at once."""
+"""A token aw has seen has its reads sent with the token, as the user it stood
+for, and am checks the token in the same call (apitable._guessed,
+am_user_db.as_token), yet what changed in am takes effect on the very next
+request: a revoked token, a disabled account, a lost admin flag, a revoked
+grant. Each test first uses the token, so that aw has seen it, then changes
+am and asks again at once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import pytest
 
 from harness.web import WebSite
 
@@ -80,3 +84,18 @@ def test_a_token_and_a_wrong_login_are_refused_after_a_good_read(site: WebSite, 
     other = site.client(auth=("someone-else", made["token"]))
     r = other.get("/api/user")
     assert r.status_code == 401 and "another user" in r.json()["message"]
+
+
+@pytest.mark.slow
+def test_a_throttled_address_is_throttled_for_a_token_seen_before(tmp_path: Path) -> None:
+    """Wrong tokens from an address throttle it: a good token aw has seen is
+    held back there as it was before aw saw it (its own site: the address is
+    the tests' loopback)."""
+    with WebSite(tmp_path) as site:
+        _, _, t = _token_client(site, "throttled")
+        assert t.get("/api/repos").status_code == 200
+        guesser = site.client(headers={"authorization": "Bearer user-1." + "x" * 30})
+        codes = [guesser.get("/api/repos").status_code for _ in range(31)]
+        assert codes[:30] == [401] * 30 and codes[30] == 429, codes
+        r = t.get("/api/repos")
+        assert r.status_code == 429 and "retry-after" in r.headers, r.text

@@ -94,6 +94,27 @@ def test_a_symlinked_repository_is_not_read(bare: str) -> None:
     assert gitread.repo_path(bare, "o/r") == str(root.resolve() / "o" / "r.git")
 
 
+async def test_directory_is_kept_whole_at_a_commit(bare: str) -> None:
+    path = gitread.repo_path(bare, "o/r")
+    commit = await gitread.resolve(path, "main")
+    root = await gitread.directory(path, commit, "", limit=10)
+    assert [e.name for e in root.entries] == ["dir", "big.txt", "bin.dat", "README.md"]
+    assert [c.subject for c in root.latest] == ["one"]
+    assert set(root.last) == {"dir", "README.md", "big.txt", "bin.dat"}
+    assert root.readme is not None and root.readme.text() == "# Title\n"
+    assert await gitread.directory(path, commit, "", limit=10) is root  # one cache lookup
+    assert (await gitread.directory(path, commit, "", limit=1)) is not root
+    sub = await gitread.directory(path, commit, "dir")
+    assert [e.name for e in sub.entries] == ["a.txt"] and sub.readme is None
+    # A branch name is no key: what it names now is read.
+    by_name = await gitread.directory(path, "main", "")
+    assert by_name is not await gitread.directory(path, "main", "")
+    assert [e.name for e in by_name.entries] == [e.name for e in root.entries]
+    with pytest.raises(gitread.GitReadError) as e:
+        await gitread.directory(path, commit, "nothing")
+    assert e.value.status == 404
+
+
 async def test_a_repository_made_again_under_its_name_shares_nothing_cached(
     bare: str, tmp_path: Path
 ) -> None:
@@ -108,6 +129,7 @@ async def test_a_repository_made_again_under_its_name_shares_nothing_cached(
     assert await gitread.resolve(path, commit) == commit  # remembered now
     assert [e.name for e in await gitread.ls_tree(path, commit, "dir/")] == ["a.txt"]
     assert (await gitread.read_blob(path, commit, "dir/a.txt")).text() == "a\n"
+    assert (await gitread.directory(path, commit, "dir")).entries[0].name == "a.txt"
 
     shutil.rmtree(path)
     await trio.run_process(
@@ -118,6 +140,7 @@ async def test_a_repository_made_again_under_its_name_shares_nothing_cached(
         lambda: gitread.resolve(path, commit),
         lambda: gitread.ls_tree(path, commit, "dir/"),
         lambda: gitread.read_blob(path, commit, "dir/a.txt"),
+        lambda: gitread.directory(path, commit, "dir"),
     )
     for read in reads:
         with pytest.raises(gitread.GitReadError) as e:

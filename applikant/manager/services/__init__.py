@@ -99,7 +99,9 @@ async def start(
         builds,
     ]
     for service in services:
-        await node.register_global(service.NAME, service.handlers(), stamp=stamp)
+        manager.handlers[service.NAME] = service.handlers()
+    for service in services:
+        await node.register_global(service.NAME, manager.handlers[service.NAME], stamp=stamp)
 
 
 async def stop(node: Node) -> None:

@@ -7,6 +7,7 @@ Methods (args is one map; `actor` as in am_user_db):
 | login | login, password, address?, user_agent?, idle?, max_age? | {session + secret, user} or None | system (aw's login form) |
 | start | user, address?, user_agent?, idle?, max_age? | Session + secret | system (aw, after a password change) |
 | resolve | secret, address? | {session, user} or None | system (aw, on every request with a cookie) |
+| resolve_repo | secret, address?, repo, access? | {session, user, decision, repo} or None | system (aw, on a repository's page) |
 | confirm | session | Session | system (aw, after the user proved their password again) |
 | list | user | [Session] | admins, the user |
 | end | session, user? | Session | admins, the session's user |
@@ -33,6 +34,7 @@ from applikant.manager.runtime import Actor
 from applikant.manager.services.base import Service, dump
 from applikant.node.node import CallContext
 from applikant.schema import sessions as s
+from applikant.schema.users import User
 
 
 class SessionsService(Service):
@@ -73,13 +75,29 @@ class SessionsService(Service):
 
     async def resolve(self, ctx: CallContext, req: s.Resolve) -> Any:
         self._system(req.actor, "resolve sessions")
+        found = await self._resolve(req)
+        return None if found is None else dump(s.SessionOf(session=found[0], user=found[1]))
+
+    async def resolve_repo(self, ctx: CallContext, req: s.ResolveRepo) -> Any:
+        """`resolve`, then check_access and get_repo for the session's user: the
+        three questions of every repository page in one call, all answered now."""
+        self._system(req.actor, "resolve sessions")
+        found = await self._resolve(req)
+        if found is None:
+            return None
+        session, user = found
+        decision = self.m.reader.access.check(user.id, req.repo, req.access)
+        repo = self.m.reader.repos.get(req.repo) if decision.allowed else None
+        return dump(s.SessionRepo(session=session, user=user, decision=decision, repo=repo))
+
+    async def _resolve(self, req: s.Resolve) -> tuple[s.Session, User] | None:
         found = self.m.reader.sessions.find(req.secret)
         if found is None:
             return None
         session, user = found
         if self.m.reader.sessions.touch_due(session, req.address):
             await self.m.write_reserved(self.m.writer.sessions.touch, session.id, req.address)
-        return dump(s.SessionOf(session=session, user=user))
+        return session, user
 
     async def confirm(self, ctx: CallContext, req: s.SessionRef) -> Any:
         self._system(req.actor, "confirm sessions")

@@ -27,6 +27,7 @@ methods that change something, `system` by default for reads):
 | list_tokens | user | [ApiToken] (no secrets) | admins, the user |
 | revoke_token | token (token-7), user? | ApiToken | admins, the token's owner |
 | verify_token | token | User or None (enabled accounts) | system (aw's API and HTTP clone) |
+| as_token | token, service, method, args | {user, ran, answer or error} | system (aw: an API read and its token's check in one call) |
 | create_group | name, description? | Group | admins |
 | delete_group | group | None | admins |
 | get_group / list_groups | group / limit?, cursor? | Group / page of Group | anyone |
@@ -47,6 +48,7 @@ from applikant.manager.errors import BadRequest, Forbidden, NotFound
 from applikant.manager.runtime import Actor
 from applikant.manager.services.base import Service, dump
 from applikant.manager.store import Store
+from applikant.node.errors import ServiceError
 from applikant.node.node import CallContext
 from applikant.schema import users as s
 from applikant.schema.users import User
@@ -292,6 +294,24 @@ class UserDb(Service):
             user=owner,
         )
         return dump(token)
+
+    async def as_token(self, ctx: CallContext, req: s.AsToken) -> Any:
+        """verify_token, then `service.method(args)` if `args` name the token's
+        user as their actor (am checks that user's rights as on any call):
+        aw's read for an API token it has seen, and the token's check, in one
+        call. A refusal of the inner call comes back as its [kind, message]."""
+        user = await self.verify_token(ctx, req)
+        if user is None or req.args.get("actor") != user["id"]:
+            return {"user": user, "ran": False}
+        handler = self.m.handlers.get(req.service, {}).get(req.method)
+        if handler is None or req.method == "as_token":
+            raise BadRequest(f"as_token: am has no method {req.service}.{req.method}")
+        inner = CallContext(ctx.node, ctx.caller, req.service, req.method)
+        try:
+            answer = await handler(inner, req.args)
+        except ServiceError as exc:
+            return {"user": user, "ran": True, "error": [exc.kind, exc.message]}
+        return {"user": user, "ran": True, "answer": answer}
 
     async def verify_token(self, ctx: CallContext, req: s.VerifyToken) -> Any:
         if not self.m.actor(req.actor).is_system:

@@ -47,6 +47,7 @@ class FastSSLStream(trio.abc.Stream):
         self._receiving = False
         self._closed = False
         self.backlog = b""  # records the kernel has not taken yet
+        self._records = memoryview(bytearray(RECEIVE))  # what the socket brings, reused
 
     def getpeercert(self) -> dict[str, Any] | None:
         cert: dict[str, Any] | None = self._tls.getpeercert()
@@ -188,13 +189,14 @@ class FastSSLStream(trio.abc.Stream):
 
     async def _receive_records(self) -> bool:
         """Feed what the socket has to the TLS object; False at end of file."""
-        data = await self.transport.receive_some(RECEIVE)
-        if not data:
+        view = self._records
+        count = await self.transport.receive_into(view)
+        if not count:
             self._incoming.write_eof()
             if not self._shaken:
                 raise trio.BrokenResourceError("the peer closed the connection during TLS setup")
             return False
-        self._incoming.write(data)
+        self._incoming.write(view[:count])
         return True
 
     def _check_open(self) -> None:

@@ -25,7 +25,6 @@ from .deadlines import Deadlines
 from .errors import CallTimeout, NodeDown, ProtocolError, error_from_reply
 from .protocol import (
     NEED_DATA,
-    Call,
     Cancel,
     Cast,
     Connection,
@@ -55,8 +54,8 @@ Background = Callable[["Link"], Awaitable[None]]
 class Pending:
     """A call waiting for its reply: settled by the reader (reply), by the link's
     failure (NodeDown) or by the node's deadline heap (CallTimeout). The caller
-    parks itself (`wait`) and settling wakes it: what a trio.Event does, without
-    its parking lot (one caller per call)."""
+    parks itself (in Link.call: `task`, `abort`) and settling wakes it: what a
+    trio.Event does, without its parking lot (one caller per call)."""
 
     __slots__ = ("error", "settled", "task", "value", "what")
 
@@ -74,15 +73,8 @@ class Pending:
             self.task = None
             trio.lowlevel.reschedule(task)
 
-    async def wait(self) -> None:
-        """Return once settled; a checkpoint, cancellable like Event.wait."""
-        if self.settled:
-            await trio.lowlevel.checkpoint()
-            return
-        self.task = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort)
-
-    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        """The caller parked for this call (Link.call) was cancelled."""
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
@@ -186,6 +178,7 @@ class Link:
 
     async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
         proto, stream, now = self.proto, self.stream, self._now
+        decoder = proto.decoder
         receive_into: Callable[[memoryview], Awaitable[int]] | None = getattr(
             stream, "receive_into", None
         )
@@ -204,10 +197,10 @@ class Link:
                         corked = False
                         self._uncork()
                     self._woken = 0
-                    wanted = proto.bytes_wanted()
+                    wanted = decoder.wanted()
                     size = RECV_SIZE if wanted < RECV_SIZE else wanted
                     if receive_into is not None:  # (into the protocol's own buffer)
-                        proto.received(await receive_into(proto.receive_buffer(size)))
+                        decoder.filled(await receive_into(decoder.buffer(size)))
                     else:
                         proto.receive_data(await stream.receive_some(size))
                     self.last_recv = now()
@@ -309,11 +302,15 @@ class Link:
             await self._flush()
 
     def _frame(self, event: Event) -> list[bytes]:
+        if self.closed or self.proto.state is not State.CONNECTED:
+            self._refuse_send()
+        return self.proto.send_parts(event)
+
+    def _refuse_send(self) -> None:
+        """NodeDown: the link is closed, or its protocol is closing."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
-        if self.proto.state is not State.CONNECTED:
-            raise NodeDown(f"{self.peer} is down (its link is closing)")
-        return self.proto.send_parts(event)
+        raise NodeDown(f"{self.peer} is down (its link is closing)")
 
     async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
@@ -418,10 +415,16 @@ class Link:
         if timeout is not None:
             self._deadlines.add(self._now() + timeout, pending)
         try:
-            # (send_event written out: one coroutine less per call)
-            if self._queue(self._frame(Call(req_id, node, target, method, args))):
+            # (send_event written out, without the Call event: fewer frames per call)
+            if self.closed or self.proto.state is not State.CONNECTED:
+                self._refuse_send()
+            if self._queue(self.proto.send_call(req_id, node, target, method, args)):
                 await self._flush()
-            await pending.wait()
+            if pending.settled:  # (a checkpoint either way, cancellable like Event.wait)
+                await trio.lowlevel.checkpoint()
+            else:
+                pending.task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(pending.abort)
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)
             if self.pending.pop(req_id, None) is not None and not self.closed:

@@ -31,7 +31,7 @@ from .errors import (
     ServiceError,
     reply_from_error,
 )
-from .protocol import Call, Cast, ErrorReply, Reply, State
+from .protocol import Call, Cast, ErrorReply, State
 
 if TYPE_CHECKING:
     from .link import Link
@@ -157,12 +157,13 @@ class Services:
         if link.closed or link.proto.state is not State.CONNECTED:
             return  # the caller is gone, or its link is closing: no answer wanted
         ok, value = outcome
-        reply: Reply | ErrorReply = (
-            Reply(call.req_id, value) if ok else ErrorReply(call.req_id, *value)
-        )
         try:
             try:
-                frame: bytes | list[bytes] = link.proto.send_parts(reply)
+                frame: bytes | list[bytes] = (
+                    link.proto.send_reply(call.req_id, value)
+                    if ok
+                    else link.proto.send_parts(ErrorReply(call.req_id, *value))
+                )
             except LocalProtocolError as exc:
                 log.error(
                     "reply_unencodable", service=call.target, method=call.method, reason=str(exc)

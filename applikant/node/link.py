@@ -204,7 +204,14 @@ class Link:
                     else:
                         proto.receive_data(await stream.receive_some(size))
                     self.last_recv = now()
-                    corked = self._cork()
+                    # Hold the frames sent from now on (the answers to the calls this
+                    # read brought, in this task, which does not wait meanwhile): they
+                    # go out with one write in `_uncork`, not one each. Holding is what
+                    # a write in progress does already (`_writing`: every sender queues
+                    # in `_out`, in order), so nothing overtakes a held frame. Not if a
+                    # write is in progress: that writer sends what is queued.
+                    if not self._writing:
+                        self._writing = corked = True
                     continue
                 if type(event) is ConnectionClosed:
                     self.close("connection closed")
@@ -228,25 +235,14 @@ class Link:
             if corked:
                 self._uncork()
 
-    def _cork(self) -> bool:
-        """Hold the frames sent from now on (the answers to the calls one read
-        brought, in the reader's task, which does not wait meanwhile): they go
-        out with one write in `_uncork`, not one each. Holding is what a write
-        in progress does already (`_writing`: every sender queues in `_out`,
-        in order), so nothing overtakes a held frame. False if a write is in
-        progress: that writer sends what is queued."""
-        if self._writing:
-            return False
-        self._writing = True
-        return True
-
     def _uncork(self) -> None:
         out = self._out
         self._writing = False
         if out:
             self._out = []
-            try:  # (one sendmsg of the frames if they are not too many pieces)
-                self.send_soon(out if len(out) <= MAX_PIECES else b"".join(out))
+            try:  # (one sendmsg of the frames if they are not too many pieces; send_soon)
+                if self._queue(out if len(out) <= MAX_PIECES else b"".join(out)):
+                    self.spawn(self._flush_quietly)
             except NodeDown:
                 pass  # the link is closing: nobody waits for these
 
@@ -272,7 +268,12 @@ class Link:
     def _on_reply(self, event: Reply) -> None:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:  # else the caller gave up
-            pending.settle(event.value)
+            # (pending.settle(event.value) written out: once per call)
+            pending.value, pending.settled = event.value, True
+            task = pending.task
+            if task is not None:
+                pending.task = None
+                trio.lowlevel.reschedule(task)
             self._woken += 1
 
     def _on_error_reply(self, event: ErrorReply) -> None:

@@ -773,9 +773,12 @@ class Connection:
         """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
         if self.state in (State.CLOSED, State.ERROR):
             return ConnectionClosed()
+        decoder = self._decoder
+        if decoder._end - decoder._pos < 4 and not decoder.eof:
+            return NEED_DATA  # (not even a frame's length: the answer after each read's last)
         try:
             while True:
-                obj = self._decoder.next_frame()
+                obj = decoder.next_frame()
                 if type(obj) is NeedData:  # (`is NEED_DATA` would make NEED_DATA Any to mypy)
                     return NEED_DATA
                 if type(obj) is ConnectionClosed:
@@ -788,6 +791,22 @@ class Connection:
                     return closed
                 if self.state is State.HANDSHAKE:
                     return self._handshake(obj)
+                # The messages of every call, well-formed, decoded here; the rest,
+                # and every malformed message's error, in _message.
+                if type(obj) is list:
+                    n = len(obj)
+                    if n == 3 and obj[0] == K_REPLY and type(obj[1]) is int and obj[1] >= 0:
+                        return Reply(obj[1], obj[2])
+                    if n == 6 and obj[0] == K_CALL:
+                        _, req_id, node, target, method, args = obj
+                        if (
+                            type(req_id) is int
+                            and req_id >= 0
+                            and (node is None or type(node) is str)
+                            and type(target) is str
+                            and type(method) is str
+                        ):
+                            return Call(req_id, node, target, method, args)
                 event = self._message(obj)
                 if event is not None:
                     return event

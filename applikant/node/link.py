@@ -197,12 +197,11 @@ class Link:
                         corked = False
                         self._uncork()
                     self._woken = 0
-                    wanted = decoder.wanted()
-                    size = RECV_SIZE if wanted < RECV_SIZE else wanted
                     if receive_into is not None:  # (into the protocol's own buffer)
-                        decoder.filled(await receive_into(decoder.buffer(size)))
+                        decoder.filled(await receive_into(decoder.room(RECV_SIZE)))
                     else:
-                        proto.receive_data(await stream.receive_some(size))
+                        wanted = decoder.wanted()
+                        proto.receive_data(await stream.receive_some(max(wanted, RECV_SIZE)))
                     self.last_recv = now()
                     # Hold the frames sent from now on (the answers to the calls this
                     # read brought, in this task, which does not wait meanwhile): they

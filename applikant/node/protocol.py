@@ -459,6 +459,20 @@ class FrameDecoder:
         self._buf, self._pos, self._end = own, 0, pending
         return memoryview(own)[pending:]
 
+    def room(self, least: int) -> memoryview:
+        """buffer() for the next read: at least `least` bytes, and the whole rest
+        of the frame being received if that is more (a large frame in one read)."""
+        avail = self._end - self._pos
+        if avail >= 4:
+            length: int = _LEN.unpack_from(self._buf, self._pos)[0]
+            missing = min(length, self.max_frame) + 4 + self._tag - avail
+            if missing > least:
+                least = missing
+        buf, end = self._buf, self._end
+        if type(buf) is bytearray and len(buf) - end >= least:  # (buffer()'s common case)
+            return memoryview(buf)[end:]
+        return self.buffer(least)
+
     def filled(self, count: int) -> None:
         """`count` bytes were written at the start of the last `buffer`; 0 is end of file."""
         if count:

@@ -126,17 +126,15 @@ class Services:
         end in the reader's task (which hands the reading on)."""
         self._busy += 1
         coro = self.invoke(link.peer, call.node, call.target, call.method, call.args)
-        try:
-            done, step = eager.start(coro)
+        try:  # (eager.start written out: once per call)
+            step = coro.send(None)
+        except StopIteration as finished:
+            self._done_one()
+            self._answer(link, call, finished.value)
+            return None
         except BaseException:
             self._done_one()
             raise
-        if done:
-            self._busy -= 1  # (_done_one written out: once per call)
-            if not self._busy and self._idle is not None:
-                self._idle.set()
-            self._answer(link, call, step)
-            return None
         scope = link.reader_scope  # (this task's: the new reader gets its own)
         link.read_elsewhere()
         return self._serve_rest(link, call, coro, step, scope)

@@ -90,7 +90,8 @@ class FastSocketStream(trio.abc.Stream):
         """Send what the kernel takes now, without waiting; the number of bytes sent."""
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
-        self._check_open()
+        if self._closed:  # (_check_open written out: once per message sent)
+            raise trio.ClosedResourceError("the stream is closed")
         try:
             return self.socket.send(data)
         except BlockingIOError:

@@ -195,7 +195,10 @@ class Link:
                             await trio.lowlevel.cancel_shielded_checkpoint()
                             await trio.lowlevel.cancel_shielded_checkpoint()
                         corked = False
-                        self._uncork()
+                        if self._out:
+                            self._uncork()
+                        else:  # (nothing held: a caller's reader, most often)
+                            self._writing = False
                     self._woken = 0
                     if receive_into is not None:  # (into the protocol's own buffer)
                         decoder.filled(await receive_into(decoder.room(RECV_SIZE)))

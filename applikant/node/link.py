@@ -374,7 +374,7 @@ class Link:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.close(f"write failed: {exc or type(exc).__name__}")
             raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
-        if sent == sum(len(part) for part in parts):
+        if sent == sum(map(len, parts)):  # (no generator: once per large frame)
             return False
         self._out.append(b"".join(parts)[sent:])  # (the kernel was full: the slow path)
         self._writing = True

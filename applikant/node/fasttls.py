@@ -48,6 +48,7 @@ class FastSSLStream(trio.abc.Stream):
         self._closed = False
         self.backlog = b""  # records the kernel has not taken yet
         self._records = memoryview(bytearray(RECEIVE))  # what the socket brings, reused
+        self._ended = False  # the peer's close_notify (or end of file) was read
 
     def getpeercert(self) -> dict[str, Any] | None:
         cert: dict[str, Any] | None = self._tls.getpeercert()
@@ -167,15 +168,31 @@ class FastSSLStream(trio.abc.Stream):
             if not self._shaken:
                 await self.do_handshake()
             read: Any = self._tls.read  # (with a buffer it returns a count: typeshed says bytes)
+            incoming = self._incoming
             while True:
+                # Nothing to decrypt: read the socket first, rather than have OpenSSL
+                # say so with an SSLWantReadError (raised and caught on every read
+                # that waits). Not once the peer's close_notify was read: the next
+                # read says end of file at once.
+                if (
+                    not incoming.pending
+                    and not self._ended
+                    and not self._tls.pending()
+                    and not await self._receive_records()
+                ):
+                    return 0
                 try:
                     count: int = read(size, buffer)
-                    while count < size and self._incoming.pending:
+                    if not count:  # (the peer's close_notify)
+                        self._ended = True
+                        return 0
+                    while count < size and incoming.pending:
                         try:
                             more: int = read(size - count, buffer[count:])
                         except ssl.SSLError:
                             break
                         if not more:
+                            self._ended = True
                             break
                         count += more
                     if self._outgoing.pending:  # (a TLS 1.3 key update to answer)
@@ -185,6 +202,7 @@ class FastSSLStream(trio.abc.Stream):
                     if not await self._receive_records():
                         return 0
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    self._ended = True
                     return 0
                 except ssl.SSLError as exc:
                     raise trio.BrokenResourceError(f"TLS failed: {exc}") from exc

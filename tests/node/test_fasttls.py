@@ -128,6 +128,30 @@ async def test_receive_into_decrypts_into_the_callers_buffer(
         await b.receive_into(memoryview(buffer))
 
 
+async def test_after_close_notify_reads_say_end_of_file_at_once(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """A peer that says close_notify but keeps its socket open: every read after
+    it is end of file at once (receive_into reads the socket before asking
+    OpenSSL only while no close_notify was seen)."""
+    a, b = await _shaken(contexts)
+    assert a.try_send(b"last words") == 10
+    try:
+        a._tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass  # (the peer's close_notify is not awaited)
+    a.transport.try_send(a._outgoing.read())
+    await trio.testing.wait_all_tasks_blocked()
+    buffer = memoryview(bytearray(64))
+    with trio.fail_after(5):
+        assert await b.receive_into(buffer) == 10 and buffer[:10] == b"last words"
+        assert await b.receive_into(buffer) == 0
+        assert await b.receive_into(buffer) == 0
+        assert await b.receive_some(10) == b""
+    await b.aclose()
+    await a.transport.aclose()
+
+
 async def test_a_peer_of_another_ca_is_refused(
     contexts: tuple[ssl.SSLContext, ssl.SSLContext], tmp_path: Path
 ) -> None:

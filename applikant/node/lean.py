@@ -12,11 +12,7 @@ stdlib modules cost more than the work they do for us here:
   driver needs of it (`connect` skips the resolver for addresses and localhost:
   a process's first getaddrinfo costs ~7 ms);
 - `msgpack` imports `datetime` and more (~7 ms): `as` and `ah` frame their few
-  small messages with leanpack.py instead (`prefer_pure_codec`);
-- `signal` imports `enum`, `functools` and `collections` (~2.5 ms): `_signal` has
-  the same `signal()` (`restore_sigpipe`);
-- `os.execvpe` imports `warnings` to read PATH (~0.5 ms, in `as` or in the child it
-  forks for git): `execvpe` below walks PATH itself.
+  small messages with leanpack.py instead (`prefer_pure_codec`).
 
 Private modules may move or vanish in a new Python: then the public module is
 used (slower, never broken). Only this module imports them; tests run the
@@ -27,7 +23,6 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing itself is not imported: it would cost `as` ~2 ms
 if TYPE_CHECKING:  # the public names for the type checker: both ways quack alike
-    import signal as signals
     import socket as sockets
     from collections.abc import Iterator
     from hashlib import sha256
@@ -49,19 +44,13 @@ else:
         import _socket as sockets
     except ImportError:
         import socket as sockets
-    try:
-        import _signal as signals
-    except ImportError:
-        import signal as signals
 
 __all__ = [
     "codec",
     "compare_digest",
     "connect",
-    "execvpe",
     "gethostname",
     "prefer_pure_codec",
-    "restore_sigpipe",
     "sha256",
     "sockets",
 ]
@@ -130,29 +119,3 @@ def _addresses(host: str, port: int) -> Iterator[tuple[int, tuple[Any, ...]]]:
 
 def gethostname() -> str:
     return sockets.gethostname()
-
-
-def restore_sigpipe() -> None:
-    """SIGPIPE back to its default (Python ignores it; git, exec'd or forked, must not)."""
-    signals.signal(signals.SIGPIPE, signals.SIG_DFL)
-
-
-def execvpe(file: str, args: list[str], env: dict[str, str]) -> None:
-    """`os.execvpe`: `file` looked up in `env`'s PATH (os.defpath when unset), as
-    os.execvpe does; raises the OSError of the most telling failure (not ENOENT
-    or ENOTDIR when another was met) when none can be run."""
-    import os
-
-    if os.sep in file:
-        os.execve(file, args, env)
-    path = env.get("PATH")
-    failure: OSError | None = None
-    for directory in (os.defpath if path is None else path).split(os.pathsep):
-        try:
-            os.execve(os.path.join(directory, file), args, env)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            failure = failure or exc
-        except OSError as exc:
-            if failure is None or isinstance(failure, (FileNotFoundError, NotADirectoryError)):
-                failure = exc
-    raise failure or FileNotFoundError(2, "No such file or directory", file)

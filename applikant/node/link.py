@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -309,7 +309,7 @@ class Link:
             self._refuse_send()
         return self.proto.send_parts(event)
 
-    def _refuse_send(self) -> None:
+    def _refuse_send(self) -> NoReturn:
         """NodeDown: the link is closed, or its protocol is closing."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")

@@ -42,6 +42,7 @@ class Deadlines:
         self._order = itertools.count()
         self._limit = MIN_REBUILD
         self._timer: trio.CancelScope | None = None
+        self._timer_at = math.inf  # the timer's deadline
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -52,8 +53,8 @@ class Deadlines:
             return
         heapq.heappush(self._heap, (when, next(self._order), item))
         timer = self._timer
-        if timer is not None and when < timer.deadline:
-            timer.deadline = when
+        if timer is not None and when < self._timer_at:  # (the property read costs a call)
+            timer.deadline = self._timer_at = when
         if len(self._heap) > self._limit:
             self._rebuild()
 
@@ -66,6 +67,7 @@ class Deadlines:
                 if not item.settled:
                     item.expire()
             earliest = heap[0][0] if heap else math.inf
+            self._timer_at = earliest
             with trio.CancelScope(deadline=earliest) as self._timer:  # trio.sleep_until
                 await trio.sleep_forever()
             self._timer = None

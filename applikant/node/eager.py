@@ -3,8 +3,9 @@
 Most calls a node serves finish without waiting for anything (an echo, a lookup
 in memory, a refusal). Giving each its own task costs a task, a cancel scope and
 one more pass of trio's scheduler: about a fifth of what serving a call costs.
-So the link's reader starts the handler's coroutine itself (`start`); if it
-finishes there, its answer goes out at once. If it waits (it yields a trap to
+So the link's reader starts the handler's coroutine itself (its first
+`send(None)`, in serving.on_call); if it finishes there, its answer goes out
+at once. If it waits (it yields a trap to
 trio: a lock, a thread, another call), the reader task carries on with it to the
 end (`resume`, a trampoline that passes each trap to trio and each answer or
 exception back), and a new task takes over reading the link. Nothing runs outside
@@ -20,16 +21,6 @@ from __future__ import annotations
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any
-
-
-def start(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
-    """Run `coro` until it finishes or first waits: (True, its result) or
-    (False, the trap it yielded, to hand to `resume`). Its exceptions propagate."""
-    try:
-        trap = coro.send(None)
-    except StopIteration as done:
-        return True, done.value
-    return False, trap
 
 
 @types.coroutine

@@ -47,6 +47,8 @@ class FastSSLStream(trio.abc.Stream):
         self._receiving = False
         self._closed = False
         self.backlog = b""  # records the kernel has not taken yet
+        self._records = memoryview(bytearray(RECEIVE))  # what the socket brings, reused
+        self._ended = False  # the peer's close_notify (or end of file) was read
 
     def getpeercert(self) -> dict[str, Any] | None:
         cert: dict[str, Any] | None = self._tls.getpeercert()
@@ -140,61 +142,83 @@ class FastSSLStream(trio.abc.Stream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
+        buffer = bytearray(RECEIVE if max_bytes is None else max_bytes)
+        count = await self.receive_into(memoryview(buffer))
+        del buffer[count:]
+        return bytes(buffer)
+
+    async def receive_into(self, buffer: memoryview) -> int:
+        """receive_some into `buffer`: the plaintext is decrypted straight into it
+        (a driver's own buffer: nothing allocated per read); the number of bytes
+        written to its start, 0 at end of file.
+
+        OpenSSL reads one record at a time: the plaintext of the records already
+        received after the first goes in too, up to the buffer's size, so that
+        what one socket read brought reaches the reader as one read (it answers
+        the messages of one read together). An error there is left for the next
+        read to raise."""
+        size = len(buffer)
+        if not size:
+            raise ValueError("the buffer must hold at least 1 byte")
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._check_open()
         self._receiving = True
         try:
-            return await self._receive_some(max_bytes)
+            if not self._shaken:
+                await self.do_handshake()
+            read: Any = self._tls.read  # (with a buffer it returns a count: typeshed says bytes)
+            incoming = self._incoming
+            while True:
+                # Nothing to decrypt: read the socket first, rather than have OpenSSL
+                # say so with an SSLWantReadError (raised and caught on every read
+                # that waits). Not once the peer's close_notify was read: the next
+                # read says end of file at once.
+                if (
+                    not incoming.pending
+                    and not self._ended
+                    and not self._tls.pending()
+                    and not await self._receive_records()
+                ):
+                    return 0
+                try:
+                    count: int = read(size, buffer)
+                    if not count:  # (the peer's close_notify)
+                        self._ended = True
+                        return 0
+                    while count < size and incoming.pending:
+                        try:
+                            more: int = read(size - count, buffer[count:])
+                        except ssl.SSLError:
+                            break
+                        if not more:
+                            self._ended = True
+                            break
+                        count += more
+                    if self._outgoing.pending:  # (a TLS 1.3 key update to answer)
+                        self._send_soon()
+                    return count
+                except ssl.SSLWantReadError:
+                    if not await self._receive_records():
+                        return 0
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    self._ended = True
+                    return 0
+                except ssl.SSLError as exc:
+                    raise trio.BrokenResourceError(f"TLS failed: {exc}") from exc
         finally:
             self._receiving = False
 
-    async def _receive_some(self, max_bytes: int | None) -> bytes:
-        if not self._shaken:
-            await self.do_handshake()
-        size = RECEIVE if max_bytes is None else max_bytes
-        while True:
-            try:
-                data: bytes = self._tls.read(size)
-                if self._incoming.pending and len(data) < size:
-                    data = self._read_more(data, size)
-                if self._outgoing.pending:  # (a TLS 1.3 key update to answer)
-                    self._send_soon()
-                return data
-            except ssl.SSLWantReadError:
-                if not await self._receive_records():
-                    return b""
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(f"TLS failed: {exc}") from exc
-
-    def _read_more(self, data: bytes, size: int) -> bytes:
-        """`data` and the plaintext of the records already received after it, up
-        to `size`: OpenSSL reads one record at a time, and what one socket read
-        brought should reach the reader as one read (it answers the messages of
-        one read together). An error is left for the next read to raise."""
-        chunks, got = [data], len(data)
-        while got < size and self._incoming.pending:
-            try:
-                more = self._tls.read(size - got)
-            except ssl.SSLError:
-                break
-            if not more:
-                break
-            chunks.append(more)
-            got += len(more)
-        return b"".join(chunks)
-
     async def _receive_records(self) -> bool:
         """Feed what the socket has to the TLS object; False at end of file."""
-        data = await self.transport.receive_some(RECEIVE)
-        if not data:
+        view = self._records
+        count = await self.transport.receive_into(view)
+        if not count:
             self._incoming.write_eof()
             if not self._shaken:
                 raise trio.BrokenResourceError("the peer closed the connection during TLS setup")
             return False
-        self._incoming.write(data)
+        self._incoming.write(view[:count])
         return True
 
     def _check_open(self) -> None:

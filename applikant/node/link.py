@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -25,7 +25,6 @@ from .deadlines import Deadlines
 from .errors import CallTimeout, NodeDown, ProtocolError, error_from_reply
 from .protocol import (
     NEED_DATA,
-    Call,
     Cancel,
     Cast,
     Connection,
@@ -55,8 +54,8 @@ Background = Callable[["Link"], Awaitable[None]]
 class Pending:
     """A call waiting for its reply: settled by the reader (reply), by the link's
     failure (NodeDown) or by the node's deadline heap (CallTimeout). The caller
-    parks itself (`wait`) and settling wakes it: what a trio.Event does, without
-    its parking lot (one caller per call)."""
+    parks itself (in Link.call: `task`, `abort`) and settling wakes it: what a
+    trio.Event does, without its parking lot (one caller per call)."""
 
     __slots__ = ("error", "settled", "task", "value", "what")
 
@@ -74,15 +73,8 @@ class Pending:
             self.task = None
             trio.lowlevel.reschedule(task)
 
-    async def wait(self) -> None:
-        """Return once settled; a checkpoint, cancellable like Event.wait."""
-        if self.settled:
-            await trio.lowlevel.checkpoint()
-            return
-        self.task = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort)
-
-    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        """The caller parked for this call (Link.call) was cancelled."""
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
@@ -186,6 +178,7 @@ class Link:
 
     async def _read_loop(self, table: Mapping[type[Event], EventHandler], token: object) -> None:
         proto, stream, now = self.proto, self.stream, self._now
+        decoder = proto.decoder
         receive_into: Callable[[memoryview], Awaitable[int]] | None = getattr(
             stream, "receive_into", None
         )
@@ -202,16 +195,25 @@ class Link:
                             await trio.lowlevel.cancel_shielded_checkpoint()
                             await trio.lowlevel.cancel_shielded_checkpoint()
                         corked = False
-                        self._uncork()
+                        if self._out:
+                            self._uncork()
+                        else:  # (nothing held: a caller's reader, most often)
+                            self._writing = False
                     self._woken = 0
-                    wanted = proto.bytes_wanted()
-                    size = RECV_SIZE if wanted < RECV_SIZE else wanted
                     if receive_into is not None:  # (into the protocol's own buffer)
-                        proto.received(await receive_into(proto.receive_buffer(size)))
+                        decoder.filled(await receive_into(decoder.room(RECV_SIZE)))
                     else:
-                        proto.receive_data(await stream.receive_some(size))
+                        wanted = decoder.wanted()
+                        proto.receive_data(await stream.receive_some(max(wanted, RECV_SIZE)))
                     self.last_recv = now()
-                    corked = self._cork()
+                    # Hold the frames sent from now on (the answers to the calls this
+                    # read brought, in this task, which does not wait meanwhile): they
+                    # go out with one write in `_uncork`, not one each. Holding is what
+                    # a write in progress does already (`_writing`: every sender queues
+                    # in `_out`, in order), so nothing overtakes a held frame. Not if a
+                    # write is in progress: that writer sends what is queued.
+                    if not self._writing:
+                        self._writing = corked = True
                     continue
                 if type(event) is ConnectionClosed:
                     self.close("connection closed")
@@ -235,25 +237,14 @@ class Link:
             if corked:
                 self._uncork()
 
-    def _cork(self) -> bool:
-        """Hold the frames sent from now on (the answers to the calls one read
-        brought, in the reader's task, which does not wait meanwhile): they go
-        out with one write in `_uncork`, not one each. Holding is what a write
-        in progress does already (`_writing`: every sender queues in `_out`,
-        in order), so nothing overtakes a held frame. False if a write is in
-        progress: that writer sends what is queued."""
-        if self._writing:
-            return False
-        self._writing = True
-        return True
-
     def _uncork(self) -> None:
         out = self._out
         self._writing = False
         if out:
             self._out = []
-            try:  # (one sendmsg of the frames if they are not too many pieces)
-                self.send_soon(out if len(out) <= MAX_PIECES else b"".join(out))
+            try:  # (one sendmsg of the frames if they are not too many pieces; send_soon)
+                if self._queue(out if len(out) <= MAX_PIECES else b"".join(out)):
+                    self.spawn(self._flush_quietly)
             except NodeDown:
                 pass  # the link is closing: nobody waits for these
 
@@ -279,7 +270,12 @@ class Link:
     def _on_reply(self, event: Reply) -> None:
         pending = self.pending.pop(event.req_id, None)
         if pending is not None and not pending.settled:  # else the caller gave up
-            pending.settle(event.value)
+            # (pending.settle(event.value) written out: once per call)
+            pending.value, pending.settled = event.value, True
+            task = pending.task
+            if task is not None:
+                pending.task = None
+                trio.lowlevel.reschedule(task)
             self._woken += 1
 
     def _on_error_reply(self, event: ErrorReply) -> None:
@@ -309,11 +305,15 @@ class Link:
             await self._flush()
 
     def _frame(self, event: Event) -> list[bytes]:
+        if self.closed or self.proto.state is not State.CONNECTED:
+            self._refuse_send()
+        return self.proto.send_parts(event)
+
+    def _refuse_send(self) -> NoReturn:
+        """NodeDown: the link is closed, or its protocol is closing."""
         if self.closed:
             raise NodeDown(f"{self.peer} is down ({self.down_reason})")
-        if self.proto.state is not State.CONNECTED:
-            raise NodeDown(f"{self.peer} is down (its link is closing)")
-        return self.proto.send_parts(event)
+        raise NodeDown(f"{self.peer} is down (its link is closing)")
 
     async def send_bytes(self, data: bytes | list[bytes]) -> None:
         """Queue data; write it now unless another task is writing (it will take ours).
@@ -374,7 +374,7 @@ class Link:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.close(f"write failed: {exc or type(exc).__name__}")
             raise NodeDown(f"{self.peer} is down ({self.down_reason})") from exc
-        if sent == sum(len(part) for part in parts):
+        if sent == sum(map(len, parts)):  # (no generator: once per large frame)
             return False
         self._out.append(b"".join(parts)[sent:])  # (the kernel was full: the slow path)
         self._writing = True
@@ -418,10 +418,16 @@ class Link:
         if timeout is not None:
             self._deadlines.add(self._now() + timeout, pending)
         try:
-            # (send_event written out: one coroutine less per call)
-            if self._queue(self._frame(Call(req_id, node, target, method, args))):
+            # (send_event written out, without the Call event: fewer frames per call)
+            if self.closed or self.proto.state is not State.CONNECTED:
+                self._refuse_send()
+            if self._queue(self.proto.send_call(req_id, node, target, method, args)):
                 await self._flush()
-            await pending.wait()
+            if pending.settled:  # (a checkpoint either way, cancellable like Event.wait)
+                await trio.lowlevel.checkpoint()
+            else:
+                pending.task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(pending.abort)
         finally:
             pending.settled = True  # (off the deadline heap, if it was not yet)
             if self.pending.pop(req_id, None) is not None and not self.closed:

@@ -102,6 +102,56 @@ async def test_records_that_came_together_are_read_together(
     await b.aclose()
 
 
+async def test_receive_into_decrypts_into_the_callers_buffer(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """What the node's reader uses: the plaintext lands in its own buffer (the
+    records one read brought together), the count says how much; what does not
+    fit waits for the next read; end of file is 0."""
+    a, b = await _shaken(contexts)
+    for word in (b"one ", b"two ", b"three"):
+        assert a.try_send(word) == len(word)
+    await trio.testing.wait_all_tasks_blocked()
+    buffer = bytearray(b"?" * 32)
+    count = await b.receive_into(memoryview(buffer))
+    assert (count, bytes(buffer[:count]), buffer[count:]) == (13, b"one two three", b"?" * 19)
+    assert a.try_send(b"four five") == 9
+    small = bytearray(4)
+    assert await b.receive_into(memoryview(small)) == 4 and small == b"four"
+    assert await b.receive_into(memoryview(buffer)) == 5 and buffer[:5] == b" five"
+    with pytest.raises(ValueError):
+        await b.receive_into(memoryview(bytearray()))
+    await a.aclose()
+    assert await b.receive_into(memoryview(buffer)) == 0
+    await b.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await b.receive_into(memoryview(buffer))
+
+
+async def test_after_close_notify_reads_say_end_of_file_at_once(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """A peer that says close_notify but keeps its socket open: every read after
+    it is end of file at once (receive_into reads the socket before asking
+    OpenSSL only while no close_notify was seen)."""
+    a, b = await _shaken(contexts)
+    assert a.try_send(b"last words") == 10
+    try:
+        a._tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass  # (the peer's close_notify is not awaited)
+    a.transport.try_send(a._outgoing.read())
+    await trio.testing.wait_all_tasks_blocked()
+    buffer = memoryview(bytearray(64))
+    with trio.fail_after(5):
+        assert await b.receive_into(buffer) == 10 and buffer[:10] == b"last words"
+        assert await b.receive_into(buffer) == 0
+        assert await b.receive_into(buffer) == 0
+        assert await b.receive_some(10) == b""
+    await b.aclose()
+    await a.transport.aclose()
+
+
 async def test_a_peer_of_another_ca_is_refused(
     contexts: tuple[ssl.SSLContext, ssl.SSLContext], tmp_path: Path
 ) -> None:

@@ -328,6 +328,15 @@ async def test_a_send_while_the_protocol_is_closing_is_node_down() -> None:
     ours.state = State.CLOSED
     with pytest.raises(NodeDown, match="its link is closing"):
         await link.send_event(Tick())
+    # A call (which frames without an event object) says the same, and leaves
+    # nothing waiting behind it.
+    with pytest.raises(NodeDown, match="its link is closing"):
+        await link.call(None, "echo", "echo", 1, 5.0)
+    assert link.pending == {}
+    link.close("test")
+    with pytest.raises(NodeDown, match=r"is down \(test\)"):
+        await link.call(None, "echo", "echo", 1, 5.0)
+    assert link.pending == {}
 
 
 async def test_concurrent_sends_are_batched_and_whole() -> None:

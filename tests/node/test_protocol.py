@@ -34,6 +34,7 @@ from applikant.node.protocol import (
     K_REGISTRY,
     K_REPLY,
     K_TICK,
+    LARGE_BODY,
     NEED_DATA,
     REFUSE_COOKIE,
     REFUSE_MIXED_NAMES,
@@ -791,6 +792,52 @@ def test_frame_over_max_frame_refused_exactly_max_passes() -> None:
     assert pair.server.state == State.ERROR
 
 
+@pytest.mark.parametrize("size", [0, 10, LARGE_BODY - 40, LARGE_BODY, 65536])
+def test_send_call_and_send_reply_are_the_events_without_the_objects(size: int) -> None:
+    """The hot paths (no event object, fewer calls): what arrives is the Call and
+    the Reply, small or large, whole or byte by byte; a map's keys are checked."""
+    pair = connected()
+    for args in (b"a" * size, {"k": [b"a" * size]}):
+        data = b"".join(pair.client.send_call(7, None, "echo", "echo", args))
+        assert feed(pair.server, data) == [Call(7, None, "echo", "echo", args)]
+        data = b"".join(pair.server.send_reply(7, args))
+        assert feed(pair.client, data, chunks_bytewise if size < 100 else chunks_whole) == [
+            Reply(7, args)
+        ]
+    with pytest.raises(LocalProtocolError, match="map key"):
+        pair.client.send_call(8, "n@h", "t", "m", {1: "x"})
+    with pytest.raises(LocalProtocolError, match="map key"):
+        pair.server.send_reply(8, [{2: "y"}])
+    assert pair.client.state == pair.server.state == State.CONNECTED  # nothing went out
+    ended = connected()
+    ended.client.receive_data(b"")
+    assert ended.client.next_event() == ConnectionClosed()
+    with pytest.raises(LocalProtocolError, match="cannot send Call"):
+        ended.client.send_call(1, None, "t", "m", None)
+    with pytest.raises(LocalProtocolError, match="cannot send Reply"):
+        ended.client.send_reply(1, None)
+
+
+def test_decoder_room_holds_the_rest_of_a_large_frame() -> None:
+    """room(least): at least `least` bytes to read into, and all of a frame begun."""
+    pair = connected()
+    dec = pair.server.decoder
+    assert len(dec.room(100)) >= 100
+    frame = pair.client.send(Reply(1, b"z" * 300_000))
+    view = dec.room(1000)
+    view[:1000] = frame[:1000]
+    del view
+    dec.filled(1000)
+    assert pair.server.next_event() is NEED_DATA
+    rest = dec.room(10)
+    assert len(rest) >= len(frame) - 1000
+    rest[: len(frame) - 1000] = frame[1000:]
+    del rest
+    dec.filled(len(frame) - 1000)
+    assert pair.server.next_event() == Reply(1, b"z" * 300_000)
+    assert pair.server.next_event() is NEED_DATA
+
+
 def test_truncated_frame_then_eof() -> None:
     pair = connected()
     frame = pair.client.send(Reply(1, "hello world"))
@@ -968,6 +1015,10 @@ MALFORMED = [
     [K_REPLY, 1, 2, 3],
     [K_REPLY, -1, None],
     [K_REPLY, "x", None],
+    [K_REPLY, 1.0, None],
+    [K_REPLY, True, None],
+    [K_CALL, 1, None, b"t", "m", []],
+    [K_CALL, 1, b"n@h", "t", "m", []],
     [K_ERROR, 1, "kind"],
     [K_ERROR, 1, 5, "message"],
     [K_ERROR, 1, "kind", None],

@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..links import Links
@@ -44,6 +44,7 @@ from .auth import Auth, AuthError
 from .common import viewer_of
 from .githttp import GitDenied, GitHttp
 from .render import HERE, FormError, error_page
+from .routeindex import RouteIndex
 from .security import TrustedProxies
 
 __all__ = ["Site", "Web", "build"]
@@ -158,10 +159,9 @@ async def _on_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def build(web: Web) -> Any:
-    """The ASGI app for `web` (see the module docstring)."""
-    https = web.site.public_url.startswith("https://")
-    routes = [
+def page_routes() -> list[BaseRoute]:
+    """Every route but git's, in the order they are tried."""
+    return [
         *assets.routes(),  # before /static: the generated stylesheet of highlighting
         Mount("/static", app=StaticFiles(directory=f"{HERE}/static"), name="static"),
         *pages_builds.routes(),  # before /api: /api/builds/{id}/log
@@ -176,6 +176,12 @@ def build(web: Web) -> Any:
         *metrics.routes(),
         *pages_owner.routes(),  # last: /{owner} takes any single name that is left
     ]
+
+
+def build(web: Web) -> Any:
+    """The ASGI app for `web` (see the module docstring)."""
+    https = web.site.public_url.startswith("https://")
+    routes = page_routes()
     handlers = {
         Exception: _on_error,
         HTTPException: _on_error,
@@ -185,7 +191,7 @@ def build(web: Web) -> Any:
         gitread.GitReadError: _on_error,
     }
     starlette = Starlette(
-        routes=routes,
+        routes=[RouteIndex(routes)],
         middleware=[
             Middleware(_SecurityHeaders),
             Middleware(

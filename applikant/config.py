@@ -55,7 +55,7 @@ class AfSection(Section):
     # "file": af keeps authorized_keys; "command": sshd asks `applikant keys-for`.
     keys_mode: str = "file"
     authorized_keys: str = ""  # empty: <data_dir>/.ssh/authorized_keys
-    as_command: str = ""  # the forced command; empty: applikant-as beside this Python
+    as_command: str = ""  # the forced command; empty: this Python -S as_launch.py (as)
     hook_program: str = (
         ""  # the Python ah the hook script falls back to; empty: applikant-ah beside this Python
     )

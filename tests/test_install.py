@@ -120,6 +120,18 @@ def test_install_into_a_prefix_runs_and_leaves_the_checkout_alone(tmp_path: Path
         env={"PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 1 and r.stderr.startswith("applikant: ")
+    # af's default forced command (this Python -S as_launch.py) runs the installed as.
+    forced = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c",
+         "from applikant.frontend.daemon import default_as_command as c; print(c())"],
+        capture_output=True, text=True, cwd="/", env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    argv = forced.stdout.split()
+    assert argv[:2] == [str(prefix / "bin" / "python"), "-S"], forced.stderr
+    r = subprocess.run(
+        [*argv, "root"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert r.returncode == 1 and "misconfigured forced command" in r.stderr, r.stderr
     # The paths given to make install are the installed package's defaults.
     paths = subprocess.run(
         [str(prefix / "bin" / "python"), "-c", "from applikant import installpaths as p; "

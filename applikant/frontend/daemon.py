@@ -29,9 +29,9 @@ refused claims nothing and answers every ``as`` with the reason.
 
 Files, from ``[af]`` (empty means under ``[node].data_dir``): ``repo_root``
 (``repos``), ``authorized_keys`` (``.ssh/authorized_keys``), ``spool_dir``
-(``spool``); ``hook_program`` (the Python ``ah``) and ``as_command`` default to
-``applikant-ah`` and ``applikant-as`` beside this Python, with ``--config PATH``
-added to the latter when af was started with a config file other than the
+(``spool``); ``hook_program`` (the Python ``ah``) defaults to ``applikant-ah``
+beside this Python, ``as_command`` to this Python running ``as`` without ``site``
+(``python -S .../as_launch.py``), with ``--config PATH`` added when af was started with a config file other than the
 default one (sshd gives forced commands an empty environment). Hooks link to
 ``<repo_root>/.applikant-hook``, a shell script the managing af writes when it
 takes the role: ``as`` answers it over pipes during SSH pushes, anything else
@@ -76,8 +76,15 @@ def default_program(name: str) -> str:
 
 
 def default_as_command() -> str:
-    """``applikant-as`` beside this Python, plus ``--config`` for a non-default config."""
-    command = default_program("applikant-as")
+    """This Python running ``as`` without ``site`` (as_launch.py; or, where that
+    file's path cannot go into a forced command, ``applikant-as`` beside this
+    Python), plus ``--config`` for a non-default config."""
+    launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), "as_launch.py")
+    python = os.path.abspath(sys.executable)
+    if all(c in authkeys._COMMAND_CHARS for c in python + launcher):
+        command = f"{python} -S {launcher}"
+    else:
+        command = default_program("applikant-as")
     path = envconfig.config_path()
     if path and os.path.abspath(path) != envconfig.DEFAULT_CONFIG:
         path = os.path.abspath(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import frameauth, lean, names, pmclient, protocol
+from . import frameauth, lean, names, protocol
 from .errors import (
     CallTimeout,
     HandshakeRefused,
@@ -70,7 +70,9 @@ class EphemeralNode:
         deadline = time.monotonic() + (timeout if timeout is not None else s.connect_timeout)
         name, host = names.split(peer)
         try:
-            if port is None:
+            if port is None:  # (as and ah know af's port from its port file)
+                from . import pmclient
+
                 port = pmclient.lookup(host, name, s.portmapper_port, _left(deadline, peer))
         except NodeDown as exc:
             raise NodeDown(f"{peer} is not reachable: {exc}") from None

@@ -22,7 +22,7 @@ Authentication, not secrecy: links between hosts use TLS for that.
 
 from __future__ import annotations
 
-import struct
+from _struct import Struct  # struct.py only re-exports _struct: a module less for as
 
 from .lean import compare_digest, sha256
 
@@ -37,8 +37,8 @@ HMAC_SHA256 = "hmac-sha256"
 SUITES = (AES_GCM, HMAC_SHA256)  # every suite this version knows, best first
 LEAN_SUITES = (HMAC_SHA256,)  # what an ephemeral node offers: no extra import
 
-_SEQ = struct.Struct(">Q")
-_nonce = struct.Struct(">4xQ").pack  # 12 bytes: 4 zero bytes, then the sequence number
+_SEQ = Struct(">Q")
+_nonce = Struct(">4xQ").pack  # 12 bytes: 4 zero bytes, then the sequence number
 _TRANS_5C = bytes(x ^ 0x5C for x in range(256))
 _TRANS_36 = bytes(x ^ 0x36 for x in range(256))
 

@@ -12,22 +12,23 @@ tuple, dict); extension types are refused. Tested against msgpack itself
 
 from __future__ import annotations
 
-import struct
+from _struct import Struct  # struct.py only re-exports _struct: a module less for as
+from _struct import error as StructError  # type: ignore[attr-defined]  # (not in typeshed)
 
 TYPE_CHECKING = False  # typing itself is not imported: `as` and `ah` start faster without it
 if TYPE_CHECKING:
     from typing import Any
 
-_B = struct.Struct(">B")
-_H = struct.Struct(">H")
-_I = struct.Struct(">I")
-_Q = struct.Struct(">Q")
-_b = struct.Struct(">b")
-_h = struct.Struct(">h")
-_i = struct.Struct(">i")
-_q = struct.Struct(">q")
-_f = struct.Struct(">f")
-_d = struct.Struct(">d")
+_B = Struct(">B")
+_H = Struct(">H")
+_I = Struct(">I")
+_Q = Struct(">Q")
+_b = Struct(">b")
+_h = Struct(">h")
+_i = Struct(">i")
+_q = Struct(">q")
+_f = Struct(">f")
+_d = Struct(">d")
 
 
 def packb(obj: Any) -> bytes:
@@ -131,7 +132,7 @@ def unpackb(data: Any) -> Any:
     buf = bytes(data)
     try:
         obj, end = _unpack(buf, 0)
-    except (IndexError, struct.error) as exc:
+    except (IndexError, StructError) as exc:
         raise ValueError("truncated msgpack data") from exc
     if end != len(buf):
         raise ValueError("extra data after the msgpack object")

@@ -56,7 +56,7 @@ operation this version does not know is skipped.
 from __future__ import annotations
 
 import os
-import struct
+from _struct import Struct  # struct.py only re-exports _struct: a module less for as
 
 from . import names
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -88,9 +88,9 @@ MIN_BUFFER = 65536 + 4096  # a decoder's own receive buffer: a 64 KB message who
 KEEP_BUFFER = 1 << 20  # a larger one is let go once its frames are decoded
 MAX_REASON_BYTES = 400
 
-_LEN = struct.Struct(">I")
-_BIN16 = struct.Struct(">BH")  # msgpack's bin 16 and bin 32 headers: 0xc5, 0xc6
-_BIN32 = struct.Struct(">BI")
+_LEN = Struct(">I")
+_BIN16 = Struct(">BH")  # msgpack's bin 16 and bin 32 headers: 0xc5, 0xc6
+_BIN32 = Struct(">BI")
 
 # Why a handshake was refused, for programs; the reason in words goes beside it.
 REFUSE_COOKIE = "cookie"

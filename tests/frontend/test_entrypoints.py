@@ -203,3 +203,36 @@ def test_as_push_path_imports_none_of_the_slow_stdlib_modules() -> None:
     loaded = json.loads(out.stdout)
     slow = {"signal", "enum", "functools", "collections", "warnings", "typing", "encodings.ascii"}
     assert slow.isdisjoint(loaded), sorted(slow & set(loaded))
+
+
+def test_default_as_command_runs_as_without_site(
+    nowhere: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """af's default forced command: this Python with ``-S`` and as_launch.py; it
+    runs ``as`` (it refuses, checks its arguments, reaches for af) with nothing
+    ``site`` would add on its path."""
+    from applikant.frontend.daemon import default_as_command
+
+    monkeypatch.delenv("APPLIKANT_CONFIG", raising=False)
+    argv = default_as_command().split()
+    assert argv[:2] == [os.path.abspath(sys.executable), "-S"]
+    assert argv[2].endswith("/applikant/frontend/as_launch.py")
+    env = dict(nowhere, SSH_ORIGINAL_COMMAND="git-upload-pack '../x'")
+    r = _run([*argv, "user-1"], env)
+    assert (r.returncode, r.stderr) == (1, "applikant: '..' is not allowed in repository names\n")
+    r = _run([*argv, "root"], env)
+    assert r.returncode == 1 and "misconfigured forced command" in r.stderr
+    env["SSH_ORIGINAL_COMMAND"] = "git-receive-pack 'team/p.git'"
+    r = _run([*argv, "user-1"], env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("applikant: the git service (af) cannot be reached")
+
+
+def test_default_as_command_falls_back_for_an_unquotable_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from applikant.frontend import daemon
+
+    monkeypatch.delenv("APPLIKANT_CONFIG", raising=False)
+    monkeypatch.setattr(sys, "executable", "/opt/my venv/bin/python")
+    assert daemon.default_as_command() == "/opt/my venv/bin/applikant-as"

@@ -502,22 +502,33 @@ def check_sshd(cfg: Config, user: str | None, sshd_config: str = SSHD_CONFIG) ->
 
 
 def check_forced_command(cfg: Config) -> Check:
-    """The program in every authorized_keys line must exist: sshd runs it."""
+    """The program in every authorized_keys line, and a script it is given,
+    must exist: sshd runs them."""
     from ..frontend.daemon import default_as_command
 
     try:
         command = cfg.af.as_command or default_as_command()
     except envconfig.ConfigError as exc:
         return Check("forced command", "fail", str(exc), "set [af] as_command")
-    program = command.split()[0]
-    if os.access(program, os.X_OK):
-        return Check("forced command", "ok", f"{command}")
-    return Check(
-        "forced command",
-        "fail",
-        f"{program} does not exist or is not executable: every SSH login fails",
-        "reinstall (make install) or set [af] as_command to applikant-as's path",
-    )
+    program, *args = command.split()
+    fix = "reinstall (make install) or set [af] as_command to applikant-as's path"
+    if not os.access(program, os.X_OK):
+        return Check(
+            "forced command",
+            "fail",
+            f"{program} does not exist or is not executable: every SSH login fails",
+            fix,
+        )
+    # The default runs a script with the interpreter (python -S .../as_launch.py).
+    for script in (arg for arg in args if arg.startswith("/")):
+        if not os.access(script, os.R_OK):
+            return Check(
+                "forced command",
+                "fail",
+                f"{script} does not exist or cannot be read: every SSH login fails",
+                fix,
+            )
+    return Check("forced command", "ok", f"{command}")
 
 
 def _shadow_field(user: str) -> str | None:

@@ -89,26 +89,24 @@ class Client:
         """A link to af: at the port af's port file names, if it does (no
         portmapper round trip); else, or if af is not there (a stale file),
         where the portmapper says. The handshake proves af answered."""
+
+        def dial(timeout: float, port: int | None = None) -> "blocking.EphemeralNode":
+            return blocking.EphemeralNode(
+                self.af_node,
+                self.cookie,
+                prefix=prefix,
+                settings=self.settings,
+                timeout=timeout,
+                port=port,
+            )
+
         port = envconfig.read_port_file(envconfig.af_port_file(self.raw), self.af_node)
         if port is not None:
             try:
-                return blocking.EphemeralNode(
-                    self.af_node,
-                    self.cookie,
-                    prefix=prefix,
-                    settings=self.settings,
-                    timeout=HINT_TIMEOUT,
-                    port=port,
-                )
+                return dial(HINT_TIMEOUT, port)
             except (DistError, OSError):
                 pass  # af moved or is down: the portmapper knows
-        return blocking.EphemeralNode(
-            self.af_node,
-            self.cookie,
-            prefix=prefix,
-            settings=self.settings,
-            timeout=CONNECT_TIMEOUT,
-        )
+        return dial(CONNECT_TIMEOUT)
 
     def close(self) -> None:
         """Close the link to af, if open."""

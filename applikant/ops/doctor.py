@@ -511,23 +511,20 @@ def check_forced_command(cfg: Config) -> Check:
     except envconfig.ConfigError as exc:
         return Check("forced command", "fail", str(exc), "set [af] as_command")
     program, *args = command.split()
-    fix = "reinstall (make install) or set [af] as_command to applikant-as's path"
+    problem = ""
     if not os.access(program, os.X_OK):
+        problem = f"{program} does not exist or is not executable"
+    else:  # the default runs a script with the interpreter (python -S .../as_launch.py)
+        missing = [arg for arg in args if arg.startswith("/") and not os.access(arg, os.R_OK)]
+        if missing:
+            problem = f"{missing[0]} does not exist or cannot be read"
+    if problem:
         return Check(
             "forced command",
             "fail",
-            f"{program} does not exist or is not executable: every SSH login fails",
-            fix,
+            f"{problem}: every SSH login fails",
+            "reinstall (make install) or set [af] as_command to applikant-as's path",
         )
-    # The default runs a script with the interpreter (python -S .../as_launch.py).
-    for script in (arg for arg in args if arg.startswith("/")):
-        if not os.access(script, os.R_OK):
-            return Check(
-                "forced command",
-                "fail",
-                f"{script} does not exist or cannot be read: every SSH login fails",
-                fix,
-            )
     return Check("forced command", "ok", f"{command}")
 
 

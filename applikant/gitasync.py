@@ -69,44 +69,52 @@ def _start(argv: list[str], env: dict[str, str], capture: bool) -> tuple[int, in
     return pid, read_end
 
 
-def _reap(pid: int, kill: bool) -> int:
-    """The exit status of `pid`, which has ended (its pidfd said so) or is killed
-    now (SIGKILL: it ends at once)."""
-    if kill:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 async def _spawn(
     argv: list[str], env: dict[str, str], capture: bool
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `argv` to its end (stdout read when `capture`), waited for through a
-    pidfd; killed and reaped if the task is cancelled."""
+    pidfd; killed if the task is cancelled, and reaped only once its pidfd says
+    it has ended, so a process slow to die (a hung file system) never blocks
+    the loop."""
     pid, read_end = _start(argv, env, capture)
-    reaped = False
     try:
-        out = None
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # (out of descriptors: nothing to wait on without blocking)
+        os.kill(pid, signal.SIGKILL)
+        _exit_code(pid)
+        if capture:
+            os.close(read_end)
+        raise
+    ended = False
+    out = None
+    try:
         if capture:
             async with trio.lowlevel.FdStream(read_end) as stream:
                 chunks = []
                 while chunk := await stream.receive_some(65536):
                     chunks.append(chunk)
                 out = b"".join(chunks)
-        pidfd = os.pidfd_open(pid)
+        await trio.lowlevel.wait_readable(pidfd)
+        ended = True
+    finally:
         try:
-            await trio.lowlevel.wait_readable(pidfd)
+            if not ended:  # cancelled or timed out: it must not outlive the call
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                with trio.CancelScope(shield=True):
+                    await trio.lowlevel.wait_readable(pidfd)
         finally:
             os.close(pidfd)
-        code = _reap(pid, kill=False)
-        reaped = True
-        return subprocess.CompletedProcess(argv, code, out, None)
-    finally:
-        if not reaped:  # cancelled or timed out: it must not outlive the call
-            _reap(pid, kill=True)
+            code = _exit_code(pid)
+    return subprocess.CompletedProcess(argv, code, out, None)
+
+
+def _exit_code(pid: int) -> int:
+    """Reap `pid`, which has ended (its pidfd said so) or was just SIGKILLed."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 #: Signals Python ignores that the child must not (what Popen's restore_signals resets).

@@ -163,14 +163,10 @@ class FastSocketStream(trio.abc.Stream):
                 # and most likely still is. Wait first instead of paying for an
                 # EAGAIN (the wait is the checkpoint: Cancelled in a cancelled scope).
                 self._eager = 0
-                if self._hot and self._busy_wait:
-                    polled = await self._spin(buffer)
-                    if polled >= 0:
-                        self._drained = 0 < polled < size
-                        return polled
-                began = perf_counter()
-                await trio.lowlevel.wait_readable(self._fd)
-                self._hot = perf_counter() - began < HOT_S
+                polled = await self._readable(buffer)
+                if polled >= 0:
+                    self._drained = 0 < polled < size
+                    return polled
                 if self._closed:
                     raise trio.ClosedResourceError("the stream was closed")
             else:
@@ -221,10 +217,24 @@ class FastSocketStream(trio.abc.Stream):
             except OSError as exc:
                 raise self._broken(exc) from exc
 
+    async def _readable(self, buffer: memoryview) -> int:
+        """Wait until the socket has bytes: polled first if the link is hot (the
+        count read then), else asleep in trio's wait (-1: read them now)."""
+        if self._hot and self._busy_wait:
+            polled = await self._spin(buffer)
+            if polled >= 0:
+                return polled
+        began = perf_counter()
+        await trio.lowlevel.wait_readable(self._fd)
+        self._hot = perf_counter() - began < HOT_S
+        return -1
+
     async def _receive_waiting(self, buffer: memoryview) -> int:
         while True:
             self._eager = 0
-            await trio.lowlevel.wait_readable(self._fd)
+            polled = await self._readable(buffer)
+            if polled >= 0:
+                return polled
             self._check_open()
             try:
                 count: int = self.socket.recv_into(buffer)

@@ -187,6 +187,11 @@ async def test_a_hot_reader_polls_before_it_sleeps(counted_waits: list[int]) -> 
         nursery.start_soon(send_soon, b"three")
         assert await b.receive_into(buffer) == 5 and buffer[:5] == b"three"
         assert len(counted_waits) == 1  # ... read while polling, never asleep
+        await a.send_all(b"f" * 100)
+        assert await b.receive_into(buffer) == 100  # a full buffer: not drained, so
+        nursery.start_soon(send_soon, b"four")  # the next read tries first, finds
+        assert await b.receive_into(buffer) == 4 and buffer[:4] == b"four"  # nothing,
+        assert len(counted_waits) == 1  # and polls too (the end of every large frame)
 
 
 async def test_a_window_that_passes_empty_sleeps_and_still_reads(counted_waits: list[int]) -> None:

@@ -135,7 +135,9 @@ class Connector:
         (and TLS when configured)."""
         name, host = names.split(peer)
         port = await pmregister.lookup(host, name, self.settings)
-        stream: trio.abc.Stream = FastSocketStream.from_trio(await trio.open_tcp_stream(host, port))
+        stream: trio.abc.Stream = FastSocketStream.from_trio(
+            await trio.open_tcp_stream(host, port), self.settings.busy_wait_us * 1e-6
+        )
         if self._ssl_client is not None:
             stream = _tls(stream, self._ssl_client, server_hostname=host)
         return stream, f"{host}:{port}"

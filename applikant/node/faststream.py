@@ -19,21 +19,29 @@ checkpoint assertion lifted (tests/node/test_faststream.py): bytes arrive whole
 and in order, two tasks sending (or receiving) at once get BusyResourceError, a
 closed stream raises ClosedResourceError, a peer that went away
 BrokenResourceError, and an empty read means end of file.
+
+A reader whose link is hot (messages less than a millisecond apart) polls for a
+short while before it sleeps (`busy_wait`, `[dist] busy_wait_us`): see `_spin`.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+from time import perf_counter
 
 import trio
 
 FAIR_EVERY = 16
 DEFAULT_RECEIVE = 65536
+# Busy waiting (see `_spin`): a link is hot when its last message came within
+# HOT_S of the reader starting to wait.
+HOT_S = 1e-3
 
 
 class FastSocketStream(trio.abc.Stream):
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, busy_wait: float = 0.0) -> None:
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -46,15 +54,18 @@ class FastSocketStream(trio.abc.Stream):
         self._receiving = False
         self._eager = 0
         self._drained = False
+        self._hot = False
+        self._busy_wait = busy_wait
 
     @classmethod
-    def from_trio(cls, stream: trio.SocketStream) -> FastSocketStream:
-        """Take over the socket of a trio SocketStream (from open_tcp_stream or a listener)."""
+    def from_trio(cls, stream: trio.SocketStream, busy_wait: float = 0.0) -> FastSocketStream:
+        """Take over the socket of a trio SocketStream (from open_tcp_stream or a
+        listener); `busy_wait` seconds of spinning before a hot link's reader sleeps."""
         trio_sock = stream.socket
         sock = socket.socket(
             trio_sock.family, trio_sock.type, trio_sock.proto, fileno=trio_sock.detach()
         )
-        return cls(sock)
+        return cls(sock, busy_wait)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -152,7 +163,10 @@ class FastSocketStream(trio.abc.Stream):
                 # and most likely still is. Wait first instead of paying for an
                 # EAGAIN (the wait is the checkpoint: Cancelled in a cancelled scope).
                 self._eager = 0
-                await trio.lowlevel.wait_readable(self._fd)
+                polled = await self._readable(buffer)
+                if polled >= 0:
+                    self._drained = 0 < polled < size
+                    return polled
                 if self._closed:
                     raise trio.ClosedResourceError("the stream was closed")
             else:
@@ -172,10 +186,55 @@ class FastSocketStream(trio.abc.Stream):
         self._drained = 0 < count < size
         return count
 
+    async def _spin(self, buffer: memoryview) -> int:
+        """Poll the socket for up to `busy_wait` seconds, yielding to the other
+        tasks on every turn: the bytes read, or -1 if none came (the link cools).
+
+        Why: on a virtual machine, falling asleep in epoll and being woken again
+        costs more CPU than a call's whole handling (a Python ping-pong over
+        loopback: ~35 µs of CPU per side sleeping, ~12 µs polling). A peer that
+        answers within the window is read without either. Erlang's schedulers
+        busy-wait the same way before sleeping (`+sbwt`). Bounded: only a hot
+        link spins, and a window that passes empty cools it."""
+        end = perf_counter() + self._busy_wait
+        recv_into = self.socket.recv_into
+        while True:
+            await trio.lowlevel.checkpoint()
+            # Offer the core to any other process on each turn: the peer being
+            # waited for may be queued behind this one (without it, a loaded
+            # 2-core machine served a Python ping-pong 4,200 round trips/s; with
+            # it, 30,500; on an idle machine it cost nothing measurable).
+            os.sched_yield()
+            if self._closed:
+                raise trio.ClosedResourceError("the stream was closed")
+            try:
+                count: int = recv_into(buffer)
+                return count
+            except BlockingIOError:
+                if perf_counter() >= end:
+                    self._hot = False
+                    return -1
+            except OSError as exc:
+                raise self._broken(exc) from exc
+
+    async def _readable(self, buffer: memoryview) -> int:
+        """Wait until the socket has bytes: polled first if the link is hot (the
+        count read then), else asleep in trio's wait (-1: read them now)."""
+        if self._hot and self._busy_wait:
+            polled = await self._spin(buffer)
+            if polled >= 0:
+                return polled
+        began = perf_counter()
+        await trio.lowlevel.wait_readable(self._fd)
+        self._hot = perf_counter() - began < HOT_S
+        return -1
+
     async def _receive_waiting(self, buffer: memoryview) -> int:
         while True:
             self._eager = 0
-            await trio.lowlevel.wait_readable(self._fd)
+            polled = await self._readable(buffer)
+            if polled >= 0:
+                return polled
             self._check_open()
             try:
                 count: int = self.socket.recv_into(buffer)

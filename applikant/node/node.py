@@ -290,7 +290,7 @@ class Node:
     async def _accept_tcp(self, accepted: trio.SocketStream, admission: Admission) -> None:
         """A connection from a listener: counted by the guard, which may close it
         to make room until its handshake proves the cookie."""
-        stream = FastSocketStream.from_trio(accepted)
+        stream = FastSocketStream.from_trio(accepted, self.settings.busy_wait_us * 1e-6)
         established = await self._connector.accept(stream, peer_address(stream))
         if established is not None:
             admission.prove()

@@ -88,6 +88,9 @@ class DistSettings(_Settings):
     portmapper_max_per_address = 256
     portmapper_idle_timeout = 5.0
     max_frame = 16 * 1024 * 1024
+    # How long a link's reader polls before it sleeps, when the link's messages
+    # come less than a millisecond apart (Erlang's scheduler busy wait). 0: off.
+    busy_wait_us = 100
     tls = TlsSettings()
 
     def __init__(self, **values: Any) -> None:
@@ -108,6 +111,8 @@ class DistSettings(_Settings):
             < 1
         ):
             raise ValueError("dist's connection caps must be at least 1")
+        if not 0 <= self.busy_wait_us <= 10_000:
+            raise ValueError("dist.busy_wait_us must be between 0 and 10000 (microseconds)")
         if self.portmapper_idle_timeout <= 0:
             raise ValueError("dist.portmapper_idle_timeout must be positive")
         if not all(isinstance(h, str) and h for h in self.portmapper_listen):

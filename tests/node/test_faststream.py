@@ -148,3 +148,102 @@ async def test_receive_into_fills_the_buffer_and_says_how_much() -> None:
     await right.aclose()
     with pytest.raises(trio.ClosedResourceError):
         await right.receive_into(memoryview(buffer))
+
+
+@pytest.fixture
+def counted_waits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a reader went to sleep in wait_readable; every link is hot
+    (the gap that makes one hot is a time, which a loaded machine stretches)."""
+    import applikant.node.faststream as faststream
+
+    waits: list[int] = []
+    real = trio.lowlevel.wait_readable
+
+    async def wait_readable(fd: int) -> None:
+        waits.append(fd)
+        await real(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", wait_readable)
+    monkeypatch.setattr(faststream, "HOT_S", 3600.0)
+    return waits
+
+
+async def test_a_hot_reader_polls_before_it_sleeps(counted_waits: list[int]) -> None:
+    left, right = socket.socketpair()
+    a, b = FastSocketStream(left), FastSocketStream(right, busy_wait=30.0)
+    buffer = memoryview(bytearray(100))
+
+    async def send_soon(data: bytes) -> None:
+        for _ in range(3):  # (a few turns of the scheduler: b is polling meanwhile)
+            await trio.lowlevel.checkpoint()
+        await a.send_all(data)
+
+    async with a, b, trio.open_nursery() as nursery:
+        await a.send_all(b"one")
+        assert await b.receive_into(buffer) == 3  # less than it could: drained
+        nursery.start_soon(send_soon, b"two")
+        assert await b.receive_into(buffer) == 3 and buffer[:3] == b"two"
+        assert len(counted_waits) == 1  # slept once (not hot yet), then the link was
+        nursery.start_soon(send_soon, b"three")
+        assert await b.receive_into(buffer) == 5 and buffer[:5] == b"three"
+        assert len(counted_waits) == 1  # ... read while polling, never asleep
+        await a.send_all(b"f" * 100)
+        assert await b.receive_into(buffer) == 100  # a full buffer: not drained, so
+        nursery.start_soon(send_soon, b"four")  # the next read tries first, finds
+        assert await b.receive_into(buffer) == 4 and buffer[:4] == b"four"  # nothing,
+        assert len(counted_waits) == 1  # and polls too (the end of every large frame)
+
+
+async def test_a_window_that_passes_empty_sleeps_and_still_reads(counted_waits: list[int]) -> None:
+    left, right = socket.socketpair()
+    a, b = FastSocketStream(left), FastSocketStream(right, busy_wait=0.001)
+    buffer = memoryview(bytearray(100))
+
+    async def send_late() -> None:
+        await trio.sleep(0.05)  # long after the window
+        await a.send_all(b"late")
+
+    async with a, b, trio.open_nursery() as nursery:
+        await a.send_all(b"x")
+        await b.receive_into(buffer)
+        nursery.start_soon(send_late)
+        assert await b.receive_into(buffer) == 4 and buffer[:4] == b"late"
+        assert counted_waits  # it went to sleep: nothing lost, nothing spun forever
+
+
+async def test_a_polling_reader_is_cancelled_and_closed_as_usual(counted_waits: list[int]) -> None:
+    left, right = socket.socketpair()
+    a, b = FastSocketStream(left), FastSocketStream(right, busy_wait=30.0)
+    buffer = memoryview(bytearray(100))
+    async with a:
+        await a.send_all(b"x")
+        await b.receive_into(buffer)  # drained; the next read polls for up to 30 s
+        with trio.move_on_after(0.05) as scope:
+            await b.receive_into(buffer)
+        assert scope.cancelled_caught
+        await a.send_all(b"after")
+        assert await b.receive_into(buffer) == 5  # the stream still works
+
+        async def close_soon() -> None:
+            for _ in range(3):
+                await trio.lowlevel.checkpoint()
+            await b.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_soon)
+            with pytest.raises(trio.ClosedResourceError):
+                await b.receive_into(buffer)
+
+
+async def test_trio_generic_stream_checks_with_busy_waiting(no_checkpoint_rule: None) -> None:
+    async def busy_pair() -> tuple[FastSocketStream, FastSocketStream]:
+        left, right = socket.socketpair()
+        return FastSocketStream(left, busy_wait=0.001), FastSocketStream(right, busy_wait=0.001)
+
+    async def busy_clogged() -> tuple[FastSocketStream, FastSocketStream]:
+        left, right = await busy_pair()
+        await fill(left)
+        await fill(right)
+        return left, right
+
+    await trio.testing.check_two_way_stream(busy_pair, busy_clogged)

@@ -26,6 +26,7 @@ DEFAULTS = {
     "portmapper_max_per_address": 256,
     "portmapper_idle_timeout": 5.0,
     "max_frame": 16 * 1024 * 1024,
+    "busy_wait_us": 100,
     "tls": {"enabled": False, "ca": "", "cert": "", "key": ""},
 }
 
@@ -110,6 +111,9 @@ def test_nested_tls_table() -> None:
         ({"tick_time": False}, "dist.tick_time must be a float"),
         ({"bind_host": None}, "dist.bind_host must be a str"),
         ({"max_frame": [1]}, "dist.max_frame must be a int"),
+        ({"busy_wait_us": 50.5}, "dist.busy_wait_us must be a int"),
+        ({"busy_wait_us": -1}, "dist.busy_wait_us must be between 0 and 10000"),
+        ({"busy_wait_us": 10_001}, "dist.busy_wait_us must be between 0 and 10000"),
     ],
 )
 def test_refused_in_words(data: dict[str, Any], fragment: str) -> None:

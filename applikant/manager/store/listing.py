@@ -141,12 +141,17 @@ def repo_page(
 def readable_ids(q: Query, viewer: Row, limit: int) -> tuple[str, list[object]]:
     """One statement (and its parameters) whose rows are the ids of the first
     `limit` repositories `viewer` (an enabled user) may read, oldest first: the
-    ranges of `repo_page`, merged by the database (UNION), so that nothing comes
-    back but what the caller makes of them (the dashboard counts them)."""
+    ranges of `repo_page`, merged by the database, so that nothing comes back
+    but what the caller makes of them (the dashboard counts them).
+
+    The UNION itself is ordered and limited: SQLite merges the sorted ranges
+    (MERGE (UNION)) and stops at `limit`, rather than putting every row of
+    every range into one temporary B-tree and sorting that again, which cost
+    twice as much when several ranges are full (a user who reads 10,000)."""
     who = None if viewer["is_admin"] else viewer
     parts, values = _arms(q, who, False, None, 0, limit, False)
     union = " UNION ".join(parts)
-    return f"SELECT id FROM ({union}) AS readable ORDER BY id LIMIT ?", [*values, limit]
+    return f"SELECT id FROM ({union} ORDER BY 1 LIMIT ?) AS readable", [*values, limit]
 
 
 def _arms(

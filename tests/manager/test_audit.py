@@ -11,6 +11,7 @@ from applikant.manager.errors import BadRequest, Conflict, NotFound
 from applikant.manager.passwords import Passwords
 from applikant.manager.store import SYSTEM, Event, Store
 from applikant.schema.hooks import RefUpdate
+from applikant.schema.repos import Counts
 from tests.manager.helpers import (
     break_audit,
     is_postgres,
@@ -211,6 +212,41 @@ def test_a_users_counts_stop_at_the_cap(store: Store, monkeypatch: pytest.Monkey
     assert (counts.repos, counts.pushes, counts.keys) == (3, 2, 0)  # his own and public
     store.users.disable(alice, actor=SYSTEM)
     assert (store.audit.counts_for(alice).repos, store.audit.counts_for(alice).pushes) == (0, 0)
+
+
+def test_the_figures_without_pushes(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pushes=False` (the dashboard, which shows no such figure) leaves the
+    pushes uncounted (None, never "capped") and every other figure as it was,
+    under the cap and past it, for a user and for a site admin."""
+    from applikant.manager.store import audit
+
+    monkeypatch.setattr(audit, "COUNT_CAP", 3)
+    alice = store.users.add("alice", actor=SYSTEM).id
+    bob = store.users.add("bob", actor=SYSTEM).id
+    store.groups.create("team", actor=SYSTEM)
+    store.groups.add_member("team", alice, actor=SYSTEM)
+    store.repos.create("alice/a", actor=SYSTEM)
+    store.repos.create("bob/public", actor=SYSTEM, is_public=True)
+    store.repos.create("bob/secret", actor=SYSTEM)
+    store.repos.create("bob/granted", actor=SYSTEM)
+    store.access.grant("bob/granted", "team", "read", actor=SYSTEM)
+    store.audit.record_push("alice/a", [{"refname": "refs/heads/m", "old": Z, "new": A}], actor=bob)
+
+    def without(counts: Counts) -> dict[str, object]:
+        return counts.model_dump(exclude={"pushes", "capped"}) | {
+            "capped": [c for c in counts.capped if c != "pushes"]
+        }
+
+    for more in ("team/one", "team/two"):  # 3 readable (exact), then 4 (capped)
+        full, lean = store.audit.counts_for(alice), store.audit.counts_for(alice, pushes=False)
+        assert (full.pushes, lean.pushes) == (1, None)
+        assert "pushes" not in lean.capped and without(lean) == without(full)
+        store.repos.create(more, actor=SYSTEM)
+    assert (lean.repos, lean.capped) == (3, ["repos"])
+    site = store.audit.counts(pushes=False)
+    assert site.pushes is None and site.model_dump(exclude={"pushes"}) == (
+        store.audit.counts().model_dump(exclude={"pushes"})
+    )
 
 
 def test_a_users_counts_read_index_ranges(store: Store) -> None:

@@ -34,6 +34,7 @@ at 100,000 at least 0.4 of the ceiling; a new key working within 1 s;
 keys-for under 30 ms (p50).
 
     .venv/bin/python -m bench.scale [--json] [--rounds 5] [--burst 1] [--sizes 1000,100000]
+        [--only dashboard,info]   # those lists only, no keys: faster, to work on one
 """
 
 from __future__ import annotations
@@ -214,8 +215,19 @@ def main() -> None:
     p.add_argument("--info-runs", type=int, default=15)
     p.add_argument("--keys-for-runs", type=int, default=30)
     p.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    p.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated lists to measure ({', '.join([*LISTS, 'info'])}),"
+        " without the keys' figures",
+    )
     args = p.parse_args()
     small, big = (int(s) for s in args.sizes.split(","))
+    only = [name for name in args.only.split(",") if name]
+    unknown = set(only) - {*LISTS, "info"}
+    if unknown:
+        p.error(f"--only: no list named {', '.join(sorted(unknown))}")
+    lists = {name: path for name, path in LISTS.items() if not only or name in only}
     rates: dict[str, dict[int, list[float]]] = {}
     cpu: dict[str, dict[int, list[float]]] = {}
     extra: dict[str, Any] = {}
@@ -234,7 +246,7 @@ def main() -> None:
             how = {n: s.clients() for n, s in sites.items()}
             counters = {n: server_cpu(s) for n, s in sites.items()}
             counters[0] = ServerCpu([ceiling.pid], name="ceiling")
-            for name, path in LISTS.items():
+            for name, path in lists.items():
                 sides = [small, big, 0] if name == "api_repos" else [small, big]
 
                 def burst(n: int, path: str = path, name: str = name) -> tuple[float, float]:
@@ -254,8 +266,11 @@ def main() -> None:
             for counter in counters.values():
                 counter.close()
             ceiling.stop()
-            times = interleaved(lambda n: sites[n].info_s(), args.info_runs + 2, [small, big])
-            rates["info"] = {n: [1 / t for t in ts[2:]] for n, ts in times.items()}
+            if not only or "info" in only:
+                times = interleaved(lambda n: sites[n].info_s(), args.info_runs + 2, [small, big])
+                rates["info"] = {n: [1 / t for t in ts[2:]] for n, ts in times.items()}
+            if only:
+                return report_only(rates, cpu, small, big, args.json)
             # The reader's key is older than every key of the fill: in af's
             # authorized_keys (newest first) it is the last line sshd reaches.
             for n, site in sites.items():
@@ -340,6 +355,42 @@ def main() -> None:
         ),
     ]
     common.report(rows, result, args.json)
+
+
+def report_only(
+    rates: dict[str, dict[int, list[float]]],
+    cpu: dict[str, dict[int, list[float]]],
+    small: int,
+    big: int,
+    as_json: bool,
+) -> None:
+    """The ratios of the lists `--only` named (no keys' figures, no ceiling)."""
+    ratios = {name: ratio(r[big], r[small]) for name, r in rates.items()}
+    cpu_ms = {
+        str(n): {name: round(statistics.median(c[n]), 3) for name, c in cpu.items()}
+        for n in (small, big)
+    }
+    rows = [
+        (
+            name,
+            f"ratio {value:.2f} (goal >= {GOALS['ratio']})"
+            + (
+                f", server CPU {cpu_ms[str(small)][name]:.2f} / {cpu_ms[str(big)][name]:.2f} ms"
+                if name in cpu
+                else ""
+            ),
+        )
+        for name, value in ratios.items()
+    ]
+    result = {
+        "sizes": [small, big],
+        "only": sorted(ratios),
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "cpu_ratios": {k: round(ratio(c[small], c[big]), 3) for k, c in cpu.items()},
+        "server_cpu_ms_per_request": cpu_ms,
+        "load_average": os.getloadavg()[0],
+    }
+    common.report(rows, result, as_json)
 
 
 def python_pass_ms(account: ServiceAccount, runs: int) -> float:

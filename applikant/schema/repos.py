@@ -103,7 +103,7 @@ class Counts(Result):
     repos: int
     keys: int
     groups: int
-    pushes: int = 0
+    pushes: int | None = 0  # None: not asked for (CountsQuery.pushes)
     push_denials: int | None = 0  # None: for site admins only
     access_denials: int | None = 0
     capped: list[str] = []  # figures counted only up to a cap: "1,000+"
@@ -237,6 +237,14 @@ class RecentPushes(Read):
     limit: int = 10
 
 
+class CountsQuery(Read):
+    """`pushes: false` leaves the pushes uncounted (answered as null): the
+    dashboard shows no such figure, and for a user who reads many repositories
+    it is the costly one (the pushes are looked up repository by repository)."""
+
+    pushes: bool = True
+
+
 AM_REPO_DB: dict[str, Op] = {
     "check_access": Op(CheckAccess, AccessDecision),
     "list_readable": Op(ListReadable, Page[Readable]),
@@ -254,6 +262,6 @@ AM_REPO_DB: dict[str, Op] = {
     "list_protected": Op(RepoRef, list[ProtectedBranch]),
     "query_audit": Op(QueryAudit, Page[AuditEntry]),
     "recent_pushes": Op(RecentPushes, list[AuditEntry]),
-    "counts": Op(Read, Counts),
+    "counts": Op(CountsQuery, Counts),
 }
 """Every method of am_repo_db: its request model and its answer."""

@@ -435,8 +435,10 @@ class Am:
     async def recent_pushes(self, actor: str, limit: int = 10) -> list[dict]:
         return await self.call(REPOS, "recent_pushes", {"limit": limit, "actor": actor})
 
-    async def counts(self, actor: str) -> dict:
-        return await self.call(REPOS, "counts", {"actor": actor})
+    async def counts(self, actor: str, *, pushes: bool = True) -> dict:
+        """The dashboard's figures (Counts); `pushes=False` leaves the costly
+        one, the pushes to what a user may read, uncounted (None)."""
+        return await self.call(REPOS, "counts", {"pushes": pushes, "actor": actor})
 
     async def cluster(self) -> list[dict]:
         """The nodes am has seen: [{node, up, state, since, errors...}], am first."""

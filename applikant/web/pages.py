@@ -99,7 +99,8 @@ async def dashboard(request: Request) -> Response:
 
     Every call to am is bounded, whatever the viewer may read: the viewer's
     groups (one indexed lookup), a page of repositories per owner until the list
-    is full, the last pushes by a limit.
+    is full, the last pushes by a limit, the figures counted up to a cap, without
+    the pushes to what they may read (not shown here; the costliest figure).
     """
     viewer = await viewer_of(request)
     if viewer.user is None:
@@ -113,7 +114,8 @@ async def dashboard(request: Request) -> Response:
             break
         page = await am.list_repos(viewer.id, owner=owner, limit=DASHBOARD_REPOS + 1 - len(mine))
         mine.extend(page["items"])
-    counts = await am.counts(viewer.id)  # am scopes them to what the viewer may read
+    # am scopes them to what the viewer may read; the page shows no pushes figure.
+    counts = await am.counts(viewer.id, pushes=False)
     nodes: list[dict[str, Any]] = []
     git_hosts: list[dict[str, Any]] = []
     cluster_error = ""

@@ -237,6 +237,14 @@ def test_counts_and_recent_pushes(am: Am, people: dict[str, str]) -> None:
         and counts["users"] >= 4
     )
     assert isinstance(am.repos("recent_pushes", limit=5), list)
+    # Without the pushes (the dashboard's call): null, for an admin and a user.
+    for actor in ("system", people["bob"]):
+        lean = am.repos("counts", actor=actor, pushes=False)
+        full = am.repos("counts", actor=actor)
+        assert lean["pushes"] is None and isinstance(full["pushes"], int), (lean, full)
+        assert {**lean, "pushes": 0} == {**full, "pushes": 0}
+    err = am.error("am_repo_db", "counts", {"actor": "system", "pushes": "some"})
+    assert err.kind == "bad_request" and "pushes" in str(err), err
 
 
 def test_denied_access_is_audited_when_asked(am: Am, people: dict[str, str]) -> None:

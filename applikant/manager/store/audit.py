@@ -279,11 +279,12 @@ class Audit(Part):
             )
             return _entries(q, rows)
 
-    def counts_for(self, user: str) -> Counts:
+    def counts_for(self, user: str, *, pushes: bool = True) -> Counts:
         """The dashboard's figures as `user` (not a site admin) may see them:
         enabled users and groups (which they can list anyway), the repositories
-        they can read, their own keys, and the pushes to those repositories; no
-        refusal counts (those are for site admins).
+        they can read, their own keys, and the pushes to those repositories
+        (unless `pushes` is false: None); no refusal counts (those are for site
+        admins).
 
         Counted up to COUNT_CAP each, a bounded amount of work whatever the size
         of the site: a figure that reached it is named in `capped` ("1,000+").
@@ -305,10 +306,13 @@ class Audit(Part):
             found["repos"] = found["pushes"] = 0
             if not viewer["disabled"]:
                 ids, params = listing.readable_ids(q, viewer, COUNT_CAP + 1)
-                row = q.one(READABLE_COUNTS_SQL.format(ids=ids), (*params, COUNT_CAP + 1))
-                assert row is not None
-                found["repos"], found["pushes"] = row[0], row[1]
-        capped = ["pushes"] if found["repos"] > COUNT_CAP else []
+                if pushes:
+                    row = q.one(READABLE_COUNTS_SQL.format(ids=ids), (*params, COUNT_CAP + 1))
+                    assert row is not None
+                    found["repos"], found["pushes"] = row[0], row[1]
+                else:
+                    found["repos"] = q.scalar(f"SELECT count(*) FROM ({ids}) AS c", params)
+        capped = ["pushes"] if pushes and found["repos"] > COUNT_CAP else []
         for name, value in found.items():
             if value > COUNT_CAP:
                 found[name] = COUNT_CAP
@@ -318,22 +322,24 @@ class Audit(Part):
             repos=found["repos"],
             keys=keys,
             groups=found["groups"],
-            pushes=found["pushes"],
+            pushes=found["pushes"] if pushes else None,
             push_denials=None,
             access_denials=None,
             capped=sorted(set(capped)),
         )
 
-    def counts(self) -> Counts:
+    def counts(self, *, pushes: bool = True) -> Counts:
         """How many users, repositories, keys and groups there are, and how many
-        pushes and refusals the audit log holds (the dashboard and /metrics)."""
+        pushes (unless `pushes` is false: None) and refusals the audit log holds
+        (the dashboard and /metrics)."""
+        counted = "(SELECT count(*) FROM audit_log WHERE action = 'push')" if pushes else "NULL"
         with self._core.read() as q:
             row = q.one(
                 "SELECT (SELECT count(*) FROM users) AS users,"
                 " (SELECT count(*) FROM repos) AS repos,"
                 " (SELECT count(*) FROM ssh_keys) AS keys,"
                 " (SELECT count(*) FROM groups) AS groups,"
-                " (SELECT count(*) FROM audit_log WHERE action = 'push') AS pushes,"
+                f" {counted} AS pushes,"
                 " (SELECT count(*) FROM audit_log WHERE action = 'push.denied') AS push_denials,"
                 " (SELECT count(*) FROM audit_log WHERE action = 'access.denied') AS access_denials"
             )

@@ -34,6 +34,11 @@ only this:
   load), make the ids the database assigns continue after them (SQLite takes
   the largest id plus one anyway; PostgreSQL moves the identity's sequence).
 
+And one fact about its planner: `merges_ranges`, whether a `UNION` ordered and
+limited merges its index ranges in order and stops at the limit (SQLite's
+MERGE (UNION)), so that the ranges need no limit of their own; PostgreSQL 15
+gathers every row of every range first (each range is then given a limit).
+
 The schema and its history are schema.py's, one for every backend.
 
 `SAVEPOINT`, `RELEASE SAVEPOINT`, `ROLLBACK TO SAVEPOINT`, `COMMIT` and
@@ -76,6 +81,8 @@ class Backend(ABC):
     unavailable_errors: tuple[type[Exception], ...] = ()
     #: The lease epoch write transactions check (None: no fencing).
     lease: int | None = None
+    #: Whether an ordered, limited UNION reads its index ranges lazily, in order.
+    merges_ranges = False
 
     @abstractmethod
     def open(

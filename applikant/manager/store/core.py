@@ -70,11 +70,12 @@ class Query:
     into its driver's dialect.
     """
 
-    __slots__ = ("_conn", "_prepare")
+    __slots__ = ("_conn", "_prepare", "merges_ranges")
 
     def __init__(self, conn: Connection, backend: Backend) -> None:
         self._conn = conn
         self._prepare = backend.prepare
+        self.merges_ranges = backend.merges_ranges  # see Backend
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
         return cast("Row | None", self._conn.execute(self._prepare(sql), params).fetchone())

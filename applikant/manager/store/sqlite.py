@@ -127,6 +127,7 @@ class SqliteBackend(Backend):
 
     name = "sqlite"
     integrity_errors = (sqlite3.IntegrityError,)
+    merges_ranges = True
 
     def open(
         self, path: str, migrations: Sequence[Any] | None, read_only: bool

@@ -40,7 +40,14 @@ async def listen(path: str) -> trio.SocketListener:
     already there is stale: the caller holds the name at the portmapper and the
     port in the path, so no live node can own it. Raises OSError."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(directory, mode=0o700)
+    except FileExistsError:
+        pass
+    else:  # made by root (ab): the directory belongs to whoever owns the data directory
+        parent = os.stat(os.path.dirname(directory) or ".")
+        if os.geteuid() == 0 and parent.st_uid != 0:
+            os.chown(directory, parent.st_uid, parent.st_gid)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

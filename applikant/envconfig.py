@@ -143,8 +143,13 @@ def cookie(raw: dict) -> bytes:
 
 
 def dist_settings(raw: dict) -> DistSettings:
+    """[dist], with the nodes' Unix sockets in `<data_dir>/nodes` unless it says
+    where (`local_socket_dir`; "" for TCP only)."""
+    values = dict(section(raw, "dist"))
+    if "local_socket_dir" not in values:
+        values["local_socket_dir"] = os.path.join(os.path.abspath(data_dir(raw)), "nodes")
     try:
-        return DistSettings.from_mapping(section(raw, "dist"))
+        return DistSettings.from_mapping(values)
     except ValueError as exc:
         raise ConfigError(f"in [dist]: {exc}") from None
 

@@ -1,6 +1,9 @@
 """Calls per second between two long-lived node processes over loopback:
 sequential, 16 concurrent callers, 1 KB and 64 KB payloads (and MB/s); with
 --tls, the same over TLS in the same run and the TLS/plain ratio at 1 KB.
+Nodes of one host link over a Unix socket (`transport`; node/localsock.py);
+--tcp adds the same figures over loopback TCP, as between hosts (`tcp_*`);
+--tls implies it, for TLS runs over TCP and its ratio is to plain TCP.
 
 Beside each rate, the CPU time per call of the caller (`*_cpu_us`) and of the
 node that serves it (`*_server_cpu_us`, from its `node.info`): on a machine
@@ -76,7 +79,10 @@ async def client(name: str) -> None:
         link = await node.connect("server@localhost")
         await node.sync()
         await _measure(node, b"x", 4)  # warm up
-        result: dict[str, float | str] = {"frame_auth_suite": link.proto.suite}
+        result: dict[str, float | str] = {
+            "frame_auth_suite": link.proto.suite,
+            "transport": "unix" if link.address.startswith("unix:") else "tcp",
+        }
         for key, payload, callers in (
             ("seq_calls_per_s", 10, 1),
             ("conc16_calls_per_s", 10, 16),
@@ -97,10 +103,10 @@ async def client(name: str) -> None:
         print(json.dumps(result), flush=True)
 
 
-def run_pair(tls_dir: str | None) -> dict[str, Any]:
-    extra = ""
+def run_pair(tls_dir: str | None, tcp: bool = False) -> dict[str, Any]:
+    extra = 'local_socket_dir = ""\n' if tcp else ""
     if tls_dir:
-        extra = (
+        extra += (
             f'\n[dist.tls]\nenabled = true\nca = "{tls_dir}/ca/ca.pem"\n'
             f'cert = "{tls_dir}/localhost.pem"\nkey = "{tls_dir}/localhost.key"\n'
         )
@@ -127,6 +133,9 @@ def run_pair(tls_dir: str | None) -> dict[str, Any]:
 def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--tls", action="store_true", help="also measure over TLS")
+    p.add_argument(
+        "--tcp", action="store_true", help="also measure over loopback TCP (as between hosts)"
+    )
     p.add_argument("--client", help=argparse_hidden())
     args = p.parse_args()
     if args.client:
@@ -134,11 +143,14 @@ def main() -> None:
         return
     plain = run_pair(None)
     suite = plain.pop("frame_auth_suite")
+    transport = plain.pop("transport")
     result: dict[str, Any] = {k: round(v, 1) for k, v in plain.items()}
     result["frame_auth"] = bool(suite)
     result["frame_auth_suite"] = suite
+    result["transport"] = transport
     rows = [
         ("frame authentication", suite or "none"),
+        ("transport", f"{transport} (nodes of one host: Unix socket unless [dist] says otherwise)"),
         (
             "sequential calls/s",
             f"{plain['seq_calls_per_s']:,.0f}  (target >= 10,000; OTP 25: 14,500)",
@@ -166,6 +178,22 @@ def main() -> None:
             f"{plain['page_faults_64k']:.1f} caller, {plain['server_page_faults_64k']:.1f} server",
         ),
     ]
+    tcp: dict[str, Any] = {}
+    if args.tcp or args.tls:  # (TLS runs over TCP: its ratio is to plain TCP)
+        tcp = run_pair(None, tcp=True)
+        tcp.pop("frame_auth_suite")
+        assert tcp.pop("transport") == "tcp"
+        for k, v in tcp.items():
+            result[f"tcp_{k}"] = round(v, 1)
+        rows += [
+            ("TCP sequential calls/s", f"{tcp['seq_calls_per_s']:,.0f}"),
+            ("TCP 16 concurrent calls/s", f"{tcp['conc16_calls_per_s']:,.0f}"),
+            ("TCP 64 KB MB/s", f"{tcp['mb_per_s_64k']:,.0f}"),
+            (
+                "TCP CPU per call, µs",
+                f"{tcp['seq_cpu_us']:.0f} caller + {tcp['seq_server_cpu_us']:.0f} server",
+            ),
+        ]
     if args.tls:
         import tempfile
 
@@ -176,14 +204,15 @@ def main() -> None:
             certs.make_cert(f"{tmp}/ca", "localhost", tmp)
             tls = run_pair(tmp)
         tls.pop("frame_auth_suite")
+        tls.pop("transport")
         for k, v in tls.items():
             result[f"tls_{k}"] = round(v, 1)
-        result["tls_ratio_1k"] = round(tls["calls_per_s_1k"] / plain["calls_per_s_1k"], 3)
+        result["tls_ratio_1k"] = round(tls["calls_per_s_1k"] / tcp["calls_per_s_1k"], 3)
         rows += [
             ("TLS sequential 1 KB calls/s", f"{tls['calls_per_s_1k']:,.0f}"),
             ("TLS 16 concurrent calls/s", f"{tls['conc16_calls_per_s']:,.0f}"),
             ("TLS 64 KB MB/s", f"{tls['mb_per_s_64k']:,.0f}"),
-            ("TLS / plain at 1 KB", f"{result['tls_ratio_1k']:.2f}  (target >= 0.70)"),
+            ("TLS / plain TCP at 1 KB", f"{result['tls_ratio_1k']:.2f}  (target >= 0.70)"),
         ]
     common.report(rows, result, args.json)
 

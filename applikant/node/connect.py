@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from ..logs import EventLog
-from . import names, pmregister, protocol
+from . import localsock, names, pmregister, protocol
 from .errors import HandshakeRefused, NodeDown, NodeStartError, ProtocolError, Refused
 from .faststream import FastSocketStream
 from .protocol import NEED_DATA, HandshakeDone, HandshakeFailed, PeerHello, PeerLinked, Role
@@ -131,12 +131,24 @@ class Connector:
         return Established(stream, proto, peer, False, address, dialer=self.name)
 
     async def _open_tcp(self, peer: str) -> tuple[trio.abc.Stream, str]:
-        """The default opener: the port from the peer host's portmapper, then TCP
-        (and TLS when configured)."""
+        """The default opener: the port from the peer host's portmapper, then the
+        peer's local socket if it is on this host (localsock.py), else TCP (and
+        TLS when configured)."""
         name, host = names.split(peer)
         port = await pmregister.lookup(host, name, self.settings)
+        busy_wait = self.settings.busy_wait_us * 1e-6
+        directory = self.settings.local_socket_dir
+        if directory and self._ssl_client is None and host == names.split(self.name)[1]:
+            path = localsock.socket_path(directory, name, port)
+            if path is not None:
+                try:
+                    sock = await localsock.connect(path)
+                except OSError:
+                    pass  # (not there, or not ours to open: TCP as before)
+                else:
+                    return FastSocketStream(sock, busy_wait), f"unix:{path}"
         stream: trio.abc.Stream = FastSocketStream.from_trio(
-            await trio.open_tcp_stream(host, port), self.settings.busy_wait_us * 1e-6
+            await trio.open_tcp_stream(host, port), busy_wait
         )
         if self._ssl_client is not None:
             stream = _tls(stream, self._ssl_client, server_hostname=host)
@@ -261,12 +273,15 @@ def _tls(stream: trio.abc.Stream, context: Any, **kw: Any) -> trio.abc.Stream:
 
 
 def peer_address(stream: trio.abc.Stream) -> str:
-    """host:port of the other end of a socket stream, for logs; "?" if unknown."""
+    """host:port of the other end of a socket stream (`local:uid=U` over a Unix
+    socket), for logs; "?" if unknown."""
     try:
-        host, port = stream.getpeername()[:2]  # type: ignore[attr-defined]
-        return f"{host}:{port}"
+        peer = stream.getpeername()  # type: ignore[attr-defined]
     except (AttributeError, OSError):
         return "?"
+    if not isinstance(peer, tuple):  # (AF_UNIX: the peer's path, most often "")
+        return localsock.peer_of(stream.socket)  # type: ignore[attr-defined]
+    return f"{peer[0]}:{peer[1]}"
 
 
 def _why(exc: BaseException) -> str:

@@ -251,6 +251,7 @@ class FastSocketStream(trio.abc.Stream):
             self.socket.close()
         await trio.lowlevel.checkpoint()
 
-    def getpeername(self) -> tuple[str, int]:
-        host, port = self.socket.getpeername()[:2]
-        return host, port
+    def getpeername(self) -> tuple[str, int] | str:
+        """(host, port) over TCP; over a Unix socket, the peer's path (often "")."""
+        peer = self.socket.getpeername()
+        return peer if isinstance(peer, str) else (peer[0], peer[1])

@@ -54,7 +54,7 @@ class FastSSLStream(trio.abc.Stream):
         cert: dict[str, Any] | None = self._tls.getpeercert()
         return cert
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> tuple[str, int] | str:
         return self.transport.getpeername()
 
     async def do_handshake(self) -> None:

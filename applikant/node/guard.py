@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import trio
 
 from ..logs import EventLog
+from . import localsock
 
 #: accept() errors that mean "no resources now", not "this listener is broken".
 CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -210,7 +211,12 @@ class Guard:
 
 
 def _host(stream: trio.SocketStream) -> str:
+    """The address a connection is counted under: its host, or over a Unix socket
+    its peer's uid (`local:uid=U`)."""
     try:
-        return str(stream.socket.getpeername()[0])
+        peer = stream.socket.getpeername()
     except OSError:
         return "?"
+    if isinstance(peer, str):
+        return localsock.peer_of(stream.socket)  # type: ignore[arg-type]
+    return str(peer[0])

@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from ..logs import EventLog
-from . import heap, names
+from . import heap, localsock, names
 from .connect import Connector, Crossed, Established, Opener, listen, peer_address
 from .deadlines import Deadlines
 from .errors import (
@@ -446,19 +446,43 @@ async def open_node(
     node = Node(name, cookie, settings)
     heap.keep_freed_memory()  # (large messages without page faults: heap.py)
     listener, node.port = await listen(node.settings)
+    listeners = [listener]
+    local: str | None = None
     try:
         async with _unwrapped(), trio.open_nursery() as nursery:
             await nursery.start(
                 partial(keep_registered, node.settings, node.name, node.port, cookie)
             )
-            await nursery.start(node.run, [listener])
-            log.info("node_started", port=node.port)
+            local = await _listen_local(node, listeners)  # (the name is ours now)
+            await nursery.start(node.run, listeners)
+            log.info("node_started", port=node.port, local=local or "")
             try:
                 yield node
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        await trio.aclose_forcefully(listener)
+        for each in listeners:
+            await trio.aclose_forcefully(each)
+        if local is not None:
+            localsock.remove(local)
+
+
+async def _listen_local(node: Node, listeners: list[trio.SocketListener]) -> str | None:
+    """Also listen on the node's Unix socket (localsock.py), if configured and
+    possible; its path. A node that cannot still works over TCP, said once."""
+    s = node.settings
+    if not s.local_socket_dir or s.tls.enabled:
+        return None
+    path = localsock.socket_path(s.local_socket_dir, names.name_of(node.name), node.port)
+    if path is None:
+        log.warning("local_socket_skipped", reason="path too long", dir=s.local_socket_dir)
+        return None
+    try:
+        listeners.append(await localsock.listen(path))
+    except OSError as exc:
+        log.warning("local_socket_skipped", reason=exc.strerror or str(exc), path=path)
+        return None
+    return path
 
 
 __all__ = [

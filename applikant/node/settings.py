@@ -91,6 +91,10 @@ class DistSettings(_Settings):
     # How long a link's reader polls before it sleeps, when the link's messages
     # come less than a millisecond apart (Erlang's scheduler busy wait). 0: off.
     busy_wait_us = 100
+    # Where nodes of this host also listen on Unix sockets, and dial each other
+    # through them (localsock.py). Empty: TCP only. (applikant's config sets it
+    # to <data_dir>/nodes unless [dist] says otherwise.)
+    local_socket_dir = ""
     tls = TlsSettings()
 
     def __init__(self, **values: Any) -> None:

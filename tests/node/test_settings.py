@@ -27,6 +27,7 @@ DEFAULTS = {
     "portmapper_idle_timeout": 5.0,
     "max_frame": 16 * 1024 * 1024,
     "busy_wait_us": 100,
+    "local_socket_dir": "",
     "tls": {"enabled": False, "ca": "", "cert": "", "key": ""},
 }
 

@@ -33,6 +33,7 @@ from hypercorn.trio.tcp_server import TCPServer
 __all__ = ["Connection", "install"]
 
 HOLD_MAX = 16 * 1024  # a response head, or a small first chunk; larger writes go at once
+JOIN_MAX = 256 * 1024  # a larger body follows its held head in a send of its own (no copy)
 _SEND_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -108,20 +109,27 @@ class Connection(TCPServer):
                 self._task_group.spawn(self._flush_when_parked)
             self._flusher_lot.unpark()
             return
-        data, self._held = self._held + data, b""
-        await self._send(data)
+        held, self._held = self._held, b""
+        if not held and not data:
+            return  # the end of a body of known length: nothing to send
+        if len(data) > JOIN_MAX:
+            await self._send(held, data)
+        else:
+            await self._send(held + data)
 
     async def _send_held(self) -> None:
         data, self._held = self._held, b""
         if data:
             await self._send(data)
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, *parts: bytes) -> None:
         """Hypercorn's send: in order (one lock), shielded, a broken stream closes."""
         async with self.send_lock:
             try:
                 with trio.CancelScope(shield=True):
-                    await self.stream.send_all(data)
+                    for data in parts:
+                        if data:
+                            await self.stream.send_all(data)
             except _SEND_ERRORS:
                 await self.protocol.handle(Closed())
 

@@ -123,15 +123,21 @@ class Connection(TCPServer):
             await self._send(data)
 
     async def _send(self, *parts: bytes) -> None:
-        """Hypercorn's send: in order (one lock), shielded, a broken stream closes."""
-        async with self.send_lock:
-            try:
-                with trio.CancelScope(shield=True):
-                    for data in parts:
-                        if data:
-                            await self.stream.send_all(data)
-            except _SEND_ERRORS:
-                await self.protocol.handle(Closed())
+        """Hypercorn's send: in order (one lock), shielded, a broken stream closes.
+        A free lock is taken without a checkpoint: the send that follows is one."""
+        try:
+            self.send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self.send_lock.acquire()
+        try:
+            with trio.CancelScope(shield=True):
+                for data in parts:
+                    if data:
+                        await self.stream.send_all(data)
+        except _SEND_ERRORS:
+            await self.protocol.handle(Closed())
+        finally:
+            self.send_lock.release()
 
     async def _flush_when_parked(self) -> None:
         """Sends what a task held once it has yielded; ends with the reader."""

@@ -6,7 +6,8 @@ restarts its keep-alive timer as a new task around every request. `Connection`
 changes both, and nothing else:
 
 - A small write when nothing is held is held back until the same task writes
-  again (the body after the head: both leave in one `send`), or until that task
+  again (the body after the head: both leave in one `send`, or in two back to
+  back for a body over `JOIN_MAX`, which is not copied), or until that task
   yields, whatever it then waits for: a task that parks is followed by the
   connection's flusher task, which sends what is held. So a streaming response's
   head (archives, raw downloads, git over HTTP), a `100 Continue` or the first
@@ -16,8 +17,9 @@ changes both, and nothing else:
   moves (Hypercorn's "idle" / "busy" updates), with the same meaning: a
   connection idle for `keep_alive_timeout`, or a server shutting down, is closed.
 
-`install()` makes Hypercorn's trio worker use it for every connection; it relies
-on `TCPServer`'s `protocol_send`, `_close` and `idle_task` (Hypercorn 0.17-0.18).
+`install()` makes Hypercorn's trio worker use it for every connection. It relies
+on `TCPServer`'s `protocol_send`, `_read_data`, `_close` and `idle_task` (written
+against Hypercorn 0.18; tests/web/test_hyperconn.py checks each promise above).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ..config import Config
 from ..links import Links
 from ..logs import EventLog
 from ..node.node import Node
+from . import hyperconn
 from .am import Am
 from .app import Site, Web, build
 from .auth import Auth, Lifetimes
@@ -102,6 +103,7 @@ async def setup(node: Node, config: Config, nursery: trio.Nursery) -> None:
     web = make_web(node, config)
     app = build(web)
     nursery.start_soon(web.am.run)
+    hyperconn.install()  # one send per response, no timer task per request
     # An explicit trigger keeps Hypercorn from installing signal handlers of its
     # own: the daemon runner owns SIGTERM and cancels this nursery.
     binds = await nursery.start(

@@ -91,18 +91,18 @@ def _tree_parts_of(
         name, path = escape(e.name), escape(_q(e.path))
         if e.kind == "tree":
             cell = (
-                '<span class="icon" aria-hidden="true">▸</span><a class="dir" '
+                '<span class="icon" aria-hidden="true">&#9656;</span><a class="dir" '
                 f'href="/{full}/tree?ref={qref}&amp;path={path}">{name}</a>'
             )
         elif e.kind == "blob":
             link = ' <span class="muted">(link)</span>' if e.mode == "120000" else ""
             cell = (
-                '<span class="icon" aria-hidden="true">·</span>'
+                '<span class="icon" aria-hidden="true">&middot;</span>'
                 f'<a href="/{full}/blob?ref={qref}&amp;path={path}">{name}</a>{link}'
             )
         else:
             cell = (
-                f'<span class="icon" aria-hidden="true">◦</span>{name} '
+                f'<span class="icon" aria-hidden="true">&#9702;</span>{name} '
                 f'<span class="muted">(submodule @ {escape(e.id[:10])})</span>'
             )
         c = last.get(e.name)

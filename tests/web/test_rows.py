@@ -37,6 +37,7 @@ def test_kept_rows_are_the_rows_made_afresh() -> None:
     assert ">3 hours ago</time>" in fresh and ">1 week ago</time>" in fresh
     assert '<span class="muted">(link)</span>' in fresh and "7 B" in fresh
     assert "(submodule @ eeeeeeeeee)" in fresh
+    assert fresh.isascii()  # symbols as character references: an ASCII page encodes as a copy
 
 
 def test_times_are_counted_from_each_request() -> None:

@@ -192,4 +192,6 @@ def load(path: str | None = None) -> Config:
         where = ".".join(str(p) for p in first["loc"])
         raise envconfig.ConfigError(f"in the config file, {where}: {first['msg']}") from None
     config.raw = raw
+    if "local_socket_dir" not in envconfig.section(raw, "dist"):  # (as dist_settings does)
+        config.dist.local_socket_dir = envconfig.default_socket_dir(raw)
     return config

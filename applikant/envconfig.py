@@ -142,12 +142,17 @@ def cookie(raw: dict) -> bytes:
     return value.encode()
 
 
+def default_socket_dir(raw: dict) -> str:
+    """Where this host's nodes listen on Unix sockets unless [dist] says (node/localsock.py)."""
+    return os.path.join(os.path.abspath(data_dir(raw)), "nodes")
+
+
 def dist_settings(raw: dict) -> DistSettings:
     """[dist], with the nodes' Unix sockets in `<data_dir>/nodes` unless it says
     where (`local_socket_dir`; "" for TCP only)."""
     values = dict(section(raw, "dist"))
     if "local_socket_dir" not in values:
-        values["local_socket_dir"] = os.path.join(os.path.abspath(data_dir(raw)), "nodes")
+        values["local_socket_dir"] = default_socket_dir(raw)
     try:
         return DistSettings.from_mapping(values)
     except ValueError as exc:

@@ -92,3 +92,15 @@ def test_without_a_config_the_cookie_error_names_every_place_looked_at(
     found = user_list()
     # The config was found: the cookie was read, and the failure is now am's absence.
     assert "cookie" not in found.stderr and "portmapper" in found.stderr, found.stderr
+
+
+def test_local_sockets_follow_the_data_dir_unless_dist_says(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[node]\ndata_dir = "{tmp_path}/data"\n')
+    assert config.load(str(path)).dist.local_socket_dir == f"{tmp_path}/data/nodes"
+    raw = envconfig.load_raw(str(path))
+    assert envconfig.dist_settings(raw).local_socket_dir == f"{tmp_path}/data/nodes"
+    path.write_text(f'[node]\ndata_dir = "{tmp_path}/data"\n[dist]\nlocal_socket_dir = ""\n')
+    assert config.load(str(path)).dist.local_socket_dir == ""  # TCP only
+    raw = envconfig.load_raw(str(path))
+    assert envconfig.dist_settings(raw).local_socket_dir == ""

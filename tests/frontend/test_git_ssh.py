@@ -6,6 +6,7 @@ sshd -> as -> af_auth -> am -> git-receive-pack -> ah -> af_hook_server -> am_ho
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -444,3 +445,12 @@ def test_keys_last_use_is_recorded_in_batches(site: GitSite, alice: User) -> Non
     shown = {str(when)[:16].replace("T", " ") for when in (before, used())}
     assert out.returncode == 0 and any(w in out.stdout for w in shown), (shown, out.stdout)
     assert site.status()["keys_used_told"] >= 1
+
+
+def test_am_and_af_link_through_their_unix_sockets(site: GitSite, alice: User) -> None:
+    """Daemons of one host dial each other through <data_dir>/nodes (localsock.py)."""
+    assert site.af_proc is not None
+    log = site.af_proc.log_text()
+    started = next(line for line in log.splitlines() if "event=node_started" in line)
+    assert "/nodes/af." in started, started  # af listens on its socket
+    assert re.search(r"event=nodeup peer=am@\S+ address=unix:\S+/nodes/am\.\d+\.sock", log), log

@@ -461,10 +461,10 @@ async def open_node(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
+        if local is not None:  # (first: while our TCP port is held, no new node can
+            localsock.remove(local)  # take this path, so we never remove a successor's)
         for each in listeners:
             await trio.aclose_forcefully(each)
-        if local is not None:
-            localsock.remove(local)
 
 
 async def _listen_local(node: Node, listeners: list[trio.SocketListener]) -> str | None:

@@ -74,19 +74,26 @@ async def test_a_stale_socket_file_is_replaced_and_a_dead_one_falls_back(tmp_pat
         async with open_node("b@localhost", COOKIE, s) as b:
             path = sockets / f"b.{b.port}.sock"
         # b is gone; a file of its name and port stays behind, nobody listening
-        dead = socket.socket(socket.AF_UNIX)
-        dead.bind(str(path))
-        dead.close()
+        leave_dead_socket(path)
+        async with await localsock.listen(str(path)):  # replaced, with the node's mode
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            (await localsock.connect(str(path))).close()
         async with open_node("b@localhost", COOKIE, s) as b:
-            if b.port == int(path.name.split(".")[1]):  # the same port again: replaced
-                assert stat.S_IMODE(path.stat().st_mode) == 0o600
             async with open_node("a@localhost", COOKIE, s) as a:
                 assert (await a.connect("b@localhost")).address.startswith("unix:")
-        # a name's socket that nobody serves: the dial goes over TCP instead
+        # a crashed node's socket at the path a dial looks at: the dial goes over TCP
         async with open_node("b@localhost", COOKIE, local(pm, tmp_path / "elsewhere")) as b:
-            (sockets / f"b.{b.port}.sock").touch()  # not even a socket
+            leave_dead_socket(sockets / f"b.{b.port}.sock")
             async with open_node("a@localhost", COOKIE, s) as a:
                 assert over_tcp(await a.connect("b@localhost"))
+
+
+def leave_dead_socket(path: Path) -> None:
+    """A socket file nobody listens on (what a node killed with SIGKILL leaves)."""
+    path.unlink(missing_ok=True)
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(path))
+    dead.close()
 
 
 async def test_without_the_cookie_the_socket_gives_nothing(tmp_path: Path) -> None:

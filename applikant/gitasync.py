@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from applikant import gitops
+from applikant.node import lean
 
 __all__ = ["TIMEOUT", "has_path", "is_fast_forward", "run"]
 
@@ -58,7 +59,9 @@ def _start(argv: list[str], env: dict[str, str], capture: bool) -> tuple[int, in
     else:
         actions.append((os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0))
     try:
-        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsigdef=_DEFAULTS)
+        pid = os.posix_spawnp(
+            argv[0], argv, env, file_actions=actions, setsigdef=lean.IGNORED_SIGNALS
+        )
     except BaseException:
         if capture:
             os.close(read_end)
@@ -115,12 +118,6 @@ def _exit_code(pid: int) -> int:
     """Reap `pid`, which has ended (its pidfd said so) or was just SIGKILLed."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
-
-
-#: Signals Python ignores that the child must not (what Popen's restore_signals resets).
-_DEFAULTS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
-)
 
 
 async def is_fast_forward(

@@ -193,6 +193,9 @@ def _main(argv: list[str] | None) -> int:
                 on_idle=client.close,
                 on_start=lambda pid: push.update(pid=pid),
             )
+        except OSError as exc:
+            _say(f"cannot run {request.verb}: {exc.strerror}")
+            return 1
         finally:
             client.close()
     client.close()

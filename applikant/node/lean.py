@@ -55,6 +55,7 @@ else:
         import signal as signals
 
 __all__ = [
+    "IGNORED_SIGNALS",
     "codec",
     "compare_digest",
     "connect",
@@ -130,6 +131,13 @@ def _addresses(host: str, port: int) -> Iterator[tuple[int, tuple[Any, ...]]]:
 
 def gethostname() -> str:
     return sockets.gethostname()
+
+
+#: The signals Python ignores from its start that a program it starts must get at
+#: their default again (what Popen's restore_signals resets), for posix_spawn's setsigdef.
+IGNORED_SIGNALS = tuple(
+    getattr(signals, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signals, name)
+)
 
 
 def restore_sigpipe() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,39 @@ def test_every_ref_line_reaches_as(repo: Path, monkeypatch: pytest.MonkeyPatch, 
     code, seen, out = _run(repo, {"pre-receive": (True, [])}, monkeypatch)
     assert code == 0 and out == "done\n"
     assert seen[0][2] == "".join(line + "\n" for line in lines)
+
+
+def test_the_child_gets_the_pipes_and_default_signals_only(tmp_path: Path) -> None:
+    """receive-pack is started with fds 0-2, 7 and 8 and nothing else of as's, and
+    with SIGPIPE and SIGXFSZ at their defaults (Python ignores both)."""
+    report = tmp_path / "report.txt"
+    prog = tmp_path / "probe"
+    prog.write_text(
+        f"#!/bin/sh\nls /proc/self/fd > {report}\ngrep '^SigIgn' /proc/$$/status >> {report}\n"
+    )
+    prog.chmod(0o755)
+    # run from a fresh process, as `as` is: pytest's own inheritable fds stay out
+    code = (
+        "import os, sys; from applikant.frontend import hookpipe; "
+        "sys.exit(hookpipe.run_with_hooks(['probe'], dict(os.environ), lambda *a: (True, [])))"
+    )
+    env = {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)  # probe found in PATH
+    *fds, sigign = report.read_text().split("\n")[:-1]
+    # (what ls inherited, and its own directory fd)
+    assert {"0", "1", "2", "7", "8"} <= set(fds) and len(fds) == 6, fds
+    ignored = int(sigign.split()[1], 16)
+    for signal_number in (13, 25):  # SIGPIPE, SIGXFSZ
+        assert not ignored & (1 << (signal_number - 1)), sigign
+
+
+def test_a_program_that_cannot_run_starts_nothing_and_leaks_nothing(tmp_path: Path) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    env = {**os.environ, "PATH": str(tmp_path)}
+    with pytest.raises(FileNotFoundError):
+        hookpipe.run_with_hooks(["git-receive-pack"], env, lambda *a: (True, []))
+    not_executable = tmp_path / "plain-file"
+    not_executable.write_text("#!/bin/sh\n")
+    with pytest.raises(PermissionError):
+        hookpipe.run_with_hooks([str(not_executable)], env, lambda *a: (True, []))
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -144,10 +144,9 @@ async def has_path(
     if argv is None or not os.path.isdir(git_dir):
         return None
     # A small push's objects are loose files: a "no" read there spares git.
-    quarantined = any((env or {}).get(var) for var in gitops.QUARANTINE_VARS)
-    if not quarantined and await trio.to_thread.run_sync(
-        gitloose.surely_lacks, git_dir, commit, path
-    ):
-        return False
+    if not any((env or {}).get(var) for var in gitops.QUARANTINE_VARS):
+        lacks = await trio.to_thread.run_sync(gitloose.surely_lacks, git_dir, commit, path)
+        if lacks:
+            return False
     done = await run(argv, env, timeout=timeout, capture=True)
     return None if done is None else gitops.interpret_has_path(done.returncode, done.stdout)

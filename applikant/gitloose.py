@@ -22,9 +22,10 @@ from __future__ import annotations
 import os
 import zlib
 
-__all__ = ["surely_lacks"]
+__all__ = ["PACKED_REFS_MAX", "surely_lacks"]
 
 _HEX = frozenset("0123456789abcdef")
+PACKED_REFS_MAX = 1 << 20  # bytes of packed-refs searched for replace refs; larger: git
 
 
 def surely_lacks(git_dir: str, commit: str, path: str) -> bool | None:
@@ -66,6 +67,8 @@ def _may_replace(git_dir: str) -> bool:
         pass
     try:
         with open(os.path.join(git_dir, "packed-refs"), "rb") as f:
+            if os.fstat(f.fileno()).st_size > PACKED_REFS_MAX:
+                return True  # (reading it all would cost more than asking git)
             return b"refs/replace/" in f.read()
     except FileNotFoundError:
         return False

@@ -117,3 +117,15 @@ async def test_quarantined_pushes_are_asked_of_git(
     monkeypatch.setattr(gitloose, "surely_lacks", never)
     env = {"GIT_QUARANTINE_PATH": str(work / ".git" / "objects")}
     assert await gitasync.has_path(str(work / ".git"), oid, SCRIPT, env) is False
+
+
+async def test_a_large_packed_refs_is_left_to_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = new_repo(tmp_path)
+    oid = commit(work, {"README": "x\n"})
+    git("pack-refs", "--all", cwd=work)
+    assert gitloose.surely_lacks(str(work / ".git"), oid, SCRIPT) is True
+    size = (work / ".git" / "packed-refs").stat().st_size
+    monkeypatch.setattr(gitloose, "PACKED_REFS_MAX", size - 1)
+    assert await agree(work / ".git", oid, SCRIPT, None) is False

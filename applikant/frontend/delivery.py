@@ -93,6 +93,7 @@ class Delivery:
         self._outages = 0
         self._paused_until = 0.0
         self._sleep: trio.CancelScope | None = None  # run()'s sleep, while it sleeps
+        self._sweep_at = 0.0  # when run()'s sleep ends at the latest
 
     # ---- one attempt -----------------------------------------------------------
 
@@ -134,8 +135,10 @@ class Delivery:
         self._due_by(self._watched[path][1])
 
     def forget(self, path: str) -> None:
-        """The intent at ``path`` is settled (recorded, queued or dropped)."""
-        self._watched.pop(path, None)
+        """The intent at ``path`` is settled (recorded, queued or dropped): the
+        look :meth:`watch` asked for is no longer due (no pass for it)."""
+        if self._watched.pop(path, None) is not None and self._sleep is not None:
+            self._sleep.deadline = self._next_due()
 
     def _backoff(self, failures: int) -> float:
         base = max(self.link.retry, 0.2)
@@ -151,7 +154,7 @@ class Delivery:
         """When the next pass is due: a retry, a look at an intent, the end of a
         pause, or the sweep."""
         now = trio.current_time()
-        due = [now + SWEEP]
+        due = [self._sweep_at]
         due += [t for _, t in self._held.values()]
         due += [t for _, t in self._watched.values()]
         if self._paused_until > now:
@@ -164,6 +167,7 @@ class Delivery:
         while True:
             self._wake = trio.Event()
             await self.settle()
+            self._sweep_at = trio.current_time() + SWEEP
             with trio.move_on_at(self._next_due()) as self._sleep:
                 await self._wake.wait()
             self._sleep = None

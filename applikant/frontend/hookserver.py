@@ -47,6 +47,7 @@ from applikant.diskspace import Reserve
 from applikant.frontend import pushinfo, spool
 from applikant.frontend.delivery import Delivery, Outcome
 from applikant.frontend.repodisk import CommandRefused, RepoDisk
+from applikant.fsutil import real_path
 from applikant.logs import EventLog
 from applikant.node.node import CallContext
 
@@ -100,7 +101,7 @@ def _valid_user(user: object) -> bool:
 
 def _inside(path: str, top: str) -> bool:
     """Whether `path`, symlinks resolved, is `top` (already resolved) or under it."""
-    real = os.path.realpath(path)
+    real = real_path(path)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
@@ -254,7 +255,7 @@ class HookServer:
             git_dir = self.disk.path(repo)
         except CommandRefused as exc:
             raise HookRefused(exc.message) from None
-        if cwd != git_dir and os.path.realpath(git_dir) != os.path.realpath(cwd):
+        if cwd != git_dir and real_path(git_dir) != real_path(cwd):
             raise HookRefused(f"the hook ran in a different repository than {repo}")
         user = env.get("APPLIKANT_USER")
         if not _valid_user(user):
@@ -273,7 +274,7 @@ class HookServer:
         }
 
     def _repo_of(self, cwd: str) -> str:
-        rel = os.path.relpath(os.path.realpath(cwd), os.path.realpath(self.disk.root))
+        rel = os.path.relpath(real_path(cwd), real_path(self.disk.root))
         parts = rel.split(os.sep)
         if len(parts) != 2 or not parts[1].endswith(".git"):
             raise HookRefused("the hook ran outside the repository root")
@@ -348,7 +349,7 @@ class HookServer:
                 if var == "GIT_ALTERNATE_OBJECT_DIRECTORIES"
                 else [os.path.join(git_dir, value)]
             )
-            top = top or os.path.realpath(git_dir)
+            top = top or real_path(git_dir)
             if not all(_inside(p, top) for p in paths):
                 raise HookRefused("object directories outside the repository")
             out[var] = ":".join(paths)

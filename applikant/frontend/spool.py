@@ -27,6 +27,12 @@ queued event and any copy ``ah`` spooled carry the same event id
 
 An intent is removed without a directory fsync: if the removal is lost in a
 crash, the intent is settled again and am's deduplication keeps it one record.
+Its file is kept for the next intent (``intents/.free-<n>``, at most
+``FREE_SLOTS``): rewriting a file costs the kernel less than making a new one
+(no inode to find and none to free; on ext4 without a journal, finding a free
+inode scans past every recently deleted one, and git deletes many in a push).
+The new intent is still written whole under a temp name, fsynced, renamed into
+place and its directory fsynced: it appears whole or not at all, as before.
 
 Stdlib only: ``ah`` imports this module, on its failure path only.
 """
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 
 from applikant.fsutil import fsync_dir, write_atomic
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAILED_DIR",
+    "FREE_SLOTS",
     "INTENTS_DIR",
     "bury",
     "dead_letters",
@@ -63,6 +71,8 @@ __all__ = [
 FAILED_DIR = "failed"
 INTENTS_DIR = "intents"
 _SUFFIX = ".json"
+_FREE = ".free-"  # + n: the file of a settled intent, kept for the next
+FREE_SLOTS = 4
 _ID_CHARS = frozenset("0123456789abcdef-")
 
 
@@ -156,9 +166,72 @@ def write_intent(spool_dir: str, event_id: str, record: dict[str, Any]) -> str:
     durable: the caller then refuses the push.
     """
     path = intent_path(spool_dir, event_id)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    write_atomic(path, json.dumps(record, sort_keys=True), mode=0o600)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    content = json.dumps(record, sort_keys=True).encode("utf-8")
+    if not _rewrite_free(directory, path, content):
+        write_atomic(path, content.decode("utf-8"), mode=0o600)
     return path
+
+
+def _free_slot(directory: str, n: int) -> str:
+    return os.path.join(directory, f"{_FREE}{n}")
+
+
+def _rewrite_free(directory: str, path: str, content: bytes) -> bool:
+    """Write ``content`` to ``path`` as write_atomic would (temp name, fsync,
+    rename, directory fsync), in the file of a settled intent; False when
+    there is none to take, or when a new file would not fit (the disk is full:
+    the push is refused then, as it always was). A slot that is not a plain
+    file of this account's is never written to: it is removed (and the caller
+    writes a new file)."""
+    room = os.statvfs(directory)
+    if room.f_bavail == 0 or room.f_favail == 0:
+        return False  # a new file would not fit: refused as ever (write_atomic says why)
+    tmp = os.path.join(
+        directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    )
+    for n in range(FREE_SLOTS):
+        try:
+            os.rename(_free_slot(directory, n), tmp)  # taken: no other writer gets it
+        except FileNotFoundError:
+            continue
+        break
+    else:
+        return False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # (a symlink, a directory, a FIFO...)
+        _discard(tmp)
+        return False
+    try:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+                _discard(tmp)
+                return False
+            os.fchmod(fd, 0o600)
+            view = memoryview(content)
+            offset = 0
+            while offset < len(content):
+                offset += os.pwrite(fd, view[offset:], offset)
+            os.ftruncate(fd, len(content))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+    fsync_dir(directory)
+    return True
+
+
+def _discard(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # (a directory stays, under its hidden temp name)
 
 
 def intents(spool_dir: str) -> list[str]:
@@ -174,9 +247,17 @@ def intents(spool_dir: str) -> list[str]:
 
 
 def drop_intent(spool_dir: str, event_id: str) -> None:
-    """Forget the intent of a push now recorded (idempotent, no fsync: see above)."""
+    """Forget the intent of a push now recorded (idempotent, no fsync: see
+    above); its file is kept for the next intent while a free slot is open."""
+    path = intent_path(spool_dir, event_id)
+    directory = os.path.dirname(path)
     try:
-        os.unlink(intent_path(spool_dir, event_id))
+        for n in range(FREE_SLOTS):
+            slot = _free_slot(directory, n)
+            if not os.path.lexists(slot):
+                os.rename(path, slot)  # (two drops racing for it: one file is freed)
+                return
+        os.unlink(path)
     except FileNotFoundError:
         pass
 

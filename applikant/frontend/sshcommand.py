@@ -230,11 +230,13 @@ def resolve_repo_path(repo_root: str, repo: str) -> str:
     returned path is the unresolved one, so messages and hooks see the name the
     admin expects.
     """
+    from applikant.fsutil import real_path  # (here: `as` imports this module, not this)
+
     check_repo(repo)
     owner, name = repo.split("/")
     root = os.path.abspath(repo_root)
     path = os.path.join(root, owner, name + ".git")
-    real_root = os.path.realpath(root)
-    if os.path.realpath(path) != os.path.join(real_root, owner, name + ".git"):
+    real_root = real_path(root)
+    if real_path(path) != os.path.join(real_root, owner, name + ".git"):
         raise CommandRefused(f"repository {repo} is not its own directory in the repository root")
     return path

@@ -257,3 +257,30 @@ async def test_the_loop_settles_a_watched_intent_once_its_push_is_over(
         assert spool.intents(site.delivery.spool_dir) == [] and site.delivery.discarded == 1
         assert site.link.calls == []
         nursery.cancel_scope.cancel()
+
+
+async def test_an_intent_forgotten_by_its_post_receive_costs_no_pass(
+    site: Site, inline: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A push whose post-receive reached am (watch, then forget) wakes nothing;
+    the sweep still comes on time however many pushes there are."""
+    from applikant.frontend.delivery import SWEEP, WATCH_FIRST
+
+    passes = Passes(site)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(site.delivery.run)
+        await trio.sleep(1.0)
+        assert passes.count == 1  # the first pass; asleep until the sweep
+        path = spool.intent_path(site.delivery.spool_dir, "cafe")
+        for _ in range(int(SWEEP / 2) - 1):  # one push every 2 s
+            site.delivery.watch(path)
+            await trio.sleep(0.1)
+            site.delivery.forget(path)
+            await trio.sleep(1.9)
+        assert passes.count == 1
+        await trio.sleep(2.0)  # the sweep, 60 s after the first pass
+        assert passes.count == 2
+        site.delivery.watch(path)  # a push whose post-receive never came: looked at
+        await trio.sleep(WATCH_FIRST + 0.01)
+        assert passes.count == 3
+        nursery.cancel_scope.cancel()

@@ -59,3 +59,63 @@ def test_read_refuses_non_objects(tmp_path: Path) -> None:
     p.write_text("[1, 2]")
     with pytest.raises(ValueError):
         spool.read(str(p))
+
+
+def _inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def test_a_dropped_intent_file_is_rewritten_whole_for_the_next(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    first = spool.write_intent(d, "aaaa", {"request": {"stdin": "x" * 500}})
+    inode = _inode(first)
+    spool.drop_intent(d, "aaaa")
+    spool.drop_intent(d, "aaaa")  # idempotent
+    assert spool.intents(d) == [] and not os.path.exists(first)
+    second = spool.write_intent(d, "bbbb", {"request": {"n": 2}})  # shorter than the first
+    assert _inode(second) == inode  # the same file, no new inode
+    assert spool.read(second) == {"request": {"n": 2}}
+    assert stat.S_IMODE(os.stat(second).st_mode) == 0o600
+    assert spool.intents(d) == [second]
+    directory = os.path.dirname(second)
+    assert sorted(os.listdir(directory)) == ["bbbb.json"]  # no slot, no temp file left
+
+
+def test_free_slots_are_bounded_and_never_listed(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    ids = [f"{n:04x}" for n in range(spool.FREE_SLOTS + 3)]
+    for event_id in ids:
+        spool.write_intent(d, event_id, {"n": event_id})
+    for event_id in ids:
+        spool.drop_intent(d, event_id)
+    directory = os.path.join(d, spool.INTENTS_DIR)
+    assert len(os.listdir(directory)) == spool.FREE_SLOTS  # the rest were removed
+    assert spool.intents(d) == [] and spool.summary(d)["intents"] == 0
+    again = [spool.write_intent(d, f"{n:04x}", {"again": n}) for n in range(100, 106)]
+    assert spool.intents(d) == again
+    assert [spool.read(p) for p in again] == [{"again": n} for n in range(100, 106)]
+    assert sorted(os.listdir(directory)) == sorted(os.path.basename(p) for p in again)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "fifo", "linked"])
+def test_a_slot_that_is_not_a_plain_file_of_ours_is_never_written(
+    tmp_path: Path, kind: str
+) -> None:
+    d = str(tmp_path)
+    directory = tmp_path / spool.INTENTS_DIR
+    directory.mkdir()
+    slot = directory / ".free-0"
+    target = tmp_path / "elsewhere"
+    target.write_text("keep\n")
+    if kind == "symlink":
+        slot.symlink_to(target)
+    elif kind == "directory":
+        slot.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(slot)
+    else:
+        os.link(target, slot)  # a second name of another file
+    path = spool.write_intent(d, "cafe", {"n": 1})
+    assert spool.read(path) == {"n": 1}
+    assert target.read_text() == "keep\n"
+    assert not slot.exists() and spool.intents(d) == [path]
